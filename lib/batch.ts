@@ -1,0 +1,107 @@
+import type { SQSRecord } from 'aws-lambda';
+import type { DeliveryResult } from './delivery';
+import { type InvalidEvent, parseEvent, type ValidEvent } from './event';
+import type { FanoutResult } from './fanout';
+import type { DeliveryFailure, RecordOutcome } from './types';
+
+export interface BatchOptions {
+  maxEventBytes: number;
+  /** When poison records can be quarantined they do not hold up the rest of their FIFO group. */
+  quarantineEnabled: boolean;
+  /** Which endpoints already have each event (the delivery ledger). Must not throw. */
+  lookup?(keys: string[]): Promise<ReadonlyMap<string, ReadonlySet<string>>>;
+  /** Delivers one event to the endpoints that do not have it yet. Must not throw. */
+  deliver(event: ValidEvent, already: ReadonlySet<string> | undefined): Promise<FanoutResult>;
+}
+
+export interface ProcessedRecord {
+  record: SQSRecord;
+  event: ValidEvent | InvalidEvent;
+  outcome: RecordOutcome;
+}
+
+/** Reduces the per-endpoint results of one event to the record's outcome. */
+export function outcomeOf(fan: FanoutResult): RecordOutcome {
+  const delivered: string[] = [];
+  const failures: DeliveryFailure[] = [];
+  for (const result of fan.results) {
+    if (result.ok) delivered.push(result.endpoint);
+    else failures.push(stripOk(result));
+  }
+  if (failures.length === 0) return { kind: 'delivered', delivered, skipped: fan.skipped };
+  if (failures.some((failure) => failure.kind === 'rejected')) return { kind: 'rejected', failures, delivered };
+  const retryAfters = failures.map((failure) => failure.retryAfterS ?? 0);
+  const retryAfterS = Math.max(...retryAfters);
+  return retryAfterS > 0
+    ? { kind: 'failed', failures, delivered, retryAfterS }
+    : { kind: 'failed', failures, delivered };
+}
+
+function stripOk(result: Extract<DeliveryResult, { ok: false }>): DeliveryFailure {
+  const { ok: _ok, ...failure } = result;
+  return failure;
+}
+
+function blocksGroup(outcome: RecordOutcome, quarantineEnabled: boolean): boolean {
+  switch (outcome.kind) {
+    case 'delivered':
+      return false;
+    case 'invalid':
+    case 'rejected':
+      return !quarantineEnabled;
+    default:
+      return true;
+  }
+}
+
+/**
+ * Parses and delivers every record. Records without a MessageGroupId all run at once; within a FIFO group records run
+ * in order and, after the first failure, the rest of the group is sent nowhere. The same event (source + id) twice in a
+ * batch is delivered once and both records share the outcome.
+ */
+export async function processBatch(records: readonly SQSRecord[], options: BatchOptions): Promise<ProcessedRecord[]> {
+  const inFlight = new Map<string, Promise<RecordOutcome>>();
+  const parsed = records.map((record) => parseEvent(record.body, options.maxEventBytes));
+  const keys = new Set<string>();
+  for (const event of parsed) if (event.ok) keys.add(event.key);
+  const known = options.lookup && keys.size > 0 ? await options.lookup([...keys]) : undefined;
+
+  const run = (index: number): Promise<RecordOutcome> => {
+    const event = parsed[index]!;
+    if (!event.ok) return Promise.resolve({ kind: 'invalid', reason: event.reason, detail: event.detail });
+    let shared = inFlight.get(event.key);
+    if (!shared) {
+      shared = options.deliver(event, known?.get(event.key)).then(outcomeOf);
+      inFlight.set(event.key, shared);
+    }
+    return shared;
+  };
+
+  const outcomes: Promise<RecordOutcome>[] = new Array(records.length);
+  const groups = new Map<string, number[]>();
+  records.forEach((record, index) => {
+    const groupId = record.attributes?.MessageGroupId;
+    if (groupId === undefined) {
+      outcomes[index] = run(index);
+      return;
+    }
+    const group = groups.get(groupId);
+    if (group) group.push(index);
+    else groups.set(groupId, [index]);
+  });
+
+  for (const [groupId, indexes] of groups) {
+    // Each record of a group waits for its predecessor's outcome; a failure blocks the rest of the group.
+    let previous: Promise<boolean> = Promise.resolve(false);
+    for (const index of indexes) {
+      const outcome = previous.then((blocked) =>
+        blocked ? ({ kind: 'blocked', groupId } as const satisfies RecordOutcome) : run(index),
+      );
+      outcomes[index] = outcome;
+      previous = outcome.then((result) => result.kind === 'blocked' || blocksGroup(result, options.quarantineEnabled));
+    }
+  }
+
+  const settled = await Promise.all(outcomes);
+  return records.map((record, index) => ({ record, event: parsed[index]!, outcome: settled[index]! }));
+}

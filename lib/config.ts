@@ -1,0 +1,230 @@
+import { isIP } from 'node:net';
+import * as z from 'zod/mini';
+import { ConfigError } from './errors';
+
+export interface EndpointConfig {
+  name: string;
+  url: URL;
+}
+
+export interface Config {
+  endpoints: EndpointConfig[];
+  deliveryTimeoutMs: number;
+  deliveryMaxAttempts: number;
+  deliveryRetryBaseMs: number;
+  deliveryRetryMaxMs: number;
+  endpointMaxConnections: number;
+  deadlineMarginMs: number;
+  maxEventBytes: number;
+  circuitBreakerThreshold: number;
+  circuitBreakerHalfOpenMs: number;
+  quarantineQueueUrl?: string;
+  retryBaseDelayS: number;
+  retryMaxDelayS: number;
+  ledgerTable?: string;
+  ledgerTtlS: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+const NAME = /^[a-z0-9][a-z0-9-]*$/;
+
+/** True for hosts that never leave this machine: 127.0.0.0/8, ::1 and localhost. */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  if (host === 'localhost' || host.endsWith('.localhost')) return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1' || host === '0:0:0:0:0:0:0:1';
+}
+
+function parseEndpoints(value: string | undefined): EndpointConfig[] {
+  const variable = 'ENDPOINTS';
+  if (!value?.trim()) {
+    throw new ConfigError(
+      variable,
+      "is required: set comma-separated name=url pairs, e.g. 'analytics=https://a.example.com/events,audit=https://audit.example.com/ce'",
+    );
+  }
+  const seen = new Set<string>();
+  return value
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part !== '')
+    .map((part) => {
+      const eq = part.indexOf('=');
+      if (eq <= 0) throw new ConfigError(variable, `'${part}' is not a name=url pair`);
+      const name = part.slice(0, eq).trim();
+      const raw = part.slice(eq + 1).trim();
+      if (!NAME.test(name)) {
+        throw new ConfigError(
+          variable,
+          `'${name}' is not a valid endpoint name: use lowercase letters, digits and dashes`,
+        );
+      }
+      if (seen.has(name))
+        throw new ConfigError(variable, `endpoint name '${name}' appears twice: names must be unique`);
+      seen.add(name);
+      let url: URL;
+      try {
+        url = new URL(raw);
+      } catch {
+        throw new ConfigError(variable, `'${name}=${raw}' has no valid absolute URL`);
+      }
+      if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+        throw new ConfigError(
+          variable,
+          `'${name}=${raw}' must use https; plain http is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost)`,
+        );
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+        throw new ConfigError(variable, `'${name}=${raw}' must be an https URL`);
+      }
+      if (url.username || url.password) {
+        throw new ConfigError(variable, `'${name}' has credentials in its URL: use ENDPOINT_CREDENTIALS instead`);
+      }
+      return { name, url };
+    });
+}
+
+interface IntSpec {
+  variable: string;
+  fallback: number;
+  min: number;
+  max: number;
+  unit?: string;
+}
+
+function readInt(env: Env, spec: IntSpec): number {
+  const raw = env[spec.variable];
+  if (raw === undefined || raw.trim() === '') return spec.fallback;
+  const schema = z.coerce.number().check(z.int(), z.gte(spec.min), z.lte(spec.max));
+  const result = schema.safeParse(raw.trim());
+  if (!result.success || !/^-?\d+$/.test(raw.trim())) {
+    const unit = spec.unit ? ` ${spec.unit}` : '';
+    throw new ConfigError(
+      spec.variable,
+      `'${raw}' is not a whole number from ${spec.min} to ${spec.max}${unit} (default ${spec.fallback})`,
+    );
+  }
+  return result.data;
+}
+
+function parseOptionalString(env: Env, variable: string, check?: (value: string) => string | undefined) {
+  const raw = env[variable]?.trim();
+  if (!raw) return undefined;
+  const problem = check?.(raw);
+  if (problem) throw new ConfigError(variable, problem);
+  return raw;
+}
+
+function checkQueueUrl(value: string): string | undefined {
+  try {
+    const url = new URL(value);
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
+      return `'${value}' must be an https SQS queue URL (http only for loopback hosts)`;
+    }
+    return url.pathname.split('/').filter(Boolean).length === 2
+      ? undefined
+      : `'${value}' is not a queue URL: expected https://sqs.<region>.amazonaws.com/<account>/<queue-name>`;
+  } catch {
+    return `'${value}' is not a URL: expected https://sqs.<region>.amazonaws.com/<account>/<queue-name>`;
+  }
+}
+
+/** Reads the whole configuration once; throws ConfigError naming the first bad variable. */
+export function loadConfig(env: Env): Config {
+  const endpoints = parseEndpoints(env.ENDPOINTS);
+  const retryBaseDelayS = readInt(env, {
+    variable: 'RETRY_BASE_DELAY_S',
+    fallback: 10,
+    min: 0,
+    max: 43_200,
+    unit: 's',
+  });
+  const retryMaxDelayS = readInt(env, { variable: 'RETRY_MAX_DELAY_S', fallback: 900, min: 0, max: 43_200, unit: 's' });
+  if (retryMaxDelayS < retryBaseDelayS) {
+    throw new ConfigError(
+      'RETRY_MAX_DELAY_S',
+      `${retryMaxDelayS} is below RETRY_BASE_DELAY_S (${retryBaseDelayS}): the cap must be at least the base delay`,
+    );
+  }
+  const deliveryRetryBaseMs = readInt(env, {
+    variable: 'DELIVERY_RETRY_BASE_MS',
+    fallback: 100,
+    min: 1,
+    max: 60_000,
+    unit: 'ms',
+  });
+  const deliveryRetryMaxMs = readInt(env, {
+    variable: 'DELIVERY_RETRY_MAX_MS',
+    fallback: 2000,
+    min: 1,
+    max: 300_000,
+    unit: 'ms',
+  });
+  if (deliveryRetryMaxMs < deliveryRetryBaseMs) {
+    throw new ConfigError(
+      'DELIVERY_RETRY_MAX_MS',
+      `${deliveryRetryMaxMs} is below DELIVERY_RETRY_BASE_MS (${deliveryRetryBaseMs}): the cap must be at least the base`,
+    );
+  }
+  const config: Config = {
+    endpoints,
+    deliveryTimeoutMs: readInt(env, {
+      variable: 'DELIVERY_TIMEOUT_MS',
+      fallback: 5000,
+      min: 1,
+      max: 900_000,
+      unit: 'ms',
+    }),
+    deliveryMaxAttempts: readInt(env, { variable: 'DELIVERY_MAX_ATTEMPTS', fallback: 3, min: 1, max: 20 }),
+    deliveryRetryBaseMs,
+    deliveryRetryMaxMs,
+    endpointMaxConnections: readInt(env, { variable: 'ENDPOINT_MAX_CONNECTIONS', fallback: 64, min: 1, max: 1024 }),
+    deadlineMarginMs: readInt(env, {
+      variable: 'DEADLINE_MARGIN_MS',
+      fallback: 1000,
+      min: 500,
+      max: 600_000,
+      unit: 'ms',
+    }),
+    maxEventBytes: readInt(env, {
+      variable: 'MAX_EVENT_BYTES',
+      fallback: 1_048_576,
+      min: 1,
+      max: 1_048_576,
+      unit: 'bytes',
+    }),
+    circuitBreakerThreshold: readInt(env, {
+      variable: 'CIRCUIT_BREAKER_THRESHOLD',
+      fallback: 10,
+      min: 0,
+      max: 100_000,
+    }),
+    circuitBreakerHalfOpenMs: readInt(env, {
+      variable: 'CIRCUIT_BREAKER_HALF_OPEN_MS',
+      fallback: 5000,
+      min: 1,
+      max: 900_000,
+      unit: 'ms',
+    }),
+    retryBaseDelayS,
+    retryMaxDelayS,
+    ledgerTtlS: readInt(env, {
+      variable: 'DELIVERY_LEDGER_TTL_S',
+      fallback: 1_296_000,
+      min: 60,
+      max: 31_536_000,
+      unit: 's',
+    }),
+  };
+  const quarantineQueueUrl = parseOptionalString(env, 'QUARANTINE_QUEUE_URL', checkQueueUrl);
+  if (quarantineQueueUrl) config.quarantineQueueUrl = quarantineQueueUrl;
+  const ledgerTable = parseOptionalString(env, 'DELIVERY_LEDGER_TABLE', (value) =>
+    /^[a-zA-Z0-9_.-]{3,255}$/.test(value)
+      ? undefined
+      : `'${value}' is not a DynamoDB table name (3-255 of letters, digits, '_', '-', '.')`,
+  );
+  if (ledgerTable) config.ledgerTable = ledgerTable;
+  return config;
+}

@@ -1,0 +1,169 @@
+import { createHmac } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
+import { DeliveryAttemptError } from './errors';
+
+/** How an endpoint authenticates our requests; resolved from ENDPOINT_CREDENTIALS. */
+export type Credential = { kind: 'bearer'; token: string } | { kind: 'hmac'; secret: string };
+
+export const CONTENT_TYPE = 'application/cloudevents+json; charset=utf-8';
+const USER_AGENT = 'ingest-fanout/0.1';
+// Response bodies are read and thrown away; past this many bytes the connection is dropped instead.
+const DRAIN_CAP_BYTES = 64 * 1024;
+
+export interface EndpointOptions {
+  name: string;
+  url: URL;
+  timeoutMs: number;
+  maxConnections: number;
+}
+
+export interface AttemptResult {
+  status: number;
+  latencyMs: number;
+}
+
+/** Observes one request, e.g. as an X-Ray subsegment. */
+export type RequestObserver = (
+  endpoint: string,
+) => ((outcome: { status?: number; error?: string }) => void) | undefined;
+
+/** Parses Retry-After (delta-seconds or HTTP-date) into milliseconds from now. */
+export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+export function authHeaders(credential: Credential | undefined, body: Buffer): Record<string, string> {
+  if (!credential) return {};
+  if (credential.kind === 'bearer') return { authorization: `Bearer ${credential.token}` };
+  return { 'x-signature-256': `sha256=${createHmac('sha256', credential.secret).update(body).digest('hex')}` };
+}
+
+/** Turns a final HTTP status into success or a typed attempt error. */
+export function classifyStatus(
+  endpoint: string,
+  status: number,
+  retryAfter: string | undefined,
+): DeliveryAttemptError | undefined {
+  if (status >= 200 && status < 300) return undefined;
+  if (status >= 300 && status < 400) {
+    return new DeliveryAttemptError('redirect', endpoint, `answered ${status}; redirects are not followed`, status);
+  }
+  if (status === 408 || status === 429 || status >= 500) {
+    return new DeliveryAttemptError(
+      'transient',
+      endpoint,
+      `answered ${status}`,
+      status,
+      undefined,
+      parseRetryAfter(retryAfter),
+    );
+  }
+  return new DeliveryAttemptError('rejected', endpoint, `answered ${status}`, status);
+}
+
+/** One downstream endpoint: a keep-alive connection pool and single POST attempts bounded by a timeout. */
+export class Endpoint {
+  readonly name: string;
+  readonly #url: URL;
+  readonly #timeoutMs: number;
+  readonly #agent: http.Agent;
+  readonly #request: typeof http.request;
+  readonly #observe: RequestObserver | undefined;
+
+  constructor(options: EndpointOptions, observe?: RequestObserver) {
+    this.name = options.name;
+    this.#url = options.url;
+    this.#timeoutMs = options.timeoutMs;
+    this.#observe = observe;
+    const secure = options.url.protocol === 'https:';
+    const agentOptions = {
+      keepAlive: true,
+      maxSockets: options.maxConnections,
+      maxFreeSockets: options.maxConnections,
+      // The most recently used socket is the least likely to have been closed by the server.
+      scheduling: 'lifo' as const,
+    };
+    this.#agent = secure ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+    this.#request = secure ? https.request : http.request;
+  }
+
+  /** POSTs the body once. Resolves on 2xx; rejects with a DeliveryAttemptError otherwise. */
+  post(body: Buffer, key: string, signal: AbortSignal, credential?: Credential): Promise<AttemptResult> {
+    const name = this.name;
+    if (signal.aborted) {
+      return Promise.reject(new DeliveryAttemptError('aborted', name, 'the invocation deadline was reached'));
+    }
+    const finishTrace = this.#observe?.(name);
+    return new Promise<AttemptResult>((resolve, reject) => {
+      const started = performance.now();
+      let settled = false;
+      const req = this.#request(this.#url, {
+        method: 'POST',
+        agent: this.#agent,
+        headers: {
+          'content-type': CONTENT_TYPE,
+          'content-length': body.length,
+          'idempotency-key': key,
+          'user-agent': USER_AGENT,
+          ...authHeaders(credential, body),
+        },
+      });
+      const cleanup = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+      };
+      const fail = (error: DeliveryAttemptError) => {
+        if (settled) return;
+        settled = true;
+        cleanup();
+        req.destroy();
+        finishTrace?.({ error: error.code ?? error.message });
+        reject(error);
+      };
+      const onAbort = () => fail(new DeliveryAttemptError('aborted', name, 'the invocation deadline was reached'));
+      const timer = setTimeout(
+        () =>
+          fail(
+            new DeliveryAttemptError('transient', name, `no answer within ${this.#timeoutMs} ms`, undefined, 'TIMEOUT'),
+          ),
+        this.#timeoutMs,
+      );
+      signal.addEventListener('abort', onAbort, { once: true });
+      req.on('response', (res) => {
+        const status = res.statusCode ?? 0;
+        let drained = 0;
+        const finish = () => {
+          if (settled) return;
+          settled = true;
+          cleanup();
+          finishTrace?.({ status });
+          const header = res.headers['retry-after'];
+          const error = classifyStatus(name, status, Array.isArray(header) ? header[0] : header);
+          if (error) reject(error);
+          else resolve({ status, latencyMs: performance.now() - started });
+        };
+        res.on('data', (chunk: Buffer) => {
+          drained += chunk.length;
+          if (drained > DRAIN_CAP_BYTES) res.destroy();
+        });
+        res.on('end', finish);
+        // The status line decides the outcome even when the body is cut short.
+        res.on('close', finish);
+        res.on('error', () => {});
+      });
+      req.on('error', (error: NodeJS.ErrnoException) => {
+        fail(new DeliveryAttemptError('transient', name, error.message, undefined, error.code ?? 'REQUEST_ERROR'));
+      });
+      req.end(body);
+    });
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+}

@@ -1,0 +1,25 @@
+/** A configuration value is missing or malformed; the message names the variable and the fix. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+  }
+}
+
+/** One attempt of one delivery failed; `kind` decides whether it is retried. */
+export class DeliveryAttemptError extends Error {
+  override readonly name = 'DeliveryAttemptError';
+  constructor(
+    readonly kind: 'transient' | 'rejected' | 'redirect' | 'aborted',
+    readonly endpoint: string,
+    message: string,
+    readonly status?: number,
+    readonly code?: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,119 @@
+import { createHash } from 'node:crypto';
+import * as z from 'zod/mini';
+import type { InvalidReason } from './types';
+
+const nonEmpty = z.string().check(z.minLength(1, 'must be a non-empty string'));
+
+const CONTEXT_ATTRIBUTES = new Set([
+  'specversion',
+  'id',
+  'source',
+  'type',
+  'subject',
+  'time',
+  'datacontenttype',
+  'dataschema',
+  'data',
+  'data_base64',
+]);
+// CloudEvents 1.0: attribute names MUST be lower-case ASCII letters or digits.
+const EXTENSION_NAME = /^[a-z0-9]+$/;
+
+/** CloudEvents 1.0, JSON structured format. Extension attributes are kept; their names and scalar values are checked. */
+export const CloudEventSchema = z
+  .looseObject({
+    specversion: z.literal('1.0', 'must be "1.0"'),
+    id: nonEmpty,
+    source: nonEmpty,
+    type: nonEmpty,
+    subject: z.optional(nonEmpty),
+    time: z.optional(z.iso.datetime({ offset: true, message: 'must be an RFC 3339 timestamp' })),
+    datacontenttype: z.optional(nonEmpty),
+    dataschema: z.optional(z.url('must be an absolute URI')),
+    data: z.optional(z.unknown()),
+    data_base64: z.optional(z.base64('must be base64')),
+  })
+  .check(
+    z.superRefine((event, ctx) => {
+      if (event.data !== undefined && event.data_base64 !== undefined) {
+        ctx.addIssue({ code: 'custom', message: 'data and data_base64 are mutually exclusive', path: ['data_base64'] });
+      }
+      for (const [name, value] of Object.entries(event)) {
+        if (CONTEXT_ATTRIBUTES.has(name)) continue;
+        if (!EXTENSION_NAME.test(name)) {
+          ctx.addIssue({
+            code: 'custom',
+            message: 'extension attribute names must be lower-case ASCII letters and digits',
+            path: [name],
+          });
+        } else if (value !== null && !['string', 'number', 'boolean'].includes(typeof value)) {
+          ctx.addIssue({
+            code: 'custom',
+            message: 'extension attributes must be strings, numbers or booleans',
+            path: [name],
+          });
+        }
+      }
+    }),
+  );
+
+export type CloudEvent = z.infer<typeof CloudEventSchema>;
+
+/** A record that can be delivered: its body bytes, as received, and the key that identifies the event everywhere. */
+export interface ValidEvent {
+  ok: true;
+  id: string;
+  source: string;
+  type: string;
+  key: string;
+  body: Buffer;
+}
+
+export interface InvalidEvent {
+  ok: false;
+  reason: InvalidReason;
+  detail: string;
+}
+
+/** The same event (source + id) always gets the same key, at every endpoint and on every redelivery. */
+export function idempotencyKey(source: string, id: string): string {
+  return createHash('sha256')
+    .update(JSON.stringify([source, id]))
+    .digest('hex');
+}
+
+function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
+  return issues
+    .slice(0, 5)
+    .map((issue) => `${issue.path.length ? issue.path.join('.') : '(event)'}: ${issue.message}`)
+    .join('; ');
+}
+
+/** Parses one SQS record body; never throws. */
+export function parseEvent(body: string | undefined, maxBytes: number): ValidEvent | InvalidEvent {
+  if (!body) return { ok: false, reason: 'empty-body', detail: 'the message body is empty' };
+  const bytes = Buffer.from(body, 'utf8');
+  if (bytes.length > maxBytes) {
+    return {
+      ok: false,
+      reason: 'too-large',
+      detail: `the body is ${bytes.length} bytes; MAX_EVENT_BYTES allows ${maxBytes}`,
+    };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch (error) {
+    return { ok: false, reason: 'not-json', detail: `the body is not JSON: ${(error as Error).message}` };
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    const what = json === null ? 'null' : Array.isArray(json) ? 'an array' : `a ${typeof json}`;
+    return { ok: false, reason: 'not-object', detail: `the body is ${what}, not a JSON object` };
+  }
+  const result = CloudEventSchema.safeParse(json);
+  if (!result.success) {
+    return { ok: false, reason: 'invalid-cloudevent', detail: describeIssues(result.error.issues) };
+  }
+  const { id, source, type } = result.data;
+  return { ok: true, id, source, type, key: idempotencyKey(source, id), body: bytes };
+}

@@ -1,0 +1,351 @@
+import type { Logger } from '@aws-lambda-powertools/logger';
+import type { Metrics } from '@aws-lambda-powertools/metrics';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { type ProcessedRecord, processBatch } from './batch';
+import type { Config } from './config';
+import { EndpointDelivery } from './delivery';
+import { type Credential, Endpoint } from './endpoint';
+import type { ValidEvent } from './event';
+import { fanout } from './fanout';
+import {
+  createObservability,
+  endpointMetrics,
+  MetricName,
+  MetricUnit,
+  type Observability,
+  Reservoir,
+  traceRequests,
+} from './observability';
+import type { Backoff, BackoffItem, Ledger, LedgerEntry, Quarantine, QuarantineItem } from './types';
+
+export interface IngestDeps extends Partial<Observability> {
+  quarantine?: Quarantine;
+  backoff?: Backoff;
+  ledger?: Ledger;
+  /** Per-endpoint credentials, asked once per batch (the source caches them). */
+  credentials?: () => Promise<ReadonlyMap<string, Credential>>;
+  /** For tests: the randomness behind retry jitter. */
+  random?: () => number;
+}
+
+export interface Ingest {
+  handle(event: SQSEvent, context: Pick<Context, 'getRemainingTimeInMillis'>): Promise<SQSBatchResponse>;
+  /** Closes the endpoints' connection pools. */
+  close(): Promise<void>;
+}
+
+interface EndpointStats {
+  delivered: number;
+  failed: number;
+  skipped: number;
+  retries: number;
+  latency: Reservoir;
+}
+
+/** Side effects get until this long before Lambda's timeout; the answer itself needs the rest. */
+function settleReserveMs(marginMs: number): number {
+  return Math.max(250, Math.floor(marginMs / 4));
+}
+
+function deadlineSignal(ms: number): { signal: AbortSignal; clear: () => void } {
+  const controller = new AbortController();
+  if (ms <= 0) {
+    controller.abort();
+    return { signal: controller.signal, clear: () => {} };
+  }
+  const timer = setTimeout(() => controller.abort(), ms);
+  return { signal: controller.signal, clear: () => clearTimeout(timer) };
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/** The whole pipeline for one configuration: endpoints, pools and breakers live as long as the instance. */
+export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
+  const defaults = deps.logger && deps.metrics && deps.tracer ? undefined : createObservability();
+  const logger: Logger = deps.logger ?? defaults!.logger;
+  const metrics: Metrics = deps.metrics ?? defaults!.metrics;
+  const tracer = deps.tracer ?? defaults!.tracer;
+  const observe = traceRequests(tracer);
+  const endpoints = config.endpoints.map(
+    (endpoint) =>
+      new EndpointDelivery(
+        new Endpoint(
+          {
+            name: endpoint.name,
+            url: endpoint.url,
+            timeoutMs: config.deliveryTimeoutMs,
+            maxConnections: config.endpointMaxConnections,
+          },
+          observe,
+        ),
+        {
+          maxAttempts: config.deliveryMaxAttempts,
+          baseMs: config.deliveryRetryBaseMs,
+          maxMs: config.deliveryRetryMaxMs,
+          breakerThreshold: config.circuitBreakerThreshold,
+          breakerHalfOpenMs: config.circuitBreakerHalfOpenMs,
+          maxConnections: config.endpointMaxConnections,
+        },
+        deps.random,
+      ),
+  );
+  const perEndpointMetrics = new Map(
+    config.endpoints.map((endpoint) => [endpoint.name, endpointMetrics(endpoint.name)]),
+  );
+  const { quarantine, backoff, ledger } = deps;
+
+  async function handle(
+    event: SQSEvent,
+    context: Pick<Context, 'getRemainingTimeInMillis'>,
+  ): Promise<SQSBatchResponse> {
+    const records = event?.Records ?? [];
+    if (records.length === 0) return { batchItemFailures: [] };
+    const started = Date.now();
+    const remaining = context.getRemainingTimeInMillis();
+    const deliveryDeadline = deadlineSignal(remaining - config.deadlineMarginMs);
+    const settleDeadline = deadlineSignal(remaining - settleReserveMs(config.deadlineMarginMs));
+    const counters = { ledgerErrors: 0, quarantineErrors: 0, backoffErrors: 0 };
+    const stats = new Map<string, EndpointStats>(
+      config.endpoints.map((endpoint) => [
+        endpoint.name,
+        { delivered: 0, failed: 0, skipped: 0, retries: 0, latency: new Reservoir() },
+      ]),
+    );
+    try {
+      const credentials = await deps.credentials?.();
+      const fanoutContext = {
+        signal: deliveryDeadline.signal,
+        deadlineAt: started + remaining - config.deadlineMarginMs,
+        ...(credentials ? { credentials } : {}),
+      };
+      const deliver = async (valid: ValidEvent, already: ReadonlySet<string> | undefined) => {
+        const fan = await fanout(valid, endpoints, already, fanoutContext);
+        for (const name of fan.skipped) stats.get(name)!.skipped++;
+        for (const result of fan.results) {
+          const stat = stats.get(result.endpoint)!;
+          stat.retries += result.attempts - 1;
+          if (result.ok) {
+            stat.delivered++;
+            stat.latency.add(result.latencyMs);
+          } else stat.failed++;
+        }
+        return fan;
+      };
+      const lookup = ledger
+        ? async (keys: string[]) => {
+            try {
+              return await ledger.lookup(keys, deliveryDeadline.signal);
+            } catch (error) {
+              counters.ledgerErrors++;
+              logger.warn('delivery ledger unavailable; delivering to every endpoint', { error: errorText(error) });
+              return new Map<string, Set<string>>();
+            }
+          }
+        : undefined;
+
+      const processed = await processBatch(records, {
+        maxEventBytes: config.maxEventBytes,
+        quarantineEnabled: quarantine !== undefined,
+        deliver,
+        ...(lookup ? { lookup } : {}),
+      });
+      const deadlineAborted = deliveryDeadline.signal.aborted;
+      const failedIds = await settle(processed, settleDeadline.signal, counters);
+
+      const summary = summarise(processed, failedIds);
+      publishMetrics(summary, counters, deadlineAborted, Date.now() - started, stats);
+      logger.info('batch processed', {
+        ...summary,
+        deadlineAborted,
+        durationMs: Date.now() - started,
+        endpoints: Object.fromEntries(
+          [...stats].map(([name, stat]) => [
+            name,
+            { delivered: stat.delivered, failed: stat.failed, skipped: stat.skipped, retries: stat.retries },
+          ]),
+        ),
+      });
+      return { batchItemFailures: [...failedIds].map((itemIdentifier) => ({ itemIdentifier })) };
+    } finally {
+      deliveryDeadline.clear();
+      settleDeadline.clear();
+    }
+  }
+
+  /** Runs the side effects the outcomes call for; returns the message ids to report failed. */
+  async function settle(
+    processed: ProcessedRecord[],
+    signal: AbortSignal,
+    counters: { ledgerErrors: number; quarantineErrors: number; backoffErrors: number },
+  ): Promise<Set<string>> {
+    const failed = new Map<string, BackoffItem>();
+    const poison: QuarantineItem[] = [];
+    const entries: LedgerEntry[] = [];
+    const recorded = new Set<string>();
+    for (const { record, event, outcome } of processed) {
+      const log = recordLogger(record, event);
+      if (event.ok && 'delivered' in outcome && outcome.delivered.length > 0 && !recorded.has(event.key)) {
+        recorded.add(event.key);
+        for (const endpoint of outcome.delivered) entries.push({ key: event.key, endpoint });
+      }
+      switch (outcome.kind) {
+        case 'delivered':
+          break;
+        case 'invalid':
+          log().warn('invalid record', { reason: outcome.reason, detail: outcome.detail });
+          poison.push({ record, reason: outcome.reason, detail: outcome.detail });
+          break;
+        case 'rejected': {
+          for (const failure of outcome.failures) log().warn('delivery failed', { ...failure });
+          const rejection = outcome.failures.find((failure) => failure.kind === 'rejected')!;
+          poison.push({
+            record,
+            reason: 'rejected-by-endpoint',
+            detail: `${rejection.endpoint} answered ${rejection.status}`,
+            endpoint: rejection.endpoint,
+            ...(rejection.status !== undefined ? { status: rejection.status } : {}),
+          });
+          break;
+        }
+        case 'failed':
+          for (const failure of outcome.failures) log().warn('delivery failed', { ...failure });
+          failed.set(record.messageId, {
+            record,
+            ...(outcome.retryAfterS !== undefined ? { retryAfterS: outcome.retryAfterS } : {}),
+          });
+          break;
+        case 'blocked':
+          log().warn('record not sent: an earlier record of its FIFO group failed', { groupId: outcome.groupId });
+          failed.set(record.messageId, { record });
+          break;
+      }
+    }
+
+    const writeLedger = async () => {
+      if (!ledger || entries.length === 0) return;
+      try {
+        await ledger.record(entries, signal);
+      } catch (error) {
+        counters.ledgerErrors++;
+        logger.warn('delivery ledger not updated; a redelivery will reach these endpoints again', {
+          error: errorText(error),
+          entries: entries.length,
+        });
+      }
+    };
+
+    const quarantineAndBackoff = async () => {
+      if (poison.length > 0) {
+        let safe = new Set<string>();
+        if (quarantine) {
+          try {
+            safe = await quarantine.send(poison, signal);
+          } catch (error) {
+            logger.error('quarantine failed; the records stay on the queue', { error: errorText(error) });
+          }
+        }
+        for (const item of poison) {
+          if (safe.has(item.record.messageId)) {
+            logger.info('record quarantined', {
+              messageId: item.record.messageId,
+              reason: item.reason,
+              ...(item.endpoint ? { endpoint: item.endpoint, status: item.status } : {}),
+            });
+          } else {
+            if (quarantine) counters.quarantineErrors++;
+            failed.set(item.record.messageId, { record: item.record });
+          }
+        }
+      }
+      if (backoff && failed.size > 0) {
+        try {
+          await backoff.apply([...failed.values()], signal);
+        } catch (error) {
+          counters.backoffErrors++;
+          logger.warn('visibility backoff failed; the records come back after the queue visibility timeout', {
+            error: errorText(error),
+          });
+        }
+      }
+    };
+
+    await Promise.all([writeLedger(), quarantineAndBackoff()]);
+    return new Set(processed.map((item) => item.record.messageId).filter((id) => failed.has(id)));
+  }
+
+  function recordLogger(record: SQSRecord, event: ProcessedRecord['event']): () => Logger {
+    let child: Logger | undefined;
+    return () => {
+      child ??= logger.createChild({
+        persistentKeys: {
+          messageId: record.messageId,
+          ...(event.ok ? { eventId: event.id, eventSource: event.source, eventType: event.type } : {}),
+        },
+      });
+      return child;
+    };
+  }
+
+  function summarise(processed: ProcessedRecord[], failedIds: Set<string>) {
+    let invalid = 0;
+    let rejected = 0;
+    let blocked = 0;
+    for (const { outcome } of processed) {
+      if (outcome.kind === 'invalid') invalid++;
+      else if (outcome.kind === 'rejected') rejected++;
+      else if (outcome.kind === 'blocked') blocked++;
+    }
+    const quarantined = processed.filter(
+      (item) =>
+        (item.outcome.kind === 'invalid' || item.outcome.kind === 'rejected') && !failedIds.has(item.record.messageId),
+    ).length;
+    return {
+      records: processed.length,
+      acknowledged: processed.length - failedIds.size,
+      failed: failedIds.size,
+      invalid,
+      rejected,
+      quarantined,
+      blocked,
+    };
+  }
+
+  function publishMetrics(
+    summary: ReturnType<typeof summarise>,
+    counters: { ledgerErrors: number; quarantineErrors: number; backoffErrors: number },
+    deadlineAborted: boolean,
+    durationMs: number,
+    stats: Map<string, EndpointStats>,
+  ) {
+    metrics.addMetric(MetricName.RecordsReceived, MetricUnit.Count, summary.records);
+    metrics.addMetric(MetricName.RecordsAcknowledged, MetricUnit.Count, summary.acknowledged);
+    metrics.addMetric(MetricName.RecordsFailed, MetricUnit.Count, summary.failed);
+    metrics.addMetric(MetricName.RecordsInvalid, MetricUnit.Count, summary.invalid);
+    metrics.addMetric(MetricName.RecordsQuarantined, MetricUnit.Count, summary.quarantined);
+    metrics.addMetric(MetricName.DeadlineAborts, MetricUnit.Count, deadlineAborted ? 1 : 0);
+    metrics.addMetric(MetricName.QuarantineErrors, MetricUnit.Count, counters.quarantineErrors);
+    metrics.addMetric(MetricName.BackoffErrors, MetricUnit.Count, counters.backoffErrors);
+    metrics.addMetric(MetricName.LedgerErrors, MetricUnit.Count, counters.ledgerErrors);
+    metrics.addMetric(MetricName.BatchDuration, MetricUnit.Milliseconds, durationMs);
+    for (const [name, stat] of stats) {
+      const endpoint = perEndpointMetrics.get(name)!;
+      endpoint.addMetric(MetricName.DeliverySucceeded, MetricUnit.Count, stat.delivered);
+      endpoint.addMetric(MetricName.DeliveryFailed, MetricUnit.Count, stat.failed);
+      endpoint.addMetric(MetricName.DeliveryRetries, MetricUnit.Count, stat.retries);
+      endpoint.addMetric(MetricName.DeliverySkipped, MetricUnit.Count, stat.skipped);
+      for (const value of stat.latency.values) {
+        endpoint.addMetric(MetricName.DeliveryLatency, MetricUnit.Milliseconds, Math.round(value * 100) / 100);
+      }
+      if (endpoint.hasStoredMetrics()) endpoint.publishStoredMetrics();
+    }
+  }
+
+  return {
+    handle,
+    async close() {
+      for (const endpoint of endpoints) endpoint.close();
+    },
+  };
+}

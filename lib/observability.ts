@@ -1,0 +1,89 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import type { RequestObserver } from './endpoint';
+
+export const SERVICE_NAME = 'ingest-fanout';
+export const METRICS_NAMESPACE = 'IngestFanout';
+
+/** Metric names: the dashboard, the alarms and the README use these. */
+export const MetricName = {
+  DeliverySucceeded: 'DeliverySucceeded',
+  DeliveryFailed: 'DeliveryFailed',
+  DeliveryRetries: 'DeliveryRetries',
+  DeliverySkipped: 'DeliverySkipped',
+  DeliveryLatency: 'DeliveryLatency',
+  RecordsReceived: 'RecordsReceived',
+  RecordsAcknowledged: 'RecordsAcknowledged',
+  RecordsFailed: 'RecordsFailed',
+  RecordsInvalid: 'RecordsInvalid',
+  RecordsQuarantined: 'RecordsQuarantined',
+  DeadlineAborts: 'DeadlineAborts',
+  QuarantineErrors: 'QuarantineErrors',
+  BackoffErrors: 'BackoffErrors',
+  LedgerErrors: 'LedgerErrors',
+  BatchDuration: 'BatchDuration',
+} as const;
+
+export { MetricUnit };
+
+export interface Observability {
+  logger: Logger;
+  metrics: Metrics;
+  tracer: Tracer;
+}
+
+/** The Powertools instances, configured by the standard POWERTOOLS_* variables with our defaults. */
+export function createObservability(): Observability {
+  const serviceName = process.env.POWERTOOLS_SERVICE_NAME || SERVICE_NAME;
+  return {
+    logger: new Logger({ serviceName }),
+    metrics: new Metrics({ serviceName, namespace: process.env.POWERTOOLS_METRICS_NAMESPACE || METRICS_NAMESPACE }),
+    // Our own subsegment per endpoint request names the endpoint; the automatic HTTP capture would only name the host.
+    tracer: new Tracer({ serviceName, captureHTTPsRequests: false }),
+  };
+}
+
+/** A Metrics instance whose every data point carries the endpoint dimension. */
+export function endpointMetrics(endpoint: string): Metrics {
+  return new Metrics({
+    serviceName: process.env.POWERTOOLS_SERVICE_NAME || SERVICE_NAME,
+    namespace: process.env.POWERTOOLS_METRICS_NAMESPACE || METRICS_NAMESPACE,
+    defaultDimensions: { endpoint },
+  });
+}
+
+/** A subsegment per endpoint request when tracing is on; nothing at all otherwise. */
+export function traceRequests(tracer: Tracer): RequestObserver | undefined {
+  if (!tracer.isTracingEnabled()) return undefined;
+  return (endpoint) => {
+    const parent = tracer.getSegment();
+    if (!parent) return undefined;
+    const subsegment = parent.addNewSubsegment(`## endpoint ${endpoint}`);
+    subsegment.addAnnotation('endpoint', endpoint);
+    return ({ status, error }) => {
+      if (status !== undefined) subsegment.addAnnotation('status', status);
+      if (error !== undefined) subsegment.addError(new Error(error));
+      subsegment.close();
+    };
+  };
+}
+
+/** Keeps a uniform sample of at most `size` values (reservoir sampling): one EMF line per endpoint per batch. */
+export class Reservoir {
+  readonly values: number[] = [];
+  #seen = 0;
+  constructor(
+    private readonly size = 100,
+    private readonly random = Math.random,
+  ) {}
+
+  add(value: number): void {
+    this.#seen++;
+    if (this.values.length < this.size) this.values.push(value);
+    else {
+      const slot = Math.floor(this.random() * this.#seen);
+      if (slot < this.size) this.values[slot] = value;
+    }
+  }
+}

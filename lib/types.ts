@@ -1,0 +1,79 @@
+import type { SQSRecord } from 'aws-lambda';
+
+/** Why one delivery to one endpoint did not succeed. */
+export type FailureKind =
+  /** 408, 429, 5xx, connection error or timeout: may succeed later. */
+  | 'transient'
+  /** A 4xx other than 408/429: the endpoint will never accept this event as it is. */
+  | 'rejected'
+  /** A 3xx: not followed; the endpoint's URL is probably wrong. */
+  | 'redirect'
+  /** The invocation's deadline fired before the delivery finished. */
+  | 'aborted'
+  /** The endpoint's circuit breaker is open after repeated transient failures. */
+  | 'circuit-open';
+
+export interface DeliveryFailure {
+  endpoint: string;
+  kind: FailureKind;
+  /** HTTP status of the last attempt, when there was a response. */
+  status?: number;
+  /** Error code or message of the last attempt, when there was no response. */
+  error?: string;
+  attempts: number;
+  /** The endpoint's Retry-After, in seconds, when it sent one. */
+  retryAfterS?: number;
+}
+
+/** What happened to one record of the batch. */
+export type RecordOutcome =
+  /** Every endpoint has the event (now, or earlier according to the ledger). */
+  | { kind: 'delivered'; delivered: string[]; skipped: string[] }
+  /** The record is not a deliverable CloudEvent; it was sent nowhere. */
+  | { kind: 'invalid'; reason: InvalidReason; detail: string }
+  /** At least one endpoint permanently refused the event (4xx other than 408/429). */
+  | { kind: 'rejected'; failures: DeliveryFailure[]; delivered: string[] }
+  /** Not delivered everywhere yet; worth another attempt later. */
+  | { kind: 'failed'; failures: DeliveryFailure[]; delivered: string[]; retryAfterS?: number }
+  /** FIFO: an earlier record of the same message group failed, so this one was sent nowhere. */
+  | { kind: 'blocked'; groupId: string };
+
+export type InvalidReason = 'empty-body' | 'too-large' | 'not-json' | 'not-object' | 'invalid-cloudevent';
+
+/** A record bound for the quarantine queue, with the reason it can never succeed. */
+export interface QuarantineItem {
+  record: SQSRecord;
+  reason: InvalidReason | 'rejected-by-endpoint';
+  detail: string;
+  endpoint?: string;
+  status?: number;
+}
+
+/** Side effect: moves poison records out of the flow. Resolves with the message ids that are safely quarantined. */
+export interface Quarantine {
+  send(items: QuarantineItem[], signal: AbortSignal): Promise<Set<string>>;
+}
+
+export interface BackoffItem {
+  record: SQSRecord;
+  /** The longest Retry-After an endpoint asked for, in seconds. */
+  retryAfterS?: number;
+}
+
+/** Side effect: delays the next delivery of records reported failed. May throw; the caller logs and counts it. */
+export interface Backoff {
+  apply(items: BackoffItem[], signal: AbortSignal): Promise<void>;
+}
+
+export interface LedgerEntry {
+  /** The event's idempotency key (see `idempotencyKey` in lib/event.ts). */
+  key: string;
+  endpoint: string;
+}
+
+/** Side effect: remembers which endpoints took which event. May throw; the caller logs, counts and delivers anyway. */
+export interface Ledger {
+  /** For each key, the endpoints that already took the event. Keys with no entry may be absent from the map. */
+  lookup(keys: string[], signal: AbortSignal): Promise<Map<string, Set<string>>>;
+  record(entries: LedgerEntry[], signal: AbortSignal): Promise<void>;
+}

@@ -1,0 +1,119 @@
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+export interface ReceivedRequest {
+  method: string;
+  path: string;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+  eventId?: string;
+}
+
+/** What the server does with one request: answer a status (after a delay), reset the connection, or never answer. */
+export type Behaviour =
+  | { status: number; delayMs?: number; headers?: Record<string, string>; body?: string }
+  | { reset: true }
+  | { hang: true };
+
+export type Responder = (request: ReceivedRequest, attempt: number) => Behaviour;
+
+/** A real loopback HTTP endpoint that records what it received and behaves as the test says. */
+export class TestEndpoint {
+  readonly received: ReceivedRequest[] = [];
+  /** Events answered 2xx, by id, with how many times. */
+  readonly accepted = new Map<string, number>();
+  readonly #server: http.Server;
+  readonly #sockets = new Set<Socket>();
+  readonly #attempts = new Map<string, number>();
+  readonly #waiters: Array<() => void> = [];
+  #responder: Responder;
+
+  private constructor(responder: Responder) {
+    this.#responder = responder;
+    this.#server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => this.#answer(req, res, Buffer.concat(chunks)));
+    });
+    this.#server.on('connection', (socket) => {
+      this.#sockets.add(socket);
+      socket.on('close', () => this.#sockets.delete(socket));
+    });
+  }
+
+  static async start(responder: Responder = () => ({ status: 200 })): Promise<TestEndpoint> {
+    const endpoint = new TestEndpoint(responder);
+    await new Promise<void>((resolve) => endpoint.#server.listen(0, '127.0.0.1', resolve));
+    return endpoint;
+  }
+
+  get url(): string {
+    const { port } = this.#server.address() as AddressInfo;
+    return `http://127.0.0.1:${port}/events`;
+  }
+
+  respond(responder: Responder): void {
+    this.#responder = responder;
+  }
+
+  /** Forgets everything received and answers 200 again. */
+  reset(): void {
+    this.received.length = 0;
+    this.accepted.clear();
+    this.#attempts.clear();
+    this.#responder = () => ({ status: 200 });
+  }
+
+  /** Resolves once `count` requests have arrived (a condition, not a sleep). */
+  async waitForRequests(count: number): Promise<void> {
+    while (this.received.length < count) await new Promise<void>((resolve) => this.#waiters.push(resolve));
+  }
+
+  #answer(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer) {
+    let eventId: string | undefined;
+    try {
+      eventId = (JSON.parse(body.toString('utf8')) as { id?: string }).id;
+    } catch {}
+    const request: ReceivedRequest = {
+      method: req.method ?? '',
+      path: req.url ?? '',
+      headers: req.headers,
+      body,
+      ...(eventId !== undefined ? { eventId } : {}),
+    };
+    this.received.push(request);
+    for (const wake of this.#waiters.splice(0)) wake();
+    const key = eventId ?? '';
+    const attempt = (this.#attempts.get(key) ?? 0) + 1;
+    this.#attempts.set(key, attempt);
+    const behaviour = this.#responder(request, attempt);
+    if ('reset' in behaviour) {
+      req.socket.resetAndDestroy();
+      return;
+    }
+    if ('hang' in behaviour) return;
+    const send = () => {
+      if (behaviour.status >= 200 && behaviour.status < 300 && eventId !== undefined) {
+        this.accepted.set(eventId, (this.accepted.get(eventId) ?? 0) + 1);
+      }
+      res.writeHead(behaviour.status, behaviour.headers);
+      res.end(behaviour.body ?? '');
+    };
+    if (behaviour.delayMs) setTimeout(send, behaviour.delayMs);
+    else send();
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.#sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}
+
+/** A loopback port with nothing listening on it: connections are refused. */
+export async function closedPortUrl(): Promise<string> {
+  const server = http.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `http://127.0.0.1:${port}/events`;
+}
