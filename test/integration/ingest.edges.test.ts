@@ -1,0 +1,200 @@
+import type { SQSBatchResponse } from 'aws-lambda';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createIngest, type Ingest, type IngestDeps, loadConfig } from '../../lib/index';
+import type { BackoffItem, Ledger, LedgerEntry, QuarantineItem } from '../../lib/types';
+import { TestEndpoint } from '../support/endpoints';
+import { cloudEvent, eventRecord, lambdaContext, sqsEvent, sqsRecord } from '../support/events';
+
+// The side effects are our own interfaces (lib/types.ts); these in-memory versions record what the engine asks of them.
+// The SQS and DynamoDB implementations are tested against local servers in their own files.
+
+let alpha: TestEndpoint;
+let beta: TestEndpoint;
+let ingest: Ingest | undefined;
+
+beforeAll(async () => {
+  [alpha, beta] = await Promise.all([TestEndpoint.start(), TestEndpoint.start()]);
+});
+afterAll(async () => {
+  await Promise.all([alpha.close(), beta.close()]);
+});
+afterEach(async () => {
+  await ingest?.close();
+  ingest = undefined;
+  alpha.reset();
+  beta.reset();
+});
+
+function pipeline(deps: IngestDeps) {
+  const config = loadConfig({
+    ENDPOINTS: `alpha=${alpha.url},beta=${beta.url}`,
+    DELIVERY_RETRY_BASE_MS: '5',
+    DELIVERY_RETRY_MAX_MS: '10',
+  });
+  ingest = createIngest(config, deps);
+  return ingest;
+}
+
+const failed = (response: SQSBatchResponse) => response.batchItemFailures.map((item) => item.itemIdentifier).sort();
+
+function recordingQuarantine(accept: (item: QuarantineItem) => boolean = () => true) {
+  const sent: QuarantineItem[] = [];
+  return {
+    sent,
+    async send(items: QuarantineItem[]) {
+      sent.push(...items);
+      return new Set(items.filter(accept).map((item) => item.record.messageId));
+    },
+  };
+}
+
+function recordingBackoff() {
+  const items: BackoffItem[] = [];
+  return { items, apply: async (batch: BackoffItem[]) => void items.push(...batch) };
+}
+
+function memoryLedger(initial: LedgerEntry[] = []) {
+  const entries = new Map<string, Set<string>>();
+  const add = (entry: LedgerEntry) => {
+    const set = entries.get(entry.key) ?? new Set<string>();
+    set.add(entry.endpoint);
+    entries.set(entry.key, set);
+  };
+  initial.forEach(add);
+  const ledger: Ledger & { entries: typeof entries; lookups: string[][] } = {
+    entries,
+    lookups: [],
+    async lookup(keys) {
+      ledger.lookups.push(keys);
+      return new Map(keys.filter((key) => entries.has(key)).map((key) => [key, entries.get(key)!]));
+    },
+    async record(batch) {
+      batch.forEach(add);
+    },
+  };
+  return ledger;
+}
+
+describe('quarantine', () => {
+  it('acknowledges poison records once they are quarantined, with the reason', async () => {
+    const quarantine = recordingQuarantine();
+    const poison = sqsRecord('{not json');
+    const good = eventRecord('ok');
+    const response = await pipeline({ quarantine }).handle(sqsEvent([poison, good]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(quarantine.sent).toEqual([expect.objectContaining({ record: poison, reason: 'not-json' })]);
+  });
+
+  it('quarantines an event an endpoint permanently rejects, naming the endpoint and status', async () => {
+    beta.respond(() => ({ status: 422 }));
+    const quarantine = recordingQuarantine();
+    const record = eventRecord('refused');
+    const response = await pipeline({ quarantine }).handle(sqsEvent([record]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(quarantine.sent).toEqual([
+      expect.objectContaining({ record, reason: 'rejected-by-endpoint', endpoint: 'beta', status: 422 }),
+    ]);
+  });
+
+  it('reports the records the quarantine could not take, and backs them off: nothing is lost', async () => {
+    const first = sqsRecord('nope');
+    const second = sqsRecord('[]');
+    const quarantine = recordingQuarantine((item) => item.record.messageId === first.messageId);
+    const backoff = recordingBackoff();
+    const response = await pipeline({ quarantine, backoff }).handle(sqsEvent([first, second]), lambdaContext());
+    expect(failed(response)).toEqual([second.messageId]);
+    expect(backoff.items.map((item) => item.record.messageId)).toEqual([second.messageId]);
+  });
+
+  it('reports every poison record when the quarantine throws', async () => {
+    const records = [sqsRecord('x'), sqsRecord(JSON.stringify({ ...cloudEvent('a'), type: '' }))];
+    const quarantine = {
+      send: async () => {
+        throw new Error('queue unreachable');
+      },
+    };
+    const response = await pipeline({ quarantine }).handle(sqsEvent(records), lambdaContext());
+    expect(failed(response)).toEqual(records.map((record) => record.messageId).sort());
+  });
+
+  it('lets a FIFO group continue past a quarantined record', async () => {
+    const quarantine = recordingQuarantine();
+    const records = [
+      eventRecord('f0', { groupId: 'g' }),
+      sqsRecord('garbage', { groupId: 'g' }),
+      eventRecord('f2', { groupId: 'g' }),
+    ];
+    const response = await pipeline({ quarantine }).handle(sqsEvent(records), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(alpha.received.map((request) => request.eventId)).toEqual(['f0', 'f2']);
+  });
+});
+
+describe('visibility backoff', () => {
+  it('is asked for exactly the failed records, including FIFO records blocked behind a failure', async () => {
+    beta.respond((request) => ({ status: request.eventId === 'b1' ? 500 : 200 }));
+    const backoff = recordingBackoff();
+    const records = [
+      eventRecord('b0', { groupId: 'g' }),
+      eventRecord('b1', { groupId: 'g' }),
+      eventRecord('b2', { groupId: 'g' }),
+    ];
+    const response = await pipeline({ backoff }).handle(sqsEvent(records), lambdaContext());
+    const expected = [records[1]!.messageId, records[2]!.messageId].sort();
+    expect(failed(response)).toEqual(expected);
+    expect(backoff.items.map((item) => item.record.messageId).sort()).toEqual(expected);
+  });
+
+  it('still reports the records when the backoff throws', async () => {
+    alpha.respond(() => ({ status: 500 }));
+    const record = eventRecord('bx');
+    const backoff = {
+      apply: async () => {
+        throw new Error('ChangeMessageVisibilityBatch denied');
+      },
+    };
+    const response = await pipeline({ backoff }).handle(sqsEvent([record]), lambdaContext());
+    expect(failed(response)).toEqual([record.messageId]);
+  });
+});
+
+describe('delivery ledger', () => {
+  it('skips the endpoints that already took a redelivered event', async () => {
+    const ledger = memoryLedger();
+    beta.respond((_request, attempt) => ({ status: attempt <= 3 ? 503 : 200 }));
+    const run = pipeline({ ledger });
+    const record = eventRecord('again');
+    const first = await run.handle(sqsEvent([record]), lambdaContext());
+    expect(failed(first)).toEqual([record.messageId]);
+    expect(alpha.accepted.get('again')).toBe(1);
+
+    const second = await run.handle(sqsEvent([record]), lambdaContext());
+    expect(second.batchItemFailures).toEqual([]);
+    expect(alpha.received).toHaveLength(1);
+    expect(beta.accepted.get('again')).toBe(1);
+  });
+
+  it('delivers to every endpoint when the ledger cannot be read, and still acknowledges correctly', async () => {
+    const ledger: Ledger = {
+      lookup: async () => {
+        throw new Error('ResourceNotFoundException');
+      },
+      record: async () => {
+        throw new Error('ResourceNotFoundException');
+      },
+    };
+    const record = eventRecord('no-ledger');
+    const response = await pipeline({ ledger }).handle(sqsEvent([record]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(alpha.accepted.get('no-ledger')).toBe(1);
+    expect(beta.accepted.get('no-ledger')).toBe(1);
+  });
+
+  it('looks every distinct event up once per batch', async () => {
+    const ledger = memoryLedger();
+    const records = [eventRecord('l1'), eventRecord('l1'), eventRecord('l2'), sqsRecord('bad')];
+    await pipeline({ ledger }).handle(sqsEvent(records), lambdaContext());
+    expect(ledger.lookups).toHaveLength(1);
+    expect(ledger.lookups[0]).toHaveLength(2);
+  });
+});
