@@ -1,7 +1,8 @@
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it, vi } from 'vitest';
+import { createQueue, LOCAL_AWS, localSqs, receiveAsRecords } from '../support/aws';
 import { TestEndpoint } from '../support/endpoints';
-import { cloudEvent, eventRecord, lambdaContext, sqsEvent, sqsRecord } from '../support/events';
+import { cloudEvent, lambdaContext, sqsEvent, sqsRecord } from '../support/events';
 
 type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
 
@@ -22,7 +23,14 @@ beforeEach(() => {
 });
 
 async function loadHandler(env: Record<string, string>): Promise<Handler> {
-  Object.assign(process.env, env);
+  // The AWS clients talk to the suite's local SQS server, never to AWS.
+  Object.assign(process.env, {
+    AWS_ENDPOINT_URL_SQS: inject('sqsEndpoint'),
+    AWS_REGION: LOCAL_AWS.region,
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    ...env,
+  });
   const module = (await import('../../functions/ingest/handler')) as { handler: Handler };
   return module.handler;
 }
@@ -63,50 +71,70 @@ describe('functions/ingest/handler', () => {
   });
 
   it('answers with the undelivered records and writes one line per failure, one summary and EMF metrics', async () => {
-    beta.respond((request) => ({ status: request.eventId === 'refused' ? 404 : 200 }));
+    const sqs = localSqs();
+    const queue = await createQueue(sqs, 'handler-src');
+    const dlq = await createQueue(sqs, 'handler-dlq');
+    beta.respond((request) => ({
+      status: request.eventId === 'refused' ? 404 : request.eventId === 'down' ? 500 : 200,
+    }));
     const handler = await loadHandler({
       ENDPOINTS: `alpha=${alpha.url},beta=${beta.url}`,
+      QUARANTINE_QUEUE_URL: dlq.url,
+      DELIVERY_RETRY_BASE_MS: '5',
       POWERTOOLS_LOG_LEVEL: 'INFO',
       POWERTOOLS_METRICS_DISABLED: 'false',
     });
     const secret = 'card-4111-1111';
-    const refused = sqsRecord(JSON.stringify(cloudEvent('refused', { data: { secret } })));
-    const records = [refused, ...Array.from({ length: 5 }, (_, i) => eventRecord(`ok-${i}`)), sqsRecord('nope')];
+    const records = await receiveAsRecords(sqs, queue, [
+      { body: JSON.stringify(cloudEvent('refused', { data: { secret } })) },
+      { body: JSON.stringify(cloudEvent('down', { data: { secret } })) },
+      ...Array.from({ length: 5 }, (_, i) => ({ body: JSON.stringify(cloudEvent(`ok-${i}`)) })),
+      { body: 'nope' },
+    ]);
+    const byBody = (text: string) => records.find((record) => record.body.includes(text))!;
     const { result, lines } = await captureOutput(() => handler(sqsEvent(records), lambdaContext()));
 
-    expect(result.batchItemFailures.map((item) => item.itemIdentifier).sort()).toEqual(
-      [refused.messageId, records[6]!.messageId].sort(),
-    );
+    // The 404 and the invalid body are quarantined and acknowledged; the 500 is reported.
+    expect(result.batchItemFailures).toEqual([{ itemIdentifier: byBody('"down"').messageId }]);
     const logs = lines.filter((line) => typeof line.message === 'string');
-    const failure = logs.find((line) => line.message === 'delivery failed');
-    expect(failure).toMatchObject({
+    const count = (message: string) => logs.filter((line) => line.message === message).length;
+    expect(logs.find((line) => line.message === 'delivery failed' && line.eventId === 'down')).toMatchObject({
       level: 'WARN',
-      messageId: refused.messageId,
-      eventId: 'refused',
+      messageId: byBody('"down"').messageId,
+      endpoint: 'beta',
+      kind: 'transient',
+      status: 500,
+      attempts: 3,
+    });
+    expect(logs.find((line) => line.message === 'delivery failed' && line.eventId === 'refused')).toMatchObject({
       endpoint: 'beta',
       kind: 'rejected',
       status: 404,
       attempts: 1,
     });
     expect(logs.find((line) => line.message === 'invalid record')).toMatchObject({
-      messageId: records[6]!.messageId,
+      messageId: byBody('nope').messageId,
       reason: 'not-json',
     });
-    const summaries = logs.filter((line) => line.message === 'batch processed');
-    expect(summaries).toHaveLength(1);
-    expect(summaries[0]).toMatchObject({ records: 7, acknowledged: 5, failed: 2, invalid: 1 });
-    // One line per failure and one summary: successes write nothing.
-    expect(logs).toHaveLength(3);
+    expect(count('record quarantined')).toBe(2);
+    expect(logs.filter((line) => line.message === 'batch processed')).toEqual([
+      expect.objectContaining({ records: 8, acknowledged: 7, failed: 1, invalid: 1, rejected: 1, quarantined: 2 }),
+    ]);
+    // One line per failure and per quarantined record, one summary: the five successes write nothing.
+    expect(logs).toHaveLength(2 + 1 + 2 + 1);
     expect(lines.some((line) => JSON.stringify(line).includes(secret))).toBe(false);
 
     const emf = lines.filter((line) => '_aws' in line);
     const forEndpoint = (name: string) => emf.find((line) => line.endpoint === name);
-    expect(forEndpoint('alpha')).toMatchObject({ DeliverySucceeded: 6, DeliveryFailed: 0 });
-    expect(forEndpoint('beta')).toMatchObject({ DeliverySucceeded: 5, DeliveryFailed: 1 });
+    expect(forEndpoint('alpha')).toMatchObject({ DeliverySucceeded: 7, DeliveryFailed: 0 });
+    expect(forEndpoint('beta')).toMatchObject({ DeliverySucceeded: 5, DeliveryFailed: 2, DeliveryRetries: 2 });
     expect(emf.find((line) => 'RecordsAcknowledged' in line)).toMatchObject({
-      RecordsAcknowledged: 5,
-      RecordsFailed: 2,
+      RecordsAcknowledged: 7,
+      RecordsFailed: 1,
       RecordsInvalid: 1,
+      RecordsQuarantined: 2,
+      BackoffErrors: 0,
+      QuarantineErrors: 0,
     });
   });
 
