@@ -46,7 +46,7 @@ function parseEndpoints(value: string | undefined): EndpointConfig[] {
     );
   }
   const seen = new Set<string>();
-  return value
+  const endpoints = value
     .split(',')
     .map((part) => part.trim())
     .filter((part) => part !== '')
@@ -68,7 +68,11 @@ function parseEndpoints(value: string | undefined): EndpointConfig[] {
       try {
         url = new URL(raw);
       } catch {
-        throw new ConfigError(variable, `'${name}=${raw}' has no valid absolute URL`);
+        throw new ConfigError(variable, `'${name}=${redact(raw)}' has no valid absolute URL`);
+      }
+      // Checked first so that no later message repeats a password.
+      if (url.username || url.password) {
+        throw new ConfigError(variable, `'${name}' has credentials in its URL: use ENDPOINT_CREDENTIALS instead`);
       }
       if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
         throw new ConfigError(
@@ -79,11 +83,20 @@ function parseEndpoints(value: string | undefined): EndpointConfig[] {
       if (url.protocol !== 'http:' && url.protocol !== 'https:') {
         throw new ConfigError(variable, `'${name}=${raw}' must be an https URL`);
       }
-      if (url.username || url.password) {
-        throw new ConfigError(variable, `'${name}' has credentials in its URL: use ENDPOINT_CREDENTIALS instead`);
-      }
       return { name, url };
     });
+  if (endpoints.length === 0) {
+    throw new ConfigError(
+      variable,
+      "has no name=url pair: set at least one, e.g. 'analytics=https://a.example.com/events'",
+    );
+  }
+  return endpoints;
+}
+
+/** Hides whatever stands between '//' and '@' (user:password) in a URL-like string. */
+function redact(raw: string): string {
+  return raw.replace(/\/\/[^/@]*@/, '//***@');
 }
 
 interface IntSpec {

@@ -82,7 +82,7 @@ export class EndpointDelivery {
     return this.#bulkhead.execute(guarded, signal);
   }
 
-  /** Never throws. `deadlineAt` (epoch ms) bounds the retries: no retry is started that could not finish in time. */
+  /** Never throws. `deadlineAt` (epoch ms) bounds the retries: no retry waits past it; the signal cuts a late attempt. */
   async deliver(
     body: Buffer,
     key: string,

@@ -18,6 +18,33 @@ const CONTEXT_ATTRIBUTES = new Set([
 ]);
 // CloudEvents 1.0: attribute names MUST be lower-case ASCII letters or digits.
 const EXTENSION_NAME = /^[a-z0-9]+$/;
+// RFC 3339 date-time; 'T' and 'Z' may be lower case.
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))$/;
+
+function isRfc3339(value: string): boolean {
+  const match = RFC3339.exec(value);
+  if (!match) return false;
+  const [year, month, day, hour, minute, second, , offsetHour = 0, offsetMinute = 0] = match
+    .slice(1)
+    .map((part) => (part === undefined || part.startsWith('.') ? undefined : Number(part)));
+  const daysInMonth = new Date(Date.UTC(year!, month!, 0)).getUTCDate();
+  return (
+    month! >= 1 &&
+    month! <= 12 &&
+    day! >= 1 &&
+    day! <= daysInMonth &&
+    hour! <= 23 &&
+    minute! <= 59 &&
+    second! <= 60 &&
+    offsetHour <= 23 &&
+    offsetMinute <= 59
+  );
+}
+
+/** Extension names that are not allowed, read from the raw JSON (a schema's output would swallow a '__proto__' key). */
+function badExtensionNames(json: object): string[] {
+  return Object.keys(json).filter((name) => !CONTEXT_ATTRIBUTES.has(name) && !EXTENSION_NAME.test(name));
+}
 
 /** CloudEvents 1.0, JSON structured format. Extension attributes are kept; their names and scalar values are checked. */
 export const CloudEventSchema = z
@@ -27,7 +54,7 @@ export const CloudEventSchema = z
     source: nonEmpty,
     type: nonEmpty,
     subject: z.optional(nonEmpty),
-    time: z.optional(z.iso.datetime({ offset: true, message: 'must be an RFC 3339 timestamp' })),
+    time: z.optional(z.string().check(z.refine(isRfc3339, 'must be an RFC 3339 timestamp'))),
     datacontenttype: z.optional(nonEmpty),
     dataschema: z.optional(z.url('must be an absolute URI')),
     data: z.optional(z.unknown()),
@@ -109,6 +136,14 @@ export function parseEvent(body: string | undefined, maxBytes: number): ValidEve
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     const what = json === null ? 'null' : Array.isArray(json) ? 'an array' : `a ${typeof json}`;
     return { ok: false, reason: 'not-object', detail: `the body is ${what}, not a JSON object` };
+  }
+  const badNames = badExtensionNames(json);
+  if (badNames.length > 0) {
+    return {
+      ok: false,
+      reason: 'invalid-cloudevent',
+      detail: `${badNames.slice(0, 5).join(', ')}: extension attribute names must be lower-case ASCII letters and digits`,
+    };
   }
   const result = CloudEventSchema.safeParse(json);
   if (!result.success) {

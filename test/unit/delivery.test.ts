@@ -1,0 +1,345 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { EndpointDelivery, type RetryOptions, retryDelayMs } from '../../lib/delivery';
+import { Endpoint } from '../../lib/endpoint';
+import { idempotencyKey } from '../../lib/event';
+import { closedPortUrl, type Responder, TestEndpoint } from '../support/endpoints';
+import { cloudEvent } from '../support/events';
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function server(responder?: Responder): Promise<TestEndpoint> {
+  const endpoint = await TestEndpoint.start(responder);
+  cleanups.push(() => endpoint.close());
+  return endpoint;
+}
+
+const defaults: RetryOptions = {
+  maxAttempts: 3,
+  baseMs: 1,
+  maxMs: 10,
+  breakerThreshold: 0,
+  breakerHalfOpenMs: 5000,
+  maxConnections: 8,
+};
+
+function deliveryFor(
+  url: string,
+  options: Partial<RetryOptions> = {},
+  random: () => number = () => 0,
+  timeoutMs = 2000,
+): EndpointDelivery {
+  const merged = { ...defaults, ...options };
+  const endpoint = new Endpoint({ name: 'sink', url: new URL(url), timeoutMs, maxConnections: merged.maxConnections });
+  const delivery = new EndpointDelivery(endpoint, merged, random);
+  cleanups.push(() => delivery.close());
+  return delivery;
+}
+
+function eventBody(id: string): { body: Buffer; key: string } {
+  return { body: Buffer.from(JSON.stringify(cloudEvent(id))), key: idempotencyKey('urn:test:orders', id) };
+}
+
+const never = new AbortController().signal;
+const later = () => Date.now() + 60_000;
+
+function deliver(delivery: EndpointDelivery, id = 'evt-1', signal = never, deadlineAt = later()) {
+  const { body, key } = eventBody(id);
+  return delivery.deliver(body, key, signal, deadlineAt);
+}
+
+describe('EndpointDelivery retries', () => {
+  it('retries a transient failure up to maxAttempts, then reports the last failure', async () => {
+    const sink = await server(() => ({ status: 503 }));
+    const result = await deliver(deliveryFor(sink.url, { maxAttempts: 3 }));
+    expect(result).toEqual({ ok: false, endpoint: 'sink', kind: 'transient', status: 503, attempts: 3 });
+    expect(sink.received).toHaveLength(3);
+  });
+
+  it('succeeds on a later attempt after 500, reset and 429', async () => {
+    const answers = [{ status: 500 }, { reset: true as const }, { status: 429 }, { status: 202 }];
+    const sink = await server((_, attempt) => answers[attempt - 1] ?? { status: 500 });
+    const result = await deliver(deliveryFor(sink.url, { maxAttempts: 4 }));
+    expect(result).toMatchObject({ ok: true, endpoint: 'sink', attempts: 4, status: 202 });
+    expect(sink.received).toHaveLength(4);
+    expect(new Set(sink.received.map((request) => request.headers['idempotency-key'])).size).toBe(1);
+  });
+
+  it('maxAttempts 1 never retries', async () => {
+    const sink = await server(() => ({ status: 500 }));
+    expect(await deliver(deliveryFor(sink.url, { maxAttempts: 1 }))).toMatchObject({ ok: false, attempts: 1 });
+    expect(sink.received).toHaveLength(1);
+  });
+
+  it('does not retry a rejection or a redirect', async () => {
+    const rejecting = await server(() => ({ status: 422 }));
+    expect(await deliver(deliveryFor(rejecting.url, { maxAttempts: 5 }))).toEqual({
+      ok: false,
+      endpoint: 'sink',
+      kind: 'rejected',
+      status: 422,
+      attempts: 1,
+    });
+    expect(rejecting.received).toHaveLength(1);
+    const redirecting = await server(() => ({ status: 308, headers: { location: rejecting.url } }));
+    expect(await deliver(deliveryFor(redirecting.url, { maxAttempts: 5 }))).toMatchObject({
+      ok: false,
+      kind: 'redirect',
+      status: 308,
+      attempts: 1,
+    });
+    expect(redirecting.received).toHaveLength(1);
+    expect(rejecting.received).toHaveLength(1);
+  });
+
+  it('reports a timeout and a refused connection as transient with their code', async () => {
+    const hanging = await server(() => ({ hang: true }));
+    expect(await deliver(deliveryFor(hanging.url, { maxAttempts: 2 }, () => 0, 100))).toMatchObject({
+      ok: false,
+      kind: 'transient',
+      error: 'TIMEOUT',
+      attempts: 2,
+    });
+    expect(hanging.received).toHaveLength(2);
+    expect(await deliver(deliveryFor(await closedPortUrl(), { maxAttempts: 2 }))).toMatchObject({
+      ok: false,
+      kind: 'transient',
+      error: 'ECONNREFUSED',
+      attempts: 2,
+    });
+  });
+
+  it('waits a full-jitter backoff drawn from the injected random between attempts', async () => {
+    const arrivals: number[] = [];
+    const sink = await server(() => {
+      arrivals.push(performance.now());
+      return { status: 500 };
+    });
+    const random = vi.fn(() => 0.5);
+    await deliver(deliveryFor(sink.url, { maxAttempts: 3, baseMs: 80, maxMs: 1000 }, random));
+    // One draw per wait: after attempt 1 (half of 80 ms) and after attempt 2 (half of 160 ms); none after the last.
+    expect(random).toHaveBeenCalledTimes(2);
+    const [first, second, third] = arrivals as [number, number, number];
+    // Lower bounds only (a timer may fire up to a millisecond early against performance.now()).
+    expect(second - first).toBeGreaterThanOrEqual(40 - 2);
+    expect(third - second).toBeGreaterThanOrEqual(80 - 2);
+  });
+
+  it('honours Retry-After: the next attempt comes no sooner than it asked', async () => {
+    const arrivals: number[] = [];
+    const sink = await server((_, attempt) => {
+      arrivals.push(performance.now());
+      return attempt === 1 ? { status: 503, headers: { 'retry-after': '1' } } : { status: 200 };
+    });
+    const result = await deliver(deliveryFor(sink.url, { maxAttempts: 2 }));
+    expect(result).toMatchObject({ ok: true, attempts: 2 });
+    const [first, second] = arrivals as [number, number];
+    expect(second - first).toBeGreaterThanOrEqual(1000 - 2);
+  });
+
+  it('gives up at once when Retry-After would pass the deadline, reporting retryAfterS', async () => {
+    const sink = await server(() => ({ status: 429, headers: { 'retry-after': '120' } }));
+    const result = await deliver(deliveryFor(sink.url, { maxAttempts: 5 }), 'evt-1', never, Date.now() + 5000);
+    expect(result).toEqual({
+      ok: false,
+      endpoint: 'sink',
+      kind: 'transient',
+      status: 429,
+      attempts: 1,
+      retryAfterS: 120,
+    });
+    expect(sink.received).toHaveLength(1);
+  });
+
+  it('gives up at once when the backoff itself would pass the deadline', { timeout: 5000 }, async () => {
+    const sink = await server(() => ({ status: 500 }));
+    const delivery = deliveryFor(sink.url, { maxAttempts: 5, baseMs: 20_000, maxMs: 20_000 }, () => 0.99);
+    const result = await deliver(delivery, 'evt-1', never, Date.now() + 3000);
+    expect(result).toMatchObject({ ok: false, kind: 'transient', status: 500, attempts: 1 });
+    expect(sink.received).toHaveLength(1);
+  });
+
+  it('stops waiting when the signal aborts mid-backoff', { timeout: 5000 }, async () => {
+    const sink = await server(() => ({ status: 500 }));
+    const controller = new AbortController();
+    // The jitter is drawn just before the backoff starts: abort right after that, while the delivery sleeps.
+    const random = () => {
+      setImmediate(() => controller.abort());
+      return 0.99;
+    };
+    const delivery = deliveryFor(sink.url, { maxAttempts: 3, baseMs: 30_000, maxMs: 30_000 }, random);
+    const result = await deliver(delivery, 'evt-1', controller.signal);
+    expect(result).toMatchObject({ ok: false, kind: 'transient', status: 500, attempts: 1 });
+    expect(sink.received).toHaveLength(1);
+  });
+
+  it('an abort while a request is in flight reports aborted', { timeout: 5000 }, async () => {
+    const sink = await server(() => ({ hang: true }));
+    const controller = new AbortController();
+    const pending = deliver(
+      deliveryFor(sink.url, {}, () => 0, 30_000),
+      'evt-1',
+      controller.signal,
+    );
+    await sink.waitForRequests(1);
+    controller.abort();
+    expect(await pending).toMatchObject({ ok: false, kind: 'aborted', attempts: 1 });
+  });
+});
+
+describe('EndpointDelivery circuit breaker', () => {
+  it('opens after the threshold of consecutive transient failures and then fails fast', async () => {
+    const sink = await server(() => ({ status: 503 }));
+    const delivery = deliveryFor(sink.url, { maxAttempts: 1, breakerThreshold: 3 });
+    for (let i = 0; i < 3; i++) expect(await deliver(delivery, `e${i}`)).toMatchObject({ kind: 'transient' });
+    expect(sink.received).toHaveLength(3);
+    for (let i = 3; i < 6; i++) {
+      expect(await deliver(delivery, `e${i}`)).toEqual({
+        ok: false,
+        endpoint: 'sink',
+        kind: 'circuit-open',
+        error: 'CIRCUIT_OPEN',
+        attempts: 1,
+      });
+    }
+    expect(sink.received).toHaveLength(3);
+  });
+
+  it('counts retries of one delivery towards the threshold', async () => {
+    const sink = await server(() => ({ reset: true }));
+    const delivery = deliveryFor(sink.url, { maxAttempts: 5, breakerThreshold: 2 });
+    // The third attempt finds the breaker open: it is not retried further.
+    expect(await deliver(delivery)).toMatchObject({ ok: false, kind: 'circuit-open', attempts: 3 });
+    expect(sink.received).toHaveLength(2);
+  });
+
+  it('is disabled with threshold 0', async () => {
+    const sink = await server(() => ({ status: 503 }));
+    const delivery = deliveryFor(sink.url, { maxAttempts: 1, breakerThreshold: 0 });
+    for (let i = 0; i < 12; i++) expect(await deliver(delivery, `e${i}`)).toMatchObject({ kind: 'transient' });
+    expect(sink.received).toHaveLength(12);
+  });
+
+  it('does not count rejections, and a success resets the count', async () => {
+    const answers = [503, 503, 404, 404, 200, 503, 503, 503];
+    const sink = await server(() => ({ status: answers[sink.received.length - 1] ?? 200 }));
+    const delivery = deliveryFor(sink.url, { maxAttempts: 1, breakerThreshold: 3 });
+    for (let i = 0; i < answers.length; i++) await deliver(delivery, `e${i}`);
+    expect(sink.received).toHaveLength(answers.length);
+    expect(await deliver(delivery, 'last')).toMatchObject({ kind: 'circuit-open' });
+  });
+
+  it('lets a trial request through after breakerHalfOpenMs and closes on success', async () => {
+    const sink = await server(() => ({ status: 503 }));
+    const delivery = deliveryFor(sink.url, { maxAttempts: 1, breakerThreshold: 2, breakerHalfOpenMs: 100 });
+    await deliver(delivery, 'a');
+    await deliver(delivery, 'b');
+    expect(await deliver(delivery, 'c')).toMatchObject({ kind: 'circuit-open' });
+    sink.respond(() => ({ status: 200 }));
+    await vi.waitFor(
+      async () => {
+        expect(await deliver(delivery, 'probe')).toMatchObject({ ok: true });
+      },
+      { timeout: 5000, interval: 50 },
+    );
+    expect(await deliver(delivery, 'd')).toMatchObject({ ok: true, attempts: 1 });
+  });
+});
+
+/** A server that holds every request until the test releases it, and records the most it held at once. */
+async function gatedServer() {
+  const held: http.ServerResponse[] = [];
+  const state = { arrived: 0, maxInFlight: 0 };
+  const srv = http.createServer((req, res) => {
+    req.resume();
+    state.arrived++;
+    held.push(res);
+    state.maxInFlight = Math.max(state.maxInFlight, held.length);
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        srv.closeAllConnections();
+        srv.close(() => resolve());
+      }),
+  );
+  const { port } = srv.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/events`,
+    state,
+    held,
+    release() {
+      held.shift()?.writeHead(200).end();
+    },
+  };
+}
+
+describe('EndpointDelivery connection bound', () => {
+  it('never has more than maxConnections requests in flight', { timeout: 10_000 }, async () => {
+    const gate = await gatedServer();
+    const delivery = deliveryFor(gate.url, { maxConnections: 3 }, () => 0, 30_000);
+    const results = Array.from({ length: 10 }, (_, i) => deliver(delivery, `e${i}`));
+    for (let released = 0; released < 10; released++) {
+      const expected = Math.min(3, 10 - released);
+      await vi.waitFor(() => expect(gate.held.length).toBe(expected), { timeout: 5000, interval: 5 });
+      expect(gate.state.arrived).toBe(released + expected);
+      gate.release();
+    }
+    expect((await Promise.all(results)).every((result) => result.ok)).toBe(true);
+    expect(gate.state.maxInFlight).toBe(3);
+  });
+
+  it('a request waiting for a connection does not run its timeout', { timeout: 10_000 }, async () => {
+    const sink = await server(() => ({ status: 200, delayMs: 100 }));
+    // Five requests in one lane take ~500 ms, longer than the 400 ms timeout of each.
+    const delivery = deliveryFor(sink.url, { maxConnections: 1, maxAttempts: 1 }, () => 0, 400);
+    const results = await Promise.all(Array.from({ length: 5 }, (_, i) => deliver(delivery, `e${i}`)));
+    expect(results.map((result) => result.ok)).toEqual([true, true, true, true, true]);
+  });
+
+  it('an abort releases requests still waiting for a connection, unsent', { timeout: 5000 }, async () => {
+    const sink = await server(() => ({ hang: true }));
+    const controller = new AbortController();
+    const delivery = deliveryFor(sink.url, { maxConnections: 1 }, () => 0, 30_000);
+    const results = [deliver(delivery, 'a', controller.signal), deliver(delivery, 'b', controller.signal)];
+    await sink.waitForRequests(1);
+    controller.abort();
+    for (const result of await Promise.all(results)) expect(result).toMatchObject({ ok: false, kind: 'aborted' });
+    expect(sink.received).toHaveLength(1);
+  });
+});
+
+describe('retryDelayMs', () => {
+  it('is full jitter over base·2^(attempt−1), capped at max', () => {
+    const options = { baseMs: 100, maxMs: 2000 };
+    expect(retryDelayMs(1, options, () => 0)).toBe(0);
+    expect(retryDelayMs(1, options, () => 0.999_999)).toBe(99);
+    expect(retryDelayMs(2, options, () => 0.5)).toBe(100);
+    expect(retryDelayMs(3, options, () => 0.5)).toBe(200);
+    expect(retryDelayMs(10, options, () => 0.5)).toBe(1000);
+  });
+
+  it('always lies in [0, min(max, base·2^(n−1))) (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 1, max: 60_000 }),
+        fc.integer({ min: 0, max: 300_000 }),
+        fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+        (attempt, baseMs, extra, r) => {
+          const maxMs = baseMs + extra;
+          const delay = retryDelayMs(attempt, { baseMs, maxMs }, () => r);
+          expect(Number.isInteger(delay)).toBe(true);
+          expect(delay).toBeGreaterThanOrEqual(0);
+          expect(delay).toBeLessThan(Math.min(maxMs, baseMs * 2 ** (attempt - 1)));
+        },
+      ),
+    );
+  });
+});

@@ -1,0 +1,327 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { authHeaders, CONTENT_TYPE, classifyStatus, Endpoint, parseRetryAfter } from '../../lib/endpoint';
+import { DeliveryAttemptError } from '../../lib/errors';
+import { idempotencyKey } from '../../lib/event';
+import { closedPortUrl, TestEndpoint } from '../support/endpoints';
+import { cloudEvent } from '../support/events';
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function server(responder?: Parameters<typeof TestEndpoint.start>[0]): Promise<TestEndpoint> {
+  const endpoint = await TestEndpoint.start(responder);
+  cleanups.push(() => endpoint.close());
+  return endpoint;
+}
+
+function endpointFor(url: string, timeoutMs = 2000, maxConnections = 4): Endpoint {
+  const endpoint = new Endpoint({ name: 'sink', url: new URL(url), timeoutMs, maxConnections });
+  cleanups.push(() => endpoint.close());
+  return endpoint;
+}
+
+/** A bare loopback server for what TestEndpoint does not show: connections and server-side socket closes. */
+async function rawServer(handler: http.RequestListener) {
+  const sockets: Socket[] = [];
+  const srv = http.createServer(handler);
+  srv.on('connection', (socket) => sockets.push(socket));
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        srv.closeAllConnections();
+        srv.close(() => resolve());
+      }),
+  );
+  const { port } = srv.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}/events`, sockets };
+}
+
+const body = Buffer.from(JSON.stringify(cloudEvent('evt-1', { data: { text: 'héllo 🚀' } })), 'utf8');
+const key = idempotencyKey('urn:test:orders', 'evt-1');
+const never = new AbortController().signal;
+
+async function attemptError(promise: Promise<unknown>): Promise<DeliveryAttemptError> {
+  const error = await promise.then(
+    () => undefined,
+    (reason: unknown) => reason,
+  );
+  expect(error).toBeInstanceOf(DeliveryAttemptError);
+  return error as DeliveryAttemptError;
+}
+
+describe('Endpoint.post: the request', () => {
+  it('POSTs the exact body bytes as a structured CloudEvent with the idempotency key', async () => {
+    const sink = await server();
+    const result = await endpointFor(sink.url).post(body, key, never);
+    expect(result.status).toBe(200);
+    expect(result.latencyMs).toBeGreaterThanOrEqual(0);
+    expect(sink.received).toHaveLength(1);
+    const [request] = sink.received;
+    expect(request?.method).toBe('POST');
+    expect(request?.path).toBe('/events');
+    expect(request?.headers['content-type']).toBe('application/cloudevents+json; charset=utf-8');
+    expect(CONTENT_TYPE).toBe('application/cloudevents+json; charset=utf-8');
+    expect(request?.headers['content-length']).toBe(String(body.length));
+    expect(request?.headers['idempotency-key']).toBe(key);
+    expect(request?.headers.authorization).toBeUndefined();
+    expect(request?.headers['x-signature-256']).toBeUndefined();
+    expect(request?.body.equals(body)).toBe(true);
+  });
+
+  it('sends a bearer token when the endpoint has one', async () => {
+    const sink = await server();
+    await endpointFor(sink.url).post(body, key, never, { kind: 'bearer', token: 'tok-123' });
+    expect(sink.received[0]?.headers.authorization).toBe('Bearer tok-123');
+  });
+
+  it('signs the body with HMAC-SHA256 when the endpoint has a secret', async () => {
+    const secret = 'shared-secret';
+    const sink = await server((request) => {
+      // What a receiving endpoint does: recompute the signature over the raw body, compare in constant time.
+      const expected = Buffer.from(`sha256=${createHmac('sha256', secret).update(request.body).digest('hex')}`);
+      const got = Buffer.from(String(request.headers['x-signature-256'] ?? ''));
+      return { status: got.length === expected.length && timingSafeEqual(got, expected) ? 204 : 401 };
+    });
+    const endpoint = endpointFor(sink.url);
+    await expect(endpoint.post(body, key, never, { kind: 'hmac', secret })).resolves.toMatchObject({ status: 204 });
+    const wrong = await attemptError(endpoint.post(body, key, never, { kind: 'hmac', secret: 'other' }));
+    expect(wrong).toMatchObject({ kind: 'rejected', status: 401 });
+    expect(sink.received[0]?.headers.authorization).toBeUndefined();
+  });
+
+  it('reuses one keep-alive connection for sequential posts', async () => {
+    const srv = await rawServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end('ok'));
+    });
+    const endpoint = endpointFor(srv.url);
+    for (let i = 0; i < 5; i++) await endpoint.post(body, key, never);
+    expect(srv.sockets).toHaveLength(1);
+  });
+});
+
+describe('Endpoint.post: outcome classification', () => {
+  it('any 2xx delivers', async () => {
+    for (const status of [200, 201, 202, 204, 299]) {
+      const sink = await server(() => ({ status }));
+      await expect(endpointFor(sink.url).post(body, key, never)).resolves.toMatchObject({ status });
+    }
+  });
+
+  it('does not follow redirects', async () => {
+    const elsewhere = await server();
+    for (const status of [301, 302, 307, 308]) {
+      const sink = await server(() => ({ status, headers: { location: elsewhere.url } }));
+      const error = await attemptError(endpointFor(sink.url).post(body, key, never));
+      expect(error).toMatchObject({ kind: 'redirect', status, endpoint: 'sink' });
+      expect(error.message).toContain('not followed');
+    }
+    expect(elsewhere.received).toHaveLength(0);
+  });
+
+  it('408, 429 and 5xx are transient, with Retry-After in seconds', async () => {
+    for (const status of [408, 429, 500, 502, 503, 504]) {
+      const sink = await server(() => ({ status, headers: { 'retry-after': '7' } }));
+      const error = await attemptError(endpointFor(sink.url).post(body, key, never));
+      expect(error).toMatchObject({ kind: 'transient', status, retryAfterMs: 7000 });
+    }
+  });
+
+  it('reads a Retry-After HTTP-date as the time left until then', async () => {
+    const at = new Date(Date.now() + 30_000);
+    const sink = await server(() => ({ status: 503, headers: { 'retry-after': at.toUTCString() } }));
+    const error = await attemptError(endpointFor(sink.url).post(body, key, never));
+    expect(error.kind).toBe('transient');
+    // The HTTP-date has whole seconds and time passes during the request: up to 30 s, and well above 25 s.
+    expect(error.retryAfterMs).toBeGreaterThan(25_000);
+    expect(error.retryAfterMs).toBeLessThanOrEqual(30_000);
+  });
+
+  it('a transient answer without Retry-After has no retry hint', async () => {
+    const sink = await server(() => ({ status: 500 }));
+    const error = await attemptError(endpointFor(sink.url).post(body, key, never));
+    expect(error.retryAfterMs).toBeUndefined();
+  });
+
+  it('other 4xx are rejected and never carry a retry hint', async () => {
+    for (const status of [400, 401, 403, 404, 409, 410, 413, 422]) {
+      const sink = await server(() => ({ status, headers: { 'retry-after': '5' } }));
+      const error = await attemptError(endpointFor(sink.url).post(body, key, never));
+      expect(error).toMatchObject({ kind: 'rejected', status });
+      expect(error.retryAfterMs).toBeUndefined();
+    }
+  });
+
+  it('a connection reset is transient', async () => {
+    const sink = await server(() => ({ reset: true }));
+    const error = await attemptError(endpointFor(sink.url).post(body, key, never));
+    expect(error.kind).toBe('transient');
+    expect(error.status).toBeUndefined();
+    expect(error.code).toBe('ECONNRESET');
+  });
+
+  it('a refused connection is transient', async () => {
+    const error = await attemptError(endpointFor(await closedPortUrl()).post(body, key, never));
+    expect(error).toMatchObject({ kind: 'transient', code: 'ECONNREFUSED' });
+  });
+
+  it('an endpoint that never answers is a transient TIMEOUT after timeoutMs', async () => {
+    const sink = await server(() => ({ hang: true }));
+    const started = performance.now();
+    const error = await attemptError(endpointFor(sink.url, 150).post(body, key, never));
+    expect(error).toMatchObject({ kind: 'transient', code: 'TIMEOUT' });
+    expect(error.message).toContain('150 ms');
+    // A lower bound only: the timeout must not cut the request short.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(145);
+    expect(sink.received).toHaveLength(1);
+  });
+
+  it('an answer slower than timeoutMs is a TIMEOUT too', async () => {
+    const sink = await server(() => ({ status: 200, delayMs: 1000 }));
+    const error = await attemptError(endpointFor(sink.url, 100).post(body, key, never));
+    expect(error).toMatchObject({ kind: 'transient', code: 'TIMEOUT' });
+  });
+
+  it('the abort signal ends a hanging request as aborted, without waiting for the timeout', {
+    timeout: 5000,
+  }, async () => {
+    const sink = await server(() => ({ hang: true }));
+    const controller = new AbortController();
+    const pending = endpointFor(sink.url, 60_000).post(body, key, controller.signal);
+    await sink.waitForRequests(1);
+    controller.abort();
+    const error = await attemptError(pending);
+    expect(error).toMatchObject({ kind: 'aborted', endpoint: 'sink' });
+  });
+
+  it('an already aborted signal sends nothing', async () => {
+    const sink = await server();
+    const error = await attemptError(endpointFor(sink.url).post(body, key, AbortSignal.abort()));
+    expect(error.kind).toBe('aborted');
+    expect(sink.received).toHaveLength(0);
+  });
+
+  it('a huge response body is not read to the end: the status decides, the connection is dropped', {
+    timeout: 10_000,
+  }, async () => {
+    let serverSocketClosed!: Promise<void>;
+    const srv = await rawServer((req, res) => {
+      req.resume();
+      serverSocketClosed = new Promise((resolve) => req.socket.once('close', () => resolve()));
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(5 * 1024 * 1024) });
+      // 5 MB in 64 KiB chunks, written as fast as the client reads; a client that reads on would get it all.
+      const chunk = Buffer.alloc(64 * 1024, 'x');
+      let sent = 0;
+      const pump = () => {
+        while (sent < 80) {
+          sent++;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      res.on('error', () => {});
+      pump();
+    });
+    await expect(endpointFor(srv.url).post(body, key, never)).resolves.toMatchObject({ status: 200 });
+    // Had the client drained all 5 MB, the keep-alive socket would stay open and this would never resolve.
+    await serverSocketClosed;
+    expect(srv.sockets[0]?.destroyed).toBe(true);
+  });
+
+  it('a small response body is drained and the connection kept', async () => {
+    const srv = await rawServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end('x'.repeat(16 * 1024)));
+    });
+    const endpoint = endpointFor(srv.url);
+    await endpoint.post(body, key, never);
+    await endpoint.post(body, key, never);
+    expect(srv.sockets).toHaveLength(1);
+  });
+
+  it('reports each request to the observer with its status or error', async () => {
+    const sink = await server((_, attempt) => (attempt === 1 ? { status: 503 } : { reset: true }));
+    const seen: Array<{ endpoint: string; outcome?: { status?: number; error?: string } }> = [];
+    const endpoint = new Endpoint(
+      { name: 'sink', url: new URL(sink.url), timeoutMs: 2000, maxConnections: 1 },
+      (name) => {
+        const entry: (typeof seen)[number] = { endpoint: name };
+        seen.push(entry);
+        return (outcome) => {
+          entry.outcome = outcome;
+        };
+      },
+    );
+    cleanups.push(() => endpoint.close());
+    await attemptError(endpoint.post(body, key, never));
+    await attemptError(endpoint.post(body, key, never));
+    expect(seen).toEqual([
+      { endpoint: 'sink', outcome: { status: 503 } },
+      { endpoint: 'sink', outcome: { error: 'ECONNRESET' } },
+    ]);
+  });
+});
+
+describe('parseRetryAfter', () => {
+  const now = Date.parse('2026-11-25T10:00:00Z');
+
+  it('reads delta-seconds', () => {
+    expect(parseRetryAfter('0', now)).toBe(0);
+    expect(parseRetryAfter('5', now)).toBe(5000);
+    expect(parseRetryAfter(' 120 ', now)).toBe(120_000);
+  });
+
+  it('reads an HTTP-date relative to now, never negative', () => {
+    expect(parseRetryAfter('Wed, 25 Nov 2026 10:00:30 GMT', now)).toBe(30_000);
+    expect(parseRetryAfter('Wed, 25 Nov 2026 09:59:00 GMT', now)).toBe(0);
+  });
+
+  it('ignores missing and unreadable values', () => {
+    expect(parseRetryAfter(undefined, now)).toBeUndefined();
+    expect(parseRetryAfter('', now)).toBeUndefined();
+    expect(parseRetryAfter('soon', now)).toBeUndefined();
+  });
+});
+
+describe('classifyStatus', () => {
+  it('maps statuses to outcomes', () => {
+    for (const status of [200, 202, 204, 299]) expect(classifyStatus('e', status, undefined)).toBeUndefined();
+    for (const status of [300, 301, 302, 303, 304, 307, 308]) {
+      expect(classifyStatus('e', status, undefined)).toMatchObject({ kind: 'redirect', status, endpoint: 'e' });
+    }
+    for (const status of [408, 429, 500, 501, 503, 599]) {
+      expect(classifyStatus('e', status, '3')).toMatchObject({ kind: 'transient', status, retryAfterMs: 3000 });
+    }
+    for (const status of [400, 401, 403, 404, 405, 409, 413, 415, 422, 451]) {
+      expect(classifyStatus('e', status, '3')).toMatchObject({ kind: 'rejected', status });
+    }
+  });
+});
+
+describe('authHeaders', () => {
+  const payload = Buffer.from('{"id":"1"}');
+
+  it('adds nothing without a credential', () => {
+    expect(authHeaders(undefined, payload)).toEqual({});
+  });
+
+  it('adds a bearer token', () => {
+    expect(authHeaders({ kind: 'bearer', token: 't0k' }, payload)).toEqual({ authorization: 'Bearer t0k' });
+  });
+
+  it('signs the exact bytes with HMAC-SHA256', () => {
+    const signature = createHmac('sha256', 's3cret').update(payload).digest('hex');
+    expect(authHeaders({ kind: 'hmac', secret: 's3cret' }, payload)).toEqual({
+      'x-signature-256': `sha256=${signature}`,
+    });
+    expect(authHeaders({ kind: 'hmac', secret: 's3cret' }, Buffer.from('{"id":"2"}'))).not.toEqual(
+      authHeaders({ kind: 'hmac', secret: 's3cret' }, payload),
+    );
+  });
+});

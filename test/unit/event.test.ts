@@ -1,0 +1,257 @@
+import { createHash } from 'node:crypto';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type InvalidEvent, idempotencyKey, parseEvent, type ValidEvent } from '../../lib/event';
+import { cloudEvent } from '../support/events';
+
+const MAX = 1_048_576;
+const minimal = { specversion: '1.0', id: 'evt-1', source: 'urn:test:orders', type: 'com.example.order.created' };
+
+function valid(body: string, maxBytes = MAX): ValidEvent {
+  const result = parseEvent(body, maxBytes);
+  if (!result.ok) throw new Error(`expected a valid event, got ${result.reason}: ${result.detail}`);
+  return result;
+}
+
+function invalid(body: string | undefined, maxBytes = MAX): InvalidEvent {
+  const result = parseEvent(body, maxBytes);
+  if (result.ok) throw new Error(`expected an invalid event, got ok for ${body}`);
+  return result;
+}
+
+/** The body of a minimal event with `changes` applied; `undefined` removes an attribute. */
+function withAttributes(changes: Record<string, unknown>): string {
+  const event: Record<string, unknown> = { ...minimal, ...changes };
+  for (const [name, value] of Object.entries(changes)) if (value === undefined) delete event[name];
+  return JSON.stringify(event);
+}
+
+describe('parseEvent: valid CloudEvents', () => {
+  it('accepts the minimal event and derives the key from source and id', () => {
+    const event = valid(JSON.stringify(minimal));
+    expect(event).toMatchObject({
+      ok: true,
+      id: 'evt-1',
+      source: 'urn:test:orders',
+      type: 'com.example.order.created',
+    });
+    expect(event.key).toBe(idempotencyKey('urn:test:orders', 'evt-1'));
+  });
+
+  it('accepts every optional attribute', () => {
+    valid(
+      withAttributes({
+        subject: 'order/42',
+        time: '2026-11-25T10:00:00.123+01:00',
+        datacontenttype: 'application/json',
+        dataschema: 'https://schemas.example.com/order-created.json',
+        data: { orderId: 42, lines: [1, 2, 3] },
+      }),
+    );
+    valid(JSON.stringify(cloudEvent('from-helper')));
+    valid(withAttributes({ time: '2026-11-25T10:00:00Z', data: null }));
+    valid(withAttributes({ data: 'plain text', datacontenttype: 'text/plain' }));
+  });
+
+  it('accepts extension attributes with scalar values', () => {
+    const event = valid(
+      withAttributes({
+        traceparent: '00-abc-def-01',
+        partitionkey: 'p1',
+        sequence: 7,
+        sampled: true,
+        comexampleext: null,
+      }),
+    );
+    expect(event.id).toBe('evt-1');
+  });
+
+  it('accepts data_base64', () => {
+    valid(withAttributes({ data_base64: Buffer.from('binary \u0000 payload').toString('base64') }));
+  });
+
+  it('keeps the body bytes exactly as received: order, whitespace, escapes and non-ASCII', () => {
+    const body = `{ "type":"t",\n  "specversion" : "1.0", "id":"é-1", "source":"urn:ß", "data":{"emoji":"🚀","esc":"\\u00e9"} }`;
+    const event = valid(body);
+    expect(event.body.equals(Buffer.from(body, 'utf8'))).toBe(true);
+    expect(event.id).toBe('é-1');
+  });
+
+  it('accepts a body of exactly MAX_EVENT_BYTES', () => {
+    const body = JSON.stringify(minimal);
+    expect(valid(body, Buffer.byteLength(body)).body.length).toBe(Buffer.byteLength(body));
+  });
+});
+
+describe('parseEvent: invalid records and their reasons', () => {
+  it('empty body', () => {
+    expect(invalid('')).toMatchObject({ reason: 'empty-body' });
+    expect(invalid(undefined)).toMatchObject({ reason: 'empty-body' });
+  });
+
+  it('too large, counted in bytes rather than characters', () => {
+    const body = withAttributes({ data: 'é'.repeat(50) });
+    const result = invalid(body, body.length);
+    expect(result.reason).toBe('too-large');
+    expect(result.detail).toContain(`${Buffer.byteLength(body)} bytes`);
+    expect(result.detail).toContain('MAX_EVENT_BYTES');
+  });
+
+  it('not JSON', () => {
+    for (const body of ['{', 'hello', '{"id": 1,}', "{'single': 'quotes'}"]) {
+      expect(invalid(body).reason).toBe('not-json');
+    }
+  });
+
+  it('JSON that is not an object', () => {
+    const cases: Array<[string, string]> = [
+      ['[1,2]', 'an array'],
+      ['null', 'null'],
+      ['42', 'a number'],
+      ['"text"', 'a string'],
+      ['true', 'a boolean'],
+    ];
+    for (const [body, what] of cases) {
+      expect(invalid(body)).toMatchObject({ reason: 'not-object', detail: `the body is ${what}, not a JSON object` });
+    }
+  });
+
+  const cloudEventCases: Array<[string, Record<string, unknown> | string, string]> = [
+    ['missing specversion', { specversion: undefined }, 'specversion'],
+    ['wrong specversion', { specversion: '0.3' }, 'specversion'],
+    ['numeric specversion', { specversion: 1 }, 'specversion'],
+    ['missing id', { id: undefined }, 'id'],
+    ['empty id', { id: '' }, 'id'],
+    ['numeric id', { id: 7 }, 'id'],
+    ['empty source', { source: '' }, 'source'],
+    ['missing type', { type: undefined }, 'type'],
+    ['empty type', { type: '' }, 'type'],
+    ['empty subject', { subject: '' }, 'subject'],
+    ['time that is not a timestamp', { time: 'yesterday' }, 'time'],
+    ['time without a zone offset', { time: '2026-11-25T10:00:00' }, 'time'],
+    ['time that does not exist', { time: '2026-02-30T10:00:00Z' }, 'time'],
+    ['relative dataschema', { dataschema: '/schemas/order.json' }, 'dataschema'],
+    ['dataschema that is no URI', { dataschema: 'not a uri' }, 'dataschema'],
+    ['data_base64 that is not base64', { data_base64: 'not base64!' }, 'data_base64'],
+    ['data and data_base64 together', { data: { a: 1 }, data_base64: 'AAEC' }, 'data_base64'],
+    ['extension name with capitals', { Foo: 'x' }, 'Foo'],
+    ['extension name with an underscore', { my_ext: 'x' }, 'my_ext'],
+    ['extension with an object value', { comexample: { nested: true } }, 'comexample'],
+    ['extension with an array value', { comexample: [1] }, 'comexample'],
+    [
+      'extension named __proto__',
+      '{"specversion":"1.0","id":"evt-1","source":"urn:test:orders","type":"t","__proto__":{"x":1}}',
+      '__proto__',
+    ],
+  ];
+
+  it.each(cloudEventCases)('invalid CloudEvent: %s, naming the attribute', (_, changes, attribute) => {
+    const body = typeof changes === 'string' ? changes : withAttributes(changes);
+    const result = invalid(body);
+    expect(result.reason).toBe('invalid-cloudevent');
+    expect(result.detail).toContain(`${attribute}: `);
+  });
+
+  it('reports several problems at once', () => {
+    const detail = invalid(withAttributes({ id: '', type: undefined })).detail;
+    expect(detail).toContain('id: ');
+    expect(detail).toContain('type: ');
+  });
+});
+
+describe('idempotencyKey', () => {
+  it('is the sha256 hex of JSON [source, id]', () => {
+    const expected = createHash('sha256').update('["urn:a","1"]').digest('hex');
+    expect(idempotencyKey('urn:a', '1')).toBe(expected);
+    expect(expected).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('is stable for the same event and different for different events', () => {
+    expect(idempotencyKey('urn:a', '1')).toBe(idempotencyKey('urn:a', '1'));
+    expect(idempotencyKey('urn:a', '1')).not.toBe(idempotencyKey('urn:a', '2'));
+    expect(idempotencyKey('urn:a', '1')).not.toBe(idempotencyKey('urn:b', '1'));
+    expect(idempotencyKey('1', 'urn:a')).not.toBe(idempotencyKey('urn:a', '1'));
+  });
+
+  it('cannot be confused by separators inside source or id', () => {
+    expect(idempotencyKey('a|b', 'c')).not.toBe(idempotencyKey('a', 'b|c'));
+    expect(idempotencyKey('a","b', 'c')).not.toBe(idempotencyKey('a', 'b","c'));
+    expect(idempotencyKey('a:b', 'c')).not.toBe(idempotencyKey('a', 'b:c'));
+  });
+
+  it('is injective over (source, id) pairs (property)', () => {
+    fc.assert(
+      fc.property(fc.string(), fc.string(), fc.string(), fc.string(), (s1, i1, s2, i2) => {
+        fc.pre(s1 !== s2 || i1 !== i2);
+        expect(idempotencyKey(s1, i1)).not.toBe(idempotencyKey(s2, i2));
+      }),
+    );
+  });
+
+  it('does not depend on the rest of the event', () => {
+    const a = valid(JSON.stringify({ ...minimal, data: 1 }));
+    const b = valid(`{"source":"urn:test:orders","id":"evt-1","specversion":"1.0","type":"other.type"}`);
+    expect(a.key).toBe(b.key);
+  });
+});
+
+describe('parseEvent properties', () => {
+  const contextAttributes = ['specversion', 'id', 'source', 'type', 'subject', 'time', 'datacontenttype', 'dataschema'];
+  const extensionName = fc
+    .stringMatching(/^[a-z0-9]{1,20}$/)
+    .filter((name) => name !== 'data' && !contextAttributes.includes(name));
+
+  it('never throws, whatever the body', () => {
+    const anyObject = fc.dictionary(fc.string(), fc.jsonValue());
+    const nearlyEvent = fc.record(
+      {
+        specversion: fc.oneof(fc.constant('1.0'), fc.jsonValue()),
+        id: fc.oneof(fc.string(), fc.jsonValue()),
+        source: fc.oneof(fc.string(), fc.jsonValue()),
+        type: fc.oneof(fc.string(), fc.jsonValue()),
+        time: fc.oneof(
+          fc.string(),
+          fc.date({ noInvalidDate: true }).map((date) => date.toISOString()),
+        ),
+        dataschema: fc.oneof(fc.string(), fc.webUrl()),
+        data: fc.jsonValue(),
+        data_base64: fc.oneof(fc.string(), fc.base64String()),
+      },
+      { requiredKeys: [] },
+    );
+    const body = fc.oneof(
+      fc.string(),
+      fc.string({ unit: 'binary' }),
+      fc.json(),
+      anyObject.map((value) => JSON.stringify(value)),
+      fc.tuple(nearlyEvent, anyObject).map(([event, extra]) => JSON.stringify({ ...extra, ...event })),
+    );
+    fc.assert(
+      fc.property(body, fc.integer({ min: 1, max: 2048 }), (text, maxBytes) => {
+        const result = parseEvent(text, maxBytes);
+        return result.ok || result.detail.length > 0;
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('accepts every well-formed event, body unchanged and key from source and id', () => {
+    const event = fc.record({
+      specversion: fc.constant('1.0'),
+      id: fc.string({ minLength: 1, unit: 'grapheme' }),
+      source: fc.string({ minLength: 1 }),
+      type: fc.string({ minLength: 1 }),
+      extensions: fc.dictionary(extensionName, fc.oneof(fc.string(), fc.integer(), fc.boolean()), { maxKeys: 3 }),
+      data: fc.option(fc.jsonValue(), { nil: undefined }),
+    });
+    fc.assert(
+      fc.property(event, ({ extensions, ...attributes }) => {
+        const text = JSON.stringify({ ...extensions, ...attributes });
+        const result = valid(text);
+        expect(result.body.toString('utf8')).toBe(text);
+        expect(result.key).toBe(idempotencyKey(attributes.source, attributes.id));
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
