@@ -254,7 +254,13 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
               ...(item.endpoint ? { endpoint: item.endpoint, status: item.status } : {}),
             });
           } else {
-            if (quarantine) counters.quarantineErrors++;
+            if (quarantine) {
+              counters.quarantineErrors++;
+              logger.warn('record not quarantined; reported failed, it comes back later', {
+                messageId: item.record.messageId,
+                reason: item.reason,
+              });
+            }
             failed.set(item.record.messageId, { record: item.record });
           }
         }

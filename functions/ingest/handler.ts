@@ -5,9 +5,14 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { createCredentialSource, parseCredentialSpec } from '../../lib/credentials';
-import { createEdges } from '../../lib/edges';
-import { createIngest, createObservability, loadConfig } from '../../lib/index';
+import {
+  createCredentialSource,
+  createEdges,
+  createIngest,
+  createObservability,
+  loadConfig,
+  parseCredentialSpec,
+} from '../../lib/index';
 
 // Everything below runs once at cold start: a bad value or a missing secret stops the function here, and no batch is
 // acknowledged.

@@ -1,0 +1,145 @@
+// npm run redrive -- --from <dlq-url> [--to <queue-url>] [--max N]: moves quarantined / dead-lettered messages back.
+import { parseArgs } from 'node:util';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { Presets, SingleBar } from 'cli-progress';
+import { type RedriveMethod, type RedriveSummary, redrive } from '../../lib/redrive';
+
+const USAGE = `Usage: npm run redrive -- --from <dlq-url> [--to <queue-url>] [--max N] [options]
+
+Moves messages out of a dead-letter / quarantine queue for another attempt.
+  --from <url>               the queue to empty (required)
+  --to <url>                 send every message here; without it, each message goes back to the queue it came
+                             from (its quarantine.sourceQueue attribute, or SQS's DeadLetterQueueSourceArn)
+  --max <N>                  move at most N messages
+  --method <m>               auto (default) | move-task | loop
+  --visibility-timeout <s>   loop only: how long a message in hand stays hidden (default 60); after an
+                             interruption, messages received but not yet sent reappear in the source after this
+  --json                     print the summary as JSON
+  --help
+
+AWS settings come from the environment as usual (AWS_REGION, credentials, AWS_ENDPOINT_URL_SQS).
+Ctrl-C stops after the batch in hand; nothing is lost (each message is sent before it is deleted).`;
+
+function fail(message: string): never {
+  console.error(`redrive: ${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+function wholeNumber(name: string, value: string | undefined, min: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || Number(value) < min)
+    fail(`--${name} must be a whole number of at least ${min}, not '${value}'`);
+  return Number(value);
+}
+
+/** sqs.<region>.amazonaws.com URLs name their region; use it when the environment names none. */
+function regionOf(url: string): string | undefined {
+  try {
+    return /^sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$/.exec(new URL(url).hostname)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+function printSummary(summary: RedriveSummary, from: string) {
+  const lines = [
+    `redrive ${summary.interrupted ? 'interrupted' : 'finished'} (${summary.method === 'move-task' ? 'SQS message move task' : 'receive-send-delete loop'})`,
+    `  moved:          ${summary.moved}`,
+    `  failed:         ${summary.failed}`,
+    `  left in source: ${Number.isNaN(summary.remaining) ? 'unknown' : summary.remaining} (${from})`,
+    `  duration:       ${(summary.durationMs / 1000).toFixed(1)} s`,
+  ];
+  const destinations = Object.entries(summary.destinations);
+  if (destinations.length > 0) {
+    lines.push('  moved to:');
+    for (const [destination, count] of destinations) lines.push(`    ${count}\t${destination}`);
+  }
+  if (summary.taskFailureReason) lines.push(`  the move task failed: ${summary.taskFailureReason}`);
+  if (summary.failures.length > 0) {
+    lines.push('  failures (these messages stay in the source queue):');
+    for (const failure of summary.failures.slice(0, 20)) lines.push(`    ${failure.messageId}: ${failure.error}`);
+    if (summary.failures.length > 20) lines.push(`    … and ${summary.failures.length - 20} more`);
+  }
+  console.log(lines.join('\n'));
+}
+
+function parse() {
+  return parseArgs({
+    options: {
+      from: { type: 'string' },
+      to: { type: 'string' },
+      max: { type: 'string' },
+      method: { type: 'string' },
+      'visibility-timeout': { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  }).values;
+}
+
+async function main() {
+  let values: ReturnType<typeof parse>;
+  try {
+    values = parse();
+  } catch (error) {
+    fail((error as Error).message);
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  if (!values.from) fail('--from <dlq-url> is required');
+  const method = values.method ?? 'auto';
+  if (!['auto', 'move-task', 'loop'].includes(method))
+    fail(`--method must be auto, move-task or loop, not '${method}'`);
+
+  const region = regionOf(values.from);
+  const sqs = new SQSClient(region && !process.env.AWS_REGION ? { region } : {});
+  const controller = new AbortController();
+  process.on('SIGINT', () => {
+    if (controller.signal.aborted) process.exit(130);
+    controller.abort();
+    console.error('\nredrive: stopping after the batch in hand (Ctrl-C again to quit at once; nothing is lost)');
+  });
+
+  const bar = new SingleBar(
+    { format: 'redrive [{bar}] {value}/{total} moved | {failed} failed | {duration_formatted}', hideCursor: true },
+    Presets.shades_classic,
+  );
+  let barStarted = false;
+  const max = wholeNumber('max', values.max, 1);
+  const visibilityTimeoutS = wholeNumber('visibility-timeout', values['visibility-timeout'], 1);
+  try {
+    const summary = await redrive(sqs, {
+      from: values.from,
+      ...(values.to ? { to: values.to } : {}),
+      ...(max !== undefined ? { max } : {}),
+      ...(visibilityTimeoutS !== undefined ? { visibilityTimeoutS } : {}),
+      method: method as RedriveMethod | 'auto',
+      signal: controller.signal,
+      onStart: ({ total }) => {
+        if (values.json) return;
+        bar.start(total, 0, { failed: 0 });
+        barStarted = true;
+      },
+      onProgress: ({ moved, failed, total }) => {
+        if (!barStarted) return;
+        bar.setTotal(Math.max(total, moved + failed));
+        bar.update(moved, { failed });
+      },
+    });
+    if (barStarted) bar.stop();
+    if (values.json) console.log(JSON.stringify(summary));
+    else printSummary(summary, values.from);
+    process.exitCode = summary.interrupted ? 130 : summary.failed > 0 || summary.taskFailureReason ? 1 : 0;
+  } catch (error) {
+    if (barStarted) bar.stop();
+    console.error(`redrive: ${(error as Error).message}`);
+    process.exitCode = 1;
+  } finally {
+    sqs.destroy();
+  }
+}
+
+await main();

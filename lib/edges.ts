@@ -1,0 +1,39 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { createBackoff } from './backoff';
+import type { Config } from './config';
+import { createLedger } from './ledger';
+import { createQuarantine } from './quarantine';
+import type { Backoff, Ledger, Quarantine } from './types';
+
+export interface EdgeClients {
+  sqs?: SQSClient;
+  dynamodb?: DynamoDBClient;
+}
+
+export interface Edges {
+  quarantine?: Quarantine;
+  backoff?: Backoff;
+  ledger?: Ledger;
+}
+
+/**
+ * The SQS and DynamoDB side effects the configuration asks for: quarantine when QUARANTINE_QUEUE_URL is set,
+ * backoff always, the ledger when DELIVERY_LEDGER_TABLE is set. Clients default to the SDK's own resolution
+ * (region, credentials, AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL_DYNAMODB); a client is only created when needed.
+ */
+export function createEdges(config: Config, clients: EdgeClients = {}): Edges {
+  const sqs = clients.sqs ?? new SQSClient({});
+  const edges: Edges = {
+    backoff: createBackoff(sqs, { baseDelayS: config.retryBaseDelayS, maxDelayS: config.retryMaxDelayS }),
+  };
+  if (config.quarantineQueueUrl) edges.quarantine = createQuarantine(sqs, config.quarantineQueueUrl);
+  if (config.ledgerTable) {
+    edges.ledger = createLedger(clients.dynamodb ?? new DynamoDBClient({}), {
+      table: config.ledgerTable,
+      endpoints: config.endpoints.map((endpoint) => endpoint.name),
+      ttlS: config.ledgerTtlS,
+    });
+  }
+  return edges;
+}

@@ -1,0 +1,153 @@
+import { BatchGetItemCommand, BatchWriteItemCommand, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLedger, LedgerError, ledgerId } from '../../lib/ledger';
+import { closedEndpoint, createLedgerTable, LOCAL_AWS, localDynamoDb } from '../support/aws';
+
+const dynamodb = localDynamoDb();
+afterAll(() => dynamodb.destroy());
+
+const endpoints = ['analytics', 'audit', 'search'];
+const signal = () => AbortSignal.timeout(20_000);
+const key = (i: number) => `${i}`.padStart(64, 'k');
+
+describe.concurrent('createLedger on dynalite', () => {
+  let table: string;
+  beforeAll(async () => {
+    table = await createLedgerTable(dynamodb);
+  });
+
+  it('remembers which endpoints took which event', async () => {
+    const ledger = createLedger(dynamodb, { table, endpoints, ttlS: 3600 });
+    const [k1, k2, k3] = ['evt-1', 'evt-2', 'evt-3'].map((id) => `${id}-${Math.random()}`);
+    await ledger.record(
+      [
+        { key: k1!, endpoint: 'analytics' },
+        { key: k1!, endpoint: 'audit' },
+        { key: k2!, endpoint: 'search' },
+        { key: k2!, endpoint: 'search' },
+      ],
+      signal(),
+    );
+    const delivered = await ledger.lookup([k1!, k2!, k3!, k1!], signal());
+    expect(delivered).toEqual(
+      new Map([
+        [k1, new Set(['analytics', 'audit'])],
+        [k2, new Set(['search'])],
+      ]),
+    );
+  });
+
+  it("stores items in Powertools Idempotency's layout, expiring after DELIVERY_LEDGER_TTL_S", async () => {
+    const now = 1_750_000_000_000;
+    const ledger = createLedger(dynamodb, { table, endpoints, ttlS: 1_296_000, now: () => now });
+    const k = `layout-${Math.random()}`;
+    await ledger.record([{ key: k, endpoint: 'audit' }], signal());
+    const { Item } = await dynamodb.send(
+      new GetItemCommand({ TableName: table, Key: { id: { S: ledgerId(k, 'audit') } } }),
+    );
+    expect(Item).toEqual({
+      id: { S: `${k}#audit` },
+      expiration: { N: String(now / 1000 + 1_296_000) },
+      status: { S: 'COMPLETED' },
+    });
+  });
+
+  it('does not count expired items that DynamoDB has not deleted yet', async () => {
+    const past = Date.now() - 2 * 3600_000;
+    const k = `expired-${Math.random()}`;
+    await createLedger(dynamodb, { table, endpoints, ttlS: 3600, now: () => past }).record(
+      [{ key: k, endpoint: 'audit' }],
+      signal(),
+    );
+    expect(await createLedger(dynamodb, { table, endpoints, ttlS: 3600 }).lookup([k], signal())).toEqual(new Map());
+  });
+
+  it('reads and writes a large batch in chunks (1,000 events × 3 endpoints)', async () => {
+    const ledger = createLedger(dynamodb, { table, endpoints, ttlS: 3600 });
+    const prefix = `${Math.random()}`;
+    const keys = Array.from({ length: 1_000 }, (_, i) => `${prefix}-${key(i)}`);
+    // Every even event reached analytics and audit; every third one also search.
+    const entries = keys.flatMap((k, i) =>
+      i % 2 === 0
+        ? [
+            { key: k, endpoint: 'analytics' },
+            { key: k, endpoint: 'audit' },
+            ...(i % 3 === 0 ? [{ key: k, endpoint: 'search' }] : []),
+          ]
+        : [],
+    );
+    await ledger.record(entries, signal());
+    const delivered = await ledger.lookup(keys, signal());
+    expect(delivered.size).toBe(500);
+    keys.forEach((k, i) => {
+      const expected = i % 2 === 0 ? new Set(['analytics', 'audit', ...(i % 3 === 0 ? ['search'] : [])]) : undefined;
+      expect(delivered.get(k)).toEqual(expected);
+    });
+  });
+
+  it('throws a LedgerError saying what to check when the table does not exist', async () => {
+    const ledger = createLedger(dynamodb, { table: 'no-such-ledger', endpoints, ttlS: 3600 });
+    const error = await ledger.lookup(['k'], signal()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LedgerError);
+    expect((error as LedgerError).operation).toBe('lookup');
+    expect((error as LedgerError).message).toMatch(/DELIVERY_LEDGER_TABLE/);
+    await expect(ledger.record([{ key: 'k', endpoint: 'audit' }], signal())).rejects.toBeInstanceOf(LedgerError);
+  });
+
+  it('throws a LedgerError with the cause when DynamoDB is unreachable', async () => {
+    const down = localDynamoDb(await closedEndpoint());
+    const ledger = createLedger(down, { table, endpoints, ttlS: 3600 });
+    const lookup = await ledger.lookup(['k'], signal()).catch((e: unknown) => e);
+    const record = await ledger.record([{ key: 'k', endpoint: 'audit' }], signal()).catch((e: unknown) => e);
+    down.destroy();
+    for (const error of [lookup, record]) {
+      expect(error).toBeInstanceOf(LedgerError);
+      expect(String((error as LedgerError).message)).toMatch(/ECONNREFUSED/);
+    }
+  });
+});
+
+// dynalite never throttles, so UnprocessedKeys/UnprocessedItems cannot be produced locally: these use a mock.
+describe('createLedger retries what DynamoDB leaves unprocessed', () => {
+  const client = new DynamoDBClient({ ...LOCAL_AWS, endpoint: 'http://127.0.0.1:9' });
+  const mock = mockClient(client);
+  afterAll(() => {
+    mock.restore();
+    client.destroy();
+  });
+
+  it('asks again for unprocessed keys and merges the answers', async () => {
+    mock.reset();
+    const table = 'ledger';
+    const id = (endpoint: string) => ({ id: { S: ledgerId('k', endpoint) } });
+    const item = (endpoint: string) => ({
+      ...id(endpoint),
+      status: { S: 'COMPLETED' },
+      expiration: { N: '99999999999' },
+    });
+    mock
+      .on(BatchGetItemCommand)
+      .resolvesOnce({
+        Responses: { [table]: [item('analytics')] },
+        UnprocessedKeys: { [table]: { Keys: [id('audit')] } },
+      })
+      .resolvesOnce({ Responses: { [table]: [item('audit')] } });
+    const ledger = createLedger(client, { table, endpoints: ['analytics', 'audit'], ttlS: 60 });
+    expect(await ledger.lookup(['k'], signal())).toEqual(new Map([['k', new Set(['analytics', 'audit'])]]));
+    expect(mock.commandCalls(BatchGetItemCommand)[1]!.args[0].input.RequestItems![table]!.Keys).toEqual([id('audit')]);
+  });
+
+  it('gives up with a LedgerError when writes stay unprocessed', async () => {
+    mock.reset();
+    const table = 'ledger';
+    mock.on(BatchWriteItemCommand).callsFake((input: { RequestItems: Record<string, unknown[]> }) => ({
+      UnprocessedItems: input.RequestItems,
+    }));
+    const ledger = createLedger(client, { table, endpoints: ['audit'], ttlS: 60 });
+    const error = await ledger.record([{ key: 'k', endpoint: 'audit' }], signal()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LedgerError);
+    expect((error as LedgerError).message).toMatch(/still unprocessed/);
+    expect(mock.commandCalls(BatchWriteItemCommand)).toHaveLength(7);
+  });
+});

@@ -1,0 +1,250 @@
+import type { MessageAttributeValue } from '@aws-sdk/client-sqs';
+import type { SQSRecord } from 'aws-lambda';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  createQuarantine,
+  QUARANTINE_ATTRIBUTES as Q,
+  QuarantineError,
+  quarantineAttributes,
+} from '../../lib/quarantine';
+import type { QuarantineItem } from '../../lib/types';
+import {
+  closedEndpoint,
+  createQueue,
+  localSqs,
+  type OutgoingMessage,
+  receiveAll,
+  receiveAsRecords,
+} from '../support/aws';
+
+const sqs = localSqs();
+afterAll(() => sqs.destroy());
+
+const signal = () => AbortSignal.timeout(15_000);
+const text = (value: string): MessageAttributeValue => ({ DataType: 'String', StringValue: value });
+
+async function poisonRecords(messages: OutgoingMessage[], fifo = false): Promise<SQSRecord[]> {
+  const source = await createQueue(sqs, 'source', { fifo });
+  return receiveAsRecords(sqs, source, messages);
+}
+
+function stringAttributes(attributes: Record<string, MessageAttributeValue> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(attributes ?? {}).map(([name, value]) => [name, value.StringValue ?? '']));
+}
+
+describe.concurrent('createQuarantine on local SQS', () => {
+  it('lands poison bodies byte for byte with their original attributes and the reasons', async () => {
+    const bodies = [
+      'not json {',
+      '{"specversion":"0.3"}',
+      '  padded\twith\nwhitespace  ',
+      'ünïcödé ✓ 🧪 \u00a0 end',
+      'x'.repeat(200_000),
+    ];
+    const binary = Uint8Array.from([0, 1, 2, 254, 255]);
+    const records = await poisonRecords(
+      bodies.map((body) => ({
+        body,
+        attributes: {
+          tenant: text('acme'),
+          priority: { DataType: 'Number', StringValue: '7' },
+          blob: { DataType: 'Binary', BinaryValue: binary },
+        },
+      })),
+    );
+    const quarantineQueue = await createQueue(sqs, 'quarantine');
+    const items: QuarantineItem[] = records.map((record) => ({
+      record,
+      reason: 'invalid-cloudevent',
+      detail: 'specversion: must be "1.0"',
+    }));
+
+    const quarantined = await createQuarantine(sqs, quarantineQueue.url).send(items, signal());
+
+    expect(quarantined).toEqual(new Set(records.map((r) => r.messageId)));
+    const landed = await receiveAll(sqs, quarantineQueue.url);
+    expect(landed.map((m) => m.Body).sort()).toEqual([...bodies].sort());
+    for (const message of landed) {
+      const record = records.find((r) => r.body === message.Body)!;
+      const attributes = message.MessageAttributes!;
+      expect(Buffer.from(attributes.blob!.BinaryValue!)).toEqual(Buffer.from(binary));
+      expect(attributes.priority).toMatchObject({ DataType: 'Number', StringValue: '7' });
+      expect(stringAttributes(attributes)).toMatchObject({
+        tenant: 'acme',
+        [Q.reason]: 'invalid-cloudevent',
+        [Q.detail]: 'specversion: must be "1.0"',
+        [Q.messageId]: record.messageId,
+        [Q.sourceQueue]: record.eventSourceARN,
+        [Q.receiveCount]: '1',
+      });
+      expect(attributes[Q.endpoint]).toBeUndefined();
+    }
+  });
+
+  it('names the endpoint and status that rejected the event and keeps the X-Ray trace header', async () => {
+    const [record] = await poisonRecords([{ body: '{"valid":"enough"}' }]);
+    const quarantineQueue = await createQueue(sqs, 'quarantine-rej');
+    const trace = 'Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1';
+    record!.attributes.AWSTraceHeader = trace;
+    await createQuarantine(sqs, quarantineQueue.url).send(
+      [
+        {
+          record: record!,
+          reason: 'rejected-by-endpoint',
+          detail: 'HTTP 422 from audit',
+          endpoint: 'audit',
+          status: 422,
+        },
+      ],
+      signal(),
+    );
+    const [landed] = await receiveAll(sqs, quarantineQueue.url);
+    expect(stringAttributes(landed!.MessageAttributes)).toMatchObject({
+      [Q.reason]: 'rejected-by-endpoint',
+      [Q.endpoint]: 'audit',
+      [Q.status]: '422',
+      [Q.detail]: 'HTTP 422 from audit',
+    });
+    expect(landed!.Attributes?.AWSTraceHeader).toBe(trace);
+  });
+
+  it('splits sends at 10 messages and at 1 MiB per call', async () => {
+    const many = Array.from({ length: 23 }, (_, i) => ({ body: `poison-${i}` }));
+    // Four 400 KB bodies: any two exceed SendMessageBatch's 1 MiB, which local SQS enforces.
+    const big = Array.from({ length: 4 }, (_, i) => ({ body: `${i}`.repeat(400_000) }));
+    const records = await poisonRecords([...many, ...big]);
+    const quarantineQueue = await createQueue(sqs, 'quarantine-many');
+    const quarantined = await createQuarantine(sqs, quarantineQueue.url).send(
+      records.map((record) => ({ record, reason: 'not-json', detail: 'the body is not JSON' })),
+      signal(),
+    );
+    expect(quarantined.size).toBe(27);
+    const landed = await receiveAll(sqs, quarantineQueue.url);
+    expect(landed.map((m) => m.Body).sort()).toEqual([...many, ...big].map((m) => m.body).sort());
+  });
+
+  it('keeps FIFO order keys: the source message group and a deduplication id per record', async () => {
+    const records = await poisonRecords(
+      [
+        { body: 'a1', groupId: 'tenant-a' },
+        { body: 'b1', groupId: 'tenant-b' },
+      ],
+      true,
+    );
+    const quarantineQueue = await createQueue(sqs, 'quarantine', { fifo: true });
+    const quarantine = createQuarantine(sqs, quarantineQueue.url);
+    const items = records.map((record): QuarantineItem => ({ record, reason: 'not-json', detail: 'x' }));
+    expect((await quarantine.send(items, signal())).size).toBe(2);
+    // A retried send of the same records (say, after a lost response) is deduplicated by SQS.
+    expect((await quarantine.send(items, signal())).size).toBe(2);
+    const landed = await receiveAll(sqs, quarantineQueue.url);
+    expect(landed.map((m) => [m.Body, m.Attributes?.MessageGroupId]).sort()).toEqual([
+      ['a1', 'tenant-a'],
+      ['b1', 'tenant-b'],
+    ]);
+  });
+
+  it('leaves out the records SQS refuses and resolves with the others', async () => {
+    const records = await poisonRecords([{ body: 'small' }, { body: 'y'.repeat(5_000) }]);
+    const quarantineQueue = await createQueue(sqs, 'quarantine-small', { attributes: { MaximumMessageSize: '1024' } });
+    const quarantined = await createQuarantine(sqs, quarantineQueue.url).send(
+      records.map((record) => ({ record, reason: 'not-json', detail: 'x' })),
+      signal(),
+    );
+    expect(quarantined).toEqual(new Set([records.find((r) => r.body === 'small')!.messageId]));
+  });
+
+  it('rejects with a QuarantineError naming every record when the queue is unreachable', async () => {
+    const records = await poisonRecords([{ body: 'one' }, { body: 'two' }]);
+    const down = localSqs(await closedEndpoint());
+    const queueUrl = `${await closedEndpoint()}/123456789012/quarantine`;
+    const error = await createQuarantine(down, queueUrl)
+      .send(
+        records.map((record) => ({ record, reason: 'not-json', detail: 'x' })),
+        signal(),
+      )
+      .catch((e: unknown) => e);
+    down.destroy();
+    expect(error).toBeInstanceOf(QuarantineError);
+    expect((error as QuarantineError).failures.map((f) => f.messageId).sort()).toEqual(
+      records.map((r) => r.messageId).sort(),
+    );
+    expect((error as QuarantineError).message).toMatch(/QUARANTINE_QUEUE_URL/);
+  });
+
+  it('rejects with a QuarantineError when the queue does not exist', async () => {
+    const [record] = await poisonRecords([{ body: 'orphan' }]);
+    const queueUrl = `${(await createQueue(sqs, 'exists')).url.replace(/[^/]+$/, '')}no-such-queue`;
+    await expect(
+      createQuarantine(sqs, queueUrl).send([{ record: record!, reason: 'not-json', detail: 'x' }], signal()),
+    ).rejects.toBeInstanceOf(QuarantineError);
+  });
+});
+
+describe('quarantineAttributes', () => {
+  const record = (count: number, extra: Record<string, string> = {}): SQSRecord =>
+    ({
+      messageId: 'm-1',
+      receiptHandle: 'rh',
+      body: 'b',
+      attributes: {
+        ApproximateReceiveCount: '2',
+        SentTimestamp: '1',
+        SenderId: 's',
+        ApproximateFirstReceiveTimestamp: '1',
+      },
+      messageAttributes: Object.fromEntries([
+        ...Array.from({ length: count }, (_, i) => [`attr${i}`, { dataType: 'String', stringValue: `v${i}` }]),
+        ...Object.entries(extra).map(([name, value]) => [name, { dataType: 'String', stringValue: value }]),
+      ]),
+      md5OfBody: '',
+      eventSource: 'aws:sqs',
+      eventSourceARN: 'arn:aws:sqs:us-east-1:123456789012:orders',
+      awsRegion: 'us-east-1',
+    }) satisfies SQSRecord;
+  const rejected = (r: SQSRecord): QuarantineItem => ({
+    record: r,
+    reason: 'rejected-by-endpoint',
+    detail: 'HTTP 400',
+    endpoint: 'audit',
+    status: 400,
+  });
+
+  it('uses separate quarantine.* attributes while everything fits in SQS’s 10', () => {
+    const attributes = quarantineAttributes(rejected(record(3)));
+    expect(Object.keys(attributes)).toHaveLength(10);
+    expect(attributes[Q.status]?.StringValue).toBe('400');
+  });
+
+  it('folds the reasons into one JSON attribute when the originals need the room', () => {
+    const attributes = quarantineAttributes(rejected(record(6)));
+    expect(Object.keys(attributes).sort()).toEqual(
+      [...Array.from({ length: 6 }, (_, i) => `attr${i}`), Q.combined].sort(),
+    );
+    expect(JSON.parse(attributes[Q.combined]!.StringValue!)).toEqual({
+      reason: 'rejected-by-endpoint',
+      detail: 'HTTP 400',
+      endpoint: 'audit',
+      status: '400',
+      sourceQueue: 'arn:aws:sqs:us-east-1:123456789012:orders',
+      messageId: 'm-1',
+      receiveCount: '2',
+    });
+  });
+
+  it('with 10 originals keeps 9 and names the one left out', () => {
+    const attributes = quarantineAttributes(rejected(record(10)));
+    expect(Object.keys(attributes)).toHaveLength(10);
+    expect(attributes.attr9).toBeUndefined();
+    expect(JSON.parse(attributes[Q.combined]!.StringValue!).droppedAttributes).toEqual(['attr9']);
+  });
+
+  it('replaces the reasons of an earlier quarantine instead of stacking them', () => {
+    const attributes = quarantineAttributes(
+      rejected(record(1, { [Q.reason]: 'not-json', [Q.detail]: 'old', [Q.combined]: '{"reason":"old"}' })),
+    );
+    expect(attributes[Q.reason]?.StringValue).toBe('rejected-by-endpoint');
+    expect(attributes[Q.detail]?.StringValue).toBe('HTTP 400');
+    expect(attributes[Q.combined]).toBeUndefined();
+  });
+});

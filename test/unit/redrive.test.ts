@@ -1,0 +1,242 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { DeleteMessageBatchCommand, GetQueueAttributesCommand, type MessageAttributeValue } from '@aws-sdk/client-sqs';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { createQuarantine, QUARANTINE_ATTRIBUTES } from '../../lib/quarantine';
+import { redrive } from '../../lib/redrive';
+import {
+  createQueue,
+  createQueueWithDlq,
+  LOCAL_AWS,
+  type LocalQueue,
+  localSqs,
+  pollUntil,
+  receiveAll,
+  receiveAsRecords,
+  sendMessages,
+} from '../support/aws';
+
+const sqs = localSqs();
+afterAll(() => sqs.destroy());
+
+const text = (value: string): MessageAttributeValue => ({ DataType: 'String', StringValue: value });
+const bodies = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+const sorted = (values: (string | undefined)[]) => [...values].sort();
+
+/** Counts messages on the queue, in flight included (local SQS counts both in ApproximateNumberOfMessages). */
+async function count(queue: LocalQueue): Promise<number> {
+  const { Attributes } = await sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl: queue.url, AttributeNames: ['ApproximateNumberOfMessages'] }),
+  );
+  return Number(Attributes?.ApproximateNumberOfMessages);
+}
+
+describe.concurrent('redrive on local SQS', () => {
+  it('moves everything to --to with the loop when the source is not a DLQ, attributes included', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    const all = bodies('m', 25);
+    await sendMessages(
+      sqs,
+      from.url,
+      all.map((body) => ({ body, attributes: { tenant: text('acme') } })),
+    );
+
+    const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: 0 });
+
+    expect(summary).toMatchObject({ method: 'loop', moved: 25, failed: 0, interrupted: false, remaining: 0 });
+    expect(summary.destinations).toEqual({ [to.url]: 25 });
+    const landed = await receiveAll(sqs, to.url);
+    expect(sorted(landed.map((m) => m.Body))).toEqual(sorted(all));
+    expect(landed.every((m) => m.MessageAttributes?.tenant?.StringValue === 'acme')).toBe(true);
+  });
+
+  it('uses an SQS message move task when the source is a DLQ and --to is given', async () => {
+    const { dlq } = await createQueueWithDlq(sqs, 'orders');
+    const to = await createQueue(sqs, 'orders-retry');
+    const all = bodies('dead', 12);
+    await sendMessages(
+      sqs,
+      dlq.url,
+      all.map((body) => ({ body })),
+    );
+    const progress: number[] = [];
+
+    const summary = await redrive(sqs, {
+      from: dlq.url,
+      to: to.url,
+      pollIntervalMs: 100,
+      onProgress: ({ moved }) => progress.push(moved),
+    });
+
+    expect(summary).toMatchObject({ method: 'move-task', moved: 12, interrupted: false, remaining: 0 });
+    expect(progress.at(-1)).toBe(12);
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(sorted(all));
+  });
+
+  it('without --to sends each quarantined message back to the queue it came from', async () => {
+    const [orders, payments, quarantineQueue] = await Promise.all([
+      createQueue(sqs, 'orders'),
+      createQueue(sqs, 'payments'),
+      createQueue(sqs, 'quarantine'),
+    ]);
+    const records = [
+      ...(await receiveAsRecords(sqs, orders, [{ body: 'order-1' }, { body: 'order-2' }])),
+      ...(await receiveAsRecords(sqs, payments, [{ body: 'payment-1' }])),
+    ];
+    await createQuarantine(sqs, quarantineQueue.url).send(
+      records.map((record) => ({
+        record,
+        reason: 'rejected-by-endpoint',
+        detail: 'HTTP 409',
+        endpoint: 'audit',
+        status: 409,
+      })),
+      AbortSignal.timeout(10_000),
+    );
+    // The pipeline acknowledges quarantined records: only the redriven copies may show up.
+    for (const queue of [orders, payments]) {
+      const ours = records.filter((r) => r.eventSourceARN === queue.arn);
+      await sqs.send(
+        new DeleteMessageBatchCommand({
+          QueueUrl: queue.url,
+          Entries: ours.map((r, i) => ({ Id: String(i), ReceiptHandle: r.receiptHandle })),
+        }),
+      );
+    }
+    await sendMessages(sqs, quarantineQueue.url, [{ body: 'no origin' }]);
+
+    const summary = await redrive(sqs, { from: quarantineQueue.url, emptyWaitS: 0, visibilityTimeoutS: 1 });
+
+    expect(summary).toMatchObject({ method: 'loop', moved: 3, failed: 1 });
+    expect(summary.failures[0]!.error).toMatch(/pass --to/);
+    const backInOrders = await receiveAll(sqs, orders.url);
+    expect(sorted(backInOrders.map((m) => m.Body))).toEqual(['order-1', 'order-2']);
+    expect(backInOrders[0]!.MessageAttributes?.[QUARANTINE_ATTRIBUTES.reason]?.StringValue).toBe(
+      'rejected-by-endpoint',
+    );
+    expect((await receiveAll(sqs, payments.url)).map((m) => m.Body)).toEqual(['payment-1']);
+    // The message with no origin stays in the quarantine queue.
+    const left = await pollUntil('the unroutable message to be visible again', async () => {
+      const messages = await receiveAll(sqs, quarantineQueue.url);
+      return messages.length > 0 ? messages : undefined;
+    });
+    expect(left.map((m) => m.Body)).toEqual(['no origin']);
+  });
+
+  it('moves at most --max messages and leaves the rest', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    await sendMessages(
+      sqs,
+      from.url,
+      bodies('m', 17).map((body) => ({ body })),
+    );
+    const summary = await redrive(sqs, { from: from.url, to: to.url, max: 12, emptyWaitS: 0 });
+    expect(summary).toMatchObject({ method: 'loop', moved: 12, remaining: 5 });
+    expect(await receiveAll(sqs, to.url)).toHaveLength(12);
+  });
+
+  it('stops after the batch in hand when interrupted, losing and duplicating nothing', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    const all = bodies('m', 40);
+    await sendMessages(
+      sqs,
+      from.url,
+      all.map((body) => ({ body })),
+    );
+    const controller = new AbortController();
+
+    const summary = await redrive(sqs, {
+      from: from.url,
+      to: to.url,
+      emptyWaitS: 0,
+      signal: controller.signal,
+      onProgress: () => controller.abort(),
+    });
+
+    expect(summary).toMatchObject({ interrupted: true, moved: 10, remaining: 30 });
+    const moved = (await receiveAll(sqs, to.url)).map((m) => m.Body);
+    const stayed = (await receiveAll(sqs, from.url)).map((m) => m.Body);
+    expect(moved).toHaveLength(10);
+    expect(sorted([...moved, ...stayed])).toEqual(sorted(all));
+  });
+});
+
+describe('npm run redrive (the CLI)', () => {
+  const env = {
+    ...process.env,
+    AWS_REGION: LOCAL_AWS.region,
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    AWS_ENDPOINT_URL_SQS: inject('sqsEndpoint'),
+  };
+  // One node process (no tsx wrapper), so a kill reaches the process doing the work.
+  const cli = (args: string[]): ChildProcess =>
+    spawn(process.execPath, ['--import', 'tsx', 'infra/cli/redrive.ts', ...args], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  const finished = (child: ChildProcess) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      let stdout = '';
+      let stderr = '';
+      child.stdout?.on('data', (chunk: Buffer) => {
+        stdout += chunk;
+      });
+      child.stderr?.on('data', (chunk: Buffer) => {
+        stderr += chunk;
+      });
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+
+  it('moves everything and prints a summary', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    await sendMessages(
+      sqs,
+      from.url,
+      bodies('m', 15).map((body) => ({ body })),
+    );
+    const { code, stdout } = await finished(cli(['--from', from.url, '--to', to.url]));
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/moved: +15/);
+    expect(stdout).toMatch(/left in source: 0/);
+    expect(await count(to)).toBe(15);
+  });
+
+  it('refuses bad arguments with the usage', async () => {
+    const { code, stderr } = await finished(cli(['--from', 'http://127.0.0.1:1/1/q', '--max', 'lots']));
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/--max must be a whole number/);
+    expect(stderr).toMatch(/Usage: npm run redrive/);
+  });
+
+  it('loses nothing when killed mid-run (send before delete)', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    const all = bodies('m', 1_500);
+    await sendMessages(
+      sqs,
+      from.url,
+      all.map((body) => ({ body })),
+    );
+    const child = cli(['--from', from.url, '--to', to.url, '--visibility-timeout', '1', '--json']);
+    const done = finished(child);
+    await pollUntil('the first message to arrive', async () => ((await count(to)) > 0 ? true : undefined), {
+      intervalMs: 10,
+    });
+    child.kill('SIGKILL');
+    await done;
+    expect(await count(to)).toBeLessThan(all.length);
+
+    // Messages in hand when it died come back to the source after the 1 s visibility timeout.
+    const seen = new Set<string>();
+    await pollUntil(
+      'every message to be visible in the source or the target',
+      async () => {
+        for (const queue of [from, to]) {
+          for (const message of await receiveAll(sqs, queue.url, { visibilityTimeoutS: 60 })) seen.add(message.Body!);
+        }
+        return seen.size === all.length ? true : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 200 },
+    );
+    expect(sorted([...seen])).toEqual(sorted(all));
+  });
+});
