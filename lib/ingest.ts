@@ -182,10 +182,12 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
   ): Promise<Set<string>> {
     const failed = new Map<string, BackoffItem>();
     const poison: QuarantineItem[] = [];
+    const loggers = new Map<string, () => Logger>();
     const entries: LedgerEntry[] = [];
     const recorded = new Set<string>();
     for (const { record, event, outcome } of processed) {
       const log = recordLogger(record, event);
+      loggers.set(record.messageId, log);
       if (event.ok && 'delivered' in outcome && outcome.delivered.length > 0 && !recorded.has(event.key)) {
         recorded.add(event.key);
         for (const endpoint of outcome.delivered) entries.push({ key: event.key, endpoint });
@@ -247,19 +249,16 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
           }
         }
         for (const item of poison) {
+          const log = loggers.get(item.record.messageId)!;
           if (safe.has(item.record.messageId)) {
-            logger.info('record quarantined', {
-              messageId: item.record.messageId,
+            log().info('record quarantined', {
               reason: item.reason,
               ...(item.endpoint ? { endpoint: item.endpoint, status: item.status } : {}),
             });
           } else {
             if (quarantine) {
               counters.quarantineErrors++;
-              logger.warn('record not quarantined; reported failed, it comes back later', {
-                messageId: item.record.messageId,
-                reason: item.reason,
-              });
+              log().warn('record not quarantined; reported failed, it comes back later', { reason: item.reason });
             }
             failed.set(item.record.messageId, { record: item.record });
           }

@@ -1,0 +1,430 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${...} here are CloudFormation Fn::Sub placeholders
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { inflateRawSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MetricName } from '../../lib/observability';
+
+// `npm run package` (osls + serverless-esbuild) offline, then the CloudFormation template and the artifact it wrote.
+const root = new URL('../..', import.meta.url).pathname;
+const run = promisify(execFile);
+
+type Json = Record<string, unknown>;
+interface Resource {
+  Type: string;
+  Condition?: string;
+  DependsOn?: string[];
+  Properties: Json;
+}
+interface Template {
+  Resources: Record<string, Resource>;
+  Conditions: Record<string, unknown>;
+}
+
+/** The environment `osls package` gets: no AWS credentials, region or profile of any kind. */
+function offlineEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('AWS_')));
+}
+
+function packageStack(args: string[]) {
+  return run('npx', ['osls', 'package', ...args], { cwd: root, env: offlineEnv(), maxBuffer: 16 * 1024 * 1024 });
+}
+
+/** File names and contents of a zip archive (stored or deflated entries, as serverless writes them). */
+function readZip(path: string): Map<string, Buffer> {
+  const zip = readFileSync(path);
+  const end = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  const count = zip.readUInt16LE(end + 10);
+  let offset = zip.readUInt32LE(end + 16);
+  const files = new Map<string, Buffer>();
+  for (let i = 0; i < count; i++) {
+    const method = zip.readUInt16LE(offset + 10);
+    const compressed = zip.readUInt32LE(offset + 20);
+    const nameLength = zip.readUInt16LE(offset + 28);
+    const extra = zip.readUInt16LE(offset + 30);
+    const comment = zip.readUInt16LE(offset + 32);
+    const local = zip.readUInt32LE(offset + 42);
+    const name = zip.toString('utf8', offset + 46, offset + 46 + nameLength);
+    const dataStart = local + 30 + zip.readUInt16LE(local + 26) + zip.readUInt16LE(local + 28);
+    const data = zip.subarray(dataStart, dataStart + compressed);
+    files.set(name, method === 8 ? inflateRawSync(data) : Buffer.from(data));
+    offset += 46 + nameLength + extra + comment;
+  }
+  return files;
+}
+
+/** The value at `path` inside a parsed template, or undefined. */
+function at(value: unknown, ...path: (string | number)[]): unknown {
+  let current = value;
+  for (const key of path) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<string | number, unknown>)[key];
+  }
+  return current;
+}
+
+const ref = (id: string) => ({ Ref: id });
+const getAtt = (id: string, attribute: string) => ({ 'Fn::GetAtt': [id, attribute] });
+
+let template: Template;
+let artifact: string;
+let fifoTemplate: Template;
+let variantDir: string;
+let badCredentials: { code: number; output: string };
+
+function resourcesOfType(t: Template, type: string): [string, Resource][] {
+  return Object.entries(t.Resources).filter(([, r]) => r.Type === type);
+}
+
+function env(t: Template): Record<string, unknown> {
+  return at(t.Resources.IngestLambdaFunction, 'Properties', 'Environment', 'Variables') as Record<string, unknown>;
+}
+
+beforeAll(async () => {
+  // A stale build of another output format would be packaged as it is.
+  rmSync(join(root, '.esbuild'), { recursive: true, force: true });
+  rmSync(join(root, '.serverless'), { recursive: true, force: true });
+  // A stage misconfiguration must stop packaging; `print` resolves the same variables without building.
+  const failing = run('npx', ['osls', 'print', '--param=endpointCredentials=analytcs=bearer:ssm:/x'], {
+    cwd: root,
+    env: offlineEnv(),
+  }).then(
+    () => ({ code: 0, output: '' }),
+    (error: { code: number; stdout: string; stderr: string }) => ({
+      code: error.code,
+      output: `${error.stdout}${error.stderr}`,
+    }),
+  );
+  variantDir = mkdtempSync(join(tmpdir(), 'ingest-package-'));
+  await packageStack([
+    '--param=fifo=true',
+    '--param=batchSize=10',
+    '--param=endpointCredentials=analytics=bearer:ssm:/ingest-fanout/dev/analytics-token,audit=hmac:secretsmanager:ingest-fanout/dev/audit-key',
+    '--param=alarmEmail=oncall@example.com',
+    '--package',
+    variantDir,
+  ]);
+  fifoTemplate = JSON.parse(readFileSync(join(variantDir, 'cloudformation-template-update-stack.json'), 'utf8'));
+
+  // Last, so that .serverless/ keeps the default stage's package (packaging elsewhere empties it).
+  await run('npm', ['run', 'package'], { cwd: root, env: offlineEnv(), maxBuffer: 16 * 1024 * 1024 });
+  template = JSON.parse(readFileSync(join(root, '.serverless/cloudformation-template-update-stack.json'), 'utf8'));
+  artifact = join(root, '.serverless/ingest.zip');
+  badCredentials = await failing;
+}, 180_000);
+
+afterAll(() => {
+  if (variantDir) rmSync(variantDir, { recursive: true, force: true });
+});
+
+describe('npm run package', () => {
+  it('builds an artifact under 1 MB holding the minified ESM handler, its source map and no AWS SDK', () => {
+    expect(statSync(artifact).size).toBeLessThan(1024 * 1024);
+    const files = readZip(artifact);
+    expect([...files.keys()].sort()).toEqual(['functions/ingest/handler.mjs', 'functions/ingest/handler.mjs.map']);
+    const code = files.get('functions/ingest/handler.mjs')!.toString('utf8');
+    // The SDK is imported from the nodejs22.x runtime, not bundled.
+    expect(code).toMatch(/from\s*"@aws-sdk\/client-sqs"/);
+    expect(code).not.toContain('@smithy/core');
+    // Minified: names mangled, whitespace gone (unminified code averages some 30 characters a line).
+    expect(code).not.toContain('createIngest');
+    expect(code.length / code.split('\n').length).toBeGreaterThan(1000);
+    expect(code).toContain('createRequire(import.meta.url)');
+    expect(code).toMatch(/sourceMappingURL=handler\.mjs\.map/);
+  });
+
+  it('declares the function: nodejs22.x on arm64, X-Ray active, its configuration from the stack', () => {
+    const fn = template.Resources.IngestLambdaFunction!;
+    expect(fn.Properties).toMatchObject({
+      Handler: 'functions/ingest/handler.handler',
+      Runtime: 'nodejs22.x',
+      Architectures: ['arm64'],
+      TracingConfig: { Mode: 'Active' },
+      MemorySize: 512,
+      Timeout: 60,
+      Role: getAtt('IngestRole', 'Arn'),
+    });
+    expect(env(template)).toMatchObject({
+      ENDPOINTS: expect.stringMatching(/^analytics=https:\/\/.+,audit=https:\/\/.+$/),
+      QUARANTINE_QUEUE_URL: ref('IngestDeadLetterQueue'),
+      DELIVERY_LEDGER_TABLE: ref('DeliveryLedgerTable'),
+      POWERTOOLS_SERVICE_NAME: 'ingest-fanout-dev',
+      POWERTOOLS_METRICS_NAMESPACE: 'IngestFanout',
+      NODE_OPTIONS: '--enable-source-maps',
+    });
+  });
+
+  it('maps the source queue with partial batch responses, batch size, window and maximum concurrency', () => {
+    const mappings = resourcesOfType(template, 'AWS::Lambda::EventSourceMapping');
+    expect(mappings).toHaveLength(1);
+    const [, mapping] = mappings[0]!;
+    expect(mapping.Properties).toMatchObject({
+      EventSourceArn: getAtt('IngestQueue', 'Arn'),
+      FunctionName: getAtt('IngestLambdaFunction', 'Arn'),
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      BatchSize: 100,
+      MaximumBatchingWindowInSeconds: { 'Fn::If': ['IsFifo', ref('AWS::NoValue'), 5] },
+      ScalingConfig: { MaximumConcurrency: 10 },
+    });
+    expect(template.Conditions.IsFifo).toEqual({ 'Fn::Equals': ['false', 'true'] });
+  });
+
+  it('redrives to the DLQ after at least 5 receives, with a visibility of at least 6 × timeout + window', () => {
+    const queue = template.Resources.IngestQueue!.Properties;
+    const dlq = template.Resources.IngestDeadLetterQueue!.Properties;
+    expect(at(queue, 'RedrivePolicy', 'deadLetterTargetArn')).toEqual(getAtt('IngestDeadLetterQueue', 'Arn'));
+    expect(at(queue, 'RedrivePolicy', 'maxReceiveCount')).toBeGreaterThanOrEqual(5);
+    const timeout = template.Resources.IngestLambdaFunction!.Properties.Timeout as number;
+    const window = 5;
+    expect(queue.VisibilityTimeout).toBeGreaterThanOrEqual(6 * timeout + window);
+    expect(dlq.MessageRetentionPeriod).toBe(14 * 24 * 3600);
+    expect(dlq.MessageRetentionPeriod).toBeGreaterThan(queue.MessageRetentionPeriod as number);
+    expect(queue.FifoQueue).toEqual({ 'Fn::If': ['IsFifo', true, ref('AWS::NoValue')] });
+  });
+
+  it('creates the ledger table on demand, keyed by id, with TTL on expiration', () => {
+    expect(template.Resources.DeliveryLedgerTable!.Properties).toMatchObject({
+      BillingMode: 'PAY_PER_REQUEST',
+      KeySchema: [{ AttributeName: 'id', KeyType: 'HASH' }],
+      AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'S' }],
+      TimeToLiveSpecification: { AttributeName: 'expiration', Enabled: true },
+    });
+  });
+
+  it('keeps the function logs for the configured retention', () => {
+    expect(template.Resources.IngestLogGroup!.Properties).toMatchObject({
+      LogGroupName: '/aws/lambda/ingest-fanout-dev-ingest',
+      RetentionInDays: 30,
+    });
+  });
+
+  it('grants exactly the actions the function uses, on exactly this stack’s resources, no wildcard actions', () => {
+    expect(template.Resources.IamRoleLambdaExecution).toBeUndefined();
+    const statements = (
+      template.Resources.IngestRole!.Properties.Policies as { PolicyDocument: { Statement: Json[] } }[]
+    )
+      .flatMap((policy) => policy.PolicyDocument.Statement)
+      .map((s) => ({ actions: [s.Action].flat() as string[], resource: s.Resource, effect: s.Effect }));
+    for (const s of statements) {
+      expect(s.effect).toBe('Allow');
+      for (const action of s.actions) expect(action).not.toContain('*');
+    }
+    const grants = Object.fromEntries(statements.map((s) => [s.actions.sort().join(' '), s.resource]));
+    expect(grants).toEqual({
+      'logs:CreateLogStream logs:PutLogEvents': getAtt('IngestLogGroup', 'Arn'),
+      'sqs:ChangeMessageVisibility sqs:DeleteMessage sqs:GetQueueAttributes sqs:ReceiveMessage': getAtt(
+        'IngestQueue',
+        'Arn',
+      ),
+      'sqs:SendMessage': getAtt('IngestDeadLetterQueue', 'Arn'),
+      'dynamodb:BatchGetItem dynamodb:BatchWriteItem': getAtt('DeliveryLedgerTable', 'Arn'),
+      // X-Ray has no resource-level permissions.
+      'xray:PutTelemetryRecords xray:PutTraceSegments': '*',
+    });
+    // No credentials configured: no access to SSM or Secrets Manager at all.
+    expect(resourcesOfType(template, 'AWS::IAM::Policy')).toEqual([]);
+  });
+
+  it('alarms on DLQ messages, the oldest message age, function errors and each endpoint’s failure rate', () => {
+    const alarms = Object.fromEntries(resourcesOfType(template, 'AWS::CloudWatch::Alarm'));
+    expect(alarms.DeadLetterQueueAlarm!.Properties).toMatchObject({
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: getAtt('IngestDeadLetterQueue', 'QueueName') }],
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+    });
+    expect(alarms.QueueAgeAlarm!.Properties).toMatchObject({
+      MetricName: 'ApproximateAgeOfOldestMessage',
+      Dimensions: [{ Name: 'QueueName', Value: getAtt('IngestQueue', 'QueueName') }],
+      Threshold: 900,
+    });
+    expect(alarms.FunctionErrorsAlarm!.Properties).toMatchObject({
+      Namespace: 'AWS/Lambda',
+      MetricName: 'Errors',
+      Dimensions: [{ Name: 'FunctionName', Value: ref('IngestLambdaFunction') }],
+    });
+
+    const endpointNames = String(env(template).ENDPOINTS)
+      .split(',')
+      .map((pair) => pair.split('=')[0]);
+    const rateAlarms = Object.entries(alarms).filter(([id]) => id.startsWith('EndpointFailureRateAlarm'));
+    expect(rateAlarms).toHaveLength(endpointNames.length);
+    for (const name of endpointNames) {
+      const alarm = rateAlarms.find(([, a]) =>
+        (a.Properties.Metrics as Json[]).some((m) =>
+          JSON.stringify(m).includes(`{"Name":"endpoint","Value":"${name}"}`),
+        ),
+      );
+      expect(alarm, `failure-rate alarm for ${name}`).toBeDefined();
+      const metrics = alarm![1].Properties.Metrics as {
+        Id: string;
+        MetricStat?: { Metric: { Namespace: string; MetricName: string; Dimensions: unknown } };
+        Expression?: string;
+      }[];
+      const stats = metrics.filter((m) => m.MetricStat).map((m) => m.MetricStat!.Metric);
+      expect(stats.map((m) => m.MetricName).sort()).toEqual([MetricName.DeliveryFailed, MetricName.DeliverySucceeded]);
+      for (const metric of stats) {
+        expect(metric.Namespace).toBe(env(template).POWERTOOLS_METRICS_NAMESPACE);
+        expect(metric.Dimensions).toEqual([
+          { Name: 'service', Value: env(template).POWERTOOLS_SERVICE_NAME },
+          { Name: 'endpoint', Value: name },
+        ]);
+      }
+      expect(metrics.find((m) => m.Expression)?.Expression).toMatch(
+        /100 \* FILL\(ko, 0\) \/ \(FILL\(ok, 0\) \+ FILL\(ko, 0\)\)/,
+      );
+    }
+    // Notifications are optional: without a topic or an e-mail, no SNS topic.
+    for (const [, alarm] of Object.entries(alarms)) {
+      expect(alarm.Properties.AlarmActions).toMatchObject({
+        'Fn::If': ['HasAlarmTopicArn', expect.anything(), expect.anything()],
+      });
+    }
+    expect(template.Resources.AlarmTopic?.Condition).toBe('CreateAlarmTopic');
+  });
+
+  it('draws a dashboard whose body is valid JSON referring only to this stack’s resources', () => {
+    const [[, dashboard]] = resourcesOfType(template, 'AWS::CloudWatch::Dashboard') as [[string, Resource]];
+    const body = at(dashboard.Properties, 'DashboardBody', 'Fn::Sub') as string;
+    const { widgets } = JSON.parse(body) as { widgets: { type: string; properties: Json & { title?: string } }[] };
+
+    const placeholders = [...body.matchAll(/\$\{([^}]+)\}/g)].map((m) => m[1]!);
+    for (const placeholder of placeholders) {
+      const [id] = placeholder.split('.');
+      if (!placeholder.startsWith('AWS::')) expect(template.Resources, placeholder).toHaveProperty(id!);
+    }
+
+    const titles = widgets.map((w) => w.properties.title).filter(Boolean);
+    expect(titles).toEqual(
+      expect.arrayContaining([
+        'Delivery success rate per endpoint (%)',
+        'Delivery latency per endpoint (ms, p50 and p99)',
+        'Records: acknowledged vs failed (per minute)',
+        'Source queue: depth and age of oldest',
+        'Dead-letter queue depth',
+        'Function duration (ms)',
+        'Concurrency and invocations',
+        'Alarms',
+      ]),
+    );
+    const widget = (title: string) => JSON.stringify(widgets.find((w) => w.properties.title === title));
+    for (const name of ['analytics', 'audit']) {
+      expect(widget('Delivery success rate per endpoint (%)')).toContain(
+        `"${MetricName.DeliverySucceeded}","service","ingest-fanout-dev","endpoint","${name}"`,
+      );
+      expect(widget('Delivery latency per endpoint (ms, p50 and p99)')).toContain(
+        `"${MetricName.DeliveryLatency}","service","ingest-fanout-dev","endpoint","${name}"`,
+      );
+    }
+    expect(widget('Records: acknowledged vs failed (per minute)')).toContain(MetricName.RecordsAcknowledged);
+    expect(widget('Records: acknowledged vs failed (per minute)')).toContain(MetricName.RecordsFailed);
+    expect(widget('Source queue: depth and age of oldest')).toContain('ApproximateAgeOfOldestMessage');
+    expect(widget('Dead-letter queue depth')).toContain('${IngestDeadLetterQueue.QueueName}');
+    expect(widget('Concurrency and invocations')).toContain('ConcurrentExecutions');
+    const alarmArns = widgets.find((w) => w.type === 'alarm')!.properties.alarms as string[];
+    expect(alarmArns.sort()).toEqual(
+      resourcesOfType(template, 'AWS::CloudWatch::Alarm')
+        .map(([id]) => `\${${id}.Arn}`)
+        .sort(),
+    );
+  });
+
+  it('saves Logs Insights queries over the function log group, matching the log lines the code writes', () => {
+    const queries: Record<string, Json> = Object.fromEntries(
+      resourcesOfType(template, 'AWS::Logs::QueryDefinition').map(([, q]) => [
+        q.Properties.Name as string,
+        q.Properties,
+      ]),
+    );
+    for (const query of Object.values(queries)) expect(query.LogGroupNames).toEqual([ref('IngestLogGroup')]);
+    expect(queries['ingest-fanout-dev/Event history by id']?.QueryString).toMatch(
+      /filter eventId = '[A-Z_]+' or messageId = '[A-Z_]+'[\s\S]*sort @timestamp asc/,
+    );
+    expect(queries['ingest-fanout-dev/Delivery failures by endpoint and status']?.QueryString).toMatch(
+      /filter message = 'delivery failed'[\s\S]*by endpoint, kind, status/,
+    );
+    expect(queries['ingest-fanout-dev/Quarantined records by reason']?.QueryString).toMatch(
+      /filter message = 'record quarantined'[\s\S]*by reason/,
+    );
+    // Every message the queries filter on is one the code logs.
+    const sources = readdirSync(join(root, 'lib'))
+      .filter((file) => file.endsWith('.ts'))
+      .map((file) => readFileSync(join(root, 'lib', file), 'utf8'))
+      .join('\n');
+    const messages = Object.values(queries).flatMap((q) =>
+      [...String(q.QueryString).matchAll(/message = '([^']+)'/g)].map((m) => m[1]!),
+    );
+    expect(messages.length).toBeGreaterThanOrEqual(3);
+    for (const message of messages) expect(sources, message).toContain(`'${message}'`);
+  });
+});
+
+describe('npm run package with stage params', () => {
+  it('builds the FIFO variant: FIFO queues and DLQ, at most 10 records, no batching window', () => {
+    expect(fifoTemplate.Conditions.IsFifo).toEqual({ 'Fn::Equals': ['true', 'true'] });
+    const mapping = fifoTemplate.Resources.IngestEventSourceMappingSQSIngestQueue!;
+    expect(mapping.Properties.BatchSize).toBe(10);
+    expect(mapping.Properties.MaximumBatchingWindowInSeconds).toEqual({
+      'Fn::If': ['IsFifo', ref('AWS::NoValue'), 5],
+    });
+    expect(fifoTemplate.Resources.IngestQueue!.Properties.QueueName).toEqual({
+      'Fn::If': ['IsFifo', 'ingest-fanout-dev-ingest.fifo', 'ingest-fanout-dev-ingest'],
+    });
+    expect(fifoTemplate.Resources.IngestDeadLetterQueue!.Properties.FifoQueue).toEqual({
+      'Fn::If': ['IsFifo', true, ref('AWS::NoValue')],
+    });
+    // No batching window: the visibility timeout is 6 × the timeout.
+    expect(fifoTemplate.Resources.IngestQueue!.Properties.VisibilityTimeout).toBe(360);
+  });
+
+  it('lets the function read exactly the configured credentials, before any record arrives', () => {
+    const policy = fifoTemplate.Resources.IngestCredentialsPolicy!;
+    expect(policy.Properties.Roles).toEqual([ref('IngestRole')]);
+    expect(at(policy.Properties, 'PolicyDocument', 'Statement')).toEqual([
+      {
+        Sid: 'ReadEndpointCredentialParameters',
+        Effect: 'Allow',
+        Action: ['ssm:GetParameter'],
+        Resource: [
+          {
+            'Fn::Sub':
+              'arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/ingest-fanout/dev/analytics-token',
+          },
+        ],
+      },
+      {
+        Sid: 'ReadEndpointCredentialSecrets',
+        Effect: 'Allow',
+        Action: ['secretsmanager:GetSecretValue'],
+        Resource: [
+          {
+            'Fn::Sub':
+              'arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:ingest-fanout/dev/audit-key-??????',
+          },
+        ],
+      },
+    ]);
+    expect(fifoTemplate.Resources.IngestEventSourceMappingSQSIngestQueue!.DependsOn).toContain(
+      'IngestCredentialsPolicy',
+    );
+    expect(env(fifoTemplate).ENDPOINT_CREDENTIALS).toBe(
+      'analytics=bearer:ssm:/ingest-fanout/dev/analytics-token,audit=hmac:secretsmanager:ingest-fanout/dev/audit-key',
+    );
+    expect(fifoTemplate.Conditions.CreateAlarmTopic).toBeDefined();
+    expect(fifoTemplate.Resources.AlarmTopicEmailSubscription!.Properties).toMatchObject({
+      Protocol: 'email',
+      Endpoint: 'oncall@example.com',
+    });
+  });
+
+  it('refuses to package a stage whose ENDPOINT_CREDENTIALS names an unknown endpoint, saying which', () => {
+    expect(badCredentials.code).not.toBe(0);
+    expect(badCredentials.output).toContain(
+      "Stage 'dev': ENDPOINT_CREDENTIALS: 'analytcs=bearer:ssm:/x' names endpoint 'analytcs', which is not in ENDPOINTS (analytics, audit)",
+    );
+  });
+});

@@ -1,0 +1,271 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { inspect } from 'node:util';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import fc from 'fast-check';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  CredentialError,
+  type CredentialRef,
+  createCredentialSource,
+  parseCredentialSpec,
+} from '../../lib/credentials';
+import { authHeaders } from '../../lib/endpoint';
+import { ConfigError } from '../../lib/errors';
+
+const ENDPOINTS = ['analytics', 'audit', 'crm'];
+const AUDIT_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:ingest/prod/audit-key-AbCdEf';
+
+describe('parseCredentialSpec', () => {
+  it('reads bearer and hmac entries from SSM and Secrets Manager, ARNs included', () => {
+    const spec = parseCredentialSpec(
+      ` analytics=bearer:ssm:/ingest/prod/analytics-token , audit=hmac:secretsmanager:${AUDIT_ARN},`,
+      ENDPOINTS,
+    );
+    expect(spec).toEqual([
+      { endpoint: 'analytics', kind: 'bearer', store: 'ssm', name: '/ingest/prod/analytics-token' },
+      { endpoint: 'audit', kind: 'hmac', store: 'secretsmanager', name: AUDIT_ARN },
+    ]);
+  });
+
+  it('treats an unset or blank variable as no credentials', () => {
+    expect(parseCredentialSpec(undefined, ENDPOINTS)).toEqual([]);
+    expect(parseCredentialSpec('  ', ENDPOINTS)).toEqual([]);
+  });
+
+  it.each([
+    ['analytics', /'analytics' is not <endpoint>=<kind>:<store>:<name>/],
+    ['analytics=bearer:/ingest/token', /is not <endpoint>=<kind>:<store>:<name>/],
+    ['analytcs=bearer:ssm:/ingest/token', /endpoint 'analytcs', which is not in ENDPOINTS \(analytics, audit, crm\)/],
+    ['analytics=basic:ssm:/ingest/token', /kind 'basic': use 'bearer' or 'hmac'/],
+    ['analytics=bearer:s3:/ingest/token', /store 's3': use 'ssm' or 'secretsmanager'/],
+    ['analytics=bearer:ssm:/ingest/to ken', /'\/ingest\/to ken' is not an SSM parameter name/],
+    ['analytics=hmac:secretsmanager:', /'' is not a Secrets Manager secret name/],
+    ['analytics=bearer:ssm:/a,analytics=hmac:ssm:/b', /endpoint 'analytics' has two entries/],
+  ])('rejects %s with a ConfigError naming ENDPOINT_CREDENTIALS and the entry', (value, message) => {
+    let caught: unknown;
+    try {
+      parseCredentialSpec(value, ENDPOINTS);
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    expect((caught as ConfigError).variable).toBe('ENDPOINT_CREDENTIALS');
+    expect((caught as ConfigError).message).toMatch(/^ENDPOINT_CREDENTIALS: /);
+    expect((caught as ConfigError).message).toMatch(message);
+  });
+
+  it('parses back whatever valid spec it is given', () => {
+    const ssmName = fc.stringMatching(/^\/?[A-Za-z0-9_.\-/]{1,40}$/);
+    const secretName = fc.stringMatching(/^[A-Za-z0-9/_+=.@-]{1,40}$/);
+    const ref = fc.oneof(
+      fc.record({
+        kind: fc.constantFrom('bearer' as const, 'hmac' as const),
+        store: fc.constant('ssm' as const),
+        name: ssmName,
+      }),
+      fc.record({
+        kind: fc.constantFrom('bearer' as const, 'hmac' as const),
+        store: fc.constant('secretsmanager' as const),
+        name: fc.oneof(
+          secretName,
+          secretName.map((n) => `arn:aws:secretsmanager:eu-west-1:123456789012:secret:${n}`),
+        ),
+      }),
+    );
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.constantFrom(...ENDPOINTS), { minLength: 1 }),
+        fc.array(ref, { minLength: 3, maxLength: 3 }),
+        (names, refs) => {
+          const expected: CredentialRef[] = names.map((endpoint, i) => ({ endpoint, ...refs[i]! }));
+          const text = expected.map((r) => `${r.endpoint}=${r.kind}:${r.store}:${r.name}`).join(',');
+          expect(parseCredentialSpec(text, ENDPOINTS)).toEqual(expected);
+        },
+      ),
+    );
+  });
+});
+
+/** A loopback server speaking the AWS JSON protocol for SSM GetParameter and Secrets Manager GetSecretValue. */
+interface FakeStores {
+  parameters: Map<string, string>;
+  secrets: Map<string, string | Uint8Array>;
+  denied: Set<string>;
+  calls: { target: string; body: Record<string, unknown> }[];
+}
+
+const stores: FakeStores = { parameters: new Map(), secrets: new Map(), denied: new Set(), calls: [] };
+let server: Server;
+let endpoint: string;
+
+function reply(res: ServerResponse, status: number, body: unknown) {
+  res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1' });
+  res.end(JSON.stringify(body));
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse) {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<string, unknown>;
+  const target = String(req.headers['x-amz-target']);
+  stores.calls.push({ target, body });
+  if (target === 'AmazonSSM.GetParameter') {
+    const name = String(body.Name);
+    if (stores.denied.has(name)) return reply(res, 400, { __type: 'AccessDeniedException', message: 'not authorized' });
+    const value = stores.parameters.get(name);
+    if (value === undefined) return reply(res, 400, { __type: 'ParameterNotFound', message: '' });
+    return reply(res, 200, { Parameter: { Name: name, Type: 'SecureString', Value: value, Version: 1 } });
+  }
+  if (target === 'secretsmanager.GetSecretValue') {
+    const id = String(body.SecretId);
+    const value = stores.secrets.get(id);
+    if (value === undefined) {
+      return reply(res, 400, {
+        __type: 'ResourceNotFoundException',
+        Message: "Secrets Manager can't find the specified secret.",
+      });
+    }
+    const payload =
+      typeof value === 'string' ? { SecretString: value } : { SecretBinary: Buffer.from(value).toString('base64') };
+    return reply(res, 200, { ARN: AUDIT_ARN, Name: id, VersionId: 'v1', ...payload });
+  }
+  reply(res, 400, { __type: 'UnknownOperationException', message: target });
+}
+
+const clientConfig = () => ({
+  endpoint,
+  region: 'us-east-1',
+  credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  maxAttempts: 1,
+});
+const clients = () => ({
+  ssmClient: new SSMClient(clientConfig()),
+  secretsClient: new SecretsManagerClient(clientConfig()),
+});
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => reply(res, 500, { __type: 'InternalError', message: String(error) }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+});
+
+beforeEach(() => {
+  stores.parameters = new Map([['/ingest/prod/analytics-token', 'tok-analytics-1\n']]);
+  stores.secrets = new Map<string, string | Uint8Array>([['ingest/prod/audit-key', 'audit-hmac-secret']]);
+  stores.denied = new Set();
+  stores.calls = [];
+});
+
+const SPEC = 'analytics=bearer:ssm:/ingest/prod/analytics-token,audit=hmac:secretsmanager:ingest/prod/audit-key';
+
+describe('createCredentialSource', () => {
+  it('reads each credential from its store, decrypting SSM SecureStrings, and builds the auth headers', async () => {
+    const source = createCredentialSource(parseCredentialSpec(SPEC, ENDPOINTS), clients());
+    const credentials = await source();
+
+    expect([...credentials.keys()].sort()).toEqual(['analytics', 'audit']);
+    expect(credentials.get('analytics')).toMatchObject({ kind: 'bearer', token: 'tok-analytics-1' });
+    expect(credentials.get('audit')).toMatchObject({ kind: 'hmac', secret: 'audit-hmac-secret' });
+    expect(credentials.has('crm')).toBe(false);
+    expect(authHeaders(credentials.get('analytics'), Buffer.from('{}'))).toEqual({
+      authorization: 'Bearer tok-analytics-1',
+    });
+    const ssmCall = stores.calls.find((call) => call.target === 'AmazonSSM.GetParameter');
+    expect(ssmCall?.body).toMatchObject({ Name: '/ingest/prod/analytics-token', WithDecryption: true });
+    expect(stores.calls.find((call) => call.target === 'secretsmanager.GetSecretValue')?.body).toMatchObject({
+      SecretId: 'ingest/prod/audit-key',
+    });
+  });
+
+  it('reuses fetched credentials within their max age instead of calling the stores again', async () => {
+    const source = createCredentialSource(parseCredentialSpec(SPEC, ENDPOINTS), { ...clients(), maxAgeS: 300 });
+    await source();
+    stores.parameters.set('/ingest/prod/analytics-token', 'tok-analytics-2');
+    const again = await source();
+
+    expect(stores.calls).toHaveLength(2);
+    expect(again.get('analytics')).toMatchObject({ token: 'tok-analytics-1' });
+  });
+
+  it('picks up a rotated credential once its max age has passed', async () => {
+    const source = createCredentialSource(parseCredentialSpec(SPEC, ENDPOINTS), { ...clients(), maxAgeS: 0 });
+    await source();
+    stores.parameters.set('/ingest/prod/analytics-token', 'tok-analytics-2');
+    const rotated = await source();
+
+    expect(stores.calls).toHaveLength(4);
+    expect(rotated.get('analytics')).toMatchObject({ token: 'tok-analytics-2' });
+  });
+
+  it('fails with a CredentialError naming the endpoint and the missing SSM parameter', async () => {
+    stores.parameters.clear();
+    const source = createCredentialSource(parseCredentialSpec(SPEC, ENDPOINTS), clients());
+
+    const error = await source().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CredentialError);
+    expect((error as CredentialError).ref.endpoint).toBe('analytics');
+    expect((error as Error).message).toBe(
+      "ENDPOINT_CREDENTIALS: cannot read the bearer token of endpoint 'analytics' (SSM parameter " +
+        "'/ingest/prod/analytics-token'): ParameterNotFound: create it as a SecureString parameter in this account " +
+        'and region, or fix ENDPOINT_CREDENTIALS',
+    );
+  });
+
+  it('fails with a CredentialError naming the missing secret, and never shows credential values', async () => {
+    stores.secrets.clear();
+    const source = createCredentialSource(parseCredentialSpec(SPEC, ENDPOINTS), clients());
+
+    const error = (await source().catch((e: unknown) => e)) as CredentialError;
+    expect(error).toBeInstanceOf(CredentialError);
+    expect(error.message).toContain("HMAC secret of endpoint 'audit' (Secrets Manager secret 'ingest/prod/audit-key')");
+    expect(error.message).toContain('ResourceNotFoundException: create the secret');
+    expect(inspect(error, { depth: 5 })).not.toContain('tok-analytics-1');
+  });
+
+  it('says the role is missing the permission when the store denies access', async () => {
+    stores.denied.add('/ingest/prod/analytics-token');
+    const source = createCredentialSource(parseCredentialSpec(SPEC, ENDPOINTS), clients());
+
+    await expect(source()).rejects.toThrow(/AccessDeniedException: the function role may not read it: redeploy/);
+  });
+
+  it('rejects an empty or binary credential', async () => {
+    stores.parameters.set('/ingest/prod/analytics-token', '  ');
+    await expect(createCredentialSource(parseCredentialSpec(SPEC, ENDPOINTS), clients())()).rejects.toThrow(
+      "ENDPOINT_CREDENTIALS: the bearer token of endpoint 'analytics' (SSM parameter '/ingest/prod/analytics-token') is empty",
+    );
+
+    stores.parameters.set('/ingest/prod/analytics-token', 'tok');
+    stores.secrets.set('ingest/prod/audit-key', new Uint8Array([1, 2, 3]));
+    await expect(createCredentialSource(parseCredentialSpec(SPEC, ENDPOINTS), clients())()).rejects.toThrow(
+      /audit.*it is binary: store the credential as a string/,
+    );
+  });
+
+  it('keeps credential values out of JSON and inspect output, as the logger would print them', async () => {
+    const credentials = await createCredentialSource(parseCredentialSpec(SPEC, ENDPOINTS), clients())();
+    const printed = [
+      JSON.stringify(Object.fromEntries(credentials)),
+      JSON.stringify(credentials.get('analytics')),
+      inspect(credentials, { depth: 5 }),
+    ].join('\n');
+
+    expect(printed).toContain('bearer');
+    expect(printed).not.toContain('tok-analytics-1');
+    expect(printed).not.toContain('audit-hmac-secret');
+  });
+
+  it('makes no call when no endpoint has credentials', async () => {
+    const credentials = await createCredentialSource(parseCredentialSpec('', ENDPOINTS), clients())();
+    expect(credentials.size).toBe(0);
+    expect(stores.calls).toHaveLength(0);
+  });
+});
