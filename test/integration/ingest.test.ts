@@ -2,7 +2,7 @@ import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CONTENT_TYPE } from '../../lib/endpoint';
-import { createIngest, idempotencyKey, type Ingest, loadConfig } from '../../lib/index';
+import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
 import type { Backoff, BackoffItem } from '../../lib/types';
 import { closedPortUrl, TestEndpoint } from '../support/endpoints';
 import { cloudEvent, eventRecord, lambdaContext, sqsEvent, sqsRecord } from '../support/events';
@@ -69,7 +69,11 @@ describe('ingest pipeline against real loopback endpoints', () => {
     await run.handle(sqsEvent([eventRecord('a'), eventRecord('b')]), lambdaContext());
     await run.handle(sqsEvent([eventRecord('a')]), lambdaContext());
     const keys = endpoints.alpha.received.map((request) => `${request.eventId}:${request.headers['idempotency-key']}`);
-    const [first, second, again] = [keys.find((k) => k.startsWith('a:')), keys.find((k) => k.startsWith('b:')), keys[2]];
+    const [first, second, again] = [
+      keys.find((k) => k.startsWith('a:')),
+      keys.find((k) => k.startsWith('b:')),
+      keys[2],
+    ];
     expect(again).toBe(first);
     expect(second?.split(':')[1]).not.toBe(first?.split(':')[1]);
   });
@@ -150,7 +154,9 @@ describe('ingest pipeline against real loopback endpoints', () => {
   });
 
   it('retries a connection reset, and reports the record when every attempt is reset', async () => {
-    endpoints.beta.respond((request, attempt) => (request.eventId === 'once' && attempt > 1 ? { status: 200 } : { reset: true }));
+    endpoints.beta.respond((request, attempt) =>
+      request.eventId === 'once' && attempt > 1 ? { status: 200 } : { reset: true },
+    );
     const once = eventRecord('once');
     const always = eventRecord('always');
     const response = await pipeline().handle(sqsEvent([once, always]), lambdaContext());
@@ -201,7 +207,9 @@ describe('ingest pipeline against real loopback endpoints', () => {
   });
 
   it('answers before the Lambda deadline, reporting what the deadline cut off and acknowledging what was delivered', async () => {
-    endpoints.beta.respond((request) => (Number(request.eventId?.slice(2)) % 2 === 0 ? { hang: true } : { status: 200 }));
+    endpoints.beta.respond((request) =>
+      Number(request.eventId?.slice(2)) % 2 === 0 ? { hang: true } : { status: 200 },
+    );
     const records = Array.from({ length: 20 }, (_, i) => eventRecord(`d-${i}`));
     const context = lambdaContext(1500);
     const response = await pipeline({ DEADLINE_MARGIN_MS: '500', DELIVERY_TIMEOUT_MS: '60000' }).handle(

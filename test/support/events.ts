@@ -26,7 +26,9 @@ export function sqsRecord(body: string, overrides: Partial<SQSRecord> & { groupI
       SentTimestamp: String(Date.now()),
       SenderId: 'AIDATEST',
       ApproximateFirstReceiveTimestamp: String(Date.now()),
-      ...(groupId !== undefined ? { MessageGroupId: groupId, SequenceNumber: '1', MessageDeduplicationId: messageId } : {}),
+      ...(groupId !== undefined
+        ? { MessageGroupId: groupId, SequenceNumber: '1', MessageDeduplicationId: messageId }
+        : {}),
     },
     messageAttributes: {},
     md5OfBody: '',
