@@ -1,0 +1,100 @@
+import { intFlag, parseFlags, rateFlag, runCommand, stringFlag } from './cli';
+import type { FaultKind } from './demo-endpoints';
+import { DrainWatch } from './drain';
+import { interleave, malformedMessages, newRunId, sendMessages, validMessages } from './events';
+import { HandlerOutput } from './handler-output';
+import { startLocalStack } from './stack';
+import { progressLine, summaryLines } from './summary';
+
+const USAGE = `Usage: npm run demo -- [--events N] [--invalid K] [--fault-rate P] [--time-limit S]
+
+Starts the local stack on free ports, sends N valid CloudEvents and K malformed messages, and runs until every
+valid event has reached every endpoint and every malformed one is in the dead-letter queue. Exit code 0 when
+nothing was lost, 1 otherwise (or when it could not drain within the time limit).
+
+  --events N        valid CloudEvents (default 300)
+  --invalid K       malformed messages (default 20)
+  --fault-rate P    share of endpoint requests that fail: 5xx, connection resets, slow answers (default 0.2)
+  --time-limit S    give up after S seconds (default 240)
+  --concurrency N   pollers (default 4)
+  --ledger          also run a local DynamoDB with the delivery ledger: redelivered events skip the endpoints
+                    that already have them (fewer duplicates)
+  --log FILE        the handler's JSON logs (default .local/demo-handler.log)
+
+With ENDPOINTS set, the demo delivers there instead of to its own endpoints (and --fault-rate does nothing).`;
+
+async function demo(argv: string[]): Promise<number> {
+  const flags = parseFlags(argv, {
+    events: { type: 'string', short: 'n' },
+    invalid: { type: 'string' },
+    'fault-rate': { type: 'string' },
+    'time-limit': { type: 'string' },
+    concurrency: { type: 'string' },
+    log: { type: 'string' },
+    ledger: { type: 'boolean' },
+  });
+  if (flags.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const events = intFlag(flags, 'events', 300, 0, 1_000_000);
+  const invalid = intFlag(flags, 'invalid', 20, 0, 1_000_000);
+  const faultRate = rateFlag(flags, 'fault-rate', 0.2);
+  const timeLimitS = intFlag(flags, 'time-limit', 240, 1, 86_400);
+  const concurrency = intFlag(flags, 'concurrency', 4, 1, 1000);
+  const logFile = stringFlag(flags, 'log') ?? '.local/demo-handler.log';
+  const userEndpoints = process.env.ENDPOINTS?.trim() || undefined;
+
+  const output = new HandlerOutput({ destination: logFile });
+  output.install();
+  const stack = await startLocalStack({
+    concurrency,
+    ledger: flags.ledger === true,
+    ...(userEndpoints ? { endpoints: userEndpoints } : { faults: { rate: faultRate } }),
+  });
+  const tty = process.stdout.isTTY === true;
+  try {
+    const targets = stack.demo
+      ? `${stack.demo.list.map((e) => e.name).join(', ')} (demo endpoints, fault rate ${faultRate})`
+      : `ENDPOINTS=${stack.env.ENDPOINTS}`;
+    const ledger = stack.ledger ? ` · delivery ledger ${stack.ledger.table} on ${stack.ledger.endpoint}` : '';
+    console.log(`local stack up: SQS ${stack.sqs.endpoint} · endpoints ${targets}${ledger}`);
+    console.log(
+      `function timeout ${stack.functionTimeoutMs} ms · visibility timeout ${stack.visibilityTimeoutS} s · ` +
+        `RETRY_BASE_DELAY_S=${stack.env.RETRY_BASE_DELAY_S} RETRY_MAX_DELAY_S=${stack.env.RETRY_MAX_DELAY_S} · ` +
+        `handler logs in ${logFile}`,
+    );
+    const run = newRunId();
+    const messages = interleave(validMessages(events, run), malformedMessages(invalid, run));
+    await sendMessages(stack.sqs.client, stack.sqs.queue.url, messages);
+    console.log(`sent ${events} valid + ${invalid} malformed messages (run ${run})`);
+
+    let lastPrinted = 0;
+    const report = await new DrainWatch(stack, messages).waitUntilDrained({
+      timeoutMs: timeLimitS * 1000,
+      intervalMs: 250,
+      onTick: (progress) => {
+        if (tty) output.write(`\r\x1b[2K${progressLine(progress)}`);
+        else if (progress.elapsedMs - lastPrinted >= 5000) {
+          lastPrinted = progress.elapsedMs;
+          console.log(progressLine(progress));
+        }
+      },
+    });
+    if (tty) output.write('\n');
+    await stack.stop();
+    const faults: Record<FaultKind, number> = { error: 0, reset: 0, slow: 0, hang: 0 };
+    for (const endpoint of stack.demo?.list ?? []) {
+      for (const kind of Object.keys(faults) as FaultKind[]) faults[kind] += endpoint.stats.faults[kind];
+    }
+    console.log(summaryLines(report, { ...(stack.demo ? { faults } : {}), handler: output.telemetry }).join('\n'));
+    if (!report.drained)
+      console.log(`could not drain within ${timeLimitS} s: see ${logFile} for the handler's failures`);
+    return report.drained && report.lost === 0 ? 0 : 1;
+  } finally {
+    await stack.stop();
+    await output.uninstall();
+  }
+}
+
+runCommand(USAGE, () => demo(process.argv.slice(2)));

@@ -1,0 +1,202 @@
+import { ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { DEMO_ID_ATTRIBUTE, type SampleMessage } from './events';
+import type { LocalStack } from './stack';
+
+export interface DeadLetter {
+  demoId: string;
+  /** quarantine.reason when the handler quarantined it; 'redrive' when SQS moved it after too many receives. */
+  reason: string;
+  count: number;
+}
+
+/** Reads what reached the dead-letter queue, hiding each message for 12 h once read so it is counted once. */
+export class DlqCollector {
+  readonly letters = new Map<string, DeadLetter>();
+  /** Messages in the DLQ that are none of ours. */
+  unknown = 0;
+  readonly #client: SQSClient;
+  readonly #url: string;
+  readonly #byBody: Map<string, string>;
+
+  constructor(client: SQSClient, dlqUrl: string, sent: SampleMessage[]) {
+    this.#client = client;
+    this.#url = dlqUrl;
+    this.#byBody = new Map(sent.map((message) => [message.body, message.demoId]));
+  }
+
+  /** Reads until the DLQ has nothing visible left. */
+  async collect(): Promise<void> {
+    for (;;) {
+      const { Messages = [] } = await this.#client.send(
+        new ReceiveMessageCommand({
+          QueueUrl: this.#url,
+          MaxNumberOfMessages: 10,
+          WaitTimeSeconds: 0,
+          VisibilityTimeout: 43_200,
+          MessageAttributeNames: ['All'],
+        }),
+      );
+      for (const message of Messages) {
+        const attributes = message.MessageAttributes ?? {};
+        const demoId = attributes[DEMO_ID_ATTRIBUTE]?.StringValue ?? this.#byBody.get(message.Body ?? '');
+        if (!demoId) {
+          this.unknown++;
+          continue;
+        }
+        const reason =
+          attributes['quarantine.reason']?.StringValue ?? (attributes.quarantine ? 'quarantined' : 'redrive');
+        const letter = this.letters.get(demoId);
+        if (letter) letter.count++;
+        else this.letters.set(demoId, { demoId, reason, count: 1 });
+      }
+      if (Messages.length < 10) return;
+    }
+  }
+}
+
+export interface EndpointTally {
+  name: string;
+  /** Valid events this endpoint has. */
+  delivered: number;
+  /** Valid events it does not have (yet). */
+  missing: number;
+  /** Extra copies of events it already had. */
+  duplicates: number;
+}
+
+export interface DrainReport {
+  drained: boolean;
+  elapsedMs: number;
+  sent: { valid: number; malformed: number };
+  /** Per endpoint, when the demo endpoints are in use (the stack cannot see inside other endpoints). */
+  endpoints?: EndpointTally[];
+  /** Valid events delivered to every endpoint (external endpoints: acknowledged and not dead-lettered). */
+  deliveredEverywhere: number;
+  dlq: {
+    /** Malformed messages in the DLQ. */
+    malformed: number;
+    /** Valid events in the DLQ: SQS gave up on them after too many receives. */
+    valid: number;
+    /** Put there by the handler's quarantine (the rest came by SQS redrive). */
+    quarantined: number;
+    redriven: number;
+    /** Extra copies of a message already in the DLQ. */
+    duplicates: number;
+    unknown: number;
+  };
+  /** Messages still on the source queue (visible, in flight or delayed). */
+  queueLeft: number;
+  /** Receives of a message that had been received before (from the event source mapping). */
+  redeliveries: number;
+  /**
+   * Valid events that will never reach every endpoint (dead-lettered, or acknowledged without getting there) and
+   * malformed ones acknowledged without reaching the DLQ.
+   */
+  lost: number;
+  /** Still on their way when the report was made (0 once drained). */
+  undelivered: number;
+}
+
+export interface WaitOptions {
+  timeoutMs: number;
+  /** How often to look. Default 250 ms. */
+  intervalMs?: number;
+  onTick?: (report: DrainReport) => void;
+  signal?: AbortSignal;
+}
+
+/** Checks whether everything sent has arrived where it belongs: every endpoint, or the DLQ. */
+export class DrainWatch {
+  readonly #stack: LocalStack;
+  readonly #valid: SampleMessage[];
+  readonly #malformed: SampleMessage[];
+  readonly #collector: DlqCollector;
+  readonly #startedAt = Date.now();
+
+  constructor(stack: LocalStack, sent: SampleMessage[]) {
+    this.#stack = stack;
+    this.#valid = sent.filter((message) => message.valid);
+    this.#malformed = sent.filter((message) => !message.valid);
+    this.#collector = new DlqCollector(stack.sqs.client, stack.sqs.dlq.url, sent);
+  }
+
+  async check(): Promise<DrainReport> {
+    // The queue first: once it is empty, whatever the handler quarantined and SQS redrove is already in the DLQ.
+    const depth = await this.#stack.sqs.depth(this.#stack.sqs.queue.url);
+    await this.#collector.collect();
+    const queueLeft = depth.visible + depth.inFlight + depth.delayed;
+    const letters = this.#collector.letters;
+    const dlq = {
+      malformed: 0,
+      valid: 0,
+      quarantined: 0,
+      redriven: 0,
+      duplicates: 0,
+      unknown: this.#collector.unknown,
+    };
+    const malformedIds = new Set(this.#malformed.map((message) => message.demoId));
+    for (const letter of letters.values()) {
+      if (malformedIds.has(letter.demoId)) dlq.malformed++;
+      else dlq.valid++;
+      if (letter.reason === 'redrive') dlq.redriven++;
+      else dlq.quarantined++;
+      dlq.duplicates += letter.count - 1;
+    }
+
+    const list = this.#stack.demo?.list;
+    let deliveredEverywhere = 0;
+    let deadLettered = 0;
+    let pending = 0;
+    const endpoints = list?.map((endpoint) => ({ name: endpoint.name, delivered: 0, missing: 0, duplicates: 0 }));
+    for (const message of this.#valid) {
+      let everywhere = true;
+      list?.forEach((endpoint, i) => {
+        const count = endpoint.count(message.demoId);
+        const tally = endpoints![i]!;
+        if (count > 0) {
+          tally.delivered++;
+          tally.duplicates += count - 1;
+        } else {
+          tally.missing++;
+          everywhere = false;
+        }
+      });
+      if (letters.has(message.demoId) && !everywhere) deadLettered++;
+      else if (!list) {
+        // Other people's endpoints: a valid event acknowledged and not dead-lettered counts as delivered.
+        if (queueLeft === 0 && !letters.has(message.demoId)) deliveredEverywhere++;
+      } else if (everywhere) deliveredEverywhere++;
+      else pending++;
+    }
+    const malformedMissing = this.#malformed.filter((message) => !letters.has(message.demoId)).length;
+    const drained = queueLeft === 0 && pending === 0 && malformedMissing === 0;
+    // With the queue empty nothing more can arrive: what is missing then was acknowledged without getting there.
+    const lost = deadLettered + (queueLeft === 0 ? pending + malformedMissing : 0);
+    const undelivered = queueLeft === 0 ? 0 : list ? pending + malformedMissing : queueLeft;
+    return {
+      drained,
+      elapsedMs: Date.now() - this.#startedAt,
+      sent: { valid: this.#valid.length, malformed: this.#malformed.length },
+      ...(endpoints ? { endpoints } : {}),
+      deliveredEverywhere,
+      dlq,
+      queueLeft,
+      redeliveries: this.#stack.eventSource.stats.redelivered,
+      lost,
+      undelivered,
+    };
+  }
+
+  /** Polls until drained or the time limit; the last report says which. */
+  async waitUntilDrained(options: WaitOptions): Promise<DrainReport> {
+    const deadline = Date.now() + options.timeoutMs;
+    const interval = options.intervalMs ?? 250;
+    for (;;) {
+      const report = await this.check();
+      options.onTick?.(report);
+      if (report.drained) return report;
+      if (Date.now() >= deadline || options.signal?.aborted) return report;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(interval, Math.max(0, deadline - Date.now()))));
+    }
+  }
+}

@@ -1,0 +1,214 @@
+import { type DemoEndpoints, type FaultPlan, startDemoEndpoints } from './demo-endpoints';
+import { type LocalLedger, startLocalLedger } from './dynamodb-server';
+import { type InvocationReport, SqsEventSource, type SqsHandler } from './event-source';
+import type { HandlerTelemetry } from './handler-output';
+import { SqsFaultProxy } from './sqs-proxy';
+import { DUMMY_CREDENTIALS, LOCAL_REGION, type LocalSqs, startLocalSqs } from './sqs-server';
+import { endpointStats, type StatusSnapshot } from './status';
+
+/**
+ * Handler settings for a laptop: failed records come back within seconds instead of minutes, and a stuck
+ * endpoint's breaker half-opens after 1 s. The user's environment overrides any of them.
+ */
+export const LOCAL_HANDLER_DEFAULTS: Readonly<Record<string, string>> = {
+  RETRY_BASE_DELAY_S: '1',
+  RETRY_MAX_DELAY_S: '5',
+  DELIVERY_TIMEOUT_MS: '2000',
+  CIRCUIT_BREAKER_HALF_OPEN_MS: '1000',
+  POWERTOOLS_LOG_LEVEL: 'INFO',
+  // The status panel and the demo summary read the handler's EMF metrics.
+  POWERTOOLS_METRICS_DISABLED: 'false',
+  // No X-Ray daemon runs locally.
+  POWERTOOLS_TRACE_ENABLED: 'false',
+};
+
+/** Function timeout of the local stack unless told otherwise. */
+export const LOCAL_FUNCTION_TIMEOUT_MS = 5000;
+
+/** The real handler was already imported with another configuration; it reads its environment once per process. */
+export class HandlerReloadError extends Error {
+  override readonly name = 'HandlerReloadError';
+  constructor(readonly variables: string[]) {
+    super(
+      `the handler was already loaded in this process with different ${variables.join(', ')}: it reads its ` +
+        'configuration once, at import (cold start); run one local stack per process',
+    );
+  }
+}
+
+let loaded: { env: Record<string, string>; handler: SqsHandler } | undefined;
+
+/** Sets the handler's environment and imports functions/ingest/handler.ts (its cold start). */
+export async function loadRealHandler(env: Record<string, string>): Promise<SqsHandler> {
+  if (loaded) {
+    const changed = Object.keys({ ...loaded.env, ...env }).filter((key) => loaded?.env[key] !== env[key]);
+    if (changed.length > 0) throw new HandlerReloadError(changed);
+    return loaded.handler;
+  }
+  Object.assign(process.env, env);
+  const module = await import('../../functions/ingest/handler');
+  loaded = { env: { ...env }, handler: module.handler as SqsHandler };
+  return loaded.handler;
+}
+
+export interface LocalStackOptions {
+  /** Port of the embedded SQS server; 0 (default) picks a free one. */
+  sqsPort?: number;
+  queueName?: string;
+  dlqName?: string;
+  /** ENDPOINTS to deliver to instead of starting the three demo endpoints. */
+  endpoints?: string;
+  /** Faults the demo endpoints inject. */
+  faults?: FaultPlan;
+  /** The function timeout: the context deadline, and when an unanswered invocation fails. Default 5000 ms. */
+  functionTimeoutMs?: number;
+  /** Source queue visibility timeout. Default twice the function timeout (at least 2 s). */
+  visibilityTimeoutS?: number;
+  batchSize?: number;
+  maximumBatchingWindowS?: number;
+  /** Pollers (concurrent invocations). Default 2. */
+  concurrency?: number;
+  pollWaitS?: number;
+  /** Handler settings that yield to the user's environment. Merged over LOCAL_HANDLER_DEFAULTS. */
+  defaults?: Record<string, string>;
+  /** Handler settings that win over the user's environment. */
+  env?: Record<string, string>;
+  /** Put an SqsFaultProxy between the handler and SQS, so its calls (quarantine, backoff) can be made to fail. */
+  faultProxy?: boolean;
+  /** Start a local DynamoDB (dynalite) with the delivery ledger table and point DELIVERY_LEDGER_TABLE at it. */
+  ledger?: boolean;
+  /** A handler to run instead of the real one (tests of the stack itself). */
+  handler?: SqsHandler;
+  onInvocation?: (report: InvocationReport) => void;
+  onPollError?: (error: unknown) => void;
+  /** The user's environment; process.env by default. */
+  baseEnv?: Record<string, string | undefined>;
+}
+
+export interface LocalStack {
+  sqs: LocalSqs;
+  /** The demo endpoints, unless ENDPOINTS was given. */
+  demo?: DemoEndpoints;
+  proxy?: SqsFaultProxy;
+  /** The local delivery ledger, when asked for. */
+  ledger?: LocalLedger;
+  eventSource: SqsEventSource;
+  /** The environment the handler was started with. */
+  env: Record<string, string>;
+  functionTimeoutMs: number;
+  visibilityTimeoutS: number;
+  concurrency: number;
+  startedAt: number;
+  snapshot(handler?: HandlerTelemetry): Promise<StatusSnapshot>;
+  /** Stops polling, lets running invocations finish, then closes every server. */
+  stop(): Promise<void>;
+}
+
+/** The variables the handler gets: defaults, then the user's own, then the wiring to the local servers. */
+export function handlerEnvironment(
+  wiring: Record<string, string>,
+  defaults: Record<string, string>,
+  base: Record<string, string | undefined>,
+  forced: Record<string, string> = {},
+): Record<string, string> {
+  const env: Record<string, string> = { ...defaults };
+  for (const key of Object.keys(defaults)) {
+    const value = base[key];
+    if (value !== undefined && value !== '') env[key] = value;
+  }
+  return { ...env, ...wiring, ...forced };
+}
+
+/**
+ * Starts the whole pipeline on loopback: local SQS (queue + DLQ), the demo endpoints (unless `endpoints`), the
+ * real handler (or `handler`) and the event source mapping in front of it, polling.
+ */
+export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  const functionTimeoutMs = options.functionTimeoutMs ?? LOCAL_FUNCTION_TIMEOUT_MS;
+  const concurrency = options.concurrency ?? 2;
+  const visibilityTimeoutS = options.visibilityTimeoutS ?? Math.max(2, Math.ceil((2 * functionTimeoutMs) / 1000));
+  const base = options.baseEnv ?? process.env;
+  const closers: (() => Promise<void>)[] = [];
+  const closeAll = async () => {
+    // Last started, first stopped: the pollers before the servers they talk to.
+    for (const close of closers.splice(0).reverse()) await close().catch(() => {});
+  };
+  try {
+    const sqs = await startLocalSqs({
+      port: options.sqsPort ?? 0,
+      ...(options.queueName ? { queueName: options.queueName } : {}),
+      ...(options.dlqName ? { dlqName: options.dlqName } : {}),
+      visibilityTimeoutS,
+    });
+    closers.push(() => sqs.close());
+    const demo = options.endpoints ? undefined : await startDemoEndpoints(options.faults ?? { rate: 0 });
+    if (demo) closers.push(() => demo.close());
+    const proxy = options.faultProxy ? await SqsFaultProxy.start(sqs.endpoint) : undefined;
+    if (proxy) closers.push(() => proxy.close());
+    const ledger = options.ledger ? await startLocalLedger() : undefined;
+    if (ledger) closers.push(() => ledger.close());
+
+    // The handler reaches SQS (quarantine, backoff) through the proxy when there is one.
+    const handlerSqs = proxy?.endpoint ?? sqs.endpoint;
+    const wiring: Record<string, string> = {
+      ENDPOINTS: options.endpoints ?? demo!.envValue,
+      QUARANTINE_QUEUE_URL: `${handlerSqs}${new URL(sqs.dlq.url).pathname}`,
+      AWS_ENDPOINT_URL_SQS: handlerSqs,
+      AWS_REGION: LOCAL_REGION,
+      AWS_DEFAULT_REGION: LOCAL_REGION,
+      // Never the user's real AWS credentials: everything here is local.
+      AWS_ACCESS_KEY_ID: DUMMY_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: DUMMY_CREDENTIALS.secretAccessKey,
+      ...(ledger ? { DELIVERY_LEDGER_TABLE: ledger.table, AWS_ENDPOINT_URL_DYNAMODB: ledger.endpoint } : {}),
+    };
+    const env = handlerEnvironment(wiring, { ...LOCAL_HANDLER_DEFAULTS, ...options.defaults }, base, options.env);
+    const handler = options.handler ?? (await loadRealHandler(env));
+
+    const eventSource = new SqsEventSource({
+      client: sqs.client,
+      queue: sqs.queue,
+      handler,
+      functionTimeoutMs,
+      concurrency,
+      ...(options.batchSize !== undefined ? { batchSize: options.batchSize } : {}),
+      ...(options.maximumBatchingWindowS !== undefined
+        ? { maximumBatchingWindowS: options.maximumBatchingWindowS }
+        : {}),
+      ...(options.pollWaitS !== undefined ? { pollWaitS: options.pollWaitS } : {}),
+      ...(options.onInvocation ? { onInvocation: options.onInvocation } : {}),
+      ...(options.onPollError ? { onPollError: options.onPollError } : {}),
+    });
+    eventSource.start();
+    closers.push(() => eventSource.stop());
+    const startedAt = Date.now();
+
+    return {
+      sqs,
+      ...(demo ? { demo } : {}),
+      ...(proxy ? { proxy } : {}),
+      ...(ledger ? { ledger } : {}),
+      eventSource,
+      env,
+      functionTimeoutMs,
+      visibilityTimeoutS,
+      concurrency,
+      startedAt,
+      async snapshot(telemetry?: HandlerTelemetry): Promise<StatusSnapshot> {
+        const [queueDepth, dlqDepth] = await Promise.all([sqs.depth(sqs.queue.url), sqs.depth(sqs.dlq.url)]);
+        return {
+          uptimeMs: Date.now() - startedAt,
+          pollers: concurrency,
+          queue: { name: sqs.queue.name, depth: queueDepth },
+          dlq: { name: sqs.dlq.name, depth: dlqDepth },
+          mapping: eventSource.stats,
+          ...(demo ? { endpoints: endpointStats(demo.list) } : {}),
+          ...(telemetry ? { handler: telemetry } : {}),
+        };
+      },
+      stop: closeAll,
+    };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}

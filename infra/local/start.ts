@@ -1,0 +1,122 @@
+import { relative } from 'node:path';
+import { intFlag, localSqsPort, parseFlags, rateFlag, runCommand, stringFlag } from './cli';
+import { HandlerOutput } from './handler-output';
+import { DEFAULT_SQS_PORT } from './sqs-server';
+import { LOCAL_FUNCTION_TIMEOUT_MS, LOCAL_HANDLER_DEFAULTS, startLocalStack } from './stack';
+import { formatLine, StatusDisplay } from './status';
+
+const USAGE = `Usage: npm start [-- options]
+
+Runs the whole pipeline on 127.0.0.1: an SQS server with the source queue and its dead-letter queue,
+three demo endpoints (or the ENDPOINTS you set), and the real handler behind an emulated SQS event source mapping.
+
+  --port P          SQS server port (default \${LOCAL_SQS_PORT:-${DEFAULT_SQS_PORT}}; 0 picks a free one)
+  --concurrency N   pollers, i.e. concurrent invocations (default 2)
+  --batch-size N    records per invocation, 1-10000 (default 10; over 10 needs --window)
+  --window S        batching window in seconds, 0-300 (default 0)
+  --timeout MS      function timeout in ms (default ${LOCAL_FUNCTION_TIMEOUT_MS})
+  --fault-rate P    share of demo endpoint requests that fail (5xx, resets, slow answers), 0-1 (default 0)
+  --ledger          also run a local DynamoDB (dynalite) with the delivery ledger table
+  --log FILE        where the handler's JSON logs and metrics go (default .local/handler.log on a terminal,
+                    stdout otherwise)
+
+Then, in a second terminal: npm run send -- --count 100`;
+
+async function start(argv: string[]): Promise<number> {
+  const flags = parseFlags(argv, {
+    port: { type: 'string' },
+    concurrency: { type: 'string' },
+    'batch-size': { type: 'string' },
+    window: { type: 'string' },
+    timeout: { type: 'string' },
+    'fault-rate': { type: 'string' },
+    log: { type: 'string' },
+    ledger: { type: 'boolean' },
+  });
+  if (flags.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const port = intFlag(flags, 'port', localSqsPort(process.env, DEFAULT_SQS_PORT), 0, 65_535);
+  const concurrency = intFlag(flags, 'concurrency', 2, 1, 1000);
+  const batchSize = intFlag(flags, 'batch-size', 10, 1, 10_000);
+  const windowS = intFlag(flags, 'window', 0, 0, 300);
+  const functionTimeoutMs = intFlag(flags, 'timeout', LOCAL_FUNCTION_TIMEOUT_MS, 100, 900_000);
+  const faultRate = rateFlag(flags, 'fault-rate', 0);
+  const tty = process.stdout.isTTY === true;
+  const logFile = stringFlag(flags, 'log') ?? (tty ? '.local/handler.log' : undefined);
+
+  const output = new HandlerOutput({ destination: logFile ?? 'terminal' });
+  output.install();
+  const userEndpoints = process.env.ENDPOINTS?.trim() || undefined;
+  const stack = await startLocalStack({
+    sqsPort: port,
+    ledger: flags.ledger === true,
+    concurrency,
+    batchSize,
+    maximumBatchingWindowS: windowS,
+    functionTimeoutMs,
+    ...(userEndpoints ? { endpoints: userEndpoints } : { faults: { rate: faultRate } }),
+    onPollError: (error) => console.error(`poller: ${error instanceof Error ? error.message : String(error)}`),
+  });
+
+  const { sqs, env } = stack;
+  const settings = Object.keys(LOCAL_HANDLER_DEFAULTS)
+    .filter((key) => !key.startsWith('POWERTOOLS_'))
+    .map((key) => `${key}=${env[key]}`)
+    .join(' ');
+  const banner = [
+    'ingest-fanout local stack (Ctrl-C stops it)',
+    `  SQS        ${sqs.endpoint}   (AWS_ENDPOINT_URL_SQS for your own tools)`,
+    `  queue      ${sqs.queue.url}   visibility timeout ${stack.visibilityTimeoutS} s`,
+    `  DLQ        ${sqs.dlq.url}   quarantine queue; SQS redrives after ${sqs.maxReceiveCount} receives`,
+    ...(stack.demo
+      ? stack.demo.list.map(
+          (endpoint, i) => `  ${i === 0 ? 'endpoints ' : '          '} ${endpoint.name.padEnd(10)} ${endpoint.url}`,
+        )
+      : [`  endpoints  ${env.ENDPOINTS} (from ENDPOINTS)`]),
+    ...(stack.ledger
+      ? [`  ledger     ${stack.ledger.endpoint}   table ${stack.ledger.table} (DELIVERY_LEDGER_TABLE)`]
+      : []),
+    `  handler    functions/ingest/handler.ts · timeout ${functionTimeoutMs} ms · ${concurrency} poller(s) · batch ${batchSize}${windowS ? ` within ${windowS} s` : ''}`,
+    `  settings   ${settings}`,
+    `  logs       ${logFile ? relative(process.cwd(), logFile) || logFile : 'below (JSON lines)'}`,
+    '',
+    'Send events from another terminal: npm run send -- --count 100',
+    '',
+  ];
+  output.write(`${banner.join('\n')}\n`);
+
+  const display = new StatusDisplay({ write: (text) => output.write(text), tty });
+  display.start(() => stack.snapshot(output.telemetry));
+
+  const stopped = new Promise<void>((resolve) => {
+    let stoppingSince = 0;
+    const onSignal = () => {
+      // tsx relays the terminal's Ctrl-C to this process a second time when it is slow to confirm: within a
+      // second, it is the same Ctrl-C.
+      if (stoppingSince > 0) {
+        if (Date.now() - stoppingSince < 1000) return;
+        output.write('\nforced exit\n');
+        process.exit(130);
+      }
+      stoppingSince = Date.now();
+      display.stop();
+      output.write(
+        `\nstopping: waiting for running invocations (up to ${functionTimeoutMs} ms); Ctrl-C again to force\n`,
+      );
+      resolve();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  await stopped;
+  const last = await stack.snapshot(output.telemetry);
+  await stack.stop();
+  await output.uninstall();
+  console.log(formatLine(last));
+  console.log('stopped');
+  return 0;
+}
+
+runCommand(USAGE, () => start(process.argv.slice(2)));

@@ -1,0 +1,57 @@
+import type { FaultKind } from './demo-endpoints';
+import type { DrainReport } from './drain';
+import type { HandlerTelemetry } from './handler-output';
+
+export interface SummaryExtras {
+  faults?: Record<FaultKind, number>;
+  handler?: HandlerTelemetry;
+}
+
+/** A one-line progress report while draining. */
+export function progressLine(report: DrainReport): string {
+  const delivered = report.endpoints
+    ? report.endpoints.map((e) => `${e.name} ${e.delivered}/${report.sent.valid}`).join(' · ')
+    : `queue ${report.queueLeft} left`;
+  return `[${(report.elapsedMs / 1000).toFixed(0).padStart(3)} s] ${delivered} · DLQ ${report.dlq.malformed}/${report.sent.malformed} malformed · redeliveries ${report.redeliveries}`;
+}
+
+/** The end-of-run summary: sent, delivered per endpoint, duplicates, dead-letters, redeliveries, lost. */
+export function summaryLines(report: DrainReport, extras: SummaryExtras = {}): string[] {
+  const { sent, dlq } = report;
+  const lines = [
+    `${report.drained ? 'drained' : 'NOT drained'} after ${(report.elapsedMs / 1000).toFixed(1)} s`,
+    `  sent          ${sent.valid} valid CloudEvents + ${sent.malformed} malformed messages`,
+  ];
+  if (report.endpoints) {
+    lines.push(
+      `  delivered     ${report.endpoints.map((e) => `${e.name} ${e.delivered}/${sent.valid}`).join(' · ')}`,
+      `  duplicates    ${report.endpoints.map((e) => `${e.name} ${e.duplicates}`).join(' · ')}   (extra copies the endpoints received)`,
+    );
+  } else {
+    lines.push(
+      `  delivered     ${report.deliveredEverywhere}/${sent.valid} acknowledged by the handler (ENDPOINTS is set: the demo cannot look inside them)`,
+    );
+  }
+  lines.push(
+    `  dead-letter   ${dlq.malformed}/${sent.malformed} malformed (${dlq.quarantined} quarantined by the handler, ${dlq.redriven} redriven by SQS) · ${dlq.valid} valid · ${dlq.duplicates} duplicate(s)`,
+    `  redeliveries  ${report.redeliveries}   (receives of a message already received before)`,
+  );
+  if (extras.faults) {
+    const f = extras.faults;
+    lines.push(`  faults        5xx ${f.error} · reset ${f.reset} · slow ${f.slow} · hang ${f.hang}`);
+  }
+  if (extras.handler) {
+    const m = extras.handler.metrics;
+    const skipped = Object.values(extras.handler.byEndpoint).reduce((n, e) => n + (e.DeliverySkipped ?? 0), 0);
+    lines.push(
+      `  handler       deadline aborts ${m.DeadlineAborts ?? 0} · quarantine errors ${m.QuarantineErrors ?? 0} · backoff errors ${m.BackoffErrors ?? 0}${skipped ? ` · deliveries skipped by the ledger ${skipped}` : ''}`,
+    );
+  }
+  if (!report.drained) {
+    lines.push(
+      `  undelivered   ${report.undelivered} still on their way (${report.queueLeft} message(s) on the queue)`,
+    );
+  }
+  lines.push(`  lost          ${report.lost}`);
+  return lines;
+}
