@@ -84,7 +84,9 @@ export function createBackoff(sqs: SQSClient, options: BackoffOptions): Backoff 
       const byQueue = new Map<string, BackoffItem[]>();
       for (const item of items) {
         const arn = item.record.eventSourceARN;
-        byQueue.set(arn, [...(byQueue.get(arn) ?? []), item]);
+        const queued = byQueue.get(arn);
+        if (queued) queued.push(item);
+        else byQueue.set(arn, [item]);
       }
       const failures: { messageId: string; error: string }[] = [];
       let cause: unknown;

@@ -271,7 +271,9 @@ async function loop(
         );
         continue;
       }
-      byDestination.set(url, [...(byDestination.get(url) ?? []), message]);
+      const queued = byDestination.get(url);
+      if (queued) queued.push(message);
+      else byDestination.set(url, [message]);
     }
 
     // Send first, delete only what was sent: an interruption in between leaves a duplicate, never a loss.
