@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { onTestFinished } from 'vitest';
 
 export interface ReceivedRequest {
   method: string;
@@ -115,5 +116,26 @@ export async function closedPortUrl(): Promise<string> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `http://127.0.0.1:${port}/events`;
+}
+
+/** A TestEndpoint that closes when the current test finishes. */
+export async function testEndpoint(responder?: Responder): Promise<TestEndpoint> {
+  const endpoint = await TestEndpoint.start(responder);
+  onTestFinished(() => endpoint.close());
+  return endpoint;
+}
+
+/** Listens on 127.0.0.1 for the current test only (closing every connection after it); returns the events URL. */
+export async function listenForTest(server: http.Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  onTestFinished(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  const { port } = server.address() as AddressInfo;
   return `http://127.0.0.1:${port}/events`;
 }

@@ -1,23 +1,11 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { EndpointDelivery, type RetryOptions, retryDelayMs } from '../../lib/delivery';
 import { Endpoint } from '../../lib/endpoint';
 import { idempotencyKey } from '../../lib/event';
-import { closedPortUrl, type Responder, TestEndpoint } from '../support/endpoints';
+import { closedPortUrl, listenForTest, testEndpoint } from '../support/endpoints';
 import { cloudEvent } from '../support/events';
-
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-async function server(responder?: Responder): Promise<TestEndpoint> {
-  const endpoint = await TestEndpoint.start(responder);
-  cleanups.push(() => endpoint.close());
-  return endpoint;
-}
 
 const defaults: RetryOptions = {
   maxAttempts: 3,
@@ -37,7 +25,7 @@ function deliveryFor(
   const merged = { ...defaults, ...options };
   const endpoint = new Endpoint({ name: 'sink', url: new URL(url), timeoutMs, maxConnections: merged.maxConnections });
   const delivery = new EndpointDelivery(endpoint, merged, random);
-  cleanups.push(() => delivery.close());
+  onTestFinished(() => delivery.close());
   return delivery;
 }
 
@@ -55,7 +43,7 @@ function deliver(delivery: EndpointDelivery, id = 'evt-1', signal = never, deadl
 
 describe('EndpointDelivery retries', () => {
   it('retries a transient failure up to maxAttempts, then reports the last failure', async () => {
-    const sink = await server(() => ({ status: 503 }));
+    const sink = await testEndpoint(() => ({ status: 503 }));
     const result = await deliver(deliveryFor(sink.url, { maxAttempts: 3 }));
     expect(result).toEqual({ ok: false, endpoint: 'sink', kind: 'transient', status: 503, attempts: 3 });
     expect(sink.received).toHaveLength(3);
@@ -63,7 +51,7 @@ describe('EndpointDelivery retries', () => {
 
   it('succeeds on a later attempt after 500, reset and 429', async () => {
     const answers = [{ status: 500 }, { reset: true as const }, { status: 429 }, { status: 202 }];
-    const sink = await server((_, attempt) => answers[attempt - 1] ?? { status: 500 });
+    const sink = await testEndpoint((_, attempt) => answers[attempt - 1] ?? { status: 500 });
     const result = await deliver(deliveryFor(sink.url, { maxAttempts: 4 }));
     expect(result).toMatchObject({ ok: true, endpoint: 'sink', attempts: 4, status: 202 });
     expect(sink.received).toHaveLength(4);
@@ -71,13 +59,13 @@ describe('EndpointDelivery retries', () => {
   });
 
   it('maxAttempts 1 never retries', async () => {
-    const sink = await server(() => ({ status: 500 }));
+    const sink = await testEndpoint(() => ({ status: 500 }));
     expect(await deliver(deliveryFor(sink.url, { maxAttempts: 1 }))).toMatchObject({ ok: false, attempts: 1 });
     expect(sink.received).toHaveLength(1);
   });
 
   it('does not retry a rejection or a redirect', async () => {
-    const rejecting = await server(() => ({ status: 422 }));
+    const rejecting = await testEndpoint(() => ({ status: 422 }));
     expect(await deliver(deliveryFor(rejecting.url, { maxAttempts: 5 }))).toEqual({
       ok: false,
       endpoint: 'sink',
@@ -86,7 +74,7 @@ describe('EndpointDelivery retries', () => {
       attempts: 1,
     });
     expect(rejecting.received).toHaveLength(1);
-    const redirecting = await server(() => ({ status: 308, headers: { location: rejecting.url } }));
+    const redirecting = await testEndpoint(() => ({ status: 308, headers: { location: rejecting.url } }));
     expect(await deliver(deliveryFor(redirecting.url, { maxAttempts: 5 }))).toMatchObject({
       ok: false,
       kind: 'redirect',
@@ -98,7 +86,7 @@ describe('EndpointDelivery retries', () => {
   });
 
   it('reports a timeout and a refused connection as transient with their code', async () => {
-    const hanging = await server(() => ({ hang: true }));
+    const hanging = await testEndpoint(() => ({ hang: true }));
     expect(await deliver(deliveryFor(hanging.url, { maxAttempts: 2 }, () => 0, 100))).toMatchObject({
       ok: false,
       kind: 'transient',
@@ -116,7 +104,7 @@ describe('EndpointDelivery retries', () => {
 
   it('waits a full-jitter backoff drawn from the injected random between attempts', async () => {
     const arrivals: number[] = [];
-    const sink = await server(() => {
+    const sink = await testEndpoint(() => {
       arrivals.push(performance.now());
       return { status: 500 };
     });
@@ -132,7 +120,7 @@ describe('EndpointDelivery retries', () => {
 
   it('honours Retry-After: the next attempt comes no sooner than it asked', async () => {
     const arrivals: number[] = [];
-    const sink = await server((_, attempt) => {
+    const sink = await testEndpoint((_, attempt) => {
       arrivals.push(performance.now());
       return attempt === 1 ? { status: 503, headers: { 'retry-after': '1' } } : { status: 200 };
     });
@@ -143,7 +131,7 @@ describe('EndpointDelivery retries', () => {
   });
 
   it('gives up at once when Retry-After would pass the deadline, reporting retryAfterS', async () => {
-    const sink = await server(() => ({ status: 429, headers: { 'retry-after': '120' } }));
+    const sink = await testEndpoint(() => ({ status: 429, headers: { 'retry-after': '120' } }));
     const result = await deliver(deliveryFor(sink.url, { maxAttempts: 5 }), 'evt-1', never, Date.now() + 5000);
     expect(result).toEqual({
       ok: false,
@@ -157,7 +145,7 @@ describe('EndpointDelivery retries', () => {
   });
 
   it('gives up at once when the backoff itself would pass the deadline', { timeout: 5000 }, async () => {
-    const sink = await server(() => ({ status: 500 }));
+    const sink = await testEndpoint(() => ({ status: 500 }));
     const delivery = deliveryFor(sink.url, { maxAttempts: 5, baseMs: 20_000, maxMs: 20_000 }, () => 0.99);
     const result = await deliver(delivery, 'evt-1', never, Date.now() + 3000);
     expect(result).toMatchObject({ ok: false, kind: 'transient', status: 500, attempts: 1 });
@@ -165,7 +153,7 @@ describe('EndpointDelivery retries', () => {
   });
 
   it('stops waiting when the signal aborts mid-backoff', { timeout: 5000 }, async () => {
-    const sink = await server(() => ({ status: 500 }));
+    const sink = await testEndpoint(() => ({ status: 500 }));
     const controller = new AbortController();
     // The jitter is drawn just before the backoff starts: abort right after that, while the delivery sleeps.
     const random = () => {
@@ -179,7 +167,7 @@ describe('EndpointDelivery retries', () => {
   });
 
   it('an abort while a request is in flight reports aborted', { timeout: 5000 }, async () => {
-    const sink = await server(() => ({ hang: true }));
+    const sink = await testEndpoint(() => ({ hang: true }));
     const controller = new AbortController();
     const pending = deliver(
       deliveryFor(sink.url, {}, () => 0, 30_000),
@@ -194,7 +182,7 @@ describe('EndpointDelivery retries', () => {
 
 describe('EndpointDelivery circuit breaker', () => {
   it('opens after the threshold of consecutive transient failures and then fails fast', async () => {
-    const sink = await server(() => ({ status: 503 }));
+    const sink = await testEndpoint(() => ({ status: 503 }));
     const delivery = deliveryFor(sink.url, { maxAttempts: 1, breakerThreshold: 3 });
     for (let i = 0; i < 3; i++) expect(await deliver(delivery, `e${i}`)).toMatchObject({ kind: 'transient' });
     expect(sink.received).toHaveLength(3);
@@ -211,7 +199,7 @@ describe('EndpointDelivery circuit breaker', () => {
   });
 
   it('counts retries of one delivery towards the threshold', async () => {
-    const sink = await server(() => ({ reset: true }));
+    const sink = await testEndpoint(() => ({ reset: true }));
     const delivery = deliveryFor(sink.url, { maxAttempts: 5, breakerThreshold: 2 });
     // The third attempt finds the breaker open: it is not retried further.
     expect(await deliver(delivery)).toMatchObject({ ok: false, kind: 'circuit-open', attempts: 3 });
@@ -219,7 +207,7 @@ describe('EndpointDelivery circuit breaker', () => {
   });
 
   it('is disabled with threshold 0', async () => {
-    const sink = await server(() => ({ status: 503 }));
+    const sink = await testEndpoint(() => ({ status: 503 }));
     const delivery = deliveryFor(sink.url, { maxAttempts: 1, breakerThreshold: 0 });
     for (let i = 0; i < 12; i++) expect(await deliver(delivery, `e${i}`)).toMatchObject({ kind: 'transient' });
     expect(sink.received).toHaveLength(12);
@@ -227,7 +215,7 @@ describe('EndpointDelivery circuit breaker', () => {
 
   it('does not count rejections, and a success resets the count', async () => {
     const answers = [503, 503, 404, 404, 200, 503, 503, 503];
-    const sink = await server(() => ({ status: answers[sink.received.length - 1] ?? 200 }));
+    const sink = await testEndpoint(() => ({ status: answers[sink.received.length - 1] ?? 200 }));
     const delivery = deliveryFor(sink.url, { maxAttempts: 1, breakerThreshold: 3 });
     for (let i = 0; i < answers.length; i++) await deliver(delivery, `e${i}`);
     expect(sink.received).toHaveLength(answers.length);
@@ -235,7 +223,7 @@ describe('EndpointDelivery circuit breaker', () => {
   });
 
   it('lets a trial request through after breakerHalfOpenMs and closes on success', async () => {
-    const sink = await server(() => ({ status: 503 }));
+    const sink = await testEndpoint(() => ({ status: 503 }));
     const delivery = deliveryFor(sink.url, { maxAttempts: 1, breakerThreshold: 2, breakerHalfOpenMs: 100 });
     await deliver(delivery, 'a');
     await deliver(delivery, 'b');
@@ -261,17 +249,9 @@ async function gatedServer() {
     held.push(res);
     state.maxInFlight = Math.max(state.maxInFlight, held.length);
   });
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        srv.closeAllConnections();
-        srv.close(() => resolve());
-      }),
-  );
-  const { port } = srv.address() as AddressInfo;
+  const url = await listenForTest(srv);
   return {
-    url: `http://127.0.0.1:${port}/events`,
+    url,
     state,
     held,
     release() {
@@ -296,7 +276,7 @@ describe('EndpointDelivery connection bound', () => {
   });
 
   it('a request waiting for a connection does not run its timeout', { timeout: 10_000 }, async () => {
-    const sink = await server(() => ({ status: 200, delayMs: 100 }));
+    const sink = await testEndpoint(() => ({ status: 200, delayMs: 100 }));
     // Five requests in one lane take ~500 ms, longer than the 400 ms timeout of each.
     const delivery = deliveryFor(sink.url, { maxConnections: 1, maxAttempts: 1 }, () => 0, 400);
     const results = await Promise.all(Array.from({ length: 5 }, (_, i) => deliver(delivery, `e${i}`)));
@@ -304,7 +284,7 @@ describe('EndpointDelivery connection bound', () => {
   });
 
   it('an abort releases requests still waiting for a connection, unsent', { timeout: 5000 }, async () => {
-    const sink = await server(() => ({ hang: true }));
+    const sink = await testEndpoint(() => ({ hang: true }));
     const controller = new AbortController();
     const delivery = deliveryFor(sink.url, { maxConnections: 1 }, () => 0, 30_000);
     const results = [deliver(delivery, 'a', controller.signal), deliver(delivery, 'b', controller.signal)];

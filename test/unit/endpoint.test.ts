@@ -1,27 +1,16 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import type { Socket } from 'node:net';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { authHeaders, CONTENT_TYPE, classifyStatus, Endpoint, parseRetryAfter } from '../../lib/endpoint';
 import { DeliveryAttemptError } from '../../lib/errors';
 import { idempotencyKey } from '../../lib/event';
-import { closedPortUrl, TestEndpoint } from '../support/endpoints';
+import { closedPortUrl, listenForTest, testEndpoint } from '../support/endpoints';
 import { cloudEvent } from '../support/events';
-
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-async function server(responder?: Parameters<typeof TestEndpoint.start>[0]): Promise<TestEndpoint> {
-  const endpoint = await TestEndpoint.start(responder);
-  cleanups.push(() => endpoint.close());
-  return endpoint;
-}
 
 function endpointFor(url: string, timeoutMs = 2000, maxConnections = 4): Endpoint {
   const endpoint = new Endpoint({ name: 'sink', url: new URL(url), timeoutMs, maxConnections });
-  cleanups.push(() => endpoint.close());
+  onTestFinished(() => endpoint.close());
   return endpoint;
 }
 
@@ -30,16 +19,8 @@ async function rawServer(handler: http.RequestListener) {
   const sockets: Socket[] = [];
   const srv = http.createServer(handler);
   srv.on('connection', (socket) => sockets.push(socket));
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        srv.closeAllConnections();
-        srv.close(() => resolve());
-      }),
-  );
-  const { port } = srv.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}/events`, sockets };
+  const url = await listenForTest(srv);
+  return { url, sockets };
 }
 
 const body = Buffer.from(JSON.stringify(cloudEvent('evt-1', { data: { text: 'héllo 🚀' } })), 'utf8');
@@ -57,7 +38,7 @@ async function attemptError(promise: Promise<unknown>): Promise<DeliveryAttemptE
 
 describe('Endpoint.post: the request', () => {
   it('POSTs the exact body bytes as a structured CloudEvent with the idempotency key', async () => {
-    const sink = await server();
+    const sink = await testEndpoint();
     const result = await endpointFor(sink.url).post(body, key, never);
     expect(result.status).toBe(200);
     expect(result.latencyMs).toBeGreaterThanOrEqual(0);
@@ -75,14 +56,14 @@ describe('Endpoint.post: the request', () => {
   });
 
   it('sends a bearer token when the endpoint has one', async () => {
-    const sink = await server();
+    const sink = await testEndpoint();
     await endpointFor(sink.url).post(body, key, never, { kind: 'bearer', token: 'tok-123' });
     expect(sink.received[0]?.headers.authorization).toBe('Bearer tok-123');
   });
 
   it('signs the body with HMAC-SHA256 when the endpoint has a secret', async () => {
     const secret = 'shared-secret';
-    const sink = await server((request) => {
+    const sink = await testEndpoint((request) => {
       // What a receiving endpoint does: recompute the signature over the raw body, compare in constant time.
       const expected = Buffer.from(`sha256=${createHmac('sha256', secret).update(request.body).digest('hex')}`);
       const got = Buffer.from(String(request.headers['x-signature-256'] ?? ''));
@@ -109,15 +90,15 @@ describe('Endpoint.post: the request', () => {
 describe('Endpoint.post: outcome classification', () => {
   it('any 2xx delivers', async () => {
     for (const status of [200, 201, 202, 204, 299]) {
-      const sink = await server(() => ({ status }));
+      const sink = await testEndpoint(() => ({ status }));
       await expect(endpointFor(sink.url).post(body, key, never)).resolves.toMatchObject({ status });
     }
   });
 
   it('does not follow redirects', async () => {
-    const elsewhere = await server();
+    const elsewhere = await testEndpoint();
     for (const status of [301, 302, 307, 308]) {
-      const sink = await server(() => ({ status, headers: { location: elsewhere.url } }));
+      const sink = await testEndpoint(() => ({ status, headers: { location: elsewhere.url } }));
       const error = await attemptError(endpointFor(sink.url).post(body, key, never));
       expect(error).toMatchObject({ kind: 'redirect', status, endpoint: 'sink' });
       expect(error.message).toContain('not followed');
@@ -127,7 +108,7 @@ describe('Endpoint.post: outcome classification', () => {
 
   it('408, 429 and 5xx are transient, with Retry-After in seconds', async () => {
     for (const status of [408, 429, 500, 502, 503, 504]) {
-      const sink = await server(() => ({ status, headers: { 'retry-after': '7' } }));
+      const sink = await testEndpoint(() => ({ status, headers: { 'retry-after': '7' } }));
       const error = await attemptError(endpointFor(sink.url).post(body, key, never));
       expect(error).toMatchObject({ kind: 'transient', status, retryAfterMs: 7000 });
     }
@@ -135,7 +116,7 @@ describe('Endpoint.post: outcome classification', () => {
 
   it('reads a Retry-After HTTP-date as the time left until then', async () => {
     const at = new Date(Date.now() + 30_000);
-    const sink = await server(() => ({ status: 503, headers: { 'retry-after': at.toUTCString() } }));
+    const sink = await testEndpoint(() => ({ status: 503, headers: { 'retry-after': at.toUTCString() } }));
     const error = await attemptError(endpointFor(sink.url).post(body, key, never));
     expect(error.kind).toBe('transient');
     // The HTTP-date has whole seconds and time passes during the request: up to 30 s, and well above 25 s.
@@ -144,14 +125,14 @@ describe('Endpoint.post: outcome classification', () => {
   });
 
   it('a transient answer without Retry-After has no retry hint', async () => {
-    const sink = await server(() => ({ status: 500 }));
+    const sink = await testEndpoint(() => ({ status: 500 }));
     const error = await attemptError(endpointFor(sink.url).post(body, key, never));
     expect(error.retryAfterMs).toBeUndefined();
   });
 
   it('other 4xx are rejected and never carry a retry hint', async () => {
     for (const status of [400, 401, 403, 404, 409, 410, 413, 422]) {
-      const sink = await server(() => ({ status, headers: { 'retry-after': '5' } }));
+      const sink = await testEndpoint(() => ({ status, headers: { 'retry-after': '5' } }));
       const error = await attemptError(endpointFor(sink.url).post(body, key, never));
       expect(error).toMatchObject({ kind: 'rejected', status });
       expect(error.retryAfterMs).toBeUndefined();
@@ -159,7 +140,7 @@ describe('Endpoint.post: outcome classification', () => {
   });
 
   it('a connection reset is transient', async () => {
-    const sink = await server(() => ({ reset: true }));
+    const sink = await testEndpoint(() => ({ reset: true }));
     const error = await attemptError(endpointFor(sink.url).post(body, key, never));
     expect(error.kind).toBe('transient');
     expect(error.status).toBeUndefined();
@@ -172,7 +153,7 @@ describe('Endpoint.post: outcome classification', () => {
   });
 
   it('an endpoint that never answers is a transient TIMEOUT after timeoutMs', async () => {
-    const sink = await server(() => ({ hang: true }));
+    const sink = await testEndpoint(() => ({ hang: true }));
     const started = performance.now();
     const error = await attemptError(endpointFor(sink.url, 150).post(body, key, never));
     expect(error).toMatchObject({ kind: 'transient', code: 'TIMEOUT' });
@@ -183,7 +164,7 @@ describe('Endpoint.post: outcome classification', () => {
   });
 
   it('an answer slower than timeoutMs is a TIMEOUT too', async () => {
-    const sink = await server(() => ({ status: 200, delayMs: 1000 }));
+    const sink = await testEndpoint(() => ({ status: 200, delayMs: 1000 }));
     const error = await attemptError(endpointFor(sink.url, 100).post(body, key, never));
     expect(error).toMatchObject({ kind: 'transient', code: 'TIMEOUT' });
   });
@@ -191,7 +172,7 @@ describe('Endpoint.post: outcome classification', () => {
   it('the abort signal ends a hanging request as aborted, without waiting for the timeout', {
     timeout: 5000,
   }, async () => {
-    const sink = await server(() => ({ hang: true }));
+    const sink = await testEndpoint(() => ({ hang: true }));
     const controller = new AbortController();
     const pending = endpointFor(sink.url, 60_000).post(body, key, controller.signal);
     await sink.waitForRequests(1);
@@ -201,7 +182,7 @@ describe('Endpoint.post: outcome classification', () => {
   });
 
   it('an already aborted signal sends nothing', async () => {
-    const sink = await server();
+    const sink = await testEndpoint();
     const error = await attemptError(endpointFor(sink.url).post(body, key, AbortSignal.abort()));
     expect(error.kind).toBe('aborted');
     expect(sink.received).toHaveLength(0);
@@ -246,7 +227,7 @@ describe('Endpoint.post: outcome classification', () => {
   });
 
   it('reports each request to the observer with its status or error', async () => {
-    const sink = await server((_, attempt) => (attempt === 1 ? { status: 503 } : { reset: true }));
+    const sink = await testEndpoint((_, attempt) => (attempt === 1 ? { status: 503 } : { reset: true }));
     const seen: Array<{ endpoint: string; outcome?: { status?: number; error?: string } }> = [];
     const endpoint = new Endpoint(
       { name: 'sink', url: new URL(sink.url), timeoutMs: 2000, maxConnections: 1 },
@@ -258,7 +239,7 @@ describe('Endpoint.post: outcome classification', () => {
         };
       },
     );
-    cleanups.push(() => endpoint.close());
+    onTestFinished(() => endpoint.close());
     await attemptError(endpoint.post(body, key, never));
     await attemptError(endpoint.post(body, key, never));
     expect(seen).toEqual([

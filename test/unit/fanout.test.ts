@@ -1,22 +1,11 @@
 import { createHmac } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { EndpointDelivery } from '../../lib/delivery';
 import { type Credential, Endpoint, type RequestObserver } from '../../lib/endpoint';
 import { parseEvent, type ValidEvent } from '../../lib/event';
 import { fanout } from '../../lib/fanout';
-import { closedPortUrl, type Responder, TestEndpoint } from '../support/endpoints';
+import { closedPortUrl, testEndpoint } from '../support/endpoints';
 import { cloudEvent } from '../support/events';
-
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-async function server(responder?: Responder): Promise<TestEndpoint> {
-  const endpoint = await TestEndpoint.start(responder);
-  cleanups.push(() => endpoint.close());
-  return endpoint;
-}
 
 function delivery(name: string, url: string, observe?: RequestObserver): EndpointDelivery {
   const endpoint = new Endpoint({ name, url: new URL(url), timeoutMs: 30_000, maxConnections: 4 }, observe);
@@ -25,7 +14,7 @@ function delivery(name: string, url: string, observe?: RequestObserver): Endpoin
     { maxAttempts: 1, baseMs: 1, maxMs: 1, breakerThreshold: 0, breakerHalfOpenMs: 1000, maxConnections: 4 },
     () => 0,
   );
-  cleanups.push(() => result.close());
+  onTestFinished(() => result.close());
   return result;
 }
 
@@ -39,7 +28,11 @@ const context = () => ({ signal: new AbortController().signal, deadlineAt: Date.
 
 describe('fanout', () => {
   it('sends the event to every endpoint and reports one result per endpoint, in endpoint order', async () => {
-    const [a, b, c] = await Promise.all([server(), server(() => ({ status: 503 })), server(() => ({ status: 404 }))]);
+    const [a, b, c] = await Promise.all([
+      testEndpoint(),
+      testEndpoint(() => ({ status: 503 })),
+      testEndpoint(() => ({ status: 404 })),
+    ]);
     const ev = event('evt-1');
     const result = await fanout(
       ev,
@@ -63,7 +56,7 @@ describe('fanout', () => {
   it('asks all endpoints at once: one that never answers does not hold up the others', {
     timeout: 10_000,
   }, async () => {
-    const [hanging, b, c] = await Promise.all([server(() => ({ hang: true })), server(), server()]);
+    const [hanging, b, c] = await Promise.all([testEndpoint(() => ({ hang: true })), testEndpoint(), testEndpoint()]);
     const controller = new AbortController();
     // Tells when the client side of a request has its answer (the observer is called once per request).
     const answered = new Map<string, Promise<void>>();
@@ -94,7 +87,7 @@ describe('fanout', () => {
   });
 
   it('does not call endpoints that already have the event and lists them as skipped', async () => {
-    const [a, b, c] = await Promise.all([server(), server(), server()]);
+    const [a, b, c] = await Promise.all([testEndpoint(), testEndpoint(), testEndpoint()]);
     const result = await fanout(
       event('evt-1'),
       [delivery('a', a.url), delivery('b', b.url), delivery('c', c.url)],
@@ -109,14 +102,14 @@ describe('fanout', () => {
   });
 
   it('with every endpoint skipped, sends nothing', async () => {
-    const a = await server();
+    const a = await testEndpoint();
     const result = await fanout(event('evt-1'), [delivery('a', a.url)], new Set(['a']), context());
     expect(result).toEqual({ results: [], skipped: ['a'] });
     expect(a.received).toHaveLength(0);
   });
 
   it("applies each endpoint's own credential, and none where none is configured", async () => {
-    const [a, b, c] = await Promise.all([server(), server(), server()]);
+    const [a, b, c] = await Promise.all([testEndpoint(), testEndpoint(), testEndpoint()]);
     const ev = event('evt-1');
     const credentials = new Map<string, Credential>([
       ['a', { kind: 'bearer', token: 'token-for-a' }],
@@ -136,7 +129,7 @@ describe('fanout', () => {
   });
 
   it('never throws: an unreachable endpoint is a result like any other', async () => {
-    const a = await server();
+    const a = await testEndpoint();
     const result = await fanout(
       event('evt-1'),
       [delivery('down', await closedPortUrl()), delivery('a', a.url)],
