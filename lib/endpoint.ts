@@ -23,6 +23,24 @@ export interface AttemptResult {
   latencyMs: number;
 }
 
+// One 'abort' listener per signal fans out to the requests in flight: EventTarget add/remove per request is costly.
+const inFlight = new WeakMap<AbortSignal, Set<() => void>>();
+
+function whenAborted(signal: AbortSignal, callback: () => void): () => void {
+  let callbacks = inFlight.get(signal);
+  if (!callbacks) {
+    const set = new Set<() => void>();
+    callbacks = set;
+    inFlight.set(signal, set);
+    signal.addEventListener('abort', () => {
+      for (const fn of set) fn();
+      set.clear();
+    });
+  }
+  callbacks.add(callback);
+  return () => callbacks.delete(callback);
+}
+
 /** Observes one request, e.g. as an X-Ray subsegment. */
 export type RequestObserver = (
   endpoint: string,
@@ -115,7 +133,7 @@ export class Endpoint {
       });
       const cleanup = () => {
         clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
+        forgetAbort();
       };
       const fail = (error: DeliveryAttemptError) => {
         if (settled) return;
@@ -133,7 +151,7 @@ export class Endpoint {
           ),
         this.#timeoutMs,
       );
-      signal.addEventListener('abort', onAbort, { once: true });
+      const forgetAbort = whenAborted(signal, onAbort);
       req.on('response', (res) => {
         const status = res.statusCode ?? 0;
         let drained = 0;
@@ -147,10 +165,14 @@ export class Endpoint {
           if (error) reject(error);
           else resolve({ status, latencyMs: performance.now() - started });
         };
-        res.on('data', (chunk: Buffer) => {
-          drained += chunk.length;
-          if (drained > DRAIN_CAP_BYTES) res.destroy();
-        });
+        const length = Number(res.headers['content-length']);
+        if (length <= DRAIN_CAP_BYTES) res.resume();
+        else {
+          res.on('data', (chunk: Buffer) => {
+            drained += chunk.length;
+            if (drained > DRAIN_CAP_BYTES) res.destroy();
+          });
+        }
         res.on('end', finish);
         // The status line decides the outcome even when the body is cut short.
         res.on('close', finish);
