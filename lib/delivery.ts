@@ -1,16 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  BrokenCircuitError,
-  type BulkheadPolicy,
-  bulkhead,
-  type CircuitBreakerPolicy,
-  ConsecutiveBreaker,
-  circuitBreaker,
-  handleWhen,
-  IsolatedCircuitError,
-  TaskCancelledError,
-} from 'cockatiel';
-import type { Credential, Endpoint } from './endpoint';
+import { type Credential, type Endpoint, whenAborted } from './endpoint';
 import { DeliveryAttemptError } from './errors';
 import type { DeliveryFailure } from './types';
 
@@ -32,82 +20,175 @@ export function retryDelayMs(attempt: number, options: Pick<RetryOptions, 'baseM
   return Math.floor(random() * Math.min(options.maxMs, options.baseMs * 2 ** (attempt - 1)));
 }
 
-function toFailure(endpoint: string, error: unknown, attempts: number): DeliveryResult {
+function toFailure(endpoint: string, error: unknown, attempts: number): DeliveryFailure {
   if (error instanceof DeliveryAttemptError) {
-    const failure: DeliveryResult = { ok: false, endpoint, kind: error.kind, attempts };
+    const failure: DeliveryFailure = { endpoint, kind: error.kind, attempts };
     if (error.status !== undefined) failure.status = error.status;
     if (error.code !== undefined) failure.error = error.code;
     if (error.retryAfterMs !== undefined) failure.retryAfterS = Math.ceil(error.retryAfterMs / 1000);
     return failure;
   }
-  if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError) {
-    return { ok: false, endpoint, kind: 'circuit-open', error: 'CIRCUIT_OPEN', attempts };
-  }
-  if (error instanceof TaskCancelledError) return { ok: false, endpoint, kind: 'aborted', attempts };
-  return { ok: false, endpoint, kind: 'transient', error: (error as Error)?.message ?? String(error), attempts };
+  return { endpoint, kind: 'transient', error: (error as Error)?.message ?? String(error), attempts };
 }
 
 /**
- * Delivers events to one endpoint: at most `maxConnections` requests at once (the rest wait their turn without a
- * running timeout), a circuit breaker over transient failures, and retries with full jitter inside the deadline.
+ * Consecutive transient failures open the circuit for `halfOpenMs`; then one trial request decides.
+ * Our own rather than cockatiel's: its breaker only wraps calls in execute(), and that per-request promise chain was
+ * the largest cost of the hot path in the benchmark profile (BENCHMARKS.md, CPU per event).
+ */
+export class CircuitBreaker {
+  #failures = 0;
+  #openUntil = 0;
+  #trialInFlight = false;
+
+  constructor(
+    private readonly threshold: number,
+    private readonly halfOpenMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** May a request go out now? In the half-open state only one trial at a time may. */
+  allow(): boolean {
+    if (this.threshold <= 0 || this.#failures < this.threshold) return true;
+    if (this.now() < this.#openUntil || this.#trialInFlight) return false;
+    this.#trialInFlight = true;
+    return true;
+  }
+
+  /** The endpoint answered (whatever the status): it is up. */
+  succeeded(): void {
+    this.#failures = 0;
+    this.#trialInFlight = false;
+  }
+
+  failed(): void {
+    this.#trialInFlight = false;
+    this.#failures++;
+    if (this.threshold > 0 && this.#failures >= this.threshold) this.#openUntil = this.now() + this.halfOpenMs;
+  }
+}
+
+interface Job {
+  body: Buffer;
+  key: string;
+  signal: AbortSignal;
+  deadlineAt: number;
+  credential: Credential | undefined;
+  attempt: number;
+  resolve: (result: DeliveryResult) => void;
+}
+
+/**
+ * Delivers events to one endpoint: at most `maxConnections` requests at once (the rest wait their turn in a queue,
+ * their timeout not yet running), a circuit breaker over transient failures, and retries with full jitter that never
+ * wait past the deadline. A request waiting for its retry holds no connection.
  */
 export class EndpointDelivery {
   readonly #endpoint: Endpoint;
   readonly #options: RetryOptions;
-  readonly #bulkhead: BulkheadPolicy;
-  readonly #breaker: CircuitBreakerPolicy | undefined;
   readonly #random: () => number;
+  readonly #breaker: CircuitBreaker;
+  // A plain array with a moving head: shift() on a 10,000-item queue would copy it on every dequeue.
+  #queue: Job[] = [];
+  #head = 0;
+  #active = 0;
 
   constructor(endpoint: Endpoint, options: RetryOptions, random = Math.random) {
     this.#endpoint = endpoint;
     this.#options = options;
     this.#random = random;
-    this.#bulkhead = bulkhead(options.maxConnections, Number.MAX_SAFE_INTEGER);
-    this.#breaker =
-      options.breakerThreshold > 0
-        ? circuitBreaker(
-            handleWhen((error) => error instanceof DeliveryAttemptError && error.kind === 'transient'),
-            { halfOpenAfter: options.breakerHalfOpenMs, breaker: new ConsecutiveBreaker(options.breakerThreshold) },
-          )
-        : undefined;
+    this.#breaker = new CircuitBreaker(options.breakerThreshold, options.breakerHalfOpenMs);
   }
 
   get name(): string {
     return this.#endpoint.name;
   }
 
-  #attempt(body: Buffer, key: string, signal: AbortSignal, credential?: Credential) {
-    const post = () => this.#endpoint.post(body, key, signal, credential);
-    const guarded = this.#breaker ? () => (this.#breaker as CircuitBreakerPolicy).execute(post) : post;
-    return this.#bulkhead.execute(guarded, signal);
-  }
-
-  /** Never throws. `deadlineAt` (epoch ms) bounds the retries: no retry waits past it; the signal cuts a late attempt. */
-  async deliver(
+  /** Never rejects. `deadlineAt` (epoch ms) bounds the retries: no retry waits past it; the signal cuts a late attempt. */
+  deliver(
     body: Buffer,
     key: string,
     signal: AbortSignal,
     deadlineAt: number,
     credential?: Credential,
   ): Promise<DeliveryResult> {
-    const name = this.#endpoint.name;
-    // Our own loop rather than cockatiel's retry: its backoff wait ignores the abort signal and would outlive the deadline.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const result = await this.#attempt(body, key, signal, credential);
-        return { ok: true, endpoint: name, attempts: attempt, latencyMs: result.latencyMs, status: result.status };
-      } catch (error) {
-        const failure = toFailure(name, error, attempt);
-        if (failure.ok || failure.kind !== 'transient' || attempt >= this.#options.maxAttempts) return failure;
-        const wait = Math.max(retryDelayMs(attempt, this.#options, this.#random), (failure.retryAfterS ?? 0) * 1000);
-        if (Date.now() + wait >= deadlineAt) return failure;
-        try {
-          await sleep(wait, undefined, { signal });
-        } catch {
-          return failure;
-        }
+    return new Promise((resolve) => {
+      this.#queue.push({ body, key, signal, deadlineAt, credential, attempt: 1, resolve });
+      this.#pump();
+    });
+  }
+
+  #pump(): void {
+    while (this.#active < this.#options.maxConnections && this.#head < this.#queue.length) {
+      const job = this.#queue[this.#head++]!;
+      if (this.#head === this.#queue.length) {
+        this.#queue = [];
+        this.#head = 0;
+      } else if (this.#head >= 1024 && this.#head * 2 >= this.#queue.length) {
+        this.#queue = this.#queue.slice(this.#head);
+        this.#head = 0;
       }
+      this.#start(job);
     }
+  }
+
+  #start(job: Job): void {
+    const name = this.#endpoint.name;
+    if (job.signal.aborted) {
+      job.resolve({ ok: false, endpoint: name, kind: 'aborted', attempts: job.attempt });
+      return;
+    }
+    if (!this.#breaker.allow()) {
+      job.resolve({ ok: false, endpoint: name, kind: 'circuit-open', error: 'CIRCUIT_OPEN', attempts: job.attempt });
+      return;
+    }
+    this.#active++;
+    this.#endpoint.post(job.body, job.key, job.signal, job.credential).then(
+      (result) => {
+        this.#active--;
+        this.#breaker.succeeded();
+        job.resolve({
+          ok: true,
+          endpoint: name,
+          attempts: job.attempt,
+          latencyMs: result.latencyMs,
+          status: result.status,
+        });
+        this.#pump();
+      },
+      (error: unknown) => {
+        this.#active--;
+        const transient = !(error instanceof DeliveryAttemptError) || error.kind === 'transient';
+        if (transient) this.#breaker.failed();
+        else if (error.kind !== 'aborted') this.#breaker.succeeded();
+        this.#retryOrFail(job, error);
+        this.#pump();
+      },
+    );
+  }
+
+  #retryOrFail(job: Job, error: unknown): void {
+    const failure = toFailure(this.#endpoint.name, error, job.attempt);
+    if (failure.kind !== 'transient' || job.attempt >= this.#options.maxAttempts) {
+      job.resolve({ ok: false, ...failure });
+      return;
+    }
+    const retryAfterMs = error instanceof DeliveryAttemptError ? (error.retryAfterMs ?? 0) : 0;
+    const wait = Math.max(retryDelayMs(job.attempt, this.#options, this.#random), retryAfterMs);
+    if (Date.now() + wait >= job.deadlineAt || job.signal.aborted) {
+      job.resolve({ ok: false, ...failure });
+      return;
+    }
+    const timer = setTimeout(() => {
+      forget();
+      job.attempt++;
+      this.#queue.push(job);
+      this.#pump();
+    }, wait);
+    const forget = whenAborted(job.signal, () => {
+      clearTimeout(timer);
+      job.resolve({ ok: false, ...failure });
+    });
   }
 
   close(): void {

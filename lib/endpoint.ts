@@ -26,7 +26,7 @@ export interface AttemptResult {
 // One 'abort' listener per signal fans out to the requests in flight: EventTarget add/remove per request is costly.
 const inFlight = new WeakMap<AbortSignal, Set<() => void>>();
 
-function whenAborted(signal: AbortSignal, callback: () => void): () => void {
+export function whenAborted(signal: AbortSignal, callback: () => void): () => void {
   let callbacks = inFlight.get(signal);
   if (!callbacks) {
     const set = new Set<() => void>();
@@ -87,7 +87,7 @@ export function classifyStatus(
 /** One downstream endpoint: a keep-alive connection pool and single POST attempts bounded by a timeout. */
 export class Endpoint {
   readonly name: string;
-  readonly #url: URL;
+  readonly #target: http.RequestOptions;
   readonly #timeoutMs: number;
   readonly #agent: http.Agent;
   readonly #request: typeof http.request;
@@ -95,7 +95,6 @@ export class Endpoint {
 
   constructor(options: EndpointOptions, observe?: RequestObserver) {
     this.name = options.name;
-    this.#url = options.url;
     this.#timeoutMs = options.timeoutMs;
     this.#observe = observe;
     const secure = options.url.protocol === 'https:';
@@ -108,6 +107,16 @@ export class Endpoint {
     };
     this.#agent = secure ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
     this.#request = secure ? https.request : http.request;
+    const { url } = options;
+    // Resolved once: handing Node a URL would convert it again on every request.
+    this.#target = {
+      protocol: url.protocol,
+      hostname: url.hostname.replace(/^\[|\]$/g, ''),
+      port: url.port || (secure ? 443 : 80),
+      path: `${url.pathname}${url.search}`,
+      method: 'POST',
+      agent: this.#agent,
+    };
   }
 
   /** POSTs the body once. Resolves on 2xx; rejects with a DeliveryAttemptError otherwise. */
@@ -120,9 +129,8 @@ export class Endpoint {
     return new Promise<AttemptResult>((resolve, reject) => {
       const started = performance.now();
       let settled = false;
-      const req = this.#request(this.#url, {
-        method: 'POST',
-        agent: this.#agent,
+      const req = this.#request({
+        ...this.#target,
         headers: {
           'content-type': CONTENT_TYPE,
           'content-length': body.length,

@@ -7,7 +7,14 @@ export { ConfigError, DeliveryAttemptError } from './errors';
 export { CloudEventSchema, idempotencyKey, parseEvent } from './event';
 export { createIngest, type Ingest, type IngestDeps } from './ingest';
 export { LedgerError } from './ledger';
-export { createObservability, METRICS_NAMESPACE, MetricName, SERVICE_NAME } from './observability';
+export {
+  createObservability,
+  loadTracer,
+  METRICS_NAMESPACE,
+  MetricName,
+  SERVICE_NAME,
+  tracingWanted,
+} from './observability';
 export { QuarantineError } from './quarantine';
 export { QueueAddressError } from './queue-url';
 export type * from './types';

@@ -63,11 +63,10 @@ function errorText(error: unknown): string {
 
 /** The whole pipeline for one configuration: endpoints, pools and breakers live as long as the instance. */
 export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
-  const defaults = deps.logger && deps.metrics && deps.tracer ? undefined : createObservability();
+  const defaults = deps.logger && deps.metrics ? undefined : createObservability();
   const logger: Logger = deps.logger ?? defaults!.logger;
   const metrics: Metrics = deps.metrics ?? defaults!.metrics;
-  const tracer = deps.tracer ?? defaults!.tracer;
-  const observe = traceRequests(tracer);
+  const observe = traceRequests(deps.tracer);
   const endpoints = config.endpoints.map(
     (endpoint) =>
       new EndpointDelivery(

@@ -1,6 +1,6 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { Tracer } from '@aws-lambda-powertools/tracer';
+import type { Tracer } from '@aws-lambda-powertools/tracer';
 import type { RequestObserver } from './endpoint';
 
 export const SERVICE_NAME = 'ingest-fanout';
@@ -30,18 +30,39 @@ export { MetricUnit };
 export interface Observability {
   logger: Logger;
   metrics: Metrics;
-  tracer: Tracer;
+  /** Present only when tracing is on (see `loadTracer`). */
+  tracer?: Tracer;
 }
 
-/** The Powertools instances, configured by the standard POWERTOOLS_* variables with our defaults. */
+/** The Powertools Logger and Metrics, configured by the standard POWERTOOLS_* variables with our defaults. */
 export function createObservability(): Observability {
   const serviceName = process.env.POWERTOOLS_SERVICE_NAME || SERVICE_NAME;
   return {
     logger: new Logger({ serviceName }),
     metrics: new Metrics({ serviceName, namespace: process.env.POWERTOOLS_METRICS_NAMESPACE || METRICS_NAMESPACE }),
-    // Our own subsegment per endpoint request names the endpoint; the automatic HTTP capture would only name the host.
-    tracer: new Tracer({ serviceName, captureHTTPsRequests: false }),
   };
+}
+
+/** Powertools Tracer's own rule: on inside Lambda unless POWERTOOLS_TRACE_ENABLED=false, SAM local or Amplify mock. */
+export function tracingWanted(env: Record<string, string | undefined> = process.env): boolean {
+  const executionEnv = env.AWS_EXECUTION_ENV ?? '';
+  return (
+    (env.POWERTOOLS_TRACE_ENABLED ?? '').toLowerCase() !== 'false' &&
+    executionEnv !== '' &&
+    executionEnv !== 'AWS_Lambda_amplify-mock' &&
+    !env.AWS_SAM_LOCAL
+  );
+}
+
+/**
+ * The Powertools Tracer, loaded only when tracing is on: importing the X-Ray SDK installs async hooks that make every
+ * promise of the process several times slower (see BENCHMARKS.md), a cost worth paying only for traces.
+ */
+export async function loadTracer(): Promise<Tracer | undefined> {
+  if (!tracingWanted()) return undefined;
+  const { Tracer } = await import('@aws-lambda-powertools/tracer');
+  // Our own subsegment per endpoint request names the endpoint; the automatic HTTP capture would only name the host.
+  return new Tracer({ serviceName: process.env.POWERTOOLS_SERVICE_NAME || SERVICE_NAME, captureHTTPsRequests: false });
 }
 
 /** A Metrics instance whose every data point carries the endpoint dimension. */
@@ -54,8 +75,8 @@ export function endpointMetrics(endpoint: string): Metrics {
 }
 
 /** A subsegment per endpoint request when tracing is on; nothing at all otherwise. */
-export function traceRequests(tracer: Tracer): RequestObserver | undefined {
-  if (!tracer.isTracingEnabled()) return undefined;
+export function traceRequests(tracer: Tracer | undefined): RequestObserver | undefined {
+  if (!tracer?.isTracingEnabled()) return undefined;
   return (endpoint) => {
     const parent = tracer.getSegment();
     if (!parent) return undefined;

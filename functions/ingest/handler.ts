@@ -1,6 +1,5 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
-import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import middy from '@middy/core';
@@ -11,6 +10,7 @@ import {
   createIngest,
   createObservability,
   loadConfig,
+  loadTracer,
   parseCredentialSpec,
 } from '../../lib/index';
 
@@ -21,17 +21,29 @@ const credentialSpec = parseCredentialSpec(
   process.env.ENDPOINT_CREDENTIALS,
   config.endpoints.map((endpoint) => endpoint.name),
 );
-const { logger, metrics, tracer } = createObservability();
+const { logger, metrics } = createObservability();
+const tracer = await loadTracer();
+const traced = <T>(client: T): T => (tracer ? tracer.captureAWSv3Client(client) : client);
 const edges = createEdges(config, {
-  sqs: tracer.captureAWSv3Client(new SQSClient({})),
-  ...(config.ledgerTable ? { dynamodb: tracer.captureAWSv3Client(new DynamoDBClient({})) } : {}),
+  sqs: traced(new SQSClient({})),
+  ...(config.ledgerTable ? { dynamodb: traced(new DynamoDBClient({})) } : {}),
 });
 const credentials = credentialSpec.length > 0 ? createCredentialSource(credentialSpec) : undefined;
 await credentials?.();
-const ingest = createIngest(config, { logger, metrics, tracer, ...edges, ...(credentials ? { credentials } : {}) });
+const ingest = createIngest(config, {
+  logger,
+  metrics,
+  ...(tracer ? { tracer } : {}),
+  ...edges,
+  ...(credentials ? { credentials } : {}),
+});
 
-export const handler = middy<SQSEvent, SQSBatchResponse>()
-  .use(captureLambdaHandler(tracer, { captureResponse: false }))
+const base = middy<SQSEvent, SQSBatchResponse>();
+if (tracer) {
+  const { captureLambdaHandler } = await import('@aws-lambda-powertools/tracer/middleware');
+  base.use(captureLambdaHandler(tracer, { captureResponse: false }));
+}
+export const handler = base
   .use(injectLambdaContext(logger, { resetKeys: true }))
   .use(logMetrics(metrics, { captureColdStartMetric: true }))
   .handler((event, context) => ingest.handle(event, context));

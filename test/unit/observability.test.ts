@@ -2,12 +2,14 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   createObservability,
   endpointMetrics,
+  loadTracer,
   METRICS_NAMESPACE,
   MetricName,
   MetricUnit,
   Reservoir,
   SERVICE_NAME,
   traceRequests,
+  tracingWanted,
 } from '../../lib/observability';
 
 /** A small deterministic PRNG (mulberry32), so the sampling checks give the same answer on every run. */
@@ -152,9 +154,26 @@ describe('Powertools instances', () => {
     expect(values.service).toBe('ingest-eu');
   });
 
-  it('with tracing disabled, requests are not observed at all', () => {
-    const { tracer } = createObservability();
-    expect(tracer.isTracingEnabled()).toBe(false);
-    expect(traceRequests(tracer)).toBeUndefined();
+  it('with tracing off, the X-Ray SDK is not even loaded and requests are not observed', async () => {
+    expect(createObservability().tracer).toBeUndefined();
+    expect(await loadTracer()).toBeUndefined();
+    expect(traceRequests(undefined)).toBeUndefined();
+  });
+
+  it('wants tracing exactly where Powertools Tracer would trace', () => {
+    const lambda = { AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs22.x' };
+    expect(tracingWanted(lambda)).toBe(true);
+    expect(tracingWanted({})).toBe(false);
+    expect(tracingWanted({ ...lambda, POWERTOOLS_TRACE_ENABLED: 'FALSE' })).toBe(false);
+    expect(tracingWanted({ ...lambda, AWS_SAM_LOCAL: 'true' })).toBe(false);
+    expect(tracingWanted({ AWS_EXECUTION_ENV: 'AWS_Lambda_amplify-mock' })).toBe(false);
+  });
+
+  it('in Lambda with tracing on, loads the Tracer with a subsegment per endpoint request', async () => {
+    vi.stubEnv('AWS_EXECUTION_ENV', 'AWS_Lambda_nodejs22.x');
+    vi.stubEnv('POWERTOOLS_TRACE_ENABLED', 'true');
+    const tracer = await loadTracer();
+    expect(tracer?.isTracingEnabled()).toBe(true);
+    expect(typeof traceRequests(tracer)).toBe('function');
   });
 });
