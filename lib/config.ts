@@ -193,7 +193,7 @@ export function loadConfig(env: Env): Config {
     deliveryMaxAttempts: readInt(env, { variable: 'DELIVERY_MAX_ATTEMPTS', fallback: 3, min: 1, max: 20 }),
     deliveryRetryBaseMs,
     deliveryRetryMaxMs,
-    endpointMaxConnections: readInt(env, { variable: 'ENDPOINT_MAX_CONNECTIONS', fallback: 64, min: 1, max: 1024 }),
+    endpointMaxConnections: readInt(env, { variable: 'ENDPOINT_MAX_CONNECTIONS', fallback: 100, min: 1, max: 1024 }),
     deadlineMarginMs: readInt(env, {
       variable: 'DEADLINE_MARGIN_MS',
       fallback: 1000,

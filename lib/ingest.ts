@@ -16,7 +16,7 @@ import {
   Reservoir,
   traceRequests,
 } from './observability';
-import type { Backoff, BackoffItem, Ledger, LedgerEntry, Quarantine, QuarantineItem } from './types';
+import type { Backoff, BackoffItem, DeliveryFailure, Ledger, LedgerEntry, Quarantine, QuarantineItem } from './types';
 
 export interface IngestDeps extends Partial<Observability> {
   quarantine?: Quarantine;
@@ -44,7 +44,7 @@ interface EndpointStats {
 
 /** Side effects get until this long before Lambda's timeout; the answer itself needs the rest. */
 function settleReserveMs(marginMs: number): number {
-  return Math.max(250, Math.floor(marginMs / 4));
+  return Math.max(250, Math.floor(marginMs / 2));
 }
 
 function deadlineSignal(ms: number): { signal: AbortSignal; clear: () => void } {
@@ -182,6 +182,20 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     const failed = new Map<string, BackoffItem>();
     const poison: QuarantineItem[] = [];
     const loggers = new Map<string, () => Logger>();
+    // Log lines are written while the side effects wait on the network, so they never delay the answer.
+    const later: Array<() => void> = [];
+    // Deliveries the deadline cut off are one line per endpoint, not per record: there can be thousands.
+    const cutOff = new Map<string, string[]>();
+    const logFailures = (log: () => Logger, failures: DeliveryFailure[], messageId: string) => {
+      for (const failure of failures) {
+        if (failure.kind !== 'aborted') later.push(() => log().warn('delivery failed', { ...failure }));
+        else {
+          const ids = cutOff.get(failure.endpoint);
+          if (ids) ids.push(messageId);
+          else cutOff.set(failure.endpoint, [messageId]);
+        }
+      }
+    };
     const entries: LedgerEntry[] = [];
     const recorded = new Set<string>();
     for (const { record, event, outcome } of processed) {
@@ -195,11 +209,11 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         case 'delivered':
           break;
         case 'invalid':
-          log().warn('invalid record', { reason: outcome.reason, detail: outcome.detail });
+          later.push(() => log().warn('invalid record', { reason: outcome.reason, detail: outcome.detail }));
           poison.push({ record, reason: outcome.reason, detail: outcome.detail });
           break;
         case 'rejected': {
-          for (const failure of outcome.failures) log().warn('delivery failed', { ...failure });
+          logFailures(log, outcome.failures, record.messageId);
           const rejection = outcome.failures.find((failure) => failure.kind === 'rejected')!;
           poison.push({
             record,
@@ -211,14 +225,16 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
           break;
         }
         case 'failed':
-          for (const failure of outcome.failures) log().warn('delivery failed', { ...failure });
+          logFailures(log, outcome.failures, record.messageId);
           failed.set(record.messageId, {
             record,
             ...(outcome.retryAfterS !== undefined ? { retryAfterS: outcome.retryAfterS } : {}),
           });
           break;
         case 'blocked':
-          log().warn('record not sent: an earlier record of its FIFO group failed', { groupId: outcome.groupId });
+          later.push(() =>
+            log().warn('record not sent: an earlier record of its FIFO group failed', { groupId: outcome.groupId }),
+          );
           failed.set(record.messageId, { record });
           break;
       }
@@ -275,7 +291,17 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
       }
     };
 
-    await Promise.all([writeLedger(), quarantineAndBackoff()]);
+    const effects = Promise.all([writeLedger(), quarantineAndBackoff()]);
+    for (const line of later) line();
+    for (const [endpoint, ids] of cutOff) {
+      logger.warn('deliveries cut off by the deadline', {
+        endpoint,
+        kind: 'aborted',
+        records: ids.length,
+        messageIds: ids.slice(0, 20),
+      });
+    }
+    await effects;
     return new Set(processed.map((item) => item.record.messageId).filter((id) => failed.has(id)));
   }
 

@@ -18,6 +18,8 @@ afterAll(async () => {
   await Promise.all([alpha.close(), beta.close()]);
 });
 beforeEach(() => {
+  alpha.reset();
+  beta.reset();
   vi.resetModules();
   process.env = { ...saved };
 });
@@ -136,6 +138,26 @@ describe('functions/ingest/handler', () => {
       BackoffErrors: 0,
       QuarantineErrors: 0,
     });
+  });
+
+  it('answers before the deadline and sums up the deliveries it cut off in one line per endpoint', async () => {
+    beta.respond(() => ({ hang: true }));
+    const handler = await loadHandler({
+      ENDPOINTS: `alpha=${alpha.url},beta=${beta.url}`,
+      DEADLINE_MARGIN_MS: '500',
+      POWERTOOLS_LOG_LEVEL: 'INFO',
+    });
+    const records = Array.from({ length: 30 }, (_, i) => sqsRecord(JSON.stringify(cloudEvent(`cut-${i}`))));
+    const context = lambdaContext(1500);
+    const { result, lines } = await captureOutput(() => handler(sqsEvent(records), context));
+    expect(context.getRemainingTimeInMillis()).toBeGreaterThan(0);
+    expect(result.batchItemFailures).toHaveLength(30);
+    const messages = lines.map((line) => line.message);
+    expect(messages).not.toContain('delivery failed');
+    expect(lines.filter((line) => line.message === 'deliveries cut off by the deadline')).toEqual([
+      expect.objectContaining({ endpoint: 'beta', kind: 'aborted', records: 30 }),
+    ]);
+    expect(lines.find((line) => line.message === 'batch processed')).toMatchObject({ deadlineAborted: true });
   });
 
   it('lists every record when the whole batch fails rather than throwing', async () => {

@@ -32,7 +32,7 @@ describe('loadConfig defaults', () => {
       deliveryMaxAttempts: 3,
       deliveryRetryBaseMs: 100,
       deliveryRetryMaxMs: 2000,
-      endpointMaxConnections: 64,
+      endpointMaxConnections: 100,
       deadlineMarginMs: 1000,
       maxEventBytes: 1_048_576,
       circuitBreakerThreshold: 10,
