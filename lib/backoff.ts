@@ -1,4 +1,5 @@
 import { ChangeMessageVisibilityBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { type MessageFailure, sampleFailures } from './errors';
 import { createQueueUrlResolver } from './queue-url';
 import type { Backoff, BackoffItem } from './types';
 
@@ -23,15 +24,11 @@ export class BackoffError extends Error {
   override readonly name = 'BackoffError';
   constructor(
     /** The message ids whose visibility was not changed, with the reason SQS or the network gave. */
-    readonly failures: { messageId: string; error: string }[],
+    readonly failures: MessageFailure[],
     options?: { cause?: unknown },
   ) {
-    const sample = failures
-      .slice(0, 3)
-      .map((f) => `${f.messageId}: ${f.error}`)
-      .join('; ');
     super(
-      `could not delay ${failures.length} failed record(s) (${sample}); they return after the queue's visibility ` +
+      `could not delay ${failures.length} failed record(s) (${sampleFailures(failures)}); they return after the queue's visibility ` +
         'timeout instead: check the function role allows sqs:ChangeMessageVisibility on the source queue',
       options,
     );

@@ -9,6 +9,20 @@ export class ConfigError extends Error {
   }
 }
 
+/** One record an SQS batch call did not take, and why. */
+export interface MessageFailure {
+  messageId: string;
+  error: string;
+}
+
+/** The first few failures, for an error message that says which records. */
+export function sampleFailures(failures: readonly MessageFailure[]): string {
+  return failures
+    .slice(0, 3)
+    .map((failure) => `${failure.messageId}: ${failure.error}`)
+    .join('; ');
+}
+
 /** One attempt of one delivery failed; `kind` decides whether it is retried. */
 export class DeliveryAttemptError extends Error {
   override readonly name = 'DeliveryAttemptError';

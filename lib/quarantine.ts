@@ -5,6 +5,7 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
+import { type MessageFailure, sampleFailures } from './errors';
 import type { Quarantine, QuarantineItem } from './types';
 
 /** Names of the message attributes a quarantined message carries, besides its original ones. */
@@ -26,10 +27,7 @@ const SQS_MAX_BATCH_ENTRIES = 10;
 const SQS_MAX_BATCH_BYTES = 1_048_576;
 const MAX_DETAIL_CHARS = 1_000;
 
-export interface QuarantineFailure {
-  messageId: string;
-  error: string;
-}
+export type QuarantineFailure = MessageFailure;
 
 /** Nothing could be quarantined; every record stays on its source queue and is reported failed. */
 export class QuarantineError extends Error {
@@ -39,12 +37,8 @@ export class QuarantineError extends Error {
     readonly failures: QuarantineFailure[],
     options?: { cause?: unknown },
   ) {
-    const sample = failures
-      .slice(0, 3)
-      .map((f) => `${f.messageId}: ${f.error}`)
-      .join('; ');
     super(
-      `could not send ${failures.length} record(s) to the quarantine queue ${queueUrl} (${sample}); they stay on the ` +
+      `could not send ${failures.length} record(s) to the quarantine queue ${queueUrl} (${sampleFailures(failures)}); they stay on the ` +
         'source queue: check QUARANTINE_QUEUE_URL, that the queue exists and that the function may sqs:SendMessage to it',
       options,
     );
