@@ -168,19 +168,18 @@ export class Endpoint {
           settled = true;
           cleanup();
           finishTrace?.({ status });
+          // res.headers parses every header on first use: only a failure needs one (Retry-After).
+          if (status >= 200 && status < 300) {
+            resolve({ status, latencyMs: performance.now() - started });
+            return;
+          }
           const header = res.headers['retry-after'];
-          const error = classifyStatus(name, status, Array.isArray(header) ? header[0] : header);
-          if (error) reject(error);
-          else resolve({ status, latencyMs: performance.now() - started });
+          reject(classifyStatus(name, status, Array.isArray(header) ? header[0] : header));
         };
-        const length = Number(res.headers['content-length']);
-        if (length <= DRAIN_CAP_BYTES) res.resume();
-        else {
-          res.on('data', (chunk: Buffer) => {
-            drained += chunk.length;
-            if (drained > DRAIN_CAP_BYTES) res.destroy();
-          });
-        }
+        res.on('data', (chunk: Buffer) => {
+          drained += chunk.length;
+          if (drained > DRAIN_CAP_BYTES) res.destroy();
+        });
         res.on('end', finish);
         // The status line decides the outcome even when the body is cut short.
         res.on('close', finish);
