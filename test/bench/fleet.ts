@@ -1,5 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import type { Command, EndpointStats, Reply } from './endpointServer';
+import { CHILD_NODE } from './paths';
 
 /** Delay value for an endpoint that accepts the request and never answers. */
 export const NEVER = -1;
@@ -42,6 +43,7 @@ export class EndpointFleet {
     tls?: { certFile: string; keyFile: string },
   ): Promise<EndpointFleet> {
     const child = fork(serverBundle, [String(count), ...(tls ? [tls.certFile, tls.keyFile] : [])], {
+      execPath: CHILD_NODE,
       execArgv: [],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });

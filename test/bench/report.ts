@@ -322,9 +322,10 @@ export function report(results: Results): string {
   const lines = [
     '## ingest-fanout benchmark',
     '',
-    `Command: \`${results.command}\` (${results.date}${results.elapsedS !== undefined ? `, ${results.elapsedS} s` : ''}), commit ${m.commit}`,
-    `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}; Node ${m.node} in-process, ${m.childNode} in child processes; load average at start ${m.loadavg}`,
-    'Endpoints: 3 loopback HTTP servers in a separate Node process, answering 202 after the stated delay.',
+    `- Command: \`${results.command}\` (${results.date}${results.elapsedS !== undefined ? `, ${results.elapsedS} s` : ''}), commit ${m.commit}`,
+    `- Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}; load average at start ${m.loadavg}`,
+    `- Node: ${m.childNode} for the runners and the endpoints, ${m.node} for the bench itself`,
+    '- Endpoints: 3 loopback HTTP servers (and 3 https twins) in a separate Node process, answering 202 after the stated delay.',
   ];
   const sections = [
     results.throughput && throughputSection(results.throughput),

@@ -42,11 +42,6 @@ export function formatRatio(a: number | undefined, b: number | undefined): strin
   return `${(a / b).toFixed(2)}×`;
 }
 
-export function formatBytes(bytes: number): string {
-  if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
-  return `${(bytes / 1024).toFixed(1)} KiB`;
-}
-
 /** A Markdown table; every cell is already a string. */
 export function markdownTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
