@@ -107,25 +107,39 @@ export function createLedger(dynamodb: DynamoDBClient, options: LedgerOptions): 
   const { table, endpoints, ttlS } = options;
   const now = options.now ?? Date.now;
 
-  const getChunk = async (ids: string[], found: Set<string>, signal: AbortSignal) => {
-    let keys: Record<string, AttributeValue>[] = ids.map((id) => ({ id: { S: id } }));
-    const nowS = Math.floor(now() / 1000);
-    for (let round = 0; keys.length > 0; round++) {
+  /** Calls `send` with what is pending until DynamoDB has processed all of it, backing off between rounds. */
+  const untilProcessed = async <T>(
+    operation: 'lookup' | 'record',
+    what: string,
+    initial: T[],
+    signal: AbortSignal,
+    send: (pending: T[]) => Promise<T[]>,
+  ) => {
+    let pending = initial;
+    for (let round = 0; pending.length > 0; round++) {
       if (round > 0) {
         if (round > UNPROCESSED_ROUNDS) {
           throw new LedgerError(
-            'lookup',
+            operation,
             table,
-            `${keys.length} key(s) still unprocessed after ${UNPROCESSED_ROUNDS} retries`,
+            `${pending.length} ${what} still unprocessed after ${UNPROCESSED_ROUNDS} retries`,
           );
         }
         await sleep(unprocessedDelay(round - 1), signal);
       }
+      pending = await send(pending);
+    }
+  };
+
+  const getChunk = async (ids: string[], found: Set<string>, signal: AbortSignal) => {
+    const nowS = Math.floor(now() / 1000);
+    const keys: Record<string, AttributeValue>[] = ids.map((id) => ({ id: { S: id } }));
+    await untilProcessed('lookup', 'key(s)', keys, signal, async (pending) => {
       const response = await dynamodb.send(
         new BatchGetItemCommand({
           RequestItems: {
             [table]: {
-              Keys: keys,
+              Keys: pending,
               ProjectionExpression: 'id, expiration, #status',
               ExpressionAttributeNames: { '#status': 'status' },
             },
@@ -139,29 +153,17 @@ export function createLedger(dynamodb: DynamoDBClient, options: LedgerOptions): 
         // DynamoDB deletes expired items up to days late: an expired item no longer counts.
         if (id && item.status?.S === COMPLETED && expiration > nowS) found.add(id);
       }
-      keys = response.UnprocessedKeys?.[table]?.Keys ?? [];
-    }
+      return response.UnprocessedKeys?.[table]?.Keys ?? [];
+    });
   };
 
-  const writeChunk = async (requests: WriteRequest[], signal: AbortSignal) => {
-    let pending = requests;
-    for (let round = 0; pending.length > 0; round++) {
-      if (round > 0) {
-        if (round > UNPROCESSED_ROUNDS) {
-          throw new LedgerError(
-            'record',
-            table,
-            `${pending.length} item(s) still unprocessed after ${UNPROCESSED_ROUNDS} retries`,
-          );
-        }
-        await sleep(unprocessedDelay(round - 1), signal);
-      }
+  const writeChunk = (requests: WriteRequest[], signal: AbortSignal) =>
+    untilProcessed('record', 'item(s)', requests, signal, async (pending) => {
       const response = await dynamodb.send(new BatchWriteItemCommand({ RequestItems: { [table]: pending } }), {
         abortSignal: signal,
       });
-      pending = response.UnprocessedItems?.[table] ?? [];
-    }
-  };
+      return response.UnprocessedItems?.[table] ?? [];
+    });
 
   const wrap = async (operation: 'lookup' | 'record', run: () => Promise<void>) => {
     try {

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
+import type { SQSEvent, SQSRecord } from 'aws-lambda';
 
 /** The source queue the records claim to come from; the endpoint server's local SQS holds it. */
 export const QUEUE_NAME = 'ingest-fanout-bench';
@@ -49,21 +49,5 @@ export function sqsEvent(n: number): SQSEvent {
   return { Records: Array.from({ length: n }, (_, i) => sqsRecord(i)) };
 }
 
-/** A Lambda context whose deadline is `timeoutMs` from now. */
-export function lambdaContext(timeoutMs: number): Context {
-  const deadline = Date.now() + timeoutMs;
-  return {
-    callbackWaitsForEmptyEventLoop: true,
-    functionName: 'ingest-fanout-bench',
-    functionVersion: '$LATEST',
-    invokedFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:ingest-fanout-bench',
-    memoryLimitInMB: '1024',
-    awsRequestId: randomUUID(),
-    logGroupName: '/aws/lambda/ingest-fanout-bench',
-    logStreamName: '2025/01/01/[$LATEST]bench',
-    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
-    done: () => {},
-    fail: () => {},
-    succeed: () => {},
-  };
-}
+/** A Lambda context whose deadline is `timeoutMs` from now: the test suite's own. */
+export { lambdaContext } from '../support/events';
