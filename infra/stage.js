@@ -18,11 +18,21 @@ async function importTs(path) {
   return tsImport(path, import.meta.url);
 }
 
+/** A stage param the function would reject; the message names the param and the fix. */
+class StageConfigError extends Error {
+  name = 'StageConfigError';
+}
+
 function fail(stage, message) {
-  const error = new Error(`Stage '${stage}': ${message}`);
-  // The framework prints the stack; the message alone says what to fix.
-  error.stack = error.message;
-  throw error;
+  throw new StageConfigError(`Stage '${stage}': ${message}`);
+}
+
+/** Every variable that reads this file would repeat the error inside "Cannot resolve serverless.yml": say it once. */
+function stop(error) {
+  process.stderr.write(
+    `\nError:\n${error.message}\n(checked by infra/stage.js while packaging; nothing was deployed)\n`,
+  );
+  process.exit(1);
 }
 
 function integer(stage, name, value, [min, max]) {
@@ -139,6 +149,7 @@ function stageOf(context) {
   // The framework resolves in passes and rejects lookups of not-yet-available sources (stage params) in the
   // first: remember only a successful load.
   pending ??= load(context).catch((error) => {
+    if (error instanceof StageConfigError) stop(error);
     pending = undefined;
     throw error;
   });

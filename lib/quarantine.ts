@@ -49,6 +49,41 @@ export function isQuarantineAttribute(name: string): boolean {
   return name === QUARANTINE_ATTRIBUTES.combined || name.startsWith(`${QUARANTINE_ATTRIBUTES.combined}.`);
 }
 
+/** Why a message is in the quarantine queue, read back from the attributes `quarantineAttributes` wrote. */
+export interface QuarantineReasons {
+  reason: string;
+  detail?: string;
+  endpoint?: string;
+  status?: string;
+  sourceQueue?: string;
+  messageId?: string;
+  receiveCount?: string;
+}
+
+/** The reasons of a quarantined message (separate `quarantine.*` attributes or the combined JSON); else undefined. */
+export function readQuarantineAttributes(
+  attributes: Record<string, MessageAttributeValue> | undefined,
+): QuarantineReasons | undefined {
+  const values: Record<string, string> = {};
+  const combined = attributes?.[QUARANTINE_ATTRIBUTES.combined]?.StringValue;
+  if (combined) {
+    try {
+      const parsed: unknown = JSON.parse(combined);
+      if (typeof parsed === 'object' && parsed !== null) {
+        for (const [key, value] of Object.entries(parsed)) if (typeof value === 'string') values[key] = value;
+      }
+    } catch {
+      // Not written by us: only the separate attributes count.
+    }
+  }
+  for (const [key, name] of Object.entries(QUARANTINE_ATTRIBUTES)) {
+    const value = attributes?.[name]?.StringValue;
+    if (key !== 'combined' && value) values[key] = value;
+  }
+  const { reason, ...rest } = values;
+  return reason ? { reason, ...rest } : undefined;
+}
+
 /** Lambda's record attributes ({ stringValue, binaryValue: base64, dataType }) in the SDK's shape. */
 export function toSdkAttributes(record: SQSRecord): Record<string, MessageAttributeValue> {
   const attributes: Record<string, MessageAttributeValue> = {};

@@ -6,6 +6,7 @@ import {
   QUARANTINE_ATTRIBUTES as Q,
   QuarantineError,
   quarantineAttributes,
+  readQuarantineAttributes,
 } from '../../lib/quarantine';
 import type { QuarantineItem } from '../../lib/types';
 import {
@@ -16,6 +17,7 @@ import {
   receiveAll,
   receiveAsRecords,
 } from '../support/aws';
+import { sqsRecord } from '../support/events';
 
 const sqs = localSqs();
 afterAll(() => sqs.destroy());
@@ -246,5 +248,42 @@ describe('quarantineAttributes', () => {
     expect(attributes[Q.reason]?.StringValue).toBe('rejected-by-endpoint');
     expect(attributes[Q.detail]?.StringValue).toBe('HTTP 400');
     expect(attributes[Q.combined]).toBeUndefined();
+  });
+});
+
+describe('readQuarantineAttributes (what `npm run dlq` shows)', () => {
+  const item = (attributes: Record<string, string>): QuarantineItem => ({
+    record: sqsRecord('{}', {
+      messageAttributes: Object.fromEntries(
+        Object.entries(attributes).map(([name, value]) => [
+          name,
+          { dataType: 'String', stringValue: value, stringListValues: [], binaryListValues: [] },
+        ]),
+      ),
+    }),
+    reason: 'rejected-by-endpoint',
+    detail: 'audit answered 422',
+    endpoint: 'audit',
+    status: 422,
+  });
+  const expected = { reason: 'rejected-by-endpoint', detail: 'audit answered 422', endpoint: 'audit', status: '422' };
+
+  it('reads back the separate quarantine.* attributes', () => {
+    const written = quarantineAttributes(item({ tenant: 'acme' }));
+    expect(written[Q.reason]).toBeDefined();
+    expect(readQuarantineAttributes(written)).toMatchObject(expected);
+  });
+
+  it('reads back the combined JSON attribute used when the originals leave no room', () => {
+    const originals = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`a${i}`, 'v']));
+    const written = quarantineAttributes(item(originals));
+    expect(written[Q.reason]).toBeUndefined();
+    expect(readQuarantineAttributes(written)).toMatchObject(expected);
+  });
+
+  it('says undefined for a message SQS dead-lettered itself (no reasons)', () => {
+    expect(readQuarantineAttributes({ tenant: text('acme') })).toBeUndefined();
+    expect(readQuarantineAttributes({ [Q.combined]: text('not json') })).toBeUndefined();
+    expect(readQuarantineAttributes(undefined)).toBeUndefined();
   });
 });
