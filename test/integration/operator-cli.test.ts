@@ -73,6 +73,21 @@ describe('npm run redrive', () => {
   });
 });
 
+describe('npm run redrive --max and --to', () => {
+  it('moves at most --max messages, then the rest to the --to queue', async () => {
+    const { dlq } = await filledDlq();
+    const elsewhere = await createQueue(sqs, 'cli-elsewhere');
+    const first = await runScript('infra/cli/redrive.ts', ['--from', dlq.url, '--max', '1'], envWithoutAws());
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/moved: +1\n/);
+    const rest = await runScript('infra/cli/redrive.ts', ['--from', dlq.url, '--to', elsewhere.url], envWithoutAws());
+    expect(rest.code).toBe(0);
+    expect(rest.stdout).toMatch(/moved: +2\n/);
+    expect(await receiveAll(sqs, elsewhere.url)).toHaveLength(2);
+    expect(await receiveAll(sqs, dlq.url)).toHaveLength(0);
+  });
+});
+
 describe('local defaults, as npm run send finds the local stack', () => {
   it.each([
     ['infra/cli/dlq.ts', '--queue-url'],
