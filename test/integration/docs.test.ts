@@ -42,7 +42,7 @@ const COMMANDS: Record<string, Runner> = {
     'test/e2e/receiver.test.ts',
     'ENDPOINTS: `mine=',
   ),
-  'npm run dlq': test('test/integration/operator-cli.test.ts', "'infra/cli/dlq.ts', []"),
+  'npm run dlq': test('test/integration/operator-cli.test.ts', "['infra/cli/dlq.ts', '--queue-url']"),
   'npm run dlq -- --help': { by: 'doc-test' },
   'npm run redrive -- --max 2': test('test/integration/operator-cli.test.ts', "'--max'"),
   'npm run redrive -- --help': { by: 'doc-test' },
