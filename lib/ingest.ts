@@ -24,6 +24,8 @@ export interface IngestDeps extends Partial<Observability> {
   ledger?: Ledger;
   /** Per-endpoint credentials, asked once per batch (the source caches them). */
   credentials?: () => Promise<ReadonlyMap<string, Credential>>;
+  /** Reads one endpoint's credential again bypassing the cache; asked at most once per endpoint per batch, on 401/403. */
+  refreshCredential?: (endpoint: string) => Promise<Credential | undefined>;
   /** For tests: the randomness behind retry jitter. */
   random?: () => number;
 }
@@ -42,6 +44,10 @@ interface EndpointStats {
   latency: Reservoir;
 }
 
+const CREDENTIALS_REFUSED_HINT =
+  "credentials were refused (401/403) even after reading them again: check the endpoint's entry in " +
+  'ENDPOINT_CREDENTIALS and the value stored for it; the record comes back with backoff';
+
 /** Side effects get until this long before Lambda's timeout; the answer itself needs the rest. */
 function settleReserveMs(marginMs: number): number {
   return Math.max(250, Math.floor(marginMs / 2));
@@ -55,6 +61,21 @@ function deadlineSignal(ms: number): { signal: AbortSignal; clear: () => void } 
   }
   const timer = setTimeout(() => controller.abort(), ms);
   return { signal: controller.signal, clear: () => clearTimeout(timer) };
+}
+
+/** Every record refused with 401/403 in one batch shares one read of the endpoint's credential. */
+function refreshOncePerBatch(
+  refresh: (endpoint: string) => Promise<Credential | undefined>,
+): (endpoint: string) => Promise<Credential | undefined> {
+  const reads = new Map<string, Promise<Credential | undefined>>();
+  return (endpoint) => {
+    let read = reads.get(endpoint);
+    if (!read) {
+      read = refresh(endpoint);
+      reads.set(endpoint, read);
+    }
+    return read;
+  };
 }
 
 function errorText(error: unknown): string {
@@ -118,6 +139,7 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         signal: deliveryDeadline.signal,
         deadlineAt: started + remaining - config.deadlineMarginMs,
         ...(credentials ? { credentials } : {}),
+        ...(deps.refreshCredential ? { refreshCredential: refreshOncePerBatch(deps.refreshCredential) } : {}),
       };
       const deliver = async (valid: ValidEvent, already: ReadonlySet<string> | undefined) => {
         const fan = await fanout(valid, endpoints, already, fanoutContext);
@@ -188,7 +210,9 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     const cutOff = new Map<string, string[]>();
     const logFailures = (log: () => Logger, failures: DeliveryFailure[], messageId: string) => {
       for (const failure of failures) {
-        if (failure.kind !== 'aborted') later.push(() => log().warn('delivery failed', { ...failure }));
+        if (failure.kind === 'unauthorized') {
+          later.push(() => log().warn('delivery failed', { ...failure, hint: CREDENTIALS_REFUSED_HINT }));
+        } else if (failure.kind !== 'aborted') later.push(() => log().warn('delivery failed', { ...failure }));
         else {
           const ids = cutOff.get(failure.endpoint);
           if (ids) ids.push(messageId);

@@ -77,7 +77,7 @@ describe('functions/ingest/handler', () => {
     const queue = await createQueue(sqs, 'handler-src');
     const dlq = await createQueue(sqs, 'handler-dlq');
     beta.respond((request) => ({
-      status: request.eventId === 'refused' ? 404 : request.eventId === 'down' ? 500 : 200,
+      status: request.eventId === 'refused' ? 422 : request.eventId === 'down' ? 500 : 200,
     }));
     const handler = await loadHandler({
       ENDPOINTS: `alpha=${alpha.url},beta=${beta.url}`,
@@ -96,7 +96,7 @@ describe('functions/ingest/handler', () => {
     const byBody = (text: string) => records.find((record) => record.body.includes(text))!;
     const { result, lines } = await captureOutput(() => handler(sqsEvent(records), lambdaContext()));
 
-    // The 404 and the invalid body are quarantined and acknowledged; the 500 is reported.
+    // The 422 and the invalid body are quarantined and acknowledged; the 500 is reported.
     expect(result.batchItemFailures).toEqual([{ itemIdentifier: byBody('"down"').messageId }]);
     const logs = lines.filter((line) => typeof line.message === 'string');
     const count = (message: string) => logs.filter((line) => line.message === message).length;
@@ -111,7 +111,7 @@ describe('functions/ingest/handler', () => {
     expect(logs.find((line) => line.message === 'delivery failed' && line.eventId === 'refused')).toMatchObject({
       endpoint: 'beta',
       kind: 'rejected',
-      status: 404,
+      status: 422,
       attempts: 1,
     });
     expect(logs.find((line) => line.message === 'invalid record')).toMatchObject({

@@ -1,9 +1,11 @@
 import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { HTTP_4XX } from '../../lib/endpoint';
 import { createIngest, type Ingest, type IngestDeps, loadConfig } from '../../lib/index';
 import type { BackoffItem, Ledger, LedgerEntry, QuarantineItem } from '../../lib/types';
 import { TestEndpoint } from '../support/endpoints';
 import { cloudEvent, eventRecord, lambdaContext, sqsEvent, sqsRecord } from '../support/events';
+import { captureLogs } from '../support/logs';
 
 // The side effects are our own interfaces (lib/types.ts); these in-memory versions record what the engine asks of them.
 // The SQS and DynamoDB implementations are tested against local servers in their own files.
@@ -196,5 +198,66 @@ describe('delivery ledger', () => {
     await pipeline({ ledger }).handle(sqsEvent(records), lambdaContext());
     expect(ledger.lookups).toHaveLength(1);
     expect(ledger.lookups[0]).toHaveLength(2);
+  });
+});
+
+describe('4xx classification (issue 9, defect 4)', () => {
+  it('quarantines 400, 413, 415 and 422 only; other 4xx are failed with backoff, never quarantined', async () => {
+    const statuses = [400, 413, 415, 422, 404, 405, 409, 410, 418, 451];
+    beta.respond((request) => ({ status: Number(request.eventId?.split('-')[1]) }));
+    const quarantine = recordingQuarantine();
+    const backoff = recordingBackoff();
+    const records = statuses.map((status) => eventRecord(`s-${status}`));
+    const response = await pipeline({ quarantine, backoff }).handle(sqsEvent(records), lambdaContext());
+    const quarantined = quarantine.sent.map((item) => item.status).sort();
+    expect(quarantined).toEqual([...HTTP_4XX.poison].sort());
+    const backedOff = backoff.items.map((item) => item.record.messageId).sort();
+    const endpointTrouble = records.filter((_, i) => ![400, 413, 415, 422].includes(statuses[i]!));
+    expect(backedOff).toEqual(endpointTrouble.map((record) => record.messageId).sort());
+    expect(failed(response)).toEqual(backedOff);
+    // Not retried within the invocation: one request each.
+    expect(beta.received).toHaveLength(statuses.length);
+  });
+
+  it('on 401/403 reads the credential again once (bypassing the cache) and retries with it', async () => {
+    beta.respond((request) => ({ status: request.headers.authorization === 'Bearer fresh' ? 200 : 401 }));
+    const refreshed: string[] = [];
+    const records = ['c-1', 'c-2', 'c-3'].map((id) => eventRecord(id));
+    const response = await pipeline({
+      credentials: async () => new Map([['beta', { kind: 'bearer', token: 'stale' } as const]]),
+      refreshCredential: async (endpoint) => {
+        refreshed.push(endpoint);
+        return { kind: 'bearer', token: 'fresh' };
+      },
+    }).handle(sqsEvent(records), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(refreshed).toEqual(['beta']);
+    expect(beta.accepted.size).toBe(3);
+  });
+
+  it('credentials refused after the refresh: failed with backoff, not quarantined, and the log line says so', async () => {
+    beta.respond(() => ({ status: 403 }));
+    const { logger, metrics, lines } = captureLogs();
+    const quarantine = recordingQuarantine();
+    const backoff = recordingBackoff();
+    const record = eventRecord('refused');
+    const response = await pipeline({
+      logger,
+      metrics,
+      quarantine,
+      backoff,
+      credentials: async () => new Map([['beta', { kind: 'bearer', token: 'stale' } as const]]),
+      refreshCredential: async () => ({ kind: 'bearer', token: 'still-wrong' }),
+    }).handle(sqsEvent([record]), lambdaContext());
+    expect(failed(response)).toEqual([record.messageId]);
+    expect(quarantine.sent).toEqual([]);
+    expect(backoff.items.map((item) => item.record.messageId)).toEqual([record.messageId]);
+    expect(beta.received.map((request) => request.headers.authorization)).toEqual([
+      'Bearer stale',
+      'Bearer still-wrong',
+    ]);
+    const line = lines.find((candidate) => candidate.message === 'delivery failed');
+    expect(line).toMatchObject({ endpoint: 'beta', kind: 'unauthorized', status: 403, error: 'CREDENTIALS_REFUSED' });
+    expect(String(line?.hint)).toContain('credentials were refused');
   });
 });
