@@ -116,6 +116,53 @@ function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
     .join('; ');
 }
 
+// V8's messages quote the body ("Unexpected token 'p', "password=h"..."): only a fixed kind is kept.
+const JSON_ERROR_KINDS: ReadonlyArray<[RegExp, string]> = [
+  [/end of JSON input/, 'unexpected end of input'],
+  [/Unterminated string/, 'unterminated string'],
+  [/Bad control character/, 'control character in a string'],
+  [/Bad (escaped character|Unicode escape)/, 'bad escape in a string'],
+  [/after JSON/, 'more content after the JSON value'],
+  [/property name/, 'expected a double-quoted property name or a colon after it'],
+  [/Expected ',' or/, "expected ',' or a closing bracket"],
+  [/number|minus sign|exponent/i, 'malformed number'],
+];
+
+/** Where and what kind of JSON error, never a byte of the body (it can hold secrets that logs must not). */
+function notJsonDetail(body: string, error: unknown): string {
+  const message = error instanceof Error ? error.message : '';
+  const kind = JSON_ERROR_KINDS.find(([pattern]) => pattern.test(message))?.[1] ?? 'unexpected character';
+  const stated = /at position (\d+)/.exec(message)?.[1];
+  const position =
+    stated !== undefined ? Number(stated) : /end of JSON input/.test(message) ? body.length : firstBadIndex(body);
+  return `the body is not JSON: ${kind} at position ${position} (of ${body.length} characters)`;
+}
+
+/**
+ * The index of the character V8 stopped at when its message gives none: the shortest prefix that fails for a
+ * reason other than ending early, found by bisection (only invalid bodies pay for it).
+ */
+function firstBadIndex(body: string): number {
+  const failsInside = (length: number) => {
+    try {
+      JSON.parse(body.slice(0, length));
+      return false;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : '';
+      const at = /at position (\d+)/.exec(message)?.[1];
+      return !/end of JSON input/.test(message) && (at === undefined || Number(at) < length);
+    }
+  };
+  let low = 1;
+  let high = body.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (failsInside(middle)) high = middle;
+    else low = middle + 1;
+  }
+  return low - 1;
+}
+
 /** Parses one SQS record body; never throws. */
 export function parseEvent(body: string | undefined, maxBytes: number): ValidEvent | InvalidEvent {
   if (!body) return { ok: false, reason: 'empty-body', detail: 'the message body is empty' };
@@ -131,7 +178,7 @@ export function parseEvent(body: string | undefined, maxBytes: number): ValidEve
   try {
     json = JSON.parse(body);
   } catch (error) {
-    return { ok: false, reason: 'not-json', detail: `the body is not JSON: ${(error as Error).message}` };
+    return { ok: false, reason: 'not-json', detail: notJsonDetail(body, error) };
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     const what = json === null ? 'null' : Array.isArray(json) ? 'an array' : `a ${typeof json}`;

@@ -103,6 +103,24 @@ describe('parseEvent: invalid records and their reasons', () => {
     }
   });
 
+  it('not JSON: the detail names the position and kind of error, never a byte of the body (issue 9, defect 7)', () => {
+    const cases: Array<[string, string]> = [
+      ['password=hunter2', 'unexpected character at position 0'],
+      ['{"password":"hunter2",}', 'at position 22'],
+      ['{"password":tru}', 'unexpected character at position 15'],
+      ['{"password":"hunter2"', 'at position 21 (of 21 characters)'],
+      ['{"password":"hunt', 'unterminated string at position 17'],
+      ['{"password":"hunter2"} secret', 'more content after the JSON value at position 23'],
+      ['{"password":"hunter2\u0001"}', 'control character in a string'],
+    ];
+    for (const [body, expected] of cases) {
+      const result = invalid(body);
+      expect(result.reason).toBe('not-json');
+      expect(result.detail).toContain(expected);
+      expect(result.detail).not.toMatch(/hunter|passw|secret|tru/);
+    }
+  });
+
   it('JSON that is not an object', () => {
     const cases: Array<[string, string]> = [
       ['[1,2]', 'an array'],
