@@ -46,23 +46,29 @@ function badExtensionNames(json: object): string[] {
   return Object.keys(json).filter((name) => !CONTEXT_ATTRIBUTES.has(name) && !EXTENSION_NAME.test(name));
 }
 
-/** CloudEvents 1.0, JSON structured format. Extension attributes are kept; their names and scalar values are checked. */
+// JSON format 1.0.2, section 2.2: a null attribute value MUST be treated as absent.
+const absentOr = <T extends z.core.SomeType>(schema: T) => z.optional(z.nullable(schema));
+
+/**
+ * CloudEvents 1.0, JSON structured format. Extension attributes are kept; their names and scalar values are checked.
+ * Optional attributes may be null (= absent); the body is still delivered byte for byte, nulls included.
+ */
 export const CloudEventSchema = z
   .looseObject({
     specversion: z.literal('1.0', 'must be "1.0"'),
     id: nonEmpty,
     source: nonEmpty,
     type: nonEmpty,
-    subject: z.optional(nonEmpty),
-    time: z.optional(z.string().check(z.refine(isRfc3339, 'must be an RFC 3339 timestamp'))),
-    datacontenttype: z.optional(nonEmpty),
-    dataschema: z.optional(z.url('must be an absolute URI')),
+    subject: absentOr(nonEmpty),
+    time: absentOr(z.string().check(z.refine(isRfc3339, 'must be an RFC 3339 timestamp'))),
+    datacontenttype: absentOr(nonEmpty),
+    dataschema: absentOr(z.url('must be an absolute URI')),
     data: z.optional(z.unknown()),
-    data_base64: z.optional(z.base64('must be base64')),
+    data_base64: absentOr(z.base64('must be base64')),
   })
   .check(
     z.superRefine((event, ctx) => {
-      if (event.data !== undefined && event.data_base64 !== undefined) {
+      if (event.data != null && event.data_base64 != null) {
         ctx.addIssue({ code: 'custom', message: 'data and data_base64 are mutually exclusive', path: ['data_base64'] });
       }
       for (const [name, value] of Object.entries(event)) {

@@ -121,6 +121,21 @@ describe('parseEvent: invalid records and their reasons', () => {
     }
   });
 
+  it('null optional attributes are absent: valid, and the body is kept byte for byte (issue 9, defect 6)', () => {
+    const nulls = { subject: null, time: null, datacontenttype: null, dataschema: null, data_base64: null };
+    for (const [name, value] of Object.entries(nulls)) {
+      const body = JSON.stringify(cloudEvent(`null-${name}`, { [name]: value }));
+      const result = parseEvent(body, 1_048_576);
+      expect(result.ok, name).toBe(true);
+      if (result.ok) expect(result.body.equals(Buffer.from(body, 'utf8'))).toBe(true);
+    }
+    expect(parseEvent(JSON.stringify(cloudEvent('all-null', { ...nulls, data: null })), 1_048_576).ok).toBe(true);
+    // Required attributes stay required.
+    for (const name of ['id', 'source', 'type', 'specversion']) {
+      expect(parseEvent(JSON.stringify(cloudEvent('x', { [name]: null })), 1_048_576).ok, name).toBe(false);
+    }
+  });
+
   it('JSON that is not an object', () => {
     const cases: Array<[string, string]> = [
       ['[1,2]', 'an array'],
