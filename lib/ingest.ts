@@ -48,6 +48,11 @@ const CREDENTIALS_REFUSED_HINT =
   "credentials were refused (401/403) even after reading them again: check the endpoint's entry in " +
   'ENDPOINT_CREDENTIALS and the value stored for it; the record comes back with backoff';
 
+const GROUPED_MESSAGES = {
+  aborted: 'deliveries cut off by the deadline',
+  'circuit-open': "deliveries not attempted: the endpoint's circuit breaker is open",
+} as const;
+
 /** Side effects get until this long before Lambda's timeout; the answer itself needs the rest. */
 function settleReserveMs(marginMs: number): number {
   return Math.max(250, Math.floor(marginMs / 2));
@@ -206,18 +211,19 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     const loggers = new Map<string, () => Logger>();
     // Log lines are written while the side effects wait on the network, so they never delay the answer.
     const later: Array<() => void> = [];
-    // Deliveries the deadline cut off are one line per endpoint, not per record: there can be thousands.
-    const cutOff = new Map<string, string[]>();
+    // Deliveries the deadline cut off or an open breaker refused are one line per endpoint, not per record: there
+    // can be thousands.
+    const grouped = { aborted: new Map<string, string[]>(), 'circuit-open': new Map<string, string[]>() };
     const logFailures = (log: () => Logger, failures: DeliveryFailure[], messageId: string) => {
       for (const failure of failures) {
-        if (failure.kind === 'unauthorized') {
-          later.push(() => log().warn('delivery failed', { ...failure, hint: CREDENTIALS_REFUSED_HINT }));
-        } else if (failure.kind !== 'aborted') later.push(() => log().warn('delivery failed', { ...failure }));
-        else {
-          const ids = cutOff.get(failure.endpoint);
+        if (failure.kind === 'aborted' || failure.kind === 'circuit-open') {
+          const byEndpoint = grouped[failure.kind];
+          const ids = byEndpoint.get(failure.endpoint);
           if (ids) ids.push(messageId);
-          else cutOff.set(failure.endpoint, [messageId]);
-        }
+          else byEndpoint.set(failure.endpoint, [messageId]);
+        } else if (failure.kind === 'unauthorized') {
+          later.push(() => log().warn('delivery failed', { ...failure, hint: CREDENTIALS_REFUSED_HINT }));
+        } else later.push(() => log().warn('delivery failed', { ...failure }));
       }
     };
     const entries: LedgerEntry[] = [];
@@ -317,13 +323,15 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
 
     const effects = Promise.all([writeLedger(), quarantineAndBackoff()]);
     for (const line of later) line();
-    for (const [endpoint, ids] of cutOff) {
-      logger.warn('deliveries cut off by the deadline', {
-        endpoint,
-        kind: 'aborted',
-        records: ids.length,
-        messageIds: ids.slice(0, 20),
-      });
+    for (const [kind, byEndpoint] of Object.entries(grouped)) {
+      for (const [endpoint, ids] of byEndpoint) {
+        logger.warn(GROUPED_MESSAGES[kind as keyof typeof grouped], {
+          endpoint,
+          kind,
+          records: ids.length,
+          messageIds: ids.slice(0, 20),
+        });
+      }
     }
     await effects;
     return new Set(processed.map((item) => item.record.messageId).filter((id) => failed.has(id)));

@@ -27,11 +27,12 @@ afterEach(async () => {
   beta.reset();
 });
 
-function pipeline(deps: IngestDeps) {
+function pipeline(deps: IngestDeps, env: Record<string, string> = {}) {
   const config = loadConfig({
     ENDPOINTS: `alpha=${alpha.url},beta=${beta.url}`,
     DELIVERY_RETRY_BASE_MS: '5',
     DELIVERY_RETRY_MAX_MS: '10',
+    ...env,
   });
   ingest = createIngest(config, deps);
   return ingest;
@@ -259,5 +260,27 @@ describe('4xx classification (issue 9, defect 4)', () => {
     const line = lines.find((candidate) => candidate.message === 'delivery failed');
     expect(line).toMatchObject({ endpoint: 'beta', kind: 'unauthorized', status: 403, error: 'CREDENTIALS_REFUSED' });
     expect(String(line?.hint)).toContain('credentials were refused');
+  });
+});
+
+describe('log volume under an open circuit (issue 9, defect 11)', () => {
+  it('writes one line per endpoint per batch for circuit-open failures, with the count and sample ids', async () => {
+    beta.respond(() => ({ status: 503 }));
+    const { logger, metrics, lines } = captureLogs();
+    const run = pipeline(
+      { logger, metrics },
+      { CIRCUIT_BREAKER_THRESHOLD: '1', CIRCUIT_BREAKER_HALF_OPEN_MS: '600000', DELIVERY_MAX_ATTEMPTS: '1' },
+    );
+    await run.handle(sqsEvent([eventRecord('opens')]), lambdaContext());
+    lines.length = 0;
+    const records = Array.from({ length: 30 }, (_, i) => eventRecord(`open-${i}`));
+    const response = await run.handle(sqsEvent(records), lambdaContext());
+    expect(failed(response)).toHaveLength(30);
+    expect(beta.received).toHaveLength(1);
+    const failures = lines.filter((line) => line.endpoint === 'beta' && line.level === 'WARN');
+    expect(failures).toEqual([
+      expect.objectContaining({ kind: 'circuit-open', records: 30, messageIds: expect.any(Array) }),
+    ]);
+    expect(failures[0]!.messageIds).toHaveLength(20);
   });
 });
