@@ -160,6 +160,26 @@ describe('functions/ingest/handler', () => {
     expect(lines.find((line) => line.message === 'batch processed')).toMatchObject({ deadlineAborted: true });
   });
 
+  it('says cold_start: true on the first invocation and false on every line of a warm one (issue 9, defect 13)', async () => {
+    beta.respond(() => ({ status: 500 }));
+    // As Lambda sets it; Powertools reads it when the logger is created, at cold start.
+    const handler = await loadHandler({
+      ENDPOINTS: `alpha=${alpha.url},beta=${beta.url}`,
+      AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
+      DELIVERY_MAX_ATTEMPTS: '1',
+      POWERTOOLS_LOG_LEVEL: 'INFO',
+    });
+    const batch = () => sqsEvent(Array.from({ length: 3 }, (_, i) => sqsRecord(JSON.stringify(cloudEvent(`c-${i}`)))));
+    const cold = await captureOutput(() => handler(batch(), lambdaContext()));
+    const warm = await captureOutput(() => handler(batch(), lambdaContext()));
+    const logs = (lines: Record<string, unknown>[]) => lines.filter((line) => typeof line.message === 'string');
+    // Per-record lines (child loggers) and the batch summary (the parent) alike.
+    expect(logs(cold.lines).filter((line) => line.message === 'delivery failed')).toHaveLength(3);
+    expect(logs(cold.lines).map((line) => line.cold_start)).toEqual(logs(cold.lines).map(() => true));
+    expect(logs(warm.lines).filter((line) => line.message === 'delivery failed')).toHaveLength(3);
+    expect(logs(warm.lines).map((line) => line.cold_start)).toEqual(logs(warm.lines).map(() => false));
+  });
+
   it('lists every record when the whole batch fails rather than throwing', async () => {
     const handler = await loadHandler({ ENDPOINTS: `alpha=${alpha.url}` });
     const records = [sqsRecord(''), sqsRecord('{}')];
