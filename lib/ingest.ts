@@ -1,7 +1,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { type ProcessedRecord, processBatch } from './batch';
+import { type PoisonOutcome, type ProcessedRecord, processBatch } from './batch';
 import type { Config } from './config';
 import { EndpointDelivery } from './delivery';
 import { type Credential, Endpoint } from './endpoint';
@@ -81,6 +81,30 @@ function refreshOncePerBatch(
     }
     return read;
   };
+}
+
+/** What the quarantine queue is told about a poison record. */
+function poisonItem(record: SQSRecord, outcome: PoisonOutcome): QuarantineItem {
+  if (outcome.kind === 'invalid') return { record, reason: outcome.reason, detail: outcome.detail };
+  const rejection = outcome.failures.find((failure) => failure.kind === 'rejected')!;
+  return {
+    record,
+    reason: 'rejected-by-endpoint',
+    detail: `${rejection.endpoint} answered ${rejection.status}`,
+    endpoint: rejection.endpoint,
+    ...(rejection.status !== undefined ? { status: rejection.status } : {}),
+  };
+}
+
+function logQuarantined(log: () => Logger, item: QuarantineItem): void {
+  log().info('record quarantined', {
+    reason: item.reason,
+    ...(item.endpoint ? { endpoint: item.endpoint, status: item.status } : {}),
+  });
+}
+
+function logNotQuarantined(log: () => Logger, item: QuarantineItem): void {
+  log().warn('record not quarantined; reported failed, it comes back later', { reason: item.reason });
 }
 
 function errorText(error: unknown): string {
@@ -173,7 +197,7 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
 
       const processed = await processBatch(records, {
         maxEventBytes: config.maxEventBytes,
-        quarantineEnabled: quarantine !== undefined,
+        ...(quarantine ? { quarantineInOrder: quarantineInOrder(quarantine, deliveryDeadline.signal) } : {}),
         deliver,
         ...(lookup ? { lookup } : {}),
       });
@@ -228,7 +252,7 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     };
     const entries: LedgerEntry[] = [];
     const recorded = new Set<string>();
-    for (const { record, event, outcome } of processed) {
+    for (const { record, event, outcome, quarantined } of processed) {
       const log = recordLogger(record, event);
       loggers.set(record.messageId, log);
       if (event.ok && 'delivered' in outcome && outcome.delivered.length > 0 && !recorded.has(event.key)) {
@@ -239,21 +263,18 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         case 'delivered':
           break;
         case 'invalid':
-          later.push(() => log().warn('invalid record', { reason: outcome.reason, detail: outcome.detail }));
-          poison.push({ record, reason: outcome.reason, detail: outcome.detail });
+        case 'rejected':
+          if (outcome.kind === 'invalid') {
+            later.push(() => log().warn('invalid record', { reason: outcome.reason, detail: outcome.detail }));
+          } else logFailures(log, outcome.failures, record.messageId);
+          if (quarantined === undefined) poison.push(poisonItem(record, outcome));
+          else if (quarantined) later.push(() => logQuarantined(log, poisonItem(record, outcome)));
+          else {
+            counters.quarantineErrors++;
+            later.push(() => logNotQuarantined(log, poisonItem(record, outcome)));
+            failed.set(record.messageId, { record });
+          }
           break;
-        case 'rejected': {
-          logFailures(log, outcome.failures, record.messageId);
-          const rejection = outcome.failures.find((failure) => failure.kind === 'rejected')!;
-          poison.push({
-            record,
-            reason: 'rejected-by-endpoint',
-            detail: `${rejection.endpoint} answered ${rejection.status}`,
-            endpoint: rejection.endpoint,
-            ...(rejection.status !== undefined ? { status: rejection.status } : {}),
-          });
-          break;
-        }
         case 'failed':
           logFailures(log, outcome.failures, record.messageId);
           failed.set(record.messageId, {
@@ -295,15 +316,11 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         }
         for (const item of poison) {
           const log = loggers.get(item.record.messageId)!;
-          if (safe.has(item.record.messageId)) {
-            log().info('record quarantined', {
-              reason: item.reason,
-              ...(item.endpoint ? { endpoint: item.endpoint, status: item.status } : {}),
-            });
-          } else {
+          if (safe.has(item.record.messageId)) logQuarantined(log, item);
+          else {
             if (quarantine) {
               counters.quarantineErrors++;
-              log().warn('record not quarantined; reported failed, it comes back later', { reason: item.reason });
+              logNotQuarantined(log, item);
             }
             failed.set(item.record.messageId, { record: item.record });
           }
@@ -335,6 +352,21 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     }
     await effects;
     return new Set(processed.map((item) => item.record.messageId).filter((id) => failed.has(id)));
+  }
+
+  /** FIFO: a poison record goes to the quarantine before the rest of its group may go. Never throws. */
+  function quarantineInOrder(target: Quarantine, signal: AbortSignal) {
+    return async (record: SQSRecord, outcome: PoisonOutcome): Promise<boolean> => {
+      try {
+        return (await target.send([poisonItem(record, outcome)], signal)).has(record.messageId);
+      } catch (error) {
+        logger.error('quarantine failed; the record and the rest of its FIFO group stay on the queue', {
+          error: errorText(error),
+          messageId: record.messageId,
+        });
+        return false;
+      }
+    };
   }
 
   function recordLogger(record: SQSRecord, event: ProcessedRecord['event']): () => Logger {

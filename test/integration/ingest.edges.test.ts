@@ -130,6 +130,33 @@ describe('quarantine', () => {
     const response = await pipeline({ quarantine }).handle(sqsEvent(records), lambdaContext());
     expect(response.batchItemFailures).toEqual([]);
     expect(alpha.received.map((request) => request.eventId)).toEqual(['f0', 'f2']);
+    expect(quarantine.sent.map((item) => item.record)).toEqual([records[1]]);
+  });
+
+  it('blocks a FIFO group when its poison record cannot be quarantined: nothing later is sent (issue 9, defect 3)', async () => {
+    for (const quarantine of [
+      recordingQuarantine(() => false),
+      {
+        async send(): Promise<Set<string>> {
+          throw new Error('SQS unavailable');
+        },
+      },
+    ]) {
+      const records = [
+        eventRecord('h0', { groupId: 'g' }),
+        sqsRecord('garbage', { groupId: 'g' }),
+        eventRecord('h2', { groupId: 'g' }),
+        eventRecord('other', { groupId: 'o' }),
+      ];
+      const backoff = recordingBackoff();
+      const response = await pipeline({ quarantine, backoff }).handle(sqsEvent(records), lambdaContext());
+      expect(failed(response)).toEqual([records[1]!.messageId, records[2]!.messageId].sort());
+      expect(alpha.received.map((request) => request.eventId).sort()).toEqual(['h0', 'other']);
+      expect(backoff.items.map((item) => item.record.messageId).sort()).toEqual(failed(response));
+      await ingest?.close();
+      alpha.reset();
+      beta.reset();
+    }
   });
 });
 
