@@ -276,11 +276,11 @@ describe('EndpointDelivery connection bound', () => {
   });
 
   it('a request waiting for a connection does not run its timeout', { timeout: 10_000 }, async () => {
-    const sink = await testEndpoint(() => ({ status: 200, delayMs: 100 }));
-    // Five requests in one lane take ~500 ms, longer than the 400 ms timeout of each.
-    const delivery = deliveryFor(sink.url, { maxConnections: 1, maxAttempts: 1 }, () => 0, 400);
-    const results = await Promise.all(Array.from({ length: 5 }, (_, i) => deliver(delivery, `e${i}`)));
-    expect(results.map((result) => result.ok)).toEqual([true, true, true, true, true]);
+    const sink = await testEndpoint(() => ({ status: 200, delayMs: 200 }));
+    // Twelve requests in one lane take ~2.4 s, longer than the 2 s timeout of each (which leaves each 1.8 s of room).
+    const delivery = deliveryFor(sink.url, { maxConnections: 1, maxAttempts: 1 }, () => 0, 2000);
+    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => deliver(delivery, `e${i}`)));
+    expect(results.map((result) => result.ok)).toEqual(results.map(() => true));
   });
 
   it('an abort releases requests still waiting for a connection, unsent', { timeout: 5000 }, async () => {
@@ -338,6 +338,9 @@ describe('EndpointDelivery circuit breaker trials (issue 9, defect 1)', () => {
       30_000,
     );
     expect(await deliver(delivery, 'a')).toMatchObject({ kind: 'transient' });
+    // The breaker reads Date.now(): the 1 ms half-open period must be over before the trial.
+    const openedAt = Date.now();
+    await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(openedAt + 1), { interval: 1 });
     mode = 'hang';
     const controller = new AbortController();
     const trial = deliver(delivery, 'trial', controller.signal);
