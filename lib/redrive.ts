@@ -114,7 +114,7 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 export function sourceArnOf(message: Message, dlqArn?: string): string | undefined {
   const dead = message.Attributes?.DeadLetterQueueSourceArn;
   if (dead) return dead;
-  const ours = quarantineSourceOf(message);
+  const ours = quarantineReason(message, 'sourceQueue');
   if (ours === undefined || dlqArn === undefined) return ours;
   return sameAccountAndRegion(ours, dlqArn) ? ours : undefined;
 }
@@ -130,25 +130,19 @@ function sameAccountAndRegion(arn: string, other: string): boolean {
   return scope !== undefined && scope === arnScope(other);
 }
 
-function quarantineSourceOf(message: Message): string | undefined {
+/** One of the reasons the handler recorded on a quarantined message: its own attribute, or a key of the folded one. */
+function quarantineReason(message: Message, key: 'sourceQueue' | 'messageId'): string | undefined {
   const attributes = message.MessageAttributes ?? {};
-  const direct = attributes[QUARANTINE_ATTRIBUTES.sourceQueue]?.StringValue;
+  const direct = attributes[QUARANTINE_ATTRIBUTES[key]]?.StringValue;
   if (direct) return direct;
-  const combined = attributes[QUARANTINE_ATTRIBUTES.combined]?.StringValue;
-  if (combined) {
-    try {
-      const parsed: unknown = JSON.parse(combined);
-      if (
-        typeof parsed === 'object' &&
-        parsed !== null &&
-        'sourceQueue' in parsed &&
-        typeof parsed.sourceQueue === 'string'
-      ) {
-        return parsed.sourceQueue;
-      }
-    } catch {
-      // Not ours.
+  try {
+    const combined: unknown = JSON.parse(attributes[QUARANTINE_ATTRIBUTES.combined]?.StringValue ?? 'null');
+    if (typeof combined === 'object' && combined !== null && key in combined) {
+      const value = (combined as Record<string, unknown>)[key];
+      return typeof value === 'string' ? value : undefined;
     }
+  } catch {
+    // Not ours.
   }
   return undefined;
 }
@@ -222,22 +216,6 @@ function toEntry(message: Message, id: string, fifo: boolean): SendMessageBatchR
   return entry;
 }
 
-/** The message id the handler recorded when it quarantined this message (`quarantine.messageId`). */
-function quarantinedMessageId(message: Message): string | undefined {
-  const attributes = message.MessageAttributes ?? {};
-  const direct = attributes[QUARANTINE_ATTRIBUTES.messageId]?.StringValue;
-  if (direct) return direct;
-  try {
-    const combined: unknown = JSON.parse(attributes[QUARANTINE_ATTRIBUTES.combined]?.StringValue ?? 'null');
-    if (typeof combined === 'object' && combined !== null && 'messageId' in combined) {
-      return typeof combined.messageId === 'string' ? combined.messageId : undefined;
-    }
-  } catch {
-    // Not ours.
-  }
-  return undefined;
-}
-
 async function loop(
   sqs: SQSClient,
   options: RedriveOptions,
@@ -259,7 +237,7 @@ async function loop(
   const returnedIds = new Set<string>();
   const cameBack = (message: Message) => {
     const id = message.MessageId ?? '';
-    if (!sentIds.has(id) && !sentIds.has(quarantinedMessageId(message) ?? '')) return false;
+    if (!sentIds.has(id) && !sentIds.has(quarantineReason(message, 'messageId') ?? '')) return false;
     returnedIds.add(id);
     return true;
   };

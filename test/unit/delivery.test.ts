@@ -352,3 +352,49 @@ describe('EndpointDelivery circuit breaker trials (issue 9, defect 1)', () => {
     expect(sink.received.map((request) => request.eventId)).toEqual(['a', 'trial', 'next']);
   });
 });
+
+describe('EndpointDelivery on 401/403 (issue 9, defect 4)', () => {
+  const stale = { kind: 'bearer', token: 'stale' } as const;
+
+  it('refreshes the credential once and retries at once; still refused, it fails unauthorized', async () => {
+    const sink = await testEndpoint(() => ({ status: 403 }));
+    let refreshes = 0;
+    const refresh = async () => {
+      refreshes++;
+      return { kind: 'bearer', token: 'fresh' } as const;
+    };
+    const { body, key } = eventBody('evt-1');
+    const delivery = deliveryFor(sink.url, { maxAttempts: 5 });
+    const result = await delivery.deliver(body, key, never, later(), stale, refresh);
+    expect(result).toEqual({
+      ok: false,
+      endpoint: 'sink',
+      kind: 'unauthorized',
+      status: 403,
+      error: 'CREDENTIALS_REFUSED',
+      attempts: 2,
+    });
+    expect(refreshes).toBe(1);
+    expect(sink.received.map((request) => request.headers.authorization)).toEqual(['Bearer stale', 'Bearer fresh']);
+  });
+
+  it('a refresh that fails ends the delivery as unauthorized, saying why', async () => {
+    const sink = await testEndpoint(() => ({ status: 401 }));
+    const { body, key } = eventBody('evt-1');
+    const result = await deliveryFor(sink.url).deliver(body, key, never, later(), stale, async () => {
+      throw new Error('ENDPOINT_CREDENTIALS: cannot read the bearer token');
+    });
+    expect(result).toMatchObject({ ok: false, kind: 'unauthorized', status: 401, attempts: 1 });
+    expect(result.ok === false && result.error).toContain('refresh failed: ENDPOINT_CREDENTIALS');
+    expect(sink.received).toHaveLength(1);
+  });
+
+  it('other 4xx are not retried and do not open the breaker', async () => {
+    const sink = await testEndpoint(() => ({ status: 404 }));
+    const delivery = deliveryFor(sink.url, { maxAttempts: 5, breakerThreshold: 1 });
+    for (const id of ['a', 'b', 'c']) {
+      expect(await deliver(delivery, id)).toMatchObject({ kind: 'endpoint-error', status: 404, attempts: 1 });
+    }
+    expect(sink.received).toHaveLength(3);
+  });
+});

@@ -265,4 +265,16 @@ describe('quarantineAttributes', () => {
     expect(attributes[Q.detail]?.StringValue).toBe('HTTP 400');
     expect(attributes[Q.combined]).toBeUndefined();
   });
+
+  it('drops every quarantine.* a producer set: the source queue recorded is the record’s own (issue 9, defect 9)', () => {
+    const forged = record(1, {
+      [Q.sourceQueue]: 'arn:aws:sqs:us-east-1:999999999999:elsewhere',
+      [Q.messageId]: 'forged',
+      'quarantine.extra': 'x',
+    });
+    const attributes = quarantineAttributes(rejected(forged));
+    expect(attributes[Q.sourceQueue]?.StringValue).toBe(forged.eventSourceARN);
+    expect(attributes[Q.messageId]?.StringValue).toBe('m-1');
+    expect(attributes['quarantine.extra']).toBeUndefined();
+  });
 });
