@@ -169,6 +169,13 @@ function firstBadIndex(body: string): number {
   return low - 1;
 }
 
+// A key is body text too: one that does not look like an attribute name (a token, a sentence) is described instead.
+const SHOWABLE_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+function shownName(name: string): string {
+  return SHOWABLE_NAME.test(name) ? name : `(a name of ${Array.from(name).length} characters, not shown)`;
+}
+
 /** Parses one SQS record body; never throws. */
 export function parseEvent(body: string | undefined, maxBytes: number): ValidEvent | InvalidEvent {
   if (!body) return { ok: false, reason: 'empty-body', detail: 'the message body is empty' };
@@ -195,7 +202,7 @@ export function parseEvent(body: string | undefined, maxBytes: number): ValidEve
     return {
       ok: false,
       reason: 'invalid-cloudevent',
-      detail: `${badNames.slice(0, 5).join(', ')}: extension attribute names must be lower-case ASCII letters and digits`,
+      detail: `${badNames.slice(0, 5).map(shownName).join(', ')}: extension attribute names must be lower-case ASCII letters and digits`,
     };
   }
   const result = CloudEventSchema.safeParse(json);

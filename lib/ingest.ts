@@ -53,7 +53,10 @@ const GROUPED_MESSAGES = {
   'circuit-open': "deliveries not attempted: the endpoint's circuit breaker is open",
 } as const;
 
-/** Side effects get until this long before Lambda's timeout; the answer itself needs the rest. */
+/**
+ * Side effects get until this long before Lambda's timeout, max(250 ms, margin/2), as the configuration guide says
+ * for DEADLINE_MARGIN_MS; the answer itself needs the rest.
+ */
 function settleReserveMs(marginMs: number): number {
   return Math.max(250, Math.floor(marginMs / 2));
 }

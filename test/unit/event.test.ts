@@ -185,6 +185,16 @@ describe('parseEvent: invalid records and their reasons', () => {
     expect(result.detail).toContain(`${attribute}: `);
   });
 
+  it('never quotes an extension name that is not name-like: keys are body text too (issue 9, defect 7)', () => {
+    for (const name of ['Authorization: Bearer s3cr3t', 'pass\u0001s3cr3t', 'S3cr3t'.repeat(20)]) {
+      const result = invalid(withAttributes({ [name]: 'x', Upper: 'y' }));
+      expect(result.reason).toBe('invalid-cloudevent');
+      expect(result.detail.toLowerCase()).not.toContain('s3cr3t');
+      expect(result.detail).toContain('Upper');
+      expect(result.detail).toMatch(/\(a name of \d+ characters, not shown\)/);
+    }
+  });
+
   it('reports several problems at once', () => {
     const detail = invalid(withAttributes({ id: '', type: undefined })).detail;
     expect(detail).toContain('id: ');
