@@ -19,14 +19,18 @@ export const LOCAL_AWS = {
   credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
 } as const;
 
+// Every request the suite makes has its own timeout (longer than SQS's longest long poll, 20 s): a local server that
+// stops answering fails the request with a clear error instead of leaving the test to hit its own timeout.
+const REQUEST_LIMITS = { requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 } };
+
 /** An SQS client for the suite's local-aws-sqs (or another endpoint, e.g. a closed port for outages). */
 export function localSqs(endpoint: string = inject('sqsEndpoint')): SQSClient {
-  return new SQSClient({ ...LOCAL_AWS, endpoint, maxAttempts: 1 });
+  return new SQSClient({ ...LOCAL_AWS, ...REQUEST_LIMITS, endpoint, maxAttempts: 1 });
 }
 
 /** A DynamoDB client for the suite's dynalite (or another endpoint). */
 export function localDynamoDb(endpoint: string = inject('dynamodbEndpoint')): DynamoDBClient {
-  return new DynamoDBClient({ ...LOCAL_AWS, endpoint, maxAttempts: 1 });
+  return new DynamoDBClient({ ...LOCAL_AWS, ...REQUEST_LIMITS, endpoint, maxAttempts: 1 });
 }
 
 /** A loopback base URL where nothing listens: every connection is refused (see CLOSED_PORT). */
