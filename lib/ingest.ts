@@ -71,15 +71,22 @@ function deadlineSignal(ms: number): { signal: AbortSignal; clear: () => void } 
   return { signal: controller.signal, clear: () => clearTimeout(timer) };
 }
 
-/** Every record refused with 401/403 in one batch shares one read of the endpoint's credential. */
+/**
+ * Every record refused with 401/403 in one batch shares one read of the endpoint's credential; the records sent after
+ * it use the new credential straight away.
+ */
 function refreshOncePerBatch(
   refresh: (endpoint: string) => Promise<Credential | undefined>,
+  batchCredentials: Map<string, Credential>,
 ): (endpoint: string) => Promise<Credential | undefined> {
   const reads = new Map<string, Promise<Credential | undefined>>();
   return (endpoint) => {
     let read = reads.get(endpoint);
     if (!read) {
-      read = refresh(endpoint);
+      read = refresh(endpoint).then((credential) => {
+        if (credential) batchCredentials.set(endpoint, credential);
+        return credential;
+      });
       reads.set(endpoint, read);
     }
     return read;
@@ -166,12 +173,16 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
       ]),
     );
     try {
-      const credentials = await deps.credentials?.();
+      const fetched = await deps.credentials?.();
+      // This batch's own copy: a refresh after a 401/403 replaces an entry for the records sent after it.
+      const credentials = fetched ? new Map(fetched) : undefined;
       const fanoutContext = {
         signal: deliveryDeadline.signal,
         deadlineAt: started + remaining - config.deadlineMarginMs,
         ...(credentials ? { credentials } : {}),
-        ...(deps.refreshCredential ? { refreshCredential: refreshOncePerBatch(deps.refreshCredential) } : {}),
+        ...(credentials && deps.refreshCredential
+          ? { refreshCredential: refreshOncePerBatch(deps.refreshCredential, credentials) }
+          : {}),
       };
       const deliver = async (valid: ValidEvent, already: ReadonlySet<string> | undefined) => {
         const fan = await fanout(valid, endpoints, already, fanoutContext);

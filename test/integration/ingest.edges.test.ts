@@ -261,6 +261,10 @@ describe('4xx classification (issue 9, defect 4)', () => {
     expect(response.batchItemFailures).toEqual([]);
     expect(refreshed).toEqual(['beta']);
     expect(beta.accepted.size).toBe(3);
+    // Each record was refused at most once: the stale token, then the fresh one.
+    expect(
+      beta.received.filter((request) => request.headers.authorization === 'Bearer stale').length,
+    ).toBeLessThanOrEqual(3);
   });
 
   it('credentials refused after the refresh: failed with backoff, not quarantined, and the log line says so', async () => {
