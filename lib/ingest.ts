@@ -57,7 +57,7 @@ const GROUPED_MESSAGES = {
  * Side effects get until this long before Lambda's timeout, max(250 ms, margin/2), as the configuration guide says
  * for DEADLINE_MARGIN_MS; the answer itself needs the rest.
  */
-function settleReserveMs(marginMs: number): number {
+export function settleReserveMs(marginMs: number): number {
   return Math.max(250, Math.floor(marginMs / 2));
 }
 

@@ -2,6 +2,7 @@ import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HTTP_4XX } from '../../lib/endpoint';
 import { createIngest, type Ingest, type IngestDeps, loadConfig } from '../../lib/index';
+import { settleReserveMs } from '../../lib/ingest';
 import type { BackoffItem, Ledger, LedgerEntry, QuarantineItem } from '../../lib/types';
 import { TestEndpoint } from '../support/endpoints';
 import { cloudEvent, eventRecord, lambdaContext, sqsEvent, sqsRecord } from '../support/events';
@@ -317,5 +318,14 @@ describe('log volume under an open circuit (issue 9, defect 11)', () => {
       expect.objectContaining({ kind: 'circuit-open', records: 30, messageIds: expect.any(Array) }),
     ]);
     expect(failures[0]!.messageIds).toHaveLength(20);
+  });
+});
+
+describe('settleReserveMs (issue 9, defect 12: the docs say margin/2)', () => {
+  it('gives the side effects until max(250 ms, DEADLINE_MARGIN_MS / 2) before the timeout', () => {
+    expect(settleReserveMs(1000)).toBe(500);
+    expect(settleReserveMs(2500)).toBe(1250);
+    expect(settleReserveMs(500)).toBe(250);
+    expect(settleReserveMs(60_001)).toBe(30_000);
   });
 });
