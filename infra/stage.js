@@ -233,7 +233,7 @@ function endpointAlarm(stage, endpoint) {
         'Failures are 5xx, 408/429, timeouts, resets, 401/403 (our credentials refused even after a refresh: check ' +
         'ENDPOINT_CREDENTIALS) and other 4xx such as 404/405/409/410 (the endpoint, not the event); 400/413/415/422 ' +
         'blame the event and are quarantined. ' +
-        'Run the "Delivery failures by endpoint and status" query; the README\'s operations guide says what to do.',
+        'Run the "Delivery failures by endpoint and status" query; docs/operations.md, Alarms and what to do, says what to do.',
       Metrics: [
         metric('ok', stage.metric.DeliverySucceeded),
         metric('ko', stage.metric.DeliveryFailed),
@@ -291,7 +291,7 @@ function dashboardBody(stage) {
           `## ${stage.service} · ${stage.stage}\n` +
           'Source queue `${IngestQueue.QueueName}`, dead-letter queue `${IngestDeadLetterQueue.QueueName}`, ' +
           'function `${IngestLambdaFunction}`. Saved Logs Insights queries: folder ' +
-          `\`${stage.service}-${stage.stage}\`. What each alarm means and what to do: README, Operations.`,
+          `\`${stage.service}-${stage.stage}\`. What each alarm means and what to do: docs/operations.md, Alarms and what to do.`,
       },
     },
     graph(
