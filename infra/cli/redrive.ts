@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { Presets, SingleBar } from 'cli-progress';
+import { describePermissions, REDRIVE_PERMISSIONS } from '../../lib/iam-actions';
 import { type RedriveMethod, type RedriveSummary, redrive } from '../../lib/redrive';
 
 const USAGE = `Usage: npm run redrive -- --from <dlq-url> [--to <queue-url>] [--max N] [options]
@@ -18,7 +19,10 @@ Moves messages out of a dead-letter / quarantine queue for another attempt.
   --help
 
 AWS settings come from the environment as usual (AWS_REGION, credentials, AWS_ENDPOINT_URL_SQS).
-Ctrl-C stops after the batch in hand; nothing is lost (each message is sent before it is deleted).`;
+Ctrl-C stops after the batch in hand; nothing is lost (each message is sent before it is deleted).
+
+Required permissions (IAM):
+${describePermissions(REDRIVE_PERMISSIONS)}`;
 
 function fail(message: string): never {
   console.error(`redrive: ${message}\n\n${USAGE}`);
