@@ -5,3 +5,4 @@ export function credentialArns(ref: {
   store: 'ssm' | 'secretsmanager';
   name: string;
 }): (string | { 'Fn::Sub': string })[];
+export const UNDISPLAYED_METRICS: Record<string, string>;

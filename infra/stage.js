@@ -413,6 +413,15 @@ function batchAlarms(stage, errorPeriods) {
   return alarms;
 }
 
+/**
+ * Metrics the code emits that the dashboard leaves out on purpose, with why; every other emitted metric must be on
+ * it (test/integration/telemetry.test.ts checks both against a real run).
+ */
+export const UNDISPLAYED_METRICS = {
+  // Powertools' cold-start count (dimensions service + function_name): the duration widget's max shows cold starts.
+  ColdStart: 'cold starts show as the maximum of the function duration',
+};
+
 function dashboardBody(stage, alarmIds) {
   const region = '${AWS::Region}';
   const ns = stage.namespace;

@@ -11,7 +11,8 @@ import type { Template } from './package-stack';
 
 // A packaged stage run for real on the local stack: local queues and table stand in for the template's resources,
 // the function gets the template's environment (resolved against them), and a few batches cover what it does:
-// deliver, fail with backoff, quarantine invalid and rejected records, skip what the ledger has, hit the deadline.
+// deliver, fail with backoff (HTTP 500, connection reset), quarantine invalid and rejected records, skip what the
+// ledger has, hit the deadline.
 
 type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
 
@@ -76,7 +77,7 @@ async function captureStdout<T>(fn: () => Promise<T>): Promise<{ result: T; line
 }
 
 /**
- * Runs the stage's function on the local stack through four batches. The template must configure credentials for
+ * Runs the stage's function on the local stack through three batches. The template must configure credentials for
  * the endpoints 'analytics' (SSM) and 'audit' (Secrets Manager), as the `secured` variant does.
  */
 export async function runStage(template: Template, overrides: Record<string, string> = {}): Promise<StageRun> {
@@ -87,7 +88,11 @@ export async function runStage(template: Template, overrides: Record<string, str
     createLedgerTable(localDynamoDb(), 'stage-ledger'),
   ]);
   const stack = localStack({ queue: queue.name, dlq: dlq.name, table }, template);
-  const [analytics, audit] = await Promise.all([TestEndpoint.start(), TestEndpoint.start()]);
+  // A connection reset: the failure line then carries the transport error.
+  const [analytics, audit] = await Promise.all([
+    TestEndpoint.start(({ eventId }) => (eventId === 'reset' ? { reset: true } : { status: 200 })),
+    TestEndpoint.start(),
+  ]);
   const stores = await startCredentialStores(
     { '/ingest-fanout/dev/analytics-token': 'token-1' },
     { 'ingest-fanout/dev/audit-key': 'hmac-secret' },
@@ -115,6 +120,7 @@ export async function runStage(template: Template, overrides: Record<string, str
       { body: JSON.stringify(cloudEvent('fails-then-passes')) },
       { body: JSON.stringify(cloudEvent('rejected')) },
       { body: 'not json' },
+      { body: JSON.stringify(cloudEvent('reset')) },
       { body: JSON.stringify(cloudEvent('slow')) },
     ]);
     const record = (text: string) => records.find((r) => r.body.includes(text))!;
@@ -122,7 +128,8 @@ export async function runStage(template: Template, overrides: Record<string, str
     const { result, lines } = await captureStdout(async () => {
       vi.resetModules();
       const { handler } = (await import('../../functions/ingest/handler')) as { handler: Handler };
-      await handler(sqsEvent([record('fails-then-passes'), record('rejected'), record('not json')]), lambdaContext());
+      const first = ['fails-then-passes', 'rejected', 'not json', 'reset'].map(record);
+      await handler(sqsEvent(first), lambdaContext());
       // The failed record comes back; audit now accepts it, and the ledger spares analytics a second copy.
       audit.respond(({ eventId }) => (eventId === 'slow' ? { hang: true } : { status: 200 }));
       const again = record('fails-then-passes');
