@@ -147,10 +147,16 @@ function stringOf(value: unknown): string {
   return getAtt ? `\${${getAtt.join('.')}}` : JSON.stringify(value);
 }
 
+/** The widgets of each dashboard, by dashboard id (the body is a Fn::Sub of JSON). */
+function dashboards(template: Template): [string, { type: string; properties: Json }[]][] {
+  return resourcesOfType(template, 'AWS::CloudWatch::Dashboard').map(([id, dashboard]) => {
+    const body = (dashboard.Properties as { DashboardBody: { 'Fn::Sub': string } }).DashboardBody['Fn::Sub'];
+    return [id, (JSON.parse(body) as { widgets: { type: string; properties: Json }[] }).widgets];
+  });
+}
+
 function dashboardMetrics(template: Template, collected: Collected): void {
-  for (const [id, dashboard] of resourcesOfType(template, 'AWS::CloudWatch::Dashboard')) {
-    const body = (dashboard.Properties?.DashboardBody as { 'Fn::Sub': string })['Fn::Sub'];
-    const { widgets } = JSON.parse(body) as { widgets: { type: string; properties: Json }[] };
+  for (const [id, widgets] of dashboards(template)) {
     for (const widget of widgets.filter((w) => w.type === 'metric')) {
       const where = `dashboard ${id} widget '${String(widget.properties.title)}'`;
       const rows = widget.properties.metrics as unknown[][];
@@ -241,11 +247,11 @@ export function checkQueries(template: Template, lines: Record<string, unknown>[
     `query ${id}`,
     String(q.Properties?.QueryString),
   ]);
-  for (const [id, dashboard] of resourcesOfType(template, 'AWS::CloudWatch::Dashboard')) {
-    const body = (dashboard.Properties?.DashboardBody as { 'Fn::Sub': string })['Fn::Sub'];
-    for (const widget of (JSON.parse(body) as { widgets: { type: string; properties: Json }[] }).widgets) {
-      if (widget.type === 'log')
+  for (const [id, widgets] of dashboards(template)) {
+    for (const widget of widgets) {
+      if (widget.type === 'log') {
         queries.push([`dashboard ${id} '${String(widget.properties.title)}'`, String(widget.properties.query)]);
+      }
     }
   }
   return queries.flatMap(([where, query]) =>
