@@ -251,22 +251,8 @@ function alarmActions(stage) {
 }
 
 function endpointAlarm(stage, endpoint) {
-  const metric = (id, metricName) => ({
-    Id: id,
-    ReturnData: false,
-    MetricStat: {
-      Metric: {
-        Namespace: stage.namespace,
-        MetricName: metricName,
-        Dimensions: [
-          { Name: 'service', Value: stage.serviceDimension },
-          { Name: 'endpoint', Value: endpoint.name },
-        ],
-      },
-      Period: 60,
-      Stat: 'Sum',
-    },
-  });
+  const dimension = [{ Name: 'endpoint', Value: endpoint.name }];
+  const metric = (id, metricName) => customMetric(stage, id, metricName, 60, dimension);
   return {
     Type: 'AWS::CloudWatch::Alarm',
     Properties: {

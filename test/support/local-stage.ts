@@ -7,6 +7,7 @@ import { TestEndpoint } from './endpoints';
 import { cloudEvent, lambdaContext, sqsEvent } from './events';
 import type { StackValues } from './iam-check';
 import { resolve } from './iam-check';
+import { captureOutput } from './output';
 import type { Template } from './package-stack';
 
 // A packaged stage run for real on the local stack: local queues and table stand in for the template's resources,
@@ -49,31 +50,6 @@ export function localStack(names: { queue: string; dlq: string; table: string },
     },
     pseudo: { 'AWS::Partition': 'aws', 'AWS::Region': region, 'AWS::AccountId': LOCAL_ACCOUNT },
   };
-}
-
-/** Collects the JSON lines written to stdout and stderr while `fn` runs. */
-async function captureStdout<T>(fn: () => Promise<T>): Promise<{ result: T; lines: Record<string, unknown>[] }> {
-  const chunks: string[] = [];
-  const capture = (chunk: string | Uint8Array) => {
-    chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-    return true;
-  };
-  // Powertools writes INFO and EMF to stdout, WARN and ERROR to stderr: in Lambda both reach the log group.
-  const spies = [
-    vi.spyOn(process.stdout, 'write').mockImplementation(capture),
-    vi.spyOn(process.stderr, 'write').mockImplementation(capture),
-  ];
-  try {
-    const result = await fn();
-    const lines = chunks
-      .join('')
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
-    return { result, lines };
-  } finally {
-    for (const spy of spies) spy.mockRestore();
-  }
 }
 
 /**
@@ -125,7 +101,7 @@ export async function runStage(template: Template, overrides: Record<string, str
     ]);
     const record = (text: string) => records.find((r) => r.body.includes(text))!;
     recorder = recordAwsCalls();
-    const { result, lines } = await captureStdout(async () => {
+    const { result, lines } = await captureOutput(async () => {
       vi.resetModules();
       const { handler } = (await import('../../functions/ingest/handler')) as { handler: Handler };
       const first = ['fails-then-passes', 'rejected', 'not json', 'reset'].map(record);
