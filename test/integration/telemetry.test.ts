@@ -37,6 +37,7 @@ describe('metrics: alarms and dashboard against the EMF the code writes', () => 
       'BatchDuration{service}': 'Milliseconds',
       'DeliveryFailed{endpoint,service}': 'Count',
       'DeliveryLatency{endpoint,service}': 'Milliseconds',
+      'ColdStart{function_name,service}': 'Count',
     });
     for (const metric of emitted) {
       expect(metric.namespace).toBe('IngestFanout');
@@ -46,6 +47,8 @@ describe('metrics: alarms and dashboard against the EMF the code writes', () => 
 
   it('alarms and draws only metrics the code emits with exactly those dimensions, and draws all others', () => {
     expect(checkMetrics(template, emitted, undisplayed)).toEqual([]);
+    // The undisplayed list names only metrics the code emits.
+    for (const name of undisplayed) expect(emitted.map((m) => m.name)).toContain(name);
   });
 
   it('reports a misspelt metric, a wrong dimension set, a dangling expression id and an undrawn metric', () => {

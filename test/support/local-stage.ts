@@ -86,6 +86,8 @@ export async function runStage(template: Template, overrides: Record<string, str
     AWS_ENDPOINT_URL_DYNAMODB: inject('dynamodbEndpoint'),
     AWS_ENDPOINT_URL_SSM: stores.url,
     AWS_ENDPOINT_URL_SECRETS_MANAGER: stores.url,
+    // Set by Lambda's runtime; Powertools counts cold starts only with it.
+    AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
   });
   let recorder: ReturnType<typeof recordAwsCalls> | undefined;
   try {
