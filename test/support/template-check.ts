@@ -184,87 +184,105 @@ export async function checkResources(template: Template): Promise<string[]> {
   return checker.errors;
 }
 
-/** Where a Ref, Fn::GetAtt, Fn::Sub variable, condition or DependsOn points at something the template lacks. */
-export async function checkReferences(template: Template): Promise<string[]> {
-  const db = await resourceSpec();
-  const errors: string[] = [];
-  const parameters = new Set(Object.keys(template.Parameters ?? {}));
-  const conditions = new Set(Object.keys(template.Conditions ?? {}));
-  const resources = template.Resources;
+/** Follows every reference of a template, collecting those that point at nothing. */
+class References {
+  readonly errors: string[] = [];
+  private readonly parameters: Set<string>;
+  readonly conditions: Set<string>;
 
-  const ref = (name: string, path: string, locals: Set<string> = new Set()) => {
-    if (!(name in resources || parameters.has(name) || PSEUDO_PARAMETERS.has(name) || locals.has(name))) {
-      errors.push(`${path}: Ref to '${name}', which is no resource, parameter or pseudo-parameter`);
+  constructor(
+    private readonly db: SpecDatabase,
+    readonly template: Template,
+  ) {
+    this.parameters = new Set(Object.keys(template.Parameters ?? {}));
+    this.conditions = new Set(Object.keys(template.Conditions ?? {}));
+  }
+
+  ref(name: string, path: string, locals: Set<string> = new Set()): void {
+    const known = name in this.template.Resources || this.parameters.has(name) || PSEUDO_PARAMETERS.has(name);
+    if (!known && !locals.has(name)) {
+      this.errors.push(`${path}: Ref to '${name}', which is no resource, parameter or pseudo-parameter`);
     }
-  };
-  const getAtt = (id: string, attribute: string, path: string) => {
-    const resource = resources[id];
+  }
+
+  getAtt(id: string, attribute: string, path: string): void {
+    const resource = this.template.Resources[id];
     if (!resource) {
-      errors.push(`${path}: Fn::GetAtt on '${id}', which is no resource`);
+      this.errors.push(`${path}: Fn::GetAtt on '${id}', which is no resource`);
       return;
     }
-    const schema = lookupType(db, resource.Type);
+    const schema = lookupType(this.db, resource.Type);
     if (schema && !(attribute in schema.attributes)) {
-      errors.push(
+      this.errors.push(
         `${path}: Fn::GetAtt ${id}.${attribute}: ${resource.Type} has no attribute '${attribute}' ` +
           `(it has ${Object.keys(schema.attributes).join(', ')})`,
       );
     }
-  };
-  const sub = (text: string, locals: Set<string>, path: string) => {
+  }
+
+  sub(text: string, locals: Set<string>, path: string): void {
     for (const [, variable] of text.matchAll(/\$\{([^!}][^}]*)\}/g)) {
       const name = variable!.trim();
       const dot = name.indexOf('.');
-      if (dot > 0 && !name.startsWith('AWS::')) getAtt(name.slice(0, dot), name.slice(dot + 1), path);
-      else ref(name, path, locals);
+      if (dot > 0 && !name.startsWith('AWS::')) this.getAtt(name.slice(0, dot), name.slice(dot + 1), path);
+      else this.ref(name, path, locals);
     }
-  };
-  const walk = (value: Value, path: string) => {
+  }
+
+  condition(name: string, path: string): void {
+    if (!this.conditions.has(name)) this.errors.push(`${path}: condition '${name}' does not exist`);
+  }
+
+  walk(value: Value, path: string): void {
     if (Array.isArray(value)) {
       value.forEach((element, i) => {
-        walk(element, `${path}[${i}]`);
+        this.walk(element, `${path}[${i}]`);
       });
       return;
     }
     if (!isObject(value)) return;
     const call = intrinsic(value) ?? (Object.keys(value).join() === 'Condition' ? ['Condition', value.Condition] : []);
     const [name, args] = call as [string | undefined, Value];
-    if (name === 'Ref' && typeof args === 'string') return ref(args, path);
-    if (name === 'Condition' && typeof args === 'string') {
-      if (!conditions.has(args)) errors.push(`${path}: condition '${args}' does not exist`);
-      return;
-    }
-    if (name === 'Fn::GetAtt') {
+    if (name === 'Ref' && typeof args === 'string') {
+      this.ref(args, path);
+    } else if (name === 'Condition' && typeof args === 'string') {
+      this.condition(args, path);
+    } else if (name === 'Fn::GetAtt') {
       const [id, attribute] = typeof args === 'string' ? args.split(/\.(.*)/s) : (args as string[]);
-      return getAtt(String(id), String(attribute), path);
-    }
-    if (name === 'Fn::Sub') {
+      this.getAtt(String(id), String(attribute), path);
+    } else if (name === 'Fn::Sub') {
       const [text, variables] = typeof args === 'string' ? [args, {}] : (args as [string, Record<string, Value>]);
-      sub(text, new Set(Object.keys(variables ?? {})), path);
-      return walk(variables, path);
+      this.sub(text, new Set(Object.keys(variables ?? {})), path);
+      this.walk(variables, path);
+    } else {
+      this.walkCall(name, args, value, path);
     }
-    if (name === 'Fn::If' && Array.isArray(args) && !conditions.has(String(args[0]))) {
-      errors.push(`${path}: Fn::If on condition '${String(args[0])}', which does not exist`);
-    }
-    for (const [key, element] of Object.entries(value)) walk(element, `${path}.${key}`);
-  };
+  }
 
-  for (const [id, resource] of Object.entries(resources)) {
+  /** Any other function (Fn::If checks its condition) or plain object: look inside. */
+  private walkCall(name: string | undefined, args: Value, value: Record<string, Value>, path: string): void {
+    if (name === 'Fn::If' && Array.isArray(args) && !this.conditions.has(String(args[0]))) {
+      this.errors.push(`${path}: Fn::If on condition '${String(args[0])}', which does not exist`);
+    }
+    for (const [key, element] of Object.entries(value)) this.walk(element, `${path}.${key}`);
+  }
+}
+
+/** Where a Ref, Fn::GetAtt, Fn::Sub variable, condition or DependsOn points at something the template lacks. */
+export async function checkReferences(template: Template): Promise<string[]> {
+  const refs = new References(await resourceSpec(), template);
+  for (const [id, resource] of Object.entries(template.Resources)) {
     const path = `Resources.${id}`;
     for (const target of [resource.DependsOn ?? []].flat()) {
-      if (!(target in resources)) errors.push(`${path}.DependsOn: '${target}' is no resource`);
+      if (!(target in template.Resources)) refs.errors.push(`${path}.DependsOn: '${target}' is no resource`);
     }
-    if (resource.Condition && !conditions.has(resource.Condition)) {
-      errors.push(`${path}.Condition: condition '${resource.Condition}' does not exist`);
-    }
-    walk(resource.Properties ?? {}, `${path}.Properties`);
+    if (resource.Condition) refs.condition(resource.Condition, `${path}.Condition`);
+    refs.walk(resource.Properties ?? {}, `${path}.Properties`);
   }
   for (const [id, output] of Object.entries(template.Outputs ?? {})) {
-    if (typeof output.Condition === 'string' && !conditions.has(output.Condition)) {
-      errors.push(`Outputs.${id}.Condition: condition '${output.Condition}' does not exist`);
-    }
-    walk(output.Value, `Outputs.${id}.Value`);
+    if (typeof output.Condition === 'string') refs.condition(output.Condition, `Outputs.${id}.Condition`);
+    refs.walk(output.Value, `Outputs.${id}.Value`);
   }
-  walk(template.Conditions ?? {}, 'Conditions');
-  return errors;
+  refs.walk(template.Conditions ?? {}, 'Conditions');
+  return refs.errors;
 }
