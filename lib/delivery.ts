@@ -1,4 +1,4 @@
-import { type Credential, type Endpoint, whenAborted } from './endpoint';
+import { type AttemptResult, type Credential, type Endpoint, whenAborted } from './endpoint';
 import { DeliveryAttemptError } from './errors';
 import type { DeliveryFailure } from './types';
 
@@ -10,6 +10,9 @@ export interface RetryOptions {
   breakerHalfOpenMs: number;
   maxConnections: number;
 }
+
+/** Reads one endpoint's credential again, bypassing the cache. */
+export type CredentialRefresh = () => Promise<Credential | undefined>;
 
 export type DeliveryResult =
   | { ok: true; endpoint: string; attempts: number; latencyMs: number; status: number }
@@ -66,6 +69,11 @@ export class CircuitBreaker {
     this.#failures++;
     if (this.threshold > 0 && this.#failures >= this.threshold) this.#openUntil = this.now() + this.halfOpenMs;
   }
+
+  /** The attempt ended without telling whether the endpoint is up (the deadline cut it): the next one may try. */
+  abandoned(): void {
+    this.#trialInFlight = false;
+  }
 }
 
 interface Job {
@@ -74,6 +82,9 @@ interface Job {
   signal: AbortSignal;
   deadlineAt: number;
   credential: Credential | undefined;
+  /** Reads the endpoint's credential again, bypassing any cache; asked once, after a 401 or 403. */
+  refresh: CredentialRefresh | undefined;
+  refreshed: boolean;
   attempt: number;
   resolve: (result: DeliveryResult) => void;
 }
@@ -111,9 +122,10 @@ export class EndpointDelivery {
     signal: AbortSignal,
     deadlineAt: number,
     credential?: Credential,
+    refresh?: CredentialRefresh,
   ): Promise<DeliveryResult> {
     return new Promise((resolve) => {
-      this.#queue.push({ body, key, signal, deadlineAt, credential, attempt: 1, resolve });
+      this.#queue.push({ body, key, signal, deadlineAt, credential, refresh, refreshed: false, attempt: 1, resolve });
       this.#pump();
     });
   }
@@ -143,7 +155,7 @@ export class EndpointDelivery {
       return;
     }
     this.#active++;
-    this.#endpoint.post(job.body, job.key, job.signal, job.credential).then(
+    this.#attempt(job).then(
       (result) => {
         this.#active--;
         this.#breaker.succeeded();
@@ -160,9 +172,48 @@ export class EndpointDelivery {
         this.#active--;
         const transient = !(error instanceof DeliveryAttemptError) || error.kind === 'transient';
         if (transient) this.#breaker.failed();
-        else if (error.kind !== 'aborted') this.#breaker.succeeded();
-        this.#retryOrFail(job, error);
+        else if (error.kind === 'aborted') this.#breaker.abandoned();
+        else this.#breaker.succeeded();
+        if (error instanceof DeliveryAttemptError && error.kind === 'unauthorized' && job.refresh && !job.refreshed) {
+          this.#refreshAndRetry(job, job.refresh, error);
+        } else this.#retryOrFail(job, error);
         this.#pump();
+      },
+    );
+  }
+
+  /** A synchronous throw becomes a rejection, so the trial it may be ends like any other failure. */
+  #attempt(job: Job): Promise<AttemptResult> {
+    try {
+      return this.#endpoint.post(job.body, job.key, job.signal, job.credential);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** 401/403: read the credential again, bypassing the cache, and try once more at once. */
+  #refreshAndRetry(job: Job, refresh: CredentialRefresh, error: DeliveryAttemptError): void {
+    job.refreshed = true;
+    const failure = toFailure(this.#endpoint.name, error, job.attempt);
+    let done = false;
+    const forget = whenAborted(job.signal, () => {
+      done = true;
+      job.resolve({ ok: false, ...failure });
+    });
+    refresh().then(
+      (credential) => {
+        forget();
+        if (done) return;
+        job.credential = credential;
+        job.attempt++;
+        this.#queue.push(job);
+        this.#pump();
+      },
+      (refreshError: unknown) => {
+        forget();
+        if (done) return;
+        const reason = refreshError instanceof Error ? refreshError.message : String(refreshError);
+        job.resolve({ ok: false, ...failure, error: `CREDENTIALS_REFUSED; refresh failed: ${reason}` });
       },
     );
   }
