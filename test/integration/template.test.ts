@@ -114,6 +114,12 @@ describe('the stack review findings (issue 12, item 7)', () => {
   const visibility = (t: Template) => props(t.Resources.IngestQueue).VisibilityTimeout as number;
   const fnEnv = (t: Template) =>
     (props(t.Resources.IngestLambdaFunction).Environment as { Variables: Record<string, unknown> }).Variables;
+  /** The backoff the packaged function applies, read from its environment by its own parser. */
+  const backoffPolicy = (t: Template) => {
+    const literal = Object.entries(fnEnv(t)).filter(([, v]) => typeof v === 'string' || typeof v === 'number');
+    const config = loadConfig(Object.fromEntries(literal.map(([k, v]) => [k, String(v)])));
+    return { baseDelayS: config.retryBaseDelayS, maxDelayS: config.retryMaxDelayS };
+  };
 
   it('alarms on what an endpoint outage moves: records failing in two periods longer than any backoff', () => {
     const p = alarm(standard, 'RecordsFailingAlarm');
@@ -129,13 +135,7 @@ describe('the stack review findings (issue 12, item 7)', () => {
     });
     // A record failing throughout comes back after at most its longest backoff + the batching window + one
     // invocation, so it fails at least once in every period until it is dead-lettered.
-    const config = loadConfig(
-      Object.fromEntries(Object.entries(fnEnv(standard)).filter(([, v]) => typeof v === 'string')) as Record<
-        string,
-        string
-      >,
-    );
-    const policy = { baseDelayS: config.retryBaseDelayS, maxDelayS: config.retryMaxDelayS };
+    const policy = backoffPolicy(standard);
     const longestBackoff = Math.max(
       ...Array.from({ length: 20 }, (_, i) => backoffDelayS(i + 1, policy, undefined, () => 0.999999)),
     );
@@ -162,7 +162,7 @@ describe('the stack review findings (issue 12, item 7)', () => {
       return failureTimes({
         startS: phase,
         maxReceiveCount: receives(standard),
-        policy: { baseDelayS: 10, maxDelayS: 900 },
+        policy: backoffPolicy(standard),
         random: () => jitter[i++ % jitter.length]!,
         pickupS: 5 + (props(standard.Resources.IngestLambdaFunction).Timeout as number),
       });
