@@ -70,6 +70,8 @@ describe('the function role against the calls the code makes', () => {
     const expected = FUNCTION_CODE_PERMISSIONS.flatMap((p) => p.actions).filter((a) => a !== 'kms:Decrypt');
     expect([...recorded].sort()).toEqual([...expected].sort());
     expect(run.calls.filter((call) => call.resources.length === 0)).toEqual([]);
+    // The 401 made the function read the credential again, with the same permission.
+    expect(run.calls.filter((call) => call.operation === 'GetParameter').length).toBeGreaterThanOrEqual(2);
   });
 
   it('names only actions that exist in IAM', async () => {

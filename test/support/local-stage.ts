@@ -12,7 +12,7 @@ import type { Template } from './package-stack';
 
 // A packaged stage run for real on the local stack: local queues and table stand in for the template's resources,
 // the function gets the template's environment (resolved against them), and a few batches cover what it does:
-// deliver, fail with backoff (HTTP 500, connection reset), quarantine invalid and rejected records, skip what the
+// deliver, fail with backoff (HTTP 500, connection reset, 401 after a credential refresh), quarantine invalid and rejected records, skip what the
 // ledger has, hit the deadline.
 
 type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
@@ -64,9 +64,11 @@ export async function runStage(template: Template, overrides: Record<string, str
     createLedgerTable(localDynamoDb(), 'stage-ledger'),
   ]);
   const stack = localStack({ queue: queue.name, dlq: dlq.name, table }, template);
-  // A connection reset: the failure line then carries the transport error.
+  // A connection reset (the failure line then carries the transport error) and a 401 (the credential is re-read).
   const [analytics, audit] = await Promise.all([
-    TestEndpoint.start(({ eventId }) => (eventId === 'reset' ? { reset: true } : { status: 200 })),
+    TestEndpoint.start(({ eventId }) =>
+      eventId === 'reset' ? { reset: true } : eventId === 'denied' ? { status: 401 } : { status: 200 },
+    ),
     TestEndpoint.start(),
   ]);
   const stores = await startCredentialStores(
@@ -99,6 +101,7 @@ export async function runStage(template: Template, overrides: Record<string, str
       { body: JSON.stringify(cloudEvent('rejected')) },
       { body: 'not json' },
       { body: JSON.stringify(cloudEvent('reset')) },
+      { body: JSON.stringify(cloudEvent('denied')) },
       { body: JSON.stringify(cloudEvent('slow')) },
     ]);
     const record = (text: string) => records.find((r) => r.body.includes(text))!;
@@ -106,7 +109,7 @@ export async function runStage(template: Template, overrides: Record<string, str
     const { result, lines } = await captureOutput(async () => {
       vi.resetModules();
       const { handler } = (await import('../../functions/ingest/handler')) as { handler: Handler };
-      const first = ['fails-then-passes', 'rejected', 'not json', 'reset'].map(record);
+      const first = ['fails-then-passes', 'rejected', 'not json', 'reset', 'denied'].map(record);
       await handler(sqsEvent(first), lambdaContext());
       // The failed record comes back; audit now accepts it, and the ledger spares analytics a second copy.
       audit.respond(({ eventId }) => (eventId === 'slow' ? { hang: true } : { status: 200 }));
