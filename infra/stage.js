@@ -7,8 +7,15 @@
 // resolveConfigurationProperty } from the framework (osls, serverless v3 and v4 alike).
 
 /** Lambda's limits for SQS event sources; FIFO queues take no batching window and at most 10 records. */
-const LIMITS = { timeoutS: [1, 900], batchSizeStandard: [1, 10_000], batchSizeFifo: [1, 10], windowS: [0, 300] };
+const LIMITS = {
+  retentionS: [60, 1_209_600],
+  timeoutS: [1, 900],
+  batchSizeStandard: [1, 10_000],
+  batchSizeFifo: [1, 10],
+  windowS: [0, 300],
+};
 const ESM_LOGICAL_ID = 'IngestEventSourceMappingSQSIngestQueue';
+const FUNCTION_LOGICAL_ID = 'IngestLambdaFunction';
 
 let pending;
 
@@ -49,6 +56,32 @@ function percent(stage, name, value) {
     fail(stage, `param '${name}' is ${JSON.stringify(value)}: use a percentage above 0 and below 100`);
   }
   return number;
+}
+
+/** Lambda's limit on all environment variables together (keys and values), checked before any deploy. */
+export const ENVIRONMENT_LIMIT_BYTES = 4096;
+// A CloudFormation reference resolves at deploy time: count the longest a queue URL or table name can be.
+const REFERENCE_BYTES = 256;
+
+function checkEnvironmentSize(stage, environment) {
+  const sizes = Object.entries(environment).map(([key, value]) => [
+    key,
+    Buffer.byteLength(key) +
+      (typeof value === 'string' || typeof value === 'number' ? Buffer.byteLength(String(value)) : REFERENCE_BYTES),
+  ]);
+  const total = sizes.reduce((sum, [, size]) => sum + size, 0);
+  if (total > ENVIRONMENT_LIMIT_BYTES) {
+    const largest = sizes
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 3)
+      .map(([key, size]) => `${key} (${size} bytes)`)
+      .join(', ');
+    fail(
+      stage,
+      `the function's environment variables take ${total} bytes, over Lambda's ${ENVIRONMENT_LIMIT_BYTES}-byte limit ` +
+        `(largest: ${largest}): shorten the endpoint URLs or credential names`,
+    );
+  }
 }
 
 function pascal(name) {
@@ -98,6 +131,12 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     fail(stage, `param 'batchSize' is ${batchSize}: above 10, Lambda needs a batchingWindowS of at least 1`);
   }
   integer(stage, 'maximumConcurrency', await param('maximumConcurrency'), [2, 1000]);
+  const queueRetentionS = integer(stage, 'queueRetentionS', await param('queueRetentionS'), LIMITS.retentionS);
+  const dlqRetentionS = integer(stage, 'dlqRetentionS', await param('dlqRetentionS'), LIMITS.retentionS);
+  if (dlqRetentionS <= queueRetentionS) {
+    // SQS keeps a message's original enqueue time when it moves to the DLQ.
+    fail(stage, `param 'dlqRetentionS' (${dlqRetentionS}) must exceed queueRetentionS (${queueRetentionS})`);
+  }
 
   // The function's environment, as deployed; values that are CloudFormation references are checked by AWS.
   const environment = (await resolveConfigurationProperty(['provider', 'environment'])) ?? {};
@@ -105,6 +144,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     Object.entries(environment).filter(([, value]) => typeof value === 'string' || typeof value === 'number'),
   );
   for (const [key, value] of Object.entries(env)) env[key] = String(value);
+  checkEnvironmentSize(stage, environment);
   if (!env.ENDPOINTS?.trim()) {
     fail(
       stage,
@@ -135,8 +175,13 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     );
   }
   const maxReceiveCount = integer(stage, 'maxReceiveCount', await param('maxReceiveCount'), [1, 1000]);
-  const retentionS = integer(stage, 'queueRetentionS', await param('queueRetentionS'), [60, 1_209_600]);
-  checkRetention(stage, { timeoutS, windowS, maxReceiveCount, retentionS, retryMaxDelayS: config.retryMaxDelayS });
+  checkRetention(stage, {
+    timeoutS,
+    windowS,
+    maxReceiveCount,
+    retentionS: queueRetentionS,
+    retryMaxDelayS: config.retryMaxDelayS,
+  });
   const logicalIds = new Map();
   for (const { name } of config.endpoints) {
     const id = pascal(name);
@@ -148,9 +193,12 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     service,
     stage,
     fifo,
+    queueRetentionS,
+    dlqRetentionS,
     timeoutS,
     windowS,
     batchSize,
+    retryMaxDelayS: config.retryMaxDelayS,
     endpoints: config.endpoints.map((e) => ({ name: e.name, id: pascal(e.name) })),
     credentials,
     serviceDimension: env.POWERTOOLS_SERVICE_NAME || service,
@@ -185,6 +233,41 @@ export async function queueVisibilityTimeoutS(context) {
   return 6 * stage.timeoutS + stage.windowS;
 }
 
+/** A day beyond the longest a record can wait before a redrive: in the source queue, then in the DLQ. */
+export const LEDGER_TTL_MARGIN_S = 86_400;
+
+/** DELIVERY_LEDGER_TTL_S: a late redrive must still find what each endpoint already accepted. */
+export async function ledgerTtlS(context) {
+  // Part of the environment that load() reads: computed from the params alone (checked there), not from load().
+  const param = (name) => context.resolveVariable(`param:${name}`);
+  const [stage, queue, dlq] = await Promise.all([
+    context.resolveVariable('sls:stage'),
+    param('queueRetentionS'),
+    param('dlqRetentionS'),
+  ]);
+  return (
+    integer(stage, 'queueRetentionS', queue, LIMITS.retentionS) +
+    integer(stage, 'dlqRetentionS', dlq, LIMITS.retentionS) +
+    LEDGER_TTL_MARGIN_S
+  );
+}
+
+/**
+ * Error alarms look back over more than one visibility timeout (in 60 s periods, firing on one data point): a batch
+ * that fails whole comes back only that often, so one failing batch must be enough to alarm.
+ */
+export async function errorAlarmPeriods(context) {
+  return Math.ceil((await queueVisibilityTimeoutS(context)) / 60) + 1;
+}
+
+/**
+ * The period of the "still failing" alarms: longer than the longest wait between two deliveries of a failing record
+ * (the longest backoff, the batching window and one invocation), so a record failing throughout fails in every period.
+ */
+function redeliveryPeriodS(stage) {
+  return Math.ceil((stage.retryMaxDelayS + stage.windowS + stage.timeoutS) / 60) * 60;
+}
+
 /** 'true' or 'false', as a string for the IsFifo condition (CloudFormation compares strings). */
 export async function fifo(context) {
   return String((await stageOf(context)).fifo);
@@ -207,22 +290,8 @@ function alarmActions(stage) {
 }
 
 function endpointAlarm(stage, endpoint) {
-  const metric = (id, metricName) => ({
-    Id: id,
-    ReturnData: false,
-    MetricStat: {
-      Metric: {
-        Namespace: stage.namespace,
-        MetricName: metricName,
-        Dimensions: [
-          { Name: 'service', Value: stage.serviceDimension },
-          { Name: 'endpoint', Value: endpoint.name },
-        ],
-      },
-      Period: 60,
-      Stat: 'Sum',
-    },
-  });
+  const dimension = [{ Name: 'endpoint', Value: endpoint.name }];
+  const metric = (id, metricName) => customMetric(stage, id, metricName, 60, dimension);
   return {
     Type: 'AWS::CloudWatch::Alarm',
     Properties: {
@@ -256,7 +325,132 @@ function endpointAlarm(stage, endpoint) {
   };
 }
 
-function dashboardBody(stage) {
+function customMetric(stage, id, metricName, period, dimensions = []) {
+  return {
+    Id: id,
+    ReturnData: false,
+    MetricStat: {
+      Metric: {
+        Namespace: stage.namespace,
+        MetricName: metricName,
+        Dimensions: [{ Name: 'service', Value: stage.serviceDimension }, ...dimensions],
+      },
+      Period: period,
+      Stat: 'Sum',
+    },
+  };
+}
+
+/** An endpoint refusing everything alarms whatever its traffic: failures and no success in two redelivery periods. */
+function endpointDownAlarm(stage, endpoint) {
+  const period = redeliveryPeriodS(stage);
+  const dimension = [{ Name: 'endpoint', Value: endpoint.name }];
+  return {
+    Type: 'AWS::CloudWatch::Alarm',
+    Properties: {
+      AlarmName: `${stage.service}-${stage.stage}-endpoint-${endpoint.name}-down`,
+      AlarmDescription:
+        `Every delivery to endpoint '${endpoint.name}' failed, none succeeded, in two consecutive ${period / 60}-minute ` +
+        'periods (whatever the traffic: a failing record comes back at least once a period). Its records wait in ' +
+        'backoff and reach the DLQ after maxReceiveCount receives. Run the "Delivery failures by endpoint and status" query.',
+      Metrics: [
+        customMetric(stage, 'ok', stage.metric.DeliverySucceeded, period, dimension),
+        customMetric(stage, 'ko', stage.metric.DeliveryFailed, period, dimension),
+        {
+          Id: 'down',
+          Label: `${endpoint.name} failing with no success`,
+          ReturnData: true,
+          Expression: 'IF(FILL(ko, 0) > 0 AND FILL(ok, 0) == 0, 1, 0)',
+        },
+      ],
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      EvaluationPeriods: 2,
+      DatapointsToAlarm: 2,
+      TreatMissingData: 'notBreaching',
+      AlarmActions: alarmActions(stage),
+      OKActions: alarmActions(stage),
+    },
+  };
+}
+
+/** Alarms on the code's own metrics that are not per endpoint: id → [metric, description, period, periods]. */
+function batchAlarms(stage, errorPeriods) {
+  const m = stage.metric;
+  const redelivery = redeliveryPeriodS(stage);
+  const specs = {
+    RecordsFailingAlarm: [
+      m.RecordsFailed,
+      'records-failing',
+      `Records failed (went back to the queue for another attempt) in two consecutive ${redelivery / 60}-minute ` +
+        'periods: an endpoint is down or refusing, or the deadline cuts deliveries off. SQS hides records in backoff ' +
+        'from the queue-age metric, so this is the alarm that sees an outage. Check the dashboard, then the ' +
+        '"Delivery failures by endpoint and status" query.',
+      redelivery,
+      2,
+    ],
+    QuarantineErrorsAlarm: [
+      m.QuarantineErrors,
+      'quarantine-errors',
+      'Poison records could not be sent to the DLQ (SQS error or AccessDenied): they stay on the source queue and ' +
+        'come back until maxReceiveCount. The log line "quarantine failed" has the error.',
+      60,
+      errorPeriods,
+    ],
+    BackoffErrorsAlarm: [
+      m.BackoffErrors,
+      'backoff-errors',
+      'Failed records could not be delayed (ChangeMessageVisibility failed): they come back after the full ' +
+        'visibility timeout instead. The log line "visibility backoff failed" has the error.',
+      60,
+      errorPeriods,
+    ],
+    LedgerErrorsAlarm: [
+      m.LedgerErrors,
+      'ledger-errors',
+      'The delivery ledger could not be read or written (DynamoDB error or AccessDenied): redeliveries reach ' +
+        'endpoints that already accepted the event. The log lines "delivery ledger ..." have the error.',
+      60,
+      errorPeriods,
+    ],
+  };
+  const alarms = {};
+  for (const [id, [metricName, suffix, description, period, periods]] of Object.entries(specs)) {
+    const single = periods === errorPeriods && period === 60;
+    alarms[id] = {
+      Type: 'AWS::CloudWatch::Alarm',
+      Properties: {
+        AlarmName: `${stage.service}-${stage.stage}-${suffix}`,
+        AlarmDescription: description,
+        Namespace: stage.namespace,
+        MetricName: metricName,
+        Dimensions: [{ Name: 'service', Value: stage.serviceDimension }],
+        Statistic: 'Sum',
+        Period: period,
+        EvaluationPeriods: periods,
+        // Errors: one failing batch is enough; failures: they must persist over two redelivery periods.
+        DatapointsToAlarm: single ? 1 : periods,
+        Threshold: 0,
+        ComparisonOperator: 'GreaterThanThreshold',
+        TreatMissingData: 'notBreaching',
+        AlarmActions: alarmActions(stage),
+        OKActions: alarmActions(stage),
+      },
+    };
+  }
+  return alarms;
+}
+
+/**
+ * Metrics the code emits that the dashboard leaves out on purpose, with why; every other emitted metric must be on
+ * it (test/integration/telemetry.test.ts checks both against a real run).
+ */
+export const UNDISPLAYED_METRICS = {
+  // Powertools' cold-start count (dimensions service + function_name): the duration widget's max shows cold starts.
+  ColdStart: 'cold starts show as the maximum of the function duration',
+};
+
+function dashboardBody(stage, alarmIds) {
   const region = '${AWS::Region}';
   const ns = stage.namespace;
   const svc = ['service', stage.serviceDimension];
@@ -273,12 +467,7 @@ function dashboardBody(stage) {
     height: h,
     properties: { title, region, view: 'timeSeries', period: 60, stat: 'Sum', metrics, ...extra },
   });
-  const alarms = [
-    'DeadLetterQueueAlarm',
-    'QueueAgeAlarm',
-    'FunctionErrorsAlarm',
-    ...stage.endpoints.map((e) => `EndpointFailureRateAlarm${e.id}`),
-  ];
+  const alarms = ['DeadLetterQueueAlarm', 'QueueAgeAlarm', 'FunctionErrorsAlarm', ...alarmIds];
   const widgets = [
     {
       type: 'text',
@@ -405,50 +594,70 @@ function dashboardBody(stage) {
   return JSON.stringify({ widgets });
 }
 
-function credentialsPolicy(stage) {
-  const arn = (ref) => {
-    if (ref.name.startsWith('arn:')) return ref.name;
-    if (ref.store === 'ssm') {
-      return {
+/** A full secret ARN ends in '-' and the six characters Secrets Manager appends; a partial ARN stops at the name. */
+const FULL_SECRET_ARN = /:secret:.+-[A-Za-z0-9]{6}$/;
+
+/** The IAM resources matching one credential; IAM checks a secret by its full ARN, suffix included. */
+export function credentialArns(ref) {
+  if (ref.store === 'ssm') {
+    if (ref.name.startsWith('arn:')) return [ref.name];
+    return [
+      {
         'Fn::Sub': `arn:\${AWS::Partition}:ssm:\${AWS::Region}:\${AWS::AccountId}:parameter/${ref.name.replace(/^\//, '')}`,
-      };
-    }
-    // Secrets Manager appends six random characters to a secret's name in its ARN.
-    return {
-      'Fn::Sub': `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${ref.name}-??????`,
-    };
-  };
-  const ssm = stage.credentials.filter((ref) => ref.store === 'ssm');
-  const secrets = stage.credentials.filter((ref) => ref.store === 'secretsmanager');
+      },
+    ];
+  }
+  if (ref.name.startsWith('arn:')) {
+    // 'name-abcdef' may be a full ARN or a partial one whose name ends that way: allow both readings.
+    return FULL_SECRET_ARN.test(ref.name) ? [ref.name, `${ref.name}-??????`] : [`${ref.name}-??????`];
+  }
+  return [
+    { 'Fn::Sub': `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${ref.name}-??????` },
+  ];
+}
+
+/** The encryption context each store passes to KMS (AWS docs): the parameter's or the secret's ARN. */
+const KMS_CONTEXT_KEY = {
+  ssm: 'kms:EncryptionContext:PARAMETER_ARN',
+  secretsmanager: 'kms:EncryptionContext:SecretARN',
+};
+
+function credentialsPolicy(stage) {
+  const byStore = { ssm: [], secretsmanager: [] };
+  for (const ref of stage.credentials) byStore[ref.store].push(...credentialArns(ref));
   const statements = [];
-  if (ssm.length) {
+  if (byStore.ssm.length) {
     statements.push({
       Sid: 'ReadEndpointCredentialParameters',
       Effect: 'Allow',
       Action: ['ssm:GetParameter'],
-      Resource: ssm.map(arn),
+      Resource: byStore.ssm,
     });
   }
-  if (secrets.length) {
+  if (byStore.secretsmanager.length) {
     statements.push({
       Sid: 'ReadEndpointCredentialSecrets',
       Effect: 'Allow',
       Action: ['secretsmanager:GetSecretValue'],
-      Resource: secrets.map(arn),
+      Resource: byStore.secretsmanager,
     });
   }
-  // Only for a customer-managed key; the AWS-managed aws/ssm and aws/secretsmanager keys need no grant.
+  // Only for a customer-managed key (the AWS-managed aws/ssm and aws/secretsmanager keys need no grant), and only
+  // through each store, for exactly these parameters and secrets.
   if (stage.kmsKeyArn) {
-    const services = [...(ssm.length ? ['ssm'] : []), ...(secrets.length ? ['secretsmanager'] : [])];
-    statements.push({
-      Sid: 'DecryptEndpointCredentials',
-      Effect: 'Allow',
-      Action: ['kms:Decrypt'],
-      Resource: stage.kmsKeyArn,
-      Condition: {
-        StringEquals: { 'kms:ViaService': services.map((s) => ({ 'Fn::Sub': `${s}.\${AWS::Region}.amazonaws.com` })) },
-      },
-    });
+    for (const store of ['ssm', 'secretsmanager']) {
+      if (!byStore[store].length) continue;
+      statements.push({
+        Sid: store === 'ssm' ? 'DecryptEndpointCredentialParameters' : 'DecryptEndpointCredentialSecrets',
+        Effect: 'Allow',
+        Action: ['kms:Decrypt'],
+        Resource: stage.kmsKeyArn,
+        Condition: {
+          StringEquals: { 'kms:ViaService': { 'Fn::Sub': `${store}.\${AWS::Region}.amazonaws.com` } },
+          StringLike: { [KMS_CONTEXT_KEY[store]]: byStore[store] },
+        },
+      });
+    }
   }
   return {
     Type: 'AWS::IAM::Policy',
@@ -463,21 +672,24 @@ function credentialsPolicy(stage) {
 /** The generated resources, merged into the stack by serverless.yml's `resources` list. */
 export async function resources(context) {
   const stage = await stageOf(context);
-  const generated = {};
+  const generated = batchAlarms(stage, await errorAlarmPeriods(context));
   for (const endpoint of stage.endpoints) {
     generated[`EndpointFailureRateAlarm${endpoint.id}`] = endpointAlarm(stage, endpoint);
+    generated[`EndpointDownAlarm${endpoint.id}`] = endpointDownAlarm(stage, endpoint);
   }
   generated.IngestDashboard = {
     Type: 'AWS::CloudWatch::Dashboard',
     Properties: {
-      DashboardName: `${stage.service}-${stage.stage}`,
-      DashboardBody: { 'Fn::Sub': dashboardBody(stage) },
+      // Dashboard names are global in an account: the same stage in a second region needs its own.
+      DashboardName: { 'Fn::Sub': `${stage.service}-${stage.stage}-\${AWS::Region}` },
+      DashboardBody: { 'Fn::Sub': dashboardBody(stage, Object.keys(generated)) },
     },
   };
   const extensions = {};
   if (stage.credentials.length) {
     generated.IngestCredentialsPolicy = credentialsPolicy(stage);
-    // Records start flowing only once the function may read its credentials.
+    // The function (its new ENDPOINT_CREDENTIALS) updates only once it may read them; records flow after that.
+    extensions[FUNCTION_LOGICAL_ID] = { DependsOn: ['IngestCredentialsPolicy'] };
     extensions[ESM_LOGICAL_ID] = { DependsOn: ['IngestCredentialsPolicy'] };
   }
   return { Resources: generated, extensions };

@@ -1,6 +1,7 @@
 // npm run redrive -- --from <dlq-url> [--to <queue-url>] [--max N]: moves quarantined / dead-lettered messages back.
 import { parseArgs } from 'node:util';
 import { Presets, SingleBar } from 'cli-progress';
+import { describePermissions, REDRIVE_PERMISSIONS } from '../../lib/iam-actions';
 import { type RedriveMethod, type RedriveSummary, redrive } from '../../lib/redrive';
 import { explainUnreachable, localQueueUrl, sqsClientFor } from '../local/queue-address';
 import { DEFAULT_DLQ_NAME } from '../local/sqs-server';
@@ -22,7 +23,10 @@ Moves messages out of a dead-letter / quarantine queue for another attempt.
 
 A loopback URL is the local stack: no AWS variable is needed. Otherwise AWS settings come from the environment as
 usual (credentials, AWS_REGION; the region of an sqs.<region>.amazonaws.com URL wins).
-Ctrl-C stops after the batch in hand; nothing is lost (each message is sent before it is deleted).`;
+Ctrl-C stops after the batch in hand; nothing is lost (each message is sent before it is deleted).
+
+Required permissions (IAM):
+${describePermissions(REDRIVE_PERMISSIONS)}`;
 
 function fail(message: string): never {
   console.error(`redrive: ${message}\n\n${USAGE}`);

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, inject, it, vi } fro
 import { createQueue, LOCAL_AWS, localSqs, receiveAsRecords } from '../support/aws';
 import { TestEndpoint } from '../support/endpoints';
 import { cloudEvent, lambdaContext, sqsEvent, sqsRecord } from '../support/events';
+import { captureOutput } from '../support/output';
 
 type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
 
@@ -35,30 +36,6 @@ async function loadHandler(env: Record<string, string>): Promise<Handler> {
   });
   const module = (await import('../../functions/ingest/handler')) as { handler: Handler };
   return module.handler;
-}
-
-/** Runs `fn` and returns the JSON lines it wrote (Powertools writes logs and EMF to stdout, warnings to stderr). */
-async function captureOutput<T>(fn: () => Promise<T>): Promise<{ result: T; lines: Record<string, unknown>[] }> {
-  const chunks: string[] = [];
-  const capture = (chunk: string | Uint8Array) => {
-    chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-    return true;
-  };
-  const spies = [
-    vi.spyOn(process.stdout, 'write').mockImplementation(capture),
-    vi.spyOn(process.stderr, 'write').mockImplementation(capture),
-  ];
-  try {
-    const result = await fn();
-    const lines = chunks
-      .join('')
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
-    return { result, lines };
-  } finally {
-    for (const spy of spies) spy.mockRestore();
-  }
 }
 
 describe('functions/ingest/handler', () => {

@@ -1,0 +1,103 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { UNDISPLAYED_METRICS } from '../../infra/stage.js';
+import { runStage, type StageRun } from '../support/local-stage';
+import { type Json, mutate, packageTemplate, type Template, VARIANTS } from '../support/package-stack';
+import {
+  checkMetrics,
+  checkQueries,
+  type EmittedMetric,
+  emittedMetrics,
+  queryFields,
+} from '../support/telemetry-check';
+
+// The alarms, dashboard and saved Logs Insights queries of the packaged stage against the EMF metrics and JSON log
+// lines the function writes in a real local run (delivery, failure with backoff, quarantine, ledger skip, deadline).
+let template: Template;
+let run: StageRun;
+let emitted: EmittedMetric[];
+const undisplayed = Object.keys(UNDISPLAYED_METRICS);
+
+beforeAll(async () => {
+  template = await packageTemplate(VARIANTS.secured);
+  // At the default stage's INFO level: a field only DEBUG lines carry would be missing in production.
+  run = await runStage(template, { POWERTOOLS_METRICS_DISABLED: 'false', POWERTOOLS_LOG_LEVEL: 'INFO' });
+  emitted = emittedMetrics(run.lines);
+}, 120_000);
+
+const props = (t: Template, id: string) => t.Resources[id]!.Properties! as Record<string, unknown>;
+const dashboardBody = (t: Template) => props(t, 'IngestDashboard').DashboardBody as { 'Fn::Sub': string };
+
+describe('metrics: alarms and dashboard against the EMF the code writes', () => {
+  it('emits its metrics under the stage namespace and service, per endpoint where it says so', () => {
+    const summary = Object.fromEntries(
+      emitted.map((m) => [`${m.name}{${Object.keys(m.dimensions).sort().join(',')}}`, m.unit]),
+    );
+    expect(summary).toMatchObject({
+      'RecordsFailed{service}': 'Count',
+      'QuarantineErrors{service}': 'Count',
+      'BatchDuration{service}': 'Milliseconds',
+      'DeliveryFailed{endpoint,service}': 'Count',
+      'DeliveryLatency{endpoint,service}': 'Milliseconds',
+      'ColdStart{function_name,service}': 'Count',
+    });
+    for (const metric of emitted) {
+      expect(metric.namespace).toBe('IngestFanout');
+      expect(metric.dimensions.service).toBe('ingest-fanout-dev');
+    }
+  });
+
+  it('alarms and draws only metrics the code emits with exactly those dimensions, and draws all others', () => {
+    expect(checkMetrics(template, emitted, undisplayed)).toEqual([]);
+    // The undisplayed list names only metrics the code emits.
+    for (const name of undisplayed) expect(emitted.map((m) => m.name)).toContain(name);
+  });
+
+  it('reports a misspelt metric, a wrong dimension set, a dangling expression id and an undrawn metric', () => {
+    const broken = mutate(template, (t) => {
+      props(t, 'RecordsFailingAlarm').MetricName = 'RecordFailed';
+      (props(t, 'LedgerErrorsAlarm').Dimensions as Json[]).push({ Name: 'endpoint', Value: 'audit' });
+      const down = props(t, 'EndpointDownAlarmAudit').Metrics as Json[];
+      down.find((m) => m.Expression)!.Expression = 'IF(FILL(ko, 0) > 0 AND FILL(okk, 0) == 0, 1, 0)';
+      const body = dashboardBody(t);
+      body['Fn::Sub'] = body['Fn::Sub'].replace(/,\["IngestFanout","BatchDuration"[^\]]*\]/, '');
+    });
+    expect(checkMetrics(broken, emitted, undisplayed)).toEqual([
+      "alarm EndpointDownAlarmAudit: expression down uses 'okk', which is no metric of the alarm",
+      'alarm RecordsFailingAlarm: IngestFanout/RecordFailed{service=ingest-fanout-dev} is never emitted (no metric of that name)',
+      'alarm LedgerErrorsAlarm: IngestFanout/LedgerErrors{endpoint=audit,service=ingest-fanout-dev} is never emitted (emitted: IngestFanout/LedgerErrors{service=ingest-fanout-dev})',
+      'IngestFanout/BatchDuration{service=ingest-fanout-dev} is emitted but on no dashboard widget, nor listed as undisplayed',
+    ]);
+  });
+
+  it('rejects an AWS metric the service does not publish under that dimension', () => {
+    const broken = mutate(template, (t) => {
+      props(t, 'QueueAgeAlarm').MetricName = 'AgeOfOldestMessage';
+    });
+    expect(checkMetrics(broken, emitted, undisplayed)).toEqual([
+      'alarm QueueAgeAlarm: AWS/SQS/AgeOfOldestMessage{QueueName=${IngestQueue.QueueName}} is not an AWS/SQS metric with dimension QueueName',
+    ]);
+  });
+});
+
+describe('saved Logs Insights queries against the log lines', () => {
+  it('reads the fields each query filters, displays and aggregates', () => {
+    const query = String(props(template, 'QueryFailuresByEndpoint').QueryString);
+    expect(queryFields(query).sort()).toEqual(['endpoint', 'error', 'eventId', 'kind', 'message', 'status']);
+    expect(queryFields(String(props(template, 'QueryEventHistory').QueryString))).toContain('messageIds');
+  });
+
+  it('uses only fields the function’s JSON log lines have', () => {
+    expect(run.lines.some((line) => line.message === 'deliveries cut off by the deadline')).toBe(true);
+    expect(checkQueries(template, run.lines)).toEqual([]);
+  });
+
+  it('reports a field no log line has, naming the query', () => {
+    const broken = mutate(template, (t) => {
+      const q = props(t, 'QueryQuarantinedByReason');
+      q.QueryString = String(q.QueryString).replace('by reason', 'by quarantineReason');
+    });
+    expect(checkQueries(broken, run.lines)).toEqual([
+      "query QueryQuarantinedByReason: field 'quarantineReason' is in no log line the function writes",
+    ]);
+  });
+});

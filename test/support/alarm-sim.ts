@@ -1,0 +1,74 @@
+import { backoffDelayS } from '../../lib/backoff';
+
+// CloudWatch alarm evaluation over simulated data points, to check that an alarm of the template fires in a failure
+// scenario (and that a deliberately weaker one does not). Follows CloudWatch's documented rules: M of N periods,
+// missing data treated per TreatMissingData (only notBreaching is used by the stack).
+
+export interface AlarmSettings {
+  Period: number;
+  EvaluationPeriods: number;
+  DatapointsToAlarm?: number;
+  Threshold: number;
+  ComparisonOperator: string;
+  TreatMissingData?: string;
+}
+
+const COMPARE: Record<string, (value: number, threshold: number) => boolean> = {
+  GreaterThanThreshold: (v, t) => v > t,
+  GreaterThanOrEqualToThreshold: (v, t) => v >= t,
+  LessThanThreshold: (v, t) => v < t,
+  LessThanOrEqualToThreshold: (v, t) => v <= t,
+};
+
+/** The end (seconds) of the first period after which the alarm is in ALARM, or undefined if it never is. */
+export function firstAlarmAt(alarm: AlarmSettings, values: (number | undefined)[]): number | undefined {
+  if (alarm.TreatMissingData !== 'notBreaching') throw new Error('only TreatMissingData notBreaching is simulated');
+  const compare = COMPARE[alarm.ComparisonOperator]!;
+  const breaching = values.map((v) => v !== undefined && compare(v, alarm.Threshold));
+  const needed = alarm.DatapointsToAlarm ?? alarm.EvaluationPeriods;
+  for (let end = 1; end <= breaching.length; end++) {
+    const window = breaching.slice(Math.max(0, end - alarm.EvaluationPeriods), end);
+    if (window.filter(Boolean).length >= needed) return end * alarm.Period;
+  }
+  return undefined;
+}
+
+/** The per-period Sum of events at the given times (seconds), undefined where a period has none. */
+export function sums(times: number[], period: number, horizon: number): (number | undefined)[] {
+  const values: (number | undefined)[] = Array.from({ length: Math.ceil(horizon / period) }, () => undefined);
+  for (const t of times) {
+    const i = Math.floor(t / period);
+    if (i < values.length) values[i] = (values[i] ?? 0) + 1;
+  }
+  return values;
+}
+
+/** A metric-math expression of the stack (IF, FILL, AND, comparisons, arithmetic) as a function of its metrics. */
+export function mathExpression(expression: string, ids: string[]): (...values: (number | undefined)[]) => number {
+  const js = expression.replace(/\bAND\b/g, '&&').replace(/\bOR\b/g, '||');
+  if (/[^\w\s.,()+\-*/<>=!&|]/.test(js)) throw new Error(`unexpected syntax in ${expression}`);
+  const fn = new Function('IF', 'FILL', ...ids, `return ${js};`) as (...args: unknown[]) => number | boolean;
+  const IF = (condition: unknown, yes: number, no: number) => (condition ? yes : no);
+  const FILL = (value: number | undefined, fill: number) => value ?? fill;
+  return (...values) => Number(fn(IF, FILL, ...values));
+}
+
+/**
+ * When one record is delivered and fails, receive after receive, until SQS dead-letters it: each failure delays it by
+ * the code's backoff (`random` picks the jitter), then it waits up to `pickupS` to be received and processed again.
+ */
+export function failureTimes(options: {
+  startS: number;
+  maxReceiveCount: number;
+  policy: { baseDelayS: number; maxDelayS: number };
+  random: () => number;
+  pickupS: number;
+}): number[] {
+  const times: number[] = [];
+  let t = options.startS;
+  for (let receive = 1; receive <= options.maxReceiveCount; receive++) {
+    times.push(t);
+    t += backoffDelayS(receive, options.policy, undefined, options.random) + options.random() * options.pickupS;
+  }
+  return times;
+}
