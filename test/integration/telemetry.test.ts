@@ -74,6 +74,7 @@ describe('metrics: alarms and dashboard against the EMF the code writes', () => 
       props(t, 'QueueAgeAlarm').MetricName = 'AgeOfOldestMessage';
     });
     expect(checkMetrics(broken, emitted, undisplayed)).toEqual([
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a CloudFormation Fn::Sub variable, not a JS template
       'alarm QueueAgeAlarm: AWS/SQS/AgeOfOldestMessage{QueueName=${IngestQueue.QueueName}} is not an AWS/SQS metric with dimension QueueName',
     ]);
   });

@@ -13,7 +13,6 @@ import {
   mutate,
   packageTemplate,
   packageVariants,
-  resourcesOfType,
   type Template,
 } from '../support/package-stack';
 import { checkReferences, checkResources } from '../support/template-check';
