@@ -11,8 +11,11 @@ export interface BatchOptions {
   /** Which endpoints already have each event (the delivery ledger). Must not throw. */
   lookup?(keys: string[]): Promise<ReadonlyMap<string, ReadonlySet<string>>>;
   /** Delivers one event to the endpoints that do not have it yet. Must not throw. */
-  deliver(event: ValidEvent, already: ReadonlySet<string> | undefined): Promise<FanoutResult>;
+  deliver(event: ValidEvent, already: ReadonlySet<string> | undefined): Promise<Delivered>;
 }
+
+/** What the outcome of a record depends on: an endpoint the event is not routed to is in neither list. */
+export type Delivered = Pick<FanoutResult, 'results' | 'skipped'>;
 
 export interface ProcessedRecord {
   record: SQSRecord;
@@ -21,7 +24,7 @@ export interface ProcessedRecord {
 }
 
 /** Reduces the per-endpoint results of one event to the record's outcome. */
-export function outcomeOf(fan: FanoutResult): RecordOutcome {
+export function outcomeOf(fan: Delivered): RecordOutcome {
   const delivered: string[] = [];
   const failures: DeliveryFailure[] = [];
   for (const result of fan.results) {

@@ -1,5 +1,6 @@
-import { type Credential, type Endpoint, whenAborted } from './endpoint';
+import { type Endpoint, type PreparedRequest, whenAborted } from './endpoint';
 import { DeliveryAttemptError } from './errors';
+import { TokenBucket } from './subscription/rate-limit';
 import type { DeliveryFailure } from './types';
 
 export interface RetryOptions {
@@ -9,6 +10,17 @@ export interface RetryOptions {
   breakerThreshold: number;
   breakerHalfOpenMs: number;
   maxConnections: number;
+  /** Requests per second this instance may send the endpoint (token bucket); unlimited when absent. */
+  rateLimitPerSecond?: number;
+}
+
+/**
+ * The request of one delivery, prepared per attempt (signatures carry a timestamp). `refresh` asks for fresh
+ * credentials after the endpoint answered 401; `refreshable` says whether that can change anything.
+ */
+export interface RequestSource {
+  prepare(refresh: boolean): PreparedRequest | Promise<PreparedRequest>;
+  readonly refreshable: boolean;
 }
 
 export type DeliveryResult =
@@ -69,12 +81,13 @@ export class CircuitBreaker {
 }
 
 interface Job {
-  body: Buffer;
-  key: string;
+  request: RequestSource;
   signal: AbortSignal;
   deadlineAt: number;
-  credential: Credential | undefined;
   attempt: number;
+  /** Set once the request was sent again with fresh credentials after a 401. */
+  refreshed: boolean;
+  refresh: boolean;
   resolve: (result: DeliveryResult) => void;
 }
 
@@ -88,6 +101,7 @@ export class EndpointDelivery {
   readonly #options: RetryOptions;
   readonly #random: () => number;
   readonly #breaker: CircuitBreaker;
+  readonly #bucket: TokenBucket | undefined;
   // A plain array with a moving head: shift() on a 10,000-item queue would copy it on every dequeue.
   #queue: Job[] = [];
   #head = 0;
@@ -98,6 +112,7 @@ export class EndpointDelivery {
     this.#options = options;
     this.#random = random;
     this.#breaker = new CircuitBreaker(options.breakerThreshold, options.breakerHalfOpenMs);
+    if (options.rateLimitPerSecond !== undefined) this.#bucket = new TokenBucket(options.rateLimitPerSecond);
   }
 
   get name(): string {
@@ -105,15 +120,9 @@ export class EndpointDelivery {
   }
 
   /** Never rejects. `deadlineAt` (epoch ms) bounds the retries: no retry waits past it; the signal cuts a late attempt. */
-  deliver(
-    body: Buffer,
-    key: string,
-    signal: AbortSignal,
-    deadlineAt: number,
-    credential?: Credential,
-  ): Promise<DeliveryResult> {
+  deliver(request: RequestSource, signal: AbortSignal, deadlineAt: number): Promise<DeliveryResult> {
     return new Promise((resolve) => {
-      this.#queue.push({ body, key, signal, deadlineAt, credential, attempt: 1, resolve });
+      this.#queue.push({ request, signal, deadlineAt, attempt: 1, refreshed: false, refresh: false, resolve });
       this.#pump();
     });
   }
@@ -133,17 +142,42 @@ export class EndpointDelivery {
   }
 
   #start(job: Job): void {
-    const name = this.#endpoint.name;
     if (job.signal.aborted) {
-      job.resolve({ ok: false, endpoint: name, kind: 'aborted', attempts: job.attempt });
+      job.resolve({ ok: false, endpoint: this.#endpoint.name, kind: 'aborted', attempts: job.attempt });
       return;
     }
-    if (!this.#breaker.allow()) {
-      job.resolve({ ok: false, endpoint: name, kind: 'circuit-open', error: 'CIRCUIT_OPEN', attempts: job.attempt });
-      return;
-    }
+    // The connection slot is held while waiting for a rate token: the wait is bounded by the rate, not by a timeout.
     this.#active++;
-    this.#endpoint.post(job.body, job.key, job.signal, job.credential).then(
+    const granted = this.#bucket ? this.#bucket.take(job.signal) : true;
+    if (granted === true) this.#send(job);
+    else
+      granted.then((ok) => {
+        if (ok) return this.#send(job);
+        this.#active--;
+        job.resolve({ ok: false, endpoint: this.#endpoint.name, kind: 'aborted', attempts: job.attempt });
+        this.#pump();
+      });
+  }
+
+  #send(job: Job): void {
+    const name = this.#endpoint.name;
+    if (!this.#breaker.allow()) {
+      this.#active--;
+      job.resolve({ ok: false, endpoint: name, kind: 'circuit-open', error: 'CIRCUIT_OPEN', attempts: job.attempt });
+      this.#pump();
+      return;
+    }
+    let sent: Promise<{ status: number; latencyMs: number }>;
+    try {
+      const prepared = job.request.prepare(job.refresh);
+      sent =
+        prepared instanceof Promise
+          ? prepared.then((request) => this.#endpoint.post(request, job.signal))
+          : this.#endpoint.post(prepared, job.signal);
+    } catch (error) {
+      sent = Promise.reject(error);
+    }
+    sent.then(
       (result) => {
         this.#active--;
         this.#breaker.succeeded();
@@ -161,10 +195,21 @@ export class EndpointDelivery {
         const transient = !(error instanceof DeliveryAttemptError) || error.kind === 'transient';
         if (transient) this.#breaker.failed();
         else if (error.kind !== 'aborted') this.#breaker.succeeded();
+        if (error instanceof DeliveryAttemptError && error.status === 401 && this.#refreshOnce(job)) return;
         this.#retryOrFail(job, error);
         this.#pump();
       },
     );
+  }
+
+  /** A 401 with credentials that can be renewed: send once more at once with fresh ones, not counted as a retry. */
+  #refreshOnce(job: Job): boolean {
+    if (job.refreshed || !job.request.refreshable) return false;
+    job.refreshed = true;
+    job.refresh = true;
+    this.#queue.push(job);
+    this.#pump();
+    return true;
   }
 
   #retryOrFail(job: Job, error: unknown): void {
@@ -182,6 +227,7 @@ export class EndpointDelivery {
     const timer = setTimeout(() => {
       forget();
       job.attempt++;
+      job.refresh = false;
       this.#queue.push(job);
       this.#pump();
     }, wait);

@@ -16,7 +16,17 @@ import {
   Reservoir,
   traceRequests,
 } from './observability';
-import type { Backoff, BackoffItem, DeliveryFailure, Ledger, LedgerEntry, Quarantine, QuarantineItem } from './types';
+import { Subscriber } from './subscription/subscriber';
+import type {
+  Backoff,
+  BackoffItem,
+  DeliveryFailure,
+  Ledger,
+  LedgerEntry,
+  Quarantine,
+  QuarantineItem,
+  RecordOutcome,
+} from './types';
 
 export interface IngestDeps extends Partial<Observability> {
   quarantine?: Quarantine;
@@ -24,6 +34,8 @@ export interface IngestDeps extends Partial<Observability> {
   ledger?: Ledger;
   /** Per-endpoint credentials, asked once per batch (the source caches them). */
   credentials?: () => Promise<ReadonlyMap<string, Credential>>;
+  /** The endpoints file's secrets by reference (createSecretSource), asked once per batch. */
+  secrets?: () => Promise<ReadonlyMap<string, string>>;
   /** For tests: the randomness behind retry jitter. */
   random?: () => number;
 }
@@ -57,6 +69,11 @@ function deadlineSignal(ms: number): { signal: AbortSignal; clear: () => void } 
   return { signal: controller.signal, clear: () => clearTimeout(timer) };
 }
 
+/** Delivered nowhere and skipped nowhere: the event matched no endpoint's filter. */
+function isUnrouted(outcome: RecordOutcome): boolean {
+  return outcome.kind === 'delivered' && outcome.delivered.length === 0 && outcome.skipped.length === 0;
+}
+
 function errorText(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
@@ -67,29 +84,24 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
   const logger: Logger = deps.logger ?? defaults!.logger;
   const metrics: Metrics = deps.metrics ?? defaults!.metrics;
   const observe = traceRequests(deps.tracer);
-  const endpoints = config.endpoints.map(
-    (endpoint) =>
-      new EndpointDelivery(
-        new Endpoint(
-          {
-            name: endpoint.name,
-            url: endpoint.url,
-            timeoutMs: config.deliveryTimeoutMs,
-            maxConnections: config.endpointMaxConnections,
-          },
-          observe,
-        ),
-        {
-          maxAttempts: config.deliveryMaxAttempts,
-          baseMs: config.deliveryRetryBaseMs,
-          maxMs: config.deliveryRetryMaxMs,
-          breakerThreshold: config.circuitBreakerThreshold,
-          breakerHalfOpenMs: config.circuitBreakerHalfOpenMs,
-          maxConnections: config.endpointMaxConnections,
-        },
-        deps.random,
-      ),
-  );
+  const endpoints = config.endpoints.map((endpoint) => {
+    const timeoutMs = endpoint.timeoutMs ?? config.deliveryTimeoutMs;
+    const maxConnections = endpoint.maxConnections ?? config.endpointMaxConnections;
+    const delivery = new EndpointDelivery(
+      new Endpoint({ name: endpoint.name, url: endpoint.url, timeoutMs, maxConnections }, observe),
+      {
+        maxAttempts: endpoint.maxAttempts ?? config.deliveryMaxAttempts,
+        baseMs: config.deliveryRetryBaseMs,
+        maxMs: config.deliveryRetryMaxMs,
+        breakerThreshold: config.circuitBreakerThreshold,
+        breakerHalfOpenMs: config.circuitBreakerHalfOpenMs,
+        maxConnections,
+        ...(endpoint.rateLimitPerSecond !== undefined ? { rateLimitPerSecond: endpoint.rateLimitPerSecond } : {}),
+      },
+      deps.random,
+    );
+    return new Subscriber(endpoint, delivery, { timeoutMs });
+  });
   const perEndpointMetrics = new Map(
     config.endpoints.map((endpoint) => [endpoint.name, endpointMetrics(endpoint.name)]),
   );
@@ -113,11 +125,12 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
       ]),
     );
     try {
-      const credentials = await deps.credentials?.();
+      const [credentials, secrets] = await Promise.all([deps.credentials?.(), deps.secrets?.()]);
       const fanoutContext = {
         signal: deliveryDeadline.signal,
         deadlineAt: started + remaining - config.deadlineMarginMs,
         ...(credentials ? { credentials } : {}),
+        ...(secrets ? { secrets } : {}),
       };
       const deliver = async (valid: ValidEvent, already: ReadonlySet<string> | undefined) => {
         const fan = await fanout(valid, endpoints, already, fanoutContext);
@@ -186,9 +199,11 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     const later: Array<() => void> = [];
     // Deliveries the deadline cut off are one line per endpoint, not per record: there can be thousands.
     const cutOff = new Map<string, string[]>();
-    const logFailures = (log: () => Logger, failures: DeliveryFailure[], messageId: string) => {
+    const logFailures = (log: () => Logger, failures: DeliveryFailure[], delivered: string[], messageId: string) => {
+      // The endpoints the event is routed to (besides those the ledger says have it): "where is event X" shows them.
+      const routedTo = [...delivered, ...failures.map((failure) => failure.endpoint)];
       for (const failure of failures) {
-        if (failure.kind !== 'aborted') later.push(() => log().warn('delivery failed', { ...failure }));
+        if (failure.kind !== 'aborted') later.push(() => log().warn('delivery failed', { ...failure, routedTo }));
         else {
           const ids = cutOff.get(failure.endpoint);
           if (ids) ids.push(messageId);
@@ -213,7 +228,7 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
           poison.push({ record, reason: outcome.reason, detail: outcome.detail });
           break;
         case 'rejected': {
-          logFailures(log, outcome.failures, record.messageId);
+          logFailures(log, outcome.failures, outcome.delivered, record.messageId);
           const rejection = outcome.failures.find((failure) => failure.kind === 'rejected')!;
           poison.push({
             record,
@@ -225,7 +240,7 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
           break;
         }
         case 'failed':
-          logFailures(log, outcome.failures, record.messageId);
+          logFailures(log, outcome.failures, outcome.delivered, record.messageId);
           failed.set(record.messageId, {
             record,
             ...(outcome.retryAfterS !== undefined ? { retryAfterS: outcome.retryAfterS } : {}),
@@ -301,8 +316,29 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         messageIds: ids.slice(0, 20),
       });
     }
+    logUnrouted(processed);
     await effects;
     return new Set(processed.map((item) => item.record.messageId).filter((id) => failed.has(id)));
+  }
+
+  /** Events that match no endpoint's filter: acknowledged, and one line per batch says which kinds they were. */
+  function logUnrouted(processed: ProcessedRecord[]) {
+    const kinds = new Map<string, { type: string; source: string; records: number }>();
+    const eventIds: string[] = [];
+    for (const { event, outcome } of processed) {
+      if (!event.ok || !isUnrouted(outcome)) continue;
+      if (eventIds.length < 20) eventIds.push(event.id);
+      const id = JSON.stringify([event.type, event.source]);
+      const kind = kinds.get(id);
+      if (kind) kind.records++;
+      else kinds.set(id, { type: event.type, source: event.source, records: 1 });
+    }
+    if (kinds.size === 0) return;
+    logger.info('records routed to no endpoint; acknowledged', {
+      records: [...kinds.values()].reduce((sum, kind) => sum + kind.records, 0),
+      kinds: [...kinds.values()].slice(0, 20),
+      eventIds,
+    });
   }
 
   function recordLogger(record: SQSRecord, event: ProcessedRecord['event']): () => Logger {
@@ -322,7 +358,11 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     let invalid = 0;
     let rejected = 0;
     let blocked = 0;
+    let unrouted = 0;
+    let routed = 0;
     for (const { outcome } of processed) {
+      if (isUnrouted(outcome)) unrouted++;
+      else if (outcome.kind !== 'invalid' && outcome.kind !== 'blocked') routed++;
       if (outcome.kind === 'invalid') invalid++;
       else if (outcome.kind === 'rejected') rejected++;
       else if (outcome.kind === 'blocked') blocked++;
@@ -339,6 +379,8 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
       rejected,
       quarantined,
       blocked,
+      routed,
+      unrouted,
     };
   }
 
@@ -354,6 +396,8 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     metrics.addMetric(MetricName.RecordsFailed, MetricUnit.Count, summary.failed);
     metrics.addMetric(MetricName.RecordsInvalid, MetricUnit.Count, summary.invalid);
     metrics.addMetric(MetricName.RecordsQuarantined, MetricUnit.Count, summary.quarantined);
+    metrics.addMetric(MetricName.RecordsRouted, MetricUnit.Count, summary.routed);
+    metrics.addMetric(MetricName.RecordsUnrouted, MetricUnit.Count, summary.unrouted);
     metrics.addMetric(MetricName.DeadlineAborts, MetricUnit.Count, deadlineAborted ? 1 : 0);
     metrics.addMetric(MetricName.QuarantineErrors, MetricUnit.Count, counters.quarantineErrors);
     metrics.addMetric(MetricName.BackoffErrors, MetricUnit.Count, counters.backoffErrors);

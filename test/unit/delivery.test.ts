@@ -2,7 +2,7 @@ import http from 'node:http';
 import fc from 'fast-check';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { EndpointDelivery, type RetryOptions, retryDelayMs } from '../../lib/delivery';
-import { Endpoint } from '../../lib/endpoint';
+import { CONTENT_TYPE, Endpoint } from '../../lib/endpoint';
 import { idempotencyKey } from '../../lib/event';
 import { closedPortUrl, listenForTest, testEndpoint } from '../support/endpoints';
 import { cloudEvent } from '../support/events';
@@ -38,7 +38,8 @@ const later = () => Date.now() + 60_000;
 
 function deliver(delivery: EndpointDelivery, id = 'evt-1', signal = never, deadlineAt = later()) {
   const { body, key } = eventBody(id);
-  return delivery.deliver(body, key, signal, deadlineAt);
+  const request = { headers: { 'content-type': CONTENT_TYPE, 'idempotency-key': key }, body };
+  return delivery.deliver({ prepare: () => request, refreshable: false }, signal, deadlineAt);
 }
 
 describe('EndpointDelivery retries', () => {

@@ -1,0 +1,47 @@
+import { readFileSync } from 'node:fs';
+import type { EndpointsDocument } from '../config';
+import type { SecretRef } from '../credentials';
+import { ConfigError } from '../errors';
+import { secretRefsOf } from './request';
+import type { EndpointConfig } from './schema';
+
+export const ENDPOINTS_FILE_VARIABLE = 'ENDPOINTS_FILE';
+
+/**
+ * The endpoints document the function runs with: the one bundled into the artifact at `npm run package` (`bundled`,
+ * its JSON text), else the JSON file ENDPOINTS_FILE names (local runs), else none (ENDPOINTS is used).
+ */
+export function endpointsDocument(
+  env: Record<string, string | undefined>,
+  bundled: string | undefined,
+): EndpointsDocument | undefined {
+  if (bundled) return { document: JSON.parse(bundled), source: 'endpoints file (bundled)' };
+  const path = env[ENDPOINTS_FILE_VARIABLE]?.trim();
+  if (!path) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(ENDPOINTS_FILE_VARIABLE, `cannot read '${path}': ${(error as Error).message}`);
+  }
+  try {
+    return { document: JSON.parse(text), source: path };
+  } catch (error) {
+    throw new ConfigError(
+      ENDPOINTS_FILE_VARIABLE,
+      `'${path}' is not JSON (${(error as Error).message}): the function reads the JSON form; ` +
+        'npm start/demo --endpoints and npm run package convert the YAML file',
+    );
+  }
+}
+
+/** Every secret reference of the endpoints, for createSecretSource and the IAM policy. */
+export function secretRefs(endpoints: readonly EndpointConfig[]): SecretRef[] {
+  return endpoints.flatMap((endpoint) =>
+    secretRefsOf(endpoint).map(({ field, ref }) =>
+      'ssm' in ref
+        ? { endpoint: endpoint.name, field, store: 'ssm' as const, name: ref.ssm }
+        : { endpoint: endpoint.name, field, store: 'secretsmanager' as const, name: ref.secretsmanager },
+    ),
+  );
+}
