@@ -67,7 +67,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
   if (batchSize > 10 && windowS < 1) {
     fail(stage, `param 'batchSize' is ${batchSize}: above 10, Lambda needs a batchingWindowS of at least 1`);
   }
-  integer(stage, 'maximumConcurrency', await param('maximumConcurrency'), [2, 1000]);
+  const maximumConcurrency = integer(stage, 'maximumConcurrency', await param('maximumConcurrency'), [2, 1000]);
 
   // The function's environment, as deployed; values that are CloudFormation references are checked by AWS.
   const environment = (await resolveConfigurationProperty(['provider', 'environment'])) ?? {};
@@ -75,29 +75,39 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     Object.entries(environment).filter(([, value]) => typeof value === 'string' || typeof value === 'number'),
   );
   for (const [key, value] of Object.entries(env)) env[key] = String(value);
-  if (!env.ENDPOINTS?.trim()) {
+  const file = await endpointsFilePath(stage, param);
+  if (!env.ENDPOINTS?.trim() && !file) {
     fail(
       stage,
-      `param 'endpoints' is empty: list the stage's endpoints as name=url pairs in serverless.yml ` +
-        `(params.${stage}.endpoints) or pass --param="endpoints=<name>=<url>,..."`,
+      `has no endpoints: write endpoints/${stage}.yml (see endpoints/example.yml), or list name=url pairs in ` +
+        `serverless.yml (params.${stage}.endpoints) or pass --param="endpoints=<name>=<url>,..."`,
     );
   }
-  const [{ loadConfig }, { parseCredentialSpec }, { MetricName, METRICS_NAMESPACE }] = await Promise.all([
-    importTs('../lib/config.ts'),
-    importTs('../lib/credentials.ts'),
-    importTs('../lib/observability.ts'),
-  ]);
+  const [{ loadConfig }, { parseCredentialSpec }, { MetricName, METRICS_NAMESPACE }, { readEndpointsFile }, source] =
+    await Promise.all([
+      importTs('../lib/config.ts'),
+      importTs('../lib/credentials.ts'),
+      importTs('../lib/observability.ts'),
+      importTs('./endpoints-file.ts'),
+      importTs('../lib/subscription/source.ts'),
+    ]);
   let config;
   let credentials;
+  let endpointsFile;
   try {
-    config = loadConfig(env);
-    credentials = parseCredentialSpec(
-      env.ENDPOINT_CREDENTIALS,
-      config.endpoints.map((e) => e.name),
-    );
+    endpointsFile = file ? readEndpointsFile(file) : undefined;
+    config = loadConfig(env, endpointsFile ? { document: endpointsFile.document, source: file } : undefined);
+    credentials = [
+      ...parseCredentialSpec(
+        env.ENDPOINT_CREDENTIALS,
+        config.endpoints.map((e) => e.name),
+      ),
+      ...source.secretRefs(config.endpoints),
+    ];
   } catch (error) {
     fail(stage, error instanceof Error ? error.message : String(error));
   }
+  checkRates(stage, config, maximumConcurrency);
   if (config.deadlineMarginMs >= timeoutS * 1000) {
     fail(
       stage,
@@ -115,6 +125,8 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     service,
     stage,
     fifo,
+    // The endpoints file as JSON text: esbuild's define puts it into the bundle (lib/subscription/source.ts).
+    endpointsBundle: endpointsFile ? JSON.stringify(endpointsFile.document) : '',
     timeoutS,
     windowS,
     batchSize,
@@ -133,6 +145,51 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
       [1, 1_000_000],
     ),
   };
+}
+
+/** The stage's endpoints file: param endpointsFile, else endpoints/<stage>.yml when it exists, else none. */
+async function endpointsFilePath(stage, param) {
+  const { existsSync } = await import('node:fs');
+  const { fileURLToPath } = await import('node:url');
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const chosen = String((await param('endpointsFile')) ?? '').trim();
+  if (chosen) {
+    const path = chosen.startsWith('/') ? chosen : `${root}${chosen}`;
+    if (!existsSync(path)) fail(stage, `param 'endpointsFile' is '${chosen}': there is no such file`);
+    return path;
+  }
+  const conventional = `${root}endpoints/${stage}.yml`;
+  return existsSync(conventional) ? conventional : undefined;
+}
+
+/**
+ * Prints each endpoint's worst case across the fleet (maximumConcurrency instances, each at its own limits) and
+ * refuses an endpoint whose declared global budget (maxRatePerSecond) that worst case could exceed.
+ */
+function checkRates(stage, config, maximumConcurrency) {
+  const lines = [`Stage '${stage}': worst case per endpoint with maximumConcurrency ${maximumConcurrency}:`];
+  for (const endpoint of config.endpoints) {
+    const connections = endpoint.maxConnections ?? config.endpointMaxConnections;
+    const concurrency = maximumConcurrency * connections;
+    const rate =
+      endpoint.rateLimitPerSecond === undefined ? undefined : maximumConcurrency * endpoint.rateLimitPerSecond;
+    const budget = endpoint.maxRatePerSecond === undefined ? '' : ` (budget ${endpoint.maxRatePerSecond}/s)`;
+    lines.push(
+      `  ${endpoint.name}: ${rate === undefined ? 'no rate limit' : `${rate} requests/s`}${budget}, ` +
+        `${concurrency} concurrent requests (${maximumConcurrency} × ${connections})`,
+    );
+    if (endpoint.maxRatePerSecond !== undefined && rate > endpoint.maxRatePerSecond) {
+      fail(
+        stage,
+        `endpoint '${endpoint.name}': maxRatePerSecond is ${endpoint.maxRatePerSecond}, but ${maximumConcurrency} ` +
+          `instances (maximumConcurrency) × rateLimitPerSecond ${endpoint.rateLimitPerSecond} = ${rate} requests/s: ` +
+          `lower rateLimitPerSecond to ${Math.floor((endpoint.maxRatePerSecond / maximumConcurrency) * 1000) / 1000} ` +
+          'or lower maximumConcurrency',
+      );
+    }
+  }
+  // The framework's own output goes to stderr too; this is what an operator reads before deploying.
+  console.error(lines.join('\n'));
 }
 
 function stageOf(context) {
@@ -154,6 +211,11 @@ export async function queueVisibilityTimeoutS(context) {
 /** 'true' or 'false', as a string for the IsFifo condition (CloudFormation compares strings). */
 export async function fifo(context) {
   return String((await stageOf(context)).fifo);
+}
+
+/** esbuild `define` value: the endpoints file as a JavaScript string literal ('""' when the stage has none). */
+export async function endpointsBundle(context) {
+  return JSON.stringify((await stageOf(context)).endpointsBundle);
 }
 
 /** The validated batch size (at most 10 for FIFO queues). */
@@ -195,7 +257,8 @@ function endpointAlarm(stage, endpoint) {
       AlarmName: `${stage.service}-${stage.stage}-endpoint-${endpoint.name}-failure-rate`,
       AlarmDescription:
         `More than ${stage.failureRatePct}% of deliveries to endpoint '${endpoint.name}' failed (after retries) in 3 ` +
-        `of the last 5 minutes, counting only minutes with at least ${stage.failureMinDeliveries} deliveries. ` +
+        `of the last 5 minutes, counting only minutes with at least ${stage.failureMinDeliveries} deliveries ` +
+        '(only events routed to it count: a filtered endpoint with little traffic does not alarm on a few failures). ' +
         'Run the "Delivery failures by endpoint and status" query; the README\'s operations guide says what to do.',
       Metrics: [
         metric('ok', stage.metric.DeliverySucceeded),
@@ -303,6 +366,8 @@ function dashboardBody(stage) {
       batch(m.RecordsFailed, { label: 'failed (back to the queue)' }),
       batch(m.RecordsInvalid, { label: 'invalid' }),
       batch(m.RecordsQuarantined, { label: 'quarantined' }),
+      batch(m.RecordsRouted, { label: 'routed (to at least one endpoint)' }),
+      batch(m.RecordsUnrouted, { label: 'unrouted (matched no filter; acknowledged)' }),
     ]),
     graph('Source queue: depth and age of oldest', 0, 14, 8, 6, [
       queue('ApproximateNumberOfMessagesVisible', '${IngestQueue.QueueName}', { stat: 'Maximum', label: 'waiting' }),
