@@ -94,17 +94,15 @@ export const FilterSchema = z.strictObject({
 });
 export type Filter = z.infer<typeof FilterSchema>;
 
-const headersSchema = z.record(
-  headerName.check(
-    z.refine(
-      (name) => {
-        const lower = name.toLowerCase();
-        return !RESERVED_HEADERS.has(lower) && !RESERVED_PREFIXES.some((prefix) => lower.startsWith(prefix));
-      },
-      { error: (issue) => `'${String(issue.input)}' is set by the function itself: remove it from headers` },
-    ),
-  ),
-  z.string().check(z.regex(/^[^\r\n]*$/, 'must be a single line')),
+const headersSchema = z.record(headerName, z.string().check(z.regex(/^[^\r\n]*$/, 'must be a single line'))).check(
+  z.superRefine((headers, ctx) => {
+    for (const name of Object.keys(headers)) {
+      const lower = name.toLowerCase();
+      if (RESERVED_HEADERS.has(lower) || RESERVED_PREFIXES.some((prefix) => lower.startsWith(prefix))) {
+        ctx.addIssue({ code: 'custom', message: `'${name}' is set by the function itself: remove it`, path: [name] });
+      }
+    }
+  }),
 );
 
 const wholeNumber = (min: number, max: number) => z.number().check(z.int(), z.gte(min), z.lte(max));
@@ -143,6 +141,36 @@ export const EndpointsFileSchema = z.strictObject({
 /** One endpoint of the function's configuration; only `name` and `url` are set by the short ENDPOINTS form. */
 export type EndpointConfig = Omit<Subscription, 'url'> & { url: URL };
 
+/** zod/mini carries no messages of its own (no locale is loaded): say what each kind of issue means. */
+function describe(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return `unknown field(s) ${issue.keys.map((key) => `'${key}'`).join(', ')}: check the spelling`;
+    case 'invalid_type':
+      return issue.input === undefined
+        ? 'is required'
+        : `must be ${issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`}`;
+    case 'invalid_value':
+      return `must be ${issue.values.map((value) => JSON.stringify(value)).join(' or ')}`;
+    case 'invalid_union':
+      return 'matches none of the accepted forms (see the endpoints file reference)';
+    case 'too_small':
+      return `must be at least ${String(issue.minimum)}${issue.origin === 'array' ? ' item(s)' : ''}`;
+    case 'too_big':
+      return `must be at most ${String(issue.maximum)}${issue.origin === 'array' ? ' item(s)' : ''}`;
+    default:
+      return issue.message;
+  }
+}
+
+function hasOwnMessage(issue: z.core.$ZodIssue): boolean {
+  return issue.message !== 'Invalid input' && !issue.message.startsWith('Invalid');
+}
+
+function message(issue: z.core.$ZodIssue): string {
+  return hasOwnMessage(issue) ? issue.message : describe(issue);
+}
+
 function path(issue: z.core.$ZodIssue): string {
   return issue.path
     .map((part, i) => (typeof part === 'number' ? `[${part}]` : `${i ? '.' : ''}${String(part)}`))
@@ -158,7 +186,7 @@ export function parseEndpointsDocument(document: unknown, source: string): Endpo
   if (!file.success) {
     const issue = file.error.issues[0]!;
     const where = issue.path.length ? `${path(issue)}: ` : '';
-    throw new ConfigError(source, `${where}${issue.message} (expected 'endpoints:', a list of endpoints)`);
+    throw new ConfigError(source, `${where}${message(issue)} (expected 'endpoints:', a list of endpoints)`);
   }
   const seen = new Set<string>();
   return file.data.endpoints.map((raw, index) => {
@@ -166,7 +194,7 @@ export function parseEndpointsDocument(document: unknown, source: string): Endpo
     const result = SubscriptionSchema.safeParse(raw);
     if (!result.success) {
       const issue = result.error.issues[0]!;
-      throw new ConfigError(source, `${label}: ${path(issue) || '(endpoint)'}: ${issue.message}`);
+      throw new ConfigError(source, `${label}: ${path(issue) || '(endpoint)'}: ${message(issue)}`);
     }
     const sub = result.data;
     if (seen.has(sub.name)) throw new ConfigError(source, `${label}: name: '${sub.name}' appears twice`);
