@@ -25,7 +25,7 @@ interface Cached {
   refreshAt: number;
 }
 
-/** Tokens are renewed this long before they expire (or at 90% of a shorter lifetime), so none expires in flight. */
+/** Tokens are renewed this long before they expire, or at 90% of a lifetime under 10 minutes: none expires in flight. */
 const EARLY_MS = 60_000;
 const DEFAULT_LIFETIME_S = 300;
 

@@ -296,6 +296,23 @@ describe('EndpointDelivery connection bound', () => {
   });
 });
 
+describe('EndpointDelivery rate limit', () => {
+  it('records beyond the rate wait for a token; the deadline wins over the wait', async () => {
+    const sink = await testEndpoint();
+    // One request per 100 s: after the first, the others can only wait.
+    const delivery = deliveryFor(sink.url, { rateLimitPerSecond: 0.01 });
+    expect(await deliver(delivery, 'first')).toMatchObject({ ok: true });
+    const controller = new AbortController();
+    const waiting = [deliver(delivery, 'second', controller.signal), deliver(delivery, 'third', controller.signal)];
+    controller.abort();
+    expect(await Promise.all(waiting)).toEqual([
+      { ok: false, endpoint: 'sink', kind: 'aborted', attempts: 1 },
+      { ok: false, endpoint: 'sink', kind: 'aborted', attempts: 1 },
+    ]);
+    expect(sink.received.map((request) => request.eventId)).toEqual(['first']);
+  });
+});
+
 describe('retryDelayMs', () => {
   it('is full jitter over base·2^(attempt−1), capped at max', () => {
     const options = { baseMs: 100, maxMs: 2000 };
