@@ -1,12 +1,8 @@
 import http from 'node:http';
-import { describe, expect, it, onTestFinished } from 'vitest';
-import { EndpointDelivery } from '../../../lib/delivery';
-import { Endpoint } from '../../../lib/endpoint';
-import { parseEvent, type ValidEvent } from '../../../lib/event';
+import { describe, expect, it } from 'vitest';
 import { ClientCredentialsToken, OAuthTokenError } from '../../../lib/subscription/oauth';
-import { Subscriber } from '../../../lib/subscription/subscriber';
 import { listenForTest, testEndpoint } from '../../support/endpoints';
-import { cloudEvent } from '../../support/events';
+import { subscriberFor, validEvent } from '../../support/subscriptions';
 
 const never = new AbortController().signal;
 const SECRET = 's3cr3t/+&';
@@ -42,11 +38,10 @@ async function tokenServer(expiresIn = 3600) {
   return { url: new URL(url), requests };
 }
 
-function valid(id = 'evt-1'): ValidEvent {
-  const parsed = parseEvent(JSON.stringify(cloudEvent(id)), 1_048_576);
-  if (!parsed.ok) throw new Error(parsed.detail);
-  return parsed;
-}
+const valid = (id = 'evt-1') => validEvent(id);
+
+const tokenSource = (tokenUrl: URL) =>
+  new ClientCredentialsToken({ endpoint: 'crm', tokenUrl, clientId: 'ingest', timeoutMs: 5000 });
 
 describe('ClientCredentialsToken', () => {
   it('asks the token endpoint once with HTTP Basic client credentials and the scope, then reuses the token', async () => {
@@ -85,12 +80,7 @@ describe('ClientCredentialsToken', () => {
 
   it('drops a token an endpoint refused, once, however many requests report it', async () => {
     const tokens = await tokenServer();
-    const source = new ClientCredentialsToken({
-      endpoint: 'crm',
-      tokenUrl: tokens.url,
-      clientId: 'ingest',
-      timeoutMs: 5000,
-    });
+    const source = tokenSource(tokens.url);
     await source.get(SECRET, never);
     const renewed = await Promise.all([source.get(SECRET, never, 'tok-1'), source.get(SECRET, never, 'tok-1')]);
     expect(renewed).toEqual(['tok-2', 'tok-2']);
@@ -100,12 +90,7 @@ describe('ClientCredentialsToken', () => {
 
   it('a refused client is an OAuthTokenError naming the endpoint and the token URL, never the secret', async () => {
     const tokens = await tokenServer();
-    const source = new ClientCredentialsToken({
-      endpoint: 'crm',
-      tokenUrl: tokens.url,
-      clientId: 'ingest',
-      timeoutMs: 5000,
-    });
+    const source = tokenSource(tokens.url);
     const error = await Promise.resolve(source.get('wrong-secret', never)).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OAuthTokenError);
     expect((error as Error).message).toMatch(
@@ -116,20 +101,10 @@ describe('ClientCredentialsToken', () => {
 });
 
 describe('an endpoint behind OAuth client credentials', () => {
-  async function subscriber(sinkUrl: string, tokenUrl: URL) {
-    const url = new URL(sinkUrl);
-    const lane = new EndpointDelivery(new Endpoint({ name: 'crm', url, timeoutMs: 5000, maxConnections: 2 }), {
-      maxAttempts: 1,
-      baseMs: 1,
-      maxMs: 1,
-      breakerThreshold: 0,
-      breakerHalfOpenMs: 1000,
-      maxConnections: 2,
-    });
-    const sub = new Subscriber(
+  const subscriber = (sinkUrl: string, tokenUrl: URL) =>
+    subscriberFor(
+      sinkUrl,
       {
-        name: 'crm',
-        url,
         auth: {
           kind: 'oauth2-client-credentials',
           tokenUrl: tokenUrl.href,
@@ -137,12 +112,8 @@ describe('an endpoint behind OAuth client credentials', () => {
           clientSecret: { secretsmanager: 'crm' },
         },
       },
-      lane,
-      { timeoutMs: 5000 },
+      'crm',
     );
-    onTestFinished(() => sub.close());
-    return sub;
-  }
   const context = {
     signal: never,
     deadlineAt: Date.now() + 60_000,
@@ -155,7 +126,7 @@ describe('an endpoint behind OAuth client credentials', () => {
     const sink = await testEndpoint((request) => ({
       status: request.headers.authorization === 'Bearer tok-1' ? 401 : 200,
     }));
-    const sub = await subscriber(sink.url, tokens.url);
+    const sub = subscriber(sink.url, tokens.url);
     expect(await sub.deliver(valid(), context)).toMatchObject({ ok: true, attempts: 1 });
     expect(sink.received.map((r) => r.headers.authorization)).toEqual(['Bearer tok-1', 'Bearer tok-2']);
     expect(await sub.deliver(valid('evt-2'), context)).toMatchObject({ ok: true });
@@ -165,7 +136,7 @@ describe('an endpoint behind OAuth client credentials', () => {
   it('a 401 with a fresh token too is the endpoint refusing us: no endless loop', async () => {
     const tokens = await tokenServer();
     const sink = await testEndpoint(() => ({ status: 401 }));
-    const sub = await subscriber(sink.url, tokens.url);
+    const sub = subscriber(sink.url, tokens.url);
     expect(await sub.deliver(valid(), context)).toMatchObject({ ok: false, status: 401 });
     expect(sink.received).toHaveLength(2);
   });
@@ -173,7 +144,7 @@ describe('an endpoint behind OAuth client credentials', () => {
   it('a token endpoint that refuses us fails the delivery with its reason, and nothing reaches the endpoint', async () => {
     const tokens = await tokenServer();
     const sink = await testEndpoint();
-    const sub = await subscriber(sink.url, tokens.url);
+    const sub = subscriber(sink.url, tokens.url);
     const result = await sub.deliver(valid(), { ...context, secrets: new Map([['secretsmanager:crm', 'nope']]) });
     expect(result).toMatchObject({ ok: false, kind: 'transient' });
     expect(JSON.stringify(result)).toContain('answered 401');

@@ -1,13 +1,10 @@
 import { HTTP, type CloudEvent as SdkEvent } from 'cloudevents';
 import { Webhook } from 'standardwebhooks';
-import { describe, expect, it, onTestFinished } from 'vitest';
-import { EndpointDelivery } from '../../../lib/delivery';
-import { Endpoint } from '../../../lib/endpoint';
-import { parseEvent, type ValidEvent } from '../../../lib/event';
+import { describe, expect, it } from 'vitest';
+import type { ValidEvent } from '../../../lib/event';
 import type { EndpointConfig } from '../../../lib/subscription/schema';
-import { Subscriber } from '../../../lib/subscription/subscriber';
 import { type ReceivedRequest, testEndpoint } from '../../support/endpoints';
-import { cloudEvent } from '../../support/events';
+import { subscriberFor, validEvent } from '../../support/subscriptions';
 
 const never = new AbortController().signal;
 // Standard Webhooks secrets as a receiver (Svix-style) generates them: whsec_ + base64 of random bytes.
@@ -17,27 +14,16 @@ const OTHER = 'whsec_plJ3nmyCDGBKInavdOK15jsl5tCqDyQV';
 
 async function send(settings: Partial<EndpointConfig>, event: ValidEvent, secrets = new Map<string, string>()) {
   const sink = await testEndpoint();
-  const url = new URL(sink.url);
-  const lane = new EndpointDelivery(new Endpoint({ name: 'sink', url, timeoutMs: 10_000, maxConnections: 2 }), {
-    maxAttempts: 1,
-    baseMs: 1,
-    maxMs: 1,
-    breakerThreshold: 0,
-    breakerHalfOpenMs: 1000,
-    maxConnections: 2,
+  const result = await subscriberFor(sink.url, settings).deliver(event, {
+    signal: never,
+    deadlineAt: Date.now() + 60_000,
+    secrets,
   });
-  const subscriber = new Subscriber({ name: 'sink', url, ...settings }, lane, { timeoutMs: 10_000 });
-  onTestFinished(() => subscriber.close());
-  const result = await subscriber.deliver(event, { signal: never, deadlineAt: Date.now() + 60_000, secrets });
   expect(result).toMatchObject({ ok: true });
   return sink.received[0]!;
 }
 
-function valid(extra: Record<string, unknown> = {}): ValidEvent {
-  const parsed = parseEvent(JSON.stringify(cloudEvent('evt-1', extra)), 1_048_576);
-  if (!parsed.ok) throw new Error(parsed.detail);
-  return parsed;
-}
+const valid = (extra: Record<string, unknown> = {}) => validEvent('evt-1', extra);
 
 /** What the official SDK's HTTP binding makes of a request, as a receiver would see it. */
 function received(request: ReceivedRequest): SdkEvent<unknown> {
