@@ -97,13 +97,12 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
   try {
     endpointsFile = file ? readEndpointsFile(file) : undefined;
     config = loadConfig(env, endpointsFile ? { document: endpointsFile.document, source: file } : undefined);
-    credentials = [
-      ...parseCredentialSpec(
-        env.ENDPOINT_CREDENTIALS,
-        config.endpoints.map((e) => e.name),
-      ),
-      ...source.secretRefs(config.endpoints),
-    ];
+    const spec = parseCredentialSpec(
+      env.ENDPOINT_CREDENTIALS,
+      config.endpoints.map((e) => e.name),
+    );
+    source.checkCredentialOverlap(spec, config.endpoints);
+    credentials = [...spec, ...source.secretRefs(config.endpoints)];
   } catch (error) {
     fail(stage, error instanceof Error ? error.message : String(error));
   }

@@ -37,15 +37,7 @@ export async function fanout(
       skipped.push(endpoint.name);
       continue;
     }
-    const credential = context.credentials?.get(endpoint.name);
-    pending.push(
-      endpoint.deliver(event, {
-        signal: context.signal,
-        deadlineAt: context.deadlineAt,
-        ...(context.secrets ? { secrets: context.secrets } : {}),
-        ...(credential ? { credential } : {}),
-      }),
-    );
+    pending.push(endpoint.deliver(event, context, context.credentials?.get(endpoint.name)));
   }
   return { results: await Promise.all(pending), skipped, routed };
 }

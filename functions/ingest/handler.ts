@@ -5,6 +5,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import {
+  checkCredentialOverlap,
   createCredentialSource,
   createEdges,
   createIngest,
@@ -31,6 +32,7 @@ const credentialSpec = parseCredentialSpec(
   process.env.ENDPOINT_CREDENTIALS,
   config.endpoints.map((endpoint) => endpoint.name),
 );
+checkCredentialOverlap(credentialSpec, config.endpoints);
 const { logger, metrics } = createObservability();
 const tracer = await loadTracer();
 const traced = <T>(client: T): T => (tracer ? tracer.captureAWSv3Client(client) : client);

@@ -11,8 +11,6 @@ export interface ShapeContext {
   signal: AbortSignal;
   /** Values of the endpoints file's secret references, by `secretKey`. */
   secrets?: ReadonlyMap<string, string>;
-  /** The endpoint's ENDPOINT_CREDENTIALS credential, if any. */
-  credential?: Credential;
 }
 
 export function refKey(ref: SecretRefValue): string {
@@ -64,24 +62,30 @@ export class RequestShaper {
   }
 
   /** The request source of one event for EndpointDelivery. */
-  source(event: ValidEvent, context: ShapeContext): RequestSource {
+  source(event: ValidEvent, context: ShapeContext, credential?: Credential): RequestSource {
     const endpoint = this.#endpoint;
     const message =
       endpoint.contentMode === 'binary'
         ? binaryMessage(event.attributes)
         : { headers: { 'content-type': CONTENT_TYPE }, body: event.body };
-    const base: Record<string, string> = {
+    const { body } = message;
+    const fixed: Record<string, string> = {
       ...endpoint.headers,
       ...message.headers,
       'idempotency-key': event.key,
-      ...authHeaders(context.credential, message.body),
+      ...authHeaders(credential, body),
+      ...this.#staticAuth(context),
     };
-    const { body } = message;
+    // Without a signature or a token, every attempt sends the same request: build it once.
+    if (!endpoint.signing && !this.#oauth) {
+      const request: PreparedRequest = { headers: fixed, body };
+      return { refreshable: false, prepare: () => request };
+    }
     let lastToken: string | undefined;
     return {
       refreshable: this.#oauth !== undefined,
       prepare: (refresh) => {
-        const headers = { ...base, ...this.#staticAuth(context), ...this.#signature(event.key, body, context) };
+        const headers = endpoint.signing ? { ...fixed, ...this.#signature(event.key, body, context) } : fixed;
         if (!this.#oauth) return { headers, body };
         const token = this.#oauth.get(
           this.#secret(context, 'auth.clientSecret'),

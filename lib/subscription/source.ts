@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { EndpointsDocument } from '../config';
-import type { SecretRef } from '../credentials';
+import { CREDENTIALS_VARIABLE, type CredentialSpec, type SecretRef } from '../credentials';
 import { ConfigError } from '../errors';
 import { secretRefsOf } from './request';
 import type { EndpointConfig } from './schema';
@@ -44,4 +44,19 @@ export function secretRefs(endpoints: readonly EndpointConfig[]): SecretRef[] {
         : { endpoint: endpoint.name, field, store: 'secretsmanager' as const, name: ref.secretsmanager },
     ),
   );
+}
+
+/** An endpoint authenticated (or signed) twice, by ENDPOINT_CREDENTIALS and by its endpoints file, is refused. */
+export function checkCredentialOverlap(spec: CredentialSpec, endpoints: readonly EndpointConfig[]): void {
+  for (const ref of spec) {
+    const endpoint = endpoints.find((e) => e.name === ref.endpoint);
+    const other = ref.kind === 'bearer' ? endpoint?.auth : endpoint?.signing;
+    if (other) {
+      const field = ref.kind === 'bearer' ? 'auth' : 'signing';
+      throw new ConfigError(
+        CREDENTIALS_VARIABLE,
+        `endpoint '${ref.endpoint}' also has ${field} in the endpoints file: keep one (the file's ${field} is preferred)`,
+      );
+    }
+  }
 }

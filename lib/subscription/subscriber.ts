@@ -1,10 +1,11 @@
 import type { DeliveryResult, EndpointDelivery } from '../delivery';
+import type { Credential } from '../endpoint';
 import type { ValidEvent } from '../event';
 import { RequestShaper, type ShapeContext } from './request';
 import { compileFilter, type Router } from './routing';
 import type { EndpointConfig } from './schema';
 
-export interface DeliverContext extends Omit<ShapeContext, 'credential'> {
+export interface DeliverContext extends ShapeContext {
   deadlineAt: number;
 }
 
@@ -27,12 +28,9 @@ export class Subscriber {
     this.#delivery = delivery;
   }
 
-  /** Never rejects. */
-  deliver(
-    event: ValidEvent,
-    context: DeliverContext & { credential?: ShapeContext['credential'] },
-  ): Promise<DeliveryResult> {
-    return this.#delivery.deliver(this.#shaper.source(event, context), context.signal, context.deadlineAt);
+  /** Never rejects. `credential` is the endpoint's ENDPOINT_CREDENTIALS credential, if any. */
+  deliver(event: ValidEvent, context: DeliverContext, credential?: Credential): Promise<DeliveryResult> {
+    return this.#delivery.deliver(this.#shaper.source(event, context, credential), context.signal, context.deadlineAt);
   }
 
   close(): void {
