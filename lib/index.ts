@@ -18,5 +18,10 @@ export {
 export { QuarantineError } from './quarantine';
 export { QueueAddressError } from './queue-url';
 export { type EndpointConfig as Subscription, parseEndpointsDocument } from './subscription/schema';
-export { checkCredentialOverlap, endpointsDocument, secretRefs } from './subscription/source';
+export {
+  checkCredentialOverlap,
+  checkSigningSecrets,
+  endpointsDocument,
+  secretRefs,
+} from './subscription/source';
 export type * from './types';

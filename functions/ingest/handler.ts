@@ -6,6 +6,7 @@ import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import {
   checkCredentialOverlap,
+  checkSigningSecrets,
   createCredentialSource,
   createEdges,
   createIngest,
@@ -43,7 +44,8 @@ const edges = createEdges(config, {
 const credentials = credentialSpec.length > 0 ? createCredentialSource(credentialSpec) : undefined;
 const refs = secretRefs(config.endpoints);
 const secrets = refs.length > 0 ? createSecretSource(refs) : undefined;
-await Promise.all([credentials?.(), secrets?.()]);
+const [, secretValues] = await Promise.all([credentials?.(), secrets?.()]);
+if (secretValues) checkSigningSecrets(config.endpoints, secretValues);
 const ingest = createIngest(config, {
   logger,
   metrics,

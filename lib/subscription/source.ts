@@ -2,8 +2,9 @@ import { readFileSync } from 'node:fs';
 import type { EndpointsDocument } from '../config';
 import { CREDENTIALS_VARIABLE, type CredentialSpec, type SecretRef } from '../credentials';
 import { ConfigError } from '../errors';
-import { secretRefsOf } from './request';
+import { refKey, secretRefsOf } from './request';
 import type { EndpointConfig } from './schema';
+import { standardWebhooksKey } from './signing';
 
 export const ENDPOINTS_FILE_VARIABLE = 'ENDPOINTS_FILE';
 
@@ -57,6 +58,17 @@ export function checkCredentialOverlap(spec: CredentialSpec, endpoints: readonly
         CREDENTIALS_VARIABLE,
         `endpoint '${ref.endpoint}' also has ${field} in the endpoints file: keep one (the file's ${field} is preferred)`,
       );
+    }
+  }
+}
+
+/** Decodes every Standard Webhooks secret once, so a malformed one stops the cold start instead of every delivery. */
+export function checkSigningSecrets(endpoints: readonly EndpointConfig[], secrets: ReadonlyMap<string, string>): void {
+  for (const endpoint of endpoints) {
+    if (endpoint.signing?.scheme !== 'standard-webhooks') continue;
+    for (const [i, ref] of endpoint.signing.secrets.entries()) {
+      const where = `endpoint '${endpoint.name}' signing.secrets[${i}] (${refKey(ref)})`;
+      standardWebhooksKey(secrets.get(refKey(ref)) ?? '', where);
     }
   }
 }

@@ -5,7 +5,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseCredentialSpec } from '../../../lib/credentials';
 import { ConfigError } from '../../../lib/errors';
 import { parseEndpointsDocument } from '../../../lib/subscription/schema';
-import { checkCredentialOverlap, endpointsDocument, secretRefs } from '../../../lib/subscription/source';
+import {
+  checkCredentialOverlap,
+  checkSigningSecrets,
+  endpointsDocument,
+  secretRefs,
+} from '../../../lib/subscription/source';
 
 const dir = mkdtempSync(join(tmpdir(), 'endpoints-source-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -66,5 +71,41 @@ describe('secretRefs and checkCredentialOverlap', () => {
     expect(() => checkCredentialOverlap(parseCredentialSpec('b=hmac:ssm:/x', names), endpoints)).toThrow(
       "ENDPOINT_CREDENTIALS: endpoint 'b' also has signing in the endpoints file: keep one",
     );
+  });
+});
+
+describe('checkSigningSecrets', () => {
+  const endpoints = parseEndpointsDocument(
+    {
+      endpoints: [
+        {
+          name: 'b',
+          url: 'https://b.example.com/in',
+          signing: { scheme: 'standard-webhooks', secrets: [{ ssm: '/b/new' }, { ssm: '/b/old' }] },
+        },
+      ],
+    },
+    'test.yml',
+  );
+
+  it('passes Standard Webhooks secrets and names the first that is not one, without its value', () => {
+    const good = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+    expect(() =>
+      checkSigningSecrets(
+        endpoints,
+        new Map([
+          ['ssm:/b/new', good],
+          ['ssm:/b/old', good],
+        ]),
+      ),
+    ).not.toThrow();
+    const bad = new Map([
+      ['ssm:/b/new', good],
+      ['ssm:/b/old', 'password123'],
+    ]);
+    expect(() => checkSigningSecrets(endpoints, bad)).toThrow(
+      "endpoint 'b' signing.secrets[1] (ssm:/b/old) is not a Standard Webhooks secret",
+    );
+    expect(() => checkSigningSecrets(endpoints, bad)).not.toThrow(/password123/);
   });
 });
