@@ -1,6 +1,7 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${...} here are CloudFormation Fn::Sub placeholders
-// What serverless variables cannot do, for the stage being packaged: check the stage params with the function's own
-// parsers (a bad ENDPOINTS or ENDPOINT_CREDENTIALS fails `npm run package`, not the first invocation in production),
+// What serverless variables cannot do, for the stage being packaged: check the stage params and the endpoints file
+// (endpoints/<stage>.yml) with the function's own parsers (a bad ENDPOINTS, ENDPOINT_CREDENTIALS or endpoints file
+// fails `npm run package`, not the first invocation in production), bundle the file, check the endpoints' rate budgets,
 // derive the queue's visibility timeout, and generate what depends on the endpoint list: one failure-rate alarm per
 // endpoint, the dashboard and the IAM policy for the endpoint credentials.
 // serverless.yml uses it as ${file(./infra/stage.js):<export>}; every export receives { resolveVariable,

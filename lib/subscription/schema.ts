@@ -24,6 +24,10 @@ const RESERVED_HEADERS = new Set([
 ]);
 const RESERVED_PREFIXES = ['ce-', 'webhook-'];
 
+function isReserved(lowerCaseName: string): boolean {
+  return RESERVED_HEADERS.has(lowerCaseName) || RESERVED_PREFIXES.some((prefix) => lowerCaseName.startsWith(prefix));
+}
+
 const text = z.string().check(z.minLength(1, 'must be a non-empty string'));
 const oneOrMany = <T extends z.ZodMiniType>(item: T) => z.union([item, z.array(item).check(z.minLength(1))]);
 
@@ -125,9 +129,17 @@ export const SubscriptionSchema = z
   })
   .check(
     z.superRefine((sub, ctx) => {
-      if (sub.auth?.kind !== 'apiKey' || !sub.headers) return;
+      if (sub.auth?.kind !== 'apiKey') return;
       const header = sub.auth.header.toLowerCase();
-      if (Object.keys(sub.headers).some((name) => name.toLowerCase() === header)) {
+      // Authorization is fine for an API key (e.g. 'ApiKey abc'); the others are the function's own.
+      if (header !== 'authorization' && isReserved(header)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `'${sub.auth.header}' is set by the function itself`,
+          path: ['auth', 'header'],
+        });
+      }
+      if (Object.keys(sub.headers ?? {}).some((name) => name.toLowerCase() === header)) {
         ctx.addIssue({ code: 'custom', message: `'${sub.auth.header}' is the apiKey header`, path: ['headers'] });
       }
     }),

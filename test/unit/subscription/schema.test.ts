@@ -39,6 +39,10 @@ describe('endpoints file schema', () => {
     [[{ ...base, auth: { kind: 'digest' } }], "endpoint 'audit' (endpoints[0]): auth.kind"],
     [[{ ...base, headers: { Authorization: 'x' } }], "headers.Authorization: 'Authorization' is set by the function"],
     [[{ ...base, headers: { 'ce-type': 'x' } }], 'is set by the function itself'],
+    [
+      [{ ...base, auth: { kind: 'apiKey', header: 'Content-Type', value: { ssm: '/k' } } }],
+      "auth.header: 'Content-Type' is set by the function itself",
+    ],
     [[{ ...base, filter: { type: { suffix: '.created' } } }], 'filter.type'],
     [[{ ...base, rateLimitPerSecond: 0 }], 'rateLimitPerSecond'],
     [[{ ...base, maxRatePerSecond: 100 }], 'maxRatePerSecond: a global budget needs rateLimitPerSecond'],
