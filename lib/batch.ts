@@ -9,7 +9,7 @@ export interface BatchOptions {
   /** When poison records can be quarantined they do not hold up the rest of their FIFO group. */
   quarantineEnabled: boolean;
   /** Which endpoints already have each event (the delivery ledger). Must not throw. */
-  lookup?(keys: string[]): Promise<ReadonlyMap<string, ReadonlySet<string>>>;
+  lookup?(keys: string[], events: readonly ValidEvent[]): Promise<ReadonlyMap<string, ReadonlySet<string>>>;
   /** Delivers one event to the endpoints that do not have it yet. Must not throw. */
   deliver(event: ValidEvent, already: ReadonlySet<string> | undefined): Promise<Delivered>;
 }
@@ -65,9 +65,10 @@ function blocksGroup(outcome: RecordOutcome, quarantineEnabled: boolean): boolea
 export async function processBatch(records: readonly SQSRecord[], options: BatchOptions): Promise<ProcessedRecord[]> {
   const inFlight = new Map<string, Promise<RecordOutcome>>();
   const parsed = records.map((record) => parseEvent(record.body, options.maxEventBytes));
-  const keys = new Set<string>();
-  for (const event of parsed) if (event.ok) keys.add(event.key);
-  const known = options.lookup && keys.size > 0 ? await options.lookup([...keys]) : undefined;
+  const unique = new Map<string, ValidEvent>();
+  for (const event of parsed) if (event.ok && !unique.has(event.key)) unique.set(event.key, event);
+  const known =
+    options.lookup && unique.size > 0 ? await options.lookup([...unique.keys()], [...unique.values()]) : undefined;
 
   const run = (index: number): Promise<RecordOutcome> => {
     const event = parsed[index]!;

@@ -102,6 +102,10 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     );
     return new Subscriber(endpoint, delivery, { timeoutMs });
   });
+  const filtered = config.endpoints.some((endpoint) => endpoint.filter !== undefined);
+  const allNames = endpoints.map((endpoint) => endpoint.name);
+  const routedTo = (event: ValidEvent): string[] =>
+    filtered ? endpoints.filter((endpoint) => endpoint.routes(event)).map((endpoint) => endpoint.name) : allNames;
   const perEndpointMetrics = new Map(
     config.endpoints.map((endpoint) => [endpoint.name, endpointMetrics(endpoint.name)]),
   );
@@ -146,9 +150,13 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         return fan;
       };
       const lookup = ledger
-        ? async (keys: string[]) => {
+        ? async (keys: string[], events: readonly ValidEvent[]) => {
+            // Only the endpoints each event is routed to: an event routed nowhere needs no read at all.
+            const routed = new Map(events.map((e) => [e.key, routedTo(e)]));
+            const wanted = keys.filter((key) => (routed.get(key)?.length ?? 0) > 0);
+            if (wanted.length === 0) return new Map<string, Set<string>>();
             try {
-              return await ledger.lookup(keys, deliveryDeadline.signal);
+              return await ledger.lookup(wanted, deliveryDeadline.signal, (key) => routed.get(key) ?? []);
             } catch (error) {
               counters.ledgerErrors++;
               logger.warn('delivery ledger unavailable; delivering to every endpoint', { error: errorText(error) });

@@ -43,9 +43,10 @@ async function pipeline(ledgerTable?: string) {
     dynamodb && ledgerTable
       ? createLedger(dynamodb, { table: ledgerTable, endpoints: config.endpoints.map((e) => e.name), ttlS: 3600 })
       : undefined;
+  const lookup = ledger ? vi.spyOn(ledger, 'lookup') : undefined;
   ingest = createIngest(config, { logger, metrics, ...(ledger ? { ledger } : {}) });
   const metric = (name: string) => added.mock.calls.filter(([n]) => n === name).map(([, , value]) => value);
-  return { ingest, orders, audit, info, warn, metric };
+  return { ingest, orders, audit, info, warn, metric, lookup };
 }
 
 describe('endpoints as subscriptions', () => {
@@ -93,5 +94,12 @@ describe('endpoints as subscriptions', () => {
     // audit took it the first time; orders, not routed, never saw it.
     expect(run.audit.received.filter((r) => r.eventId === 'r-2')).toHaveLength(1);
     expect(run.orders.received.filter((r) => r.eventId === 'r-2')).toHaveLength(0);
+    // The ledger is asked only about the endpoints the event is routed to.
+    const [keys, , endpointsOf] = run.lookup!.mock.calls.at(-1)!;
+    expect(endpointsOf?.(keys[0]!)).toEqual(['audit', 'refunds']);
+    // An event routed nowhere costs no ledger read.
+    const calls = run.lookup!.mock.calls.length;
+    await run.ingest.handle(sqsEvent([record('x-3', 'com.example.stock.moved', 'urn:warehouse')]), lambdaContext());
+    expect(run.lookup!.mock.calls).toHaveLength(calls);
   });
 });
