@@ -33,10 +33,11 @@ type Env = Record<string, string | undefined>;
 
 const NAME = /^[a-z0-9][a-z0-9-]*$/;
 
-/** True for hosts that never leave this machine: 127.0.0.0/8, ::1 and localhost. */
+/** True for hosts that never leave this machine: 127.0.0.0/8, ::1 and `localhost` itself, all literally. */
 export function isLoopbackHost(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  if (host === 'localhost' || host.endsWith('.localhost')) return true;
+  // Not '*.localhost': such names are resolved through DNS, which may answer anything.
+  if (host === 'localhost') return true;
   if (isIP(host) === 4) return host.startsWith('127.');
   return host === '::1' || host === '0:0:0:0:0:0:0:1';
 }
@@ -70,7 +71,7 @@ function parseEndpoints(value: string | undefined): EndpointConfig[] {
       seen.add(name);
       const parsed = parseEndpointUrl(raw);
       if ('problem' in parsed) {
-        const shown = parsed.secret ? `'${name}'` : `'${name}=${redact(raw)}'`;
+        const shown = parsed.shown === undefined ? `'${name}'` : `'${name}=${parsed.shown}'`;
         throw new ConfigError(variable, `${shown} ${parsed.problem}`);
       }
       const { url } = parsed;
@@ -86,30 +87,42 @@ function parseEndpoints(value: string | undefined): EndpointConfig[] {
 }
 
 /**
- * An endpoint (or token) URL: absolute, https (plain http only for loopback hosts), no credentials in it. A problem
- * marked `secret` must not be shown with the URL, which holds a password.
+ * An endpoint (or token) URL: absolute, https (plain http only for loopback hosts), no credentials in it. `shown` is
+ * the URL as a message may show it (no password, no query string); absent when it must not be shown at all.
  */
-export function parseEndpointUrl(raw: string): { url: URL } | { problem: string; secret?: true } {
+export function parseEndpointUrl(raw: string): { url: URL } | { problem: string; shown?: string } {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    return { problem: 'has no valid absolute URL' };
+    return { problem: 'has no valid absolute URL', shown: redact(raw) };
   }
   // Checked first so that no later message repeats a password.
   if (url.username || url.password) {
-    return { problem: 'has credentials in its URL: use a secret reference instead', secret: true };
+    return {
+      problem: 'has credentials in its URL: use ENDPOINT_CREDENTIALS or a secret reference in the endpoints file',
+    };
   }
   if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
-    return { problem: 'must use https; plain http is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost)' };
+    return {
+      problem: 'must use https; plain http is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost)',
+      shown: withoutQuery(url),
+    };
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return { problem: 'must be an https URL' };
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    return { problem: 'must be an https URL', shown: withoutQuery(url) };
+  }
   return { url };
 }
 
-/** Hides whatever stands between '//' and '@' (user:password) in a URL-like string. */
+/** Hides user:password and the query string or fragment (tokens often ride there) of a URL-like string. */
 function redact(raw: string): string {
-  return raw.replace(/\/\/[^/@]*@/, '//***@');
+  return raw.replace(/\/\/[^/@]*@/, '//***@').replace(/[?#].*$/s, '?…');
+}
+
+/** The URL as an error message may show it: no query string or fragment. */
+function withoutQuery(url: URL): string {
+  return `${url.protocol}//${url.host}${url.pathname}${url.search || url.hash ? '?…' : ''}`;
 }
 
 interface IntSpec {
@@ -147,13 +160,13 @@ function checkQueueUrl(value: string): string | undefined {
   try {
     const url = new URL(value);
     if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
-      return `'${value}' must be an https SQS queue URL (http only for loopback hosts)`;
+      return `'${withoutQuery(url)}' must be an https SQS queue URL (http only for loopback hosts)`;
     }
     return url.pathname.split('/').filter(Boolean).length === 2
       ? undefined
-      : `'${value}' is not a queue URL: expected https://sqs.<region>.amazonaws.com/<account>/<queue-name>`;
+      : `'${withoutQuery(url)}' is not a queue URL: expected https://sqs.<region>.amazonaws.com/<account>/<queue-name>`;
   } catch {
-    return `'${value}' is not a URL: expected https://sqs.<region>.amazonaws.com/<account>/<queue-name>`;
+    return `'${redact(value)}' is not a URL: expected https://sqs.<region>.amazonaws.com/<account>/<queue-name>`;
   }
 }
 

@@ -113,6 +113,18 @@ export class CredentialError extends Error {
   }
 }
 
+/** Every endpoint's credential (cached for maxAgeS); `refresh` reads one again, bypassing the cache. */
+export interface CredentialSource {
+  (): Promise<ReadonlyMap<string, Credential>>;
+  refresh(endpoint: string): Promise<Credential | undefined>;
+}
+
+/** The endpoints file's secrets by `secretKey`; `refresh` reads one endpoint's again, bypassing the cache. */
+export interface SecretSource {
+  (): Promise<ReadonlyMap<string, string>>;
+  refresh(endpoint: string): Promise<ReadonlyMap<string, string>>;
+}
+
 export interface CredentialSourceOptions {
   /** Seconds a fetched credential is reused (default 300). */
   maxAgeS?: number;
@@ -196,13 +208,13 @@ function createReader(options: CredentialSourceOptions) {
     });
     return secrets;
   };
-  return async (ref: CredentialRef | SecretRef): Promise<string> => {
+  return async (ref: CredentialRef | SecretRef, forceFetch = false): Promise<string> => {
     let value: unknown;
     try {
       value =
         ref.store === 'ssm'
-          ? await ssmProvider().get(ref.name, { decrypt: true, maxAge })
-          : await secretsProvider().get(ref.name, { maxAge });
+          ? await ssmProvider().get(ref.name, { decrypt: true, maxAge, forceFetch })
+          : await secretsProvider().get(ref.name, { maxAge, forceFetch });
     } catch (error) {
       throw readError(ref, error);
     }
@@ -223,29 +235,40 @@ function createReader(options: CredentialSourceOptions) {
  * Call it once at cold start (a missing credential then stops the function with a CredentialError) and again per
  * invocation: within the cache age it makes no call.
  */
-export function createCredentialSource(
-  spec: CredentialSpec,
-  options: CredentialSourceOptions = {},
-): () => Promise<ReadonlyMap<string, Credential>> {
+export function createCredentialSource(spec: CredentialSpec, options: CredentialSourceOptions = {}): CredentialSource {
   const read = createReader(options);
-  return async () =>
+  const source = async () =>
     new Map(
       await Promise.all(
         spec.map(async (ref): Promise<[string, Credential]> => [ref.endpoint, toCredential(ref.kind, await read(ref))]),
       ),
     );
+  // After a 401/403 the endpoint's credential is read again, bypassing (and then refreshing) the cache.
+  const refresh = async (endpoint: string) => {
+    const ref = spec.find((candidate) => candidate.endpoint === endpoint);
+    return ref ? toCredential(ref.kind, await read(ref, true)) : undefined;
+  };
+  return Object.assign(source, { refresh });
 }
 
 /**
  * The same for the secrets an endpoints file references (auth and signing): resolves a map from `secretKey(ref)` to
  * the value. A secret referenced by several endpoints is read once.
  */
-export function createSecretSource(
-  refs: readonly SecretRef[],
-  options: CredentialSourceOptions = {},
-): () => Promise<ReadonlyMap<string, string>> {
+export function createSecretSource(refs: readonly SecretRef[], options: CredentialSourceOptions = {}): SecretSource {
   const read = createReader(options);
   const unique = [...new Map(refs.map((ref) => [secretKey(ref), ref])).values()];
-  return async () =>
-    new Map(await Promise.all(unique.map(async (ref): Promise<[string, string]> => [secretKey(ref), await read(ref)])));
+  const readAll = async (which: readonly SecretRef[], forceFetch: boolean) =>
+    new Map(
+      await Promise.all(
+        which.map(async (ref): Promise<[string, string]> => [secretKey(ref), await read(ref, forceFetch)]),
+      ),
+    );
+  // After a 401/403 the endpoint's secrets are read again, bypassing (and then refreshing) the cache.
+  const refresh = (endpoint: string) =>
+    readAll(
+      unique.filter((ref) => refs.some((r) => r.endpoint === endpoint && secretKey(r) === secretKey(ref))),
+      true,
+    );
+  return Object.assign(() => readAll(unique, false), { refresh });
 }

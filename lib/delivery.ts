@@ -1,4 +1,4 @@
-import { type Endpoint, type PreparedRequest, whenAborted } from './endpoint';
+import { type AttemptResult, type Endpoint, type PreparedRequest, whenAborted } from './endpoint';
 import { DeliveryAttemptError } from './errors';
 import { TokenBucket } from './subscription/rate-limit';
 import type { DeliveryFailure } from './types';
@@ -15,12 +15,12 @@ export interface RetryOptions {
 }
 
 /**
- * The request of one delivery, prepared per attempt (signatures carry a timestamp). `refresh` asks for fresh
- * credentials after the endpoint answered 401; `refreshable` says whether that can change anything.
+ * The request of one delivery, prepared per attempt (signatures carry a timestamp), by lib/subscription/request.ts.
+ * `refresh`, when there are credentials to renew, renews them after a 401/403; the next `prepare` uses the new ones.
  */
 export interface RequestSource {
-  prepare(refresh: boolean): PreparedRequest | Promise<PreparedRequest>;
-  readonly refreshable: boolean;
+  prepare(): PreparedRequest | Promise<PreparedRequest>;
+  refresh?: () => Promise<void>;
 }
 
 export type DeliveryResult =
@@ -78,16 +78,20 @@ export class CircuitBreaker {
     this.#failures++;
     if (this.threshold > 0 && this.#failures >= this.threshold) this.#openUntil = this.now() + this.halfOpenMs;
   }
+
+  /** The attempt ended without telling whether the endpoint is up (the deadline cut it): the next one may try. */
+  abandoned(): void {
+    this.#trialInFlight = false;
+  }
 }
 
 interface Job {
   request: RequestSource;
   signal: AbortSignal;
   deadlineAt: number;
-  attempt: number;
-  /** Set once the request was sent again with fresh credentials after a 401. */
+  /** Set once the credentials were renewed after a 401/403: the next refusal is final. */
   refreshed: boolean;
-  refresh: boolean;
+  attempt: number;
   resolve: (result: DeliveryResult) => void;
 }
 
@@ -122,7 +126,7 @@ export class EndpointDelivery {
   /** Never rejects. `deadlineAt` (epoch ms) bounds the retries: no retry waits past it; the signal cuts a late attempt. */
   deliver(request: RequestSource, signal: AbortSignal, deadlineAt: number): Promise<DeliveryResult> {
     return new Promise((resolve) => {
-      this.#queue.push({ request, signal, deadlineAt, attempt: 1, refreshed: false, refresh: false, resolve });
+      this.#queue.push({ request, signal, deadlineAt, refreshed: false, attempt: 1, resolve });
       this.#pump();
     });
   }
@@ -167,17 +171,7 @@ export class EndpointDelivery {
       this.#pump();
       return;
     }
-    let sent: Promise<{ status: number; latencyMs: number }>;
-    try {
-      const prepared = job.request.prepare(job.refresh);
-      sent =
-        prepared instanceof Promise
-          ? prepared.then((request) => this.#endpoint.post(request, job.signal))
-          : this.#endpoint.post(prepared, job.signal);
-    } catch (error) {
-      sent = Promise.reject(error);
-    }
-    sent.then(
+    this.#attempt(job).then(
       (result) => {
         this.#active--;
         this.#breaker.succeeded();
@@ -194,22 +188,53 @@ export class EndpointDelivery {
         this.#active--;
         const transient = !(error instanceof DeliveryAttemptError) || error.kind === 'transient';
         if (transient) this.#breaker.failed();
-        else if (error.kind !== 'aborted') this.#breaker.succeeded();
-        if (error instanceof DeliveryAttemptError && error.status === 401 && this.#refreshOnce(job)) return;
-        this.#retryOrFail(job, error);
+        else if (error.kind === 'aborted') this.#breaker.abandoned();
+        else this.#breaker.succeeded();
+        const { refresh } = job.request;
+        if (error instanceof DeliveryAttemptError && error.kind === 'unauthorized' && refresh && !job.refreshed) {
+          this.#refreshAndRetry(job, refresh, error);
+        } else this.#retryOrFail(job, error);
         this.#pump();
       },
     );
   }
 
-  /** A 401 with credentials that can be renewed: send once more at once with fresh ones, not counted as a retry. */
-  #refreshOnce(job: Job): boolean {
-    if (job.refreshed || !job.request.refreshable) return false;
+  /** A synchronous throw becomes a rejection, so the trial it may be ends like any other failure. */
+  #attempt(job: Job): Promise<AttemptResult> {
+    try {
+      const prepared = job.request.prepare();
+      return prepared instanceof Promise
+        ? prepared.then((request) => this.#endpoint.post(request, job.signal))
+        : this.#endpoint.post(prepared, job.signal);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** 401/403: renew the credentials (read again bypassing the cache, or a new token) and try once more at once. */
+  #refreshAndRetry(job: Job, refresh: () => Promise<void>, error: DeliveryAttemptError): void {
     job.refreshed = true;
-    job.refresh = true;
-    this.#queue.push(job);
-    this.#pump();
-    return true;
+    const failure = toFailure(this.#endpoint.name, error, job.attempt);
+    let done = false;
+    const forget = whenAborted(job.signal, () => {
+      done = true;
+      job.resolve({ ok: false, ...failure });
+    });
+    refresh().then(
+      () => {
+        forget();
+        if (done) return;
+        job.attempt++;
+        this.#queue.push(job);
+        this.#pump();
+      },
+      (refreshError: unknown) => {
+        forget();
+        if (done) return;
+        const reason = refreshError instanceof Error ? refreshError.message : String(refreshError);
+        job.resolve({ ok: false, ...failure, error: `CREDENTIALS_REFUSED; refresh failed: ${reason}` });
+      },
+    );
   }
 
   #retryOrFail(job: Job, error: unknown): void {
@@ -227,7 +252,6 @@ export class EndpointDelivery {
     const timer = setTimeout(() => {
       forget();
       job.attempt++;
-      job.refresh = false;
       this.#queue.push(job);
       this.#pump();
     }, wait);

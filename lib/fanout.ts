@@ -9,6 +9,10 @@ export interface FanoutContext {
   credentials?: ReadonlyMap<string, Credential>;
   /** Values of the endpoints file's secret references (see createSecretSource). */
   secrets?: ReadonlyMap<string, string>;
+  /** Reads an endpoint's credential again, bypassing the cache (after a 401 or 403). */
+  refreshCredential?: (endpoint: string) => Promise<Credential | undefined>;
+  /** Reads an endpoint's secret references again into `secrets`, bypassing the cache (after a 401 or 403). */
+  refreshSecrets?: (endpoint: string) => Promise<void>;
 }
 
 export interface FanoutResult {

@@ -51,8 +51,8 @@ const ingest = createIngest(config, {
   metrics,
   ...(tracer ? { tracer } : {}),
   ...edges,
-  ...(credentials ? { credentials } : {}),
-  ...(secrets ? { secrets } : {}),
+  ...(credentials ? { credentials, refreshCredential: credentials.refresh } : {}),
+  ...(secrets ? { secrets, refreshSecrets: secrets.refresh } : {}),
 });
 
 const base = middy<SQSEvent, SQSBatchResponse>();

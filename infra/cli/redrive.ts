@@ -1,15 +1,18 @@
 // npm run redrive -- --from <dlq-url> [--to <queue-url>] [--max N]: moves quarantined / dead-lettered messages back.
 import { parseArgs } from 'node:util';
-import { SQSClient } from '@aws-sdk/client-sqs';
 import { Presets, SingleBar } from 'cli-progress';
 import { type RedriveMethod, type RedriveSummary, redrive } from '../../lib/redrive';
+import { explainUnreachable, localQueueUrl, sqsClientFor } from '../local/queue-address';
+import { DEFAULT_DLQ_NAME } from '../local/sqs-server';
 
 const USAGE = `Usage: npm run redrive -- --from <dlq-url> [--to <queue-url>] [--max N] [options]
 
 Moves messages out of a dead-letter / quarantine queue for another attempt.
-  --from <url>               the queue to empty (required)
+  --from <url>               the queue to empty (default: the DLQ of a running \`npm start\`,
+                             http://127.0.0.1:\${LOCAL_SQS_PORT:-9324}/123456789012/${DEFAULT_DLQ_NAME})
   --to <url>                 send every message here; without it, each message goes back to the queue it came
-                             from (its quarantine.sourceQueue attribute, or SQS's DeadLetterQueueSourceArn)
+                             from (SQS's DeadLetterQueueSourceArn, else the quarantine.sourceQueue the
+                             function recorded); messages that come back during the run are left, and counted
   --max <N>                  move at most N messages
   --method <m>               auto (default) | move-task | loop
   --visibility-timeout <s>   loop only: how long a message in hand stays hidden (default 60); after an
@@ -17,7 +20,8 @@ Moves messages out of a dead-letter / quarantine queue for another attempt.
   --json                     print the summary as JSON
   --help
 
-AWS settings come from the environment as usual (AWS_REGION, credentials, AWS_ENDPOINT_URL_SQS).
+A loopback URL is the local stack: no AWS variable is needed. Otherwise AWS settings come from the environment as
+usual (credentials, AWS_REGION; the region of an sqs.<region>.amazonaws.com URL wins).
 Ctrl-C stops after the batch in hand; nothing is lost (each message is sent before it is deleted).`;
 
 function fail(message: string): never {
@@ -32,15 +36,6 @@ function wholeNumber(name: string, value: string | undefined, min: number): numb
   return Number(value);
 }
 
-/** sqs.<region>.amazonaws.com URLs name their region; use it when the environment names none. */
-function regionOf(url: string): string | undefined {
-  try {
-    return /^sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$/.exec(new URL(url).hostname)?.[1];
-  } catch {
-    return undefined;
-  }
-}
-
 function printSummary(summary: RedriveSummary, from: string) {
   const lines = [
     `redrive ${summary.interrupted ? 'interrupted' : 'finished'} (${summary.method === 'move-task' ? 'SQS message move task' : 'receive-send-delete loop'})`,
@@ -53,6 +48,13 @@ function printSummary(summary: RedriveSummary, from: string) {
   if (destinations.length > 0) {
     lines.push('  moved to:');
     for (const [destination, count] of destinations) lines.push(`    ${count}\t${destination}`);
+  }
+  if (summary.returned > 0) {
+    lines.push(
+      `  came back:      ${summary.returned} message(s) moved by this run returned to ${from} (quarantined or ` +
+        'dead-lettered again: still poison). They were left there: fix the cause (see their quarantine.reason) ' +
+        'before redriving them again.',
+    );
   }
   if (summary.taskFailureReason) lines.push(`  the move task failed: ${summary.taskFailureReason}`);
   if (summary.failures.length > 0) {
@@ -89,13 +91,18 @@ async function main() {
     console.log(USAGE);
     return;
   }
-  if (!values.from) fail('--from <dlq-url> is required');
   const method = values.method ?? 'auto';
   if (!['auto', 'move-task', 'loop'].includes(method))
     fail(`--method must be auto, move-task or loop, not '${method}'`);
 
-  const region = regionOf(values.from);
-  const sqs = new SQSClient(region && !process.env.AWS_REGION ? { region } : {});
+  let from: string;
+  let sqs: ReturnType<typeof sqsClientFor>;
+  try {
+    from = values.from ?? localQueueUrl(process.env, DEFAULT_DLQ_NAME);
+    sqs = sqsClientFor(from, '--from');
+  } catch (error) {
+    fail((error as Error).message);
+  }
   const controller = new AbortController();
   process.on('SIGINT', () => {
     if (controller.signal.aborted) process.exit(130);
@@ -112,7 +119,7 @@ async function main() {
   const visibilityTimeoutS = wholeNumber('visibility-timeout', values['visibility-timeout'], 1);
   try {
     const summary = await redrive(sqs, {
-      from: values.from,
+      from,
       ...(values.to ? { to: values.to } : {}),
       ...(max !== undefined ? { max } : {}),
       ...(visibilityTimeoutS !== undefined ? { visibilityTimeoutS } : {}),
@@ -131,11 +138,11 @@ async function main() {
     });
     if (barStarted) bar.stop();
     if (values.json) console.log(JSON.stringify(summary));
-    else printSummary(summary, values.from);
+    else printSummary(summary, from);
     process.exitCode = summary.interrupted ? 130 : summary.failed > 0 || summary.taskFailureReason ? 1 : 0;
   } catch (error) {
     if (barStarted) bar.stop();
-    console.error(`redrive: ${(error as Error).message}`);
+    console.error(`redrive: ${(explainUnreachable(error, from, '--from') as Error).message}`);
     process.exitCode = 1;
   } finally {
     sqs.destroy();

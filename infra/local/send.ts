@@ -1,8 +1,8 @@
-import { SQSClient } from '@aws-sdk/client-sqs';
 import { SingleBar } from 'cli-progress';
-import { intFlag, localSqsPort, parseFlags, runCommand, seconds, stringFlag, UsageError } from './cli';
+import { intFlag, parseFlags, runCommand, seconds, stringFlag } from './cli';
 import { interleave, malformedMessages, newRunId, sendMessages, validMessages } from './events';
-import { DEFAULT_QUEUE_NAME, DEFAULT_SQS_PORT, LOCAL_ACCOUNT_ID, localSqsClient } from './sqs-server';
+import { explainUnreachable, localQueueUrl, sqsClientFor } from './queue-address';
+import { DEFAULT_QUEUE_NAME, DEFAULT_SQS_PORT, LOCAL_ACCOUNT_ID } from './sqs-server';
 
 const USAGE = `Usage: npm run send -- --count N [--invalid K] [--queue-url URL] [--parallel P]
 
@@ -12,43 +12,6 @@ const USAGE = `Usage: npm run send -- --count N [--invalid K] [--queue-url URL] 
                    http://127.0.0.1:\${LOCAL_SQS_PORT:-${DEFAULT_SQS_PORT}}/${LOCAL_ACCOUNT_ID}/${DEFAULT_QUEUE_NAME});
                    a non-local URL uses your usual AWS credentials and region
   --parallel P     SendMessageBatch calls in flight (default 8)`;
-
-/** Nothing listens where the queue should be. */
-export class QueueUnreachableError extends Error {
-  override readonly name = 'QueueUnreachableError';
-  constructor(queueUrl: string, local: boolean) {
-    super(
-      local
-        ? `nothing answers at ${new URL(queueUrl).origin}: start the local stack first (\`npm start\` in another terminal), or pass --queue-url`
-        : `cannot reach ${queueUrl}: check the URL and your network`,
-    );
-  }
-}
-
-function isLoopback(url: URL): boolean {
-  return url.hostname === 'localhost' || url.hostname.startsWith('127.') || url.hostname === '[::1]';
-}
-
-function clientFor(queueUrl: string): SQSClient {
-  let url: URL;
-  try {
-    url = new URL(queueUrl);
-  } catch {
-    throw new UsageError(
-      `--queue-url '${queueUrl}' is not a URL: expected https://sqs.<region>.amazonaws.com/<account>/<queue>`,
-    );
-  }
-  if (isLoopback(url)) return localSqsClient(url.origin);
-  // sqs.<region>.amazonaws.com names its region; otherwise AWS_REGION / the profile decides.
-  const region = /^sqs\.([a-z0-9-]+)\.amazonaws\.com/.exec(url.hostname)?.[1];
-  return new SQSClient(region ? { region } : {});
-}
-
-function unreachable(error: unknown): boolean {
-  const code = (error as { code?: unknown })?.code;
-  const text = error instanceof Error ? `${error.name} ${error.message}` : '';
-  return code === 'ECONNREFUSED' || text.includes('ECONNREFUSED');
-}
 
 async function send(argv: string[]): Promise<number> {
   const flags = parseFlags(argv, {
@@ -65,10 +28,8 @@ async function send(argv: string[]): Promise<number> {
   const invalid = intFlag(flags, 'invalid', 0, 0, 10_000_000);
   const parallel = intFlag(flags, 'parallel', 8, 1, 256);
   const given = stringFlag(flags, 'queue-url');
-  const queueUrl =
-    given ??
-    `http://127.0.0.1:${localSqsPort(process.env, DEFAULT_SQS_PORT)}/${LOCAL_ACCOUNT_ID}/${DEFAULT_QUEUE_NAME}`;
-  const client = clientFor(queueUrl);
+  const queueUrl = given ?? localQueueUrl(process.env, DEFAULT_QUEUE_NAME);
+  const client = sqsClientFor(queueUrl, '--queue-url');
 
   const run = newRunId();
   const messages = interleave(validMessages(count, run), malformedMessages(invalid, run));
@@ -81,8 +42,7 @@ async function send(argv: string[]): Promise<number> {
   try {
     await sendMessages(client, queueUrl, messages, { parallel, onProgress: (sent) => bar?.update(sent) });
   } catch (error) {
-    if (unreachable(error)) throw new QueueUnreachableError(queueUrl, isLoopback(new URL(queueUrl)));
-    throw error;
+    throw explainUnreachable(error, queueUrl, '--queue-url');
   } finally {
     bar?.stop();
     client.destroy();

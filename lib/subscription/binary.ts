@@ -28,14 +28,16 @@ export function binaryMessage(event: CloudEvent): { headers: Record<string, stri
     if (NOT_HEADERS.has(name) || value === undefined || value === null) continue;
     headers[`ce-${name}`] = percentEncode(String(value));
   }
-  const type = event.datacontenttype;
+  // A null optional attribute (or null data) is absent, as lib/event.ts treats it.
+  const type = event.datacontenttype ?? undefined;
+  const data = event.data ?? undefined;
   let body: Buffer;
-  if (event.data_base64 !== undefined) body = Buffer.from(event.data_base64, 'base64');
-  else if (event.data === undefined) body = Buffer.alloc(0);
+  if (event.data_base64 != null) body = Buffer.from(event.data_base64, 'base64');
+  else if (data === undefined) body = Buffer.alloc(0);
   // A JSON format event with no datacontenttype carries JSON data; a string of another type is sent as it is.
-  else if (typeof event.data === 'string' && !isJsonContentType(type)) body = Buffer.from(event.data, 'utf8');
-  else body = Buffer.from(JSON.stringify(event.data), 'utf8');
+  else if (typeof data === 'string' && !isJsonContentType(type)) body = Buffer.from(data, 'utf8');
+  else body = Buffer.from(JSON.stringify(data), 'utf8');
   if (type !== undefined) headers['content-type'] = type;
-  else if (event.data !== undefined) headers['content-type'] = 'application/json';
+  else if (data !== undefined) headers['content-type'] = 'application/json';
   return { headers, body };
 }

@@ -6,11 +6,15 @@ import { ClientCredentialsToken } from './oauth';
 import type { EndpointConfig, SecretRefValue } from './schema';
 import { standardWebhooksHeaders, standardWebhooksKey } from './signing';
 
-/** What shaping a request needs beyond the event: this batch's secrets and the deadline's signal. */
+/** What shaping a request needs beyond the event: this batch's secrets, their refresh, and the deadline's signal. */
 export interface ShapeContext {
   signal: AbortSignal;
-  /** Values of the endpoints file's secret references, by `secretKey`. */
+  /** Values of the endpoints file's secret references, by `secretKey` (this batch's copy). */
   secrets?: ReadonlyMap<string, string>;
+  /** After a 401/403: reads the endpoint's ENDPOINT_CREDENTIALS credential again, bypassing the cache. */
+  refreshCredential?: (endpoint: string) => Promise<Credential | undefined>;
+  /** After a 401/403: reads the endpoint's secret references again into `secrets`, bypassing the cache. */
+  refreshSecrets?: (endpoint: string) => Promise<void>;
 }
 
 export function refKey(ref: SecretRefValue): string {
@@ -69,35 +73,54 @@ export class RequestShaper {
         ? binaryMessage(event.attributes)
         : { headers: { 'content-type': CONTENT_TYPE }, body: event.body };
     const { body } = message;
-    const fixed: Record<string, string> = {
+    let current = credential;
+    const build = (): Record<string, string> => ({
       ...endpoint.headers,
       ...message.headers,
       'idempotency-key': event.key,
-      ...authHeaders(credential, body),
+      ...authHeaders(current, body),
       ...this.#staticAuth(context),
-    };
-    // Without a signature or a token, every attempt sends the same request: build it once.
-    if (!endpoint.signing && !this.#oauth) {
-      const request: PreparedRequest = { headers: fixed, body };
-      return { refreshable: false, prepare: () => request };
-    }
+    });
+    let fixed = build();
+    let request: PreparedRequest = { headers: fixed, body };
     let lastToken: string | undefined;
+    let rejectedToken: string | undefined;
+    const refresh = this.#refresher(context, current !== undefined, async () => {
+      if (current && context.refreshCredential) current = await context.refreshCredential(endpoint.name);
+      rejectedToken = lastToken;
+      fixed = build();
+      request = { headers: fixed, body };
+    });
+    // Without a signature or a token, every attempt sends the same request: built once (and again after a refresh).
+    if (!endpoint.signing && !this.#oauth) return { prepare: () => request, ...(refresh ? { refresh } : {}) };
     return {
-      refreshable: this.#oauth !== undefined,
-      prepare: (refresh) => {
+      ...(refresh ? { refresh } : {}),
+      prepare: () => {
         const headers = endpoint.signing ? { ...fixed, ...this.#signature(event.key, body, context) } : fixed;
         if (!this.#oauth) return { headers, body };
-        const token = this.#oauth.get(
-          this.#secret(context, 'auth.clientSecret'),
-          context.signal,
-          refresh ? lastToken : undefined,
-        );
+        const token = this.#oauth.get(this.#secret(context, 'auth.clientSecret'), context.signal, rejectedToken);
+        rejectedToken = undefined;
         const withToken = (value: string): PreparedRequest => {
           lastToken = value;
           return { headers: { ...headers, authorization: `Bearer ${value}` }, body };
         };
         return typeof token === 'string' ? withToken(token) : token.then(withToken);
       },
+    };
+  }
+
+  /** How this request renews its credentials after a 401/403, or undefined when it has none that could change. */
+  #refresher(
+    context: ShapeContext,
+    hasCredential: boolean,
+    rebuild: () => Promise<void>,
+  ): (() => Promise<void>) | undefined {
+    const credential = hasCredential && context.refreshCredential !== undefined;
+    const secrets = this.#refs.size > 0 && context.refreshSecrets !== undefined;
+    if (!credential && !secrets && !this.#oauth) return undefined;
+    return async () => {
+      if (secrets) await context.refreshSecrets?.(this.#endpoint.name);
+      await rebuild();
     };
   }
 

@@ -33,7 +33,7 @@ export function compileFilter(filter: Filter | undefined): Router {
   }
   if (filter.subject) {
     const match = matcher(filter.subject);
-    checks.push((event) => match(event.subject));
+    checks.push((event) => match(event.subject ?? undefined));
   }
   for (const [name, values] of Object.entries(filter.extensions ?? {})) {
     // Compared as text: an event's 7 and a filter's '7' are the same extension value in HTTP headers too.

@@ -67,7 +67,7 @@ export function shaping(options: BenchOptions): ShapingRow[] {
   const rows: ShapingRow[] = VARIANTS.map(([variant, endpoint]) => {
     const shaper = new RequestShaper(endpoint, { timeoutMs: 5000 });
     const run = () => {
-      for (const event of batch) shaper.source(event, context).prepare(false);
+      for (const event of batch) shaper.source(event, context).prepare();
     };
     run();
     return { variant, usPerDelivery: summarize(Array.from({ length: options.runs }, () => timeUs(run))) };

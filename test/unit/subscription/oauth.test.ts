@@ -120,14 +120,14 @@ describe('an endpoint behind OAuth client credentials', () => {
     secrets: new Map([['secretsmanager:crm', SECRET]]),
   };
 
-  it('sends the token as a bearer; on a 401 fetches a new one and sends again, once, not counted as a retry', async () => {
+  it('sends the token as a bearer; on a 401 fetches a new one and sends again at once, once', async () => {
     const tokens = await tokenServer();
     // The endpoint has revoked tok-1.
     const sink = await testEndpoint((request) => ({
       status: request.headers.authorization === 'Bearer tok-1' ? 401 : 200,
     }));
     const sub = subscriber(sink.url, tokens.url);
-    expect(await sub.deliver(valid(), context)).toMatchObject({ ok: true, attempts: 1 });
+    expect(await sub.deliver(valid(), context)).toMatchObject({ ok: true, attempts: 2 });
     expect(sink.received.map((r) => r.headers.authorization)).toEqual(['Bearer tok-1', 'Bearer tok-2']);
     expect(await sub.deliver(valid('evt-2'), context)).toMatchObject({ ok: true });
     expect(tokens.requests).toHaveLength(2);
@@ -137,7 +137,7 @@ describe('an endpoint behind OAuth client credentials', () => {
     const tokens = await tokenServer();
     const sink = await testEndpoint(() => ({ status: 401 }));
     const sub = subscriber(sink.url, tokens.url);
-    expect(await sub.deliver(valid(), context)).toMatchObject({ ok: false, status: 401 });
+    expect(await sub.deliver(valid(), context)).toMatchObject({ ok: false, kind: 'unauthorized', status: 401 });
     expect(sink.received).toHaveLength(2);
   });
 

@@ -29,4 +29,26 @@ describe('Subscriber', () => {
       `sha256=${createHmac('sha256', 'legacy').update(event.body).digest('hex')}`,
     );
   });
+
+  it('on a 401/403 reads its secret references again and sends once more with the new value', async () => {
+    const sink = await testEndpoint((request) => ({
+      status: request.headers.authorization === 'Bearer new' ? 200 : 401,
+    }));
+    const secrets = new Map([['ssm:/token', 'old']]);
+    let reads = 0;
+    const result = await subscriberFor(sink.url, { auth: { kind: 'bearer', token: { ssm: '/token' } } }).deliver(
+      validEvent(),
+      {
+        ...context(),
+        secrets,
+        refreshSecrets: async () => {
+          reads++;
+          secrets.set('ssm:/token', 'new');
+        },
+      },
+    );
+    expect(result).toMatchObject({ ok: true, attempts: 2 });
+    expect(reads).toBe(1);
+    expect(sink.received.map((r) => r.headers.authorization)).toEqual(['Bearer old', 'Bearer new']);
+  });
 });

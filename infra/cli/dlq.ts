@@ -1,0 +1,113 @@
+// npm run dlq [-- --queue-url URL] [--max N] [--json]: lists what is in the DLQ and why, leaving every message there.
+import {
+  ChangeMessageVisibilityBatchCommand,
+  type Message,
+  ReceiveMessageCommand,
+  type SQSClient,
+} from '@aws-sdk/client-sqs';
+import { type QuarantineReasons, readQuarantineAttributes } from '../../lib/quarantine';
+import { intFlag, parseFlags, runCommand, stringFlag } from '../local/cli';
+import { explainUnreachable, localQueueUrl, sqsClientFor } from '../local/queue-address';
+import { DEFAULT_DLQ_NAME } from '../local/sqs-server';
+
+const USAGE = `Usage: npm run dlq -- [--queue-url URL] [--max N] [--json]
+
+Lists the messages of a dead-letter / quarantine queue with their quarantine.* reasons, and leaves them there
+(each is held while listing, then made visible again at once).
+  --queue-url URL  the queue (default: the DLQ of a running \`npm start\`,
+                   http://127.0.0.1:\${LOCAL_SQS_PORT:-9324}/123456789012/${DEFAULT_DLQ_NAME});
+                   a non-local URL uses your usual AWS credentials (sqs:ReceiveMessage, sqs:ChangeMessageVisibility)
+  --max N          list at most N messages (default 100)
+  --json           one JSON object per message instead of the table`;
+
+/** Long enough to list every message once; they are released as soon as the listing ends. */
+const HOLD_S = 60;
+
+export interface DlqEntry extends Partial<QuarantineReasons> {
+  id: string;
+  /** `quarantined` (the handler moved it, with reasons) or `out-of-receives` (SQS moved it after maxReceiveCount). */
+  kind: 'quarantined' | 'out-of-receives';
+  body: string;
+}
+
+function describe(message: Message): DlqEntry {
+  const reasons = readQuarantineAttributes(message.MessageAttributes);
+  const base = { id: message.MessageId ?? '?', body: message.Body ?? '' };
+  if (reasons) return { ...base, kind: 'quarantined', ...reasons };
+  const source = message.Attributes?.DeadLetterQueueSourceArn;
+  return { ...base, kind: 'out-of-receives', ...(source ? { sourceQueue: source } : {}) };
+}
+
+async function receiveAll(sqs: SQSClient, queueUrl: string, max: number): Promise<Message[]> {
+  const messages: Message[] = [];
+  while (messages.length < max) {
+    const { Messages = [] } = await sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: queueUrl,
+        MaxNumberOfMessages: Math.min(10, max - messages.length),
+        VisibilityTimeout: HOLD_S,
+        WaitTimeSeconds: 0,
+        MessageAttributeNames: ['All'],
+        MessageSystemAttributeNames: ['All'],
+        // local-aws-sqs returns system attributes only for the older parameter name.
+        AttributeNames: ['All'],
+      }),
+    );
+    if (Messages.length === 0) break;
+    messages.push(...Messages);
+  }
+  return messages;
+}
+
+async function release(sqs: SQSClient, queueUrl: string, messages: Message[]): Promise<void> {
+  for (let i = 0; i < messages.length; i += 10) {
+    const entries = messages.slice(i, i + 10).map((m, j) => ({
+      Id: String(j),
+      ReceiptHandle: m.ReceiptHandle!,
+      VisibilityTimeout: 0,
+    }));
+    await sqs.send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: queueUrl, Entries: entries }));
+  }
+}
+
+function table(queueUrl: string, entries: DlqEntry[]): string {
+  const byReason = new Map<string, number>();
+  for (const e of entries) byReason.set(e.reason ?? e.kind, (byReason.get(e.reason ?? e.kind) ?? 0) + 1);
+  const lines = [`${entries.length} message(s) in ${queueUrl} (left in place)`];
+  if (entries.length === 0) return lines[0]!;
+  lines.push(`  by reason: ${[...byReason].map(([reason, n]) => `${reason} ${n}`).join(' · ')}`);
+  for (const e of entries) {
+    const where = e.endpoint ? ` ${e.endpoint} ${e.status ?? ''}`.trimEnd() : '';
+    const detail = e.detail ? ` · ${e.detail}` : e.kind === 'out-of-receives' ? ' · ran out of receives' : '';
+    lines.push(`  ${e.id}  ${e.reason ?? e.kind}${where}${detail}`);
+  }
+  return lines.join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const flags = parseFlags(argv, {
+    'queue-url': { type: 'string' },
+    max: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (flags.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const max = intFlag(flags, 'max', 100, 1, 100_000);
+  const queueUrl = stringFlag(flags, 'queue-url') ?? localQueueUrl(process.env, DEFAULT_DLQ_NAME);
+  const sqs = sqsClientFor(queueUrl, '--queue-url');
+  try {
+    const messages = await receiveAll(sqs, queueUrl, max);
+    await release(sqs, queueUrl, messages);
+    const entries = messages.map(describe);
+    console.log(flags.json ? entries.map((e) => JSON.stringify(e)).join('\n') : table(queueUrl, entries));
+    return 0;
+  } catch (error) {
+    throw explainUnreachable(error, queueUrl, '--queue-url');
+  } finally {
+    sqs.destroy();
+  }
+}
+
+runCommand(USAGE, () => main(process.argv.slice(2)));

@@ -1,0 +1,261 @@
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { idempotencyKey } from '../../lib/event';
+import { envWithoutAws, ROOT } from '../support/cli';
+
+// Every command the README and docs/ show is run: here, by another test (named below), or by CI. A new command in
+// the docs fails this test until it is added to COMMANDS; a link or #anchor that leads nowhere fails it too.
+
+type Runner =
+  /** Run here (cheap); must exit 0. */
+  | { by: 'doc-test' }
+  /** Run by .ci/run, which must contain it. */
+  | { by: 'ci' }
+  /** Run by this test file, which must exist and contain `contains` (the script or flag it runs). */
+  | { by: 'test'; file: string; contains: string }
+  /** Too slow for the suite: every --flag it uses must appear in `npm run <script> -- --help`, run here. */
+  | { by: 'flags'; script: string }
+  /** `npm test` on some files: every path it names must exist (CI runs `npm test` on all of them). */
+  | { by: 'paths' }
+  /** Needs an AWS account: NOT run anywhere. Keep this list short. */
+  | { by: 'aws' };
+
+const test = (file: string, contains: string): Runner => ({ by: 'test', file, contains });
+const AWS: Runner = { by: 'aws' };
+
+const QUEUE_URL_FROM_STACK = `INGEST_QUEUE_URL=$(aws cloudformation describe-stacks --stack-name ingest-fanout-prod --region eu-west-1 --query "Stacks[0].Outputs[?OutputKey=='IngestQueueUrl'].OutputValue" --output text)`;
+const DLQ_URL_FROM_STACK = `DLQ_URL=$(aws cloudformation describe-stacks --stack-name ingest-fanout-prod --region eu-west-1 --query "Stacks[0].Outputs[?OutputKey=='DeadLetterQueueUrl'].OutputValue" --output text)`;
+const FIRST_EVENT = `aws sqs send-message --region eu-west-1 --queue-url "$INGEST_QUEUE_URL" --message-body '{"specversion":"1.0","id":"first-1","source":"urn:example:deploy-check","type":"com.example.check"}'`;
+const LEDGER_KEY = `KEY=$(node -e 'console.log(require("crypto").createHash("sha256").update(JSON.stringify([process.argv[1], process.argv[2]])).digest("hex"))' 'urn:example:orders' 'order-123')`;
+
+const COMMANDS: Record<string, Runner> = {
+  // README and docs/local.md
+  'npm ci': { by: 'ci' },
+  'npm run demo': test('test/e2e/demo.test.ts', "'demo.ts'"),
+  'npm start': test('test/e2e/demo.test.ts', "'start.ts'"),
+  'npm run send -- --count 100': test('test/e2e/demo.test.ts', "'send.ts', ['--count'"),
+  'npm run send -- --help': { by: 'doc-test' },
+  'npx tsx infra/examples/receiver.ts --port 8080': test('test/e2e/receiver.test.ts', "'infra/examples/receiver.ts'"),
+  'ENDPOINTS=mine=http://127.0.0.1:8080/events npm run demo -- --events 20 --invalid 2': test(
+    'test/e2e/receiver.test.ts',
+    'ENDPOINTS: `mine=',
+  ),
+  'npm run dlq': test('test/integration/operator-cli.test.ts', "['infra/cli/dlq.ts', '--queue-url']"),
+  'npm run dlq -- --help': { by: 'doc-test' },
+  'npm run redrive -- --max 2': test('test/integration/operator-cli.test.ts', "'--max'"),
+  'npm run redrive -- --help': { by: 'doc-test' },
+  'npm run chaos -- --events 10000': { by: 'flags', script: 'chaos' },
+  'npm test': { by: 'ci' },
+  // docs/development.md
+  'npm test -- test/unit/': { by: 'paths' },
+  'npm test -- test/unit/delivery.test.ts': { by: 'paths' },
+  'npm test -- test/unit/quarantine.test.ts test/unit/backoff.test.ts test/unit/ledger.test.ts test/unit/redrive.test.ts test/integration/resilience.test.ts':
+    { by: 'paths' },
+  'npm run test:node22': { by: 'ci' },
+  'npm run lint': { by: 'ci' },
+  'npm run typecheck': { by: 'ci' },
+  '.ci/run': { by: 'ci' },
+  'npm run bench': { by: 'flags', script: 'bench' },
+  'npm run bench -- --quick': { by: 'flags', script: 'bench' },
+  'npm run bench -- --only=throughput,deadline': { by: 'flags', script: 'bench' },
+  'npm run bench -- --runs=3 --sizes=2000,5000': { by: 'flags', script: 'bench' },
+  // docs/deploy.md and docs/configuration.md
+  'npm run package': test('test/integration/package.test.ts', "'npm', ['run', 'package']"),
+  'npm run package -- --stage prod': test('test/integration/package.test.ts', "'osls', 'package'"),
+  'npm run deploy -- --stage prod --region eu-west-1': AWS,
+  'npx osls info --stage prod --region eu-west-1 --verbose': AWS,
+  'npx osls remove --stage prod --region eu-west-1': AWS,
+  [QUEUE_URL_FROM_STACK]: AWS,
+  [DLQ_URL_FROM_STACK]: AWS,
+  [FIRST_EVENT]: AWS,
+  'aws ssm put-parameter --type SecureString --name /ingest-fanout/prod/analytics-token --value "$TOKEN"': AWS,
+  'aws secretsmanager create-secret --name ingest-fanout/prod/audit-key --secret-string "$HMAC_KEY"': AWS,
+  // docs/operations.md
+  [LEDGER_KEY]: { by: 'doc-test' },
+  'aws dynamodb get-item --table-name ingest-fanout-prod-ledger --key "{\\"id\\":{\\"S\\":\\"$KEY#analytics\\"}}"': AWS,
+  'npm run dlq -- --queue-url "$DLQ_URL"': test('test/integration/operator-cli.test.ts', "'--queue-url', dlq.url"),
+  'npm run redrive -- --from "$DLQ_URL"': test('test/integration/operator-cli.test.ts', "'--from', dlq.url"),
+  'npm run redrive -- --from "$DLQ_URL" --to "$INGEST_QUEUE_URL"': test(
+    'test/integration/operator-cli.test.ts',
+    "'--to'",
+  ),
+  'npm run redrive -- --from "$DLQ_URL" --max 10': test('test/integration/operator-cli.test.ts', "'--max'"),
+};
+
+const DOCS = [
+  'README.md',
+  ...readdirSync(join(ROOT, 'docs'))
+    .filter((name) => name.endsWith('.md'))
+    .map((name) => `docs/${name}`),
+];
+const text = (file: string) => readFileSync(join(ROOT, file), 'utf8');
+
+interface Block {
+  file: string;
+  lang: string;
+  lines: string[];
+}
+
+function fencedBlocks(file: string): Block[] {
+  const blocks: Block[] = [];
+  let current: Block | undefined;
+  for (const line of text(file).split('\n')) {
+    const fence = /^\s*```(\S*)/.exec(line);
+    if (fence && !current) current = { file, lang: fence[1] ?? '', lines: [] };
+    else if (fence && current) {
+      blocks.push(current);
+      current = undefined;
+    } else current?.lines.push(line.trim());
+  }
+  return blocks;
+}
+
+/** The commands of a shell block: continuation lines joined, trailing `# comments` and blank lines dropped. */
+function commandsOf(block: Block): string[] {
+  const joined = block.lines.join('\n').replace(/\\\n\s*/g, '');
+  return joined
+    .split('\n')
+    .map((line) => line.replace(/\s+#\s.*$/, '').trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
+}
+
+const shellBlocks = DOCS.flatMap(fencedBlocks).filter((b) => ['sh', 'bash', 'shell'].includes(b.lang));
+const shown = new Map<string, string>();
+for (const block of shellBlocks) for (const command of commandsOf(block)) shown.set(command, block.file);
+
+function sh(command: string): Promise<{ code: number; output: string }> {
+  return new Promise((done) => {
+    execFile('sh', ['-c', command], { cwd: ROOT, env: envWithoutAws(), timeout: 60_000 }, (error, stdout, stderr) =>
+      done({ code: error ? Number((error as { code?: unknown }).code ?? 1) : 0, output: stdout + stderr }),
+    );
+  });
+}
+
+describe('every command in the docs is run', () => {
+  it('every command shown is listed in COMMANDS, and every listed command is still shown', () => {
+    const unlisted = [...shown].filter(([command]) => !(command in COMMANDS)).map(([c, file]) => `${file}: ${c}`);
+    expect(unlisted, 'commands shown in the docs that no test or CI runs: add them to COMMANDS').toEqual([]);
+    const stale = Object.keys(COMMANDS).filter((command) => !shown.has(command));
+    expect(stale, 'COMMANDS entries no longer shown in the docs').toEqual([]);
+  });
+
+  it('no command hides in an untagged block (they would escape this test)', () => {
+    const hidden = DOCS.flatMap(fencedBlocks)
+      .filter((b) => !['sh', 'bash', 'shell'].includes(b.lang))
+      .flatMap((b) => b.lines.filter((l) => /^(npm|npx|aws|node) /.test(l)).map((l) => `${b.file}: ${l}`));
+    expect(hidden).toEqual([]);
+  });
+
+  it('needs an AWS account, so not run: only deploy, osls info/remove and aws CLI calls', () => {
+    const aws = Object.entries(COMMANDS)
+      .filter(([, runner]) => runner.by === 'aws')
+      .map(([command]) => command);
+    for (const command of aws) expect(command).toMatch(/^(npm run deploy |npx osls (info|remove) |aws |\w+=\$\(aws )/);
+    expect(aws.length).toBeLessThanOrEqual(10);
+  });
+
+  it('each command mapped to a test file is in that file', () => {
+    for (const [command, runner] of Object.entries(COMMANDS)) {
+      if (runner.by !== 'test') continue;
+      expect(existsSync(join(ROOT, runner.file)), `${command}: ${runner.file} exists`).toBe(true);
+      expect(text(runner.file), `${command}: ${runner.file} runs it`).toContain(runner.contains);
+    }
+  });
+
+  it('each command mapped to CI is in .ci/run', () => {
+    const ci = text('.ci/run');
+    for (const [command, runner] of Object.entries(COMMANDS)) {
+      if (runner.by !== 'ci') continue;
+      if (command === '.ci/run') expect(existsSync(join(ROOT, '.ci/run'))).toBe(true);
+      else expect(ci, command).toContain(command);
+    }
+  });
+
+  it('each file an `npm test -- <paths>` command names exists', () => {
+    for (const [command, runner] of Object.entries(COMMANDS)) {
+      if (runner.by !== 'paths') continue;
+      for (const path of command.split(' -- ')[1]!.split(' ')) expect(existsSync(join(ROOT, path)), path).toBe(true);
+    }
+  });
+
+  it('the long-running commands use only flags their --help lists', async () => {
+    const scripts = new Set(Object.values(COMMANDS).flatMap((r) => (r.by === 'flags' ? [r.script] : [])));
+    for (const script of scripts) {
+      const help = await sh(`npm run --silent ${script} -- --help`);
+      expect(help.code, help.output).toBe(0);
+      for (const [command, runner] of Object.entries(COMMANDS)) {
+        if (runner.by !== 'flags' || runner.script !== script) continue;
+        for (const flag of command.match(/--[a-z][a-z-]*/g) ?? []) expect(help.output, command).toContain(flag);
+      }
+    }
+  }, 120_000);
+
+  it.each(
+    Object.entries(COMMANDS)
+      .filter(([command, runner]) => runner.by === 'doc-test' && !command.startsWith('KEY='))
+      .map(([command]) => command),
+  )(
+    'runs: %s',
+    async (command) => {
+      const result = await sh(command);
+      expect(result.code, result.output).toBe(0);
+      expect(result.output).toContain('Usage');
+    },
+    60_000,
+  );
+
+  it("runs the ledger key one-liner, which gives the function's own key", async () => {
+    const command = Object.keys(COMMANDS).find((c) => c.startsWith('KEY='))!;
+    const result = await sh(`${command} && echo "$KEY"`);
+    expect(result.output.trim()).toBe(idempotencyKey('urn:example:orders', 'order-123'));
+  });
+});
+
+/** GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes, repeats numbered. */
+function anchors(file: string): Set<string> {
+  const seen = new Map<string, number>();
+  const result = new Set<string>();
+  let inFence = false;
+  for (const line of text(file).split('\n')) {
+    if (/^\s*```/.test(line)) inFence = !inFence;
+    const heading = inFence ? null : /^#{1,6}\s+(.*)$/.exec(line);
+    if (!heading) continue;
+    const slug = heading[1]!
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+      .replace(/\s/g, '-');
+    const n = seen.get(slug) ?? 0;
+    seen.set(slug, n + 1);
+    result.add(n === 0 ? slug : `${slug}-${n}`);
+  }
+  return result;
+}
+
+describe('links in the docs', () => {
+  it('every relative link and #anchor resolves', () => {
+    const broken: string[] = [];
+    for (const file of DOCS) {
+      const body = text(file).replace(/```[\s\S]*?```/g, '');
+      for (const [, target] of body.matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z]+:/.test(target!)) continue;
+        const [path, anchor] = target!.split('#');
+        const resolved = path ? relative(ROOT, resolve(dirname(join(ROOT, file)), path)) : file;
+        if (!existsSync(join(ROOT, resolved))) broken.push(`${file}: ${target} (no file ${resolved})`);
+        else if (anchor && resolved.endsWith('.md') && !anchors(resolved).has(anchor)) {
+          broken.push(`${file}: ${target} (no heading #${anchor} in ${resolved})`);
+        }
+      }
+    }
+    expect(broken).toEqual([]);
+  });
+
+  it('the README links to every guide, and every guide links back to the README', () => {
+    const readme = text('README.md');
+    for (const file of DOCS.filter((f) => f !== 'README.md')) {
+      expect(readme, `README links to ${file}`).toContain(`](${file}`);
+      expect(text(file), `${file} links back`).toContain('](../README.md)');
+    }
+  });
+});
