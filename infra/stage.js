@@ -1,6 +1,7 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${...} here are CloudFormation Fn::Sub placeholders
-// What serverless variables cannot do, for the stage being packaged: check the stage params with the function's own
-// parsers (a bad ENDPOINTS or ENDPOINT_CREDENTIALS fails `npm run package`, not the first invocation in production),
+// What serverless variables cannot do, for the stage being packaged: check the stage params and the endpoints file
+// (endpoints/<stage>.yml) with the function's own parsers (a bad ENDPOINTS, ENDPOINT_CREDENTIALS or endpoints file
+// fails `npm run package`, not the first invocation in production), bundle the file, check the endpoints' rate budgets,
 // derive the queue's visibility timeout, and generate what depends on the endpoint list: one failure-rate alarm per
 // endpoint, the dashboard and the IAM policy for the endpoint credentials.
 // serverless.yml uses it as ${file(./infra/stage.js):<export>}; every export receives { resolveVariable,
@@ -130,7 +131,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
   if (batchSize > 10 && windowS < 1) {
     fail(stage, `param 'batchSize' is ${batchSize}: above 10, Lambda needs a batchingWindowS of at least 1`);
   }
-  integer(stage, 'maximumConcurrency', await param('maximumConcurrency'), [2, 1000]);
+  const maximumConcurrency = integer(stage, 'maximumConcurrency', await param('maximumConcurrency'), [2, 1000]);
   const queueRetentionS = integer(stage, 'queueRetentionS', await param('queueRetentionS'), LIMITS.retentionS);
   const dlqRetentionS = integer(stage, 'dlqRetentionS', await param('dlqRetentionS'), LIMITS.retentionS);
   if (dlqRetentionS <= queueRetentionS) {
@@ -145,29 +146,38 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
   );
   for (const [key, value] of Object.entries(env)) env[key] = String(value);
   checkEnvironmentSize(stage, environment);
-  if (!env.ENDPOINTS?.trim()) {
+  const file = await endpointsFilePath(stage, param);
+  if (!env.ENDPOINTS?.trim() && !file) {
     fail(
       stage,
-      `param 'endpoints' is empty: list the stage's endpoints as name=url pairs in serverless.yml ` +
-        `(params.${stage}.endpoints) or pass --param="endpoints=<name>=<url>,..."`,
+      `has no endpoints: write endpoints/${stage}.yml (see endpoints/example.yml), or list name=url pairs in ` +
+        `serverless.yml (params.${stage}.endpoints) or pass --param="endpoints=<name>=<url>,..."`,
     );
   }
-  const [{ loadConfig }, { parseCredentialSpec }, { MetricName, METRICS_NAMESPACE }] = await Promise.all([
-    importTs('../lib/config.ts'),
-    importTs('../lib/credentials.ts'),
-    importTs('../lib/observability.ts'),
-  ]);
+  const [{ loadConfig }, { parseCredentialSpec }, { MetricName, METRICS_NAMESPACE }, { readEndpointsFile }, source] =
+    await Promise.all([
+      importTs('../lib/config.ts'),
+      importTs('../lib/credentials.ts'),
+      importTs('../lib/observability.ts'),
+      importTs('./endpoints-file.ts'),
+      importTs('../lib/subscription/source.ts'),
+    ]);
   let config;
   let credentials;
+  let endpointsFile;
   try {
-    config = loadConfig(env);
-    credentials = parseCredentialSpec(
+    endpointsFile = file ? readEndpointsFile(file) : undefined;
+    config = loadConfig(env, endpointsFile ? { document: endpointsFile.document, source: file } : undefined);
+    const spec = parseCredentialSpec(
       env.ENDPOINT_CREDENTIALS,
       config.endpoints.map((e) => e.name),
     );
+    source.checkCredentialOverlap(spec, config.endpoints);
+    credentials = [...spec, ...source.secretRefs(config.endpoints)];
   } catch (error) {
     fail(stage, error instanceof Error ? error.message : String(error));
   }
+  checkRates(stage, config, maximumConcurrency);
   if (config.deadlineMarginMs >= timeoutS * 1000) {
     fail(
       stage,
@@ -195,6 +205,8 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     fifo,
     queueRetentionS,
     dlqRetentionS,
+    // The endpoints file as JSON text: esbuild's define puts it into the bundle (lib/subscription/source.ts).
+    endpointsBundle: endpointsFile ? JSON.stringify(endpointsFile.document) : '',
     timeoutS,
     windowS,
     batchSize,
@@ -214,6 +226,51 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
       [1, 1_000_000],
     ),
   };
+}
+
+/** The stage's endpoints file: param endpointsFile, else endpoints/<stage>.yml when it exists, else none. */
+async function endpointsFilePath(stage, param) {
+  const { existsSync } = await import('node:fs');
+  const { fileURLToPath } = await import('node:url');
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const chosen = String((await param('endpointsFile')) ?? '').trim();
+  if (chosen) {
+    const path = chosen.startsWith('/') ? chosen : `${root}${chosen}`;
+    if (!existsSync(path)) fail(stage, `param 'endpointsFile' is '${chosen}': there is no such file`);
+    return path;
+  }
+  const conventional = `${root}endpoints/${stage}.yml`;
+  return existsSync(conventional) ? conventional : undefined;
+}
+
+/**
+ * Prints each endpoint's worst case across the fleet (maximumConcurrency instances, each at its own limits) and
+ * refuses an endpoint whose declared global budget (maxRatePerSecond) that worst case could exceed.
+ */
+function checkRates(stage, config, maximumConcurrency) {
+  const lines = [`Stage '${stage}': worst case per endpoint with maximumConcurrency ${maximumConcurrency}:`];
+  for (const endpoint of config.endpoints) {
+    const connections = endpoint.maxConnections ?? config.endpointMaxConnections;
+    const concurrency = maximumConcurrency * connections;
+    const rate =
+      endpoint.rateLimitPerSecond === undefined ? undefined : maximumConcurrency * endpoint.rateLimitPerSecond;
+    const budget = endpoint.maxRatePerSecond === undefined ? '' : ` (budget ${endpoint.maxRatePerSecond}/s)`;
+    lines.push(
+      `  ${endpoint.name}: ${rate === undefined ? 'no rate limit' : `${rate} requests/s`}${budget}, ` +
+        `${concurrency} concurrent requests (${maximumConcurrency} × ${connections})`,
+    );
+    if (endpoint.maxRatePerSecond !== undefined && rate > endpoint.maxRatePerSecond) {
+      fail(
+        stage,
+        `endpoint '${endpoint.name}': maxRatePerSecond is ${endpoint.maxRatePerSecond}, but ${maximumConcurrency} ` +
+          `instances (maximumConcurrency) × rateLimitPerSecond ${endpoint.rateLimitPerSecond} = ${rate} requests/s: ` +
+          `lower rateLimitPerSecond to ${Math.floor((endpoint.maxRatePerSecond / maximumConcurrency) * 1000) / 1000} ` +
+          'or lower maximumConcurrency',
+      );
+    }
+  }
+  // The framework's own output goes to stderr too; this is what an operator reads before deploying.
+  console.error(lines.join('\n'));
 }
 
 function stageOf(context) {
@@ -273,6 +330,11 @@ export async function fifo(context) {
   return String((await stageOf(context)).fifo);
 }
 
+/** esbuild `define` value: the endpoints file as a JavaScript string literal ('""' when the stage has none). */
+export async function endpointsBundle(context) {
+  return JSON.stringify((await stageOf(context)).endpointsBundle);
+}
+
 /** The validated batch size (at most 10 for FIFO queues). */
 export async function batchSize(context) {
   return (await stageOf(context)).batchSize;
@@ -298,9 +360,9 @@ function endpointAlarm(stage, endpoint) {
       AlarmName: `${stage.service}-${stage.stage}-endpoint-${endpoint.name}-failure-rate`,
       AlarmDescription:
         `More than ${stage.failureRatePct}% of deliveries to endpoint '${endpoint.name}' failed (after retries) in 3 ` +
-        `of the last 5 minutes, counting only minutes with at least ${stage.failureMinDeliveries} deliveries. ` +
+        `of the last 5 minutes, counting only minutes with at least ${stage.failureMinDeliveries} deliveries (only events routed to it count). ` +
         'Failures are 5xx, 408/429, timeouts, resets, 401/403 (our credentials refused even after a refresh: check ' +
-        'ENDPOINT_CREDENTIALS) and other 4xx such as 404/405/409/410 (the endpoint, not the event); 400/413/415/422 ' +
+        'ENDPOINT_CREDENTIALS or the endpoints file) and other 4xx such as 404/405/409/410 (the endpoint, not the event); 400/413/415/422 ' +
         'blame the event and are quarantined. ' +
         'Run the "Delivery failures by endpoint and status" query; docs/operations.md, Alarms and what to do, says what to do.',
       Metrics: [
@@ -529,6 +591,8 @@ function dashboardBody(stage, alarmIds) {
       batch(m.RecordsFailed, { label: 'failed (back to the queue)' }),
       batch(m.RecordsInvalid, { label: 'invalid' }),
       batch(m.RecordsQuarantined, { label: 'quarantined' }),
+      batch(m.RecordsRouted, { label: 'routed (to at least one endpoint)' }),
+      batch(m.RecordsUnrouted, { label: 'unrouted (matched no filter; acknowledged)' }),
     ]),
     graph('Source queue: depth and age of oldest', 0, 14, 8, 6, [
       queue('ApproximateNumberOfMessagesVisible', '${IngestQueue.QueueName}', { stat: 'Maximum', label: 'waiting' }),

@@ -16,10 +16,13 @@ export interface BatchOptions {
    */
   quarantineInOrder?(record: SQSRecord, outcome: PoisonOutcome): Promise<boolean>;
   /** Which endpoints already have each event (the delivery ledger). Must not throw. */
-  lookup?(keys: string[]): Promise<ReadonlyMap<string, ReadonlySet<string>>>;
+  lookup?(keys: string[], events: readonly ValidEvent[]): Promise<ReadonlyMap<string, ReadonlySet<string>>>;
   /** Delivers one event to the endpoints that do not have it yet. Must not throw. */
-  deliver(event: ValidEvent, already: ReadonlySet<string> | undefined): Promise<FanoutResult>;
+  deliver(event: ValidEvent, already: ReadonlySet<string> | undefined): Promise<Delivered>;
 }
+
+/** What the outcome of a record depends on: an endpoint the event is not routed to is in neither list. */
+export type Delivered = Pick<FanoutResult, 'results' | 'skipped'>;
 
 export interface ProcessedRecord {
   record: SQSRecord;
@@ -30,7 +33,7 @@ export interface ProcessedRecord {
 }
 
 /** Reduces the per-endpoint results of one event to the record's outcome. */
-export function outcomeOf(fan: FanoutResult): RecordOutcome {
+export function outcomeOf(fan: Delivered): RecordOutcome {
   const delivered: string[] = [];
   const failures: DeliveryFailure[] = [];
   for (const result of fan.results) {
@@ -62,9 +65,10 @@ const isPoison = (outcome: RecordOutcome): outcome is PoisonOutcome =>
 export async function processBatch(records: readonly SQSRecord[], options: BatchOptions): Promise<ProcessedRecord[]> {
   const inFlight = new Map<string, Promise<RecordOutcome>>();
   const parsed = records.map((record) => parseEvent(record.body, options.maxEventBytes));
-  const keys = new Set<string>();
-  for (const event of parsed) if (event.ok) keys.add(event.key);
-  const known = options.lookup && keys.size > 0 ? await options.lookup([...keys]) : undefined;
+  const unique = new Map<string, ValidEvent>();
+  for (const event of parsed) if (event.ok && !unique.has(event.key)) unique.set(event.key, event);
+  const known =
+    options.lookup && unique.size > 0 ? await options.lookup([...unique.keys()], [...unique.values()]) : undefined;
 
   const run = (index: number): Promise<RecordOutcome> => {
     const event = parsed[index]!;

@@ -1,10 +1,14 @@
 import { isIP } from 'node:net';
 import * as z from 'zod/mini';
 import { ConfigError } from './errors';
+import { type EndpointConfig, parseEndpointsDocument } from './subscription/schema';
 
-export interface EndpointConfig {
-  name: string;
-  url: URL;
+export type { EndpointConfig };
+
+/** An endpoints file, already read: its parsed content (YAML or JSON) and a name for errors (its path). */
+export interface EndpointsDocument {
+  document: unknown;
+  source: string;
 }
 
 export interface Config {
@@ -65,25 +69,12 @@ function parseEndpoints(value: string | undefined): EndpointConfig[] {
       if (seen.has(name))
         throw new ConfigError(variable, `endpoint name '${name}' appears twice: names must be unique`);
       seen.add(name);
-      let url: URL;
-      try {
-        url = new URL(raw);
-      } catch {
-        throw new ConfigError(variable, `'${name}=${redact(raw)}' has no valid absolute URL`);
+      const parsed = parseEndpointUrl(raw);
+      if ('problem' in parsed) {
+        const shown = parsed.shown === undefined ? `'${name}'` : `'${name}=${parsed.shown}'`;
+        throw new ConfigError(variable, `${shown} ${parsed.problem}`);
       }
-      // Checked first so that no later message repeats a password.
-      if (url.username || url.password) {
-        throw new ConfigError(variable, `'${name}' has credentials in its URL: use ENDPOINT_CREDENTIALS instead`);
-      }
-      if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
-        throw new ConfigError(
-          variable,
-          `'${name}=${withoutQuery(url)}' must use https; plain http is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost)`,
-        );
-      }
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-        throw new ConfigError(variable, `'${name}=${withoutQuery(url)}' must be an https URL`);
-      }
+      const { url } = parsed;
       return { name, url };
     });
   if (endpoints.length === 0) {
@@ -93,6 +84,35 @@ function parseEndpoints(value: string | undefined): EndpointConfig[] {
     );
   }
   return endpoints;
+}
+
+/**
+ * An endpoint (or token) URL: absolute, https (plain http only for loopback hosts), no credentials in it. `shown` is
+ * the URL as a message may show it (no password, no query string); absent when it must not be shown at all.
+ */
+export function parseEndpointUrl(raw: string): { url: URL } | { problem: string; shown?: string } {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return { problem: 'has no valid absolute URL', shown: redact(raw) };
+  }
+  // Checked first so that no later message repeats a password.
+  if (url.username || url.password) {
+    return {
+      problem: 'has credentials in its URL: use ENDPOINT_CREDENTIALS or a secret reference in the endpoints file',
+    };
+  }
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+    return {
+      problem: 'must use https; plain http is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost)',
+      shown: withoutQuery(url),
+    };
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    return { problem: 'must be an https URL', shown: withoutQuery(url) };
+  }
+  return { url };
 }
 
 /** Hides user:password and the query string or fragment (tokens often ride there) of a URL-like string. */
@@ -150,9 +170,23 @@ function checkQueueUrl(value: string): string | undefined {
   }
 }
 
-/** Reads the whole configuration once; throws ConfigError naming the first bad variable. */
-export function loadConfig(env: Env): Config {
-  const endpoints = parseEndpoints(env.ENDPOINTS);
+function chooseEndpoints(env: Env, file: EndpointsDocument | undefined): EndpointConfig[] {
+  if (!file) return parseEndpoints(env.ENDPOINTS);
+  if (env.ENDPOINTS?.trim()) {
+    throw new ConfigError(
+      'ENDPOINTS',
+      `is set and so is the endpoints file ${file.source}: keep one list of endpoints (empty ENDPOINTS)`,
+    );
+  }
+  return parseEndpointsDocument(file.document, file.source);
+}
+
+/**
+ * Reads the whole configuration once; throws ConfigError naming the first bad variable (or file, endpoint and
+ * field). The endpoints come from `endpointsFile` when given, else from ENDPOINTS.
+ */
+export function loadConfig(env: Env, endpointsFile?: EndpointsDocument): Config {
+  const endpoints = chooseEndpoints(env, endpointsFile);
   const retryBaseDelayS = readInt(env, {
     variable: 'RETRY_BASE_DELAY_S',
     fallback: 10,

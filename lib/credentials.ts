@@ -38,7 +38,8 @@ const SECRET_NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
 const SECRET_ARN = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/;
 const EXAMPLE = "e.g. 'analytics=bearer:ssm:/ingest/prod/analytics-token'";
 
-function checkName(store: CredentialStore, name: string): string | undefined {
+/** Why `name` is not a parameter/secret name or ARN of `store`, or undefined when it is. */
+export function checkSecretName(store: CredentialStore, name: string): string | undefined {
   if (store === 'ssm') {
     return SSM_NAME.test(name) || SSM_ARN.test(name)
       ? undefined
@@ -93,7 +94,7 @@ export function parseCredentialSpec(value: string | undefined, endpointNames: st
     if (!STORES.includes(store as CredentialStore)) {
       throw new ConfigError(CREDENTIALS_VARIABLE, `'${entry}' has store '${store}': use 'ssm' or 'secretsmanager'`);
     }
-    const problem = checkName(store as CredentialStore, name);
+    const problem = checkSecretName(store as CredentialStore, name);
     if (problem) throw new ConfigError(CREDENTIALS_VARIABLE, `'${entry}': '${name}' ${problem}`);
     refs.push({ endpoint, kind: kind as CredentialKind, store: store as CredentialStore, name });
   }
@@ -104,7 +105,7 @@ export function parseCredentialSpec(value: string | undefined, endpointNames: st
 export class CredentialError extends Error {
   override readonly name = 'CredentialError';
   constructor(
-    readonly ref: CredentialRef,
+    readonly ref: CredentialRef | SecretRef,
     message: string,
     options?: { cause?: unknown },
   ) {
@@ -116,6 +117,12 @@ export class CredentialError extends Error {
 export interface CredentialSource {
   (): Promise<ReadonlyMap<string, Credential>>;
   refresh(endpoint: string): Promise<Credential | undefined>;
+}
+
+/** The endpoints file's secrets by `secretKey`; `refresh` reads one endpoint's again, bypassing the cache. */
+export interface SecretSource {
+  (): Promise<ReadonlyMap<string, string>>;
+  refresh(endpoint: string): Promise<ReadonlyMap<string, string>>;
 }
 
 export interface CredentialSourceOptions {
@@ -134,28 +141,47 @@ function sdkErrorName(error: unknown): string {
   return cause instanceof Error ? cause.name : 'UnknownError';
 }
 
-function describeRef(ref: CredentialRef): string {
-  const what = ref.kind === 'bearer' ? 'bearer token' : 'HMAC secret';
+/** A secret of an endpoint's subscription (auth or signing), by where it is stored. */
+export interface SecretRef {
+  endpoint: string;
+  /** The field of the endpoints file that names it, e.g. 'auth.password' or 'signing.secrets[1]'. */
+  field: string;
+  store: CredentialStore;
+  name: string;
+}
+
+/** The key of a secret's value in the map a secret source resolves. */
+export function secretKey(ref: Pick<SecretRef, 'store' | 'name'>): string {
+  return `${ref.store}:${ref.name}`;
+}
+
+/** The setting that names the reference: ENDPOINT_CREDENTIALS or the endpoints file. */
+function origin(ref: CredentialRef | SecretRef): string {
+  return 'field' in ref ? 'endpoints file' : CREDENTIALS_VARIABLE;
+}
+
+function describeRef(ref: CredentialRef | SecretRef): string {
+  const what = 'field' in ref ? ref.field : ref.kind === 'bearer' ? 'bearer token' : 'HMAC secret';
   const where = ref.store === 'ssm' ? `SSM parameter '${ref.name}'` : `Secrets Manager secret '${ref.name}'`;
   return `the ${what} of endpoint '${ref.endpoint}' (${where})`;
 }
 
-function readError(ref: CredentialRef, error: unknown): CredentialError {
+function readError(ref: CredentialRef | SecretRef, error: unknown): CredentialError {
   const code = sdkErrorName(error);
   let fix: string;
   if (code === 'ParameterNotFound' || code === 'ResourceNotFoundException' || code === 'ParameterNotFoundError') {
     fix =
       ref.store === 'ssm'
-        ? 'create it as a SecureString parameter in this account and region, or fix ENDPOINT_CREDENTIALS'
-        : 'create the secret (a SecretString) in this account and region, or fix ENDPOINT_CREDENTIALS';
+        ? `create it as a SecureString parameter in this account and region, or fix ${origin(ref)}`
+        : `create the secret (a SecretString) in this account and region, or fix ${origin(ref)}`;
   } else if (code === 'AccessDeniedException' || code === 'AccessDenied') {
     fix =
-      'the function role may not read it: redeploy (the policy is generated from ENDPOINT_CREDENTIALS) and, for a ' +
+      `the function role may not read it: redeploy (the policy is generated from ${origin(ref)}) and, for a ` +
       'customer-managed KMS key, set the credentialsKmsKeyArn stage param';
   } else {
     fix = 'the store did not answer as expected; the next invocation tries again';
   }
-  return new CredentialError(ref, `${CREDENTIALS_VARIABLE}: cannot read ${describeRef(ref)}: ${code}: ${fix}`, {
+  return new CredentialError(ref, `${origin(ref)}: cannot read ${describeRef(ref)}: ${code}: ${fix}`, {
     cause: error,
   });
 }
@@ -167,12 +193,8 @@ function toCredential(kind: CredentialKind, value: string): Credential {
   return credential;
 }
 
-/**
- * Returns a function that resolves every endpoint's credential through Powertools Parameters, cached for `maxAgeS`.
- * Call it once at cold start (a missing credential then stops the function with a CredentialError) and again per
- * invocation: within the cache age it makes no call.
- */
-export function createCredentialSource(spec: CredentialSpec, options: CredentialSourceOptions = {}): CredentialSource {
+/** Reads secrets through Powertools Parameters (cached `maxAge` s); throws a CredentialError naming the reference. */
+function createReader(options: CredentialSourceOptions) {
   const maxAge = options.maxAgeS ?? DEFAULT_CREDENTIALS_MAX_AGE_S;
   let ssm: SSMProvider | undefined;
   let secrets: SecretsProvider | undefined;
@@ -186,8 +208,7 @@ export function createCredentialSource(spec: CredentialSpec, options: Credential
     });
     return secrets;
   };
-
-  const read = async (ref: CredentialRef, forceFetch = false): Promise<[string, Credential]> => {
+  return async (ref: CredentialRef | SecretRef, forceFetch = false): Promise<string> => {
     let value: unknown;
     try {
       value =
@@ -199,20 +220,55 @@ export function createCredentialSource(spec: CredentialSpec, options: Credential
     }
     if (typeof value !== 'string') {
       const fix = value === undefined ? 'it has no value' : 'it is binary: store the credential as a string';
-      throw new CredentialError(ref, `${CREDENTIALS_VARIABLE}: cannot use ${describeRef(ref)}: ${fix}`);
+      throw new CredentialError(ref, `${origin(ref)}: cannot use ${describeRef(ref)}: ${fix}`);
     }
     const trimmed = value.trim();
     if (trimmed === '') {
-      throw new CredentialError(ref, `${CREDENTIALS_VARIABLE}: ${describeRef(ref)} is empty: store the credential`);
+      throw new CredentialError(ref, `${origin(ref)}: ${describeRef(ref)} is empty: store the credential`);
     }
-    return [ref.endpoint, toCredential(ref.kind, trimmed)];
+    return trimmed;
   };
+}
 
-  const source = async () => new Map(await Promise.all(spec.map((ref) => read(ref))));
+/**
+ * Returns a function that resolves every endpoint's credential through Powertools Parameters, cached for `maxAgeS`.
+ * Call it once at cold start (a missing credential then stops the function with a CredentialError) and again per
+ * invocation: within the cache age it makes no call.
+ */
+export function createCredentialSource(spec: CredentialSpec, options: CredentialSourceOptions = {}): CredentialSource {
+  const read = createReader(options);
+  const source = async () =>
+    new Map(
+      await Promise.all(
+        spec.map(async (ref): Promise<[string, Credential]> => [ref.endpoint, toCredential(ref.kind, await read(ref))]),
+      ),
+    );
   // After a 401/403 the endpoint's credential is read again, bypassing (and then refreshing) the cache.
   const refresh = async (endpoint: string) => {
     const ref = spec.find((candidate) => candidate.endpoint === endpoint);
-    return ref ? (await read(ref, true))[1] : undefined;
+    return ref ? toCredential(ref.kind, await read(ref, true)) : undefined;
   };
   return Object.assign(source, { refresh });
+}
+
+/**
+ * The same for the secrets an endpoints file references (auth and signing): resolves a map from `secretKey(ref)` to
+ * the value. A secret referenced by several endpoints is read once.
+ */
+export function createSecretSource(refs: readonly SecretRef[], options: CredentialSourceOptions = {}): SecretSource {
+  const read = createReader(options);
+  const unique = [...new Map(refs.map((ref) => [secretKey(ref), ref])).values()];
+  const readAll = async (which: readonly SecretRef[], forceFetch: boolean) =>
+    new Map(
+      await Promise.all(
+        which.map(async (ref): Promise<[string, string]> => [secretKey(ref), await read(ref, forceFetch)]),
+      ),
+    );
+  // After a 401/403 the endpoint's secrets are read again, bypassing (and then refreshing) the cache.
+  const refresh = (endpoint: string) =>
+    readAll(
+      unique.filter((ref) => refs.some((r) => r.endpoint === endpoint && secretKey(r) === secretKey(ref))),
+      true,
+    );
+  return Object.assign(() => readAll(unique, false), { refresh });
 }

@@ -1,5 +1,6 @@
-import { type AttemptResult, type Credential, type Endpoint, whenAborted } from './endpoint';
+import { type AttemptResult, type Endpoint, type PreparedRequest, whenAborted } from './endpoint';
 import { DeliveryAttemptError } from './errors';
+import { TokenBucket } from './subscription/rate-limit';
 import type { DeliveryFailure } from './types';
 
 export interface RetryOptions {
@@ -9,10 +10,18 @@ export interface RetryOptions {
   breakerThreshold: number;
   breakerHalfOpenMs: number;
   maxConnections: number;
+  /** Requests per second this instance may send the endpoint (token bucket); unlimited when absent. */
+  rateLimitPerSecond?: number;
 }
 
-/** Reads one endpoint's credential again, bypassing the cache. */
-export type CredentialRefresh = () => Promise<Credential | undefined>;
+/**
+ * The request of one delivery, prepared per attempt (signatures carry a timestamp), by lib/subscription/request.ts.
+ * `refresh`, when there are credentials to renew, renews them after a 401/403; the next `prepare` uses the new ones.
+ */
+export interface RequestSource {
+  prepare(): PreparedRequest | Promise<PreparedRequest>;
+  refresh?: () => Promise<void>;
+}
 
 export type DeliveryResult =
   | { ok: true; endpoint: string; attempts: number; latencyMs: number; status: number }
@@ -77,13 +86,10 @@ export class CircuitBreaker {
 }
 
 interface Job {
-  body: Buffer;
-  key: string;
+  request: RequestSource;
   signal: AbortSignal;
   deadlineAt: number;
-  credential: Credential | undefined;
-  /** Reads the endpoint's credential again, bypassing any cache; asked once, after a 401 or 403. */
-  refresh: CredentialRefresh | undefined;
+  /** Set once the credentials were renewed after a 401/403: the next refusal is final. */
   refreshed: boolean;
   attempt: number;
   resolve: (result: DeliveryResult) => void;
@@ -99,6 +105,7 @@ export class EndpointDelivery {
   readonly #options: RetryOptions;
   readonly #random: () => number;
   readonly #breaker: CircuitBreaker;
+  readonly #bucket: TokenBucket | undefined;
   // A plain array with a moving head: shift() on a 10,000-item queue would copy it on every dequeue.
   #queue: Job[] = [];
   #head = 0;
@@ -109,6 +116,7 @@ export class EndpointDelivery {
     this.#options = options;
     this.#random = random;
     this.#breaker = new CircuitBreaker(options.breakerThreshold, options.breakerHalfOpenMs);
+    if (options.rateLimitPerSecond !== undefined) this.#bucket = new TokenBucket(options.rateLimitPerSecond);
   }
 
   get name(): string {
@@ -116,16 +124,9 @@ export class EndpointDelivery {
   }
 
   /** Never rejects. `deadlineAt` (epoch ms) bounds the retries: no retry waits past it; the signal cuts a late attempt. */
-  deliver(
-    body: Buffer,
-    key: string,
-    signal: AbortSignal,
-    deadlineAt: number,
-    credential?: Credential,
-    refresh?: CredentialRefresh,
-  ): Promise<DeliveryResult> {
+  deliver(request: RequestSource, signal: AbortSignal, deadlineAt: number): Promise<DeliveryResult> {
     return new Promise((resolve) => {
-      this.#queue.push({ body, key, signal, deadlineAt, credential, refresh, refreshed: false, attempt: 1, resolve });
+      this.#queue.push({ request, signal, deadlineAt, refreshed: false, attempt: 1, resolve });
       this.#pump();
     });
   }
@@ -145,16 +146,31 @@ export class EndpointDelivery {
   }
 
   #start(job: Job): void {
-    const name = this.#endpoint.name;
     if (job.signal.aborted) {
-      job.resolve({ ok: false, endpoint: name, kind: 'aborted', attempts: job.attempt });
+      job.resolve({ ok: false, endpoint: this.#endpoint.name, kind: 'aborted', attempts: job.attempt });
       return;
     }
-    if (!this.#breaker.allow()) {
-      job.resolve({ ok: false, endpoint: name, kind: 'circuit-open', error: 'CIRCUIT_OPEN', attempts: job.attempt });
-      return;
-    }
+    // The connection slot is held while waiting for a rate token: the wait is bounded by the rate, not by a timeout.
     this.#active++;
+    const granted = this.#bucket ? this.#bucket.take(job.signal) : true;
+    if (granted === true) this.#send(job);
+    else
+      granted.then((ok) => {
+        if (ok) return this.#send(job);
+        this.#active--;
+        job.resolve({ ok: false, endpoint: this.#endpoint.name, kind: 'aborted', attempts: job.attempt });
+        this.#pump();
+      });
+  }
+
+  #send(job: Job): void {
+    const name = this.#endpoint.name;
+    if (!this.#breaker.allow()) {
+      this.#active--;
+      job.resolve({ ok: false, endpoint: name, kind: 'circuit-open', error: 'CIRCUIT_OPEN', attempts: job.attempt });
+      this.#pump();
+      return;
+    }
     this.#attempt(job).then(
       (result) => {
         this.#active--;
@@ -174,8 +190,9 @@ export class EndpointDelivery {
         if (transient) this.#breaker.failed();
         else if (error.kind === 'aborted') this.#breaker.abandoned();
         else this.#breaker.succeeded();
-        if (error instanceof DeliveryAttemptError && error.kind === 'unauthorized' && job.refresh && !job.refreshed) {
-          this.#refreshAndRetry(job, job.refresh, error);
+        const { refresh } = job.request;
+        if (error instanceof DeliveryAttemptError && error.kind === 'unauthorized' && refresh && !job.refreshed) {
+          this.#refreshAndRetry(job, refresh, error);
         } else this.#retryOrFail(job, error);
         this.#pump();
       },
@@ -185,14 +202,17 @@ export class EndpointDelivery {
   /** A synchronous throw becomes a rejection, so the trial it may be ends like any other failure. */
   #attempt(job: Job): Promise<AttemptResult> {
     try {
-      return this.#endpoint.post(job.body, job.key, job.signal, job.credential);
+      const prepared = job.request.prepare();
+      return prepared instanceof Promise
+        ? prepared.then((request) => this.#endpoint.post(request, job.signal))
+        : this.#endpoint.post(prepared, job.signal);
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
-  /** 401/403: read the credential again, bypassing the cache, and try once more at once. */
-  #refreshAndRetry(job: Job, refresh: CredentialRefresh, error: DeliveryAttemptError): void {
+  /** 401/403: renew the credentials (read again bypassing the cache, or a new token) and try once more at once. */
+  #refreshAndRetry(job: Job, refresh: () => Promise<void>, error: DeliveryAttemptError): void {
     job.refreshed = true;
     const failure = toFailure(this.#endpoint.name, error, job.attempt);
     let done = false;
@@ -201,10 +221,9 @@ export class EndpointDelivery {
       job.resolve({ ok: false, ...failure });
     });
     refresh().then(
-      (credential) => {
+      () => {
         forget();
         if (done) return;
-        job.credential = credential;
         job.attempt++;
         this.#queue.push(job);
         this.#pump();

@@ -18,6 +18,12 @@ export interface EndpointOptions {
   maxConnections: number;
 }
 
+/** What one POST sends: headers and body are shaped per (event, endpoint) by lib/subscription/request.ts. */
+export interface PreparedRequest {
+  headers: Readonly<Record<string, string>>;
+  body: Buffer;
+}
+
 export interface AttemptResult {
   status: number;
   latencyMs: number;
@@ -144,8 +150,9 @@ export class Endpoint {
     };
   }
 
-  /** POSTs the body once. Resolves on 2xx; rejects with a DeliveryAttemptError otherwise. */
-  post(body: Buffer, key: string, signal: AbortSignal, credential?: Credential): Promise<AttemptResult> {
+  /** POSTs the request once. Resolves on 2xx; rejects with a DeliveryAttemptError otherwise. */
+  post(request: PreparedRequest, signal: AbortSignal): Promise<AttemptResult> {
+    const { body } = request;
     const name = this.name;
     if (signal.aborted) {
       return Promise.reject(new DeliveryAttemptError('aborted', name, 'the invocation deadline was reached'));
@@ -156,13 +163,7 @@ export class Endpoint {
       let settled = false;
       const req = this.#request({
         ...this.#target,
-        headers: {
-          'content-type': CONTENT_TYPE,
-          'content-length': body.length,
-          'idempotency-key': key,
-          'user-agent': USER_AGENT,
-          ...authHeaders(credential, body),
-        },
+        headers: { 'user-agent': USER_AGENT, ...request.headers, 'content-length': body.length },
       });
       const cleanup = () => {
         clearTimeout(timer);

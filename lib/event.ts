@@ -100,6 +100,8 @@ export interface ValidEvent {
   type: string;
   key: string;
   body: Buffer;
+  /** The parsed event: routing filters and binary content mode read it. */
+  attributes: CloudEvent;
 }
 
 export interface InvalidEvent {
@@ -210,5 +212,5 @@ export function parseEvent(body: string | undefined, maxBytes: number): ValidEve
     return { ok: false, reason: 'invalid-cloudevent', detail: describeIssues(result.error.issues) };
   }
   const { id, source, type } = result.data;
-  return { ok: true, id, source, type, key: idempotencyKey(source, id), body: bytes };
+  return { ok: true, id, source, type, key: idempotencyKey(source, id), body: bytes, attributes: result.data };
 }

@@ -1,6 +1,6 @@
 export { BackoffError } from './backoff';
 export { type Config, type EndpointConfig, isLoopbackHost, loadConfig } from './config';
-export { CredentialError, createCredentialSource, parseCredentialSpec } from './credentials';
+export { CredentialError, createCredentialSource, createSecretSource, parseCredentialSpec } from './credentials';
 export { createEdges, type Edges } from './edges';
 export { type Credential, HTTP_4XX } from './endpoint';
 export { ConfigError, DeliveryAttemptError } from './errors';
@@ -17,4 +17,11 @@ export {
 } from './observability';
 export { QuarantineError } from './quarantine';
 export { QueueAddressError } from './queue-url';
+export { type EndpointConfig as Subscription, parseEndpointsDocument } from './subscription/schema';
+export {
+  checkCredentialOverlap,
+  checkSigningSecrets,
+  endpointsDocument,
+  secretRefs,
+} from './subscription/source';
 export type * from './types';

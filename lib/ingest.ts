@@ -16,7 +16,17 @@ import {
   Reservoir,
   traceRequests,
 } from './observability';
-import type { Backoff, BackoffItem, DeliveryFailure, Ledger, LedgerEntry, Quarantine, QuarantineItem } from './types';
+import { Subscriber } from './subscription/subscriber';
+import type {
+  Backoff,
+  BackoffItem,
+  DeliveryFailure,
+  Ledger,
+  LedgerEntry,
+  Quarantine,
+  QuarantineItem,
+  RecordOutcome,
+} from './types';
 
 export interface IngestDeps extends Partial<Observability> {
   quarantine?: Quarantine;
@@ -24,8 +34,12 @@ export interface IngestDeps extends Partial<Observability> {
   ledger?: Ledger;
   /** Per-endpoint credentials, asked once per batch (the source caches them). */
   credentials?: () => Promise<ReadonlyMap<string, Credential>>;
+  /** The endpoints file's secrets by reference (createSecretSource), asked once per batch. */
+  secrets?: () => Promise<ReadonlyMap<string, string>>;
   /** Reads one endpoint's credential again bypassing the cache; asked at most once per endpoint per batch, on 401/403. */
   refreshCredential?: (endpoint: string) => Promise<Credential | undefined>;
+  /** Reads one endpoint's secret references again bypassing the cache; at most once per endpoint per batch. */
+  refreshSecrets?: (endpoint: string) => Promise<ReadonlyMap<string, string>>;
   /** For tests: the randomness behind retry jitter. */
   random?: () => number;
 }
@@ -71,6 +85,11 @@ function deadlineSignal(ms: number): { signal: AbortSignal; clear: () => void } 
   return { signal: controller.signal, clear: () => clearTimeout(timer) };
 }
 
+/** Delivered nowhere and skipped nowhere: the event matched no endpoint's filter. */
+function isUnrouted(outcome: RecordOutcome): boolean {
+  return outcome.kind === 'delivered' && outcome.delivered.length === 0 && outcome.skipped.length === 0;
+}
+
 /**
  * Every record refused with 401/403 in one batch shares one read of the endpoint's credential; the records sent after
  * it use the new credential straight away.
@@ -86,6 +105,24 @@ function refreshOncePerBatch(
       read = refresh(endpoint).then((credential) => {
         if (credential) batchCredentials.set(endpoint, credential);
         return credential;
+      });
+      reads.set(endpoint, read);
+    }
+    return read;
+  };
+}
+
+/** The same for the endpoints file's secrets: one read per endpoint per batch, into the batch's own copy. */
+function refreshSecretsOncePerBatch(
+  refresh: (endpoint: string) => Promise<ReadonlyMap<string, string>>,
+  batchSecrets: Map<string, string>,
+): (endpoint: string) => Promise<void> {
+  const reads = new Map<string, Promise<void>>();
+  return (endpoint) => {
+    let read = reads.get(endpoint);
+    if (!read) {
+      read = refresh(endpoint).then((fresh) => {
+        for (const [key, value] of fresh) batchSecrets.set(key, value);
       });
       reads.set(endpoint, read);
     }
@@ -127,29 +164,28 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
   const logger: Logger = deps.logger ?? defaults!.logger;
   const metrics: Metrics = deps.metrics ?? defaults!.metrics;
   const observe = traceRequests(deps.tracer);
-  const endpoints = config.endpoints.map(
-    (endpoint) =>
-      new EndpointDelivery(
-        new Endpoint(
-          {
-            name: endpoint.name,
-            url: endpoint.url,
-            timeoutMs: config.deliveryTimeoutMs,
-            maxConnections: config.endpointMaxConnections,
-          },
-          observe,
-        ),
-        {
-          maxAttempts: config.deliveryMaxAttempts,
-          baseMs: config.deliveryRetryBaseMs,
-          maxMs: config.deliveryRetryMaxMs,
-          breakerThreshold: config.circuitBreakerThreshold,
-          breakerHalfOpenMs: config.circuitBreakerHalfOpenMs,
-          maxConnections: config.endpointMaxConnections,
-        },
-        deps.random,
-      ),
-  );
+  const endpoints = config.endpoints.map((endpoint) => {
+    const timeoutMs = endpoint.timeoutMs ?? config.deliveryTimeoutMs;
+    const maxConnections = endpoint.maxConnections ?? config.endpointMaxConnections;
+    const delivery = new EndpointDelivery(
+      new Endpoint({ name: endpoint.name, url: endpoint.url, timeoutMs, maxConnections }, observe),
+      {
+        maxAttempts: endpoint.maxAttempts ?? config.deliveryMaxAttempts,
+        baseMs: config.deliveryRetryBaseMs,
+        maxMs: config.deliveryRetryMaxMs,
+        breakerThreshold: config.circuitBreakerThreshold,
+        breakerHalfOpenMs: config.circuitBreakerHalfOpenMs,
+        maxConnections,
+        ...(endpoint.rateLimitPerSecond !== undefined ? { rateLimitPerSecond: endpoint.rateLimitPerSecond } : {}),
+      },
+      deps.random,
+    );
+    return new Subscriber(endpoint, delivery, { timeoutMs });
+  });
+  const filtered = config.endpoints.some((endpoint) => endpoint.filter !== undefined);
+  const allNames = endpoints.map((endpoint) => endpoint.name);
+  const routedTo = (event: ValidEvent): string[] =>
+    filtered ? endpoints.filter((endpoint) => endpoint.routes(event)).map((endpoint) => endpoint.name) : allNames;
   const perEndpointMetrics = new Map(
     config.endpoints.map((endpoint) => [endpoint.name, endpointMetrics(endpoint.name)]),
   );
@@ -173,15 +209,20 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
       ]),
     );
     try {
-      const fetched = await deps.credentials?.();
-      // This batch's own copy: a refresh after a 401/403 replaces an entry for the records sent after it.
+      const [fetched, fetchedSecrets] = await Promise.all([deps.credentials?.(), deps.secrets?.()]);
+      // This batch's own copies: a refresh after a 401/403 replaces an entry for the records sent after it.
       const credentials = fetched ? new Map(fetched) : undefined;
+      const secrets = fetchedSecrets ? new Map(fetchedSecrets) : undefined;
       const fanoutContext = {
         signal: deliveryDeadline.signal,
         deadlineAt: started + remaining - config.deadlineMarginMs,
         ...(credentials ? { credentials } : {}),
+        ...(secrets ? { secrets } : {}),
         ...(credentials && deps.refreshCredential
           ? { refreshCredential: refreshOncePerBatch(deps.refreshCredential, credentials) }
+          : {}),
+        ...(secrets && deps.refreshSecrets
+          ? { refreshSecrets: refreshSecretsOncePerBatch(deps.refreshSecrets, secrets) }
           : {}),
       };
       const deliver = async (valid: ValidEvent, already: ReadonlySet<string> | undefined) => {
@@ -198,9 +239,13 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         return fan;
       };
       const lookup = ledger
-        ? async (keys: string[]) => {
+        ? async (keys: string[], events: readonly ValidEvent[]) => {
+            // Only the endpoints each event is routed to: an event routed nowhere needs no read at all.
+            const routed = new Map(events.map((e) => [e.key, routedTo(e)]));
+            const wanted = keys.filter((key) => (routed.get(key)?.length ?? 0) > 0);
+            if (wanted.length === 0) return new Map<string, Set<string>>();
             try {
-              return await ledger.lookup(keys, deliveryDeadline.signal);
+              return await ledger.lookup(wanted, deliveryDeadline.signal, (key) => routed.get(key) ?? []);
             } catch (error) {
               counters.ledgerErrors++;
               logger.warn('delivery ledger unavailable; delivering to every endpoint', { error: errorText(error) });
@@ -252,7 +297,9 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     // Deliveries the deadline cut off or an open breaker refused are one line per endpoint, not per record: there
     // can be thousands.
     const grouped = { aborted: new Map<string, string[]>(), 'circuit-open': new Map<string, string[]>() };
-    const logFailures = (log: () => Logger, failures: DeliveryFailure[], messageId: string) => {
+    const logFailures = (log: () => Logger, failures: DeliveryFailure[], delivered: string[], messageId: string) => {
+      // The endpoints the event is routed to (besides those the ledger says have it): "where is event X" shows them.
+      const routedTo = [...delivered, ...failures.map((failure) => failure.endpoint)];
       for (const failure of failures) {
         if (failure.kind === 'aborted' || failure.kind === 'circuit-open') {
           const byEndpoint = grouped[failure.kind];
@@ -260,8 +307,8 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
           if (ids) ids.push(messageId);
           else byEndpoint.set(failure.endpoint, [messageId]);
         } else if (failure.kind === 'unauthorized') {
-          later.push(() => log().warn('delivery failed', { ...failure, hint: CREDENTIALS_REFUSED_HINT }));
-        } else later.push(() => log().warn('delivery failed', { ...failure }));
+          later.push(() => log().warn('delivery failed', { ...failure, routedTo, hint: CREDENTIALS_REFUSED_HINT }));
+        } else later.push(() => log().warn('delivery failed', { ...failure, routedTo }));
       }
     };
     const entries: LedgerEntry[] = [];
@@ -280,7 +327,7 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         case 'rejected':
           if (outcome.kind === 'invalid') {
             later.push(() => log().warn('invalid record', { reason: outcome.reason, detail: outcome.detail }));
-          } else logFailures(log, outcome.failures, record.messageId);
+          } else logFailures(log, outcome.failures, outcome.delivered, record.messageId);
           if (quarantined === undefined) poison.push(poisonItem(record, outcome));
           else if (quarantined) later.push(() => logQuarantined(log, poisonItem(record, outcome)));
           else {
@@ -290,7 +337,7 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
           }
           break;
         case 'failed':
-          logFailures(log, outcome.failures, record.messageId);
+          logFailures(log, outcome.failures, outcome.delivered, record.messageId);
           failed.set(record.messageId, {
             record,
             ...(outcome.retryAfterS !== undefined ? { retryAfterS: outcome.retryAfterS } : {}),
@@ -364,8 +411,29 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         });
       }
     }
+    logUnrouted(processed);
     await effects;
     return new Set(processed.map((item) => item.record.messageId).filter((id) => failed.has(id)));
+  }
+
+  /** Events that match no endpoint's filter: acknowledged, and one line per batch says which kinds they were. */
+  function logUnrouted(processed: ProcessedRecord[]) {
+    const kinds = new Map<string, { type: string; source: string; records: number }>();
+    const eventIds: string[] = [];
+    for (const { event, outcome } of processed) {
+      if (!event.ok || !isUnrouted(outcome)) continue;
+      if (eventIds.length < 20) eventIds.push(event.id);
+      const id = JSON.stringify([event.type, event.source]);
+      const kind = kinds.get(id);
+      if (kind) kind.records++;
+      else kinds.set(id, { type: event.type, source: event.source, records: 1 });
+    }
+    if (kinds.size === 0) return;
+    logger.info('records routed to no endpoint; acknowledged', {
+      records: [...kinds.values()].reduce((sum, kind) => sum + kind.records, 0),
+      kinds: [...kinds.values()].slice(0, 20),
+      eventIds,
+    });
   }
 
   /** FIFO: a poison record goes to the quarantine before the rest of its group may go. Never throws. */
@@ -400,7 +468,11 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     let invalid = 0;
     let rejected = 0;
     let blocked = 0;
+    let unrouted = 0;
+    let routed = 0;
     for (const { outcome } of processed) {
+      if (isUnrouted(outcome)) unrouted++;
+      else if (outcome.kind !== 'invalid' && outcome.kind !== 'blocked') routed++;
       if (outcome.kind === 'invalid') invalid++;
       else if (outcome.kind === 'rejected') rejected++;
       else if (outcome.kind === 'blocked') blocked++;
@@ -417,6 +489,8 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
       rejected,
       quarantined,
       blocked,
+      routed,
+      unrouted,
     };
   }
 
@@ -432,6 +506,8 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     metrics.addMetric(MetricName.RecordsFailed, MetricUnit.Count, summary.failed);
     metrics.addMetric(MetricName.RecordsInvalid, MetricUnit.Count, summary.invalid);
     metrics.addMetric(MetricName.RecordsQuarantined, MetricUnit.Count, summary.quarantined);
+    metrics.addMetric(MetricName.RecordsRouted, MetricUnit.Count, summary.routed);
+    metrics.addMetric(MetricName.RecordsUnrouted, MetricUnit.Count, summary.unrouted);
     metrics.addMetric(MetricName.DeadlineAborts, MetricUnit.Count, deadlineAborted ? 1 : 0);
     metrics.addMetric(MetricName.QuarantineErrors, MetricUnit.Count, counters.quarantineErrors);
     metrics.addMetric(MetricName.BackoffErrors, MetricUnit.Count, counters.backoffErrors);

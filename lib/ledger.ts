@@ -175,10 +175,14 @@ export function createLedger(dynamodb: DynamoDBClient, options: LedgerOptions): 
   };
 
   return {
-    async lookup(keys: string[], signal: AbortSignal): Promise<Map<string, Set<string>>> {
+    async lookup(
+      keys: string[],
+      signal: AbortSignal,
+      endpointsOf?: (key: string) => readonly string[],
+    ): Promise<Map<string, Set<string>>> {
       const owners = new Map<string, { key: string; endpoint: string }>();
       for (const key of keys) {
-        for (const endpoint of endpoints) owners.set(ledgerId(key, endpoint), { key, endpoint });
+        for (const endpoint of endpointsOf?.(key) ?? endpoints) owners.set(ledgerId(key, endpoint), { key, endpoint });
       }
       const found = new Set<string>();
       // BatchGetItem refuses duplicate keys in one call; the map above already removed them.

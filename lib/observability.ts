@@ -18,6 +18,10 @@ export const MetricName = {
   RecordsFailed: 'RecordsFailed',
   RecordsInvalid: 'RecordsInvalid',
   RecordsQuarantined: 'RecordsQuarantined',
+  /** Records routed to at least one endpoint by the endpoints' filters. */
+  RecordsRouted: 'RecordsRouted',
+  /** Valid records that match no endpoint's filter: acknowledged without a delivery. */
+  RecordsUnrouted: 'RecordsUnrouted',
   DeadlineAborts: 'DeadlineAborts',
   QuarantineErrors: 'QuarantineErrors',
   BackoffErrors: 'BackoffErrors',

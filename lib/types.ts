@@ -78,6 +78,11 @@ export interface LedgerEntry {
 /** Side effect: remembers which endpoints took which event. May throw; the caller logs, counts and delivers anyway. */
 export interface Ledger {
   /** For each key, the endpoints that already took the event. Keys with no entry may be absent from the map. */
-  lookup(keys: string[], signal: AbortSignal): Promise<Map<string, Set<string>>>;
+  /** `endpointsOf` limits the question to the endpoints each event is routed to (all endpoints without it). */
+  lookup(
+    keys: string[],
+    signal: AbortSignal,
+    endpointsOf?: (key: string) => readonly string[],
+  ): Promise<Map<string, Set<string>>>;
   record(entries: LedgerEntry[], signal: AbortSignal): Promise<void>;
 }

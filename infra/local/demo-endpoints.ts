@@ -46,8 +46,10 @@ function pick(range: readonly [number, number], random: () => number): number {
   return range[0] + Math.floor(random() * (range[1] - range[0] + 1));
 }
 
-/** The CloudEvent id of a delivery: from the JSON body, else the Idempotency-Key header. */
+/** The CloudEvent id of a delivery: the ce-id header (binary mode), the JSON body, else the Idempotency-Key header. */
 function eventIdOf(body: Buffer, headers: http.IncomingHttpHeaders): string {
+  const ceId = headers['ce-id'];
+  if (typeof ceId === 'string') return decodeURIComponent(ceId);
   try {
     const parsed: unknown = JSON.parse(body.toString('utf8'));
     if (typeof parsed === 'object' && parsed !== null && 'id' in parsed && typeof parsed.id === 'string') {

@@ -1,4 +1,4 @@
-import { intFlag, parseFlags, rateFlag, runCommand, stringFlag } from './cli';
+import { intFlag, parseFlags, rateFlag, runCommand, stringFlag, UsageError } from './cli';
 import type { FaultKind } from './demo-endpoints';
 import { DrainWatch } from './drain';
 import { interleave, malformedMessages, newRunId, sendMessages, validMessages } from './events';
@@ -17,6 +17,8 @@ nothing was lost, 1 otherwise (or when it could not drain within the time limit)
   --fault-rate P    share of endpoint requests that fail: 5xx, connection resets, slow answers (default 0.2)
   --time-limit S    give up after S seconds (default 240)
   --concurrency N   pollers (default 4)
+  --endpoints FILE  a stage's endpoints file: its routing and settings, against demo endpoints named after it
+  --secrets FILE    values of its secret references (see npm start -- --help)
   --ledger          also run a local DynamoDB with the delivery ledger: redelivered events skip the endpoints
                     that already have them (fewer duplicates)
   --log FILE        the handler's JSON logs (default .local/demo-handler.log)
@@ -32,6 +34,8 @@ async function demo(argv: string[]): Promise<number> {
     concurrency: { type: 'string' },
     log: { type: 'string' },
     ledger: { type: 'boolean' },
+    endpoints: { type: 'string' },
+    secrets: { type: 'string' },
   });
   if (flags.help) {
     console.log(USAGE);
@@ -43,7 +47,10 @@ async function demo(argv: string[]): Promise<number> {
   const timeLimitS = intFlag(flags, 'time-limit', 240, 1, 86_400);
   const concurrency = intFlag(flags, 'concurrency', 4, 1, 1000);
   const logFile = stringFlag(flags, 'log') ?? '.local/demo-handler.log';
-  const userEndpoints = process.env.ENDPOINTS?.trim() || undefined;
+  const endpointsFile = stringFlag(flags, 'endpoints');
+  const secretsFile = stringFlag(flags, 'secrets');
+  if (secretsFile && !endpointsFile) throw new UsageError('--secrets goes with --endpoints FILE');
+  const userEndpoints = endpointsFile ? undefined : process.env.ENDPOINTS?.trim() || undefined;
 
   const output = new HandlerOutput({ destination: logFile });
   output.install();
@@ -51,12 +58,15 @@ async function demo(argv: string[]): Promise<number> {
     concurrency,
     ledger: flags.ledger === true,
     ...(userEndpoints ? { endpoints: userEndpoints } : { faults: { rate: faultRate } }),
+    ...(endpointsFile ? { endpointsFile, ...(secretsFile ? { secretsFile } : {}) } : {}),
   });
   const tty = process.stdout.isTTY === true;
   try {
-    const targets = stack.demo
-      ? `${stack.demo.list.map((e) => e.name).join(', ')} (demo endpoints, fault rate ${faultRate})`
-      : `ENDPOINTS=${stack.env.ENDPOINTS}`;
+    const targets = stack.endpointLines
+      ? `from ${endpointsFile}:\n  ${stack.endpointLines.join('\n  ')}\n`
+      : stack.demo
+        ? `${stack.demo.list.map((e) => e.name).join(', ')} (demo endpoints, fault rate ${faultRate})`
+        : `ENDPOINTS=${stack.env.ENDPOINTS}`;
     const ledger = stack.ledger ? ` · delivery ledger ${stack.ledger.table} on ${stack.ledger.endpoint}` : '';
     console.log(`local stack up: SQS ${stack.sqs.endpoint} · endpoints ${targets}${ledger}`);
     console.log(

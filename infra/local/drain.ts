@@ -1,4 +1,5 @@
 import { ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { CloudEvent } from '../../lib/event';
 import { DEMO_ID_ATTRIBUTE, type SampleMessage } from './events';
 import type { LocalStack } from './stack';
 
@@ -112,12 +113,24 @@ export class DrainWatch {
   readonly #malformed: SampleMessage[];
   readonly #collector: DlqCollector;
   readonly #startedAt = Date.now();
+  readonly #attributes = new Map<string, CloudEvent>();
 
   constructor(stack: LocalStack, sent: SampleMessage[]) {
     this.#stack = stack;
     this.#valid = sent.filter((message) => message.valid);
     this.#malformed = sent.filter((message) => !message.valid);
     this.#collector = new DlqCollector(stack.sqs.client, stack.sqs.dlq.url, sent);
+  }
+
+  #routed(message: SampleMessage, endpoint: string): boolean {
+    const router = this.#stack.routes?.get(endpoint);
+    if (!router) return true;
+    let attributes = this.#attributes.get(message.demoId);
+    if (!attributes) {
+      attributes = JSON.parse(message.body) as CloudEvent;
+      this.#attributes.set(message.demoId, attributes);
+    }
+    return router(attributes);
   }
 
   async check(): Promise<DrainReport> {
@@ -151,6 +164,8 @@ export class DrainWatch {
     for (const message of this.#valid) {
       let everywhere = true;
       list?.forEach((endpoint, i) => {
+        // An endpoint whose filter the event does not match neither gets it nor waits for it.
+        if (!this.#routed(message, endpoint.name)) return;
         const count = endpoint.count(message.demoId);
         const tally = endpoints![i]!;
         if (count > 0) {

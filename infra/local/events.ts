@@ -35,7 +35,8 @@ export function sampleEvent(id: string, n: number): Record<string, unknown> {
     specversion: '1.0',
     id,
     source: SAMPLE_SOURCE,
-    type: 'com.example.order.created',
+    // Every fourth is another kind of event, so endpoints files with type filters route them differently.
+    type: n % 4 === 3 ? 'com.example.customer.updated' : 'com.example.order.created',
     subject: `orders/${n}`,
     time: new Date().toISOString(),
     datacontenttype: 'application/json',

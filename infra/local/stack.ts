@@ -1,5 +1,7 @@
+import type { Router } from '../../lib/subscription/routing';
 import { type DemoEndpoints, type FaultPlan, startDemoEndpoints } from './demo-endpoints';
 import { type LocalLedger, startLocalLedger } from './dynamodb-server';
+import { startLocalEndpoints } from './endpoints-file';
 import { type InvocationReport, SqsEventSource, type SqsHandler } from './event-source';
 import type { HandlerTelemetry } from './handler-output';
 import { SqsFaultProxy } from './sqs-proxy';
@@ -58,6 +60,10 @@ export interface LocalStackOptions {
   dlqName?: string;
   /** ENDPOINTS to deliver to instead of starting the three demo endpoints. */
   endpoints?: string;
+  /** A stage's endpoints file (YAML) instead: see startLocalEndpoints for what runs locally. */
+  endpointsFile?: string;
+  /** Values of the endpoints file's secret references (YAML: ssm: {name: value}, secretsmanager: {...}). */
+  secretsFile?: string;
   /** Faults the demo endpoints inject. */
   faults?: FaultPlan;
   /** The function timeout: the context deadline, and when an unanswered invocation fails. Default 5000 ms. */
@@ -87,8 +93,11 @@ export interface LocalStackOptions {
 
 export interface LocalStack {
   sqs: LocalSqs;
-  /** The demo endpoints, unless ENDPOINTS was given. */
+  /** The demo endpoints, unless ENDPOINTS was given (with an endpoints file: those standing in for remote URLs). */
   demo?: DemoEndpoints;
+  /** With an endpoints file: each endpoint's filter, and a banner line per endpoint. */
+  routes?: Map<string, Router>;
+  endpointLines?: string[];
   proxy?: SqsFaultProxy;
   /** The local delivery ledger, when asked for. */
   ledger?: LocalLedger;
@@ -141,8 +150,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       visibilityTimeoutS,
     });
     closers.push(() => sqs.close());
-    const demo = options.endpoints ? undefined : await startDemoEndpoints(options.faults ?? { rate: 0 });
-    if (demo) closers.push(() => demo.close());
+    const local = options.endpointsFile
+      ? await startLocalEndpoints(options.endpointsFile, options.secretsFile, options.faults ?? { rate: 0 })
+      : undefined;
+    if (local) closers.push(() => local.close());
+    const demo =
+      local?.demo ?? (options.endpoints || local ? undefined : await startDemoEndpoints(options.faults ?? { rate: 0 }));
+    if (demo && !local) closers.push(() => demo.close());
     const proxy = options.faultProxy ? await SqsFaultProxy.start(sqs.endpoint) : undefined;
     if (proxy) closers.push(() => proxy.close());
     const ledger = options.ledger ? await startLocalLedger() : undefined;
@@ -151,7 +165,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     // The handler reaches SQS (quarantine, backoff) through the proxy when there is one.
     const handlerSqs = proxy?.endpoint ?? sqs.endpoint;
     const wiring: Record<string, string> = {
-      ENDPOINTS: options.endpoints ?? demo!.envValue,
+      ...(local ? local.env : { ENDPOINTS: options.endpoints ?? demo!.envValue }),
       QUARANTINE_QUEUE_URL: `${handlerSqs}${new URL(sqs.dlq.url).pathname}`,
       AWS_ENDPOINT_URL_SQS: handlerSqs,
       AWS_REGION: LOCAL_REGION,
@@ -187,6 +201,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       ...(demo ? { demo } : {}),
       ...(proxy ? { proxy } : {}),
       ...(ledger ? { ledger } : {}),
+      ...(local ? { routes: local.routes, endpointLines: local.lines } : {}),
       eventSource,
       env,
       functionTimeoutMs,

@@ -1,5 +1,5 @@
 import { relative } from 'node:path';
-import { intFlag, localSqsPort, parseFlags, rateFlag, runCommand, stringFlag } from './cli';
+import { intFlag, localSqsPort, parseFlags, rateFlag, runCommand, stringFlag, UsageError } from './cli';
 import { HandlerOutput } from './handler-output';
 import { DEFAULT_SQS_PORT } from './sqs-server';
 import { LOCAL_FUNCTION_TIMEOUT_MS, LOCAL_HANDLER_DEFAULTS, startLocalStack } from './stack';
@@ -17,6 +17,10 @@ three demo endpoints (or the ENDPOINTS you set), and the real handler behind an 
   --timeout MS      function timeout in ms (default ${LOCAL_FUNCTION_TIMEOUT_MS})
   --fault-rate P    share of demo endpoint requests that fail (5xx, resets, slow answers), 0-1 (default 0)
   --ledger          also run a local DynamoDB (dynalite) with the delivery ledger table
+  --endpoints FILE  a stage's endpoints file (e.g. endpoints/prod.yml): its filters, content modes, auth, signing
+                    and limits, delivered to demo endpoints standing in for its non-loopback URLs
+  --secrets FILE    values of the file's secret references (YAML: ssm: {name: value}, secretsmanager: {...});
+                    served by local SSM/Secrets Manager stand-ins; missing ones are generated
   --log FILE        where the handler's JSON logs and metrics go (default .local/handler.log on a terminal,
                     stdout otherwise)
 
@@ -32,6 +36,8 @@ async function start(argv: string[]): Promise<number> {
     'fault-rate': { type: 'string' },
     log: { type: 'string' },
     ledger: { type: 'boolean' },
+    endpoints: { type: 'string' },
+    secrets: { type: 'string' },
   });
   if (flags.help) {
     console.log(USAGE);
@@ -48,7 +54,10 @@ async function start(argv: string[]): Promise<number> {
 
   const output = new HandlerOutput({ destination: logFile ?? 'terminal' });
   output.install();
-  const userEndpoints = process.env.ENDPOINTS?.trim() || undefined;
+  const endpointsFile = stringFlag(flags, 'endpoints');
+  const secretsFile = stringFlag(flags, 'secrets');
+  if (secretsFile && !endpointsFile) throw new UsageError('--secrets goes with --endpoints FILE');
+  const userEndpoints = endpointsFile ? undefined : process.env.ENDPOINTS?.trim() || undefined;
   const stack = await startLocalStack({
     sqsPort: port,
     ledger: flags.ledger === true,
@@ -57,6 +66,7 @@ async function start(argv: string[]): Promise<number> {
     maximumBatchingWindowS: windowS,
     functionTimeoutMs,
     ...(userEndpoints ? { endpoints: userEndpoints } : { faults: { rate: faultRate } }),
+    ...(endpointsFile ? { endpointsFile, ...(secretsFile ? { secretsFile } : {}) } : {}),
     onPollError: (error) => console.error(`poller: ${error instanceof Error ? error.message : String(error)}`),
   });
 
@@ -70,11 +80,13 @@ async function start(argv: string[]): Promise<number> {
     `  SQS        ${sqs.endpoint}   (AWS_ENDPOINT_URL_SQS for your own tools)`,
     `  queue      ${sqs.queue.url}   visibility timeout ${stack.visibilityTimeoutS} s`,
     `  DLQ        ${sqs.dlq.url}   quarantine queue; SQS redrives after ${sqs.maxReceiveCount} receives`,
-    ...(stack.demo
-      ? stack.demo.list.map(
-          (endpoint, i) => `  ${i === 0 ? 'endpoints ' : '          '} ${endpoint.name.padEnd(10)} ${endpoint.url}`,
-        )
-      : [`  endpoints  ${env.ENDPOINTS} (from ENDPOINTS)`]),
+    ...(stack.endpointLines
+      ? stack.endpointLines.map((line, i) => `  ${i === 0 ? 'endpoints ' : '          '} ${line}`)
+      : stack.demo
+        ? stack.demo.list.map(
+            (endpoint, i) => `  ${i === 0 ? 'endpoints ' : '          '} ${endpoint.name.padEnd(10)} ${endpoint.url}`,
+          )
+        : [`  endpoints  ${env.ENDPOINTS} (from ENDPOINTS)`]),
     ...(stack.ledger
       ? [`  ledger     ${stack.ledger.endpoint}   table ${stack.ledger.table} (DELIVERY_LEDGER_TABLE)`]
       : []),

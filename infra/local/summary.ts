@@ -10,7 +10,7 @@ export interface SummaryExtras {
 /** A one-line progress report while draining. */
 export function progressLine(report: DrainReport): string {
   const delivered = report.endpoints
-    ? report.endpoints.map((e) => `${e.name} ${e.delivered}/${report.sent.valid}`).join(' · ')
+    ? report.endpoints.map((e) => `${e.name} ${e.delivered}/${e.delivered + e.missing}`).join(' · ')
     : `queue ${report.queueLeft} left`;
   return `[${(report.elapsedMs / 1000).toFixed(0).padStart(3)} s] ${delivered} · DLQ ${report.dlq.malformed}/${report.sent.malformed} malformed · redeliveries ${report.redeliveries}`;
 }
@@ -24,7 +24,7 @@ export function summaryLines(report: DrainReport, extras: SummaryExtras = {}): s
   ];
   if (report.endpoints) {
     lines.push(
-      `  delivered     ${report.endpoints.map((e) => `${e.name} ${e.delivered}/${sent.valid}`).join(' · ')}`,
+      `  delivered     ${report.endpoints.map((e) => `${e.name} ${e.delivered}/${e.delivered + e.missing}`).join(' · ')}`,
       `  duplicates    ${report.endpoints.map((e) => `${e.name} ${e.duplicates}`).join(' · ')}   (extra copies the endpoints received)`,
     );
   } else {

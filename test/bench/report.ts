@@ -6,6 +6,7 @@ import { type CpuResult, OWN } from './scenarios/cpu';
 import { DEADLINE_MS, DEADLINE_SPARE_TARGET_MS, type DeadlineRow } from './scenarios/deadline';
 import { FD_DELAY_MS, type FdLimitRow, LAMBDA_MAX_FILES } from './scenarios/fdLimit';
 import { MEMORY_DELAY_MS, MEMORY_EVENTS, MEMORY_TARGET_MIB, type MemoryRow } from './scenarios/memory';
+import { SHAPING_EVENTS, type ShapingRow } from './scenarios/shaping';
 import { SLOW_DELAY_MS, SLOW_EVENTS, SLOW_TARGET_MS, type SlowRow } from './scenarios/slow';
 import type { ThroughputCell } from './scenarios/throughput';
 import { formatMs, formatRatio, markdownTable, type Summary } from './stats';
@@ -23,6 +24,7 @@ export interface Results {
   coldStart?: ColdStart;
   memory?: MemoryRow[];
   cpu?: CpuResult;
+  shaping?: ShapingRow[];
   elapsedS?: number;
 }
 
@@ -317,6 +319,19 @@ function cpuSection(c: CpuResult): string[] {
   ];
 }
 
+function shapingSection(rows: ShapingRow[]): string[] {
+  const us = (s: Summary) =>
+    s.n > 1 ? `${s.median.toFixed(2)} [${s.min.toFixed(2)}–${s.max.toFixed(2)}]` : s.median.toFixed(2);
+  return [
+    `### 7. Request shaping per delivery (${n(SHAPING_EVENTS)} events, in-process, µs: median [min–max] over the runs)`,
+    '',
+    markdownTable(
+      ['Endpoint settings', 'µs per delivery'],
+      rows.map((row) => [row.variant, us(row.usPerDelivery)]),
+    ),
+  ];
+}
+
 export function report(results: Results): string {
   const m = results.machine;
   const lines = [
@@ -335,6 +350,7 @@ export function report(results: Results): string {
     results.coldStart && coldStartSection(results.coldStart),
     results.memory && memorySection(results.memory),
     results.cpu && cpuSection(results.cpu),
+    results.shaping && shapingSection(results.shaping),
   ];
   for (const section of sections) if (section) lines.push('', ...section);
   return lines.join('\n');

@@ -19,12 +19,13 @@ import { cpuProfile } from './scenarios/cpu';
 import { deadline } from './scenarios/deadline';
 import { fdLimit } from './scenarios/fdLimit';
 import { memory } from './scenarios/memory';
+import { shaping } from './scenarios/shaping';
 import { slowEndpoint } from './scenarios/slow';
 import { KINDS, throughput, throughputTls } from './scenarios/throughput';
 import { hostSpec } from './subject';
 import { ensureCertificate } from './tls';
 
-const SCENARIOS = ['throughput', 'slow', 'deadline', 'coldstart', 'memory', 'cpu'] as const;
+const SCENARIOS = ['throughput', 'slow', 'deadline', 'coldstart', 'memory', 'cpu', 'shaping'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const { values } = parseArgs({
@@ -114,6 +115,10 @@ async function main(): Promise<void> {
     if (only.has('memory')) {
       log('5. memory');
       results.memory = await memory(fleet, bundles, options);
+    }
+    if (only.has('shaping')) {
+      log('7. request shaping');
+      results.shaping = shaping(options);
     }
   } finally {
     await Promise.all(runners.map((r) => r.close()));

@@ -1,6 +1,6 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${...} here are CloudFormation Fn::Sub placeholders
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -74,6 +74,12 @@ let artifact: string;
 let fifoTemplate: Template;
 let variantDir: string;
 let badCredentials: { code: number; output: string };
+let exampleDir: string;
+let exampleTemplate: Template;
+let exampleOutput: string;
+let overBudget: { code: number; output: string };
+let badEndpointsFile: { code: number; output: string };
+
 let badRetention: { code: number; output: string }[];
 
 /** `osls print` (resolves the same variables as package, without building): its exit code and output. */
@@ -114,6 +120,21 @@ beforeAll(async () => {
   const tooManyReceives = printStack(['--param=maxReceiveCount=1000']);
   const tooLongBackoff = printStack(['--param=retryMaxDelayS=43200']);
   variantDir = mkdtempSync(join(tmpdir(), 'ingest-package-'));
+  exampleDir = mkdtempSync(join(tmpdir(), 'ingest-package-example-'));
+  const badFile = join(exampleDir, 'bad.yml');
+  writeFileSync(
+    badFile,
+    'endpoints:\n  - name: audit\n    url: https://audit.example.com/in\n    signing:\n      scheme: standard-webhooks\n' +
+      '      secrets:\n        - ssm: /ok\n        - ssm: not ok\n',
+  );
+  const stageChecks = Promise.all([
+    printStack(['--stage', 'example', '--param=maximumConcurrency=100']),
+    printStack(['--stage', 'example', `--param=endpointsFile=${badFile}`]),
+  ]);
+  const example = await packageStack(['--stage', 'example', '--package', exampleDir]);
+  exampleOutput = `${example.stdout}${example.stderr}`;
+  exampleTemplate = JSON.parse(readFileSync(join(exampleDir, 'cloudformation-template-update-stack.json'), 'utf8'));
+  [overBudget, badEndpointsFile] = await stageChecks;
   await packageStack([
     '--param=fifo=true',
     '--param=batchSize=10',
@@ -134,6 +155,51 @@ beforeAll(async () => {
 
 afterAll(() => {
   if (variantDir) rmSync(variantDir, { recursive: true, force: true });
+  if (exampleDir) rmSync(exampleDir, { recursive: true, force: true });
+});
+
+describe('npm run package with an endpoints file (endpoints/example.yml)', () => {
+  it('bundles the file into the artifact and leaves the environment without ENDPOINTS', () => {
+    const code = readZip(join(exampleDir, 'ingest.zip')).get('functions/ingest/handler.mjs')!.toString('utf8');
+    expect(code).toContain('https://login.crm.example.com/oauth2/token');
+    expect(code).toContain('com.example.order.');
+    expect(env(exampleTemplate).ENDPOINTS).toBe('');
+  });
+
+  it("lets the function read exactly the file's secret references", () => {
+    const statements = at(
+      exampleTemplate.Resources.IngestCredentialsPolicy,
+      'Properties',
+      'PolicyDocument',
+      'Statement',
+    ) as Json[];
+    expect(JSON.stringify(statements)).toContain('parameter/ingest-fanout/example/audit-signing-2026-11');
+    expect(JSON.stringify(statements)).toContain('parameter/ingest-fanout/example/audit-signing-2026-05');
+    expect(JSON.stringify(statements)).toContain('secret:ingest-fanout/example/crm-client-secret-??????');
+    // References, never values, reach the template.
+    expect(JSON.stringify(exampleTemplate)).not.toMatch(/whsec_/);
+  });
+
+  it("prints each endpoint's worst-case global rate and concurrency", () => {
+    expect(exampleOutput).toContain("Stage 'example': worst case per endpoint with maximumConcurrency 10:");
+    expect(exampleOutput).toContain('orders: no rate limit, 1000 concurrent requests (10 × 100)');
+    expect(exampleOutput).toContain('crm: 200 requests/s (budget 500/s), 100 concurrent requests (10 × 10)');
+  });
+
+  it('refuses a stage whose maximumConcurrency could exceed an endpoint budget, with the numbers', () => {
+    expect(overBudget.code).not.toBe(0);
+    expect(overBudget.output).toContain(
+      "endpoint 'crm': maxRatePerSecond is 500, but 100 instances (maximumConcurrency) × rateLimitPerSecond 20 = " +
+        '2000 requests/s: lower rateLimitPerSecond to 5 or lower maximumConcurrency',
+    );
+  });
+
+  it('refuses a bad endpoints file, naming the file, the endpoint and the field', () => {
+    expect(badEndpointsFile.code).not.toBe(0);
+    expect(badEndpointsFile.output).toMatch(
+      /bad\.yml: endpoint 'audit' \(endpoints\[0\]\): signing\.secrets\[1\]\.ssm: 'not ok' is not an SSM parameter name/,
+    );
+  });
 });
 
 describe('npm run package', () => {

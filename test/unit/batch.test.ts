@@ -1,9 +1,9 @@
 import type { SQSRecord } from 'aws-lambda';
 import { describe, expect, it, vi } from 'vitest';
+import type { Delivered as FanoutResult } from '../../lib/batch';
 import { type BatchOptions, outcomeOf, type ProcessedRecord, processBatch } from '../../lib/batch';
 import type { DeliveryResult } from '../../lib/delivery';
 import { idempotencyKey, type ValidEvent } from '../../lib/event';
-import type { FanoutResult } from '../../lib/fanout';
 import type { DeliveryFailure, FailureKind, RecordOutcome } from '../../lib/types';
 import { cloudEvent, eventRecord, sqsRecord } from '../support/events';
 

@@ -9,7 +9,10 @@ import {
   CredentialError,
   type CredentialRef,
   createCredentialSource,
+  createSecretSource,
   parseCredentialSpec,
+  type SecretRef,
+  secretKey,
 } from '../../lib/credentials';
 import { authHeaders } from '../../lib/endpoint';
 import { ConfigError } from '../../lib/errors';
@@ -278,5 +281,32 @@ describe('createCredentialSource', () => {
     const credentials = await createCredentialSource(parseCredentialSpec('', ENDPOINTS), clients())();
     expect(credentials.size).toBe(0);
     expect(stores.calls).toHaveLength(0);
+  });
+});
+
+describe('createSecretSource (the endpoints file secret references)', () => {
+  const refs: SecretRef[] = [
+    { endpoint: 'audit', field: 'signing.secrets[0]', store: 'ssm', name: '/ingest/prod/analytics-token' },
+    { endpoint: 'crm', field: 'auth.clientSecret', store: 'secretsmanager', name: 'ingest/prod/audit-key' },
+    // The same parameter referenced twice is read once.
+    { endpoint: 'search', field: 'auth.token', store: 'ssm', name: '/ingest/prod/analytics-token' },
+  ];
+
+  it('resolves every reference by store and name, reading each once', async () => {
+    const values = await createSecretSource(refs, clients())();
+    expect(values.get(secretKey(refs[0]!))).toBe('tok-analytics-1');
+    expect(values.get(secretKey(refs[1]!))).toBe('audit-hmac-secret');
+    expect(stores.calls).toHaveLength(2);
+  });
+
+  it('names the endpoint, the field and the store in its error, and the endpoints file as the place to fix', async () => {
+    stores.secrets.clear();
+    const error = await createSecretSource(refs, clients())().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CredentialError);
+    expect((error as Error).message).toBe(
+      "endpoints file: cannot read the auth.clientSecret of endpoint 'crm' (Secrets Manager secret " +
+        "'ingest/prod/audit-key'): ResourceNotFoundException: create the secret (a SecretString) in this account " +
+        'and region, or fix endpoints file',
+    );
   });
 });

@@ -1,8 +1,8 @@
 import http from 'node:http';
 import fc from 'fast-check';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
-import { EndpointDelivery, type RetryOptions, retryDelayMs } from '../../lib/delivery';
-import { Endpoint } from '../../lib/endpoint';
+import { EndpointDelivery, type RequestSource, type RetryOptions, retryDelayMs } from '../../lib/delivery';
+import { authHeaders, CONTENT_TYPE, type Credential, Endpoint } from '../../lib/endpoint';
 import { idempotencyKey } from '../../lib/event';
 import { closedPortUrl, listenForTest, testEndpoint } from '../support/endpoints';
 import { cloudEvent } from '../support/events';
@@ -38,7 +38,8 @@ const later = () => Date.now() + 60_000;
 
 function deliver(delivery: EndpointDelivery, id = 'evt-1', signal = never, deadlineAt = later()) {
   const { body, key } = eventBody(id);
-  return delivery.deliver(body, key, signal, deadlineAt);
+  const request = { headers: { 'content-type': CONTENT_TYPE, 'idempotency-key': key }, body };
+  return delivery.deliver({ prepare: () => request }, signal, deadlineAt);
 }
 
 describe('EndpointDelivery retries', () => {
@@ -295,6 +296,23 @@ describe('EndpointDelivery connection bound', () => {
   });
 });
 
+describe('EndpointDelivery rate limit', () => {
+  it('records beyond the rate wait for a token; the deadline wins over the wait', async () => {
+    const sink = await testEndpoint();
+    // One request per 100 s: after the first, the others can only wait.
+    const delivery = deliveryFor(sink.url, { rateLimitPerSecond: 0.01 });
+    expect(await deliver(delivery, 'first')).toMatchObject({ ok: true });
+    const controller = new AbortController();
+    const waiting = [deliver(delivery, 'second', controller.signal), deliver(delivery, 'third', controller.signal)];
+    controller.abort();
+    expect(await Promise.all(waiting)).toEqual([
+      { ok: false, endpoint: 'sink', kind: 'aborted', attempts: 1 },
+      { ok: false, endpoint: 'sink', kind: 'aborted', attempts: 1 },
+    ]);
+    expect(sink.received.map((request) => request.eventId)).toEqual(['first']);
+  });
+});
+
 describe('retryDelayMs', () => {
   it('is full jitter over base·2^(attempt−1), capped at max', () => {
     const options = { baseMs: 100, maxMs: 2000 };
@@ -355,6 +373,17 @@ describe('EndpointDelivery circuit breaker trials (issue 9, defect 1)', () => {
 
 describe('EndpointDelivery on 401/403 (issue 9, defect 4)', () => {
   const stale = { kind: 'bearer', token: 'stale' } as const;
+  /** A request whose credential `refresh` renews, as lib/subscription/request.ts builds it. */
+  const withCredential = (credential: Credential, renew: () => Promise<Credential | undefined>): RequestSource => {
+    const { body, key } = eventBody('evt-1');
+    let current: Credential | undefined = credential;
+    return {
+      prepare: () => ({ headers: { 'idempotency-key': key, ...authHeaders(current, body) }, body }),
+      refresh: async () => {
+        current = await renew();
+      },
+    };
+  };
 
   it('refreshes the credential once and retries at once; still refused, it fails unauthorized', async () => {
     const sink = await testEndpoint(() => ({ status: 403 }));
@@ -363,9 +392,8 @@ describe('EndpointDelivery on 401/403 (issue 9, defect 4)', () => {
       refreshes++;
       return { kind: 'bearer', token: 'fresh' } as const;
     };
-    const { body, key } = eventBody('evt-1');
     const delivery = deliveryFor(sink.url, { maxAttempts: 5 });
-    const result = await delivery.deliver(body, key, never, later(), stale, refresh);
+    const result = await delivery.deliver(withCredential(stale, refresh), never, later());
     expect(result).toEqual({
       ok: false,
       endpoint: 'sink',
@@ -380,10 +408,10 @@ describe('EndpointDelivery on 401/403 (issue 9, defect 4)', () => {
 
   it('a refresh that fails ends the delivery as unauthorized, saying why', async () => {
     const sink = await testEndpoint(() => ({ status: 401 }));
-    const { body, key } = eventBody('evt-1');
-    const result = await deliveryFor(sink.url).deliver(body, key, never, later(), stale, async () => {
+    const request = withCredential(stale, async () => {
       throw new Error('ENDPOINT_CREDENTIALS: cannot read the bearer token');
     });
+    const result = await deliveryFor(sink.url).deliver(request, never, later());
     expect(result).toMatchObject({ ok: false, kind: 'unauthorized', status: 401, attempts: 1 });
     expect(result.ok === false && result.error).toContain('refresh failed: ENDPOINT_CREDENTIALS');
     expect(sink.received).toHaveLength(1);

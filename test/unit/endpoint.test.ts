@@ -2,7 +2,16 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { authHeaders, CONTENT_TYPE, classifyStatus, Endpoint, HTTP_4XX, parseRetryAfter } from '../../lib/endpoint';
+import {
+  authHeaders,
+  CONTENT_TYPE,
+  type Credential,
+  classifyStatus,
+  Endpoint,
+  HTTP_4XX,
+  type PreparedRequest,
+  parseRetryAfter,
+} from '../../lib/endpoint';
 import { DeliveryAttemptError } from '../../lib/errors';
 import { idempotencyKey } from '../../lib/event';
 import { closedPortUrl, listenForTest, testEndpoint } from '../support/endpoints';
@@ -27,6 +36,14 @@ const body = Buffer.from(JSON.stringify(cloudEvent('evt-1', { data: { text: 'hé
 const key = idempotencyKey('urn:test:orders', 'evt-1');
 const never = new AbortController().signal;
 
+/** The request lib/subscription/request.ts shapes for a structured event, with ENDPOINT_CREDENTIALS' credential. */
+function structured(credential?: Credential): PreparedRequest {
+  return {
+    headers: { 'content-type': CONTENT_TYPE, 'idempotency-key': key, ...authHeaders(credential, body) },
+    body,
+  };
+}
+
 async function attemptError(promise: Promise<unknown>): Promise<DeliveryAttemptError> {
   const error = await promise.then(
     () => undefined,
@@ -39,7 +56,7 @@ async function attemptError(promise: Promise<unknown>): Promise<DeliveryAttemptE
 describe('Endpoint.post: the request', () => {
   it('POSTs the exact body bytes as a structured CloudEvent with the idempotency key', async () => {
     const sink = await testEndpoint();
-    const result = await endpointFor(sink.url).post(body, key, never);
+    const result = await endpointFor(sink.url).post(structured(), never);
     expect(result.status).toBe(200);
     expect(result.latencyMs).toBeGreaterThanOrEqual(0);
     expect(sink.received).toHaveLength(1);
@@ -57,7 +74,7 @@ describe('Endpoint.post: the request', () => {
 
   it('sends a bearer token when the endpoint has one', async () => {
     const sink = await testEndpoint();
-    await endpointFor(sink.url).post(body, key, never, { kind: 'bearer', token: 'tok-123' });
+    await endpointFor(sink.url).post(structured({ kind: 'bearer', token: 'tok-123' }), never);
     expect(sink.received[0]?.headers.authorization).toBe('Bearer tok-123');
   });
 
@@ -70,8 +87,8 @@ describe('Endpoint.post: the request', () => {
       return { status: got.length === expected.length && timingSafeEqual(got, expected) ? 204 : 401 };
     });
     const endpoint = endpointFor(sink.url);
-    await expect(endpoint.post(body, key, never, { kind: 'hmac', secret })).resolves.toMatchObject({ status: 204 });
-    const wrong = await attemptError(endpoint.post(body, key, never, { kind: 'hmac', secret: 'other' }));
+    await expect(endpoint.post(structured({ kind: 'hmac', secret }), never)).resolves.toMatchObject({ status: 204 });
+    const wrong = await attemptError(endpoint.post(structured({ kind: 'hmac', secret: 'other' }), never));
     expect(wrong).toMatchObject({ kind: 'unauthorized', status: 401 });
     expect(sink.received[0]?.headers.authorization).toBeUndefined();
   });
@@ -82,7 +99,7 @@ describe('Endpoint.post: the request', () => {
       req.on('end', () => res.end('ok'));
     });
     const endpoint = endpointFor(srv.url);
-    for (let i = 0; i < 5; i++) await endpoint.post(body, key, never);
+    for (let i = 0; i < 5; i++) await endpoint.post(structured(), never);
     expect(srv.sockets).toHaveLength(1);
   });
 });
@@ -91,7 +108,7 @@ describe('Endpoint.post: outcome classification', () => {
   it('any 2xx delivers', async () => {
     for (const status of [200, 201, 202, 204, 299]) {
       const sink = await testEndpoint(() => ({ status }));
-      await expect(endpointFor(sink.url).post(body, key, never)).resolves.toMatchObject({ status });
+      await expect(endpointFor(sink.url).post(structured(), never)).resolves.toMatchObject({ status });
     }
   });
 
@@ -99,7 +116,7 @@ describe('Endpoint.post: outcome classification', () => {
     const elsewhere = await testEndpoint();
     for (const status of [301, 302, 307, 308]) {
       const sink = await testEndpoint(() => ({ status, headers: { location: elsewhere.url } }));
-      const error = await attemptError(endpointFor(sink.url).post(body, key, never));
+      const error = await attemptError(endpointFor(sink.url).post(structured(), never));
       expect(error).toMatchObject({ kind: 'redirect', status, endpoint: 'sink' });
       expect(error.message).toContain('not followed');
     }
@@ -109,7 +126,7 @@ describe('Endpoint.post: outcome classification', () => {
   it('408, 429 and 5xx are transient, with Retry-After in seconds', async () => {
     for (const status of [408, 429, 500, 502, 503, 504]) {
       const sink = await testEndpoint(() => ({ status, headers: { 'retry-after': '7' } }));
-      const error = await attemptError(endpointFor(sink.url).post(body, key, never));
+      const error = await attemptError(endpointFor(sink.url).post(structured(), never));
       expect(error).toMatchObject({ kind: 'transient', status, retryAfterMs: 7000 });
     }
   });
@@ -117,7 +134,7 @@ describe('Endpoint.post: outcome classification', () => {
   it('reads a Retry-After HTTP-date as the time left until then', async () => {
     const at = new Date(Date.now() + 30_000);
     const sink = await testEndpoint(() => ({ status: 503, headers: { 'retry-after': at.toUTCString() } }));
-    const error = await attemptError(endpointFor(sink.url).post(body, key, never));
+    const error = await attemptError(endpointFor(sink.url).post(structured(), never));
     expect(error.kind).toBe('transient');
     // The HTTP-date has whole seconds and time passes during the request: up to 30 s, and well above 25 s.
     expect(error.retryAfterMs).toBeGreaterThan(25_000);
@@ -126,7 +143,7 @@ describe('Endpoint.post: outcome classification', () => {
 
   it('a transient answer without Retry-After has no retry hint', async () => {
     const sink = await testEndpoint(() => ({ status: 500 }));
-    const error = await attemptError(endpointFor(sink.url).post(body, key, never));
+    const error = await attemptError(endpointFor(sink.url).post(structured(), never));
     expect(error.retryAfterMs).toBeUndefined();
   });
 
@@ -136,7 +153,7 @@ describe('Endpoint.post: outcome classification', () => {
     Object.assign(expected, { 409: 'endpoint-error', 410: 'endpoint-error' });
     for (const [status, kind] of Object.entries(expected)) {
       const sink = await testEndpoint(() => ({ status: Number(status), headers: { 'retry-after': '5' } }));
-      const error = await attemptError(endpointFor(sink.url).post(body, key, never));
+      const error = await attemptError(endpointFor(sink.url).post(structured(), never));
       expect(error).toMatchObject({ kind, status: Number(status) });
       expect(error.retryAfterMs).toBeUndefined();
     }
@@ -144,21 +161,21 @@ describe('Endpoint.post: outcome classification', () => {
 
   it('a connection reset is transient', async () => {
     const sink = await testEndpoint(() => ({ reset: true }));
-    const error = await attemptError(endpointFor(sink.url).post(body, key, never));
+    const error = await attemptError(endpointFor(sink.url).post(structured(), never));
     expect(error.kind).toBe('transient');
     expect(error.status).toBeUndefined();
     expect(error.code).toBe('ECONNRESET');
   });
 
   it('a refused connection is transient', async () => {
-    const error = await attemptError(endpointFor(await closedPortUrl()).post(body, key, never));
+    const error = await attemptError(endpointFor(await closedPortUrl()).post(structured(), never));
     expect(error).toMatchObject({ kind: 'transient', code: 'ECONNREFUSED' });
   });
 
   it('an endpoint that never answers is a transient TIMEOUT after timeoutMs', async () => {
     const sink = await testEndpoint(() => ({ hang: true }));
     const started = performance.now();
-    const error = await attemptError(endpointFor(sink.url, 150).post(body, key, never));
+    const error = await attemptError(endpointFor(sink.url, 150).post(structured(), never));
     expect(error).toMatchObject({ kind: 'transient', code: 'TIMEOUT' });
     expect(error.message).toContain('150 ms');
     // A lower bound only: the timeout must not cut the request short.
@@ -168,7 +185,7 @@ describe('Endpoint.post: outcome classification', () => {
 
   it('an answer slower than timeoutMs is a TIMEOUT too', async () => {
     const sink = await testEndpoint(() => ({ status: 200, delayMs: 1000 }));
-    const error = await attemptError(endpointFor(sink.url, 100).post(body, key, never));
+    const error = await attemptError(endpointFor(sink.url, 100).post(structured(), never));
     expect(error).toMatchObject({ kind: 'transient', code: 'TIMEOUT' });
   });
 
@@ -177,7 +194,7 @@ describe('Endpoint.post: outcome classification', () => {
   }, async () => {
     const sink = await testEndpoint(() => ({ hang: true }));
     const controller = new AbortController();
-    const pending = endpointFor(sink.url, 60_000).post(body, key, controller.signal);
+    const pending = endpointFor(sink.url, 60_000).post(structured(), controller.signal);
     await sink.waitForRequests(1);
     controller.abort();
     const error = await attemptError(pending);
@@ -186,7 +203,7 @@ describe('Endpoint.post: outcome classification', () => {
 
   it('an already aborted signal sends nothing', async () => {
     const sink = await testEndpoint();
-    const error = await attemptError(endpointFor(sink.url).post(body, key, AbortSignal.abort()));
+    const error = await attemptError(endpointFor(sink.url).post(structured(), AbortSignal.abort()));
     expect(error.kind).toBe('aborted');
     expect(sink.received).toHaveLength(0);
   });
@@ -212,7 +229,7 @@ describe('Endpoint.post: outcome classification', () => {
       res.on('error', () => {});
       pump();
     });
-    await expect(endpointFor(srv.url).post(body, key, never)).resolves.toMatchObject({ status: 200 });
+    await expect(endpointFor(srv.url).post(structured(), never)).resolves.toMatchObject({ status: 200 });
     // Had the client drained all 5 MB, the keep-alive socket would stay open and this would never resolve.
     await serverSocketClosed;
     expect(srv.sockets[0]?.destroyed).toBe(true);
@@ -226,7 +243,7 @@ describe('Endpoint.post: outcome classification', () => {
         res.write('partial', () => req.socket.resetAndDestroy());
       });
     });
-    const error = await attemptError(endpointFor(srv.url).post(body, key, never));
+    const error = await attemptError(endpointFor(srv.url).post(structured(), never));
     expect(error).toMatchObject({ kind: 'transient', status: 200, code: 'INCOMPLETE' });
   });
 
@@ -236,8 +253,8 @@ describe('Endpoint.post: outcome classification', () => {
       req.on('end', () => res.end('x'.repeat(16 * 1024)));
     });
     const endpoint = endpointFor(srv.url);
-    await endpoint.post(body, key, never);
-    await endpoint.post(body, key, never);
+    await endpoint.post(structured(), never);
+    await endpoint.post(structured(), never);
     expect(srv.sockets).toHaveLength(1);
   });
 
@@ -255,8 +272,8 @@ describe('Endpoint.post: outcome classification', () => {
       },
     );
     onTestFinished(() => endpoint.close());
-    await attemptError(endpoint.post(body, key, never));
-    await attemptError(endpoint.post(body, key, never));
+    await attemptError(endpoint.post(structured(), never));
+    await attemptError(endpoint.post(structured(), never));
     expect(seen).toEqual([
       { endpoint: 'sink', outcome: { status: 503 } },
       { endpoint: 'sink', outcome: { error: 'ECONNRESET' } },

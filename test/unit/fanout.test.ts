@@ -4,16 +4,24 @@ import { EndpointDelivery } from '../../lib/delivery';
 import { type Credential, Endpoint, type RequestObserver } from '../../lib/endpoint';
 import { parseEvent, type ValidEvent } from '../../lib/event';
 import { fanout } from '../../lib/fanout';
+import type { EndpointConfig } from '../../lib/subscription/schema';
+import { Subscriber } from '../../lib/subscription/subscriber';
 import { closedPortUrl, testEndpoint } from '../support/endpoints';
 import { cloudEvent } from '../support/events';
 
-function delivery(name: string, url: string, observe?: RequestObserver): EndpointDelivery {
+function delivery(
+  name: string,
+  url: string,
+  observe?: RequestObserver,
+  settings: Partial<EndpointConfig> = {},
+): Subscriber {
   const endpoint = new Endpoint({ name, url: new URL(url), timeoutMs: 30_000, maxConnections: 4 }, observe);
-  const result = new EndpointDelivery(
+  const lane = new EndpointDelivery(
     endpoint,
     { maxAttempts: 1, baseMs: 1, maxMs: 1, breakerThreshold: 0, breakerHalfOpenMs: 1000, maxConnections: 4 },
     () => 0,
   );
+  const result = new Subscriber({ name, url: new URL(url), ...settings }, lane, { timeoutMs: 30_000 });
   onTestFinished(() => result.close());
   return result;
 }
@@ -104,7 +112,7 @@ describe('fanout', () => {
   it('with every endpoint skipped, sends nothing', async () => {
     const a = await testEndpoint();
     const result = await fanout(event('evt-1'), [delivery('a', a.url)], new Set(['a']), context());
-    expect(result).toEqual({ results: [], skipped: ['a'] });
+    expect(result).toEqual({ results: [], skipped: ['a'], routed: ['a'] });
     expect(a.received).toHaveLength(0);
   });
 
@@ -126,6 +134,28 @@ describe('fanout', () => {
     expect(b.received[0]?.headers.authorization).toBeUndefined();
     expect(c.received[0]?.headers.authorization).toBeUndefined();
     expect(c.received[0]?.headers['x-signature-256']).toBeUndefined();
+  });
+
+  it('sends an event only to the endpoints whose filter it matches, and lists those as routed', async () => {
+    const [orders, audit, search] = await Promise.all([testEndpoint(), testEndpoint(), testEndpoint()]);
+    const subscribers = [
+      delivery('orders', orders.url, undefined, { filter: { type: { prefix: 'com.example.order.' } } }),
+      delivery('audit', audit.url),
+      delivery('search', search.url, undefined, { filter: { source: 'urn:elsewhere' } }),
+    ];
+    const order = parseEvent(
+      JSON.stringify(cloudEvent('o-1', { type: 'com.example.order.created' })),
+      1_048_576,
+    ) as ValidEvent;
+    const routed = await fanout(order, subscribers, undefined, context());
+    expect(routed.routed).toEqual(['orders', 'audit']);
+    expect(routed.results.map((r) => r.endpoint)).toEqual(['orders', 'audit']);
+    // Not routed, so not "skipped" either: the ledger never hears of it.
+    const skippedByLedger = await fanout(order, subscribers, new Set(['orders', 'search']), context());
+    expect(skippedByLedger).toMatchObject({ routed: ['orders', 'audit'], skipped: ['orders'] });
+    expect(orders.received).toHaveLength(1);
+    expect(audit.received).toHaveLength(2);
+    expect(search.received).toHaveLength(0);
   });
 
   it('never throws: an unreachable endpoint is a result like any other', async () => {

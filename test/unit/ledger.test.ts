@@ -38,6 +38,19 @@ describe.concurrent('createLedger on dynalite', () => {
     );
   });
 
+  it('asks only about the endpoints each event is routed to, when told', async () => {
+    const ledger = createLedger(dynamodb, { table, endpoints, ttlS: 3600 });
+    const k1 = `routed-${Math.random()}`;
+    await ledger.record(
+      [
+        { key: k1, endpoint: 'analytics' },
+        { key: k1, endpoint: 'audit' },
+      ],
+      signal(),
+    );
+    expect(await ledger.lookup([k1], signal(), () => ['audit', 'search'])).toEqual(new Map([[k1, new Set(['audit'])]]));
+  });
+
   it("stores items in Powertools Idempotency's layout, expiring after DELIVERY_LEDGER_TTL_S", async () => {
     const now = 1_750_000_000_000;
     const ledger = createLedger(dynamodb, { table, endpoints, ttlS: 1_296_000, now: () => now });

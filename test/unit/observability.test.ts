@@ -93,6 +93,8 @@ describe('names', () => {
         'RecordsFailed',
         'RecordsInvalid',
         'RecordsQuarantined',
+        'RecordsRouted',
+        'RecordsUnrouted',
         'DeadlineAborts',
         'QuarantineErrors',
         'BackoffErrors',

@@ -1,0 +1,222 @@
+import * as z from 'zod/mini';
+import { parseEndpointUrl } from '../config';
+import { checkSecretName } from '../credentials';
+import { ConfigError } from '../errors';
+
+/**
+ * The endpoints file: one subscription per endpoint (name, url, and what, how and how fast it receives).
+ * Secrets are references to SSM parameters or Secrets Manager secrets, read at cold start; never values.
+ */
+
+const NAME = /^[a-z0-9][a-z0-9-]*$/;
+// RFC 9110 token characters: what a header field name may hold.
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const RESERVED_HEADERS = new Set([
+  'authorization',
+  'connection',
+  'content-length',
+  'content-type',
+  'host',
+  'idempotency-key',
+  'transfer-encoding',
+  'user-agent',
+  'x-signature-256',
+]);
+const RESERVED_PREFIXES = ['ce-', 'webhook-'];
+
+function isReserved(lowerCaseName: string): boolean {
+  return RESERVED_HEADERS.has(lowerCaseName) || RESERVED_PREFIXES.some((prefix) => lowerCaseName.startsWith(prefix));
+}
+
+const text = z.string().check(z.minLength(1, 'must be a non-empty string'));
+const oneOrMany = <T extends z.ZodMiniType>(item: T) => z.union([item, z.array(item).check(z.minLength(1))]);
+
+const secretName = (store: 'ssm' | 'secretsmanager') =>
+  text.check(
+    z.refine((name) => checkSecretName(store, name) === undefined, {
+      error: (issue) => `'${String(issue.input)}' ${checkSecretName(store, String(issue.input))}`,
+    }),
+  );
+
+/** Where a secret lives: `{ ssm: /name }` (SecureString parameter) or `{ secretsmanager: name }` (SecretString). */
+export const SecretRefSchema = z.union([
+  z.strictObject({ ssm: secretName('ssm') }),
+  z.strictObject({ secretsmanager: secretName('secretsmanager') }),
+]);
+export type SecretRefValue = z.infer<typeof SecretRefSchema>;
+
+const httpsUrl = text.check(
+  z.refine((raw) => !('problem' in parseEndpointUrl(raw)), {
+    error: (issue) => {
+      const parsed = parseEndpointUrl(String(issue.input));
+      return 'problem' in parsed ? parsed.problem : 'is not a URL';
+    },
+  }),
+);
+
+const headerName = text.check(z.regex(HEADER_NAME, 'is not a valid HTTP header name'));
+
+export const AuthSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('bearer'), token: SecretRefSchema }),
+  z.strictObject({ kind: z.literal('basic'), username: text, password: SecretRefSchema }),
+  z.strictObject({ kind: z.literal('apiKey'), header: headerName, value: SecretRefSchema }),
+  z.strictObject({
+    kind: z.literal('oauth2-client-credentials'),
+    tokenUrl: httpsUrl,
+    clientId: text,
+    clientSecret: SecretRefSchema,
+    scope: z.optional(text),
+  }),
+]);
+export type Auth = z.infer<typeof AuthSchema>;
+
+export const SigningSchema = z.discriminatedUnion('scheme', [
+  // Several secrets all sign every request, so a receiver can move to a new one without a failed delivery.
+  z.strictObject({
+    scheme: z.literal('standard-webhooks'),
+    secrets: z.array(SecretRefSchema).check(z.minLength(1), z.maxLength(5)),
+  }),
+  // The older hex HMAC of the body in X-Signature-256, for receivers built against it.
+  z.strictObject({ scheme: z.literal('x-signature-256'), secret: SecretRefSchema }),
+]);
+export type Signing = z.infer<typeof SigningSchema>;
+
+/** A filter value: a string means exactly that; `{ prefix }` means starts with it. */
+const MatchSchema = z.union([text, z.strictObject({ prefix: text })]);
+export type Match = z.infer<typeof MatchSchema>;
+
+export const FilterSchema = z.strictObject({
+  type: z.optional(oneOrMany(MatchSchema)),
+  source: z.optional(oneOrMany(MatchSchema)),
+  subject: z.optional(oneOrMany(MatchSchema)),
+  extensions: z.optional(
+    z.record(
+      z.string().check(z.regex(/^[a-z0-9]+$/, 'is not a CloudEvents extension name (lower-case letters, digits)')),
+      oneOrMany(z.union([text, z.number(), z.boolean()])),
+    ),
+  ),
+});
+export type Filter = z.infer<typeof FilterSchema>;
+
+const headersSchema = z.record(headerName, z.string().check(z.regex(/^[^\r\n]*$/, 'must be a single line'))).check(
+  z.superRefine((headers, ctx) => {
+    for (const name of Object.keys(headers)) {
+      const lower = name.toLowerCase();
+      if (RESERVED_HEADERS.has(lower) || RESERVED_PREFIXES.some((prefix) => lower.startsWith(prefix))) {
+        ctx.addIssue({ code: 'custom', message: `'${name}' is set by the function itself: remove it`, path: [name] });
+      }
+    }
+  }),
+);
+
+const wholeNumber = (min: number, max: number) => z.number().check(z.int(), z.gte(min), z.lte(max));
+const rate = z.number().check(z.gt(0), z.lte(100_000));
+
+export const SubscriptionSchema = z
+  .strictObject({
+    name: text.check(z.regex(NAME, 'use lowercase letters, digits and dashes')),
+    url: httpsUrl,
+    filter: z.optional(FilterSchema),
+    contentMode: z.optional(z.enum(['structured', 'binary'])),
+    auth: z.optional(AuthSchema),
+    signing: z.optional(SigningSchema),
+    headers: z.optional(headersSchema),
+    timeoutMs: z.optional(wholeNumber(1, 900_000)),
+    maxConnections: z.optional(wholeNumber(1, 1024)),
+    maxAttempts: z.optional(wholeNumber(1, 20)),
+    rateLimitPerSecond: z.optional(rate),
+    maxRatePerSecond: z.optional(rate),
+  })
+  .check(
+    z.superRefine((sub, ctx) => {
+      if (sub.auth?.kind !== 'apiKey') return;
+      const header = sub.auth.header.toLowerCase();
+      // Authorization is fine for an API key (e.g. 'ApiKey abc'); the others are the function's own.
+      if (header !== 'authorization' && isReserved(header)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `'${sub.auth.header}' is set by the function itself`,
+          path: ['auth', 'header'],
+        });
+      }
+      if (Object.keys(sub.headers ?? {}).some((name) => name.toLowerCase() === header)) {
+        ctx.addIssue({ code: 'custom', message: `'${sub.auth.header}' is the apiKey header`, path: ['headers'] });
+      }
+    }),
+  );
+export type Subscription = z.infer<typeof SubscriptionSchema>;
+
+export const EndpointsFileSchema = z.strictObject({
+  endpoints: z.array(z.looseObject({})).check(z.minLength(1, 'list at least one endpoint')),
+});
+
+/** One endpoint of the function's configuration; only `name` and `url` are set by the short ENDPOINTS form. */
+export type EndpointConfig = Omit<Subscription, 'url'> & { url: URL };
+
+/** zod/mini carries no messages of its own (no locale is loaded): say what each kind of issue means. */
+function describe(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return `unknown field(s) ${issue.keys.map((key) => `'${key}'`).join(', ')}: check the spelling`;
+    case 'invalid_type':
+      return issue.input === undefined
+        ? 'is required'
+        : `must be ${issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`}`;
+    case 'invalid_value':
+      return `must be ${issue.values.map((value) => JSON.stringify(value)).join(' or ')}`;
+    case 'invalid_union':
+      return 'matches none of the accepted forms (see the endpoints file reference)';
+    case 'too_small':
+      return `must be at least ${String(issue.minimum)}${issue.origin === 'array' ? ' item(s)' : ''}`;
+    case 'too_big':
+      return `must be at most ${String(issue.maximum)}${issue.origin === 'array' ? ' item(s)' : ''}`;
+    default:
+      return issue.message;
+  }
+}
+
+function hasOwnMessage(issue: z.core.$ZodIssue): boolean {
+  return issue.message !== 'Invalid input' && !issue.message.startsWith('Invalid');
+}
+
+function message(issue: z.core.$ZodIssue): string {
+  return hasOwnMessage(issue) ? issue.message : describe(issue);
+}
+
+function path(issue: z.core.$ZodIssue): string {
+  return issue.path
+    .map((part, i) => (typeof part === 'number' ? `[${part}]` : `${i ? '.' : ''}${String(part)}`))
+    .join('');
+}
+
+/**
+ * Validates an endpoints document (the parsed YAML or JSON); `source` names it in errors, which name the endpoint
+ * and the field too, e.g. "endpoints/prod.yml: endpoint 'audit' (endpoints[1]): signing.secrets[0]: ...".
+ */
+export function parseEndpointsDocument(document: unknown, source: string): EndpointConfig[] {
+  const file = EndpointsFileSchema.safeParse(document);
+  if (!file.success) {
+    const issue = file.error.issues[0]!;
+    const where = issue.path.length ? `${path(issue)}: ` : '';
+    throw new ConfigError(source, `${where}${message(issue)} (expected 'endpoints:', a list of endpoints)`);
+  }
+  const seen = new Set<string>();
+  return file.data.endpoints.map((raw, index) => {
+    const label = typeof raw.name === 'string' ? `endpoint '${raw.name}' (endpoints[${index}])` : `endpoints[${index}]`;
+    const result = SubscriptionSchema.safeParse(raw);
+    if (!result.success) {
+      const issue = result.error.issues[0]!;
+      throw new ConfigError(source, `${label}: ${path(issue) || '(endpoint)'}: ${message(issue)}`);
+    }
+    const sub = result.data;
+    if (seen.has(sub.name)) throw new ConfigError(source, `${label}: name: '${sub.name}' appears twice`);
+    seen.add(sub.name);
+    if (sub.maxRatePerSecond !== undefined && sub.rateLimitPerSecond === undefined) {
+      throw new ConfigError(
+        source,
+        `${label}: maxRatePerSecond: a global budget needs rateLimitPerSecond (per instance) to be enforceable`,
+      );
+    }
+    return { ...sub, url: new URL(sub.url) };
+  });
+}

@@ -1,0 +1,39 @@
+import type { DeliveryResult, EndpointDelivery } from '../delivery';
+import type { Credential } from '../endpoint';
+import type { ValidEvent } from '../event';
+import { RequestShaper, type ShapeContext } from './request';
+import { compileFilter, type Router } from './routing';
+import type { EndpointConfig } from './schema';
+
+export interface DeliverContext extends ShapeContext {
+  deadlineAt: number;
+}
+
+/** One endpoint as a subscription: which events it takes (its filter), how they are shaped, and its delivery lane. */
+export class Subscriber {
+  readonly name: string;
+  readonly routes: (event: ValidEvent) => boolean;
+  readonly #shaper: RequestShaper;
+  readonly #delivery: EndpointDelivery;
+
+  constructor(
+    endpoint: EndpointConfig,
+    delivery: EndpointDelivery,
+    options: { timeoutMs: number; now?: () => number },
+  ) {
+    this.name = endpoint.name;
+    const router: Router = compileFilter(endpoint.filter);
+    this.routes = (event) => router(event.attributes);
+    this.#shaper = new RequestShaper(endpoint, options);
+    this.#delivery = delivery;
+  }
+
+  /** Never rejects. `credential` is the endpoint's ENDPOINT_CREDENTIALS credential, if any. */
+  deliver(event: ValidEvent, context: DeliverContext, credential?: Credential): Promise<DeliveryResult> {
+    return this.#delivery.deliver(this.#shaper.source(event, context, credential), context.signal, context.deadlineAt);
+  }
+
+  close(): void {
+    this.#delivery.close();
+  }
+}

@@ -1,0 +1,30 @@
+import { onTestFinished } from 'vitest';
+import { EndpointDelivery } from '../../lib/delivery';
+import { Endpoint } from '../../lib/endpoint';
+import { parseEvent, type ValidEvent } from '../../lib/event';
+import type { EndpointConfig } from '../../lib/subscription/schema';
+import { Subscriber } from '../../lib/subscription/subscriber';
+import { cloudEvent } from './events';
+
+/** A Subscriber for `url` with these settings: one attempt, no breaker; closed when the test finishes. */
+export function subscriberFor(url: string, settings: Partial<EndpointConfig> = {}, name = 'sink'): Subscriber {
+  const target = new URL(url);
+  const lane = new EndpointDelivery(new Endpoint({ name, url: target, timeoutMs: 10_000, maxConnections: 2 }), {
+    maxAttempts: 1,
+    baseMs: 1,
+    maxMs: 1,
+    breakerThreshold: 0,
+    breakerHalfOpenMs: 1000,
+    maxConnections: 2,
+  });
+  const subscriber = new Subscriber({ name, url: target, ...settings }, lane, { timeoutMs: 10_000 });
+  onTestFinished(() => subscriber.close());
+  return subscriber;
+}
+
+/** A parsed, valid event built from the suite's sample CloudEvent. */
+export function validEvent(id = 'evt-1', extra: Record<string, unknown> = {}): ValidEvent {
+  const parsed = parseEvent(JSON.stringify(cloudEvent(id, extra)), 1_048_576);
+  if (!parsed.ok) throw new Error(parsed.detail);
+  return parsed;
+}

@@ -1,0 +1,161 @@
+import { HTTP, type CloudEvent as SdkEvent } from 'cloudevents';
+import { Webhook } from 'standardwebhooks';
+import { describe, expect, it } from 'vitest';
+import type { ValidEvent } from '../../../lib/event';
+import type { EndpointConfig } from '../../../lib/subscription/schema';
+import { type ReceivedRequest, testEndpoint } from '../../support/endpoints';
+import { subscriberFor, validEvent } from '../../support/subscriptions';
+
+const never = new AbortController().signal;
+// Standard Webhooks secrets as a receiver (Svix-style) generates them: whsec_ + base64 of random bytes.
+const OLD = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+const NEW = 'whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD';
+const OTHER = 'whsec_plJ3nmyCDGBKInavdOK15jsl5tCqDyQV';
+
+async function send(settings: Partial<EndpointConfig>, event: ValidEvent, secrets = new Map<string, string>()) {
+  const sink = await testEndpoint();
+  const result = await subscriberFor(sink.url, settings).deliver(event, {
+    signal: never,
+    deadlineAt: Date.now() + 60_000,
+    secrets,
+  });
+  expect(result).toMatchObject({ ok: true });
+  return sink.received[0]!;
+}
+
+const valid = (extra: Record<string, unknown> = {}) => validEvent('evt-1', extra);
+
+/** What the official SDK's HTTP binding makes of a request, as a receiver would see it. */
+function received(request: ReceivedRequest): SdkEvent<unknown> {
+  const headers = Object.fromEntries(Object.entries(request.headers).map(([k, v]) => [k, String(v)]));
+  const binaryBody = !/json|text/.test(headers['content-type'] ?? 'json');
+  const parsed = HTTP.toEvent({ headers, body: binaryBody ? request.body : request.body.toString('utf8') });
+  if (Array.isArray(parsed)) throw new Error('a batch');
+  return parsed as SdkEvent<unknown>;
+}
+
+describe('content modes, read back with the cloudevents SDK', () => {
+  it('structured (the default): the exact bytes received, as application/cloudevents+json', async () => {
+    const event = valid({ tenant: 'acme' });
+    const request = await send({}, event);
+    expect(request.body.equals(event.body)).toBe(true);
+    expect(HTTP.isEvent({ headers: request.headers as Record<string, string>, body: request.body.toString() })).toBe(
+      true,
+    );
+    const sdk = received(request);
+    expect(sdk).toMatchObject({ id: 'evt-1', type: 'com.example.order.created', tenant: 'acme' });
+    expect(sdk.data).toEqual({ orderId: 'evt-1', total: 42 });
+  });
+
+  it('binary: ce- headers for the attributes, the data as the body, Content-Type from datacontenttype', async () => {
+    const event = valid({ subject: 'orders/7', tenant: 'acme', priority: 3 });
+    const request = await send({ contentMode: 'binary' }, event);
+    expect(request.headers['content-type']).toBe('application/json');
+    expect(request.headers['ce-specversion']).toBe('1.0');
+    expect(request.headers['idempotency-key']).toBe(event.key);
+    expect(JSON.parse(request.body.toString())).toEqual({ orderId: 'evt-1', total: 42 });
+    const sdk = received(request);
+    expect(sdk).toMatchObject({
+      id: 'evt-1',
+      source: 'urn:test:orders',
+      type: 'com.example.order.created',
+      subject: 'orders/7',
+      time: '2026-11-25T10:00:00.000Z',
+      tenant: 'acme',
+      priority: '3',
+    });
+    expect(sdk.data).toEqual({ orderId: 'evt-1', total: 42 });
+  });
+
+  it('binary: data_base64 is sent as the decoded bytes', async () => {
+    const bytes = Buffer.from([0, 1, 2, 250, 255]);
+    const event = valid({
+      datacontenttype: 'application/octet-stream',
+      data: undefined,
+      data_base64: bytes.toString('base64'),
+    });
+    const request = await send({ contentMode: 'binary' }, event);
+    expect(request.headers['content-type']).toBe('application/octet-stream');
+    expect(request.body.equals(bytes)).toBe(true);
+    expect(received(request).id).toBe('evt-1');
+  });
+
+  it('binary: a text/plain string is the body as it is, not a JSON string', async () => {
+    const request = await send({ contentMode: 'binary' }, valid({ datacontenttype: 'text/plain', data: 'héllo "x"' }));
+    expect(request.body.toString('utf8')).toBe('héllo "x"');
+  });
+
+  it('binary: header values are percent-encoded as section 3.1.3.2 says, and decode back', async () => {
+    const subject = 'café 100% "ok"';
+    const request = await send({ contentMode: 'binary' }, valid({ subject }));
+    expect(request.headers['ce-subject']).toBe('caf%C3%A9%20100%25%20%22ok%22');
+    // The SDK hands the header over undecoded; a receiver following 3.1.3.2 decodes it.
+    expect(decodeURIComponent(String(received(request).subject))).toBe(subject);
+  });
+});
+
+describe('Standard Webhooks signatures, verified with the standardwebhooks package', () => {
+  const signing = {
+    scheme: 'standard-webhooks' as const,
+    secrets: [{ ssm: '/hooks/new' }, { ssm: '/hooks/old' }],
+  };
+  const secrets = new Map([
+    ['ssm:/hooks/new', NEW],
+    ['ssm:/hooks/old', OLD],
+  ]);
+  const headersOf = (request: ReceivedRequest) =>
+    Object.fromEntries(Object.entries(request.headers).map(([k, v]) => [k, String(v)]));
+
+  it('during a rotation both secrets sign: a receiver holding either accepts, one holding neither refuses', async () => {
+    for (const mode of ['structured', 'binary'] as const) {
+      const request = await send({ signing, contentMode: mode }, valid(), secrets);
+      const body = request.body.toString('utf8');
+      expect(request.headers['webhook-id']).toBe(valid().key);
+      expect(String(request.headers['webhook-signature']).split(' ')).toHaveLength(2);
+      expect(new Webhook(OLD).verify(body, headersOf(request))).toBeDefined();
+      expect(new Webhook(NEW).verify(body, headersOf(request))).toBeDefined();
+      expect(() => new Webhook(OTHER).verify(body, headersOf(request))).toThrow(/No matching signature/);
+    }
+  });
+
+  it('the signature covers the exact bytes sent: one changed byte fails verification', async () => {
+    const request = await send({ signing }, valid(), secrets);
+    const tampered = request.body.toString('utf8').replace('"total":42', '"total":43');
+    expect(() => new Webhook(NEW).verify(tampered, headersOf(request))).toThrow(/No matching signature/);
+  });
+
+  it('after the rotation, only the new secret signs', async () => {
+    const request = await send({ signing: { ...signing, secrets: [{ ssm: '/hooks/new' }] } }, valid(), secrets);
+    const body = request.body.toString('utf8');
+    expect(new Webhook(NEW).verify(body, headersOf(request))).toBeDefined();
+    expect(() => new Webhook(OLD).verify(body, headersOf(request))).toThrow(/No matching signature/);
+  });
+});
+
+describe('auth kinds and static headers', () => {
+  it('bearer, basic and apiKey from their secret references; static headers as given', async () => {
+    const secrets = new Map([
+      ['ssm:/t', 'tok-1'],
+      ['secretsmanager:pw', 'pä:ss'],
+      ['ssm:/k', 'key-1'],
+    ]);
+    const bearer = await send({ auth: { kind: 'bearer', token: { ssm: '/t' } } }, valid(), secrets);
+    expect(bearer.headers.authorization).toBe('Bearer tok-1');
+    const basic = await send(
+      { auth: { kind: 'basic', username: 'ingest', password: { secretsmanager: 'pw' } } },
+      valid(),
+      secrets,
+    );
+    const [scheme, encoded] = String(basic.headers.authorization).split(' ');
+    expect(scheme).toBe('Basic');
+    expect(Buffer.from(encoded!, 'base64').toString('utf8')).toBe('ingest:pä:ss');
+    const apiKey = await send(
+      { auth: { kind: 'apiKey', header: 'X-Api-Key', value: { ssm: '/k' } }, headers: { 'X-Tenant': 'acme' } },
+      valid(),
+      secrets,
+    );
+    expect(apiKey.headers['x-api-key']).toBe('key-1');
+    expect(apiKey.headers['x-tenant']).toBe('acme');
+    expect(apiKey.headers.authorization).toBeUndefined();
+  });
+});

@@ -1,0 +1,56 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { CloudEvent } from '../../../lib/event';
+import { compileFilter } from '../../../lib/subscription/routing';
+
+const event = (extra: Partial<CloudEvent> & Record<string, unknown> = {}): CloudEvent => ({
+  specversion: '1.0',
+  id: 'e-1',
+  source: 'urn:shop:eu',
+  type: 'com.example.order.created',
+  ...extra,
+});
+
+describe('compileFilter', () => {
+  it('without a filter, routes every event', () => {
+    fc.assert(
+      fc.property(fc.string(), fc.string(), (type, source) => compileFilter(undefined)(event({ type, source }))),
+    );
+  });
+
+  it('type and source: exact or prefix, several values meaning any', () => {
+    const route = compileFilter({
+      type: ['com.example.customer.updated', { prefix: 'com.example.order.' }],
+      source: { prefix: 'urn:shop:' },
+    });
+    expect(route(event())).toBe(true);
+    expect(route(event({ type: 'com.example.customer.updated' }))).toBe(true);
+    expect(route(event({ type: 'com.example.customer.created' }))).toBe(false);
+    expect(route(event({ source: 'urn:warehouse:1' }))).toBe(false);
+  });
+
+  it('subject by prefix; an event without a subject does not match a subject filter', () => {
+    const route = compileFilter({ subject: { prefix: 'orders/' } });
+    expect(route(event({ subject: 'orders/7' }))).toBe(true);
+    expect(route(event({ subject: 'refunds/7' }))).toBe(false);
+    expect(route(event())).toBe(false);
+  });
+
+  it('extensions exactly, compared as text', () => {
+    const route = compileFilter({ extensions: { tenant: ['acme', 'globex'], priority: 1 } });
+    expect(route(event({ tenant: 'acme', priority: 1 }))).toBe(true);
+    expect(route(event({ tenant: 'globex', priority: '1' }))).toBe(true);
+    expect(route(event({ tenant: 'initech', priority: 1 }))).toBe(false);
+    expect(route(event({ tenant: 'acme' }))).toBe(false);
+  });
+
+  it('a prefix filter matches exactly the events whose type starts with it (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ minLength: 1 }),
+        fc.string(),
+        (prefix, type) => compileFilter({ type: { prefix } })(event({ type })) === type.startsWith(prefix),
+      ),
+    );
+  });
+});

@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { readEndpointsFile } from '../../../infra/endpoints-file';
+import { loadConfig } from '../../../lib/config';
+import { ConfigError } from '../../../lib/errors';
+import { parseEndpointsDocument } from '../../../lib/subscription/schema';
+
+const SOURCE = 'endpoints/prod.yml';
+const base = { name: 'audit', url: 'https://audit.example.com/in' };
+
+function rejection(endpoints: unknown[]): string {
+  try {
+    parseEndpointsDocument({ endpoints }, SOURCE);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).variable).toBe(SOURCE);
+    return (error as Error).message;
+  }
+  throw new Error('accepted');
+}
+
+describe('endpoints file schema', () => {
+  it('accepts the example stage file and keeps every setting', () => {
+    const { endpoints } = readEndpointsFile(new URL('../../../endpoints/example.yml', import.meta.url).pathname);
+    expect(endpoints.map((e) => e.name)).toEqual(['orders', 'audit', 'crm']);
+    expect(endpoints[0]).toMatchObject({ filter: { type: [{ prefix: 'com.example.order.' }] } });
+    expect(endpoints[1]).toMatchObject({ contentMode: 'binary', signing: { scheme: 'standard-webhooks' } });
+    expect(endpoints[2]).toMatchObject({ auth: { kind: 'oauth2-client-credentials' }, rateLimitPerSecond: 20 });
+    expect(endpoints[2]?.url).toEqual(new URL('https://api.crm.example.com/v2/events'));
+  });
+
+  it.each([
+    [[{ ...base, url: 'http://10.0.0.7/in' }], "endpoint 'audit' (endpoints[0]): url: must use https"],
+    [[{ ...base, contentMode: 'batch' }], "endpoint 'audit' (endpoints[0]): contentMode:"],
+    [
+      [base, { ...base, name: 'crm', signing: { scheme: 'standard-webhooks', secrets: [{ ssm: 'bad name' }] } }],
+      "endpoint 'crm' (endpoints[1]): signing.secrets[0].ssm: 'bad name' is not an SSM parameter name",
+    ],
+    [[{ ...base, auth: { kind: 'apiKey', header: 'X-Key', value: 'plain-text' } }], 'auth.value'],
+    [[{ ...base, auth: { kind: 'digest' } }], "endpoint 'audit' (endpoints[0]): auth.kind"],
+    [[{ ...base, headers: { Authorization: 'x' } }], "headers.Authorization: 'Authorization' is set by the function"],
+    [[{ ...base, headers: { 'ce-type': 'x' } }], 'is set by the function itself'],
+    [
+      [{ ...base, auth: { kind: 'apiKey', header: 'Content-Type', value: { ssm: '/k' } } }],
+      "auth.header: 'Content-Type' is set by the function itself",
+    ],
+    [[{ ...base, filter: { type: { suffix: '.created' } } }], 'filter.type'],
+    [[{ ...base, rateLimitPerSecond: 0 }], 'rateLimitPerSecond'],
+    [[{ ...base, maxRatePerSecond: 100 }], 'maxRatePerSecond: a global budget needs rateLimitPerSecond'],
+    [[{ ...base, timeoutMs: 1.5 }], 'timeoutMs'],
+    [[base, base], "name: 'audit' appears twice"],
+    [[{ ...base, extra: 1 }], "(endpoint): unknown field(s) 'extra'"],
+    [[{ ...base, contentMode: 'batch' }], 'contentMode: must be "structured" or "binary"'],
+    [[{ ...base, maxConnections: 0 }], 'maxConnections: must be at least 1'],
+  ])('names the file, the endpoint and the field: %j', (endpoints, fragment) => {
+    const message = rejection(endpoints);
+    expect(message.startsWith(`${SOURCE}: `)).toBe(true);
+    expect(message).toContain(fragment);
+  });
+
+  it('never repeats a password given in a URL', () => {
+    const message = rejection([{ ...base, url: 'https://user:hunter2@audit.example.com/in' }]);
+    expect(message).toContain('credentials in its URL');
+    expect(message).not.toContain('hunter2');
+  });
+
+  it('rejects a file without an endpoints list', () => {
+    expect(() => parseEndpointsDocument({ endpoint: [] }, SOURCE)).toThrow(/^endpoints\/prod.yml: .*endpoints/);
+    expect(() => parseEndpointsDocument({ endpoints: [] }, SOURCE)).toThrow(/list at least one endpoint/);
+  });
+
+  it('loadConfig takes the file, and refuses ENDPOINTS set as well', () => {
+    const file = { document: { endpoints: [base] }, source: SOURCE };
+    expect(loadConfig({}, file).endpoints.map((e) => e.name)).toEqual(['audit']);
+    expect(() => loadConfig({ ENDPOINTS: 'a=https://a.example.com/x' }, file)).toThrow(
+      /ENDPOINTS: is set and so is the endpoints file endpoints\/prod.yml/,
+    );
+  });
+});

@@ -1,0 +1,29 @@
+import { Webhook } from 'standardwebhooks';
+import { describe, expect, it } from 'vitest';
+import { SigningSecretError, standardWebhooksHeaders, standardWebhooksKey } from '../../../lib/subscription/signing';
+
+const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+
+describe('Standard Webhooks signing', () => {
+  it('matches the reference implementation byte for byte', () => {
+    const body = Buffer.from('{"id":"e-1","data":"Zoë"}');
+    const timestamp = new Date('2026-11-26T12:00:00Z');
+    const reference = new Webhook(SECRET).sign('msg_1', timestamp, body.toString('utf8'));
+    const ours = standardWebhooksHeaders('msg_1', timestamp.getTime() / 1000, body, [
+      standardWebhooksKey(SECRET, 'test'),
+    ]);
+    expect(ours).toEqual({ 'webhook-id': 'msg_1', 'webhook-timestamp': '1795694400', 'webhook-signature': reference });
+  });
+
+  it('accepts a secret with or without the whsec_ prefix; refuses one that is not base64 key material', () => {
+    expect(standardWebhooksKey(SECRET.slice(6), 'x').equals(standardWebhooksKey(SECRET, 'x'))).toBe(true);
+    expect(() => standardWebhooksKey('hunter2', "endpoint 'audit' signing.secrets[0]")).toThrow(SigningSecretError);
+    // The message names where the secret comes from and never repeats it.
+    expect(() => standardWebhooksKey('whsec_not base64!!', "endpoint 'audit' signing.secrets[0]")).toThrow(
+      new SigningSecretError(
+        "endpoint 'audit' signing.secrets[0] is not a Standard Webhooks secret: store 'whsec_' followed by the " +
+          'base64 of 24 to 64 random bytes',
+      ),
+    );
+  });
+});
