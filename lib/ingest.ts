@@ -299,7 +299,8 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     const grouped = { aborted: new Map<string, string[]>(), 'circuit-open': new Map<string, string[]>() };
     const logFailures = (log: () => Logger, failures: DeliveryFailure[], delivered: string[], messageId: string) => {
       // The endpoints the event is routed to (besides those the ledger says have it): "where is event X" shows them.
-      const routedTo = [...delivered, ...failures.map((failure) => failure.endpoint)];
+      // One comma-joined field: Logs Insights would split an array into routedTo.0, routedTo.1, ...
+      const routedTo = [...delivered, ...failures.map((failure) => failure.endpoint)].join(',');
       for (const failure of failures) {
         if (failure.kind === 'aborted' || failure.kind === 'circuit-open') {
           const byEndpoint = grouped[failure.kind];

@@ -76,7 +76,7 @@ describe('endpoints as subscriptions', () => {
     });
     // "Where is event X": the failure line lists the endpoints the event is routed to.
     const failed = run.warn.mock.calls.find(([message]) => message === 'delivery failed');
-    expect(failed?.[1]).toMatchObject({ endpoint: 'refunds', routedTo: ['refunds'] });
+    expect(failed?.[1]).toMatchObject({ endpoint: 'refunds', routedTo: 'refunds' });
   });
 
   it('the ledger and the redelivery respect the routing: a retry reaches only the endpoints still missing it', async () => {
