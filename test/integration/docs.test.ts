@@ -47,6 +47,15 @@ const COMMANDS: Record<string, Runner> = {
   'npm run redrive -- --max 2': test('test/integration/operator-cli.test.ts', "'--max'"),
   'npm run redrive -- --help': { by: 'doc-test' },
   'npm run chaos -- --events 10000': { by: 'flags', script: 'chaos' },
+  'npm start -- --endpoints endpoints/example.yml': test(
+    'test/e2e/subscriptions.test.ts',
+    "['infra/local/start.ts', '--endpoints', file,",
+  ),
+  'npm start -- --endpoints endpoints/example.yml --secrets .local/secrets.yml': test(
+    'test/e2e/subscriptions.test.ts',
+    "'--endpoints', file, '--secrets', secrets",
+  ),
+  'npm run demo -- --endpoints endpoints/example.yml': { by: 'flags', script: 'demo' },
   'npm test': { by: 'ci' },
   // docs/development.md
   'npm test -- test/unit/': { by: 'paths' },
