@@ -15,7 +15,6 @@ import { parse, stringify } from 'yaml';
 // The done-when of issue 11: endpoints/example.yml, pointed at local receivers that check what they get with
 // independent libraries (cloudevents, standardwebhooks, a real OAuth token endpoint), run by `npm start --endpoints`.
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const TSX = join(ROOT, 'node_modules/.bin/tsx');
 const dir = mkdtempSync(join(tmpdir(), 'ingest-subs-'));
 const servers: http.Server[] = [];
 afterAll(async () => {
@@ -147,9 +146,21 @@ describe('endpoints/example.yml under npm start --endpoints', () => {
     const env: NodeJS.ProcessEnv = { ...process.env, LOCAL_SQS_PORT: String(port) };
     for (const key of Object.keys(env)) if (key.startsWith('POWERTOOLS_')) delete env[key];
     delete env.ENDPOINTS;
+    // node with tsx's loader, not the tsx CLI: the CLI relays SIGINT a second time when the child is slow to stop,
+    // which start.ts takes for a second Ctrl-C (forced exit, 130) on a loaded machine.
     const child: ChildProcess = spawn(
-      TSX,
-      ['infra/local/start.ts', '--endpoints', file, '--secrets', secrets, '--log', join(dir, 'handler.log')],
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'infra/local/start.ts',
+        '--endpoints',
+        file,
+        '--secrets',
+        secrets,
+        '--log',
+        join(dir, 'handler.log'),
+      ],
       { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let output = '';
