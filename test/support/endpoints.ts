@@ -12,7 +12,7 @@ export interface ReceivedRequest {
 
 /** What the server does with one request: answer a status (after a delay), reset the connection, or never answer. */
 export type Behaviour =
-  | { status: number; delayMs?: number; headers?: Record<string, string>; body?: string }
+  | { status: number; delayMs?: number; headers?: Record<string, string>; body?: string; after?: Promise<unknown> }
   | { reset: true }
   | { hang: true };
 
@@ -115,7 +115,8 @@ export class TestEndpoint {
       res.writeHead(behaviour.status, behaviour.headers);
       res.end(behaviour.body ?? '');
     };
-    if (behaviour.delayMs) setTimeout(send, behaviour.delayMs);
+    if (behaviour.after) void behaviour.after.then(send);
+    else if (behaviour.delayMs) setTimeout(send, behaviour.delayMs);
     else send();
   }
 
