@@ -1,0 +1,38 @@
+// npm run fuzz -- [--runs N] [--seed S] [--path P] [--ignore I1-4xx,I6]: the contract fuzz outside vitest, for long runs and replays.
+import { parseArgs } from 'node:util';
+
+Object.assign(process.env, {
+  POWERTOOLS_DEV: 'false',
+  POWERTOOLS_METRICS_DISABLED: 'true',
+  POWERTOOLS_TRACE_ENABLED: 'false',
+  AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
+  AWS_REGION: 'us-east-1',
+  AWS_ACCESS_KEY_ID: 'test',
+  AWS_SECRET_ACCESS_KEY: 'test',
+});
+const { fuzzContract } = await import('./property');
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '200' },
+    seed: { type: 'string' },
+    path: { type: 'string' },
+    ignore: { type: 'string' },
+  },
+});
+const seed = values.seed !== undefined ? Number(values.seed) : Date.now() ^ (Math.random() * 2 ** 31);
+const runs = Number(values.runs);
+const ignored = new Set(values.ignore ? values.ignore.split(',') : []);
+if (ignored.size > 0) process.stderr.write(`fuzz: NOT checking ${[...ignored].join(', ')} (triage only)\n`);
+const started = Date.now();
+process.stderr.write(`fuzz: ${runs} scenarios, seed ${seed}${values.path ? `, path ${values.path}` : ''}\n`);
+try {
+  await fuzzContract({ numRuns: runs, seed, ignored, ...(values.path ? { path: values.path } : {}) });
+  process.stderr.write(
+    `fuzz: ${runs} scenarios passed in ${Math.round((Date.now() - started) / 1000)} s (seed ${seed})\n`,
+  );
+} catch (error) {
+  const cause = error instanceof Error && error.cause instanceof Error ? `\n${error.cause.message}` : '';
+  process.stderr.write(`${error instanceof Error ? error.message : String(error)}${cause}\n`);
+  process.exitCode = 1;
+}
