@@ -1,4 +1,4 @@
-import { type Credential, type Endpoint, whenAborted } from './endpoint';
+import { type AttemptResult, type Credential, type Endpoint, whenAborted } from './endpoint';
 import { DeliveryAttemptError } from './errors';
 import type { DeliveryFailure } from './types';
 
@@ -65,6 +65,11 @@ export class CircuitBreaker {
     this.#trialInFlight = false;
     this.#failures++;
     if (this.threshold > 0 && this.#failures >= this.threshold) this.#openUntil = this.now() + this.halfOpenMs;
+  }
+
+  /** The attempt ended without telling whether the endpoint is up (the deadline cut it): the next one may try. */
+  abandoned(): void {
+    this.#trialInFlight = false;
   }
 }
 
@@ -143,7 +148,7 @@ export class EndpointDelivery {
       return;
     }
     this.#active++;
-    this.#endpoint.post(job.body, job.key, job.signal, job.credential).then(
+    this.#attempt(job).then(
       (result) => {
         this.#active--;
         this.#breaker.succeeded();
@@ -160,11 +165,21 @@ export class EndpointDelivery {
         this.#active--;
         const transient = !(error instanceof DeliveryAttemptError) || error.kind === 'transient';
         if (transient) this.#breaker.failed();
-        else if (error.kind !== 'aborted') this.#breaker.succeeded();
+        else if (error.kind === 'aborted') this.#breaker.abandoned();
+        else this.#breaker.succeeded();
         this.#retryOrFail(job, error);
         this.#pump();
       },
     );
+  }
+
+  /** A synchronous throw becomes a rejection, so the trial it may be ends like any other failure. */
+  #attempt(job: Job): Promise<AttemptResult> {
+    try {
+      return this.#endpoint.post(job.body, job.key, job.signal, job.credential);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   #retryOrFail(job: Job, error: unknown): void {

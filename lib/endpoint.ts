@@ -163,13 +163,28 @@ export class Endpoint {
       req.on('response', (res) => {
         const status = res.statusCode ?? 0;
         let drained = 0;
+        let capped = false;
         const finish = () => {
           if (settled) return;
+          const ok = status >= 200 && status < 300;
+          // A 2xx whose body the network cut (not our own cap) may not have been taken: retry it, keyed.
+          if (ok && !res.complete && !capped) {
+            fail(
+              new DeliveryAttemptError(
+                'transient',
+                name,
+                `answered ${status} but the body was cut`,
+                status,
+                'INCOMPLETE',
+              ),
+            );
+            return;
+          }
           settled = true;
           cleanup();
           finishTrace?.({ status });
           // res.headers parses every header on first use: only a failure needs one (Retry-After).
-          if (status >= 200 && status < 300) {
+          if (ok) {
             resolve({ status, latencyMs: performance.now() - started });
             return;
           }
@@ -178,10 +193,13 @@ export class Endpoint {
         };
         res.on('data', (chunk: Buffer) => {
           drained += chunk.length;
-          if (drained > DRAIN_CAP_BYTES) res.destroy();
+          if (drained > DRAIN_CAP_BYTES) {
+            capped = true;
+            res.destroy();
+          }
         });
         res.on('end', finish);
-        // The status line decides the outcome even when the body is cut short.
+        // A failure status decides the outcome even when its body is cut short; a 2xx needs its whole body.
         res.on('close', finish);
         res.on('error', () => {});
       });

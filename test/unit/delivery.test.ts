@@ -323,3 +323,29 @@ describe('retryDelayMs', () => {
     );
   });
 });
+
+describe('EndpointDelivery circuit breaker trials (issue 9, defect 1)', () => {
+  it('a half-open trial cut by the deadline ends the trial: the recovered endpoint gets the next delivery', async () => {
+    let mode: 'fail' | 'hang' | 'ok' = 'fail';
+    const sink = await testEndpoint(() =>
+      mode === 'fail' ? { status: 503 } : mode === 'hang' ? { hang: true } : { status: 200 },
+    );
+    // halfOpenMs 1: any later delivery is past the half-open period, so the test never waits on a clock.
+    const delivery = deliveryFor(
+      sink.url,
+      { maxAttempts: 1, breakerThreshold: 1, breakerHalfOpenMs: 1 },
+      () => 0,
+      30_000,
+    );
+    expect(await deliver(delivery, 'a')).toMatchObject({ kind: 'transient' });
+    mode = 'hang';
+    const controller = new AbortController();
+    const trial = deliver(delivery, 'trial', controller.signal);
+    await sink.waitForRequests(2);
+    controller.abort();
+    expect(await trial).toMatchObject({ kind: 'aborted' });
+    mode = 'ok';
+    expect(await deliver(delivery, 'next')).toMatchObject({ ok: true, attempts: 1 });
+    expect(sink.received.map((request) => request.eventId)).toEqual(['a', 'trial', 'next']);
+  });
+});

@@ -215,6 +215,18 @@ describe('Endpoint.post: outcome classification', () => {
     expect(srv.sockets[0]?.destroyed).toBe(true);
   });
 
+  it('a 2xx whose body is cut by a reset is a transient failure, not a delivery (issue 9, defect 5)', async () => {
+    const srv = await rawServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-length': '100' });
+        res.write('partial', () => req.socket.resetAndDestroy());
+      });
+    });
+    const error = await attemptError(endpointFor(srv.url).post(body, key, never));
+    expect(error).toMatchObject({ kind: 'transient', status: 200, code: 'INCOMPLETE' });
+  });
+
   it('a small response body is drained and the connection kept', async () => {
     const srv = await rawServer((req, res) => {
       req.resume();
