@@ -219,6 +219,9 @@ function endpointAlarm(stage, endpoint) {
       AlarmDescription:
         `More than ${stage.failureRatePct}% of deliveries to endpoint '${endpoint.name}' failed (after retries) in 3 ` +
         `of the last 5 minutes, counting only minutes with at least ${stage.failureMinDeliveries} deliveries. ` +
+        'Failures are 5xx, 408/429, timeouts, resets, 401/403 (our credentials refused even after a refresh: check ' +
+        'ENDPOINT_CREDENTIALS) and other 4xx such as 404/405/409/410 (the endpoint, not the event); 400/413/415/422 ' +
+        'blame the event and are quarantined. ' +
         'Run the "Delivery failures by endpoint and status" query; the README\'s operations guide says what to do.',
       Metrics: [
         metric('ok', stage.metric.DeliverySucceeded),

@@ -11,6 +11,9 @@ export interface RetryOptions {
   maxConnections: number;
 }
 
+/** Reads one endpoint's credential again, bypassing the cache. */
+export type CredentialRefresh = () => Promise<Credential | undefined>;
+
 export type DeliveryResult =
   | { ok: true; endpoint: string; attempts: number; latencyMs: number; status: number }
   | ({ ok: false } & DeliveryFailure);
@@ -79,6 +82,9 @@ interface Job {
   signal: AbortSignal;
   deadlineAt: number;
   credential: Credential | undefined;
+  /** Reads the endpoint's credential again, bypassing any cache; asked once, after a 401 or 403. */
+  refresh: CredentialRefresh | undefined;
+  refreshed: boolean;
   attempt: number;
   resolve: (result: DeliveryResult) => void;
 }
@@ -116,9 +122,10 @@ export class EndpointDelivery {
     signal: AbortSignal,
     deadlineAt: number,
     credential?: Credential,
+    refresh?: CredentialRefresh,
   ): Promise<DeliveryResult> {
     return new Promise((resolve) => {
-      this.#queue.push({ body, key, signal, deadlineAt, credential, attempt: 1, resolve });
+      this.#queue.push({ body, key, signal, deadlineAt, credential, refresh, refreshed: false, attempt: 1, resolve });
       this.#pump();
     });
   }
@@ -167,7 +174,9 @@ export class EndpointDelivery {
         if (transient) this.#breaker.failed();
         else if (error.kind === 'aborted') this.#breaker.abandoned();
         else this.#breaker.succeeded();
-        this.#retryOrFail(job, error);
+        if (error instanceof DeliveryAttemptError && error.kind === 'unauthorized' && job.refresh && !job.refreshed) {
+          this.#refreshAndRetry(job, job.refresh, error);
+        } else this.#retryOrFail(job, error);
         this.#pump();
       },
     );
@@ -180,6 +189,33 @@ export class EndpointDelivery {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /** 401/403: read the credential again, bypassing the cache, and try once more at once. */
+  #refreshAndRetry(job: Job, refresh: CredentialRefresh, error: DeliveryAttemptError): void {
+    job.refreshed = true;
+    const failure = toFailure(this.#endpoint.name, error, job.attempt);
+    let done = false;
+    const forget = whenAborted(job.signal, () => {
+      done = true;
+      job.resolve({ ok: false, ...failure });
+    });
+    refresh().then(
+      (credential) => {
+        forget();
+        if (done) return;
+        job.credential = credential;
+        job.attempt++;
+        this.#queue.push(job);
+        this.#pump();
+      },
+      (refreshError: unknown) => {
+        forget();
+        if (done) return;
+        const reason = refreshError instanceof Error ? refreshError.message : String(refreshError);
+        job.resolve({ ok: false, ...failure, error: `CREDENTIALS_REFUSED; refresh failed: ${reason}` });
+      },
+    );
   }
 
   #retryOrFail(job: Job, error: unknown): void {

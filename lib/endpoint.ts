@@ -61,6 +61,20 @@ export function authHeaders(credential: Credential | undefined, body: Buffer): R
   return { 'x-signature-256': `sha256=${createHmac('sha256', credential.secret).update(body).digest('hex')}` };
 }
 
+/**
+ * 4xx statuses by whom they blame; the one place that decides it (documented in the README's failure table).
+ * POISON: the endpoint blames the event, which is quarantined. CREDENTIALS: the endpoint refuses our credentials,
+ * which are refreshed once and retried, then backed off. Any other 4xx (404, 405, 409, 410...) describes the
+ * endpoint, not the event: backed off, never quarantined. 408 and 429 are transient, like 5xx.
+ */
+export const HTTP_4XX = {
+  poison: [400, 413, 415, 422],
+  credentials: [401, 403],
+  transient: [408, 429],
+} as const satisfies Record<string, readonly number[]>;
+
+const isIn = (list: readonly number[], status: number) => list.includes(status);
+
 /** Turns a final HTTP status into success or a typed attempt error. */
 export function classifyStatus(
   endpoint: string,
@@ -71,7 +85,7 @@ export function classifyStatus(
   if (status >= 300 && status < 400) {
     return new DeliveryAttemptError('redirect', endpoint, `answered ${status}; redirects are not followed`, status);
   }
-  if (status === 408 || status === 429 || status >= 500) {
+  if (isIn(HTTP_4XX.transient, status) || status >= 500) {
     return new DeliveryAttemptError(
       'transient',
       endpoint,
@@ -81,7 +95,18 @@ export function classifyStatus(
       parseRetryAfter(retryAfter),
     );
   }
-  return new DeliveryAttemptError('rejected', endpoint, `answered ${status}`, status);
+  if (isIn(HTTP_4XX.poison, status))
+    return new DeliveryAttemptError('rejected', endpoint, `answered ${status}`, status);
+  if (isIn(HTTP_4XX.credentials, status)) {
+    return new DeliveryAttemptError(
+      'unauthorized',
+      endpoint,
+      `answered ${status}: credentials refused`,
+      status,
+      'CREDENTIALS_REFUSED',
+    );
+  }
+  return new DeliveryAttemptError('endpoint-error', endpoint, `answered ${status}`, status);
 }
 
 /** One downstream endpoint: a keep-alive connection pool and single POST attempts bounded by a timeout. */

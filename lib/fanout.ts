@@ -6,6 +6,8 @@ export interface FanoutContext {
   signal: AbortSignal;
   deadlineAt: number;
   credentials?: ReadonlyMap<string, Credential>;
+  /** Reads an endpoint's credential again, bypassing the cache (after a 401 or 403). */
+  refreshCredential?: (endpoint: string) => Promise<Credential | undefined>;
 }
 
 export interface FanoutResult {
@@ -30,7 +32,9 @@ export async function fanout(
       continue;
     }
     const credential = context.credentials?.get(endpoint.name);
-    pending.push(endpoint.deliver(event.body, event.key, context.signal, context.deadlineAt, credential));
+    const { refreshCredential } = context;
+    const refresh = credential && refreshCredential ? () => refreshCredential(endpoint.name) : undefined;
+    pending.push(endpoint.deliver(event.body, event.key, context.signal, context.deadlineAt, credential, refresh));
   }
   return { results: await Promise.all(pending), skipped };
 }

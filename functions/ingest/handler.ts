@@ -35,7 +35,7 @@ const ingest = createIngest(config, {
   metrics,
   ...(tracer ? { tracer } : {}),
   ...edges,
-  ...(credentials ? { credentials } : {}),
+  ...(credentials ? { credentials, refreshCredential: credentials.refresh } : {}),
 });
 
 const base = middy<SQSEvent, SQSBatchResponse>();
