@@ -3,9 +3,10 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
 import { type Clock, FuzzEndpoint } from './endpoint';
-import { checkInvariants, type Observation } from './invariants';
+import { checkInvariants, InvariantViolation, type Observation } from './invariants';
 import {
   CREDENTIAL_MARK,
+  type InvocationSpec,
   type ModelRecord,
   PAYLOAD_MARK,
   POISON_KINDS,
@@ -68,6 +69,7 @@ interface World {
   seen: ReturnType<typeof watchedQuarantine>['seen'] | undefined;
   ingest: Ingest;
   unauthenticated: string[];
+  credentials: InvocationSpec['credentials'];
 }
 
 async function startWorld(scenario: Scenario): Promise<World> {
@@ -99,7 +101,20 @@ async function startWorld(scenario: Scenario): Promise<World> {
   const sqs = new FakeSqs();
   const ledger = scenario.ledger ? new FakeLedger() : undefined;
   const watched = scenario.quarantine ? watchedQuarantine(sqs, scenario.fifo) : undefined;
+  const world: Omit<World, 'ingest'> & { ingest?: Ingest } = {
+    endpoints,
+    sqs,
+    ledger,
+    seen: watched?.seen,
+    unauthenticated,
+    credentials: 'ok',
+  };
   const credential = { kind: 'bearer' as const, token: CREDENTIAL_MARK };
+  const source = async () => {
+    if (world.credentials === 'throw') throw new Error('ThrottlingException: Rate exceeded');
+    if (world.credentials === 'slow') await wait(2_000);
+    return credential;
+  };
   const ingest = createIngest(config, {
     logger: new Logger({ serviceName: 'fuzz', logLevel: 'DEBUG' }),
     metrics: new Metrics({ serviceName: 'fuzz', namespace: 'Fuzz' }),
@@ -107,10 +122,16 @@ async function startWorld(scenario: Scenario): Promise<World> {
     ...(scenario.backoff ? { backoff: realBackoff(sqs, scenario.retryBaseDelayS, scenario.retryMaxDelayS) } : {}),
     ...(ledger ? { ledger } : {}),
     ...(scenario.credentials
-      ? { credentials: async () => new Map(endpoints.map((endpoint) => [endpoint.name, credential])) }
+      ? {
+          credentials: async () => {
+            await source();
+            return new Map(endpoints.map((endpoint) => [endpoint.name, credential]));
+          },
+          refreshCredential: source,
+        }
       : {}),
   });
-  return { endpoints, sqs, ledger, seen: watched?.seen, ingest, unauthenticated };
+  return Object.assign(world, { ingest });
 }
 
 function buildRecord(spec: RecordSpec, scenario: Scenario, serial: number): ModelRecord {
@@ -167,6 +188,7 @@ export async function runScenario(scenario: Scenario, ignored?: ReadonlySet<stri
             remainingMs: 1_600,
             modes: scenario.endpoints.map(() => 'healthy' as const),
             faults: HEALTHY,
+            credentials: 'ok' as const,
             records: [{ kind: 'valid' as const, eventId: 100 + index, group: 9 }],
           }
         : scenario.invocations[index]!;
@@ -175,6 +197,7 @@ export async function runScenario(scenario: Scenario, ignored?: ReadonlySet<stri
       const batch = [...pending, ...spec.records.map((record) => buildRecord(record, scenario, serial++))];
       for (const [i, endpoint] of world.endpoints.entries()) endpoint.beginInvocation(spec.modes[i] ?? 'script');
       world.sqs.faults = spec.faults;
+      world.credentials = spec.credentials;
       world.sqs.visibility = [];
       if (world.ledger) world.ledger.faults = spec.faults;
       if (world.seen) {
@@ -192,6 +215,9 @@ export async function runScenario(scenario: Scenario, ignored?: ReadonlySet<stri
           { Records: batch.map((item) => item.record) },
           { getRemainingTimeInMillis: () => Math.max(0, deadlineAt - Date.now()) },
         );
+      } catch (error) {
+        // Lambda would count the whole batch failed, delivered records included: no answer is an I2 failure.
+        throw new InvariantViolation('I2', index, `no answer: handle threw ${String(error)}`);
       } finally {
         output.restore();
       }

@@ -46,6 +46,8 @@ export interface InvocationSpec {
   remainingMs: number;
   modes: Mode[];
   faults: Faults;
+  /** The credential source: answers, throws (SSM throttled), or takes longer than the invocation has (SDK retries). */
+  credentials: 'ok' | 'throw' | 'slow';
   records: RecordSpec[];
 }
 
@@ -156,6 +158,10 @@ function invocationArb(endpointCount: number): fc.Arbitrary<InvocationSpec> {
       { minLength: endpointCount, maxLength: endpointCount },
     ),
     faults: fc.record({ quarantine: fault, backoff: fault, lookup: fault, record: fault }),
+    credentials: fc.oneof(
+      { weight: 6, arbitrary: fc.constant('ok' as const) },
+      { weight: 1, arbitrary: fc.constantFrom('throw' as const, 'slow' as const) },
+    ),
     records: fc.array(recordArb, { minLength: 1, maxLength: 6 }),
   });
 }
