@@ -9,12 +9,16 @@ export interface FuzzOptions {
   path?: string;
   /** Triage only (never in CI): invariants not checked, to look past a known defect. */
   ignored?: ReadonlySet<string>;
+  /** Triage only (never in CI): no credential source that throws or is slow. */
+  credentialFaults?: boolean;
 }
 
 /** Runs the contract over generated scenarios; on failure, throws fast-check's report (seed, path, shrunk scenario). */
 export async function fuzzContract(options: FuzzOptions): Promise<void> {
   await fc.assert(
-    fc.asyncProperty(scenarioArb, (scenario) => runScenario(scenario, options.ignored)),
+    fc.asyncProperty(scenarioArb({ credentialFaults: options.credentialFaults ?? true }), (scenario) =>
+      runScenario(scenario, options.ignored),
+    ),
     {
       numRuns: options.numRuns,
       seed: options.seed,

@@ -1,4 +1,4 @@
-// npm run fuzz -- [--runs N] [--seed S] [--path P] [--ignore I1-4xx,I6]: the contract fuzz outside vitest, for long runs and replays.
+// npm run fuzz -- [--runs N] [--seed S] [--path P] [--ignore I1-4xx,I6] [--no-credential-faults]: the contract fuzz outside vitest, for long runs and replays.
 import { parseArgs } from 'node:util';
 
 Object.assign(process.env, {
@@ -18,16 +18,19 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     path: { type: 'string' },
     ignore: { type: 'string' },
+    'no-credential-faults': { type: 'boolean', default: false },
   },
 });
 const seed = values.seed !== undefined ? Number(values.seed) : Date.now() ^ (Math.random() * 2 ** 31);
 const runs = Number(values.runs);
 const ignored = new Set(values.ignore ? values.ignore.split(',') : []);
+const credentialFaults = !values['no-credential-faults'];
+if (!credentialFaults) process.stderr.write('fuzz: credential sources never fail (triage only)\n');
 if (ignored.size > 0) process.stderr.write(`fuzz: NOT checking ${[...ignored].join(', ')} (triage only)\n`);
 const started = Date.now();
 process.stderr.write(`fuzz: ${runs} scenarios, seed ${seed}${values.path ? `, path ${values.path}` : ''}\n`);
 try {
-  await fuzzContract({ numRuns: runs, seed, ignored, ...(values.path ? { path: values.path } : {}) });
+  await fuzzContract({ numRuns: runs, seed, ignored, credentialFaults, ...(values.path ? { path: values.path } : {}) });
   process.stderr.write(
     `fuzz: ${runs} scenarios passed in ${Math.round((Date.now() - started) / 1000)} s (seed ${seed})\n`,
   );

@@ -147,7 +147,12 @@ const recordArb: fc.Arbitrary<RecordSpec> = fc.record({
   group: fc.integer({ min: 0, max: 2 }),
 });
 
-function invocationArb(endpointCount: number): fc.Arbitrary<InvocationSpec> {
+export interface GenerationOptions {
+  /** Triage only: credential sources always answer, to look past the known credential defect. */
+  credentialFaults: boolean;
+}
+
+function invocationArb(endpointCount: number, options: GenerationOptions): fc.Arbitrary<InvocationSpec> {
   return fc.record({
     remainingMs: fc.integer({ min: 560, max: 1_600 }),
     modes: fc.array(
@@ -158,31 +163,34 @@ function invocationArb(endpointCount: number): fc.Arbitrary<InvocationSpec> {
       { minLength: endpointCount, maxLength: endpointCount },
     ),
     faults: fc.record({ quarantine: fault, backoff: fault, lookup: fault, record: fault }),
-    credentials: fc.oneof(
-      { weight: 6, arbitrary: fc.constant('ok' as const) },
-      { weight: 1, arbitrary: fc.constantFrom('throw' as const, 'slow' as const) },
-    ),
+    credentials: options.credentialFaults
+      ? fc.oneof(
+          { weight: 6, arbitrary: fc.constant('ok' as const) },
+          { weight: 1, arbitrary: fc.constantFrom('throw' as const, 'slow' as const) },
+        )
+      : fc.constant('ok' as const),
     records: fc.array(recordArb, { minLength: 1, maxLength: 6 }),
   });
 }
 
-export const scenarioArb: fc.Arbitrary<Scenario> = fc.integer({ min: 1, max: 3 }).chain((count) =>
-  fc.record({
-    endpoints: fc.array(fc.array(replyArb, { minLength: 1, maxLength: 6 }), { minLength: count, maxLength: count }),
-    fifo: fc.boolean(),
-    quarantine: fc.boolean(),
-    ledger: fc.boolean(),
-    backoff: fc.boolean(),
-    credentials: fc.boolean(),
-    // Short timeouts end hangs as transient failures; long ones leave them to the deadline (an aborted attempt).
-    deliveryTimeoutMs: fc.oneof(fc.integer({ min: 40, max: 300 }), fc.integer({ min: 1_000, max: 3_000 })),
-    maxAttempts: fc.integer({ min: 1, max: 3 }),
-    breakerThreshold: fc.integer({ min: 0, max: 4 }),
-    halfOpenMs: fc.integer({ min: 10, max: 60 }),
-    maxConnections: fc.integer({ min: 1, max: 4 }),
-    retryBaseDelayS: fc.integer({ min: 0, max: 30 }),
-    retryMaxDelayS: fc.integer({ min: 30, max: 900 }),
-    maxEventBytes: fc.integer({ min: 600, max: 4_096 }),
-    invocations: fc.array(invocationArb(count), { minLength: 1, maxLength: 3 }),
-  }),
-);
+export const scenarioArb = (options: GenerationOptions = { credentialFaults: true }): fc.Arbitrary<Scenario> =>
+  fc.integer({ min: 1, max: 3 }).chain((count) =>
+    fc.record({
+      endpoints: fc.array(fc.array(replyArb, { minLength: 1, maxLength: 6 }), { minLength: count, maxLength: count }),
+      fifo: fc.boolean(),
+      quarantine: fc.boolean(),
+      ledger: fc.boolean(),
+      backoff: fc.boolean(),
+      credentials: fc.boolean(),
+      // Short timeouts end hangs as transient failures; long ones leave them to the deadline (an aborted attempt).
+      deliveryTimeoutMs: fc.oneof(fc.integer({ min: 40, max: 300 }), fc.integer({ min: 1_000, max: 3_000 })),
+      maxAttempts: fc.integer({ min: 1, max: 3 }),
+      breakerThreshold: fc.integer({ min: 0, max: 4 }),
+      halfOpenMs: fc.integer({ min: 10, max: 60 }),
+      maxConnections: fc.integer({ min: 1, max: 4 }),
+      retryBaseDelayS: fc.integer({ min: 0, max: 30 }),
+      retryMaxDelayS: fc.integer({ min: 30, max: 900 }),
+      maxEventBytes: fc.integer({ min: 600, max: 4_096 }),
+      invocations: fc.array(invocationArb(count, options), { minLength: 1, maxLength: 3 }),
+    }),
+  );
