@@ -100,7 +100,7 @@ async function startWorld(scenario: Scenario): Promise<World> {
   });
   const sqs = new FakeSqs();
   const ledger = scenario.ledger ? new FakeLedger() : undefined;
-  const watched = scenario.quarantine ? watchedQuarantine(sqs, scenario.fifo) : undefined;
+  const watched = scenario.quarantine ? watchedQuarantine(sqs, scenario.fifo, clock) : undefined;
   const world: Omit<World, 'ingest'> & { ingest?: Ingest } = {
     endpoints,
     sqs,
@@ -202,7 +202,7 @@ export async function runScenario(scenario: Scenario, ignored?: ReadonlySet<stri
       if (world.ledger) world.ledger.faults = spec.faults;
       if (world.seen) {
         world.seen.sent = [];
-        world.seen.confirmed = new Set();
+        world.seen.confirmed = new Map();
       }
       world.unauthenticated.length = 0;
       const ledgerBefore = world.ledger?.snapshot();

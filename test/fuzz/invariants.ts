@@ -15,7 +15,7 @@ export interface Observation {
   endpoints: FuzzEndpoint[];
   ledgerBefore: Map<string, Set<string>> | undefined;
   ledgerAfter: Map<string, Set<string>> | undefined;
-  quarantine: { sent: QuarantineItem[]; confirmed: Set<string> } | undefined;
+  quarantine: { sent: QuarantineItem[]; confirmed: Map<string, number> } | undefined;
   visibility: Array<{ receiptHandle: string; seconds: number }>;
   output: string;
   unauthenticated: string[];
@@ -60,7 +60,7 @@ export function checkInvariants(o: Observation, ignored: ReadonlySet<string> = n
   }
 
   // I1: every acknowledged message is confirmed in quarantine or accepted with a complete 2xx everywhere.
-  const confirmed = o.quarantine?.confirmed ?? new Set<string>();
+  const confirmed = o.quarantine?.confirmed ?? new Map<string, number>();
   for (const item of o.batch) {
     const id = item.record.messageId;
     if (failed.has(id) || confirmed.has(id)) continue;
@@ -120,7 +120,7 @@ export function checkInvariants(o: Observation, ignored: ReadonlySet<string> = n
 function checkFifo(
   o: Observation,
   failed: Set<string>,
-  confirmed: Set<string>,
+  confirmed: Map<string, number>,
   fail: (invariant: string, detail: string) => void,
 ): void {
   const groups = new Map<string, ModelRecord[]>();
@@ -145,6 +145,7 @@ function checkFifo(
         );
       }
     }
+    // No later record reaches an endpoint before each earlier one is delivered everywhere or confirmed in quarantine.
     for (const endpoint of o.endpoints) {
       items.forEach((later, j) => {
         if (groupsOfKey.get(later.key)!.size > 1 || !endpoint.acceptedNow.has(later.key)) return;
@@ -152,19 +153,41 @@ function checkFifo(
         if (items.slice(0, j).some((item) => item.key === later.key)) return;
         const at = endpoint.acceptedNow.get(later.key)!;
         for (const earlier of items.slice(0, j)) {
-          if (earlier.poison || earlier.key === later.key || confirmed.has(earlier.record.messageId)) continue;
-          const earlierAt = endpoint.acceptedAt.get(earlier.key);
-          if (earlierAt === undefined || earlierAt > at) {
+          if (earlier.key === later.key) continue;
+          const settled = settledBefore(o, earlier, confirmed, at);
+          if (!settled.ok) {
             fail(
               'I3',
-              `group ${group}: ${endpoint.name} took ${later.record.messageId} before the earlier ` +
-                `${earlier.record.messageId}`,
+              `group ${group}: ${endpoint.name} took ${later.record.messageId} while the earlier ` +
+                `${earlier.record.messageId} (${earlier.spec.kind}) was ${settled.why}`,
             );
           }
         }
       });
     }
   }
+}
+
+/** Was `earlier` delivered everywhere (or skipped by the ledger) or confirmed in quarantine before logical time `at`? */
+function settledBefore(
+  o: Observation,
+  earlier: ModelRecord,
+  confirmed: Map<string, number>,
+  at: number,
+): { ok: true } | { ok: false; why: string } {
+  const quarantinedAt = confirmed.get(earlier.record.messageId);
+  if (quarantinedAt !== undefined) {
+    return quarantinedAt < at ? { ok: true } : { ok: false, why: 'confirmed in quarantine only later' };
+  }
+  if (earlier.poison) return { ok: false, why: 'not confirmed in quarantine' };
+  for (const endpoint of o.endpoints) {
+    const acceptedAt = endpoint.acceptedAt.get(earlier.key);
+    const skipped = o.ledgerBefore?.get(earlier.key)?.has(endpoint.name);
+    if (!skipped && (acceptedAt === undefined || acceptedAt > at)) {
+      return { ok: false, why: `not yet delivered to ${endpoint.name}` };
+    }
+  }
+  return { ok: true };
 }
 
 function lineWith(output: string, mark: string): string {

@@ -84,15 +84,17 @@ export class FakeSqs {
   }
 }
 
-/** The real quarantine, remembering what it was given and what it confirmed in this invocation. */
-export function watchedQuarantine(sqs: FakeSqs, fifo: boolean) {
+/** The real quarantine, remembering what it was given and what it confirmed, and when, in this invocation. */
+export function watchedQuarantine(sqs: FakeSqs, fifo: boolean, clock: { tick: number }) {
   const real = createQuarantine(sqs.client, `http://127.0.0.1:9/123456789012/quarantine${fifo ? '.fifo' : ''}`);
-  const seen = { sent: [] as QuarantineItem[], confirmed: new Set<string>() };
+  // Confirmed message id → logical time of the confirmation (the clock the endpoints share).
+  const seen = { sent: [] as QuarantineItem[], confirmed: new Map<string, number>() };
   const quarantine: Quarantine = {
     async send(items, signal) {
       seen.sent.push(...items);
       const safe = await real.send(items, signal);
-      for (const id of safe) seen.confirmed.add(id);
+      const tick = ++clock.tick;
+      for (const id of safe) seen.confirmed.set(id, tick);
       return safe;
     },
   };
