@@ -96,7 +96,8 @@ export function checkInvariants(o: Observation, ignored: ReadonlySet<string> = n
     }
   }
 
-  // I5: no payload bytes, no credential in any log line.
+  // I5: no payload bytes, no credential in any log line (and the log lines were really captured).
+  if (!o.output.includes('"batch processed"')) fail('harness', 'no summary line captured: I5 would check nothing');
   if (o.output.includes(PAYLOAD_MARK))
     fail('I5', `a log line holds payload bytes: ${lineWith(o.output, PAYLOAD_MARK)}`);
   if (o.output.includes(CREDENTIAL_MARK))

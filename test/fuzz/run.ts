@@ -1,15 +1,8 @@
 // npm run fuzz -- [--runs N] [--seed S] [--path P] [--ignore I1-4xx,I6] [--no-credential-faults]: the contract fuzz outside vitest, for long runs and replays.
 import { parseArgs } from 'node:util';
+import { TEST_ENV } from '../support/env';
 
-Object.assign(process.env, {
-  POWERTOOLS_DEV: 'false',
-  POWERTOOLS_METRICS_DISABLED: 'true',
-  POWERTOOLS_TRACE_ENABLED: 'false',
-  AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
-  AWS_REGION: 'us-east-1',
-  AWS_ACCESS_KEY_ID: 'test',
-  AWS_SECRET_ACCESS_KEY: 'test',
-});
+Object.assign(process.env, TEST_ENV);
 const { fuzzContract } = await import('./property');
 
 const { values } = parseArgs({
