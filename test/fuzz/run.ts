@@ -1,8 +1,19 @@
 // npm run fuzz -- [--runs N] [--seed S] [--path P] [--ignore I1-4xx,I6] [--no-credential-faults]: the contract fuzz outside vitest, for long runs and replays.
+import { writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { TEST_ENV } from '../support/env';
 
 Object.assign(process.env, TEST_ENV);
+// Written straight to fd 2: during an invocation the fuzz captures process.stderr to read the log lines.
+for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
+  process.on(event, (error: unknown) => {
+    writeSync(
+      2,
+      `fuzz: ${event} (a crash of the Lambda process): ${error instanceof Error ? error.stack : String(error)}\n`,
+    );
+    process.exit(2);
+  });
+}
 const { fuzzContract } = await import('./property');
 
 const { values } = parseArgs({
