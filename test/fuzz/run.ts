@@ -40,6 +40,6 @@ try {
   );
 } catch (error) {
   const cause = error instanceof Error && error.cause instanceof Error ? `\n${error.cause.message}` : '';
-  process.stderr.write(`${error instanceof Error ? error.message : String(error)}${cause}\n`);
+  writeSync(2, `${error instanceof Error ? error.message : String(error)}${cause}\n`);
   process.exitCode = 1;
 }
