@@ -92,6 +92,27 @@ describe('backoffDelayS', () => {
       VISIBILITY_CEILING_S,
     );
   });
+  it('jitters exactly as documented: d/2 plus the draw times d/2, rounded up', () => {
+    expect(backoffDelayS(1, { baseDelayS: 100, maxDelayS: 1_000 }, undefined, () => 0.1)).toBe(55);
+  });
+
+  it('ignores a Retry-After that is not a positive finite number', () => {
+    const policy = { baseDelayS: 10, maxDelayS: 900 };
+    const plain = backoffDelayS(2, policy, undefined, () => 0.5);
+    for (const odd of [Number.NaN, Number.POSITIVE_INFINITY, -5, 0]) {
+      expect(
+        backoffDelayS(2, policy, odd, () => 0.5),
+        String(odd),
+      ).toBe(plain);
+    }
+  });
+
+  it('names itself, the records, what SQS said and the permission to check in a BackoffError', () => {
+    const error = new BackoffError([{ messageId: 'm-1', error: 'ReceiptHandleIsInvalid: gone' }]);
+    expect(error.name).toBe('BackoffError');
+    expect(error.message).toMatch(/^could not delay 1 failed record\(s\) \(.*m-1.*ReceiptHandleIsInvalid.*\)/);
+    expect(error.message).toMatch(/sqs:ChangeMessageVisibility on the source queue/);
+  });
 });
 
 describe.concurrent('createBackoff on local SQS', () => {
@@ -212,5 +233,28 @@ describe.concurrent('createBackoff on local SQS', () => {
       { messageId: record!.messageId, error: expect.stringMatching(/ECONNREFUSED/) },
     ]);
     expect((error as BackoffError).cause).toBeDefined();
+  });
+
+  it('stops when its signal is aborted, naming the records and the cause', async () => {
+    const queue = await createQueue(sqs, 'backoff-aborted');
+    const [record] = await receiveAsRecords(sqs, queue, [{ body: 'late' }]);
+    const error = await createBackoff(sqs, { baseDelayS: 600, maxDelayS: 600 })
+      .apply([{ record: record! }], AbortSignal.abort())
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BackoffError);
+    expect((error as BackoffError).failures.map((f) => f.messageId)).toEqual([record!.messageId]);
+    expect(((error as BackoffError).cause as Error).name).toBe('AbortError');
+  });
+
+  it('keeps the code and message SQS gave for each refused record', async () => {
+    const queue = await createQueue(sqs, 'backoff-refused');
+    const [record] = await receiveAsRecords(sqs, queue, [{ body: 'stale' }]);
+    record!.receiptHandle = 'not-a-receipt-handle';
+    const error = await createBackoff(sqs, { baseDelayS: 1, maxDelayS: 1 })
+      .apply([{ record: record! }], AbortSignal.timeout(10_000))
+      .catch((e: unknown) => e);
+    expect((error as BackoffError).failures).toEqual([
+      { messageId: record!.messageId, error: expect.stringMatching(/^\w+: \S/) },
+    ]);
   });
 });

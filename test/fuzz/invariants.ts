@@ -1,0 +1,199 @@
+import type { SQSBatchResponse } from 'aws-lambda';
+import type { QuarantineItem } from '../../lib/types';
+import type { FuzzEndpoint } from './endpoint';
+import { CREDENTIAL_MARK, type ModelRecord, PAYLOAD_MARK, type Scenario } from './scenario';
+
+/** What one invocation did, as seen from outside the handler. */
+export interface Observation {
+  scenario: Scenario;
+  index: number;
+  recovery: boolean;
+  batch: ModelRecord[];
+  response: SQSBatchResponse;
+  answeredAt: number;
+  deadlineAt: number;
+  endpoints: FuzzEndpoint[];
+  ledgerBefore: Map<string, Set<string>> | undefined;
+  ledgerAfter: Map<string, Set<string>> | undefined;
+  quarantine: { sent: QuarantineItem[]; confirmed: Map<string, number> } | undefined;
+  visibility: Array<{ receiptHandle: string; seconds: number }>;
+  output: string;
+  unauthenticated: string[];
+}
+
+export class InvariantViolation extends Error {
+  override readonly name = 'InvariantViolation';
+  constructor(
+    readonly invariant: string,
+    invocation: number,
+    detail: string,
+  ) {
+    super(`${invariant} broken in invocation ${invocation + 1}: ${detail}`);
+  }
+}
+
+/** Checks I1–I6 of issue 9 (and that credentials reach the endpoints); throws at the first one broken. */
+export function checkInvariants(o: Observation, ignored: ReadonlySet<string> = new Set()): void {
+  const fail = (invariant: string, detail: string) => {
+    if (!ignored.has(invariant)) throw new InvariantViolation(invariant, o.index, detail);
+  };
+  const batchIds = new Set(o.batch.map((item) => item.record.messageId));
+  const failedIds = o.response.batchItemFailures.map((item) => item.itemIdentifier);
+  const failed = new Set(failedIds);
+
+  // I2: in time, only ids of the batch, each once.
+  if (o.answeredAt > o.deadlineAt) fail('I2', `answered ${o.answeredAt - o.deadlineAt} ms after the deadline`);
+  if (failed.size !== failedIds.length) fail('I2', `an id is listed twice: ${failedIds.join(', ')}`);
+  for (const id of failedIds) if (!batchIds.has(id)) fail('I2', `'${id}' is not a messageId of the batch`);
+
+  const blamed = (key: string) => o.endpoints.some((endpoint) => endpoint.blamedNow.has(key));
+  // I1, 4xx rule: only poison is quarantined (invalid records, or a 400/413/415/422 from an endpoint).
+  for (const item of o.quarantine?.sent ?? []) {
+    const model = o.batch.find((entry) => entry.record.messageId === item.record.messageId)!;
+    if (!model.poison && !blamed(model.key)) {
+      fail(
+        'I1-4xx',
+        `${model.record.messageId} (${model.spec.kind}) was quarantined (${item.reason}: ${item.detail}) ` +
+          'though it is a valid event and no endpoint answered 400/413/415/422',
+      );
+    }
+  }
+
+  // I1: every acknowledged message is confirmed in quarantine or accepted with a complete 2xx everywhere.
+  const confirmed = o.quarantine?.confirmed ?? new Map<string, number>();
+  for (const item of o.batch) {
+    const id = item.record.messageId;
+    if (failed.has(id) || confirmed.has(id)) continue;
+    if (item.poison) fail('I1', `${id} (${item.spec.kind}) was acknowledged but is not confirmed in quarantine`);
+    for (const endpoint of o.endpoints) {
+      const now = endpoint.acceptedNow.has(item.key);
+      const before = o.ledgerBefore?.get(item.key)?.has(endpoint.name) && endpoint.acceptedAt.has(item.key);
+      if (!now && !before) {
+        fail('I1', `${id} (${item.spec.kind}) was acknowledged but ${endpoint.name} never took it with a complete 2xx`);
+      }
+    }
+  }
+  // I1, ledger: an entry says an endpoint took the event; it must have, with a complete 2xx.
+  for (const [key, names] of o.ledgerAfter ?? []) {
+    for (const name of names) {
+      if (!o.endpoints.find((endpoint) => endpoint.name === name)?.acceptedAt.has(key)) {
+        fail(
+          'I1-ledger',
+          `the ledger says ${name} took ${key.slice(0, 12)}… but it never answered it with a complete 2xx`,
+        );
+      }
+    }
+  }
+
+  if (o.scenario.fifo) checkFifo(o, failed, confirmed, fail);
+
+  // I4: one half-open period after the endpoints healed, each receives requests again.
+  if (o.recovery) {
+    for (const endpoint of o.endpoints) {
+      if (endpoint.requestsNow === 0) {
+        fail('I4', `${endpoint.name} answers 2xx again but received no request one half-open period later`);
+      }
+    }
+  }
+
+  // I5: no payload bytes, no credential in any log line (and the log lines were really captured).
+  if (!o.output.includes('"batch processed"')) fail('harness', 'no summary line captured: I5 would check nothing');
+  if (o.output.includes(PAYLOAD_MARK))
+    fail('I5', `a log line holds payload bytes: ${lineWith(o.output, PAYLOAD_MARK)}`);
+  if (o.output.includes(CREDENTIAL_MARK))
+    fail('I5', `a log line holds a credential: ${lineWith(o.output, CREDENTIAL_MARK)}`);
+
+  // I6: the visibility delay never exceeds RETRY_MAX_DELAY_S.
+  for (const { receiptHandle, seconds } of o.visibility) {
+    if (seconds > o.scenario.retryMaxDelayS) {
+      fail(
+        'I6',
+        `visibility ${seconds} s asked for ${receiptHandle}; RETRY_MAX_DELAY_S is ${o.scenario.retryMaxDelayS}`,
+      );
+    }
+  }
+
+  // Wiring: a configured credential reaches every request.
+  if (o.unauthenticated.length > 0) fail('credentials', `requests to ${o.unauthenticated[0]} carried no credential`);
+}
+
+/** I3: per group and endpoint, acceptances in sequence order; no later message acknowledged while an earlier one is not. */
+function checkFifo(
+  o: Observation,
+  failed: Set<string>,
+  confirmed: Map<string, number>,
+  fail: (invariant: string, detail: string) => void,
+): void {
+  const groups = new Map<string, ModelRecord[]>();
+  for (const item of o.batch) {
+    const group = item.record.attributes.MessageGroupId!;
+    groups.set(group, [...(groups.get(group) ?? []), item]);
+  }
+  // An event shared by messages of two groups is delivered once for both: its order belongs to neither.
+  const groupsOfKey = new Map<string, Set<string>>();
+  for (const [group, items] of groups) {
+    for (const item of items) groupsOfKey.set(item.key, (groupsOfKey.get(item.key) ?? new Set()).add(group));
+  }
+  for (const [group, items] of groups) {
+    const firstFailed = items.findIndex((item) => failed.has(item.record.messageId));
+    if (firstFailed >= 0) {
+      const later = items.slice(firstFailed + 1).find((item) => !failed.has(item.record.messageId));
+      if (later) {
+        fail(
+          'I3',
+          `group ${group}: ${later.record.messageId} was acknowledged while the earlier ` +
+            `${items[firstFailed]!.record.messageId} (${items[firstFailed]!.spec.kind}) was reported failed`,
+        );
+      }
+    }
+    // No later record reaches an endpoint before each earlier one is delivered everywhere or confirmed in quarantine.
+    for (const endpoint of o.endpoints) {
+      items.forEach((later, j) => {
+        if (groupsOfKey.get(later.key)!.size > 1 || !endpoint.acceptedNow.has(later.key)) return;
+        // A second message with the same event shares the first one's delivery.
+        if (items.slice(0, j).some((item) => item.key === later.key)) return;
+        const at = endpoint.acceptedNow.get(later.key)!;
+        for (const earlier of items.slice(0, j)) {
+          if (earlier.key === later.key) continue;
+          const settled = settledBefore(o, earlier, confirmed, at);
+          if (!settled.ok) {
+            fail(
+              'I3',
+              `group ${group}: ${endpoint.name} took ${later.record.messageId} while the earlier ` +
+                `${earlier.record.messageId} (${earlier.spec.kind}) was ${settled.why}`,
+            );
+          }
+        }
+      });
+    }
+  }
+}
+
+/** Was `earlier` delivered everywhere (or skipped by the ledger) or confirmed in quarantine before logical time `at`? */
+function settledBefore(
+  o: Observation,
+  earlier: ModelRecord,
+  confirmed: Map<string, number>,
+  at: number,
+): { ok: true } | { ok: false; why: string } {
+  const quarantinedAt = confirmed.get(earlier.record.messageId);
+  if (quarantinedAt !== undefined) {
+    return quarantinedAt < at ? { ok: true } : { ok: false, why: 'confirmed in quarantine only later' };
+  }
+  if (earlier.poison) return { ok: false, why: 'not confirmed in quarantine' };
+  for (const endpoint of o.endpoints) {
+    const acceptedAt = endpoint.acceptedAt.get(earlier.key);
+    const skipped = o.ledgerBefore?.get(earlier.key)?.has(endpoint.name);
+    if (!skipped && (acceptedAt === undefined || acceptedAt > at)) {
+      return { ok: false, why: `not yet delivered to ${endpoint.name}` };
+    }
+  }
+  return { ok: true };
+}
+
+function lineWith(output: string, mark: string): string {
+  return output
+    .split('\n')
+    .find((line) => line.includes(mark))!
+    .slice(0, 400);
+}

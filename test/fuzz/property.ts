@@ -1,0 +1,32 @@
+import fc from 'fast-check';
+import { runScenario } from './contract';
+import { scenarioArb } from './scenario';
+
+export interface FuzzOptions {
+  numRuns: number;
+  seed: number;
+  /** fast-check's replay path, printed with a failure. */
+  path?: string;
+  /** Triage only (never in CI): invariants not checked, to look past a known defect. */
+  ignored?: ReadonlySet<string>;
+  /** Triage only (never in CI): no credential source that throws or is slow. */
+  credentialFaults?: boolean;
+}
+
+/** Runs the contract over generated scenarios; on failure, throws fast-check's report (seed, path, shrunk scenario). */
+export async function fuzzContract(options: FuzzOptions): Promise<void> {
+  await fc.assert(
+    fc.asyncProperty(scenarioArb({ credentialFaults: options.credentialFaults ?? true }), (scenario) =>
+      runScenario(scenario, options.ignored),
+    ),
+    {
+      numRuns: options.numRuns,
+      seed: options.seed,
+      ...(options.path ? { path: options.path } : {}),
+      // Every scenario talks to real sockets; a shrink step costs seconds, so cap it.
+      maxSkipsPerRun: 0,
+      endOnFailure: false,
+      verbose: 0,
+    },
+  );
+}

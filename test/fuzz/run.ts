@@ -1,0 +1,45 @@
+// npm run fuzz -- [--runs N] [--seed S] [--path P] [--ignore I1-4xx,I6] [--no-credential-faults]: the contract fuzz outside vitest, for long runs and replays.
+import { writeSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { TEST_ENV } from '../support/env';
+
+Object.assign(process.env, TEST_ENV);
+// Written straight to fd 2: during an invocation the fuzz captures process.stderr to read the log lines.
+for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
+  process.on(event, (error: unknown) => {
+    writeSync(
+      2,
+      `fuzz: ${event} (a crash of the Lambda process): ${error instanceof Error ? error.stack : String(error)}\n`,
+    );
+    process.exit(2);
+  });
+}
+const { fuzzContract } = await import('./property');
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '200' },
+    seed: { type: 'string' },
+    path: { type: 'string' },
+    ignore: { type: 'string' },
+    'no-credential-faults': { type: 'boolean', default: false },
+  },
+});
+const seed = values.seed !== undefined ? Number(values.seed) : Date.now() ^ (Math.random() * 2 ** 31);
+const runs = Number(values.runs);
+const ignored = new Set(values.ignore ? values.ignore.split(',') : []);
+const credentialFaults = !values['no-credential-faults'];
+if (!credentialFaults) process.stderr.write('fuzz: credential sources never fail (triage only)\n');
+if (ignored.size > 0) process.stderr.write(`fuzz: NOT checking ${[...ignored].join(', ')} (triage only)\n`);
+const started = Date.now();
+process.stderr.write(`fuzz: ${runs} scenarios, seed ${seed}${values.path ? `, path ${values.path}` : ''}\n`);
+try {
+  await fuzzContract({ numRuns: runs, seed, ignored, credentialFaults, ...(values.path ? { path: values.path } : {}) });
+  process.stderr.write(
+    `fuzz: ${runs} scenarios passed in ${Math.round((Date.now() - started) / 1000)} s (seed ${seed})\n`,
+  );
+} catch (error) {
+  const cause = error instanceof Error && error.cause instanceof Error ? `\n${error.cause.message}` : '';
+  writeSync(2, `${error instanceof Error ? error.message : String(error)}${cause}\n`);
+  process.exitCode = 1;
+}

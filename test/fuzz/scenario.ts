@@ -1,0 +1,196 @@
+import type { SQSRecord } from 'aws-lambda';
+import fc from 'fast-check';
+import type { Mode, Reply } from './endpoint';
+import type { Fault, Faults } from './sides';
+
+/** What one generated SQS record holds. Poison kinds are the ones no endpoint should ever see. */
+export type RecordKind =
+  | 'valid'
+  | 'null-attributes'
+  | 'not-json'
+  | 'invalid-cloudevent'
+  | 'bad-extension'
+  | 'at-limit'
+  | 'over-limit';
+
+export const POISON_KINDS: ReadonlySet<RecordKind> = new Set([
+  'not-json',
+  'invalid-cloudevent',
+  'bad-extension',
+  'over-limit',
+]);
+
+export interface RecordSpec {
+  kind: RecordKind;
+  /** Index into a small pool of event ids: the same id in several messages is a duplicate of one event. */
+  eventId: number;
+  /** FIFO message group (ignored on a standard queue). */
+  group: number;
+}
+
+/** Text that stands for payload bytes and credentials: it must never appear in a log line (I5). */
+export const PAYLOAD_MARK = 'pAyLoAd-s3cr3t-body';
+export const CREDENTIAL_MARK = 'cReD-t0ken-never-logged';
+export const SOURCE = 'urn:fuzz';
+
+/** A record of the batch with what the model knows about it. */
+export interface ModelRecord {
+  record: SQSRecord;
+  spec: RecordSpec;
+  key: string;
+  poison: boolean;
+}
+
+export interface InvocationSpec {
+  /** Lambda's remaining time at the start of the invocation. */
+  remainingMs: number;
+  modes: Mode[];
+  faults: Faults;
+  /** The credential source: answers, throws (SSM throttled), or takes longer than the invocation has (SDK retries). */
+  credentials: 'ok' | 'throw' | 'slow';
+  records: RecordSpec[];
+}
+
+export interface Scenario {
+  endpoints: Reply[][];
+  fifo: boolean;
+  quarantine: boolean;
+  ledger: boolean;
+  backoff: boolean;
+  credentials: boolean;
+  deliveryTimeoutMs: number;
+  maxAttempts: number;
+  breakerThreshold: number;
+  halfOpenMs: number;
+  maxConnections: number;
+  retryBaseDelayS: number;
+  retryMaxDelayS: number;
+  maxEventBytes: number;
+  invocations: InvocationSpec[];
+}
+
+const retryAfter = fc.oneof(
+  fc.record({ seconds: fc.constantFrom(0, 1, 2, 120, 86_400) }),
+  fc.record({ dateAheadS: fc.constantFrom(1, 600, 10_800) }),
+);
+
+const status = fc.constantFrom(
+  200,
+  201,
+  202,
+  204,
+  301,
+  302,
+  307,
+  400,
+  401,
+  403,
+  404,
+  405,
+  409,
+  410,
+  413,
+  415,
+  422,
+  408,
+  429,
+  500,
+  502,
+  503,
+  504,
+);
+
+export const replyArb: fc.Arbitrary<Reply> = fc.oneof(
+  { weight: 6, arbitrary: fc.record({ kind: fc.constant('status' as const), status }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('status' as const),
+      status: fc.constantFrom(429, 503, 500, 408),
+      retryAfter,
+    }),
+  },
+  { weight: 1, arbitrary: fc.constant({ kind: 'reset-before' as const }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('cut-body' as const), status: fc.constantFrom(200, 202) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('slow' as const),
+      status: fc.constantFrom(200, 503),
+      delayMs: fc.integer({ min: 5, max: 250 }),
+    }),
+  },
+  { weight: 1, arbitrary: fc.constant({ kind: 'hang' as const }) },
+);
+
+const fault: fc.Arbitrary<Fault> = fc.oneof(
+  { weight: 4, arbitrary: fc.constant('ok' as const) },
+  { weight: 1, arbitrary: fc.constantFrom('throw' as const, 'partial' as const, 'hang' as const) },
+);
+
+const recordArb: fc.Arbitrary<RecordSpec> = fc.record({
+  kind: fc.oneof(
+    { weight: 8, arbitrary: fc.constant('valid' as const) },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom<RecordKind>(
+        'null-attributes',
+        'not-json',
+        'invalid-cloudevent',
+        'bad-extension',
+        'at-limit',
+        'over-limit',
+      ),
+    },
+  ),
+  eventId: fc.integer({ min: 0, max: 7 }),
+  group: fc.integer({ min: 0, max: 2 }),
+});
+
+export interface GenerationOptions {
+  /** Triage only: credential sources always answer, to look past the known credential defect. */
+  credentialFaults: boolean;
+}
+
+function invocationArb(endpointCount: number, options: GenerationOptions): fc.Arbitrary<InvocationSpec> {
+  return fc.record({
+    remainingMs: fc.integer({ min: 560, max: 1_600 }),
+    modes: fc.array(
+      fc.oneof(
+        { weight: 4, arbitrary: fc.constant('script' as const) },
+        { weight: 1, arbitrary: fc.constantFrom('down' as const, 'healthy' as const) },
+      ),
+      { minLength: endpointCount, maxLength: endpointCount },
+    ),
+    faults: fc.record({ quarantine: fault, backoff: fault, lookup: fault, record: fault }),
+    credentials: options.credentialFaults
+      ? fc.oneof(
+          { weight: 6, arbitrary: fc.constant('ok' as const) },
+          { weight: 1, arbitrary: fc.constantFrom('throw' as const, 'slow' as const) },
+        )
+      : fc.constant('ok' as const),
+    records: fc.array(recordArb, { minLength: 1, maxLength: 6 }),
+  });
+}
+
+export const scenarioArb = (options: GenerationOptions = { credentialFaults: true }): fc.Arbitrary<Scenario> =>
+  fc.integer({ min: 1, max: 3 }).chain((count) =>
+    fc.record({
+      endpoints: fc.array(fc.array(replyArb, { minLength: 1, maxLength: 6 }), { minLength: count, maxLength: count }),
+      fifo: fc.boolean(),
+      quarantine: fc.boolean(),
+      ledger: fc.boolean(),
+      backoff: fc.boolean(),
+      credentials: fc.boolean(),
+      // Short timeouts end hangs as transient failures; long ones leave them to the deadline (an aborted attempt).
+      deliveryTimeoutMs: fc.oneof(fc.integer({ min: 40, max: 300 }), fc.integer({ min: 1_000, max: 3_000 })),
+      maxAttempts: fc.integer({ min: 1, max: 3 }),
+      breakerThreshold: fc.integer({ min: 0, max: 4 }),
+      halfOpenMs: fc.integer({ min: 10, max: 60 }),
+      maxConnections: fc.integer({ min: 1, max: 4 }),
+      retryBaseDelayS: fc.integer({ min: 0, max: 30 }),
+      retryMaxDelayS: fc.integer({ min: 30, max: 900 }),
+      maxEventBytes: fc.integer({ min: 600, max: 4_096 }),
+      invocations: fc.array(invocationArb(count, options), { minLength: 1, maxLength: 3 }),
+    }),
+  );

@@ -1,0 +1,141 @@
+import {
+  ChangeMessageVisibilityBatchCommand,
+  SendMessageBatchCommand,
+  type SendMessageBatchRequestEntry,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
+import type { SQSRecord } from 'aws-lambda';
+import { createBackoff } from '../../lib/backoff';
+import { createQuarantine } from '../../lib/quarantine';
+import type { Backoff, Ledger, LedgerEntry, Quarantine, QuarantineItem } from '../../lib/types';
+
+/** How a side effect behaves during one invocation. `hang` waits until the signal it was given aborts. */
+export type Fault = 'ok' | 'throw' | 'partial' | 'hang';
+
+export interface Faults {
+  quarantine: Fault;
+  backoff: Fault;
+  lookup: Fault;
+  record: Fault;
+}
+
+export const HEALTHY: Faults = { quarantine: 'ok', backoff: 'ok', lookup: 'ok', record: 'ok' };
+
+function hang(signal: AbortSignal | undefined): Promise<never> {
+  return new Promise((_resolve, reject) => {
+    const fail = () => reject(Object.assign(new Error('Request aborted'), { name: 'AbortError' }));
+    if (signal?.aborted) fail();
+    else signal?.addEventListener('abort', fail, { once: true });
+  });
+}
+
+// SQS accepts #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF in attribute values.
+const SQS_REFUSED = /[^\t\n\r\u0020-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/u;
+
+function sendable(entry: SendMessageBatchRequestEntry): boolean {
+  return Object.values(entry.MessageAttributes ?? {}).every(
+    (value) => value.StringValue === undefined || !SQS_REFUSED.test(value.StringValue),
+  );
+}
+
+/**
+ * The real quarantine and backoff code over an SQS client whose `send` answers in process, as SQS would (per entry
+ * success or failure, a thrown error, or a call that hangs until aborted). Records what they were asked.
+ */
+export class FakeSqs {
+  readonly client = new SQSClient({ region: 'us-east-1', endpoint: 'http://127.0.0.1:9' });
+  faults: Faults = HEALTHY;
+  /** Visibility timeouts asked in the current invocation, by receipt handle. */
+  visibility: Array<{ receiptHandle: string; seconds: number }> = [];
+
+  constructor() {
+    const send = async (command: unknown, options?: { abortSignal?: AbortSignal }): Promise<unknown> => {
+      if (command instanceof SendMessageBatchCommand) {
+        const entries = command.input.Entries ?? [];
+        return this.#answer(this.faults.quarantine, entries, options?.abortSignal, sendable);
+      }
+      if (command instanceof ChangeMessageVisibilityBatchCommand) {
+        const entries = command.input.Entries ?? [];
+        for (const entry of entries) {
+          this.visibility.push({ receiptHandle: entry.ReceiptHandle ?? '', seconds: entry.VisibilityTimeout ?? 0 });
+        }
+        return this.#answer(this.faults.backoff, entries, options?.abortSignal, () => true);
+      }
+      throw new Error(`the fuzz SQS fake does not speak ${(command as object).constructor.name}`);
+    };
+    this.client.send = send as SQSClient['send'];
+  }
+
+  async #answer<T extends { Id?: string | undefined }>(
+    fault: Fault,
+    entries: T[],
+    signal: AbortSignal | undefined,
+    accept: (entry: T) => boolean,
+  ) {
+    if (fault === 'hang') return hang(signal);
+    if (fault === 'throw') throw Object.assign(new Error('Service unavailable'), { name: 'ServiceUnavailable' });
+    const ok = (entry: T, index: number) => accept(entry) && (fault === 'ok' || index % 2 === 0);
+    return {
+      Successful: entries.filter(ok).map((entry) => ({ Id: entry.Id, MessageId: `q-${entry.Id}` })),
+      Failed: entries
+        .filter((entry, index) => !ok(entry, index))
+        .map((entry) => ({ Id: entry.Id, Code: 'InternalError', SenderFault: false, Message: 'try again' })),
+    };
+  }
+}
+
+/** The real quarantine, remembering what it was given and what it confirmed, and when, in this invocation. */
+export function watchedQuarantine(sqs: FakeSqs, fifo: boolean, clock: { tick: number }) {
+  const real = createQuarantine(sqs.client, `http://127.0.0.1:9/123456789012/quarantine${fifo ? '.fifo' : ''}`);
+  // Confirmed message id → logical time of the confirmation (the clock the endpoints share).
+  const seen = { sent: [] as QuarantineItem[], confirmed: new Map<string, number>() };
+  const quarantine: Quarantine = {
+    async send(items, signal) {
+      seen.sent.push(...items);
+      const safe = await real.send(items, signal);
+      const tick = ++clock.tick;
+      for (const id of safe) seen.confirmed.set(id, tick);
+      return safe;
+    },
+  };
+  return { quarantine, seen };
+}
+
+export function realBackoff(sqs: FakeSqs, baseDelayS: number, maxDelayS: number): Backoff {
+  return createBackoff(sqs.client, { baseDelayS, maxDelayS });
+}
+
+/** An in-process delivery ledger whose lookups and writes fail, half-fail or hang as the scenario says. */
+export class FakeLedger implements Ledger {
+  readonly entries = new Map<string, Set<string>>();
+  faults: Faults = HEALTHY;
+
+  async lookup(keys: string[], signal: AbortSignal): Promise<Map<string, Set<string>>> {
+    if (this.faults.lookup === 'hang') return hang(signal);
+    if (this.faults.lookup === 'throw') throw new Error('ProvisionedThroughputExceededException');
+    const found = new Map<string, Set<string>>();
+    for (const key of keys) {
+      const endpoints = this.entries.get(key);
+      if (endpoints && (this.faults.lookup === 'ok' || key.charCodeAt(0) % 2 === 0)) found.set(key, new Set(endpoints));
+    }
+    return found;
+  }
+
+  async record(entries: LedgerEntry[], signal: AbortSignal): Promise<void> {
+    if (this.faults.record === 'hang') return hang(signal);
+    if (this.faults.record === 'throw') throw new Error('ProvisionedThroughputExceededException');
+    const kept = this.faults.record === 'ok' ? entries : entries.filter((_entry, index) => index % 2 === 0);
+    for (const { key, endpoint } of kept) {
+      const endpoints = this.entries.get(key);
+      if (endpoints) endpoints.add(endpoint);
+      else this.entries.set(key, new Set([endpoint]));
+    }
+    if (kept.length < entries.length) throw new Error(`${entries.length - kept.length} unprocessed items`);
+  }
+
+  snapshot(): Map<string, Set<string>> {
+    return new Map([...this.entries].map(([key, endpoints]) => [key, new Set(endpoints)]));
+  }
+}
+
+export type { SQSRecord };
