@@ -7,6 +7,7 @@ import { EndpointDelivery } from './delivery';
 import { type Credential, Endpoint } from './endpoint';
 import type { ValidEvent } from './event';
 import { fanout } from './fanout';
+import { lastGood } from './last-good';
 import {
   createObservability,
   endpointMetrics,
@@ -190,6 +191,22 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     config.endpoints.map((endpoint) => [endpoint.name, endpointMetrics(endpoint.name)]),
   );
   const { quarantine, backoff, ledger } = deps;
+  const credentialsRead = deps.credentials ? lastGood(deps.credentials) : undefined;
+  const secretsRead = deps.secrets ? lastGood(deps.secrets) : undefined;
+  /** This invocation's credentials and secrets: fresh, or the last good ones when a read fails or is late; null: none. */
+  async function readSecrets(signal: AbortSignal) {
+    const reads = await Promise.all([credentialsRead?.(signal), secretsRead?.(signal)]);
+    for (const [what, read] of [
+      ['credentials', reads[0]],
+      ['secrets', reads[1]],
+    ] as const) {
+      if (read?.error !== undefined && read.value !== undefined) {
+        logger.warn(`${what} not read again; using the last ones read`, { error: errorText(read.error) });
+      }
+    }
+    const [credentials, secrets] = reads;
+    return [credentials && (credentials.value ?? null), secrets && (secrets.value ?? null)] as const;
+  }
 
   async function handle(
     event: SQSEvent,
@@ -209,7 +226,24 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
       ]),
     );
     try {
-      const [fetched, fetchedSecrets] = await Promise.all([deps.credentials?.(), deps.secrets?.()]);
+      const [fetched, fetchedSecrets] = await readSecrets(deliveryDeadline.signal);
+      if (fetched === null || fetchedSecrets === null) {
+        // No credential was ever read (the cold start's read went elsewhere) and this one failed: nothing can go.
+        logger.error('credentials unavailable; every record reported failed', {
+          records: records.length,
+          hint: 'check that the function can read its SSM parameters / Secrets Manager secrets (IAM, KMS, throttling)',
+        });
+        metrics.addMetric(MetricName.RecordsReceived, MetricUnit.Count, records.length);
+        metrics.addMetric(MetricName.RecordsFailed, MetricUnit.Count, records.length);
+        const durationMs = Date.now() - started;
+        logger.info('batch processed', {
+          records: records.length,
+          acknowledged: 0,
+          failed: records.length,
+          durationMs,
+        });
+        return { batchItemFailures: records.map((record) => ({ itemIdentifier: record.messageId })) };
+      }
       // This batch's own copies: a refresh after a 401/403 replaces an entry for the records sent after it.
       const credentials = fetched ? new Map(fetched) : undefined;
       const secrets = fetchedSecrets ? new Map(fetchedSecrets) : undefined;
