@@ -85,6 +85,19 @@ export type Signing = z.infer<typeof SigningSchema>;
 const MatchSchema = z.union([text, z.strictObject({ prefix: text })]);
 export type Match = z.infer<typeof MatchSchema>;
 
+const isText = (value: unknown): value is string => typeof value === 'string' && value.length > 0;
+
+// Only strings: YAML reads `tenant: 007` as the number 7, which the event's "007" would never match.
+const extensionValues = z.custom<string | string[]>(
+  (value) => isText(value) || (Array.isArray(value) && value.length > 0 && value.every(isText)),
+  {
+    error: (issue) => {
+      const bad = Array.isArray(issue.input) ? issue.input.find((value) => !isText(value)) : issue.input;
+      return `must be a non-empty string or a list of them, not ${JSON.stringify(bad) ?? 'nothing'}: quote the value in the file (YAML reads 007 as 7 and true as a boolean)`;
+    },
+  },
+);
+
 export const FilterSchema = z.strictObject({
   type: z.optional(oneOrMany(MatchSchema)),
   source: z.optional(oneOrMany(MatchSchema)),
@@ -92,7 +105,7 @@ export const FilterSchema = z.strictObject({
   extensions: z.optional(
     z.record(
       z.string().check(z.regex(/^[a-z0-9]+$/, 'is not a CloudEvents extension name (lower-case letters, digits)')),
-      oneOrMany(z.union([text, z.number(), z.boolean()])),
+      extensionValues,
     ),
   ),
 });

@@ -37,7 +37,7 @@ describe('compileFilter', () => {
   });
 
   it('extensions exactly, compared as text', () => {
-    const route = compileFilter({ extensions: { tenant: ['acme', 'globex'], priority: 1 } });
+    const route = compileFilter({ extensions: { tenant: ['acme', 'globex'], priority: '1' } });
     expect(route(event({ tenant: 'acme', priority: 1 }))).toBe(true);
     expect(route(event({ tenant: 'globex', priority: '1' }))).toBe(true);
     expect(route(event({ tenant: 'initech', priority: 1 }))).toBe(false);

@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readEndpointsFile } from '../../../infra/endpoints-file';
 import { loadConfig } from '../../../lib/config';
@@ -51,10 +54,27 @@ describe('endpoints file schema', () => {
     [[{ ...base, extra: 1 }], "(endpoint): unknown field(s) 'extra'"],
     [[{ ...base, contentMode: 'batch' }], 'contentMode: must be "structured" or "binary"'],
     [[{ ...base, maxConnections: 0 }], 'maxConnections: must be at least 1'],
+    [
+      [{ ...base, filter: { extensions: { tenant: [7, 31] } } }],
+      "endpoint 'audit' (endpoints[0]): filter.extensions.tenant: must be a non-empty string or a list of them, not 7: quote the value",
+    ],
+    [[{ ...base, filter: { extensions: { live: true } } }], 'filter.extensions.live: must be a non-empty string'],
   ])('names the file, the endpoint and the field: %j', (endpoints, fragment) => {
     const message = rejection(endpoints);
     expect(message.startsWith(`${SOURCE}: `)).toBe(true);
     expect(message).toContain(fragment);
+  });
+
+  it('refuses unquoted YAML numbers as extension filter values, naming the file and the field', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'endpoints-'));
+    const path = join(dir, 'stage.yml');
+    const yaml = 'endpoints:\n  - name: audit\n    url: https://audit.example.com/in\n    filter:\n      extensions:\n';
+    writeFileSync(path, `${yaml}        tenant: [007, 0x1F]\n`);
+    expect(() => readEndpointsFile(path)).toThrow(
+      new RegExp(`^${path}: endpoint 'audit' \\(endpoints\\[0\\]\\): filter\\.extensions\\.tenant: .*not 7: quote`),
+    );
+    writeFileSync(path, `${yaml}        tenant: ['007', "0x1F"]\n`);
+    expect(readEndpointsFile(path).endpoints[0]?.filter?.extensions).toEqual({ tenant: ['007', '0x1F'] });
   });
 
   it('never repeats a password given in a URL', () => {
