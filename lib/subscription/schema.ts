@@ -11,17 +11,26 @@ import { ConfigError } from '../errors';
 const NAME = /^[a-z0-9][a-z0-9-]*$/;
 // RFC 9110 token characters: what a header field name may hold.
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// The function's own headers, and those that change how HTTP frames the request (Node refuses or misframes them).
 const RESERVED_HEADERS = new Set([
   'authorization',
   'connection',
+  'content-encoding',
   'content-length',
   'content-type',
+  'expect',
   'host',
   'idempotency-key',
+  'keep-alive',
+  'te',
+  'trailer',
   'transfer-encoding',
+  'upgrade',
   'user-agent',
   'x-signature-256',
 ]);
+// RFC 9110 field-value characters (HTAB, visible ASCII, space, obs-text): anything else makes every request throw.
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const RESERVED_PREFIXES = ['ce-', 'webhook-'];
 
 function isReserved(lowerCaseName: string): boolean {
@@ -111,7 +120,11 @@ export const FilterSchema = z.strictObject({
 });
 export type Filter = z.infer<typeof FilterSchema>;
 
-const headersSchema = z.record(headerName, z.string().check(z.regex(/^[^\r\n]*$/, 'must be a single line'))).check(
+const headerValue = z
+  .string()
+  .check(z.regex(HEADER_VALUE, 'must be one line of printable characters (no control characters, none above U+00FF)'));
+
+const headersSchema = z.record(headerName, headerValue).check(
   z.superRefine((headers, ctx) => {
     for (const name of Object.keys(headers)) {
       const lower = name.toLowerCase();

@@ -59,6 +59,14 @@ describe('endpoints file schema', () => {
       "endpoint 'audit' (endpoints[0]): filter.extensions.tenant: must be a non-empty string or a list of them, not 7: quote the value",
     ],
     [[{ ...base, filter: { extensions: { live: true } } }], 'filter.extensions.live: must be a non-empty string'],
+    [[{ ...base, headers: { 'X-Team': 'a\u0000b' } }], 'headers.X-Team: must be one line of printable characters'],
+    [[{ ...base, headers: { 'X-Team': 'a\u007fb' } }], 'headers.X-Team: must be one line'],
+    [[{ ...base, headers: { 'X-Team': 'caf\u00e9 \u20ac' } }], 'headers.X-Team: must be one line'],
+    [[{ ...base, headers: { 'X-Team': 'a\r\nX-Evil: 1' } }], 'headers.X-Team: must be one line'],
+    ...['Content-Encoding', 'Expect', 'TE', 'Trailer', 'Upgrade', 'Keep-Alive', 'Host', 'Connection'].map((name): [unknown[], string] => [
+      [{ ...base, headers: { [name]: 'x' } }],
+      `headers.${name}: '${name}' is set by the function itself`,
+    ]),
   ])('names the file, the endpoint and the field: %j', (endpoints, fragment) => {
     const message = rejection(endpoints);
     expect(message.startsWith(`${SOURCE}: `)).toBe(true);
@@ -75,6 +83,14 @@ describe('endpoints file schema', () => {
     );
     writeFileSync(path, `${yaml}        tenant: ['007', "0x1F"]\n`);
     expect(readEndpointsFile(path).endpoints[0]?.filter?.extensions).toEqual({ tenant: ['007', '0x1F'] });
+  });
+
+  it('accepts header values Node sends as they are (tab, Latin-1)', () => {
+    const [endpoint] = parseEndpointsDocument(
+      { endpoints: [{ ...base, headers: { 'X-Team': 'caf\u00e9\tA' } }] },
+      SOURCE,
+    );
+    expect(endpoint?.headers).toEqual({ 'X-Team': 'caf\u00e9\tA' });
   });
 
   it('never repeats a password given in a URL', () => {
