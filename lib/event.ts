@@ -4,7 +4,7 @@ import type { InvalidReason } from './types';
 
 const nonEmpty = z.string().check(z.minLength(1, 'must be a non-empty string'));
 
-const CONTEXT_ATTRIBUTES = new Set([
+export const CONTEXT_ATTRIBUTES: ReadonlySet<string> = new Set([
   'specversion',
   'id',
   'source',

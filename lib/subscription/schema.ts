@@ -2,6 +2,7 @@ import * as z from 'zod/mini';
 import { parseEndpointUrl } from '../config';
 import { checkSecretName } from '../credentials';
 import { ConfigError } from '../errors';
+import { CONTEXT_ATTRIBUTES } from '../event';
 
 /**
  * The endpoints file: one subscription per endpoint (name, url, and what, how and how fast it receives).
@@ -113,7 +114,13 @@ export const FilterSchema = z.strictObject({
   subject: z.optional(oneOrMany(MatchSchema)),
   extensions: z.optional(
     z.record(
-      z.string().check(z.regex(/^[a-z0-9]+$/, 'is not a CloudEvents extension name (lower-case letters, digits)')),
+      z.string().check(
+        z.regex(/^[a-z0-9]+$/, 'is not a CloudEvents extension name (lower-case letters, digits)'),
+        z.refine((name) => !CONTEXT_ATTRIBUTES.has(name), {
+          error: (issue) =>
+            `'${String(issue.input)}' is a context attribute, not an extension: filter on type, source or subject directly`,
+        }),
+      ),
       extensionValues,
     ),
   ),
@@ -190,6 +197,8 @@ function describe(issue: z.core.$ZodIssue): string {
         : `must be ${issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`}`;
     case 'invalid_value':
       return `must be ${issue.values.map((value) => JSON.stringify(value)).join(' or ')}`;
+    case 'invalid_key':
+      return issue.issues[0] ? message(issue.issues[0]) : 'is not an accepted name';
     case 'invalid_union':
       return 'matches none of the accepted forms (see the endpoints file reference)';
     case 'too_small':

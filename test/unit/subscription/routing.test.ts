@@ -44,6 +44,12 @@ describe('compileFilter', () => {
     expect(route(event({ tenant: 'acme' }))).toBe(false);
   });
 
+  it('an extension named like an Object.prototype member matches only the event attribute', () => {
+    const route = compileFilter({ extensions: { constructor: 'function Object() { [native code] }' } });
+    expect(route(event())).toBe(false);
+    expect(route(event({ constructor: 'function Object() { [native code] }' }))).toBe(true);
+  });
+
   it('a prefix filter matches exactly the events whose type starts with it (property)', () => {
     fc.assert(
       fc.property(

@@ -59,14 +59,24 @@ describe('endpoints file schema', () => {
       "endpoint 'audit' (endpoints[0]): filter.extensions.tenant: must be a non-empty string or a list of them, not 7: quote the value",
     ],
     [[{ ...base, filter: { extensions: { live: true } } }], 'filter.extensions.live: must be a non-empty string'],
+    [
+      [{ ...base, filter: { extensions: { Tenant: 'x' } } }],
+      'filter.extensions.Tenant: is not a CloudEvents extension name',
+    ],
+    ...['id', 'type', 'time', 'data', 'datacontenttype', 'specversion'].map((name): [unknown[], string] => [
+      [{ ...base, filter: { extensions: { [name]: 'x' } } }],
+      `filter.extensions.${name}: '${name}' is a context attribute, not an extension`,
+    ]),
     [[{ ...base, headers: { 'X-Team': 'a\u0000b' } }], 'headers.X-Team: must be one line of printable characters'],
     [[{ ...base, headers: { 'X-Team': 'a\u007fb' } }], 'headers.X-Team: must be one line'],
     [[{ ...base, headers: { 'X-Team': 'caf\u00e9 \u20ac' } }], 'headers.X-Team: must be one line'],
     [[{ ...base, headers: { 'X-Team': 'a\r\nX-Evil: 1' } }], 'headers.X-Team: must be one line'],
-    ...['Content-Encoding', 'Expect', 'TE', 'Trailer', 'Upgrade', 'Keep-Alive', 'Host', 'Connection'].map((name): [unknown[], string] => [
-      [{ ...base, headers: { [name]: 'x' } }],
-      `headers.${name}: '${name}' is set by the function itself`,
-    ]),
+    ...['Content-Encoding', 'Expect', 'TE', 'Trailer', 'Upgrade', 'Keep-Alive', 'Host', 'Connection'].map(
+      (name): [unknown[], string] => [
+        [{ ...base, headers: { [name]: 'x' } }],
+        `headers.${name}: '${name}' is set by the function itself`,
+      ],
+    ),
   ])('names the file, the endpoint and the field: %j', (endpoints, fragment) => {
     const message = rejection(endpoints);
     expect(message.startsWith(`${SOURCE}: `)).toBe(true);
