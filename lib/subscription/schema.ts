@@ -68,7 +68,12 @@ const headerName = text.check(z.regex(HEADER_NAME, 'is not a valid HTTP header n
 
 export const AuthSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('bearer'), token: SecretRefSchema }),
-  z.strictObject({ kind: z.literal('basic'), username: text, password: SecretRefSchema }),
+  z.strictObject({
+    kind: z.literal('basic'),
+    // RFC 7617: the first ':' ends the user-id, so a user-id with one would be split wrongly by every receiver.
+    username: text.check(z.regex(/^[^:\p{Cc}]*$/u, "must not contain ':' or control characters (RFC 7617)")),
+    password: SecretRefSchema,
+  }),
   z.strictObject({ kind: z.literal('apiKey'), header: headerName, value: SecretRefSchema }),
   z.strictObject({
     kind: z.literal('oauth2-client-credentials'),

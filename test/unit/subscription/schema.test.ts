@@ -60,6 +60,10 @@ describe('endpoints file schema', () => {
     ],
     [[{ ...base, filter: { extensions: { live: true } } }], 'filter.extensions.live: must be a non-empty string'],
     [
+      [{ ...base, auth: { kind: 'basic', username: 'ops:eu', password: { ssm: '/p' } } }],
+      "auth.username: must not contain ':' or control characters (RFC 7617)",
+    ],
+    [
       [{ ...base, filter: { extensions: { Tenant: 'x' } } }],
       'filter.extensions.Tenant: is not a CloudEvents extension name',
     ],
