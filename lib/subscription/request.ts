@@ -70,7 +70,7 @@ export class RequestShaper {
     const endpoint = this.#endpoint;
     const message =
       endpoint.contentMode === 'binary'
-        ? binaryMessage(event.attributes)
+        ? binaryMessage(event.attributes, event.body)
         : { headers: { 'content-type': CONTENT_TYPE }, body: event.body };
     const { body } = message;
     let current = credential;
