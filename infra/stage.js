@@ -177,13 +177,14 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
   } catch (error) {
     fail(stage, error instanceof Error ? error.message : String(error));
   }
-  checkRates(stage, config, maximumConcurrency);
   if (config.deadlineMarginMs >= timeoutS * 1000) {
     fail(
       stage,
       `DEADLINE_MARGIN_MS (${config.deadlineMarginMs}) leaves no time to deliver within timeoutS ${timeoutS}`,
     );
   }
+  // The framework's own output goes to stderr too; this is what an operator reads before deploying.
+  console.error(checkRates(stage, config, { maximumConcurrency, batchSize, timeoutS }).join('\n'));
   const maxReceiveCount = integer(stage, 'maxReceiveCount', await param('maxReceiveCount'), [1, 1000]);
   checkRetention(stage, {
     timeoutS,
@@ -243,11 +244,56 @@ async function endpointsFilePath(stage, param) {
   return existsSync(conventional) ? conventional : undefined;
 }
 
+/** A token bucket's burst: what lib/subscription/rate-limit.ts saves up (one second of requests, at least one). */
+function burstOf(ratePerSecond) {
+  return Math.max(1, Math.ceil(ratePerSecond));
+}
+
+/** Requests an instance can send in `availableMs` at `rateMilli` thousandths of a request per second. */
+function deliverableIn(rateMilli, availableMs) {
+  return burstOf(rateMilli / 1000) + Math.floor((rateMilli * availableMs) / 1_000_000);
+}
+
+/** The smallest whole number of milli-requests per second for which `enough` holds (it must be monotone). */
+function smallestMilli(enough, highest = 100_000_000) {
+  let low = 1;
+  let high = highest;
+  while (low < high) {
+    const middle = Math.floor((low + high) / 2);
+    if (enough(middle)) high = middle;
+    else low = middle + 1;
+  }
+  return low;
+}
+
 /**
- * Prints each endpoint's worst case across the fleet (maximumConcurrency instances, each at its own limits) and
- * refuses an endpoint whose declared global budget (maxRatePerSecond) that worst case could exceed.
+ * Refuses a rate-limited endpoint that cannot take a whole batch within one invocation: records still waiting for a
+ * token at the deadline go back to the queue, and the same ones would wait again on every receive.
  */
-function checkRates(stage, config, maximumConcurrency) {
+function checkBatchFitsRate(stage, endpoint, { batchSize, timeoutS, deadlineMarginMs }) {
+  const rate = endpoint.rateLimitPerSecond;
+  if (rate === undefined) return;
+  const availableMs = timeoutS * 1000 - deadlineMarginMs;
+  const burst = burstOf(rate);
+  const deliverable = deliverableIn(Math.round(rate * 1000), availableMs);
+  if (batchSize <= deliverable) return;
+  const neededRate = smallestMilli((milli) => deliverableIn(milli, availableMs) >= batchSize) / 1000;
+  fail(
+    stage,
+    `endpoint '${endpoint.name}': rateLimitPerSecond ${rate} lets an instance send at most ${deliverable} requests ` +
+      `in one invocation (${burst} at once + ${rate}/s × ${availableMs / 1000} s: timeoutS ${timeoutS} less ` +
+      `DEADLINE_MARGIN_MS ${deadlineMarginMs}), but batchSize is ${batchSize}: the records left waiting would be ` +
+      `received again and again until they reach the dead-letter queue. Lower batchSize to at most ${deliverable}, ` +
+      `raise rateLimitPerSecond to at least ${neededRate}, or raise timeoutS`,
+  );
+}
+
+/**
+ * Returns each endpoint's worst case across the fleet (maximumConcurrency instances, each at its own limits) and
+ * refuses an endpoint whose declared global budget (maxRatePerSecond) that worst case could exceed, or whose rate
+ * limit cannot take a batch within an invocation.
+ */
+export function checkRates(stage, config, { maximumConcurrency, batchSize, timeoutS }) {
   const lines = [`Stage '${stage}': worst case per endpoint with maximumConcurrency ${maximumConcurrency}:`];
   for (const endpoint of config.endpoints) {
     const connections = endpoint.maxConnections ?? config.endpointMaxConnections;
@@ -268,9 +314,9 @@ function checkRates(stage, config, maximumConcurrency) {
           'or lower maximumConcurrency',
       );
     }
+    checkBatchFitsRate(stage, endpoint, { batchSize, timeoutS, deadlineMarginMs: config.deadlineMarginMs });
   }
-  // The framework's own output goes to stderr too; this is what an operator reads before deploying.
-  console.error(lines.join('\n'));
+  return lines;
 }
 
 function stageOf(context) {
