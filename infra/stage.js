@@ -288,6 +288,26 @@ function checkBatchFitsRate(stage, endpoint, { batchSize, timeoutS, deadlineMarg
   );
 }
 
+const milli = (perSecond) => Math.round(perSecond * 1000);
+
+/** Why an endpoint's worst case exceeds its budget, and the per-instance rate (or concurrency) that would fit. */
+function overBudget(endpoint, maximumConcurrency, rateMilli) {
+  const budgetMilli = milli(endpoint.maxRatePerSecond);
+  const fittingMilli = Math.floor(budgetMilli / maximumConcurrency);
+  const fittingConcurrency = Math.floor(budgetMilli / milli(endpoint.rateLimitPerSecond));
+  const fix =
+    fittingMilli >= 1
+      ? `lower rateLimitPerSecond to ${fittingMilli / 1000} or lower maximumConcurrency`
+      : fittingConcurrency >= 2
+        ? `lower maximumConcurrency to ${fittingConcurrency} (no rate of at least 0.001/s fits ${maximumConcurrency} instances)`
+        : 'raise maxRatePerSecond: no rate of at least 0.001/s fits 2 instances (the fewest maximumConcurrency allows)';
+  return (
+    `endpoint '${endpoint.name}': maxRatePerSecond is ${endpoint.maxRatePerSecond}, but ${maximumConcurrency} ` +
+    `instances (maximumConcurrency) × rateLimitPerSecond ${endpoint.rateLimitPerSecond} = ${rateMilli / 1000} ` +
+    `requests/s: ${fix}`
+  );
+}
+
 /**
  * Returns each endpoint's worst case across the fleet (maximumConcurrency instances, each at its own limits) and
  * refuses an endpoint whose declared global budget (maxRatePerSecond) that worst case could exceed, or whose rate
@@ -298,21 +318,16 @@ export function checkRates(stage, config, { maximumConcurrency, batchSize, timeo
   for (const endpoint of config.endpoints) {
     const connections = endpoint.maxConnections ?? config.endpointMaxConnections;
     const concurrency = maximumConcurrency * connections;
-    const rate =
-      endpoint.rateLimitPerSecond === undefined ? undefined : maximumConcurrency * endpoint.rateLimitPerSecond;
+    // In whole milli-requests: 3 × 0.1 must equal 0.3, not exceed it.
+    const rateMilli =
+      endpoint.rateLimitPerSecond === undefined ? undefined : milli(endpoint.rateLimitPerSecond) * maximumConcurrency;
     const budget = endpoint.maxRatePerSecond === undefined ? '' : ` (budget ${endpoint.maxRatePerSecond}/s)`;
     lines.push(
-      `  ${endpoint.name}: ${rate === undefined ? 'no rate limit' : `${rate} requests/s`}${budget}, ` +
+      `  ${endpoint.name}: ${rateMilli === undefined ? 'no rate limit' : `${rateMilli / 1000} requests/s`}${budget}, ` +
         `${concurrency} concurrent requests (${maximumConcurrency} × ${connections})`,
     );
-    if (endpoint.maxRatePerSecond !== undefined && rate > endpoint.maxRatePerSecond) {
-      fail(
-        stage,
-        `endpoint '${endpoint.name}': maxRatePerSecond is ${endpoint.maxRatePerSecond}, but ${maximumConcurrency} ` +
-          `instances (maximumConcurrency) × rateLimitPerSecond ${endpoint.rateLimitPerSecond} = ${rate} requests/s: ` +
-          `lower rateLimitPerSecond to ${Math.floor((endpoint.maxRatePerSecond / maximumConcurrency) * 1000) / 1000} ` +
-          'or lower maximumConcurrency',
-      );
+    if (endpoint.maxRatePerSecond !== undefined && rateMilli > milli(endpoint.maxRatePerSecond)) {
+      fail(stage, overBudget(endpoint, maximumConcurrency, rateMilli));
     }
     checkBatchFitsRate(stage, endpoint, { batchSize, timeoutS, deadlineMarginMs: config.deadlineMarginMs });
   }

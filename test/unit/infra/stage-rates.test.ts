@@ -39,3 +39,29 @@ describe('checkRates: a rate-limited endpoint must take a whole batch within one
     );
   });
 });
+
+describe('checkRates: the global budget, in whole milli-requests', () => {
+  const budget = (endpoint: { rateLimitPerSecond: number; maxRatePerSecond: number }, maximumConcurrency: number) =>
+    checkRates('prod', config(endpoint), { maximumConcurrency, batchSize: 1, timeoutS: 60 });
+
+  it('accepts a worst case exactly at the budget, however binary floating point rounds it', () => {
+    expect(budget({ rateLimitPerSecond: 0.1, maxRatePerSecond: 0.3 }, 3)).toContain(
+      '  crm: 0.3 requests/s (budget 0.3/s), 300 concurrent requests (3 × 100)',
+    );
+  });
+
+  it('suggests a rate that fits, exactly', () => {
+    expect(refusal(() => budget({ rateLimitPerSecond: 1, maxRatePerSecond: 0.3 }, 3))).toContain(
+      '3 instances (maximumConcurrency) × rateLimitPerSecond 1 = 3 requests/s: lower rateLimitPerSecond to 0.1 or',
+    );
+  });
+
+  it('suggests fewer instances when no rate of at least 0.001/s fits', () => {
+    expect(refusal(() => budget({ rateLimitPerSecond: 0.001, maxRatePerSecond: 0.003 }, 1000))).toContain(
+      'lower maximumConcurrency to 3 (no rate of at least 0.001/s fits 1000 instances)',
+    );
+    expect(refusal(() => budget({ rateLimitPerSecond: 0.5, maxRatePerSecond: 0.001 }, 2))).toContain(
+      'raise maxRatePerSecond',
+    );
+  });
+});
