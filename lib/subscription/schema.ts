@@ -148,7 +148,8 @@ const headersSchema = z.record(headerName, headerValue).check(
 );
 
 const wholeNumber = (min: number, max: number) => z.number().check(z.int(), z.gte(min), z.lte(max));
-const rate = z.number().check(z.gt(0), z.lte(100_000));
+// At least one request in 1,000 s; budgets are compared in whole milli-requests (infra/stage.js).
+const rate = z.number().check(z.gte(0.001), z.lte(100_000));
 
 export const SubscriptionSchema = z
   .strictObject({

@@ -48,6 +48,7 @@ describe('endpoints file schema', () => {
     ],
     [[{ ...base, filter: { type: { suffix: '.created' } } }], 'filter.type'],
     [[{ ...base, rateLimitPerSecond: 0 }], 'rateLimitPerSecond'],
+    [[{ ...base, rateLimitPerSecond: 0.0001 }], 'rateLimitPerSecond: must be at least 0.001'],
     [[{ ...base, maxRatePerSecond: 100 }], 'maxRatePerSecond: a global budget needs rateLimitPerSecond'],
     [[{ ...base, timeoutMs: 1.5 }], 'timeoutMs'],
     [[base, base], "name: 'audit' appears twice"],
