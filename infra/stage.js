@@ -290,11 +290,20 @@ function checkBatchFitsRate(stage, endpoint, { batchSize, timeoutS, deadlineMarg
 
 const milli = (perSecond) => Math.round(perSecond * 1000);
 
-/** Why an endpoint's worst case exceeds its budget, and the per-instance rate (or concurrency) that would fit. */
-function overBudget(endpoint, maximumConcurrency, rateMilli) {
+/**
+ * The most requests an instance sends in any one second, in milli-requests: its full bucket (saved up during a pause)
+ * at once, plus a second of refill.
+ */
+function oneSecondMilli(rateMilli) {
+  return burstOf(rateMilli / 1000) * 1000 + rateMilli;
+}
+
+/** Why an endpoint's worst second exceeds its budget, and the per-instance rate (or concurrency) that would fit. */
+function overBudget(endpoint, maximumConcurrency, worstMilli) {
   const budgetMilli = milli(endpoint.maxRatePerSecond);
-  const fittingMilli = Math.floor(budgetMilli / maximumConcurrency);
-  const fittingConcurrency = Math.floor(budgetMilli / milli(endpoint.rateLimitPerSecond));
+  const fittingMilli = smallestMilli((rate) => maximumConcurrency * oneSecondMilli(rate) > budgetMilli) - 1;
+  const burst = burstOf(endpoint.rateLimitPerSecond);
+  const fittingConcurrency = Math.floor(budgetMilli / oneSecondMilli(milli(endpoint.rateLimitPerSecond)));
   const fix =
     fittingMilli >= 1
       ? `lower rateLimitPerSecond to ${fittingMilli / 1000} or lower maximumConcurrency`
@@ -303,8 +312,8 @@ function overBudget(endpoint, maximumConcurrency, rateMilli) {
         : 'raise maxRatePerSecond: no rate of at least 0.001/s fits 2 instances (the fewest maximumConcurrency allows)';
   return (
     `endpoint '${endpoint.name}': maxRatePerSecond is ${endpoint.maxRatePerSecond}, but ${maximumConcurrency} ` +
-    `instances (maximumConcurrency) × rateLimitPerSecond ${endpoint.rateLimitPerSecond} = ${rateMilli / 1000} ` +
-    `requests/s: ${fix}`
+    `instances (maximumConcurrency) × (a burst of ${burst} + rateLimitPerSecond ${endpoint.rateLimitPerSecond}) = ` +
+    `${worstMilli / 1000} requests in one second: ${fix}`
   );
 }
 
@@ -318,16 +327,19 @@ export function checkRates(stage, config, { maximumConcurrency, batchSize, timeo
   for (const endpoint of config.endpoints) {
     const connections = endpoint.maxConnections ?? config.endpointMaxConnections;
     const concurrency = maximumConcurrency * connections;
-    // In whole milli-requests: 3 × 0.1 must equal 0.3, not exceed it.
-    const rateMilli =
-      endpoint.rateLimitPerSecond === undefined ? undefined : milli(endpoint.rateLimitPerSecond) * maximumConcurrency;
+    // In whole milli-requests, so that 3 × 3.1 equals 9.3 rather than exceeding it.
+    const rateMilli = endpoint.rateLimitPerSecond === undefined ? undefined : milli(endpoint.rateLimitPerSecond);
+    const worstMilli = rateMilli === undefined ? undefined : maximumConcurrency * oneSecondMilli(rateMilli);
     const budget = endpoint.maxRatePerSecond === undefined ? '' : ` (budget ${endpoint.maxRatePerSecond}/s)`;
+    const rate =
+      rateMilli === undefined
+        ? 'no rate limit'
+        : `${(maximumConcurrency * rateMilli) / 1000} requests/s, at most ${worstMilli / 1000} in one second`;
     lines.push(
-      `  ${endpoint.name}: ${rateMilli === undefined ? 'no rate limit' : `${rateMilli / 1000} requests/s`}${budget}, ` +
-        `${concurrency} concurrent requests (${maximumConcurrency} × ${connections})`,
+      `  ${endpoint.name}: ${rate}${budget}, ${concurrency} concurrent requests (${maximumConcurrency} × ${connections})`,
     );
-    if (endpoint.maxRatePerSecond !== undefined && rateMilli > milli(endpoint.maxRatePerSecond)) {
-      fail(stage, overBudget(endpoint, maximumConcurrency, rateMilli));
+    if (endpoint.maxRatePerSecond !== undefined && worstMilli > milli(endpoint.maxRatePerSecond)) {
+      fail(stage, overBudget(endpoint, maximumConcurrency, worstMilli));
     }
     checkBatchFitsRate(stage, endpoint, { batchSize, timeoutS, deadlineMarginMs: config.deadlineMarginMs });
   }

@@ -40,24 +40,30 @@ describe('checkRates: a rate-limited endpoint must take a whole batch within one
   });
 });
 
-describe('checkRates: the global budget, in whole milli-requests', () => {
+describe('checkRates: the global budget, over any one second, in whole milli-requests', () => {
   const budget = (endpoint: { rateLimitPerSecond: number; maxRatePerSecond: number }, maximumConcurrency: number) =>
     checkRates('prod', config(endpoint), { maximumConcurrency, batchSize: 1, timeoutS: 60 });
 
-  it('accepts a worst case exactly at the budget, however binary floating point rounds it', () => {
-    expect(budget({ rateLimitPerSecond: 0.1, maxRatePerSecond: 0.3 }, 3)).toContain(
-      '  crm: 0.3 requests/s (budget 0.3/s), 300 concurrent requests (3 × 100)',
+  it('counts the burst a full bucket sends after a pause, on top of a second of refill', () => {
+    expect(budget({ rateLimitPerSecond: 20, maxRatePerSecond: 400 }, 10)).toContain(
+      '  crm: 200 requests/s, at most 400 in one second (budget 400/s), 1000 concurrent requests (10 × 100)',
     );
+    expect(refusal(() => budget({ rateLimitPerSecond: 20, maxRatePerSecond: 399 }, 10))).toBe(
+      "Stage 'prod': endpoint 'crm': maxRatePerSecond is 399, but 10 instances (maximumConcurrency) × (a burst of 20 " +
+        '+ rateLimitPerSecond 20) = 400 requests in one second: lower rateLimitPerSecond to 19.9 or lower ' +
+        'maximumConcurrency',
+    );
+    expect(() => budget({ rateLimitPerSecond: 19.9, maxRatePerSecond: 399 }, 10)).not.toThrow();
   });
 
-  it('suggests a rate that fits, exactly', () => {
-    expect(refusal(() => budget({ rateLimitPerSecond: 1, maxRatePerSecond: 0.3 }, 3))).toContain(
-      '3 instances (maximumConcurrency) × rateLimitPerSecond 1 = 3 requests/s: lower rateLimitPerSecond to 0.1 or',
+  it('accepts a worst case exactly at the budget, however binary floating point rounds it', () => {
+    expect(budget({ rateLimitPerSecond: 1.1, maxRatePerSecond: 9.3 }, 3)).toContain(
+      '  crm: 3.3 requests/s, at most 9.3 in one second (budget 9.3/s), 300 concurrent requests (3 × 100)',
     );
   });
 
   it('suggests fewer instances when no rate of at least 0.001/s fits', () => {
-    expect(refusal(() => budget({ rateLimitPerSecond: 0.001, maxRatePerSecond: 0.003 }, 1000))).toContain(
+    expect(refusal(() => budget({ rateLimitPerSecond: 0.001, maxRatePerSecond: 3.003 }, 1000))).toContain(
       'lower maximumConcurrency to 3 (no rate of at least 0.001/s fits 1000 instances)',
     );
     expect(refusal(() => budget({ rateLimitPerSecond: 0.5, maxRatePerSecond: 0.001 }, 2))).toContain(
