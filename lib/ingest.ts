@@ -248,7 +248,9 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
               return await ledger.lookup(wanted, deliveryDeadline.signal, (key) => routed.get(key) ?? []);
             } catch (error) {
               counters.ledgerErrors++;
-              logger.warn('delivery ledger unavailable; delivering to every endpoint', { error: errorText(error) });
+              logger.warn('delivery ledger unavailable; delivering to every endpoint each event is routed to', {
+                error: errorText(error),
+              });
               return new Map<string, Set<string>>();
             }
           }
