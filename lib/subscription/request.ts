@@ -96,13 +96,14 @@ export class RequestShaper {
     return {
       ...(refresh ? { refresh } : {}),
       prepare: () => {
-        const headers = endpoint.signing ? { ...fixed, ...this.#signature(event.key, body, context) } : fixed;
-        if (!this.#oauth) return { headers, body };
+        // Signed when the request is ready to go: after any wait for a token, so the timestamp is the sending time.
+        const signed = () => (endpoint.signing ? { ...fixed, ...this.#signature(event.key, body, context) } : fixed);
+        if (!this.#oauth) return { headers: signed(), body };
         const token = this.#oauth.get(this.#secret(context, 'auth.clientSecret'), context.signal, rejectedToken);
         rejectedToken = undefined;
         const withToken = (value: string): PreparedRequest => {
           lastToken = value;
-          return { headers: { ...headers, authorization: `Bearer ${value}` }, body };
+          return { headers: { ...signed(), authorization: `Bearer ${value}` }, body };
         };
         return typeof token === 'string' ? withToken(token) : token.then(withToken);
       },

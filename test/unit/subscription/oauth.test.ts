@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { ClientCredentialsToken, OAuthTokenError } from '../../../lib/subscription/oauth';
+import { RequestShaper } from '../../../lib/subscription/request';
 import { listenForTest, testEndpoint } from '../../support/endpoints';
 import { subscriberFor, validEvent } from '../../support/subscriptions';
 
@@ -13,7 +14,7 @@ interface TokenRequest {
 }
 
 /** A real OAuth 2.0 token endpoint on loopback: issues tok-1, tok-2, ... to the right client, 401 otherwise. */
-async function tokenServer(expiresIn = 3600) {
+async function tokenServer(expiresIn = 3600, beforeAnswer = () => {}) {
   const requests: TokenRequest[] = [];
   const server = http.createServer((req, res) => {
     let body = '';
@@ -22,6 +23,7 @@ async function tokenServer(expiresIn = 3600) {
     });
     req.on('end', () => {
       const authorization = String(req.headers.authorization);
+      beforeAnswer();
       requests.push({ authorization, form: new URLSearchParams(body) });
       const expected = `Basic ${Buffer.from(`ingest:${encodeURIComponent(SECRET)}`).toString('base64')}`;
       res.writeHead(authorization === expected ? 200 : 401, { 'content-type': 'application/json' });
@@ -150,5 +152,35 @@ describe('an endpoint behind OAuth client credentials', () => {
     expect(JSON.stringify(result)).toContain('answered 401');
     expect(JSON.stringify(result)).not.toContain('nope');
     expect(sink.received).toHaveLength(0);
+  });
+});
+
+describe('OAuth with Standard Webhooks signatures', () => {
+  it('signs once the token has arrived: webhook-timestamp is the time of sending, not of asking for the token', async () => {
+    let nowMs = 1_000_000_000;
+    const tokens = await tokenServer(3600, () => {
+      nowMs += 30_000;
+    });
+    const shaper = new RequestShaper(
+      {
+        name: 'crm',
+        url: new URL('https://crm.example.com/in'),
+        auth: {
+          kind: 'oauth2-client-credentials',
+          tokenUrl: tokens.url.href,
+          clientId: 'ingest',
+          clientSecret: { secretsmanager: 'crm' },
+        },
+        signing: { scheme: 'standard-webhooks', secrets: [{ ssm: '/sig' }] },
+      },
+      { timeoutMs: 5000, now: () => nowMs },
+    );
+    const secrets = new Map([
+      ['secretsmanager:crm', SECRET],
+      ['ssm:/sig', `whsec_${Buffer.alloc(24, 1).toString('base64')}`],
+    ]);
+    const request = await shaper.source(valid(), { signal: never, secrets }).prepare();
+    expect(request.headers.authorization).toBe('Bearer tok-1');
+    expect(request.headers['webhook-timestamp']).toBe(String(1_000_030));
   });
 });
