@@ -85,9 +85,10 @@ export class RequestShaper {
     let request: PreparedRequest = { headers: fixed, body };
     let lastToken: string | undefined;
     let rejectedToken: string | undefined;
-    const refresh = this.#refresher(context, current !== undefined, async () => {
+    const refresh = this.#refresher(context, current !== undefined, async (status) => {
       if (current && context.refreshCredential) current = await context.refreshCredential(endpoint.name);
-      rejectedToken = lastToken;
+      // 403 is the token's scope or the client's permission: a new token of the same client would be refused too.
+      if (status !== 403) rejectedToken = lastToken;
       fixed = build();
       request = { headers: fixed, body };
     });
@@ -114,14 +115,14 @@ export class RequestShaper {
   #refresher(
     context: ShapeContext,
     hasCredential: boolean,
-    rebuild: () => Promise<void>,
-  ): (() => Promise<void>) | undefined {
+    rebuild: (status?: number) => Promise<void>,
+  ): ((status?: number) => Promise<void>) | undefined {
     const credential = hasCredential && context.refreshCredential !== undefined;
     const secrets = this.#refs.size > 0 && context.refreshSecrets !== undefined;
     if (!credential && !secrets && !this.#oauth) return undefined;
-    return async () => {
+    return async (status) => {
       if (secrets) await context.refreshSecrets?.(this.#endpoint.name);
-      await rebuild();
+      await rebuild(status);
     };
   }
 

@@ -90,6 +90,47 @@ describe('ClientCredentialsToken', () => {
     expect(tokens.requests).toHaveLength(2);
   });
 
+  it('after an old and a fresh token were both refused, asks for no new one for a minute, then tries one more', async () => {
+    const tokens = await tokenServer();
+    let now = 1_000_000;
+    const source = new ClientCredentialsToken({
+      endpoint: 'crm',
+      tokenUrl: tokens.url,
+      clientId: 'ingest',
+      timeoutMs: 5000,
+      now: () => now,
+    });
+    expect(await source.get(SECRET, never)).toBe('tok-1');
+    expect(await source.get(SECRET, never, 'tok-1')).toBe('tok-2');
+    expect(await source.get(SECRET, never, 'tok-2')).toBe('tok-2');
+    now += 59_000;
+    expect(await source.get(SECRET, never, 'tok-2')).toBe('tok-2');
+    expect(tokens.requests).toHaveLength(2);
+    now += 1_000;
+    expect(await source.get(SECRET, never, 'tok-2')).toBe('tok-3');
+  });
+
+  it('a token endpoint that is down is asked again after 5 s, or at once with another client secret', async () => {
+    const down = await testEndpoint(() => ({ status: 503 }));
+    let now = 1_000_000;
+    const source = new ClientCredentialsToken({
+      endpoint: 'crm',
+      tokenUrl: new URL(down.url),
+      clientId: 'ingest',
+      timeoutMs: 5000,
+      now: () => now,
+    });
+    for (let i = 0; i < 3; i++) {
+      await expect(Promise.resolve(source.get(SECRET, never))).rejects.toThrow(/answered 503/);
+    }
+    expect(down.received).toHaveLength(1);
+    await expect(Promise.resolve(source.get('rotated', never))).rejects.toThrow(/answered 503/);
+    expect(down.received).toHaveLength(2);
+    now += 5_000;
+    await expect(Promise.resolve(source.get(SECRET, never))).rejects.toThrow(/answered 503/);
+    expect(down.received).toHaveLength(3);
+  });
+
   it('a refused client is an OAuthTokenError naming the endpoint and the token URL, never the secret', async () => {
     const tokens = await tokenServer();
     const source = tokenSource(tokens.url);
@@ -141,6 +182,25 @@ describe('an endpoint behind OAuth client credentials', () => {
     const sub = subscriber(sink.url, tokens.url);
     expect(await sub.deliver(valid(), context)).toMatchObject({ ok: false, kind: 'unauthorized', status: 401 });
     expect(sink.received).toHaveLength(2);
+  });
+
+  it('an endpoint refusing every token costs two token requests, not one per delivery', async () => {
+    const tokens = await tokenServer();
+    const sink = await testEndpoint(() => ({ status: 401 }));
+    const sub = subscriber(sink.url, tokens.url);
+    for (const id of ['evt-1', 'evt-2', 'evt-3', 'evt-4']) {
+      expect(await sub.deliver(valid(id), context)).toMatchObject({ ok: false, kind: 'unauthorized' });
+    }
+    expect(tokens.requests).toHaveLength(2);
+  });
+
+  it('a 403 (scope, permission) is retried once after re-reading the secrets, with no new token', async () => {
+    const tokens = await tokenServer();
+    const sink = await testEndpoint(() => ({ status: 403 }));
+    const sub = subscriber(sink.url, tokens.url);
+    expect(await sub.deliver(valid(), context)).toMatchObject({ ok: false, kind: 'unauthorized', status: 403 });
+    expect(sink.received.map((r) => r.headers.authorization)).toEqual(['Bearer tok-1', 'Bearer tok-1']);
+    expect(tokens.requests).toHaveLength(1);
   });
 
   it('a token endpoint that refuses us fails the delivery with its reason, and nothing reaches the endpoint', async () => {
