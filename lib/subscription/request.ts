@@ -1,8 +1,9 @@
 import type { RequestSource } from '../delivery';
 import { authHeaders, CONTENT_TYPE, type Credential, type PreparedRequest } from '../endpoint';
+import { DeliveryAttemptError } from '../errors';
 import type { ValidEvent } from '../event';
 import { binaryMessage } from './binary';
-import { ClientCredentialsToken } from './oauth';
+import { ClientCredentialsToken, OAuthTokenError } from './oauth';
 import type { EndpointConfig, SecretRefValue } from './schema';
 import { standardWebhooksHeaders, standardWebhooksKey } from './signing';
 
@@ -34,6 +35,18 @@ export function secretRefsOf(endpoint: EndpointConfig): { field: string; ref: Se
   }
   if (signing?.scheme === 'x-signature-256') refs.push({ field: 'signing.secret', ref: signing.secret });
   return refs;
+}
+
+/**
+ * A token endpoint answering 400/401 (invalid_client, typically after the client secret was rotated) is a refusal of
+ * our credentials: the delivery then reads the secrets again and retries once, and the endpoint's breaker is untouched.
+ */
+function clientRefused(error: unknown): never {
+  if (error instanceof OAuthTokenError && (error.status === 400 || error.status === 401)) {
+    // The message (token URL, status, what to check) is the failure's error field: the log line shows it.
+    throw new DeliveryAttemptError('unauthorized', error.endpoint, error.message, error.status, error.message);
+  }
+  throw error;
 }
 
 /**
@@ -106,7 +119,7 @@ export class RequestShaper {
           lastToken = value;
           return { headers: { ...signed(), authorization: `Bearer ${value}` }, body };
         };
-        return typeof token === 'string' ? withToken(token) : token.then(withToken);
+        return typeof token === 'string' ? withToken(token) : token.then(withToken, clientRefused);
       },
     };
   }

@@ -203,12 +203,30 @@ describe('an endpoint behind OAuth client credentials', () => {
     expect(tokens.requests).toHaveLength(1);
   });
 
-  it('a token endpoint that refuses us fails the delivery with its reason, and nothing reaches the endpoint', async () => {
+  it('a token endpoint refusing the client secret makes it read again: a rotated secret is picked up at once', async () => {
+    const tokens = await tokenServer();
+    const sink = await testEndpoint();
+    const sub = subscriber(sink.url, tokens.url);
+    const secrets = new Map([['secretsmanager:crm', 'before-rotation']]);
+    let reads = 0;
+    const refreshSecrets = async () => {
+      reads++;
+      secrets.set('secretsmanager:crm', SECRET);
+    };
+    expect(await sub.deliver(valid(), { ...context, secrets, refreshSecrets })).toMatchObject({
+      ok: true,
+      attempts: 2,
+    });
+    expect(reads).toBe(1);
+    expect(sink.received.map((r) => r.headers.authorization)).toEqual(['Bearer tok-2']);
+  });
+
+  it('a token endpoint that refuses us fails the delivery as unauthorized, and nothing reaches the endpoint', async () => {
     const tokens = await tokenServer();
     const sink = await testEndpoint();
     const sub = subscriber(sink.url, tokens.url);
     const result = await sub.deliver(valid(), { ...context, secrets: new Map([['secretsmanager:crm', 'nope']]) });
-    expect(result).toMatchObject({ ok: false, kind: 'transient' });
+    expect(result).toMatchObject({ ok: false, kind: 'unauthorized', status: 401 });
     expect(JSON.stringify(result)).toContain('answered 401');
     expect(JSON.stringify(result)).not.toContain('nope');
     expect(sink.received).toHaveLength(0);
