@@ -158,7 +158,8 @@ export class EndpointDelivery {
       granted.then((ok) => {
         if (ok) return this.#send(job);
         this.#active--;
-        job.resolve({ ok: false, endpoint: this.#endpoint.name, kind: 'aborted', attempts: job.attempt });
+        const cut = { kind: 'aborted', error: 'RATE_LIMIT_WAIT', attempts: job.attempt } as const;
+        job.resolve({ ok: false, endpoint: this.#endpoint.name, ...cut });
         this.#pump();
       });
   }

@@ -231,10 +231,11 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         for (const result of fan.results) {
           const stat = stats.get(result.endpoint)!;
           stat.retries += result.attempts - 1;
+          // A record still waiting for a rate-limit token at the deadline is not the endpoint failing.
           if (result.ok) {
             stat.delivered++;
             stat.latency.add(result.latencyMs);
-          } else stat.failed++;
+          } else if (result.error !== 'RATE_LIMIT_WAIT') stat.failed++;
         }
         return fan;
       };
