@@ -4,7 +4,7 @@ import { DeliveryAttemptError } from '../errors';
 import type { ValidEvent } from '../event';
 import { binaryMessage } from './binary';
 import { ClientCredentialsToken, OAuthTokenError } from './oauth';
-import type { EndpointConfig, SecretRefValue } from './schema';
+import { type EndpointConfig, HEADER_VALUE, type SecretRefValue } from './schema';
 import { standardWebhooksHeaders, standardWebhooksKey } from './signing';
 
 /** What shaping a request needs beyond the event: this batch's secrets, their refresh, and the deadline's signal. */
@@ -35,6 +35,21 @@ export function secretRefsOf(endpoint: EndpointConfig): { field: string; ref: Se
   }
   if (signing?.scheme === 'x-signature-256') refs.push({ field: 'signing.secret', ref: signing.secret });
   return refs;
+}
+
+/**
+ * A secret with a line break or another character HTTP refuses (say, a trailing newline in an SSM parameter) would make
+ * every request throw before it is sent: that is our credentials being unusable, not the endpoint failing, so it is
+ * 'unauthorized' (read again once, then backed off, never quarantined, breaker untouched). The value is never shown.
+ */
+function unsendable(endpoint: string, headers: Record<string, string>): DeliveryAttemptError | undefined {
+  for (const [name, value] of Object.entries(headers)) {
+    if (!HEADER_VALUE.test(value)) {
+      const message = `the value of header '${name}' has a character HTTP does not allow (a line break in a secret?): fix the secret`;
+      return new DeliveryAttemptError('unauthorized', endpoint, message, undefined, `INVALID_HEADER_VALUE ${name}`);
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -95,6 +110,7 @@ export class RequestShaper {
       ...this.#staticAuth(context),
     });
     let fixed = build();
+    let problem = unsendable(endpoint.name, fixed);
     let request: PreparedRequest = { headers: fixed, body };
     let lastToken: string | undefined;
     let rejectedToken: string | undefined;
@@ -103,19 +119,34 @@ export class RequestShaper {
       // 403 is the token's scope or the client's permission: a new token of the same client would be refused too.
       if (status !== 403) rejectedToken = lastToken;
       fixed = build();
+      problem = unsendable(endpoint.name, fixed);
       request = { headers: fixed, body };
     });
     // Without a signature or a token, every attempt sends the same request: built once (and again after a refresh).
-    if (!endpoint.signing && !this.#oauth) return { prepare: () => request, ...(refresh ? { refresh } : {}) };
+    const checked = () => {
+      if (problem) throw problem;
+    };
+    if (!endpoint.signing && !this.#oauth) {
+      return {
+        prepare: () => {
+          checked();
+          return request;
+        },
+        ...(refresh ? { refresh } : {}),
+      };
+    }
     return {
       ...(refresh ? { refresh } : {}),
       prepare: () => {
         // Signed when the request is ready to go: after any wait for a token, so the timestamp is the sending time.
+        checked();
         const signed = () => (endpoint.signing ? { ...fixed, ...this.#signature(event.key, body, context) } : fixed);
         if (!this.#oauth) return { headers: signed(), body };
         const token = this.#oauth.get(this.#secret(context, 'auth.clientSecret'), context.signal, rejectedToken);
         rejectedToken = undefined;
         const withToken = (value: string): PreparedRequest => {
+          const bad = unsendable(endpoint.name, { authorization: value });
+          if (bad) throw bad;
           lastToken = value;
           return { headers: { ...signed(), authorization: `Bearer ${value}` }, body };
         };

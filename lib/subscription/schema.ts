@@ -31,7 +31,7 @@ const RESERVED_HEADERS = new Set([
   'x-signature-256',
 ]);
 // RFC 9110 field-value characters (HTAB, visible ASCII, space, obs-text): anything else makes every request throw.
-const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+export const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const RESERVED_PREFIXES = ['ce-', 'webhook-'];
 
 function isReserved(lowerCaseName: string): boolean {
