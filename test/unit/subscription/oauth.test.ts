@@ -42,8 +42,14 @@ async function tokenServer(expiresIn = 3600, beforeAnswer = () => {}) {
 
 const valid = (id = 'evt-1') => validEvent(id);
 
-const tokenSource = (tokenUrl: URL) =>
-  new ClientCredentialsToken({ endpoint: 'crm', tokenUrl, clientId: 'ingest', timeoutMs: 5000 });
+const tokenSource = (tokenUrl: URL, now?: () => number) =>
+  new ClientCredentialsToken({
+    endpoint: 'crm',
+    tokenUrl,
+    clientId: 'ingest',
+    timeoutMs: 5000,
+    ...(now ? { now } : {}),
+  });
 
 describe('ClientCredentialsToken', () => {
   it('asks the token endpoint once with HTTP Basic client credentials and the scope, then reuses the token', async () => {
@@ -65,13 +71,7 @@ describe('ClientCredentialsToken', () => {
   it('renews a token shortly before it expires', async () => {
     const tokens = await tokenServer(120);
     let now = 1_000_000;
-    const source = new ClientCredentialsToken({
-      endpoint: 'crm',
-      tokenUrl: tokens.url,
-      clientId: 'ingest',
-      timeoutMs: 5000,
-      now: () => now,
-    });
+    const source = tokenSource(tokens.url, () => now);
     expect(await source.get(SECRET, never)).toBe('tok-1');
     now += 107_000;
     expect(await source.get(SECRET, never)).toBe('tok-1');
@@ -93,13 +93,7 @@ describe('ClientCredentialsToken', () => {
   it('after an old and a fresh token were both refused, asks for no new one for a minute, then tries one more', async () => {
     const tokens = await tokenServer();
     let now = 1_000_000;
-    const source = new ClientCredentialsToken({
-      endpoint: 'crm',
-      tokenUrl: tokens.url,
-      clientId: 'ingest',
-      timeoutMs: 5000,
-      now: () => now,
-    });
+    const source = tokenSource(tokens.url, () => now);
     expect(await source.get(SECRET, never)).toBe('tok-1');
     expect(await source.get(SECRET, never, 'tok-1')).toBe('tok-2');
     expect(await source.get(SECRET, never, 'tok-2')).toBe('tok-2');
@@ -113,13 +107,7 @@ describe('ClientCredentialsToken', () => {
   it('a token endpoint that is down is asked again after 5 s, or at once with another client secret', async () => {
     const down = await testEndpoint(() => ({ status: 503 }));
     let now = 1_000_000;
-    const source = new ClientCredentialsToken({
-      endpoint: 'crm',
-      tokenUrl: new URL(down.url),
-      clientId: 'ingest',
-      timeoutMs: 5000,
-      now: () => now,
-    });
+    const source = tokenSource(new URL(down.url), () => now);
     for (let i = 0; i < 3; i++) {
       await expect(Promise.resolve(source.get(SECRET, never))).rejects.toThrow(/answered 503/);
     }
