@@ -6,3 +6,18 @@ export function credentialArns(ref: {
   name: string;
 }): (string | { 'Fn::Sub': string })[];
 export const UNDISPLAYED_METRICS: Record<string, string>;
+/** Each endpoint's worst case across the fleet, as printed by `npm run package`; throws when a stage breaks a limit. */
+export function checkRates(
+  stage: string,
+  config: {
+    endpointMaxConnections: number;
+    deadlineMarginMs: number;
+    endpoints: readonly {
+      name: string;
+      maxConnections?: number;
+      rateLimitPerSecond?: number;
+      maxRatePerSecond?: number;
+    }[];
+  },
+  limits: { maximumConcurrency: number; batchSize: number; timeoutS: number },
+): string[];

@@ -177,13 +177,14 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
   } catch (error) {
     fail(stage, error instanceof Error ? error.message : String(error));
   }
-  checkRates(stage, config, maximumConcurrency);
   if (config.deadlineMarginMs >= timeoutS * 1000) {
     fail(
       stage,
       `DEADLINE_MARGIN_MS (${config.deadlineMarginMs}) leaves no time to deliver within timeoutS ${timeoutS}`,
     );
   }
+  // The framework's own output goes to stderr too; this is what an operator reads before deploying.
+  console.error(checkRates(stage, config, { maximumConcurrency, batchSize, timeoutS }).join('\n'));
   const maxReceiveCount = integer(stage, 'maxReceiveCount', await param('maxReceiveCount'), [1, 1000]);
   checkRetention(stage, {
     timeoutS,
@@ -243,34 +244,106 @@ async function endpointsFilePath(stage, param) {
   return existsSync(conventional) ? conventional : undefined;
 }
 
+/** A token bucket's burst: what lib/subscription/rate-limit.ts saves up (one second of requests, at least one). */
+function burstOf(ratePerSecond) {
+  return Math.max(1, Math.ceil(ratePerSecond));
+}
+
+/** Requests an instance can send in `availableMs` at `rateMilli` thousandths of a request per second. */
+function deliverableIn(rateMilli, availableMs) {
+  return burstOf(rateMilli / 1000) + Math.floor((rateMilli * availableMs) / 1_000_000);
+}
+
+/** The smallest whole number of milli-requests per second for which `enough` holds (it must be monotone). */
+function smallestMilli(enough, highest = 100_000_000) {
+  let low = 1;
+  let high = highest;
+  while (low < high) {
+    const middle = Math.floor((low + high) / 2);
+    if (enough(middle)) high = middle;
+    else low = middle + 1;
+  }
+  return low;
+}
+
 /**
- * Prints each endpoint's worst case across the fleet (maximumConcurrency instances, each at its own limits) and
- * refuses an endpoint whose declared global budget (maxRatePerSecond) that worst case could exceed.
+ * Refuses a rate-limited endpoint that cannot take a whole batch within one invocation: records still waiting for a
+ * token at the deadline go back to the queue, and the same ones would wait again on every receive.
  */
-function checkRates(stage, config, maximumConcurrency) {
+function checkBatchFitsRate(stage, endpoint, { batchSize, timeoutS, deadlineMarginMs }) {
+  const rate = endpoint.rateLimitPerSecond;
+  if (rate === undefined) return;
+  const availableMs = timeoutS * 1000 - deadlineMarginMs;
+  const burst = burstOf(rate);
+  const deliverable = deliverableIn(Math.round(rate * 1000), availableMs);
+  if (batchSize <= deliverable) return;
+  const neededRate = smallestMilli((milli) => deliverableIn(milli, availableMs) >= batchSize) / 1000;
+  fail(
+    stage,
+    `endpoint '${endpoint.name}': rateLimitPerSecond ${rate} lets an instance send at most ${deliverable} requests ` +
+      `in one invocation (${burst} at once + ${rate}/s × ${availableMs / 1000} s: timeoutS ${timeoutS} less ` +
+      `DEADLINE_MARGIN_MS ${deadlineMarginMs}), but batchSize is ${batchSize}: the records left waiting would be ` +
+      `received again and again until they reach the dead-letter queue. Lower batchSize to at most ${deliverable}, ` +
+      `raise rateLimitPerSecond to at least ${neededRate}, or raise timeoutS`,
+  );
+}
+
+const milli = (perSecond) => Math.round(perSecond * 1000);
+
+/**
+ * The most requests an instance sends in any one second, in milli-requests: its full bucket (saved up during a pause)
+ * at once, plus a second of refill.
+ */
+function oneSecondMilli(rateMilli) {
+  return burstOf(rateMilli / 1000) * 1000 + rateMilli;
+}
+
+/** Why an endpoint's worst second exceeds its budget, and the per-instance rate (or concurrency) that would fit. */
+function overBudget(endpoint, maximumConcurrency, worstMilli) {
+  const budgetMilli = milli(endpoint.maxRatePerSecond);
+  const fittingMilli = smallestMilli((rate) => maximumConcurrency * oneSecondMilli(rate) > budgetMilli) - 1;
+  const burst = burstOf(endpoint.rateLimitPerSecond);
+  const fittingConcurrency = Math.floor(budgetMilli / oneSecondMilli(milli(endpoint.rateLimitPerSecond)));
+  const fix =
+    fittingMilli >= 1
+      ? `lower rateLimitPerSecond to ${fittingMilli / 1000} or lower maximumConcurrency`
+      : fittingConcurrency >= 2
+        ? `lower maximumConcurrency to ${fittingConcurrency} (no rate of at least 0.001/s fits ${maximumConcurrency} instances)`
+        : 'raise maxRatePerSecond: no rate of at least 0.001/s fits 2 instances (the fewest maximumConcurrency allows)';
+  return (
+    `endpoint '${endpoint.name}': maxRatePerSecond is ${endpoint.maxRatePerSecond}, but ${maximumConcurrency} ` +
+    `instances (maximumConcurrency) × (a burst of ${burst} + rateLimitPerSecond ${endpoint.rateLimitPerSecond}) = ` +
+    `${worstMilli / 1000} requests in one second: ${fix}`
+  );
+}
+
+/**
+ * Returns each endpoint's worst case across the fleet (maximumConcurrency instances, each at its own limits) and
+ * refuses an endpoint whose declared global budget (maxRatePerSecond) that worst case could exceed, or whose rate
+ * limit cannot take a batch within an invocation.
+ */
+export function checkRates(stage, config, { maximumConcurrency, batchSize, timeoutS }) {
   const lines = [`Stage '${stage}': worst case per endpoint with maximumConcurrency ${maximumConcurrency}:`];
   for (const endpoint of config.endpoints) {
     const connections = endpoint.maxConnections ?? config.endpointMaxConnections;
     const concurrency = maximumConcurrency * connections;
-    const rate =
-      endpoint.rateLimitPerSecond === undefined ? undefined : maximumConcurrency * endpoint.rateLimitPerSecond;
+    // In whole milli-requests, so that 3 × 3.1 equals 9.3 rather than exceeding it.
+    const rateMilli = endpoint.rateLimitPerSecond === undefined ? undefined : milli(endpoint.rateLimitPerSecond);
+    const worstMilli = rateMilli === undefined ? undefined : maximumConcurrency * oneSecondMilli(rateMilli);
     const budget = endpoint.maxRatePerSecond === undefined ? '' : ` (budget ${endpoint.maxRatePerSecond}/s)`;
+    const rate =
+      rateMilli === undefined
+        ? 'no rate limit'
+        : `${(maximumConcurrency * rateMilli) / 1000} requests/s, at most ${worstMilli / 1000} in one second`;
     lines.push(
-      `  ${endpoint.name}: ${rate === undefined ? 'no rate limit' : `${rate} requests/s`}${budget}, ` +
-        `${concurrency} concurrent requests (${maximumConcurrency} × ${connections})`,
+      `  ${endpoint.name}: ${rate}${budget}, ${concurrency} concurrent requests (${maximumConcurrency} × ${connections})`,
     );
-    if (endpoint.maxRatePerSecond !== undefined && rate > endpoint.maxRatePerSecond) {
-      fail(
-        stage,
-        `endpoint '${endpoint.name}': maxRatePerSecond is ${endpoint.maxRatePerSecond}, but ${maximumConcurrency} ` +
-          `instances (maximumConcurrency) × rateLimitPerSecond ${endpoint.rateLimitPerSecond} = ${rate} requests/s: ` +
-          `lower rateLimitPerSecond to ${Math.floor((endpoint.maxRatePerSecond / maximumConcurrency) * 1000) / 1000} ` +
-          'or lower maximumConcurrency',
-      );
+    if (endpoint.maxRatePerSecond !== undefined && worstMilli > milli(endpoint.maxRatePerSecond)) {
+      fail(stage, overBudget(endpoint, maximumConcurrency, worstMilli));
     }
+    checkBatchFitsRate(stage, endpoint, { batchSize, timeoutS, deadlineMarginMs: config.deadlineMarginMs });
   }
-  // The framework's own output goes to stderr too; this is what an operator reads before deploying.
-  console.error(lines.join('\n'));
+  return lines;
 }
 
 function stageOf(context) {

@@ -20,7 +20,7 @@ export interface RetryOptions {
  */
 export interface RequestSource {
   prepare(): PreparedRequest | Promise<PreparedRequest>;
-  refresh?: () => Promise<void>;
+  refresh?: (status?: number) => Promise<void>;
 }
 
 export type DeliveryResult =
@@ -158,7 +158,8 @@ export class EndpointDelivery {
       granted.then((ok) => {
         if (ok) return this.#send(job);
         this.#active--;
-        job.resolve({ ok: false, endpoint: this.#endpoint.name, kind: 'aborted', attempts: job.attempt });
+        const cut = { kind: 'aborted', error: 'RATE_LIMIT_WAIT', attempts: job.attempt } as const;
+        job.resolve({ ok: false, endpoint: this.#endpoint.name, ...cut });
         this.#pump();
       });
   }
@@ -212,7 +213,7 @@ export class EndpointDelivery {
   }
 
   /** 401/403: renew the credentials (read again bypassing the cache, or a new token) and try once more at once. */
-  #refreshAndRetry(job: Job, refresh: () => Promise<void>, error: DeliveryAttemptError): void {
+  #refreshAndRetry(job: Job, refresh: (status?: number) => Promise<void>, error: DeliveryAttemptError): void {
     job.refreshed = true;
     const failure = toFailure(this.#endpoint.name, error, job.attempt);
     let done = false;
@@ -220,7 +221,7 @@ export class EndpointDelivery {
       done = true;
       job.resolve({ ok: false, ...failure });
     });
-    refresh().then(
+    refresh(error.status).then(
       () => {
         forget();
         if (done) return;

@@ -4,7 +4,7 @@ import type { InvalidReason } from './types';
 
 const nonEmpty = z.string().check(z.minLength(1, 'must be a non-empty string'));
 
-const CONTEXT_ATTRIBUTES = new Set([
+export const CONTEXT_ATTRIBUTES: ReadonlySet<string> = new Set([
   'specversion',
   'id',
   'source',
@@ -18,6 +18,10 @@ const CONTEXT_ATTRIBUTES = new Set([
 ]);
 // CloudEvents 1.0: attribute names MUST be lower-case ASCII letters or digits.
 const EXTENSION_NAME = /^[a-z0-9]+$/;
+// RFC 9110 media type: token/token *(OWS ";" OWS [token "=" (token / quoted-string)]); it becomes a Content-Type.
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+const QUOTED = '"(?:[\\t \\x21\\x23-\\x5b\\x5d-\\x7e\\x80-\\xff]|\\\\[\\t \\x21-\\x7e\\x80-\\xff])*"';
+const MEDIA_TYPE = new RegExp(`^${TOKEN}/${TOKEN}(?:[ \\t]*;[ \\t]*(?:${TOKEN}=(?:${TOKEN}|${QUOTED}))?)*$`);
 // RFC 3339 date-time; 'T' and 'Z' may be lower case.
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))$/;
 
@@ -61,7 +65,9 @@ export const CloudEventSchema = z
     type: nonEmpty,
     subject: absentOr(nonEmpty),
     time: absentOr(z.string().check(z.refine(isRfc3339, 'must be an RFC 3339 timestamp'))),
-    datacontenttype: absentOr(nonEmpty),
+    datacontenttype: absentOr(
+      z.string().check(z.regex(MEDIA_TYPE, 'must be a media type (RFC 9110), e.g. "application/json"')),
+    ),
     dataschema: absentOr(z.url('must be an absolute URI')),
     data: z.optional(z.unknown()),
     data_base64: absentOr(z.base64('must be base64')),

@@ -265,10 +265,11 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         for (const result of fan.results) {
           const stat = stats.get(result.endpoint)!;
           stat.retries += result.attempts - 1;
+          // A record still waiting for a rate-limit token at the deadline is not the endpoint failing.
           if (result.ok) {
             stat.delivered++;
             stat.latency.add(result.latencyMs);
-          } else stat.failed++;
+          } else if (result.error !== 'RATE_LIMIT_WAIT') stat.failed++;
         }
         return fan;
       };
@@ -282,7 +283,9 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
               return await ledger.lookup(wanted, deliveryDeadline.signal, (key) => routed.get(key) ?? []);
             } catch (error) {
               counters.ledgerErrors++;
-              logger.warn('delivery ledger unavailable; delivering to every endpoint', { error: errorText(error) });
+              logger.warn('delivery ledger unavailable; delivering to every endpoint each event is routed to', {
+                error: errorText(error),
+              });
               return new Map<string, Set<string>>();
             }
           }

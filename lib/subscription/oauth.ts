@@ -23,11 +23,17 @@ export interface ClientCredentialsOptions {
 interface Cached {
   token: string;
   refreshAt: number;
+  /** Fetched because the endpoint refused the one before: its refusal too means the client, not the token. */
+  replacedRefused: boolean;
 }
 
 /** Tokens are renewed this long before they expire, or at 90% of a lifetime under 10 minutes: none expires in flight. */
 const EARLY_MS = 60_000;
 const DEFAULT_LIFETIME_S = 300;
+/** After an old and a fresh token were both refused, no new token is asked for this long (the client is refused). */
+const REFUSED_HOLD_MS = 60_000;
+/** A failed token request is not repeated for the same secret this long: a down token endpoint gets no storm. */
+const FAILED_HOLD_MS = 5_000;
 
 /** Form-encodes one client credential for HTTP Basic, as RFC 6749 section 2.3.1 requires. */
 function formEncode(value: string): string {
@@ -43,6 +49,9 @@ export class ClientCredentialsToken {
   readonly #now: () => number;
   #cached: Cached | undefined;
   #pending: Promise<string> | undefined;
+  #replacingRefused = false;
+  #refusedUntil = 0;
+  #failure: { error: OAuthTokenError; until: number; clientSecret: string } | undefined;
 
   constructor(options: ClientCredentialsOptions) {
     this.#options = options;
@@ -51,14 +60,33 @@ export class ClientCredentialsToken {
 
   /**
    * A valid access token. `rejected` is a token the endpoint answered 401 to: unless another request already
-   * replaced it, it is dropped and a new one fetched (so a burst of 401s costs one token request).
+   * replaced it, it is dropped and a new one fetched (so a burst of 401s costs one token request). When the
+   * replacement is refused too, the token is kept for REFUSED_HOLD_MS: a new one would be refused the same way.
    */
   get(clientSecret: string, signal: AbortSignal, rejected?: string): Promise<string> | string {
-    if (rejected !== undefined && this.#cached?.token === rejected) this.#cached = undefined;
-    if (this.#cached && this.#now() < this.#cached.refreshAt) return this.#cached.token;
-    this.#pending ??= this.#fetch(clientSecret, signal).finally(() => {
-      this.#pending = undefined;
-    });
+    const now = this.#now();
+    if (rejected !== undefined && this.#cached?.token === rejected && now >= this.#refusedUntil) {
+      if (this.#cached.replacedRefused) {
+        // One more token may be tried after the hold.
+        this.#refusedUntil = now + REFUSED_HOLD_MS;
+        this.#cached.replacedRefused = false;
+      } else {
+        this.#cached = undefined;
+        this.#replacingRefused = true;
+      }
+    }
+    if (this.#cached && now < this.#cached.refreshAt) return this.#cached.token;
+    const failure = this.#failure;
+    if (failure && now < failure.until && failure.clientSecret === clientSecret) return Promise.reject(failure.error);
+    this.#pending ??= this.#fetch(clientSecret, signal)
+      .catch((error: unknown) => {
+        if (error instanceof OAuthTokenError)
+          this.#failure = { error, until: this.#now() + FAILED_HOLD_MS, clientSecret };
+        throw error;
+      })
+      .finally(() => {
+        this.#pending = undefined;
+      });
     return this.#pending;
   }
 
@@ -103,7 +131,13 @@ export class ClientCredentialsToken {
     }
     const lifetimeS = typeof json.expires_in === 'number' && json.expires_in > 0 ? json.expires_in : DEFAULT_LIFETIME_S;
     const lifetimeMs = lifetimeS * 1000;
-    this.#cached = { token: json.access_token, refreshAt: started + Math.max(lifetimeMs - EARLY_MS, lifetimeMs * 0.9) };
+    this.#cached = {
+      token: json.access_token,
+      refreshAt: started + Math.max(lifetimeMs - EARLY_MS, lifetimeMs * 0.9),
+      replacedRefused: this.#replacingRefused,
+    };
+    this.#replacingRefused = false;
+    this.#failure = undefined;
     return json.access_token;
   }
 }

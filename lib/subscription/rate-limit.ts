@@ -1,5 +1,7 @@
 import { whenAborted } from '../endpoint';
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 interface Waiter {
   resolve: (granted: boolean) => void;
   forget: () => void;
@@ -60,7 +62,8 @@ export class TokenBucket {
   #schedule(): void {
     if (this.#timer || this.#waiters.length === 0) return;
     this.#refill();
-    const waitMs = Math.max(0, Math.ceil((1 - this.#tokens) / this.#rate));
+    // Node fires a longer timer after 1 ms instead: sleep the longest it can hold and check again.
+    const waitMs = Math.min(MAX_TIMER_MS, Math.max(0, Math.ceil((1 - this.#tokens) / this.#rate)));
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#refill();

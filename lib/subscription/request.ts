@@ -1,9 +1,10 @@
 import type { RequestSource } from '../delivery';
 import { authHeaders, CONTENT_TYPE, type Credential, type PreparedRequest } from '../endpoint';
+import { DeliveryAttemptError } from '../errors';
 import type { ValidEvent } from '../event';
 import { binaryMessage } from './binary';
-import { ClientCredentialsToken } from './oauth';
-import type { EndpointConfig, SecretRefValue } from './schema';
+import { ClientCredentialsToken, OAuthTokenError } from './oauth';
+import { type EndpointConfig, HEADER_VALUE, type SecretRefValue } from './schema';
 import { standardWebhooksHeaders, standardWebhooksKey } from './signing';
 
 /** What shaping a request needs beyond the event: this batch's secrets, their refresh, and the deadline's signal. */
@@ -34,6 +35,33 @@ export function secretRefsOf(endpoint: EndpointConfig): { field: string; ref: Se
   }
   if (signing?.scheme === 'x-signature-256') refs.push({ field: 'signing.secret', ref: signing.secret });
   return refs;
+}
+
+/**
+ * A secret with a line break or another character HTTP refuses (say, a trailing newline in an SSM parameter) would make
+ * every request throw before it is sent: that is our credentials being unusable, not the endpoint failing, so it is
+ * 'unauthorized' (read again once, then backed off, never quarantined, breaker untouched). The value is never shown.
+ */
+function unsendable(endpoint: string, headers: Record<string, string>): DeliveryAttemptError | undefined {
+  for (const [name, value] of Object.entries(headers)) {
+    if (!HEADER_VALUE.test(value)) {
+      const message = `the value of header '${name}' has a character HTTP does not allow (a line break in a secret?): fix the secret`;
+      return new DeliveryAttemptError('unauthorized', endpoint, message, undefined, `INVALID_HEADER_VALUE ${name}`);
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A token endpoint answering 400/401 (invalid_client, typically after the client secret was rotated) is a refusal of
+ * our credentials: the delivery then reads the secrets again and retries once, and the endpoint's breaker is untouched.
+ */
+function clientRefused(error: unknown): never {
+  if (error instanceof OAuthTokenError && (error.status === 400 || error.status === 401)) {
+    // The message (token URL, status, what to check) is the failure's error field: the log line shows it.
+    throw new DeliveryAttemptError('unauthorized', error.endpoint, error.message, error.status, error.message);
+  }
+  throw error;
 }
 
 /**
@@ -70,7 +98,7 @@ export class RequestShaper {
     const endpoint = this.#endpoint;
     const message =
       endpoint.contentMode === 'binary'
-        ? binaryMessage(event.attributes)
+        ? binaryMessage(event.attributes, event.body)
         : { headers: { 'content-type': CONTENT_TYPE }, body: event.body };
     const { body } = message;
     let current = credential;
@@ -82,29 +110,47 @@ export class RequestShaper {
       ...this.#staticAuth(context),
     });
     let fixed = build();
+    let problem = unsendable(endpoint.name, fixed);
     let request: PreparedRequest = { headers: fixed, body };
     let lastToken: string | undefined;
     let rejectedToken: string | undefined;
-    const refresh = this.#refresher(context, current !== undefined, async () => {
+    const refresh = this.#refresher(context, current !== undefined, async (status) => {
       if (current && context.refreshCredential) current = await context.refreshCredential(endpoint.name);
-      rejectedToken = lastToken;
+      // 403 is the token's scope or the client's permission: a new token of the same client would be refused too.
+      if (status !== 403) rejectedToken = lastToken;
       fixed = build();
+      problem = unsendable(endpoint.name, fixed);
       request = { headers: fixed, body };
     });
     // Without a signature or a token, every attempt sends the same request: built once (and again after a refresh).
-    if (!endpoint.signing && !this.#oauth) return { prepare: () => request, ...(refresh ? { refresh } : {}) };
+    const checked = () => {
+      if (problem) throw problem;
+    };
+    if (!endpoint.signing && !this.#oauth) {
+      return {
+        prepare: () => {
+          checked();
+          return request;
+        },
+        ...(refresh ? { refresh } : {}),
+      };
+    }
     return {
       ...(refresh ? { refresh } : {}),
       prepare: () => {
-        const headers = endpoint.signing ? { ...fixed, ...this.#signature(event.key, body, context) } : fixed;
-        if (!this.#oauth) return { headers, body };
+        // Signed when the request is ready to go: after any wait for a token, so the timestamp is the sending time.
+        checked();
+        const signed = () => (endpoint.signing ? { ...fixed, ...this.#signature(event.key, body, context) } : fixed);
+        if (!this.#oauth) return { headers: signed(), body };
         const token = this.#oauth.get(this.#secret(context, 'auth.clientSecret'), context.signal, rejectedToken);
         rejectedToken = undefined;
         const withToken = (value: string): PreparedRequest => {
+          const bad = unsendable(endpoint.name, { authorization: value });
+          if (bad) throw bad;
           lastToken = value;
-          return { headers: { ...headers, authorization: `Bearer ${value}` }, body };
+          return { headers: { ...signed(), authorization: `Bearer ${value}` }, body };
         };
-        return typeof token === 'string' ? withToken(token) : token.then(withToken);
+        return typeof token === 'string' ? withToken(token) : token.then(withToken, clientRefused);
       },
     };
   }
@@ -113,14 +159,14 @@ export class RequestShaper {
   #refresher(
     context: ShapeContext,
     hasCredential: boolean,
-    rebuild: () => Promise<void>,
-  ): (() => Promise<void>) | undefined {
+    rebuild: (status?: number) => Promise<void>,
+  ): ((status?: number) => Promise<void>) | undefined {
     const credential = hasCredential && context.refreshCredential !== undefined;
     const secrets = this.#refs.size > 0 && context.refreshSecrets !== undefined;
     if (!credential && !secrets && !this.#oauth) return undefined;
-    return async () => {
+    return async (status) => {
       if (secrets) await context.refreshSecrets?.(this.#endpoint.name);
-      await rebuild();
+      await rebuild(status);
     };
   }
 

@@ -39,7 +39,8 @@ export function compileFilter(filter: Filter | undefined): Router {
     // Compared as text: an event's 7 and a filter's '7' are the same extension value in HTTP headers too.
     const wanted = new Set(list(values).map(String));
     checks.push((event) => {
-      const value = (event as Record<string, unknown>)[name];
+      // Own properties only: a filter on 'constructor' must not read Object.prototype's.
+      const value = Object.hasOwn(event, name) ? (event as Record<string, unknown>)[name] : undefined;
       return value !== undefined && value !== null && wanted.has(String(value));
     });
   }

@@ -2,6 +2,7 @@ import * as z from 'zod/mini';
 import { parseEndpointUrl } from '../config';
 import { checkSecretName } from '../credentials';
 import { ConfigError } from '../errors';
+import { CONTEXT_ATTRIBUTES } from '../event';
 
 /**
  * The endpoints file: one subscription per endpoint (name, url, and what, how and how fast it receives).
@@ -11,17 +12,26 @@ import { ConfigError } from '../errors';
 const NAME = /^[a-z0-9][a-z0-9-]*$/;
 // RFC 9110 token characters: what a header field name may hold.
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// The function's own headers, and those that change how HTTP frames the request (Node refuses or misframes them).
 const RESERVED_HEADERS = new Set([
   'authorization',
   'connection',
+  'content-encoding',
   'content-length',
   'content-type',
+  'expect',
   'host',
   'idempotency-key',
+  'keep-alive',
+  'te',
+  'trailer',
   'transfer-encoding',
+  'upgrade',
   'user-agent',
   'x-signature-256',
 ]);
+// RFC 9110 field-value characters (HTAB, visible ASCII, space, obs-text): anything else makes every request throw.
+export const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const RESERVED_PREFIXES = ['ce-', 'webhook-'];
 
 function isReserved(lowerCaseName: string): boolean {
@@ -58,7 +68,12 @@ const headerName = text.check(z.regex(HEADER_NAME, 'is not a valid HTTP header n
 
 export const AuthSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('bearer'), token: SecretRefSchema }),
-  z.strictObject({ kind: z.literal('basic'), username: text, password: SecretRefSchema }),
+  z.strictObject({
+    kind: z.literal('basic'),
+    // RFC 7617: the first ':' ends the user-id, so a user-id with one would be split wrongly by every receiver.
+    username: text.check(z.regex(/^[^:\p{Cc}]*$/u, "must not contain ':' or control characters (RFC 7617)")),
+    password: SecretRefSchema,
+  }),
   z.strictObject({ kind: z.literal('apiKey'), header: headerName, value: SecretRefSchema }),
   z.strictObject({
     kind: z.literal('oauth2-client-credentials'),
@@ -85,20 +100,43 @@ export type Signing = z.infer<typeof SigningSchema>;
 const MatchSchema = z.union([text, z.strictObject({ prefix: text })]);
 export type Match = z.infer<typeof MatchSchema>;
 
+const isText = (value: unknown): value is string => typeof value === 'string' && value.length > 0;
+
+// Only strings: YAML reads `tenant: 007` as the number 7, which the event's "007" would never match.
+const extensionValues = z.custom<string | string[]>(
+  (value) => isText(value) || (Array.isArray(value) && value.length > 0 && value.every(isText)),
+  {
+    error: (issue) => {
+      const bad = Array.isArray(issue.input) ? issue.input.find((value) => !isText(value)) : issue.input;
+      return `must be a non-empty string or a list of them, not ${JSON.stringify(bad) ?? 'nothing'}: quote the value in the file (YAML reads 007 as 7 and true as a boolean)`;
+    },
+  },
+);
+
 export const FilterSchema = z.strictObject({
   type: z.optional(oneOrMany(MatchSchema)),
   source: z.optional(oneOrMany(MatchSchema)),
   subject: z.optional(oneOrMany(MatchSchema)),
   extensions: z.optional(
     z.record(
-      z.string().check(z.regex(/^[a-z0-9]+$/, 'is not a CloudEvents extension name (lower-case letters, digits)')),
-      oneOrMany(z.union([text, z.number(), z.boolean()])),
+      z.string().check(
+        z.regex(/^[a-z0-9]+$/, 'is not a CloudEvents extension name (lower-case letters, digits)'),
+        z.refine((name) => !CONTEXT_ATTRIBUTES.has(name), {
+          error: (issue) =>
+            `'${String(issue.input)}' is a context attribute, not an extension: filter on type, source or subject directly`,
+        }),
+      ),
+      extensionValues,
     ),
   ),
 });
 export type Filter = z.infer<typeof FilterSchema>;
 
-const headersSchema = z.record(headerName, z.string().check(z.regex(/^[^\r\n]*$/, 'must be a single line'))).check(
+const headerValue = z
+  .string()
+  .check(z.regex(HEADER_VALUE, 'must be one line of printable characters (no control characters, none above U+00FF)'));
+
+const headersSchema = z.record(headerName, headerValue).check(
   z.superRefine((headers, ctx) => {
     for (const name of Object.keys(headers)) {
       const lower = name.toLowerCase();
@@ -110,7 +148,8 @@ const headersSchema = z.record(headerName, z.string().check(z.regex(/^[^\r\n]*$/
 );
 
 const wholeNumber = (min: number, max: number) => z.number().check(z.int(), z.gte(min), z.lte(max));
-const rate = z.number().check(z.gt(0), z.lte(100_000));
+// At least one request in 1,000 s; budgets are compared in whole milli-requests (infra/stage.js).
+const rate = z.number().check(z.gte(0.001), z.lte(100_000));
 
 export const SubscriptionSchema = z
   .strictObject({
@@ -164,6 +203,8 @@ function describe(issue: z.core.$ZodIssue): string {
         : `must be ${issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`}`;
     case 'invalid_value':
       return `must be ${issue.values.map((value) => JSON.stringify(value)).join(' or ')}`;
+    case 'invalid_key':
+      return issue.issues[0] ? message(issue.issues[0]) : 'is not an accepted name';
     case 'invalid_union':
       return 'matches none of the accepted forms (see the endpoints file reference)';
     case 'too_small':

@@ -3,6 +3,7 @@ import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Webhook } from 'standardwebhooks';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { envWithoutAws, ROOT, runScript } from '../support/cli';
 
@@ -60,5 +61,28 @@ describe('sample receiver (docs/local.md: deliver to your own endpoint)', () => 
     const good = `sha256=${createHmac('sha256', 's3cret').update(body).digest('hex')}`;
     expect((await post(good)).status).toBe(202);
     expect((await post(good)).status).toBe(200);
+  });
+
+  it('with --webhook-secret, refuses a wrong Standard Webhooks signature with 401, never 400', async () => {
+    const key = Buffer.alloc(24, 7).toString('base64');
+    const receiver = await startReceiver(['--webhook-secret', `whsec_${key}`]);
+    const body = JSON.stringify({ specversion: '1.0', id: 'w-1', source: 'urn:test', type: 't' });
+    const post = (secret: string) => {
+      const timestamp = new Date();
+      const id = 'msg-w-1';
+      const signature = new Webhook(secret).sign(id, timestamp, body);
+      return fetch(receiver.url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/cloudevents+json; charset=utf-8',
+          'webhook-id': id,
+          'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
+          'webhook-signature': signature,
+        },
+        body,
+      });
+    };
+    expect((await post(`whsec_${Buffer.alloc(24, 8).toString('base64')}`)).status).toBe(401);
+    expect((await post(`whsec_${key}`)).status).toBe(202);
   });
 });

@@ -49,11 +49,11 @@ const COMMANDS: Record<string, Runner> = {
   'npm run chaos -- --events 10000': { by: 'flags', script: 'chaos' },
   'npm start -- --endpoints endpoints/example.yml': test(
     'test/e2e/subscriptions.test.ts',
-    "['infra/local/start.ts', '--endpoints', file,",
+    "'infra/local/start.ts',\n        '--endpoints',",
   ),
   'npm start -- --endpoints endpoints/example.yml --secrets .local/secrets.yml': test(
     'test/e2e/subscriptions.test.ts',
-    "'--endpoints', file, '--secrets', secrets",
+    "'--secrets',\n        secrets,",
   ),
   'npm run demo -- --endpoints endpoints/example.yml': { by: 'flags', script: 'demo' },
   'npm test': { by: 'ci' },

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
@@ -143,6 +143,26 @@ describe('functions/ingest/handler', () => {
       expect.objectContaining({ endpoint: 'beta', kind: 'aborted', records: 30 }),
     ]);
     expect(lines.find((line) => line.message === 'batch processed')).toMatchObject({ deadlineAborted: true });
+  });
+
+  it('a record still waiting for a rate-limit token at the deadline is cut off, not counted as DeliveryFailed', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'ingest-rate-')), 'endpoints.json');
+    // One request per 1,000 s: the first record takes the bucket's only token, the others can only wait.
+    writeFileSync(file, JSON.stringify({ endpoints: [{ name: 'alpha', url: alpha.url, rateLimitPerSecond: 0.001 }] }));
+    const handler = await loadHandler({
+      ENDPOINTS_FILE: file,
+      DEADLINE_MARGIN_MS: '2500',
+      POWERTOOLS_LOG_LEVEL: 'INFO',
+      POWERTOOLS_METRICS_DISABLED: 'false',
+    });
+    const records = Array.from({ length: 4 }, (_, i) => sqsRecord(JSON.stringify(cloudEvent(`slow-${i}`))));
+    const { result, lines } = await captureOutput(() => handler(sqsEvent(records), lambdaContext(4000)));
+    expect(result.batchItemFailures).toHaveLength(3);
+    expect(lines.filter((line) => line.message === 'deliveries cut off by the deadline')).toEqual([
+      expect.objectContaining({ endpoint: 'alpha', kind: 'aborted', records: 3 }),
+    ]);
+    const emf = lines.filter((line) => '_aws' in line);
+    expect(emf.find((line) => line.endpoint === 'alpha')).toMatchObject({ DeliverySucceeded: 1, DeliveryFailed: 0 });
   });
 
   it('says cold_start: true on the first invocation and false on every line of a warm one (issue 9, defect 13)', async () => {

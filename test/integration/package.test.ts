@@ -183,14 +183,16 @@ describe('npm run package with an endpoints file (endpoints/example.yml)', () =>
   it("prints each endpoint's worst-case global rate and concurrency", () => {
     expect(exampleOutput).toContain("Stage 'example': worst case per endpoint with maximumConcurrency 10:");
     expect(exampleOutput).toContain('orders: no rate limit, 1000 concurrent requests (10 × 100)');
-    expect(exampleOutput).toContain('crm: 200 requests/s (budget 500/s), 100 concurrent requests (10 × 10)');
+    expect(exampleOutput).toContain(
+      'crm: 200 requests/s, at most 400 in one second (budget 500/s), 100 concurrent requests (10 × 10)',
+    );
   });
 
   it('refuses a stage whose maximumConcurrency could exceed an endpoint budget, with the numbers', () => {
     expect(overBudget.code).not.toBe(0);
     expect(overBudget.output).toContain(
-      "endpoint 'crm': maxRatePerSecond is 500, but 100 instances (maximumConcurrency) × rateLimitPerSecond 20 = " +
-        '2000 requests/s: lower rateLimitPerSecond to 5 or lower maximumConcurrency',
+      "endpoint 'crm': maxRatePerSecond is 500, but 100 instances (maximumConcurrency) × (a burst of 20 + " +
+        'rateLimitPerSecond 20) = 4000 requests in one second: lower rateLimitPerSecond to 2 or lower maximumConcurrency',
     );
   });
 

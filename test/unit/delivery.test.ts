@@ -306,8 +306,8 @@ describe('EndpointDelivery rate limit', () => {
     const waiting = [deliver(delivery, 'second', controller.signal), deliver(delivery, 'third', controller.signal)];
     controller.abort();
     expect(await Promise.all(waiting)).toEqual([
-      { ok: false, endpoint: 'sink', kind: 'aborted', attempts: 1 },
-      { ok: false, endpoint: 'sink', kind: 'aborted', attempts: 1 },
+      { ok: false, endpoint: 'sink', kind: 'aborted', error: 'RATE_LIMIT_WAIT', attempts: 1 },
+      { ok: false, endpoint: 'sink', kind: 'aborted', error: 'RATE_LIMIT_WAIT', attempts: 1 },
     ]);
     expect(sink.received.map((request) => request.eventId)).toEqual(['first']);
   });

@@ -51,6 +51,9 @@ describe('parseEvent: valid CloudEvents', () => {
     valid(JSON.stringify(cloudEvent('from-helper')));
     valid(withAttributes({ time: '2026-11-25T10:00:00Z', data: null }));
     valid(withAttributes({ data: 'plain text', datacontenttype: 'text/plain' }));
+    for (const type of ['text/plain; charset="utf-8"', 'application/vnd.x+json;v=1', 'multipart/mixed ;a=b; c="\\""']) {
+      valid(withAttributes({ data: 'x', datacontenttype: type }));
+    }
   });
 
   it('accepts extension attributes with scalar values', () => {
@@ -165,6 +168,11 @@ describe('parseEvent: invalid records and their reasons', () => {
     ['time that does not exist', { time: '2026-02-30T10:00:00Z' }, 'time'],
     ['relative dataschema', { dataschema: '/schemas/order.json' }, 'dataschema'],
     ['dataschema that is no URI', { dataschema: 'not a uri' }, 'dataschema'],
+    ['datacontenttype with a line break', { datacontenttype: 'text/plain\r\nX-Evil: y' }, 'datacontenttype'],
+    ['datacontenttype beyond Latin-1', { datacontenttype: 'text/plain; name=\u2713' }, 'datacontenttype'],
+    ['datacontenttype with a NUL', { datacontenttype: 'text/plain\u0000' }, 'datacontenttype'],
+    ['datacontenttype without a subtype', { datacontenttype: 'json' }, 'datacontenttype'],
+    ['datacontenttype with a bare parameter', { datacontenttype: 'text/plain; charset' }, 'datacontenttype'],
     ['data_base64 that is not base64', { data_base64: 'not base64!' }, 'data_base64'],
     ['data and data_base64 together', { data: { a: 1 }, data_base64: 'AAEC' }, 'data_base64'],
     ['extension name with capitals', { Foo: 'x' }, 'Foo'],

@@ -45,3 +45,47 @@ describe('binaryMessage', () => {
     expect(Object.keys(message.headers)).not.toContain('ce-datacontenttype');
   });
 });
+
+describe('binaryMessage with the event as received', () => {
+  const head = '{"specversion":"1.0","id":"e-1","source":"urn:x","type":"t"';
+  const send = (body: string) => binaryMessage(JSON.parse(body), Buffer.from(body, 'utf8')).body.toString('utf8');
+
+  it('sends big integers and floats exactly as written', () => {
+    expect(send(`${head},"data":{"n":12345678901234567890,"f":1.0,"e":1E400}}`)).toBe(
+      '{"n":12345678901234567890,"f":1.0,"e":1E400}',
+    );
+    expect(send(`${head}, "data" : 12345678901234567890 , "x":"y"}`)).toBe('12345678901234567890');
+  });
+
+  it('takes the top-level data member, the last one when repeated, whatever the spacing and nesting', () => {
+    expect(send(`{"data":{"data":[1,{"data":"}"}]},${head.slice(1)},"data" :\n[ 1.50 ,"\\"]"]\t}`)).toBe(
+      '[ 1.50 ,"\\"]"]',
+    );
+    expect(send(`${head},"d\\u0061ta":7.0}`)).toBe('7.0');
+  });
+
+  const number = fc.oneof(
+    fc.bigInt().map(String),
+    fc.integer().map((n) => `${n}.0`),
+    fc.double({ noNaN: true, noDefaultInfinity: true }).map((n) => n.toExponential()),
+  );
+  const data: fc.Arbitrary<string> = fc.letrec<{ value: string }>((tie) => ({
+    value: fc.oneof(
+      { depthSize: 'small' },
+      number,
+      fc.string().map((text) => JSON.stringify(text)),
+      fc.array(tie('value')).map((items) => `[${items.join(' , ')}]`),
+      fc
+        .array(fc.tuple(fc.string(), tie('value')))
+        .map((members) => `{${members.map(([k, v]) => `${JSON.stringify(k)}:${v}`).join(',')}}`),
+    ),
+  })).value;
+
+  it('the body is the exact bytes of data in the received event (property)', () => {
+    fc.assert(
+      fc.property(data, fc.constantFrom('', ' ', '\n  '), (text, space) => {
+        expect(send(`${head},${space}"data"${space}:${space}${text}${space},"ext":"a"}`)).toBe(text);
+      }),
+    );
+  });
+});

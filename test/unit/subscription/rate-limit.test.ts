@@ -32,6 +32,21 @@ describe('TokenBucket', () => {
     expect(order).toEqual(['a:true', 'b:true']);
   });
 
+  it('a wait longer than a timer can hold is slept in steps, not retried every millisecond', async () => {
+    const bucket = new TokenBucket(1e-7, 1, clock);
+    const never = new AbortController().signal;
+    expect(bucket.take(never)).toBe(true);
+    const timers = vi.spyOn(globalThis, 'setTimeout');
+    let granted = false;
+    void Promise.resolve(bucket.take(never)).then((ok) => {
+      granted = ok;
+    });
+    await advance(1000);
+    expect(timers.mock.calls.length).toBe(1);
+    expect(timers.mock.calls[0]?.[1]).toBe(2 ** 31 - 1);
+    expect(granted).toBe(false);
+  });
+
   it('a waiting caller whose deadline fires gets false and gives its turn to the next', async () => {
     const bucket = new TokenBucket(1, 1, clock);
     const deadline = new AbortController();

@@ -159,3 +159,18 @@ describe('auth kinds and static headers', () => {
     expect(apiKey.headers.authorization).toBeUndefined();
   });
 });
+
+describe('a secret HTTP cannot carry', () => {
+  it('a line break in a secret fails as unauthorized, names the header, never the value, and sends nothing', async () => {
+    const sink = await testEndpoint();
+    const sub = subscriberFor(sink.url, { auth: { kind: 'apiKey', header: 'X-Api-Key', value: { ssm: '/k' } } });
+    const result = await sub.deliver(valid(), {
+      signal: never,
+      deadlineAt: Date.now() + 60_000,
+      secrets: new Map([['ssm:/k', 'key-1\n']]),
+    });
+    expect(result).toMatchObject({ ok: false, kind: 'unauthorized', error: 'INVALID_HEADER_VALUE x-api-key' });
+    expect(JSON.stringify(result)).not.toContain('key-1');
+    expect(sink.received).toHaveLength(0);
+  });
+});

@@ -37,11 +37,17 @@ describe('compileFilter', () => {
   });
 
   it('extensions exactly, compared as text', () => {
-    const route = compileFilter({ extensions: { tenant: ['acme', 'globex'], priority: 1 } });
+    const route = compileFilter({ extensions: { tenant: ['acme', 'globex'], priority: '1' } });
     expect(route(event({ tenant: 'acme', priority: 1 }))).toBe(true);
     expect(route(event({ tenant: 'globex', priority: '1' }))).toBe(true);
     expect(route(event({ tenant: 'initech', priority: 1 }))).toBe(false);
     expect(route(event({ tenant: 'acme' }))).toBe(false);
+  });
+
+  it('an extension named like an Object.prototype member matches only the event attribute', () => {
+    const route = compileFilter({ extensions: { constructor: 'function Object() { [native code] }' } });
+    expect(route(event())).toBe(false);
+    expect(route(event({ constructor: 'function Object() { [native code] }' }))).toBe(true);
   });
 
   it('a prefix filter matches exactly the events whose type starts with it (property)', () => {

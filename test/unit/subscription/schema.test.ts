@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readEndpointsFile } from '../../../infra/endpoints-file';
 import { loadConfig } from '../../../lib/config';
@@ -45,16 +48,64 @@ describe('endpoints file schema', () => {
     ],
     [[{ ...base, filter: { type: { suffix: '.created' } } }], 'filter.type'],
     [[{ ...base, rateLimitPerSecond: 0 }], 'rateLimitPerSecond'],
+    [[{ ...base, rateLimitPerSecond: 0.0001 }], 'rateLimitPerSecond: must be at least 0.001'],
     [[{ ...base, maxRatePerSecond: 100 }], 'maxRatePerSecond: a global budget needs rateLimitPerSecond'],
     [[{ ...base, timeoutMs: 1.5 }], 'timeoutMs'],
     [[base, base], "name: 'audit' appears twice"],
     [[{ ...base, extra: 1 }], "(endpoint): unknown field(s) 'extra'"],
     [[{ ...base, contentMode: 'batch' }], 'contentMode: must be "structured" or "binary"'],
     [[{ ...base, maxConnections: 0 }], 'maxConnections: must be at least 1'],
+    [
+      [{ ...base, filter: { extensions: { tenant: [7, 31] } } }],
+      "endpoint 'audit' (endpoints[0]): filter.extensions.tenant: must be a non-empty string or a list of them, not 7: quote the value",
+    ],
+    [[{ ...base, filter: { extensions: { live: true } } }], 'filter.extensions.live: must be a non-empty string'],
+    [
+      [{ ...base, auth: { kind: 'basic', username: 'ops:eu', password: { ssm: '/p' } } }],
+      "auth.username: must not contain ':' or control characters (RFC 7617)",
+    ],
+    [
+      [{ ...base, filter: { extensions: { Tenant: 'x' } } }],
+      'filter.extensions.Tenant: is not a CloudEvents extension name',
+    ],
+    ...['id', 'type', 'time', 'data', 'datacontenttype', 'specversion'].map((name): [unknown[], string] => [
+      [{ ...base, filter: { extensions: { [name]: 'x' } } }],
+      `filter.extensions.${name}: '${name}' is a context attribute, not an extension`,
+    ]),
+    [[{ ...base, headers: { 'X-Team': 'a\u0000b' } }], 'headers.X-Team: must be one line of printable characters'],
+    [[{ ...base, headers: { 'X-Team': 'a\u007fb' } }], 'headers.X-Team: must be one line'],
+    [[{ ...base, headers: { 'X-Team': 'caf\u00e9 \u20ac' } }], 'headers.X-Team: must be one line'],
+    [[{ ...base, headers: { 'X-Team': 'a\r\nX-Evil: 1' } }], 'headers.X-Team: must be one line'],
+    ...['Content-Encoding', 'Expect', 'TE', 'Trailer', 'Upgrade', 'Keep-Alive', 'Host', 'Connection'].map(
+      (name): [unknown[], string] => [
+        [{ ...base, headers: { [name]: 'x' } }],
+        `headers.${name}: '${name}' is set by the function itself`,
+      ],
+    ),
   ])('names the file, the endpoint and the field: %j', (endpoints, fragment) => {
     const message = rejection(endpoints);
     expect(message.startsWith(`${SOURCE}: `)).toBe(true);
     expect(message).toContain(fragment);
+  });
+
+  it('refuses unquoted YAML numbers as extension filter values, naming the file and the field', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'endpoints-'));
+    const path = join(dir, 'stage.yml');
+    const yaml = 'endpoints:\n  - name: audit\n    url: https://audit.example.com/in\n    filter:\n      extensions:\n';
+    writeFileSync(path, `${yaml}        tenant: [007, 0x1F]\n`);
+    expect(() => readEndpointsFile(path)).toThrow(
+      new RegExp(`^${path}: endpoint 'audit' \\(endpoints\\[0\\]\\): filter\\.extensions\\.tenant: .*not 7: quote`),
+    );
+    writeFileSync(path, `${yaml}        tenant: ['007', "0x1F"]\n`);
+    expect(readEndpointsFile(path).endpoints[0]?.filter?.extensions).toEqual({ tenant: ['007', '0x1F'] });
+  });
+
+  it('accepts header values Node sends as they are (tab, Latin-1)', () => {
+    const [endpoint] = parseEndpointsDocument(
+      { endpoints: [{ ...base, headers: { 'X-Team': 'caf\u00e9\tA' } }] },
+      SOURCE,
+    );
+    expect(endpoint?.headers).toEqual({ 'X-Team': 'caf\u00e9\tA' });
   });
 
   it('never repeats a password given in a URL', () => {
