@@ -6,3 +6,9 @@ export function credentialArns(ref: {
   name: string;
 }): (string | { 'Fn::Sub': string })[];
 export const UNDISPLAYED_METRICS: Record<string, string>;
+export function kmsKeyArn(stage: string, region: string, value: unknown): string;
+export function checkPlainParams(
+  stage: string,
+  region: string,
+  params: Record<'queueAgeAlarmS' | 'alarmTopicArn' | 'alarmEmail' | 'memorySize' | 'logRetentionDays', unknown>,
+): { queueAgeAlarmS: number; alarmTopicArn: string; memorySize: number; logRetentionDays: number };
