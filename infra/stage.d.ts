@@ -12,3 +12,12 @@ export function checkPlainParams(
   region: string,
   params: Record<'queueAgeAlarmS' | 'alarmTopicArn' | 'alarmEmail' | 'memorySize' | 'logRetentionDays', unknown>,
 ): { queueAgeAlarmS: number; alarmTopicArn: string; memorySize: number; logRetentionDays: number };
+export const ALARMS_PER_WIDGET: number;
+export function alarmWidgets(alarmIds: string[]): {
+  type: 'alarm';
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  properties: { title: string; alarms: string[] };
+}[];

