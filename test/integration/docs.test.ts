@@ -49,11 +49,11 @@ const COMMANDS: Record<string, Runner> = {
   'npm run chaos -- --events 10000': { by: 'flags', script: 'chaos' },
   'npm start -- --endpoints endpoints/example.yml': test(
     'test/e2e/subscriptions.test.ts',
-    "['infra/local/start.ts', '--endpoints', file,",
+    "'infra/local/start.ts',\n        '--endpoints',\n        file,",
   ),
   'npm start -- --endpoints endpoints/example.yml --secrets .local/secrets.yml': test(
     'test/e2e/subscriptions.test.ts',
-    "'--endpoints', file, '--secrets', secrets",
+    "file,\n        '--secrets',\n        secrets,",
   ),
   'npm run demo -- --endpoints endpoints/example.yml': { by: 'flags', script: 'demo' },
   'npm test': { by: 'ci' },
@@ -81,11 +81,14 @@ const COMMANDS: Record<string, Runner> = {
   [QUEUE_URL_FROM_STACK]: AWS,
   [DLQ_URL_FROM_STACK]: AWS,
   [FIRST_EVENT]: AWS,
-  'aws ssm put-parameter --type SecureString --name /ingest-fanout/prod/analytics-token --value "$TOKEN"': AWS,
-  'aws secretsmanager create-secret --name ingest-fanout/prod/audit-key --secret-string "$HMAC_KEY"': AWS,
+  'aws ssm put-parameter --region eu-west-1 --type SecureString --name /ingest-fanout/prod/analytics-token --value "$TOKEN"':
+    AWS,
+  'aws secretsmanager create-secret --region eu-west-1 --name ingest-fanout/prod/audit-key --secret-string "$HMAC_KEY"':
+    AWS,
   // docs/operations.md
   [LEDGER_KEY]: { by: 'doc-test' },
-  'aws dynamodb get-item --table-name ingest-fanout-prod-ledger --key "{\\"id\\":{\\"S\\":\\"$KEY#analytics\\"}}"': AWS,
+  'aws dynamodb get-item --region eu-west-1 --table-name ingest-fanout-prod-ledger --key "{\\"id\\":{\\"S\\":\\"$KEY#analytics\\"}}"':
+    AWS,
   'npm run dlq -- --queue-url "$DLQ_URL"': test('test/integration/operator-cli.test.ts', "'--queue-url', dlq.url"),
   'npm run redrive -- --from "$DLQ_URL"': test('test/integration/operator-cli.test.ts', "'--from', dlq.url"),
   'npm run redrive -- --from "$DLQ_URL" --to "$INGEST_QUEUE_URL"': test(
@@ -166,6 +169,23 @@ describe('every command in the docs is run', () => {
     for (const command of aws) expect(command).toMatch(/^(npm run deploy |npx osls (info|remove) |aws |\w+=\$\(aws )/);
     // 11: deleting a stage by hand needs its two kept resources deleted (docs/deploy.md, Deleting a stage).
     expect(aws.length).toBeLessThanOrEqual(11);
+  });
+
+  it('every aws, deploy, info and remove command names its --region (else it acts on the default region)', () => {
+    const inline = DOCS.flatMap((file) =>
+      [
+        ...text(file)
+          .replace(/```[\s\S]*?```/g, '')
+          .matchAll(/`([^`\n]+)`/g),
+      ].map((m) => [m[1]!, file] as const),
+    );
+    // Bare script names in prose (`npm run deploy`) and account-wide aws commands (sso, configure) are not calls.
+    const regional =
+      /(^|\$\(|\s)(aws (?!sso |configure)[\w-]+ [\w-]|npm run deploy --|npx osls (deploy|info|remove)\b)/;
+    const missing = [...shown, ...inline]
+      .filter(([command]) => regional.test(command) && !/--region \S/.test(command))
+      .map(([command, file]) => `${file}: ${command}`);
+    expect(missing).toEqual([]);
   });
 
   it('each command mapped to a test file is in that file', () => {
