@@ -125,6 +125,25 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
   });
 });
 
+describe('intrinsic functions and conditional resources', () => {
+  it('refuses a function CloudFormation does not have, and a conditional resource named outside its Fn::If', async () => {
+    const broken = mutate(templates.secured, (t) => {
+      props(t.Resources.QueueAgeAlarm).Dimensions = [
+        { Name: 'QueueName', Value: { 'Fn::GetAttr': ['IngestQueue', 'QueueName'] } },
+      ];
+      props(t.Resources.IngestDashboard).DashboardName = { 'Fn::Subb': 'x-${AWS::Region}' };
+      props(t.Resources.FunctionErrorsAlarm).AlarmActions = [{ Ref: 'AlarmTopic' }];
+      t.Outputs!.AlarmTopicArn!.Condition = undefined;
+    });
+    expect((await checkReferences(broken)).sort()).toEqual([
+      "Outputs.AlarmTopicArn.Value: 'AlarmTopic' exists only when condition 'CreateAlarmTopic' holds: name it inside Fn::If [CreateAlarmTopic, ...]",
+      "Resources.FunctionErrorsAlarm.Properties.AlarmActions[0]: 'AlarmTopic' exists only when condition 'CreateAlarmTopic' holds: name it inside Fn::If [CreateAlarmTopic, ...]",
+      "Resources.IngestDashboard.Properties.DashboardName: 'Fn::Subb' is no CloudFormation intrinsic function",
+      "Resources.QueueAgeAlarm.Properties.Dimensions[0].Value: 'Fn::GetAttr' is no CloudFormation intrinsic function",
+    ]);
+  });
+});
+
 describe('serverless.yml under serverless 3.40 and osls', () => {
   it('packages the same stack with both (only the artifact key and code hash differ)', () => {
     const normalise = (t: Template) => {

@@ -27,6 +27,29 @@ const RESOURCE_KEYS = new Set([
   'UpdatePolicy',
 ]);
 
+/** CloudFormation's intrinsic functions (and the Condition function of condition expressions); no others exist. */
+export const INTRINSICS = new Set([
+  'Ref',
+  'Condition',
+  'Fn::GetAtt',
+  'Fn::Sub',
+  'Fn::Join',
+  'Fn::If',
+  'Fn::Select',
+  'Fn::Split',
+  'Fn::GetAZs',
+  'Fn::ImportValue',
+  'Fn::FindInMap',
+  'Fn::Base64',
+  'Fn::Cidr',
+  'Fn::Equals',
+  'Fn::Not',
+  'Fn::And',
+  'Fn::Or',
+  'Fn::ToJsonString',
+  'Fn::Length',
+]);
+
 let spec: Promise<SpecDatabase> | undefined;
 export function resourceSpec(): Promise<SpecDatabase> {
   spec ??= loadAwsServiceSpec();
@@ -189,6 +212,9 @@ class References {
   readonly errors: string[] = [];
   private readonly parameters: Set<string>;
   readonly conditions: Set<string>;
+  /** The condition of the resource or output being walked, and the Fn::If conditions around the current value. */
+  owner: string | undefined;
+  private readonly guards: string[] = [];
 
   constructor(
     private readonly db: SpecDatabase,
@@ -203,6 +229,19 @@ class References {
     if (!known && !locals.has(name)) {
       this.errors.push(`${path}: Ref to '${name}', which is no resource, parameter or pseudo-parameter`);
     }
+    if (!locals.has(name)) this.conditional(name, path);
+  }
+
+  /** A resource created only under a condition may be named only where that condition holds. */
+  private conditional(id: string, path: string): void {
+    const condition = this.template.Resources[id]?.Condition;
+    // A condition that does not exist is reported once, at the resource.
+    if (!condition || !this.conditions.has(condition) || condition === this.owner || this.guards.includes(condition)) {
+      return;
+    }
+    this.errors.push(
+      `${path}: '${id}' exists only when condition '${condition}' holds: name it inside Fn::If [${condition}, ...]`,
+    );
   }
 
   getAtt(id: string, attribute: string, path: string): void {
@@ -211,6 +250,7 @@ class References {
       this.errors.push(`${path}: Fn::GetAtt on '${id}', which is no resource`);
       return;
     }
+    this.conditional(id, path);
     const schema = lookupType(this.db, resource.Type);
     if (schema && !(attribute in schema.attributes)) {
       this.errors.push(
@@ -243,7 +283,12 @@ class References {
     if (!isObject(value)) return;
     const call = intrinsic(value) ?? (Object.keys(value).join() === 'Condition' ? ['Condition', value.Condition] : []);
     const [name, args] = call as [string | undefined, Value];
-    if (name === 'Ref' && typeof args === 'string') {
+    if (name && !INTRINSICS.has(name)) {
+      this.errors.push(`${path}: '${name}' is no CloudFormation intrinsic function`);
+    }
+    if (name === 'Fn::If' && Array.isArray(args)) {
+      this.walkIf(args, path);
+    } else if (name === 'Ref' && typeof args === 'string') {
       this.ref(args, path);
     } else if (name === 'Condition' && typeof args === 'string') {
       this.condition(args, path);
@@ -255,15 +300,23 @@ class References {
       this.sub(text, new Set(Object.keys(variables ?? {})), path);
       this.walk(variables, path);
     } else {
-      this.walkCall(name, args, value, path);
+      this.walkObject(value, path);
     }
   }
 
-  /** Any other function (Fn::If checks its condition) or plain object: look inside. */
-  private walkCall(name: string | undefined, args: Value, value: Record<string, Value>, path: string): void {
-    if (name === 'Fn::If' && Array.isArray(args) && !this.conditions.has(String(args[0]))) {
-      this.errors.push(`${path}: Fn::If on condition '${String(args[0])}', which does not exist`);
+  /** Fn::If: its condition must exist, and its first branch is walked knowing that condition holds. */
+  private walkIf([condition, yes, no]: Value[], path: string): void {
+    if (!this.conditions.has(String(condition))) {
+      this.errors.push(`${path}: Fn::If on condition '${String(condition)}', which does not exist`);
     }
+    this.guards.push(String(condition));
+    this.walk(yes, `${path}.Fn::If[1]`);
+    this.guards.pop();
+    this.walk(no, `${path}.Fn::If[2]`);
+  }
+
+  /** Any other function or plain object: look inside. */
+  private walkObject(value: Record<string, Value>, path: string): void {
     for (const [key, element] of Object.entries(value)) this.walk(element, `${path}.${key}`);
   }
 }
@@ -277,12 +330,15 @@ export async function checkReferences(template: Template): Promise<string[]> {
       if (!(target in template.Resources)) refs.errors.push(`${path}.DependsOn: '${target}' is no resource`);
     }
     if (resource.Condition) refs.condition(resource.Condition, `${path}.Condition`);
+    refs.owner = resource.Condition;
     refs.walk(resource.Properties ?? {}, `${path}.Properties`);
   }
   for (const [id, output] of Object.entries(template.Outputs ?? {})) {
     if (typeof output.Condition === 'string') refs.condition(output.Condition, `Outputs.${id}.Condition`);
+    refs.owner = typeof output.Condition === 'string' ? output.Condition : undefined;
     refs.walk(output.Value, `Outputs.${id}.Value`);
   }
+  refs.owner = undefined;
   refs.walk(template.Conditions ?? {}, 'Conditions');
   return refs.errors;
 }
