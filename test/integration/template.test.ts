@@ -6,7 +6,14 @@ import { alarmWidgets, credentialArns, LEDGER_TTL_MARGIN_S } from '../../infra/s
 import { backoffDelayS } from '../../lib/backoff';
 import { loadConfig } from '../../lib/config';
 import { MetricName } from '../../lib/observability';
-import { type AlarmSettings, failureTimes, firstAlarmAt, mathExpression, sums } from '../support/alarm-sim';
+import {
+  type AlarmSettings,
+  alarmTransitions,
+  failureTimes,
+  firstAlarmAt,
+  mathExpression,
+  sums,
+} from '../support/alarm-sim';
 import {
   type CfnResource,
   type Json,
@@ -246,6 +253,27 @@ describe('the stack review findings (issue 12, item 7)', () => {
         }),
         { numRuns: 200 },
       );
+    });
+
+    it('notifies on each arrival of dead-letters, even with a record left in the DLQ (a depth alarm latched)', () => {
+      const p = alarm(standard, 'DeadLetterQueueAlarm');
+      const metrics = p.Metrics as { Id: string; Expression?: string }[];
+      const text = metrics.find((m) => m.Expression)!.Expression!.replace(/DIFF\((\w+)\)/g, 'DIFF_$1');
+      const expression = mathExpression(text, ['DIFF_visible', 'sent']);
+      // Minute 5: one record quarantined (sent by the function) and left for triage. Minute 120: the next outage
+      // dead-letters 3 more through SQS's redrive policy, which NumberOfMessagesSent does not count.
+      const depth = Array.from({ length: 240 }, (_, i) => (i < 5 ? 0 : i < 120 ? 1 : 4));
+      const sent = depth.map((_, i) => (i === 5 ? 1 : undefined));
+      const values = depth.map((d, i) => expression(i === 0 ? undefined : d - depth[i - 1]!, sent[i]));
+      expect(alarmTransitions({ ...(p as unknown as AlarmSettings), Period: 60 }, values)).toEqual([360, 7260]);
+      const depthAlarm = {
+        Period: 60,
+        EvaluationPeriods: 1,
+        Threshold: 0,
+        ComparisonOperator: 'GreaterThanThreshold',
+        TreatMissingData: 'notBreaching',
+      };
+      expect(alarmTransitions(depthAlarm, depth)).toEqual([360]);
     });
 
     it('finds the outage a shorter records-failing period misses', () => {

@@ -89,6 +89,7 @@ const MATH_FUNCTIONS = new Set([
   'METRICS',
   'ABS',
   'RATE',
+  'DIFF',
 ]);
 
 /** Ids a metric-math expression refers to. */
