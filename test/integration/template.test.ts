@@ -23,6 +23,7 @@ import {
   type Template,
 } from '../support/package-stack';
 import { checkDashboards, checkReferences, checkResources } from '../support/template-check';
+import { eventHistoryQuery, passesFilters } from '../support/telemetry-check';
 
 // The packaged CloudFormation template against CloudFormation's resource schemas, and the review findings of issue 12
 // pinned on it. Each check is also run on a deliberately broken copy, which it must reject.
@@ -414,10 +415,17 @@ describe('the stack review findings (issue 12, item 7)', () => {
     }
   });
 
-  it('finds deadline cut-offs in the event history (their messageIds array)', () => {
+  it('finds deadline cut-offs and breaker refusals in the event history, by any of their message ids', () => {
     const query = String(props(standard.Resources.QueryEventHistory).QueryString);
-    expect(query).toMatch(/fields .*\bmessageIds\b/);
-    expect(query).toContain("(message = 'deliveries cut off by the deadline' and @message like 'EVENT_OR_MESSAGE_ID')");
+    expect(query).toBe(eventHistoryQuery('EVENT_OR_MESSAGE_ID').trim());
+    for (const [message, kind] of [
+      ['deliveries cut off by the deadline', 'aborted'],
+      ["deliveries not attempted: the endpoint's circuit breaker is open", 'circuit-open'],
+    ]) {
+      const line = { level: 'WARN', message, endpoint: 'audit', kind, records: 2, messageIds: 'm-1,m-21' };
+      expect(passesFilters(query.replaceAll('EVENT_OR_MESSAGE_ID', 'm-21'), line), kind).toBe(true);
+      expect(passesFilters(query.replaceAll('EVENT_OR_MESSAGE_ID', 'm-3'), line), kind).toBe(false);
+    }
   });
 
   it('refuses at package time an environment over Lambda’s 4 KB limit, naming the largest variables', () => {
