@@ -22,8 +22,8 @@ import {
   packageVariants,
   type Template,
 } from '../support/package-stack';
-import { checkDashboards, checkReferences, checkResources } from '../support/template-check';
 import { eventHistoryQuery, passesFilters } from '../support/telemetry-check';
+import { checkDashboards, checkReferences, checkResources } from '../support/template-check';
 
 // The packaged CloudFormation template against CloudFormation's resource schemas, and the review findings of issue 12
 // pinned on it. Each check is also run on a deliberately broken copy, which it must reject.

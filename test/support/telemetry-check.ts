@@ -244,8 +244,11 @@ export function queryFields(query: string): string[] {
 
 /** A JSON log line's fields as Logs Insights names them: nested keys a.b, array elements a.0, a.1, ... */
 export function flattenLine(value: unknown, prefix = '', out: Record<string, string> = {}): Record<string, string> {
-  if (Array.isArray(value)) value.forEach((v, i) => flattenLine(v, prefix ? `${prefix}.${i}` : String(i), out));
-  else if (value !== null && typeof value === 'object') {
+  if (Array.isArray(value)) {
+    value.forEach((v, i) => {
+      flattenLine(v, prefix ? `${prefix}.${i}` : String(i), out);
+    });
+  } else if (value !== null && typeof value === 'object') {
     for (const [k, v] of Object.entries(value)) flattenLine(v, prefix ? `${prefix}.${k}` : k, out);
   } else if (prefix) out[prefix] = String(value);
   return out;
