@@ -23,7 +23,7 @@ import {
   type Template,
 } from '../support/package-stack';
 import { eventHistoryQuery, passesFilters } from '../support/telemetry-check';
-import { checkDashboards, checkReferences, checkResources } from '../support/template-check';
+import { checkDashboards, checkJsonProperties, checkReferences, checkResources } from '../support/template-check';
 
 // The packaged CloudFormation template against CloudFormation's resource schemas, and the review findings of issue 12
 // pinned on it. Each check is also run on a deliberately broken copy, which it must reject.
@@ -56,6 +56,35 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
     expect(await checkResources(templates[v])).toEqual([]);
     expect(await checkReferences(templates[v])).toEqual([]);
     expect(checkDashboards(templates[v])).toEqual([]);
+    expect(checkJsonProperties(templates[v])).toEqual([]);
+  });
+
+  it('checks what the schemas leave as free JSON or text: policies, RedrivePolicy, IAM documents', () => {
+    const broken = mutate(templates.secured, (t) => {
+      t.Resources.IngestDeadLetterQueue!.DeletionPolicy = 'Retian';
+      t.Resources.DeliveryLedgerTable!.UpdateReplacePolicy = 'Keep';
+      const redrive = props(t.Resources.IngestQueue).RedrivePolicy as Json;
+      redrive.maxRecieveCount = redrive.maxReceiveCount;
+      delete redrive.maxReceiveCount;
+      const document = props(t.Resources.IngestCredentialsPolicy).PolicyDocument as {
+        Version: string;
+        Statement: Json[];
+      };
+      document.Version = '2012-10-18';
+      document.Statement[0]!.Effect = 'allow';
+      document.Statement[0]!.Actions = document.Statement[0]!.Action;
+      delete document.Statement[0]!.Action;
+    });
+    expect(checkJsonProperties(broken).sort()).toEqual([
+      "Resources.DeliveryLedgerTable.UpdateReplacePolicy: 'Keep' is not one of Delete, Retain, Snapshot",
+      'Resources.IngestCredentialsPolicy.Properties.PolicyDocument.Statement[0].Effect: "allow" is not Allow or Deny',
+      'Resources.IngestCredentialsPolicy.Properties.PolicyDocument.Statement[0]: no Action',
+      "Resources.IngestCredentialsPolicy.Properties.PolicyDocument.Statement[0]: unknown key 'Actions'",
+      'Resources.IngestCredentialsPolicy.Properties.PolicyDocument.Version: "2012-10-18" is not 2012-10-17',
+      "Resources.IngestDeadLetterQueue.DeletionPolicy: 'Retian' is not one of Delete, Retain, RetainExceptOnCreate, Snapshot",
+      "Resources.IngestQueue.Properties.RedrivePolicy: 'maxReceiveCount' is missing",
+      "Resources.IngestQueue.Properties.RedrivePolicy: unknown key 'maxRecieveCount' (deadLetterTargetArn, maxReceiveCount)",
+    ]);
   });
 
   it('keeps every dashboard alarm widget within CloudWatch’s 100 alarms, at 50 endpoints too', () => {

@@ -376,3 +376,76 @@ export function checkDashboards(template: Template): string[] {
   }
   return errors;
 }
+
+const DELETION_POLICIES = ['Delete', 'Retain', 'RetainExceptOnCreate', 'Snapshot'];
+const UPDATE_REPLACE_POLICIES = ['Delete', 'Retain', 'Snapshot'];
+const STATEMENT_KEYS = ['Sid', 'Effect', 'Principal', 'NotPrincipal', 'Action', 'NotAction', 'Resource', 'NotResource'];
+
+/** An IAM policy document's shape: Version, Statement, and each statement's keys and Effect. */
+function policyDocument(document: Value, path: string, trust: boolean, errors: string[]): void {
+  if (!isObject(document)) return;
+  // Optional (IAM then assumes 2008-10-17, as the framework's own bucket policy does), but never another value.
+  if (document.Version !== undefined && !['2012-10-17', '2008-10-17'].includes(String(document.Version))) {
+    errors.push(`${path}.Version: ${JSON.stringify(document.Version)} is not 2012-10-17`);
+  }
+  const statements = [document.Statement].flat();
+  if (document.Statement === undefined) errors.push(`${path}: no Statement`);
+  statements.forEach((statement, i) => {
+    const at = `${path}.Statement[${i}]`;
+    if (!isObject(statement)) return;
+    for (const key of Object.keys(statement)) {
+      if (![...STATEMENT_KEYS, 'Condition'].includes(key)) errors.push(`${at}: unknown key '${key}'`);
+    }
+    if (!['Allow', 'Deny'].includes(String(statement.Effect))) {
+      errors.push(`${at}.Effect: ${JSON.stringify(statement.Effect)} is not Allow or Deny`);
+    }
+    if (!('Action' in statement) && !('NotAction' in statement)) errors.push(`${at}: no Action`);
+    if (!trust && !('Resource' in statement) && !('NotResource' in statement)) errors.push(`${at}: no Resource`);
+  });
+}
+
+/** Every policy document under a resource's properties (inline role policies included). */
+function policyDocuments(value: Value, path: string, errors: string[]): void {
+  if (Array.isArray(value)) {
+    value.forEach((element, i) => {
+      policyDocuments(element, `${path}[${i}]`, errors);
+    });
+  }
+  if (!isObject(value)) return;
+  for (const [key, element] of Object.entries(value)) {
+    if (key === 'PolicyDocument' || key === 'AssumeRolePolicyDocument') {
+      policyDocument(element, `${path}.${key}`, key === 'AssumeRolePolicyDocument', errors);
+    } else policyDocuments(element, `${path}.${key}`, errors);
+  }
+}
+
+/**
+ * What the schemas type only as JSON or as any string: DeletionPolicy and UpdateReplacePolicy values, an SQS
+ * RedrivePolicy's keys, and IAM policy documents.
+ */
+export function checkJsonProperties(template: Template): string[] {
+  const errors: string[] = [];
+  for (const [id, resource] of Object.entries(template.Resources)) {
+    const path = `Resources.${id}`;
+    if (resource.DeletionPolicy !== undefined && !DELETION_POLICIES.includes(resource.DeletionPolicy)) {
+      errors.push(`${path}.DeletionPolicy: '${resource.DeletionPolicy}' is not one of ${DELETION_POLICIES.join(', ')}`);
+    }
+    const replace = resource.UpdateReplacePolicy;
+    if (replace !== undefined && !UPDATE_REPLACE_POLICIES.includes(replace)) {
+      errors.push(`${path}.UpdateReplacePolicy: '${replace}' is not one of ${UPDATE_REPLACE_POLICIES.join(', ')}`);
+    }
+    const redrive = resource.Type === 'AWS::SQS::Queue' ? resource.Properties?.RedrivePolicy : undefined;
+    if (isObject(redrive)) {
+      for (const key of Object.keys(redrive)) {
+        if (!['deadLetterTargetArn', 'maxReceiveCount'].includes(key)) {
+          errors.push(`${path}.Properties.RedrivePolicy: unknown key '${key}' (deadLetterTargetArn, maxReceiveCount)`);
+        }
+      }
+      for (const key of ['deadLetterTargetArn', 'maxReceiveCount']) {
+        if (!(key in redrive)) errors.push(`${path}.Properties.RedrivePolicy: '${key}' is missing`);
+      }
+    }
+    policyDocuments(resource.Properties ?? {}, `${path}.Properties`, errors);
+  }
+  return errors;
+}
