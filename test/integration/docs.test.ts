@@ -4,6 +4,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { idempotencyKey } from '../../lib/event';
 import { envWithoutAws, ROOT } from '../support/cli';
+import { packageTemplate } from '../support/package-stack';
 
 // Every command the README and docs/ show is run: here, by another test (named below), or by CI. A new command in
 // the docs fails this test until it is added to COMMANDS; a link or #anchor that leads nowhere fails it too.
@@ -72,7 +73,7 @@ const COMMANDS: Record<string, Runner> = {
   'npm run bench -- --runs=3 --sizes=2000,5000': { by: 'flags', script: 'bench' },
   // docs/deploy.md and docs/configuration.md
   'npm run package': test('test/integration/package.test.ts', "'npm', ['run', 'package']"),
-  'npm run package -- --stage prod': test('test/integration/package.test.ts', "'osls', 'package'"),
+  'npm run package -- --stage prod': test('test/integration/docs.test.ts', "packageTemplate(['--stage', 'prod']"),
   'npm run deploy -- --stage prod --region eu-west-1': AWS,
   'npx osls info --stage prod --region eu-west-1 --verbose': AWS,
   'npx osls remove --stage prod --region eu-west-1': AWS,
@@ -97,6 +98,19 @@ const COMMANDS: Record<string, Runner> = {
   ),
   'npm run redrive -- --from "$DLQ_URL" --max 10': test('test/integration/operator-cli.test.ts', "'--max'"),
 };
+
+/** The --flags of a command, and their plain values (not $VARS or paths to a user's file), a test file never names. */
+function untestedArguments(command: string, file: string): string[] {
+  const args = command.split(' -- ')[1]?.split(/\s+/) ?? [];
+  const missing: string[] = [];
+  args.forEach((arg, i) => {
+    const isFlag = arg.startsWith('--');
+    // Counts may differ (a test sends fewer events); names (a stage, a file) may not.
+    const isValue = !isFlag && args[i - 1]?.startsWith('--') && /^[\w.,=-]+$/.test(arg) && !/^\d+$/.test(arg);
+    if ((isFlag || isValue) && !file.includes(`'${arg}'`)) missing.push(arg);
+  });
+  return missing;
+}
 
 const DOCS = [
   'README.md',
@@ -188,12 +202,16 @@ describe('every command in the docs is run', () => {
     expect(missing).toEqual([]);
   });
 
-  it('each command mapped to a test file is in that file', () => {
+  it('each command mapped to a test file is in that file, with every flag and plain value it passes', () => {
+    const untested: string[] = [];
     for (const [command, runner] of Object.entries(COMMANDS)) {
       if (runner.by !== 'test') continue;
       expect(existsSync(join(ROOT, runner.file)), `${command}: ${runner.file} exists`).toBe(true);
       expect(text(runner.file), `${command}: ${runner.file} runs it`).toContain(runner.contains);
+      const missing = untestedArguments(command, text(runner.file));
+      if (missing.length) untested.push(`${command}: ${runner.file} never passes ${missing.join(' ')}`);
     }
+    expect(untested).toEqual([]);
   });
 
   it('each command mapped to CI is in .ci/run', () => {
@@ -243,6 +261,23 @@ describe('every command in the docs is run', () => {
     const result = await sh(`${command} && echo "$KEY"`);
     expect(result.output.trim()).toBe(idempotencyKey('urn:example:orders', 'order-123'));
   });
+});
+
+describe("the deploy guide's first check", () => {
+  it('packages the prod stage once its params block is written as docs/deploy.md says', async () => {
+    const guide = text('docs/deploy.md');
+    expect(guide).toContain('uncomment the `prod:` block under `params:`');
+    // The commented example block in serverless.yml, uncommented.
+    const uncomment = (yml: string) =>
+      yml.replace(/^ {2}# (prod:\n(?: {2}# {3}.*\n)+)/m, (block) => block.replace(/^ {2}# /gm, '  '));
+    expect(uncomment(text('serverless.yml'))).toMatch(/^ {2}prod:\n {4}endpoints: analytics=/m);
+    const template = await packageTemplate(['--stage', 'prod'], 'osls', uncomment);
+    const variables = (
+      template.Resources.IngestLambdaFunction!.Properties!.Environment as { Variables: Record<string, unknown> }
+    ).Variables;
+    expect(variables.POWERTOOLS_SERVICE_NAME).toBe('ingest-fanout-prod');
+    expect(String(variables.ENDPOINT_CREDENTIALS)).toContain('/ingest-fanout/prod/analytics-token');
+  }, 120_000);
 });
 
 /** GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes, repeats numbered. */
