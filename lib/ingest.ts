@@ -319,9 +319,12 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     for (const { record, event, outcome, quarantined } of processed) {
       const log = recordLogger(record, event);
       loggers.set(record.messageId, log);
-      if (event.ok && 'delivered' in outcome && outcome.delivered.length > 0 && !recorded.has(event.key)) {
+      // Skipped endpoints are written again: a redriven record's entries last another TTL, as its new message does.
+      const done =
+        'delivered' in outcome ? [...outcome.delivered, ...('skipped' in outcome ? outcome.skipped : [])] : [];
+      if (event.ok && done.length > 0 && !recorded.has(event.key)) {
         recorded.add(event.key);
-        for (const endpoint of outcome.delivered) entries.push({ key: event.key, endpoint });
+        for (const endpoint of done) entries.push({ key: event.key, endpoint });
       }
       switch (outcome.kind) {
         case 'delivered':

@@ -222,6 +222,32 @@ describe('delivery ledger', () => {
     expect(beta.accepted.get('no-ledger')).toBe(1);
   });
 
+  it('writes the entries of the endpoints it skipped again, so a second redrive is deduplicated too', async () => {
+    const ledger = memoryLedger();
+    const written: LedgerEntry[][] = [];
+    const recording: Ledger = {
+      lookup: ledger.lookup,
+      record: async (batch, signal) => {
+        written.push(batch);
+        await ledger.record(batch, signal);
+      },
+    };
+    const run = pipeline({ ledger: recording });
+    const record = eventRecord('redriven');
+    await run.handle(sqsEvent([record]), lambdaContext());
+    written.length = 0;
+    // Redriven: every endpoint has it already; their entries get a new expiration.
+    const again = await run.handle(sqsEvent([record]), lambdaContext());
+    expect(again.batchItemFailures).toEqual([]);
+    expect(alpha.accepted.get('redriven')).toBe(1);
+    expect(
+      written
+        .flat()
+        .map((entry) => entry.endpoint)
+        .sort(),
+    ).toEqual(['alpha', 'beta']);
+  });
+
   it('looks every distinct event up once per batch', async () => {
     const ledger = memoryLedger();
     const records = [eventRecord('l1'), eventRecord('l1'), eventRecord('l2'), sqsRecord('bad')];
