@@ -21,3 +21,18 @@ export function checkRates(
   },
   limits: { maximumConcurrency: number; batchSize: number; timeoutS: number },
 ): string[];
+export function kmsKeyArn(stage: string, region: string, value: unknown): string;
+export function checkPlainParams(
+  stage: string,
+  region: string,
+  params: Record<'queueAgeAlarmS' | 'alarmTopicArn' | 'alarmEmail' | 'memorySize' | 'logRetentionDays', unknown>,
+): { queueAgeAlarmS: number; alarmTopicArn: string; memorySize: number; logRetentionDays: number };
+export const ALARMS_PER_WIDGET: number;
+export function alarmWidgets(alarmIds: string[]): {
+  type: 'alarm';
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  properties: { title: string; alarms: string[] };
+}[];

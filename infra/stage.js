@@ -59,6 +59,66 @@ function percent(stage, name, value) {
   return number;
 }
 
+/** A key ARN in the stage's region; IAM authorises kms:Decrypt on the key ARN, never on an alias or a bare id. */
+export function kmsKeyArn(stage, region, value) {
+  const arn = String(value ?? '').trim();
+  if (!arn) return '';
+  const match = /^arn:aws[a-z-]*:kms:([a-z0-9-]+):\d{12}:key\/[A-Za-z0-9-]+$/.exec(arn);
+  if (!match) {
+    fail(
+      stage,
+      `param 'credentialsKmsKeyArn' is '${arn}': use the key's ARN, arn:aws:kms:${region}:<account>:key/<key id> ` +
+        '(aws kms describe-key --key-id <alias> prints it); IAM never matches kms:Decrypt on an alias',
+    );
+  }
+  if (match[1] !== region) {
+    fail(
+      stage,
+      `param 'credentialsKmsKeyArn' is a key in ${match[1]}, but the stage deploys to ${region}: ` +
+        `parameters and secrets are encrypted with a key of their own region; use that key's ARN`,
+    );
+  }
+  return arn;
+}
+
+/** CloudWatch Logs' accepted retentions (days). */
+const LOG_RETENTION_DAYS = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+];
+
+/** The params serverless.yml and infra/alarms.yml use verbatim: checked here, so a typo fails the package. */
+export function checkPlainParams(
+  stage,
+  region,
+  { queueAgeAlarmS, alarmTopicArn, alarmEmail, memorySize, logRetentionDays },
+) {
+  const topic = String(alarmTopicArn ?? '').trim();
+  const topicMatch = /^arn:aws[a-z-]*:sns:([a-z0-9-]+):\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$/.exec(topic);
+  if (topic && !topicMatch) {
+    fail(stage, `param 'alarmTopicArn' is '${topic}': use an SNS topic ARN, arn:aws:sns:${region}:<account>:<topic>`);
+  }
+  if (topicMatch && topicMatch[1] !== region) {
+    fail(
+      stage,
+      `param 'alarmTopicArn' is a topic in ${topicMatch[1]}, but the alarms are in ${region}: use a topic of ${region}`,
+    );
+  }
+  const email = String(alarmEmail ?? '').trim();
+  if (email && !/^[^\s@,;]+@[^\s@,;]+\.[^\s@,;]+$/.test(email)) {
+    fail(stage, `param 'alarmEmail' is '${email}': use one e-mail address (or alarmTopicArn for several)`);
+  }
+  const days = integer(stage, 'logRetentionDays', logRetentionDays, [1, 3653]);
+  if (!LOG_RETENTION_DAYS.includes(days)) {
+    fail(stage, `param 'logRetentionDays' is ${days}: CloudWatch Logs accepts ${LOG_RETENTION_DAYS.join(', ')}`);
+  }
+  return {
+    queueAgeAlarmS: integer(stage, 'queueAgeAlarmS', queueAgeAlarmS, [60, 1_209_600]),
+    alarmTopicArn: topic,
+    memorySize: integer(stage, 'memorySize', memorySize, [128, 10_240]),
+    logRetentionDays: days,
+  };
+}
+
 /** Lambda's limit on all environment variables together (keys and values), checked before any deploy. */
 export const ENVIRONMENT_LIMIT_BYTES = 4096;
 // A CloudFormation reference resolves at deploy time: count the longest a queue URL or table name can be.
@@ -114,7 +174,11 @@ function checkRetention(stage, { timeoutS, windowS, maxReceiveCount, retentionS,
 
 async function load({ resolveVariable, resolveConfigurationProperty }) {
   const param = (name) => resolveVariable(`param:${name}`);
-  const [service, stage] = await Promise.all([resolveVariable('self:service'), resolveVariable('sls:stage')]);
+  const [service, stage, region] = await Promise.all([
+    resolveVariable('self:service'),
+    resolveVariable('sls:stage'),
+    resolveVariable('self:provider.region'),
+  ]);
   const fifoParam = await param('fifo');
   if (![true, false, 'true', 'false'].includes(fifoParam)) {
     fail(stage, `param 'fifo' is ${JSON.stringify(fifoParam)}: use true or false`);
@@ -217,8 +281,14 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     serviceDimension: env.POWERTOOLS_SERVICE_NAME || service,
     namespace: env.POWERTOOLS_METRICS_NAMESPACE || METRICS_NAMESPACE,
     metric: MetricName,
-    kmsKeyArn: String((await param('credentialsKmsKeyArn')) ?? '').trim(),
-    alarmTopicArn: String((await param('alarmTopicArn')) ?? '').trim(),
+    kmsKeyArn: kmsKeyArn(stage, region, await param('credentialsKmsKeyArn')),
+    ...checkPlainParams(stage, region, {
+      queueAgeAlarmS: await param('queueAgeAlarmS'),
+      alarmTopicArn: await param('alarmTopicArn'),
+      alarmEmail: await param('alarmEmail'),
+      memorySize: await param('memorySize'),
+      logRetentionDays: await param('logRetentionDays'),
+    }),
     failureRatePct: percent(stage, 'endpointFailureRatePct', await param('endpointFailureRatePct')),
     failureMinDeliveries: integer(
       stage,
@@ -396,6 +466,11 @@ export async function errorAlarmPeriods(context) {
  */
 function redeliveryPeriodS(stage) {
   return Math.ceil((stage.retryMaxDelayS + stage.windowS + stage.timeoutS) / 60) * 60;
+}
+
+/** The queue-age alarm's threshold (s), checked by load(). */
+export async function queueAgeAlarmS(context) {
+  return (await stageOf(context)).queueAgeAlarmS;
 }
 
 /** 'true' or 'false', as a string for the IsFifo condition (CloudFormation compares strings). */
@@ -585,6 +660,23 @@ export const UNDISPLAYED_METRICS = {
   ColdStart: 'cold starts show as the maximum of the function duration',
 };
 
+/** CloudWatch rejects an alarm widget of more than 100 alarms (2 per endpoint): one widget per 100. */
+export const ALARMS_PER_WIDGET = 100;
+
+/** The first block sits in the grid; further blocks go full width below the last row (y 32). */
+export function alarmWidgets(alarmIds) {
+  const blocks = [];
+  for (let i = 0; i < alarmIds.length; i += ALARMS_PER_WIDGET) blocks.push(alarmIds.slice(i, i + ALARMS_PER_WIDGET));
+  return blocks.map((ids, k) => ({
+    type: 'alarm',
+    ...(k === 0 ? { x: 16, y: 14, width: 8, height: 6 } : { x: 0, y: 26 + 6 * k, width: 24, height: 6 }),
+    properties: {
+      title: blocks.length === 1 ? 'Alarms' : `Alarms (${k + 1} of ${blocks.length})`,
+      alarms: ids.map((id) => `\${${id}.Arn}`),
+    },
+  }));
+}
+
 function dashboardBody(stage, alarmIds) {
   const region = '${AWS::Region}';
   const ns = stage.namespace;
@@ -685,14 +777,7 @@ function dashboardBody(stage, alarmIds) {
         label: 'messages',
       }),
     ]),
-    {
-      type: 'alarm',
-      x: 16,
-      y: 14,
-      width: 8,
-      height: 6,
-      properties: { title: 'Alarms', alarms: alarms.map((id) => `\${${id}.Arn}`) },
-    },
+    ...alarmWidgets(alarms),
     graph('Function duration (ms)', 0, 20, 8, 6, [
       lambda('Duration', { stat: 'Average', label: 'average' }),
       lambda('Duration', { stat: 'p99', label: 'p99' }),

@@ -63,6 +63,8 @@ const CREDENTIALS_REFUSED_HINT =
   "credentials were refused (401/403) even after reading them again: check the endpoint's entry in " +
   'ENDPOINT_CREDENTIALS and the value stored for it; the record comes back with backoff';
 
+/** SQS message ids per grouped line (cut off by the deadline, refused by an open breaker). */
+export const GROUPED_IDS_PER_LINE = 50;
 const GROUPED_MESSAGES = {
   aborted: 'deliveries cut off by the deadline',
   'circuit-open': "deliveries not attempted: the endpoint's circuit breaker is open",
@@ -354,9 +356,12 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     for (const { record, event, outcome, quarantined } of processed) {
       const log = recordLogger(record, event);
       loggers.set(record.messageId, log);
-      if (event.ok && 'delivered' in outcome && outcome.delivered.length > 0 && !recorded.has(event.key)) {
+      // Skipped endpoints are written again: a redriven record's entries last another TTL, as its new message does.
+      const done =
+        'delivered' in outcome ? [...outcome.delivered, ...('skipped' in outcome ? outcome.skipped : [])] : [];
+      if (event.ok && done.length > 0 && !recorded.has(event.key)) {
         recorded.add(event.key);
-        for (const endpoint of outcome.delivered) entries.push({ key: event.key, endpoint });
+        for (const endpoint of done) entries.push({ key: event.key, endpoint });
       }
       switch (outcome.kind) {
         case 'delivered':
@@ -441,12 +446,16 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     for (const line of later) line();
     for (const [kind, byEndpoint] of Object.entries(grouped)) {
       for (const [endpoint, ids] of byEndpoint) {
-        logger.warn(GROUPED_MESSAGES[kind as keyof typeof grouped], {
-          endpoint,
-          kind,
-          records: ids.length,
-          messageIds: ids.slice(0, 20),
-        });
+        // Every id, so the event history finds each record; chunks keep a line far below CloudWatch's 256 KB.
+        for (let i = 0; i < ids.length; i += GROUPED_IDS_PER_LINE) {
+          logger.warn(GROUPED_MESSAGES[kind as keyof typeof grouped], {
+            endpoint,
+            kind,
+            records: ids.length,
+            // One comma-joined field: Logs Insights would split an array into messageIds.0, messageIds.1, ...
+            messageIds: ids.slice(i, i + GROUPED_IDS_PER_LINE).join(','),
+          });
+        }
       }
     }
     logUnrouted(processed);

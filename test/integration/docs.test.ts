@@ -4,6 +4,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { idempotencyKey } from '../../lib/event';
 import { envWithoutAws, ROOT } from '../support/cli';
+import { packageTemplate } from '../support/package-stack';
 
 // Every command the README and docs/ show is run: here, by another test (named below), or by CI. A new command in
 // the docs fails this test until it is added to COMMANDS; a link or #anchor that leads nowhere fails it too.
@@ -49,11 +50,11 @@ const COMMANDS: Record<string, Runner> = {
   'npm run chaos -- --events 10000': { by: 'flags', script: 'chaos' },
   'npm start -- --endpoints endpoints/example.yml': test(
     'test/e2e/subscriptions.test.ts',
-    "'infra/local/start.ts',\n        '--endpoints',",
+    "'infra/local/start.ts',\n        '--endpoints',\n        file,",
   ),
   'npm start -- --endpoints endpoints/example.yml --secrets .local/secrets.yml': test(
     'test/e2e/subscriptions.test.ts',
-    "'--secrets',\n        secrets,",
+    "file,\n        '--secrets',\n        secrets,",
   ),
   'npm run demo -- --endpoints endpoints/example.yml': { by: 'flags', script: 'demo' },
   'npm test': { by: 'ci' },
@@ -72,7 +73,7 @@ const COMMANDS: Record<string, Runner> = {
   'npm run bench -- --runs=3 --sizes=2000,5000': { by: 'flags', script: 'bench' },
   // docs/deploy.md and docs/configuration.md
   'npm run package': test('test/integration/package.test.ts', "'npm', ['run', 'package']"),
-  'npm run package -- --stage prod': test('test/integration/package.test.ts', "'osls', 'package'"),
+  'npm run package -- --stage prod': test('test/integration/docs.test.ts', "packageTemplate(['--stage', 'prod']"),
   'npm run deploy -- --stage prod --region eu-west-1': AWS,
   'npx osls info --stage prod --region eu-west-1 --verbose': AWS,
   'npx osls remove --stage prod --region eu-west-1': AWS,
@@ -81,11 +82,14 @@ const COMMANDS: Record<string, Runner> = {
   [QUEUE_URL_FROM_STACK]: AWS,
   [DLQ_URL_FROM_STACK]: AWS,
   [FIRST_EVENT]: AWS,
-  'aws ssm put-parameter --type SecureString --name /ingest-fanout/prod/analytics-token --value "$TOKEN"': AWS,
-  'aws secretsmanager create-secret --name ingest-fanout/prod/audit-key --secret-string "$HMAC_KEY"': AWS,
+  'aws ssm put-parameter --region eu-west-1 --type SecureString --name /ingest-fanout/prod/analytics-token --value "$TOKEN"':
+    AWS,
+  'aws secretsmanager create-secret --region eu-west-1 --name ingest-fanout/prod/audit-key --secret-string "$HMAC_KEY"':
+    AWS,
   // docs/operations.md
   [LEDGER_KEY]: { by: 'doc-test' },
-  'aws dynamodb get-item --table-name ingest-fanout-prod-ledger --key "{\\"id\\":{\\"S\\":\\"$KEY#analytics\\"}}"': AWS,
+  'aws dynamodb get-item --region eu-west-1 --table-name ingest-fanout-prod-ledger --key "{\\"id\\":{\\"S\\":\\"$KEY#analytics\\"}}"':
+    AWS,
   'npm run dlq -- --queue-url "$DLQ_URL"': test('test/integration/operator-cli.test.ts', "'--queue-url', dlq.url"),
   'npm run redrive -- --from "$DLQ_URL"': test('test/integration/operator-cli.test.ts', "'--from', dlq.url"),
   'npm run redrive -- --from "$DLQ_URL" --to "$INGEST_QUEUE_URL"': test(
@@ -94,6 +98,19 @@ const COMMANDS: Record<string, Runner> = {
   ),
   'npm run redrive -- --from "$DLQ_URL" --max 10': test('test/integration/operator-cli.test.ts', "'--max'"),
 };
+
+/** The --flags of a command, and their plain values (not $VARS or paths to a user's file), a test file never names. */
+function untestedArguments(command: string, file: string): string[] {
+  const args = command.split(' -- ')[1]?.split(/\s+/) ?? [];
+  const missing: string[] = [];
+  args.forEach((arg, i) => {
+    const isFlag = arg.startsWith('--');
+    // Counts may differ (a test sends fewer events); names (a stage, a file) may not.
+    const isValue = !isFlag && args[i - 1]?.startsWith('--') && /^[\w.,=-]+$/.test(arg) && !/^\d+$/.test(arg);
+    if ((isFlag || isValue) && !file.includes(`'${arg}'`)) missing.push(arg);
+  });
+  return missing;
+}
 
 const DOCS = [
   'README.md',
@@ -168,12 +185,33 @@ describe('every command in the docs is run', () => {
     expect(aws.length).toBeLessThanOrEqual(11);
   });
 
-  it('each command mapped to a test file is in that file', () => {
+  it('every aws, deploy, info and remove command names its --region (else it acts on the default region)', () => {
+    const inline = DOCS.flatMap((file) =>
+      [
+        ...text(file)
+          .replace(/```[\s\S]*?```/g, '')
+          .matchAll(/`([^`\n]+)`/g),
+      ].map((m) => [m[1]!, file] as const),
+    );
+    // Bare script names in prose (`npm run deploy`) and account-wide aws commands (sso, configure) are not calls.
+    const regional =
+      /(^|\$\(|\s)(aws (?!sso |configure)[\w-]+ [\w-]|npm run deploy --|npx osls (deploy|info|remove)\b)/;
+    const missing = [...shown, ...inline]
+      .filter(([command]) => regional.test(command) && !/--region \S/.test(command))
+      .map(([command, file]) => `${file}: ${command}`);
+    expect(missing).toEqual([]);
+  });
+
+  it('each command mapped to a test file is in that file, with every flag and plain value it passes', () => {
+    const untested: string[] = [];
     for (const [command, runner] of Object.entries(COMMANDS)) {
       if (runner.by !== 'test') continue;
       expect(existsSync(join(ROOT, runner.file)), `${command}: ${runner.file} exists`).toBe(true);
       expect(text(runner.file), `${command}: ${runner.file} runs it`).toContain(runner.contains);
+      const missing = untestedArguments(command, text(runner.file));
+      if (missing.length) untested.push(`${command}: ${runner.file} never passes ${missing.join(' ')}`);
     }
+    expect(untested).toEqual([]);
   });
 
   it('each command mapped to CI is in .ci/run', () => {
@@ -223,6 +261,23 @@ describe('every command in the docs is run', () => {
     const result = await sh(`${command} && echo "$KEY"`);
     expect(result.output.trim()).toBe(idempotencyKey('urn:example:orders', 'order-123'));
   });
+});
+
+describe("the deploy guide's first check", () => {
+  it('packages the prod stage once its params block is written as docs/deploy.md says', async () => {
+    const guide = text('docs/deploy.md');
+    expect(guide).toContain('uncomment the `prod:` block under `params:`');
+    // The commented example block in serverless.yml, uncommented.
+    const uncomment = (yml: string) =>
+      yml.replace(/^ {2}# (prod:\n(?: {2}# {3}.*\n)+)/m, (block) => block.replace(/^ {2}# /gm, '  '));
+    expect(uncomment(text('serverless.yml'))).toMatch(/^ {2}prod:\n {4}endpoints: analytics=/m);
+    const template = await packageTemplate(['--stage', 'prod'], 'osls', uncomment);
+    const variables = (
+      template.Resources.IngestLambdaFunction!.Properties!.Environment as { Variables: Record<string, unknown> }
+    ).Variables;
+    expect(variables.POWERTOOLS_SERVICE_NAME).toBe('ingest-fanout-prod');
+    expect(String(variables.ENDPOINT_CREDENTIALS)).toContain('/ingest-fanout/prod/analytics-token');
+  }, 120_000);
 });
 
 /** GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes, repeats numbered. */

@@ -14,7 +14,15 @@ import { redrive } from '../../lib/redrive';
 import { createQueueWithDlq, localSqs, sendMessages } from '../support/aws';
 import { type AwsCall, recordAwsCalls } from '../support/aws-calls';
 import { startCredentialStores } from '../support/credential-stores';
-import { checkRole, roleStatements, type Statement, type Use, unknownActions } from '../support/iam-check';
+import {
+  broadGrants,
+  checkRole,
+  otherPolicySources,
+  roleStatements,
+  type Statement,
+  type Use,
+  unknownActions,
+} from '../support/iam-check';
 import { runStage, type StageRun } from '../support/local-stage';
 import { type Json, mutate, packageTemplate, ROOT, type Template, VARIANTS } from '../support/package-stack';
 
@@ -91,6 +99,44 @@ describe('the function role against the calls the code makes', () => {
 
   it('allows each recorded call on the resource it targeted, and grants nothing else', () => {
     expect(checkRole(statements, uses(run.calls))).toEqual({ denied: [], unused: [] });
+  });
+
+  it('has no policy source the check does not read, and no wildcard action or resource beyond X-Ray', async () => {
+    expect(otherPolicySources(template, 'IngestRole')).toEqual([]);
+    expect(await broadGrants(statements)).toEqual([]);
+  });
+
+  it('reports managed policies, a boundary, a wildcard action and a wildcard resource on a broken role', async () => {
+    const broken = mutate(template, (t) => {
+      const role = t.Resources.IngestRole!.Properties!;
+      role.ManagedPolicyArns = ['arn:aws:iam::aws:policy/AdministratorAccess'];
+      role.PermissionsBoundary = 'arn:aws:iam::123456789012:policy/boundary';
+      t.Resources.Extra = {
+        Type: 'AWS::IAM::ManagedPolicy',
+        Properties: { Roles: [{ Ref: 'IngestRole' }], PolicyDocument: { Version: '2012-10-17', Statement: [] } },
+      };
+      const statements = (role.Policies as { PolicyDocument: { Statement: Json[] } }[])[0]!.PolicyDocument.Statement;
+      statements.push({ Sid: 'Everything', Effect: 'Allow', Action: 'sqs:*', Resource: '*' });
+      statements.push({
+        Sid: 'AnyTable',
+        Effect: 'Allow',
+        Action: 'dynamodb:BatchGetItem',
+        Resource: 'arn:aws:dynamodb:*',
+      });
+    });
+    expect(otherPolicySources(broken, 'IngestRole')).toEqual([
+      'IngestRole.ManagedPolicyArns: ["arn:aws:iam::aws:policy/AdministratorAccess"]',
+      'IngestRole.PermissionsBoundary: "arn:aws:iam::123456789012:policy/boundary"',
+      'Extra: AWS::IAM::ManagedPolicy attached to IngestRole',
+    ]);
+    const grants = roleStatements(broken, 'IngestRole', run.stack);
+    expect(await broadGrants(grants)).toEqual([
+      'Everything: action sqs:* has a wildcard',
+      'Everything: resource * is broader than the resources the code uses',
+      'AnyTable: resource arn:aws:dynamodb:* is broader than the resources the code uses',
+    ]);
+    // The same grants pass the used/unused comparison: sqs:* on * is "used" by every SQS call.
+    expect(checkRole(grants, uses(run.calls)).unused).not.toContain('Everything: sqs:* on * is granted but never used');
   });
 
   it('reports a missing action, an unused grant, a secret without its suffix and a wrong KMS context', () => {

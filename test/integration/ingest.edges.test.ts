@@ -2,11 +2,12 @@ import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HTTP_4XX } from '../../lib/endpoint';
 import { createIngest, type Ingest, type IngestDeps, loadConfig } from '../../lib/index';
-import { settleReserveMs } from '../../lib/ingest';
+import { GROUPED_IDS_PER_LINE, settleReserveMs } from '../../lib/ingest';
 import type { BackoffItem, Ledger, LedgerEntry, QuarantineItem } from '../../lib/types';
 import { TestEndpoint } from '../support/endpoints';
 import { cloudEvent, eventRecord, lambdaContext, sqsEvent, sqsRecord } from '../support/events';
 import { captureLogs } from '../support/logs';
+import { eventHistoryMatches } from '../support/telemetry-check';
 
 // The side effects are our own interfaces (lib/types.ts); these in-memory versions record what the engine asks of them.
 // The SQS and DynamoDB implementations are tested against local servers in their own files.
@@ -221,6 +222,32 @@ describe('delivery ledger', () => {
     expect(beta.accepted.get('no-ledger')).toBe(1);
   });
 
+  it('writes the entries of the endpoints it skipped again, so a second redrive is deduplicated too', async () => {
+    const ledger = memoryLedger();
+    const written: LedgerEntry[][] = [];
+    const recording: Ledger = {
+      lookup: ledger.lookup,
+      record: async (batch, signal) => {
+        written.push(batch);
+        await ledger.record(batch, signal);
+      },
+    };
+    const run = pipeline({ ledger: recording });
+    const record = eventRecord('redriven');
+    await run.handle(sqsEvent([record]), lambdaContext());
+    written.length = 0;
+    // Redriven: every endpoint has it already; their entries get a new expiration.
+    const again = await run.handle(sqsEvent([record]), lambdaContext());
+    expect(again.batchItemFailures).toEqual([]);
+    expect(alpha.accepted.get('redriven')).toBe(1);
+    expect(
+      written
+        .flat()
+        .map((entry) => entry.endpoint)
+        .sort(),
+    ).toEqual(['alpha', 'beta']);
+  });
+
   it('looks every distinct event up once per batch', async () => {
     const ledger = memoryLedger();
     const records = [eventRecord('l1'), eventRecord('l1'), eventRecord('l2'), sqsRecord('bad')];
@@ -309,15 +336,23 @@ describe('log volume under an open circuit (issue 9, defect 11)', () => {
     );
     await run.handle(sqsEvent([eventRecord('opens')]), lambdaContext());
     lines.length = 0;
-    const records = Array.from({ length: 30 }, (_, i) => eventRecord(`open-${i}`));
+    const records = Array.from({ length: 60 }, (_, i) => eventRecord(`open-${i}`));
     const response = await run.handle(sqsEvent(records), lambdaContext());
-    expect(failed(response)).toHaveLength(30);
+    expect(failed(response)).toHaveLength(60);
     expect(beta.received).toHaveLength(1);
     const failures = lines.filter((line) => line.endpoint === 'beta' && line.level === 'WARN');
+    // Every id, in lines of GROUPED_IDS_PER_LINE, as one comma-joined field the event history query can match.
     expect(failures).toEqual([
-      expect.objectContaining({ kind: 'circuit-open', records: 30, messageIds: expect.any(Array) }),
+      expect.objectContaining({ kind: 'circuit-open', records: 60, messageIds: expect.any(String) }),
+      expect.objectContaining({ kind: 'circuit-open', records: 60, messageIds: expect.any(String) }),
     ]);
-    expect(failures[0]!.messageIds).toHaveLength(20);
+    const ids = failures.flatMap((line) => String(line.messageIds).split(','));
+    expect(ids.sort()).toEqual(records.map((record) => record.messageId).sort());
+    expect(String(failures[0]!.messageIds).split(',')).toHaveLength(GROUPED_IDS_PER_LINE);
+    // The saved query finds record 21 (and 51) of the batch, which the first 20 ids left out.
+    for (const record of [records[20]!, records[50]!]) {
+      expect(failures.filter((line) => eventHistoryMatches(line, record.messageId))).toHaveLength(1);
+    }
   });
 });
 

@@ -314,13 +314,15 @@ describe('npm run package', () => {
 
   it('alarms on DLQ messages, the oldest message age, function errors and each endpoint’s failure rate', () => {
     const alarms = Object.fromEntries(resourcesOfType(template, 'AWS::CloudWatch::Alarm'));
-    expect(alarms.DeadLetterQueueAlarm!.Properties).toMatchObject({
-      Namespace: 'AWS/SQS',
-      MetricName: 'ApproximateNumberOfMessagesVisible',
-      Dimensions: [{ Name: 'QueueName', Value: getAtt('IngestDeadLetterQueue', 'QueueName') }],
-      Threshold: 0,
-      ComparisonOperator: 'GreaterThanThreshold',
-    });
+    const dlq = alarms.DeadLetterQueueAlarm!.Properties as { Metrics: { MetricStat?: { Metric: Json } }[] };
+    expect(dlq.Metrics.flatMap((m) => (m.MetricStat ? [m.MetricStat.Metric] : []))).toEqual(
+      ['ApproximateNumberOfMessagesVisible', 'NumberOfMessagesSent'].map((MetricName) => ({
+        Namespace: 'AWS/SQS',
+        MetricName,
+        Dimensions: [{ Name: 'QueueName', Value: getAtt('IngestDeadLetterQueue', 'QueueName') }],
+      })),
+    );
+    expect(dlq).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold' });
     expect(alarms.QueueAgeAlarm!.Properties).toMatchObject({
       MetricName: 'ApproximateAgeOfOldestMessage',
       Dimensions: [{ Name: 'QueueName', Value: getAtt('IngestQueue', 'QueueName') }],

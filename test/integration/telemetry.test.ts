@@ -98,7 +98,25 @@ describe('saved Logs Insights queries against the log lines', () => {
       q.QueryString = String(q.QueryString).replace('by reason', 'by quarantineReason');
     });
     expect(checkQueries(broken, run.lines)).toEqual([
-      "query QueryQuarantinedByReason: field 'quarantineReason' is in no log line the function writes",
+      "query QueryQuarantinedByReason: field 'quarantineReason' is in no log line its filter selects",
+    ]);
+  });
+
+  it('reads only the lines a query filters on, and array fields as Logs Insights flattens them', () => {
+    const broken = mutate(template, (t) => {
+      const q = props(t, 'QueryFailuresByEndpoint');
+      // `reason` exists, but only on quarantine lines: on 'delivery failed' lines the column is empty.
+      q.QueryString = String(q.QueryString).replace('by endpoint', 'by reason, endpoint');
+    });
+    expect(checkQueries(broken, run.lines)).toEqual([
+      "query QueryFailuresByEndpoint: field 'reason' is in no log line its filter selects",
+    ]);
+    // messageIds written as an array would be messageIds.0, messageIds.1, ... and the event history column empty.
+    const arrays = run.lines.map((line) =>
+      typeof line.messageIds === 'string' ? { ...line, messageIds: line.messageIds.split(',') } : line,
+    );
+    expect(checkQueries(template, arrays)).toEqual([
+      "query QueryEventHistory: field 'messageIds' is in no log line the function writes",
     ]);
   });
 });

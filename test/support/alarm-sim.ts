@@ -33,6 +33,18 @@ export function firstAlarmAt(alarm: AlarmSettings, values: (number | undefined)[
   return undefined;
 }
 
+/** The ends (seconds) of the periods where the alarm goes from OK to ALARM: each is one notification. */
+export function alarmTransitions(alarm: AlarmSettings, values: (number | undefined)[]): number[] {
+  const transitions: number[] = [];
+  let inAlarm = false;
+  for (let end = 1; end <= values.length; end++) {
+    const now = firstAlarmAt(alarm, values.slice(Math.max(0, end - alarm.EvaluationPeriods), end)) !== undefined;
+    if (now && !inAlarm) transitions.push(end * alarm.Period);
+    inAlarm = now;
+  }
+  return transitions;
+}
+
 /** The per-period Sum of events at the given times (seconds), undefined where a period has none. */
 export function sums(times: number[], period: number, horizon: number): (number | undefined)[] {
   const values: (number | undefined)[] = Array.from({ length: Math.ceil(horizon / period) }, () => undefined);

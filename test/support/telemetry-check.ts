@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Json, Template } from './package-stack';
 import { resourcesOfType } from './package-stack';
 
@@ -89,6 +90,7 @@ const MATH_FUNCTIONS = new Set([
   'METRICS',
   'ABS',
   'RATE',
+  'DIFF',
 ]);
 
 /** Ids a metric-math expression refers to. */
@@ -240,9 +242,82 @@ export function queryFields(query: string): string[] {
   return [...new Set(fields)];
 }
 
-/** Every saved query (and dashboard log widget) field that no log line of the run has. */
+/** A JSON log line's fields as Logs Insights names them: nested keys a.b, array elements a.0, a.1, ... */
+export function flattenLine(value: unknown, prefix = '', out: Record<string, string> = {}): Record<string, string> {
+  if (Array.isArray(value)) {
+    value.forEach((v, i) => {
+      flattenLine(v, prefix ? `${prefix}.${i}` : String(i), out);
+    });
+  } else if (value !== null && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) flattenLine(v, prefix ? `${prefix}.${k}` : k, out);
+  } else if (prefix) out[prefix] = String(value);
+  return out;
+}
+
+/** Evaluates one `filter` clause: field = 'text', field like 'text' (a substring), and, or, not, parentheses. */
+function filterHolds(clause: string, fields: Record<string, string>): boolean {
+  const tokens = [...clause.matchAll(/\s*(\(|\)|'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|=|[@\w.]+)/g)].map((m) => m[1]!);
+  let i = 0;
+  const literal = (token: string) => token.slice(1, -1).replace(/\\(.)/g, '$1');
+  const factor = (): boolean => {
+    if (tokens[i] === '(') {
+      i++;
+      const value = or();
+      if (tokens[i++] !== ')') throw new Error(`unbalanced parentheses in filter ${clause}`);
+      return value;
+    }
+    if (tokens[i]?.toLowerCase() === 'not') {
+      i++;
+      return !factor();
+    }
+    const [field, op, value] = [tokens[i++]!, tokens[i++]?.toLowerCase(), tokens[i++]];
+    if (!value || !/^['"]/.test(value))
+      throw new Error(`filter ${clause}: only = and like with a string are evaluated`);
+    const actual = fields[field];
+    if (actual === undefined) return false;
+    if (op === '=') return actual === literal(value);
+    if (op === 'like') return actual.includes(literal(value));
+    throw new Error(`filter ${clause}: operator ${String(op)} is not evaluated`);
+  };
+  const and = (): boolean => {
+    let value = factor();
+    while (tokens[i]?.toLowerCase() === 'and') {
+      i++;
+      value = factor() && value;
+    }
+    return value;
+  };
+  const or = (): boolean => {
+    let value = and();
+    while (tokens[i]?.toLowerCase() === 'or') {
+      i++;
+      value = and() || value;
+    }
+    return value;
+  };
+  const result = or();
+  if (i !== tokens.length) throw new Error(`filter ${clause}: unexpected '${tokens[i]}'`);
+  return result;
+}
+
+/** Whether a log line passes every `filter` command of a Logs Insights query (@message is the line as written). */
+export function passesFilters(query: string, line: Record<string, unknown>): boolean {
+  const fields = { ...flattenLine(line), '@message': JSON.stringify(line) };
+  return query
+    .split(/\s*\|\s*/)
+    .map((command) => command.trim())
+    .filter((command) => /^filter\s/i.test(command))
+    .every((command) => filterHolds(command.slice('filter'.length), fields));
+}
+
+/**
+ * Every saved query (and dashboard log widget) field missing from the log lines it selects: the lines passing its
+ * filters (all lines when none does, as with the event history's placeholder), flattened as Logs Insights does.
+ */
 export function checkQueries(template: Template, lines: Record<string, unknown>[]): string[] {
-  const keys = new Set(lines.filter((line) => !('_aws' in line)).flatMap((line) => Object.keys(line)));
+  const logLines = lines.filter((line) => !('_aws' in line));
+  const keysOf = (selected: Record<string, unknown>[]) =>
+    new Set(selected.flatMap((line) => Object.keys(flattenLine(line))));
   const queries: [string, string][] = resourcesOfType(template, 'AWS::Logs::QueryDefinition').map(([id, q]) => [
     `query ${id}`,
     String(q.Properties?.QueryString),
@@ -254,9 +329,26 @@ export function checkQueries(template: Template, lines: Record<string, unknown>[
       }
     }
   }
-  return queries.flatMap(([where, query]) =>
-    queryFields(query)
+  return queries.flatMap(([where, query]) => {
+    const selected = logLines.filter((line) => passesFilters(query, line));
+    const keys = keysOf(selected.length ? selected : logLines);
+    return queryFields(query)
       .filter((field) => !keys.has(field))
-      .map((field) => `${where}: field '${field}' is in no log line the function writes`),
-  );
+      .map(
+        (field) =>
+          `${where}: field '${field}' is in no log line ${selected.length ? 'its filter selects' : 'the function writes'}`,
+      );
+  });
+}
+
+/** The saved "Event history by id" query of infra/logs.yml, as the operator runs it for one id. */
+export function eventHistoryQuery(id: string): string {
+  const text = readFileSync(new URL('../../infra/logs.yml', import.meta.url), 'utf8');
+  const block = /QueryEventHistory:[\s\S]*?QueryString: \|-\n((?:\s{8}.*\n?)+)/.exec(text)![1]!;
+  return block.replace(/^\s{8}/gm, '').replaceAll('EVENT_OR_MESSAGE_ID', id);
+}
+
+/** Whether the event history query for `id` returns this log line. */
+export function eventHistoryMatches(line: Record<string, unknown>, id: string): boolean {
+  return passesFilters(eventHistoryQuery(id), line);
 }

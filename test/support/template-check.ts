@@ -27,6 +27,29 @@ const RESOURCE_KEYS = new Set([
   'UpdatePolicy',
 ]);
 
+/** CloudFormation's intrinsic functions (and the Condition function of condition expressions); no others exist. */
+export const INTRINSICS = new Set([
+  'Ref',
+  'Condition',
+  'Fn::GetAtt',
+  'Fn::Sub',
+  'Fn::Join',
+  'Fn::If',
+  'Fn::Select',
+  'Fn::Split',
+  'Fn::GetAZs',
+  'Fn::ImportValue',
+  'Fn::FindInMap',
+  'Fn::Base64',
+  'Fn::Cidr',
+  'Fn::Equals',
+  'Fn::Not',
+  'Fn::And',
+  'Fn::Or',
+  'Fn::ToJsonString',
+  'Fn::Length',
+]);
+
 let spec: Promise<SpecDatabase> | undefined;
 export function resourceSpec(): Promise<SpecDatabase> {
   spec ??= loadAwsServiceSpec();
@@ -189,6 +212,9 @@ class References {
   readonly errors: string[] = [];
   private readonly parameters: Set<string>;
   readonly conditions: Set<string>;
+  /** The condition of the resource or output being walked, and the Fn::If conditions around the current value. */
+  owner: string | undefined;
+  private readonly guards: string[] = [];
 
   constructor(
     private readonly db: SpecDatabase,
@@ -203,6 +229,19 @@ class References {
     if (!known && !locals.has(name)) {
       this.errors.push(`${path}: Ref to '${name}', which is no resource, parameter or pseudo-parameter`);
     }
+    if (!locals.has(name)) this.conditional(name, path);
+  }
+
+  /** A resource created only under a condition may be named only where that condition holds. */
+  private conditional(id: string, path: string): void {
+    const condition = this.template.Resources[id]?.Condition;
+    // A condition that does not exist is reported once, at the resource.
+    if (!condition || !this.conditions.has(condition) || condition === this.owner || this.guards.includes(condition)) {
+      return;
+    }
+    this.errors.push(
+      `${path}: '${id}' exists only when condition '${condition}' holds: name it inside Fn::If [${condition}, ...]`,
+    );
   }
 
   getAtt(id: string, attribute: string, path: string): void {
@@ -211,6 +250,7 @@ class References {
       this.errors.push(`${path}: Fn::GetAtt on '${id}', which is no resource`);
       return;
     }
+    this.conditional(id, path);
     const schema = lookupType(this.db, resource.Type);
     if (schema && !(attribute in schema.attributes)) {
       this.errors.push(
@@ -243,7 +283,12 @@ class References {
     if (!isObject(value)) return;
     const call = intrinsic(value) ?? (Object.keys(value).join() === 'Condition' ? ['Condition', value.Condition] : []);
     const [name, args] = call as [string | undefined, Value];
-    if (name === 'Ref' && typeof args === 'string') {
+    if (name && !INTRINSICS.has(name)) {
+      this.errors.push(`${path}: '${name}' is no CloudFormation intrinsic function`);
+    }
+    if (name === 'Fn::If' && Array.isArray(args)) {
+      this.walkIf(args, path);
+    } else if (name === 'Ref' && typeof args === 'string') {
       this.ref(args, path);
     } else if (name === 'Condition' && typeof args === 'string') {
       this.condition(args, path);
@@ -255,15 +300,23 @@ class References {
       this.sub(text, new Set(Object.keys(variables ?? {})), path);
       this.walk(variables, path);
     } else {
-      this.walkCall(name, args, value, path);
+      this.walkObject(value, path);
     }
   }
 
-  /** Any other function (Fn::If checks its condition) or plain object: look inside. */
-  private walkCall(name: string | undefined, args: Value, value: Record<string, Value>, path: string): void {
-    if (name === 'Fn::If' && Array.isArray(args) && !this.conditions.has(String(args[0]))) {
-      this.errors.push(`${path}: Fn::If on condition '${String(args[0])}', which does not exist`);
+  /** Fn::If: its condition must exist, and its first branch is walked knowing that condition holds. */
+  private walkIf([condition, yes, no]: Value[], path: string): void {
+    if (!this.conditions.has(String(condition))) {
+      this.errors.push(`${path}: Fn::If on condition '${String(condition)}', which does not exist`);
     }
+    this.guards.push(String(condition));
+    this.walk(yes, `${path}.Fn::If[1]`);
+    this.guards.pop();
+    this.walk(no, `${path}.Fn::If[2]`);
+  }
+
+  /** Any other function or plain object: look inside. */
+  private walkObject(value: Record<string, Value>, path: string): void {
     for (const [key, element] of Object.entries(value)) this.walk(element, `${path}.${key}`);
   }
 }
@@ -277,12 +330,122 @@ export async function checkReferences(template: Template): Promise<string[]> {
       if (!(target in template.Resources)) refs.errors.push(`${path}.DependsOn: '${target}' is no resource`);
     }
     if (resource.Condition) refs.condition(resource.Condition, `${path}.Condition`);
+    refs.owner = resource.Condition;
     refs.walk(resource.Properties ?? {}, `${path}.Properties`);
   }
   for (const [id, output] of Object.entries(template.Outputs ?? {})) {
     if (typeof output.Condition === 'string') refs.condition(output.Condition, `Outputs.${id}.Condition`);
+    refs.owner = typeof output.Condition === 'string' ? output.Condition : undefined;
     refs.walk(output.Value, `Outputs.${id}.Value`);
   }
+  refs.owner = undefined;
   refs.walk(template.Conditions ?? {}, 'Conditions');
   return refs.errors;
+}
+
+/** CloudWatch's PutDashboard limits that the resource schema cannot see inside the body's JSON text. */
+const DASHBOARD_LIMITS = { widgets: 500, alarmsPerWidget: 100, metricsPerGraph: 500 };
+
+/** Each dashboard body: valid JSON, within CloudWatch's widget, alarm-widget and graph limits. */
+export function checkDashboards(template: Template): string[] {
+  const errors: string[] = [];
+  for (const [id, resource] of Object.entries(template.Resources)) {
+    if (resource.Type !== 'AWS::CloudWatch::Dashboard') continue;
+    const path = `Resources.${id}.Properties.DashboardBody`;
+    const raw = resource.Properties?.DashboardBody;
+    const text = typeof raw === 'string' ? raw : isObject(raw) ? raw['Fn::Sub'] : undefined;
+    let body: { widgets?: { type?: string; properties?: { alarms?: unknown[]; metrics?: unknown[] } }[] };
+    try {
+      body = JSON.parse(String(text));
+    } catch (error) {
+      errors.push(`${path}: not JSON (${(error as Error).message})`);
+      continue;
+    }
+    const widgets = body.widgets ?? [];
+    if (widgets.length > DASHBOARD_LIMITS.widgets) errors.push(`${path}: ${widgets.length} widgets, over 500`);
+    widgets.forEach((widget, i) => {
+      const alarms = widget.properties?.alarms?.length ?? 0;
+      if (widget.type === 'alarm' && alarms > DASHBOARD_LIMITS.alarmsPerWidget) {
+        errors.push(`${path}: widget ${i} (alarm) lists ${alarms} alarms, over CloudWatch's 100 per alarm widget`);
+      }
+      const metrics = widget.properties?.metrics?.length ?? 0;
+      if (widget.type === 'metric' && metrics > DASHBOARD_LIMITS.metricsPerGraph) {
+        errors.push(`${path}: widget ${i} (metric) has ${metrics} metrics, over CloudWatch's 500 per graph`);
+      }
+    });
+  }
+  return errors;
+}
+
+const DELETION_POLICIES = ['Delete', 'Retain', 'RetainExceptOnCreate', 'Snapshot'];
+const UPDATE_REPLACE_POLICIES = ['Delete', 'Retain', 'Snapshot'];
+const STATEMENT_KEYS = ['Sid', 'Effect', 'Principal', 'NotPrincipal', 'Action', 'NotAction', 'Resource', 'NotResource'];
+
+/** An IAM policy document's shape: Version, Statement, and each statement's keys and Effect. */
+function policyDocument(document: Value, path: string, trust: boolean, errors: string[]): void {
+  if (!isObject(document)) return;
+  // Optional (IAM then assumes 2008-10-17, as the framework's own bucket policy does), but never another value.
+  if (document.Version !== undefined && !['2012-10-17', '2008-10-17'].includes(String(document.Version))) {
+    errors.push(`${path}.Version: ${JSON.stringify(document.Version)} is not 2012-10-17`);
+  }
+  const statements = [document.Statement].flat();
+  if (document.Statement === undefined) errors.push(`${path}: no Statement`);
+  statements.forEach((statement, i) => {
+    const at = `${path}.Statement[${i}]`;
+    if (!isObject(statement)) return;
+    for (const key of Object.keys(statement)) {
+      if (![...STATEMENT_KEYS, 'Condition'].includes(key)) errors.push(`${at}: unknown key '${key}'`);
+    }
+    if (!['Allow', 'Deny'].includes(String(statement.Effect))) {
+      errors.push(`${at}.Effect: ${JSON.stringify(statement.Effect)} is not Allow or Deny`);
+    }
+    if (!('Action' in statement) && !('NotAction' in statement)) errors.push(`${at}: no Action`);
+    if (!trust && !('Resource' in statement) && !('NotResource' in statement)) errors.push(`${at}: no Resource`);
+  });
+}
+
+/** Every policy document under a resource's properties (inline role policies included). */
+function policyDocuments(value: Value, path: string, errors: string[]): void {
+  if (Array.isArray(value)) {
+    value.forEach((element, i) => {
+      policyDocuments(element, `${path}[${i}]`, errors);
+    });
+  }
+  if (!isObject(value)) return;
+  for (const [key, element] of Object.entries(value)) {
+    if (key === 'PolicyDocument' || key === 'AssumeRolePolicyDocument') {
+      policyDocument(element, `${path}.${key}`, key === 'AssumeRolePolicyDocument', errors);
+    } else policyDocuments(element, `${path}.${key}`, errors);
+  }
+}
+
+/**
+ * What the schemas type only as JSON or as any string: DeletionPolicy and UpdateReplacePolicy values, an SQS
+ * RedrivePolicy's keys, and IAM policy documents.
+ */
+export function checkJsonProperties(template: Template): string[] {
+  const errors: string[] = [];
+  for (const [id, resource] of Object.entries(template.Resources)) {
+    const path = `Resources.${id}`;
+    if (resource.DeletionPolicy !== undefined && !DELETION_POLICIES.includes(resource.DeletionPolicy)) {
+      errors.push(`${path}.DeletionPolicy: '${resource.DeletionPolicy}' is not one of ${DELETION_POLICIES.join(', ')}`);
+    }
+    const replace = resource.UpdateReplacePolicy;
+    if (replace !== undefined && !UPDATE_REPLACE_POLICIES.includes(replace)) {
+      errors.push(`${path}.UpdateReplacePolicy: '${replace}' is not one of ${UPDATE_REPLACE_POLICIES.join(', ')}`);
+    }
+    const redrive = resource.Type === 'AWS::SQS::Queue' ? resource.Properties?.RedrivePolicy : undefined;
+    if (isObject(redrive)) {
+      for (const key of Object.keys(redrive)) {
+        if (!['deadLetterTargetArn', 'maxReceiveCount'].includes(key)) {
+          errors.push(`${path}.Properties.RedrivePolicy: unknown key '${key}' (deadLetterTargetArn, maxReceiveCount)`);
+        }
+      }
+      for (const key of ['deadLetterTargetArn', 'maxReceiveCount']) {
+        if (!(key in redrive)) errors.push(`${path}.Properties.RedrivePolicy: '${key}' is missing`);
+      }
+    }
+    policyDocuments(resource.Properties ?? {}, `${path}.Properties`, errors);
+  }
+  return errors;
 }
