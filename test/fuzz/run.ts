@@ -23,8 +23,20 @@ const { values } = parseArgs({
     path: { type: 'string' },
     ignore: { type: 'string' },
     'no-credential-faults': { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
   },
 });
+if (values.help) {
+  process.stdout.write(
+    'Usage: npm run fuzz -- [--runs N] [--seed S] [--path P] [--ignore I1-4xx,I6] [--no-credential-faults]\n' +
+      '  --runs N                 scenarios to run (default 200)\n' +
+      '  --seed S                 seed (default: a new one, printed)\n' +
+      "  --path P                 fast-check's replay path, printed with a failure (with the failure's --seed)\n" +
+      '  --ignore I1-4xx,I6       triage only: skip the named checks\n' +
+      '  --no-credential-faults   triage only: credential sources never fail\n',
+  );
+  process.exit(0);
+}
 const seed = values.seed !== undefined ? Number(values.seed) : Date.now() ^ (Math.random() * 2 ** 31);
 const runs = Number(values.runs);
 const ignored = new Set(values.ignore ? values.ignore.split(',') : []);

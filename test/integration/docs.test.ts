@@ -71,6 +71,11 @@ const COMMANDS: Record<string, Runner> = {
   'npm run bench -- --quick': { by: 'flags', script: 'bench' },
   'npm run bench -- --only=throughput,deadline': { by: 'flags', script: 'bench' },
   'npm run bench -- --runs=3 --sizes=2000,5000': { by: 'flags', script: 'bench' },
+  'npm test -- test/fuzz/contract.fuzz.test.ts': { by: 'paths' },
+  'npm run fuzz -- --runs 2000': { by: 'flags', script: 'fuzz' },
+  "npm run fuzz -- --runs 1 --seed 42 --path '13:0:0:1'": { by: 'flags', script: 'fuzz' },
+  'npm run mutate': { by: 'flags', script: 'mutate' },
+  'npm run mutate -- --mutate lib/fanout.ts': { by: 'flags', script: 'mutate' },
   // docs/deploy.md and docs/configuration.md
   'npm run package': test('test/integration/package.test.ts', "'npm', ['run', 'package']"),
   'npm run package -- --stage prod': test('test/integration/docs.test.ts', "packageTemplate(['--stage', 'prod']"),
