@@ -1,4 +1,4 @@
-import { type Credential, type Endpoint, whenAborted } from './endpoint';
+import { type AttemptResult, type Credential, type Endpoint, eventHeaders, whenAborted } from './endpoint';
 import { DeliveryAttemptError } from './errors';
 import type { DeliveryFailure } from './types';
 
@@ -78,6 +78,9 @@ interface Job {
   resolve: (result: DeliveryResult) => void;
 }
 
+/** Called once with the final result of one delivery. */
+export type DeliveryCallback = (result: DeliveryResult) => void;
+
 /**
  * Delivers events to one endpoint: at most `maxConnections` requests at once (the rest wait their turn in a queue,
  * their timeout not yet running), a circuit breaker over transient failures, and retries with full jitter that never
@@ -112,10 +115,20 @@ export class EndpointDelivery {
     deadlineAt: number,
     credential?: Credential,
   ): Promise<DeliveryResult> {
-    return new Promise((resolve) => {
-      this.#queue.push({ body, key, signal, deadlineAt, credential, attempt: 1, resolve });
-      this.#pump();
-    });
+    return new Promise((resolve) => this.submit(body, key, signal, deadlineAt, credential, resolve));
+  }
+
+  /** deliver() with a callback: the batch path, one promise per event instead of one per delivery. */
+  submit(
+    body: Buffer,
+    key: string,
+    signal: AbortSignal,
+    deadlineAt: number,
+    credential: Credential | undefined,
+    resolve: DeliveryCallback,
+  ): void {
+    this.#queue.push({ body, key, signal, deadlineAt, credential, attempt: 1, resolve });
+    this.#pump();
   }
 
   #pump(): void {
@@ -143,28 +156,27 @@ export class EndpointDelivery {
       return;
     }
     this.#active++;
-    this.#endpoint.post(job.body, job.key, job.signal, job.credential).then(
-      (result) => {
-        this.#active--;
-        this.#breaker.succeeded();
-        job.resolve({
-          ok: true,
-          endpoint: name,
-          attempts: job.attempt,
-          latencyMs: result.latencyMs,
-          status: result.status,
-        });
-        this.#pump();
-      },
-      (error: unknown) => {
-        this.#active--;
-        const transient = !(error instanceof DeliveryAttemptError) || error.kind === 'transient';
-        if (transient) this.#breaker.failed();
-        else if (error.kind !== 'aborted') this.#breaker.succeeded();
-        this.#retryOrFail(job, error);
-        this.#pump();
-      },
-    );
+    const request = { headers: eventHeaders(job.body, job.key, job.credential), body: job.body };
+    this.#endpoint.send(request, job.signal, (error, result) => this.#settle(job, error, result));
+  }
+
+  #settle(job: Job, error: DeliveryAttemptError | undefined, result: AttemptResult | undefined): void {
+    this.#active--;
+    if (!error) {
+      this.#breaker.succeeded();
+      job.resolve({
+        ok: true,
+        endpoint: this.#endpoint.name,
+        attempts: job.attempt,
+        latencyMs: result!.latencyMs,
+        status: result!.status,
+      });
+    } else {
+      if (error.kind === 'transient') this.#breaker.failed();
+      else if (error.kind !== 'aborted') this.#breaker.succeeded();
+      this.#retryOrFail(job, error);
+    }
+    this.#pump();
   }
 
   #retryOrFail(job: Job, error: unknown): void {

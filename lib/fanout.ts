@@ -16,21 +16,29 @@ export interface FanoutResult {
 }
 
 /** Sends one event to every endpoint that does not have it yet, all at once; never throws. */
-export async function fanout(
+export function fanout(
   event: ValidEvent,
   endpoints: readonly EndpointDelivery[],
   already: ReadonlySet<string> | undefined,
   context: FanoutContext,
 ): Promise<FanoutResult> {
   const skipped: string[] = [];
-  const pending: Promise<DeliveryResult>[] = [];
+  const asked: EndpointDelivery[] = [];
   for (const endpoint of endpoints) {
-    if (already?.has(endpoint.name)) {
-      skipped.push(endpoint.name);
-      continue;
-    }
-    const credential = context.credentials?.get(endpoint.name);
-    pending.push(endpoint.deliver(event.body, event.key, context.signal, context.deadlineAt, credential));
+    if (already?.has(endpoint.name)) skipped.push(endpoint.name);
+    else asked.push(endpoint);
   }
-  return { results: await Promise.all(pending), skipped };
+  const results: DeliveryResult[] = new Array(asked.length);
+  if (asked.length === 0) return Promise.resolve({ results, skipped });
+  // One promise per event, not one per delivery plus Promise.all: the per-delivery chain showed in the CPU profile.
+  return new Promise((resolve) => {
+    let pending = asked.length;
+    asked.forEach((endpoint, index) => {
+      const credential = context.credentials?.get(endpoint.name);
+      endpoint.submit(event.body, event.key, context.signal, context.deadlineAt, credential, (result) => {
+        results[index] = result;
+        if (--pending === 0) resolve({ results, skipped });
+      });
+    });
+  });
 }
