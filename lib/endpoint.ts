@@ -129,18 +129,16 @@ class Attempt {
   #rawHeaders: Buffer[] | undefined;
   #settled = false;
   readonly #started = performance.now();
-  readonly #forgetAbort: () => void;
 
   constructor(
     readonly endpoint: Endpoint,
+    readonly signal: AbortSignal,
     readonly done: AttemptCallback,
     readonly trace: ((outcome: { status?: number; error?: string }) => void) | undefined,
-    signal: AbortSignal,
-  ) {
-    this.#forgetAbort = whenAborted(signal, () => this.#aborted());
-  }
+  ) {}
 
-  #aborted(): void {
+  /** The invocation deadline passed: settle now and drop the request. */
+  aborted(): void {
     this.#fail(new DeliveryAttemptError('aborted', this.endpoint.name, 'the invocation deadline was reached'));
     this.#abort?.();
   }
@@ -185,7 +183,7 @@ class Attempt {
   #finish(): void {
     if (this.#settled) return;
     this.#settled = true;
-    this.#forgetAbort();
+    this.endpoint.forget(this);
     const status = this.#status;
     this.trace?.({ status });
     const error = classifyStatus(this.endpoint.name, status, retryAfterOf(this.#rawHeaders));
@@ -196,7 +194,7 @@ class Attempt {
   #fail(error: DeliveryAttemptError): void {
     if (this.#settled) return;
     this.#settled = true;
-    this.#forgetAbort();
+    this.endpoint.forget(this);
     this.trace?.({ error: error.code ?? error.message });
     this.done(error, undefined);
   }
@@ -212,6 +210,9 @@ export class Endpoint {
   readonly #pool: Pool;
   readonly #path: string;
   readonly #observe: RequestObserver | undefined;
+  // Attempts in flight, and the signals already watched: one 'abort' listener per signal, no closure per request.
+  readonly #attempts = new Set<Attempt>();
+  readonly #watched = new WeakSet<AbortSignal>();
 
   constructor(options: EndpointOptions, observe?: RequestObserver) {
     this.name = options.name;
@@ -228,7 +229,9 @@ export class Endpoint {
       done(new DeliveryAttemptError('aborted', this.name, 'the invocation deadline was reached'), undefined);
       return;
     }
-    const attempt = new Attempt(this, done, this.#observe?.(this.name), signal);
+    const attempt = new Attempt(this, signal, done, this.#observe?.(this.name));
+    this.#watch(signal);
+    this.#attempts.add(attempt);
     this.#pool.dispatch(
       {
         path: this.#path,
@@ -241,6 +244,23 @@ export class Endpoint {
       },
       attempt,
     );
+  }
+
+  #watch(signal: AbortSignal): void {
+    if (this.#watched.has(signal)) return;
+    this.#watched.add(signal);
+    signal.addEventListener(
+      'abort',
+      () => {
+        for (const attempt of this.#attempts) if (attempt.signal === signal) attempt.aborted();
+      },
+      { once: true },
+    );
+  }
+
+  /** An attempt settled: nothing aborts it any more. */
+  forget(attempt: Attempt): void {
+    this.#attempts.delete(attempt);
   }
 
   /** POSTs the event body once. Resolves on 2xx; rejects with a DeliveryAttemptError otherwise. */
