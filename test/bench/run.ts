@@ -109,7 +109,7 @@ async function main(): Promise<void> {
     await Promise.all(runners.splice(0).map((r) => r.close()));
     if (only.has('coldstart')) {
       log('4. cold start');
-      results.coldStart = await coldStart(options);
+      results.coldStart = await coldStart(fleet, options);
     }
     if (only.has('memory')) {
       log('5. memory');

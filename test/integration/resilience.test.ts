@@ -49,7 +49,7 @@ async function pipeline({ env = {}, clients = {} }: Setup = {}) {
     RETRY_MAX_DELAY_S: '4',
     ...env,
   });
-  const edges = createEdges(config, { sqs, dynamodb, ...clients });
+  const edges = await createEdges(config, { sqs, dynamodb, ...clients });
   const ingest = createIngest(config, edges);
   cleanups.push(async () => {
     await ingest.close();
