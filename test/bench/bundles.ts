@@ -4,8 +4,8 @@
  * points the memory and logging figures run.
  */
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
-import { basename } from 'node:path';
 import { createRequire } from 'node:module';
+import { basename } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
 import { parse } from 'yaml';
