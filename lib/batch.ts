@@ -2,12 +2,15 @@ import type { SQSRecord } from 'aws-lambda';
 import type { DeliveryResult } from './delivery';
 import { type InvalidEvent, parseEvent, type ValidEvent } from './event';
 import type { FanoutResult } from './fanout';
+import { QUARANTINE_ATTRIBUTES } from './quarantine';
 import type { DeliveryFailure, RecordOutcome } from './types';
 
 export interface BatchOptions {
   maxEventBytes: number;
   /** When poison records can be quarantined they do not hold up the rest of their FIFO group. */
   quarantineEnabled: boolean;
+  /** Ask the ledger about every record, not only the ones SQS delivers again (DELIVERY_LEDGER_MODE=every-delivery). */
+  lookupFirstReceives?: boolean;
   /** Which endpoints already have each event (the delivery ledger). Must not throw. */
   lookup?(keys: string[]): Promise<ReadonlyMap<string, ReadonlySet<string>>>;
   /** Delivers one event to the endpoints that do not have it yet. Must not throw. */
@@ -55,6 +58,19 @@ function blocksGroup(outcome: RecordOutcome, quarantineEnabled: boolean): boolea
 }
 
 /**
+ * The record may have reached endpoints before: SQS handed it out already, or it came back from quarantine through
+ * redrive (a new message carrying our quarantine attributes). A missing count counts as a redelivery.
+ */
+export function isRedelivery(record: SQSRecord): boolean {
+  const count = Number(record.attributes?.ApproximateReceiveCount);
+  if (!(count <= 1)) return true;
+  for (const name in record.messageAttributes) {
+    if (name === QUARANTINE_ATTRIBUTES.combined || name.startsWith(`${QUARANTINE_ATTRIBUTES.combined}.`)) return true;
+  }
+  return false;
+}
+
+/**
  * Parses and delivers every record. Records without a MessageGroupId all run at once; within a FIFO group records run
  * in order and, after the first failure, the rest of the group is sent nowhere. The same event (source + id) twice in a
  * batch is delivered once and both records share the outcome.
@@ -63,7 +79,9 @@ export async function processBatch(records: readonly SQSRecord[], options: Batch
   const inFlight = new Map<string, Promise<RecordOutcome>>();
   const parsed = records.map((record) => parseEvent(record.body, options.maxEventBytes));
   const keys = new Set<string>();
-  for (const event of parsed) if (event.ok) keys.add(event.key);
+  parsed.forEach((event, index) => {
+    if (event.ok && (options.lookupFirstReceives || isRedelivery(records[index]!))) keys.add(event.key);
+  });
   const known = options.lookup && keys.size > 0 ? await options.lookup([...keys]) : undefined;
 
   const run = (index: number): Promise<RecordOutcome> => {
