@@ -1,4 +1,11 @@
-import { type AttemptResult, type Credential, type Endpoint, eventHeaders, whenAborted } from './endpoint';
+import {
+  type AttemptResult,
+  type Credential,
+  type Endpoint,
+  eventHeaders,
+  type OutgoingRequest,
+  whenAborted,
+} from './endpoint';
 import { DeliveryAttemptError } from './errors';
 import type { DeliveryFailure } from './types';
 
@@ -69,11 +76,9 @@ export class CircuitBreaker {
 }
 
 interface Job {
-  body: Buffer;
-  key: string;
+  request: OutgoingRequest;
   signal: AbortSignal;
   deadlineAt: number;
-  credential: Credential | undefined;
   attempt: number;
   resolve: (result: DeliveryResult) => void;
 }
@@ -115,19 +120,16 @@ export class EndpointDelivery {
     deadlineAt: number,
     credential?: Credential,
   ): Promise<DeliveryResult> {
-    return new Promise((resolve) => this.submit(body, key, signal, deadlineAt, credential, resolve));
+    const request = { headers: eventHeaders(body, key, credential), body };
+    return new Promise((resolve) => this.submit(request, signal, deadlineAt, resolve));
   }
 
-  /** deliver() with a callback: the batch path, one promise per event instead of one per delivery. */
-  submit(
-    body: Buffer,
-    key: string,
-    signal: AbortSignal,
-    deadlineAt: number,
-    credential: Credential | undefined,
-    resolve: DeliveryCallback,
-  ): void {
-    this.#queue.push({ body, key, signal, deadlineAt, credential, attempt: 1, resolve });
+  /**
+   * deliver() with the request as it goes on the wire (any headers and body) and a callback: the batch path, one
+   * promise per event instead of one per delivery.
+   */
+  submit(request: OutgoingRequest, signal: AbortSignal, deadlineAt: number, resolve: DeliveryCallback): void {
+    this.#queue.push({ request, signal, deadlineAt, attempt: 1, resolve });
     this.#pump();
   }
 
@@ -156,8 +158,7 @@ export class EndpointDelivery {
       return;
     }
     this.#active++;
-    const request = { headers: eventHeaders(job.body, job.key, job.credential), body: job.body };
-    this.#endpoint.send(request, job.signal, (error, result) => this.#settle(job, error, result));
+    this.#endpoint.send(job.request, job.signal, (error, result) => this.#settle(job, error, result));
   }
 
   #settle(job: Job, error: DeliveryAttemptError | undefined, result: AttemptResult | undefined): void {

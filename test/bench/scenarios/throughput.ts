@@ -121,6 +121,7 @@ export async function throughputTls(
   bundles: Bundles,
   cert: Certificate,
   sizes: number[],
+  delays: number[],
   options: BenchOptions,
 ): Promise<ThroughputCell[]> {
   const runners: RunnerHost[] = [];
@@ -129,7 +130,7 @@ export async function throughputTls(
     runners.push(await RunnerHost.start(hostSpec('handler', bundles, targets)));
     runners.push(await RunnerHost.start(deployedHandlerSpec(bundles, targets)));
     for (const kind of KINDS.slice(1)) runners.push(await RunnerHost.start(hostSpec(kind, bundles, targets)));
-    return await throughput(fleet, runners, sizes, [0, 5], options, 'https');
+    return await throughput(fleet, runners, sizes, delays, options, 'https');
   } finally {
     await Promise.all(runners.map((r) => r.close()));
   }
