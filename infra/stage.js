@@ -48,6 +48,26 @@ function pascal(name) {
     .join('');
 }
 
+/**
+ * A record must reach the DLQ well before SQS's retention deletes it: each receive can cost the function timeout
+ * (plus the batching window) and then RETRY_MAX_DELAY_S of backoff, or the queue's own visibility timeout when the
+ * backoff call fails. All receives together must take at most half the retention, which leaves the other half for
+ * a backlog waiting before its first receive.
+ */
+function checkRetention(stage, { timeoutS, windowS, maxReceiveCount, retentionS, retryMaxDelayS }) {
+  const perReceiveS = Math.max(timeoutS + windowS + retryMaxDelayS, 6 * timeoutS + windowS);
+  const worstS = maxReceiveCount * perReceiveS;
+  if (worstS * 2 <= retentionS) return;
+  fail(
+    stage,
+    `a failing record can take maxReceiveCount ${maxReceiveCount} × ${perReceiveS} s (RETRY_MAX_DELAY_S ` +
+      `${retryMaxDelayS} + timeoutS ${timeoutS} + batchingWindowS ${windowS}) = ${worstS} s to reach the dead-letter ` +
+      `queue, more than half the source queue's retention (queueRetentionS ${retentionS} s): SQS could delete it ` +
+      'before it is dead-lettered. Lower RETRY_MAX_DELAY_S (param retryMaxDelayS) or maxReceiveCount, or raise ' +
+      `queueRetentionS (at most 1209600) to at least ${worstS * 2}`,
+  );
+}
+
 async function load({ resolveVariable, resolveConfigurationProperty }) {
   const param = (name) => resolveVariable(`param:${name}`);
   const [service, stage] = await Promise.all([resolveVariable('self:service'), resolveVariable('sls:stage')]);
@@ -104,6 +124,9 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
       `DEADLINE_MARGIN_MS (${config.deadlineMarginMs}) leaves no time to deliver within timeoutS ${timeoutS}`,
     );
   }
+  const maxReceiveCount = integer(stage, 'maxReceiveCount', await param('maxReceiveCount'), [1, 1000]);
+  const retentionS = integer(stage, 'queueRetentionS', await param('queueRetentionS'), [60, 1_209_600]);
+  checkRetention(stage, { timeoutS, windowS, maxReceiveCount, retentionS, retryMaxDelayS: config.retryMaxDelayS });
   const logicalIds = new Map();
   for (const { name } of config.endpoints) {
     const id = pascal(name);
@@ -196,6 +219,9 @@ function endpointAlarm(stage, endpoint) {
       AlarmDescription:
         `More than ${stage.failureRatePct}% of deliveries to endpoint '${endpoint.name}' failed (after retries) in 3 ` +
         `of the last 5 minutes, counting only minutes with at least ${stage.failureMinDeliveries} deliveries. ` +
+        'Failures are 5xx, 408/429, timeouts, resets, 401/403 (our credentials refused even after a refresh: check ' +
+        'ENDPOINT_CREDENTIALS) and other 4xx such as 404/405/409/410 (the endpoint, not the event); 400/413/415/422 ' +
+        'blame the event and are quarantined. ' +
         'Run the "Delivery failures by endpoint and status" query; the README\'s operations guide says what to do.',
       Metrics: [
         metric('ok', stage.metric.DeliverySucceeded),

@@ -37,7 +37,8 @@ export class BackoffError extends Error {
 
 /**
  * Seconds a failed record stays invisible: d = base × 2^(receiveCount−1) capped at maxDelayS, jittered uniformly in
- * [d/2, d] and rounded up; the endpoint's Retry-After wins when it is longer. Never more than `ceilingS`.
+ * [d/2, d] and rounded up; the endpoint's Retry-After wins when it is longer. Never more than maxDelayS (whatever
+ * the endpoint asked) nor `ceilingS`.
  * `random` returns a number in [0, 1), like Math.random.
  */
 export function backoffDelayS(
@@ -54,7 +55,8 @@ export function backoffDelayS(
   const jittered = Math.min(delay, Math.ceil(delay / 2 + random() * (delay / 2)));
   const asked =
     retryAfterS !== undefined && Number.isFinite(retryAfterS) && retryAfterS > 0 ? Math.ceil(retryAfterS) : 0;
-  return Math.min(Math.max(jittered, asked), ceilingS);
+  // An endpoint's Retry-After never outlasts RETRY_MAX_DELAY_S: a day-long one would let SQS expire the message.
+  return Math.min(Math.max(jittered, asked), cap);
 }
 
 function chunk<T>(items: T[], size: number): T[][] {

@@ -5,12 +5,19 @@ import type { FanoutResult } from './fanout';
 import { QUARANTINE_ATTRIBUTES } from './quarantine';
 import type { DeliveryFailure, RecordOutcome } from './types';
 
+/** The outcomes of a poison record: it can never succeed as it is. */
+export type PoisonOutcome = Extract<RecordOutcome, { kind: 'invalid' | 'rejected' }>;
+
 export interface BatchOptions {
   maxEventBytes: number;
-  /** When poison records can be quarantined they do not hold up the rest of their FIFO group. */
-  quarantineEnabled: boolean;
   /** Ask the ledger about every record, not only the ones SQS delivers again (DELIVERY_LEDGER_MODE=every-delivery). */
   lookupFirstReceives?: boolean;
+  /**
+   * FIFO: quarantines a poison record before the rest of its group may go, resolving whether it is confirmed in the
+   * quarantine queue (only then does the group go on; otherwise it is blocked). Without it, poison blocks its group.
+   * Must not throw.
+   */
+  quarantineInOrder?(record: SQSRecord, outcome: PoisonOutcome): Promise<boolean>;
   /** Which endpoints already have each event (the delivery ledger). Must not throw. */
   lookup?(keys: string[]): Promise<ReadonlyMap<string, ReadonlySet<string>>>;
   /** Delivers one event to the endpoints that do not have it yet. Must not throw. */
@@ -21,6 +28,8 @@ export interface ProcessedRecord {
   record: SQSRecord;
   event: ValidEvent | InvalidEvent;
   outcome: RecordOutcome;
+  /** FIFO poison only: whether quarantineInOrder confirmed it in the quarantine queue (it is not sent again). */
+  quarantined?: boolean;
 }
 
 /** Reduces the per-endpoint results of one event to the record's outcome. */
@@ -45,17 +54,8 @@ function stripOk(result: Extract<DeliveryResult, { ok: false }>): DeliveryFailur
   return failure;
 }
 
-function blocksGroup(outcome: RecordOutcome, quarantineEnabled: boolean): boolean {
-  switch (outcome.kind) {
-    case 'delivered':
-      return false;
-    case 'invalid':
-    case 'rejected':
-      return !quarantineEnabled;
-    default:
-      return true;
-  }
-}
+const isPoison = (outcome: RecordOutcome): outcome is PoisonOutcome =>
+  outcome.kind === 'invalid' || outcome.kind === 'rejected';
 
 /**
  * The record may have reached endpoints before: SQS handed it out already, or it came back from quarantine through
@@ -108,18 +108,35 @@ export async function processBatch(records: readonly SQSRecord[], options: Batch
     else groups.set(groupId, [index]);
   });
 
+  const quarantined = new Map<number, boolean>();
+  // Does this outcome hold up the rest of its group? Poison only lets it go once confirmed in the quarantine queue.
+  const blocks = async (index: number, outcome: RecordOutcome): Promise<boolean> => {
+    if (outcome.kind === 'delivered') return false;
+    if (!isPoison(outcome) || !options.quarantineInOrder) return true;
+    const confirmed = await options.quarantineInOrder(records[index]!, outcome);
+    quarantined.set(index, confirmed);
+    return !confirmed;
+  };
+
   for (const [groupId, indexes] of groups) {
-    // Each record of a group waits for its predecessor's outcome; a failure blocks the rest of the group.
+    // Each record of a group waits for its predecessor's verdict; a failure blocks the rest of the group.
     let previous: Promise<boolean> = Promise.resolve(false);
     for (const index of indexes) {
       const outcome = previous.then((blocked) =>
         blocked ? ({ kind: 'blocked', groupId } as const satisfies RecordOutcome) : run(index),
       );
-      outcomes[index] = outcome;
-      previous = outcome.then((result) => result.kind === 'blocked' || blocksGroup(result, options.quarantineEnabled));
+      const verdict = outcome.then((result) => blocks(index, result));
+      // The record is done once its verdict is: a FIFO quarantine has been tried.
+      outcomes[index] = verdict.then(() => outcome);
+      previous = verdict;
     }
   }
 
   const settled = await Promise.all(outcomes);
-  return records.map((record, index) => ({ record, event: parsed[index]!, outcome: settled[index]! }));
+  return records.map((record, index) => {
+    const processed: ProcessedRecord = { record, event: parsed[index]!, outcome: settled[index]! };
+    const confirmed = quarantined.get(index);
+    if (confirmed !== undefined) processed.quarantined = confirmed;
+    return processed;
+  });
 }

@@ -40,10 +40,11 @@ type Env = Record<string, string | undefined>;
 
 const NAME = /^[a-z0-9][a-z0-9-]*$/;
 
-/** True for hosts that never leave this machine: 127.0.0.0/8, ::1 and localhost. */
+/** True for hosts that never leave this machine: 127.0.0.0/8, ::1 and `localhost` itself, all literally. */
 export function isLoopbackHost(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  if (host === 'localhost' || host.endsWith('.localhost')) return true;
+  // Not '*.localhost': such names are resolved through DNS, which may answer anything.
+  if (host === 'localhost') return true;
   if (isIP(host) === 4) return host.startsWith('127.');
   return host === '::1' || host === '0:0:0:0:0:0:0:1';
 }
@@ -88,11 +89,11 @@ function parseEndpoints(value: string | undefined): EndpointConfig[] {
       if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
         throw new ConfigError(
           variable,
-          `'${name}=${raw}' must use https; plain http is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost)`,
+          `'${name}=${withoutQuery(url)}' must use https; plain http is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost)`,
         );
       }
       if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-        throw new ConfigError(variable, `'${name}=${raw}' must be an https URL`);
+        throw new ConfigError(variable, `'${name}=${withoutQuery(url)}' must be an https URL`);
       }
       return { name, url };
     });
@@ -105,9 +106,14 @@ function parseEndpoints(value: string | undefined): EndpointConfig[] {
   return endpoints;
 }
 
-/** Hides whatever stands between '//' and '@' (user:password) in a URL-like string. */
+/** Hides user:password and the query string or fragment (tokens often ride there) of a URL-like string. */
 function redact(raw: string): string {
-  return raw.replace(/\/\/[^/@]*@/, '//***@');
+  return raw.replace(/\/\/[^/@]*@/, '//***@').replace(/[?#].*$/s, '?…');
+}
+
+/** The URL as an error message may show it: no query string or fragment. */
+function withoutQuery(url: URL): string {
+  return `${url.protocol}//${url.host}${url.pathname}${url.search || url.hash ? '?…' : ''}`;
 }
 
 interface IntSpec {
@@ -145,13 +151,13 @@ function checkQueueUrl(value: string): string | undefined {
   try {
     const url = new URL(value);
     if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
-      return `'${value}' must be an https SQS queue URL (http only for loopback hosts)`;
+      return `'${withoutQuery(url)}' must be an https SQS queue URL (http only for loopback hosts)`;
     }
     return url.pathname.split('/').filter(Boolean).length === 2
       ? undefined
-      : `'${value}' is not a queue URL: expected https://sqs.<region>.amazonaws.com/<account>/<queue-name>`;
+      : `'${withoutQuery(url)}' is not a queue URL: expected https://sqs.<region>.amazonaws.com/<account>/<queue-name>`;
   } catch {
-    return `'${value}' is not a URL: expected https://sqs.<region>.amazonaws.com/<account>/<queue-name>`;
+    return `'${redact(value)}' is not a URL: expected https://sqs.<region>.amazonaws.com/<account>/<queue-name>`;
   }
 }
 

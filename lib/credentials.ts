@@ -112,6 +112,12 @@ export class CredentialError extends Error {
   }
 }
 
+/** Every endpoint's credential (cached for maxAgeS); `refresh` reads one again, bypassing the cache. */
+export interface CredentialSource {
+  (): Promise<ReadonlyMap<string, Credential>>;
+  refresh(endpoint: string): Promise<Credential | undefined>;
+}
+
 export interface CredentialSourceOptions {
   /** Seconds a fetched credential is reused (default 300). */
   maxAgeS?: number;
@@ -166,10 +172,7 @@ function toCredential(kind: CredentialKind, value: string): Credential {
  * Call it once at cold start (a missing credential then stops the function with a CredentialError) and again per
  * invocation: within the cache age it makes no call.
  */
-export function createCredentialSource(
-  spec: CredentialSpec,
-  options: CredentialSourceOptions = {},
-): () => Promise<ReadonlyMap<string, Credential>> {
+export function createCredentialSource(spec: CredentialSpec, options: CredentialSourceOptions = {}): CredentialSource {
   const maxAge = options.maxAgeS ?? DEFAULT_CREDENTIALS_MAX_AGE_S;
   let ssm: SSMProvider | undefined;
   let secrets: SecretsProvider | undefined;
@@ -184,13 +187,13 @@ export function createCredentialSource(
     return secrets;
   };
 
-  const read = async (ref: CredentialRef): Promise<[string, Credential]> => {
+  const read = async (ref: CredentialRef, forceFetch = false): Promise<[string, Credential]> => {
     let value: unknown;
     try {
       value =
         ref.store === 'ssm'
-          ? await ssmProvider().get(ref.name, { decrypt: true, maxAge })
-          : await secretsProvider().get(ref.name, { maxAge });
+          ? await ssmProvider().get(ref.name, { decrypt: true, maxAge, forceFetch })
+          : await secretsProvider().get(ref.name, { maxAge, forceFetch });
     } catch (error) {
       throw readError(ref, error);
     }
@@ -205,5 +208,11 @@ export function createCredentialSource(
     return [ref.endpoint, toCredential(ref.kind, trimmed)];
   };
 
-  return async () => new Map(await Promise.all(spec.map(read)));
+  const source = async () => new Map(await Promise.all(spec.map((ref) => read(ref))));
+  // After a 401/403 the endpoint's credential is read again, bypassing (and then refreshing) the cache.
+  const refresh = async (endpoint: string) => {
+    const ref = spec.find((candidate) => candidate.endpoint === endpoint);
+    return ref ? (await read(ref, true))[1] : undefined;
+  };
+  return Object.assign(source, { refresh });
 }

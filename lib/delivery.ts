@@ -18,6 +18,15 @@ export interface RetryOptions {
   maxConnections: number;
 }
 
+/** Reads one endpoint's credential again, bypassing the cache. */
+export type CredentialRefresh = () => Promise<Credential | undefined>;
+
+/** After a 401/403: how to read the credential again and build the request with it. */
+export interface CredentialRetry {
+  refresh: CredentialRefresh;
+  rebuild: (credential: Credential | undefined) => OutgoingRequest;
+}
+
 export type DeliveryResult =
   | { ok: true; endpoint: string; attempts: number; latencyMs: number; status: number }
   | ({ ok: false } & DeliveryFailure);
@@ -73,12 +82,20 @@ export class CircuitBreaker {
     this.#failures++;
     if (this.threshold > 0 && this.#failures >= this.threshold) this.#openUntil = this.now() + this.halfOpenMs;
   }
+
+  /** The attempt ended without telling whether the endpoint is up (the deadline cut it): the next one may try. */
+  abandoned(): void {
+    this.#trialInFlight = false;
+  }
 }
 
 interface Job {
   request: OutgoingRequest;
   signal: AbortSignal;
   deadlineAt: number;
+  /** Asked once, after a 401 or 403. */
+  retry: CredentialRetry | undefined;
+  refreshed: boolean;
   attempt: number;
   resolve: (result: DeliveryResult) => void;
 }
@@ -119,17 +136,25 @@ export class EndpointDelivery {
     signal: AbortSignal,
     deadlineAt: number,
     credential?: Credential,
+    refresh?: CredentialRefresh,
   ): Promise<DeliveryResult> {
-    const request = { headers: eventHeaders(body, key, credential), body };
-    return new Promise((resolve) => this.submit(request, signal, deadlineAt, resolve));
+    const rebuild = (c: Credential | undefined) => ({ headers: eventHeaders(body, key, c), body });
+    const retry = refresh ? { refresh, rebuild } : undefined;
+    return new Promise((resolve) => this.submit(rebuild(credential), signal, deadlineAt, resolve, retry));
   }
 
   /**
    * deliver() with the request as it goes on the wire (any headers and body) and a callback: the batch path, one
    * promise per event instead of one per delivery.
    */
-  submit(request: OutgoingRequest, signal: AbortSignal, deadlineAt: number, resolve: DeliveryCallback): void {
-    this.#queue.push({ request, signal, deadlineAt, attempt: 1, resolve });
+  submit(
+    request: OutgoingRequest,
+    signal: AbortSignal,
+    deadlineAt: number,
+    resolve: DeliveryCallback,
+    retry?: CredentialRetry,
+  ): void {
+    this.#queue.push({ request, signal, deadlineAt, retry, refreshed: false, attempt: 1, resolve });
     this.#pump();
   }
 
@@ -174,10 +199,39 @@ export class EndpointDelivery {
       });
     } else {
       if (error.kind === 'transient') this.#breaker.failed();
-      else if (error.kind !== 'aborted') this.#breaker.succeeded();
-      this.#retryOrFail(job, error);
+      else if (error.kind === 'aborted') this.#breaker.abandoned();
+      else this.#breaker.succeeded();
+      if (error.kind === 'unauthorized' && job.retry && !job.refreshed) this.#refreshAndRetry(job, job.retry, error);
+      else this.#retryOrFail(job, error);
     }
     this.#pump();
+  }
+
+  /** 401/403: read the credential again, bypassing the cache, and try once more at once. */
+  #refreshAndRetry(job: Job, retry: CredentialRetry, error: DeliveryAttemptError): void {
+    job.refreshed = true;
+    const failure = toFailure(this.#endpoint.name, error, job.attempt);
+    let done = false;
+    const forget = whenAborted(job.signal, () => {
+      done = true;
+      job.resolve({ ok: false, ...failure });
+    });
+    retry.refresh().then(
+      (credential) => {
+        forget();
+        if (done) return;
+        job.request = retry.rebuild(credential);
+        job.attempt++;
+        this.#queue.push(job);
+        this.#pump();
+      },
+      (refreshError: unknown) => {
+        forget();
+        if (done) return;
+        const reason = refreshError instanceof Error ? refreshError.message : String(refreshError);
+        job.resolve({ ok: false, ...failure, error: `CREDENTIALS_REFUSED; refresh failed: ${reason}` });
+      },
+    );
   }
 
   #retryOrFail(job: Job, error: unknown): void {

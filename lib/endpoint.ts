@@ -84,6 +84,20 @@ export function eventHeaders(body: Buffer, key: string, credential?: Credential)
   return headers;
 }
 
+/**
+ * 4xx statuses by whom they blame; the one place that decides it (documented in the README's failure table).
+ * POISON: the endpoint blames the event, which is quarantined. CREDENTIALS: the endpoint refuses our credentials,
+ * which are refreshed once and retried, then backed off. Any other 4xx (404, 405, 409, 410...) describes the
+ * endpoint, not the event: backed off, never quarantined. 408 and 429 are transient, like 5xx.
+ */
+export const HTTP_4XX = {
+  poison: [400, 413, 415, 422],
+  credentials: [401, 403],
+  transient: [408, 429],
+} as const satisfies Record<string, readonly number[]>;
+
+const isIn = (list: readonly number[], status: number) => list.includes(status);
+
 /** Turns a final HTTP status into success or a typed attempt error. */
 export function classifyStatus(
   endpoint: string,
@@ -94,7 +108,7 @@ export function classifyStatus(
   if (status >= 300 && status < 400) {
     return new DeliveryAttemptError('redirect', endpoint, `answered ${status}; redirects are not followed`, status);
   }
-  if (status === 408 || status === 429 || status >= 500) {
+  if (isIn(HTTP_4XX.transient, status) || status >= 500) {
     return new DeliveryAttemptError(
       'transient',
       endpoint,
@@ -104,7 +118,18 @@ export function classifyStatus(
       parseRetryAfter(retryAfter),
     );
   }
-  return new DeliveryAttemptError('rejected', endpoint, `answered ${status}`, status);
+  if (isIn(HTTP_4XX.poison, status))
+    return new DeliveryAttemptError('rejected', endpoint, `answered ${status}`, status);
+  if (isIn(HTTP_4XX.credentials, status)) {
+    return new DeliveryAttemptError(
+      'unauthorized',
+      endpoint,
+      `answered ${status}: credentials refused`,
+      status,
+      'CREDENTIALS_REFUSED',
+    );
+  }
+  return new DeliveryAttemptError('endpoint-error', endpoint, `answered ${status}`, status);
 }
 
 /** The Retry-After value among undici's raw response headers (name, value, name, value…). */
@@ -119,6 +144,11 @@ function retryAfterOf(rawHeaders: Buffer[] | undefined): string | undefined {
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+/**
+ * undici's request timeouts run on its coarse clock (ticks of about 0.5 s, up to 1 s late) and cost nothing per
+ * request; below this a timer of our own per attempt keeps a short DELIVERY_TIMEOUT_MS exact.
+ */
+const EXACT_TIMEOUT_BELOW_MS = 2000;
 const DRAIN_CAP = new Error('response body over the drain cap');
 
 /**
@@ -131,6 +161,7 @@ class Attempt {
   #drained = 0;
   #rawHeaders: Buffer[] | undefined;
   #settled = false;
+  #timer: NodeJS.Timeout | undefined;
   readonly #started = performance.now();
 
   constructor(
@@ -138,7 +169,17 @@ class Attempt {
     readonly signal: AbortSignal,
     readonly done: AttemptCallback,
     readonly trace: ((outcome: { status?: number; error?: string }) => void) | undefined,
-  ) {}
+  ) {
+    if (endpoint.timeoutMs < EXACT_TIMEOUT_BELOW_MS) {
+      this.#timer = setTimeout(() => this.#timedOut(), endpoint.timeoutMs);
+    }
+  }
+
+  #timedOut(): void {
+    const { name, timeoutMs } = this.endpoint;
+    this.#fail(new DeliveryAttemptError('transient', name, `no answer within ${timeoutMs} ms`, undefined, 'TIMEOUT'));
+    this.#abort?.();
+  }
 
   /** The invocation deadline passed: settle now and drop the request. */
   aborted(): void {
@@ -175,9 +216,22 @@ class Attempt {
       this.#finish();
       return;
     }
-    const { name, timeoutMs } = this.endpoint;
+    const { name } = this.endpoint;
+    const status = this.#status;
+    // A 2xx whose body the network cut (not our own cap) may not have been taken: retry it, keyed.
+    if (status >= 200 && status < 300) {
+      this.#fail(
+        new DeliveryAttemptError('transient', name, `answered ${status} but the body was cut`, status, 'INCOMPLETE'),
+      );
+      return;
+    }
+    // A failure status decides the outcome even when its body is cut short.
+    if (status >= 300) {
+      this.#finish();
+      return;
+    }
     if (error.code && TIMEOUT_CODES.has(error.code)) {
-      this.#fail(new DeliveryAttemptError('transient', name, `no answer within ${timeoutMs} ms`, undefined, 'TIMEOUT'));
+      this.#timedOut();
       return;
     }
     this.#fail(new DeliveryAttemptError('transient', name, error.message, undefined, error.code ?? 'REQUEST_ERROR'));
@@ -186,7 +240,7 @@ class Attempt {
   #finish(): void {
     if (this.#settled) return;
     this.#settled = true;
-    this.endpoint.forget(this);
+    this.#forget();
     const status = this.#status;
     this.trace?.({ status });
     const error = classifyStatus(this.endpoint.name, status, retryAfterOf(this.#rawHeaders));
@@ -194,10 +248,15 @@ class Attempt {
     else this.done(undefined, { status, latencyMs: performance.now() - this.#started });
   }
 
+  #forget(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.endpoint.forget(this);
+  }
+
   #fail(error: DeliveryAttemptError): void {
     if (this.#settled) return;
     this.#settled = true;
-    this.endpoint.forget(this);
+    this.#forget();
     this.trace?.({ error: error.code ?? error.message });
     this.done(error, undefined);
   }
@@ -235,6 +294,15 @@ export class Endpoint {
     const attempt = new Attempt(this, signal, done, this.#observe?.(this.name));
     this.#watch(signal);
     this.#attempts.add(attempt);
+    try {
+      this.#dispatch(request, attempt);
+    } catch (error) {
+      // A synchronous throw settles the attempt like any other failure, so a breaker trial it may be ends too.
+      attempt.onError(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  #dispatch(request: OutgoingRequest, attempt: Attempt): void {
     this.#pool.dispatch(
       {
         path: this.#path,

@@ -1,3 +1,5 @@
+import type { FailureKind } from './types';
+
 /** A configuration value is missing or malformed; the message names the variable and the fix. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -27,7 +29,7 @@ export function sampleFailures(failures: readonly MessageFailure[]): string {
 export class DeliveryAttemptError extends Error {
   override readonly name = 'DeliveryAttemptError';
   constructor(
-    readonly kind: 'transient' | 'rejected' | 'redirect' | 'aborted',
+    readonly kind: Exclude<FailureKind, 'circuit-open'>,
     readonly endpoint: string,
     message: string,
     readonly status?: number,

@@ -87,23 +87,29 @@ function badExtensionNames(json: object): string[] {
   return Object.keys(json).filter((name) => !CONTEXT_ATTRIBUTES.has(name) && !EXTENSION_NAME.test(name));
 }
 
-/** CloudEvents 1.0, JSON structured format. Extension attributes are kept; their names and scalar values are checked. */
+// JSON format 1.0.2, section 2.2: a null attribute value MUST be treated as absent.
+const absentOr = <T extends z.core.SomeType>(schema: T) => z.optional(z.nullable(schema));
+
+/**
+ * CloudEvents 1.0, JSON structured format. Extension attributes are kept; their names and scalar values are checked.
+ * Optional attributes may be null (= absent); the body is still delivered byte for byte, nulls included.
+ */
 export const CloudEventSchema = z
   .looseObject({
     specversion: z.literal('1.0', 'must be "1.0"'),
     id: nonEmpty,
     source: nonEmpty,
     type: nonEmpty,
-    subject: z.optional(nonEmpty),
-    time: z.optional(z.string().check(z.refine(isRfc3339, 'must be an RFC 3339 timestamp'))),
-    datacontenttype: z.optional(nonEmpty),
-    dataschema: z.optional(z.url('must be an absolute URI')),
+    subject: absentOr(nonEmpty),
+    time: absentOr(z.string().check(z.refine(isRfc3339, 'must be an RFC 3339 timestamp'))),
+    datacontenttype: absentOr(nonEmpty),
+    dataschema: absentOr(z.url('must be an absolute URI')),
     data: z.optional(z.unknown()),
-    data_base64: z.optional(z.base64('must be base64')),
+    data_base64: absentOr(z.base64('must be base64')),
   })
   .check(
     z.superRefine((event, ctx) => {
-      if (event.data !== undefined && event.data_base64 !== undefined) {
+      if (event.data != null && event.data_base64 != null) {
         ctx.addIssue({ code: 'custom', message: 'data and data_base64 are mutually exclusive', path: ['data_base64'] });
       }
       for (const [name, value] of Object.entries(event)) {
@@ -157,6 +163,60 @@ function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
     .join('; ');
 }
 
+// V8's messages quote the body ("Unexpected token 'p', "password=h"..."): only a fixed kind is kept.
+const JSON_ERROR_KINDS: ReadonlyArray<[RegExp, string]> = [
+  [/end of JSON input/, 'unexpected end of input'],
+  [/Unterminated string/, 'unterminated string'],
+  [/Bad control character/, 'control character in a string'],
+  [/Bad (escaped character|Unicode escape)/, 'bad escape in a string'],
+  [/after JSON/, 'more content after the JSON value'],
+  [/property name/, 'expected a double-quoted property name or a colon after it'],
+  [/Expected ',' or/, "expected ',' or a closing bracket"],
+  [/number|minus sign|exponent/i, 'malformed number'],
+];
+
+/** Where and what kind of JSON error, never a byte of the body (it can hold secrets that logs must not). */
+function notJsonDetail(body: string, error: unknown): string {
+  const message = error instanceof Error ? error.message : '';
+  const kind = JSON_ERROR_KINDS.find(([pattern]) => pattern.test(message))?.[1] ?? 'unexpected character';
+  const stated = /at position (\d+)/.exec(message)?.[1];
+  const position =
+    stated !== undefined ? Number(stated) : /end of JSON input/.test(message) ? body.length : firstBadIndex(body);
+  return `the body is not JSON: ${kind} at position ${position} (of ${body.length} characters)`;
+}
+
+/**
+ * The index of the character V8 stopped at when its message gives none: the shortest prefix that fails for a
+ * reason other than ending early, found by bisection (only invalid bodies pay for it).
+ */
+function firstBadIndex(body: string): number {
+  const failsInside = (length: number) => {
+    try {
+      JSON.parse(body.slice(0, length));
+      return false;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : '';
+      const at = /at position (\d+)/.exec(message)?.[1];
+      return !/end of JSON input/.test(message) && (at === undefined || Number(at) < length);
+    }
+  };
+  let low = 1;
+  let high = body.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (failsInside(middle)) high = middle;
+    else low = middle + 1;
+  }
+  return low - 1;
+}
+
+// A key is body text too: one that does not look like an attribute name (a token, a sentence) is described instead.
+const SHOWABLE_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+function shownName(name: string): string {
+  return SHOWABLE_NAME.test(name) ? name : `(a name of ${Array.from(name).length} characters, not shown)`;
+}
+
 /** Parses one SQS record body; never throws. */
 export function parseEvent(body: string | undefined, maxBytes: number): ValidEvent | InvalidEvent {
   if (!body) return { ok: false, reason: 'empty-body', detail: 'the message body is empty' };
@@ -172,7 +232,7 @@ export function parseEvent(body: string | undefined, maxBytes: number): ValidEve
   try {
     json = JSON.parse(body);
   } catch (error) {
-    return { ok: false, reason: 'not-json', detail: `the body is not JSON: ${(error as Error).message}` };
+    return { ok: false, reason: 'not-json', detail: notJsonDetail(body, error) };
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     const what = json === null ? 'null' : Array.isArray(json) ? 'an array' : `a ${typeof json}`;
@@ -187,7 +247,7 @@ export function parseEvent(body: string | undefined, maxBytes: number): ValidEve
     return {
       ok: false,
       reason: 'invalid-cloudevent',
-      detail: `${badNames.slice(0, 5).join(', ')}: extension attribute names must be lower-case ASCII letters and digits`,
+      detail: `${badNames.slice(0, 5).map(shownName).join(', ')}: extension attribute names must be lower-case ASCII letters and digits`,
     };
   }
   const result = CloudEventSchema.safeParse(json);

@@ -6,6 +6,8 @@ export interface FanoutContext {
   signal: AbortSignal;
   deadlineAt: number;
   credentials?: ReadonlyMap<string, Credential>;
+  /** Reads an endpoint's credential again, bypassing the cache (after a 401 or 403). */
+  refreshCredential?: (endpoint: string) => Promise<Credential | undefined>;
 }
 
 export interface FanoutResult {
@@ -40,10 +42,22 @@ export function fanout(
       const request = credential
         ? { headers: eventHeaders(event.body, event.key, credential), body: event.body }
         : (plain ??= { headers: eventHeaders(event.body, event.key), body: event.body });
-      endpoint.submit(request, context.signal, context.deadlineAt, (result) => {
+      const { refreshCredential } = context;
+      const retry =
+        credential && refreshCredential
+          ? {
+              refresh: () => refreshCredential(endpoint.name),
+              rebuild: (fresh: Credential | undefined) => ({
+                headers: eventHeaders(event.body, event.key, fresh),
+                body: event.body,
+              }),
+            }
+          : undefined;
+      const done = (result: DeliveryResult) => {
         results[index] = result;
         if (--pending === 0) resolve({ results, skipped });
-      });
+      };
+      endpoint.submit(request, context.signal, context.deadlineAt, done, retry);
     });
   });
 }

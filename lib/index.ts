@@ -2,7 +2,7 @@ export { BackoffError } from './backoff';
 export { type Config, type EndpointConfig, isLoopbackHost, loadConfig } from './config';
 export { CredentialError, createCredentialSource, parseCredentialSpec } from './credentials';
 export { createEdges, type Edges } from './edges';
-export type { Credential } from './endpoint';
+export { type Credential, HTTP_4XX } from './endpoint';
 export { ConfigError, DeliveryAttemptError } from './errors';
 export { CloudEventSchema, idempotencyKey, parseEvent } from './event';
 export { createIngest, type Ingest, type IngestDeps } from './ingest';

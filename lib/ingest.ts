@@ -1,7 +1,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { type ProcessedRecord, processBatch } from './batch';
+import { type PoisonOutcome, type ProcessedRecord, processBatch } from './batch';
 import type { Config } from './config';
 import { EndpointDelivery } from './delivery';
 import { type Credential, Endpoint } from './endpoint';
@@ -24,6 +24,8 @@ export interface IngestDeps extends Partial<Observability> {
   ledger?: Ledger;
   /** Per-endpoint credentials, asked once per batch (the source caches them). */
   credentials?: () => Promise<ReadonlyMap<string, Credential>>;
+  /** Reads one endpoint's credential again bypassing the cache; asked at most once per endpoint per batch, on 401/403. */
+  refreshCredential?: (endpoint: string) => Promise<Credential | undefined>;
   /** For tests: the randomness behind retry jitter. */
   random?: () => number;
 }
@@ -42,8 +44,20 @@ interface EndpointStats {
   latency: Reservoir;
 }
 
-/** Side effects get until this long before Lambda's timeout; the answer itself needs the rest. */
-function settleReserveMs(marginMs: number): number {
+const CREDENTIALS_REFUSED_HINT =
+  "credentials were refused (401/403) even after reading them again: check the endpoint's entry in " +
+  'ENDPOINT_CREDENTIALS and the value stored for it; the record comes back with backoff';
+
+const GROUPED_MESSAGES = {
+  aborted: 'deliveries cut off by the deadline',
+  'circuit-open': "deliveries not attempted: the endpoint's circuit breaker is open",
+} as const;
+
+/**
+ * Side effects get until this long before Lambda's timeout, max(250 ms, margin/2), as the configuration guide says
+ * for DEADLINE_MARGIN_MS; the answer itself needs the rest.
+ */
+export function settleReserveMs(marginMs: number): number {
   return Math.max(250, Math.floor(marginMs / 2));
 }
 
@@ -55,6 +69,52 @@ function deadlineSignal(ms: number): { signal: AbortSignal; clear: () => void } 
   }
   const timer = setTimeout(() => controller.abort(), ms);
   return { signal: controller.signal, clear: () => clearTimeout(timer) };
+}
+
+/**
+ * Every record refused with 401/403 in one batch shares one read of the endpoint's credential; the records sent after
+ * it use the new credential straight away.
+ */
+function refreshOncePerBatch(
+  refresh: (endpoint: string) => Promise<Credential | undefined>,
+  batchCredentials: Map<string, Credential>,
+): (endpoint: string) => Promise<Credential | undefined> {
+  const reads = new Map<string, Promise<Credential | undefined>>();
+  return (endpoint) => {
+    let read = reads.get(endpoint);
+    if (!read) {
+      read = refresh(endpoint).then((credential) => {
+        if (credential) batchCredentials.set(endpoint, credential);
+        return credential;
+      });
+      reads.set(endpoint, read);
+    }
+    return read;
+  };
+}
+
+/** What the quarantine queue is told about a poison record. */
+function poisonItem(record: SQSRecord, outcome: PoisonOutcome): QuarantineItem {
+  if (outcome.kind === 'invalid') return { record, reason: outcome.reason, detail: outcome.detail };
+  const rejection = outcome.failures.find((failure) => failure.kind === 'rejected')!;
+  return {
+    record,
+    reason: 'rejected-by-endpoint',
+    detail: `${rejection.endpoint} answered ${rejection.status}`,
+    endpoint: rejection.endpoint,
+    ...(rejection.status !== undefined ? { status: rejection.status } : {}),
+  };
+}
+
+function logQuarantined(log: () => Logger, item: QuarantineItem): void {
+  log().info('record quarantined', {
+    reason: item.reason,
+    ...(item.endpoint ? { endpoint: item.endpoint, status: item.status } : {}),
+  });
+}
+
+function logNotQuarantined(log: () => Logger, item: QuarantineItem): void {
+  log().warn('record not quarantined; reported failed, it comes back later', { reason: item.reason });
 }
 
 function errorText(error: unknown): string {
@@ -113,11 +173,16 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
       ]),
     );
     try {
-      const credentials = await deps.credentials?.();
+      const fetched = await deps.credentials?.();
+      // This batch's own copy: a refresh after a 401/403 replaces an entry for the records sent after it.
+      const credentials = fetched ? new Map(fetched) : undefined;
       const fanoutContext = {
         signal: deliveryDeadline.signal,
         deadlineAt: started + remaining - config.deadlineMarginMs,
         ...(credentials ? { credentials } : {}),
+        ...(credentials && deps.refreshCredential
+          ? { refreshCredential: refreshOncePerBatch(deps.refreshCredential, credentials) }
+          : {}),
       };
       const deliver = async (valid: ValidEvent, already: ReadonlySet<string> | undefined) => {
         const fan = await fanout(valid, endpoints, already, fanoutContext);
@@ -146,8 +211,8 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
 
       const processed = await processBatch(records, {
         maxEventBytes: config.maxEventBytes,
-        quarantineEnabled: quarantine !== undefined,
         lookupFirstReceives: config.ledgerMode === 'every-delivery',
+        ...(quarantine ? { quarantineInOrder: quarantineInOrder(quarantine, deliveryDeadline.signal) } : {}),
         deliver,
         ...(lookup ? { lookup } : {}),
       });
@@ -185,21 +250,24 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     const loggers = new Map<string, () => Logger>();
     // Log lines are written while the side effects wait on the network, so they never delay the answer.
     const later: Array<() => void> = [];
-    // Deliveries the deadline cut off are one line per endpoint, not per record: there can be thousands.
-    const cutOff = new Map<string, string[]>();
+    // Deliveries the deadline cut off or an open breaker refused are one line per endpoint, not per record: there
+    // can be thousands.
+    const grouped = { aborted: new Map<string, string[]>(), 'circuit-open': new Map<string, string[]>() };
     const logFailures = (log: () => Logger, failures: DeliveryFailure[], messageId: string) => {
       for (const failure of failures) {
-        if (failure.kind !== 'aborted') later.push(() => log().warn('delivery failed', { ...failure }));
-        else {
-          const ids = cutOff.get(failure.endpoint);
+        if (failure.kind === 'aborted' || failure.kind === 'circuit-open') {
+          const byEndpoint = grouped[failure.kind];
+          const ids = byEndpoint.get(failure.endpoint);
           if (ids) ids.push(messageId);
-          else cutOff.set(failure.endpoint, [messageId]);
-        }
+          else byEndpoint.set(failure.endpoint, [messageId]);
+        } else if (failure.kind === 'unauthorized') {
+          later.push(() => log().warn('delivery failed', { ...failure, hint: CREDENTIALS_REFUSED_HINT }));
+        } else later.push(() => log().warn('delivery failed', { ...failure }));
       }
     };
     const entries: LedgerEntry[] = [];
     const recorded = new Set<string>();
-    for (const { record, event, outcome } of processed) {
+    for (const { record, event, outcome, quarantined } of processed) {
       const log = recordLogger(record, event);
       loggers.set(record.messageId, log);
       // In the default mode only what comes back needs the ledger: events not yet delivered everywhere.
@@ -212,21 +280,18 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         case 'delivered':
           break;
         case 'invalid':
-          later.push(() => log().warn('invalid record', { reason: outcome.reason, detail: outcome.detail }));
-          poison.push({ record, reason: outcome.reason, detail: outcome.detail });
+        case 'rejected':
+          if (outcome.kind === 'invalid') {
+            later.push(() => log().warn('invalid record', { reason: outcome.reason, detail: outcome.detail }));
+          } else logFailures(log, outcome.failures, record.messageId);
+          if (quarantined === undefined) poison.push(poisonItem(record, outcome));
+          else if (quarantined) later.push(() => logQuarantined(log, poisonItem(record, outcome)));
+          else {
+            counters.quarantineErrors++;
+            later.push(() => logNotQuarantined(log, poisonItem(record, outcome)));
+            failed.set(record.messageId, { record });
+          }
           break;
-        case 'rejected': {
-          logFailures(log, outcome.failures, record.messageId);
-          const rejection = outcome.failures.find((failure) => failure.kind === 'rejected')!;
-          poison.push({
-            record,
-            reason: 'rejected-by-endpoint',
-            detail: `${rejection.endpoint} answered ${rejection.status}`,
-            endpoint: rejection.endpoint,
-            ...(rejection.status !== undefined ? { status: rejection.status } : {}),
-          });
-          break;
-        }
         case 'failed':
           logFailures(log, outcome.failures, record.messageId);
           failed.set(record.messageId, {
@@ -268,15 +333,11 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         }
         for (const item of poison) {
           const log = loggers.get(item.record.messageId)!;
-          if (safe.has(item.record.messageId)) {
-            log().info('record quarantined', {
-              reason: item.reason,
-              ...(item.endpoint ? { endpoint: item.endpoint, status: item.status } : {}),
-            });
-          } else {
+          if (safe.has(item.record.messageId)) logQuarantined(log, item);
+          else {
             if (quarantine) {
               counters.quarantineErrors++;
-              log().warn('record not quarantined; reported failed, it comes back later', { reason: item.reason });
+              logNotQuarantined(log, item);
             }
             failed.set(item.record.messageId, { record: item.record });
           }
@@ -296,16 +357,33 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
 
     const effects = Promise.all([writeLedger(), quarantineAndBackoff()]);
     for (const line of later) line();
-    for (const [endpoint, ids] of cutOff) {
-      logger.warn('deliveries cut off by the deadline', {
-        endpoint,
-        kind: 'aborted',
-        records: ids.length,
-        messageIds: ids.slice(0, 20),
-      });
+    for (const [kind, byEndpoint] of Object.entries(grouped)) {
+      for (const [endpoint, ids] of byEndpoint) {
+        logger.warn(GROUPED_MESSAGES[kind as keyof typeof grouped], {
+          endpoint,
+          kind,
+          records: ids.length,
+          messageIds: ids.slice(0, 20),
+        });
+      }
     }
     await effects;
     return new Set(processed.map((item) => item.record.messageId).filter((id) => failed.has(id)));
+  }
+
+  /** FIFO: a poison record goes to the quarantine before the rest of its group may go. Never throws. */
+  function quarantineInOrder(target: Quarantine, signal: AbortSignal) {
+    return async (record: SQSRecord, outcome: PoisonOutcome): Promise<boolean> => {
+      try {
+        return (await target.send([poisonItem(record, outcome)], signal)).has(record.messageId);
+      } catch (error) {
+        logger.error('quarantine failed; the record and the rest of its FIFO group stay on the queue', {
+          error: errorText(error),
+          messageId: record.messageId,
+        });
+        return false;
+      }
+    };
   }
 
   function recordLogger(record: SQSRecord, event: ProcessedRecord['event']): () => Logger {

@@ -34,11 +34,39 @@ export interface Observability {
   tracer?: Tracer;
 }
 
+type LoggerOptions = ConstructorParameters<typeof Logger>[0];
+
+/**
+ * A Powertools Logger whose children share its cold-start verdict. Powertools' createChild calls the child's own
+ * addContext, whose cold-start flag is fresh: with AWS_LAMBDA_INITIALIZATION_TYPE=on-demand every per-record child
+ * would say cold_start: true on warm invocations.
+ */
+export class IngestLogger extends Logger {
+  #parent: IngestLogger | undefined;
+  #coldStart = false;
+
+  protected override getColdStart(): boolean {
+    if (this.#parent) return this.#parent.#currentColdStart();
+    this.#coldStart = super.getColdStart();
+    return this.#coldStart;
+  }
+
+  #currentColdStart(): boolean {
+    return this.#parent ? this.#parent.#currentColdStart() : this.#coldStart;
+  }
+
+  protected override createLogger(options?: LoggerOptions): Logger {
+    const child = new IngestLogger(options);
+    child.#parent = this;
+    return child;
+  }
+}
+
 /** The Powertools Logger and Metrics, configured by the standard POWERTOOLS_* variables with our defaults. */
 export function createObservability(): Observability {
   const serviceName = process.env.POWERTOOLS_SERVICE_NAME || SERVICE_NAME;
   return {
-    logger: new Logger({ serviceName }),
+    logger: new IngestLogger({ serviceName }),
     metrics: new Metrics({ serviceName, namespace: process.env.POWERTOOLS_METRICS_NAMESPACE || METRICS_NAMESPACE }),
   };
 }

@@ -77,11 +77,23 @@ function reasonAttributes(item: QuarantineItem): Record<string, string> {
   if (item.endpoint) reasons[QUARANTINE_ATTRIBUTES.endpoint] = item.endpoint;
   if (item.status !== undefined) reasons[QUARANTINE_ATTRIBUTES.status] = String(item.status);
   // SQS refuses empty attribute values.
-  if (item.detail) reasons[QUARANTINE_ATTRIBUTES.detail] = item.detail.slice(0, MAX_DETAIL_CHARS);
+  if (item.detail) reasons[QUARANTINE_ATTRIBUTES.detail] = item.detail;
+  // Details quote event content (e.g. an extension's name): every value must be one SQS accepts.
+  for (const [name, value] of Object.entries(reasons)) reasons[name] = sqsAttributeText(value, MAX_DETAIL_CHARS);
   return reasons;
 }
 
 const asString = (value: string): MessageAttributeValue => ({ DataType: 'String', StringValue: value });
+
+// SQS accepts only #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF in attribute values.
+const SQS_DISALLOWED = /[^\t\n\r\u0020-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/gu;
+
+/** Text SQS accepts as an attribute value: other characters (and lone surrogates) become U+FFFD; cut on code points. */
+export function sqsAttributeText(value: string, maxCodePoints: number): string {
+  const clean = value.replace(SQS_DISALLOWED, '\uFFFD');
+  if (clean.length <= maxCodePoints) return clean;
+  return Array.from(clean).slice(0, maxCodePoints).join('');
+}
 
 /**
  * The message attributes of a quarantined message. SQS allows 10 per message: the reasons go in separate

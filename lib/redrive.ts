@@ -54,6 +54,11 @@ export interface RedriveSummary {
   moved: number;
   /** Messages that could not be moved; they stay in (or return to) the source queue. */
   failed: number;
+  /**
+   * Loop only: messages this run moved that came back to the source queue during the run (quarantined or
+   * dead-lettered again: still poison). They are left there, not moved again.
+   */
+  returned: number;
   failures: RedriveFailure[];
   /** Moved messages per destination queue URL (loop) or destination ARN (move task). */
   destinations: Record<string, number>;
@@ -100,28 +105,46 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** Where a quarantined or dead-lettered message came from: our quarantine attributes, else SQS's own redrive. */
-export function sourceArnOf(message: Message): string | undefined {
+/**
+ * Where a dead-lettered or quarantined message came from. SQS's own DeadLetterQueueSourceArn first: producers can set
+ * message attributes, so `quarantine.*` is trusted only on a message SQS did not dead-letter (the handler sent it and
+ * replaced whatever `quarantine.*` the producer had set), and only when it names a queue of the DLQ's own account and
+ * region (`dlqArn`).
+ */
+export function sourceArnOf(message: Message, dlqArn?: string): string | undefined {
+  const dead = message.Attributes?.DeadLetterQueueSourceArn;
+  if (dead) return dead;
+  const ours = quarantineReason(message, 'sourceQueue');
+  if (ours === undefined || dlqArn === undefined) return ours;
+  return sameAccountAndRegion(ours, dlqArn) ? ours : undefined;
+}
+
+/** arn:partition:sqs:region:account of an SQS queue ARN. */
+function arnScope(arn: string): string | undefined {
+  const parts = arn.split(':');
+  return parts.length === 6 && parts[0] === 'arn' && parts[2] === 'sqs' ? parts.slice(0, 5).join(':') : undefined;
+}
+
+function sameAccountAndRegion(arn: string, other: string): boolean {
+  const scope = arnScope(arn);
+  return scope !== undefined && scope === arnScope(other);
+}
+
+/** One of the reasons the handler recorded on a quarantined message: its own attribute, or a key of the folded one. */
+function quarantineReason(message: Message, key: 'sourceQueue' | 'messageId'): string | undefined {
   const attributes = message.MessageAttributes ?? {};
-  const direct = attributes[QUARANTINE_ATTRIBUTES.sourceQueue]?.StringValue;
+  const direct = attributes[QUARANTINE_ATTRIBUTES[key]]?.StringValue;
   if (direct) return direct;
-  const combined = attributes[QUARANTINE_ATTRIBUTES.combined]?.StringValue;
-  if (combined) {
-    try {
-      const parsed: unknown = JSON.parse(combined);
-      if (
-        typeof parsed === 'object' &&
-        parsed !== null &&
-        'sourceQueue' in parsed &&
-        typeof parsed.sourceQueue === 'string'
-      ) {
-        return parsed.sourceQueue;
-      }
-    } catch {
-      // Not ours: fall through to SQS's attribute.
+  try {
+    const combined: unknown = JSON.parse(attributes[QUARANTINE_ATTRIBUTES.combined]?.StringValue ?? 'null');
+    if (typeof combined === 'object' && combined !== null && key in combined) {
+      const value = (combined as Record<string, unknown>)[key];
+      return typeof value === 'string' ? value : undefined;
     }
+  } catch {
+    // Not ours.
   }
-  return message.Attributes?.DeadLetterQueueSourceArn;
+  return undefined;
 }
 
 async function moveTask(
@@ -162,6 +185,7 @@ async function moveTask(
         method: 'move-task',
         moved,
         failed: 0,
+        returned: 0,
         failures: [],
         destinations: moved > 0 ? { [destinationArn]: moved } : {},
         interrupted: status === 'CANCELLED',
@@ -196,6 +220,7 @@ async function loop(
   sqs: SQSClient,
   options: RedriveOptions,
   total: number,
+  dlqArn: string,
 ): Promise<Omit<RedriveSummary, 'remaining' | 'durationMs'>> {
   options.onStart?.({ method: 'loop', total });
   const resolveUrl = createQueueUrlResolver(sqs);
@@ -206,6 +231,16 @@ async function loop(
   const destinations: Record<string, number> = {};
   let moved = 0;
   let interrupted = false;
+  // Ids this run gave the messages it sent: one that comes back (SQS keeps the id when dead-lettering; the handler
+  // records it as quarantine.messageId) is still poison, and moving it again would never end.
+  const sentIds = new Set<string>();
+  const returnedIds = new Set<string>();
+  const cameBack = (message: Message) => {
+    const id = message.MessageId ?? '';
+    if (!sentIds.has(id) && !sentIds.has(quarantineReason(message, 'messageId') ?? '')) return false;
+    returnedIds.add(id);
+    return true;
+  };
   const report = () => options.onProgress?.({ moved, failed: failures.length, total });
   const fail = (messageId: string | undefined, error: string) => {
     failedIds.add(messageId ?? '');
@@ -246,7 +281,7 @@ async function loop(
     }
     // A message that already failed in this run is back (its visibility timeout ran out): leave it be, and stop
     // when nothing else is left.
-    const fresh = messages.filter((message) => !failedIds.has(message.MessageId ?? ''));
+    const fresh = messages.filter((message) => !failedIds.has(message.MessageId ?? '') && !cameBack(message));
     if (fresh.length === 0) break;
 
     // Group by destination; a message with no known origin stays where it is (visible again after the timeout).
@@ -254,7 +289,7 @@ async function loop(
     for (const message of fresh) {
       let url = options.to;
       if (!url) {
-        const arn = sourceArnOf(message);
+        const arn = sourceArnOf(message, dlqArn);
         if (arn) {
           try {
             url = await resolveUrl(arn);
@@ -287,6 +322,7 @@ async function loop(
             new SendMessageBatchCommand({ QueueUrl: url, Entries: batch.map((p) => p.entry) }),
           );
           const ok = new Set((response.Successful ?? []).map((s) => s.Id));
+          for (const success of response.Successful ?? []) if (success.MessageId) sentIds.add(success.MessageId);
           for (const p of batch) {
             if (ok.has(p.entry.Id)) {
               sent.push(p.message);
@@ -322,7 +358,15 @@ async function loop(
     }
     report();
   }
-  return { method: 'loop', moved, failed: failures.length, failures, destinations, interrupted };
+  return {
+    method: 'loop',
+    moved,
+    failed: failures.length,
+    returned: returnedIds.size,
+    failures,
+    destinations,
+    interrupted,
+  };
 }
 
 /**
@@ -373,7 +417,7 @@ export async function redrive(sqs: SQSClient, options: RedriveOptions): Promise<
         throw new RedriveError(`the move task was refused: ${describe(error)}`, { cause: error });
     }
   }
-  result ??= await loop(sqs, options, total);
+  result ??= await loop(sqs, options, total, source.arn);
   const remaining = (await queueAttributes(sqs, options.from).catch(() => ({ visible: Number.NaN }))).visible;
   return { ...result, remaining, durationMs: Date.now() - startedAt };
 }

@@ -4,8 +4,12 @@ import type { SQSRecord } from 'aws-lambda';
 export type FailureKind =
   /** 408, 429, 5xx, connection error or timeout: may succeed later. */
   | 'transient'
-  /** A 4xx other than 408/429: the endpoint will never accept this event as it is. */
+  /** 400, 413, 415 or 422 (POISON_STATUSES): the endpoint blames the event; it is quarantined. */
   | 'rejected'
+  /** 401 or 403, still after one refresh of the endpoint's credential: our credentials are refused. */
+  | 'unauthorized'
+  /** Another 4xx (404, 405, 409, 410...): the endpoint's URL or state is wrong, not the event; backed off. */
+  | 'endpoint-error'
   /** A 3xx: not followed; the endpoint's URL is probably wrong. */
   | 'redirect'
   /** The invocation's deadline fired before the delivery finished. */
@@ -31,7 +35,7 @@ export type RecordOutcome =
   | { kind: 'delivered'; delivered: string[]; skipped: string[] }
   /** The record is not a deliverable CloudEvent; it was sent nowhere. */
   | { kind: 'invalid'; reason: InvalidReason; detail: string }
-  /** At least one endpoint permanently refused the event (4xx other than 408/429). */
+  /** At least one endpoint blamed the event itself (400, 413, 415, 422): it goes to the quarantine queue. */
   | { kind: 'rejected'; failures: DeliveryFailure[]; delivered: string[] }
   /** Not delivered everywhere yet; worth another attempt later. */
   | { kind: 'failed'; failures: DeliveryFailure[]; delivered: string[]; retryAfterS?: number }

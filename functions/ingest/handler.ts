@@ -34,7 +34,7 @@ const ingest = createIngest(config, {
   metrics,
   ...(tracer ? { tracer } : {}),
   ...edges,
-  ...(credentials ? { credentials } : {}),
+  ...(credentials ? { credentials, refreshCredential: credentials.refresh } : {}),
 });
 
 const base = middy<SQSEvent, SQSBatchResponse>();

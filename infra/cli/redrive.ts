@@ -9,7 +9,8 @@ const USAGE = `Usage: npm run redrive -- --from <dlq-url> [--to <queue-url>] [--
 Moves messages out of a dead-letter / quarantine queue for another attempt.
   --from <url>               the queue to empty (required)
   --to <url>                 send every message here; without it, each message goes back to the queue it came
-                             from (its quarantine.sourceQueue attribute, or SQS's DeadLetterQueueSourceArn)
+                             from (SQS's DeadLetterQueueSourceArn, else the quarantine.sourceQueue the
+                             function recorded); messages that come back during the run are left, and counted
   --max <N>                  move at most N messages
   --method <m>               auto (default) | move-task | loop
   --visibility-timeout <s>   loop only: how long a message in hand stays hidden (default 60); after an
@@ -53,6 +54,13 @@ function printSummary(summary: RedriveSummary, from: string) {
   if (destinations.length > 0) {
     lines.push('  moved to:');
     for (const [destination, count] of destinations) lines.push(`    ${count}\t${destination}`);
+  }
+  if (summary.returned > 0) {
+    lines.push(
+      `  came back:      ${summary.returned} message(s) moved by this run returned to ${from} (quarantined or ` +
+        'dead-lettered again: still poison). They were left there: fix the cause (see their quarantine.reason) ' +
+        'before redriving them again.',
+    );
   }
   if (summary.taskFailureReason) lines.push(`  the move task failed: ${summary.taskFailureReason}`);
   if (summary.failures.length > 0) {

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { type ChaosReport, runChaos } from '../../infra/local/chaos-scenario';
 
 // 2,000 valid events and 100 malformed ones through the real handler, local SQS and three demo endpoints, while
@@ -7,10 +7,13 @@ const EVENTS = 2000;
 const MALFORMED = 100;
 
 describe('chaos: the local pipeline under injected faults', () => {
+  // One run, made before the tests: each test reads it, none depends on another test having passed.
   let report: ChaosReport;
-
-  it('delivers every valid event to every endpoint and dead-letters every malformed one, losing nothing', async () => {
+  beforeAll(async () => {
     report = await runChaos({ events: EVENTS, malformed: MALFORMED, faultRate: 0.1, timeoutMs: 100_000 });
+  }, 150_000);
+
+  it('delivers every valid event to every endpoint and dead-letters every malformed one, losing nothing', () => {
     const { drain } = report;
     expect(drain.drained).toBe(true);
     expect(drain.lost).toBe(0);
@@ -21,7 +24,7 @@ describe('chaos: the local pipeline under injected faults', () => {
       expect.objectContaining({ name: 'search', delivered: EVENTS, missing: 0 }),
     ]);
     expect(drain.dlq).toMatchObject({ malformed: MALFORMED, valid: 0, unknown: 0 });
-  }, 150_000);
+  });
 
   it('really went through the faults it claims: 5xx, resets, slow answers, hangs, deadlines, a quarantine outage', () => {
     expect(report.faults.error).toBeGreaterThan(0);

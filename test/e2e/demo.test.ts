@@ -1,10 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 
 // The commands as a user runs them (`npm start`, `npm run send`, `npm run demo` are these tsx scripts).
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -27,8 +26,32 @@ interface Running {
   exited: Promise<number | null>;
 }
 
+/** A port outside the kernel's ephemeral range (32768-60999): port 0 never hands it out, nothing here listens on it. */
+const CLOSED_PORT = 9;
+
+/**
+ * Runs a local command in its own process group; when the test ends (passed, failed or timed out) whatever is left of
+ * the group (tsx and the node process it starts) is killed by its id.
+ */
 function launch(script: string, args: string[], env: NodeJS.ProcessEnv): Running {
-  const child = spawn(TSX, [`infra/local/${script}`, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(TSX, [`infra/local/${script}`, ...args], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let exitedYet = false;
+  child.on('exit', () => {
+    exitedYet = true;
+  });
+  onTestFinished(() => {
+    if (exitedYet || child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // The group is already gone.
+    }
+  });
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => {
     output += chunk.toString('utf8');
@@ -50,14 +73,6 @@ async function waitForOutput(running: Running, pattern: RegExp, timeoutMs = 30_0
   }
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 describe('local commands', () => {
   it('npm run demo: drains flaky endpoints, prints the summary and exits 0', async () => {
     const demo = launch(
@@ -77,7 +92,7 @@ describe('local commands', () => {
     const demo = launch(
       'demo.ts',
       ['--events', '5', '--invalid', '0', '--time-limit', '2', '--log', join(logs, 'stuck.log')],
-      userEnv({ ENDPOINTS: 'nowhere=http://127.0.0.1:9/events' }),
+      userEnv({ ENDPOINTS: `nowhere=http://127.0.0.1:${CLOSED_PORT}/events` }),
     );
     expect(await demo.exited).toBe(1);
     expect(demo.output()).toContain('NOT drained');
@@ -85,12 +100,12 @@ describe('local commands', () => {
   }, 60_000);
 
   it('npm start + npm run send: events flow to the endpoints; SIGINT stops it cleanly', async () => {
-    const port = String(await freePort());
-    const env = userEnv({ LOCAL_SQS_PORT: port });
-    const start = launch('start.ts', ['--log', join(logs, 'start.log')], env);
+    // Port 0: the stack picks a free port itself and prints it (a port closed here and reused could be taken).
+    const start = launch('start.ts', ['--port', '0', '--log', join(logs, 'start.log')], userEnv());
     try {
       await waitForOutput(start, /Send events from another terminal/);
-      expect(start.output()).toContain(`SQS        http://127.0.0.1:${port}`);
+      const port = (await waitForOutput(start, /SQS {8}http:\/\/127\.0\.0\.1:(\d+)/))[1]!;
+      const env = userEnv({ LOCAL_SQS_PORT: port });
 
       // send finds the running stack through LOCAL_SQS_PORT, like a second terminal would.
       const send = launch('send.ts', ['--count', '30', '--invalid', '3'], env);
@@ -109,7 +124,7 @@ describe('local commands', () => {
   }, 60_000);
 
   it('npm run send explains what to do when no local stack is running', async () => {
-    const send = launch('send.ts', ['--count', '1'], userEnv({ LOCAL_SQS_PORT: String(await freePort()) }));
+    const send = launch('send.ts', ['--count', '1'], userEnv({ LOCAL_SQS_PORT: String(CLOSED_PORT) }));
     expect(await send.exited).toBe(1);
     expect(send.output()).toContain(
       'start the local stack first (`npm start` in another terminal), or pass --queue-url',

@@ -77,7 +77,7 @@ describe('functions/ingest/handler', () => {
     const queue = await createQueue(sqs, 'handler-src');
     const dlq = await createQueue(sqs, 'handler-dlq');
     beta.respond((request) => ({
-      status: request.eventId === 'refused' ? 404 : request.eventId === 'down' ? 500 : 200,
+      status: request.eventId === 'refused' ? 422 : request.eventId === 'down' ? 500 : 200,
     }));
     const handler = await loadHandler({
       ENDPOINTS: `alpha=${alpha.url},beta=${beta.url}`,
@@ -96,7 +96,7 @@ describe('functions/ingest/handler', () => {
     const byBody = (text: string) => records.find((record) => record.body.includes(text))!;
     const { result, lines } = await captureOutput(() => handler(sqsEvent(records), lambdaContext()));
 
-    // The 404 and the invalid body are quarantined and acknowledged; the 500 is reported.
+    // The 422 and the invalid body are quarantined and acknowledged; the 500 is reported.
     expect(result.batchItemFailures).toEqual([{ itemIdentifier: byBody('"down"').messageId }]);
     const logs = lines.filter((line) => typeof line.message === 'string');
     const count = (message: string) => logs.filter((line) => line.message === message).length;
@@ -111,7 +111,7 @@ describe('functions/ingest/handler', () => {
     expect(logs.find((line) => line.message === 'delivery failed' && line.eventId === 'refused')).toMatchObject({
       endpoint: 'beta',
       kind: 'rejected',
-      status: 404,
+      status: 422,
       attempts: 1,
     });
     expect(logs.find((line) => line.message === 'invalid record')).toMatchObject({
@@ -144,11 +144,12 @@ describe('functions/ingest/handler', () => {
     beta.respond(() => ({ hang: true }));
     const handler = await loadHandler({
       ENDPOINTS: `alpha=${alpha.url},beta=${beta.url}`,
-      DEADLINE_MARGIN_MS: '500',
+      DEADLINE_MARGIN_MS: '2500',
       POWERTOOLS_LOG_LEVEL: 'INFO',
     });
     const records = Array.from({ length: 30 }, (_, i) => sqsRecord(JSON.stringify(cloudEvent(`cut-${i}`))));
-    const context = lambdaContext(1500);
+    // Deliveries stop at 1.5 s, side effects at 2.75 s: 1.25 s of room for the answer on a loaded 2-core machine.
+    const context = lambdaContext(4000);
     const { result, lines } = await captureOutput(() => handler(sqsEvent(records), context));
     expect(context.getRemainingTimeInMillis()).toBeGreaterThan(0);
     expect(result.batchItemFailures).toHaveLength(30);
@@ -158,6 +159,26 @@ describe('functions/ingest/handler', () => {
       expect.objectContaining({ endpoint: 'beta', kind: 'aborted', records: 30 }),
     ]);
     expect(lines.find((line) => line.message === 'batch processed')).toMatchObject({ deadlineAborted: true });
+  });
+
+  it('says cold_start: true on the first invocation and false on every line of a warm one (issue 9, defect 13)', async () => {
+    beta.respond(() => ({ status: 500 }));
+    // As Lambda sets it; Powertools reads it when the logger is created, at cold start.
+    const handler = await loadHandler({
+      ENDPOINTS: `alpha=${alpha.url},beta=${beta.url}`,
+      AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
+      DELIVERY_MAX_ATTEMPTS: '1',
+      POWERTOOLS_LOG_LEVEL: 'INFO',
+    });
+    const batch = () => sqsEvent(Array.from({ length: 3 }, (_, i) => sqsRecord(JSON.stringify(cloudEvent(`c-${i}`)))));
+    const cold = await captureOutput(() => handler(batch(), lambdaContext()));
+    const warm = await captureOutput(() => handler(batch(), lambdaContext()));
+    const logs = (lines: Record<string, unknown>[]) => lines.filter((line) => typeof line.message === 'string');
+    // Per-record lines (child loggers) and the batch summary (the parent) alike.
+    expect(logs(cold.lines).filter((line) => line.message === 'delivery failed')).toHaveLength(3);
+    expect(logs(cold.lines).map((line) => line.cold_start)).toEqual(logs(cold.lines).map(() => true));
+    expect(logs(warm.lines).filter((line) => line.message === 'delivery failed')).toHaveLength(3);
+    expect(logs(warm.lines).map((line) => line.cold_start)).toEqual(logs(warm.lines).map(() => false));
   });
 
   it('lists every record when the whole batch fails rather than throwing', async () => {

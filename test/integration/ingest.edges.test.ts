@@ -1,9 +1,12 @@
 import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { HTTP_4XX } from '../../lib/endpoint';
 import { createIngest, type Ingest, type IngestDeps, loadConfig } from '../../lib/index';
+import { settleReserveMs } from '../../lib/ingest';
 import type { BackoffItem, Ledger, LedgerEntry, QuarantineItem } from '../../lib/types';
 import { TestEndpoint } from '../support/endpoints';
 import { cloudEvent, eventRecord, lambdaContext, sqsEvent, sqsRecord } from '../support/events';
+import { captureLogs } from '../support/logs';
 
 // The side effects are our own interfaces (lib/types.ts); these in-memory versions record what the engine asks of them.
 // The SQS and DynamoDB implementations are tested against local servers in their own files.
@@ -25,11 +28,12 @@ afterEach(async () => {
   beta.reset();
 });
 
-function pipeline(deps: IngestDeps) {
+function pipeline(deps: IngestDeps, env: Record<string, string> = {}) {
   const config = loadConfig({
     ENDPOINTS: `alpha=${alpha.url},beta=${beta.url}`,
     DELIVERY_RETRY_BASE_MS: '5',
     DELIVERY_RETRY_MAX_MS: '10',
+    ...env,
   });
   ingest = createIngest(config, deps);
   return ingest;
@@ -127,6 +131,33 @@ describe('quarantine', () => {
     const response = await pipeline({ quarantine }).handle(sqsEvent(records), lambdaContext());
     expect(response.batchItemFailures).toEqual([]);
     expect(alpha.received.map((request) => request.eventId)).toEqual(['f0', 'f2']);
+    expect(quarantine.sent.map((item) => item.record)).toEqual([records[1]]);
+  });
+
+  it('blocks a FIFO group when its poison record cannot be quarantined: nothing later is sent (issue 9, defect 3)', async () => {
+    for (const quarantine of [
+      recordingQuarantine(() => false),
+      {
+        async send(): Promise<Set<string>> {
+          throw new Error('SQS unavailable');
+        },
+      },
+    ]) {
+      const records = [
+        eventRecord('h0', { groupId: 'g' }),
+        sqsRecord('garbage', { groupId: 'g' }),
+        eventRecord('h2', { groupId: 'g' }),
+        eventRecord('other', { groupId: 'o' }),
+      ];
+      const backoff = recordingBackoff();
+      const response = await pipeline({ quarantine, backoff }).handle(sqsEvent(records), lambdaContext());
+      expect(failed(response)).toEqual([records[1]!.messageId, records[2]!.messageId].sort());
+      expect(alpha.received.map((request) => request.eventId).sort()).toEqual(['h0', 'other']);
+      expect(backoff.items.map((item) => item.record.messageId).sort()).toEqual(failed(response));
+      await ingest?.close();
+      alpha.reset();
+      beta.reset();
+    }
   });
 });
 
@@ -199,5 +230,105 @@ describe('delivery ledger', () => {
     await pipeline({ ledger }).handle(sqsEvent(records), lambdaContext());
     expect(ledger.lookups).toHaveLength(1);
     expect(ledger.lookups[0]).toHaveLength(2);
+  });
+});
+
+describe('4xx classification (issue 9, defect 4)', () => {
+  it('quarantines 400, 413, 415 and 422 only; other 4xx are failed with backoff, never quarantined', async () => {
+    const statuses = [400, 413, 415, 422, 404, 405, 409, 410, 418, 451];
+    beta.respond((request) => ({ status: Number(request.eventId?.split('-')[1]) }));
+    const quarantine = recordingQuarantine();
+    const backoff = recordingBackoff();
+    const records = statuses.map((status) => eventRecord(`s-${status}`));
+    const response = await pipeline({ quarantine, backoff }).handle(sqsEvent(records), lambdaContext());
+    const quarantined = quarantine.sent.map((item) => item.status).sort();
+    expect(quarantined).toEqual([...HTTP_4XX.poison].sort());
+    const backedOff = backoff.items.map((item) => item.record.messageId).sort();
+    const endpointTrouble = records.filter((_, i) => ![400, 413, 415, 422].includes(statuses[i]!));
+    expect(backedOff).toEqual(endpointTrouble.map((record) => record.messageId).sort());
+    expect(failed(response)).toEqual(backedOff);
+    // Not retried within the invocation: one request each.
+    expect(beta.received).toHaveLength(statuses.length);
+  });
+
+  it('on 401/403 reads the credential again once (bypassing the cache) and retries with it', async () => {
+    beta.respond((request) => ({ status: request.headers.authorization === 'Bearer fresh' ? 200 : 401 }));
+    const refreshed: string[] = [];
+    // One FIFO group: the records go one after the other, so the later ones can use the refreshed credential.
+    const records = ['c-1', 'c-2', 'c-3'].map((id) => eventRecord(id, { groupId: 'creds' }));
+    const response = await pipeline({
+      credentials: async () => new Map([['beta', { kind: 'bearer', token: 'stale' } as const]]),
+      refreshCredential: async (endpoint) => {
+        refreshed.push(endpoint);
+        return { kind: 'bearer', token: 'fresh' };
+      },
+    }).handle(sqsEvent(records), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(refreshed).toEqual(['beta']);
+    expect(beta.accepted.size).toBe(3);
+    // Only the first record met the stale token; the ones sent after the refresh used the fresh one at once.
+    expect(beta.received.map((request) => request.headers.authorization)).toEqual([
+      'Bearer stale',
+      'Bearer fresh',
+      'Bearer fresh',
+      'Bearer fresh',
+    ]);
+  });
+
+  it('credentials refused after the refresh: failed with backoff, not quarantined, and the log line says so', async () => {
+    beta.respond(() => ({ status: 403 }));
+    const { logger, metrics, lines } = captureLogs();
+    const quarantine = recordingQuarantine();
+    const backoff = recordingBackoff();
+    const record = eventRecord('refused');
+    const response = await pipeline({
+      logger,
+      metrics,
+      quarantine,
+      backoff,
+      credentials: async () => new Map([['beta', { kind: 'bearer', token: 'stale' } as const]]),
+      refreshCredential: async () => ({ kind: 'bearer', token: 'still-wrong' }),
+    }).handle(sqsEvent([record]), lambdaContext());
+    expect(failed(response)).toEqual([record.messageId]);
+    expect(quarantine.sent).toEqual([]);
+    expect(backoff.items.map((item) => item.record.messageId)).toEqual([record.messageId]);
+    expect(beta.received.map((request) => request.headers.authorization)).toEqual([
+      'Bearer stale',
+      'Bearer still-wrong',
+    ]);
+    const line = lines.find((candidate) => candidate.message === 'delivery failed');
+    expect(line).toMatchObject({ endpoint: 'beta', kind: 'unauthorized', status: 403, error: 'CREDENTIALS_REFUSED' });
+    expect(String(line?.hint)).toContain('credentials were refused');
+  });
+});
+
+describe('log volume under an open circuit (issue 9, defect 11)', () => {
+  it('writes one line per endpoint per batch for circuit-open failures, with the count and sample ids', async () => {
+    beta.respond(() => ({ status: 503 }));
+    const { logger, metrics, lines } = captureLogs();
+    const run = pipeline(
+      { logger, metrics },
+      { CIRCUIT_BREAKER_THRESHOLD: '1', CIRCUIT_BREAKER_HALF_OPEN_MS: '600000', DELIVERY_MAX_ATTEMPTS: '1' },
+    );
+    await run.handle(sqsEvent([eventRecord('opens')]), lambdaContext());
+    lines.length = 0;
+    const records = Array.from({ length: 30 }, (_, i) => eventRecord(`open-${i}`));
+    const response = await run.handle(sqsEvent(records), lambdaContext());
+    expect(failed(response)).toHaveLength(30);
+    expect(beta.received).toHaveLength(1);
+    const failures = lines.filter((line) => line.endpoint === 'beta' && line.level === 'WARN');
+    expect(failures).toEqual([
+      expect.objectContaining({ kind: 'circuit-open', records: 30, messageIds: expect.any(Array) }),
+    ]);
+    expect(failures[0]!.messageIds).toHaveLength(20);
+  });
+});
+
+describe('settleReserveMs (issue 9, defect 12: the docs say margin/2)', () => {
+  it('gives the side effects until max(250 ms, DEADLINE_MARGIN_MS / 2) before the timeout', () => {
+    expect(settleReserveMs(1000)).toBe(500);
+    expect(settleReserveMs(2500)).toBe(1250);
+    expect(settleReserveMs(500)).toBe(250);
+    expect(settleReserveMs(60_001)).toBe(30_000);
   });
 });

@@ -190,7 +190,8 @@ describe('ingest pipeline against real loopback endpoints', () => {
 
   it('lets a slow endpoint cost only its own latency: the fast endpoints get every event before it answers once', async () => {
     let slowAnswered = 0;
-    endpoints.gamma.respond(() => ({ status: 200, delayMs: 400 }));
+    // Room for 100 fast requests on a loaded 2-core machine before the slow endpoint's first answer.
+    endpoints.gamma.respond(() => ({ status: 200, delayMs: 1500 }));
     const fastDoneBeforeSlow: boolean[] = [];
     const records = Array.from({ length: 50 }, (_, i) => eventRecord(`s-${i}`));
     const watcher = (async () => {
@@ -211,8 +212,9 @@ describe('ingest pipeline against real loopback endpoints', () => {
       Number(request.eventId?.slice(2)) % 2 === 0 ? { hang: true } : { status: 200 },
     );
     const records = Array.from({ length: 20 }, (_, i) => eventRecord(`d-${i}`));
-    const context = lambdaContext(1500);
-    const response = await pipeline({ DEADLINE_MARGIN_MS: '500', DELIVERY_TIMEOUT_MS: '60000' }).handle(
+    // Deliveries stop at 1.5 s and side effects at 2.75 s: the answer has 1.25 s of room on a loaded 2-core machine.
+    const context = lambdaContext(4000);
+    const response = await pipeline({ DEADLINE_MARGIN_MS: '2500', DELIVERY_TIMEOUT_MS: '60000' }).handle(
       sqsEvent(records),
       context,
     );

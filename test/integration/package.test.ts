@@ -74,6 +74,18 @@ let artifact: string;
 let fifoTemplate: Template;
 let variantDir: string;
 let badCredentials: { code: number; output: string };
+let badRetention: { code: number; output: string }[];
+
+/** `osls print` (resolves the same variables as package, without building): its exit code and output. */
+function printStack(args: string[]): Promise<{ code: number; output: string }> {
+  return run('npx', ['osls', 'print', ...args], { cwd: root, env: offlineEnv(), maxBuffer: 16 * 1024 * 1024 }).then(
+    () => ({ code: 0, output: '' }),
+    (error: { code: number; stdout: string; stderr: string }) => ({
+      code: error.code,
+      output: `${error.stdout}${error.stderr}`,
+    }),
+  );
+}
 
 function resourcesOfType(t: Template, type: string): [string, Resource][] {
   return Object.entries(t.Resources).filter(([, r]) => r.Type === type);
@@ -98,6 +110,9 @@ beforeAll(async () => {
       output: `${error.stdout}${error.stderr}`,
     }),
   );
+  // The longest the SQS allows (1000 receives) with the default backoff cap cannot reach the DLQ within 4 days.
+  const tooManyReceives = printStack(['--param=maxReceiveCount=1000']);
+  const tooLongBackoff = printStack(['--param=retryMaxDelayS=43200']);
   variantDir = mkdtempSync(join(tmpdir(), 'ingest-package-'));
   await packageStack([
     '--param=fifo=true',
@@ -114,6 +129,7 @@ beforeAll(async () => {
   template = JSON.parse(readFileSync(join(root, '.serverless/cloudformation-template-update-stack.json'), 'utf8'));
   artifact = join(root, '.serverless/ingest.zip');
   badCredentials = await failing;
+  badRetention = await Promise.all([tooManyReceives, tooLongBackoff]);
 }, 180_000);
 
 afterAll(() => {
@@ -441,6 +457,20 @@ describe('npm run package with stage params', () => {
       Protocol: 'email',
       Endpoint: 'oncall@example.com',
     });
+  });
+
+  it('refuses a stage whose receives × backoff do not fit well inside the queue retention, naming the numbers', () => {
+    const [receives, backoff] = badRetention;
+    expect(receives!.code).not.toBe(0);
+    expect(receives!.output).toContain(
+      "Stage 'dev': a failing record can take maxReceiveCount 1000 × 965 s (RETRY_MAX_DELAY_S 900 + timeoutS 60 + " +
+        "batchingWindowS 5) = 965000 s to reach the dead-letter queue, more than half the source queue's retention " +
+        '(queueRetentionS 345600 s)',
+    );
+    expect(backoff!.code).not.toBe(0);
+    expect(backoff!.output).toContain('maxReceiveCount 10 × 43265 s (RETRY_MAX_DELAY_S 43200');
+    expect(env(template).RETRY_MAX_DELAY_S).toBe('900');
+    expect(template.Resources.IngestQueue!.Properties.MessageRetentionPeriod).toBe(345_600);
   });
 
   it('refuses to package a stage whose ENDPOINT_CREDENTIALS names an unknown endpoint, saying which', () => {

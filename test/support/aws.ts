@@ -1,6 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
-import { createServer } from 'node:net';
 import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   CreateQueueCommand,
@@ -13,6 +11,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import type { SQSMessageAttributes, SQSRecord } from 'aws-lambda';
 import { inject } from 'vitest';
+import { CLOSED_PORT, closedPortRefuses } from './endpoints';
 
 /** Dummy credentials: the local servers accept any signature. */
 export const LOCAL_AWS = {
@@ -20,23 +19,24 @@ export const LOCAL_AWS = {
   credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
 } as const;
 
+// Every request the suite makes has its own timeout (longer than SQS's longest long poll, 20 s): a local server that
+// stops answering fails the request with a clear error instead of leaving the test to hit its own timeout.
+const REQUEST_LIMITS = { requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 } };
+
 /** An SQS client for the suite's local-aws-sqs (or another endpoint, e.g. a closed port for outages). */
 export function localSqs(endpoint: string = inject('sqsEndpoint')): SQSClient {
-  return new SQSClient({ ...LOCAL_AWS, endpoint, maxAttempts: 1 });
+  return new SQSClient({ ...LOCAL_AWS, ...REQUEST_LIMITS, endpoint, maxAttempts: 1 });
 }
 
 /** A DynamoDB client for the suite's dynalite (or another endpoint). */
 export function localDynamoDb(endpoint: string = inject('dynamodbEndpoint')): DynamoDBClient {
-  return new DynamoDBClient({ ...LOCAL_AWS, endpoint, maxAttempts: 1 });
+  return new DynamoDBClient({ ...LOCAL_AWS, ...REQUEST_LIMITS, endpoint, maxAttempts: 1 });
 }
 
-/** A loopback base URL where nothing listens: every connection is refused. */
+/** A loopback base URL where nothing listens: every connection is refused (see CLOSED_PORT). */
 export async function closedEndpoint(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `http://127.0.0.1:${port}`;
+  await closedPortRefuses();
+  return `http://127.0.0.1:${CLOSED_PORT}`;
 }
 
 export function uniqueName(prefix: string): string {

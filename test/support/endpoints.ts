@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import { onTestFinished } from 'vitest';
 
 export interface ReceivedRequest {
@@ -65,9 +65,24 @@ export class TestEndpoint {
     this.#responder = () => ({ status: 200 });
   }
 
-  /** Resolves once `count` requests have arrived (a condition, not a sleep). */
-  async waitForRequests(count: number): Promise<void> {
-    while (this.received.length < count) await new Promise<void>((resolve) => this.#waiters.push(resolve));
+  /**
+   * Resolves once `count` requests have arrived (a condition, not a sleep); rejects after `timeoutMs` saying how many
+   * came, rather than leaving the test to hit its own timeout with no clue.
+   */
+  async waitForRequests(count: number, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.received.length < count) {
+      const left = deadline - Date.now();
+      if (left <= 0)
+        throw new Error(`expected ${count} request(s) within ${timeoutMs} ms, got ${this.received.length}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
   }
 
   #answer(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer) {
@@ -110,13 +125,35 @@ export class TestEndpoint {
   }
 }
 
-/** A loopback port with nothing listening on it: connections are refused. */
+/**
+ * A loopback port nothing listens on. It lies outside the kernel's ephemeral range (32768-60999), so listening on
+ * port 0 never hands it out: unlike a port closed after use, no other test worker can take it meanwhile. The suite's
+ * AWS_ENDPOINT_URL points there too.
+ */
+export const CLOSED_PORT = 9;
+let refused: Promise<void> | undefined;
+
+/** Resolves once it is checked that connections to CLOSED_PORT are refused (checked once per worker). */
+export function closedPortRefuses(): Promise<void> {
+  refused ??= new Promise<void>((resolve, reject) => {
+    const socket = net.connect(CLOSED_PORT, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      reject(
+        new Error(
+          `test setup: something listens on 127.0.0.1:${CLOSED_PORT}; the refused-connection tests need it closed`,
+        ),
+      );
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => (error.code === 'ECONNREFUSED' ? resolve() : reject(error)));
+  });
+  return refused;
+}
+
+/** A loopback URL whose connections are refused. */
 export async function closedPortUrl(): Promise<string> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `http://127.0.0.1:${port}/events`;
+  await closedPortRefuses();
+  return `http://127.0.0.1:${CLOSED_PORT}/events`;
 }
 
 /** A TestEndpoint that closes when the current test finishes. */

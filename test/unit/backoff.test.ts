@@ -57,7 +57,16 @@ describe('backoffDelayS', () => {
     );
   });
 
-  it("uses the endpoint's Retry-After when it is longer, capped at the ceiling", () => {
+  it('never exceeds RETRY_MAX_DELAY_S, whatever Retry-After says (issue 9, defect 2)', () => {
+    const policy = { baseDelayS: 10, maxDelayS: 900 };
+    // 429 with Retry-After: 86400, or an HTTP date hours ahead.
+    for (const retryAfterS of [86_400, 6 * 3600, 42_000, 901]) {
+      expect(backoffDelayS(1, policy, retryAfterS, () => 0)).toBe(900);
+      expect(backoffDelayS(10, policy, retryAfterS, () => 0.5, VISIBILITY_CEILING_S)).toBe(900);
+    }
+  });
+
+  it("uses the endpoint's Retry-After when it is longer, capped at RETRY_MAX_DELAY_S", () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 40 }),
@@ -67,7 +76,7 @@ describe('backoffDelayS', () => {
         (receiveCount, policy, r, retryAfterS) => {
           const without = backoffDelayS(receiveCount, policy, undefined, () => r);
           const delay = backoffDelayS(receiveCount, policy, retryAfterS, () => r);
-          expect(delay).toBe(Math.min(Math.max(without, Math.ceil(retryAfterS)), SQS_MAX_VISIBILITY_S));
+          expect(delay).toBe(Math.min(Math.max(without, Math.ceil(retryAfterS)), policy.maxDelayS));
         },
       ),
     );
@@ -145,7 +154,7 @@ describe.concurrent('createBackoff on local SQS', () => {
   it('honours a longer Retry-After from the endpoint', async () => {
     const queue = await createQueue(sqs, 'backoff-ra');
     const [record] = await receiveAsRecords(sqs, queue, [{ body: 'slow down' }]);
-    const backoff = createBackoff(sqs, { baseDelayS: 1, maxDelayS: 1 });
+    const backoff = createBackoff(sqs, { baseDelayS: 1, maxDelayS: 5 });
     const since = Date.now();
     await backoff.apply([{ record: record!, retryAfterS: 3 }], AbortSignal.timeout(10_000));
     expect(await waitForReturn(queue, 1, since, 3)).toEqual(['slow down']);

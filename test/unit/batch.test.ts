@@ -1,3 +1,4 @@
+import type { SQSRecord } from 'aws-lambda';
 import { describe, expect, it, vi } from 'vitest';
 import { type BatchOptions, outcomeOf, type ProcessedRecord, processBatch } from '../../lib/batch';
 import type { DeliveryResult } from '../../lib/delivery';
@@ -49,7 +50,7 @@ function tableDeliver(table: Record<string, FanoutResult> = {}) {
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function options(deliver: BatchOptions['deliver'], extra: Partial<BatchOptions> = {}): BatchOptions {
-  return { maxEventBytes: MAX, quarantineEnabled: false, deliver, ...extra };
+  return { maxEventBytes: MAX, deliver, ...extra };
 }
 
 const kinds = (processed: ProcessedRecord[]) => processed.map((entry) => entry.outcome.kind);
@@ -271,9 +272,39 @@ describe('processBatch: FIFO groups', () => {
       eventRecord('v3', { groupId: 'G' }),
     ];
     const deliver = tableDeliver({ r1: rejected, t1: transient });
-    const processed = await processBatch(records, options(deliver, { quarantineEnabled: true }));
+    const processed = await processBatch(records, options(deliver, { quarantineInOrder: async () => true }));
     expect(kinds(processed)).toEqual(['invalid', 'delivered', 'rejected', 'delivered', 'failed', 'blocked']);
     expect(deliver.mock.calls.map(([event]) => event.id)).toEqual(['v1', 'r1', 'v2', 't1']);
+    expect(processed.map((p) => p.quarantined)).toEqual([true, undefined, true, undefined, undefined, undefined]);
+  });
+
+  it('a FIFO poison record holds its group until the quarantine confirms it; unconfirmed, the group is blocked (issue 9, defect 3)', async () => {
+    const records = [
+      eventRecord('a1', { groupId: 'A' }),
+      sqsRecord('not json', { groupId: 'A' }),
+      eventRecord('a3', { groupId: 'A' }),
+      sqsRecord('not json either', { groupId: 'B' }),
+      eventRecord('b2', { groupId: 'B' }),
+    ];
+    const deliver = tableDeliver();
+    const asked: string[] = [];
+    let confirmA!: (confirmed: boolean) => void;
+    const quarantineInOrder = async (record: SQSRecord) => {
+      asked.push(record.messageId);
+      if (record.attributes.MessageGroupId === 'B') return true;
+      return new Promise<boolean>((resolve) => {
+        confirmA = resolve;
+      });
+    };
+    const pending = processBatch(records, options(deliver, { quarantineInOrder }));
+    await vi.waitFor(() => expect(asked).toHaveLength(2));
+    // Group B went on past its confirmed poison; nothing later in group A went out while its quarantine was pending.
+    expect(deliver.mock.calls.map(([event]) => event.id).sort()).toEqual(['a1', 'b2']);
+    confirmA(false);
+    const processed = await pending;
+    expect(kinds(processed)).toEqual(['delivered', 'invalid', 'blocked', 'invalid', 'delivered']);
+    expect(processed.map((p) => p.quarantined)).toEqual([undefined, false, undefined, true, undefined]);
+    expect(deliver.mock.calls.map(([event]) => event.id).sort()).toEqual(['a1', 'b2']);
   });
 
   it('a duplicate inside a group is delivered once and shares the outcome', async () => {

@@ -155,6 +155,7 @@ describe('ENDPOINTS', () => {
       'http://example.com/in',
       'http://192.168.1.20:8080/in',
       'http://[::2]/x',
+      'http://api.localhost/in',
     ]) {
       expectRejected({ ENDPOINTS: `beta=${url}` }, 'ENDPOINTS', 'must use https', 'loopback');
     }
@@ -166,6 +167,30 @@ describe('ENDPOINTS', () => {
       'http://LOCALHOST/in',
     ]) {
       expect(loadConfig({ ENDPOINTS: `local=${url}` }).endpoints[0]?.url.href).toBe(new URL(url).href);
+    }
+  });
+
+  it('never echoes a URL query string or fragment, naming the variable and the endpoint (issue 9, defect 7)', () => {
+    for (const url of [
+      'http://api.localhost/in?token=s3cr3t-q',
+      'http://10.0.0.7/in?token=s3cr3t-q',
+      'ftp://a.example.com/in?token=s3cr3t-q',
+      'https://exa mple.com/in?token=s3cr3t-q',
+      'http://example.com/in#s3cr3t-q',
+    ]) {
+      const error = configError({ ENDPOINTS: `beta=${url}` });
+      expect(error.variable).toBe('ENDPOINTS');
+      expect(error.message).toContain("'beta=");
+      expect(error.message).not.toContain('s3cr3t-q');
+    }
+    for (const url of [
+      'http://10.0.0.7/123/q?token=s3cr3t-q',
+      'https://sqs.example.com/q?token=s3cr3t-q',
+      'x?s3cr3t-q',
+    ]) {
+      const error = configError({ ENDPOINTS, QUARANTINE_QUEUE_URL: url });
+      expect(error.variable).toBe('QUARANTINE_QUEUE_URL');
+      expect(error.message).not.toContain('s3cr3t-q');
     }
   });
 
@@ -338,10 +363,22 @@ describe('DELIVERY_LEDGER_TABLE', () => {
 
 describe('isLoopbackHost', () => {
   it('knows loopback from the rest', () => {
-    for (const host of ['127.0.0.1', '127.255.255.254', '::1', '[::1]', 'localhost', 'api.localhost', 'LocalHost']) {
+    for (const host of ['127.0.0.1', '127.255.255.254', '::1', '[::1]', 'localhost', 'LocalHost']) {
       expect(isLoopbackHost(host), host).toBe(true);
     }
-    for (const host of ['10.0.0.7', '128.0.0.1', '::2', 'example.com', 'localhost.example.com', '127.example.com']) {
+    // *.localhost is resolved through DNS (issue 9, defect 10).
+    for (const host of [
+      'api.localhost',
+      'a.b.localhost',
+      'localhost.',
+      '10.0.0.7',
+      '128.0.0.1',
+      '::2',
+      'example.com',
+    ]) {
+      expect(isLoopbackHost(host), host).toBe(false);
+    }
+    for (const host of ['localhost.example.com', '127.example.com']) {
       expect(isLoopbackHost(host), host).toBe(false);
     }
   });

@@ -205,6 +205,17 @@ describe('createCredentialSource', () => {
     expect(rotated.get('analytics')).toMatchObject({ token: 'tok-analytics-2' });
   });
 
+  it('refresh reads one endpoint again bypassing the cache, and the cache then holds the new value (defect 4)', async () => {
+    const source = createCredentialSource(parseCredentialSpec(SPEC, ENDPOINTS), { ...clients(), maxAgeS: 300 });
+    await source();
+    stores.parameters.set('/ingest/prod/analytics-token', 'tok-analytics-2');
+    expect(await source.refresh('analytics')).toMatchObject({ kind: 'bearer', token: 'tok-analytics-2' });
+    expect(await source.refresh('crm')).toBeUndefined();
+    expect(stores.calls).toHaveLength(3);
+    expect((await source()).get('analytics')).toMatchObject({ token: 'tok-analytics-2' });
+    expect(stores.calls).toHaveLength(3);
+  });
+
   it('fails with a CredentialError naming the endpoint and the missing SSM parameter', async () => {
     stores.parameters.clear();
     const source = createCredentialSource(parseCredentialSpec(SPEC, ENDPOINTS), clients());

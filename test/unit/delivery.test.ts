@@ -276,11 +276,11 @@ describe('EndpointDelivery connection bound', () => {
   });
 
   it('a request waiting for a connection does not run its timeout', { timeout: 10_000 }, async () => {
-    const sink = await testEndpoint(() => ({ status: 200, delayMs: 100 }));
-    // Five requests in one lane take ~500 ms, longer than the 400 ms timeout of each.
-    const delivery = deliveryFor(sink.url, { maxConnections: 1, maxAttempts: 1 }, () => 0, 400);
-    const results = await Promise.all(Array.from({ length: 5 }, (_, i) => deliver(delivery, `e${i}`)));
-    expect(results.map((result) => result.ok)).toEqual([true, true, true, true, true]);
+    const sink = await testEndpoint(() => ({ status: 200, delayMs: 200 }));
+    // Twelve requests in one lane take ~2.4 s, longer than the 2 s timeout of each (which leaves each 1.8 s of room).
+    const delivery = deliveryFor(sink.url, { maxConnections: 1, maxAttempts: 1 }, () => 0, 2000);
+    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => deliver(delivery, `e${i}`)));
+    expect(results.map((result) => result.ok)).toEqual(results.map(() => true));
   });
 
   it('an abort releases requests still waiting for a connection, unsent', { timeout: 5000 }, async () => {
@@ -321,5 +321,80 @@ describe('retryDelayMs', () => {
         },
       ),
     );
+  });
+});
+
+describe('EndpointDelivery circuit breaker trials (issue 9, defect 1)', () => {
+  it('a half-open trial cut by the deadline ends the trial: the recovered endpoint gets the next delivery', async () => {
+    let mode: 'fail' | 'hang' | 'ok' = 'fail';
+    const sink = await testEndpoint(() =>
+      mode === 'fail' ? { status: 503 } : mode === 'hang' ? { hang: true } : { status: 200 },
+    );
+    // halfOpenMs 1: any later delivery is past the half-open period, so the test never waits on a clock.
+    const delivery = deliveryFor(
+      sink.url,
+      { maxAttempts: 1, breakerThreshold: 1, breakerHalfOpenMs: 1 },
+      () => 0,
+      30_000,
+    );
+    expect(await deliver(delivery, 'a')).toMatchObject({ kind: 'transient' });
+    // The breaker reads Date.now(): the 1 ms half-open period must be over before the trial.
+    const openedAt = Date.now();
+    await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(openedAt + 1), { interval: 1 });
+    mode = 'hang';
+    const controller = new AbortController();
+    const trial = deliver(delivery, 'trial', controller.signal);
+    await sink.waitForRequests(2);
+    controller.abort();
+    expect(await trial).toMatchObject({ kind: 'aborted' });
+    mode = 'ok';
+    expect(await deliver(delivery, 'next')).toMatchObject({ ok: true, attempts: 1 });
+    expect(sink.received.map((request) => request.eventId)).toEqual(['a', 'trial', 'next']);
+  });
+});
+
+describe('EndpointDelivery on 401/403 (issue 9, defect 4)', () => {
+  const stale = { kind: 'bearer', token: 'stale' } as const;
+
+  it('refreshes the credential once and retries at once; still refused, it fails unauthorized', async () => {
+    const sink = await testEndpoint(() => ({ status: 403 }));
+    let refreshes = 0;
+    const refresh = async () => {
+      refreshes++;
+      return { kind: 'bearer', token: 'fresh' } as const;
+    };
+    const { body, key } = eventBody('evt-1');
+    const delivery = deliveryFor(sink.url, { maxAttempts: 5 });
+    const result = await delivery.deliver(body, key, never, later(), stale, refresh);
+    expect(result).toEqual({
+      ok: false,
+      endpoint: 'sink',
+      kind: 'unauthorized',
+      status: 403,
+      error: 'CREDENTIALS_REFUSED',
+      attempts: 2,
+    });
+    expect(refreshes).toBe(1);
+    expect(sink.received.map((request) => request.headers.authorization)).toEqual(['Bearer stale', 'Bearer fresh']);
+  });
+
+  it('a refresh that fails ends the delivery as unauthorized, saying why', async () => {
+    const sink = await testEndpoint(() => ({ status: 401 }));
+    const { body, key } = eventBody('evt-1');
+    const result = await deliveryFor(sink.url).deliver(body, key, never, later(), stale, async () => {
+      throw new Error('ENDPOINT_CREDENTIALS: cannot read the bearer token');
+    });
+    expect(result).toMatchObject({ ok: false, kind: 'unauthorized', status: 401, attempts: 1 });
+    expect(result.ok === false && result.error).toContain('refresh failed: ENDPOINT_CREDENTIALS');
+    expect(sink.received).toHaveLength(1);
+  });
+
+  it('other 4xx are not retried and do not open the breaker', async () => {
+    const sink = await testEndpoint(() => ({ status: 404 }));
+    const delivery = deliveryFor(sink.url, { maxAttempts: 5, breakerThreshold: 1 });
+    for (const id of ['a', 'b', 'c']) {
+      expect(await deliver(delivery, id)).toMatchObject({ kind: 'endpoint-error', status: 404, attempts: 1 });
+    }
+    expect(sink.received).toHaveLength(3);
   });
 });

@@ -2,7 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { authHeaders, CONTENT_TYPE, classifyStatus, Endpoint, parseRetryAfter } from '../../lib/endpoint';
+import { authHeaders, CONTENT_TYPE, classifyStatus, Endpoint, HTTP_4XX, parseRetryAfter } from '../../lib/endpoint';
 import { DeliveryAttemptError } from '../../lib/errors';
 import { idempotencyKey } from '../../lib/event';
 import { closedPortUrl, listenForTest, testEndpoint } from '../support/endpoints';
@@ -72,7 +72,7 @@ describe('Endpoint.post: the request', () => {
     const endpoint = endpointFor(sink.url);
     await expect(endpoint.post(body, key, never, { kind: 'hmac', secret })).resolves.toMatchObject({ status: 204 });
     const wrong = await attemptError(endpoint.post(body, key, never, { kind: 'hmac', secret: 'other' }));
-    expect(wrong).toMatchObject({ kind: 'rejected', status: 401 });
+    expect(wrong).toMatchObject({ kind: 'unauthorized', status: 401 });
     expect(sink.received[0]?.headers.authorization).toBeUndefined();
   });
 
@@ -133,11 +133,14 @@ describe('Endpoint.post: outcome classification', () => {
     expect(error.retryAfterMs).toBeUndefined();
   });
 
-  it('other 4xx are rejected and never carry a retry hint', async () => {
-    for (const status of [400, 401, 403, 404, 409, 410, 413, 422]) {
-      const sink = await testEndpoint(() => ({ status, headers: { 'retry-after': '5' } }));
+  it('other 4xx never carry a retry hint: 400/413/415/422 blame the event, 401/403 our credentials, the rest the endpoint', async () => {
+    const expected: Record<number, string> = { 400: 'rejected', 413: 'rejected', 415: 'rejected', 422: 'rejected' };
+    Object.assign(expected, { 401: 'unauthorized', 403: 'unauthorized', 404: 'endpoint-error', 405: 'endpoint-error' });
+    Object.assign(expected, { 409: 'endpoint-error', 410: 'endpoint-error' });
+    for (const [status, kind] of Object.entries(expected)) {
+      const sink = await testEndpoint(() => ({ status: Number(status), headers: { 'retry-after': '5' } }));
       const error = await attemptError(endpointFor(sink.url).post(body, key, never));
-      expect(error).toMatchObject({ kind: 'rejected', status });
+      expect(error).toMatchObject({ kind, status: Number(status) });
       expect(error.retryAfterMs).toBeUndefined();
     }
   });
@@ -218,6 +221,18 @@ describe('Endpoint.post: outcome classification', () => {
     expect(srv.sockets[0]?.destroyed).toBe(true);
   });
 
+  it('a 2xx whose body is cut by a reset is a transient failure, not a delivery (issue 9, defect 5)', async () => {
+    const srv = await rawServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-length': '100' });
+        res.write('partial', () => req.socket.resetAndDestroy());
+      });
+    });
+    const error = await attemptError(endpointFor(srv.url).post(body, key, never));
+    expect(error).toMatchObject({ kind: 'transient', status: 200, code: 'INCOMPLETE' });
+  });
+
   it('a small response body is drained and the connection kept', async () => {
     const srv = await rawServer((req, res) => {
       req.resume();
@@ -282,8 +297,14 @@ describe('classifyStatus', () => {
     for (const status of [408, 429, 500, 501, 503, 599]) {
       expect(classifyStatus('e', status, '3')).toMatchObject({ kind: 'transient', status, retryAfterMs: 3000 });
     }
-    for (const status of [400, 401, 403, 404, 405, 409, 413, 415, 422, 451]) {
+    for (const status of HTTP_4XX.poison) {
       expect(classifyStatus('e', status, '3')).toMatchObject({ kind: 'rejected', status });
+    }
+    for (const status of [401, 403]) {
+      expect(classifyStatus('e', status, '3')).toMatchObject({ kind: 'unauthorized', code: 'CREDENTIALS_REFUSED' });
+    }
+    for (const status of [402, 404, 405, 406, 409, 410, 411, 412, 414, 416, 417, 418, 421, 423, 428, 431, 451, 499]) {
+      expect(classifyStatus('e', status, '3')).toMatchObject({ kind: 'endpoint-error', status });
     }
   });
 });

@@ -110,6 +110,39 @@ describe('parseEvent: invalid records and their reasons', () => {
     }
   });
 
+  it('not JSON: the detail names the position and kind of error, never a byte of the body (issue 9, defect 7)', () => {
+    const cases: Array<[string, string]> = [
+      ['password=hunter2', 'unexpected character at position 0'],
+      ['{"password":"hunter2",}', 'at position 22'],
+      ['{"password":tru}', 'unexpected character at position 15'],
+      ['{"password":"hunter2"', 'at position 21 (of 21 characters)'],
+      ['{"password":"hunt', 'unterminated string at position 17'],
+      ['{"password":"hunter2"} secret', 'more content after the JSON value at position 23'],
+      ['{"password":"hunter2\u0001"}', 'control character in a string'],
+    ];
+    for (const [body, expected] of cases) {
+      const result = invalid(body);
+      expect(result.reason).toBe('not-json');
+      expect(result.detail).toContain(expected);
+      expect(result.detail).not.toMatch(/hunter|passw|secret|tru/);
+    }
+  });
+
+  it('null optional attributes are absent: valid, and the body is kept byte for byte (issue 9, defect 6)', () => {
+    const nulls = { subject: null, time: null, datacontenttype: null, dataschema: null, data_base64: null };
+    for (const [name, value] of Object.entries(nulls)) {
+      const body = JSON.stringify(cloudEvent(`null-${name}`, { [name]: value }));
+      const result = parseEvent(body, 1_048_576);
+      expect(result.ok, name).toBe(true);
+      if (result.ok) expect(result.body.equals(Buffer.from(body, 'utf8'))).toBe(true);
+    }
+    expect(parseEvent(JSON.stringify(cloudEvent('all-null', { ...nulls, data: null })), 1_048_576).ok).toBe(true);
+    // Required attributes stay required.
+    for (const name of ['id', 'source', 'type', 'specversion']) {
+      expect(parseEvent(JSON.stringify(cloudEvent('x', { [name]: null })), 1_048_576).ok, name).toBe(false);
+    }
+  });
+
   it('JSON that is not an object', () => {
     const cases: Array<[string, string]> = [
       ['[1,2]', 'an array'],
@@ -157,6 +190,16 @@ describe('parseEvent: invalid records and their reasons', () => {
     const result = invalid(body);
     expect(result.reason).toBe('invalid-cloudevent');
     expect(result.detail).toContain(`${attribute}: `);
+  });
+
+  it('never quotes an extension name that is not name-like: keys are body text too (issue 9, defect 7)', () => {
+    for (const name of ['Authorization: Bearer s3cr3t', 'pass\u0001s3cr3t', 'S3cr3t'.repeat(20)]) {
+      const result = invalid(withAttributes({ [name]: 'x', Upper: 'y' }));
+      expect(result.reason).toBe('invalid-cloudevent');
+      expect(result.detail.toLowerCase()).not.toContain('s3cr3t');
+      expect(result.detail).toContain('Upper');
+      expect(result.detail).toMatch(/\(a name of \d+ characters, not shown\)/);
+    }
   });
 
   it('reports several problems at once', () => {

@@ -44,7 +44,7 @@ describe('fanout', () => {
     expect(result.results).toMatchObject([
       { ok: true, endpoint: 'a', status: 200 },
       { ok: false, endpoint: 'b', kind: 'transient', status: 503 },
-      { ok: false, endpoint: 'c', kind: 'rejected', status: 404 },
+      { ok: false, endpoint: 'c', kind: 'endpoint-error', status: 404 },
     ]);
     for (const sink of [a, b, c]) {
       expect(sink.received).toHaveLength(1);

@@ -210,6 +210,24 @@ describe('quarantineAttributes', () => {
     status: 400,
   });
 
+  it('sanitises reasons to the characters SQS accepts and cuts them on code points (issue 9, defect 8)', () => {
+    const allowed = /^[\t\n\r\u0020-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]*$/u;
+    const detail = `bad\u0001name\u0000 \uD800 \uFFFF ok ${'🚀'.repeat(2000)}`;
+    const item: QuarantineItem = { record: record(0), reason: 'invalid-cloudevent', detail };
+    const value = quarantineAttributes(item)[Q.detail]!.StringValue!;
+    expect(value).toMatch(allowed);
+    expect(value.startsWith('bad\uFFFDname\uFFFD \uFFFD \uFFFD ok 🚀')).toBe(true);
+    expect(Array.from(value)).toHaveLength(1000);
+    // A cut through the middle of a surrogate pair is what a UTF-16 slice would do.
+    const odd = quarantineAttributes({
+      record: record(0),
+      reason: 'invalid-cloudevent',
+      detail: `x${'🚀'.repeat(1000)}`,
+    });
+    expect(odd[Q.detail]!.StringValue!).toMatch(allowed);
+    expect(odd[Q.detail]!.StringValue!.endsWith('🚀')).toBe(true);
+  });
+
   it('uses separate quarantine.* attributes while everything fits in SQS’s 10', () => {
     const attributes = quarantineAttributes(rejected(record(3)));
     expect(Object.keys(attributes)).toHaveLength(10);
@@ -246,5 +264,17 @@ describe('quarantineAttributes', () => {
     expect(attributes[Q.reason]?.StringValue).toBe('rejected-by-endpoint');
     expect(attributes[Q.detail]?.StringValue).toBe('HTTP 400');
     expect(attributes[Q.combined]).toBeUndefined();
+  });
+
+  it('drops every quarantine.* a producer set: the source queue recorded is the record’s own (issue 9, defect 9)', () => {
+    const forged = record(1, {
+      [Q.sourceQueue]: 'arn:aws:sqs:us-east-1:999999999999:elsewhere',
+      [Q.messageId]: 'forged',
+      'quarantine.extra': 'x',
+    });
+    const attributes = quarantineAttributes(rejected(forged));
+    expect(attributes[Q.sourceQueue]?.StringValue).toBe(forged.eventSourceARN);
+    expect(attributes[Q.messageId]?.StringValue).toBe('m-1');
+    expect(attributes['quarantine.extra']).toBeUndefined();
   });
 });

@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { DeleteMessageBatchCommand, GetQueueAttributesCommand, type MessageAttributeValue } from '@aws-sdk/client-sqs';
+import type { SQSRecord } from 'aws-lambda';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createQuarantine, QUARANTINE_ATTRIBUTES } from '../../lib/quarantine';
-import { redrive } from '../../lib/redrive';
+import { redrive, sourceArnOf } from '../../lib/redrive';
 import {
   createQueue,
   createQueueWithDlq,
@@ -13,6 +14,7 @@ import {
   receiveAll,
   receiveAsRecords,
   sendMessages,
+  toLambdaRecord,
 } from '../support/aws';
 
 const sqs = localSqs();
@@ -157,6 +159,75 @@ describe.concurrent('redrive on local SQS', () => {
     const stayed = (await receiveAll(sqs, from.url)).map((m) => m.Body);
     expect(moved).toHaveLength(10);
     expect(sorted([...moved, ...stayed])).toEqual(sorted(all));
+  });
+});
+
+describe('redrive trusts SQS over producers and ends on what comes back (issue 9)', () => {
+  it('defect 9: prefers DeadLetterQueueSourceArn over a producer-set quarantine.sourceQueue', async () => {
+    const { queue, dlq } = await createQueueWithDlq(sqs, 'forged', 1);
+    const elsewhere = await createQueue(sqs, 'elsewhere');
+    await sendMessages(sqs, queue.url, [
+      { body: 'dead', attributes: { [QUARANTINE_ATTRIBUTES.sourceQueue]: text(elsewhere.arn) } },
+    ]);
+    // One receive whose visibility runs out: SQS dead-letters it (maxReceiveCount 1).
+    await receiveAll(sqs, queue.url, { visibilityTimeoutS: 1 });
+    await pollUntil('the message to be dead-lettered', async () => ((await count(dlq)) > 0 ? true : undefined));
+
+    const summary = await redrive(sqs, { from: dlq.url, emptyWaitS: 0 });
+
+    expect(summary).toMatchObject({ moved: 1, failed: 0, destinations: { [queue.url]: 1 } });
+    expect((await receiveAll(sqs, queue.url)).map((m) => m.Body)).toEqual(['dead']);
+    expect(await receiveAll(sqs, elsewhere.url)).toEqual([]);
+  });
+
+  it('defect 9: ignores a quarantine.sourceQueue naming another account', () => {
+    const message = {
+      MessageAttributes: { [QUARANTINE_ATTRIBUTES.sourceQueue]: text('arn:aws:sqs:us-east-1:999999999999:x') },
+    };
+    expect(sourceArnOf(message, 'arn:aws:sqs:us-east-1:123456789012:dlq')).toBeUndefined();
+    expect(sourceArnOf(message, 'arn:aws:sqs:us-east-1:999999999999:dlq')).toBe('arn:aws:sqs:us-east-1:999999999999:x');
+  });
+
+  it('defect 14: with a consumer quarantining everything straight back, moves each message once, reports them, ends', {
+    timeout: 30_000,
+  }, async () => {
+    const [orders, dlq] = await Promise.all([createQueue(sqs, 'poison-src'), createQueue(sqs, 'poison-dlq')]);
+    const quarantine = createQuarantine(sqs, dlq.url);
+    const quarantineAll = async (records: SQSRecord[]) => {
+      const items = records.map((record) => ({ record, reason: 'not-json' as const, detail: 'still poison' }));
+      await quarantine.send(items, AbortSignal.timeout(10_000));
+      await sqs.send(
+        new DeleteMessageBatchCommand({
+          QueueUrl: orders.url,
+          Entries: records.map((r, i) => ({ Id: String(i), ReceiptHandle: r.receiptHandle })),
+        }),
+      );
+    };
+    await quarantineAll(
+      await receiveAsRecords(
+        sqs,
+        orders,
+        bodies('poison', 5).map((body) => ({ body })),
+      ),
+    );
+    // The consumer of the source queue: every message it gets is poison again, at once.
+    let consuming = true;
+    const consumer = (async () => {
+      while (consuming) {
+        const messages = await receiveAll(sqs, orders.url, { visibilityTimeoutS: 30 });
+        if (messages.length > 0) await quarantineAll(messages.map((m) => toLambdaRecord(m, orders.arn)));
+        else await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    try {
+      // The closing long poll (local SQS waits all of it) sees the copies the consumer quarantined back.
+      const summary = await redrive(sqs, { from: dlq.url, emptyWaitS: 3, visibilityTimeoutS: 30 });
+      expect(summary).toMatchObject({ moved: 5, failed: 0, returned: 5 });
+      await pollUntil('the 5 messages back in the DLQ', async () => ((await count(dlq)) === 5 ? true : undefined));
+    } finally {
+      consuming = false;
+      await consumer;
+    }
   });
 });
 
