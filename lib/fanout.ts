@@ -39,9 +39,12 @@ export function fanout(
     let pending = asked.length;
     asked.forEach((endpoint, index) => {
       const credential = context.credentials?.get(endpoint.name);
-      const request = credential
-        ? { headers: eventHeaders(event.body, event.key, credential), body: event.body }
-        : (plain ??= { headers: eventHeaders(event.body, event.key), body: event.body });
+      let request: OutgoingRequest;
+      if (credential) request = { headers: eventHeaders(event.body, event.key, credential), body: event.body };
+      else {
+        plain ??= { headers: eventHeaders(event.body, event.key), body: event.body };
+        request = plain;
+      }
       const { refreshCredential } = context;
       const retry =
         credential && refreshCredential
