@@ -1,7 +1,7 @@
 /**
  * Figure 6: per-event CPU cost of the handler itself. Two measurements over batches of 2,000 events to instant
  * endpoints, each runner in its own process: process CPU time per event (no profiler) for the handler and the floors,
- * and sampling profiles of the handler and the node:http floor whose self time is attributed to the code that caused
+ * and sampling profiles of the handler and the undici floor (the same client) whose self time is attributed to the code that caused
  * it (see `categorize`), mapped back to source files through the bundles' source maps.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
