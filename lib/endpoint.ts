@@ -264,7 +264,8 @@ class Attempt {
 
 /**
  * One downstream endpoint: a keep-alive undici Pool and single POST attempts bounded by a timeout.
- * undici rather than node:http: 440 against 538 µs of CPU per event for the same POSTs (BENCHMARKS.md, CPU per event).
+ * undici's dispatch rather than node:http or Pool.request(): 359 against 619 and 441 µs of process CPU per event for the
+ * same POSTs (bench table 6, same run).
  */
 export class Endpoint {
   readonly name: string;
