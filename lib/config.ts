@@ -27,7 +27,18 @@ export interface Config {
   retryMaxDelayS: number;
   ledgerTable?: string;
   ledgerTtlS: number;
+  /** DELIVERY_LEDGER_MODE: which receives read the ledger and which outcomes write it (see LEDGER_MODES). */
+  ledgerMode: LedgerMode;
 }
+
+/**
+ * `redeliveries` (default): read only for records SQS delivers again (ApproximateReceiveCount > 1), write only for
+ * events that go back to the queue with some endpoints done; costs scale with failures.
+ * `every-delivery`: read for every record and write every delivery; also skips endpoints for a producer's duplicate
+ * sent as a new message, and for a batch whose invocation died before answering.
+ */
+export const LEDGER_MODES = ['redeliveries', 'every-delivery'] as const;
+export type LedgerMode = (typeof LEDGER_MODES)[number];
 
 type Env = Record<string, string | undefined>;
 
@@ -270,6 +281,7 @@ export function loadConfig(env: Env, endpointsFile?: EndpointsDocument): Config 
       max: 31_536_000,
       unit: 's',
     }),
+    ledgerMode: readLedgerMode(env),
   };
   const quarantineQueueUrl = parseOptionalString(env, 'QUARANTINE_QUEUE_URL', checkQueueUrl);
   if (quarantineQueueUrl) config.quarantineQueueUrl = quarantineQueueUrl;
@@ -280,4 +292,18 @@ export function loadConfig(env: Env, endpointsFile?: EndpointsDocument): Config 
   );
   if (ledgerTable) config.ledgerTable = ledgerTable;
   return config;
+}
+
+function readLedgerMode(env: Env): LedgerMode {
+  const variable = 'DELIVERY_LEDGER_MODE';
+  const raw = env[variable]?.trim();
+  if (!raw) return 'redeliveries';
+  const parsed = z.enum(LEDGER_MODES).safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(
+      variable,
+      `'${raw}' is not a ledger mode: use ${LEDGER_MODES.map((m) => `'${m}'`).join(' or ')}`,
+    );
+  }
+  return parsed.data;
 }

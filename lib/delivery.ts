@@ -95,6 +95,9 @@ interface Job {
   resolve: (result: DeliveryResult) => void;
 }
 
+/** Called once with the final result of one delivery. */
+export type DeliveryCallback = (result: DeliveryResult) => void;
+
 /**
  * Delivers events to one endpoint: at most `maxConnections` requests at once (the rest wait their turn in a queue,
  * their timeout not yet running), a circuit breaker over transient failures, and retries with full jitter that never
@@ -125,10 +128,13 @@ export class EndpointDelivery {
 
   /** Never rejects. `deadlineAt` (epoch ms) bounds the retries: no retry waits past it; the signal cuts a late attempt. */
   deliver(request: RequestSource, signal: AbortSignal, deadlineAt: number): Promise<DeliveryResult> {
-    return new Promise((resolve) => {
-      this.#queue.push({ request, signal, deadlineAt, refreshed: false, attempt: 1, resolve });
-      this.#pump();
-    });
+    return new Promise((resolve) => this.submit(request, signal, deadlineAt, resolve));
+  }
+
+  /** deliver() with a callback: the batch path, one promise per event instead of one per delivery. */
+  submit(request: RequestSource, signal: AbortSignal, deadlineAt: number, resolve: DeliveryCallback): void {
+    this.#queue.push({ request, signal, deadlineAt, refreshed: false, attempt: 1, resolve });
+    this.#pump();
   }
 
   #pump(): void {
@@ -153,62 +159,67 @@ export class EndpointDelivery {
     // The connection slot is held while waiting for a rate token: the wait is bounded by the rate, not by a timeout.
     this.#active++;
     const granted = this.#bucket ? this.#bucket.take(job.signal) : true;
-    if (granted === true) this.#send(job);
+    if (granted === true) this.#send(job, false);
     else
       granted.then((ok) => {
-        if (ok) return this.#send(job);
+        if (ok) return this.#send(job, true);
         this.#active--;
         job.resolve({ ok: false, endpoint: this.#endpoint.name, kind: 'aborted', attempts: job.attempt });
         this.#pump();
       });
   }
 
-  #send(job: Job): void {
-    const name = this.#endpoint.name;
+  /** `waited`: called after a rate-limit wait, outside #pump's loop, which then has to be restarted. */
+  #send(job: Job, waited: boolean): void {
     if (!this.#breaker.allow()) {
       this.#active--;
+      const { name } = this.#endpoint;
       job.resolve({ ok: false, endpoint: name, kind: 'circuit-open', error: 'CIRCUIT_OPEN', attempts: job.attempt });
-      this.#pump();
+      if (waited) this.#pump();
       return;
     }
-    this.#attempt(job).then(
-      (result) => {
-        this.#active--;
-        this.#breaker.succeeded();
-        job.resolve({
-          ok: true,
-          endpoint: name,
-          attempts: job.attempt,
-          latencyMs: result.latencyMs,
-          status: result.status,
-        });
-        this.#pump();
-      },
-      (error: unknown) => {
-        this.#active--;
-        const transient = !(error instanceof DeliveryAttemptError) || error.kind === 'transient';
-        if (transient) this.#breaker.failed();
-        else if (error.kind === 'aborted') this.#breaker.abandoned();
-        else this.#breaker.succeeded();
-        const { refresh } = job.request;
-        if (error instanceof DeliveryAttemptError && error.kind === 'unauthorized' && refresh && !job.refreshed) {
-          this.#refreshAndRetry(job, refresh, error);
-        } else this.#retryOrFail(job, error);
-        this.#pump();
-      },
-    );
+    let prepared: PreparedRequest | Promise<PreparedRequest>;
+    try {
+      prepared = job.request.prepare();
+    } catch (error) {
+      // Settled like any failure, so the trial it may be ends; a turn later, so a queue of them cannot nest #pump.
+      queueMicrotask(() => this.#settle(job, error, undefined));
+      return;
+    }
+    if (prepared instanceof Promise) {
+      prepared.then(
+        (request) => this.#post(job, request),
+        (error: unknown) => this.#settle(job, error, undefined),
+      );
+    } else this.#post(job, prepared);
   }
 
-  /** A synchronous throw becomes a rejection, so the trial it may be ends like any other failure. */
-  #attempt(job: Job): Promise<AttemptResult> {
-    try {
-      const prepared = job.request.prepare();
-      return prepared instanceof Promise
-        ? prepared.then((request) => this.#endpoint.post(request, job.signal))
-        : this.#endpoint.post(prepared, job.signal);
-    } catch (error) {
-      return Promise.reject(error);
+  #post(job: Job, request: PreparedRequest): void {
+    this.#endpoint.send(request, job.signal, (error, result) => this.#settle(job, error, result));
+  }
+
+  #settle(job: Job, error: unknown, result: AttemptResult | undefined): void {
+    this.#active--;
+    if (error === undefined) {
+      this.#breaker.succeeded();
+      job.resolve({
+        ok: true,
+        endpoint: this.#endpoint.name,
+        attempts: job.attempt,
+        latencyMs: result!.latencyMs,
+        status: result!.status,
+      });
+    } else {
+      const known = error instanceof DeliveryAttemptError;
+      if (!known || error.kind === 'transient') this.#breaker.failed();
+      else if (error.kind === 'aborted') this.#breaker.abandoned();
+      else this.#breaker.succeeded();
+      const { refresh } = job.request;
+      if (known && error.kind === 'unauthorized' && refresh && !job.refreshed)
+        this.#refreshAndRetry(job, refresh, error);
+      else this.#retryOrFail(job, error);
     }
+    this.#pump();
   }
 
   /** 401/403: renew the credentials (read again bypassing the cache, or a new token) and try once more at once. */

@@ -25,7 +25,7 @@ export interface FanoutResult {
 }
 
 /** Sends one event to every endpoint it is routed to that does not have it yet, all at once; never throws. */
-export async function fanout(
+export function fanout(
   event: ValidEvent,
   endpoints: readonly Subscriber[],
   already: ReadonlySet<string> | undefined,
@@ -33,15 +33,24 @@ export async function fanout(
 ): Promise<FanoutResult> {
   const skipped: string[] = [];
   const routed: string[] = [];
-  const pending: Promise<DeliveryResult>[] = [];
+  const asked: Subscriber[] = [];
   for (const endpoint of endpoints) {
     if (!endpoint.routes(event)) continue;
     routed.push(endpoint.name);
-    if (already?.has(endpoint.name)) {
-      skipped.push(endpoint.name);
-      continue;
-    }
-    pending.push(endpoint.deliver(event, context, context.credentials?.get(endpoint.name)));
+    if (already?.has(endpoint.name)) skipped.push(endpoint.name);
+    else asked.push(endpoint);
   }
-  return { results: await Promise.all(pending), skipped, routed };
+  const results: DeliveryResult[] = new Array(asked.length);
+  if (asked.length === 0) return Promise.resolve({ results, skipped, routed });
+  // One promise per event, not one per delivery plus Promise.all: the per-delivery chain showed in the CPU profile.
+  return new Promise((resolve) => {
+    let pending = asked.length;
+    for (let index = 0; index < asked.length; index++) {
+      const endpoint = asked[index]!;
+      endpoint.submit(event, context, context.credentials?.get(endpoint.name), (result) => {
+        results[index] = result;
+        if (--pending === 0) resolve({ results, skipped, routed });
+      });
+    }
+  });
 }

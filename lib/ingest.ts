@@ -256,6 +256,7 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
 
       const processed = await processBatch(records, {
         maxEventBytes: config.maxEventBytes,
+        lookupFirstReceives: config.ledgerMode === 'every-delivery',
         ...(quarantine ? { quarantineInOrder: quarantineInOrder(quarantine, deliveryDeadline.signal) } : {}),
         deliver,
         ...(lookup ? { lookup } : {}),
@@ -317,7 +318,9 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     for (const { record, event, outcome, quarantined } of processed) {
       const log = recordLogger(record, event);
       loggers.set(record.messageId, log);
-      if (event.ok && 'delivered' in outcome && outcome.delivered.length > 0 && !recorded.has(event.key)) {
+      // In the default mode only what comes back needs the ledger: events not yet delivered everywhere.
+      const comesBack = outcome.kind !== 'delivered' || config.ledgerMode === 'every-delivery';
+      if (event.ok && comesBack && 'delivered' in outcome && outcome.delivered.length > 0 && !recorded.has(event.key)) {
         recorded.add(event.key);
         for (const endpoint of outcome.delivered) entries.push({ key: event.key, endpoint });
       }

@@ -1,5 +1,5 @@
 import type { RequestSource } from '../delivery';
-import { authHeaders, CONTENT_TYPE, type Credential, type PreparedRequest } from '../endpoint';
+import { authHeaders, CONTENT_TYPE, type Credential, type PreparedRequest, USER_AGENT } from '../endpoint';
 import type { ValidEvent } from '../event';
 import { binaryMessage } from './binary';
 import { ClientCredentialsToken } from './oauth';
@@ -15,6 +15,21 @@ export interface ShapeContext {
   refreshCredential?: (endpoint: string) => Promise<Credential | undefined>;
   /** After a 401/403: reads the endpoint's secret references again into `secrets`, bypassing the cache. */
   refreshSecrets?: (endpoint: string) => Promise<void>;
+}
+
+// The request of an event to endpoints with nothing of their own (structured, no headers, auth or signature): one
+// per event, shared by all of them, as undici does not change it.
+const plainSources = new WeakMap<ValidEvent, RequestSource>();
+
+function plainSource(event: ValidEvent): RequestSource {
+  let source = plainSources.get(event);
+  if (!source) {
+    const headers = { 'content-type': CONTENT_TYPE, 'idempotency-key': event.key, 'user-agent': USER_AGENT };
+    const request: PreparedRequest = { headers, body: event.body };
+    source = { prepare: () => request };
+    plainSources.set(event, source);
+  }
+  return source;
 }
 
 export function refKey(ref: SecretRefValue): string {
@@ -47,11 +62,17 @@ export class RequestShaper {
   // Decoding a whsec_ secret per request would cost more than the HMAC.
   readonly #keys = new Map<string, Buffer>();
   readonly #refs: ReadonlyMap<string, string>;
+  readonly #plain: boolean;
 
   constructor(endpoint: EndpointConfig, options: { timeoutMs: number; now?: () => number }) {
     this.#endpoint = endpoint;
     this.#now = options.now ?? Date.now;
     this.#refs = new Map(secretRefsOf(endpoint).map(({ field, ref }) => [field, refKey(ref)]));
+    this.#plain =
+      endpoint.contentMode !== 'binary' &&
+      !endpoint.auth &&
+      !endpoint.signing &&
+      Object.keys(endpoint.headers ?? {}).length === 0;
     const { auth } = endpoint;
     if (auth?.kind === 'oauth2-client-credentials') {
       this.#oauth = new ClientCredentialsToken({
@@ -67,6 +88,7 @@ export class RequestShaper {
 
   /** The request source of one event for EndpointDelivery. */
   source(event: ValidEvent, context: ShapeContext, credential?: Credential): RequestSource {
+    if (this.#plain && !credential) return plainSource(event);
     const endpoint = this.#endpoint;
     const message =
       endpoint.contentMode === 'binary'
@@ -78,6 +100,7 @@ export class RequestShaper {
       ...endpoint.headers,
       ...message.headers,
       'idempotency-key': event.key,
+      'user-agent': USER_AGENT,
       ...authHeaders(current, body),
       ...this.#staticAuth(context),
     });

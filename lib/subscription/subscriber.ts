@@ -1,4 +1,4 @@
-import type { DeliveryResult, EndpointDelivery } from '../delivery';
+import type { DeliveryCallback, DeliveryResult, EndpointDelivery } from '../delivery';
 import type { Credential } from '../endpoint';
 import type { ValidEvent } from '../event';
 import { RequestShaper, type ShapeContext } from './request';
@@ -31,6 +31,12 @@ export class Subscriber {
   /** Never rejects. `credential` is the endpoint's ENDPOINT_CREDENTIALS credential, if any. */
   deliver(event: ValidEvent, context: DeliverContext, credential?: Credential): Promise<DeliveryResult> {
     return this.#delivery.deliver(this.#shaper.source(event, context, credential), context.signal, context.deadlineAt);
+  }
+
+  /** deliver() with a callback, called once: fan-out's path, one promise per event instead of one per delivery. */
+  submit(event: ValidEvent, context: DeliverContext, credential: Credential | undefined, done: DeliveryCallback): void {
+    const source = this.#shaper.source(event, context, credential);
+    this.#delivery.submit(source, context.signal, context.deadlineAt, done);
   }
 
   close(): void {

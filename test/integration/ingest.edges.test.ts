@@ -199,7 +199,9 @@ describe('delivery ledger', () => {
     expect(failed(first)).toEqual([record.messageId]);
     expect(alpha.accepted.get('again')).toBe(1);
 
-    const second = await run.handle(sqsEvent([record]), lambdaContext());
+    // SQS hands the same message out again, its receive count raised.
+    const redelivered = { ...record, attributes: { ...record.attributes, ApproximateReceiveCount: '2' } };
+    const second = await run.handle(sqsEvent([redelivered]), lambdaContext());
     expect(second.batchItemFailures).toEqual([]);
     expect(alpha.received).toHaveLength(1);
     expect(beta.accepted.get('again')).toBe(1);
@@ -221,9 +223,10 @@ describe('delivery ledger', () => {
     expect(beta.accepted.get('no-ledger')).toBe(1);
   });
 
-  it('looks every distinct event up once per batch', async () => {
+  it('looks every distinct redelivered event up once per batch', async () => {
     const ledger = memoryLedger();
-    const records = [eventRecord('l1'), eventRecord('l1'), eventRecord('l2'), sqsRecord('bad')];
+    const again = { attributes: { ...eventRecord('x').attributes, ApproximateReceiveCount: '3' } };
+    const records = [eventRecord('l1', again), eventRecord('l1', again), eventRecord('l2', again), sqsRecord('bad')];
     await pipeline({ ledger }).handle(sqsEvent(records), lambdaContext());
     expect(ledger.lookups).toHaveLength(1);
     expect(ledger.lookups[0]).toHaveLength(2);

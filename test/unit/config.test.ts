@@ -40,6 +40,7 @@ describe('loadConfig defaults', () => {
       retryBaseDelayS: 10,
       retryMaxDelayS: 900,
       ledgerTtlS: 1_296_000,
+      ledgerMode: 'redeliveries',
     });
     expect(config.quarantineQueueUrl).toBeUndefined();
     expect(config.ledgerTable).toBeUndefined();
@@ -74,6 +75,7 @@ describe('loadConfig defaults', () => {
       RETRY_MAX_DELAY_S: '60',
       DELIVERY_LEDGER_TABLE: 'ingest-ledger.v1',
       DELIVERY_LEDGER_TTL_S: '3600',
+      DELIVERY_LEDGER_MODE: 'every-delivery',
     });
     expect(config.endpoints.map((endpoint) => [endpoint.name, endpoint.url.href])).toEqual([
       ['analytics', 'https://a.example.com/events'],
@@ -95,6 +97,7 @@ describe('loadConfig defaults', () => {
       retryMaxDelayS: 60,
       ledgerTable: 'ingest-ledger.v1',
       ledgerTtlS: 3600,
+      ledgerMode: 'every-delivery',
     });
   });
 });
@@ -377,6 +380,24 @@ describe('isLoopbackHost', () => {
     }
     for (const host of ['localhost.example.com', '127.example.com']) {
       expect(isLoopbackHost(host), host).toBe(false);
+    }
+  });
+});
+
+describe('DELIVERY_LEDGER_MODE', () => {
+  it('reads both modes, redeliveries by default', () => {
+    expect(loadConfig({ ENDPOINTS }).ledgerMode).toBe('redeliveries');
+    expect(loadConfig({ ENDPOINTS, DELIVERY_LEDGER_MODE: ' redeliveries ' }).ledgerMode).toBe('redeliveries');
+    expect(loadConfig({ ENDPOINTS, DELIVERY_LEDGER_MODE: 'every-delivery' }).ledgerMode).toBe('every-delivery');
+  });
+
+  it('rejects any other value, naming the variable and both modes', () => {
+    for (const mode of ['always', 'Every-Delivery', 'redelivery']) {
+      expectRejected(
+        { ENDPOINTS, DELIVERY_LEDGER_MODE: mode },
+        'DELIVERY_LEDGER_MODE',
+        "use 'redeliveries' or 'every-delivery'",
+      );
     }
   });
 });
