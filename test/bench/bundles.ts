@@ -14,7 +14,8 @@ import { BUNDLE_DIR, ROOT } from './paths';
 /** serverless.yml's `custom.esbuild`, read from the file so the bench builds what `npm run package` builds. */
 function deployedBuild(): BuildOptions {
   const yml = parse(readFileSync(`${ROOT}serverless.yml`, 'utf8')) as { custom: { esbuild: Record<string, unknown> } };
-  const { exclude, outputFileExtension: _ext, packager: _p, plugins, ...options } = yml.custom.esbuild;
+  // `define` carries a stage's endpoints file through a Serverless variable; the bench sets ENDPOINTS instead.
+  const { exclude, outputFileExtension: _ext, packager: _p, plugins, define: _d, ...options } = yml.custom.esbuild;
   // serverless-esbuild's `exclude` is esbuild's `external`; `plugins` names a CommonJS file exporting an array.
   return {
     ...(options as BuildOptions),
