@@ -6,7 +6,7 @@ import type { Config } from './config';
 import { EndpointDelivery } from './delivery';
 import { type Credential, Endpoint } from './endpoint';
 import type { ValidEvent } from './event';
-import { fanout } from './fanout';
+import { type FanoutResult, fanout } from './fanout';
 import {
   createObservability,
   endpointMetrics,
@@ -225,8 +225,7 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
           ? { refreshSecrets: refreshSecretsOncePerBatch(deps.refreshSecrets, secrets) }
           : {}),
       };
-      const deliver = async (valid: ValidEvent, already: ReadonlySet<string> | undefined) => {
-        const fan = await fanout(valid, endpoints, already, fanoutContext);
+      const count = (fan: FanoutResult) => {
         for (const name of fan.skipped) stats.get(name)!.skipped++;
         for (const result of fan.results) {
           const stat = stats.get(result.endpoint)!;
@@ -238,6 +237,9 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         }
         return fan;
       };
+      // Not async: one promise less per event on the hot path.
+      const deliver = (valid: ValidEvent, already: ReadonlySet<string> | undefined) =>
+        fanout(valid, endpoints, already, fanoutContext).then(count);
       const lookup = ledger
         ? async (keys: string[], events: readonly ValidEvent[]) => {
             // Only the endpoints each event is routed to: an event routed nowhere needs no read at all.
