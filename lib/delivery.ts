@@ -43,6 +43,7 @@ export class CircuitBreaker {
   #failures = 0;
   #openUntil = 0;
   #trialInFlight = false;
+  #failedTrials = 0;
 
   constructor(
     private readonly threshold: number,
@@ -65,6 +66,7 @@ export class CircuitBreaker {
   }
 
   failed(): void {
+    if (this.#trialInFlight) this.#failedTrials++;
     this.#trialInFlight = false;
     this.#failures++;
     if (this.threshold > 0 && this.#failures >= this.threshold) this.#openUntil = this.now() + this.halfOpenMs;
@@ -73,6 +75,22 @@ export class CircuitBreaker {
   /** The attempt ended without telling whether the endpoint is up (the deadline cut it): the next one may try. */
   abandoned(): void {
     this.#trialInFlight = false;
+  }
+
+  /** Trials that failed so far: a request that waited through one fails circuit-open rather than wait again. */
+  get failedTrials(): number {
+    return this.#failedTrials;
+  }
+
+  /**
+   * Should a request due by `deadlineAt`, queued when `failedTrialsSeen` trials had failed, wait rather than fail?
+   * 'trial' = until the trial in flight ends; a number = until the half-open time (epoch ms); undefined = no.
+   */
+  holdUntil(deadlineAt: number, failedTrialsSeen: number): 'trial' | number | undefined {
+    if (this.threshold <= 0 || this.#failures < this.threshold || this.#failedTrials > failedTrialsSeen) return;
+    if (this.#trialInFlight) return 'trial';
+    if (this.now() < this.#openUntil && deadlineAt > this.#openUntil) return this.#openUntil;
+    return;
   }
 }
 
@@ -86,6 +104,8 @@ interface Job {
   refresh: CredentialRefresh | undefined;
   refreshed: boolean;
   attempt: number;
+  /** The breaker's failed trials when the job was queued: one failing after that fails the job. */
+  trialsSeen: number;
   resolve: (result: DeliveryResult) => void;
 }
 
@@ -103,6 +123,8 @@ export class EndpointDelivery {
   #queue: Job[] = [];
   #head = 0;
   #active = 0;
+  /** Cancels the wake-up of a queue held by the breaker (a timer and an abort listener), if any. */
+  #held: (() => void) | undefined;
 
   constructor(endpoint: Endpoint, options: RetryOptions, random = Math.random) {
     this.#endpoint = endpoint;
@@ -125,13 +147,34 @@ export class EndpointDelivery {
     refresh?: CredentialRefresh,
   ): Promise<DeliveryResult> {
     return new Promise((resolve) => {
-      this.#queue.push({ body, key, signal, deadlineAt, credential, refresh, refreshed: false, attempt: 1, resolve });
+      const trialsSeen = this.#breaker.failedTrials;
+      const job = {
+        body,
+        key,
+        signal,
+        deadlineAt,
+        credential,
+        refresh,
+        refreshed: false,
+        attempt: 1,
+        trialsSeen,
+        resolve,
+      };
+      this.#queue.push(job);
       this.#pump();
     });
   }
 
   #pump(): void {
+    this.#held?.();
+    this.#held = undefined;
     while (this.#active < this.#options.maxConnections && this.#head < this.#queue.length) {
+      const next = this.#queue[this.#head]!;
+      const hold = next.signal.aborted ? undefined : this.#breaker.holdUntil(next.deadlineAt, next.trialsSeen);
+      if (hold !== undefined) {
+        this.#hold(next.signal, hold);
+        return;
+      }
       const job = this.#queue[this.#head++]!;
       if (this.#head === this.#queue.length) {
         this.#queue = [];
@@ -142,6 +185,17 @@ export class EndpointDelivery {
       }
       this.#start(job);
     }
+  }
+
+  /** While a trial is in flight or the half-open time comes before the deadline, jobs wait in the queue. */
+  #hold(signal: AbortSignal, until: 'trial' | number): void {
+    const wake = () => this.#pump();
+    const timer = until === 'trial' ? undefined : setTimeout(wake, Math.max(0, until - Date.now()));
+    const forget = whenAborted(signal, wake);
+    this.#held = () => {
+      clearTimeout(timer);
+      forget();
+    };
   }
 
   #start(job: Job): void {
@@ -243,6 +297,7 @@ export class EndpointDelivery {
   }
 
   close(): void {
+    this.#held?.();
     this.#endpoint.close();
   }
 }
