@@ -258,6 +258,8 @@ export class EndpointDelivery {
       (credential) => {
         forget();
         if (done) return;
+        // Nothing new to send (read again too recently, or the same value): no point asking twice.
+        if (!credential) return job.resolve({ ok: false, ...failure, error: 'CREDENTIALS_NOT_REFRESHED' });
         job.credential = credential;
         job.attempt++;
         this.#queue.push(job);

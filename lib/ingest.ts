@@ -3,6 +3,7 @@ import type { Metrics } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { type PoisonOutcome, type ProcessedRecord, processBatch } from './batch';
 import type { Config } from './config';
+import { type LimitedRefresh, limitCredentialRefresh } from './credential-refresh';
 import { EndpointDelivery } from './delivery';
 import { type Credential, Endpoint } from './endpoint';
 import type { ValidEvent } from './event';
@@ -76,14 +77,14 @@ function deadlineSignal(ms: number): { signal: AbortSignal; clear: () => void } 
  * it use the new credential straight away.
  */
 function refreshOncePerBatch(
-  refresh: (endpoint: string) => Promise<Credential | undefined>,
+  refresh: LimitedRefresh,
   batchCredentials: Map<string, Credential>,
 ): (endpoint: string) => Promise<Credential | undefined> {
   const reads = new Map<string, Promise<Credential | undefined>>();
   return (endpoint) => {
     let read = reads.get(endpoint);
     if (!read) {
-      read = refresh(endpoint).then((credential) => {
+      read = refresh(endpoint, batchCredentials.get(endpoint)).then((credential) => {
         if (credential) batchCredentials.set(endpoint, credential);
         return credential;
       });
@@ -154,6 +155,7 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     config.endpoints.map((endpoint) => [endpoint.name, endpointMetrics(endpoint.name)]),
   );
   const { quarantine, backoff, ledger } = deps;
+  const refreshLimited = deps.refreshCredential ? limitCredentialRefresh(deps.refreshCredential) : undefined;
 
   async function handle(
     event: SQSEvent,
@@ -180,8 +182,8 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         signal: deliveryDeadline.signal,
         deadlineAt: started + remaining - config.deadlineMarginMs,
         ...(credentials ? { credentials } : {}),
-        ...(credentials && deps.refreshCredential
-          ? { refreshCredential: refreshOncePerBatch(deps.refreshCredential, credentials) }
+        ...(credentials && refreshLimited
+          ? { refreshCredential: refreshOncePerBatch(refreshLimited, credentials) }
           : {}),
       };
       const deliver = async (valid: ValidEvent, already: ReadonlySet<string> | undefined) => {
