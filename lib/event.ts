@@ -134,9 +134,13 @@ const JSON_ERROR_KINDS: ReadonlyArray<[RegExp, string]> = [
   [/number|minus sign|exponent/i, 'malformed number'],
 ];
 
+// V8: `Unexpected token 'x', "<body>" is not valid JSON` or `…, ..."<snippet>"... is not valid JSON`.
+const QUOTED_BODY = /, (\.\.\.)?"[\s\S]*"(\.\.\.)? is not valid JSON$/;
+
 /** Where and what kind of JSON error, never a byte of the body (it can hold secrets that logs must not). */
 function notJsonDetail(body: string, error: unknown): string {
-  const message = error instanceof Error ? error.message : '';
+  // Matched without the quoted body: "hello number" must not read as a malformed number.
+  const message = (error instanceof Error ? error.message : '').replace(QUOTED_BODY, '');
   const kind = JSON_ERROR_KINDS.find(([pattern]) => pattern.test(message))?.[1] ?? 'unexpected character';
   const stated = /at position (\d+)/.exec(message)?.[1];
   const searchable = body.length <= SEARCHED_BODY_MAX_CHARS;

@@ -121,6 +121,12 @@ describe('parseEvent: invalid records and their reasons', () => {
     }
   });
 
+  it('the kind of a not-JSON error is not read from the quoted body (review finding 10)', () => {
+    for (const body of ['hello number', 'x minus sign', `${'y'.repeat(60)} exponent ${'z'.repeat(60)}`]) {
+      expect(invalid(body).detail).toMatch(/^the body is not JSON: unexpected character at/);
+    }
+  });
+
   it('a large body V8 gives no position for is parsed once, the position not searched (review finding 1)', () => {
     const body = `{"a":${'x'.repeat(256 * 1024)}}`;
     const parse = vi.spyOn(JSON, 'parse');
