@@ -585,8 +585,9 @@ function dashboardBody(stage, alarmIds) {
         region,
         view: 'table',
         query:
-          "SOURCE '${IngestLogGroup}' | filter message = 'delivery failed' " +
-          '| fields @timestamp, endpoint, kind, status, error, attempts, eventId, messageId ' +
+          "SOURCE '${IngestLogGroup}' | filter message in ['delivery failed', 'deliveries cut off by the deadline', " +
+          '"deliveries not attempted: the endpoint\'s circuit breaker is open"] ' +
+          '| fields @timestamp, endpoint, kind, status, error, attempts, records, eventId, messageId ' +
           '| sort @timestamp desc | limit 50',
       },
     },
