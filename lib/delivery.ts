@@ -230,6 +230,9 @@ export class EndpointDelivery {
         else this.#breaker.succeeded();
         if (error instanceof DeliveryAttemptError && error.kind === 'unauthorized' && job.refresh && !job.refreshed) {
           this.#refreshAndRetry(job, job.refresh, error);
+        } else if (error instanceof DeliveryAttemptError && error.kind === 'unauthorized' && !job.refresh) {
+          // No credential configured for the endpoint, so none to read again: the log must not say it was.
+          job.resolve({ ok: false, ...toFailure(name, error, job.attempt), error: 'CREDENTIALS_NONE' });
         } else this.#retryOrFail(job, error);
         this.#pump();
       },
@@ -269,7 +272,7 @@ export class EndpointDelivery {
         forget();
         if (done) return;
         const reason = refreshError instanceof Error ? refreshError.message : String(refreshError);
-        job.resolve({ ok: false, ...failure, error: `CREDENTIALS_REFUSED; refresh failed: ${reason}` });
+        job.resolve({ ok: false, ...failure, error: `CREDENTIALS_REFRESH_FAILED: ${reason}` });
       },
     );
   }

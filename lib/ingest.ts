@@ -45,9 +45,19 @@ interface EndpointStats {
   latency: Reservoir;
 }
 
-const CREDENTIALS_REFUSED_HINT =
-  "credentials were refused (401/403) even after reading them again: check the endpoint's entry in " +
-  'ENDPOINT_CREDENTIALS and the value stored for it; the record comes back with backoff';
+const CHECK_CREDENTIAL =
+  "check the endpoint's entry in ENDPOINT_CREDENTIALS and the value stored for it; the record comes back with backoff";
+
+/** What a 401/403 log line tells on-call, by what happened to the credential (the failure's error code). */
+function credentialsHint(error: string | undefined): string {
+  if (error === 'CREDENTIALS_NONE')
+    return 'credentials were refused (401/403) and the endpoint has none: add its entry to ENDPOINT_CREDENTIALS';
+  if (error === 'CREDENTIALS_NOT_REFRESHED')
+    return `credentials were refused (401/403); read again less than 30 s ago, the store holds the refused value: ${CHECK_CREDENTIAL}`;
+  if (error?.startsWith('CREDENTIALS_REFRESH_FAILED'))
+    return `credentials were refused (401/403) and reading them again failed (see error): ${CHECK_CREDENTIAL}`;
+  return `credentials were refused (401/403) even after reading them again: ${CHECK_CREDENTIAL}`;
+}
 
 const GROUPED_MESSAGES = {
   aborted: 'deliveries cut off by the deadline',
@@ -262,7 +272,7 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
           if (ids) ids.push(messageId);
           else byEndpoint.set(failure.endpoint, [messageId]);
         } else if (failure.kind === 'unauthorized') {
-          later.push(() => log().warn('delivery failed', { ...failure, hint: CREDENTIALS_REFUSED_HINT }));
+          later.push(() => log().warn('delivery failed', { ...failure, hint: credentialsHint(failure.error) }));
         } else later.push(() => log().warn('delivery failed', { ...failure }));
       }
     };

@@ -299,6 +299,30 @@ describe('4xx classification (issue 9, defect 4)', () => {
   });
 });
 
+describe('the 401/403 hint says what happened to the credential (review finding 9)', () => {
+  it('no credential configured, or a refresh that failed: the hint does not claim they were read again', async () => {
+    beta.respond(() => ({ status: 401 }));
+    const { logger, metrics, lines } = captureLogs();
+    await pipeline({ logger, metrics }).handle(sqsEvent([eventRecord('none')]), lambdaContext());
+    await pipeline({
+      logger,
+      metrics,
+      credentials: async () => new Map([['beta', { kind: 'bearer', token: 'stale' } as const]]),
+      refreshCredential: async () => {
+        throw new Error('ThrottlingException');
+      },
+    }).handle(sqsEvent([eventRecord('throttled')]), lambdaContext());
+    const failures = lines.filter((line) => line.message === 'delivery failed' && line.endpoint === 'beta');
+    expect(failures.map((line) => line.error)).toEqual([
+      'CREDENTIALS_NONE',
+      'CREDENTIALS_REFRESH_FAILED: ThrottlingException',
+    ]);
+    for (const line of failures) expect(String(line.hint)).not.toContain('even after reading them again');
+    expect(String(failures[0]?.hint)).toContain('add its entry to ENDPOINT_CREDENTIALS');
+    expect(String(failures[1]?.hint)).toContain('reading them again failed');
+  });
+});
+
 describe('credential refresh limited per instance (review finding 2)', () => {
   it('a refused credential is read again once per interval across batches, and not retried when unchanged', async () => {
     beta.respond(() => ({ status: 401 }));

@@ -390,7 +390,7 @@ describe('EndpointDelivery on 401/403 (issue 9, defect 4)', () => {
       throw new Error('ENDPOINT_CREDENTIALS: cannot read the bearer token');
     });
     expect(result).toMatchObject({ ok: false, kind: 'unauthorized', status: 401, attempts: 1 });
-    expect(result.ok === false && result.error).toContain('refresh failed: ENDPOINT_CREDENTIALS');
+    expect(result.ok === false && result.error).toContain('CREDENTIALS_REFRESH_FAILED: ENDPOINT_CREDENTIALS');
     expect(sink.received).toHaveLength(1);
   });
 
