@@ -199,8 +199,9 @@ export class Endpoint {
                 'transient',
                 name,
                 `answered ${status} but the body was cut`,
-                status,
-                'INCOMPLETE',
+                // No status: "failed with 200" would read as the endpoint refusing with 200 in the by-status query.
+                undefined,
+                `INCOMPLETE_${status}`,
               ),
             );
             return;
