@@ -6,3 +6,6 @@ export function credentialArns(ref: {
   name: string;
 }): (string | { 'Fn::Sub': string })[];
 export const UNDISPLAYED_METRICS: Record<string, string>;
+export const DLQ_OPERATOR_WINDOW_S: number;
+/** Throws a StageConfigError unless dlqRetentionS ≥ queueRetentionS + DLQ_OPERATOR_WINDOW_S. */
+export function checkDlqRetention(stage: string, queueRetentionS: number, dlqRetentionS: number): void;

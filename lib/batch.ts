@@ -76,7 +76,7 @@ export function isRedelivery(record: SQSRecord): boolean {
 /**
  * Parses and delivers every record. Records without a MessageGroupId all run at once; within a FIFO group records run
  * in order and, after the first failure, the rest of the group is sent nowhere. The same event (source + id) twice in a
- * batch is delivered once and both records share the outcome.
+ * batch (twice in one FIFO group) is delivered once and both records share the outcome.
  */
 export async function processBatch(records: readonly SQSRecord[], options: BatchOptions): Promise<ProcessedRecord[]> {
   const inFlight = new Map<string, Promise<RecordOutcome>>();
@@ -89,13 +89,15 @@ export async function processBatch(records: readonly SQSRecord[], options: Batch
   const known =
     options.lookup && unique.size > 0 ? await options.lookup([...unique.keys()], [...unique.values()]) : undefined;
 
-  const run = (index: number): Promise<RecordOutcome> => {
+  // FIFO: shared only within a group; another group's copy may go out before this group's predecessor is delivered.
+  const run = (index: number, groupId?: string): Promise<RecordOutcome> => {
     const event = parsed[index]!;
     if (!event.ok) return Promise.resolve({ kind: 'invalid', reason: event.reason, detail: event.detail });
-    let shared = inFlight.get(event.key);
+    const dedupKey = groupId === undefined ? event.key : `${groupId}\u0000${event.key}`;
+    let shared = inFlight.get(dedupKey);
     if (!shared) {
       shared = options.deliver(event, known?.get(event.key)).then(outcomeOf);
-      inFlight.set(event.key, shared);
+      inFlight.set(dedupKey, shared);
     }
     return shared;
   };
@@ -128,7 +130,7 @@ export async function processBatch(records: readonly SQSRecord[], options: Batch
     let previous: Promise<boolean> = Promise.resolve(false);
     for (const index of indexes) {
       const outcome = previous.then((blocked) =>
-        blocked ? ({ kind: 'blocked', groupId } as const satisfies RecordOutcome) : run(index),
+        blocked ? ({ kind: 'blocked', groupId } as const satisfies RecordOutcome) : run(index, groupId),
       );
       const verdict = outcome.then((result) => blocks(index, result));
       // The record is done once its verdict is: a FIFO quarantine has been tried.

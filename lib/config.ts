@@ -66,9 +66,9 @@ function parseEndpoints(value: string | undefined): EndpointConfig[] {
     .split(',')
     .map((part) => part.trim())
     .filter((part) => part !== '')
-    .map((part) => {
+    .map((part, index, parts) => {
       const eq = part.indexOf('=');
-      if (eq <= 0) throw new ConfigError(variable, `'${part}' is not a name=url pair`);
+      if (eq <= 0) throw new ConfigError(variable, notAPair(part, parts[index - 1]));
       const name = part.slice(0, eq).trim();
       const raw = part.slice(eq + 1).trim();
       if (!NAME.test(name)) {
@@ -124,6 +124,16 @@ export function parseEndpointUrl(raw: string): { url: URL } | { problem: string;
     return { problem: 'must be an https URL', shown: withoutQuery(url) };
   }
   return { url };
+}
+
+/** A part after a URL with a query or fragment may be the rest of it (a token with a comma): it is not shown. */
+function notAPair(part: string, previous: string | undefined): string {
+  if (previous === undefined || !/[?#]/.test(previous)) return `'${part}' is not a name=url pair`;
+  const name = previous.slice(0, Math.max(0, previous.indexOf('='))).trim();
+  return (
+    `the part after endpoint '${name}' is not a name=url pair (not shown: it may be the rest of that URL's query ` +
+    'string): percent-encode commas in URLs as %2C'
+  );
 }
 
 /** Hides user:password and the query string or fragment (tokens often ride there) of a URL-like string. */

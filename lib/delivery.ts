@@ -17,10 +17,11 @@ export interface RetryOptions {
 /**
  * The request of one delivery, prepared per attempt (signatures carry a timestamp), by lib/subscription/request.ts.
  * `refresh`, when there are credentials to renew, renews them after a 401/403; the next `prepare` uses the new ones.
+ * It resolves false when there is nothing new to retry with (read again too recently, or the same value).
  */
 export interface RequestSource {
   prepare(): PreparedRequest | Promise<PreparedRequest>;
-  refresh?: () => Promise<void>;
+  refresh?: () => Promise<boolean>;
 }
 
 export type DeliveryResult =
@@ -52,6 +53,7 @@ export class CircuitBreaker {
   #failures = 0;
   #openUntil = 0;
   #trialInFlight = false;
+  #failedTrials = 0;
 
   constructor(
     private readonly threshold: number,
@@ -74,6 +76,7 @@ export class CircuitBreaker {
   }
 
   failed(): void {
+    if (this.#trialInFlight) this.#failedTrials++;
     this.#trialInFlight = false;
     this.#failures++;
     if (this.threshold > 0 && this.#failures >= this.threshold) this.#openUntil = this.now() + this.halfOpenMs;
@@ -82,6 +85,22 @@ export class CircuitBreaker {
   /** The attempt ended without telling whether the endpoint is up (the deadline cut it): the next one may try. */
   abandoned(): void {
     this.#trialInFlight = false;
+  }
+
+  /** Trials that failed so far: a request that waited through one fails circuit-open rather than wait again. */
+  get failedTrials(): number {
+    return this.#failedTrials;
+  }
+
+  /**
+   * Should a request due by `deadlineAt`, queued when `failedTrialsSeen` trials had failed, wait rather than fail?
+   * 'trial' = until the trial in flight ends; a number = until the half-open time (epoch ms); undefined = no.
+   */
+  holdUntil(deadlineAt: number, failedTrialsSeen: number): 'trial' | number | undefined {
+    if (this.threshold <= 0 || this.#failures < this.threshold || this.#failedTrials > failedTrialsSeen) return;
+    if (this.#trialInFlight) return 'trial';
+    if (this.now() < this.#openUntil && deadlineAt > this.#openUntil) return this.#openUntil;
+    return;
   }
 }
 
@@ -92,6 +111,8 @@ interface Job {
   /** Set once the credentials were renewed after a 401/403: the next refusal is final. */
   refreshed: boolean;
   attempt: number;
+  /** The breaker's failed trials when the job was queued: one failing after that fails the job. */
+  trialsSeen: number;
   resolve: (result: DeliveryResult) => void;
 }
 
@@ -113,6 +134,8 @@ export class EndpointDelivery {
   #queue: Job[] = [];
   #head = 0;
   #active = 0;
+  /** Cancels the wake-up of a queue held by the breaker (a timer and an abort listener), if any. */
+  #held: (() => void) | undefined;
 
   constructor(endpoint: Endpoint, options: RetryOptions, random = Math.random) {
     this.#endpoint = endpoint;
@@ -133,12 +156,21 @@ export class EndpointDelivery {
 
   /** deliver() with a callback: the batch path, one promise per event instead of one per delivery. */
   submit(request: RequestSource, signal: AbortSignal, deadlineAt: number, resolve: DeliveryCallback): void {
-    this.#queue.push({ request, signal, deadlineAt, refreshed: false, attempt: 1, resolve });
+    const trialsSeen = this.#breaker.failedTrials;
+    this.#queue.push({ request, signal, deadlineAt, refreshed: false, attempt: 1, trialsSeen, resolve });
     this.#pump();
   }
 
   #pump(): void {
+    this.#held?.();
+    this.#held = undefined;
     while (this.#active < this.#options.maxConnections && this.#head < this.#queue.length) {
+      const next = this.#queue[this.#head]!;
+      const hold = next.signal.aborted ? undefined : this.#breaker.holdUntil(next.deadlineAt, next.trialsSeen);
+      if (hold !== undefined) {
+        this.#hold(next.signal, hold);
+        return;
+      }
       const job = this.#queue[this.#head++]!;
       if (this.#head === this.#queue.length) {
         this.#queue = [];
@@ -149,6 +181,17 @@ export class EndpointDelivery {
       }
       this.#start(job);
     }
+  }
+
+  /** While a trial is in flight or the half-open time comes before the deadline, jobs wait in the queue. */
+  #hold(signal: AbortSignal, until: 'trial' | number): void {
+    const wake = () => this.#pump();
+    const timer = until === 'trial' ? undefined : setTimeout(wake, Math.max(0, until - Date.now()));
+    const forget = whenAborted(signal, wake);
+    this.#held = () => {
+      clearTimeout(timer);
+      forget();
+    };
   }
 
   #start(job: Job): void {
@@ -215,15 +258,19 @@ export class EndpointDelivery {
       else if (error.kind === 'aborted') this.#breaker.abandoned();
       else this.#breaker.succeeded();
       const { refresh } = job.request;
-      if (known && error.kind === 'unauthorized' && refresh && !job.refreshed)
+      if (known && error.kind === 'unauthorized' && refresh && !job.refreshed) {
         this.#refreshAndRetry(job, refresh, error);
-      else this.#retryOrFail(job, error);
+      } else if (known && error.kind === 'unauthorized' && !refresh) {
+        // No credential configured for the endpoint, so none to read again: the log must not say it was.
+        const failure = toFailure(this.#endpoint.name, error, job.attempt);
+        job.resolve({ ok: false, ...failure, error: 'CREDENTIALS_NONE' });
+      } else this.#retryOrFail(job, error);
     }
     this.#pump();
   }
 
   /** 401/403: renew the credentials (read again bypassing the cache, or a new token) and try once more at once. */
-  #refreshAndRetry(job: Job, refresh: () => Promise<void>, error: DeliveryAttemptError): void {
+  #refreshAndRetry(job: Job, refresh: () => Promise<boolean>, error: DeliveryAttemptError): void {
     job.refreshed = true;
     const failure = toFailure(this.#endpoint.name, error, job.attempt);
     let done = false;
@@ -232,9 +279,11 @@ export class EndpointDelivery {
       job.resolve({ ok: false, ...failure });
     });
     refresh().then(
-      () => {
+      (renewed) => {
         forget();
         if (done) return;
+        // Nothing new to send (read again too recently, or the same value): no point asking twice.
+        if (!renewed) return job.resolve({ ok: false, ...failure, error: 'CREDENTIALS_NOT_REFRESHED' });
         job.attempt++;
         this.#queue.push(job);
         this.#pump();
@@ -243,7 +292,7 @@ export class EndpointDelivery {
         forget();
         if (done) return;
         const reason = refreshError instanceof Error ? refreshError.message : String(refreshError);
-        job.resolve({ ok: false, ...failure, error: `CREDENTIALS_REFUSED; refresh failed: ${reason}` });
+        job.resolve({ ok: false, ...failure, error: `CREDENTIALS_REFRESH_FAILED: ${reason}` });
       },
     );
   }
@@ -273,6 +322,7 @@ export class EndpointDelivery {
   }
 
   close(): void {
+    this.#held?.();
     this.#endpoint.close();
   }
 }

@@ -211,7 +211,14 @@ class Attempt {
     // A 2xx whose body the network cut (not our own cap) may not have been taken: retry it, keyed.
     if (status >= 200 && status < 300) {
       this.#fail(
-        new DeliveryAttemptError('transient', name, `answered ${status} but the body was cut`, status, 'INCOMPLETE'),
+        new DeliveryAttemptError(
+          'transient',
+          name,
+          `answered ${status} but the body was cut`,
+          // No status: "failed with 200" would read as the endpoint refusing with 200 in the by-status query.
+          undefined,
+          `INCOMPLETE_${status}`,
+        ),
       );
       return;
     }

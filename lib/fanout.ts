@@ -11,8 +11,8 @@ export interface FanoutContext {
   secrets?: ReadonlyMap<string, string>;
   /** Reads an endpoint's credential again, bypassing the cache (after a 401 or 403). */
   refreshCredential?: (endpoint: string) => Promise<Credential | undefined>;
-  /** Reads an endpoint's secret references again into `secrets`, bypassing the cache (after a 401 or 403). */
-  refreshSecrets?: (endpoint: string) => Promise<void>;
+  /** Reads an endpoint's secret references again into `secrets` (after a 401 or 403); false when none changed. */
+  refreshSecrets?: (endpoint: string) => Promise<boolean>;
 }
 
 export interface FanoutResult {

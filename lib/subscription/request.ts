@@ -11,10 +11,13 @@ export interface ShapeContext {
   signal: AbortSignal;
   /** Values of the endpoints file's secret references, by `secretKey` (this batch's copy). */
   secrets?: ReadonlyMap<string, string>;
-  /** After a 401/403: reads the endpoint's ENDPOINT_CREDENTIALS credential again, bypassing the cache. */
+  /**
+   * After a 401/403: reads the endpoint's ENDPOINT_CREDENTIALS credential again, bypassing the cache; undefined when
+   * there is nothing new (read again too recently, or the same value).
+   */
   refreshCredential?: (endpoint: string) => Promise<Credential | undefined>;
-  /** After a 401/403: reads the endpoint's secret references again into `secrets`, bypassing the cache. */
-  refreshSecrets?: (endpoint: string) => Promise<void>;
+  /** After a 401/403: reads the endpoint's secret references again into `secrets`; false when none changed. */
+  refreshSecrets?: (endpoint: string) => Promise<boolean>;
 }
 
 // The request of an event to endpoints with nothing of their own (structured, no headers, auth or signature): one
@@ -109,10 +112,12 @@ export class RequestShaper {
     let lastToken: string | undefined;
     let rejectedToken: string | undefined;
     const refresh = this.#refresher(context, current !== undefined, async () => {
-      if (current && context.refreshCredential) current = await context.refreshCredential(endpoint.name);
+      const fresh = current && context.refreshCredential ? await context.refreshCredential(endpoint.name) : undefined;
+      if (fresh) current = fresh;
       rejectedToken = lastToken;
       fixed = build();
       request = { headers: fixed, body };
+      return fresh !== undefined;
     });
     // Without a signature or a token, every attempt sends the same request: built once (and again after a refresh).
     if (!endpoint.signing && !this.#oauth) return { prepare: () => request, ...(refresh ? { refresh } : {}) };
@@ -132,18 +137,22 @@ export class RequestShaper {
     };
   }
 
-  /** How this request renews its credentials after a 401/403, or undefined when it has none that could change. */
+  /**
+   * How this request renews its credentials after a 401/403, or undefined when it has none that could change. The
+   * renewal resolves whether anything is new to retry with: a new OAuth token always is.
+   */
   #refresher(
     context: ShapeContext,
     hasCredential: boolean,
-    rebuild: () => Promise<void>,
-  ): (() => Promise<void>) | undefined {
+    rebuild: () => Promise<boolean>,
+  ): (() => Promise<boolean>) | undefined {
     const credential = hasCredential && context.refreshCredential !== undefined;
     const secrets = this.#refs.size > 0 && context.refreshSecrets !== undefined;
     if (!credential && !secrets && !this.#oauth) return undefined;
     return async () => {
-      if (secrets) await context.refreshSecrets?.(this.#endpoint.name);
-      await rebuild();
+      const secretsRenewed = secrets ? await context.refreshSecrets!(this.#endpoint.name) : false;
+      const credentialRenewed = await rebuild();
+      return secretsRenewed || credentialRenewed || this.#oauth !== undefined;
     };
   }
 

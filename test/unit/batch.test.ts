@@ -307,6 +307,24 @@ describe('processBatch: FIFO groups', () => {
     expect(deliver.mock.calls.map(([event]) => event.id).sort()).toEqual(['a1', 'b2']);
   });
 
+  it('an event in two groups is delivered for each group only after its own predecessor (review finding 7)', async () => {
+    const fake = manualDeliver();
+    const records = [
+      eventRecord('f', { groupId: 'G1' }),
+      eventRecord('e', { groupId: 'G1' }),
+      eventRecord('e', { groupId: 'G2' }),
+    ];
+    const pending = processBatch(records, options(fake.deliver));
+    await settle();
+    fake.calls[1]!.resolve(allOk);
+    fake.call('f').resolve(allOk);
+    await settle();
+    // The second delivery of e starts only now, after f: the endpoint drops the copy by its Idempotency-Key.
+    expect(fake.ids()).toEqual(['f', 'e', 'e']);
+    fake.calls[2]!.resolve(allOk);
+    expect(kinds(await pending)).toEqual(['delivered', 'delivered', 'delivered']);
+  });
+
   it('a duplicate inside a group is delivered once and shares the outcome', async () => {
     const records = [
       eventRecord('d', { groupId: 'G' }),

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import {
   CloudEventSchema,
   type InvalidEvent,
@@ -126,6 +126,23 @@ describe('parseEvent: invalid records and their reasons', () => {
       expect(result.detail).toContain(expected);
       expect(result.detail).not.toMatch(/hunter|passw|secret|tru/);
     }
+  });
+
+  it('the kind of a not-JSON error is not read from the quoted body (review finding 10)', () => {
+    for (const body of ['hello number', 'x minus sign', `${'y'.repeat(60)} exponent ${'z'.repeat(60)}`]) {
+      expect(invalid(body).detail).toMatch(/^the body is not JSON: unexpected character at/);
+    }
+  });
+
+  it('a large body V8 gives no position for is parsed once, the position not searched (review finding 1)', () => {
+    const body = `{"a":${'x'.repeat(256 * 1024)}}`;
+    const parse = vi.spyOn(JSON, 'parse');
+    onTestFinished(() => parse.mockRestore());
+    const result = invalid(body);
+    expect(parse).toHaveBeenCalledTimes(1);
+    expect(result.detail).toBe(
+      `the body is not JSON: unexpected character at an unreported position (of ${body.length} characters)`,
+    );
   });
 
   it('null optional attributes are absent: valid, and the body is kept byte for byte (issue 9, defect 6)', () => {
