@@ -20,19 +20,14 @@ export interface ShapeContext {
   refreshSecrets?: (endpoint: string) => Promise<boolean>;
 }
 
-// The request of an event to endpoints with nothing of their own (structured, no headers, auth or signature): one
-// per event, shared by all of them, as undici does not change it.
-const plainSources = new WeakMap<ValidEvent, RequestSource>();
-
-function plainSource(event: ValidEvent): RequestSource {
-  let source = plainSources.get(event);
-  if (!source) {
-    const headers = { 'content-type': CONTENT_TYPE, 'idempotency-key': event.key, 'user-agent': USER_AGENT };
-    const request: PreparedRequest = { headers, body: event.body };
-    source = { prepare: () => request };
-    plainSources.set(event, source);
-  }
-  return source;
+/**
+ * The request of an event to endpoints with nothing of their own (structured, no headers, auth or signature): fan-out
+ * builds it once per event and shares it among them, as undici does not change it.
+ */
+export function plainSource(event: ValidEvent): RequestSource {
+  const headers = { 'content-type': CONTENT_TYPE, 'idempotency-key': event.key, 'user-agent': USER_AGENT };
+  const request: PreparedRequest = { headers, body: event.body };
+  return { prepare: () => request };
 }
 
 export function refKey(ref: SecretRefValue): string {
@@ -65,13 +60,14 @@ export class RequestShaper {
   // Decoding a whsec_ secret per request would cost more than the HMAC.
   readonly #keys = new Map<string, Buffer>();
   readonly #refs: ReadonlyMap<string, string>;
-  readonly #plain: boolean;
+  /** Nothing of its own to add: without a credential, plainSource(event) is its request. */
+  readonly plain: boolean;
 
   constructor(endpoint: EndpointConfig, options: { timeoutMs: number; now?: () => number }) {
     this.#endpoint = endpoint;
     this.#now = options.now ?? Date.now;
     this.#refs = new Map(secretRefsOf(endpoint).map(({ field, ref }) => [field, refKey(ref)]));
-    this.#plain =
+    this.plain =
       endpoint.contentMode !== 'binary' &&
       !endpoint.auth &&
       !endpoint.signing &&
@@ -91,7 +87,7 @@ export class RequestShaper {
 
   /** The request source of one event for EndpointDelivery. */
   source(event: ValidEvent, context: ShapeContext, credential?: Credential): RequestSource {
-    if (this.#plain && !credential) return plainSource(event);
+    if (this.plain && !credential) return plainSource(event);
     const endpoint = this.#endpoint;
     const message =
       endpoint.contentMode === 'binary'

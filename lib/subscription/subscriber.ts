@@ -1,4 +1,4 @@
-import type { DeliveryCallback, DeliveryResult, EndpointDelivery } from '../delivery';
+import type { DeliveryCallback, DeliveryResult, EndpointDelivery, RequestSource } from '../delivery';
 import type { Credential } from '../endpoint';
 import type { ValidEvent } from '../event';
 import { RequestShaper, type ShapeContext } from './request';
@@ -33,9 +33,18 @@ export class Subscriber {
     return this.#delivery.deliver(this.#shaper.source(event, context, credential), context.signal, context.deadlineAt);
   }
 
-  /** deliver() with a callback, called once: fan-out's path, one promise per event instead of one per delivery. */
-  submit(event: ValidEvent, context: DeliverContext, credential: Credential | undefined, done: DeliveryCallback): void {
-    const source = this.#shaper.source(event, context, credential);
+  /** Nothing of its own to add to a request: fan-out may share one plainSource(event) among such endpoints. */
+  get plain(): boolean {
+    return this.#shaper.plain;
+  }
+
+  /** The request source of one event to this endpoint. */
+  source(event: ValidEvent, context: DeliverContext, credential?: Credential): RequestSource {
+    return this.#shaper.source(event, context, credential);
+  }
+
+  /** deliver() with the source built and a callback, called once: fan-out's path, one promise per event. */
+  submit(source: RequestSource, context: DeliverContext, done: DeliveryCallback): void {
     this.#delivery.submit(source, context.signal, context.deadlineAt, done);
   }
 
