@@ -36,3 +36,6 @@ export function alarmWidgets(alarmIds: string[]): {
   height: number;
   properties: { title: string; alarms: string[] };
 }[];
+export const DLQ_OPERATOR_WINDOW_S: number;
+/** Throws a StageConfigError unless dlqRetentionS ≥ queueRetentionS + DLQ_OPERATOR_WINDOW_S. */
+export function checkDlqRetention(stage: string, queueRetentionS: number, dlqRetentionS: number): void;

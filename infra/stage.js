@@ -158,6 +158,27 @@ function pascal(name) {
  * backoff call fails. All receives together must take at most half the retention, which leaves the other half for
  * a backlog waiting before its first receive.
  */
+/** How long a dead-lettered message must stay in the DLQ at least, for on-call to see, fix and redrive it. */
+export const DLQ_OPERATOR_WINDOW_S = 7 * 86_400;
+
+/**
+ * SQS counts a DLQ message's retention from its ORIGINAL enqueue time: one that reached the DLQ late in the source
+ * queue's retention must still have the operator window left there.
+ */
+export function checkDlqRetention(stage, queueRetentionS, dlqRetentionS) {
+  const needed = queueRetentionS + DLQ_OPERATOR_WINDOW_S;
+  if (dlqRetentionS >= needed) return;
+  fail(
+    stage,
+    `param 'dlqRetentionS' (${dlqRetentionS}) must be at least queueRetentionS (${queueRetentionS}) + ` +
+      `${DLQ_OPERATOR_WINDOW_S} s (7 days for on-call to redrive; SQS counts DLQ retention from the first enqueue) ` +
+      `= ${needed}: ` +
+      (needed <= LIMITS.retentionS[1]
+        ? `raise dlqRetentionS to ${needed}`
+        : `lower queueRetentionS to at most ${LIMITS.retentionS[1] - DLQ_OPERATOR_WINDOW_S} and set dlqRetentionS to ${LIMITS.retentionS[1]}`),
+  );
+}
+
 function checkRetention(stage, { timeoutS, windowS, maxReceiveCount, retentionS, retryMaxDelayS }) {
   const perReceiveS = Math.max(timeoutS + windowS + retryMaxDelayS, 6 * timeoutS + windowS);
   const worstS = maxReceiveCount * perReceiveS;
@@ -167,8 +188,12 @@ function checkRetention(stage, { timeoutS, windowS, maxReceiveCount, retentionS,
     `a failing record can take maxReceiveCount ${maxReceiveCount} × ${perReceiveS} s (RETRY_MAX_DELAY_S ` +
       `${retryMaxDelayS} + timeoutS ${timeoutS} + batchingWindowS ${windowS}) = ${worstS} s to reach the dead-letter ` +
       `queue, more than half the source queue's retention (queueRetentionS ${retentionS} s): SQS could delete it ` +
-      'before it is dead-lettered. Lower RETRY_MAX_DELAY_S (param retryMaxDelayS) or maxReceiveCount, or raise ' +
-      `queueRetentionS (at most 1209600) to at least ${worstS * 2}`,
+      'before it is dead-lettered. ' +
+      (worstS * 2 <= LIMITS.retentionS[1] - DLQ_OPERATOR_WINDOW_S
+        ? 'Lower RETRY_MAX_DELAY_S (param retryMaxDelayS) or maxReceiveCount, or raise queueRetentionS to at least ' +
+          `${worstS * 2} (and dlqRetentionS to queueRetentionS + ${DLQ_OPERATOR_WINDOW_S})`
+        : 'Lower RETRY_MAX_DELAY_S (param retryMaxDelayS) or maxReceiveCount: queueRetentionS can be at most ' +
+          `${LIMITS.retentionS[1] - DLQ_OPERATOR_WINDOW_S}, leaving the DLQ its ${DLQ_OPERATOR_WINDOW_S} s for on-call`),
   );
 }
 
@@ -198,10 +223,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
   const maximumConcurrency = integer(stage, 'maximumConcurrency', await param('maximumConcurrency'), [2, 1000]);
   const queueRetentionS = integer(stage, 'queueRetentionS', await param('queueRetentionS'), LIMITS.retentionS);
   const dlqRetentionS = integer(stage, 'dlqRetentionS', await param('dlqRetentionS'), LIMITS.retentionS);
-  if (dlqRetentionS <= queueRetentionS) {
-    // SQS keeps a message's original enqueue time when it moves to the DLQ.
-    fail(stage, `param 'dlqRetentionS' (${dlqRetentionS}) must exceed queueRetentionS (${queueRetentionS})`);
-  }
+  checkDlqRetention(stage, queueRetentionS, dlqRetentionS);
 
   // The function's environment, as deployed; values that are CloudFormation references are checked by AWS.
   const environment = (await resolveConfigurationProperty(['provider', 'environment'])) ?? {};
@@ -807,8 +829,9 @@ function dashboardBody(stage, alarmIds) {
         region,
         view: 'table',
         query:
-          "SOURCE '${IngestLogGroup}' | filter message = 'delivery failed' " +
-          '| fields @timestamp, endpoint, kind, status, error, attempts, eventId, messageId ' +
+          "SOURCE '${IngestLogGroup}' | filter message in ['delivery failed', 'deliveries cut off by the deadline', " +
+          '"deliveries not attempted: the endpoint\'s circuit breaker is open"] ' +
+          '| fields @timestamp, endpoint, kind, status, error, attempts, records, eventId, messageId ' +
           '| sort @timestamp desc | limit 50',
       },
     },

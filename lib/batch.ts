@@ -2,6 +2,7 @@ import type { SQSRecord } from 'aws-lambda';
 import type { DeliveryResult } from './delivery';
 import { type InvalidEvent, parseEvent, type ValidEvent } from './event';
 import type { FanoutResult } from './fanout';
+import { QUARANTINE_ATTRIBUTES } from './quarantine';
 import type { DeliveryFailure, RecordOutcome } from './types';
 
 /** The outcomes of a poison record: it can never succeed as it is. */
@@ -9,6 +10,8 @@ export type PoisonOutcome = Extract<RecordOutcome, { kind: 'invalid' | 'rejected
 
 export interface BatchOptions {
   maxEventBytes: number;
+  /** Ask the ledger about every record, not only the ones SQS delivers again (DELIVERY_LEDGER_MODE=every-delivery). */
+  lookupFirstReceives?: boolean;
   /**
    * FIFO: quarantines a poison record before the rest of its group may go, resolving whether it is confirmed in the
    * quarantine queue (only then does the group go on; otherwise it is blocked). Without it, poison blocks its group.
@@ -58,25 +61,43 @@ const isPoison = (outcome: RecordOutcome): outcome is PoisonOutcome =>
   outcome.kind === 'invalid' || outcome.kind === 'rejected';
 
 /**
+ * The record may have reached endpoints before: SQS handed it out already, or it came back from quarantine through
+ * redrive (a new message carrying our quarantine attributes). A missing count counts as a redelivery.
+ */
+export function isRedelivery(record: SQSRecord): boolean {
+  const count = Number(record.attributes?.ApproximateReceiveCount);
+  if (!(count <= 1)) return true;
+  for (const name in record.messageAttributes) {
+    if (name === QUARANTINE_ATTRIBUTES.combined || name.startsWith(`${QUARANTINE_ATTRIBUTES.combined}.`)) return true;
+  }
+  return false;
+}
+
+/**
  * Parses and delivers every record. Records without a MessageGroupId all run at once; within a FIFO group records run
  * in order and, after the first failure, the rest of the group is sent nowhere. The same event (source + id) twice in a
- * batch is delivered once and both records share the outcome.
+ * batch (twice in one FIFO group) is delivered once and both records share the outcome.
  */
 export async function processBatch(records: readonly SQSRecord[], options: BatchOptions): Promise<ProcessedRecord[]> {
   const inFlight = new Map<string, Promise<RecordOutcome>>();
   const parsed = records.map((record) => parseEvent(record.body, options.maxEventBytes));
   const unique = new Map<string, ValidEvent>();
-  for (const event of parsed) if (event.ok && !unique.has(event.key)) unique.set(event.key, event);
+  parsed.forEach((event, index) => {
+    if (!event.ok || unique.has(event.key)) return;
+    if (options.lookupFirstReceives || isRedelivery(records[index]!)) unique.set(event.key, event);
+  });
   const known =
     options.lookup && unique.size > 0 ? await options.lookup([...unique.keys()], [...unique.values()]) : undefined;
 
-  const run = (index: number): Promise<RecordOutcome> => {
+  // FIFO: shared only within a group; another group's copy may go out before this group's predecessor is delivered.
+  const run = (index: number, groupId?: string): Promise<RecordOutcome> => {
     const event = parsed[index]!;
     if (!event.ok) return Promise.resolve({ kind: 'invalid', reason: event.reason, detail: event.detail });
-    let shared = inFlight.get(event.key);
+    const dedupKey = groupId === undefined ? event.key : `${groupId}\u0000${event.key}`;
+    let shared = inFlight.get(dedupKey);
     if (!shared) {
       shared = options.deliver(event, known?.get(event.key)).then(outcomeOf);
-      inFlight.set(event.key, shared);
+      inFlight.set(dedupKey, shared);
     }
     return shared;
   };
@@ -109,7 +130,7 @@ export async function processBatch(records: readonly SQSRecord[], options: Batch
     let previous: Promise<boolean> = Promise.resolve(false);
     for (const index of indexes) {
       const outcome = previous.then((blocked) =>
-        blocked ? ({ kind: 'blocked', groupId } as const satisfies RecordOutcome) : run(index),
+        blocked ? ({ kind: 'blocked', groupId } as const satisfies RecordOutcome) : run(index, groupId),
       );
       const verdict = outcome.then((result) => blocks(index, result));
       // The record is done once its verdict is: a FIFO quarantine has been tried.

@@ -27,7 +27,18 @@ export interface Config {
   retryMaxDelayS: number;
   ledgerTable?: string;
   ledgerTtlS: number;
+  /** DELIVERY_LEDGER_MODE: which receives read the ledger and which outcomes write it (see LEDGER_MODES). */
+  ledgerMode: LedgerMode;
 }
+
+/**
+ * `redeliveries` (default): read only for records SQS delivers again (ApproximateReceiveCount > 1), write only for
+ * events that go back to the queue with some endpoints done; costs scale with failures.
+ * `every-delivery`: read for every record and write every delivery; also skips endpoints for a producer's duplicate
+ * sent as a new message, and for a batch whose invocation died before answering.
+ */
+export const LEDGER_MODES = ['redeliveries', 'every-delivery'] as const;
+export type LedgerMode = (typeof LEDGER_MODES)[number];
 
 type Env = Record<string, string | undefined>;
 
@@ -55,9 +66,9 @@ function parseEndpoints(value: string | undefined): EndpointConfig[] {
     .split(',')
     .map((part) => part.trim())
     .filter((part) => part !== '')
-    .map((part) => {
+    .map((part, index, parts) => {
       const eq = part.indexOf('=');
-      if (eq <= 0) throw new ConfigError(variable, `'${part}' is not a name=url pair`);
+      if (eq <= 0) throw new ConfigError(variable, notAPair(part, parts[index - 1]));
       const name = part.slice(0, eq).trim();
       const raw = part.slice(eq + 1).trim();
       if (!NAME.test(name)) {
@@ -113,6 +124,16 @@ export function parseEndpointUrl(raw: string): { url: URL } | { problem: string;
     return { problem: 'must be an https URL', shown: withoutQuery(url) };
   }
   return { url };
+}
+
+/** A part after a URL with a query or fragment may be the rest of it (a token with a comma): it is not shown. */
+function notAPair(part: string, previous: string | undefined): string {
+  if (previous === undefined || !/[?#]/.test(previous)) return `'${part}' is not a name=url pair`;
+  const name = previous.slice(0, Math.max(0, previous.indexOf('='))).trim();
+  return (
+    `the part after endpoint '${name}' is not a name=url pair (not shown: it may be the rest of that URL's query ` +
+    'string): percent-encode commas in URLs as %2C'
+  );
 }
 
 /** Hides user:password and the query string or fragment (tokens often ride there) of a URL-like string. */
@@ -270,6 +291,7 @@ export function loadConfig(env: Env, endpointsFile?: EndpointsDocument): Config 
       max: 31_536_000,
       unit: 's',
     }),
+    ledgerMode: readLedgerMode(env),
   };
   const quarantineQueueUrl = parseOptionalString(env, 'QUARANTINE_QUEUE_URL', checkQueueUrl);
   if (quarantineQueueUrl) config.quarantineQueueUrl = quarantineQueueUrl;
@@ -280,4 +302,18 @@ export function loadConfig(env: Env, endpointsFile?: EndpointsDocument): Config 
   );
   if (ledgerTable) config.ledgerTable = ledgerTable;
   return config;
+}
+
+function readLedgerMode(env: Env): LedgerMode {
+  const variable = 'DELIVERY_LEDGER_MODE';
+  const raw = env[variable]?.trim();
+  if (!raw) return 'redeliveries';
+  const parsed = z.enum(LEDGER_MODES).safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(
+      variable,
+      `'${raw}' is not a ledger mode: use ${LEDGER_MODES.map((m) => `'${m}'`).join(' or ')}`,
+    );
+  }
+  return parsed.data;
 }

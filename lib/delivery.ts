@@ -17,10 +17,11 @@ export interface RetryOptions {
 /**
  * The request of one delivery, prepared per attempt (signatures carry a timestamp), by lib/subscription/request.ts.
  * `refresh`, when there are credentials to renew, renews them after a 401/403; the next `prepare` uses the new ones.
+ * It resolves false when there is nothing new to retry with (read again too recently, or the same value).
  */
 export interface RequestSource {
   prepare(): PreparedRequest | Promise<PreparedRequest>;
-  refresh?: (status?: number) => Promise<void>;
+  refresh?: (status?: number) => Promise<boolean>;
 }
 
 export type DeliveryResult =
@@ -52,6 +53,7 @@ export class CircuitBreaker {
   #failures = 0;
   #openUntil = 0;
   #trialInFlight = false;
+  #failedTrials = 0;
 
   constructor(
     private readonly threshold: number,
@@ -74,6 +76,7 @@ export class CircuitBreaker {
   }
 
   failed(): void {
+    if (this.#trialInFlight) this.#failedTrials++;
     this.#trialInFlight = false;
     this.#failures++;
     if (this.threshold > 0 && this.#failures >= this.threshold) this.#openUntil = this.now() + this.halfOpenMs;
@@ -82,6 +85,22 @@ export class CircuitBreaker {
   /** The attempt ended without telling whether the endpoint is up (the deadline cut it): the next one may try. */
   abandoned(): void {
     this.#trialInFlight = false;
+  }
+
+  /** Trials that failed so far: a request that waited through one fails circuit-open rather than wait again. */
+  get failedTrials(): number {
+    return this.#failedTrials;
+  }
+
+  /**
+   * Should a request due by `deadlineAt`, queued when `failedTrialsSeen` trials had failed, wait rather than fail?
+   * 'trial' = until the trial in flight ends; a number = until the half-open time (epoch ms); undefined = no.
+   */
+  holdUntil(deadlineAt: number, failedTrialsSeen: number): 'trial' | number | undefined {
+    if (this.threshold <= 0 || this.#failures < this.threshold || this.#failedTrials > failedTrialsSeen) return;
+    if (this.#trialInFlight) return 'trial';
+    if (this.now() < this.#openUntil && deadlineAt > this.#openUntil) return this.#openUntil;
+    return;
   }
 }
 
@@ -92,8 +111,13 @@ interface Job {
   /** Set once the credentials were renewed after a 401/403: the next refusal is final. */
   refreshed: boolean;
   attempt: number;
+  /** The breaker's failed trials when the job was queued: one failing after that fails the job. */
+  trialsSeen: number;
   resolve: (result: DeliveryResult) => void;
 }
+
+/** Called once with the final result of one delivery. */
+export type DeliveryCallback = (result: DeliveryResult) => void;
 
 /**
  * Delivers events to one endpoint: at most `maxConnections` requests at once (the rest wait their turn in a queue,
@@ -110,6 +134,8 @@ export class EndpointDelivery {
   #queue: Job[] = [];
   #head = 0;
   #active = 0;
+  /** Cancels the wake-up of a queue held by the breaker (a timer and an abort listener), if any. */
+  #held: (() => void) | undefined;
 
   constructor(endpoint: Endpoint, options: RetryOptions, random = Math.random) {
     this.#endpoint = endpoint;
@@ -125,14 +151,26 @@ export class EndpointDelivery {
 
   /** Never rejects. `deadlineAt` (epoch ms) bounds the retries: no retry waits past it; the signal cuts a late attempt. */
   deliver(request: RequestSource, signal: AbortSignal, deadlineAt: number): Promise<DeliveryResult> {
-    return new Promise((resolve) => {
-      this.#queue.push({ request, signal, deadlineAt, refreshed: false, attempt: 1, resolve });
-      this.#pump();
-    });
+    return new Promise((resolve) => this.submit(request, signal, deadlineAt, resolve));
+  }
+
+  /** deliver() with a callback: the batch path, one promise per event instead of one per delivery. */
+  submit(request: RequestSource, signal: AbortSignal, deadlineAt: number, resolve: DeliveryCallback): void {
+    const trialsSeen = this.#breaker.failedTrials;
+    this.#queue.push({ request, signal, deadlineAt, refreshed: false, attempt: 1, trialsSeen, resolve });
+    this.#pump();
   }
 
   #pump(): void {
+    this.#held?.();
+    this.#held = undefined;
     while (this.#active < this.#options.maxConnections && this.#head < this.#queue.length) {
+      const next = this.#queue[this.#head]!;
+      const hold = next.signal.aborted ? undefined : this.#breaker.holdUntil(next.deadlineAt, next.trialsSeen);
+      if (hold !== undefined) {
+        this.#hold(next.signal, hold);
+        return;
+      }
       const job = this.#queue[this.#head++]!;
       if (this.#head === this.#queue.length) {
         this.#queue = [];
@@ -145,6 +183,17 @@ export class EndpointDelivery {
     }
   }
 
+  /** While a trial is in flight or the half-open time comes before the deadline, jobs wait in the queue. */
+  #hold(signal: AbortSignal, until: 'trial' | number): void {
+    const wake = () => this.#pump();
+    const timer = until === 'trial' ? undefined : setTimeout(wake, Math.max(0, until - Date.now()));
+    const forget = whenAborted(signal, wake);
+    this.#held = () => {
+      clearTimeout(timer);
+      forget();
+    };
+  }
+
   #start(job: Job): void {
     if (job.signal.aborted) {
       job.resolve({ ok: false, endpoint: this.#endpoint.name, kind: 'aborted', attempts: job.attempt });
@@ -153,10 +202,10 @@ export class EndpointDelivery {
     // The connection slot is held while waiting for a rate token: the wait is bounded by the rate, not by a timeout.
     this.#active++;
     const granted = this.#bucket ? this.#bucket.take(job.signal) : true;
-    if (granted === true) this.#send(job);
+    if (granted === true) this.#send(job, false);
     else
       granted.then((ok) => {
-        if (ok) return this.#send(job);
+        if (ok) return this.#send(job, true);
         this.#active--;
         const cut = { kind: 'aborted', error: 'RATE_LIMIT_WAIT', attempts: job.attempt } as const;
         job.resolve({ ok: false, endpoint: this.#endpoint.name, ...cut });
@@ -164,56 +213,65 @@ export class EndpointDelivery {
       });
   }
 
-  #send(job: Job): void {
-    const name = this.#endpoint.name;
+  /** `waited`: called after a rate-limit wait, outside #pump's loop, which then has to be restarted. */
+  #send(job: Job, waited: boolean): void {
     if (!this.#breaker.allow()) {
       this.#active--;
+      const { name } = this.#endpoint;
       job.resolve({ ok: false, endpoint: name, kind: 'circuit-open', error: 'CIRCUIT_OPEN', attempts: job.attempt });
-      this.#pump();
+      if (waited) this.#pump();
       return;
     }
-    this.#attempt(job).then(
-      (result) => {
-        this.#active--;
-        this.#breaker.succeeded();
-        job.resolve({
-          ok: true,
-          endpoint: name,
-          attempts: job.attempt,
-          latencyMs: result.latencyMs,
-          status: result.status,
-        });
-        this.#pump();
-      },
-      (error: unknown) => {
-        this.#active--;
-        const transient = !(error instanceof DeliveryAttemptError) || error.kind === 'transient';
-        if (transient) this.#breaker.failed();
-        else if (error.kind === 'aborted') this.#breaker.abandoned();
-        else this.#breaker.succeeded();
-        const { refresh } = job.request;
-        if (error instanceof DeliveryAttemptError && error.kind === 'unauthorized' && refresh && !job.refreshed) {
-          this.#refreshAndRetry(job, refresh, error);
-        } else this.#retryOrFail(job, error);
-        this.#pump();
-      },
-    );
+    let prepared: PreparedRequest | Promise<PreparedRequest>;
+    try {
+      prepared = job.request.prepare();
+    } catch (error) {
+      // Settled like any failure, so the trial it may be ends; a turn later, so a queue of them cannot nest #pump.
+      queueMicrotask(() => this.#settle(job, error, undefined));
+      return;
+    }
+    if (prepared instanceof Promise) {
+      prepared.then(
+        (request) => this.#post(job, request),
+        (error: unknown) => this.#settle(job, error, undefined),
+      );
+    } else this.#post(job, prepared);
   }
 
-  /** A synchronous throw becomes a rejection, so the trial it may be ends like any other failure. */
-  #attempt(job: Job): Promise<AttemptResult> {
-    try {
-      const prepared = job.request.prepare();
-      return prepared instanceof Promise
-        ? prepared.then((request) => this.#endpoint.post(request, job.signal))
-        : this.#endpoint.post(prepared, job.signal);
-    } catch (error) {
-      return Promise.reject(error);
+  #post(job: Job, request: PreparedRequest): void {
+    this.#endpoint.send(request, job.signal, (error, result) => this.#settle(job, error, result));
+  }
+
+  #settle(job: Job, error: unknown, result: AttemptResult | undefined): void {
+    this.#active--;
+    if (error === undefined) {
+      this.#breaker.succeeded();
+      job.resolve({
+        ok: true,
+        endpoint: this.#endpoint.name,
+        attempts: job.attempt,
+        latencyMs: result!.latencyMs,
+        status: result!.status,
+      });
+    } else {
+      const known = error instanceof DeliveryAttemptError;
+      if (!known || error.kind === 'transient') this.#breaker.failed();
+      else if (error.kind === 'aborted') this.#breaker.abandoned();
+      else this.#breaker.succeeded();
+      const { refresh } = job.request;
+      if (known && error.kind === 'unauthorized' && refresh && !job.refreshed) {
+        this.#refreshAndRetry(job, refresh, error);
+      } else if (known && error.kind === 'unauthorized' && !refresh) {
+        // No credential configured for the endpoint, so none to read again: the log must not say it was.
+        const failure = toFailure(this.#endpoint.name, error, job.attempt);
+        job.resolve({ ok: false, ...failure, error: 'CREDENTIALS_NONE' });
+      } else this.#retryOrFail(job, error);
     }
+    this.#pump();
   }
 
   /** 401/403: renew the credentials (read again bypassing the cache, or a new token) and try once more at once. */
-  #refreshAndRetry(job: Job, refresh: (status?: number) => Promise<void>, error: DeliveryAttemptError): void {
+  #refreshAndRetry(job: Job, refresh: (status?: number) => Promise<boolean>, error: DeliveryAttemptError): void {
     job.refreshed = true;
     const failure = toFailure(this.#endpoint.name, error, job.attempt);
     let done = false;
@@ -222,9 +280,11 @@ export class EndpointDelivery {
       job.resolve({ ok: false, ...failure });
     });
     refresh(error.status).then(
-      () => {
+      (renewed) => {
         forget();
         if (done) return;
+        // Nothing new to send (read again too recently, or the same value): no point asking twice.
+        if (!renewed) return job.resolve({ ok: false, ...failure, error: 'CREDENTIALS_NOT_REFRESHED' });
         job.attempt++;
         this.#queue.push(job);
         this.#pump();
@@ -233,7 +293,7 @@ export class EndpointDelivery {
         forget();
         if (done) return;
         const reason = refreshError instanceof Error ? refreshError.message : String(refreshError);
-        job.resolve({ ok: false, ...failure, error: `CREDENTIALS_REFUSED; refresh failed: ${reason}` });
+        job.resolve({ ok: false, ...failure, error: `CREDENTIALS_REFRESH_FAILED: ${reason}` });
       },
     );
   }
@@ -263,6 +323,7 @@ export class EndpointDelivery {
   }
 
   close(): void {
+    this.#held?.();
     this.#endpoint.close();
   }
 }

@@ -1,8 +1,7 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { createBackoff } from './backoff';
 import type { Config } from './config';
-import { createLedger } from './ledger';
 import { createQuarantine } from './quarantine';
 import type { Backoff, Ledger, Quarantine } from './types';
 
@@ -21,15 +20,18 @@ export interface Edges {
  * The SQS and DynamoDB side effects the configuration asks for: quarantine when QUARANTINE_QUEUE_URL is set,
  * backoff always, the ledger when DELIVERY_LEDGER_TABLE is set. Clients default to the SDK's own resolution
  * (region, credentials, AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL_DYNAMODB); a client is only created when needed.
+ * The DynamoDB client and the ledger load only when configured: evaluating the client costs cold start (bench table 4).
  */
-export function createEdges(config: Config, clients: EdgeClients = {}): Edges {
+export async function createEdges(config: Config, clients: EdgeClients = {}): Promise<Edges> {
   const sqs = clients.sqs ?? new SQSClient({});
   const edges: Edges = {
     backoff: createBackoff(sqs, { baseDelayS: config.retryBaseDelayS, maxDelayS: config.retryMaxDelayS }),
   };
   if (config.quarantineQueueUrl) edges.quarantine = createQuarantine(sqs, config.quarantineQueueUrl);
   if (config.ledgerTable) {
-    edges.ledger = createLedger(clients.dynamodb ?? new DynamoDBClient({}), {
+    const { createLedger } = await import('./ledger');
+    const dynamodb = clients.dynamodb ?? new (await import('@aws-sdk/client-dynamodb')).DynamoDBClient({});
+    edges.ledger = createLedger(dynamodb, {
       table: config.ledgerTable,
       endpoints: config.endpoints.map((endpoint) => endpoint.name),
       ttlS: config.ledgerTtlS,

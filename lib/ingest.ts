@@ -3,10 +3,16 @@ import type { Metrics } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { type PoisonOutcome, type ProcessedRecord, processBatch } from './batch';
 import type { Config } from './config';
+import {
+  type LimitedRefresh,
+  type LimitedSecretsRefresh,
+  limitCredentialRefresh,
+  limitSecretsRefresh,
+} from './credential-refresh';
 import { EndpointDelivery } from './delivery';
 import { type Credential, Endpoint } from './endpoint';
 import type { ValidEvent } from './event';
-import { fanout } from './fanout';
+import { type FanoutResult, fanout } from './fanout';
 import { lastGood } from './last-good';
 import {
   createObservability,
@@ -59,9 +65,24 @@ interface EndpointStats {
   latency: Reservoir;
 }
 
-const CREDENTIALS_REFUSED_HINT =
-  "credentials were refused (401/403) even after reading them again: check the endpoint's entry in " +
-  'ENDPOINT_CREDENTIALS and the value stored for it; the record comes back with backoff';
+const CHECK_CREDENTIAL =
+  "check the endpoint's entry in ENDPOINT_CREDENTIALS (or its auth/signing in the endpoints file) and the value stored " +
+  'for it; the record comes back with backoff';
+
+/** What a 401/403 log line tells on-call, by what happened to the credential (the failure's error code). */
+function credentialsHint(error: string | undefined): string {
+  if (error === 'CREDENTIALS_NONE') {
+    return (
+      'credentials were refused (401/403) and the endpoint has none: add its entry to ENDPOINT_CREDENTIALS, or auth ' +
+      'to its entry in the endpoints file'
+    );
+  }
+  if (error === 'CREDENTIALS_NOT_REFRESHED')
+    return `credentials were refused (401/403); read again less than 30 s ago, the store holds the refused value: ${CHECK_CREDENTIAL}`;
+  if (error?.startsWith('CREDENTIALS_REFRESH_FAILED'))
+    return `credentials were refused (401/403) and reading them again failed (see error): ${CHECK_CREDENTIAL}`;
+  return `credentials were refused (401/403) even after reading them again: ${CHECK_CREDENTIAL}`;
+}
 
 /** SQS message ids per grouped line (cut off by the deadline, refused by an open breaker). */
 export const GROUPED_IDS_PER_LINE = 50;
@@ -98,14 +119,14 @@ function isUnrouted(outcome: RecordOutcome): boolean {
  * it use the new credential straight away.
  */
 function refreshOncePerBatch(
-  refresh: (endpoint: string) => Promise<Credential | undefined>,
+  refresh: LimitedRefresh,
   batchCredentials: Map<string, Credential>,
 ): (endpoint: string) => Promise<Credential | undefined> {
   const reads = new Map<string, Promise<Credential | undefined>>();
   return (endpoint) => {
     let read = reads.get(endpoint);
     if (!read) {
-      read = refresh(endpoint).then((credential) => {
+      read = refresh(endpoint, batchCredentials.get(endpoint)).then((credential) => {
         if (credential) batchCredentials.set(endpoint, credential);
         return credential;
       });
@@ -115,17 +136,22 @@ function refreshOncePerBatch(
   };
 }
 
-/** The same for the endpoints file's secrets: one read per endpoint per batch, into the batch's own copy. */
+/**
+ * The same for the endpoints file's secrets: one read per endpoint per batch, into the batch's own copy; resolves
+ * whether any value changed (false: nothing new to retry with).
+ */
 function refreshSecretsOncePerBatch(
-  refresh: (endpoint: string) => Promise<ReadonlyMap<string, string>>,
+  refresh: LimitedSecretsRefresh,
   batchSecrets: Map<string, string>,
-): (endpoint: string) => Promise<void> {
-  const reads = new Map<string, Promise<void>>();
+): (endpoint: string) => Promise<boolean> {
+  const reads = new Map<string, Promise<boolean>>();
   return (endpoint) => {
     let read = reads.get(endpoint);
     if (!read) {
-      read = refresh(endpoint).then((fresh) => {
+      read = refresh(endpoint, batchSecrets).then((fresh) => {
+        if (!fresh) return false;
         for (const [key, value] of fresh) batchSecrets.set(key, value);
+        return true;
       });
       reads.set(endpoint, read);
     }
@@ -209,6 +235,8 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     const [credentials, secrets] = reads;
     return [credentials && (credentials.value ?? null), secrets && (secrets.value ?? null)] as const;
   }
+  const refreshLimited = deps.refreshCredential ? limitCredentialRefresh(deps.refreshCredential) : undefined;
+  const secretsLimited = deps.refreshSecrets ? limitSecretsRefresh(deps.refreshSecrets) : undefined;
 
   async function handle(
     event: SQSEvent,
@@ -254,15 +282,12 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         deadlineAt: started + remaining - config.deadlineMarginMs,
         ...(credentials ? { credentials } : {}),
         ...(secrets ? { secrets } : {}),
-        ...(credentials && deps.refreshCredential
-          ? { refreshCredential: refreshOncePerBatch(deps.refreshCredential, credentials) }
+        ...(credentials && refreshLimited
+          ? { refreshCredential: refreshOncePerBatch(refreshLimited, credentials) }
           : {}),
-        ...(secrets && deps.refreshSecrets
-          ? { refreshSecrets: refreshSecretsOncePerBatch(deps.refreshSecrets, secrets) }
-          : {}),
+        ...(secrets && secretsLimited ? { refreshSecrets: refreshSecretsOncePerBatch(secretsLimited, secrets) } : {}),
       };
-      const deliver = async (valid: ValidEvent, already: ReadonlySet<string> | undefined) => {
-        const fan = await fanout(valid, endpoints, already, fanoutContext);
+      const count = (fan: FanoutResult) => {
         for (const name of fan.skipped) stats.get(name)!.skipped++;
         for (const result of fan.results) {
           const stat = stats.get(result.endpoint)!;
@@ -275,6 +300,9 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         }
         return fan;
       };
+      // Not async: one promise less per event on the hot path.
+      const deliver = (valid: ValidEvent, already: ReadonlySet<string> | undefined) =>
+        fanout(valid, endpoints, already, fanoutContext).then(count);
       const lookup = ledger
         ? async (keys: string[], events: readonly ValidEvent[]) => {
             // Only the endpoints each event is routed to: an event routed nowhere needs no read at all.
@@ -295,6 +323,7 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
 
       const processed = await processBatch(records, {
         maxEventBytes: config.maxEventBytes,
+        lookupFirstReceives: config.ledgerMode === 'every-delivery',
         ...(quarantine ? { quarantineInOrder: quarantineInOrder(quarantine, deliveryDeadline.signal) } : {}),
         deliver,
         ...(lookup ? { lookup } : {}),
@@ -347,7 +376,9 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
           if (ids) ids.push(messageId);
           else byEndpoint.set(failure.endpoint, [messageId]);
         } else if (failure.kind === 'unauthorized') {
-          later.push(() => log().warn('delivery failed', { ...failure, routedTo, hint: CREDENTIALS_REFUSED_HINT }));
+          later.push(() =>
+            log().warn('delivery failed', { ...failure, routedTo, hint: credentialsHint(failure.error) }),
+          );
         } else later.push(() => log().warn('delivery failed', { ...failure, routedTo }));
       }
     };
@@ -356,10 +387,12 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     for (const { record, event, outcome, quarantined } of processed) {
       const log = recordLogger(record, event);
       loggers.set(record.messageId, log);
-      // Skipped endpoints are written again: a redriven record's entries last another TTL, as its new message does.
+      // In the default mode only what comes back needs the ledger: events not yet delivered everywhere. Skipped
+      // endpoints are written again: a redriven record's entries last another TTL, as its new message does.
+      const comesBack = outcome.kind !== 'delivered' || config.ledgerMode === 'every-delivery';
       const done =
         'delivered' in outcome ? [...outcome.delivered, ...('skipped' in outcome ? outcome.skipped : [])] : [];
-      if (event.ok && done.length > 0 && !recorded.has(event.key)) {
+      if (event.ok && comesBack && done.length > 0 && !recorded.has(event.key)) {
         recorded.add(event.key);
         for (const endpoint of done) entries.push({ key: event.key, endpoint });
       }

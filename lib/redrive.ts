@@ -1,5 +1,6 @@
 import {
   CancelMessageMoveTaskCommand,
+  ChangeMessageVisibilityBatchCommand,
   DeleteMessageBatchCommand,
   GetQueueAttributesCommand,
   ListMessageMoveTasksCommand,
@@ -216,6 +217,16 @@ function toEntry(message: Message, id: string, fifo: boolean): SendMessageBatchR
   return entry;
 }
 
+/** Makes messages received but not moved visible again at once (best effort: else they are after the timeout). */
+async function release(sqs: SQSClient, queueUrl: string, messages: Message[]): Promise<void> {
+  const entries = messages.map((message, index) => ({
+    Id: String(index),
+    ReceiptHandle: message.ReceiptHandle,
+    VisibilityTimeout: 0,
+  }));
+  await sqs.send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: queueUrl, Entries: entries })).catch(() => {});
+}
+
 async function loop(
   sqs: SQSClient,
   options: RedriveOptions,
@@ -252,9 +263,11 @@ async function loop(
       interrupted = true;
       break;
     }
-    const wanted =
-      options.max === undefined ? SEND_MAX_ENTRIES : Math.min(SEND_MAX_ENTRIES, options.max - moved - failures.length);
-    if (wanted <= 0) break;
+    // At most what was there at the start (and --max): poison arriving during the run waits for the next one. Past
+    // that, receives only look for copies that came back, to report them.
+    const capped = moved + failures.length >= total;
+    if (capped && (options.max !== undefined || total === 0)) break;
+    const wanted = capped ? SEND_MAX_ENTRIES : Math.min(SEND_MAX_ENTRIES, total - moved - failures.length);
     const receive = (wait: number) =>
       sqs.send(
         new ReceiveMessageCommand({
@@ -280,9 +293,14 @@ async function loop(
       );
     }
     // A message that already failed in this run is back (its visibility timeout ran out): leave it be, and stop
-    // when nothing else is left.
+    // when nothing else is left. Received, it stays hidden, so originals behind it come in the next receive.
+    if (messages.length === 0) break;
     const fresh = messages.filter((message) => !failedIds.has(message.MessageId ?? '') && !cameBack(message));
-    if (fresh.length === 0) break;
+    if (fresh.length === 0) continue;
+    if (capped) {
+      await release(sqs, options.from, fresh);
+      break;
+    }
 
     // Group by destination; a message with no known origin stays where it is (visible again after the timeout).
     const byDestination = new Map<string, Message[]>();

@@ -1,23 +1,21 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
+// Straight from the modules, not lib/index: what only some configurations need (the ledger's DynamoDB client, the
+// credentials' SSM and Secrets Manager clients, the tracer) loads on demand, which shortens the cold start (bench table 4).
+import { loadConfig } from '../../lib/config';
+import { parseCredentialSpec } from '../../lib/credential-spec';
+import { createEdges } from '../../lib/edges';
+import { createIngest } from '../../lib/ingest';
+import { createObservability, loadTracer } from '../../lib/observability';
 import {
   checkCredentialOverlap,
   checkSigningSecrets,
-  createCredentialSource,
-  createEdges,
-  createIngest,
-  createObservability,
-  createSecretSource,
   endpointsDocument,
-  loadConfig,
-  loadTracer,
-  parseCredentialSpec,
   secretRefs,
-} from '../../lib/index';
+} from '../../lib/subscription/source';
 
 // The stage's endpoints file as JSON text, put in the bundle by esbuild's `define` at `npm run package`: no network
 // call and no 4 KB environment limit. Absent outside a packaged artifact.
@@ -34,16 +32,19 @@ const credentialSpec = parseCredentialSpec(
   config.endpoints.map((endpoint) => endpoint.name),
 );
 checkCredentialOverlap(credentialSpec, config.endpoints);
+const refs = secretRefs(config.endpoints);
+const credentialModule =
+  credentialSpec.length > 0 || refs.length > 0 ? await import('../../lib/credentials') : undefined;
 const { logger, metrics } = createObservability();
 const tracer = await loadTracer();
 const traced = <T>(client: T): T => (tracer ? tracer.captureAWSv3Client(client) : client);
-const edges = createEdges(config, {
-  sqs: traced(new SQSClient({})),
-  ...(config.ledgerTable ? { dynamodb: traced(new DynamoDBClient({})) } : {}),
-});
-const credentials = credentialSpec.length > 0 ? createCredentialSource(credentialSpec) : undefined;
-const refs = secretRefs(config.endpoints);
-const secrets = refs.length > 0 ? createSecretSource(refs) : undefined;
+const dynamodb = config.ledgerTable
+  ? traced(new (await import('@aws-sdk/client-dynamodb')).DynamoDBClient({}))
+  : undefined;
+const edges = await createEdges(config, { sqs: traced(new SQSClient({})), ...(dynamodb ? { dynamodb } : {}) });
+const credentials =
+  credentialModule && credentialSpec.length > 0 ? credentialModule.createCredentialSource(credentialSpec) : undefined;
+const secrets = credentialModule && refs.length > 0 ? credentialModule.createSecretSource(refs) : undefined;
 const [, secretValues] = await Promise.all([credentials?.(), secrets?.()]);
 if (secretValues) checkSigningSecrets(config.endpoints, secretValues);
 const ingest = createIngest(config, {

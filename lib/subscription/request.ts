@@ -1,5 +1,5 @@
 import type { RequestSource } from '../delivery';
-import { authHeaders, CONTENT_TYPE, type Credential, type PreparedRequest } from '../endpoint';
+import { authHeaders, CONTENT_TYPE, type Credential, type PreparedRequest, USER_AGENT } from '../endpoint';
 import { DeliveryAttemptError } from '../errors';
 import type { ValidEvent } from '../event';
 import { binaryMessage } from './binary';
@@ -12,10 +12,23 @@ export interface ShapeContext {
   signal: AbortSignal;
   /** Values of the endpoints file's secret references, by `secretKey` (this batch's copy). */
   secrets?: ReadonlyMap<string, string>;
-  /** After a 401/403: reads the endpoint's ENDPOINT_CREDENTIALS credential again, bypassing the cache. */
+  /**
+   * After a 401/403: reads the endpoint's ENDPOINT_CREDENTIALS credential again, bypassing the cache; undefined when
+   * there is nothing new (read again too recently, or the same value).
+   */
   refreshCredential?: (endpoint: string) => Promise<Credential | undefined>;
-  /** After a 401/403: reads the endpoint's secret references again into `secrets`, bypassing the cache. */
-  refreshSecrets?: (endpoint: string) => Promise<void>;
+  /** After a 401/403: reads the endpoint's secret references again into `secrets`; false when none changed. */
+  refreshSecrets?: (endpoint: string) => Promise<boolean>;
+}
+
+/**
+ * The request of an event to endpoints with nothing of their own (structured, no headers, auth or signature): fan-out
+ * builds it once per event and shares it among them, as undici does not change it.
+ */
+export function plainSource(event: ValidEvent): RequestSource {
+  const headers = { 'content-type': CONTENT_TYPE, 'idempotency-key': event.key, 'user-agent': USER_AGENT };
+  const request: PreparedRequest = { headers, body: event.body };
+  return { prepare: () => request };
 }
 
 export function refKey(ref: SecretRefValue): string {
@@ -75,11 +88,18 @@ export class RequestShaper {
   // Decoding a whsec_ secret per request would cost more than the HMAC.
   readonly #keys = new Map<string, Buffer>();
   readonly #refs: ReadonlyMap<string, string>;
+  /** Nothing of its own to add: without a credential, plainSource(event) is its request. */
+  readonly plain: boolean;
 
   constructor(endpoint: EndpointConfig, options: { timeoutMs: number; now?: () => number }) {
     this.#endpoint = endpoint;
     this.#now = options.now ?? Date.now;
     this.#refs = new Map(secretRefsOf(endpoint).map(({ field, ref }) => [field, refKey(ref)]));
+    this.plain =
+      endpoint.contentMode !== 'binary' &&
+      !endpoint.auth &&
+      !endpoint.signing &&
+      Object.keys(endpoint.headers ?? {}).length === 0;
     const { auth } = endpoint;
     if (auth?.kind === 'oauth2-client-credentials') {
       this.#oauth = new ClientCredentialsToken({
@@ -95,6 +115,7 @@ export class RequestShaper {
 
   /** The request source of one event for EndpointDelivery. */
   source(event: ValidEvent, context: ShapeContext, credential?: Credential): RequestSource {
+    if (this.plain && !credential) return plainSource(event);
     const endpoint = this.#endpoint;
     const message =
       endpoint.contentMode === 'binary'
@@ -106,6 +127,7 @@ export class RequestShaper {
       ...endpoint.headers,
       ...message.headers,
       'idempotency-key': event.key,
+      'user-agent': USER_AGENT,
       ...authHeaders(current, body),
       ...this.#staticAuth(context),
     });
@@ -115,12 +137,14 @@ export class RequestShaper {
     let lastToken: string | undefined;
     let rejectedToken: string | undefined;
     const refresh = this.#refresher(context, current !== undefined, async (status) => {
-      if (current && context.refreshCredential) current = await context.refreshCredential(endpoint.name);
+      const fresh = current && context.refreshCredential ? await context.refreshCredential(endpoint.name) : undefined;
+      if (fresh) current = fresh;
       // 403 is the token's scope or the client's permission: a new token of the same client would be refused too.
       if (status !== 403) rejectedToken = lastToken;
       fixed = build();
       problem = unsendable(endpoint.name, fixed);
       request = { headers: fixed, body };
+      return fresh !== undefined;
     });
     // Without a signature or a token, every attempt sends the same request: built once (and again after a refresh).
     const checked = () => {
@@ -155,18 +179,22 @@ export class RequestShaper {
     };
   }
 
-  /** How this request renews its credentials after a 401/403, or undefined when it has none that could change. */
+  /**
+   * How this request renews its credentials after a 401/403, or undefined when it has none that could change. The
+   * renewal resolves whether anything is new to retry with: a new OAuth token always is.
+   */
   #refresher(
     context: ShapeContext,
     hasCredential: boolean,
-    rebuild: (status?: number) => Promise<void>,
-  ): ((status?: number) => Promise<void>) | undefined {
+    rebuild: (status?: number) => Promise<boolean>,
+  ): ((status?: number) => Promise<boolean>) | undefined {
     const credential = hasCredential && context.refreshCredential !== undefined;
     const secrets = this.#refs.size > 0 && context.refreshSecrets !== undefined;
     if (!credential && !secrets && !this.#oauth) return undefined;
     return async (status) => {
-      if (secrets) await context.refreshSecrets?.(this.#endpoint.name);
-      await rebuild(status);
+      const secretsRenewed = secrets ? await context.refreshSecrets!(this.#endpoint.name) : false;
+      const credentialRenewed = await rebuild(status);
+      return secretsRenewed || credentialRenewed || this.#oauth !== undefined;
     };
   }
 

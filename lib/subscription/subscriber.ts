@@ -1,4 +1,4 @@
-import type { DeliveryResult, EndpointDelivery } from '../delivery';
+import type { DeliveryCallback, DeliveryResult, EndpointDelivery, RequestSource } from '../delivery';
 import type { Credential } from '../endpoint';
 import type { ValidEvent } from '../event';
 import { RequestShaper, type ShapeContext } from './request';
@@ -31,6 +31,21 @@ export class Subscriber {
   /** Never rejects. `credential` is the endpoint's ENDPOINT_CREDENTIALS credential, if any. */
   deliver(event: ValidEvent, context: DeliverContext, credential?: Credential): Promise<DeliveryResult> {
     return this.#delivery.deliver(this.#shaper.source(event, context, credential), context.signal, context.deadlineAt);
+  }
+
+  /** Nothing of its own to add to a request: fan-out may share one plainSource(event) among such endpoints. */
+  get plain(): boolean {
+    return this.#shaper.plain;
+  }
+
+  /** The request source of one event to this endpoint. */
+  source(event: ValidEvent, context: DeliverContext, credential?: Credential): RequestSource {
+    return this.#shaper.source(event, context, credential);
+  }
+
+  /** deliver() with the source built and a callback, called once: fan-out's path, one promise per event. */
+  submit(source: RequestSource, context: DeliverContext, done: DeliveryCallback): void {
+    this.#delivery.submit(source, context.signal, context.deadlineAt, done);
   }
 
   close(): void {

@@ -4,27 +4,30 @@
  * points the memory and logging figures run.
  */
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { basename } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { type BuildOptions, build, type Metafile } from 'esbuild';
+import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
+import { parse } from 'yaml';
 import { BUNDLE_DIR, ROOT } from './paths';
 
-/** serverless.yml's `custom.esbuild` (serverless-esbuild's `exclude` is esbuild's `external`); keep them in step. */
-export const DEPLOYED_BUILD: BuildOptions = {
-  bundle: true,
-  minify: true,
-  platform: 'node',
-  target: 'node22',
-  format: 'esm',
-  treeShaking: true,
-  // A separate .map file (the function runs with NODE_OPTIONS=--enable-source-maps); not counted in the size.
-  sourcemap: true,
-  sourcesContent: false,
-  mainFields: ['module', 'main'],
-  external: ['@aws-sdk/*'],
-  // CommonJS dependencies call require(); ESM output has none unless it is made.
-  banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
-  logLevel: 'error',
-};
+/** serverless.yml's `custom.esbuild`, read from the file so the bench builds what `npm run package` builds. */
+function deployedBuild(): BuildOptions {
+  const yml = parse(readFileSync(`${ROOT}serverless.yml`, 'utf8')) as { custom: { esbuild: Record<string, unknown> } };
+  // `define` carries a stage's endpoints file through a Serverless variable; the bench sets ENDPOINTS instead.
+  const { exclude, outputFileExtension: _ext, packager: _p, plugins, define: _d, ...options } = yml.custom.esbuild;
+  // serverless-esbuild's `exclude` is esbuild's `external`; `plugins` names a CommonJS file exporting an array.
+  return {
+    ...(options as BuildOptions),
+    external: (exclude as string[] | undefined) ?? [],
+    ...(typeof plugins === 'string'
+      ? { plugins: createRequire(import.meta.url)(`${ROOT}${plugins}`) as Plugin[] }
+      : {}),
+    logLevel: 'error',
+  };
+}
+
+export const DEPLOYED_BUILD: BuildOptions = deployedBuild();
 
 export interface Bundle {
   path: string;
@@ -45,7 +48,7 @@ function packageOf(input: string): string {
 
 function describe(path: string, metafile: Metafile): Bundle {
   const bytes = statSync(path).size;
-  const output = Object.entries(metafile.outputs).find(([file]) => file.endsWith('.mjs'))?.[1];
+  const output = Object.entries(metafile.outputs).find(([file]) => path.endsWith(file.replace(/^(\.\.\/)+/, '')))?.[1];
   const totals = new Map<string, number>();
   for (const [input, { bytesInOutput }] of Object.entries(output?.inputs ?? {})) {
     const name = packageOf(input);
@@ -66,24 +69,33 @@ function describe(path: string, metafile: Metafile): Bundle {
 
 async function bundle(name: string, entry: { file: string } | { contents: string }, extra: BuildOptions = {}) {
   mkdirSync(BUNDLE_DIR, { recursive: true });
-  const outfile = `${BUNDLE_DIR}/${name}.mjs`;
+  const ext = (extra.format ?? DEPLOYED_BUILD.format) === 'cjs' ? '.cjs' : '.mjs';
   const source: BuildOptions =
     'file' in entry
       ? { entryPoints: [`${ROOT}${entry.file}`] }
       : {
           stdin: { contents: entry.contents, resolveDir: `${ROOT}test/bench`, loader: 'ts', sourcefile: `${name}.ts` },
         };
-  const result = await build({ ...DEPLOYED_BUILD, ...source, ...extra, outfile, metafile: true, write: true });
+  // With splitting (as serverless.yml builds the handler) esbuild writes a directory: the entry and its chunks.
+  const splitting = 'file' in entry && (extra.splitting ?? DEPLOYED_BUILD.splitting) === true;
+  const entryName = 'file' in entry ? basename(entry.file).replace(/\.[cm]?tsx?$/, '') : name;
+  const target: BuildOptions = splitting
+    ? { outdir: `${BUNDLE_DIR}/${name}`, entryNames: '[name]', outExtension: { '.js': ext }, splitting: true }
+    : { outfile: `${BUNDLE_DIR}/${name}${ext}`, splitting: false };
+  const outfile = splitting ? `${BUNDLE_DIR}/${name}/${entryName}${ext}` : `${BUNDLE_DIR}/${name}${ext}`;
+  const result = await build({ ...DEPLOYED_BUILD, ...source, ...extra, ...target, metafile: true, write: true });
   return describe(outfile, result.metafile);
 }
 
 export type HostKind = 'handler' | 'naive' | 'powertools' | 'floor-undici' | 'floor-http';
 
+/** The handler built with serverless.yml's settings and `extra` on top (another bundling choice, for cold start). */
+export function bundleVariant(name: string, extra: BuildOptions): Promise<Bundle> {
+  return bundle(name, { file: 'functions/ingest/handler.ts' }, extra);
+}
+
 export interface Bundles {
   handler: Bundle;
-  /** The handler with the AWS SDK bundled in too (nothing external): the other side of serverless.yml's trade-off. */
-  handlerSdkBundled: Bundle;
-  sqsOnly: Bundle;
   /** One runner host per runner (host.ts + the runner), each run in its own process. */
   hosts: Record<HostKind, string>;
   /** endpointServer.ts, run by the fleet's child process. */
@@ -114,21 +126,6 @@ let built: Promise<Bundles> | undefined;
 export function buildBundles(): Promise<Bundles> {
   built ??= (async () => {
     const handler = await bundle('handler', { file: 'functions/ingest/handler.ts' });
-    const handlerSdkBundled = await bundle(
-      'handler-sdk-bundled',
-      { file: 'functions/ingest/handler.ts' },
-      { external: [] },
-    );
-    // The baseline: a function that only creates an SQS client, with the SDK bundled in (nothing external).
-    const sqsOnly = await bundle(
-      'sqs-only',
-      {
-        contents: `import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
-export const client = new SQSClient({ region: 'us-east-1' });
-export const command = SendMessageBatchCommand;`,
-      },
-      { external: [] },
-    );
     const hosts = {} as Record<HostKind, string>;
     for (const [kind, contents] of Object.entries(HOST_ENTRIES) as [HostKind, string][]) {
       // Deployed settings, only the identifiers stay readable so that CPU profiles name functions.
@@ -141,7 +138,7 @@ export const command = SendMessageBatchCommand;`,
       ).path;
     }
     const endpointServer = await bundle('endpoint-server', { file: 'test/bench/endpointServer.ts' });
-    return { handler, handlerSdkBundled, sqsOnly, hosts, endpointServer: endpointServer.path };
+    return { handler, hosts, endpointServer: endpointServer.path };
   })();
   return built;
 }

@@ -18,14 +18,15 @@ import { coldStart } from './scenarios/coldStart';
 import { cpuProfile } from './scenarios/cpu';
 import { deadline } from './scenarios/deadline';
 import { fdLimit } from './scenarios/fdLimit';
+import { instance } from './scenarios/instance';
 import { memory } from './scenarios/memory';
 import { shaping } from './scenarios/shaping';
 import { slowEndpoint } from './scenarios/slow';
-import { KINDS, throughput, throughputTls } from './scenarios/throughput';
+import { deployedHandlerSpec, KINDS, throughput, throughputTls } from './scenarios/throughput';
 import { hostSpec } from './subject';
 import { ensureCertificate } from './tls';
 
-const SCENARIOS = ['throughput', 'slow', 'deadline', 'coldstart', 'memory', 'cpu', 'shaping'] as const;
+const SCENARIOS = ['throughput', 'slow', 'deadline', 'coldstart', 'memory', 'cpu', 'instance', 'shaping'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const { values } = parseArgs({
@@ -40,7 +41,7 @@ const { values } = parseArgs({
 
 if (values.help) {
   console.log(`npm run bench -- [--quick] [--only=${SCENARIOS.join(',')}] [--runs=N] [--sizes=2000,10000]
-  --quick   2,000-event batches over http only, 2 runs per cell (about 4 minutes)
+  --quick   2,000-event batches over http only, 2 runs per cell, 5 cold processes per row (under 5 minutes)
   --only    comma-separated scenarios (default: all)
   --runs    measured runs per cell (default 5, quick 2)
   --sizes   batch sizes for the throughput scenario (default 2000,10000; quick 2000)`);
@@ -89,8 +90,18 @@ async function main(): Promise<void> {
     }
     if (only.has('throughput')) {
       log('1. batch time');
-      results.throughput = await throughput(fleet, runners, sizes, [0, 5], options);
-      if (cert && !options.quick) results.throughput.push(...(await throughputTls(fleet, bundles, cert, options)));
+      // The handler as deployed (INFO logs, EMF metrics) beside the same handler with both off.
+      const deployed = await RunnerHost.start(deployedHandlerSpec(bundles, fleet));
+      try {
+        const all = [runners[0]!, deployed, ...runners.slice(1)];
+        results.throughput = await throughput(fleet, all, sizes, [0, 5], options);
+      } finally {
+        await deployed.close();
+      }
+      // --quick leaves https out, to stay under 5 minutes.
+      if (cert && !options.quick) {
+        results.throughput.push(...(await throughputTls(fleet, bundles, cert, sizes, [0, 5], options)));
+      }
       const limited = await fdLimit(fleet, bundles);
       if (limited) results.fdLimit = limited;
     }
@@ -106,18 +117,22 @@ async function main(): Promise<void> {
       log('6. CPU per event');
       results.cpu = await cpuProfile(fleet, runners, bundles, options);
     }
+    if (only.has('instance')) {
+      log('7. throughput per instance and cost');
+      results.instance = await instance(fleet, bundles, options);
+    }
     // The long-lived runners go before the fresh processes below run, so those measure alone.
     await Promise.all(runners.splice(0).map((r) => r.close()));
     if (only.has('coldstart')) {
       log('4. cold start');
-      results.coldStart = await coldStart(options);
+      results.coldStart = await coldStart(fleet, options);
     }
     if (only.has('memory')) {
       log('5. memory');
       results.memory = await memory(fleet, bundles, options);
     }
     if (only.has('shaping')) {
-      log('7. request shaping');
+      log('9. request shaping');
       results.shaping = shaping(options);
     }
   } finally {

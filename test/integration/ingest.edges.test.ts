@@ -200,7 +200,9 @@ describe('delivery ledger', () => {
     expect(failed(first)).toEqual([record.messageId]);
     expect(alpha.accepted.get('again')).toBe(1);
 
-    const second = await run.handle(sqsEvent([record]), lambdaContext());
+    // SQS hands the same message out again, its receive count raised.
+    const redelivered = { ...record, attributes: { ...record.attributes, ApproximateReceiveCount: '2' } };
+    const second = await run.handle(sqsEvent([redelivered]), lambdaContext());
     expect(second.batchItemFailures).toEqual([]);
     expect(alpha.received).toHaveLength(1);
     expect(beta.accepted.get('again')).toBe(1);
@@ -232,7 +234,8 @@ describe('delivery ledger', () => {
         await ledger.record(batch, signal);
       },
     };
-    const run = pipeline({ ledger: recording });
+    // every-delivery: the mode that writes for delivered events too (the default writes only what comes back).
+    const run = pipeline({ ledger: recording }, { DELIVERY_LEDGER_MODE: 'every-delivery' });
     const record = eventRecord('redriven');
     await run.handle(sqsEvent([record]), lambdaContext());
     written.length = 0;
@@ -248,9 +251,10 @@ describe('delivery ledger', () => {
     ).toEqual(['alpha', 'beta']);
   });
 
-  it('looks every distinct event up once per batch', async () => {
+  it('looks every distinct redelivered event up once per batch', async () => {
     const ledger = memoryLedger();
-    const records = [eventRecord('l1'), eventRecord('l1'), eventRecord('l2'), sqsRecord('bad')];
+    const again = { attributes: { ...eventRecord('x').attributes, ApproximateReceiveCount: '3' } };
+    const records = [eventRecord('l1', again), eventRecord('l1', again), eventRecord('l2', again), sqsRecord('bad')];
     await pipeline({ ledger }).handle(sqsEvent(records), lambdaContext());
     expect(ledger.lookups).toHaveLength(1);
     expect(ledger.lookups[0]).toHaveLength(2);
@@ -323,6 +327,61 @@ describe('4xx classification (issue 9, defect 4)', () => {
     const line = lines.find((candidate) => candidate.message === 'delivery failed');
     expect(line).toMatchObject({ endpoint: 'beta', kind: 'unauthorized', status: 403, error: 'CREDENTIALS_REFUSED' });
     expect(String(line?.hint)).toContain('credentials were refused');
+  });
+});
+
+describe('the 401/403 hint says what happened to the credential (review finding 9)', () => {
+  it('no credential configured, or a refresh that failed: the hint does not claim they were read again', async () => {
+    beta.respond(() => ({ status: 401 }));
+    const { logger, metrics, lines } = captureLogs();
+    await pipeline({ logger, metrics }).handle(sqsEvent([eventRecord('none')]), lambdaContext());
+    await pipeline({
+      logger,
+      metrics,
+      credentials: async () => new Map([['beta', { kind: 'bearer', token: 'stale' } as const]]),
+      refreshCredential: async () => {
+        throw new Error('ThrottlingException');
+      },
+    }).handle(sqsEvent([eventRecord('throttled')]), lambdaContext());
+    const failures = lines.filter((line) => line.message === 'delivery failed' && line.endpoint === 'beta');
+    expect(failures.map((line) => line.error)).toEqual([
+      'CREDENTIALS_NONE',
+      'CREDENTIALS_REFRESH_FAILED: ThrottlingException',
+    ]);
+    for (const line of failures) expect(String(line.hint)).not.toContain('even after reading them again');
+    expect(String(failures[0]?.hint)).toContain('add its entry to ENDPOINT_CREDENTIALS');
+    expect(String(failures[1]?.hint)).toContain('reading them again failed');
+  });
+});
+
+describe('credential refresh limited per instance (review finding 2)', () => {
+  it('a refused credential is read again once per interval across batches, and not retried when unchanged', async () => {
+    beta.respond(() => ({ status: 401 }));
+    let stored: { kind: 'bearer'; token: string } = { kind: 'bearer', token: 'stale' };
+    let reads = 0;
+    const { logger, metrics, lines } = captureLogs();
+    const ingest = pipeline({
+      logger,
+      metrics,
+      // Like the real source: a refresh replaces the cached value the next batch reads.
+      credentials: async () => new Map([['beta', stored]]),
+      refreshCredential: async () => {
+        reads++;
+        stored = { kind: 'bearer', token: 'revoked' };
+        return stored;
+      },
+    });
+    for (const id of ['r-1', 'r-2', 'r-3']) await ingest.handle(sqsEvent([eventRecord(id)]), lambdaContext());
+    expect(reads).toBe(1);
+    // Later batches POST once: the value a read would give is the one just refused.
+    expect(beta.received.map((request) => request.headers.authorization)).toEqual([
+      'Bearer stale',
+      'Bearer revoked',
+      'Bearer revoked',
+      'Bearer revoked',
+    ]);
+    const refusals = lines.filter((candidate) => candidate.message === 'delivery failed').map((line) => line.error);
+    expect(refusals).toEqual(['CREDENTIALS_REFUSED', 'CREDENTIALS_NOT_REFRESHED', 'CREDENTIALS_NOT_REFRESHED']);
   });
 });
 

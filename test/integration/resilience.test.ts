@@ -1,3 +1,4 @@
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { DeleteMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -49,7 +50,7 @@ async function pipeline({ env = {}, clients = {} }: Setup = {}) {
     RETRY_MAX_DELAY_S: '4',
     ...env,
   });
-  const edges = createEdges(config, { sqs, dynamodb, ...clients });
+  const edges = await createEdges(config, { sqs, dynamodb, ...clients });
   const ingest = createIngest(config, edges);
   cleanups.push(async () => {
     await ingest.close();
@@ -217,10 +218,12 @@ describe.concurrent('resilience through the real pipeline, local SQS and DynamoD
     await waitForReturn(source, 1, since, 3);
   });
 
-  it('with the ledger, the same event sent twice reaches each endpoint once', async () => {
+  it('with the ledger in every-delivery mode, the same event sent twice reaches each endpoint once', async () => {
     const source = await createQueue(sqs, 'ingest');
     const table = await createLedgerTable(dynamodb);
-    const { ingest, alpha, beta } = await pipeline({ env: { DELIVERY_LEDGER_TABLE: table } });
+    const { ingest, alpha, beta } = await pipeline({
+      env: { DELIVERY_LEDGER_TABLE: table, DELIVERY_LEDGER_MODE: 'every-delivery' },
+    });
     await sendMessages(sqs, source.url, [{ body: event('twice') }]);
     await invoke(ingest, source);
     await sendMessages(sqs, source.url, [{ body: event('twice') }]);
@@ -228,6 +231,37 @@ describe.concurrent('resilience through the real pipeline, local SQS and DynamoD
     expect(response.batchItemFailures).toEqual([]);
     expect(alpha.received).toHaveLength(1);
     expect(beta.received).toHaveLength(1);
+  });
+
+  it('in the default mode the ledger is untouched while all goes well; a producer duplicate relies on the key', async () => {
+    const source = await createQueue(sqs, 'ingest');
+    const table = await createLedgerTable(dynamodb);
+    const { ingest, alpha, beta } = await pipeline({ env: { DELIVERY_LEDGER_TABLE: table } });
+    await sendMessages(sqs, source.url, [{ body: event('dup') }, { body: event('other') }]);
+    await invoke(ingest, source);
+    expect((await dynamodb.send(new ScanCommand({ TableName: table }))).Items).toEqual([]);
+    // The same event again as a new message (receive count 1): not looked up, delivered again with the same key.
+    await sendMessages(sqs, source.url, [{ body: event('dup') }]);
+    const { response } = await invoke(ingest, source);
+    expect(response.batchItemFailures).toEqual([]);
+    for (const endpoint of [alpha, beta]) {
+      const dups = endpoint.received.filter((r) => r.eventId === 'dup');
+      expect(dups).toHaveLength(2);
+      expect(new Set(dups.map((r) => r.headers['idempotency-key']))).toEqual(
+        new Set([idempotencyKey('urn:test:orders', 'dup')]),
+      );
+    }
+  });
+
+  it('in the default mode only an event that goes back to the queue with endpoints done is written', async () => {
+    const source = await createQueue(sqs, 'ingest');
+    const table = await createLedgerTable(dynamodb);
+    const { ingest, beta } = await pipeline({ env: { DELIVERY_LEDGER_TABLE: table } });
+    beta.respond((request) => ({ status: request.eventId === 'half' ? 503 : 200 }));
+    await sendMessages(sqs, source.url, [{ body: event('half') }, { body: event('whole') }]);
+    await invoke(ingest, source);
+    const items = (await dynamodb.send(new ScanCommand({ TableName: table }))).Items ?? [];
+    expect(items.map((item) => item.id?.S)).toEqual([`${idempotencyKey('urn:test:orders', 'half')}#alpha`]);
   });
 
   it('still delivers everything, with the same Idempotency-Key, when the ledger is down', async () => {

@@ -15,11 +15,19 @@ afterEach(async () => {
   ingest = undefined;
 });
 
-const record = (id: string, type: string, source = 'urn:test:orders') =>
-  sqsRecord(JSON.stringify(cloudEvent(id, { type, source })), { messageId: `m-${id}` });
+const record = (id: string, type: string, source = 'urn:test:orders', receiveCount = 1) =>
+  sqsRecord(JSON.stringify(cloudEvent(id, { type, source })), {
+    messageId: `m-${id}`,
+    attributes: {
+      ApproximateReceiveCount: String(receiveCount),
+      SentTimestamp: String(Date.now()),
+      SenderId: 'AIDATEST',
+      ApproximateFirstReceiveTimestamp: String(Date.now()),
+    },
+  });
 
 /** The pipeline with an endpoints file: orders (type prefix), audit (source), refunds (type, unreachable). */
-async function pipeline(ledgerTable?: string) {
+async function pipeline(ledgerTable?: string, ledgerMode = 'redeliveries') {
   const [orders, audit] = await Promise.all([testEndpoint(), testEndpoint()]);
   const refunds = await closedPortUrl();
   const document = {
@@ -30,7 +38,12 @@ async function pipeline(ledgerTable?: string) {
     ],
   };
   const config = loadConfig(
-    { DELIVERY_RETRY_BASE_MS: '1', DELIVERY_RETRY_MAX_MS: '2', CIRCUIT_BREAKER_THRESHOLD: '0' },
+    {
+      DELIVERY_RETRY_BASE_MS: '1',
+      DELIVERY_RETRY_MAX_MS: '2',
+      CIRCUIT_BREAKER_THRESHOLD: '0',
+      DELIVERY_LEDGER_MODE: ledgerMode,
+    },
     { document, source: 'test.yml' },
   );
   const logger = new Logger({ serviceName: 'test', logLevel: 'SILENT' });
@@ -82,24 +95,33 @@ describe('endpoints as subscriptions', () => {
   it('the ledger and the redelivery respect the routing: a retry reaches only the endpoints still missing it', async () => {
     const table = await createLedgerTable(localDynamoDb(), 'subs');
     const run = await pipeline(table);
-    const order = record('o-2', 'com.example.order.created');
-    expect((await run.ingest.handle(sqsEvent([order]), lambdaContext())).batchItemFailures).toEqual([]);
-    // The same event again (a duplicate send): the ledger knows both endpoints it was routed to have it.
-    expect((await run.ingest.handle(sqsEvent([order]), lambdaContext())).batchItemFailures).toEqual([]);
-    expect(run.orders.received).toHaveLength(1);
-    expect(run.audit.received).toHaveLength(1);
-    const refund = record('r-2', 'com.example.refund.issued', 'urn:audit');
-    expect((await run.ingest.handle(sqsEvent([refund]), lambdaContext())).batchItemFailures).toHaveLength(1);
-    expect((await run.ingest.handle(sqsEvent([refund]), lambdaContext())).batchItemFailures).toHaveLength(1);
+    const refund = (receiveCount: number) => record('r-2', 'com.example.refund.issued', 'urn:audit', receiveCount);
+    expect((await run.ingest.handle(sqsEvent([refund(1)]), lambdaContext())).batchItemFailures).toHaveLength(1);
+    // SQS hands it out again: the ledger says audit, one of the two endpoints it is routed to, has it.
+    expect((await run.ingest.handle(sqsEvent([refund(2)]), lambdaContext())).batchItemFailures).toHaveLength(1);
     // audit took it the first time; orders, not routed, never saw it.
     expect(run.audit.received.filter((r) => r.eventId === 'r-2')).toHaveLength(1);
     expect(run.orders.received.filter((r) => r.eventId === 'r-2')).toHaveLength(0);
     // The ledger is asked only about the endpoints the event is routed to.
     const [keys, , endpointsOf] = run.lookup!.mock.calls.at(-1)!;
     expect(endpointsOf?.(keys[0]!)).toEqual(['audit', 'refunds']);
-    // An event routed nowhere costs no ledger read.
+    // An event routed nowhere costs no ledger read, even redelivered.
     const calls = run.lookup!.mock.calls.length;
-    await run.ingest.handle(sqsEvent([record('x-3', 'com.example.stock.moved', 'urn:warehouse')]), lambdaContext());
+    const unrouted = record('x-3', 'com.example.stock.moved', 'urn:warehouse', 2);
+    await run.ingest.handle(sqsEvent([unrouted]), lambdaContext());
     expect(run.lookup!.mock.calls).toHaveLength(calls);
+  });
+
+  it('in every-delivery mode a duplicate send skips the endpoints it was routed to that have it', async () => {
+    const table = await createLedgerTable(localDynamoDb(), 'subs-every');
+    const run = await pipeline(table, 'every-delivery');
+    const order = record('o-2', 'com.example.order.created');
+    expect((await run.ingest.handle(sqsEvent([order]), lambdaContext())).batchItemFailures).toEqual([]);
+    // The same event again as a new message: the ledger knows both endpoints it was routed to have it.
+    expect((await run.ingest.handle(sqsEvent([order]), lambdaContext())).batchItemFailures).toEqual([]);
+    expect(run.orders.received).toHaveLength(1);
+    expect(run.audit.received).toHaveLength(1);
+    const [keys, , endpointsOf] = run.lookup!.mock.calls.at(-1)!;
+    expect(endpointsOf?.(keys[0]!)).toEqual(['orders', 'audit']);
   });
 });

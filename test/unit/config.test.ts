@@ -40,6 +40,7 @@ describe('loadConfig defaults', () => {
       retryBaseDelayS: 10,
       retryMaxDelayS: 900,
       ledgerTtlS: 1_296_000,
+      ledgerMode: 'redeliveries',
     });
     expect(config.quarantineQueueUrl).toBeUndefined();
     expect(config.ledgerTable).toBeUndefined();
@@ -74,6 +75,7 @@ describe('loadConfig defaults', () => {
       RETRY_MAX_DELAY_S: '60',
       DELIVERY_LEDGER_TABLE: 'ingest-ledger.v1',
       DELIVERY_LEDGER_TTL_S: '3600',
+      DELIVERY_LEDGER_MODE: 'every-delivery',
     });
     expect(config.endpoints.map((endpoint) => [endpoint.name, endpoint.url.href])).toEqual([
       ['analytics', 'https://a.example.com/events'],
@@ -95,6 +97,7 @@ describe('loadConfig defaults', () => {
       retryMaxDelayS: 60,
       ledgerTable: 'ingest-ledger.v1',
       ledgerTtlS: 3600,
+      ledgerMode: 'every-delivery',
     });
   });
 });
@@ -114,6 +117,10 @@ describe('ENDPOINTS', () => {
     expectRejected({ ENDPOINTS: 'https://a.example.com/events' }, 'ENDPOINTS', 'is not a name=url pair');
     expectRejected({ ENDPOINTS: '=https://a.example.com/events' }, 'ENDPOINTS', 'is not a name=url pair');
     expectRejected({ ENDPOINTS: `${ENDPOINTS},search` }, 'ENDPOINTS', "'search' is not a name=url pair");
+    // Review finding 8: a comma inside a query string must not put the rest of the token in the message.
+    const error = configError({ ENDPOINTS: 'a=https://h.example.com/in?sig=AB,CD' });
+    expect(error.message).toContain("the part after endpoint 'a' is not a name=url pair");
+    expect(error.message).not.toMatch(/AB|CD/);
   });
 
   it('rejects names that are not lowercase letters, digits and dashes', () => {
@@ -377,6 +384,24 @@ describe('isLoopbackHost', () => {
     }
     for (const host of ['localhost.example.com', '127.example.com']) {
       expect(isLoopbackHost(host), host).toBe(false);
+    }
+  });
+});
+
+describe('DELIVERY_LEDGER_MODE', () => {
+  it('reads both modes, redeliveries by default', () => {
+    expect(loadConfig({ ENDPOINTS }).ledgerMode).toBe('redeliveries');
+    expect(loadConfig({ ENDPOINTS, DELIVERY_LEDGER_MODE: ' redeliveries ' }).ledgerMode).toBe('redeliveries');
+    expect(loadConfig({ ENDPOINTS, DELIVERY_LEDGER_MODE: 'every-delivery' }).ledgerMode).toBe('every-delivery');
+  });
+
+  it('rejects any other value, naming the variable and both modes', () => {
+    for (const mode of ['always', 'Every-Delivery', 'redelivery']) {
+      expectRejected(
+        { ENDPOINTS, DELIVERY_LEDGER_MODE: mode },
+        'DELIVERY_LEDGER_MODE',
+        "use 'redeliveries' or 'every-delivery'",
+      );
     }
   });
 });

@@ -188,7 +188,8 @@ describe('EndpointDelivery circuit breaker', () => {
     for (let i = 0; i < 3; i++) expect(await deliver(delivery, `e${i}`)).toMatchObject({ kind: 'transient' });
     expect(sink.received).toHaveLength(3);
     for (let i = 3; i < 6; i++) {
-      expect(await deliver(delivery, `e${i}`)).toEqual({
+      // A deadline before the half-open time: nothing to wait for.
+      expect(await deliver(delivery, `e${i}`, never, Date.now() + 1000)).toEqual({
         ok: false,
         endpoint: 'sink',
         kind: 'circuit-open',
@@ -203,7 +204,11 @@ describe('EndpointDelivery circuit breaker', () => {
     const sink = await testEndpoint(() => ({ reset: true }));
     const delivery = deliveryFor(sink.url, { maxAttempts: 5, breakerThreshold: 2 });
     // The third attempt finds the breaker open: it is not retried further.
-    expect(await deliver(delivery)).toMatchObject({ ok: false, kind: 'circuit-open', attempts: 3 });
+    expect(await deliver(delivery, 'evt-1', never, Date.now() + 1000)).toMatchObject({
+      ok: false,
+      kind: 'circuit-open',
+      attempts: 3,
+    });
     expect(sink.received).toHaveLength(2);
   });
 
@@ -220,7 +225,7 @@ describe('EndpointDelivery circuit breaker', () => {
     const delivery = deliveryFor(sink.url, { maxAttempts: 1, breakerThreshold: 3 });
     for (let i = 0; i < answers.length; i++) await deliver(delivery, `e${i}`);
     expect(sink.received).toHaveLength(answers.length);
-    expect(await deliver(delivery, 'last')).toMatchObject({ kind: 'circuit-open' });
+    expect(await deliver(delivery, 'last', never, Date.now() + 1000)).toMatchObject({ kind: 'circuit-open' });
   });
 
   it('lets a trial request through after breakerHalfOpenMs and closes on success', async () => {
@@ -228,7 +233,7 @@ describe('EndpointDelivery circuit breaker', () => {
     const delivery = deliveryFor(sink.url, { maxAttempts: 1, breakerThreshold: 2, breakerHalfOpenMs: 100 });
     await deliver(delivery, 'a');
     await deliver(delivery, 'b');
-    expect(await deliver(delivery, 'c')).toMatchObject({ kind: 'circuit-open' });
+    expect(await deliver(delivery, 'c', never, Date.now() + 50)).toMatchObject({ kind: 'circuit-open' });
     sink.respond(() => ({ status: 200 }));
     await vi.waitFor(
       async () => {
@@ -380,7 +385,9 @@ describe('EndpointDelivery on 401/403 (issue 9, defect 4)', () => {
     return {
       prepare: () => ({ headers: { 'idempotency-key': key, ...authHeaders(current, body) }, body }),
       refresh: async () => {
-        current = await renew();
+        const fresh = await renew();
+        if (fresh) current = fresh;
+        return fresh !== undefined;
       },
     };
   };
@@ -413,7 +420,7 @@ describe('EndpointDelivery on 401/403 (issue 9, defect 4)', () => {
     });
     const result = await deliveryFor(sink.url).deliver(request, never, later());
     expect(result).toMatchObject({ ok: false, kind: 'unauthorized', status: 401, attempts: 1 });
-    expect(result.ok === false && result.error).toContain('refresh failed: ENDPOINT_CREDENTIALS');
+    expect(result.ok === false && result.error).toContain('CREDENTIALS_REFRESH_FAILED: ENDPOINT_CREDENTIALS');
     expect(sink.received).toHaveLength(1);
   });
 
@@ -424,5 +431,53 @@ describe('EndpointDelivery on 401/403 (issue 9, defect 4)', () => {
       expect(await deliver(delivery, id)).toMatchObject({ kind: 'endpoint-error', status: 404, attempts: 1 });
     }
     expect(sink.received).toHaveLength(3);
+  });
+});
+
+describe('EndpointDelivery half-open queue (review finding 3)', () => {
+  async function openBreaker(mode: { status: number }) {
+    const sink = await testEndpoint(() => ({ status: mode.status }));
+    const delivery = deliveryFor(sink.url, { maxAttempts: 1, breakerThreshold: 1, breakerHalfOpenMs: 1 }, () => 0);
+    expect(await deliver(delivery, 'a')).toMatchObject({ kind: 'transient' });
+    const openedAt = Date.now();
+    await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(openedAt + 1), { interval: 1 });
+    return { sink, delivery };
+  }
+
+  it('jobs queued behind a trial wait for it and are all delivered when it succeeds', async () => {
+    const mode = { status: 503 };
+    const { sink, delivery } = await openBreaker(mode);
+    mode.status = 200;
+    const results = await Promise.all(['t', 'b', 'c', 'd'].map((id) => deliver(delivery, id)));
+    expect(results.map((result) => result.ok)).toEqual([true, true, true, true]);
+    expect(sink.received).toHaveLength(5);
+  });
+
+  it('jobs queued behind a trial fail circuit-open, unsent, when the trial fails', async () => {
+    const { sink, delivery } = await openBreaker({ status: 503 });
+    const results = await Promise.all(['t', 'b', 'c'].map((id) => deliver(delivery, id)));
+    expect(results.map((result) => !result.ok && result.kind)).toEqual(['transient', 'circuit-open', 'circuit-open']);
+    expect(sink.received).toHaveLength(2);
+  });
+
+  it('a delivery whose deadline is after the half-open time waits for it and probes', async () => {
+    const mode = { status: 503 };
+    const sink = await testEndpoint(() => ({ status: mode.status }));
+    const delivery = deliveryFor(sink.url, { maxAttempts: 1, breakerThreshold: 1, breakerHalfOpenMs: 200 }, () => 0);
+    expect(await deliver(delivery, 'a')).toMatchObject({ kind: 'transient' });
+    mode.status = 200;
+    expect(await deliver(delivery, 'b', never, Date.now() + 10_000)).toMatchObject({ ok: true, attempts: 1 });
+    expect(sink.received.map((request) => request.eventId)).toEqual(['a', 'b']);
+  });
+
+  it('a job held by an open circuit ends aborted when the deadline signal fires', async () => {
+    const sink = await testEndpoint(() => ({ status: 503 }));
+    const delivery = deliveryFor(sink.url, { maxAttempts: 1, breakerThreshold: 1, breakerHalfOpenMs: 60_000 });
+    expect(await deliver(delivery, 'a')).toMatchObject({ kind: 'transient' });
+    const controller = new AbortController();
+    const held = deliver(delivery, 'b', controller.signal, Date.now() + 120_000);
+    controller.abort();
+    expect(await held).toMatchObject({ ok: false, kind: 'aborted' });
+    expect(sink.received).toHaveLength(1);
   });
 });

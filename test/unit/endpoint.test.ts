@@ -93,14 +93,17 @@ describe('Endpoint.post: the request', () => {
     expect(sink.received[0]?.headers.authorization).toBeUndefined();
   });
 
-  it('reuses one keep-alive connection for sequential posts', async () => {
+  it('reuses keep-alive connections for sequential posts', async () => {
     const srv = await rawServer((req, res) => {
       req.resume();
       req.on('end', () => res.end('ok'));
     });
     const endpoint = endpointFor(srv.url);
-    for (let i = 0; i < 5; i++) await endpoint.post(structured(), never);
-    expect(srv.sockets).toHaveLength(1);
+    for (let i = 0; i < 8; i++) await endpoint.post(structured(), never);
+    // undici frees a socket one event-loop turn after its response (a guard against servers that close it anyway), so
+    // a post sent at once takes a second connection; from then on the two alternate.
+    expect(srv.sockets.length).toBeLessThanOrEqual(2);
+    expect(srv.sockets.every((socket) => !socket.destroyed)).toBe(true);
   });
 });
 
@@ -244,7 +247,9 @@ describe('Endpoint.post: outcome classification', () => {
       });
     });
     const error = await attemptError(endpointFor(srv.url).post(structured(), never));
-    expect(error).toMatchObject({ kind: 'transient', status: 200, code: 'INCOMPLETE' });
+    expect(error).toMatchObject({ kind: 'transient', code: 'INCOMPLETE_200' });
+    // Review finding 11: not a failure "with status 200".
+    expect(error.status).toBeUndefined();
   });
 
   it('a small response body is drained and the connection kept', async () => {
@@ -253,9 +258,9 @@ describe('Endpoint.post: outcome classification', () => {
       req.on('end', () => res.end('x'.repeat(16 * 1024)));
     });
     const endpoint = endpointFor(srv.url);
-    await endpoint.post(structured(), never);
-    await endpoint.post(structured(), never);
-    expect(srv.sockets).toHaveLength(1);
+    for (let i = 0; i < 4; i++) await endpoint.post(structured(), never);
+    expect(srv.sockets.length).toBeLessThanOrEqual(2);
+    expect(srv.sockets.every((socket) => !socket.destroyed)).toBe(true);
   });
 
   it('reports each request to the observer with its status or error', async () => {

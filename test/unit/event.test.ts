@@ -1,7 +1,14 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
-import { type InvalidEvent, idempotencyKey, parseEvent, type ValidEvent } from '../../lib/event';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
+import {
+  CloudEventSchema,
+  type InvalidEvent,
+  idempotencyKey,
+  parseEvent,
+  plainlyValid,
+  type ValidEvent,
+} from '../../lib/event';
 import { cloudEvent } from '../support/events';
 
 const MAX = 1_048_576;
@@ -122,6 +129,23 @@ describe('parseEvent: invalid records and their reasons', () => {
       expect(result.detail).toContain(expected);
       expect(result.detail).not.toMatch(/hunter|passw|secret|tru/);
     }
+  });
+
+  it('the kind of a not-JSON error is not read from the quoted body (review finding 10)', () => {
+    for (const body of ['hello number', 'x minus sign', `${'y'.repeat(60)} exponent ${'z'.repeat(60)}`]) {
+      expect(invalid(body).detail).toMatch(/^the body is not JSON: unexpected character at/);
+    }
+  });
+
+  it('a large body V8 gives no position for is parsed once, the position not searched (review finding 1)', () => {
+    const body = `{"a":${'x'.repeat(256 * 1024)}}`;
+    const parse = vi.spyOn(JSON, 'parse');
+    onTestFinished(() => parse.mockRestore());
+    const result = invalid(body);
+    expect(parse).toHaveBeenCalledTimes(1);
+    expect(result.detail).toBe(
+      `the body is not JSON: unexpected character at an unreported position (of ${body.length} characters)`,
+    );
   });
 
   it('null optional attributes are absent: valid, and the body is kept byte for byte (issue 9, defect 6)', () => {
@@ -252,9 +276,40 @@ describe('parseEvent properties', () => {
     .stringMatching(/^[a-z0-9]{1,20}$/)
     .filter((name) => name !== 'data' && !contextAttributes.includes(name));
 
+  const anyObject = fc.dictionary(fc.string(), fc.jsonValue());
+  const nearlyEvent = fc.record(
+    {
+      specversion: fc.oneof(fc.constant('1.0'), fc.jsonValue()),
+      id: fc.oneof(fc.string(), fc.jsonValue()),
+      source: fc.oneof(fc.string(), fc.jsonValue()),
+      type: fc.oneof(fc.string(), fc.jsonValue()),
+      subject: fc.oneof(fc.string(), fc.jsonValue()),
+      time: fc.oneof(
+        fc.string(),
+        fc.stringMatching(/^\d{4}-[01]\d-[0-3]\d[Tt][0-2]\d:[0-6]\d:[0-6]\d(\.\d{1,3})?([Zz]|[+-][0-2]\d:[0-6]\d)$/),
+        fc.date({ noInvalidDate: true }).map((date) => date.toISOString()),
+      ),
+      datacontenttype: fc.oneof(fc.string(), fc.jsonValue()),
+      data: fc.jsonValue(),
+    },
+    { requiredKeys: [] },
+  );
+  const scalar = fc.oneof(fc.string(), fc.integer(), fc.boolean(), fc.constant(null), fc.jsonValue());
+
+  it("the schema's fast path accepts only what the schema accepts", () => {
+    const candidate = fc
+      .tuple(nearlyEvent, fc.dictionary(fc.oneof(extensionName, fc.string()), scalar, { maxKeys: 3 }))
+      .map(([event, extra]) => JSON.parse(JSON.stringify({ ...extra, ...event })) as Record<string, unknown>);
+    fc.assert(
+      fc.property(candidate, (json) => {
+        if (plainlyValid(json)) expect(CloudEventSchema.safeParse(json).success).toBe(true);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
   it('never throws, whatever the body', () => {
-    const anyObject = fc.dictionary(fc.string(), fc.jsonValue());
-    const nearlyEvent = fc.record(
+    const nearlyEventWithData = fc.record(
       {
         specversion: fc.oneof(fc.constant('1.0'), fc.jsonValue()),
         id: fc.oneof(fc.string(), fc.jsonValue()),
@@ -275,7 +330,7 @@ describe('parseEvent properties', () => {
       fc.string({ unit: 'binary' }),
       fc.json(),
       anyObject.map((value) => JSON.stringify(value)),
-      fc.tuple(nearlyEvent, anyObject).map(([event, extra]) => JSON.stringify({ ...extra, ...event })),
+      fc.tuple(nearlyEventWithData, anyObject).map(([event, extra]) => JSON.stringify({ ...extra, ...event })),
     );
     fc.assert(
       fc.property(body, fc.integer({ min: 1, max: 2048 }), (text, maxBytes) => {

@@ -136,6 +136,34 @@ describe.concurrent('redrive on local SQS', () => {
     expect(await receiveAll(sqs, to.url)).toHaveLength(12);
   });
 
+  it('moves at most what the queue held at the start, even without --max (review finding 6)', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    await sendMessages(
+      sqs,
+      from.url,
+      bodies('m', 5).map((body) => ({ body })),
+    );
+    let late: Promise<unknown> | undefined;
+    const summary = await redrive(sqs, {
+      from: from.url,
+      to: to.url,
+      method: 'loop',
+      // Long enough a poll that, without the bound, the next receive would get the late messages.
+      emptyWaitS: 1,
+      // New poison arriving while the redrive runs belongs to the next run.
+      onProgress: () => {
+        late ??= sendMessages(
+          sqs,
+          from.url,
+          bodies('late', 10).map((body) => ({ body })),
+        );
+      },
+    });
+    await late;
+    expect(summary).toMatchObject({ method: 'loop', moved: 5, failed: 0 });
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(bodies('m', 5));
+  });
+
   it('stops after the batch in hand when interrupted, losing and duplicating nothing', async () => {
     const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
     const all = bodies('m', 40);

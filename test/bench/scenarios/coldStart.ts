@@ -1,93 +1,178 @@
-/** Figure 4: the handler bundle's size and module load time, beside a bundle holding only the SQS client. */
+/**
+ * Figure 4: cold start. A fresh Node 22 process per measurement, from process start to the answer of a first 10-event
+ * batch (3 loopback endpoints): the artifact exactly as `npm run package` builds it, the other bundling choices for
+ * comparison, and a minimal handler that only imports @aws-sdk/client-sqs and answers empty.
+ */
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { type Bundle, buildBundles } from '../bundles';
-import type { BenchOptions } from '../measure';
-import { log } from '../measure';
-import { BUNDLE_DIR, CHILD_NODE, ROOT } from '../paths';
+import { type Bundle, buildBundles, bundleVariant } from '../bundles';
+import { sqsEvent } from '../events';
+import type { EndpointFleet } from '../fleet';
+import { type BenchOptions, log } from '../measure';
+import { BUNDLE_DIR, CHILD_NODE, OUT_DIR, ROOT } from '../paths';
 import { type Summary, summarize } from '../stats';
-import { subjectEnv } from '../subject';
+import { LOGS_ON_ENV, subjectEnv } from '../subject';
 
 const run = promisify(execFile);
 
-export const BUNDLE_TARGET_BYTES = 250_000;
+export const COLD_EVENTS = 10;
+export const COLD_TARGET_RATIO = 1.3;
+export const ARTIFACT_LIMIT_BYTES = 5_000_000;
+const ARTIFACT_DIR = `${OUT_DIR}/artifact`;
+
+export interface ColdRow {
+  id: string;
+  label: string;
+  /** The bundle file's size (minified), when it is one file. */
+  bytes?: number;
+  /** Process start → module loaded (ms since the process's time origin). */
+  loadMs: Summary;
+  /** The first batch alone: handler call → answer. */
+  firstBatchMs: Summary;
+  /** Process start → answer of the first batch: the figure of the target. */
+  totalMs: Summary;
+  failed: number;
+}
 
 export interface ColdStart {
-  handler: Bundle;
-  handlerSdkBundled: Bundle;
-  handlerSdkBundledLoadMs: Summary;
-  sqsOnly: Bundle;
-  handlerLoadMs: Summary;
-  /** Only the external @aws-sdk modules the handler bundle imports, loaded the same way. */
-  externalsLoadMs: Summary;
-  /** Only @aws-sdk/client-sqs from the runtime's node_modules: what the SDK part would cost if the rest loaded lazily. */
-  sqsExternalLoadMs: Summary;
-  /** With NODE_OPTIONS=--enable-source-maps, as serverless.yml deploys it. */
-  handlerLoadMsSourceMaps: Summary;
-  sqsOnlyLoadMs: Summary;
+  rows: ColdRow[];
+  /** The zip `npm run package` wrote. */
+  artifactBytes: number;
+  artifactFiles: string[];
+  /** What the handler bundle holds, largest first. */
+  byPackage: Bundle['byPackage'];
+  processes: number;
   node: string;
 }
 
-const LOADER = `const started = performance.now();
-await import(process.argv[2]);
-process.stdout.write(String(performance.now() - started));
+// Runs in the fresh process: performance.now() counts from the process's start.
+const COLD_RUNNER = `import { readFileSync, writeFileSync } from 'node:fs';
+const [, , modulePath, eventFile, outFile] = process.argv;
+const mod = await import(modulePath);
+const loaded = performance.now();
+const event = JSON.parse(readFileSync(eventFile, 'utf8'));
+const deadline = Date.now() + 60_000;
+const context = {
+  callbackWaitsForEmptyEventLoop: false, functionName: 'ingest', functionVersion: '$LATEST',
+  invokedFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:ingest', memoryLimitInMB: '512',
+  awsRequestId: 'cold-start', logGroupName: '/aws/lambda/ingest', logStreamName: 'cold',
+  getRemainingTimeInMillis: () => deadline - Date.now(),
+};
+const started = performance.now();
+const answer = await mod.handler(event, context);
+const answered = performance.now();
+writeFileSync(outFile, JSON.stringify({ loaded, started, answered, failed: answer?.batchItemFailures?.length ?? -1 }));
+process.exit(0);
 `;
 
-async function loadOnce(bundle: string, env: Record<string, string>): Promise<number> {
-  const loader = `${BUNDLE_DIR}/load.mjs`;
-  const { stdout } = await run(CHILD_NODE, [loader, bundle], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', ...env },
-  });
-  return Number(stdout);
+const MINIMAL_HANDLER = `import { SQSClient } from '@aws-sdk/client-sqs';
+const sqs = new SQSClient({});
+export const handler = async () => ({ batchItemFailures: [] });
+`;
+
+/** Runs `npm run package` (osls package) and unpacks its zip under .bench/, where @aws-sdk/* resolves as on Lambda. */
+async function packagedArtifact(): Promise<{ entry: string; bytes: number; files: string[] }> {
+  await run(`${ROOT}node_modules/.bin/osls`, ['package'], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
+  const zip = `${ROOT}.serverless/ingest.zip`;
+  const dir = `${ARTIFACT_DIR}/deployed`;
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  await run('unzip', ['-q', '-o', zip, '-d', dir]);
+  const { stdout } = await run('unzip', ['-Z1', zip]);
+  const entry = stdout.split('\n').find((f) => /^functions\/ingest\/handler\.(mjs|cjs|js)$/.test(f));
+  if (!entry) throw new Error(`${zip} holds no functions/ingest/handler.{mjs,cjs,js}: ${stdout}`);
+  return { entry: `${dir}/${entry}`, bytes: readFileSync(zip).length, files: stdout.split('\n').filter(Boolean) };
 }
 
-export async function coldStart(options: BenchOptions): Promise<ColdStart> {
-  const { handler, handlerSdkBundled, sqsOnly } = await buildBundles();
-  writeFileSync(`${BUNDLE_DIR}/load.mjs`, LOADER);
-  const externals = `${BUNDLE_DIR}/externals.mjs`;
-  writeFileSync(externals, handler.externals.map((e) => `import '${e}';\n`).join(''));
-  const sqsExternal = `${BUNDLE_DIR}/sqs-external.mjs`;
-  writeFileSync(sqsExternal, "import '@aws-sdk/client-sqs';\n");
-  // The handler reads its configuration at import; any valid loopback endpoints will do, nothing is sent.
-  const deployedEnv = subjectEnv({
-    urls: ['http://127.0.0.1:9/a', 'http://127.0.0.1:9/b'],
-    sqsEndpoint: 'http://127.0.0.1:9',
+interface Variant {
+  id: string;
+  label: string;
+  entry: string;
+  bytes?: number;
+}
+
+async function coldOnce(entry: string, env: Record<string, string>) {
+  const out = `${BUNDLE_DIR}/cold-result.json`;
+  rmSync(out, { force: true });
+  await run(CHILD_NODE, [`${BUNDLE_DIR}/cold-runner.mjs`, entry, `${BUNDLE_DIR}/cold-event.json`, out], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    maxBuffer: 16 * 1024 * 1024,
   });
-  const env = { ...deployedEnv, NODE_OPTIONS: '' };
-  const rounds = options.quick ? 5 : 11;
-  const handlerMs: number[] = [];
-  const handlerMapsMs: number[] = [];
-  const externalsMs: number[] = [];
-  const sqsExternalMs: number[] = [];
-  const sdkBundledMs: number[] = [];
-  const sqsMs: number[] = [];
-  // One unmeasured load each warms the OS file cache; then the two alternate so drift hits both alike.
-  await loadOnce(handler.path, env);
-  await loadOnce(sqsOnly.path, env);
-  for (let i = 0; i < rounds; i++) {
-    handlerMs.push(await loadOnce(handler.path, env));
-    handlerMapsMs.push(await loadOnce(handler.path, deployedEnv));
-    externalsMs.push(await loadOnce(externals, env));
-    sqsExternalMs.push(await loadOnce(sqsExternal, env));
-    sdkBundledMs.push(await loadOnce(handlerSdkBundled.path, env));
-    sqsMs.push(await loadOnce(sqsOnly.path, env));
+  return JSON.parse(readFileSync(out, 'utf8')) as { loaded: number; started: number; answered: number; failed: number };
+}
+
+export async function coldStart(fleet: EndpointFleet, options: BenchOptions): Promise<ColdStart> {
+  const { handler } = await buildBundles();
+  mkdirSync(BUNDLE_DIR, { recursive: true });
+  writeFileSync(`${BUNDLE_DIR}/cold-runner.mjs`, COLD_RUNNER);
+  writeFileSync(`${BUNDLE_DIR}/cold-event.json`, JSON.stringify(sqsEvent(COLD_EVENTS)));
+  writeFileSync(`${BUNDLE_DIR}/minimal-sqs.mjs`, MINIMAL_HANDLER);
+  const artifact = await packagedArtifact();
+  const sdkBundled = await bundleVariant('cold-sdk-bundled', { external: [] });
+  const sdkExternal = await bundleVariant('cold-sdk-external', { external: ['@aws-sdk/*'] });
+  const variants: Variant[] = [
+    { id: 'deployed', label: 'handler, the artifact of `npm run package` (as deployed)', entry: artifact.entry },
+    {
+      id: 'sdk-bundled',
+      label: 'handler, @aws-sdk/* bundled (ESM, minified)',
+      entry: sdkBundled.path,
+      bytes: sdkBundled.bytes,
+    },
+    {
+      id: 'sdk-external',
+      label: 'handler, @aws-sdk/* from the runtime (ESM, minified)',
+      entry: sdkExternal.path,
+      bytes: sdkExternal.bytes,
+    },
+    {
+      id: 'minimal',
+      label: 'minimal handler: imports @aws-sdk/client-sqs (from the runtime), answers empty',
+      entry: `${BUNDLE_DIR}/minimal-sqs.mjs`,
+    },
+  ];
+  // As deployed: INFO logs, EMF metrics, source maps; tracing off (no X-Ray daemon here).
+  const env = { ...subjectEnv({ urls: fleet.urls, sqsEndpoint: fleet.sqsEndpoint }), ...LOGS_ON_ENV };
+  await fleet.reset();
+  await fleet.delays(fleet.urls.map(() => 0));
+  const processes = options.quick ? 5 : 11;
+  const samples = new Map(
+    variants.map((v) => [v.id, { load: [] as number[], batch: [] as number[], total: [] as number[], failed: 0 }]),
+  );
+  // One unmeasured start each warms the OS file cache; then the variants alternate so drift hits all alike.
+  for (const v of variants) await coldOnce(v.entry, env);
+  for (let i = 0; i < processes; i++) {
+    for (const v of variants) {
+      const r = await coldOnce(v.entry, env);
+      const s = samples.get(v.id)!;
+      s.load.push(r.loaded);
+      s.batch.push(r.answered - r.started);
+      s.total.push(r.answered);
+      s.failed = Math.max(s.failed, r.failed);
+    }
   }
-  const result = {
-    handler,
-    sqsOnly,
-    handlerLoadMs: summarize(handlerMs),
-    handlerSdkBundled,
-    handlerSdkBundledLoadMs: summarize(sdkBundledMs),
-    handlerLoadMsSourceMaps: summarize(handlerMapsMs),
-    externalsLoadMs: summarize(externalsMs),
-    sqsExternalLoadMs: summarize(sqsExternalMs),
-    sqsOnlyLoadMs: summarize(sqsMs),
+  const rows = variants.map((v) => {
+    const s = samples.get(v.id)!;
+    return {
+      id: v.id,
+      label: v.label,
+      ...(v.bytes !== undefined ? { bytes: v.bytes } : {}),
+      loadMs: summarize(s.load),
+      firstBatchMs: summarize(s.batch),
+      totalMs: summarize(s.total),
+      failed: s.failed,
+    };
+  });
+  log(
+    `  cold start: ${rows.map((r) => `${r.id} ${r.totalMs.median.toFixed(0)} ms (load ${r.loadMs.median.toFixed(0)})`).join(', ')}`,
+  );
+  return {
+    rows,
+    artifactBytes: artifact.bytes,
+    artifactFiles: artifact.files,
+    byPackage: handler.byPackage,
+    processes,
     node: CHILD_NODE,
   };
-  log(
-    `  handler bundle ${handler.bytes} B, loads in ${result.handlerLoadMs.median.toFixed(1)} ms; SQS-only ${sqsOnly.bytes} B, ${result.sqsOnlyLoadMs.median.toFixed(1)} ms`,
-  );
-  return result;
 }

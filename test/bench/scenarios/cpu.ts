@@ -1,7 +1,7 @@
 /**
  * Figure 6: per-event CPU cost of the handler itself. Two measurements over batches of 2,000 events to instant
  * endpoints, each runner in its own process: process CPU time per event (no profiler) for the handler and the floors,
- * and sampling profiles of the handler and the node:http floor whose self time is attributed to the code that caused
+ * and sampling profiles of the handler and the undici floor (the same client) whose self time is attributed to the code that caused
  * it (see `categorize`), mapped back to source files through the bundles' source maps.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -17,7 +17,7 @@ import { type Summary, summarize } from '../stats';
 
 export const CPU_EVENTS = 2000;
 export const PROFILE_FILE = `${OUT_DIR}/handler.cpuprofile`;
-export const FLOOR_PROFILE_FILE = `${OUT_DIR}/floor-http.cpuprofile`;
+export const FLOOR_PROFILE_FILE = `${OUT_DIR}/floor-undici.cpuprofile`;
 
 export type Category =
   | 'lib'
@@ -36,7 +36,7 @@ export const CATEGORY_LABELS: Record<Category, string> = {
   zod: 'zod (schema validation)',
   cockatiel: 'cockatiel (bulkhead, circuit breaker)',
   powertools: 'Powertools + middy',
-  'http-client': 'node:http client calls made by our code (request, headers, write, socket assignment)',
+  'http-client': 'HTTP client: undici, and node:http calls made by our code (request, headers, write, parsing)',
   'node-io': 'Node internals with no caller of ours (socket reads, HTTP parsing, timers, promise jobs)',
   gc: 'garbage collector',
   program: '(program): V8 and native work not attributed to a function',
@@ -109,6 +109,7 @@ function owner(path: string | undefined): Category | undefined {
     if (pkg.startsWith('zod/')) return 'zod';
     if (pkg.startsWith('cockatiel/')) return 'cockatiel';
     if (pkg.startsWith('@aws-lambda-powertools/') || pkg.startsWith('@middy/')) return 'powertools';
+    if (pkg.startsWith('undici/')) return 'http-client';
     return 'other';
   }
   if (path.startsWith(`${ROOT}lib/`) || path.startsWith(`${ROOT}functions/`)) return 'lib';
@@ -182,7 +183,8 @@ export async function cpuProfile(
 ): Promise<CpuResult> {
   const measured = runners.filter((r) => r.id === 'handler' || r.id.startsWith('floor'));
   const handler = measured.find((r) => r.id === 'handler')!;
-  const floor = measured.find((r) => r.id === 'floor-http')!;
+  // The handler's client is undici's Pool: its floor is the one with the same client.
+  const floor = measured.find((r) => r.id === 'floor-undici')!;
   await fleet.reset();
   await fleet.delays(fleet.urls.map(() => 0));
   for (const runner of measured) await timedRun(runner, fleet, CPU_EVENTS);
@@ -203,7 +205,7 @@ export async function cpuProfile(
   writeFileSync(PROFILE_FILE, JSON.stringify(profile));
   writeFileSync(FLOOR_PROFILE_FILE, JSON.stringify(floorProfile));
   const analysis = analyze(profile, CPU_EVENTS * rounds, new Sources(bundles.hosts.handler));
-  const floorAnalysis = analyze(floorProfile, CPU_EVENTS * rounds, new Sources(bundles.hosts['floor-http']));
+  const floorAnalysis = analyze(floorProfile, CPU_EVENTS * rounds, new Sources(bundles.hosts['floor-undici']));
   const categories = [...new Set([...analysis.totals.keys(), ...floorAnalysis.totals.keys()])];
   const result: CpuResult = {
     events: CPU_EVENTS,

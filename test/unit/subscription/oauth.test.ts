@@ -200,6 +200,7 @@ describe('an endpoint behind OAuth client credentials', () => {
     const refreshSecrets = async () => {
       reads++;
       secrets.set('secretsmanager:crm', SECRET);
+      return true;
     };
     expect(await sub.deliver(valid(), { ...context, secrets, refreshSecrets })).toMatchObject({
       ok: true,

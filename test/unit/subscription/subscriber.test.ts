@@ -44,11 +44,30 @@ describe('Subscriber', () => {
         refreshSecrets: async () => {
           reads++;
           secrets.set('ssm:/token', 'new');
+          return true;
         },
       },
     );
     expect(result).toMatchObject({ ok: true, attempts: 2 });
     expect(reads).toBe(1);
     expect(sink.received.map((r) => r.headers.authorization)).toEqual(['Bearer old', 'Bearer new']);
+  });
+
+  it('on a 401/403 whose secrets read again are unchanged, does not send again (CREDENTIALS_NOT_REFRESHED)', async () => {
+    const sink = await testEndpoint(() => ({ status: 401 }));
+    const secrets = new Map([['ssm:/token', 'old']]);
+    const result = await subscriberFor(sink.url, { auth: { kind: 'bearer', token: { ssm: '/token' } } }).deliver(
+      validEvent(),
+      { ...context(), secrets, refreshSecrets: async () => false },
+    );
+    expect(result).toMatchObject({ ok: false, kind: 'unauthorized', error: 'CREDENTIALS_NOT_REFRESHED', attempts: 1 });
+    expect(sink.received).toHaveLength(1);
+  });
+
+  it('on a 401/403 of an endpoint with no credentials at all, says so (CREDENTIALS_NONE)', async () => {
+    const sink = await testEndpoint(() => ({ status: 403 }));
+    const result = await subscriberFor(sink.url).deliver(validEvent(), context());
+    expect(result).toMatchObject({ ok: false, kind: 'unauthorized', error: 'CREDENTIALS_NONE' });
+    expect(sink.received).toHaveLength(1);
   });
 });
