@@ -264,7 +264,8 @@ export class EndpointDelivery {
       } else if (known && error.kind === 'unauthorized' && !refresh) {
         // No credential configured for the endpoint, so none to read again: the log must not say it was.
         const failure = toFailure(this.#endpoint.name, error, job.attempt);
-        job.resolve({ ok: false, ...failure, error: 'CREDENTIALS_NONE' });
+        // A failure found before sending (e.g. INVALID_HEADER_VALUE) keeps its own code.
+        job.resolve({ ok: false, ...failure, error: failure.error ?? 'CREDENTIALS_NONE' });
       } else this.#retryOrFail(job, error);
     }
     this.#pump();

@@ -70,8 +70,10 @@ export function plainlyValid(json: Record<string, unknown>): boolean {
       case 'data':
         break;
       case 'subject':
-      case 'datacontenttype':
         if (value !== undefined && !isNonEmpty(value)) return false;
+        break;
+      case 'datacontenttype':
+        if (value !== undefined && !(typeof value === 'string' && MEDIA_TYPE.test(value))) return false;
         break;
       case 'time':
         if (value !== undefined && !(typeof value === 'string' && isRfc3339(value))) return false;

@@ -254,9 +254,11 @@ export function flattenLine(value: unknown, prefix = '', out: Record<string, str
   return out;
 }
 
-/** Evaluates one `filter` clause: field = 'text', field like 'text' (a substring), and, or, not, parentheses. */
+/** Evaluates one `filter` clause: field = 'text', field like 'text' (a substring), field in ['a', 'b'], and, or, not, (). */
 function filterHolds(clause: string, fields: Record<string, string>): boolean {
-  const tokens = [...clause.matchAll(/\s*(\(|\)|'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|=|[@\w.]+)/g)].map((m) => m[1]!);
+  const tokens = [...clause.matchAll(/\s*(\(|\)|\[|\]|,|'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|=|[@\w.]+)/g)].map(
+    (m) => m[1]!,
+  );
   let i = 0;
   const literal = (token: string) => token.slice(1, -1).replace(/\\(.)/g, '$1');
   const factor = (): boolean => {
@@ -271,6 +273,15 @@ function filterHolds(clause: string, fields: Record<string, string>): boolean {
       return !factor();
     }
     const [field, op, value] = [tokens[i++]!, tokens[i++]?.toLowerCase(), tokens[i++]];
+    if (op === 'in' && value === '[') {
+      const list: string[] = [];
+      while (tokens[i] !== undefined && tokens[i] !== ']') {
+        const item = tokens[i++]!;
+        if (item !== ',') list.push(literal(item));
+      }
+      i++;
+      return fields[field] !== undefined && list.includes(fields[field]!);
+    }
     if (!value || !/^['"]/.test(value))
       throw new Error(`filter ${clause}: only = and like with a string are evaluated`);
     const actual = fields[field];
