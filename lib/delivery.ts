@@ -265,7 +265,8 @@ export class EndpointDelivery {
         // No credential configured for the endpoint, so none to read again: the log must not say it was.
         const failure = toFailure(this.#endpoint.name, error, job.attempt);
         // A failure found before sending (e.g. INVALID_HEADER_VALUE) keeps its own code.
-        job.resolve({ ok: false, ...failure, error: failure.error ?? 'CREDENTIALS_NONE' });
+        const code = error.status === undefined && failure.error ? failure.error : 'CREDENTIALS_NONE';
+        job.resolve({ ok: false, ...failure, error: code });
       } else this.#retryOrFail(job, error);
     }
     this.#pump();
