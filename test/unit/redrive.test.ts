@@ -32,6 +32,20 @@ async function count(queue: LocalQueue): Promise<number> {
   return Number(Attributes?.ApproximateNumberOfMessages);
 }
 
+/**
+ * Waits until the queue counts n messages. The loop moves what the (approximate) count says was there at its start,
+ * and local SQS, like SQS, may count a message a moment after SendMessage returns.
+ */
+async function counted(queue: LocalQueue, n: number): Promise<void> {
+  await pollUntil(
+    `${queue.name} to count ${n} message(s)`,
+    async () => ((await count(queue)) >= n ? true : undefined),
+    {
+      intervalMs: 10,
+    },
+  );
+}
+
 describe.concurrent('redrive on local SQS', () => {
   it('moves everything to --to with the loop when the source is not a DLQ, attributes included', async () => {
     const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
@@ -42,6 +56,7 @@ describe.concurrent('redrive on local SQS', () => {
       all.map((body) => ({ body, attributes: { tenant: text('acme') } })),
     );
 
+    await counted(from, 25);
     const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: 0 });
 
     expect(summary).toMatchObject({ method: 'loop', moved: 25, failed: 0, interrupted: false, remaining: 0 });
@@ -62,6 +77,7 @@ describe.concurrent('redrive on local SQS', () => {
     );
     const progress: number[] = [];
 
+    await counted(dlq, 12);
     const summary = await redrive(sqs, {
       from: dlq.url,
       to: to.url,
@@ -106,6 +122,7 @@ describe.concurrent('redrive on local SQS', () => {
     }
     await sendMessages(sqs, quarantineQueue.url, [{ body: 'no origin' }]);
 
+    await counted(quarantineQueue, 4);
     const summary = await redrive(sqs, { from: quarantineQueue.url, emptyWaitS: 0, visibilityTimeoutS: 1 });
 
     expect(summary).toMatchObject({ method: 'loop', moved: 3, failed: 1 });
@@ -131,6 +148,7 @@ describe.concurrent('redrive on local SQS', () => {
       from.url,
       bodies('m', 17).map((body) => ({ body })),
     );
+    await counted(from, 17);
     const summary = await redrive(sqs, { from: from.url, to: to.url, max: 12, emptyWaitS: 0 });
     expect(summary).toMatchObject({ method: 'loop', moved: 12, remaining: 5 });
     expect(await receiveAll(sqs, to.url)).toHaveLength(12);
@@ -143,6 +161,7 @@ describe.concurrent('redrive on local SQS', () => {
       from.url,
       bodies('m', 5).map((body) => ({ body })),
     );
+    await counted(from, 5);
     let late: Promise<unknown> | undefined;
     const summary = await redrive(sqs, {
       from: from.url,
@@ -172,6 +191,7 @@ describe.concurrent('redrive on local SQS', () => {
       from.url,
       all.map((body) => ({ body })),
     );
+    await counted(from, 40);
     const controller = new AbortController();
 
     const summary = await redrive(sqs, {
@@ -293,6 +313,7 @@ describe('npm run redrive (the CLI)', () => {
       from.url,
       bodies('m', 15).map((body) => ({ body })),
     );
+    await counted(from, 15);
     const { code, stdout } = await finished(cli(['--from', from.url, '--to', to.url]));
     expect(code).toBe(0);
     expect(stdout).toMatch(/moved: +15/);
