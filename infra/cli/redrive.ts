@@ -60,6 +60,12 @@ function printSummary(summary: RedriveSummary, from: string) {
         'before redriving them again.',
     );
   }
+  if (summary.arrivedLater > 0) {
+    lines.push(
+      `  arrived later:  ${summary.arrivedLater} message(s) were sent to ${from} after this run started. They were ` +
+        'left there for the next run.',
+    );
+  }
   if (summary.taskFailureReason) lines.push(`  the move task failed: ${summary.taskFailureReason}`);
   if (summary.failures.length > 0) {
     lines.push('  failures (these messages stay in the source queue):');
