@@ -23,6 +23,8 @@ Moves messages out of a dead-letter / quarantine queue for another attempt.
 
 A loopback URL is the local stack: no AWS variable is needed. Otherwise AWS settings come from the environment as
 usual (credentials, AWS_REGION; the region of an sqs.<region>.amazonaws.com URL wins).
+The loop moves what --from held when it started (by when SQS stamped each message, not by its approximate count);
+messages sent later are left for the next run, and counted.
 Ctrl-C stops after the batch in hand; nothing is lost (each message is sent before it is deleted).
 
 Required permissions (IAM):

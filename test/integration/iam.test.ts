@@ -209,6 +209,9 @@ describe('npm run redrive: its printed permissions against its calls', () => {
     try {
       await sendMessages(sqs, dlq.url, [{ body: 'a' }, { body: 'b' }]);
       await redrive(sqs, { from: dlq.url, to: destination.url, method: 'loop', emptyWaitS: 0 });
+      // Without --to, a message with no recorded origin fails and is left, visible again at once.
+      await sendMessages(sqs, dlq.url, [{ body: 'no origin' }]);
+      await redrive(sqs, { from: dlq.url, method: 'loop', emptyWaitS: 0 });
       await sendMessages(sqs, dlq.url, [{ body: 'c' }]);
       await redrive(sqs, { from: dlq.url, to: destination.url, method: 'move-task', pollIntervalMs: 50 });
     } finally {
