@@ -64,6 +64,11 @@ export const REDRIVE_PERMISSIONS: readonly Permission[] = [
     why: 'SendMessage: both methods; GetQueueAttributes: --to, for its ARN',
   },
   {
+    actions: ['sqs:ChangeMessageVisibility'],
+    resource: '--from queue',
+    why: 'loop: makes the messages it leaves (arrived later, came back, failed) visible again at once',
+  },
+  {
     actions: ['sqs:StartMessageMoveTask', 'sqs:ListMessageMoveTasks', 'sqs:CancelMessageMoveTask'],
     resource: '--from queue',
     why: 'move-task method (Ctrl-C cancels the task)',

@@ -30,6 +30,12 @@ export interface RedriveOptions {
   visibilityTimeoutS?: number;
   /** Loop only: long-poll this many seconds before concluding the queue is empty (short polls can miss messages). */
   emptyWaitS?: number;
+  /**
+   * Loop only: SQS's clock minus ours, when known exactly (a local server on this machine: 0). A message is there at
+   * the start when SQS stamped it (SentTimestamp) no later than the start on SQS's clock; later ones wait for the
+   * next run. By default SQS's clock is read from the Date header of its first answer, to the second.
+   */
+  clockOffsetMs?: number;
   /** Move task only: how often its progress is read. */
   pollIntervalMs?: number;
   /** Stops the run: the loop finishes the batch in hand (send, then delete), a move task is cancelled. */
@@ -60,6 +66,8 @@ export interface RedriveSummary {
    * dead-lettered again: still poison). They are left there, not moved again.
    */
   returned: number;
+  /** Loop only: messages sent to the source after the run started; they were left there for the next run. */
+  arrivedLater: number;
   failures: RedriveFailure[];
   /** Moved messages per destination queue URL (loop) or destination ARN (move task). */
   destinations: Record<string, number>;
@@ -78,20 +86,48 @@ export class RedriveError extends Error {
 
 const DEFAULT_VISIBILITY_TIMEOUT_S = 60;
 const SEND_MAX_ENTRIES = 10;
+// Only when SQS's answer has no Date header: NTP keeps clocks well within this, and a clock further behind SQS shows
+// up as arrivedLater, not as a silent loss.
+const DEFAULT_CLOCK_SKEW_MS = 5_000;
+// Receives in a row that find nothing to move before the loop ends anyway (poison may keep arriving for ever).
+const IDLE_RECEIVES_MAX = 10;
 
 function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
 async function queueAttributes(sqs: SQSClient, url: string, signal?: AbortSignal) {
-  const response = await sqs.send(
-    new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn', 'ApproximateNumberOfMessages'] }),
-    { abortSignal: signal },
+  const command = new GetQueueAttributesCommand({
+    QueueUrl: url,
+    AttributeNames: ['QueueArn', 'ApproximateNumberOfMessages'],
+  });
+  let serverTime: number | undefined;
+  // SQS's clock (the one that stamps SentTimestamp), rounded down to the second, from the Date header of its answer.
+  command.middlewareStack.add(
+    (next) => async (args) => {
+      const result = await next(args);
+      const date = Date.parse((result.response as { headers?: Record<string, string> }).headers?.date ?? '');
+      if (!Number.isNaN(date)) serverTime = date;
+      return result;
+    },
+    { step: 'deserialize' },
   );
+  const response = await sqs.send(command, { abortSignal: signal });
   return {
     arn: response.Attributes?.QueueArn ?? '',
     visible: Number(response.Attributes?.ApproximateNumberOfMessages ?? 0),
+    serverTime,
   };
+}
+
+/**
+ * The SentTimestamp after which a message was sent after the run started. SQS answered our first request within the
+ * second its Date header names, so whatever was there before was stamped before that second ended; our own clock
+ * (with an allowance for skew) only when the header is missing.
+ */
+function cutoffOf(options: RedriveOptions, startedAt: number, serverTime: number | undefined): number {
+  if (options.clockOffsetMs !== undefined) return startedAt + options.clockOffsetMs;
+  return serverTime === undefined ? startedAt + DEFAULT_CLOCK_SKEW_MS : serverTime + 1_000;
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -187,6 +223,7 @@ async function moveTask(
         moved,
         failed: 0,
         returned: 0,
+        arrivedLater: 0,
         failures: [],
         destinations: moved > 0 ? { [destinationArn]: moved } : {},
         interrupted: status === 'CANCELLED',
@@ -218,171 +255,237 @@ function toEntry(message: Message, id: string, fifo: boolean): SendMessageBatchR
 }
 
 /** Makes messages received but not moved visible again at once (best effort: else they are after the timeout). */
-async function release(sqs: SQSClient, queueUrl: string, messages: Message[]): Promise<void> {
-  const entries = messages.map((message, index) => ({
-    Id: String(index),
-    ReceiptHandle: message.ReceiptHandle,
-    VisibilityTimeout: 0,
-  }));
-  await sqs.send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: queueUrl, Entries: entries })).catch(() => {});
+async function release(sqs: SQSClient, queueUrl: string, receiptHandles: string[]): Promise<void> {
+  for (let first = 0; first < receiptHandles.length; first += SEND_MAX_ENTRIES) {
+    const entries = receiptHandles
+      .slice(first, first + SEND_MAX_ENTRIES)
+      .map((handle, index) => ({ Id: String(index), ReceiptHandle: handle, VisibilityTimeout: 0 }));
+    const ok = await sqs
+      .send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: queueUrl, Entries: entries }))
+      .then(() => true)
+      .catch(() => false);
+    if (!ok) return;
+  }
 }
 
-async function loop(
-  sqs: SQSClient,
-  options: RedriveOptions,
-  total: number,
-  dlqArn: string,
-): Promise<Omit<RedriveSummary, 'remaining' | 'durationMs'>> {
-  options.onStart?.({ method: 'loop', total });
-  const resolveUrl = createQueueUrlResolver(sqs);
-  const visibility = options.visibilityTimeoutS ?? DEFAULT_VISIBILITY_TIMEOUT_S;
-  const emptyWait = options.emptyWaitS ?? 1;
-  const failures: RedriveFailure[] = [];
-  const failedIds = new Set<string>();
-  const destinations: Record<string, number> = {};
-  let moved = 0;
-  let interrupted = false;
-  // Ids this run gave the messages it sent: one that comes back (SQS keeps the id when dead-lettering; the handler
-  // records it as quarantine.messageId) is still poison, and moving it again would never end.
-  const sentIds = new Set<string>();
-  const returnedIds = new Set<string>();
-  const cameBack = (message: Message) => {
-    const id = message.MessageId ?? '';
-    if (!sentIds.has(id) && !sentIds.has(quarantineReason(message, 'messageId') ?? '')) return false;
-    returnedIds.add(id);
-    return true;
-  };
-  const report = () => options.onProgress?.({ moved, failed: failures.length, total });
-  const fail = (messageId: string | undefined, error: string) => {
-    failedIds.add(messageId ?? '');
-    failures.push({ messageId: messageId ?? '?', error });
-  };
+/** What one run of the loop has done so far. */
+interface LoopRun {
+  options: RedriveOptions;
+  dlqArn: string;
+  /** SentTimestamp (SQS's clock, ms) after which a message arrived after the run started: it waits for the next run. */
+  cutoff: number;
+  /** The source's approximate count at the start: only for progress (it may lag behind what is there). */
+  total: number;
+  moved: number;
+  failures: RedriveFailure[];
+  failedIds: Set<string>;
+  destinations: Record<string, number>;
+  /** Ids this run gave the messages it sent, to recognise one that comes back. */
+  sentIds: Set<string>;
+  returnedIds: Set<string>;
+  laterIds: Set<string>;
+  /** Receipt handles of the messages in hand that were not moved, by message id: released when the run ends. */
+  held: Map<string, string>;
+}
 
-  for (;;) {
-    if (options.signal?.aborted) {
-      interrupted = true;
-      break;
+type LoopResult = Omit<RedriveSummary, 'remaining' | 'durationMs'>;
+
+function fail(run: LoopRun, message: Message | undefined, error: string): void {
+  const id = message?.MessageId ?? '';
+  run.failedIds.add(id);
+  run.failures.push({ messageId: id || '?', error });
+  if (message?.ReceiptHandle) run.held.set(id, message.ReceiptHandle);
+}
+
+/**
+ * Keeps the messages this run should move: neither failed already, nor a copy it sent that came back (SQS keeps the
+ * id when dead-lettering; the handler records it as quarantine.messageId), nor sent after the run started. The others
+ * stay in hand (hidden) until the run ends, so the next receives reach the messages behind them.
+ */
+function eligibleOf(run: LoopRun, messages: Message[]): Message[] {
+  const eligible: Message[] = [];
+  for (const message of messages) {
+    const id = message.MessageId ?? '';
+    if (run.sentIds.has(id) || run.sentIds.has(quarantineReason(message, 'messageId') ?? '')) run.returnedIds.add(id);
+    else if (Number(message.Attributes?.SentTimestamp) > run.cutoff) run.laterIds.add(id);
+    else if (!run.failedIds.has(id)) {
+      eligible.push(message);
+      continue;
     }
-    // At most what was there at the start (and --max): poison arriving during the run waits for the next one. Past
-    // that, receives only look for copies that came back, to report them.
-    const capped = moved + failures.length >= total;
-    if (capped && (options.max !== undefined || total === 0)) break;
-    const wanted = capped ? SEND_MAX_ENTRIES : Math.min(SEND_MAX_ENTRIES, total - moved - failures.length);
-    const receive = (wait: number) =>
-      sqs.send(
+    if (message.ReceiptHandle) run.held.set(id, message.ReceiptHandle);
+  }
+  return eligible;
+}
+
+async function receive(sqs: SQSClient, run: LoopRun, wanted: number): Promise<Message[]> {
+  const { options } = run;
+  const request = async (wait: number) =>
+    (
+      await sqs.send(
         new ReceiveMessageCommand({
           QueueUrl: options.from,
           MaxNumberOfMessages: wanted,
-          VisibilityTimeout: visibility,
+          VisibilityTimeout: options.visibilityTimeoutS ?? DEFAULT_VISIBILITY_TIMEOUT_S,
           WaitTimeSeconds: wait,
           MessageAttributeNames: ['All'],
           // local-aws-sqs only reads the older AttributeNames; SQS accepts both.
           AttributeNames: ['All'],
           MessageSystemAttributeNames: ['All'],
         }),
-      );
-    let messages: Message[];
-    try {
-      messages = (await receive(0)).Messages ?? [];
-      if (messages.length === 0 && emptyWait > 0 && !options.signal?.aborted)
-        messages = (await receive(emptyWait)).Messages ?? [];
-    } catch (error) {
-      throw new RedriveError(
-        `cannot receive from ${options.from} after moving ${moved} message(s): ${describe(error)}; nothing was lost, run it again`,
-        { cause: error },
-      );
-    }
-    // A message that already failed in this run is back (its visibility timeout ran out): leave it be, and stop
-    // when nothing else is left. Received, it stays hidden, so originals behind it come in the next receive.
-    if (messages.length === 0) break;
-    const fresh = messages.filter((message) => !failedIds.has(message.MessageId ?? '') && !cameBack(message));
-    if (fresh.length === 0) continue;
-    if (capped) {
-      await release(sqs, options.from, fresh);
-      break;
-    }
+      )
+    ).Messages ?? [];
+  const emptyWait = options.emptyWaitS ?? 1;
+  try {
+    const messages = await request(0);
+    if (messages.length > 0 || emptyWait === 0 || options.signal?.aborted) return messages;
+    return await request(emptyWait);
+  } catch (error) {
+    throw new RedriveError(
+      `cannot receive from ${options.from} after moving ${run.moved} message(s): ${describe(error)}; nothing was lost, run it again`,
+      { cause: error },
+    );
+  }
+}
 
-    // Group by destination; a message with no known origin stays where it is (visible again after the timeout).
-    const byDestination = new Map<string, Message[]>();
-    for (const message of fresh) {
-      let url = options.to;
-      if (!url) {
-        const arn = sourceArnOf(message, dlqArn);
-        if (arn) {
-          try {
-            url = await resolveUrl(arn);
-          } catch (error) {
-            fail(message.MessageId, describe(error));
-            continue;
-          }
-        }
-      }
-      if (!url) {
-        fail(
-          message.MessageId,
-          'no source queue recorded on the message (no quarantine.sourceQueue or DeadLetterQueueSourceArn): pass --to',
-        );
+/** Groups by destination; a message with no known origin fails and stays where it is. */
+async function route(
+  run: LoopRun,
+  messages: Message[],
+  resolveUrl: (arn: string) => Promise<string>,
+): Promise<Map<string, Message[]>> {
+  const byDestination = new Map<string, Message[]>();
+  for (const message of messages) {
+    let url = run.options.to;
+    const arn = url ? undefined : sourceArnOf(message, run.dlqArn);
+    if (arn) {
+      try {
+        url = await resolveUrl(arn);
+      } catch (error) {
+        fail(run, message, describe(error));
         continue;
       }
-      const queued = byDestination.get(url);
-      if (queued) queued.push(message);
-      else byDestination.set(url, [message]);
     }
-
-    // Send first, delete only what was sent: an interruption in between leaves a duplicate, never a loss.
-    const sent: Message[] = [];
-    for (const [url, group] of byDestination) {
-      const fifo = url.endsWith('.fifo');
-      const prepared = group.map((message, index) => ({ message, entry: toEntry(message, String(index), fifo) }));
-      for (const batch of batchEntries(prepared)) {
-        try {
-          const response = await sqs.send(
-            new SendMessageBatchCommand({ QueueUrl: url, Entries: batch.map((p) => p.entry) }),
-          );
-          const ok = new Set((response.Successful ?? []).map((s) => s.Id));
-          for (const success of response.Successful ?? []) if (success.MessageId) sentIds.add(success.MessageId);
-          for (const p of batch) {
-            if (ok.has(p.entry.Id)) {
-              sent.push(p.message);
-              destinations[url] = (destinations[url] ?? 0) + 1;
-            }
-          }
-          for (const failed of response.Failed ?? []) {
-            const p = batch.find((candidate) => candidate.entry.Id === failed.Id);
-            fail(p?.message.MessageId, `${failed.Code}: ${failed.Message}`);
-          }
-        } catch (error) {
-          for (const p of batch) fail(p.message.MessageId, describe(error));
-        }
-      }
+    if (!url) {
+      fail(
+        run,
+        message,
+        'no source queue recorded on the message (no quarantine.sourceQueue or DeadLetterQueueSourceArn): pass --to',
+      );
+      continue;
     }
-    if (sent.length > 0) {
-      const notDeleted = 'sent, but not deleted from the source: it will be moved again by the next run';
-      try {
-        const response = await sqs.send(
-          new DeleteMessageBatchCommand({
-            QueueUrl: options.from,
-            Entries: sent.map((message, index) => ({ Id: String(index), ReceiptHandle: message.ReceiptHandle })),
-          }),
-        );
-        for (const failed of response.Failed ?? []) {
-          const message = sent[Number(failed.Id)];
-          fail(message?.MessageId, `${notDeleted} (${failed.Code}: ${failed.Message})`);
-        }
-        moved += sent.length - (response.Failed?.length ?? 0);
-      } catch (error) {
-        for (const message of sent) fail(message.MessageId, `${notDeleted} (${describe(error)})`);
-      }
-    }
-    report();
+    const queued = byDestination.get(url);
+    if (queued) queued.push(message);
+    else byDestination.set(url, [message]);
   }
+  return byDestination;
+}
+
+/** Sends one batch to one destination; returns the messages it took. */
+async function sendBatch(
+  sqs: SQSClient,
+  run: LoopRun,
+  url: string,
+  batch: { message: Message; entry: SendMessageBatchRequestEntry }[],
+): Promise<Message[]> {
+  try {
+    const response = await sqs.send(new SendMessageBatchCommand({ QueueUrl: url, Entries: batch.map((p) => p.entry) }));
+    for (const success of response.Successful ?? []) if (success.MessageId) run.sentIds.add(success.MessageId);
+    const ok = new Set((response.Successful ?? []).map((s) => s.Id));
+    const sent = batch.filter((p) => ok.has(p.entry.Id)).map((p) => p.message);
+    if (sent.length > 0) run.destinations[url] = (run.destinations[url] ?? 0) + sent.length;
+    for (const failed of response.Failed ?? []) {
+      const p = batch.find((candidate) => candidate.entry.Id === failed.Id);
+      fail(run, p?.message, `${failed.Code}: ${failed.Message}`);
+    }
+    return sent;
+  } catch (error) {
+    for (const p of batch) fail(run, p.message, describe(error));
+    return [];
+  }
+}
+
+async function sendAll(sqs: SQSClient, run: LoopRun, byDestination: Map<string, Message[]>): Promise<Message[]> {
+  const sent: Message[] = [];
+  for (const [url, group] of byDestination) {
+    const fifo = url.endsWith('.fifo');
+    const prepared = group.map((message, index) => ({ message, entry: toEntry(message, String(index), fifo) }));
+    for (const batch of batchEntries(prepared)) sent.push(...(await sendBatch(sqs, run, url, batch)));
+  }
+  return sent;
+}
+
+/** Deletes from the source what was sent: only then is a message moved. */
+async function deleteSent(sqs: SQSClient, run: LoopRun, sent: Message[]): Promise<void> {
+  if (sent.length === 0) return;
+  const notDeleted = 'sent, but not deleted from the source: it will be moved again by the next run';
+  try {
+    const response = await sqs.send(
+      new DeleteMessageBatchCommand({
+        QueueUrl: run.options.from,
+        Entries: sent.map((message, index) => ({ Id: String(index), ReceiptHandle: message.ReceiptHandle })),
+      }),
+    );
+    for (const failed of response.Failed ?? []) {
+      fail(run, sent[Number(failed.Id)], `${notDeleted} (${failed.Code}: ${failed.Message})`);
+    }
+    run.moved += sent.length - (response.Failed?.length ?? 0);
+  } catch (error) {
+    for (const message of sent) fail(run, message, `${notDeleted} (${describe(error)})`);
+  }
+}
+
+/**
+ * Receive, send, then delete, until a receive finds nothing, --max is reached, or IDLE_RECEIVES_MAX receives in a row
+ * found only messages this run leaves (came back, arrived later, failed already): each is held, so the visible ones
+ * dwindle unless new ones keep arriving, and the run must end then too.
+ */
+async function loop(sqs: SQSClient, options: RedriveOptions, total: number, dlqArn: string, cutoff: number) {
+  options.onStart?.({ method: 'loop', total });
+  const run: LoopRun = {
+    options,
+    dlqArn,
+    cutoff,
+    total,
+    moved: 0,
+    failures: [],
+    failedIds: new Set(),
+    destinations: {},
+    sentIds: new Set(),
+    returnedIds: new Set(),
+    laterIds: new Set(),
+    held: new Map(),
+  };
+  const resolveUrl = createQueueUrlResolver(sqs);
+  let idle = 0;
+  let interrupted = false;
+  for (;;) {
+    interrupted = options.signal?.aborted ?? false;
+    const done = run.moved + run.failures.length;
+    if (interrupted || (options.max !== undefined && done >= options.max)) break;
+    const wanted = Math.min(SEND_MAX_ENTRIES, (options.max ?? Number.POSITIVE_INFINITY) - done);
+    const messages = await receive(sqs, run, wanted);
+    if (messages.length === 0) break;
+    const eligible = eligibleOf(run, messages);
+    idle = eligible.length === 0 ? idle + 1 : 0;
+    if (idle >= IDLE_RECEIVES_MAX) break;
+    if (idle > 0) continue;
+    await deleteSent(sqs, run, await sendAll(sqs, run, await route(run, eligible, resolveUrl)));
+    const progress = run.moved + run.failures.length;
+    options.onProgress?.({ moved: run.moved, failed: run.failures.length, total: Math.max(total, progress) });
+  }
+  await release(sqs, options.from, [...run.held.values()]);
+  return summaryOf(run, interrupted);
+}
+
+function summaryOf(run: LoopRun, interrupted: boolean): LoopResult {
   return {
     method: 'loop',
-    moved,
-    failed: failures.length,
-    returned: returnedIds.size,
-    failures,
-    destinations,
+    moved: run.moved,
+    failed: run.failures.length,
+    returned: run.returnedIds.size,
+    arrivedLater: run.laterIds.size,
+    failures: run.failures,
+    destinations: run.destinations,
     interrupted,
   };
 }
@@ -400,7 +503,7 @@ export async function redrive(sqs: SQSClient, options: RedriveOptions): Promise<
   if (options.max !== undefined && (!Number.isInteger(options.max) || options.max < 1)) {
     throw new RedriveError(`--max must be a whole number of at least 1, not ${options.max}`);
   }
-  let source: { arn: string; visible: number };
+  let source: Awaited<ReturnType<typeof queueAttributes>>;
   try {
     source = await queueAttributes(sqs, options.from);
   } catch (error) {
@@ -411,6 +514,7 @@ export async function redrive(sqs: SQSClient, options: RedriveOptions): Promise<
       },
     );
   }
+  // Approximate, and it may lag by a minute: for progress (and the move task's) only, never a bound on the loop.
   const total = options.max === undefined ? source.visible : Math.min(options.max, source.visible);
   const method = options.method ?? 'auto';
   if (method === 'move-task' && (!options.to || options.max !== undefined)) {
@@ -435,7 +539,7 @@ export async function redrive(sqs: SQSClient, options: RedriveOptions): Promise<
         throw new RedriveError(`the move task was refused: ${describe(error)}`, { cause: error });
     }
   }
-  result ??= await loop(sqs, options, total, source.arn);
+  result ??= await loop(sqs, options, total, source.arn, cutoffOf(options, startedAt, source.serverTime));
   const remaining = (await queueAttributes(sqs, options.from).catch(() => ({ visible: Number.NaN }))).visible;
   return { ...result, remaining, durationMs: Date.now() - startedAt };
 }

@@ -23,6 +23,8 @@ Moves messages out of a dead-letter / quarantine queue for another attempt.
 
 A loopback URL is the local stack: no AWS variable is needed. Otherwise AWS settings come from the environment as
 usual (credentials, AWS_REGION; the region of an sqs.<region>.amazonaws.com URL wins).
+The loop moves what --from held when it started (by when SQS stamped each message, not by its approximate count);
+messages sent later are left for the next run, and counted.
 Ctrl-C stops after the batch in hand; nothing is lost (each message is sent before it is deleted).
 
 Required permissions (IAM):
@@ -58,6 +60,12 @@ function printSummary(summary: RedriveSummary, from: string) {
       `  came back:      ${summary.returned} message(s) moved by this run returned to ${from} (quarantined or ` +
         'dead-lettered again: still poison). They were left there: fix the cause (see their quarantine.reason) ' +
         'before redriving them again.',
+    );
+  }
+  if (summary.arrivedLater > 0) {
+    lines.push(
+      `  arrived later:  ${summary.arrivedLater} message(s) were sent to ${from} after this run started. They were ` +
+        'left there for the next run.',
     );
   }
   if (summary.taskFailureReason) lines.push(`  the move task failed: ${summary.taskFailureReason}`);
