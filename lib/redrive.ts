@@ -36,6 +36,8 @@ export interface RedriveOptions {
    * next run. By default SQS's clock is read from the Date header of its first answer, to the second.
    */
   clockOffsetMs?: number;
+  /** Told of a doubt the run worked around (e.g. SQS's clock far from ours); the CLI prints it. */
+  onWarning?: (warning: string) => void;
   /** Move task only: how often its progress is read. */
   pollIntervalMs?: number;
   /** Stops the run: the loop finishes the batch in hand (send, then delete), a move task is cancelled. */
@@ -72,6 +74,11 @@ export interface RedriveSummary {
   /** Moved messages per destination queue URL (loop) or destination ARN (move task). */
   destinations: Record<string, number>;
   interrupted: boolean;
+  /**
+   * False when the loop stopped on its idle rule (receives in a row with nothing to move) rather than on an empty
+   * receive, --max or an interruption: messages there at the start may remain; run it again.
+   */
+  complete: boolean;
   /** ApproximateNumberOfMessages of the source after the run. */
   remaining: number;
   /** Why a move task ended without moving everything, as SQS reports it. */
@@ -89,6 +96,8 @@ const SEND_MAX_ENTRIES = 10;
 // Only when SQS's answer has no Date header: NTP keeps clocks well within this, and a clock further behind SQS shows
 // up as arrivedLater, not as a silent loss.
 const DEFAULT_CLOCK_SKEW_MS = 5_000;
+// SQS's Date header further than this from our clock is not believed (a proxy or a broken clock on either side).
+const CLOCK_DISAGREEMENT_MS = 60_000;
 // Receives in a row that find nothing to move before the loop ends anyway (poison may keep arriving for ever).
 const IDLE_RECEIVES_MAX = 10;
 
@@ -96,7 +105,7 @@ function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
-async function queueAttributes(sqs: SQSClient, url: string, signal?: AbortSignal) {
+async function queueAttributes(sqs: SQSClient, url: string) {
   const command = new GetQueueAttributesCommand({
     QueueUrl: url,
     AttributeNames: ['QueueArn', 'ApproximateNumberOfMessages'],
@@ -112,7 +121,7 @@ async function queueAttributes(sqs: SQSClient, url: string, signal?: AbortSignal
     },
     { step: 'deserialize' },
   );
-  const response = await sqs.send(command, { abortSignal: signal });
+  const response = await sqs.send(command);
   return {
     arn: response.Attributes?.QueueArn ?? '',
     visible: Number(response.Attributes?.ApproximateNumberOfMessages ?? 0),
@@ -127,7 +136,15 @@ async function queueAttributes(sqs: SQSClient, url: string, signal?: AbortSignal
  */
 function cutoffOf(options: RedriveOptions, startedAt: number, serverTime: number | undefined): number {
   if (options.clockOffsetMs !== undefined) return startedAt + options.clockOffsetMs;
-  return serverTime === undefined ? startedAt + DEFAULT_CLOCK_SKEW_MS : serverTime + 1_000;
+  if (serverTime === undefined) return startedAt + DEFAULT_CLOCK_SKEW_MS;
+  if (Math.abs(serverTime - startedAt) > CLOCK_DISAGREEMENT_MS) {
+    options.onWarning?.(
+      `SQS's clock (Date header ${new Date(serverTime).toISOString()}) is ${Math.round((serverTime - startedAt) / 1000)} s ` +
+        `from this machine's: the start is taken from this machine's clock (± ${DEFAULT_CLOCK_SKEW_MS / 1000} s); check NTP or any proxy in between`,
+    );
+    return startedAt + DEFAULT_CLOCK_SKEW_MS;
+  }
+  return serverTime + 1_000;
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -227,6 +244,7 @@ async function moveTask(
         failures: [],
         destinations: moved > 0 ? { [destinationArn]: moved } : {},
         interrupted: status === 'CANCELLED',
+        complete: status === 'COMPLETED',
       };
       if (status === 'FAILED') summary.taskFailureReason = task?.FailureReason ?? 'unknown';
       return summary;
@@ -249,23 +267,55 @@ function toEntry(message: Message, id: string, fifo: boolean): SendMessageBatchR
   if (trace) entry.MessageSystemAttributes = { AWSTraceHeader: { DataType: 'String', StringValue: trace } };
   if (fifo) {
     entry.MessageGroupId = message.Attributes?.MessageGroupId ?? message.MessageId;
-    entry.MessageDeduplicationId = message.Attributes?.MessageDeduplicationId ?? message.MessageId;
+    // Not the DLQ message's own id: a copy whose id reached the destination in the last 5 minutes would be dropped
+    // silently, and its original deleted. Ours is the same on a retry of this message and unique across messages.
+    entry.MessageDeduplicationId = `redrive-${message.MessageId}`;
   }
   return entry;
 }
 
-/** Makes messages received but not moved visible again at once (best effort: else they are after the timeout). */
-async function release(sqs: SQSClient, queueUrl: string, receiptHandles: string[]): Promise<void> {
-  for (let first = 0; first < receiptHandles.length; first += SEND_MAX_ENTRIES) {
-    const entries = receiptHandles
+/**
+ * Sets the visibility timeout of messages in hand, 10 per call, best effort: a batch that fails is skipped (those
+ * messages reappear when their current timeout runs out) and the others are still changed.
+ */
+async function changeVisibility(
+  sqs: SQSClient,
+  queueUrl: string,
+  receiptHandles: Iterable<string>,
+  timeoutS: number,
+): Promise<void> {
+  const handles = [...new Set(receiptHandles)];
+  for (let first = 0; first < handles.length; first += SEND_MAX_ENTRIES) {
+    const entries = handles
       .slice(first, first + SEND_MAX_ENTRIES)
-      .map((handle, index) => ({ Id: String(index), ReceiptHandle: handle, VisibilityTimeout: 0 }));
-    const ok = await sqs
+      .map((handle, index) => ({ Id: String(index), ReceiptHandle: handle, VisibilityTimeout: timeoutS }));
+    await sqs
       .send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: queueUrl, Entries: entries }))
-      .then(() => true)
-      .catch(() => false);
-    if (!ok) return;
+      .catch(() => undefined);
   }
+}
+
+function visibilityOf(options: RedriveOptions): number {
+  return options.visibilityTimeoutS ?? DEFAULT_VISIBILITY_TIMEOUT_S;
+}
+
+/**
+ * Keeps what the run holds (and the batch in hand, if a send is slow) hidden while the run lives: renews the
+ * visibility timeout at half its length. Held messages that reappeared would look like new receives with nothing to
+ * move and end the run early. Returns the function that stops it.
+ */
+function keepHidden(sqs: SQSClient, run: LoopRun): () => Promise<void> {
+  const timeoutS = visibilityOf(run.options);
+  let renewing: Promise<void> = Promise.resolve();
+  const timer = setInterval(() => {
+    renewing = renewing.then(() =>
+      changeVisibility(sqs, run.options.from, [...run.held.values(), ...run.inHand.values()], timeoutS),
+    );
+  }, timeoutS * 500);
+  return async () => {
+    clearInterval(timer);
+    await renewing;
+  };
 }
 
 /** What one run of the loop has done so far. */
@@ -274,8 +324,6 @@ interface LoopRun {
   dlqArn: string;
   /** SentTimestamp (SQS's clock, ms) after which a message arrived after the run started: it waits for the next run. */
   cutoff: number;
-  /** The source's approximate count at the start: only for progress (it may lag behind what is there). */
-  total: number;
   moved: number;
   failures: RedriveFailure[];
   failedIds: Set<string>;
@@ -286,6 +334,12 @@ interface LoopRun {
   laterIds: Set<string>;
   /** Receipt handles of the messages in hand that were not moved, by message id: released when the run ends. */
   held: Map<string, string>;
+  /** Receipt handles of the batch being moved, by message id: kept hidden while a send is slow. */
+  inHand: Map<string, string>;
+  /** Source message ids this run moved: standard SQS may hand one out again after its deletion. */
+  movedIds: Set<string>;
+  /** FIFO groups with a message this run did not move: the rest of the group waits too, to keep the order. */
+  failedGroups: Set<string>;
 }
 
 type LoopResult = Omit<RedriveSummary, 'remaining' | 'durationMs'>;
@@ -295,6 +349,8 @@ function fail(run: LoopRun, message: Message | undefined, error: string): void {
   run.failedIds.add(id);
   run.failures.push({ messageId: id || '?', error });
   if (message?.ReceiptHandle) run.held.set(id, message.ReceiptHandle);
+  const group = message?.Attributes?.MessageGroupId;
+  if (group) run.failedGroups.add(group);
 }
 
 /**
@@ -302,19 +358,39 @@ function fail(run: LoopRun, message: Message | undefined, error: string): void {
  * id when dead-lettering; the handler records it as quarantine.messageId), nor sent after the run started. The others
  * stay in hand (hidden) until the run ends, so the next receives reach the messages behind them.
  */
-function eligibleOf(run: LoopRun, messages: Message[]): Message[] {
+function eligibleOf(run: LoopRun, messages: Message[]): { eligible: Message[]; movedAlready: Message[] } {
   const eligible: Message[] = [];
+  const movedAlready: Message[] = [];
   for (const message of messages) {
     const id = message.MessageId ?? '';
+    if (run.movedIds.has(id)) {
+      movedAlready.push(message);
+      continue;
+    }
+    const sentAt = Number(message.Attributes?.SentTimestamp);
     if (run.sentIds.has(id) || run.sentIds.has(quarantineReason(message, 'messageId') ?? '')) run.returnedIds.add(id);
-    else if (Number(message.Attributes?.SentTimestamp) > run.cutoff) run.laterIds.add(id);
+    // No (or an unreadable) SentTimestamp: not provably there at the start, so left and counted like a later one.
+    else if (!(sentAt <= run.cutoff)) run.laterIds.add(id);
     else if (!run.failedIds.has(id)) {
       eligible.push(message);
       continue;
     }
     if (message.ReceiptHandle) run.held.set(id, message.ReceiptHandle);
   }
-  return eligible;
+  return { eligible, movedAlready };
+}
+
+/** Deletes a copy SQS handed out again of a message this run already moved (at-least-once delivery), best effort. */
+async function deleteMovedAlready(sqs: SQSClient, run: LoopRun, messages: Message[]): Promise<void> {
+  if (messages.length === 0) return;
+  await sqs
+    .send(
+      new DeleteMessageBatchCommand({
+        QueueUrl: run.options.from,
+        Entries: messages.map((message, index) => ({ Id: String(index), ReceiptHandle: message.ReceiptHandle })),
+      }),
+    )
+    .catch(() => undefined);
 }
 
 async function receive(sqs: SQSClient, run: LoopRun, wanted: number): Promise<Message[]> {
@@ -325,7 +401,7 @@ async function receive(sqs: SQSClient, run: LoopRun, wanted: number): Promise<Me
         new ReceiveMessageCommand({
           QueueUrl: options.from,
           MaxNumberOfMessages: wanted,
-          VisibilityTimeout: options.visibilityTimeoutS ?? DEFAULT_VISIBILITY_TIMEOUT_S,
+          VisibilityTimeout: visibilityOf(options),
           WaitTimeSeconds: wait,
           MessageAttributeNames: ['All'],
           // local-aws-sqs only reads the older AttributeNames; SQS accepts both.
@@ -406,12 +482,23 @@ async function sendBatch(
 
 async function sendAll(sqs: SQSClient, run: LoopRun, byDestination: Map<string, Message[]>): Promise<Message[]> {
   const sent: Message[] = [];
-  for (const [url, group] of byDestination) {
+  for (const [url, messages] of byDestination) {
     const fifo = url.endsWith('.fifo');
-    const prepared = group.map((message, index) => ({ message, entry: toEntry(message, String(index), fifo) }));
-    for (const batch of batchEntries(prepared)) sent.push(...(await sendBatch(sqs, run, url, batch)));
+    const prepared = messages.map((message, index) => ({ message, entry: toEntry(message, String(index), fifo) }));
+    for (const batch of batchEntries(prepared)) {
+      const ready = fifo ? batch.filter((p) => !heldForOrder(run, p.message)) : batch;
+      if (ready.length > 0) sent.push(...(await sendBatch(sqs, run, url, ready)));
+    }
   }
   return sent;
+}
+
+/** A FIFO message whose group already has one this run did not move: sending it would overtake that one. */
+function heldForOrder(run: LoopRun, message: Message): boolean {
+  const group = message.Attributes?.MessageGroupId;
+  if (!group || !run.failedGroups.has(group)) return false;
+  fail(run, message, `not sent: an earlier message of FIFO group ${group} was not moved (order kept); run it again`);
+  return true;
 }
 
 /** Deletes from the source what was sent: only then is a message moved. */
@@ -425,10 +512,14 @@ async function deleteSent(sqs: SQSClient, run: LoopRun, sent: Message[]): Promis
         Entries: sent.map((message, index) => ({ Id: String(index), ReceiptHandle: message.ReceiptHandle })),
       }),
     );
+    const failedIndexes = new Set((response.Failed ?? []).map((failed) => Number(failed.Id)));
     for (const failed of response.Failed ?? []) {
       fail(run, sent[Number(failed.Id)], `${notDeleted} (${failed.Code}: ${failed.Message})`);
     }
-    run.moved += sent.length - (response.Failed?.length ?? 0);
+    sent.forEach((message, index) => {
+      if (!failedIndexes.has(index) && message.MessageId) run.movedIds.add(message.MessageId);
+    });
+    run.moved += sent.length - failedIndexes.size;
   } catch (error) {
     for (const message of sent) fail(run, message, `${notDeleted} (${describe(error)})`);
   }
@@ -436,8 +527,9 @@ async function deleteSent(sqs: SQSClient, run: LoopRun, sent: Message[]): Promis
 
 /**
  * Receive, send, then delete, until a receive finds nothing, --max is reached, or IDLE_RECEIVES_MAX receives in a row
- * found only messages this run leaves (came back, arrived later, failed already): each is held, so the visible ones
- * dwindle unless new ones keep arriving, and the run must end then too.
+ * found only messages this run leaves (came back, arrived later, failed already): each is held hidden (renewed) until
+ * the run ends, so the visible ones dwindle unless new ones keep arriving; the run ends then too, incomplete. Each
+ * message there at the start is moved or failed at most once, so receives that move something are bounded too.
  */
 async function loop(sqs: SQSClient, options: RedriveOptions, total: number, dlqArn: string, cutoff: number) {
   options.onStart?.({ method: 'loop', total });
@@ -445,7 +537,6 @@ async function loop(sqs: SQSClient, options: RedriveOptions, total: number, dlqA
     options,
     dlqArn,
     cutoff,
-    total,
     moved: 0,
     failures: [],
     failedIds: new Set(),
@@ -454,30 +545,40 @@ async function loop(sqs: SQSClient, options: RedriveOptions, total: number, dlqA
     returnedIds: new Set(),
     laterIds: new Set(),
     held: new Map(),
+    inHand: new Map(),
+    movedIds: new Set(),
+    failedGroups: new Set(),
   };
   const resolveUrl = createQueueUrlResolver(sqs);
+  const stopKeeping = keepHidden(sqs, run);
   let idle = 0;
   let interrupted = false;
-  for (;;) {
-    interrupted = options.signal?.aborted ?? false;
-    const done = run.moved + run.failures.length;
-    if (interrupted || (options.max !== undefined && done >= options.max)) break;
-    const wanted = Math.min(SEND_MAX_ENTRIES, (options.max ?? Number.POSITIVE_INFINITY) - done);
-    const messages = await receive(sqs, run, wanted);
-    if (messages.length === 0) break;
-    const eligible = eligibleOf(run, messages);
-    idle = eligible.length === 0 ? idle + 1 : 0;
-    if (idle >= IDLE_RECEIVES_MAX) break;
-    if (idle > 0) continue;
-    await deleteSent(sqs, run, await sendAll(sqs, run, await route(run, eligible, resolveUrl)));
-    const progress = run.moved + run.failures.length;
-    options.onProgress?.({ moved: run.moved, failed: run.failures.length, total: Math.max(total, progress) });
+  try {
+    for (;;) {
+      interrupted = options.signal?.aborted ?? false;
+      const done = run.moved + run.failures.length;
+      if (interrupted || (options.max !== undefined && done >= options.max)) break;
+      const wanted = Math.min(SEND_MAX_ENTRIES, (options.max ?? Number.POSITIVE_INFINITY) - done);
+      const messages = await receive(sqs, run, wanted);
+      if (messages.length === 0) break;
+      for (const message of messages) run.inHand.set(message.MessageId ?? '', message.ReceiptHandle ?? '');
+      const { eligible, movedAlready } = eligibleOf(run, messages);
+      await deleteMovedAlready(sqs, run, movedAlready);
+      idle = eligible.length === 0 ? idle + 1 : 0;
+      if (idle >= IDLE_RECEIVES_MAX) break;
+      if (idle === 0) await deleteSent(sqs, run, await sendAll(sqs, run, await route(run, eligible, resolveUrl)));
+      run.inHand.clear();
+      const progress = run.moved + run.failures.length;
+      options.onProgress?.({ moved: run.moved, failed: run.failures.length, total: Math.max(total, progress) });
+    }
+  } finally {
+    await stopKeeping();
+    await changeVisibility(sqs, options.from, [...run.held.values(), ...run.inHand.values()], 0);
   }
-  await release(sqs, options.from, [...run.held.values()]);
-  return summaryOf(run, interrupted);
+  return summaryOf(run, interrupted, idle < IDLE_RECEIVES_MAX && !interrupted);
 }
 
-function summaryOf(run: LoopRun, interrupted: boolean): LoopResult {
+function summaryOf(run: LoopRun, interrupted: boolean, complete: boolean): LoopResult {
   return {
     method: 'loop',
     moved: run.moved,
@@ -487,6 +588,7 @@ function summaryOf(run: LoopRun, interrupted: boolean): LoopResult {
     failures: run.failures,
     destinations: run.destinations,
     interrupted,
+    complete,
   };
 }
 
