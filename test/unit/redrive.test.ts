@@ -710,6 +710,44 @@ describe('npm run redrive (the CLI)', () => {
     expect(await count(to)).toBe(15);
   });
 
+  it('finding 1: exits 3 and says to run again when new messages keep arriving', { timeout: 30_000 }, async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    await sendMessages(
+      sqs,
+      from.url,
+      bodies('old', 3).map((body) => ({ body })),
+    );
+    // Poison keeps pouring in: whenever fewer than 20 are visible, 10 more.
+    let producing = true;
+    const producer = (async () => {
+      while (producing) {
+        const { Attributes } = await sqs.send(
+          new GetQueueAttributesCommand({
+            QueueUrl: from.url,
+            AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+          }),
+        );
+        const visible =
+          Number(Attributes?.ApproximateNumberOfMessages) - Number(Attributes?.ApproximateNumberOfMessagesNotVisible);
+        if (visible < 20) {
+          await sendMessages(
+            sqs,
+            from.url,
+            bodies('new', 10).map((body) => ({ body })),
+          );
+        }
+      }
+    })();
+    try {
+      const { code, stdout } = await finished(cli(['--from', from.url, '--to', to.url, '--method', 'loop']));
+      expect(stdout).toMatch(/incomplete: .* Run it again/s);
+      expect(code).toBe(3);
+    } finally {
+      producing = false;
+      await producer;
+    }
+  });
+
   it('refuses bad arguments with the usage', async () => {
     const { code, stderr } = await finished(cli(['--from', 'http://127.0.0.1:1/1/q', '--max', 'lots']));
     expect(code).toBe(2);
