@@ -229,12 +229,7 @@ describe.concurrent('redrive on local SQS', () => {
   });
 
   it('leaves what was sent after the start for the next run, visible at once, and counts it', async () => {
-    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
-    await sendMessages(
-      sqs,
-      from.url,
-      bodies('old', 5).map((body) => ({ body })),
-    );
+    const { from, to } = await parkedWith(bodies('old', 5));
     // New poison lands between the start and the first receive: an interleaving local SQS cannot be asked for, so
     // this real client of local SQS sends it just before its first ReceiveMessage.
     const client = localSqs();
@@ -292,6 +287,44 @@ describe.concurrent('redrive on local SQS', () => {
 });
 
 /**
+ * A real client of local SQS that passes each answer's Date header through `see` first. Low priority: it runs inside
+ * the redrive's own Date reader, so that reader gets what `see` returns.
+ */
+function clientSeeingDates(see: (date: string) => string): SQSClient {
+  const client = localSqs();
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const result = await next(args);
+      const headers = (result.response as { headers?: Record<string, string> }).headers;
+      if (headers?.date) headers.date = see(headers.date);
+      return result;
+    },
+    { step: 'deserialize', priority: 'low' },
+  );
+  return client;
+}
+
+/** The fault of a throttled SQS (local SQS does not fail on demand): the nth call of `name` throws. */
+function failingCall(name: string, nth: number) {
+  let calls = 0;
+  return async (command: string | undefined, call: () => Promise<unknown>) => {
+    if (command === name && ++calls === nth) throw new Error('throttled');
+    return call();
+  };
+}
+
+/** A source queue holding `messages` and an empty target queue. */
+async function parkedWith(messages: string[]): Promise<{ from: LocalQueue; to: LocalQueue }> {
+  const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+  await sendMessages(
+    sqs,
+    from.url,
+    messages.map((body) => ({ body })),
+  );
+  return { from, to };
+}
+
+/**
  * A real client of local SQS that sends `late` to `queueUrl` just before its first ReceiveMessage (new poison landing
  * between the start and the first receive: an interleaving local SQS cannot be asked for), then runs `also` on each
  * command (the fault a test injects).
@@ -326,12 +359,7 @@ describe('redrive keeps what it holds, and says when it could not finish (review
   it('finding 1: keeps held and in-hand messages hidden past the visibility timeout while a send is slow', {
     timeout: 20_000,
   }, async () => {
-    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
-    await sendMessages(
-      sqs,
-      from.url,
-      bodies('old', 5).map((body) => ({ body })),
-    );
+    const { from, to } = await parkedWith(bodies('old', 5));
     let visibleDuringSend: Message[] | undefined;
     const client = clientWithLateArrivals(from.url, bodies('new', 5), async (command, call) => {
       if (command === 'SendMessageBatchCommand' && visibleDuringSend === undefined) {
@@ -360,12 +388,7 @@ describe('redrive keeps what it holds, and says when it could not finish (review
   });
 
   it('finding 1: says it is incomplete when it stops because new messages keep arriving', async () => {
-    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
-    await sendMessages(
-      sqs,
-      from.url,
-      bodies('old', 5).map((body) => ({ body })),
-    );
+    const { from, to } = await parkedWith(bodies('old', 5));
     // New poison keeps arriving: 10 more before every receive.
     const client = clientWithLateArrivals(from.url, [], async (command, call) => {
       if (command === 'ReceiveMessageCommand') {
@@ -387,18 +410,8 @@ describe('redrive keeps what it holds, and says when it could not finish (review
   });
 
   it('finding 5: releases what it held when a receive fails mid-run', async () => {
-    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
-    await sendMessages(
-      sqs,
-      from.url,
-      bodies('old', 5).map((body) => ({ body })),
-    );
-    let receives = 0;
-    const client = clientWithLateArrivals(from.url, bodies('new', 10), async (command, call) => {
-      // The fault: SQS failing the second receive (local SQS does not fail on demand).
-      if (command === 'ReceiveMessageCommand' && ++receives === 2) throw new Error('throttled');
-      return call();
-    });
+    const { from, to } = await parkedWith(bodies('old', 5));
+    const client = clientWithLateArrivals(from.url, bodies('new', 10), failingCall('ReceiveMessageCommand', 2));
     try {
       await expect(
         redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, clockOffsetMs: 0 }),
@@ -411,18 +424,12 @@ describe('redrive keeps what it holds, and says when it could not finish (review
   });
 
   it('finding 5: releases the other batches when one release batch fails', async () => {
-    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
-    await sendMessages(
-      sqs,
+    const { from, to } = await parkedWith(bodies('old', 5));
+    const client = clientWithLateArrivals(
       from.url,
-      bodies('old', 5).map((body) => ({ body })),
+      bodies('new', 25),
+      failingCall('ChangeMessageVisibilityBatchCommand', 1),
     );
-    let releases = 0;
-    const client = clientWithLateArrivals(from.url, bodies('new', 25), async (command, call) => {
-      // The fault: SQS failing the first release call (local SQS does not fail on demand).
-      if (command === 'ChangeMessageVisibilityBatchCommand' && ++releases === 1) throw new Error('throttled');
-      return call();
-    });
     try {
       const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, clockOffsetMs: 0 });
       expect(summary).toMatchObject({ moved: 5, arrivedLater: 25 });
@@ -434,24 +441,9 @@ describe('redrive keeps what it holds, and says when it could not finish (review
   });
 
   it("finding 4: does not believe a Date header far from this machine's clock, and warns", async () => {
-    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
-    await sendMessages(
-      sqs,
-      from.url,
-      bodies('old', 5).map((body) => ({ body })),
-    );
-    const client = localSqs();
-    // The fault: a Date header 10 minutes behind (a proxy or a broken clock; local SQS uses this machine's). Low
-    // priority: it runs inside the redrive's own Date reader, so it rewrites the header before that reads it.
-    client.middlewareStack.add(
-      (next) => async (args) => {
-        const result = await next(args);
-        const headers = (result.response as { headers?: Record<string, string> }).headers;
-        if (headers?.date) headers.date = new Date(Date.parse(headers.date) - 600_000).toUTCString();
-        return result;
-      },
-      { step: 'deserialize', priority: 'low' },
-    );
+    const { from, to } = await parkedWith(bodies('old', 5));
+    // The fault: a Date header 10 minutes behind (a proxy or a broken clock; local SQS uses this machine's).
+    const client = clientSeeingDates((date) => new Date(Date.parse(date) - 600_000).toUTCString());
     const warnings: string[] = [];
     try {
       const summary = await redrive(client, {
@@ -502,17 +494,11 @@ describe('redrive keeps what it holds, and says when it could not finish (review
       from.url,
       bodies('m', 3).map((body) => ({ body })),
     );
-    const client = localSqs();
     const dates: string[] = [];
-    client.middlewareStack.add(
-      (next) => async (args) => {
-        const result = await next(args);
-        const date = (result.response as { headers?: Record<string, string> }).headers?.date;
-        if (date) dates.push(date);
-        return result;
-      },
-      { step: 'deserialize', priority: 'low' },
-    );
+    const client = clientSeeingDates((date) => {
+      dates.push(date);
+      return date;
+    });
     const warnings: string[] = [];
     try {
       const summary = await redrive(client, {
@@ -711,12 +697,7 @@ describe('npm run redrive (the CLI)', () => {
   });
 
   it('finding 1: exits 3 and says to run again when new messages keep arriving', { timeout: 30_000 }, async () => {
-    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
-    await sendMessages(
-      sqs,
-      from.url,
-      bodies('old', 3).map((body) => ({ body })),
-    );
+    const { from, to } = await parkedWith(bodies('old', 3));
     // Poison keeps pouring in: whenever fewer than 20 are visible, 10 more.
     let producing = true;
     const producer = (async () => {
