@@ -26,7 +26,8 @@ function toEntry(message: Message, id: string, fifo: boolean): SendMessageBatchR
   if (fifo) {
     entry.MessageGroupId = message.Attributes?.MessageGroupId ?? message.MessageId;
     // Not the DLQ message's own id: a copy whose id reached the destination in the last 5 minutes would be dropped
-    // silently, and its original deleted. Ours is the same on a retry of this message and unique across messages.
+    // silently, and its original deleted. Ours is the same on a retry of this message and unique across messages
+    // (8 + a 36-character UUID: within the 128 alphanumeric and punctuation characters SQS allows).
     entry.MessageDeduplicationId = `redrive-${message.MessageId}`;
   }
   return entry;
