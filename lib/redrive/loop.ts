@@ -127,7 +127,13 @@ export async function loop(sqs: SQSClient, options: RedriveOptions, total: numbe
     }
   } finally {
     await stopKeeping();
-    await changeVisibility(sqs, options.from, [...run.held.values(), ...run.inHand.values()], 0);
+    const hidden = await changeVisibility(sqs, options.from, [...run.held.values(), ...run.inHand.values()], 0);
+    if (hidden > 0) {
+      options.onWarning?.(
+        `${hidden} message(s) this run left could not be made visible again at once: they reappear in ${options.from} ` +
+          `within ${visibilityOf(options)} s`,
+      );
+    }
   }
   return summaryOf(run, interrupted, idle < IDLE_RECEIVES_MAX && !interrupted);
 }

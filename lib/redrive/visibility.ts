@@ -6,23 +6,26 @@ const DEFAULT_VISIBILITY_TIMEOUT_S = 60;
 
 /**
  * Sets the visibility timeout of messages in hand, 10 per call, best effort: a batch that fails is skipped (those
- * messages reappear when their current timeout runs out) and the others are still changed.
+ * messages reappear when their current timeout runs out) and the others are still changed. Returns how many were in
+ * batches that failed.
  */
 export async function changeVisibility(
   sqs: SQSClient,
   queueUrl: string,
   receiptHandles: Iterable<string>,
   timeoutS: number,
-): Promise<void> {
+): Promise<number> {
   const handles = [...new Set(receiptHandles)];
+  let unchanged = 0;
   for (let first = 0; first < handles.length; first += SEND_MAX_ENTRIES) {
     const entries = handles
       .slice(first, first + SEND_MAX_ENTRIES)
       .map((handle, index) => ({ Id: String(index), ReceiptHandle: handle, VisibilityTimeout: timeoutS }));
-    await sqs
-      .send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: queueUrl, Entries: entries }))
-      .catch(() => undefined);
+    await sqs.send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: queueUrl, Entries: entries })).catch(() => {
+      unchanged += entries.length;
+    });
   }
+  return unchanged;
 }
 
 export function visibilityOf(options: RedriveOptions): number {
@@ -42,7 +45,9 @@ export function keepHidden(
 ): () => Promise<void> {
   let renewing: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
-    renewing = renewing.then(() => changeVisibility(sqs, queueUrl, receiptHandles(), timeoutS));
+    renewing = renewing.then(async () => {
+      await changeVisibility(sqs, queueUrl, receiptHandles(), timeoutS);
+    });
   }, timeoutS * 500);
   return async () => {
     clearInterval(timer);

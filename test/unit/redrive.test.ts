@@ -430,12 +430,20 @@ describe('redrive keeps what it holds, and says when it could not finish (review
       bodies('new', 25),
       failingCall('ChangeMessageVisibilityBatchCommand', 1),
     );
+    const warnings: string[] = [];
     try {
-      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, clockOffsetMs: 0 });
+      const summary = await redrive(client, {
+        from: from.url,
+        to: to.url,
+        emptyWaitS: 0,
+        clockOffsetMs: 0,
+        onWarning: (warning) => warnings.push(warning),
+      });
       expect(summary).toMatchObject({ moved: 5, arrivedLater: 25 });
     } finally {
       client.destroy();
     }
+    expect(warnings).toEqual([expect.stringMatching(/^10 message\(s\) this run left could not be made visible/)]);
     // 25 held, released 10 per call: the first 10 stay hidden until their timeout, the other 15 are back at once.
     expect(await receiveAll(sqs, from.url)).toHaveLength(15);
   });
