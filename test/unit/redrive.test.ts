@@ -357,14 +357,15 @@ function clientWithLateArrivals(
 
 describe('redrive keeps what it holds, and says when it could not finish (review 2)', () => {
   it('finding 1: keeps held and in-hand messages hidden past the visibility timeout while a send is slow', {
-    timeout: 20_000,
+    timeout: 30_000,
   }, async () => {
     const { from, to } = await parkedWith(bodies('old', 5));
     let visibleDuringSend: Message[] | undefined;
     const client = clientWithLateArrivals(from.url, bodies('new', 5), async (command, call) => {
       if (command === 'SendMessageBatchCommand' && visibleDuringSend === undefined) {
-        // The fault: a send slower than the 1 s visibility timeout (local SQS answers at once). Not a wait for an event.
-        await new Promise((resolve) => setTimeout(resolve, 2_500));
+        // The fault: a send slower than twice the 2 s visibility timeout (local SQS answers at once). Not a wait for an
+        // event. 2 s, not 1: a renewal every second still has a second to spare on a loaded machine.
+        await new Promise((resolve) => setTimeout(resolve, 4_500));
         // Visibility 0: looking must not hide anything from the run.
         visibleDuringSend = await receiveAll(sqs, from.url, { visibilityTimeoutS: 0 });
       }
@@ -376,7 +377,7 @@ describe('redrive keeps what it holds, and says when it could not finish (review
         to: to.url,
         emptyWaitS: 0,
         clockOffsetMs: 0,
-        visibilityTimeoutS: 1,
+        visibilityTimeoutS: 2,
       });
       expect(visibleDuringSend?.map((m) => m.Body)).toEqual([]);
       expect(summary).toMatchObject({ moved: 5, failed: 0, arrivedLater: 5, complete: true });
