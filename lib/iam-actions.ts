@@ -66,7 +66,7 @@ export const REDRIVE_PERMISSIONS: readonly Permission[] = [
   {
     actions: ['sqs:ChangeMessageVisibility'],
     resource: '--from queue',
-    why: 'loop: makes the messages it leaves (arrived later, came back, failed) visible again at once',
+    why: 'loop: keeps the messages it leaves (arrived later, came back, failed) hidden during the run, then visible',
   },
   {
     actions: ['sqs:StartMessageMoveTask', 'sqs:ListMessageMoveTasks', 'sqs:CancelMessageMoveTask'],

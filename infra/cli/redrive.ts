@@ -16,8 +16,9 @@ Moves messages out of a dead-letter / quarantine queue for another attempt.
                              function recorded); messages that come back during the run are left, and counted
   --max <N>                  move at most N messages
   --method <m>               auto (default) | move-task | loop
-  --visibility-timeout <s>   loop only: how long a message in hand stays hidden (default 60); after an
-                             interruption, messages received but not yet sent reappear in the source after this
+  --visibility-timeout <s>   loop only: how long a message in hand stays hidden (default 60; renewed while the
+                             run lives); if the run dies, messages in hand and those it held back (came back,
+                             arrived later, failed) reappear in the source at most this long after
   --json                     print the summary as JSON
   --help
 
@@ -26,6 +27,8 @@ usual (credentials, AWS_REGION; the region of an sqs.<region>.amazonaws.com URL 
 The loop moves what --from held when it started (by when SQS stamped each message, not by its approximate count);
 messages sent later are left for the next run, and counted.
 Ctrl-C stops after the batch in hand; nothing is lost (each message is sent before it is deleted).
+If 10 receives in a row find nothing to move (new poison keeps arriving), the loop stops, says older messages
+may remain, and exits with 3: run it again.
 
 Required permissions (IAM):
 ${describePermissions(REDRIVE_PERMISSIONS)}`;
@@ -66,6 +69,12 @@ function printSummary(summary: RedriveSummary, from: string) {
     lines.push(
       `  arrived later:  ${summary.arrivedLater} message(s) were sent to ${from} after this run started. They were ` +
         'left there for the next run.',
+    );
+  }
+  if (!summary.complete && !summary.interrupted && summary.method === 'loop') {
+    lines.push(
+      '  incomplete:     10 receives in a row found only messages this run leaves (new ones keep arriving): ' +
+        `messages older than the run may remain in ${from}. Run it again.`,
     );
   }
   if (summary.taskFailureReason) lines.push(`  the move task failed: ${summary.taskFailureReason}`);
@@ -137,6 +146,7 @@ async function main() {
       ...(visibilityTimeoutS !== undefined ? { visibilityTimeoutS } : {}),
       method: method as RedriveMethod | 'auto',
       signal: controller.signal,
+      onWarning: (warning) => console.error(`redrive: warning: ${warning}`),
       onStart: ({ total }) => {
         if (values.json) return;
         bar.start(total, 0, { failed: 0 });
@@ -151,7 +161,13 @@ async function main() {
     if (barStarted) bar.stop();
     if (values.json) console.log(JSON.stringify(summary));
     else printSummary(summary, from);
-    process.exitCode = summary.interrupted ? 130 : summary.failed > 0 || summary.taskFailureReason ? 1 : 0;
+    process.exitCode = summary.interrupted
+      ? 130
+      : summary.failed > 0 || summary.taskFailureReason
+        ? 1
+        : summary.method === 'loop' && !summary.complete
+          ? 3
+          : 0;
   } catch (error) {
     if (barStarted) bar.stop();
     console.error(`redrive: ${(explainUnreachable(error, from, '--from') as Error).message}`);

@@ -3,12 +3,16 @@ import {
   DeleteMessageBatchCommand,
   GetQueueAttributesCommand,
   type GetQueueAttributesResult,
+  type Message,
   type MessageAttributeValue,
+  type ReceiveMessageResult,
+  SendMessageCommand,
+  type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createQuarantine, QUARANTINE_ATTRIBUTES } from '../../lib/quarantine';
-import { redrive, sourceArnOf } from '../../lib/redrive';
+import { RedriveError, redrive, sourceArnOf } from '../../lib/redrive';
 import {
   createQueue,
   createQueueWithDlq,
@@ -63,7 +67,14 @@ describe.concurrent('redrive on local SQS', () => {
 
     const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: 0 });
 
-    expect(summary).toMatchObject({ method: 'loop', moved: 25, failed: 0, interrupted: false, remaining: 0 });
+    expect(summary).toMatchObject({
+      method: 'loop',
+      moved: 25,
+      failed: 0,
+      interrupted: false,
+      complete: true,
+      remaining: 0,
+    });
     expect(summary.destinations).toEqual({ [to.url]: 25 });
     const landed = await receiveAll(sqs, to.url);
     expect(sorted(landed.map((m) => m.Body))).toEqual(sorted(all));
@@ -218,12 +229,7 @@ describe.concurrent('redrive on local SQS', () => {
   });
 
   it('leaves what was sent after the start for the next run, visible at once, and counts it', async () => {
-    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
-    await sendMessages(
-      sqs,
-      from.url,
-      bodies('old', 5).map((body) => ({ body })),
-    );
+    const { from, to } = await parkedWith(bodies('old', 5));
     // New poison lands between the start and the first receive: an interleaving local SQS cannot be asked for, so
     // this real client of local SQS sends it just before its first ReceiveMessage.
     const client = localSqs();
@@ -277,6 +283,315 @@ describe.concurrent('redrive on local SQS', () => {
     const stayed = (await receiveAll(sqs, from.url)).map((m) => m.Body);
     expect(moved).toHaveLength(10);
     expect(sorted([...moved, ...stayed])).toEqual(sorted(all));
+  });
+});
+
+/**
+ * A real client of local SQS that passes each answer's Date header through `see` first. Low priority: it runs inside
+ * the redrive's own Date reader, so that reader gets what `see` returns.
+ */
+function clientSeeingDates(see: (date: string) => string): SQSClient {
+  const client = localSqs();
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const result = await next(args);
+      const headers = (result.response as { headers?: Record<string, string> }).headers;
+      if (headers?.date) headers.date = see(headers.date);
+      return result;
+    },
+    { step: 'deserialize', priority: 'low' },
+  );
+  return client;
+}
+
+/** The fault of a throttled SQS (local SQS does not fail on demand): the nth call of `name` throws. */
+function failingCall(name: string, nth: number) {
+  let calls = 0;
+  return async (command: string | undefined, call: () => Promise<unknown>) => {
+    if (command === name && ++calls === nth) throw new Error('throttled');
+    return call();
+  };
+}
+
+/** A source queue holding `messages` and an empty target queue. */
+async function parkedWith(messages: string[]): Promise<{ from: LocalQueue; to: LocalQueue }> {
+  const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+  await sendMessages(
+    sqs,
+    from.url,
+    messages.map((body) => ({ body })),
+  );
+  return { from, to };
+}
+
+/**
+ * A real client of local SQS that sends `late` to `queueUrl` just before its first ReceiveMessage (new poison landing
+ * between the start and the first receive: an interleaving local SQS cannot be asked for), then runs `also` on each
+ * command (the fault a test injects).
+ */
+function clientWithLateArrivals(
+  queueUrl: string,
+  late: string[],
+  also?: (command: string | undefined, call: () => Promise<{ output: unknown }>) => Promise<unknown>,
+): SQSClient {
+  const client = localSqs();
+  let sent: Promise<unknown> | undefined;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === 'ReceiveMessageCommand') {
+        sent ??= sendMessages(
+          sqs,
+          queueUrl,
+          late.map((body) => ({ body })),
+        );
+        await sent;
+      }
+      const call = () => next(args);
+      if (!also) return call();
+      return (await also(context.commandName, call)) as Awaited<ReturnType<typeof next>>;
+    },
+    { step: 'initialize' },
+  );
+  return client;
+}
+
+describe('redrive keeps what it holds, and says when it could not finish (review 2)', () => {
+  it('finding 1: keeps held and in-hand messages hidden past the visibility timeout while a send is slow', {
+    timeout: 30_000,
+  }, async () => {
+    const { from, to } = await parkedWith(bodies('old', 5));
+    let visibleDuringSend: Message[] | undefined;
+    const client = clientWithLateArrivals(from.url, bodies('new', 5), async (command, call) => {
+      if (command === 'SendMessageBatchCommand' && visibleDuringSend === undefined) {
+        // The fault: a send slower than twice the 2 s visibility timeout (local SQS answers at once). Not a wait for an
+        // event. 2 s, not 1: a renewal every second still has a second to spare on a loaded machine.
+        await new Promise((resolve) => setTimeout(resolve, 4_500));
+        // Visibility 0: looking must not hide anything from the run.
+        visibleDuringSend = await receiveAll(sqs, from.url, { visibilityTimeoutS: 0 });
+      }
+      return call();
+    });
+    try {
+      const summary = await redrive(client, {
+        from: from.url,
+        to: to.url,
+        emptyWaitS: 0,
+        clockOffsetMs: 0,
+        visibilityTimeoutS: 2,
+      });
+      expect(visibleDuringSend?.map((m) => m.Body)).toEqual([]);
+      expect(summary).toMatchObject({ moved: 5, failed: 0, arrivedLater: 5, complete: true });
+    } finally {
+      client.destroy();
+    }
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(bodies('old', 5));
+    expect(sorted((await receiveAll(sqs, from.url)).map((m) => m.Body))).toEqual(bodies('new', 5));
+  });
+
+  it('finding 1: says it is incomplete when it stops because new messages keep arriving', async () => {
+    const { from, to } = await parkedWith(bodies('old', 5));
+    // New poison keeps arriving: 10 more before every receive.
+    const client = clientWithLateArrivals(from.url, [], async (command, call) => {
+      if (command === 'ReceiveMessageCommand') {
+        await sendMessages(
+          sqs,
+          from.url,
+          bodies('new', 10).map((body) => ({ body })),
+        );
+      }
+      return call();
+    });
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, clockOffsetMs: 0 });
+      expect(summary).toMatchObject({ moved: 5, failed: 0, interrupted: false, complete: false });
+    } finally {
+      client.destroy();
+    }
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(bodies('old', 5));
+  });
+
+  it('finding 5: releases what it held when a receive fails mid-run', async () => {
+    const { from, to } = await parkedWith(bodies('old', 5));
+    const client = clientWithLateArrivals(from.url, bodies('new', 10), failingCall('ReceiveMessageCommand', 2));
+    try {
+      await expect(
+        redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, clockOffsetMs: 0 }),
+      ).rejects.toBeInstanceOf(RedriveError);
+    } finally {
+      client.destroy();
+    }
+    // The 5 held by the first receive are visible at once, not after the 60 s visibility timeout.
+    expect(sorted((await receiveAll(sqs, from.url)).map((m) => m.Body))).toEqual(sorted(bodies('new', 10)));
+  });
+
+  it('finding 5: releases the other batches when one release batch fails', async () => {
+    const { from, to } = await parkedWith(bodies('old', 5));
+    const client = clientWithLateArrivals(
+      from.url,
+      bodies('new', 25),
+      failingCall('ChangeMessageVisibilityBatchCommand', 1),
+    );
+    const warnings: string[] = [];
+    try {
+      const summary = await redrive(client, {
+        from: from.url,
+        to: to.url,
+        emptyWaitS: 0,
+        clockOffsetMs: 0,
+        onWarning: (warning) => warnings.push(warning),
+      });
+      expect(summary).toMatchObject({ moved: 5, arrivedLater: 25 });
+    } finally {
+      client.destroy();
+    }
+    expect(warnings).toEqual([expect.stringMatching(/^10 message\(s\) this run left could not be made visible/)]);
+    // 25 held, released 10 per call: the first 10 stay hidden until their timeout, the other 15 are back at once.
+    expect(await receiveAll(sqs, from.url)).toHaveLength(15);
+  });
+
+  it("finding 4: does not believe a Date header far from this machine's clock, and warns", async () => {
+    const { from, to } = await parkedWith(bodies('old', 5));
+    // The fault: a Date header 10 minutes behind (a proxy or a broken clock; local SQS uses this machine's).
+    const client = clientSeeingDates((date) => new Date(Date.parse(date) - 600_000).toUTCString());
+    const warnings: string[] = [];
+    try {
+      const summary = await redrive(client, {
+        from: from.url,
+        to: to.url,
+        emptyWaitS: 0,
+        onWarning: (warning) => warnings.push(warning),
+      });
+      // Believed, the header would put the start 10 minutes back and leave all 5 as "arrived later".
+      expect(summary).toMatchObject({ moved: 5, arrivedLater: 0 });
+    } finally {
+      client.destroy();
+    }
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/SQS's clock .* is -60[01] s from this machine's/);
+  });
+
+  it('finding 4: leaves and counts a message without SentTimestamp rather than moving it', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    await sendMessages(sqs, from.url, [{ body: 'stamped' }, { body: 'unstamped' }]);
+    const client = localSqs();
+    // The fault: an answer without SentTimestamp (local SQS always sets it).
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const result = await next(args);
+        if (context.commandName === 'ReceiveMessageCommand') {
+          for (const message of (result.output as ReceiveMessageResult).Messages ?? []) {
+            if (message.Body === 'unstamped') delete message.Attributes?.SentTimestamp;
+          }
+        }
+        return result;
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
+      expect(summary).toMatchObject({ moved: 1, arrivedLater: 1 });
+    } finally {
+      client.destroy();
+    }
+    expect((await receiveAll(sqs, to.url)).map((m) => m.Body)).toEqual(['stamped']);
+  });
+
+  it("finding 8: reads the start from SQS's Date header when no clock offset is given", async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    await sendMessages(
+      sqs,
+      from.url,
+      bodies('m', 3).map((body) => ({ body })),
+    );
+    const dates: string[] = [];
+    const client = clientSeeingDates((date) => {
+      dates.push(date);
+      return date;
+    });
+    const warnings: string[] = [];
+    try {
+      const summary = await redrive(client, {
+        from: from.url,
+        to: to.url,
+        emptyWaitS: 0,
+        onWarning: (warning) => warnings.push(warning),
+      });
+      expect(summary).toMatchObject({ moved: 3, arrivedLater: 0, complete: true });
+    } finally {
+      client.destroy();
+    }
+    expect(dates.length).toBeGreaterThan(0);
+    expect(warnings).toEqual([]);
+  });
+
+  it('finding 7: deletes a message SQS hands out again after it was moved, without sending it twice', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    const all = bodies('m', 15);
+    await sendMessages(
+      sqs,
+      from.url,
+      all.map((body) => ({ body })),
+    );
+    const client = localSqs();
+    let first: Message | undefined;
+    let receives = 0;
+    // The fault: standard SQS delivering a deleted message again (at-least-once); local SQS never does.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const result = await next(args);
+        if (context.commandName !== 'ReceiveMessageCommand') return result;
+        const output = result.output as ReceiveMessageResult;
+        receives++;
+        if (receives === 1) first = output.Messages?.[0];
+        else if (receives === 2 && first && output.Messages) output.Messages.unshift(first);
+        return result;
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
+      expect(summary).toMatchObject({ moved: 15, failed: 0 });
+    } finally {
+      client.destroy();
+    }
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(sorted(all));
+  });
+});
+
+describe('redrive to FIFO queues (review 2)', () => {
+  it('finding 2: a copy is not dropped because its original deduplication id reached the destination lately', async () => {
+    const [from, to] = await Promise.all([
+      createQueue(sqs, 'parked', { fifo: true }),
+      createQueue(sqs, 'target', { fifo: true }),
+    ]);
+    const sameId = { MessageGroupId: 'g', MessageDeduplicationId: 'order-1' };
+    await sqs.send(new SendMessageCommand({ QueueUrl: to.url, MessageBody: 'earlier', ...sameId }));
+    await sqs.send(new SendMessageCommand({ QueueUrl: from.url, MessageBody: 'dead', ...sameId }));
+
+    const summary = await redrive(sqs, { from: from.url, to: to.url, method: 'loop', emptyWaitS: 0 });
+
+    expect(summary).toMatchObject({ moved: 1, failed: 0 });
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(['dead', 'earlier']);
+  });
+
+  it('finding 3: once a message of a group fails, the later ones of that group are not sent', async () => {
+    const [from, orders] = await Promise.all([
+      createQueue(sqs, 'quarantine', { fifo: true }),
+      createQueue(sqs, 'orders', { fifo: true }),
+    ]);
+    const source = { [QUARANTINE_ATTRIBUTES.sourceQueue]: text(orders.arn) };
+    await sendMessages(sqs, from.url, [
+      // No recorded source: it fails, and g-2 must not overtake it.
+      { body: 'g-1', groupId: 'g' },
+      { body: 'g-2', groupId: 'g', attributes: source },
+      { body: 'h-1', groupId: 'h', attributes: source },
+    ]);
+
+    const summary = await redrive(sqs, { from: from.url, emptyWaitS: 0 });
+
+    expect(summary).toMatchObject({ moved: 1, failed: 2 });
+    expect((await receiveAll(sqs, orders.url)).map((m) => m.Body)).toEqual(['h-1']);
+    expect(sorted((await receiveAll(sqs, from.url)).map((m) => m.Body))).toEqual(['g-1', 'g-2']);
   });
 });
 
@@ -388,6 +703,39 @@ describe('npm run redrive (the CLI)', () => {
     expect(stdout).toMatch(/moved: +15/);
     expect(stdout).toMatch(/left in source: 0/);
     expect(await count(to)).toBe(15);
+  });
+
+  it('finding 1: exits 3 and says to run again when new messages keep arriving', { timeout: 30_000 }, async () => {
+    const { from, to } = await parkedWith(bodies('old', 3));
+    // Poison keeps pouring in: whenever fewer than 20 are visible, 10 more.
+    let producing = true;
+    const producer = (async () => {
+      while (producing) {
+        const { Attributes } = await sqs.send(
+          new GetQueueAttributesCommand({
+            QueueUrl: from.url,
+            AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+          }),
+        );
+        const visible =
+          Number(Attributes?.ApproximateNumberOfMessages) - Number(Attributes?.ApproximateNumberOfMessagesNotVisible);
+        if (visible < 20) {
+          await sendMessages(
+            sqs,
+            from.url,
+            bodies('new', 10).map((body) => ({ body })),
+          );
+        }
+      }
+    })();
+    try {
+      const { code, stdout } = await finished(cli(['--from', from.url, '--to', to.url, '--method', 'loop']));
+      expect(stdout).toMatch(/incomplete: .* Run it again/s);
+      expect(code).toBe(3);
+    } finally {
+      producing = false;
+      await producer;
+    }
   });
 
   it('refuses bad arguments with the usage', async () => {

@@ -1,0 +1,139 @@
+// The receive-send-delete method: moves what the source held at the start, each message once.
+import { DeleteMessageBatchCommand, type Message, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { createQueueUrlResolver } from '../queue-url';
+import { eligibleOf, fail, type LoopRun, summaryOf } from './run';
+import { route, sendAll } from './send';
+import { describe, RedriveError, type RedriveOptions, SEND_MAX_ENTRIES } from './types';
+import { changeVisibility, keepHidden, visibilityOf } from './visibility';
+
+// Receives in a row that find nothing to move before the loop ends anyway (poison may keep arriving for ever).
+const IDLE_RECEIVES_MAX = 10;
+
+/** Deletes a copy SQS handed out again of a message this run already moved (at-least-once delivery), best effort. */
+async function deleteMovedAlready(sqs: SQSClient, run: LoopRun, messages: Message[]): Promise<void> {
+  if (messages.length === 0) return;
+  await sqs
+    .send(
+      new DeleteMessageBatchCommand({
+        QueueUrl: run.options.from,
+        Entries: messages.map((message, index) => ({ Id: String(index), ReceiptHandle: message.ReceiptHandle })),
+      }),
+    )
+    .catch(() => undefined);
+}
+
+async function receive(sqs: SQSClient, run: LoopRun, wanted: number): Promise<Message[]> {
+  const { options } = run;
+  const request = async (wait: number) =>
+    (
+      await sqs.send(
+        new ReceiveMessageCommand({
+          QueueUrl: options.from,
+          MaxNumberOfMessages: wanted,
+          VisibilityTimeout: visibilityOf(options),
+          WaitTimeSeconds: wait,
+          MessageAttributeNames: ['All'],
+          // local-aws-sqs only reads the older AttributeNames; SQS accepts both.
+          AttributeNames: ['All'],
+          MessageSystemAttributeNames: ['All'],
+        }),
+      )
+    ).Messages ?? [];
+  const emptyWait = options.emptyWaitS ?? 1;
+  try {
+    const messages = await request(0);
+    if (messages.length > 0 || emptyWait === 0 || options.signal?.aborted) return messages;
+    return await request(emptyWait);
+  } catch (error) {
+    throw new RedriveError(
+      `cannot receive from ${options.from} after moving ${run.moved} message(s): ${describe(error)}; nothing was lost, run it again`,
+      { cause: error },
+    );
+  }
+}
+
+/** Deletes from the source what was sent: only then is a message moved. */
+async function deleteSent(sqs: SQSClient, run: LoopRun, sent: Message[]): Promise<void> {
+  if (sent.length === 0) return;
+  const notDeleted = 'sent, but not deleted from the source: it will be moved again by the next run';
+  try {
+    const response = await sqs.send(
+      new DeleteMessageBatchCommand({
+        QueueUrl: run.options.from,
+        Entries: sent.map((message, index) => ({ Id: String(index), ReceiptHandle: message.ReceiptHandle })),
+      }),
+    );
+    const failedIndexes = new Set((response.Failed ?? []).map((failed) => Number(failed.Id)));
+    for (const failed of response.Failed ?? []) {
+      fail(run, sent[Number(failed.Id)], `${notDeleted} (${failed.Code}: ${failed.Message})`);
+    }
+    sent.forEach((message, index) => {
+      if (!failedIndexes.has(index) && message.MessageId) run.movedIds.add(message.MessageId);
+    });
+    run.moved += sent.length - failedIndexes.size;
+  } catch (error) {
+    for (const message of sent) fail(run, message, `${notDeleted} (${describe(error)})`);
+  }
+}
+
+/**
+ * Receive, send, then delete, until a receive finds nothing, --max is reached, or IDLE_RECEIVES_MAX receives in a row
+ * found only messages this run leaves (came back, arrived later, failed already): each is held hidden (renewed) until
+ * the run ends, so the visible ones dwindle unless new ones keep arriving; the run ends then too, incomplete. Each
+ * message there at the start is moved or failed at most once, so receives that move something are bounded too.
+ */
+export async function loop(sqs: SQSClient, options: RedriveOptions, total: number, dlqArn: string, cutoff: number) {
+  options.onStart?.({ method: 'loop', total });
+  const run: LoopRun = {
+    options,
+    dlqArn,
+    cutoff,
+    moved: 0,
+    failures: [],
+    failedIds: new Set(),
+    destinations: {},
+    sentIds: new Set(),
+    returnedIds: new Set(),
+    laterIds: new Set(),
+    held: new Map(),
+    inHand: new Map(),
+    movedIds: new Set(),
+    failedGroups: new Set(),
+  };
+  const resolveUrl = createQueueUrlResolver(sqs);
+  const stopKeeping = keepHidden(sqs, options.from, visibilityOf(options), () => [
+    ...run.held.values(),
+    ...run.inHand.values(),
+  ]);
+  let idle = 0;
+  let interrupted = false;
+  try {
+    for (;;) {
+      interrupted = options.signal?.aborted ?? false;
+      const done = run.moved + run.failures.length;
+      if (interrupted || (options.max !== undefined && done >= options.max)) break;
+      const wanted = Math.min(SEND_MAX_ENTRIES, (options.max ?? Number.POSITIVE_INFINITY) - done);
+      const messages = await receive(sqs, run, wanted);
+      if (messages.length === 0) break;
+      for (const message of messages) run.inHand.set(message.MessageId ?? '', message.ReceiptHandle ?? '');
+      const { eligible, movedAlready } = eligibleOf(run, messages);
+      await deleteMovedAlready(sqs, run, movedAlready);
+      idle = eligible.length === 0 ? idle + 1 : 0;
+      if (idle >= IDLE_RECEIVES_MAX) break;
+      if (idle === 0) await deleteSent(sqs, run, await sendAll(sqs, run, await route(run, eligible, resolveUrl)));
+      run.inHand.clear();
+      const progress = run.moved + run.failures.length;
+      options.onProgress?.({ moved: run.moved, failed: run.failures.length, total: Math.max(total, progress) });
+    }
+  } finally {
+    await stopKeeping();
+    const hidden = await changeVisibility(sqs, options.from, [...run.held.values(), ...run.inHand.values()], 0);
+    if (hidden > 0) {
+      options.onWarning?.(
+        `${hidden} message(s) this run left could not be made visible again at once: they reappear in ${options.from} ` +
+          `within ${visibilityOf(options)} s`,
+      );
+    }
+  }
+  return summaryOf(run, interrupted, idle < IDLE_RECEIVES_MAX && !interrupted);
+}

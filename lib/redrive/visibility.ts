@@ -1,0 +1,56 @@
+// How long the messages a loop run has in hand stay hidden: renewed while it lives, released when it ends.
+import { ChangeMessageVisibilityBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { type RedriveOptions, SEND_MAX_ENTRIES } from './types';
+
+const DEFAULT_VISIBILITY_TIMEOUT_S = 60;
+
+/**
+ * Sets the visibility timeout of messages in hand, 10 per call, best effort: a batch that fails is skipped (those
+ * messages reappear when their current timeout runs out) and the others are still changed. Returns how many were in
+ * batches that failed.
+ */
+export async function changeVisibility(
+  sqs: SQSClient,
+  queueUrl: string,
+  receiptHandles: Iterable<string>,
+  timeoutS: number,
+): Promise<number> {
+  const handles = [...new Set(receiptHandles)];
+  let unchanged = 0;
+  for (let first = 0; first < handles.length; first += SEND_MAX_ENTRIES) {
+    const entries = handles
+      .slice(first, first + SEND_MAX_ENTRIES)
+      .map((handle, index) => ({ Id: String(index), ReceiptHandle: handle, VisibilityTimeout: timeoutS }));
+    await sqs.send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: queueUrl, Entries: entries })).catch(() => {
+      unchanged += entries.length;
+    });
+  }
+  return unchanged;
+}
+
+export function visibilityOf(options: RedriveOptions): number {
+  return options.visibilityTimeoutS ?? DEFAULT_VISIBILITY_TIMEOUT_S;
+}
+
+/**
+ * Keeps what the run holds (and the batch in hand, if a send is slow) hidden while the run lives: renews the
+ * visibility timeout at half its length. Held messages that reappeared would look like new receives with nothing to
+ * move and end the run early. Returns the function that stops it.
+ */
+export function keepHidden(
+  sqs: SQSClient,
+  queueUrl: string,
+  timeoutS: number,
+  receiptHandles: () => Iterable<string>,
+): () => Promise<void> {
+  let renewing: Promise<void> = Promise.resolve();
+  const timer = setInterval(() => {
+    renewing = renewing.then(async () => {
+      await changeVisibility(sqs, queueUrl, receiptHandles(), timeoutS);
+    });
+  }, timeoutS * 500);
+  return async () => {
+    clearInterval(timer);
+    await renewing;
+  };
+}
