@@ -53,6 +53,16 @@ describe('I4 in a recovery invocation whose endpoint received no request', () =>
     expect(() => checkInvariants(recovery([], false))).toThrow(/e0 answers 2xx again but was sent no request/);
   });
 
+  it('is broken when the endpoint read a request but the product sent it none in this invocation', () => {
+    endpoint.requestsNow = 1;
+    try {
+      expect(() => checkInvariants(recovery([], false))).toThrow(/e0 answers 2xx again but was sent no request/);
+      expect(() => checkInvariants(recovery(['200'], false))).not.toThrow();
+    } finally {
+      endpoint.requestsNow = 0;
+    }
+  });
+
   it('is broken when requests were sent but ended otherwise than on the product timeout', () => {
     expect(() => checkInvariants(recovery(['TIMEOUT', 'REQUEST_ERROR'], false))).toThrow(
       /read none of the requests sent to it \(ended: TIMEOUT, REQUEST_ERROR\)/,
