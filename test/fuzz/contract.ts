@@ -14,7 +14,7 @@ import {
   type Scenario,
   SOURCE,
 } from './scenario';
-import { FakeLedger, FakeSqs, HEALTHY, realBackoff, watchedQuarantine } from './sides';
+import { AttemptLog, FakeLedger, FakeSqs, HEALTHY, realBackoff, watchedQuarantine } from './sides';
 
 function eventBody(spec: RecordSpec, maxEventBytes: number): string {
   const id = `ev-${spec.eventId}`;
@@ -64,6 +64,7 @@ const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface World {
   endpoints: FuzzEndpoint[];
+  attempts: AttemptLog;
   sqs: FakeSqs;
   ledger: FakeLedger | undefined;
   seen: ReturnType<typeof watchedQuarantine>['seen'] | undefined;
@@ -99,10 +100,12 @@ async function startWorld(scenario: Scenario): Promise<World> {
     RETRY_MAX_DELAY_S: String(scenario.retryMaxDelayS),
   });
   const sqs = new FakeSqs();
+  const attempts = new AttemptLog();
   const ledger = scenario.ledger ? new FakeLedger() : undefined;
   const watched = scenario.quarantine ? watchedQuarantine(sqs, scenario.fifo, clock) : undefined;
   const world: Omit<World, 'ingest'> & { ingest?: Ingest } = {
     endpoints,
+    attempts,
     sqs,
     ledger,
     seen: watched?.seen,
@@ -118,6 +121,7 @@ async function startWorld(scenario: Scenario): Promise<World> {
   const ingest = createIngest(config, {
     logger: new Logger({ serviceName: 'fuzz', logLevel: 'DEBUG' }),
     metrics: new Metrics({ serviceName: 'fuzz', namespace: 'Fuzz' }),
+    tracer: attempts.tracer,
     ...(watched ? { quarantine: watched.quarantine } : {}),
     ...(scenario.backoff ? { backoff: realBackoff(sqs, scenario.retryBaseDelayS, scenario.retryMaxDelayS) } : {}),
     ...(ledger ? { ledger } : {}),
@@ -171,18 +175,24 @@ function redeliver(item: ModelRecord, invocation: number): ModelRecord {
 }
 
 /**
- * Runs the scenario's invocations in a row on one warm instance, redelivering what each reported failed, then one
+ * Recovery invocations at most: another one runs only while an endpoint received nothing because every request the
+ * product sent it ended on the product's own DELIVERY_TIMEOUT_MS (a stalled process), never for a request not sent.
+ */
+export const MAX_RECOVERIES = 3;
+
+/**
+ * Runs the scenario's invocations in a row on one warm instance, redelivering what each reported failed, then a
  * recovery invocation (every endpoint and side effect healthy, one half-open period later, with a fresh probe
- * record). Throws an InvariantViolation at the first broken invariant.
+ * record), repeated as MAX_RECOVERIES says. Throws an InvariantViolation at the first broken invariant.
  */
 export async function runScenario(scenario: Scenario, ignored?: ReadonlySet<string>): Promise<void> {
   const world = await startWorld(scenario);
   let serial = 0;
   try {
     let pending: ModelRecord[] = [];
-    const total = scenario.invocations.length + 1;
-    for (let index = 0; index < total; index++) {
-      const recovery = index === scenario.invocations.length;
+    const last = scenario.invocations.length + MAX_RECOVERIES - 1;
+    for (let index = 0; index <= last; index++) {
+      const recovery = index >= scenario.invocations.length;
       const spec = recovery
         ? {
             // Room for a loaded machine: the rule is about the breaker letting requests through, not about speed.
@@ -197,6 +207,7 @@ export async function runScenario(scenario: Scenario, ignored?: ReadonlySet<stri
       if (recovery) await wait(scenario.halfOpenMs + 5);
       const batch = [...pending, ...spec.records.map((record) => buildRecord(record, scenario, serial++))];
       for (const [i, endpoint] of world.endpoints.entries()) endpoint.beginInvocation(spec.modes[i] ?? 'script');
+      world.attempts.beginInvocation();
       world.sqs.faults = spec.faults;
       world.credentials = spec.credentials;
       world.sqs.visibility = [];
@@ -226,11 +237,13 @@ export async function runScenario(scenario: Scenario, ignored?: ReadonlySet<stri
         scenario,
         index,
         recovery,
+        lastRecovery: index === last,
         batch,
         response,
         answeredAt: Date.now(),
         deadlineAt,
         endpoints: world.endpoints,
+        attempts: world.attempts.now,
         ledgerBefore,
         ledgerAfter: world.ledger?.snapshot(),
         quarantine: world.seen,
@@ -239,6 +252,7 @@ export async function runScenario(scenario: Scenario, ignored?: ReadonlySet<stri
         unauthenticated: [...world.unauthenticated],
       };
       checkInvariants(observation, ignored);
+      if (recovery && world.endpoints.every((endpoint) => endpoint.requestsNow > 0)) break;
       const failed = new Set(response.batchItemFailures.map((item) => item.itemIdentifier));
       pending = batch.filter((item) => failed.has(item.record.messageId)).map((item) => redeliver(item, index));
     }

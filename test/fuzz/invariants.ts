@@ -8,11 +8,15 @@ export interface Observation {
   scenario: Scenario;
   index: number;
   recovery: boolean;
+  /** The last recovery invocation the harness runs (see MAX_RECOVERIES): I4 gets no further chance. */
+  lastRecovery: boolean;
   batch: ModelRecord[];
   response: SQSBatchResponse;
   answeredAt: number;
   deadlineAt: number;
   endpoints: FuzzEndpoint[];
+  /** Per endpoint, how each request the product sent it in this invocation ended ('200', 'TIMEOUT', ...). */
+  attempts: ReadonlyMap<string, readonly string[]>;
   ledgerBefore: Map<string, Set<string>> | undefined;
   ledgerAfter: Map<string, Set<string>> | undefined;
   quarantine: { sent: QuarantineItem[]; confirmed: Map<string, number> } | undefined;
@@ -87,14 +91,7 @@ export function checkInvariants(o: Observation, ignored: ReadonlySet<string> = n
 
   if (o.scenario.fifo) checkFifo(o, failed, confirmed, fail);
 
-  // I4: one half-open period after the endpoints healed, each receives requests again.
-  if (o.recovery) {
-    for (const endpoint of o.endpoints) {
-      if (endpoint.requestsNow === 0) {
-        fail('I4', `${endpoint.name} answers 2xx again but received no request one half-open period later`);
-      }
-    }
-  }
+  if (o.recovery) checkRecovery(o, fail);
 
   // I5: no payload bytes, no credential in any log line (and the log lines were really captured).
   if (!o.output.includes('"batch processed"')) fail('harness', 'no summary line captured: I5 would check nothing');
@@ -115,6 +112,34 @@ export function checkInvariants(o: Observation, ignored: ReadonlySet<string> = n
 
   // Wiring: a configured credential reaches every request.
   if (o.unauthenticated.length > 0) fail('credentials', `requests to ${o.unauthenticated[0]} carried no credential`);
+}
+
+/**
+ * I4: one half-open period after the endpoints healed, each receives requests again. A request the product sent but
+ * cut with its own DELIVERY_TIMEOUT_MS before the endpoint read it (a loaded machine stalled the process, which runs
+ * the endpoints too) does not show the endpoint answering again: the harness runs another recovery invocation.
+ */
+function checkRecovery(o: Observation, fail: (invariant: string, detail: string) => void): void {
+  for (const endpoint of o.endpoints) {
+    const sent = o.attempts.get(endpoint.name) ?? [];
+    // Checked whatever the endpoint read: a request it reads now may be a late one of the invocation before.
+    if (sent.length === 0) {
+      fail('I4', `${endpoint.name} answers 2xx again but was sent no request one half-open period later`);
+    }
+    if (sent.length === 0 || endpoint.requestsNow > 0) continue;
+    if (sent.some((ended) => ended !== 'TIMEOUT')) {
+      fail(
+        'I4',
+        `${endpoint.name} answers 2xx again but read none of the requests sent to it (ended: ${sent.join(', ')})`,
+      );
+    } else if (o.lastRecovery) {
+      fail(
+        'I4',
+        `${endpoint.name} answers 2xx again but received no request in any recovery invocation: every request sent ` +
+          `to it ended on DELIVERY_TIMEOUT_MS (${o.scenario.deliveryTimeoutMs} ms) before the endpoint read it`,
+      );
+    }
+  }
 }
 
 /** I3: per group and endpoint, acceptances in sequence order; no later message acknowledged while an earlier one is not. */

@@ -1,3 +1,4 @@
+import type { Tracer } from '@aws-lambda-powertools/tracer';
 import {
   ChangeMessageVisibilityBatchCommand,
   SendMessageBatchCommand,
@@ -135,6 +136,40 @@ export class FakeLedger implements Ledger {
 
   snapshot(): Map<string, Set<string>> {
     return new Map([...this.entries].map(([key, endpoints]) => [key, new Set(endpoints)]));
+  }
+}
+
+/**
+ * The requests the product sent each endpoint in the current invocation and how each ended ('200', 'TIMEOUT', ...),
+ * seen through the tracer seam: the endpoint's own count cannot tell "never sent" from "sent, then cut by the product's
+ * own timeout before the endpoint read it" (the latter happens when a loaded machine stalls the process).
+ */
+export class AttemptLog {
+  now = new Map<string, string[]>();
+  // Only the calls lib/observability.ts traceRequests makes; a real Tracer needs an X-Ray segment.
+  readonly tracer = {
+    isTracingEnabled: () => true,
+    getSegment: () => ({
+      addNewSubsegment: (name: string) => {
+        const endpoint = name.replace(/^## endpoint /, '');
+        const attempts = this.now.get(endpoint) ?? [];
+        this.now.set(endpoint, attempts);
+        const index = attempts.push('in flight') - 1;
+        return {
+          addAnnotation: (key: string, value: unknown) => {
+            if (key === 'status') attempts[index] = String(value);
+          },
+          addError: (error: Error) => {
+            attempts[index] = error.message;
+          },
+          close: () => {},
+        };
+      },
+    }),
+  } as unknown as Tracer;
+
+  beginInvocation(): void {
+    this.now = new Map();
   }
 }
 
