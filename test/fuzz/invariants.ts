@@ -131,9 +131,9 @@ export function recovered(o: Observation, endpoint: FuzzEndpoint): boolean {
 }
 
 /**
- * The process was starved long enough to cut an attempt before its request was written or read: a request needs at
- * least two turns of this one event loop inside DELIVERY_TIMEOUT_MS (undici's write, the endpoint's read), so a cut one
- * saw at least one of them wait half of it. A pool that never writes shows no such delay.
+ * The process was starved long enough to cut an attempt before its request was written or read: on an open connection a
+ * request needs two turns of this one event loop (undici's write, the endpoint's read), so a stall that made both miss
+ * DELIVERY_TIMEOUT_MS held one up at least half of it. A pool that never writes shows no such delay.
  */
 export function starved(o: Observation): boolean {
   return (o.loopDelayMaxMs ?? 0) >= o.scenario.deliveryTimeoutMs / 2;
