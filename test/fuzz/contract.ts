@@ -3,7 +3,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
 import { type Clock, FuzzEndpoint } from './endpoint';
-import { checkInvariants, InvariantViolation, type Observation } from './invariants';
+import { checkInvariants, InvariantViolation, type Observation, recovered } from './invariants';
 import {
   CREDENTIAL_MARK,
   type InvocationSpec,
@@ -14,7 +14,16 @@ import {
   type Scenario,
   SOURCE,
 } from './scenario';
-import { AttemptLog, FakeLedger, FakeSqs, HEALTHY, realBackoff, watchedQuarantine } from './sides';
+import {
+  AttemptLog,
+  FakeLedger,
+  FakeSqs,
+  HEALTHY,
+  realBackoff,
+  WriteLog,
+  watchEventLoop,
+  watchedQuarantine,
+} from './sides';
 
 function eventBody(spec: RecordSpec, maxEventBytes: number): string {
   const id = `ev-${spec.eventId}`;
@@ -65,6 +74,7 @@ const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 interface World {
   endpoints: FuzzEndpoint[];
   attempts: AttemptLog;
+  writes: WriteLog;
   sqs: FakeSqs;
   ledger: FakeLedger | undefined;
   seen: ReturnType<typeof watchedQuarantine>['seen'] | undefined;
@@ -103,9 +113,11 @@ async function startWorld(scenario: Scenario): Promise<World> {
   const attempts = new AttemptLog();
   const ledger = scenario.ledger ? new FakeLedger() : undefined;
   const watched = scenario.quarantine ? watchedQuarantine(sqs, scenario.fifo, clock) : undefined;
+  const writes = new WriteLog(new Map(endpoints.map((endpoint) => [endpoint.name, endpoint.url])));
   const world: Omit<World, 'ingest'> & { ingest?: Ingest } = {
     endpoints,
     attempts,
+    writes,
     sqs,
     ledger,
     seen: watched?.seen,
@@ -175,8 +187,8 @@ function redeliver(item: ModelRecord, invocation: number): ModelRecord {
 }
 
 /**
- * Recovery invocations at most: another one runs only while an endpoint received nothing because every request the
- * product sent it ended on the product's own DELIVERY_TIMEOUT_MS (a stalled process), never for a request not sent.
+ * Recovery invocations at most: another one runs only while an endpoint was not seen answering because every request
+ * the product sent it ended on the product's own DELIVERY_TIMEOUT_MS while the process was starved (see I4).
  */
 export const MAX_RECOVERIES = 3;
 
@@ -208,6 +220,7 @@ export async function runScenario(scenario: Scenario, ignored?: ReadonlySet<stri
       const batch = [...pending, ...spec.records.map((record) => buildRecord(record, scenario, serial++))];
       for (const [i, endpoint] of world.endpoints.entries()) endpoint.beginInvocation(spec.modes[i] ?? 'script');
       world.attempts.beginInvocation();
+      world.writes.beginInvocation();
       world.sqs.faults = spec.faults;
       world.credentials = spec.credentials;
       world.sqs.visibility = [];
@@ -220,6 +233,7 @@ export async function runScenario(scenario: Scenario, ignored?: ReadonlySet<stri
       const ledgerBefore = world.ledger?.snapshot();
       const started = Date.now();
       const deadlineAt = started + spec.remainingMs;
+      const loop = recovery ? watchEventLoop() : undefined;
       const output = captureOutput();
       let response: SQSBatchResponse;
       try {
@@ -233,6 +247,7 @@ export async function runScenario(scenario: Scenario, ignored?: ReadonlySet<stri
       } finally {
         output.restore();
       }
+      const loopDelayMaxMs = loop?.stop();
       const observation: Observation = {
         scenario,
         index,
@@ -244,6 +259,8 @@ export async function runScenario(scenario: Scenario, ignored?: ReadonlySet<stri
         deadlineAt,
         endpoints: world.endpoints,
         attempts: world.attempts.now,
+        written: world.writes.now,
+        ...(loopDelayMaxMs === undefined ? {} : { loopDelayMaxMs }),
         ledgerBefore,
         ledgerAfter: world.ledger?.snapshot(),
         quarantine: world.seen,
@@ -252,11 +269,12 @@ export async function runScenario(scenario: Scenario, ignored?: ReadonlySet<stri
         unauthenticated: [...world.unauthenticated],
       };
       checkInvariants(observation, ignored);
-      if (recovery && world.endpoints.every((endpoint) => endpoint.requestsNow > 0)) break;
+      if (recovery && world.endpoints.every((endpoint) => recovered(observation, endpoint))) break;
       const failed = new Set(response.batchItemFailures.map((item) => item.itemIdentifier));
       pending = batch.filter((item) => failed.has(item.record.messageId)).map((item) => redeliver(item, index));
     }
   } finally {
+    world.writes.close();
     await world.ingest.close();
     await Promise.all(world.endpoints.map((endpoint) => endpoint.close()));
   }

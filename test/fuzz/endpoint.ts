@@ -32,6 +32,8 @@ export class FuzzEndpoint {
   /** Keys answered with a poison status (400/413/415/422) during the current invocation. */
   blamedNow = new Set<string>();
   requestsNow = 0;
+  /** Idempotency keys of the requests read during the current invocation. */
+  readNow = new Set<string>();
   mode: Mode = 'script';
   readonly #attempts = new Map<string, number>();
   readonly #sockets = new Set<Socket>();
@@ -75,6 +77,7 @@ export class FuzzEndpoint {
     this.acceptedNow = new Map();
     this.blamedNow = new Set();
     this.requestsNow = 0;
+    this.readNow = new Set();
   }
 
   #pick(key: string): Reply {
@@ -91,6 +94,7 @@ export class FuzzEndpoint {
     const header = req.headers['idempotency-key'];
     const key = typeof header === 'string' ? header : '';
     this.requestsNow++;
+    this.readNow.add(key);
     this.onRequest(this, key, req.headers);
     const reply = this.#pick(key);
     switch (reply.kind) {

@@ -1,3 +1,5 @@
+import diagnostics from 'node:diagnostics_channel';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Tracer } from '@aws-lambda-powertools/tracer';
 import {
   ChangeMessageVisibilityBatchCommand,
@@ -171,6 +173,50 @@ export class AttemptLog {
   beginInvocation(): void {
     this.now = new Map();
   }
+}
+
+/**
+ * Per endpoint origin, how many requests undici wrote to a socket in the current invocation (its
+ * 'undici:client:sendHeaders' channel): a request the product sent but never wrote sat in the pool.
+ */
+export class WriteLog {
+  now = new Map<string, number>();
+  readonly #names: ReadonlyMap<string, string>;
+  readonly #onSend = (message: unknown) => {
+    const origin = (message as { request: { origin: string } }).request.origin;
+    const name = this.#names.get(origin);
+    if (name) this.now.set(name, (this.now.get(name) ?? 0) + 1);
+  };
+
+  /** `endpoints`: name → URL of each endpoint. */
+  constructor(endpoints: ReadonlyMap<string, string>) {
+    this.#names = new Map([...endpoints].map(([name, url]) => [new URL(url).origin, name]));
+    diagnostics.subscribe('undici:client:sendHeaders', this.#onSend);
+  }
+
+  beginInvocation(): void {
+    this.now = new Map();
+  }
+
+  close(): void {
+    diagnostics.unsubscribe('undici:client:sendHeaders', this.#onSend);
+  }
+}
+
+/**
+ * The longest the event loop was held up during one invocation: the process runs the product and the endpoints, so a
+ * stall this long also holds up undici's write and the endpoint's read while the product's attempt timer runs.
+ */
+export function watchEventLoop(): { stop: () => number } {
+  // 1 ms resolution: the scenarios' DELIVERY_TIMEOUT_MS is tens of ms.
+  const histogram = monitorEventLoopDelay({ resolution: 1 });
+  histogram.enable();
+  return {
+    stop: () => {
+      histogram.disable();
+      return histogram.max / 1e6;
+    },
+  };
 }
 
 export type { SQSRecord };
