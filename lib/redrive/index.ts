@@ -1,19 +1,19 @@
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import { describe, RedriveError } from './redrive/errors';
-import { loop } from './redrive/loop';
-import { moveTask } from './redrive/move-task';
-import { cutoffOf, queueAttributes } from './redrive/start';
-import type { RedriveOptions, RedriveSummary } from './redrive/types';
+import { describe, RedriveError } from './errors';
+import { loop } from './loop';
+import { moveTask } from './move-task';
+import { cutoffOf, queueAttributes } from './start';
+import type { RedriveOptions, RedriveSummary } from './types';
 
-export { RedriveError, SqsCallTimeoutError } from './redrive/errors';
-export { sourceArnOf } from './redrive/source';
+export { RedriveError, SqsCallTimeoutError } from './errors';
+export { sourceArnOf } from './source';
 export type {
   RedriveFailure,
   RedriveMethod,
   RedriveOptions,
   RedriveProgress,
   RedriveSummary,
-} from './redrive/types';
+} from './types';
 
 /**
  * Moves messages from a dead-letter or quarantine queue back for another attempt. Uses SQS's StartMessageMoveTask
