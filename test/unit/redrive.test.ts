@@ -355,6 +355,23 @@ function clientWithLateArrivals(
   return client;
 }
 
+/** Redrives `from` to `to` on `client` (then destroys it); returns the summary and the warnings. */
+async function redriveWithWarnings(client: SQSClient, from: LocalQueue, to: LocalQueue, clockOffsetMs?: number) {
+  const warnings: string[] = [];
+  try {
+    const summary = await redrive(client, {
+      from: from.url,
+      to: to.url,
+      emptyWaitS: 0,
+      ...(clockOffsetMs === undefined ? {} : { clockOffsetMs }),
+      onWarning: (warning) => warnings.push(warning),
+    });
+    return { summary, warnings };
+  } finally {
+    client.destroy();
+  }
+}
+
 describe('redrive keeps what it holds, and says when it could not finish (review 2)', () => {
   it('finding 1: keeps held and in-hand messages hidden past the visibility timeout while a send is slow', {
     timeout: 30_000,
@@ -432,19 +449,8 @@ describe('redrive keeps what it holds, and says when it could not finish (review
       bodies('new', 25),
       failingCall('ChangeMessageVisibilityBatchCommand', 1),
     );
-    const warnings: string[] = [];
-    try {
-      const summary = await redrive(client, {
-        from: from.url,
-        to: to.url,
-        emptyWaitS: 0,
-        clockOffsetMs: 0,
-        onWarning: (warning) => warnings.push(warning),
-      });
-      expect(summary).toMatchObject({ moved: 5, arrivedLater: 25 });
-    } finally {
-      client.destroy();
-    }
+    const { summary, warnings } = await redriveWithWarnings(client, from, to, 0);
+    expect(summary).toMatchObject({ moved: 5, arrivedLater: 25 });
     expect(warnings).toEqual([expect.stringMatching(/^10 message\(s\) this run left could not be made visible/)]);
     // 25 held, released 10 per call: the first 10 stay hidden until their timeout, the other 15 are back at once.
     expect(await receiveAll(sqs, from.url)).toHaveLength(15);
@@ -454,19 +460,9 @@ describe('redrive keeps what it holds, and says when it could not finish (review
     const { from, to } = await parkedWith(bodies('old', 5));
     // The fault: a Date header 10 minutes behind (a proxy or a broken clock; local SQS uses this machine's).
     const client = clientSeeingDates((date) => new Date(Date.parse(date) - 600_000).toUTCString());
-    const warnings: string[] = [];
-    try {
-      const summary = await redrive(client, {
-        from: from.url,
-        to: to.url,
-        emptyWaitS: 0,
-        onWarning: (warning) => warnings.push(warning),
-      });
-      // Believed, the header would put the start 10 minutes back and leave all 5 as "arrived later".
-      expect(summary).toMatchObject({ moved: 5, arrivedLater: 0 });
-    } finally {
-      client.destroy();
-    }
+    const { summary, warnings } = await redriveWithWarnings(client, from, to);
+    // Believed, the header would put the start 10 minutes back and leave all 5 as "arrived later".
+    expect(summary).toMatchObject({ moved: 5, arrivedLater: 0 });
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(/SQS's clock .* is -60[01] s from this machine's/);
   });
@@ -509,18 +505,8 @@ describe('redrive keeps what it holds, and says when it could not finish (review
       dates.push(date);
       return date;
     });
-    const warnings: string[] = [];
-    try {
-      const summary = await redrive(client, {
-        from: from.url,
-        to: to.url,
-        emptyWaitS: 0,
-        onWarning: (warning) => warnings.push(warning),
-      });
-      expect(summary).toMatchObject({ moved: 3, arrivedLater: 0, complete: true });
-    } finally {
-      client.destroy();
-    }
+    const { summary, warnings } = await redriveWithWarnings(client, from, to);
+    expect(summary).toMatchObject({ moved: 3, arrivedLater: 0, complete: true });
     expect(dates.length).toBeGreaterThan(0);
     expect(warnings).toEqual([]);
   });
@@ -624,19 +610,8 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
       },
       { step: 'initialize' },
     );
-    const warnings: string[] = [];
-    try {
-      const summary = await redrive(client, {
-        from: from.url,
-        to: to.url,
-        emptyWaitS: 0,
-        clockOffsetMs: 0,
-        onWarning: (warning) => warnings.push(warning),
-      });
-      expect(summary).toMatchObject({ moved: 5, arrivedLater: 5 });
-    } finally {
-      client.destroy();
-    }
+    const { summary, warnings } = await redriveWithWarnings(client, from, to, 0);
+    expect(summary).toMatchObject({ moved: 5, arrivedLater: 5 });
     expect(warnings).toEqual([expect.stringMatching(/^1 message\(s\) this run left could not be made visible/)]);
     expect(await receiveAll(sqs, from.url)).toHaveLength(4);
   });
