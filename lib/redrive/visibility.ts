@@ -52,10 +52,11 @@ export function keepHidden(
   callTimeoutMs: number,
   receiptHandles: () => Iterable<string>,
 ): () => Promise<void> {
-  let renewing: Promise<void> = Promise.resolve();
+  let renewing: Promise<void> | undefined;
   const timer = setInterval(() => {
-    renewing = renewing.then(async () => {
-      await changeVisibility(sqs, queueUrl, receiptHandles(), timeoutS, callTimeoutMs);
+    // A renewal still waiting on SQS is not queued behind: at most one runs, and stopping waits for that one only.
+    renewing ??= changeVisibility(sqs, queueUrl, receiptHandles(), timeoutS, callTimeoutMs).then(() => {
+      renewing = undefined;
     });
   }, timeoutS * 500);
   return async () => {
