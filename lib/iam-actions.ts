@@ -51,7 +51,7 @@ export const FUNCTION_PLATFORM_PERMISSIONS: readonly Permission[] = [
   { actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'], resource: '*', why: 'active tracing' },
 ];
 
-/** What `npm run redrive` calls, by method (lib/redrive.ts). */
+/** What `npm run redrive` calls, by method (lib/redrive/). */
 export const REDRIVE_PERMISSIONS: readonly Permission[] = [
   {
     actions: ['sqs:GetQueueAttributes', 'sqs:ReceiveMessage', 'sqs:DeleteMessage'],

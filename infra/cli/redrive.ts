@@ -28,7 +28,17 @@ The loop moves what --from held when it started (by when SQS stamped each messag
 messages sent later are left for the next run, and counted.
 Ctrl-C stops after the batch in hand; nothing is lost (each message is sent before it is deleted).
 If 10 receives in a row find nothing to move (new poison keeps arriving), the loop stops, says older messages
-may remain, and exits with 3: run it again.
+may remain (incomplete), and exits with 3: run it again.
+Each SQS call must answer within 30 s: a send that does not is a failure (the message stays in the source; the
+destination may have it too, a duplicate at worst).
+
+Exit codes:
+  0    done: nothing failed, nothing left behind of what was there at the start (or --max reached)
+  1    some messages failed (listed; they stay in the source), the move task failed, or an error stopped the run;
+       also when the run was incomplete as well: read the failures first, then run it again
+  2    bad arguments
+  3    incomplete, nothing failed: new messages kept arriving and older ones may remain; run it again
+  130  interrupted (Ctrl-C)
 
 Required permissions (IAM):
 ${describePermissions(REDRIVE_PERMISSIONS)}`;

@@ -1,6 +1,6 @@
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { localSqsPort, UsageError } from './cli';
-import { DEFAULT_SQS_PORT, LOCAL_ACCOUNT_ID, localSqsClient } from './sqs-server';
+import { DEFAULT_SQS_PORT, LOCAL_ACCOUNT_ID, localSqsClient, SQS_REQUEST_HANDLER } from './sqs-server';
 
 /** Nothing listens where the queue should be. */
 export class QueueUnreachableError extends Error {
@@ -41,7 +41,7 @@ export function sqsClientFor(queueUrl: string, flag: string): SQSClient {
   const url = parseQueueUrl(queueUrl, flag);
   if (isLoopback(url)) return localSqsClient(url.origin);
   const region = /^sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$/.exec(url.hostname)?.[1];
-  return new SQSClient(region ? { region } : {});
+  return new SQSClient({ ...(region ? { region } : {}), requestHandler: SQS_REQUEST_HANDLER });
 }
 
 /** The error a refused connection surfaces as, rethrown as one that says what to do. */

@@ -72,9 +72,21 @@ export interface LocalSqs {
   close(): Promise<void>;
 }
 
+/**
+ * Per attempt: a stalled connection fails instead of hanging the tool. The idle limit is above SQS's longest long
+ * poll (20 s) plus a margin.
+ */
+export const SQS_REQUEST_HANDLER = { connectionTimeout: 5_000, requestTimeout: 25_000 };
+
 /** An SQS client for a local (or any) endpoint with dummy credentials and no SDK retries unless asked. */
 export function localSqsClient(endpoint: string, maxAttempts = 3): SQSClient {
-  return new SQSClient({ endpoint, region: LOCAL_REGION, credentials: DUMMY_CREDENTIALS, maxAttempts });
+  return new SQSClient({
+    endpoint,
+    region: LOCAL_REGION,
+    credentials: DUMMY_CREDENTIALS,
+    maxAttempts,
+    requestHandler: SQS_REQUEST_HANDLER,
+  });
 }
 
 /** local-aws-sqs receipt handles are base64 of `<uuid>{"date":…,"MessageId":…,"QueueName":…}`. */

@@ -1,9 +1,11 @@
 // The receive-send-delete method: moves what the source held at the start, each message once.
 import { DeleteMessageBatchCommand, type Message, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { createQueueUrlResolver } from '../queue-url';
+import { describe, RedriveError } from './errors';
 import { eligibleOf, fail, type LoopRun, summaryOf } from './run';
 import { route, sendAll } from './send';
-import { describe, RedriveError, type RedriveOptions, SEND_MAX_ENTRIES } from './types';
+import { callTimeoutOf, SEND_MAX_ENTRIES, within } from './sqs-call';
+import type { RedriveOptions } from './types';
 import { changeVisibility, keepHidden, visibilityOf } from './visibility';
 
 // Receives in a row that find nothing to move before the loop ends anyway (poison may keep arriving for ever).
@@ -12,33 +14,33 @@ const IDLE_RECEIVES_MAX = 10;
 /** Deletes a copy SQS handed out again of a message this run already moved (at-least-once delivery), best effort. */
 async function deleteMovedAlready(sqs: SQSClient, run: LoopRun, messages: Message[]): Promise<void> {
   if (messages.length === 0) return;
-  await sqs
-    .send(
-      new DeleteMessageBatchCommand({
-        QueueUrl: run.options.from,
-        Entries: messages.map((message, index) => ({ Id: String(index), ReceiptHandle: message.ReceiptHandle })),
-      }),
-    )
-    .catch(() => undefined);
+  const command = new DeleteMessageBatchCommand({
+    QueueUrl: run.options.from,
+    Entries: messages.map((message, index) => ({ Id: String(index), ReceiptHandle: message.ReceiptHandle })),
+  });
+  await within('DeleteMessageBatch', callTimeoutOf(run.options), (abortSignal) =>
+    sqs.send(command, { abortSignal }),
+  ).catch(() => undefined);
 }
 
 async function receive(sqs: SQSClient, run: LoopRun, wanted: number): Promise<Message[]> {
   const { options } = run;
-  const request = async (wait: number) =>
-    (
-      await sqs.send(
-        new ReceiveMessageCommand({
-          QueueUrl: options.from,
-          MaxNumberOfMessages: wanted,
-          VisibilityTimeout: visibilityOf(options),
-          WaitTimeSeconds: wait,
-          MessageAttributeNames: ['All'],
-          // local-aws-sqs only reads the older AttributeNames; SQS accepts both.
-          AttributeNames: ['All'],
-          MessageSystemAttributeNames: ['All'],
-        }),
-      )
-    ).Messages ?? [];
+  const request = async (wait: number) => {
+    const command = new ReceiveMessageCommand({
+      QueueUrl: options.from,
+      MaxNumberOfMessages: wanted,
+      VisibilityTimeout: visibilityOf(options),
+      WaitTimeSeconds: wait,
+      MessageAttributeNames: ['All'],
+      // local-aws-sqs only reads the older AttributeNames; SQS accepts both.
+      AttributeNames: ['All'],
+      MessageSystemAttributeNames: ['All'],
+    });
+    const response = await within('ReceiveMessage', callTimeoutOf(options, wait), (abortSignal) =>
+      sqs.send(command, { abortSignal }),
+    );
+    return response.Messages ?? [];
+  };
   const emptyWait = options.emptyWaitS ?? 1;
   try {
     const messages = await request(0);
@@ -57,11 +59,12 @@ async function deleteSent(sqs: SQSClient, run: LoopRun, sent: Message[]): Promis
   if (sent.length === 0) return;
   const notDeleted = 'sent, but not deleted from the source: it will be moved again by the next run';
   try {
-    const response = await sqs.send(
-      new DeleteMessageBatchCommand({
-        QueueUrl: run.options.from,
-        Entries: sent.map((message, index) => ({ Id: String(index), ReceiptHandle: message.ReceiptHandle })),
-      }),
+    const command = new DeleteMessageBatchCommand({
+      QueueUrl: run.options.from,
+      Entries: sent.map((message, index) => ({ Id: String(index), ReceiptHandle: message.ReceiptHandle })),
+    });
+    const response = await within('DeleteMessageBatch', callTimeoutOf(run.options), (abortSignal) =>
+      sqs.send(command, { abortSignal }),
     );
     const failedIndexes = new Set((response.Failed ?? []).map((failed) => Number(failed.Id)));
     for (const failed of response.Failed ?? []) {
@@ -74,6 +77,11 @@ async function deleteSent(sqs: SQSClient, run: LoopRun, sent: Message[]): Promis
   } catch (error) {
     for (const message of sent) fail(run, message, `${notDeleted} (${describe(error)})`);
   }
+}
+
+/** Receipt handles of what the run holds, but those of messages it deleted (their handles are gone). */
+function heldHandles(run: LoopRun): string[] {
+  return [...run.held, ...run.inHand].filter(([id]) => !run.movedIds.has(id)).map(([, handle]) => handle);
 }
 
 /**
@@ -101,17 +109,14 @@ export async function loop(sqs: SQSClient, options: RedriveOptions, total: numbe
     failedGroups: new Set(),
   };
   const resolveUrl = createQueueUrlResolver(sqs);
-  const stopKeeping = keepHidden(sqs, options.from, visibilityOf(options), () => [
-    ...run.held.values(),
-    ...run.inHand.values(),
-  ]);
+  const stopKeeping = keepHidden(sqs, options.from, visibilityOf(options), callTimeoutOf(options), () =>
+    heldHandles(run),
+  );
   let idle = 0;
-  let interrupted = false;
   try {
     for (;;) {
-      interrupted = options.signal?.aborted ?? false;
       const done = run.moved + run.failures.length;
-      if (interrupted || (options.max !== undefined && done >= options.max)) break;
+      if (options.signal?.aborted || (options.max !== undefined && done >= options.max)) break;
       const wanted = Math.min(SEND_MAX_ENTRIES, (options.max ?? Number.POSITIVE_INFINITY) - done);
       const messages = await receive(sqs, run, wanted);
       if (messages.length === 0) break;
@@ -127,7 +132,7 @@ export async function loop(sqs: SQSClient, options: RedriveOptions, total: numbe
     }
   } finally {
     await stopKeeping();
-    const hidden = await changeVisibility(sqs, options.from, [...run.held.values(), ...run.inHand.values()], 0);
+    const hidden = await changeVisibility(sqs, options.from, heldHandles(run), 0, callTimeoutOf(options));
     if (hidden > 0) {
       options.onWarning?.(
         `${hidden} message(s) this run left could not be made visible again at once: they reappear in ${options.from} ` +
@@ -135,5 +140,7 @@ export async function loop(sqs: SQSClient, options: RedriveOptions, total: numbe
       );
     }
   }
+  // Read at the end: a Ctrl-C during the last receive cut its wait short, so an empty answer proves nothing.
+  const interrupted = options.signal?.aborted ?? false;
   return summaryOf(run, interrupted, idle < IDLE_RECEIVES_MAX && !interrupted);
 }

@@ -5,7 +5,9 @@ import {
   type SQSClient,
   StartMessageMoveTaskCommand,
 } from '@aws-sdk/client-sqs';
-import { RedriveError, type RedriveOptions, type RedriveSummary } from './types';
+import { RedriveError } from './errors';
+import { callTimeoutOf, within } from './sqs-call';
+import type { RedriveOptions, RedriveSummary } from './types';
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -26,9 +28,9 @@ export async function moveTask(
   destinationArn: string,
   total: number,
 ): Promise<Omit<RedriveSummary, 'remaining' | 'durationMs'>> {
-  const started = await sqs.send(
-    new StartMessageMoveTaskCommand({ SourceArn: source.arn, DestinationArn: destinationArn }),
-  );
+  const timeoutMs = callTimeoutOf(options);
+  const start = new StartMessageMoveTaskCommand({ SourceArn: source.arn, DestinationArn: destinationArn });
+  const started = await within('StartMessageMoveTask', timeoutMs, (abortSignal) => sqs.send(start, { abortSignal }));
   options.onStart?.({ method: 'move-task', total });
   const poll = options.pollIntervalMs ?? 1_000;
   let cancelled = false;
@@ -37,12 +39,14 @@ export async function moveTask(
     if (options.signal?.aborted && !cancelled && started.TaskHandle) {
       cancelled = true;
       try {
-        await sqs.send(new CancelMessageMoveTaskCommand({ TaskHandle: started.TaskHandle }));
+        const cancel = new CancelMessageMoveTaskCommand({ TaskHandle: started.TaskHandle });
+        await within('CancelMessageMoveTask', timeoutMs, (abortSignal) => sqs.send(cancel, { abortSignal }));
       } catch {
         // The task finished in the meantime: nothing to cancel.
       }
     }
-    const list = await sqs.send(new ListMessageMoveTasksCommand({ SourceArn: source.arn, MaxResults: 1 }));
+    const listing = new ListMessageMoveTasksCommand({ SourceArn: source.arn, MaxResults: 1 });
+    const list = await within('ListMessageMoveTasks', timeoutMs, (abortSignal) => sqs.send(listing, { abortSignal }));
     const task = list.Results?.[0];
     if (!task && ++unseen > 10) {
       throw new RedriveError(

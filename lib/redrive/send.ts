@@ -7,9 +7,10 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import { batchEntries } from '../quarantine';
+import { describe, SqsCallTimeoutError } from './errors';
 import { fail, type LoopRun } from './run';
 import { sourceArnOf } from './source';
-import { describe } from './types';
+import { callTimeoutOf, within } from './sqs-call';
 
 function toEntry(message: Message, id: string, fifo: boolean): SendMessageBatchRequestEntry {
   const entry: SendMessageBatchRequestEntry = { Id: id, MessageBody: message.Body ?? '' };
@@ -74,7 +75,10 @@ async function sendBatch(
   batch: { message: Message; entry: SendMessageBatchRequestEntry }[],
 ): Promise<Message[]> {
   try {
-    const response = await sqs.send(new SendMessageBatchCommand({ QueueUrl: url, Entries: batch.map((p) => p.entry) }));
+    const command = new SendMessageBatchCommand({ QueueUrl: url, Entries: batch.map((p) => p.entry) });
+    const response = await within('SendMessageBatch', callTimeoutOf(run.options), (abortSignal) =>
+      sqs.send(command, { abortSignal }),
+    );
     for (const success of response.Successful ?? []) if (success.MessageId) run.sentIds.add(success.MessageId);
     const ok = new Set((response.Successful ?? []).map((s) => s.Id));
     const sent = batch.filter((p) => ok.has(p.entry.Id)).map((p) => p.message);
@@ -85,7 +89,12 @@ async function sendBatch(
     }
     return sent;
   } catch (error) {
-    for (const p of batch) fail(run, p.message, describe(error));
+    // No answer: the copy may or may not be in the destination, so the original stays (a duplicate at worst).
+    const why =
+      error instanceof SqsCallTimeoutError
+        ? `not known whether it reached ${url} (${describe(error)}); it stays in the source`
+        : describe(error);
+    for (const p of batch) fail(run, p.message, why);
     return [];
   }
 }

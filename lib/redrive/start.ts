@@ -1,5 +1,6 @@
 // What the run reads at its start: the source's ARN and count, and the start on SQS's clock.
 import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { callTimeoutOf, within } from './sqs-call';
 import type { RedriveOptions } from './types';
 
 // Only when SQS's answer has no Date header: NTP keeps clocks well within this, and a clock further behind SQS shows
@@ -9,7 +10,7 @@ const DEFAULT_CLOCK_SKEW_MS = 5_000;
 // SQS's Date header further than this from our clock is not believed (a proxy or a broken clock on either side).
 const CLOCK_DISAGREEMENT_MS = 60_000;
 
-export async function queueAttributes(sqs: SQSClient, url: string) {
+export async function queueAttributes(sqs: SQSClient, url: string, options: RedriveOptions) {
   const command = new GetQueueAttributesCommand({
     QueueUrl: url,
     AttributeNames: ['QueueArn', 'ApproximateNumberOfMessages'],
@@ -25,7 +26,9 @@ export async function queueAttributes(sqs: SQSClient, url: string) {
     },
     { step: 'deserialize' },
   );
-  const response = await sqs.send(command);
+  const response = await within('GetQueueAttributes', callTimeoutOf(options), (abortSignal) =>
+    sqs.send(command, { abortSignal }),
+  );
   return {
     arn: response.Attributes?.QueueArn ?? '',
     visible: Number(response.Attributes?.ApproximateNumberOfMessages ?? 0),

@@ -22,6 +22,11 @@ export interface RedriveOptions {
   clockOffsetMs?: number;
   /** Told of a doubt the run worked around (e.g. SQS's clock far from ours); the CLI prints it. */
   onWarning?: (warning: string) => void;
+  /**
+   * How long one SQS call may take before the run gives up on it (a long poll's wait on top); default 30 s. A send
+   * that times out may or may not have reached the destination: its messages stay in the source and are reported.
+   */
+  callTimeoutMs?: number;
   /** Move task only: how often its progress is read. */
   pollIntervalMs?: number;
   /** Stops the run: the loop finishes the batch in hand (send, then delete), a move task is cancelled. */
@@ -68,16 +73,4 @@ export interface RedriveSummary {
   /** Why a move task ended without moving everything, as SQS reports it. */
   taskFailureReason?: string;
   durationMs: number;
-}
-
-/** The redrive could not start or a move task failed; the message says what to check. */
-export class RedriveError extends Error {
-  override readonly name = 'RedriveError';
-}
-
-/** SQS's most entries in one batch call. */
-export const SEND_MAX_ENTRIES = 10;
-
-export function describe(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }

@@ -1,19 +1,21 @@
 // How long the messages a loop run has in hand stay hidden: renewed while it lives, released when it ends.
 import { ChangeMessageVisibilityBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import { type RedriveOptions, SEND_MAX_ENTRIES } from './types';
+import { SEND_MAX_ENTRIES, within } from './sqs-call';
+import type { RedriveOptions } from './types';
 
 const DEFAULT_VISIBILITY_TIMEOUT_S = 60;
 
 /**
- * Sets the visibility timeout of messages in hand, 10 per call, best effort: a batch that fails is skipped (those
- * messages reappear when their current timeout runs out) and the others are still changed. Returns how many were in
- * batches that failed.
+ * Sets the visibility timeout of messages in hand, 10 per call, best effort: a batch that fails (or does not answer
+ * within `callTimeoutMs`) is skipped, and so is an entry SQS lists as failed (those messages reappear when their
+ * current timeout runs out); the others are still changed. Returns how many were not changed.
  */
 export async function changeVisibility(
   sqs: SQSClient,
   queueUrl: string,
   receiptHandles: Iterable<string>,
   timeoutS: number,
+  callTimeoutMs: number,
 ): Promise<number> {
   const handles = [...new Set(receiptHandles)];
   let unchanged = 0;
@@ -21,9 +23,15 @@ export async function changeVisibility(
     const entries = handles
       .slice(first, first + SEND_MAX_ENTRIES)
       .map((handle, index) => ({ Id: String(index), ReceiptHandle: handle, VisibilityTimeout: timeoutS }));
-    await sqs.send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: queueUrl, Entries: entries })).catch(() => {
+    const command = new ChangeMessageVisibilityBatchCommand({ QueueUrl: queueUrl, Entries: entries });
+    try {
+      const response = await within('ChangeMessageVisibilityBatch', callTimeoutMs, (abortSignal) =>
+        sqs.send(command, { abortSignal }),
+      );
+      unchanged += response.Failed?.length ?? 0;
+    } catch {
       unchanged += entries.length;
-    });
+    }
   }
   return unchanged;
 }
@@ -41,12 +49,14 @@ export function keepHidden(
   sqs: SQSClient,
   queueUrl: string,
   timeoutS: number,
+  callTimeoutMs: number,
   receiptHandles: () => Iterable<string>,
 ): () => Promise<void> {
-  let renewing: Promise<void> = Promise.resolve();
+  let renewing: Promise<void> | undefined;
   const timer = setInterval(() => {
-    renewing = renewing.then(async () => {
-      await changeVisibility(sqs, queueUrl, receiptHandles(), timeoutS);
+    // A renewal still waiting on SQS is not queued behind: at most one runs, and stopping waits for that one only.
+    renewing ??= changeVisibility(sqs, queueUrl, receiptHandles(), timeoutS, callTimeoutMs).then(() => {
+      renewing = undefined;
     });
   }, timeoutS * 500);
   return async () => {

@@ -355,6 +355,23 @@ function clientWithLateArrivals(
   return client;
 }
 
+/** Redrives `from` to `to` on `client` (then destroys it); returns the summary and the warnings. */
+async function redriveWithWarnings(client: SQSClient, from: LocalQueue, to: LocalQueue, clockOffsetMs?: number) {
+  const warnings: string[] = [];
+  try {
+    const summary = await redrive(client, {
+      from: from.url,
+      to: to.url,
+      emptyWaitS: 0,
+      ...(clockOffsetMs === undefined ? {} : { clockOffsetMs }),
+      onWarning: (warning) => warnings.push(warning),
+    });
+    return { summary, warnings };
+  } finally {
+    client.destroy();
+  }
+}
+
 describe('redrive keeps what it holds, and says when it could not finish (review 2)', () => {
   it('finding 1: keeps held and in-hand messages hidden past the visibility timeout while a send is slow', {
     timeout: 30_000,
@@ -363,8 +380,9 @@ describe('redrive keeps what it holds, and says when it could not finish (review
     let visibleDuringSend: Message[] | undefined;
     const client = clientWithLateArrivals(from.url, bodies('new', 5), async (command, call) => {
       if (command === 'SendMessageBatchCommand' && visibleDuringSend === undefined) {
-        // The fault: a send slower than twice the 2 s visibility timeout (local SQS answers at once). Not a wait for an
-        // event. 2 s, not 1: a renewal every second still has a second to spare on a loaded machine.
+        // The fault: a send 1.5 s slower than the 3 s visibility timeout (local SQS answers at once). Not a wait for an
+        // event. Renewed every 1.5 s, a renewal has 1.5 s to spare on a loaded machine, and without renewals the
+        // messages would be visible for 1.5 s before this looks.
         await new Promise((resolve) => setTimeout(resolve, 4_500));
         // Visibility 0: looking must not hide anything from the run.
         visibleDuringSend = await receiveAll(sqs, from.url, { visibilityTimeoutS: 0 });
@@ -377,7 +395,7 @@ describe('redrive keeps what it holds, and says when it could not finish (review
         to: to.url,
         emptyWaitS: 0,
         clockOffsetMs: 0,
-        visibilityTimeoutS: 2,
+        visibilityTimeoutS: 3,
       });
       expect(visibleDuringSend?.map((m) => m.Body)).toEqual([]);
       expect(summary).toMatchObject({ moved: 5, failed: 0, arrivedLater: 5, complete: true });
@@ -431,19 +449,8 @@ describe('redrive keeps what it holds, and says when it could not finish (review
       bodies('new', 25),
       failingCall('ChangeMessageVisibilityBatchCommand', 1),
     );
-    const warnings: string[] = [];
-    try {
-      const summary = await redrive(client, {
-        from: from.url,
-        to: to.url,
-        emptyWaitS: 0,
-        clockOffsetMs: 0,
-        onWarning: (warning) => warnings.push(warning),
-      });
-      expect(summary).toMatchObject({ moved: 5, arrivedLater: 25 });
-    } finally {
-      client.destroy();
-    }
+    const { summary, warnings } = await redriveWithWarnings(client, from, to, 0);
+    expect(summary).toMatchObject({ moved: 5, arrivedLater: 25 });
     expect(warnings).toEqual([expect.stringMatching(/^10 message\(s\) this run left could not be made visible/)]);
     // 25 held, released 10 per call: the first 10 stay hidden until their timeout, the other 15 are back at once.
     expect(await receiveAll(sqs, from.url)).toHaveLength(15);
@@ -453,19 +460,9 @@ describe('redrive keeps what it holds, and says when it could not finish (review
     const { from, to } = await parkedWith(bodies('old', 5));
     // The fault: a Date header 10 minutes behind (a proxy or a broken clock; local SQS uses this machine's).
     const client = clientSeeingDates((date) => new Date(Date.parse(date) - 600_000).toUTCString());
-    const warnings: string[] = [];
-    try {
-      const summary = await redrive(client, {
-        from: from.url,
-        to: to.url,
-        emptyWaitS: 0,
-        onWarning: (warning) => warnings.push(warning),
-      });
-      // Believed, the header would put the start 10 minutes back and leave all 5 as "arrived later".
-      expect(summary).toMatchObject({ moved: 5, arrivedLater: 0 });
-    } finally {
-      client.destroy();
-    }
+    const { summary, warnings } = await redriveWithWarnings(client, from, to);
+    // Believed, the header would put the start 10 minutes back and leave all 5 as "arrived later".
+    expect(summary).toMatchObject({ moved: 5, arrivedLater: 0 });
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(/SQS's clock .* is -60[01] s from this machine's/);
   });
@@ -508,18 +505,8 @@ describe('redrive keeps what it holds, and says when it could not finish (review
       dates.push(date);
       return date;
     });
-    const warnings: string[] = [];
-    try {
-      const summary = await redrive(client, {
-        from: from.url,
-        to: to.url,
-        emptyWaitS: 0,
-        onWarning: (warning) => warnings.push(warning),
-      });
-      expect(summary).toMatchObject({ moved: 3, arrivedLater: 0, complete: true });
-    } finally {
-      client.destroy();
-    }
+    const { summary, warnings } = await redriveWithWarnings(client, from, to);
+    expect(summary).toMatchObject({ moved: 3, arrivedLater: 0, complete: true });
     expect(dates.length).toBeGreaterThan(0);
     expect(warnings).toEqual([]);
   });
@@ -555,6 +542,78 @@ describe('redrive keeps what it holds, and says when it could not finish (review
       client.destroy();
     }
     expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(sorted(all));
+  });
+});
+
+describe('redrive gives up on a call SQS does not answer, and reports what it left (review 3)', () => {
+  it('finding 1: a SendMessageBatch that never answers fails its messages, deletes none of them, releases them', async () => {
+    const { from, to } = await parkedWith(bodies('m', 15));
+    const client = localSqs();
+    let stalled = false;
+    // The fault: a connection that stalls on one send (local SQS always answers). The stall honours the abort signal
+    // the SDK puts in the context, as the SDK's HTTP handler does.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName !== 'SendMessageBatchCommand' || stalled) return next(args);
+        stalled = true;
+        const signal = (context as { __smithy_context?: { abortSignal?: AbortSignal } }).__smithy_context?.abortSignal;
+        return new Promise<never>((_, reject) => {
+          signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+        });
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, callTimeoutMs: 500 });
+      expect(summary).toMatchObject({ moved: 5, failed: 10, complete: true, interrupted: false });
+      expect(summary.failures.every((f) => /not known whether it reached .*within 0.5 s/.test(f.error))).toBe(true);
+    } finally {
+      client.destroy();
+    }
+    expect(await receiveAll(sqs, to.url)).toHaveLength(5);
+    // Not deleted, and visible at once (released), not after the 60 s visibility timeout.
+    expect(await receiveAll(sqs, from.url)).toHaveLength(10);
+  });
+
+  it('finding 2: a Ctrl-C during the last, empty receive is reported as an interruption', async () => {
+    const { from, to } = await parkedWith(bodies('m', 3));
+    const controller = new AbortController();
+    const client = localSqs();
+    let receives = 0;
+    // The interleaving: the signal fires while the second receive is on its way (local SQS cannot be asked for it).
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'ReceiveMessageCommand' && ++receives === 2) controller.abort();
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 1, signal: controller.signal });
+      expect(summary).toMatchObject({ moved: 3, interrupted: true });
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('finding 3: counts the entries SQS lists as failed in the release warning', async () => {
+    const { from, to } = await parkedWith(bodies('old', 5));
+    // The fault: SQS refusing one entry of the release (a receipt handle it no longer accepts), here by spoiling it.
+    const client = clientWithLateArrivals(from.url, bodies('new', 5));
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { Entries?: { ReceiptHandle?: string; VisibilityTimeout?: number }[] };
+        const first = input.Entries?.[0];
+        if (context.commandName === 'ChangeMessageVisibilityBatchCommand' && first?.VisibilityTimeout === 0)
+          first.ReceiptHandle = 'spoilt';
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    const { summary, warnings } = await redriveWithWarnings(client, from, to, 0);
+    expect(summary).toMatchObject({ moved: 5, arrivedLater: 5 });
+    expect(warnings).toEqual([expect.stringMatching(/^1 message\(s\) this run left could not be made visible/)]);
+    expect(await receiveAll(sqs, from.url)).toHaveLength(4);
   });
 });
 
@@ -707,10 +766,12 @@ describe('npm run redrive (the CLI)', () => {
 
   it('finding 1: exits 3 and says to run again when new messages keep arriving', { timeout: 30_000 }, async () => {
     const { from, to } = await parkedWith(bodies('old', 3));
-    // Poison keeps pouring in: whenever fewer than 20 are visible, 10 more.
+    // Poison keeps pouring in: whenever fewer than 20 are visible, 10 more, at most 500 in all (the run needs about
+    // 100 to go idle 10 times). Local SQS counts in-flight messages in ApproximateNumberOfMessages (unlike SQS), so
+    // the visible ones are that minus ApproximateNumberOfMessagesNotVisible; the messages the run holds stay counted.
     let producing = true;
     const producer = (async () => {
-      while (producing) {
+      for (let sent = 0; producing && sent < 500; ) {
         const { Attributes } = await sqs.send(
           new GetQueueAttributesCommand({
             QueueUrl: from.url,
@@ -723,9 +784,12 @@ describe('npm run redrive (the CLI)', () => {
           await sendMessages(
             sqs,
             from.url,
-            bodies('new', 10).map((body) => ({ body })),
+            bodies(`new-${sent}`, 10).map((body) => ({ body })),
           );
+          sent += 10;
         }
+        // Paces the producer (not a wait for an event): without it, it would spin on GetQueueAttributes.
+        await new Promise((resolve) => setTimeout(resolve, 20));
       }
     })();
     try {

@@ -1,18 +1,19 @@
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import { loop } from './redrive/loop';
-import { moveTask } from './redrive/move-task';
-import { cutoffOf, queueAttributes } from './redrive/start';
-import { describe, RedriveError, type RedriveOptions, type RedriveSummary } from './redrive/types';
+import { describe, RedriveError } from './errors';
+import { loop } from './loop';
+import { moveTask } from './move-task';
+import { cutoffOf, queueAttributes } from './start';
+import type { RedriveOptions, RedriveSummary } from './types';
 
-export { sourceArnOf } from './redrive/source';
-export {
-  RedriveError,
-  type RedriveFailure,
-  type RedriveMethod,
-  type RedriveOptions,
-  type RedriveProgress,
-  type RedriveSummary,
-} from './redrive/types';
+export { RedriveError, SqsCallTimeoutError } from './errors';
+export { sourceArnOf } from './source';
+export type {
+  RedriveFailure,
+  RedriveMethod,
+  RedriveOptions,
+  RedriveProgress,
+  RedriveSummary,
+} from './types';
 
 /**
  * Moves messages from a dead-letter or quarantine queue back for another attempt. Uses SQS's StartMessageMoveTask
@@ -29,7 +30,7 @@ export async function redrive(sqs: SQSClient, options: RedriveOptions): Promise<
   }
   let source: Awaited<ReturnType<typeof queueAttributes>>;
   try {
-    source = await queueAttributes(sqs, options.from);
+    source = await queueAttributes(sqs, options.from, options);
   } catch (error) {
     throw new RedriveError(
       `cannot read the source queue ${options.from}: ${describe(error)}; check --from and AWS settings`,
@@ -49,7 +50,7 @@ export async function redrive(sqs: SQSClient, options: RedriveOptions): Promise<
   if (method !== 'loop' && options.to && options.max === undefined) {
     let destinationArn: string;
     try {
-      destinationArn = (await queueAttributes(sqs, options.to)).arn;
+      destinationArn = (await queueAttributes(sqs, options.to, options)).arn;
     } catch (error) {
       throw new RedriveError(`cannot read the destination queue ${options.to}: ${describe(error)}; check --to`, {
         cause: error,
@@ -64,6 +65,6 @@ export async function redrive(sqs: SQSClient, options: RedriveOptions): Promise<
     }
   }
   result ??= await loop(sqs, options, total, source.arn, cutoffOf(options, startedAt, source.serverTime));
-  const remaining = (await queueAttributes(sqs, options.from).catch(() => ({ visible: Number.NaN }))).visible;
+  const remaining = (await queueAttributes(sqs, options.from, options).catch(() => ({ visible: Number.NaN }))).visible;
   return { ...result, remaining, durationMs: Date.now() - startedAt };
 }
