@@ -1,6 +1,6 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
-import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { type ProcessedRecord, processBatch } from './batch';
 import type { Config } from './config';
 import {
@@ -24,7 +24,7 @@ import {
   Reservoir,
   traceRequests,
 } from './observability';
-import { createSettle, isUnrouted, quarantineInOrder, type SettleCounters } from './settle';
+import { createSettle, isUnrouted, quarantineInOrder, type Settle, type SettleCounters } from './settle';
 import { Subscriber } from './subscription/subscriber';
 import type { Backoff, Ledger, Quarantine } from './types';
 
@@ -123,13 +123,9 @@ function refreshSecretsOncePerBatch(
   };
 }
 
-/** The whole pipeline for one configuration: endpoints, pools and breakers live as long as the instance. */
-export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
-  const defaults = deps.logger && deps.metrics ? undefined : createObservability();
-  const logger: Logger = deps.logger ?? defaults!.logger;
-  const metrics: Metrics = deps.metrics ?? defaults!.metrics;
-  const observe = traceRequests(deps.tracer);
-  const endpoints = config.endpoints.map((endpoint) => {
+/** One Subscriber per configured endpoint, each with its own delivery lane, pool and breaker. */
+function createSubscribers(config: Config, observe: ReturnType<typeof traceRequests>, random?: () => number) {
+  return config.endpoints.map((endpoint) => {
     const timeoutMs = endpoint.timeoutMs ?? config.deliveryTimeoutMs;
     const maxConnections = endpoint.maxConnections ?? config.endpointMaxConnections;
     const delivery = new EndpointDelivery(
@@ -143,22 +139,22 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         maxConnections,
         ...(endpoint.rateLimitPerSecond !== undefined ? { rateLimitPerSecond: endpoint.rateLimitPerSecond } : {}),
       },
-      deps.random,
+      random,
     );
     return new Subscriber(endpoint, delivery, { timeoutMs });
   });
-  const filtered = config.endpoints.some((endpoint) => endpoint.filter !== undefined);
-  const allNames = endpoints.map((endpoint) => endpoint.name);
-  const routedTo = (event: ValidEvent): string[] =>
-    filtered ? endpoints.filter((endpoint) => endpoint.routes(event)).map((endpoint) => endpoint.name) : allNames;
-  const perEndpointMetrics = new Map(
-    config.endpoints.map((endpoint) => [endpoint.name, endpointMetrics(endpoint.name)]),
-  );
-  const { quarantine, backoff, ledger } = deps;
+}
+
+type SecretsRead = readonly [
+  ReadonlyMap<string, Credential> | null | undefined,
+  ReadonlyMap<string, string> | null | undefined,
+];
+
+/** This invocation's credentials and secrets: fresh, or the last good ones when a read fails or is late; null: none. */
+function createSecretsReader(deps: IngestDeps, logger: Logger): (signal: AbortSignal) => Promise<SecretsRead> {
   const credentialsRead = deps.credentials ? lastGood(deps.credentials) : undefined;
   const secretsRead = deps.secrets ? lastGood(deps.secrets) : undefined;
-  /** This invocation's credentials and secrets: fresh, or the last good ones when a read fails or is late; null: none. */
-  async function readSecrets(signal: AbortSignal) {
+  return async (signal) => {
     const reads = await Promise.all([credentialsRead?.(signal), secretsRead?.(signal)]);
     for (const [what, read] of [
       ['credentials', reads[0]],
@@ -170,190 +166,267 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     }
     const [credentials, secrets] = reads;
     return [credentials && (credentials.value ?? null), secrets && (secrets.value ?? null)] as const;
-  }
-  const settle = createSettle({ logger, ledgerMode: config.ledgerMode, quarantine, backoff, ledger });
-  const refreshLimited = deps.refreshCredential ? limitCredentialRefresh(deps.refreshCredential) : undefined;
-  const secretsLimited = deps.refreshSecrets ? limitSecretsRefresh(deps.refreshSecrets) : undefined;
+  };
+}
 
-  async function handle(
-    event: SQSEvent,
-    context: Pick<Context, 'getRemainingTimeInMillis'>,
-  ): Promise<SQSBatchResponse> {
-    const records = event?.Records ?? [];
-    if (records.length === 0) return { batchItemFailures: [] };
-    const started = Date.now();
-    const remaining = context.getRemainingTimeInMillis();
-    const deliveryDeadline = deadlineSignal(remaining - config.deadlineMarginMs);
-    const settleDeadline = deadlineSignal(remaining - settleReserveMs(config.deadlineMarginMs));
-    const counters = { ledgerErrors: 0, quarantineErrors: 0, backoffErrors: 0 };
-    const stats = new Map<string, EndpointStats>(
-      config.endpoints.map((endpoint) => [
-        endpoint.name,
-        { delivered: 0, failed: 0, skipped: 0, retries: 0, latency: new Reservoir() },
-      ]),
-    );
-    try {
-      const [fetched, fetchedSecrets] = await readSecrets(deliveryDeadline.signal);
-      if (fetched === null || fetchedSecrets === null) {
-        // No credential was ever read (the cold start's read went elsewhere) and this one failed: nothing can go.
-        logger.error('credentials unavailable; every record reported failed', {
-          records: records.length,
-          hint: 'check that the function can read its SSM parameters / Secrets Manager secrets (IAM, KMS, throttling)',
-        });
-        metrics.addMetric(MetricName.RecordsReceived, MetricUnit.Count, records.length);
-        metrics.addMetric(MetricName.RecordsFailed, MetricUnit.Count, records.length);
-        const durationMs = Date.now() - started;
-        logger.info('batch processed', {
-          records: records.length,
-          acknowledged: 0,
-          failed: records.length,
-          durationMs,
-        });
-        return { batchItemFailures: records.map((record) => ({ itemIdentifier: record.messageId })) };
-      }
-      // This batch's own copies: a refresh after a 401/403 replaces an entry for the records sent after it.
-      const credentials = fetched ? new Map(fetched) : undefined;
-      const secrets = fetchedSecrets ? new Map(fetchedSecrets) : undefined;
-      const fanoutContext = {
-        signal: deliveryDeadline.signal,
-        deadlineAt: started + remaining - config.deadlineMarginMs,
-        ...(credentials ? { credentials } : {}),
-        ...(secrets ? { secrets } : {}),
-        ...(credentials && refreshLimited
-          ? { refreshCredential: refreshOncePerBatch(refreshLimited, credentials) }
-          : {}),
-        ...(secrets && secretsLimited ? { refreshSecrets: refreshSecretsOncePerBatch(secretsLimited, secrets) } : {}),
-      };
-      const count = (fan: FanoutResult) => {
-        for (const name of fan.skipped) stats.get(name)!.skipped++;
-        for (const result of fan.results) {
-          const stat = stats.get(result.endpoint)!;
-          stat.retries += result.attempts - 1;
-          // A record still waiting for a rate-limit token at the deadline is not the endpoint failing.
-          if (result.ok) {
-            stat.delivered++;
-            stat.latency.add(result.latencyMs);
-          } else if (result.error !== 'RATE_LIMIT_WAIT') stat.failed++;
-        }
-        return fan;
-      };
-      // Not async: one promise less per event on the hot path.
-      const deliver = (valid: ValidEvent, already: ReadonlySet<string> | undefined) =>
-        fanout(valid, endpoints, already, fanoutContext).then(count);
-      const lookup = ledger
-        ? async (keys: string[], events: readonly ValidEvent[]) => {
-            // Only the endpoints each event is routed to: an event routed nowhere needs no read at all.
-            const routed = new Map(events.map((e) => [e.key, routedTo(e)]));
-            const wanted = keys.filter((key) => (routed.get(key)?.length ?? 0) > 0);
-            if (wanted.length === 0) return new Map<string, Set<string>>();
-            try {
-              return await ledger.lookup(wanted, deliveryDeadline.signal, (key) => routed.get(key) ?? []);
-            } catch (error) {
-              counters.ledgerErrors++;
-              logger.warn('delivery ledger unavailable; delivering to every endpoint each event is routed to', {
-                error: errorText(error),
-              });
-              return new Map<string, Set<string>>();
-            }
-          }
-        : undefined;
+/** What one instance wires together once; every batch uses it. */
+interface Pipeline {
+  config: Config;
+  logger: Logger;
+  metrics: Metrics;
+  endpoints: Subscriber[];
+  routedTo: (event: ValidEvent) => string[];
+  perEndpointMetrics: Map<string, Metrics>;
+  quarantine: Quarantine | undefined;
+  ledger: Ledger | undefined;
+  settle: Settle;
+  readSecrets: (signal: AbortSignal) => Promise<SecretsRead>;
+  refreshLimited: LimitedRefresh | undefined;
+  secretsLimited: LimitedSecretsRefresh | undefined;
+}
 
-      const processed = await processBatch(records, {
-        maxEventBytes: config.maxEventBytes,
-        lookupFirstReceives: config.ledgerMode === 'every-delivery',
-        ...(quarantine ? { quarantineInOrder: quarantineInOrder(logger, quarantine, deliveryDeadline.signal) } : {}),
-        deliver,
-        ...(lookup ? { lookup } : {}),
-      });
-      const deadlineAborted = deliveryDeadline.signal.aborted;
-      const failedIds = await settle(processed, settleDeadline.signal, counters);
-
-      const summary = summarise(processed, failedIds);
-      publishMetrics(summary, counters, deadlineAborted, Date.now() - started, stats);
-      logger.info('batch processed', {
-        ...summary,
-        deadlineAborted,
-        durationMs: Date.now() - started,
-        endpoints: Object.fromEntries(
-          [...stats].map(([name, stat]) => [
-            name,
-            { delivered: stat.delivered, failed: stat.failed, skipped: stat.skipped, retries: stat.retries },
-          ]),
-        ),
-      });
-      return { batchItemFailures: [...failedIds].map((itemIdentifier) => ({ itemIdentifier })) };
-    } finally {
-      deliveryDeadline.clear();
-      settleDeadline.clear();
-    }
-  }
-
-  function summarise(processed: ProcessedRecord[], failedIds: Set<string>) {
-    let invalid = 0;
-    let rejected = 0;
-    let blocked = 0;
-    let unrouted = 0;
-    let routed = 0;
-    for (const { outcome } of processed) {
-      if (isUnrouted(outcome)) unrouted++;
-      else if (outcome.kind !== 'invalid' && outcome.kind !== 'blocked') routed++;
-      if (outcome.kind === 'invalid') invalid++;
-      else if (outcome.kind === 'rejected') rejected++;
-      else if (outcome.kind === 'blocked') blocked++;
-    }
-    const quarantined = processed.filter(
-      (item) =>
-        (item.outcome.kind === 'invalid' || item.outcome.kind === 'rejected') && !failedIds.has(item.record.messageId),
-    ).length;
-    return {
-      records: processed.length,
-      acknowledged: processed.length - failedIds.size,
-      failed: failedIds.size,
-      invalid,
-      rejected,
-      quarantined,
-      blocked,
-      routed,
-      unrouted,
-    };
-  }
-
-  function publishMetrics(
-    summary: ReturnType<typeof summarise>,
-    counters: SettleCounters,
-    deadlineAborted: boolean,
-    durationMs: number,
-    stats: Map<string, EndpointStats>,
-  ) {
-    metrics.addMetric(MetricName.RecordsReceived, MetricUnit.Count, summary.records);
-    metrics.addMetric(MetricName.RecordsAcknowledged, MetricUnit.Count, summary.acknowledged);
-    metrics.addMetric(MetricName.RecordsFailed, MetricUnit.Count, summary.failed);
-    metrics.addMetric(MetricName.RecordsInvalid, MetricUnit.Count, summary.invalid);
-    metrics.addMetric(MetricName.RecordsQuarantined, MetricUnit.Count, summary.quarantined);
-    metrics.addMetric(MetricName.RecordsRouted, MetricUnit.Count, summary.routed);
-    metrics.addMetric(MetricName.RecordsUnrouted, MetricUnit.Count, summary.unrouted);
-    metrics.addMetric(MetricName.DeadlineAborts, MetricUnit.Count, deadlineAborted ? 1 : 0);
-    metrics.addMetric(MetricName.QuarantineErrors, MetricUnit.Count, counters.quarantineErrors);
-    metrics.addMetric(MetricName.BackoffErrors, MetricUnit.Count, counters.backoffErrors);
-    metrics.addMetric(MetricName.LedgerErrors, MetricUnit.Count, counters.ledgerErrors);
-    metrics.addMetric(MetricName.BatchDuration, MetricUnit.Milliseconds, durationMs);
-    for (const [name, stat] of stats) {
-      const endpoint = perEndpointMetrics.get(name)!;
-      endpoint.addMetric(MetricName.DeliverySucceeded, MetricUnit.Count, stat.delivered);
-      endpoint.addMetric(MetricName.DeliveryFailed, MetricUnit.Count, stat.failed);
-      endpoint.addMetric(MetricName.DeliveryRetries, MetricUnit.Count, stat.retries);
-      endpoint.addMetric(MetricName.DeliverySkipped, MetricUnit.Count, stat.skipped);
-      for (const value of stat.latency.values) {
-        endpoint.addMetric(MetricName.DeliveryLatency, MetricUnit.Milliseconds, Math.round(value * 100) / 100);
-      }
-      if (endpoint.hasStoredMetrics()) endpoint.publishStoredMetrics();
-    }
-  }
-
+/** The whole pipeline for one configuration: endpoints, pools and breakers live as long as the instance. */
+export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
+  const defaults = deps.logger && deps.metrics ? undefined : createObservability();
+  const logger: Logger = deps.logger ?? defaults!.logger;
+  const metrics: Metrics = deps.metrics ?? defaults!.metrics;
+  const endpoints = createSubscribers(config, traceRequests(deps.tracer), deps.random);
+  const filtered = config.endpoints.some((endpoint) => endpoint.filter !== undefined);
+  const allNames = endpoints.map((endpoint) => endpoint.name);
+  const { quarantine, backoff, ledger } = deps;
+  const pipeline: Pipeline = {
+    config,
+    logger,
+    metrics,
+    endpoints,
+    routedTo: (event) =>
+      filtered ? endpoints.filter((endpoint) => endpoint.routes(event)).map((endpoint) => endpoint.name) : allNames,
+    perEndpointMetrics: new Map(config.endpoints.map((endpoint) => [endpoint.name, endpointMetrics(endpoint.name)])),
+    quarantine,
+    ledger,
+    settle: createSettle({ logger, ledgerMode: config.ledgerMode, quarantine, backoff, ledger }),
+    readSecrets: createSecretsReader(deps, logger),
+    refreshLimited: deps.refreshCredential ? limitCredentialRefresh(deps.refreshCredential) : undefined,
+    secretsLimited: deps.refreshSecrets ? limitSecretsRefresh(deps.refreshSecrets) : undefined,
+  };
   return {
-    handle,
+    handle: (event, context) => handle(pipeline, event, context),
     async close() {
       for (const endpoint of endpoints) endpoint.close();
     },
   };
+}
+
+/** One batch: deliver within the deadline, settle the outcomes within the reserve, answer with what is undelivered. */
+async function handle(
+  pipeline: Pipeline,
+  event: SQSEvent,
+  context: Pick<Context, 'getRemainingTimeInMillis'>,
+): Promise<SQSBatchResponse> {
+  const { config, logger } = pipeline;
+  const records = event?.Records ?? [];
+  if (records.length === 0) return { batchItemFailures: [] };
+  const started = Date.now();
+  const remaining = context.getRemainingTimeInMillis();
+  const deliveryDeadline = deadlineSignal(remaining - config.deadlineMarginMs);
+  const settleDeadline = deadlineSignal(remaining - settleReserveMs(config.deadlineMarginMs));
+  const counters: SettleCounters = { ledgerErrors: 0, quarantineErrors: 0, backoffErrors: 0 };
+  const stats = newStats(config);
+  try {
+    const [fetched, fetchedSecrets] = await pipeline.readSecrets(deliveryDeadline.signal);
+    if (fetched === null || fetchedSecrets === null) return answerUnavailable(pipeline, records, started);
+    const fanoutContext = {
+      signal: deliveryDeadline.signal,
+      deadlineAt: started + remaining - config.deadlineMarginMs,
+      ...batchSecrets(pipeline, fetched, fetchedSecrets),
+    };
+    const count = countInto(stats);
+    // Not async: one promise less per event on the hot path.
+    const deliver = (valid: ValidEvent, already: ReadonlySet<string> | undefined) =>
+      fanout(valid, pipeline.endpoints, already, fanoutContext).then(count);
+    const lookup = ledgerLookup(pipeline, deliveryDeadline.signal, counters);
+    const { quarantine } = pipeline;
+
+    const processed = await processBatch(records, {
+      maxEventBytes: config.maxEventBytes,
+      lookupFirstReceives: config.ledgerMode === 'every-delivery',
+      ...(quarantine ? { quarantineInOrder: quarantineInOrder(logger, quarantine, deliveryDeadline.signal) } : {}),
+      deliver,
+      ...(lookup ? { lookup } : {}),
+    });
+    const deadlineAborted = deliveryDeadline.signal.aborted;
+    const failedIds = await pipeline.settle(processed, settleDeadline.signal, counters);
+
+    const summary = summarise(processed, failedIds);
+    publishMetrics(pipeline, { summary, counters, deadlineAborted, durationMs: Date.now() - started, stats });
+    logger.info('batch processed', {
+      ...summary,
+      deadlineAborted,
+      durationMs: Date.now() - started,
+      endpoints: endpointTotals(stats),
+    });
+    return { batchItemFailures: [...failedIds].map((itemIdentifier) => ({ itemIdentifier })) };
+  } finally {
+    deliveryDeadline.clear();
+    settleDeadline.clear();
+  }
+}
+
+/** No credential was ever read (the cold start's read went elsewhere) and this one failed: nothing can go. */
+function answerUnavailable(pipeline: Pipeline, records: SQSRecord[], started: number): SQSBatchResponse {
+  const { logger, metrics } = pipeline;
+  logger.error('credentials unavailable; every record reported failed', {
+    records: records.length,
+    hint: 'check that the function can read its SSM parameters / Secrets Manager secrets (IAM, KMS, throttling)',
+  });
+  metrics.addMetric(MetricName.RecordsReceived, MetricUnit.Count, records.length);
+  metrics.addMetric(MetricName.RecordsFailed, MetricUnit.Count, records.length);
+  const durationMs = Date.now() - started;
+  logger.info('batch processed', {
+    records: records.length,
+    acknowledged: 0,
+    failed: records.length,
+    durationMs,
+  });
+  return { batchItemFailures: records.map((record) => ({ itemIdentifier: record.messageId })) };
+}
+
+/** This batch's own copies: a refresh after a 401/403 replaces an entry for the records sent after it. */
+function batchSecrets(
+  pipeline: Pipeline,
+  fetched: ReadonlyMap<string, Credential> | undefined,
+  fetchedSecrets: ReadonlyMap<string, string> | undefined,
+) {
+  const { refreshLimited, secretsLimited } = pipeline;
+  const credentials = fetched ? new Map(fetched) : undefined;
+  const secrets = fetchedSecrets ? new Map(fetchedSecrets) : undefined;
+  return {
+    ...(credentials ? { credentials } : {}),
+    ...(secrets ? { secrets } : {}),
+    ...(credentials && refreshLimited ? { refreshCredential: refreshOncePerBatch(refreshLimited, credentials) } : {}),
+    ...(secrets && secretsLimited ? { refreshSecrets: refreshSecretsOncePerBatch(secretsLimited, secrets) } : {}),
+  };
+}
+
+/** Which endpoints already have each event, from the ledger; undefined without a ledger. Never throws. */
+function ledgerLookup(pipeline: Pipeline, signal: AbortSignal, counters: SettleCounters) {
+  const { ledger, logger, routedTo } = pipeline;
+  if (!ledger) return undefined;
+  return async (keys: string[], events: readonly ValidEvent[]) => {
+    // Only the endpoints each event is routed to: an event routed nowhere needs no read at all.
+    const routed = new Map(events.map((e) => [e.key, routedTo(e)]));
+    const wanted = keys.filter((key) => (routed.get(key)?.length ?? 0) > 0);
+    if (wanted.length === 0) return new Map<string, Set<string>>();
+    try {
+      return await ledger.lookup(wanted, signal, (key) => routed.get(key) ?? []);
+    } catch (error) {
+      counters.ledgerErrors++;
+      logger.warn('delivery ledger unavailable; delivering to every endpoint each event is routed to', {
+        error: errorText(error),
+      });
+      return new Map<string, Set<string>>();
+    }
+  };
+}
+
+function newStats(config: Config): Map<string, EndpointStats> {
+  return new Map(
+    config.endpoints.map((endpoint) => [
+      endpoint.name,
+      { delivered: 0, failed: 0, skipped: 0, retries: 0, latency: new Reservoir() },
+    ]),
+  );
+}
+
+/** Adds one event's per-endpoint results to the batch's stats, passing the results on. */
+function countInto(stats: Map<string, EndpointStats>): (fan: FanoutResult) => FanoutResult {
+  const count = (fan: FanoutResult) => {
+    for (const name of fan.skipped) stats.get(name)!.skipped++;
+    for (const result of fan.results) {
+      const stat = stats.get(result.endpoint)!;
+      stat.retries += result.attempts - 1;
+      // A record still waiting for a rate-limit token at the deadline is not the endpoint failing.
+      if (result.ok) {
+        stat.delivered++;
+        stat.latency.add(result.latencyMs);
+      } else if (result.error !== 'RATE_LIMIT_WAIT') stat.failed++;
+    }
+    return fan;
+  };
+  return count;
+}
+
+function endpointTotals(stats: Map<string, EndpointStats>) {
+  return Object.fromEntries(
+    [...stats].map(([name, stat]) => [
+      name,
+      { delivered: stat.delivered, failed: stat.failed, skipped: stat.skipped, retries: stat.retries },
+    ]),
+  );
+}
+
+function summarise(processed: ProcessedRecord[], failedIds: Set<string>) {
+  let invalid = 0;
+  let rejected = 0;
+  let blocked = 0;
+  let unrouted = 0;
+  let routed = 0;
+  for (const { outcome } of processed) {
+    if (isUnrouted(outcome)) unrouted++;
+    else if (outcome.kind !== 'invalid' && outcome.kind !== 'blocked') routed++;
+    if (outcome.kind === 'invalid') invalid++;
+    else if (outcome.kind === 'rejected') rejected++;
+    else if (outcome.kind === 'blocked') blocked++;
+  }
+  const quarantined = processed.filter(
+    (item) =>
+      (item.outcome.kind === 'invalid' || item.outcome.kind === 'rejected') && !failedIds.has(item.record.messageId),
+  ).length;
+  return {
+    records: processed.length,
+    acknowledged: processed.length - failedIds.size,
+    failed: failedIds.size,
+    invalid,
+    rejected,
+    quarantined,
+    blocked,
+    routed,
+    unrouted,
+  };
+}
+
+interface BatchReport {
+  summary: ReturnType<typeof summarise>;
+  counters: SettleCounters;
+  deadlineAborted: boolean;
+  durationMs: number;
+  stats: Map<string, EndpointStats>;
+}
+
+function publishMetrics(pipeline: Pipeline, report: BatchReport) {
+  const { metrics, perEndpointMetrics } = pipeline;
+  const { summary, counters, deadlineAborted, durationMs, stats } = report;
+  metrics.addMetric(MetricName.RecordsReceived, MetricUnit.Count, summary.records);
+  metrics.addMetric(MetricName.RecordsAcknowledged, MetricUnit.Count, summary.acknowledged);
+  metrics.addMetric(MetricName.RecordsFailed, MetricUnit.Count, summary.failed);
+  metrics.addMetric(MetricName.RecordsInvalid, MetricUnit.Count, summary.invalid);
+  metrics.addMetric(MetricName.RecordsQuarantined, MetricUnit.Count, summary.quarantined);
+  metrics.addMetric(MetricName.RecordsRouted, MetricUnit.Count, summary.routed);
+  metrics.addMetric(MetricName.RecordsUnrouted, MetricUnit.Count, summary.unrouted);
+  metrics.addMetric(MetricName.DeadlineAborts, MetricUnit.Count, deadlineAborted ? 1 : 0);
+  metrics.addMetric(MetricName.QuarantineErrors, MetricUnit.Count, counters.quarantineErrors);
+  metrics.addMetric(MetricName.BackoffErrors, MetricUnit.Count, counters.backoffErrors);
+  metrics.addMetric(MetricName.LedgerErrors, MetricUnit.Count, counters.ledgerErrors);
+  metrics.addMetric(MetricName.BatchDuration, MetricUnit.Milliseconds, durationMs);
+  for (const [name, stat] of stats) {
+    const endpoint = perEndpointMetrics.get(name)!;
+    endpoint.addMetric(MetricName.DeliverySucceeded, MetricUnit.Count, stat.delivered);
+    endpoint.addMetric(MetricName.DeliveryFailed, MetricUnit.Count, stat.failed);
+    endpoint.addMetric(MetricName.DeliveryRetries, MetricUnit.Count, stat.retries);
+    endpoint.addMetric(MetricName.DeliverySkipped, MetricUnit.Count, stat.skipped);
+    for (const value of stat.latency.values) {
+      endpoint.addMetric(MetricName.DeliveryLatency, MetricUnit.Milliseconds, Math.round(value * 100) / 100);
+    }
+    if (endpoint.hasStoredMetrics()) endpoint.publishStoredMetrics();
+  }
 }
