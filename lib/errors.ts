@@ -39,3 +39,8 @@ export class DeliveryAttemptError extends Error {
     super(message);
   }
 }
+
+/** An error as one log field: its name and message, or the thrown value as text. */
+export function errorText(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}

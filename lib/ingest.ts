@@ -1,7 +1,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { type PoisonOutcome, type ProcessedRecord, processBatch } from './batch';
+import { type ProcessedRecord, processBatch } from './batch';
 import type { Config } from './config';
 import {
   type LimitedRefresh,
@@ -11,6 +11,7 @@ import {
 } from './credential-refresh';
 import { EndpointDelivery } from './delivery';
 import { type Credential, Endpoint } from './endpoint';
+import { errorText } from './errors';
 import type { ValidEvent } from './event';
 import { type FanoutResult, fanout } from './fanout';
 import { lastGood } from './last-good';
@@ -23,17 +24,11 @@ import {
   Reservoir,
   traceRequests,
 } from './observability';
+import { createSettle, isUnrouted, quarantineInOrder, type Settle, type SettleCounters } from './settle';
 import { Subscriber } from './subscription/subscriber';
-import type {
-  Backoff,
-  BackoffItem,
-  DeliveryFailure,
-  Ledger,
-  LedgerEntry,
-  Quarantine,
-  QuarantineItem,
-  RecordOutcome,
-} from './types';
+import type { Backoff, Ledger, Quarantine } from './types';
+
+export { GROUPED_IDS_PER_LINE } from './settle';
 
 export interface IngestDeps extends Partial<Observability> {
   quarantine?: Quarantine;
@@ -65,32 +60,6 @@ interface EndpointStats {
   latency: Reservoir;
 }
 
-const CHECK_CREDENTIAL =
-  "check the endpoint's entry in ENDPOINT_CREDENTIALS (or its auth/signing in the endpoints file) and the value stored " +
-  'for it; the record comes back with backoff';
-
-/** What a 401/403 log line tells on-call, by what happened to the credential (the failure's error code). */
-function credentialsHint(error: string | undefined): string {
-  if (error === 'CREDENTIALS_NONE') {
-    return (
-      'credentials were refused (401/403) and the endpoint has none: add its entry to ENDPOINT_CREDENTIALS, or auth ' +
-      'to its entry in the endpoints file'
-    );
-  }
-  if (error === 'CREDENTIALS_NOT_REFRESHED')
-    return `credentials were refused (401/403); read again less than 30 s ago, the store holds the refused value: ${CHECK_CREDENTIAL}`;
-  if (error?.startsWith('CREDENTIALS_REFRESH_FAILED'))
-    return `credentials were refused (401/403) and reading them again failed (see error): ${CHECK_CREDENTIAL}`;
-  return `credentials were refused (401/403) even after reading them again: ${CHECK_CREDENTIAL}`;
-}
-
-/** SQS message ids per grouped line (cut off by the deadline, refused by an open breaker). */
-export const GROUPED_IDS_PER_LINE = 50;
-const GROUPED_MESSAGES = {
-  aborted: 'deliveries cut off by the deadline',
-  'circuit-open': "deliveries not attempted: the endpoint's circuit breaker is open",
-} as const;
-
 /**
  * Side effects get until this long before Lambda's timeout, max(250 ms, margin/2), as the configuration guide says
  * for DEADLINE_MARGIN_MS; the answer itself needs the rest.
@@ -107,11 +76,6 @@ function deadlineSignal(ms: number): { signal: AbortSignal; clear: () => void } 
   }
   const timer = setTimeout(() => controller.abort(), ms);
   return { signal: controller.signal, clear: () => clearTimeout(timer) };
-}
-
-/** Delivered nowhere and skipped nowhere: the event matched no endpoint's filter. */
-function isUnrouted(outcome: RecordOutcome): boolean {
-  return outcome.kind === 'delivered' && outcome.delivered.length === 0 && outcome.skipped.length === 0;
 }
 
 /**
@@ -159,41 +123,9 @@ function refreshSecretsOncePerBatch(
   };
 }
 
-/** What the quarantine queue is told about a poison record. */
-function poisonItem(record: SQSRecord, outcome: PoisonOutcome): QuarantineItem {
-  if (outcome.kind === 'invalid') return { record, reason: outcome.reason, detail: outcome.detail };
-  const rejection = outcome.failures.find((failure) => failure.kind === 'rejected')!;
-  return {
-    record,
-    reason: 'rejected-by-endpoint',
-    detail: `${rejection.endpoint} answered ${rejection.status}`,
-    endpoint: rejection.endpoint,
-    ...(rejection.status !== undefined ? { status: rejection.status } : {}),
-  };
-}
-
-function logQuarantined(log: () => Logger, item: QuarantineItem): void {
-  log().info('record quarantined', {
-    reason: item.reason,
-    ...(item.endpoint ? { endpoint: item.endpoint, status: item.status } : {}),
-  });
-}
-
-function logNotQuarantined(log: () => Logger, item: QuarantineItem): void {
-  log().warn('record not quarantined; reported failed, it comes back later', { reason: item.reason });
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}
-
-/** The whole pipeline for one configuration: endpoints, pools and breakers live as long as the instance. */
-export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
-  const defaults = deps.logger && deps.metrics ? undefined : createObservability();
-  const logger: Logger = deps.logger ?? defaults!.logger;
-  const metrics: Metrics = deps.metrics ?? defaults!.metrics;
-  const observe = traceRequests(deps.tracer);
-  const endpoints = config.endpoints.map((endpoint) => {
+/** One Subscriber per configured endpoint, each with its own delivery lane, pool and breaker. */
+function createSubscribers(config: Config, observe: ReturnType<typeof traceRequests>, random?: () => number) {
+  return config.endpoints.map((endpoint) => {
     const timeoutMs = endpoint.timeoutMs ?? config.deliveryTimeoutMs;
     const maxConnections = endpoint.maxConnections ?? config.endpointMaxConnections;
     const delivery = new EndpointDelivery(
@@ -207,22 +139,22 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
         maxConnections,
         ...(endpoint.rateLimitPerSecond !== undefined ? { rateLimitPerSecond: endpoint.rateLimitPerSecond } : {}),
       },
-      deps.random,
+      random,
     );
     return new Subscriber(endpoint, delivery, { timeoutMs });
   });
-  const filtered = config.endpoints.some((endpoint) => endpoint.filter !== undefined);
-  const allNames = endpoints.map((endpoint) => endpoint.name);
-  const routedTo = (event: ValidEvent): string[] =>
-    filtered ? endpoints.filter((endpoint) => endpoint.routes(event)).map((endpoint) => endpoint.name) : allNames;
-  const perEndpointMetrics = new Map(
-    config.endpoints.map((endpoint) => [endpoint.name, endpointMetrics(endpoint.name)]),
-  );
-  const { quarantine, backoff, ledger } = deps;
+}
+
+type SecretsRead = readonly [
+  ReadonlyMap<string, Credential> | null | undefined,
+  ReadonlyMap<string, string> | null | undefined,
+];
+
+/** This invocation's credentials and secrets: fresh, or the last good ones when a read fails or is late; null: none. */
+function createSecretsReader(deps: IngestDeps, logger: Logger): (signal: AbortSignal) => Promise<SecretsRead> {
   const credentialsRead = deps.credentials ? lastGood(deps.credentials) : undefined;
   const secretsRead = deps.secrets ? lastGood(deps.secrets) : undefined;
-  /** This invocation's credentials and secrets: fresh, or the last good ones when a read fails or is late; null: none. */
-  async function readSecrets(signal: AbortSignal) {
+  return async (signal) => {
     const reads = await Promise.all([credentialsRead?.(signal), secretsRead?.(signal)]);
     for (const [what, read] of [
       ['credentials', reads[0]],
@@ -234,382 +166,267 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     }
     const [credentials, secrets] = reads;
     return [credentials && (credentials.value ?? null), secrets && (secrets.value ?? null)] as const;
-  }
-  const refreshLimited = deps.refreshCredential ? limitCredentialRefresh(deps.refreshCredential) : undefined;
-  const secretsLimited = deps.refreshSecrets ? limitSecretsRefresh(deps.refreshSecrets) : undefined;
+  };
+}
 
-  async function handle(
-    event: SQSEvent,
-    context: Pick<Context, 'getRemainingTimeInMillis'>,
-  ): Promise<SQSBatchResponse> {
-    const records = event?.Records ?? [];
-    if (records.length === 0) return { batchItemFailures: [] };
-    const started = Date.now();
-    const remaining = context.getRemainingTimeInMillis();
-    const deliveryDeadline = deadlineSignal(remaining - config.deadlineMarginMs);
-    const settleDeadline = deadlineSignal(remaining - settleReserveMs(config.deadlineMarginMs));
-    const counters = { ledgerErrors: 0, quarantineErrors: 0, backoffErrors: 0 };
-    const stats = new Map<string, EndpointStats>(
-      config.endpoints.map((endpoint) => [
-        endpoint.name,
-        { delivered: 0, failed: 0, skipped: 0, retries: 0, latency: new Reservoir() },
-      ]),
-    );
-    try {
-      const [fetched, fetchedSecrets] = await readSecrets(deliveryDeadline.signal);
-      if (fetched === null || fetchedSecrets === null) {
-        // No credential was ever read (the cold start's read went elsewhere) and this one failed: nothing can go.
-        logger.error('credentials unavailable; every record reported failed', {
-          records: records.length,
-          hint: 'check that the function can read its SSM parameters / Secrets Manager secrets (IAM, KMS, throttling)',
-        });
-        metrics.addMetric(MetricName.RecordsReceived, MetricUnit.Count, records.length);
-        metrics.addMetric(MetricName.RecordsFailed, MetricUnit.Count, records.length);
-        const durationMs = Date.now() - started;
-        logger.info('batch processed', {
-          records: records.length,
-          acknowledged: 0,
-          failed: records.length,
-          durationMs,
-        });
-        return { batchItemFailures: records.map((record) => ({ itemIdentifier: record.messageId })) };
-      }
-      // This batch's own copies: a refresh after a 401/403 replaces an entry for the records sent after it.
-      const credentials = fetched ? new Map(fetched) : undefined;
-      const secrets = fetchedSecrets ? new Map(fetchedSecrets) : undefined;
-      const fanoutContext = {
-        signal: deliveryDeadline.signal,
-        deadlineAt: started + remaining - config.deadlineMarginMs,
-        ...(credentials ? { credentials } : {}),
-        ...(secrets ? { secrets } : {}),
-        ...(credentials && refreshLimited
-          ? { refreshCredential: refreshOncePerBatch(refreshLimited, credentials) }
-          : {}),
-        ...(secrets && secretsLimited ? { refreshSecrets: refreshSecretsOncePerBatch(secretsLimited, secrets) } : {}),
-      };
-      const count = (fan: FanoutResult) => {
-        for (const name of fan.skipped) stats.get(name)!.skipped++;
-        for (const result of fan.results) {
-          const stat = stats.get(result.endpoint)!;
-          stat.retries += result.attempts - 1;
-          // A record still waiting for a rate-limit token at the deadline is not the endpoint failing.
-          if (result.ok) {
-            stat.delivered++;
-            stat.latency.add(result.latencyMs);
-          } else if (result.error !== 'RATE_LIMIT_WAIT') stat.failed++;
-        }
-        return fan;
-      };
-      // Not async: one promise less per event on the hot path.
-      const deliver = (valid: ValidEvent, already: ReadonlySet<string> | undefined) =>
-        fanout(valid, endpoints, already, fanoutContext).then(count);
-      const lookup = ledger
-        ? async (keys: string[], events: readonly ValidEvent[]) => {
-            // Only the endpoints each event is routed to: an event routed nowhere needs no read at all.
-            const routed = new Map(events.map((e) => [e.key, routedTo(e)]));
-            const wanted = keys.filter((key) => (routed.get(key)?.length ?? 0) > 0);
-            if (wanted.length === 0) return new Map<string, Set<string>>();
-            try {
-              return await ledger.lookup(wanted, deliveryDeadline.signal, (key) => routed.get(key) ?? []);
-            } catch (error) {
-              counters.ledgerErrors++;
-              logger.warn('delivery ledger unavailable; delivering to every endpoint each event is routed to', {
-                error: errorText(error),
-              });
-              return new Map<string, Set<string>>();
-            }
-          }
-        : undefined;
+/** What one instance wires together once; every batch uses it. */
+interface Pipeline {
+  config: Config;
+  logger: Logger;
+  metrics: Metrics;
+  endpoints: Subscriber[];
+  routedTo: (event: ValidEvent) => string[];
+  perEndpointMetrics: Map<string, Metrics>;
+  quarantine: Quarantine | undefined;
+  ledger: Ledger | undefined;
+  settle: Settle;
+  readSecrets: (signal: AbortSignal) => Promise<SecretsRead>;
+  refreshLimited: LimitedRefresh | undefined;
+  secretsLimited: LimitedSecretsRefresh | undefined;
+}
 
-      const processed = await processBatch(records, {
-        maxEventBytes: config.maxEventBytes,
-        lookupFirstReceives: config.ledgerMode === 'every-delivery',
-        ...(quarantine ? { quarantineInOrder: quarantineInOrder(quarantine, deliveryDeadline.signal) } : {}),
-        deliver,
-        ...(lookup ? { lookup } : {}),
-      });
-      const deadlineAborted = deliveryDeadline.signal.aborted;
-      const failedIds = await settle(processed, settleDeadline.signal, counters);
-
-      const summary = summarise(processed, failedIds);
-      publishMetrics(summary, counters, deadlineAborted, Date.now() - started, stats);
-      logger.info('batch processed', {
-        ...summary,
-        deadlineAborted,
-        durationMs: Date.now() - started,
-        endpoints: Object.fromEntries(
-          [...stats].map(([name, stat]) => [
-            name,
-            { delivered: stat.delivered, failed: stat.failed, skipped: stat.skipped, retries: stat.retries },
-          ]),
-        ),
-      });
-      return { batchItemFailures: [...failedIds].map((itemIdentifier) => ({ itemIdentifier })) };
-    } finally {
-      deliveryDeadline.clear();
-      settleDeadline.clear();
-    }
-  }
-
-  /** Runs the side effects the outcomes call for; returns the message ids to report failed. */
-  async function settle(
-    processed: ProcessedRecord[],
-    signal: AbortSignal,
-    counters: { ledgerErrors: number; quarantineErrors: number; backoffErrors: number },
-  ): Promise<Set<string>> {
-    const failed = new Map<string, BackoffItem>();
-    const poison: QuarantineItem[] = [];
-    const loggers = new Map<string, () => Logger>();
-    // Log lines are written while the side effects wait on the network, so they never delay the answer.
-    const later: Array<() => void> = [];
-    // Deliveries the deadline cut off or an open breaker refused are one line per endpoint, not per record: there
-    // can be thousands.
-    const grouped = { aborted: new Map<string, string[]>(), 'circuit-open': new Map<string, string[]>() };
-    const logFailures = (log: () => Logger, failures: DeliveryFailure[], delivered: string[], messageId: string) => {
-      // The endpoints the event is routed to (besides those the ledger says have it): "where is event X" shows them.
-      // One comma-joined field: Logs Insights would split an array into routedTo.0, routedTo.1, ...
-      const routedTo = [...delivered, ...failures.map((failure) => failure.endpoint)].join(',');
-      for (const failure of failures) {
-        if (failure.kind === 'aborted' || failure.kind === 'circuit-open') {
-          const byEndpoint = grouped[failure.kind];
-          const ids = byEndpoint.get(failure.endpoint);
-          if (ids) ids.push(messageId);
-          else byEndpoint.set(failure.endpoint, [messageId]);
-        } else if (failure.kind === 'unauthorized') {
-          later.push(() =>
-            log().warn('delivery failed', { ...failure, routedTo, hint: credentialsHint(failure.error) }),
-          );
-        } else later.push(() => log().warn('delivery failed', { ...failure, routedTo }));
-      }
-    };
-    const entries: LedgerEntry[] = [];
-    const recorded = new Set<string>();
-    for (const { record, event, outcome, quarantined } of processed) {
-      const log = recordLogger(record, event);
-      loggers.set(record.messageId, log);
-      // In the default mode only what comes back needs the ledger: events not yet delivered everywhere. Skipped
-      // endpoints are written again: a redriven record's entries last another TTL, as its new message does.
-      const comesBack = outcome.kind !== 'delivered' || config.ledgerMode === 'every-delivery';
-      const done =
-        'delivered' in outcome ? [...outcome.delivered, ...('skipped' in outcome ? outcome.skipped : [])] : [];
-      if (event.ok && comesBack && done.length > 0 && !recorded.has(event.key)) {
-        recorded.add(event.key);
-        for (const endpoint of done) entries.push({ key: event.key, endpoint });
-      }
-      switch (outcome.kind) {
-        case 'delivered':
-          break;
-        case 'invalid':
-        case 'rejected':
-          if (outcome.kind === 'invalid') {
-            later.push(() => log().warn('invalid record', { reason: outcome.reason, detail: outcome.detail }));
-          } else logFailures(log, outcome.failures, outcome.delivered, record.messageId);
-          if (quarantined === undefined) poison.push(poisonItem(record, outcome));
-          else if (quarantined) later.push(() => logQuarantined(log, poisonItem(record, outcome)));
-          else {
-            counters.quarantineErrors++;
-            later.push(() => logNotQuarantined(log, poisonItem(record, outcome)));
-            failed.set(record.messageId, { record });
-          }
-          break;
-        case 'failed':
-          logFailures(log, outcome.failures, outcome.delivered, record.messageId);
-          failed.set(record.messageId, {
-            record,
-            ...(outcome.retryAfterS !== undefined ? { retryAfterS: outcome.retryAfterS } : {}),
-          });
-          break;
-        case 'blocked':
-          later.push(() =>
-            log().warn('record not sent: an earlier record of its FIFO group failed', { groupId: outcome.groupId }),
-          );
-          failed.set(record.messageId, { record });
-          break;
-      }
-    }
-
-    const writeLedger = async () => {
-      if (!ledger || entries.length === 0) return;
-      try {
-        await ledger.record(entries, signal);
-      } catch (error) {
-        counters.ledgerErrors++;
-        logger.warn('delivery ledger not updated; a redelivery will reach these endpoints again', {
-          error: errorText(error),
-          entries: entries.length,
-        });
-      }
-    };
-
-    const quarantineAndBackoff = async () => {
-      if (poison.length > 0) {
-        let safe = new Set<string>();
-        if (quarantine) {
-          try {
-            safe = await quarantine.send(poison, signal);
-          } catch (error) {
-            logger.error('quarantine failed; the records stay on the queue', { error: errorText(error) });
-          }
-        }
-        for (const item of poison) {
-          const log = loggers.get(item.record.messageId)!;
-          if (safe.has(item.record.messageId)) logQuarantined(log, item);
-          else {
-            if (quarantine) {
-              counters.quarantineErrors++;
-              logNotQuarantined(log, item);
-            }
-            failed.set(item.record.messageId, { record: item.record });
-          }
-        }
-      }
-      if (backoff && failed.size > 0) {
-        try {
-          await backoff.apply([...failed.values()], signal);
-        } catch (error) {
-          counters.backoffErrors++;
-          logger.warn('visibility backoff failed; the records come back after the queue visibility timeout', {
-            error: errorText(error),
-          });
-        }
-      }
-    };
-
-    const effects = Promise.all([writeLedger(), quarantineAndBackoff()]);
-    for (const line of later) line();
-    for (const [kind, byEndpoint] of Object.entries(grouped)) {
-      for (const [endpoint, ids] of byEndpoint) {
-        // Every id, so the event history finds each record; chunks keep a line far below CloudWatch's 256 KB.
-        for (let i = 0; i < ids.length; i += GROUPED_IDS_PER_LINE) {
-          logger.warn(GROUPED_MESSAGES[kind as keyof typeof grouped], {
-            endpoint,
-            kind,
-            records: ids.length,
-            // One comma-joined field: Logs Insights would split an array into messageIds.0, messageIds.1, ...
-            messageIds: ids.slice(i, i + GROUPED_IDS_PER_LINE).join(','),
-          });
-        }
-      }
-    }
-    logUnrouted(processed);
-    await effects;
-    return new Set(processed.map((item) => item.record.messageId).filter((id) => failed.has(id)));
-  }
-
-  /** Events that match no endpoint's filter: acknowledged, and one line per batch says which kinds they were. */
-  function logUnrouted(processed: ProcessedRecord[]) {
-    const kinds = new Map<string, { type: string; source: string; records: number }>();
-    const eventIds: string[] = [];
-    for (const { event, outcome } of processed) {
-      if (!event.ok || !isUnrouted(outcome)) continue;
-      if (eventIds.length < 20) eventIds.push(event.id);
-      const id = JSON.stringify([event.type, event.source]);
-      const kind = kinds.get(id);
-      if (kind) kind.records++;
-      else kinds.set(id, { type: event.type, source: event.source, records: 1 });
-    }
-    if (kinds.size === 0) return;
-    logger.info('records routed to no endpoint; acknowledged', {
-      records: [...kinds.values()].reduce((sum, kind) => sum + kind.records, 0),
-      kinds: [...kinds.values()].slice(0, 20),
-      eventIds,
-    });
-  }
-
-  /** FIFO: a poison record goes to the quarantine before the rest of its group may go. Never throws. */
-  function quarantineInOrder(target: Quarantine, signal: AbortSignal) {
-    return async (record: SQSRecord, outcome: PoisonOutcome): Promise<boolean> => {
-      try {
-        return (await target.send([poisonItem(record, outcome)], signal)).has(record.messageId);
-      } catch (error) {
-        logger.error('quarantine failed; the record and the rest of its FIFO group stay on the queue', {
-          error: errorText(error),
-          messageId: record.messageId,
-        });
-        return false;
-      }
-    };
-  }
-
-  function recordLogger(record: SQSRecord, event: ProcessedRecord['event']): () => Logger {
-    let child: Logger | undefined;
-    return () => {
-      child ??= logger.createChild({
-        persistentKeys: {
-          messageId: record.messageId,
-          ...(event.ok ? { eventId: event.id, eventSource: event.source, eventType: event.type } : {}),
-        },
-      });
-      return child;
-    };
-  }
-
-  function summarise(processed: ProcessedRecord[], failedIds: Set<string>) {
-    let invalid = 0;
-    let rejected = 0;
-    let blocked = 0;
-    let unrouted = 0;
-    let routed = 0;
-    for (const { outcome } of processed) {
-      if (isUnrouted(outcome)) unrouted++;
-      else if (outcome.kind !== 'invalid' && outcome.kind !== 'blocked') routed++;
-      if (outcome.kind === 'invalid') invalid++;
-      else if (outcome.kind === 'rejected') rejected++;
-      else if (outcome.kind === 'blocked') blocked++;
-    }
-    const quarantined = processed.filter(
-      (item) =>
-        (item.outcome.kind === 'invalid' || item.outcome.kind === 'rejected') && !failedIds.has(item.record.messageId),
-    ).length;
-    return {
-      records: processed.length,
-      acknowledged: processed.length - failedIds.size,
-      failed: failedIds.size,
-      invalid,
-      rejected,
-      quarantined,
-      blocked,
-      routed,
-      unrouted,
-    };
-  }
-
-  function publishMetrics(
-    summary: ReturnType<typeof summarise>,
-    counters: { ledgerErrors: number; quarantineErrors: number; backoffErrors: number },
-    deadlineAborted: boolean,
-    durationMs: number,
-    stats: Map<string, EndpointStats>,
-  ) {
-    metrics.addMetric(MetricName.RecordsReceived, MetricUnit.Count, summary.records);
-    metrics.addMetric(MetricName.RecordsAcknowledged, MetricUnit.Count, summary.acknowledged);
-    metrics.addMetric(MetricName.RecordsFailed, MetricUnit.Count, summary.failed);
-    metrics.addMetric(MetricName.RecordsInvalid, MetricUnit.Count, summary.invalid);
-    metrics.addMetric(MetricName.RecordsQuarantined, MetricUnit.Count, summary.quarantined);
-    metrics.addMetric(MetricName.RecordsRouted, MetricUnit.Count, summary.routed);
-    metrics.addMetric(MetricName.RecordsUnrouted, MetricUnit.Count, summary.unrouted);
-    metrics.addMetric(MetricName.DeadlineAborts, MetricUnit.Count, deadlineAborted ? 1 : 0);
-    metrics.addMetric(MetricName.QuarantineErrors, MetricUnit.Count, counters.quarantineErrors);
-    metrics.addMetric(MetricName.BackoffErrors, MetricUnit.Count, counters.backoffErrors);
-    metrics.addMetric(MetricName.LedgerErrors, MetricUnit.Count, counters.ledgerErrors);
-    metrics.addMetric(MetricName.BatchDuration, MetricUnit.Milliseconds, durationMs);
-    for (const [name, stat] of stats) {
-      const endpoint = perEndpointMetrics.get(name)!;
-      endpoint.addMetric(MetricName.DeliverySucceeded, MetricUnit.Count, stat.delivered);
-      endpoint.addMetric(MetricName.DeliveryFailed, MetricUnit.Count, stat.failed);
-      endpoint.addMetric(MetricName.DeliveryRetries, MetricUnit.Count, stat.retries);
-      endpoint.addMetric(MetricName.DeliverySkipped, MetricUnit.Count, stat.skipped);
-      for (const value of stat.latency.values) {
-        endpoint.addMetric(MetricName.DeliveryLatency, MetricUnit.Milliseconds, Math.round(value * 100) / 100);
-      }
-      if (endpoint.hasStoredMetrics()) endpoint.publishStoredMetrics();
-    }
-  }
-
+/** The whole pipeline for one configuration: endpoints, pools and breakers live as long as the instance. */
+export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
+  const defaults = deps.logger && deps.metrics ? undefined : createObservability();
+  const logger: Logger = deps.logger ?? defaults!.logger;
+  const metrics: Metrics = deps.metrics ?? defaults!.metrics;
+  const endpoints = createSubscribers(config, traceRequests(deps.tracer), deps.random);
+  const filtered = config.endpoints.some((endpoint) => endpoint.filter !== undefined);
+  const allNames = endpoints.map((endpoint) => endpoint.name);
+  const { quarantine, backoff, ledger } = deps;
+  const pipeline: Pipeline = {
+    config,
+    logger,
+    metrics,
+    endpoints,
+    routedTo: (event) =>
+      filtered ? endpoints.filter((endpoint) => endpoint.routes(event)).map((endpoint) => endpoint.name) : allNames,
+    perEndpointMetrics: new Map(config.endpoints.map((endpoint) => [endpoint.name, endpointMetrics(endpoint.name)])),
+    quarantine,
+    ledger,
+    settle: createSettle({ logger, ledgerMode: config.ledgerMode, quarantine, backoff, ledger }),
+    readSecrets: createSecretsReader(deps, logger),
+    refreshLimited: deps.refreshCredential ? limitCredentialRefresh(deps.refreshCredential) : undefined,
+    secretsLimited: deps.refreshSecrets ? limitSecretsRefresh(deps.refreshSecrets) : undefined,
+  };
   return {
-    handle,
+    handle: (event, context) => handle(pipeline, event, context),
     async close() {
       for (const endpoint of endpoints) endpoint.close();
     },
   };
+}
+
+/** One batch: deliver within the deadline, settle the outcomes within the reserve, answer with what is undelivered. */
+async function handle(
+  pipeline: Pipeline,
+  event: SQSEvent,
+  context: Pick<Context, 'getRemainingTimeInMillis'>,
+): Promise<SQSBatchResponse> {
+  const { config, logger } = pipeline;
+  const records = event?.Records ?? [];
+  if (records.length === 0) return { batchItemFailures: [] };
+  const started = Date.now();
+  const remaining = context.getRemainingTimeInMillis();
+  const deliveryDeadline = deadlineSignal(remaining - config.deadlineMarginMs);
+  const settleDeadline = deadlineSignal(remaining - settleReserveMs(config.deadlineMarginMs));
+  const counters: SettleCounters = { ledgerErrors: 0, quarantineErrors: 0, backoffErrors: 0 };
+  const stats = newStats(config);
+  try {
+    const [fetched, fetchedSecrets] = await pipeline.readSecrets(deliveryDeadline.signal);
+    if (fetched === null || fetchedSecrets === null) return answerUnavailable(pipeline, records, started);
+    const fanoutContext = {
+      signal: deliveryDeadline.signal,
+      deadlineAt: started + remaining - config.deadlineMarginMs,
+      ...batchSecrets(pipeline, fetched, fetchedSecrets),
+    };
+    const count = countInto(stats);
+    // Not async: one promise less per event on the hot path.
+    const deliver = (valid: ValidEvent, already: ReadonlySet<string> | undefined) =>
+      fanout(valid, pipeline.endpoints, already, fanoutContext).then(count);
+    const lookup = ledgerLookup(pipeline, deliveryDeadline.signal, counters);
+    const { quarantine } = pipeline;
+
+    const processed = await processBatch(records, {
+      maxEventBytes: config.maxEventBytes,
+      lookupFirstReceives: config.ledgerMode === 'every-delivery',
+      ...(quarantine ? { quarantineInOrder: quarantineInOrder(logger, quarantine, deliveryDeadline.signal) } : {}),
+      deliver,
+      ...(lookup ? { lookup } : {}),
+    });
+    const deadlineAborted = deliveryDeadline.signal.aborted;
+    const failedIds = await pipeline.settle(processed, settleDeadline.signal, counters);
+
+    const summary = summarise(processed, failedIds);
+    publishMetrics(pipeline, { summary, counters, deadlineAborted, durationMs: Date.now() - started, stats });
+    logger.info('batch processed', {
+      ...summary,
+      deadlineAborted,
+      durationMs: Date.now() - started,
+      endpoints: endpointTotals(stats),
+    });
+    return { batchItemFailures: [...failedIds].map((itemIdentifier) => ({ itemIdentifier })) };
+  } finally {
+    deliveryDeadline.clear();
+    settleDeadline.clear();
+  }
+}
+
+/** No credential was ever read (the cold start's read went elsewhere) and this one failed: nothing can go. */
+function answerUnavailable(pipeline: Pipeline, records: SQSRecord[], started: number): SQSBatchResponse {
+  const { logger, metrics } = pipeline;
+  logger.error('credentials unavailable; every record reported failed', {
+    records: records.length,
+    hint: 'check that the function can read its SSM parameters / Secrets Manager secrets (IAM, KMS, throttling)',
+  });
+  metrics.addMetric(MetricName.RecordsReceived, MetricUnit.Count, records.length);
+  metrics.addMetric(MetricName.RecordsFailed, MetricUnit.Count, records.length);
+  const durationMs = Date.now() - started;
+  logger.info('batch processed', {
+    records: records.length,
+    acknowledged: 0,
+    failed: records.length,
+    durationMs,
+  });
+  return { batchItemFailures: records.map((record) => ({ itemIdentifier: record.messageId })) };
+}
+
+/** This batch's own copies: a refresh after a 401/403 replaces an entry for the records sent after it. */
+function batchSecrets(
+  pipeline: Pipeline,
+  fetched: ReadonlyMap<string, Credential> | undefined,
+  fetchedSecrets: ReadonlyMap<string, string> | undefined,
+) {
+  const { refreshLimited, secretsLimited } = pipeline;
+  const credentials = fetched ? new Map(fetched) : undefined;
+  const secrets = fetchedSecrets ? new Map(fetchedSecrets) : undefined;
+  return {
+    ...(credentials ? { credentials } : {}),
+    ...(secrets ? { secrets } : {}),
+    ...(credentials && refreshLimited ? { refreshCredential: refreshOncePerBatch(refreshLimited, credentials) } : {}),
+    ...(secrets && secretsLimited ? { refreshSecrets: refreshSecretsOncePerBatch(secretsLimited, secrets) } : {}),
+  };
+}
+
+/** Which endpoints already have each event, from the ledger; undefined without a ledger. Never throws. */
+function ledgerLookup(pipeline: Pipeline, signal: AbortSignal, counters: SettleCounters) {
+  const { ledger, logger, routedTo } = pipeline;
+  if (!ledger) return undefined;
+  return async (keys: string[], events: readonly ValidEvent[]) => {
+    // Only the endpoints each event is routed to: an event routed nowhere needs no read at all.
+    const routed = new Map(events.map((e) => [e.key, routedTo(e)]));
+    const wanted = keys.filter((key) => (routed.get(key)?.length ?? 0) > 0);
+    if (wanted.length === 0) return new Map<string, Set<string>>();
+    try {
+      return await ledger.lookup(wanted, signal, (key) => routed.get(key) ?? []);
+    } catch (error) {
+      counters.ledgerErrors++;
+      logger.warn('delivery ledger unavailable; delivering to every endpoint each event is routed to', {
+        error: errorText(error),
+      });
+      return new Map<string, Set<string>>();
+    }
+  };
+}
+
+function newStats(config: Config): Map<string, EndpointStats> {
+  return new Map(
+    config.endpoints.map((endpoint) => [
+      endpoint.name,
+      { delivered: 0, failed: 0, skipped: 0, retries: 0, latency: new Reservoir() },
+    ]),
+  );
+}
+
+/** Adds one event's per-endpoint results to the batch's stats, passing the results on. */
+function countInto(stats: Map<string, EndpointStats>): (fan: FanoutResult) => FanoutResult {
+  const count = (fan: FanoutResult) => {
+    for (const name of fan.skipped) stats.get(name)!.skipped++;
+    for (const result of fan.results) {
+      const stat = stats.get(result.endpoint)!;
+      stat.retries += result.attempts - 1;
+      // A record still waiting for a rate-limit token at the deadline is not the endpoint failing.
+      if (result.ok) {
+        stat.delivered++;
+        stat.latency.add(result.latencyMs);
+      } else if (result.error !== 'RATE_LIMIT_WAIT') stat.failed++;
+    }
+    return fan;
+  };
+  return count;
+}
+
+function endpointTotals(stats: Map<string, EndpointStats>) {
+  return Object.fromEntries(
+    [...stats].map(([name, stat]) => [
+      name,
+      { delivered: stat.delivered, failed: stat.failed, skipped: stat.skipped, retries: stat.retries },
+    ]),
+  );
+}
+
+function summarise(processed: ProcessedRecord[], failedIds: Set<string>) {
+  let invalid = 0;
+  let rejected = 0;
+  let blocked = 0;
+  let unrouted = 0;
+  let routed = 0;
+  for (const { outcome } of processed) {
+    if (isUnrouted(outcome)) unrouted++;
+    else if (outcome.kind !== 'invalid' && outcome.kind !== 'blocked') routed++;
+    if (outcome.kind === 'invalid') invalid++;
+    else if (outcome.kind === 'rejected') rejected++;
+    else if (outcome.kind === 'blocked') blocked++;
+  }
+  const quarantined = processed.filter(
+    (item) =>
+      (item.outcome.kind === 'invalid' || item.outcome.kind === 'rejected') && !failedIds.has(item.record.messageId),
+  ).length;
+  return {
+    records: processed.length,
+    acknowledged: processed.length - failedIds.size,
+    failed: failedIds.size,
+    invalid,
+    rejected,
+    quarantined,
+    blocked,
+    routed,
+    unrouted,
+  };
+}
+
+interface BatchReport {
+  summary: ReturnType<typeof summarise>;
+  counters: SettleCounters;
+  deadlineAborted: boolean;
+  durationMs: number;
+  stats: Map<string, EndpointStats>;
+}
+
+function publishMetrics(pipeline: Pipeline, report: BatchReport) {
+  const { metrics, perEndpointMetrics } = pipeline;
+  const { summary, counters, deadlineAborted, durationMs, stats } = report;
+  metrics.addMetric(MetricName.RecordsReceived, MetricUnit.Count, summary.records);
+  metrics.addMetric(MetricName.RecordsAcknowledged, MetricUnit.Count, summary.acknowledged);
+  metrics.addMetric(MetricName.RecordsFailed, MetricUnit.Count, summary.failed);
+  metrics.addMetric(MetricName.RecordsInvalid, MetricUnit.Count, summary.invalid);
+  metrics.addMetric(MetricName.RecordsQuarantined, MetricUnit.Count, summary.quarantined);
+  metrics.addMetric(MetricName.RecordsRouted, MetricUnit.Count, summary.routed);
+  metrics.addMetric(MetricName.RecordsUnrouted, MetricUnit.Count, summary.unrouted);
+  metrics.addMetric(MetricName.DeadlineAborts, MetricUnit.Count, deadlineAborted ? 1 : 0);
+  metrics.addMetric(MetricName.QuarantineErrors, MetricUnit.Count, counters.quarantineErrors);
+  metrics.addMetric(MetricName.BackoffErrors, MetricUnit.Count, counters.backoffErrors);
+  metrics.addMetric(MetricName.LedgerErrors, MetricUnit.Count, counters.ledgerErrors);
+  metrics.addMetric(MetricName.BatchDuration, MetricUnit.Milliseconds, durationMs);
+  for (const [name, stat] of stats) {
+    const endpoint = perEndpointMetrics.get(name)!;
+    endpoint.addMetric(MetricName.DeliverySucceeded, MetricUnit.Count, stat.delivered);
+    endpoint.addMetric(MetricName.DeliveryFailed, MetricUnit.Count, stat.failed);
+    endpoint.addMetric(MetricName.DeliveryRetries, MetricUnit.Count, stat.retries);
+    endpoint.addMetric(MetricName.DeliverySkipped, MetricUnit.Count, stat.skipped);
+    for (const value of stat.latency.values) {
+      endpoint.addMetric(MetricName.DeliveryLatency, MetricUnit.Milliseconds, Math.round(value * 100) / 100);
+    }
+    if (endpoint.hasStoredMetrics()) endpoint.publishStoredMetrics();
+  }
 }
