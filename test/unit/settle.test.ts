@@ -24,6 +24,7 @@ import { captureLogs, type LogLine } from '../support/logs';
 
 // The side effects are the real SQS and DynamoDB implementations against local-aws-sqs and dynalite; the outcomes are
 // written by hand, as lib/batch.ts hands them over (its own tests cover how they are reached).
+// The ordering tests alone use in-memory fakes of our own side-effect interfaces (see heldEffects).
 
 const sqs = localSqs();
 const dynamodb = localDynamoDb();
