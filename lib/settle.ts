@@ -251,7 +251,7 @@ function sortPoison(deps: SettleDeps, plan: Plan, safe: Set<string>, counters: S
   }
 }
 
-// The awaits stay in this one function: without a quarantine, the backoff starts before the log lines are written.
+// The awaits stay in this one function: with no poison or no quarantine, the backoff starts before any log line.
 async function quarantineAndBackoff(deps: SettleDeps, plan: Plan, signal: AbortSignal, counters: SettleCounters) {
   const { quarantine, backoff, logger } = deps;
   if (plan.poison.length > 0) {

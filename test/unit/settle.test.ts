@@ -1,13 +1,13 @@
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createBackoff } from '../../lib/backoff';
 import type { ProcessedRecord } from '../../lib/batch';
-import { type ValidEvent, parseEvent } from '../../lib/event';
+import { parseEvent, type ValidEvent } from '../../lib/event';
 import { createLedger } from '../../lib/ledger';
 import { createQuarantine, QUARANTINE_ATTRIBUTES as Q } from '../../lib/quarantine';
 import { createSettle, GROUPED_IDS_PER_LINE, type SettleCounters, type SettleDeps } from '../../lib/settle';
-import type { DeliveryFailure, RecordOutcome } from '../../lib/types';
+import type { Backoff, DeliveryFailure, Ledger, LedgerEntry, Quarantine, RecordOutcome } from '../../lib/types';
 import {
   closedEndpoint,
   createLedgerTable,
@@ -20,10 +20,11 @@ import {
   receiveAsRecords,
 } from '../support/aws';
 import { cloudEvent, sqsRecord } from '../support/events';
-import { captureLogs } from '../support/logs';
+import { captureLogs, type LogLine } from '../support/logs';
 
 // The side effects are the real SQS and DynamoDB implementations against local-aws-sqs and dynalite; the outcomes are
 // written by hand, as lib/batch.ts hands them over (its own tests cover how they are reached).
+// The ordering tests alone use in-memory fakes of our own side-effect interfaces (see heldEffects).
 
 const sqs = localSqs();
 const dynamodb = localDynamoDb();
@@ -48,6 +49,65 @@ const failure = (endpoint: string, kind: DeliveryFailure['kind'], extra: Partial
   ...extra,
 });
 const body = (id: string) => JSON.stringify(cloudEvent(id));
+// Jitter at its low end: every backed-off record is hidden for exactly 1 s.
+const oneSecondBackoff = () => createBackoff(sqs, { baseDelayS: 1, maxDelayS: 1, random: () => 0 });
+
+/** A log line as on-call reads it: which record, how loud, what, and the fields that say why and where. */
+function logged(line: LogLine): [unknown, string, string, Record<string, unknown>] {
+  const fields: Record<string, unknown> = {};
+  for (const name of ['reason', 'endpoint', 'status', 'routedTo', 'hint', 'groupId']) {
+    if (line[name] !== undefined) fields[name] = line[name];
+  }
+  return [line.messageId, line.level, line.message, fields];
+}
+
+/** A promise the test opens by hand: a fake side effect waits on it while the test looks at what settle did. */
+function gate(): { opened: Promise<void>; open: () => void } {
+  let open = () => {};
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { opened, open };
+}
+
+/** Lets every promise chain of the in-memory fakes run (no I/O is involved, so one macrotask turn is enough). */
+const drain = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * In-memory fakes of our own Quarantine, Backoff and Ledger interfaces (not of AWS): only they can hold a side effect
+ * open while the test looks at what settle already did; local SQS and dynalite answer before a test could look.
+ * Each call is recorded with the message ids (or ledger entries) it received and how many log lines existed then.
+ */
+function heldEffects(lines: LogLine[], quarantined: (ids: string[]) => string[]) {
+  const calls: { effect: string; ids: string[]; linesBefore: number }[] = [];
+  const held = { quarantine: gate(), ledger: gate(), backoff: gate() };
+  const quarantine: Quarantine = {
+    async send(items) {
+      const ids = items.map((item) => item.record.messageId);
+      calls.push({ effect: 'quarantine', ids, linesBefore: lines.length });
+      await held.quarantine.opened;
+      return new Set(quarantined(ids));
+    },
+  };
+  const backoff: Backoff = {
+    async apply(items) {
+      calls.push({ effect: 'backoff', ids: items.map((item) => item.record.messageId), linesBefore: lines.length });
+      await held.backoff.opened;
+    },
+  };
+  const ledger: Ledger = {
+    lookup: async () => new Map(),
+    async record(entries) {
+      calls.push({ effect: 'ledger', ids: entries.map((e) => `${e.key} ${e.endpoint}`), linesBefore: lines.length });
+      await held.ledger.opened;
+    },
+  };
+  // A test that fails while a side effect is held must not leave settle pending.
+  onTestFinished(() => {
+    for (const g of Object.values(held)) g.open();
+  });
+  return { calls, held, quarantine, backoff, ledger };
+}
 
 let table: string;
 beforeAll(async () => {
@@ -74,7 +134,7 @@ async function returned(queue: LocalQueue, count: number): Promise<string[]> {
 describe('createSettle with local SQS and dynalite', () => {
   it('acknowledges delivered and quarantined records, backs off the rest and records what comes back', async () => {
     const [source, quarantineQueue] = await Promise.all([createQueue(sqs, 'settle'), createQueue(sqs, 'settle-q')]);
-    // Visible again after 1 s unless the backoff hides them for 600 s.
+    // Received for 600 s: only the records the backoff touches (1 s) come back, however slow the setup is.
     const [delivered, invalid, rejected, failed, blocked] = await receiveAsRecords(
       sqs,
       source,
@@ -83,11 +143,9 @@ describe('createSettle with local SQS and dynalite', () => {
         { body: '{not json' },
         { body: body('rejected') },
         { body: body('failed') },
-        {
-          body: body('blocked'),
-        },
+        { body: body('blocked') },
       ],
-      1,
+      600,
     );
     const ledger = createLedger(dynamodb, { table, endpoints: ['alpha', 'beta'], ttlS: 3600 });
     const { logger, lines } = captureLogs();
@@ -95,7 +153,7 @@ describe('createSettle with local SQS and dynalite', () => {
       logger,
       ledgerMode: 'redeliveries',
       quarantine: createQuarantine(sqs, quarantineQueue.url),
-      backoff: createBackoff(sqs, { baseDelayS: 600, maxDelayS: 600 }),
+      backoff: oneSecondBackoff(),
       ledger,
     });
     const count = counters();
@@ -134,21 +192,64 @@ describe('createSettle with local SQS and dynalite', () => {
       ]),
     );
     expect(poison).toHaveLength(2);
-    // The acknowledged three come back after their 1 s; the backed-off two stay hidden.
-    expect((await returned(source, 3)).sort()).toEqual([delivered!.body, invalid!.body, rejected!.body].sort());
+    // The backed-off two come back after 1 s; the acknowledged three stay hidden for their 600 s.
+    expect((await returned(source, 2)).sort()).toEqual([failed!.body, blocked!.body].sort());
+    expect(await receiveAll(sqs, source.url)).toEqual([]);
     // Only the record that comes back is in the ledger (the default mode): alpha has it.
     const keys = batch.map((item) => (item.event as ValidEvent).key).filter(Boolean);
     expect(await ledger.lookup(keys, signal())).toEqual(
       new Map([[(batch[3]!.event as ValidEvent).key, new Set(['alpha'])]]),
     );
-    expect(lines.map((line) => line.message)).toEqual(
-      expect.arrayContaining([
-        'invalid record',
-        'delivery failed',
-        'record not sent: an earlier record of its FIFO group failed',
+    expect(lines.map(logged)).toEqual([
+      [invalid!.messageId, 'WARN', 'invalid record', { reason: 'not-json' }],
+      [rejected!.messageId, 'WARN', 'delivery failed', { endpoint: 'beta', status: 422, routedTo: 'beta' }],
+      [failed!.messageId, 'WARN', 'delivery failed', { endpoint: 'beta', status: 503, routedTo: 'alpha,beta' }],
+      [blocked!.messageId, 'WARN', 'record not sent: an earlier record of its FIFO group failed', { groupId: 'g' }],
+      [invalid!.messageId, 'INFO', 'record quarantined', { reason: 'not-json' }],
+      [
+        rejected!.messageId,
+        'INFO',
         'record quarantined',
-      ]),
+        { reason: 'rejected-by-endpoint', endpoint: 'beta', status: 422 },
+      ],
+    ]);
+  });
+
+  it('backs off poison the quarantine did not take, like the failed records', async () => {
+    const source = await createQueue(sqs, 'settle-poison');
+    const [poison, failed] = await receiveAsRecords(sqs, source, [{ body: '[]' }, { body: body('poison') }], 600);
+    const { logger, lines } = captureLogs();
+    const settle = createSettle({
+      logger,
+      ledgerMode: 'redeliveries',
+      // The local SQS answers, but this queue does not exist: every quarantine send fails.
+      quarantine: createQuarantine(sqs, `${source.url}-missing`),
+      backoff: oneSecondBackoff(),
+    });
+    const count = counters();
+
+    const reported = await settle(
+      [
+        processed(poison!, { kind: 'invalid', reason: 'not-object', detail: 'an array' }),
+        processed(failed!, { kind: 'failed', failures: [failure('beta', 'transient')], delivered: [] }),
+      ],
+      signal(),
+      count,
     );
+
+    expect([...reported]).toEqual([poison!.messageId, failed!.messageId]);
+    expect(count).toEqual({ ledgerErrors: 0, quarantineErrors: 1, backoffErrors: 0 });
+    // Received for 600 s: both come back after 1 s only if the backoff changed their visibility.
+    expect((await returned(source, 2)).sort()).toEqual([poison!.body, failed!.body].sort());
+    expect(lines.filter((line) => line.messageId === poison!.messageId).map(logged)).toEqual([
+      [poison!.messageId, 'WARN', 'invalid record', { reason: 'not-object' }],
+      [
+        poison!.messageId,
+        'WARN',
+        'record not quarantined; reported failed, it comes back later',
+        { reason: 'not-object' },
+      ],
+    ]);
   });
 
   it('trusts what the FIFO path already quarantined, and reports what it could not', async () => {
@@ -182,6 +283,10 @@ describe('createSettle with local SQS and dynalite', () => {
     const [poison, failed] = await receiveAsRecords(sqs, source, [{ body: '[]' }, { body: body('down') }]);
     const down = await closedEndpoint();
     const [sqsDown, dynamoDown] = [localSqs(down), localDynamoDb(down)];
+    onTestFinished(() => {
+      sqsDown.destroy();
+      dynamoDown.destroy();
+    });
     const { logger, lines } = captureLogs();
     const deps: SettleDeps = {
       logger,
@@ -200,8 +305,6 @@ describe('createSettle with local SQS and dynalite', () => {
       signal(),
       count,
     );
-    sqsDown.destroy();
-    dynamoDown.destroy();
 
     expect([...reported]).toEqual([poison!.messageId, failed!.messageId]);
     expect(count).toEqual({ ledgerErrors: 1, quarantineErrors: 1, backoffErrors: 1 });
@@ -229,16 +332,31 @@ describe('createSettle with local SQS and dynalite', () => {
   });
 
   it('in every-delivery mode records delivered and skipped endpoints of delivered events, once per event', async () => {
-    const ledger = createLedger(dynamodb, { table, endpoints: ['alpha', 'beta'], ttlS: 3600 });
+    const real = createLedger(dynamodb, { table, endpoints: ['alpha', 'beta'], ttlS: 3600 });
+    // The real ledger folds duplicate entries into one write: only a recording wrapper sees what settle asked for.
+    const asked: LedgerEntry[] = [];
+    const ledger: Ledger = {
+      lookup: (keys, s) => real.lookup(keys, s),
+      record: (entries, s) => {
+        asked.push(...entries);
+        return real.record(entries, s);
+      },
+    };
     const { logger } = captureLogs();
     const id = `every-${Math.random()}`;
     const [first, duplicate] = [sqsRecord(body(id)), sqsRecord(body(id))];
     const outcome: RecordOutcome = { kind: 'delivered', delivered: ['alpha'], skipped: ['beta'] };
     const batch = [processed(first, outcome), processed(duplicate, outcome)];
-    const reported = await createSettle({ logger, ledgerMode: 'every-delivery', ledger })(batch, signal(), counters());
+    const count = counters();
+    const reported = await createSettle({ logger, ledgerMode: 'every-delivery', ledger })(batch, signal(), count);
     expect(reported.size).toBe(0);
+    expect(count.ledgerErrors).toBe(0);
     const key = (batch[0]!.event as ValidEvent).key;
-    expect(await ledger.lookup([key], signal())).toEqual(new Map([[key, new Set(['alpha', 'beta'])]]));
+    expect(asked).toEqual([
+      { key, endpoint: 'alpha' },
+      { key, endpoint: 'beta' },
+    ]);
+    expect(await real.lookup([key], signal())).toEqual(new Map([[key, new Set(['alpha', 'beta'])]]));
   });
 
   it('groups deliveries cut off by the deadline into one line per endpoint, every id listed', async () => {
@@ -256,5 +374,150 @@ describe('createSettle with local SQS and dynalite', () => {
     ]);
     expect(grouped.flatMap((line) => String(line.messageIds).split(','))).toEqual(records.map((r) => r.messageId));
     expect(lines.filter((line) => line.message === 'delivery failed')).toEqual([]);
+  });
+  it('writes the failure lines and the ledger while the quarantine is out, and backs off what it did not take', async () => {
+    const { logger, lines } = captureLogs();
+    const [poison, taken, failed] = [sqsRecord('[]'), sqsRecord('{'), sqsRecord(body(`held-${Math.random()}`))];
+    // The quarantine takes `taken` only: `poison` must join the backoff.
+    const fx = heldEffects(lines, (ids) => ids.filter((id) => id === taken.messageId));
+    const settle = createSettle({ logger, ledgerMode: 'redeliveries', ...fx });
+    const invalid: RecordOutcome = { kind: 'invalid', reason: 'not-json', detail: 'bad' };
+    const batch = [
+      processed(poison, invalid),
+      processed(taken, invalid),
+      processed(failed, {
+        kind: 'failed',
+        failures: [failure('beta', 'transient', { status: 503 })],
+        delivered: ['alpha'],
+      }),
+    ];
+
+    const settling = settle(batch, signal(), counters());
+    await drain();
+
+    // Quarantine and ledger both out, every failure line already written; the backoff waits for the quarantine.
+    expect(fx.calls.map((call) => call.effect).sort()).toEqual(['ledger', 'quarantine']);
+    expect(lines.map((line) => [line.messageId, line.message])).toEqual([
+      [poison.messageId, 'invalid record'],
+      [taken.messageId, 'invalid record'],
+      [failed.messageId, 'delivery failed'],
+    ]);
+    fx.held.quarantine.open();
+    await drain();
+    // The backoff starts while the ledger is still out.
+    expect(fx.calls.filter((call) => call.effect === 'backoff').map((call) => call.ids.sort())).toEqual([
+      [poison.messageId, failed.messageId].sort(),
+    ]);
+    fx.held.ledger.open();
+    fx.held.backoff.open();
+    expect([...(await settling)]).toEqual([poison.messageId, failed.messageId]);
+  });
+
+  it('with no quarantine, starts the backoff and the ledger before writing any log line', async () => {
+    const { logger, lines } = captureLogs();
+    const [poison, failed] = [sqsRecord('[]'), sqsRecord(body(`early-${Math.random()}`))];
+    const { quarantine: _, ...fx } = heldEffects(lines, () => []);
+    const settle = createSettle({ logger, ledgerMode: 'redeliveries', ...fx });
+    const settling = settle(
+      [
+        processed(poison, { kind: 'invalid', reason: 'not-json', detail: 'bad' }),
+        processed(failed, { kind: 'failed', failures: [failure('beta', 'transient')], delivered: ['alpha'] }),
+      ],
+      signal(),
+      counters(),
+    );
+    await drain();
+    expect(fx.calls.map((call) => [call.effect, call.linesBefore]).sort()).toEqual([
+      ['backoff', 0],
+      ['ledger', 0],
+    ]);
+    expect(lines).toHaveLength(2);
+    fx.held.ledger.open();
+    fx.held.backoff.open();
+    expect([...(await settling)]).toEqual([poison.messageId, failed.messageId]);
+  });
+
+  it('tells on-call what to check when credentials are refused, and where the event is routed', async () => {
+    const { logger, lines } = captureLogs();
+    const [none, refused] = [sqsRecord(body('none')), sqsRecord(body('refused'))];
+    const reported = await createSettle({ logger, ledgerMode: 'redeliveries' })(
+      [
+        processed(none, {
+          kind: 'failed',
+          failures: [failure('beta', 'unauthorized', { status: 401, error: 'CREDENTIALS_NONE' })],
+          delivered: ['alpha'],
+        }),
+        processed(refused, {
+          kind: 'failed',
+          failures: [
+            failure('beta', 'unauthorized', { status: 403 }),
+            failure('gamma', 'endpoint-error', { status: 404 }),
+          ],
+          delivered: [],
+        }),
+      ],
+      signal(),
+      counters(),
+    );
+    expect([...reported]).toEqual([none.messageId, refused.messageId]);
+    expect(lines.map(logged)).toEqual([
+      [
+        none.messageId,
+        'WARN',
+        'delivery failed',
+        {
+          endpoint: 'beta',
+          status: 401,
+          routedTo: 'alpha,beta',
+          hint: expect.stringContaining('the endpoint has none: add its entry to ENDPOINT_CREDENTIALS'),
+        },
+      ],
+      [
+        refused.messageId,
+        'WARN',
+        'delivery failed',
+        {
+          endpoint: 'beta',
+          status: 403,
+          routedTo: 'beta,gamma',
+          hint: expect.stringContaining(
+            "even after reading them again: check the endpoint's entry in ENDPOINT_CREDENTIALS",
+          ),
+        },
+      ],
+      [refused.messageId, 'WARN', 'delivery failed', { endpoint: 'gamma', status: 404, routedTo: 'beta,gamma' }],
+    ]);
+  });
+
+  it('acknowledges events routed to no endpoint with one line per batch naming their kinds', async () => {
+    const { logger, lines } = captureLogs();
+    const kind = (type: string, source: string) =>
+      sqsRecord(JSON.stringify(cloudEvent(`${type}-${Math.random()}`, { type, source })));
+    const records = [kind('a.created', 'urn:one'), kind('a.created', 'urn:one'), kind('b.deleted', 'urn:two')];
+    const unrouted: RecordOutcome = { kind: 'delivered', delivered: [], skipped: [] };
+    const batch = [
+      ...records.map((record) => processed(record, unrouted)),
+      processed(sqsRecord(body('routed')), {
+        kind: 'delivered',
+        delivered: ['alpha'],
+        skipped: [],
+      }),
+    ];
+    const reported = await createSettle({ logger, ledgerMode: 'redeliveries' })(batch, signal(), counters());
+    expect(reported.size).toBe(0);
+    expect(
+      lines.map(({ level, message, records, kinds, eventIds }) => ({ level, message, records, kinds, eventIds })),
+    ).toEqual([
+      {
+        level: 'INFO',
+        message: 'records routed to no endpoint; acknowledged',
+        records: 3,
+        kinds: [
+          { type: 'a.created', source: 'urn:one', records: 2 },
+          { type: 'b.deleted', source: 'urn:two', records: 1 },
+        ],
+        eventIds: records.map((record) => (event(record) as ValidEvent).id),
+      },
+    ]);
   });
 });
