@@ -11,6 +11,7 @@ import {
   HTTP_4XX,
   type PreparedRequest,
   parseRetryAfter,
+  USER_AGENT,
 } from '../../lib/endpoint';
 import { DeliveryAttemptError } from '../../lib/errors';
 import { idempotencyKey } from '../../lib/event';
@@ -304,6 +305,8 @@ describe('parseRetryAfter', () => {
     expect(parseRetryAfter(undefined, now)).toBeUndefined();
     expect(parseRetryAfter('', now)).toBeUndefined();
     expect(parseRetryAfter('soon', now)).toBeUndefined();
+    expect(parseRetryAfter('12 s', now)).toBeUndefined();
+    expect(parseRetryAfter('0x10', now)).toBeUndefined();
   });
 });
 
@@ -347,5 +350,101 @@ describe('authHeaders', () => {
     expect(authHeaders({ kind: 'hmac', secret: 's3cret' }, Buffer.from('{"id":"2"}'))).not.toEqual(
       authHeaders({ kind: 'hmac', secret: 's3cret' }, payload),
     );
+  });
+});
+
+describe('Endpoint.post: edges found by mutation testing (issue 9)', () => {
+  it('sends its own user-agent unless the request brings one', async () => {
+    const sink = await testEndpoint();
+    const endpoint = endpointFor(sink.url);
+    await endpoint.post(structured(), never);
+    await endpoint.post({ headers: { ...structured().headers, 'user-agent': 'subscriber/2' }, body }, never);
+    expect(sink.received.map((request) => request.headers['user-agent'])).toEqual([USER_AGENT, 'subscriber/2']);
+    expect(USER_AGENT).toBe('ingest-fanout/0.1');
+  });
+
+  it('a failure status decides even when its body is cut short', async () => {
+    for (const [status, kind] of [
+      [503, 'transient'],
+      [404, 'endpoint-error'],
+      [300, 'redirect'],
+    ] as const) {
+      const srv = await rawServer((req, res) => {
+        req.resume();
+        req.on('end', () => {
+          res.writeHead(status, { 'content-length': '100', 'retry-after': '4' });
+          res.write('partial', () => req.socket.resetAndDestroy());
+        });
+      });
+      const error = await attemptError(endpointFor(srv.url).post(structured(), never));
+      expect(error).toMatchObject({ kind, status });
+    }
+  });
+
+  it('a 2xx at the edge of the range whose body is cut is still incomplete', async () => {
+    const srv = await rawServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(299, { 'content-length': '100' });
+        res.write('partial', () => req.socket.resetAndDestroy());
+      });
+    });
+    const error = await attemptError(endpointFor(srv.url).post(structured(), never));
+    expect(error).toMatchObject({ kind: 'transient', code: 'INCOMPLETE_299' });
+  });
+
+  it('a timeout long enough for undici to keep is a transient TIMEOUT too', { timeout: 15_000 }, async () => {
+    const sink = await testEndpoint(() => ({ hang: true }));
+    const error = await attemptError(endpointFor(sink.url, 2000).post(structured(), never));
+    expect(error).toMatchObject({ kind: 'transient', code: 'TIMEOUT', status: undefined });
+    expect(error.message).toContain('2000 ms');
+  });
+
+  it('an abort ends only the requests of its own signal', { timeout: 10_000 }, async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const sink = await testEndpoint(() => ({ status: 200, after: released }));
+    const endpoint = endpointFor(sink.url, 30_000);
+    const controller = new AbortController();
+    const cut = endpoint.post(structured(), controller.signal);
+    const kept = endpoint.post(structured(), never);
+    await sink.waitForRequests(2);
+    controller.abort();
+    expect(await attemptError(cut)).toMatchObject({ kind: 'aborted' });
+    release();
+    await expect(kept).resolves.toMatchObject({ status: 200 });
+  });
+
+  it('an abort reaches every request of its signal in flight, and a request settled while queued is never sent', {
+    timeout: 10_000,
+  }, async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const sink = await testEndpoint(() => ({ status: 200, after: released }));
+    // One connection: the second request waits in the pool, not yet on a socket.
+    const endpoint = endpointFor(sink.url, 30_000, 1);
+    const first = endpoint.post(structured(), never);
+    await sink.waitForRequests(1);
+    const controller = new AbortController();
+    const queued = [endpoint.post(structured(), controller.signal), endpoint.post(structured(), controller.signal)];
+    controller.abort();
+    for (const error of await Promise.all(queued.map(attemptError))) expect(error.kind).toBe('aborted');
+    release();
+    await first;
+    // The next request goes after anything still queued: the aborted ones were dropped, not sent.
+    await endpoint.post(structured(), never);
+    expect(sink.received).toHaveLength(2);
+  });
+
+  it('reports a latency no longer than the post took', async () => {
+    const sink = await testEndpoint(() => ({ status: 200, delayMs: 20 }));
+    const started = performance.now();
+    const result = await endpointFor(sink.url).post(structured(), never);
+    expect(result.latencyMs).toBeGreaterThan(0);
+    expect(result.latencyMs).toBeLessThanOrEqual(performance.now() - started);
   });
 });
