@@ -595,11 +595,11 @@ describe('EndpointDelivery lane and breaker together (issue 9, mutation testing)
       request.eventId === 'trial' ? { status: 503, after: trialMayAnswer } : { status: 503 },
     );
     // A half-open time long enough that the trial's failure keeps the breaker open while the queue drains.
-    const options = { maxConnections: 1, maxAttempts: 1, breakerThreshold: 1, breakerHalfOpenMs: 1000 };
+    const options = { maxConnections: 1, maxAttempts: 1, breakerThreshold: 1, breakerHalfOpenMs: 2000 };
     const delivery = deliveryFor(sink.url, options, () => 0, 30_000);
     const openedAt = Date.now();
     expect(await deliver(delivery, 'a')).toMatchObject({ kind: 'transient' });
-    await pastHalfOpen(openedAt, 1000);
+    await pastHalfOpen(openedAt, 2000);
     const trial = deliver(delivery, 'trial');
     await sink.waitForRequests(2);
     const kinds = new Map<string, number>();
