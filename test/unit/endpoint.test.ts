@@ -331,6 +331,38 @@ describe('classifyStatus', () => {
   });
 });
 
+describe('attempt error messages (read in the failure log line)', () => {
+  it('say what the endpoint answered', () => {
+    expect(classifyStatus('e', 503, undefined)?.message).toBe('answered 503');
+    expect(classifyStatus('e', 422, undefined)?.message).toBe('answered 422');
+    expect(classifyStatus('e', 404, undefined)?.message).toBe('answered 404');
+    expect(classifyStatus('e', 403, undefined)?.message).toBe('answered 403: credentials refused');
+    expect(classifyStatus('e', 302, undefined)?.message).toBe('answered 302; redirects are not followed');
+  });
+
+  it('say why a request was cut', async () => {
+    const sink = await testEndpoint();
+    const aborted = await attemptError(endpointFor(sink.url).post(structured(), AbortSignal.abort()));
+    expect(aborted.message).toBe('the invocation deadline was reached');
+    const hanging = await testEndpoint(() => ({ hang: true }));
+    const controller = new AbortController();
+    const pending = endpointFor(hanging.url, 30_000).post(structured(), controller.signal);
+    await hanging.waitForRequests(1);
+    controller.abort();
+    expect((await attemptError(pending)).message).toBe('the invocation deadline was reached');
+    const srv = await rawServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-length': '100' });
+        res.write('partial', () => req.socket.resetAndDestroy());
+      });
+    });
+    expect((await attemptError(endpointFor(srv.url).post(structured(), never))).message).toBe(
+      'answered 200 but the body was cut',
+    );
+  });
+});
+
 describe('authHeaders', () => {
   const payload = Buffer.from('{"id":"1"}');
 
