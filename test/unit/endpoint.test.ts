@@ -216,15 +216,19 @@ describe('Endpoint.post: outcome classification', () => {
     timeout: 10_000,
   }, async () => {
     let serverSocketClosed!: Promise<void>;
+    let wroteAll = false;
     const srv = await rawServer((req, res) => {
       req.resume();
+      res.once('finish', () => {
+        wroteAll = true;
+      });
       serverSocketClosed = new Promise((resolve) => req.socket.once('close', () => resolve()));
-      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(5 * 1024 * 1024) });
-      // 5 MB in 64 KiB chunks, written as fast as the client reads; a client that reads on would get it all.
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(50 * 1024 * 1024) });
+      // 50 MB in 64 KiB chunks (more than socket buffers hold), written as fast as the client reads.
       const chunk = Buffer.alloc(64 * 1024, 'x');
       let sent = 0;
       const pump = () => {
-        while (sent < 80) {
+        while (sent < 800) {
           sent++;
           if (!res.write(chunk)) return void res.once('drain', pump);
         }
@@ -234,9 +238,10 @@ describe('Endpoint.post: outcome classification', () => {
       pump();
     });
     await expect(endpointFor(srv.url).post(structured(), never)).resolves.toMatchObject({ status: 200 });
-    // Had the client drained all 5 MB, the keep-alive socket would stay open and this would never resolve.
+    // The client dropped the connection rather than read on: the server never got to write the whole body.
     await serverSocketClosed;
     expect(srv.sockets[0]?.destroyed).toBe(true);
+    expect(wroteAll).toBe(false);
   });
 
   it('a 2xx whose body is cut by a reset is a transient failure, not a delivery (issue 9, defect 5)', async () => {
