@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { getEventListeners } from 'node:events';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -12,6 +13,7 @@ import {
   type PreparedRequest,
   parseRetryAfter,
   USER_AGENT,
+  whenAborted,
 } from '../../lib/endpoint';
 import { DeliveryAttemptError } from '../../lib/errors';
 import { idempotencyKey } from '../../lib/event';
@@ -483,5 +485,31 @@ describe('Endpoint.post: edges found by mutation testing (issue 9)', () => {
     const result = await endpointFor(sink.url).post(structured(), never);
     expect(result.latencyMs).toBeGreaterThan(0);
     expect(result.latencyMs).toBeLessThanOrEqual(performance.now() - started);
+  });
+});
+
+describe('whenAborted', () => {
+  it('calls what is still registered when the signal aborts, through one listener per signal', () => {
+    const controller = new AbortController();
+    const called: string[] = [];
+    const forgets = ['a', 'b', 'c'].map((name) => whenAborted(controller.signal, () => called.push(name)));
+    for (let i = 0; i < 20; i++) whenAborted(controller.signal, () => undefined);
+    // Node warns past 10 listeners on one signal: a batch registers one per request.
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1);
+    forgets[1]?.();
+    controller.abort();
+    expect(called).toEqual(['a', 'c']);
+  });
+});
+
+describe('Endpoint connections', () => {
+  it('opens no more than maxConnections connections however many requests come at once', async () => {
+    const srv = await rawServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end());
+    });
+    const endpoint = endpointFor(srv.url, 2000, 2);
+    await Promise.all(Array.from({ length: 6 }, () => endpoint.post(structured(), never)));
+    expect(srv.sockets.length).toBeLessThanOrEqual(2);
   });
 });
