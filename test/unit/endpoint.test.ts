@@ -513,3 +513,27 @@ describe('Endpoint connections', () => {
     expect(srv.sockets.length).toBeLessThanOrEqual(2);
   });
 });
+
+describe('Endpoint: more edges found by mutation testing (issue 9)', () => {
+  it('reads Retry-After by its name, not by any header of the same length', async () => {
+    const sink = await testEndpoint(() => ({ status: 503, headers: { 'x-trace-ids': 'abc', 'retry-after': '7' } }));
+    const error = await attemptError(endpointFor(sink.url).post(structured(), never));
+    expect(error).toMatchObject({ kind: 'transient', retryAfterMs: 7000 });
+  });
+
+  it('a request still waiting for a pooled connection times out like one on the wire', async () => {
+    const sink = await testEndpoint(() => ({ hang: true }));
+    const endpoint = endpointFor(sink.url, 100, 1);
+    const errors = await Promise.all([endpoint.post(structured(), never), endpoint.post(structured(), never)].map(attemptError));
+    expect(errors.map((error) => error.code)).toEqual(['TIMEOUT', 'TIMEOUT']);
+  });
+
+  it('after close() nothing more is sent', async () => {
+    const sink = await testEndpoint();
+    const endpoint = endpointFor(sink.url);
+    await endpoint.post(structured(), never);
+    endpoint.close();
+    expect(await attemptError(endpoint.post(structured(), never))).toMatchObject({ kind: 'transient' });
+    expect(sink.received).toHaveLength(1);
+  });
+});
