@@ -526,6 +526,14 @@ describe('EndpointDelivery lane and breaker together (issue 9, mutation testing)
     expect(sink.received.map((request) => request.eventId)).toEqual(['ok', 'a', 'b']);
   });
 
+  it('a job queued behind the very first failure waits for the half-open time and probes', async () => {
+    const sink = await testEndpoint((request) => ({ status: request.eventId === 'a' ? 503 : 200 }));
+    const options = { maxConnections: 1, maxAttempts: 1, breakerThreshold: 1, breakerHalfOpenMs: 200 };
+    const delivery = deliveryFor(sink.url, options);
+    const both = await Promise.all([deliver(delivery, 'a'), deliver(delivery, 'b')]);
+    expect(both.map((result) => result.ok)).toEqual([false, true]);
+  });
+
   it('a 4xx answer shows the endpoint is up: it breaks the run of consecutive failures', async () => {
     const answers: Record<string, number> = { a: 503, b: 404, c: 503, d: 200 };
     const sink = await testEndpoint((request) => ({ status: answers[request.eventId ?? ''] ?? 500 }));
@@ -784,7 +792,8 @@ describe('EndpointDelivery odds and ends (issue 9, mutation testing)', () => {
     expect(delivery.name).toBe('sink');
     expect(await deliver(delivery)).toMatchObject({ ok: true });
     delivery.close();
-    // Kept alive otherwise: this resolves only because close() ended the connection.
     await Promise.all(closed);
+    // Closed for good: a later delivery is not sent.
+    expect(await deliver(delivery, 'late', never, Date.now() + 1000)).toMatchObject({ ok: false, kind: 'transient' });
   });
 });
