@@ -524,7 +524,9 @@ describe('Endpoint: more edges found by mutation testing (issue 9)', () => {
   it('a request still waiting for a pooled connection times out like one on the wire', async () => {
     const sink = await testEndpoint(() => ({ hang: true }));
     const endpoint = endpointFor(sink.url, 100, 1);
-    const errors = await Promise.all([endpoint.post(structured(), never), endpoint.post(structured(), never)].map(attemptError));
+    const errors = await Promise.all(
+      [endpoint.post(structured(), never), endpoint.post(structured(), never)].map(attemptError),
+    );
     expect(errors.map((error) => error.code)).toEqual(['TIMEOUT', 'TIMEOUT']);
   });
 
