@@ -493,15 +493,13 @@ async function pastHalfOpen(openedAt: number, halfOpenMs: number) {
   await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(openedAt + halfOpenMs), { timeout: 5000, interval: 5 });
 }
 
+/** One connection, no retry, a breaker that opens on the first failure for 200 ms. */
+const oneLaneBreaker = { maxConnections: 1, maxAttempts: 1, breakerThreshold: 1, breakerHalfOpenMs: 200 };
+
 describe('EndpointDelivery lane and breaker together (issue 9, mutation testing)', () => {
   it('with one connection, a job queued behind a failure that opens the breaker fails unsent; the lane is free after', async () => {
     const sink = await testEndpoint((request) => ({ status: request.eventId === 'a' ? 503 : 200 }));
-    const delivery = deliveryFor(sink.url, {
-      maxConnections: 1,
-      maxAttempts: 1,
-      breakerThreshold: 1,
-      breakerHalfOpenMs: 200,
-    });
+    const delivery = deliveryFor(sink.url, oneLaneBreaker);
     const openedAt = Date.now();
     // b's deadline comes before the half-open time: it has nothing to wait for.
     const results = await Promise.all([deliver(delivery, 'a'), deliver(delivery, 'b', never, Date.now() + 150)]);
@@ -513,12 +511,7 @@ describe('EndpointDelivery lane and breaker together (issue 9, mutation testing)
 
   it('a job queued before the breaker opened waits for the half-open time and probes', async () => {
     const sink = await testEndpoint((request) => ({ status: request.eventId === 'a' ? 503 : 200 }));
-    const delivery = deliveryFor(sink.url, {
-      maxConnections: 1,
-      maxAttempts: 1,
-      breakerThreshold: 1,
-      breakerHalfOpenMs: 200,
-    });
+    const delivery = deliveryFor(sink.url, oneLaneBreaker);
     // A success first: it leaves no trial behind that the next failure could count as failed.
     expect(await deliver(delivery, 'ok')).toMatchObject({ ok: true });
     const results = await Promise.all([deliver(delivery, 'a'), deliver(delivery, 'b')]);
@@ -528,8 +521,7 @@ describe('EndpointDelivery lane and breaker together (issue 9, mutation testing)
 
   it('a job queued behind the very first failure waits for the half-open time and probes', async () => {
     const sink = await testEndpoint((request) => ({ status: request.eventId === 'a' ? 503 : 200 }));
-    const options = { maxConnections: 1, maxAttempts: 1, breakerThreshold: 1, breakerHalfOpenMs: 200 };
-    const delivery = deliveryFor(sink.url, options);
+    const delivery = deliveryFor(sink.url, oneLaneBreaker);
     const both = await Promise.all([deliver(delivery, 'a'), deliver(delivery, 'b')]);
     expect(both.map((result) => result.ok)).toEqual([false, true]);
   });

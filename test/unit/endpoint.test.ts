@@ -35,6 +35,17 @@ async function rawServer(handler: http.RequestListener) {
   return { url, sockets };
 }
 
+/** A server that answers `status` with a body it promises but cuts with a reset after a few bytes. */
+function cutBodyServer(status: number, headers: Record<string, string> = {}) {
+  return rawServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(status, { 'content-length': '100', ...headers });
+      res.write('partial', () => req.socket.resetAndDestroy());
+    });
+  });
+}
+
 const body = Buffer.from(JSON.stringify(cloudEvent('evt-1', { data: { text: 'héllo 🚀' } })), 'utf8');
 const key = idempotencyKey('urn:test:orders', 'evt-1');
 const never = new AbortController().signal;
@@ -247,13 +258,7 @@ describe('Endpoint.post: outcome classification', () => {
   });
 
   it('a 2xx whose body is cut by a reset is a transient failure, not a delivery (issue 9, defect 5)', async () => {
-    const srv = await rawServer((req, res) => {
-      req.resume();
-      req.on('end', () => {
-        res.writeHead(200, { 'content-length': '100' });
-        res.write('partial', () => req.socket.resetAndDestroy());
-      });
-    });
+    const srv = await cutBodyServer(200);
     const error = await attemptError(endpointFor(srv.url).post(structured(), never));
     expect(error).toMatchObject({ kind: 'transient', code: 'INCOMPLETE_200' });
     // Review finding 11: not a failure "with status 200".
@@ -357,13 +362,7 @@ describe('attempt error messages (read in the failure log line)', () => {
     await hanging.waitForRequests(1);
     controller.abort();
     expect((await attemptError(pending)).message).toBe('the invocation deadline was reached');
-    const srv = await rawServer((req, res) => {
-      req.resume();
-      req.on('end', () => {
-        res.writeHead(200, { 'content-length': '100' });
-        res.write('partial', () => req.socket.resetAndDestroy());
-      });
-    });
+    const srv = await cutBodyServer(200);
     expect((await attemptError(endpointFor(srv.url).post(structured(), never))).message).toBe(
       'answered 200 but the body was cut',
     );
@@ -408,26 +407,14 @@ describe('Endpoint.post: edges found by mutation testing (issue 9)', () => {
       [404, 'endpoint-error'],
       [300, 'redirect'],
     ] as const) {
-      const srv = await rawServer((req, res) => {
-        req.resume();
-        req.on('end', () => {
-          res.writeHead(status, { 'content-length': '100', 'retry-after': '4' });
-          res.write('partial', () => req.socket.resetAndDestroy());
-        });
-      });
+      const srv = await cutBodyServer(status, { 'retry-after': '4' });
       const error = await attemptError(endpointFor(srv.url).post(structured(), never));
       expect(error).toMatchObject({ kind, status });
     }
   });
 
   it('a 2xx at the edge of the range whose body is cut is still incomplete', async () => {
-    const srv = await rawServer((req, res) => {
-      req.resume();
-      req.on('end', () => {
-        res.writeHead(299, { 'content-length': '100' });
-        res.write('partial', () => req.socket.resetAndDestroy());
-      });
-    });
+    const srv = await cutBodyServer(299);
     const error = await attemptError(endpointFor(srv.url).post(structured(), never));
     expect(error).toMatchObject({ kind: 'transient', code: 'INCOMPLETE_299' });
   });
