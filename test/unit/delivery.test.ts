@@ -10,7 +10,7 @@ import {
 } from '../../lib/delivery';
 import { authHeaders, CONTENT_TYPE, type Credential, Endpoint } from '../../lib/endpoint';
 import { idempotencyKey } from '../../lib/event';
-import { closedPortUrl, listenForTest, testEndpoint } from '../support/endpoints';
+import { closedPortUrl, listenForTest, type TestEndpoint, testEndpoint } from '../support/endpoints';
 import { cloudEvent } from '../support/events';
 
 const defaults: RetryOptions = {
@@ -353,6 +353,15 @@ describe('retryDelayMs', () => {
   });
 });
 
+/** Sends the breaker's trial (the second request the sink sees), which hangs, and cuts it with the deadline signal. */
+async function trialCutByDeadline(delivery: EndpointDelivery, sink: TestEndpoint) {
+  const controller = new AbortController();
+  const trial = deliver(delivery, 'trial', controller.signal);
+  await sink.waitForRequests(2);
+  controller.abort();
+  expect(await trial).toMatchObject({ kind: 'aborted' });
+}
+
 describe('EndpointDelivery circuit breaker trials (issue 9, defect 1)', () => {
   it('a half-open trial cut by the deadline ends the trial: the recovered endpoint gets the next delivery', async () => {
     let mode: 'fail' | 'hang' | 'ok' = 'fail';
@@ -371,11 +380,7 @@ describe('EndpointDelivery circuit breaker trials (issue 9, defect 1)', () => {
     const openedAt = Date.now();
     await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(openedAt + 1), { interval: 1 });
     mode = 'hang';
-    const controller = new AbortController();
-    const trial = deliver(delivery, 'trial', controller.signal);
-    await sink.waitForRequests(2);
-    controller.abort();
-    expect(await trial).toMatchObject({ kind: 'aborted' });
+    await trialCutByDeadline(delivery, sink);
     mode = 'ok';
     expect(await deliver(delivery, 'next')).toMatchObject({ ok: true, attempts: 1 });
     expect(sink.received.map((request) => request.eventId)).toEqual(['a', 'trial', 'next']);
@@ -574,11 +579,7 @@ describe('EndpointDelivery lane and breaker together (issue 9, mutation testing)
     expect(await deliver(delivery, 'a')).toMatchObject({ kind: 'transient' });
     await pastHalfOpen(openedAt, 200);
     mode = 'hang';
-    const controller = new AbortController();
-    const trial = deliver(delivery, 'trial', controller.signal);
-    await sink.waitForRequests(2);
-    controller.abort();
-    expect(await trial).toMatchObject({ kind: 'aborted' });
+    await trialCutByDeadline(delivery, sink);
     mode = 'fail';
     openedAt = Date.now();
     const results = await Promise.all([deliver(delivery, 'b'), deliver(delivery, 'c', never, openedAt + 150)]);
