@@ -1,10 +1,16 @@
 import http from 'node:http';
 import fc from 'fast-check';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
-import { EndpointDelivery, type RequestSource, type RetryOptions, retryDelayMs } from '../../lib/delivery';
+import {
+  type DeliveryResult,
+  EndpointDelivery,
+  type RequestSource,
+  type RetryOptions,
+  retryDelayMs,
+} from '../../lib/delivery';
 import { authHeaders, CONTENT_TYPE, type Credential, Endpoint } from '../../lib/endpoint';
 import { idempotencyKey } from '../../lib/event';
-import { closedPortUrl, listenForTest, testEndpoint } from '../support/endpoints';
+import { closedPortUrl, listenForTest, type TestEndpoint, testEndpoint } from '../support/endpoints';
 import { cloudEvent } from '../support/events';
 
 const defaults: RetryOptions = {
@@ -347,6 +353,15 @@ describe('retryDelayMs', () => {
   });
 });
 
+/** Sends the breaker's trial (the second request the sink sees), which hangs, and cuts it with the deadline signal. */
+async function trialCutByDeadline(delivery: EndpointDelivery, sink: TestEndpoint) {
+  const controller = new AbortController();
+  const trial = deliver(delivery, 'trial', controller.signal);
+  await sink.waitForRequests(2);
+  controller.abort();
+  expect(await trial).toMatchObject({ kind: 'aborted' });
+}
+
 describe('EndpointDelivery circuit breaker trials (issue 9, defect 1)', () => {
   it('a half-open trial cut by the deadline ends the trial: the recovered endpoint gets the next delivery', async () => {
     let mode: 'fail' | 'hang' | 'ok' = 'fail';
@@ -365,11 +380,7 @@ describe('EndpointDelivery circuit breaker trials (issue 9, defect 1)', () => {
     const openedAt = Date.now();
     await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(openedAt + 1), { interval: 1 });
     mode = 'hang';
-    const controller = new AbortController();
-    const trial = deliver(delivery, 'trial', controller.signal);
-    await sink.waitForRequests(2);
-    controller.abort();
-    expect(await trial).toMatchObject({ kind: 'aborted' });
+    await trialCutByDeadline(delivery, sink);
     mode = 'ok';
     expect(await deliver(delivery, 'next')).toMatchObject({ ok: true, attempts: 1 });
     expect(sink.received.map((request) => request.eventId)).toEqual(['a', 'trial', 'next']);
@@ -479,5 +490,303 @@ describe('EndpointDelivery half-open queue (review finding 3)', () => {
     controller.abort();
     expect(await held).toMatchObject({ ok: false, kind: 'aborted' });
     expect(sink.received).toHaveLength(1);
+  });
+});
+
+/** Waits (a condition, not a sleep) until the breaker's half-open time, read on Date.now(), has passed. */
+async function pastHalfOpen(openedAt: number, halfOpenMs: number) {
+  await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(openedAt + halfOpenMs), { timeout: 5000, interval: 5 });
+}
+
+/** One connection, no retry, a breaker that opens on the first failure for 200 ms. */
+const oneLaneBreaker = { maxConnections: 1, maxAttempts: 1, breakerThreshold: 1, breakerHalfOpenMs: 200 };
+
+describe('EndpointDelivery lane and breaker together (issue 9, mutation testing)', () => {
+  it('with one connection, a job queued behind a failure that opens the breaker fails unsent; the lane is free after', async () => {
+    const sink = await testEndpoint((request) => ({ status: request.eventId === 'a' ? 503 : 200 }));
+    const delivery = deliveryFor(sink.url, oneLaneBreaker);
+    const openedAt = Date.now();
+    // b's deadline comes before the half-open time: it has nothing to wait for.
+    const results = await Promise.all([deliver(delivery, 'a'), deliver(delivery, 'b', never, Date.now() + 150)]);
+    expect(results.map((result) => !result.ok && result.kind)).toEqual(['transient', 'circuit-open']);
+    expect(sink.received.map((request) => request.eventId)).toEqual(['a']);
+    await pastHalfOpen(openedAt, 200);
+    expect(await deliver(delivery, 'c')).toMatchObject({ ok: true, attempts: 1 });
+  });
+
+  it('a job queued before the breaker opened waits for the half-open time and probes', async () => {
+    const sink = await testEndpoint((request) => ({ status: request.eventId === 'a' ? 503 : 200 }));
+    const delivery = deliveryFor(sink.url, oneLaneBreaker);
+    // A success first: it leaves no trial behind that the next failure could count as failed.
+    expect(await deliver(delivery, 'ok')).toMatchObject({ ok: true });
+    const results = await Promise.all([deliver(delivery, 'a'), deliver(delivery, 'b')]);
+    expect(results.map((result) => result.ok)).toEqual([false, true]);
+    expect(sink.received.map((request) => request.eventId)).toEqual(['ok', 'a', 'b']);
+  });
+
+  it('a job queued behind the very first failure waits for the half-open time and probes', async () => {
+    const sink = await testEndpoint((request) => ({ status: request.eventId === 'a' ? 503 : 200 }));
+    const delivery = deliveryFor(sink.url, oneLaneBreaker);
+    const both = await Promise.all([deliver(delivery, 'a'), deliver(delivery, 'b')]);
+    expect(both.map((result) => result.ok)).toEqual([false, true]);
+  });
+
+  it('a 4xx answer shows the endpoint is up: it breaks the run of consecutive failures', async () => {
+    const answers: Record<string, number> = { a: 503, b: 404, c: 503, d: 200 };
+    const sink = await testEndpoint((request) => ({ status: answers[request.eventId ?? ''] ?? 500 }));
+    const delivery = deliveryFor(sink.url, { maxAttempts: 1, breakerThreshold: 2 });
+    for (const id of ['a', 'b', 'c']) await deliver(delivery, id, never, Date.now() + 1000);
+    expect(await deliver(delivery, 'd', never, Date.now() + 1000)).toMatchObject({ ok: true });
+  });
+
+  it('an answer that closes the breaker while it is open lets the next job go at once', async () => {
+    let answerB!: () => void;
+    const bMayAnswer = new Promise<void>((resolve) => {
+      answerB = resolve;
+    });
+    const sink = await testEndpoint((request) =>
+      request.eventId === 'a'
+        ? { status: 503 }
+        : request.eventId === 'b'
+          ? { status: 404, after: bMayAnswer }
+          : { status: 200 },
+    );
+    const delivery = deliveryFor(sink.url, {
+      maxConnections: 2,
+      maxAttempts: 1,
+      breakerThreshold: 1,
+      breakerHalfOpenMs: 60_000,
+    });
+    const b = deliver(delivery, 'b');
+    await sink.waitForRequests(1);
+    expect(await deliver(delivery, 'a')).toMatchObject({ kind: 'transient' });
+    answerB();
+    expect(await b).toMatchObject({ kind: 'endpoint-error' });
+    // The 404 closed the breaker: c, due long after the half-open time, is sent now rather than held for it.
+    expect(await deliver(delivery, 'c', never, Date.now() + 120_000)).toMatchObject({ ok: true, attempts: 1 });
+  });
+
+  it('a trial cut by the deadline leaves the breaker open: the next trial goes alone', async () => {
+    let mode: 'fail' | 'hang' = 'fail';
+    const sink = await testEndpoint(() => (mode === 'fail' ? { status: 503 } : { hang: true }));
+    const delivery = deliveryFor(
+      sink.url,
+      { maxAttempts: 1, breakerThreshold: 1, breakerHalfOpenMs: 200 },
+      () => 0,
+      30_000,
+    );
+    let openedAt = Date.now();
+    expect(await deliver(delivery, 'a')).toMatchObject({ kind: 'transient' });
+    await pastHalfOpen(openedAt, 200);
+    mode = 'hang';
+    await trialCutByDeadline(delivery, sink);
+    mode = 'fail';
+    openedAt = Date.now();
+    const results = await Promise.all([deliver(delivery, 'b'), deliver(delivery, 'c', never, openedAt + 150)]);
+    expect(results.map((result) => !result.ok && result.kind)).toEqual(['transient', 'circuit-open']);
+    expect(sink.received.map((request) => request.eventId)).toEqual(['a', 'trial', 'b']);
+  });
+
+  it('thousands of jobs queued behind a failed trial all fail circuit-open, unsent', { timeout: 20_000 }, async () => {
+    let failTrial!: () => void;
+    const trialMayAnswer = new Promise<void>((resolve) => {
+      failTrial = resolve;
+    });
+    const sink = await testEndpoint((request) =>
+      request.eventId === 'trial' ? { status: 503, after: trialMayAnswer } : { status: 503 },
+    );
+    // A half-open time long enough that the trial's failure keeps the breaker open while the queue drains.
+    const options = { maxConnections: 1, maxAttempts: 1, breakerThreshold: 1, breakerHalfOpenMs: 2000 };
+    const delivery = deliveryFor(sink.url, options, () => 0, 30_000);
+    const openedAt = Date.now();
+    expect(await deliver(delivery, 'a')).toMatchObject({ kind: 'transient' });
+    await pastHalfOpen(openedAt, 2000);
+    const trial = deliver(delivery, 'trial');
+    await sink.waitForRequests(2);
+    const kinds = new Map<string, number>();
+    const { body } = eventBody('queued');
+    const count = 20_000;
+    let left = count;
+    const allSettled = new Promise<void>((resolve) => {
+      for (let i = 0; i < count; i++) {
+        delivery.submit({ prepare: () => ({ headers: {}, body }) }, never, later(), (result) => {
+          const kind = result.ok ? 'ok' : result.kind;
+          kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+          if (--left === 0) resolve();
+        });
+      }
+    });
+    // The trial fails: the whole queue is released in one pass (no recursion per job, which would overflow the stack).
+    failTrial();
+    expect(await trial).toMatchObject({ kind: 'transient' });
+    await allSettled;
+    expect(Object.fromEntries(kinds)).toEqual({ 'circuit-open': count });
+    expect(sink.received).toHaveLength(2);
+  });
+});
+
+describe('EndpointDelivery rate limit with the lane (issue 9, mutation testing)', () => {
+  it('a job whose rate wait the deadline cut frees its connection: the next one waits its turn and is sent', async () => {
+    const sink = await testEndpoint();
+    // One token a second, one saved up; one connection.
+    const delivery = deliveryFor(sink.url, { rateLimitPerSecond: 1, maxConnections: 1 });
+    expect(await deliver(delivery, 'first')).toMatchObject({ ok: true });
+    const controller = new AbortController();
+    const cut = deliver(delivery, 'cut', controller.signal);
+    controller.abort();
+    expect(await cut).toMatchObject({ ok: false, kind: 'aborted', error: 'RATE_LIMIT_WAIT' });
+    expect(await deliver(delivery, 'next')).toMatchObject({ ok: true, attempts: 1 });
+    expect(sink.received.map((request) => request.eventId)).toEqual(['first', 'next']);
+  });
+
+  it('a job that got its token while the breaker opened fails circuit-open and lets the queue move on', async () => {
+    const sink = await testEndpoint(() => ({ status: 503 }));
+    const options = { rateLimitPerSecond: 1, maxConnections: 1, maxAttempts: 1, breakerThreshold: 1 };
+    const delivery = deliveryFor(sink.url, { ...options, breakerHalfOpenMs: 60_000 });
+    // a takes the one saved token and opens the breaker; b and c each wait a second for a token, then find it open.
+    const deadline = Date.now() + 30_000;
+    const ids = ['a', 'b', 'c'];
+    const results = await Promise.all(ids.map((id) => deliver(delivery, id, never, deadline)));
+    expect(results.map((result) => !result.ok && result.kind)).toEqual(['transient', 'circuit-open', 'circuit-open']);
+    expect(sink.received.map((request) => request.eventId)).toEqual(['a']);
+  });
+});
+
+describe('EndpointDelivery credential refresh and the deadline (issue 9, mutation testing)', () => {
+  /** A request with a stale bearer token whose refresh the test settles by hand. */
+  function refreshedByHand() {
+    const { body, key } = eventBody('evt-1');
+    let token = 'stale';
+    let settle!: { renew: () => void; fail: () => void };
+    const refreshing = new Promise<boolean>((resolve, reject) => {
+      settle = {
+        renew: () => {
+          token = 'fresh';
+          resolve(true);
+        },
+        fail: () => reject(new Error('ENDPOINT_CREDENTIALS: cannot read the bearer token')),
+      };
+    });
+    let markAsked!: () => void;
+    const asked = new Promise<void>((resolve) => {
+      markAsked = resolve;
+    });
+    const request: RequestSource = {
+      prepare: () => ({ headers: { 'idempotency-key': key, authorization: `Bearer ${token}` }, body }),
+      refresh: () => {
+        markAsked();
+        return refreshing;
+      },
+    };
+    return { request, settle, refreshing, asked };
+  }
+
+  /** Submits one delivery and records every call of its callback (there must be exactly one). */
+  function submitted(delivery: EndpointDelivery, request: RequestSource, signal: AbortSignal) {
+    const calls: DeliveryResult[] = [];
+    const first = new Promise<DeliveryResult>((resolve) => {
+      delivery.submit(request, signal, later(), (result) => {
+        calls.push(result);
+        resolve(result);
+      });
+    });
+    return { calls, first };
+  }
+
+  for (const outcome of ['renew', 'fail'] as const) {
+    it(`the deadline during a refresh ends the delivery once, and a late refresh (${outcome}) sends nothing`, async () => {
+      const sink = await testEndpoint(() => ({ status: 401 }));
+      const delivery = deliveryFor(sink.url, { maxConnections: 1 });
+      const { request, settle, refreshing, asked } = refreshedByHand();
+      const controller = new AbortController();
+      const { calls, first } = submitted(delivery, request, controller.signal);
+      // The deadline comes while the refresh after the 401 runs.
+      await asked;
+      controller.abort();
+      expect(await first).toEqual({
+        ok: false,
+        endpoint: 'sink',
+        kind: 'unauthorized',
+        status: 401,
+        error: 'CREDENTIALS_REFUSED',
+        attempts: 1,
+      });
+      settle[outcome]();
+      await refreshing.catch(() => undefined);
+      // A later delivery through the same lane is answered: anything the late refresh queued would have gone first.
+      sink.respond(() => ({ status: 200 }));
+      expect(await deliver(delivery, 'after')).toMatchObject({ ok: true });
+      expect(calls).toHaveLength(1);
+      expect(sink.received.map((received) => received.headers.authorization ?? received.eventId)).toEqual([
+        'Bearer stale',
+        'after',
+      ]);
+    });
+  }
+
+  it('refreshes credentials only on 401/403: a 503 is retried with the same credential', async () => {
+    const sink = await testEndpoint(() => ({ status: 503 }));
+    let refreshes = 0;
+    const { body } = eventBody('evt-1');
+    const request: RequestSource = {
+      prepare: () => ({ headers: { authorization: 'Bearer same' }, body }),
+      refresh: async () => {
+        refreshes++;
+        return true;
+      },
+    };
+    const result = await deliveryFor(sink.url, { maxAttempts: 2 }).deliver(request, never, later());
+    expect(result).toMatchObject({ ok: false, kind: 'transient', status: 503, attempts: 2 });
+    expect(refreshes).toBe(0);
+  });
+});
+
+describe('EndpointDelivery odds and ends (issue 9, mutation testing)', () => {
+  it('a request that cannot be prepared fails transient with the reason, and is retried', async () => {
+    const sink = await testEndpoint();
+    let calls = 0;
+    const request: RequestSource = {
+      prepare: () => {
+        calls++;
+        throw new Error('cannot sign: the key is missing');
+      },
+    };
+    const result = await deliveryFor(sink.url, { maxAttempts: 2 }).deliver(request, never, later());
+    expect(result).toEqual({
+      ok: false,
+      endpoint: 'sink',
+      kind: 'transient',
+      error: 'cannot sign: the key is missing',
+      attempts: 2,
+    });
+    expect(calls).toBe(2);
+    expect(sink.received).toHaveLength(0);
+  });
+
+  it('a long queue on one connection sends every event exactly once', { timeout: 30_000 }, async () => {
+    const sink = await testEndpoint();
+    const delivery = deliveryFor(sink.url, { maxConnections: 1 }, () => 0, 30_000);
+    // Past 1024 delivered the queue drops the delivered part of its array: the rest must stay in order, none twice.
+    const ids = Array.from({ length: 1500 }, (_, i) => `e${i}`);
+    const results = await Promise.all(ids.map((id) => deliver(delivery, id)));
+    expect(results.every((result) => result.ok)).toBe(true);
+    expect(sink.received.map((request) => request.eventId)).toEqual(ids);
+  });
+
+  it('is named after its endpoint, and close() closes its connections', async () => {
+    const closed: Promise<void>[] = [];
+    const srv = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end());
+    });
+    srv.on('connection', (socket) => closed.push(new Promise((resolve) => socket.once('close', () => resolve()))));
+    const url = await listenForTest(srv);
+    const delivery = deliveryFor(url);
+    expect(delivery.name).toBe('sink');
+    expect(await deliver(delivery)).toMatchObject({ ok: true });
+    delivery.close();
+    await Promise.all(closed);
+    // Closed for good: a later delivery is not sent.
+    expect(await deliver(delivery, 'late', never, Date.now() + 1000)).toMatchObject({ ok: false, kind: 'transient' });
   });
 });

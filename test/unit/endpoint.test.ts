@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { getEventListeners } from 'node:events';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -11,6 +12,8 @@ import {
   HTTP_4XX,
   type PreparedRequest,
   parseRetryAfter,
+  USER_AGENT,
+  whenAborted,
 } from '../../lib/endpoint';
 import { DeliveryAttemptError } from '../../lib/errors';
 import { idempotencyKey } from '../../lib/event';
@@ -30,6 +33,17 @@ async function rawServer(handler: http.RequestListener) {
   srv.on('connection', (socket) => sockets.push(socket));
   const url = await listenForTest(srv);
   return { url, sockets };
+}
+
+/** A server that answers `status` with a body it promises but cuts with a reset after a few bytes. */
+function cutBodyServer(status: number, headers: Record<string, string> = {}) {
+  return rawServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(status, { 'content-length': '100', ...headers });
+      res.write('partial', () => req.socket.resetAndDestroy());
+    });
+  });
 }
 
 const body = Buffer.from(JSON.stringify(cloudEvent('evt-1', { data: { text: 'héllo 🚀' } })), 'utf8');
@@ -215,15 +229,19 @@ describe('Endpoint.post: outcome classification', () => {
     timeout: 10_000,
   }, async () => {
     let serverSocketClosed!: Promise<void>;
+    let wroteAll = false;
     const srv = await rawServer((req, res) => {
       req.resume();
+      res.once('finish', () => {
+        wroteAll = true;
+      });
       serverSocketClosed = new Promise((resolve) => req.socket.once('close', () => resolve()));
-      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(5 * 1024 * 1024) });
-      // 5 MB in 64 KiB chunks, written as fast as the client reads; a client that reads on would get it all.
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(50 * 1024 * 1024) });
+      // 50 MB in 64 KiB chunks (more than socket buffers hold), written as fast as the client reads.
       const chunk = Buffer.alloc(64 * 1024, 'x');
       let sent = 0;
       const pump = () => {
-        while (sent < 80) {
+        while (sent < 800) {
           sent++;
           if (!res.write(chunk)) return void res.once('drain', pump);
         }
@@ -233,19 +251,14 @@ describe('Endpoint.post: outcome classification', () => {
       pump();
     });
     await expect(endpointFor(srv.url).post(structured(), never)).resolves.toMatchObject({ status: 200 });
-    // Had the client drained all 5 MB, the keep-alive socket would stay open and this would never resolve.
+    // The client dropped the connection rather than read on: the server never got to write the whole body.
     await serverSocketClosed;
     expect(srv.sockets[0]?.destroyed).toBe(true);
+    expect(wroteAll).toBe(false);
   });
 
   it('a 2xx whose body is cut by a reset is a transient failure, not a delivery (issue 9, defect 5)', async () => {
-    const srv = await rawServer((req, res) => {
-      req.resume();
-      req.on('end', () => {
-        res.writeHead(200, { 'content-length': '100' });
-        res.write('partial', () => req.socket.resetAndDestroy());
-      });
-    });
+    const srv = await cutBodyServer(200);
     const error = await attemptError(endpointFor(srv.url).post(structured(), never));
     expect(error).toMatchObject({ kind: 'transient', code: 'INCOMPLETE_200' });
     // Review finding 11: not a failure "with status 200".
@@ -304,6 +317,8 @@ describe('parseRetryAfter', () => {
     expect(parseRetryAfter(undefined, now)).toBeUndefined();
     expect(parseRetryAfter('', now)).toBeUndefined();
     expect(parseRetryAfter('soon', now)).toBeUndefined();
+    expect(parseRetryAfter('12 s', now)).toBeUndefined();
+    expect(parseRetryAfter('0x10', now)).toBeUndefined();
   });
 });
 
@@ -328,6 +343,32 @@ describe('classifyStatus', () => {
   });
 });
 
+describe('attempt error messages (read in the failure log line)', () => {
+  it('say what the endpoint answered', () => {
+    expect(classifyStatus('e', 503, undefined)?.message).toBe('answered 503');
+    expect(classifyStatus('e', 422, undefined)?.message).toBe('answered 422');
+    expect(classifyStatus('e', 404, undefined)?.message).toBe('answered 404');
+    expect(classifyStatus('e', 403, undefined)?.message).toBe('answered 403: credentials refused');
+    expect(classifyStatus('e', 302, undefined)?.message).toBe('answered 302; redirects are not followed');
+  });
+
+  it('say why a request was cut', async () => {
+    const sink = await testEndpoint();
+    const aborted = await attemptError(endpointFor(sink.url).post(structured(), AbortSignal.abort()));
+    expect(aborted.message).toBe('the invocation deadline was reached');
+    const hanging = await testEndpoint(() => ({ hang: true }));
+    const controller = new AbortController();
+    const pending = endpointFor(hanging.url, 30_000).post(structured(), controller.signal);
+    await hanging.waitForRequests(1);
+    controller.abort();
+    expect((await attemptError(pending)).message).toBe('the invocation deadline was reached');
+    const srv = await cutBodyServer(200);
+    expect((await attemptError(endpointFor(srv.url).post(structured(), never))).message).toBe(
+      'answered 200 but the body was cut',
+    );
+  });
+});
+
 describe('authHeaders', () => {
   const payload = Buffer.from('{"id":"1"}');
 
@@ -347,5 +388,141 @@ describe('authHeaders', () => {
     expect(authHeaders({ kind: 'hmac', secret: 's3cret' }, Buffer.from('{"id":"2"}'))).not.toEqual(
       authHeaders({ kind: 'hmac', secret: 's3cret' }, payload),
     );
+  });
+});
+
+describe('Endpoint.post: edges found by mutation testing (issue 9)', () => {
+  it('sends its own user-agent unless the request brings one', async () => {
+    const sink = await testEndpoint();
+    const endpoint = endpointFor(sink.url);
+    await endpoint.post(structured(), never);
+    await endpoint.post({ headers: { ...structured().headers, 'user-agent': 'subscriber/2' }, body }, never);
+    expect(sink.received.map((request) => request.headers['user-agent'])).toEqual([USER_AGENT, 'subscriber/2']);
+    expect(USER_AGENT).toBe('ingest-fanout/0.1');
+  });
+
+  it('a failure status decides even when its body is cut short', async () => {
+    for (const [status, kind] of [
+      [503, 'transient'],
+      [404, 'endpoint-error'],
+      [300, 'redirect'],
+    ] as const) {
+      const srv = await cutBodyServer(status, { 'retry-after': '4' });
+      const error = await attemptError(endpointFor(srv.url).post(structured(), never));
+      expect(error).toMatchObject({ kind, status });
+    }
+  });
+
+  it('a 2xx at the edge of the range whose body is cut is still incomplete', async () => {
+    const srv = await cutBodyServer(299);
+    const error = await attemptError(endpointFor(srv.url).post(structured(), never));
+    expect(error).toMatchObject({ kind: 'transient', code: 'INCOMPLETE_299' });
+  });
+
+  it('a timeout long enough for undici to keep is a transient TIMEOUT too', { timeout: 15_000 }, async () => {
+    const sink = await testEndpoint(() => ({ hang: true }));
+    const error = await attemptError(endpointFor(sink.url, 2000).post(structured(), never));
+    expect(error).toMatchObject({ kind: 'transient', code: 'TIMEOUT', status: undefined });
+    expect(error.message).toContain('2000 ms');
+  });
+
+  it('an abort ends only the requests of its own signal', { timeout: 10_000 }, async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const sink = await testEndpoint(() => ({ status: 200, after: released }));
+    const endpoint = endpointFor(sink.url, 30_000);
+    const controller = new AbortController();
+    const cut = endpoint.post(structured(), controller.signal);
+    const kept = endpoint.post(structured(), never);
+    await sink.waitForRequests(2);
+    controller.abort();
+    expect(await attemptError(cut)).toMatchObject({ kind: 'aborted' });
+    release();
+    await expect(kept).resolves.toMatchObject({ status: 200 });
+  });
+
+  it('an abort reaches every request of its signal in flight, and a request settled while queued is never sent', {
+    timeout: 10_000,
+  }, async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const sink = await testEndpoint(() => ({ status: 200, after: released }));
+    // One connection: the second request waits in the pool, not yet on a socket.
+    const endpoint = endpointFor(sink.url, 30_000, 1);
+    const first = endpoint.post(structured(), never);
+    await sink.waitForRequests(1);
+    const controller = new AbortController();
+    const queued = [endpoint.post(structured(), controller.signal), endpoint.post(structured(), controller.signal)];
+    controller.abort();
+    for (const error of await Promise.all(queued.map(attemptError))) expect(error.kind).toBe('aborted');
+    release();
+    await first;
+    // The next request goes after anything still queued: the aborted ones were dropped, not sent.
+    await endpoint.post(structured(), never);
+    expect(sink.received).toHaveLength(2);
+  });
+
+  it('reports a latency no longer than the post took', async () => {
+    const sink = await testEndpoint(() => ({ status: 200, delayMs: 20 }));
+    const started = performance.now();
+    const result = await endpointFor(sink.url).post(structured(), never);
+    expect(result.latencyMs).toBeGreaterThan(0);
+    expect(result.latencyMs).toBeLessThanOrEqual(performance.now() - started);
+  });
+});
+
+describe('whenAborted', () => {
+  it('calls what is still registered when the signal aborts, through one listener per signal', () => {
+    const controller = new AbortController();
+    const called: string[] = [];
+    const forgets = ['a', 'b', 'c'].map((name) => whenAborted(controller.signal, () => called.push(name)));
+    for (let i = 0; i < 20; i++) whenAborted(controller.signal, () => undefined);
+    // Node warns past 10 listeners on one signal: a batch registers one per request.
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1);
+    forgets[1]?.();
+    controller.abort();
+    expect(called).toEqual(['a', 'c']);
+  });
+});
+
+describe('Endpoint connections', () => {
+  it('opens no more than maxConnections connections however many requests come at once', async () => {
+    const srv = await rawServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end());
+    });
+    const endpoint = endpointFor(srv.url, 2000, 2);
+    await Promise.all(Array.from({ length: 6 }, () => endpoint.post(structured(), never)));
+    expect(srv.sockets.length).toBeLessThanOrEqual(2);
+  });
+});
+
+describe('Endpoint: more edges found by mutation testing (issue 9)', () => {
+  it('reads Retry-After by its name, not by any header of the same length', async () => {
+    const sink = await testEndpoint(() => ({ status: 503, headers: { 'x-trace-ids': 'abc', 'retry-after': '7' } }));
+    const error = await attemptError(endpointFor(sink.url).post(structured(), never));
+    expect(error).toMatchObject({ kind: 'transient', retryAfterMs: 7000 });
+  });
+
+  it('a request still waiting for a pooled connection times out like one on the wire', async () => {
+    const sink = await testEndpoint(() => ({ hang: true }));
+    const endpoint = endpointFor(sink.url, 100, 1);
+    const errors = await Promise.all(
+      [endpoint.post(structured(), never), endpoint.post(structured(), never)].map(attemptError),
+    );
+    expect(errors.map((error) => error.code)).toEqual(['TIMEOUT', 'TIMEOUT']);
+  });
+
+  it('after close() nothing more is sent', async () => {
+    const sink = await testEndpoint();
+    const endpoint = endpointFor(sink.url);
+    await endpoint.post(structured(), never);
+    endpoint.close();
+    expect(await attemptError(endpoint.post(structured(), never))).toMatchObject({ kind: 'transient' });
+    expect(sink.received).toHaveLength(1);
   });
 });
