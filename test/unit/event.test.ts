@@ -234,6 +234,185 @@ describe('parseEvent: invalid records and their reasons', () => {
   });
 });
 
+describe('parseEvent: what the detail says (issue 9, mutation testing)', () => {
+  it.each([
+    [{ id: '' }, 'id: must be a non-empty string'],
+    [{ specversion: '0.3' }, 'specversion: must be "1.0"'],
+    [{ datacontenttype: 'json' }, 'datacontenttype: must be a media type (RFC 9110), e.g. "application/json"'],
+    [{ dataschema: 'not a uri' }, 'dataschema: must be an absolute URI'],
+    [{ data_base64: 'not base64!' }, 'data_base64: must be base64'],
+    [{ data: { a: 1 }, data_base64: 'AAEC' }, 'data_base64: data and data_base64 are mutually exclusive'],
+    [{ dataschema: 'urn:s', ext: { a: 1 } }, 'ext: extension attributes must be strings, numbers or booleans'],
+  ])('%j → %s', (changes, detail) => {
+    expect(invalid(withAttributes(changes)).detail).toBe(detail);
+  });
+
+  it('names at most five problems, separated by semicolons', () => {
+    const body = withAttributes({ id: '', source: '', type: '', subject: '', time: 'x', datacontenttype: 'x' });
+    const parts = invalid(body).detail.split('; ');
+    expect(parts).toHaveLength(5);
+    expect(parts[0]).toBe('id: must be a non-empty string');
+  });
+
+  it('names at most five bad extension names, separated by commas', () => {
+    const body = withAttributes({ Aa: 1, Bb: 1, Cc: 1, Dd: 1, Ee: 1, Ff: 1 });
+    expect(invalid(body).detail).toBe(
+      'Aa, Bb, Cc, Dd, Ee: extension attribute names must be lower-case ASCII letters and digits',
+    );
+  });
+
+  it('a context attribute with an object value is one problem, not also a bad extension', () => {
+    for (const name of ['specversion', 'id', 'source', 'type', 'subject', 'time', 'datacontenttype', 'dataschema']) {
+      const detail = invalid(withAttributes({ [name]: { x: 1 } })).detail;
+      expect(detail.split('; '), name).toHaveLength(1);
+      expect(detail.startsWith(`${name}: `), name).toBe(true);
+    }
+  });
+
+  it.each([
+    ['{"a":', 'unexpected end of input at position 5'],
+    ['{"a":"\\x"}', 'bad escape in a string at position 7'],
+    ['{"a" 1}', 'expected a double-quoted property name or a colon after it at position 5'],
+    ['{"a":1 "b"}', "expected ',' or a closing bracket at position 7"],
+    ['{"a":-x}', 'malformed number at position 6'],
+  ])('not JSON %j: %s', (body, expected) => {
+    expect(invalid(body).detail).toBe(`the body is not JSON: ${expected} (of ${body.length} characters)`);
+  });
+
+  it('searches the position of an error V8 does not place in bodies of up to 1,024 characters', () => {
+    // V8 says only "Unexpected token ']'" here; the position is found by parsing prefixes.
+    const searched = `[${'1,'.repeat(511)}]`;
+    expect(searched).toHaveLength(1024);
+    expect(invalid(searched).detail).toBe(
+      'the body is not JSON: unexpected character at position 1023 (of 1024 characters)',
+    );
+    const tooLong = `[ ${'1,'.repeat(511)}]`;
+    expect(invalid(tooLong).detail).toBe(
+      'the body is not JSON: unexpected character at an unreported position (of 1025 characters)',
+    );
+  });
+});
+
+describe('parseEvent: the fast path and the schema agree', () => {
+  it('takes the fast path for every plain valid event (the CPU figure in BENCHMARKS.md relies on it)', () => {
+    for (const changes of [
+      {},
+      { subject: 'order/42', time: '2026-11-25T10:00:00Z', datacontenttype: 'application/json' },
+      { data: { orderId: 42 }, ext: 'x', num: 7, flag: false, none: null },
+      { data: [1, 2] },
+    ]) {
+      expect(plainlyValid(JSON.parse(withAttributes(changes))), JSON.stringify(changes)).toBe(true);
+    }
+  });
+
+  it('refuses non-string time and datacontenttype even when their text would pass', () => {
+    for (const changes of [{ time: ['2026-01-01T00:00:00Z'] }, { datacontenttype: ['text/plain'] }]) {
+      expect(plainlyValid(JSON.parse(withAttributes(changes)))).toBe(false);
+      expect(invalid(withAttributes(changes)).reason).toBe('invalid-cloudevent');
+    }
+  });
+
+  it('the schema accepts scalar and null extensions, and refuses others (path taken with a dataschema)', () => {
+    for (const value of ['x', 7, true, null]) {
+      expect(parseEvent(withAttributes({ dataschema: 'urn:s', ext: value }), MAX).ok, String(value)).toBe(true);
+    }
+    expect(parseEvent(withAttributes({ dataschema: 'urn:s', ext: [1] }), MAX).ok).toBe(false);
+  });
+
+  it('CloudEventSchema (exported) refuses a bad extension name itself', () => {
+    const result = CloudEventSchema.safeParse({ ...minimal, Bad: 'x', good: 'y' });
+    expect(result.success).toBe(false);
+    expect(result.error?.issues.map((issue) => [issue.path, issue.message])).toEqual([
+      [['Bad'], 'extension attribute names must be lower-case ASCII letters and digits'],
+    ]);
+  });
+
+  it('for events without dataschema, data_base64 or null attributes, the fast path says what the schema says', () => {
+    const candidate = fc
+      .tuple(
+        fc.record(
+          {
+            specversion: fc.oneof(fc.constant('1.0'), fc.jsonValue()),
+            id: fc.oneof(fc.string(), fc.jsonValue()),
+            source: fc.oneof(fc.string(), fc.jsonValue()),
+            type: fc.oneof(fc.string(), fc.jsonValue()),
+            subject: fc.oneof(fc.string(), fc.jsonValue()),
+            time: fc.oneof(
+              fc.string(),
+              fc.date({ noInvalidDate: true }).map((date) => date.toISOString()),
+            ),
+            datacontenttype: fc.oneof(fc.constantFrom('text/plain', 'application/json; charset=utf-8'), fc.string()),
+            data: fc.jsonValue(),
+          },
+          { requiredKeys: [] },
+        ),
+        fc.dictionary(fc.oneof(fc.stringMatching(/^[a-z0-9]{1,8}$/), fc.string()), fc.jsonValue(), { maxKeys: 3 }),
+      )
+      .map(([event, extra]) => JSON.parse(JSON.stringify({ ...extra, ...event })) as Record<string, unknown>)
+      .filter(
+        (json) =>
+          !('dataschema' in json || 'data_base64' in json || Object.hasOwn(json, '__proto__')) &&
+          Object.entries(json).every(
+            ([name, value]) => value !== null || !['subject', 'time', 'datacontenttype'].includes(name),
+          ),
+      );
+    fc.assert(
+      fc.property(candidate, (json) => {
+        expect(plainlyValid(json)).toBe(CloudEventSchema.safeParse(json).success);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
+
+describe('parseEvent: time must be an instant that exists (RFC 3339)', () => {
+  // Each case goes through the fast path and, with a dataschema, through the schema: both must agree.
+  const accepted = (time: string) =>
+    [withAttributes({ time }), withAttributes({ time, dataschema: 'urn:s' })].map((body) => parseEvent(body, MAX).ok);
+  const months31 = ['01', '03', '05', '07', '08', '10', '12'];
+  const months30 = ['04', '06', '09', '11'];
+
+  it.each([
+    ...months31.map((month) => `2026-${month}-31T00:00:00Z`),
+    ...[...months30, '01'].map((month) => `2026-${month}-30T00:00:00Z`),
+    '2026-02-28T00:00:00Z',
+    '2024-02-29T00:00:00Z',
+    '2000-02-29T00:00:00Z',
+    '2026-12-31t23:59:60.999999+23:59',
+    '2026-01-01T00:00:00-00:00',
+    '2026-06-15T12:30:45z',
+  ])('accepts %s', (time) => {
+    expect(accepted(time)).toEqual([true, true]);
+  });
+
+  it.each([
+    ...months30.map((month) => `2026-${month}-31T00:00:00Z`),
+    '2026-02-29T00:00:00Z',
+    '2023-02-29T00:00:00Z',
+    '1900-02-29T00:00:00Z',
+    '2026-13-01T00:00:00Z',
+    '2026-00-10T00:00:00Z',
+    '2026-01-00T00:00:00Z',
+    '2026-01-32T00:00:00Z',
+    '2026-01-01T24:00:00Z',
+    '2026-01-01T00:60:00Z',
+    '2026-01-01T00:00:61Z',
+    '2026-01-01T00:00:00+24:00',
+    '2026-01-01T00:00:00+00:60',
+    '2026-01-01T00:00:00+0100',
+    '2026-01-01T00:00Z',
+    '2026-1-01T00:00:00Z',
+    '26-01-01T00:00:00Z',
+    '2026-01-01T00:00:00.Z',
+    '2026-01-01 00:00:00Z',
+    'x2026-01-01T00:00:00Z',
+    '2026-01-01T00:00:00Zx',
+  ])('refuses %s, naming time', (time) => {
+    expect(accepted(time)).toEqual([false, false]);
+    expect(invalid(withAttributes({ time })).detail).toContain('time: must be an RFC 3339 timestamp');
+  });
+});
+
 describe('idempotencyKey', () => {
   it('is the sha256 hex of JSON [source, id]', () => {
     const expected = createHash('sha256').update('["urn:a","1"]').digest('hex');
