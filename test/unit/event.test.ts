@@ -420,6 +420,17 @@ describe('idempotencyKey', () => {
     expect(expected).toMatch(/^[0-9a-f]{64}$/);
   });
 
+  it('is the same on a Node without crypto.hash (before 20.12): ledger items stay valid across runtimes', async () => {
+    vi.resetModules();
+    vi.doMock('node:crypto', async (importOriginal) => ({ ...(await importOriginal<object>()), hash: undefined }));
+    onTestFinished(() => {
+      vi.doUnmock('node:crypto');
+      vi.resetModules();
+    });
+    const fallback = await import('../../lib/event');
+    expect(fallback.idempotencyKey('urn:a', '1')).toBe(createHash('sha256').update('["urn:a","1"]').digest('hex'));
+  });
+
   it('is stable for the same event and different for different events', () => {
     expect(idempotencyKey('urn:a', '1')).toBe(idempotencyKey('urn:a', '1'));
     expect(idempotencyKey('urn:a', '1')).not.toBe(idempotencyKey('urn:a', '2'));
