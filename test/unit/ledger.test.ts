@@ -1,4 +1,5 @@
 import {
+  type AttributeValue,
   BatchGetItemCommand,
   BatchWriteItemCommand,
   DynamoDBClient,
@@ -108,7 +109,7 @@ describe.concurrent('createLedger on dynalite', () => {
   it('counts only COMPLETED items another writer left; one without expiration never expires', async () => {
     const k = `foreign-${Math.random()}`;
     const far = { N: String(Math.floor(Date.now() / 1000) + 3600) };
-    const items = [
+    const items: Record<string, AttributeValue>[] = [
       { id: { S: ledgerId(k, 'analytics') }, status: { S: 'COMPLETED' } },
       // Powertools Idempotency's record of a call still running: not a delivery.
       { id: { S: ledgerId(k, 'audit') }, status: { S: 'INPROGRESS' }, expiration: far },
