@@ -1,4 +1,11 @@
-import { BatchGetItemCommand, BatchWriteItemCommand, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  type AttributeValue,
+  BatchGetItemCommand,
+  BatchWriteItemCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+} from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLedger, LedgerError, ledgerId } from '../../lib/ledger';
@@ -99,6 +106,61 @@ describe.concurrent('createLedger on dynalite', () => {
     });
   });
 
+  it('counts only COMPLETED items another writer left; one without expiration never expires', async () => {
+    const k = `foreign-${Math.random()}`;
+    const far = { N: String(Math.floor(Date.now() / 1000) + 3600) };
+    const items: Record<string, AttributeValue>[] = [
+      { id: { S: ledgerId(k, 'analytics') }, status: { S: 'COMPLETED' } },
+      // Powertools Idempotency's record of a call still running: not a delivery.
+      { id: { S: ledgerId(k, 'audit') }, status: { S: 'INPROGRESS' }, expiration: far },
+      { id: { S: ledgerId(k, 'search') }, expiration: far },
+    ];
+    for (const Item of items) await dynamodb.send(new PutItemCommand({ TableName: table, Item }));
+    expect(await createLedger(dynamodb, { table, endpoints, ttlS: 3600 }).lookup([k], signal())).toEqual(
+      new Map([[k, new Set(['analytics'])]]),
+    );
+  });
+
+  it('an item counts until its expiration second, not from it', async () => {
+    const start = 1_750_000_000_000;
+    const k = `boundary-${Math.random()}`;
+    await createLedger(dynamodb, { table, endpoints, ttlS: 60, now: () => start }).record(
+      [{ key: k, endpoint: 'audit' }],
+      signal(),
+    );
+    const lookupAt = (now: number) =>
+      createLedger(dynamodb, { table, endpoints, ttlS: 60, now: () => now }).lookup([k], signal());
+    expect(await lookupAt(start + 59_999)).toEqual(new Map([[k, new Set(['audit'])]]));
+    expect(await lookupAt(start + 60_000)).toEqual(new Map());
+  });
+
+  it('handles exact multiples of DynamoDB’s limits: 100 keys per read, 25 items per write', async () => {
+    const ledger = createLedger(dynamodb, { table, endpoints: ['analytics', 'audit'], ttlS: 3600 });
+    const keys = Array.from({ length: 50 }, (_, i) => `exact-${Math.random()}-${i}`);
+    await ledger.record(
+      keys.flatMap((k) => [
+        { key: k, endpoint: 'analytics' },
+        { key: k, endpoint: 'audit' },
+      ]),
+      signal(),
+    );
+    const delivered = await ledger.lookup(keys, signal());
+    expect([...delivered.values()].filter((set) => set.size === 2)).toHaveLength(50);
+  });
+
+  it('reads and writes nothing once the deadline has passed', async () => {
+    const ledger = createLedger(dynamodb, { table, endpoints, ttlS: 3600 });
+    const k = `late-${Math.random()}`;
+    await expect(ledger.record([{ key: k, endpoint: 'audit' }], AbortSignal.abort())).rejects.toBeInstanceOf(
+      LedgerError,
+    );
+    await expect(ledger.lookup([k], AbortSignal.abort())).rejects.toBeInstanceOf(LedgerError);
+    const { Item } = await dynamodb.send(
+      new GetItemCommand({ TableName: table, Key: { id: { S: ledgerId(k, 'audit') } } }),
+    );
+    expect(Item).toBeUndefined();
+  });
+
   it('throws a LedgerError saying what to check when the table does not exist', async () => {
     const ledger = createLedger(dynamodb, { table: 'no-such-ledger', endpoints, ttlS: 3600 });
     const error = await ledger.lookup(['k'], signal()).catch((e: unknown) => e);
@@ -117,7 +179,13 @@ describe.concurrent('createLedger on dynalite', () => {
     for (const error of [lookup, record]) {
       expect(error).toBeInstanceOf(LedgerError);
       expect(String((error as LedgerError).message)).toMatch(/ECONNREFUSED/);
+      expect((error as LedgerError).name).toBe('LedgerError');
+      expect((error as LedgerError).cause).toBeInstanceOf(Error);
+      expect((error as LedgerError).message).toContain(
+        "with a string partition key 'id', and that the function may dynamodb:BatchGetItem/BatchWriteItem on it",
+      );
     }
+    expect([(lookup as LedgerError).operation, (record as LedgerError).operation]).toEqual(['lookup', 'record']);
   });
 });
 
@@ -160,7 +228,40 @@ describe('createLedger retries what DynamoDB leaves unprocessed', () => {
     const ledger = createLedger(client, { table, endpoints: ['audit'], ttlS: 60 });
     const error = await ledger.record([{ key: 'k', endpoint: 'audit' }], signal()).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LedgerError);
-    expect((error as LedgerError).message).toMatch(/still unprocessed/);
+    expect((error as LedgerError).message).toMatch(
+      /^delivery ledger record on table ledger failed: 1 item\(s\) still unprocessed after 6 retries; check /,
+    );
+    expect((error as LedgerError).cause).toBeUndefined();
     expect(mock.commandCalls(BatchWriteItemCommand)).toHaveLength(7);
+  });
+
+  it('gives up with a LedgerError when keys stay unprocessed', async () => {
+    mock.reset();
+    const table = 'ledger';
+    mock.on(BatchGetItemCommand).callsFake((input: { RequestItems: Record<string, unknown> }) => ({
+      Responses: { [table]: [] },
+      UnprocessedKeys: input.RequestItems,
+    }));
+    const ledger = createLedger(client, { table, endpoints: ['audit', 'search'], ttlS: 60 });
+    const error = await ledger.lookup(['k'], signal()).catch((e: unknown) => e);
+    expect((error as LedgerError).operation).toBe('lookup');
+    expect((error as LedgerError).message).toMatch(
+      /^delivery ledger lookup on table ledger failed: 2 key\(s\) still unprocessed after 6 retries; check /,
+    );
+  });
+
+  it('stops retrying when the deadline passes while DynamoDB leaves keys unprocessed', async () => {
+    mock.reset();
+    const table = 'ledger';
+    const deadline = new AbortController();
+    mock.on(BatchGetItemCommand).callsFake((input: { RequestItems: Record<string, unknown> }) => {
+      deadline.abort(new Error('deadline'));
+      return { Responses: { [table]: [] }, UnprocessedKeys: input.RequestItems };
+    });
+    const ledger = createLedger(client, { table, endpoints: ['audit'], ttlS: 60 });
+    const error = await ledger.lookup(['k'], deadline.signal).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LedgerError);
+    expect((error as LedgerError).message).toMatch(/Error: deadline/);
+    expect(mock.commandCalls(BatchGetItemCommand)).toHaveLength(1);
   });
 });

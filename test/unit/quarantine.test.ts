@@ -1,8 +1,10 @@
-import type { MessageAttributeValue } from '@aws-sdk/client-sqs';
+import type { MessageAttributeValue, SendMessageBatchRequestEntry } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  batchEntries,
   createQuarantine,
+  entrySize,
   QUARANTINE_ATTRIBUTES as Q,
   QuarantineError,
   quarantineAttributes,
@@ -80,6 +82,7 @@ describe.concurrent('createQuarantine on local SQS', () => {
         [Q.receiveCount]: '1',
       });
       expect(attributes[Q.endpoint]).toBeUndefined();
+      expect(attributes[Q.status]).toBeUndefined();
     }
   });
 
@@ -172,6 +175,58 @@ describe.concurrent('createQuarantine on local SQS', () => {
       records.map((r) => r.messageId).sort(),
     );
     expect((error as QuarantineError).message).toMatch(/QUARANTINE_QUEUE_URL/);
+    expect((error as QuarantineError).name).toBe('QuarantineError');
+    expect((error as QuarantineError).message).toContain(
+      `could not send 2 record(s) to the quarantine queue ${queueUrl} (`,
+    );
+    expect((error as QuarantineError).cause).toBeInstanceOf(Error);
+    for (const failure of (error as QuarantineError).failures)
+      expect(failure.error).toMatch(/^\w*Error: .*ECONNREFUSED/);
+  });
+
+  it('rejects with a QuarantineError naming each record when SQS refuses every entry', async () => {
+    const records = await poisonRecords([{ body: 'a'.repeat(5_000) }, { body: 'b'.repeat(5_000) }]);
+    const quarantineQueue = await createQueue(sqs, 'quarantine-tiny', { attributes: { MaximumMessageSize: '1024' } });
+    const error = await createQuarantine(sqs, quarantineQueue.url)
+      .send(
+        records.map((record) => ({ record, reason: 'not-json', detail: 'x' })),
+        signal(),
+      )
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(QuarantineError);
+    const failures = (error as QuarantineError).failures;
+    expect(failures.map((f) => f.messageId).sort()).toEqual(records.map((r) => r.messageId).sort());
+    for (const failure of failures) expect(failure.error).toMatch(/^\w+: \S/);
+  });
+
+  it('sends nothing once the deadline has passed', async () => {
+    const [record] = await poisonRecords([{ body: 'late' }]);
+    const quarantineQueue = await createQueue(sqs, 'quarantine-late');
+    await expect(
+      createQuarantine(sqs, quarantineQueue.url).send(
+        [{ record: record!, reason: 'not-json', detail: 'x' }],
+        AbortSignal.abort(),
+      ),
+    ).rejects.toBeInstanceOf(QuarantineError);
+    expect(await receiveAll(sqs, quarantineQueue.url)).toEqual([]);
+  });
+
+  it('copies attributes whose unused value field is null (string and binary)', async () => {
+    const [record] = await poisonRecords([{ body: 'nulls' }]);
+    const quarantineQueue = await createQueue(sqs, 'quarantine-nulls');
+    const binary = Uint8Array.from([1, 2, 3]);
+    // Lambda's record types allow a missing value field; null is handled the same way.
+    record!.messageAttributes = {
+      tenant: { dataType: 'String', stringValue: 'acme', binaryValue: null },
+      blob: { dataType: 'Binary', binaryValue: Buffer.from(binary).toString('base64'), stringValue: null },
+    } as unknown as SQSRecord['messageAttributes'];
+    await createQuarantine(sqs, quarantineQueue.url).send(
+      [{ record: record!, reason: 'not-json', detail: 'x' }],
+      signal(),
+    );
+    const [landed] = await receiveAll(sqs, quarantineQueue.url);
+    expect(landed!.MessageAttributes?.tenant).toMatchObject({ DataType: 'String', StringValue: 'acme' });
+    expect(Buffer.from(landed!.MessageAttributes!.blob!.BinaryValue!)).toEqual(Buffer.from(binary));
   });
 
   it('rejects with a QuarantineError when the queue does not exist', async () => {
@@ -230,6 +285,10 @@ describe('quarantineAttributes', () => {
     expect(odd[Q.detail]!.StringValue!.endsWith('🚀')).toBe(true);
   });
 
+  it('writes no detail attribute for an empty detail (SQS refuses empty values)', () => {
+    expect(quarantineAttributes({ record: record(0), reason: 'not-json', detail: '' })[Q.detail]).toBeUndefined();
+  });
+
   it('uses separate quarantine.* attributes while everything fits in SQS’s 10', () => {
     const attributes = quarantineAttributes(rejected(record(3)));
     expect(Object.keys(attributes)).toHaveLength(10);
@@ -281,6 +340,37 @@ describe('quarantineAttributes', () => {
   });
 });
 
+describe('entrySize and batchEntries (SendMessageBatch limits)', () => {
+  const entry = (bodyBytes: number): { entry: SendMessageBatchRequestEntry } => ({
+    entry: { Id: '0', MessageBody: 'x'.repeat(bodyBytes) },
+  });
+
+  it('counts the body and each attribute name, type and value, as SQS does', () => {
+    expect(
+      entrySize({
+        Id: '0',
+        MessageBody: 'é',
+        MessageAttributes: {
+          n: { DataType: 'String', StringValue: 'xyz' },
+          b: { DataType: 'Binary', BinaryValue: new Uint8Array(4) },
+        },
+      }),
+    ).toBe(2 + (1 + 6 + 3) + (1 + 6 + 4));
+  });
+
+  it('at most 10 entries per group', () => {
+    expect(batchEntries(Array.from({ length: 10 }, () => entry(1))).map((g) => g.length)).toEqual([10]);
+    expect(batchEntries(Array.from({ length: 21 }, () => entry(1))).map((g) => g.length)).toEqual([10, 10, 1]);
+  });
+
+  it('at most 1 MiB per group; an entry too big on its own goes alone, never after an empty group', () => {
+    const half = 524_288;
+    expect(batchEntries([entry(half), entry(half)]).map((g) => g.length)).toEqual([2]);
+    expect(batchEntries([entry(half), entry(half + 1)]).map((g) => g.length)).toEqual([1, 1]);
+    expect(batchEntries([entry(2_000_000), entry(1)]).map((g) => g.length)).toEqual([1, 1]);
+  });
+});
+
 describe('readQuarantineAttributes (what `npm run dlq` shows)', () => {
   const item = (attributes: Record<string, string>): QuarantineItem => ({
     record: sqsRecord('{}', {
@@ -308,12 +398,24 @@ describe('readQuarantineAttributes (what `npm run dlq` shows)', () => {
     const originals = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`a${i}`, 'v']));
     const written = quarantineAttributes(item(originals));
     expect(written[Q.reason]).toBeUndefined();
-    expect(readQuarantineAttributes(written)).toMatchObject(expected);
+    // Only the reasons: not the list of dropped attributes, not the JSON itself.
+    expect(readQuarantineAttributes(written)).toEqual({
+      ...expected,
+      sourceQueue: 'arn:aws:sqs:us-east-1:123456789012:ingest',
+      messageId: expect.any(String),
+      receiveCount: '1',
+    });
   });
 
   it('says undefined for a message SQS dead-lettered itself (no reasons)', () => {
     expect(readQuarantineAttributes({ tenant: text('acme') })).toBeUndefined();
     expect(readQuarantineAttributes({ [Q.combined]: text('not json') })).toBeUndefined();
     expect(readQuarantineAttributes(undefined)).toBeUndefined();
+  });
+
+  it('ignores a combined attribute that is JSON but not an object', () => {
+    expect(readQuarantineAttributes({ [Q.combined]: text('"ab"'), [Q.reason]: text('not-json') })).toEqual({
+      reason: 'not-json',
+    });
   });
 });

@@ -68,10 +68,12 @@ describe('endpoints file schema', () => {
       [{ ...base, filter: { extensions: { Tenant: 'x' } } }],
       'filter.extensions.Tenant: is not a CloudEvents extension name',
     ],
-    ...['id', 'type', 'time', 'data', 'datacontenttype', 'specversion'].map((name): [unknown[], string] => [
-      [{ ...base, filter: { extensions: { [name]: 'x' } } }],
-      `filter.extensions.${name}: '${name}' is a context attribute, not an extension`,
-    ]),
+    ...['specversion', 'id', 'source', 'type', 'subject', 'time', 'datacontenttype', 'dataschema', 'data'].map(
+      (name): [unknown[], string] => [
+        [{ ...base, filter: { extensions: { [name]: 'x' } } }],
+        `filter.extensions.${name}: '${name}' is a context attribute, not an extension`,
+      ],
+    ),
     [[{ ...base, headers: { 'X-Team': 'a\u0000b' } }], 'headers.X-Team: must be one line of printable characters'],
     [[{ ...base, headers: { 'X-Team': 'a\u007fb' } }], 'headers.X-Team: must be one line'],
     [[{ ...base, headers: { 'X-Team': 'caf\u00e9 \u20ac' } }], 'headers.X-Team: must be one line'],
