@@ -208,10 +208,13 @@ describe('npm run redrive: its printed permissions against its calls', () => {
     const recorder = recordAwsCalls();
     try {
       await sendMessages(sqs, dlq.url, [{ body: 'a' }, { body: 'b' }]);
-      await redrive(sqs, { from: dlq.url, to: destination.url, method: 'loop', emptyWaitS: 0 });
+      // A long poll before concluding the DLQ is empty: local SQS's short poll can answer empty under load.
+      const moving = await redrive(sqs, { from: dlq.url, to: destination.url, method: 'loop', emptyWaitS: 1 });
+      expect(moving).toMatchObject({ moved: 2, failed: 0 });
       // Without --to, a message with no recorded origin fails and is left, visible again at once.
       await sendMessages(sqs, dlq.url, [{ body: 'no origin' }]);
-      await redrive(sqs, { from: dlq.url, method: 'loop', emptyWaitS: 0 });
+      const failing = await redrive(sqs, { from: dlq.url, method: 'loop', emptyWaitS: 1 });
+      expect(failing).toMatchObject({ moved: 0, failed: 1 });
       await sendMessages(sqs, dlq.url, [{ body: 'c' }]);
       await redrive(sqs, { from: dlq.url, to: destination.url, method: 'move-task', pollIntervalMs: 50 });
     } finally {

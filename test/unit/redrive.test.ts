@@ -27,6 +27,8 @@ import {
 } from '../support/aws';
 
 const sqs = localSqs();
+// Tests that assert moves long-poll before concluding the source is empty: local SQS's short poll can answer empty under load.
+const EMPTY_WAIT_S = 1;
 afterAll(() => sqs.destroy());
 
 const text = (value: string): MessageAttributeValue => ({ DataType: 'String', StringValue: value });
@@ -65,7 +67,7 @@ describe.concurrent('redrive on local SQS', () => {
       all.map((body) => ({ body, attributes: { tenant: text('acme') } })),
     );
 
-    const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: 0 });
+    const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
 
     expect(summary).toMatchObject({
       method: 'loop',
@@ -137,7 +139,7 @@ describe.concurrent('redrive on local SQS', () => {
     }
     await sendMessages(sqs, quarantineQueue.url, [{ body: 'no origin' }]);
 
-    const summary = await redrive(sqs, { from: quarantineQueue.url, emptyWaitS: 0, visibilityTimeoutS: 1 });
+    const summary = await redrive(sqs, { from: quarantineQueue.url, emptyWaitS: EMPTY_WAIT_S, visibilityTimeoutS: 1 });
 
     expect(summary).toMatchObject({ method: 'loop', moved: 3, failed: 1 });
     expect(summary.failures[0]!.error).toMatch(/pass --to/);
@@ -162,7 +164,7 @@ describe.concurrent('redrive on local SQS', () => {
       from.url,
       bodies('m', 17).map((body) => ({ body })),
     );
-    const summary = await redrive(sqs, { from: from.url, to: to.url, max: 12, emptyWaitS: 0 });
+    const summary = await redrive(sqs, { from: from.url, to: to.url, max: 12, emptyWaitS: EMPTY_WAIT_S });
     expect(summary).toMatchObject({ method: 'loop', moved: 12, remaining: 5 });
     expect(await receiveAll(sqs, to.url)).toHaveLength(12);
   });
@@ -219,7 +221,7 @@ describe.concurrent('redrive on local SQS', () => {
       { step: 'initialize' },
     );
     try {
-      const summary = await redrive(stale, { from: from.url, to: to.url, method: 'loop', emptyWaitS: 0 });
+      const summary = await redrive(stale, { from: from.url, to: to.url, method: 'loop', emptyWaitS: EMPTY_WAIT_S });
       expect(summary).toMatchObject({ method: 'loop', moved: 23, failed: 0, arrivedLater: 0 });
     } finally {
       stale.destroy();
@@ -627,7 +629,7 @@ describe('redrive to FIFO queues (review 2)', () => {
     await sqs.send(new SendMessageCommand({ QueueUrl: to.url, MessageBody: 'earlier', ...sameId }));
     await sqs.send(new SendMessageCommand({ QueueUrl: from.url, MessageBody: 'dead', ...sameId }));
 
-    const summary = await redrive(sqs, { from: from.url, to: to.url, method: 'loop', emptyWaitS: 0 });
+    const summary = await redrive(sqs, { from: from.url, to: to.url, method: 'loop', emptyWaitS: EMPTY_WAIT_S });
 
     expect(summary).toMatchObject({ moved: 1, failed: 0 });
     expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(['dead', 'earlier']);
@@ -646,7 +648,7 @@ describe('redrive to FIFO queues (review 2)', () => {
       { body: 'h-1', groupId: 'h', attributes: source },
     ]);
 
-    const summary = await redrive(sqs, { from: from.url, emptyWaitS: 0 });
+    const summary = await redrive(sqs, { from: from.url, emptyWaitS: EMPTY_WAIT_S });
 
     expect(summary).toMatchObject({ moved: 1, failed: 2 });
     expect((await receiveAll(sqs, orders.url)).map((m) => m.Body)).toEqual(['h-1']);
@@ -665,7 +667,7 @@ describe('redrive trusts SQS over producers and ends on what comes back (issue 9
     await receiveAll(sqs, queue.url, { visibilityTimeoutS: 1 });
     await pollUntil('the message to be dead-lettered', async () => ((await count(dlq)) > 0 ? true : undefined));
 
-    const summary = await redrive(sqs, { from: dlq.url, emptyWaitS: 0 });
+    const summary = await redrive(sqs, { from: dlq.url, emptyWaitS: EMPTY_WAIT_S });
 
     expect(summary).toMatchObject({ moved: 1, failed: 0, destinations: { [queue.url]: 1 } });
     expect((await receiveAll(sqs, queue.url)).map((m) => m.Body)).toEqual(['dead']);
