@@ -89,6 +89,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const stack = await startLocalStack({
     faults: baseline(faultRate),
     faultProxy: true,
+    // As a deployed stage (serverless.yml): 5 receives let a busy 2-core machine dead-letter a valid event mid-stall.
+    maxReceiveCount: 10,
     functionTimeoutMs: CHAOS_FUNCTION_TIMEOUT_MS,
     concurrency: options.concurrency ?? 8,
     batchSize: 10,
@@ -118,7 +120,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     let stallHangsAtStart = 0;
     let stallDone = false;
     phaseTimer = setInterval(() => {
-      if (quarantineDownSince > 0 && (proxy.stats.refused >= 30 || Date.now() - quarantineDownSince > 20_000)) {
+      if (quarantineDownSince > 0 && (proxy.stats.refused >= 30 || Date.now() - quarantineDownSince > 45_000)) {
         proxy.restore();
         quarantineDownSince = 0;
         phase(`quarantine queue back after ${proxy.stats.refused} refused calls`);

@@ -58,6 +58,8 @@ export interface LocalStackOptions {
   sqsPort?: number;
   queueName?: string;
   dlqName?: string;
+  /** Receives before SQS dead-letters a message (the embedded server's default: 5). */
+  maxReceiveCount?: number;
   /** ENDPOINTS to deliver to instead of starting the three demo endpoints. */
   endpoints?: string;
   /** A stage's endpoints file (YAML) instead: see startLocalEndpoints for what runs locally. */
@@ -147,6 +149,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       port: options.sqsPort ?? 0,
       ...(options.queueName ? { queueName: options.queueName } : {}),
       ...(options.dlqName ? { dlqName: options.dlqName } : {}),
+      ...(options.maxReceiveCount ? { maxReceiveCount: options.maxReceiveCount } : {}),
       visibilityTimeoutS,
     });
     closers.push(() => sqs.close());
