@@ -1,5 +1,5 @@
 import type { SQSBatchResponse } from 'aws-lambda';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { HTTP_4XX } from '../../lib/endpoint';
 import { createIngest, type Ingest, type IngestDeps, loadConfig } from '../../lib/index';
 import { GROUPED_IDS_PER_LINE, settleReserveMs } from '../../lib/ingest';
@@ -412,6 +412,99 @@ describe('log volume under an open circuit (issue 9, defect 11)', () => {
     for (const record of [records[20]!, records[50]!]) {
       expect(failures.filter((line) => eventHistoryMatches(line, record.messageId))).toHaveLength(1);
     }
+  });
+});
+
+describe('credentials the function cannot read (review: the unavailable answer was untested)', () => {
+  const refused = async (): Promise<never> => {
+    throw new Error('AccessDeniedException: ssm:GetParameters');
+  };
+  it.each([
+    ['credentials', { credentials: refused }],
+    ['secrets', { secrets: refused }],
+  ] as const)(
+    'never read (%s): every record reported failed, nothing sent, one error line and the counts',
+    async (_what, deps) => {
+      const { logger, metrics, lines } = captureLogs();
+      const added = vi.spyOn(metrics, 'addMetric');
+      const records = [eventRecord('u-1'), eventRecord('u-2'), eventRecord('u-3')];
+      const before = Date.now();
+      const response = await pipeline({ logger, metrics, ...deps }).handle(sqsEvent(records), lambdaContext());
+      const elapsed = Date.now() - before;
+      expect(response.batchItemFailures).toEqual(records.map((record) => ({ itemIdentifier: record.messageId })));
+      expect([...alpha.received, ...beta.received]).toEqual([]);
+      expect(lines.filter((line) => line.level === 'ERROR')).toEqual([
+        expect.objectContaining({
+          message: 'credentials unavailable; every record reported failed',
+          records: 3,
+          hint: expect.stringContaining('SSM parameters / Secrets Manager secrets'),
+        }),
+      ]);
+      // Nothing was ever read, so there is no last value to fall back on and no line claiming one.
+      expect(lines.filter((line) => String(line.message).includes('not read again'))).toEqual([]);
+      const summary = lines.filter((line) => line.message === 'batch processed');
+      expect(summary).toEqual([expect.objectContaining({ records: 3, acknowledged: 0, failed: 3 })]);
+      expect(summary[0]!.durationMs).toBeGreaterThanOrEqual(0);
+      expect(summary[0]!.durationMs).toBeLessThanOrEqual(elapsed);
+      const metric = (name: string) => added.mock.calls.filter(([n]) => n === name).map(([, , value]) => value);
+      expect([metric('RecordsReceived'), metric('RecordsFailed')]).toEqual([[3], [3]]);
+    },
+  );
+
+  it('keeps sending with the last credentials read when a later read fails, and says so once', async () => {
+    const { logger, metrics, lines } = captureLogs();
+    let down = false;
+    const run = pipeline({
+      logger,
+      metrics,
+      credentials: async () => {
+        if (down) throw new Error('ThrottlingException');
+        return new Map([['beta', { kind: 'bearer', token: 'kept' } as const]]);
+      },
+    });
+    await run.handle(sqsEvent([eventRecord('read-1')]), lambdaContext());
+    down = true;
+    const response = await run.handle(sqsEvent([eventRecord('read-2')]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(beta.received.map((request) => request.headers.authorization)).toEqual(['Bearer kept', 'Bearer kept']);
+    expect(lines.filter((line) => String(line.message).includes('not read again'))).toEqual([
+      expect.objectContaining({
+        level: 'WARN',
+        message: 'credentials not read again; using the last ones read',
+        error: expect.stringContaining('ThrottlingException'),
+      }),
+    ]);
+  });
+});
+
+describe('the batch line (review: per-endpoint counts and durationMs were unchecked)', () => {
+  it('counts per endpoint, for this batch only, what was delivered, failed, retried and skipped', async () => {
+    // flaky: beta refuses the first attempt; down: beta refuses every attempt (3 by default).
+    beta.respond((request, attempt) => ({
+      status: request.eventId === 'down' || (request.eventId === 'flaky' && attempt === 1) ? 503 : 200,
+    }));
+    const { logger, metrics, lines } = captureLogs();
+    const run = pipeline({ logger, metrics, ledger: memoryLedger() }, { CIRCUIT_BREAKER_THRESHOLD: '0' });
+    const down = eventRecord('down');
+    const before = Date.now();
+    await run.handle(sqsEvent([eventRecord('flaky'), down]), lambdaContext());
+    const elapsed = Date.now() - before;
+    // SQS hands "down" out again: the ledger says alpha has it.
+    const redelivered = { ...down, attributes: { ...down.attributes, ApproximateReceiveCount: '2' } };
+    await run.handle(sqsEvent([redelivered]), lambdaContext());
+    const batches = lines.filter((line) => line.message === 'batch processed');
+    expect(batches.map((line) => line.endpoints)).toEqual([
+      {
+        alpha: { delivered: 2, failed: 0, skipped: 0, retries: 0 },
+        beta: { delivered: 1, failed: 1, skipped: 0, retries: 3 },
+      },
+      {
+        alpha: { delivered: 0, failed: 0, skipped: 1, retries: 0 },
+        beta: { delivered: 0, failed: 1, skipped: 0, retries: 2 },
+      },
+    ]);
+    expect(batches[0]!.durationMs).toBeGreaterThanOrEqual(0);
+    expect(batches[0]!.durationMs).toBeLessThanOrEqual(elapsed);
   });
 });
 
