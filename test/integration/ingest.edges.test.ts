@@ -484,6 +484,7 @@ describe('the batch line (review: per-endpoint counts and durationMs were unchec
       status: request.eventId === 'down' || (request.eventId === 'flaky' && attempt === 1) ? 503 : 200,
     }));
     const { logger, metrics, lines } = captureLogs();
+    const added = vi.spyOn(metrics, 'addMetric');
     const run = pipeline({ logger, metrics, ledger: memoryLedger() }, { CIRCUIT_BREAKER_THRESHOLD: '0' });
     const down = eventRecord('down');
     const before = Date.now();
@@ -505,6 +506,92 @@ describe('the batch line (review: per-endpoint counts and durationMs were unchec
     ]);
     expect(batches[0]!.durationMs).toBeGreaterThanOrEqual(0);
     expect(batches[0]!.durationMs).toBeLessThanOrEqual(elapsed);
+    const duration = added.mock.calls.find(([name]) => name === 'BatchDuration')?.[2];
+    expect(duration).toBeGreaterThanOrEqual(0);
+    expect(duration).toBeLessThanOrEqual(elapsed);
+  });
+
+  it('sorts every record of the batch into the counts on-call reads', async () => {
+    beta.respond((request) => ({ status: { first: 503, refused: 400 }[String(request.eventId)] ?? 200 }));
+    const { logger, metrics, lines } = captureLogs();
+    // The quarantine takes the invalid bodies and refuses the rejected event: that one is reported failed.
+    const quarantine = recordingQuarantine((item) => item.reason !== 'rejected-by-endpoint');
+    const records = [
+      eventRecord('ok'),
+      sqsRecord('nope'),
+      sqsRecord('[]'),
+      eventRecord('first', { groupId: 'g' }),
+      eventRecord('second', { groupId: 'g' }),
+      eventRecord('refused'),
+    ];
+    const response = await pipeline({ logger, metrics, quarantine }, { DELIVERY_MAX_ATTEMPTS: '1' }).handle(
+      sqsEvent(records),
+      lambdaContext(),
+    );
+    expect(failed(response)).toEqual([records[3]!, records[4]!, records[5]!].map((r) => r.messageId).sort());
+    expect(lines.filter((line) => line.message === 'batch processed')).toEqual([
+      expect.objectContaining({
+        records: 6,
+        acknowledged: 3,
+        failed: 3,
+        invalid: 2,
+        rejected: 1,
+        quarantined: 2,
+        blocked: 1,
+        routed: 3,
+        unrouted: 0,
+      }),
+    ]);
+  });
+
+  it('answers an empty batch at once: no credential read, no line, no metric', async () => {
+    const { logger, metrics, lines } = captureLogs();
+    const added = vi.spyOn(metrics, 'addMetric');
+    let reads = 0;
+    const credentials = async () => {
+      reads++;
+      return new Map();
+    };
+    const response = await pipeline({ logger, metrics, credentials }).handle(sqsEvent([]), lambdaContext());
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect([reads, lines, added.mock.calls]).toEqual([0, [], []]);
+  });
+});
+
+describe('the ledger, asked only when it can help', () => {
+  it('in the default mode a first receive is not looked up; without a ledger nothing is said about one', async () => {
+    const ledger = memoryLedger();
+    await pipeline({ ledger }).handle(sqsEvent([eventRecord('first-receive')]), lambdaContext());
+    expect(ledger.lookups).toEqual([]);
+    await ingest?.close();
+    const { logger, metrics, lines } = captureLogs();
+    const again = eventRecord('again', {
+      attributes: { ...eventRecord('x').attributes, ApproximateReceiveCount: '2' },
+    });
+    const response = await pipeline({ logger, metrics }).handle(sqsEvent([again]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(lines.filter((line) => line.level !== 'INFO' && line.level !== 'DEBUG')).toEqual([]);
+  });
+});
+
+describe('routing with some endpoints filtered and some not', () => {
+  it('sends an event only to the endpoints whose filter it matches, and to every unfiltered endpoint', async () => {
+    const config = loadConfig(
+      { DELIVERY_RETRY_BASE_MS: '5', DELIVERY_RETRY_MAX_MS: '10' },
+      {
+        document: {
+          endpoints: [
+            { name: 'alpha', url: alpha.url, filter: { type: 'com.example.refund.issued' } },
+            { name: 'beta', url: beta.url },
+          ],
+        },
+        source: 'test.yml',
+      },
+    );
+    ingest = createIngest(config, {});
+    const response = await ingest.handle(sqsEvent([eventRecord('order')]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect([alpha.received.length, beta.accepted.get('order')]).toEqual([0, 1]);
   });
 });
 
