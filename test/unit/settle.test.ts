@@ -660,14 +660,14 @@ describe('createSettle with local SQS and dynalite', () => {
       'CREDENTIALS_NONE',
       'CREDENTIALS_NOT_REFRESHED',
       'CREDENTIALS_REFRESH_FAILED: Throttling',
-      undefined,
+      'CREDENTIALS_REFUSED',
     ];
     const records = codes.map((code) => sqsRecord(body(`hint-${code}`)));
     await createSettle({ logger, ledgerMode: 'redeliveries' })(
       records.map((record, i) =>
         processed(record, {
           kind: 'failed',
-          failures: [failure('beta', 'unauthorized', { status: 401, ...(codes[i] ? { error: codes[i] } : {}) })],
+          failures: [failure('beta', 'unauthorized', { status: 401, error: codes[i]! })],
           delivered: [],
         }),
       ),
