@@ -588,10 +588,19 @@ describe('routing with some endpoints filtered and some not', () => {
         source: 'test.yml',
       },
     );
-    ingest = createIngest(config, {});
-    const response = await ingest.handle(sqsEvent([eventRecord('order')]), lambdaContext());
+    // The ledger is asked only about the endpoints the event is routed to: beta, not the filtered-out alpha.
+    const ledger = memoryLedger();
+    const asked: (readonly string[])[] = [];
+    const lookup: Ledger['lookup'] = (keys, signal, endpointsOf) => {
+      asked.push(...keys.map((key) => endpointsOf?.(key) ?? []));
+      return ledger.lookup(keys, signal, endpointsOf);
+    };
+    ingest = createIngest(config, { ledger: { lookup, record: ledger.record } });
+    const again = { attributes: { ...eventRecord('x').attributes, ApproximateReceiveCount: '2' } };
+    const response = await ingest.handle(sqsEvent([eventRecord('order', again)]), lambdaContext());
     expect(response.batchItemFailures).toEqual([]);
     expect([alpha.received.length, beta.accepted.get('order')]).toEqual([0, 1]);
+    expect(asked).toEqual([['beta']]);
   });
 });
 
