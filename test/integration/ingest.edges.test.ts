@@ -514,8 +514,8 @@ describe('the batch line (review: per-endpoint counts and durationMs were unchec
   it('sorts every record of the batch into the counts on-call reads', async () => {
     beta.respond((request) => ({ status: { first: 503, refused: 400 }[String(request.eventId)] ?? 200 }));
     const { logger, metrics, lines } = captureLogs();
-    // The quarantine takes the invalid bodies and refuses the rejected event: that one is reported failed.
-    const quarantine = recordingQuarantine((item) => item.reason !== 'rejected-by-endpoint');
+    // The quarantine takes one invalid body and the rejected event, and refuses the other invalid body ("[]").
+    const quarantine = recordingQuarantine((item) => item.record.body !== '[]');
     const records = [
       eventRecord('ok'),
       sqsRecord('nope'),
@@ -528,7 +528,7 @@ describe('the batch line (review: per-endpoint counts and durationMs were unchec
       sqsEvent(records),
       lambdaContext(),
     );
-    expect(failed(response)).toEqual([records[3]!, records[4]!, records[5]!].map((r) => r.messageId).sort());
+    expect(failed(response)).toEqual([records[2]!, records[3]!, records[4]!].map((r) => r.messageId).sort());
     expect(lines.filter((line) => line.message === 'batch processed')).toEqual([
       expect.objectContaining({
         records: 6,
@@ -542,6 +542,22 @@ describe('the batch line (review: per-endpoint counts and durationMs were unchec
         unrouted: 0,
       }),
     ]);
+  });
+
+  it('a 401 from an endpoint with no credential: no refresh is attempted, and the line says it has none', async () => {
+    beta.respond(() => ({ status: 401 }));
+    const { logger, metrics, lines } = captureLogs();
+    let refreshed = 0;
+    await pipeline({
+      logger,
+      metrics,
+      refreshCredential: async () => {
+        refreshed++;
+        return { kind: 'bearer', token: 'found' };
+      },
+    }).handle(sqsEvent([eventRecord('no-credentials')]), lambdaContext());
+    const errors = lines.filter((line) => line.message === 'delivery failed').map((line) => line.error);
+    expect([errors, refreshed]).toEqual([['CREDENTIALS_NONE'], 0]);
   });
 
   it('answers an empty batch at once: no credential read, no line, no metric', async () => {
