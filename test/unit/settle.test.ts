@@ -123,6 +123,14 @@ function heldEffects(lines: LogLine[], quarantined: (ids: string[]) => string[])
   return { calls, held, quarantine, backoff, ledger };
 }
 
+/** The backoff and the ledger both started before settle wrote any log line (and nothing else was called). */
+function expectStartedBeforeAnyLine(calls: ReturnType<typeof heldEffects>['calls']) {
+  expect(calls.map((call) => [call.effect, call.linesBefore]).sort()).toEqual([
+    ['backoff', 0],
+    ['ledger', 0],
+  ]);
+}
+
 let table: string;
 beforeAll(async () => {
   table = await createLedgerTable(dynamodb, 'settle');
@@ -474,10 +482,7 @@ describe('createSettle with local SQS and dynalite', () => {
       counters(),
     );
     await drain();
-    expect(fx.calls.map((call) => [call.effect, call.linesBefore]).sort()).toEqual([
-      ['backoff', 0],
-      ['ledger', 0],
-    ]);
+    expectStartedBeforeAnyLine(fx.calls);
     expect(lines).toHaveLength(2);
     fx.held.ledger.open();
     fx.held.backoff.open();
@@ -633,10 +638,7 @@ describe('createSettle with local SQS and dynalite', () => {
       counters(),
     );
     await drain();
-    expect(fx.calls.map((call) => [call.effect, call.linesBefore]).sort()).toEqual([
-      ['backoff', 0],
-      ['ledger', 0],
-    ]);
+    expectStartedBeforeAnyLine(fx.calls);
     expect(asked).toEqual([{ record: failed, retryAfterS: 30 }]);
     fx.held.ledger.open();
     fx.held.backoff.open();
