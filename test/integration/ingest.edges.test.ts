@@ -1,5 +1,5 @@
 import type { SQSBatchResponse } from 'aws-lambda';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { HTTP_4XX } from '../../lib/endpoint';
 import { createIngest, type Ingest, type IngestDeps, loadConfig } from '../../lib/index';
 import { GROUPED_IDS_PER_LINE, settleReserveMs } from '../../lib/ingest';
@@ -412,6 +412,211 @@ describe('log volume under an open circuit (issue 9, defect 11)', () => {
     for (const record of [records[20]!, records[50]!]) {
       expect(failures.filter((line) => eventHistoryMatches(line, record.messageId))).toHaveLength(1);
     }
+  });
+});
+
+describe('credentials the function cannot read (review: the unavailable answer was untested)', () => {
+  const refused = async (): Promise<never> => {
+    throw new Error('AccessDeniedException: ssm:GetParameters');
+  };
+  it.each([
+    ['credentials', { credentials: refused }],
+    ['secrets', { secrets: refused }],
+  ] as const)(
+    'never read (%s): every record reported failed, nothing sent, one error line and the counts',
+    async (_what, deps) => {
+      const { logger, metrics, lines } = captureLogs();
+      const added = vi.spyOn(metrics, 'addMetric');
+      const records = [eventRecord('u-1'), eventRecord('u-2'), eventRecord('u-3')];
+      const before = Date.now();
+      const response = await pipeline({ logger, metrics, ...deps }).handle(sqsEvent(records), lambdaContext());
+      const elapsed = Date.now() - before;
+      expect(response.batchItemFailures).toEqual(records.map((record) => ({ itemIdentifier: record.messageId })));
+      expect([...alpha.received, ...beta.received]).toEqual([]);
+      expect(lines.filter((line) => line.level === 'ERROR')).toEqual([
+        expect.objectContaining({
+          message: 'credentials unavailable; every record reported failed',
+          records: 3,
+          hint: expect.stringContaining('SSM parameters / Secrets Manager secrets'),
+        }),
+      ]);
+      // Nothing was ever read, so there is no last value to fall back on and no line claiming one.
+      expect(lines.filter((line) => String(line.message).includes('not read again'))).toEqual([]);
+      const summary = lines.filter((line) => line.message === 'batch processed');
+      expect(summary).toEqual([expect.objectContaining({ records: 3, acknowledged: 0, failed: 3 })]);
+      expect(summary[0]!.durationMs).toBeGreaterThanOrEqual(0);
+      expect(summary[0]!.durationMs).toBeLessThanOrEqual(elapsed);
+      const metric = (name: string) => added.mock.calls.filter(([n]) => n === name).map(([, , value]) => value);
+      expect([metric('RecordsReceived'), metric('RecordsFailed')]).toEqual([[3], [3]]);
+    },
+  );
+
+  it('keeps sending with the last credentials read when a later read fails, and says so once', async () => {
+    const { logger, metrics, lines } = captureLogs();
+    let down = false;
+    const run = pipeline({
+      logger,
+      metrics,
+      credentials: async () => {
+        if (down) throw new Error('ThrottlingException');
+        return new Map([['beta', { kind: 'bearer', token: 'kept' } as const]]);
+      },
+    });
+    await run.handle(sqsEvent([eventRecord('read-1')]), lambdaContext());
+    down = true;
+    const response = await run.handle(sqsEvent([eventRecord('read-2')]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(beta.received.map((request) => request.headers.authorization)).toEqual(['Bearer kept', 'Bearer kept']);
+    expect(lines.filter((line) => String(line.message).includes('not read again'))).toEqual([
+      expect.objectContaining({
+        level: 'WARN',
+        message: 'credentials not read again; using the last ones read',
+        error: expect.stringContaining('ThrottlingException'),
+      }),
+    ]);
+  });
+});
+
+describe('the batch line (review: per-endpoint counts and durationMs were unchecked)', () => {
+  it('counts per endpoint, for this batch only, what was delivered, failed, retried and skipped', async () => {
+    // flaky: beta refuses the first attempt; down: beta refuses every attempt (3 by default).
+    beta.respond((request, attempt) => ({
+      status: request.eventId === 'down' || (request.eventId === 'flaky' && attempt === 1) ? 503 : 200,
+    }));
+    const { logger, metrics, lines } = captureLogs();
+    const added = vi.spyOn(metrics, 'addMetric');
+    const run = pipeline({ logger, metrics, ledger: memoryLedger() }, { CIRCUIT_BREAKER_THRESHOLD: '0' });
+    const down = eventRecord('down');
+    const before = Date.now();
+    await run.handle(sqsEvent([eventRecord('flaky'), down]), lambdaContext());
+    const elapsed = Date.now() - before;
+    // SQS hands "down" out again: the ledger says alpha has it.
+    const redelivered = { ...down, attributes: { ...down.attributes, ApproximateReceiveCount: '2' } };
+    await run.handle(sqsEvent([redelivered]), lambdaContext());
+    const batches = lines.filter((line) => line.message === 'batch processed');
+    expect(batches.map((line) => line.endpoints)).toEqual([
+      {
+        alpha: { delivered: 2, failed: 0, skipped: 0, retries: 0 },
+        beta: { delivered: 1, failed: 1, skipped: 0, retries: 3 },
+      },
+      {
+        alpha: { delivered: 0, failed: 0, skipped: 1, retries: 0 },
+        beta: { delivered: 0, failed: 1, skipped: 0, retries: 2 },
+      },
+    ]);
+    expect(batches[0]!.durationMs).toBeGreaterThanOrEqual(0);
+    expect(batches[0]!.durationMs).toBeLessThanOrEqual(elapsed);
+    const duration = added.mock.calls.find(([name]) => name === 'BatchDuration')?.[2];
+    expect(duration).toBeGreaterThanOrEqual(0);
+    expect(duration).toBeLessThanOrEqual(elapsed);
+  });
+
+  it('sorts every record of the batch into the counts on-call reads', async () => {
+    beta.respond((request) => ({ status: { first: 503, refused: 400 }[String(request.eventId)] ?? 200 }));
+    const { logger, metrics, lines } = captureLogs();
+    // The quarantine takes one invalid body and the rejected event, and refuses the other invalid body ("[]").
+    const quarantine = recordingQuarantine((item) => item.record.body !== '[]');
+    const records = [
+      eventRecord('ok'),
+      sqsRecord('nope'),
+      sqsRecord('[]'),
+      eventRecord('first', { groupId: 'g' }),
+      eventRecord('second', { groupId: 'g' }),
+      eventRecord('refused'),
+    ];
+    const response = await pipeline({ logger, metrics, quarantine }, { DELIVERY_MAX_ATTEMPTS: '1' }).handle(
+      sqsEvent(records),
+      lambdaContext(),
+    );
+    expect(failed(response)).toEqual([records[2]!, records[3]!, records[4]!].map((r) => r.messageId).sort());
+    expect(lines.filter((line) => line.message === 'batch processed')).toEqual([
+      expect.objectContaining({
+        records: 6,
+        acknowledged: 3,
+        failed: 3,
+        invalid: 2,
+        rejected: 1,
+        quarantined: 2,
+        blocked: 1,
+        routed: 3,
+        unrouted: 0,
+      }),
+    ]);
+  });
+
+  it('a 401 from an endpoint with no credential: no refresh is attempted, and the line says it has none', async () => {
+    beta.respond(() => ({ status: 401 }));
+    const { logger, metrics, lines } = captureLogs();
+    let refreshed = 0;
+    await pipeline({
+      logger,
+      metrics,
+      refreshCredential: async () => {
+        refreshed++;
+        return { kind: 'bearer', token: 'found' };
+      },
+    }).handle(sqsEvent([eventRecord('no-credentials')]), lambdaContext());
+    const errors = lines.filter((line) => line.message === 'delivery failed').map((line) => line.error);
+    expect([errors, refreshed]).toEqual([['CREDENTIALS_NONE'], 0]);
+  });
+
+  it('answers an empty batch at once: no credential read, no line, no metric', async () => {
+    const { logger, metrics, lines } = captureLogs();
+    const added = vi.spyOn(metrics, 'addMetric');
+    let reads = 0;
+    const credentials = async () => {
+      reads++;
+      return new Map();
+    };
+    const response = await pipeline({ logger, metrics, credentials }).handle(sqsEvent([]), lambdaContext());
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect([reads, lines, added.mock.calls]).toEqual([0, [], []]);
+  });
+});
+
+describe('the ledger, asked only when it can help', () => {
+  it('in the default mode a first receive is not looked up; without a ledger nothing is said about one', async () => {
+    const ledger = memoryLedger();
+    await pipeline({ ledger }).handle(sqsEvent([eventRecord('first-receive')]), lambdaContext());
+    expect(ledger.lookups).toEqual([]);
+    await ingest?.close();
+    const { logger, metrics, lines } = captureLogs();
+    const again = eventRecord('again', {
+      attributes: { ...eventRecord('x').attributes, ApproximateReceiveCount: '2' },
+    });
+    const response = await pipeline({ logger, metrics }).handle(sqsEvent([again]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(lines.filter((line) => line.level !== 'INFO' && line.level !== 'DEBUG')).toEqual([]);
+  });
+});
+
+describe('routing with some endpoints filtered and some not', () => {
+  it('sends an event only to the endpoints whose filter it matches, and to every unfiltered endpoint', async () => {
+    const config = loadConfig(
+      { DELIVERY_RETRY_BASE_MS: '5', DELIVERY_RETRY_MAX_MS: '10' },
+      {
+        document: {
+          endpoints: [
+            { name: 'alpha', url: alpha.url, filter: { type: 'com.example.refund.issued' } },
+            { name: 'beta', url: beta.url },
+          ],
+        },
+        source: 'test.yml',
+      },
+    );
+    // The ledger is asked only about the endpoints the event is routed to: beta, not the filtered-out alpha.
+    const ledger = memoryLedger();
+    const asked: (readonly string[])[] = [];
+    const lookup: Ledger['lookup'] = (keys, signal, endpointsOf) => {
+      asked.push(...keys.map((key) => endpointsOf?.(key) ?? []));
+      return ledger.lookup(keys, signal, endpointsOf);
+    };
+    ingest = createIngest(config, { ledger: { lookup, record: ledger.record } });
+    const again = { attributes: { ...eventRecord('x').attributes, ApproximateReceiveCount: '2' } };
+    const response = await ingest.handle(sqsEvent([eventRecord('order', again)]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect([alpha.received.length, beta.accepted.get('order')]).toEqual([0, 1]);
+    expect(asked).toEqual([['beta']]);
   });
 });
 

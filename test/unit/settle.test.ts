@@ -6,8 +6,22 @@ import type { ProcessedRecord } from '../../lib/batch';
 import { parseEvent, type ValidEvent } from '../../lib/event';
 import { createLedger } from '../../lib/ledger';
 import { createQuarantine, QUARANTINE_ATTRIBUTES as Q } from '../../lib/quarantine';
-import { createSettle, GROUPED_IDS_PER_LINE, type SettleCounters, type SettleDeps } from '../../lib/settle';
-import type { Backoff, DeliveryFailure, Ledger, LedgerEntry, Quarantine, RecordOutcome } from '../../lib/types';
+import {
+  createSettle,
+  GROUPED_IDS_PER_LINE,
+  quarantineInOrder,
+  type SettleCounters,
+  type SettleDeps,
+} from '../../lib/settle';
+import type {
+  Backoff,
+  BackoffItem,
+  DeliveryFailure,
+  Ledger,
+  LedgerEntry,
+  Quarantine,
+  RecordOutcome,
+} from '../../lib/types';
 import {
   closedEndpoint,
   createLedgerTable,
@@ -109,6 +123,14 @@ function heldEffects(lines: LogLine[], quarantined: (ids: string[]) => string[])
   return { calls, held, quarantine, backoff, ledger };
 }
 
+/** The backoff and the ledger both started before settle wrote any log line (and nothing else was called). */
+function expectStartedBeforeAnyLine(calls: ReturnType<typeof heldEffects>['calls']) {
+  expect(calls.map((call) => [call.effect, call.linesBefore]).sort()).toEqual([
+    ['backoff', 0],
+    ['ledger', 0],
+  ]);
+}
+
 let table: string;
 beforeAll(async () => {
   table = await createLedgerTable(dynamodb, 'settle');
@@ -162,7 +184,8 @@ describe('createSettle with local SQS and dynalite', () => {
       processed(invalid!, { kind: 'invalid', reason: 'not-json', detail: 'bad' }),
       processed(rejected!, {
         kind: 'rejected',
-        failures: [failure('beta', 'rejected', { status: 422 })],
+        // The quarantine names the endpoint that rejected it, not the first failure.
+        failures: [failure('alpha', 'transient', { status: 503 }), failure('beta', 'rejected', { status: 422 })],
         delivered: [],
       }),
       processed(failed!, {
@@ -202,7 +225,8 @@ describe('createSettle with local SQS and dynalite', () => {
     );
     expect(lines.map(logged)).toEqual([
       [invalid!.messageId, 'WARN', 'invalid record', { reason: 'not-json' }],
-      [rejected!.messageId, 'WARN', 'delivery failed', { endpoint: 'beta', status: 422, routedTo: 'beta' }],
+      [rejected!.messageId, 'WARN', 'delivery failed', { endpoint: 'alpha', status: 503, routedTo: 'alpha,beta' }],
+      [rejected!.messageId, 'WARN', 'delivery failed', { endpoint: 'beta', status: 422, routedTo: 'alpha,beta' }],
       [failed!.messageId, 'WARN', 'delivery failed', { endpoint: 'beta', status: 503, routedTo: 'alpha,beta' }],
       [blocked!.messageId, 'WARN', 'record not sent: an earlier record of its FIFO group failed', { groupId: 'g' }],
       [invalid!.messageId, 'INFO', 'record quarantined', { reason: 'not-json' }],
@@ -276,11 +300,19 @@ describe('createSettle with local SQS and dynalite', () => {
     expect(lines.filter((line) => line.messageId === refused.messageId).map((line) => line.message)).toContain(
       'record not quarantined; reported failed, it comes back later',
     );
+    expect(lines.filter((line) => line.messageId === safe.messageId).map(logged)).toEqual([
+      [safe.messageId, 'WARN', 'invalid record', { reason: 'not-json' }],
+      [safe.messageId, 'INFO', 'record quarantined', { reason: 'not-json' }],
+    ]);
   });
 
   it('reports poison failed and counts each side effect that cannot reach its service', async () => {
     const source = await createQueue(sqs, 'settle-down');
-    const [poison, failed] = await receiveAsRecords(sqs, source, [{ body: '[]' }, { body: body('down') }]);
+    const [poison, failed, blocked] = await receiveAsRecords(sqs, source, [
+      { body: '[]' },
+      { body: body('down') },
+      { body: body('down-blocked') },
+    ]);
     const down = await closedEndpoint();
     const [sqsDown, dynamoDown] = [localSqs(down), localDynamoDb(down)];
     onTestFinished(() => {
@@ -301,20 +333,43 @@ describe('createSettle with local SQS and dynalite', () => {
       [
         processed(poison!, { kind: 'invalid', reason: 'not-object', detail: 'an array' }),
         processed(failed!, { kind: 'failed', failures: [failure('beta', 'transient')], delivered: ['alpha'] }),
+        processed(blocked!, { kind: 'blocked', groupId: 'g' }),
       ],
       signal(),
       count,
     );
 
-    expect([...reported]).toEqual([poison!.messageId, failed!.messageId]);
+    expect([...reported]).toEqual([poison!.messageId, failed!.messageId, blocked!.messageId]);
     expect(count).toEqual({ ledgerErrors: 1, quarantineErrors: 1, backoffErrors: 1 });
-    expect(lines.map((line) => line.message)).toEqual(
+    // Each line says why (the SDK's error) and the ledger line how much is lost: alpha's one entry, nothing blocked.
+    const error = expect.stringMatching(/\w/);
+    expect(lines).toEqual(
       expect.arrayContaining([
-        'quarantine failed; the records stay on the queue',
-        'delivery ledger not updated; a redelivery will reach these endpoints again',
-        'visibility backoff failed; the records come back after the queue visibility timeout',
+        expect.objectContaining({ message: 'quarantine failed; the records stay on the queue', error }),
+        expect.objectContaining({
+          message: 'delivery ledger not updated; a redelivery will reach these endpoints again',
+          error,
+          entries: 1,
+        }),
+        expect.objectContaining({
+          message: 'visibility backoff failed; the records come back after the queue visibility timeout',
+          error,
+        }),
       ]),
     );
+
+    // The FIFO path's own send: the record and the rest of its group stay, and the line says which record.
+    lines.length = 0;
+    const inOrder = quarantineInOrder(logger, deps.quarantine!, signal());
+    expect(await inOrder(poison!, { kind: 'invalid', reason: 'not-object', detail: 'an array' })).toBe(false);
+    expect(lines).toEqual([
+      expect.objectContaining({
+        level: 'ERROR',
+        message: 'quarantine failed; the record and the rest of its FIFO group stay on the queue',
+        messageId: poison!.messageId,
+        error,
+      }),
+    ]);
   });
 
   it('without a quarantine, reports poison failed without calling it a quarantine error', async () => {
@@ -427,10 +482,7 @@ describe('createSettle with local SQS and dynalite', () => {
       counters(),
     );
     await drain();
-    expect(fx.calls.map((call) => [call.effect, call.linesBefore]).sort()).toEqual([
-      ['backoff', 0],
-      ['ledger', 0],
-    ]);
+    expectStartedBeforeAnyLine(fx.calls);
     expect(lines).toHaveLength(2);
     fx.held.ledger.open();
     fx.held.backoff.open();
@@ -502,6 +554,8 @@ describe('createSettle with local SQS and dynalite', () => {
         delivered: ['alpha'],
         skipped: [],
       }),
+      // A redelivery every endpoint already had: routed, not unrouted.
+      processed(sqsRecord(body('had')), { kind: 'delivered', delivered: [], skipped: ['alpha'] }),
     ];
     const reported = await createSettle({ logger, ledgerMode: 'redeliveries' })(batch, signal(), counters());
     expect(reported.size).toBe(0);
@@ -519,5 +573,122 @@ describe('createSettle with local SQS and dynalite', () => {
         eventIds: records.map((record) => (event(record) as ValidEvent).id),
       },
     ]);
+  });
+
+  it('lists at most 20 kinds and 20 event ids in the unrouted line, and counts every record', async () => {
+    const { logger, lines } = captureLogs();
+    const records = Array.from({ length: 21 }, (_, i) =>
+      sqsRecord(JSON.stringify(cloudEvent(`many-${i}`, { type: `k${i}.created`, source: 'urn:many' }))),
+    );
+    const unrouted: RecordOutcome = { kind: 'delivered', delivered: [], skipped: [] };
+    await createSettle({ logger, ledgerMode: 'redeliveries' })(
+      records.map((record) => processed(record, unrouted)),
+      signal(),
+      counters(),
+    );
+    expect(lines).toHaveLength(1);
+    expect(lines[0]!.records).toBe(21);
+    expect((lines[0]!.kinds as unknown[]).length).toBe(20);
+    expect(lines[0]!.eventIds).toEqual(records.slice(0, 20).map((_, i) => `many-${i}`));
+  });
+
+  it('writes exactly one grouped line for exactly GROUPED_IDS_PER_LINE records', async () => {
+    const { logger, lines } = captureLogs();
+    const records = Array.from({ length: GROUPED_IDS_PER_LINE }, () => sqsRecord(body(`open-${Math.random()}`)));
+    const batch = records.map((record) =>
+      processed(record, { kind: 'failed', failures: [failure('beta', 'circuit-open')], delivered: [] }),
+    );
+    await createSettle({ logger, ledgerMode: 'redeliveries' })(batch, signal(), counters());
+    expect(
+      lines.map((line) => [line.message, line.kind, line.records, String(line.messageIds).split(',').length]),
+    ).toEqual([
+      [
+        "deliveries not attempted: the endpoint's circuit breaker is open",
+        'circuit-open',
+        records.length,
+        records.length,
+      ],
+    ]);
+  });
+
+  it('with a quarantine but no poison, backs off at once with the Retry-After, and leaves idle side effects alone', async () => {
+    const { logger, lines } = captureLogs();
+    const failed = sqsRecord(body(`retry-${Math.random()}`));
+    const fx = heldEffects(lines, () => []);
+    // Local SQS does not report the visibility timeout it stores: only our own Backoff interface shows the delay asked.
+    const asked: BackoffItem[] = [];
+    const backoff: Backoff = {
+      apply: (items, s) => {
+        asked.push(...items);
+        return fx.backoff.apply(items, s);
+      },
+    };
+    const settle = createSettle({ logger, ledgerMode: 'redeliveries', ...fx, backoff });
+    const settling = settle(
+      [
+        processed(failed, {
+          kind: 'failed',
+          failures: [failure('beta', 'transient', { status: 503, retryAfterS: 30 })],
+          delivered: ['alpha'],
+          retryAfterS: 30,
+        }),
+        processed(sqsRecord(body(`fine-${Math.random()}`)), { kind: 'delivered', delivered: ['alpha'], skipped: [] }),
+      ],
+      signal(),
+      counters(),
+    );
+    await drain();
+    expectStartedBeforeAnyLine(fx.calls);
+    expect(asked).toEqual([{ record: failed, retryAfterS: 30 }]);
+    fx.held.ledger.open();
+    fx.held.backoff.open();
+    expect([...(await settling)]).toEqual([failed.messageId]);
+
+    // All delivered, nothing comes back: no quarantine, backoff or ledger call at all.
+    fx.calls.length = 0;
+    fx.held.quarantine.open();
+    const all = await settle(
+      [processed(sqsRecord(body(`all-${Math.random()}`)), { kind: 'delivered', delivered: ['alpha'], skipped: [] })],
+      signal(),
+      counters(),
+    );
+    expect(all.size).toBe(0);
+    expect(fx.calls).toEqual([]);
+  });
+
+  it('tells on-call, for each thing that happened to a refused credential, what to check', async () => {
+    const { logger, lines } = captureLogs();
+    const codes = [
+      'CREDENTIALS_NONE',
+      'CREDENTIALS_NOT_REFRESHED',
+      'CREDENTIALS_REFRESH_FAILED: Throttling',
+      'CREDENTIALS_REFUSED',
+    ];
+    const records = codes.map((code) => sqsRecord(body(`hint-${code}`)));
+    await createSettle({ logger, ledgerMode: 'redeliveries' })(
+      records.map((record, i) =>
+        processed(record, {
+          kind: 'failed',
+          failures: [failure('beta', 'unauthorized', { status: 401, error: codes[i]! })],
+          delivered: [],
+        }),
+      ),
+      signal(),
+      counters(),
+    );
+    const check =
+      "check the endpoint's entry in ENDPOINT_CREDENTIALS (or its auth/signing in the endpoints file) and the value " +
+      'stored for it; the record comes back with backoff';
+    expect(lines.map((line) => line.hint)).toEqual([
+      'credentials were refused (401/403) and the endpoint has none: add its entry to ENDPOINT_CREDENTIALS, or auth ' +
+        'to its entry in the endpoints file',
+      `credentials were refused (401/403); read again less than 30 s ago, the store holds the refused value: ${check}`,
+      `credentials were refused (401/403) and reading them again failed (see error): ${check}`,
+      `credentials were refused (401/403) even after reading them again: ${check}`,
+    ]);
+    // Each line carries the event's identity, so "where is event X" finds it.
+    expect(lines.map((line) => [line.eventId, line.eventSource, line.eventType])).toEqual(
+      codes.map((code) => [`hint-${code}`, 'urn:test:orders', 'com.example.order.created']),
+    );
   });
 });
