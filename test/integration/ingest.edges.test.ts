@@ -1,15 +1,15 @@
+import { SSMClient } from '@aws-sdk/client-ssm';
 import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { HTTP_4XX } from '../../lib/endpoint';
-import { SSMClient } from '@aws-sdk/client-ssm';
 import { createSecretSource } from '../../lib/credentials';
+import { HTTP_4XX } from '../../lib/endpoint';
 import { createIngest, type Ingest, type IngestDeps, loadConfig, secretRefs } from '../../lib/index';
 import { GROUPED_IDS_PER_LINE, settleReserveMs } from '../../lib/ingest';
 import type { BackoffItem, Ledger, LedgerEntry, QuarantineItem } from '../../lib/types';
-import { TestEndpoint } from '../support/endpoints';
-import { cloudEvent, eventRecord, lambdaContext, sqsEvent, sqsRecord } from '../support/events';
 import { LOCAL_AWS } from '../support/aws';
 import { startCredentialStores } from '../support/credential-stores';
+import { TestEndpoint } from '../support/endpoints';
+import { cloudEvent, eventRecord, lambdaContext, sqsEvent, sqsRecord } from '../support/events';
 import { captureLogs } from '../support/logs';
 import { eventHistoryMatches } from '../support/telemetry-check';
 
