@@ -1,9 +1,13 @@
+import { SSMClient } from '@aws-sdk/client-ssm';
 import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createSecretSource } from '../../lib/credentials';
 import { HTTP_4XX } from '../../lib/endpoint';
-import { createIngest, type Ingest, type IngestDeps, loadConfig } from '../../lib/index';
+import { createIngest, type Ingest, type IngestDeps, loadConfig, secretRefs } from '../../lib/index';
 import { GROUPED_IDS_PER_LINE, settleReserveMs } from '../../lib/ingest';
 import type { BackoffItem, Ledger, LedgerEntry, QuarantineItem } from '../../lib/types';
+import { LOCAL_AWS } from '../support/aws';
+import { startCredentialStores } from '../support/credential-stores';
 import { TestEndpoint } from '../support/endpoints';
 import { cloudEvent, eventRecord, lambdaContext, sqsEvent, sqsRecord } from '../support/events';
 import { captureLogs } from '../support/logs';
@@ -626,5 +630,67 @@ describe('settleReserveMs (issue 9, defect 12: the docs say margin/2)', () => {
     expect(settleReserveMs(2500)).toBe(1250);
     expect(settleReserveMs(500)).toBe(250);
     expect(settleReserveMs(60_001)).toBe(30_000);
+  });
+});
+
+describe("an endpoints file's secret rotated in SSM: read again once after a 401, then the retry", () => {
+  // The endpoint accepts only the token now in the store; the function still holds the one it read before.
+  async function rotatedPipeline(accepted: string) {
+    const parameters: Record<string, string> = { '/alpha/token': 'old' };
+    const stores = await startCredentialStores(parameters, {});
+    const document = {
+      endpoints: [{ name: 'alpha', url: alpha.url, auth: { kind: 'bearer', token: { ssm: '/alpha/token' } } }],
+    };
+    const config = loadConfig(
+      { DELIVERY_RETRY_BASE_MS: '5', DELIVERY_RETRY_MAX_MS: '10' },
+      { document, source: 'test.yml' },
+    );
+    const ssmClient = new SSMClient({ ...LOCAL_AWS, endpoint: stores.url, maxAttempts: 1 });
+    const secrets = createSecretSource(secretRefs(config.endpoints), { ssmClient });
+    await secrets();
+    parameters['/alpha/token'] = 'new';
+    alpha.respond((request) => ({ status: request.headers.authorization === `Bearer ${accepted}` ? 200 : 401 }));
+    const { logger, metrics, lines } = captureLogs();
+    const quarantine = recordingQuarantine();
+    const backoff = recordingBackoff();
+    ingest = createIngest(config, { logger, metrics, quarantine, backoff, secrets, refreshSecrets: secrets.refresh });
+    return { ingest, stores, lines, quarantine, backoff };
+  }
+
+  it('the retry with the new secret is accepted: record acknowledged', async () => {
+    const { ingest, stores, quarantine } = await rotatedPipeline('new');
+    try {
+      const records = [eventRecord('rotated-1'), eventRecord('rotated-2')];
+      const response = await ingest.handle(sqsEvent(records), lambdaContext());
+      expect(failed(response)).toEqual([]);
+      expect(quarantine.sent).toEqual([]);
+      const tokens = alpha.received.map((request) => request.headers.authorization);
+      expect(tokens.filter((token) => token === 'Bearer old').length).toBeGreaterThanOrEqual(1);
+      expect(tokens.filter((token) => token === 'Bearer new')).toHaveLength(2);
+    } finally {
+      await stores.close();
+    }
+  });
+
+  it('still refused with the new secret: failed with backoff, not quarantined, and the credentials log line', async () => {
+    const { ingest, stores, lines, quarantine, backoff } = await rotatedPipeline('newer');
+    try {
+      const record = eventRecord('still-refused');
+      const response = await ingest.handle(sqsEvent([record]), lambdaContext());
+      expect(failed(response)).toEqual([record.messageId]);
+      expect(quarantine.sent).toEqual([]);
+      expect(backoff.items.map((item) => item.record.messageId)).toEqual([record.messageId]);
+      expect(alpha.received.map((request) => request.headers.authorization)).toEqual(['Bearer old', 'Bearer new']);
+      const line = lines.find((candidate) => candidate.message === 'delivery failed');
+      expect(line).toMatchObject({
+        endpoint: 'alpha',
+        kind: 'unauthorized',
+        status: 401,
+        error: 'CREDENTIALS_REFUSED',
+      });
+      expect(String(line?.hint)).toContain('credentials were refused');
+    } finally {
+      await stores.close();
+    }
   });
 });
