@@ -4,12 +4,16 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
-import { launch, type Running, waitForOutput } from '../support/processes';
+import { launch, type Running, stillRunning, waitForOutput } from '../support/processes';
 
 // The commands as a user runs them (`npm start`, `npm run send`, `npm run demo` are these tsx scripts).
 const logs = mkdtempSync(join(tmpdir(), 'ingest-local-'));
 
-afterAll(() => rmSync(logs, { recursive: true, force: true }));
+afterAll(() => {
+  rmSync(logs, { recursive: true, force: true });
+  // Every process a test started has ended with it (on a shared machine, leftovers pile up).
+  expect(stillRunning()).toEqual([]);
+});
 
 /** A user's shell: the suite's quiet Powertools settings removed, so the local stack's own defaults apply. */
 function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {

@@ -18,6 +18,20 @@ export interface Running {
  * Runs a TypeScript script as its npm script does (node with tsx's loader) in its own process group; when the test
  * ends (passed, failed or timed out) whatever is left of the group is killed by its id, so no process outlives it.
  */
+const launched: number[] = [];
+
+/** Process groups started by `launch` that still have a live member: none once their tests have ended. */
+export function stillRunning(): number[] {
+  return launched.filter((pgid) => {
+    try {
+      process.kill(-pgid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
 export function launch(script: string, args: string[], env: NodeJS.ProcessEnv, cwd = ROOT): Running {
   const child = spawn(process.execPath, ['--import', TSX_LOADER, join(ROOT, script), ...args], {
     cwd,
@@ -25,17 +39,17 @@ export function launch(script: string, args: string[], env: NodeJS.ProcessEnv, c
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
-  let exitedYet = false;
-  child.on('exit', () => {
-    exitedYet = true;
-  });
-  onTestFinished(() => {
-    if (exitedYet || child.pid === undefined) return;
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  if (child.pid !== undefined) launched.push(child.pid);
+  onTestFinished(async () => {
+    if (child.pid === undefined) return;
     try {
+      // The whole group: a wrapper's children too (killing only the tsx CLI left its node child running).
       process.kill(-child.pid, 'SIGKILL');
     } catch {
       // The group is already gone.
     }
+    await exited;
   });
   let output = '';
   const append = (chunk: Buffer) => {
@@ -43,7 +57,6 @@ export function launch(script: string, args: string[], env: NodeJS.ProcessEnv, c
   };
   child.stdout?.on('data', append);
   child.stderr?.on('data', append);
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, output: () => output, exited };
 }
 
