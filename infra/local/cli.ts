@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 /** A command-line flag is missing or malformed; the message names the flag and what it accepts. */
@@ -51,6 +52,15 @@ export function rateFlag(values: Record<string, string | boolean | undefined>, n
 export function stringFlag(values: Record<string, string | boolean | undefined>, name: string): string | undefined {
   const raw = values[name];
   return typeof raw === 'string' && raw !== '' ? raw : undefined;
+}
+
+/**
+ * A file named on the command line, as an absolute path: relative to the folder npm was run from (INIT_CWD; npm runs
+ * scripts from the repository root), else to the current folder.
+ */
+export function pathFlag(values: Record<string, string | boolean | undefined>, name: string): string | undefined {
+  const raw = stringFlag(values, name);
+  return raw === undefined ? undefined : resolve(process.env.INIT_CWD || process.cwd(), raw);
 }
 
 /** The SQS port of `npm start` and `npm run send`: LOCAL_SQS_PORT, else 9324. */

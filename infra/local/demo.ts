@@ -1,4 +1,4 @@
-import { intFlag, parseFlags, rateFlag, runCommand, stringFlag, UsageError } from './cli';
+import { intFlag, parseFlags, pathFlag, rateFlag, runCommand, UsageError } from './cli';
 import type { FaultKind } from './demo-endpoints';
 import { DrainWatch } from './drain';
 import { interleave, malformedMessages, newRunId, sendMessages, validMessages } from './events';
@@ -46,9 +46,9 @@ async function demo(argv: string[]): Promise<number> {
   const faultRate = rateFlag(flags, 'fault-rate', 0.2);
   const timeLimitS = intFlag(flags, 'time-limit', 240, 1, 86_400);
   const concurrency = intFlag(flags, 'concurrency', 4, 1, 1000);
-  const logFile = stringFlag(flags, 'log') ?? '.local/demo-handler.log';
-  const endpointsFile = stringFlag(flags, 'endpoints');
-  const secretsFile = stringFlag(flags, 'secrets');
+  const logFile = pathFlag(flags, 'log') ?? '.local/demo-handler.log';
+  const endpointsFile = pathFlag(flags, 'endpoints');
+  const secretsFile = pathFlag(flags, 'secrets');
   if (secretsFile && !endpointsFile) throw new UsageError('--secrets goes with --endpoints FILE');
   const userEndpoints = endpointsFile ? undefined : process.env.ENDPOINTS?.trim() || undefined;
 

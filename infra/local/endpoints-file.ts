@@ -25,9 +25,15 @@ export interface LocalEndpoints {
 
 function readSecretValues(path: string | undefined): SecretValues {
   if (!path) return { ssm: {}, secretsmanager: {} };
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new UsageError(`--secrets ${path}: cannot read it (${(error as Error).message})`);
+  }
   let parsed: unknown;
   try {
-    parsed = parse(readFileSync(path, 'utf8'));
+    parsed = parse(text);
   } catch (error) {
     throw new UsageError(`--secrets ${path}: cannot read it as YAML or JSON (${(error as Error).message})`);
   }

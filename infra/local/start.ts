@@ -1,5 +1,5 @@
 import { relative } from 'node:path';
-import { intFlag, localSqsPort, parseFlags, rateFlag, runCommand, stringFlag, UsageError } from './cli';
+import { intFlag, localSqsPort, parseFlags, pathFlag, rateFlag, runCommand, UsageError } from './cli';
 import { HandlerOutput } from './handler-output';
 import { DEFAULT_SQS_PORT } from './sqs-server';
 import { LOCAL_FUNCTION_TIMEOUT_MS, LOCAL_HANDLER_DEFAULTS, startLocalStack } from './stack';
@@ -50,12 +50,12 @@ async function start(argv: string[]): Promise<number> {
   const functionTimeoutMs = intFlag(flags, 'timeout', LOCAL_FUNCTION_TIMEOUT_MS, 100, 900_000);
   const faultRate = rateFlag(flags, 'fault-rate', 0);
   const tty = process.stdout.isTTY === true;
-  const logFile = stringFlag(flags, 'log') ?? (tty ? '.local/handler.log' : undefined);
+  const logFile = pathFlag(flags, 'log') ?? (tty ? '.local/handler.log' : undefined);
 
   const output = new HandlerOutput({ destination: logFile ?? 'terminal' });
   output.install();
-  const endpointsFile = stringFlag(flags, 'endpoints');
-  const secretsFile = stringFlag(flags, 'secrets');
+  const endpointsFile = pathFlag(flags, 'endpoints');
+  const secretsFile = pathFlag(flags, 'secrets');
   if (secretsFile && !endpointsFile) throw new UsageError('--secrets goes with --endpoints FILE');
   const userEndpoints = endpointsFile ? undefined : process.env.ENDPOINTS?.trim() || undefined;
   const stack = await startLocalStack({

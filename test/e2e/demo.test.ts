@@ -93,6 +93,23 @@ describe('local commands', () => {
     expect(out).toContain('3 valid event(s) dead-lettered: 3 out-of-receives');
   }, 90_000);
 
+  it('relative --event, --endpoints and --secrets are files of the folder npm was run from (INIT_CWD)', async () => {
+    // npm runs every script from the repository root and says where the user was in INIT_CWD.
+    const here = mkdtempSync(join(logs, 'here-'));
+    writeFileSync(
+      join(here, 'batch.json'),
+      JSON.stringify([{ specversion: '1.0', id: 'p-1', source: 'urn:p', type: 't' }]),
+    );
+    writeFileSync(join(here, 'mine.yml'), 'endpoints:\n  - name: theirs\n    url: https://theirs.example.com/in\n');
+    const invoke = run('invoke.ts', ['--event', 'batch.json'], userEnv({ INIT_CWD: here }));
+    expect(await invoke.exited).toBe(0);
+    expect(invoke.output()).toContain('"batchItemFailures": []');
+    const demo = run('demo.ts', ['--endpoints', 'mine.yml', '--secrets', 'nope.yml'], userEnv({ INIT_CWD: here }));
+    expect(await demo.exited).toBe(2);
+    // Where it looked, in full.
+    expect(demo.output()).toContain(`--secrets ${join(here, 'nope.yml')}: cannot read it (ENOENT`);
+  }, 60_000);
+
   it('npm run demo: exits 1 when it cannot drain within the time limit', async () => {
     // Nothing listens on port 9: no event can ever be delivered.
     const demo = run(
