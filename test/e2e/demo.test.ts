@@ -9,10 +9,10 @@ import { launch, type Running, stillRunning, waitForOutput } from '../support/pr
 // The commands as a user runs them (`npm start`, `npm run send`, `npm run demo` are these tsx scripts).
 const logs = mkdtempSync(join(tmpdir(), 'ingest-local-'));
 
-afterAll(() => {
+afterAll(async () => {
   rmSync(logs, { recursive: true, force: true });
   // Every process a test started has ended with it (on a shared machine, leftovers pile up).
-  expect(stillRunning()).toEqual([]);
+  expect(await stillRunning()).toEqual([]);
 });
 
 /** A user's shell: the suite's quiet Powertools settings removed, so the local stack's own defaults apply. */
@@ -108,6 +108,18 @@ describe('local commands', () => {
     expect(await demo.exited).toBe(2);
     // Where it looked, in full.
     expect(demo.output()).toContain(`--secrets ${join(here, 'nope.yml')}: cannot read it (ENOENT`);
+  }, 60_000);
+
+  it('a misspelt key in the --secrets file is refused, naming the valid ones, not replaced by a generated secret', async () => {
+    const here = mkdtempSync(join(logs, 'secrets-'));
+    writeFileSync(join(here, 'mine.yml'), 'endpoints:\n  - name: theirs\n    url: https://theirs.example.com/in\n');
+    writeFileSync(join(here, 'secrets.yml'), 'secretmanager:\n  ingest/x: do-not-echo-me\n');
+    const demo = run('demo.ts', ['--endpoints', 'mine.yml', '--secrets', 'secrets.yml'], userEnv({ INIT_CWD: here }));
+    expect(await demo.exited).toBe(2);
+    expect(demo.output()).toContain(
+      `--secrets ${join(here, 'secrets.yml')}: unknown key 'secretmanager': expected only 'ssm:' and 'secretsmanager:'`,
+    );
+    expect(demo.output()).not.toContain('do-not-echo-me');
   }, 60_000);
 
   it('npm run demo: exits 1 when it cannot drain within the time limit', async () => {

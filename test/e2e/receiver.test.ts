@@ -11,10 +11,10 @@ import { launch, type Running, stillRunning, waitForOutput } from '../support/pr
 
 // The "deliver to your own endpoint" recipe of docs/local.md, as a user runs it.
 const logs = mkdtempSync(join(tmpdir(), 'ingest-receiver-'));
-afterAll(() => {
+afterAll(async () => {
   rmSync(logs, { recursive: true, force: true });
   // Every process a test started has ended with it (on a shared machine, leftovers pile up).
-  expect(stillRunning()).toEqual([]);
+  expect(await stillRunning()).toEqual([]);
 });
 
 const RECEIVER = 'infra/examples/receiver.ts';

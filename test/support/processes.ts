@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { onTestFinished } from 'vitest';
@@ -20,16 +21,34 @@ export interface Running {
  */
 const launched: number[] = [];
 
-/** Process groups started by `launch` that still have a live member: none once their tests have ended. */
-export function stillRunning(): number[] {
-  return launched.filter((pgid) => {
+/** Members of a process group that are alive (not zombies waiting to be reaped), from /proc. */
+function liveMembers(pgid: number): number[] {
+  const live: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
     try {
-      process.kill(-pgid, 0);
-      return true;
+      // /proc/<pid>/stat: "pid (comm) state ppid pgrp ..."; comm may hold spaces, so read after its ')'.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(pgrp) === pgid && state !== 'Z') live.push(Number(entry));
     } catch {
-      return false;
+      // Gone while reading.
     }
-  });
+  }
+  return live;
+}
+
+/**
+ * Process groups started by `launch` that still have a live member once their tests have ended (a killed process
+ * takes a moment to go: it is looked for until then, at most 5 s).
+ */
+export async function stillRunning(): Promise<number[]> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const left = launched.filter((pgid) => liveMembers(pgid).length > 0);
+    if (left.length === 0 || Date.now() > deadline) return left;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 export function launch(script: string, args: string[], env: NodeJS.ProcessEnv, cwd = ROOT): Running {
