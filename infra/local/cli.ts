@@ -74,6 +74,29 @@ export function localSqsPort(env: Record<string, string | undefined>, fallback: 
   return port;
 }
 
+/**
+ * Ctrl-C (SIGINT) and SIGTERM: the first calls `stop`; another one a second or more later exits at once with 130.
+ * tsx relays the terminal's Ctrl-C to the script a second time when it is slow to confirm: within a second, it is the
+ * same Ctrl-C.
+ */
+export function onInterrupt(
+  stop: () => void,
+  write: (text: string) => void = (text) => process.stderr.write(text),
+): void {
+  let stoppingSince = 0;
+  const onSignal = () => {
+    if (stoppingSince > 0) {
+      if (Date.now() - stoppingSince < 1000) return;
+      write('\nforced exit\n');
+      process.exit(130);
+    }
+    stoppingSince = Date.now();
+    stop();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
 /** Runs a command: usage errors print the usage and exit 2; other errors print their message and exit 1. */
 export function runCommand(usage: string, command: () => Promise<number>): void {
   command().then(

@@ -1,4 +1,4 @@
-import { intFlag, parseFlags, pathFlag, rateFlag, runCommand, UsageError } from './cli';
+import { intFlag, onInterrupt, parseFlags, pathFlag, rateFlag, runCommand, UsageError } from './cli';
 import type { FaultKind } from './demo-endpoints';
 import { DrainWatch } from './drain';
 import { interleave, malformedMessages, newRunId, sendMessages, validMessages } from './events';
@@ -76,13 +76,17 @@ async function demo(argv: string[]): Promise<number> {
     );
     const run = newRunId();
     const messages = interleave(validMessages(events, run), malformedMessages(invalid, run));
-    await sendMessages(stack.sqs.client, stack.sqs.queue.url, messages);
-    console.log(`sent ${events} valid + ${invalid} malformed messages (run ${run})`);
+    const interrupt = new AbortController();
+    onInterrupt(() => interrupt.abort());
+    const sent = await sendMessages(stack.sqs.client, stack.sqs.queue.url, messages, { signal: interrupt.signal });
+    if (sent < messages.length) console.log(`sent ${sent} of ${messages.length} messages before Ctrl-C (run ${run})`);
+    else console.log(`sent ${events} valid + ${invalid} malformed messages (run ${run}; Ctrl-C stops with a summary)`);
 
     let lastPrinted = 0;
-    const report = await new DrainWatch(stack, messages).waitUntilDrained({
+    const report = await new DrainWatch(stack, messages.slice(0, sent)).waitUntilDrained({
       timeoutMs: timeLimitS * 1000,
       intervalMs: 250,
+      signal: interrupt.signal,
       onTick: (progress) => {
         if (tty) output.write(`\r\x1b[2K${progressLine(progress)}`);
         else if (progress.elapsedMs - lastPrinted >= 5000) {
@@ -98,6 +102,12 @@ async function demo(argv: string[]): Promise<number> {
       for (const kind of Object.keys(faults) as FaultKind[]) faults[kind] += endpoint.stats.faults[kind];
     }
     console.log(summaryLines(report, { ...(stack.demo ? { faults } : {}), handler: output.telemetry }).join('\n'));
+    if (interrupt.signal.aborted) {
+      console.log(
+        `interrupted (Ctrl-C) after sending ${sent} of ${messages.length} message(s): the summary above is partial`,
+      );
+      return 130;
+    }
     if (!report.drained)
       console.log(`could not drain within ${timeLimitS} s: see ${logFile} for the handler's failures`);
     return report.drained && report.lost === 0 ? 0 : 1;

@@ -1,5 +1,5 @@
 import { SingleBar } from 'cli-progress';
-import { intFlag, parseFlags, runCommand, seconds, stringFlag } from './cli';
+import { intFlag, onInterrupt, parseFlags, runCommand, seconds, stringFlag } from './cli';
 import { interleave, malformedMessages, newRunId, sendMessages, validMessages } from './events';
 import { explainUnreachable, localQueueUrl, sqsClientFor } from './queue-address';
 import { DEFAULT_QUEUE_NAME, DEFAULT_SQS_PORT, LOCAL_ACCOUNT_ID } from './sqs-server';
@@ -37,15 +37,27 @@ async function send(argv: string[]): Promise<number> {
     messages.length >= 500 && process.stderr.isTTY
       ? new SingleBar({ format: 'sending [{bar}] {value}/{total} messages · {eta}s left', hideCursor: true })
       : undefined;
+  const interrupt = new AbortController();
+  onInterrupt(() => interrupt.abort());
+  if (!bar)
+    console.log(`sending ${messages.length} message(s) to ${queueUrl} (Ctrl-C stops and says how many were sent)`);
   bar?.start(messages.length, 0);
   const started = Date.now();
+  let sent: number;
   try {
-    await sendMessages(client, queueUrl, messages, { parallel, onProgress: (sent) => bar?.update(sent) });
+    const onProgress = (n: number) => bar?.update(n);
+    sent = await sendMessages(client, queueUrl, messages, { parallel, onProgress, signal: interrupt.signal });
   } catch (error) {
     throw explainUnreachable(error, queueUrl, '--queue-url');
   } finally {
     bar?.stop();
     client.destroy();
+  }
+  if (interrupt.signal.aborted) {
+    console.log(
+      `interrupted: sent ${sent} of ${messages.length} message(s) (valid and malformed mixed, run ${run}) to ${queueUrl} in ${seconds(Date.now() - started)}`,
+    );
+    return 130;
   }
   const ids = count === 0 ? '' : ` · event ids ${run}-0 … ${run}-${count - 1}, source urn:ingest-fanout:local-demo`;
   console.log(

@@ -1,9 +1,9 @@
 import { relative } from 'node:path';
-import { intFlag, localSqsPort, parseFlags, pathFlag, rateFlag, runCommand, UsageError } from './cli';
+import { intFlag, localSqsPort, onInterrupt, parseFlags, pathFlag, rateFlag, runCommand, UsageError } from './cli';
 import { HandlerOutput } from './handler-output';
 import { DEFAULT_SQS_PORT } from './sqs-server';
 import { LOCAL_FUNCTION_TIMEOUT_MS, LOCAL_HANDLER_DEFAULTS, startLocalStack } from './stack';
-import { formatLine, StatusDisplay } from './status';
+import { formatLine, StatusDisplay, type StatusSnapshot } from './status';
 
 const USAGE = `Usage: npm start [-- options]
 
@@ -25,6 +25,19 @@ three demo endpoints (or the ENDPOINTS you set), and the real handler behind an 
                     stdout otherwise)
 
 Then, in a second terminal: npm run send -- --count 100`;
+
+/** What the run did, and what the in-memory queues drop as it ends. */
+function stoppedLine(s: StatusSnapshot): string {
+  const q = s.queue.depth;
+  const d = s.dlq.depth;
+  const queued = q.visible + q.inFlight + q.delayed;
+  const dlq = d.visible + d.inFlight + d.delayed;
+  const dropped = queued + dlq > 0 ? ' (the queues were in memory: those messages are gone)' : '';
+  return (
+    `stopped after ${Math.round(s.uptimeMs / 1000)} s: ${s.mapping.received} received · ${s.mapping.acknowledged} acknowledged · ` +
+    `${dlq} in the DLQ · ${queued} still queued (${q.visible} visible, ${q.inFlight} in flight, ${q.delayed} delayed)${dropped}`
+  );
+}
 
 async function start(argv: string[]): Promise<number> {
   const flags = parseFlags(argv, {
@@ -102,32 +115,21 @@ async function start(argv: string[]): Promise<number> {
   const display = new StatusDisplay({ write: (text) => output.write(text), tty });
   display.start(() => stack.snapshot(output.telemetry));
 
-  const stopped = new Promise<void>((resolve) => {
-    let stoppingSince = 0;
-    const onSignal = () => {
-      // tsx relays the terminal's Ctrl-C to this process a second time when it is slow to confirm: within a
-      // second, it is the same Ctrl-C.
-      if (stoppingSince > 0) {
-        if (Date.now() - stoppingSince < 1000) return;
-        output.write('\nforced exit\n');
-        process.exit(130);
-      }
-      stoppingSince = Date.now();
+  const stopped = new Promise<void>((resolve) =>
+    onInterrupt(() => {
       display.stop();
       output.write(
         `\nstopping: waiting for running invocations (up to ${functionTimeoutMs} ms); Ctrl-C again to force\n`,
       );
       resolve();
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
+    }, output.write.bind(output)),
+  );
   await stopped;
   const last = await stack.snapshot(output.telemetry);
   await stack.stop();
   await output.uninstall();
   console.log(formatLine(last));
-  console.log('stopped');
+  console.log(stoppedLine(last));
   return 0;
 }
 

@@ -3,7 +3,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
+import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { afterAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { launch, type Running, stillRunning, waitForOutput } from '../support/processes';
 
 // The commands as a user runs them (`npm start`, `npm run send`, `npm run demo` are these tsx scripts).
@@ -152,10 +153,48 @@ describe('local commands', () => {
       expect(await start.exited).toBe(0);
       expect(start.output()).toContain('stopping: waiting for running invocations');
       expect(start.output()).toMatch(/dlq=3 .*quarantined=3/);
-      expect(start.output()).toContain('stopped');
+      expect(start.output()).toMatch(
+        /stopped after \d+ s: \d+ received · \d+ acknowledged · 3 in the DLQ · 0 still queued/,
+      );
     } finally {
       start.child.kill('SIGKILL');
     }
+  }, 60_000);
+
+  it('Ctrl-C in npm run send stops sending and says how many messages SQS took', async () => {
+    const sqs = new SQSClient({
+      endpoint: inject('sqsEndpoint'),
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    });
+    onTestFinished(() => sqs.destroy());
+    const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: `interrupted-send-${Date.now()}` }));
+    const send = run('send.ts', ['--queue-url', QueueUrl!, '--count', '100000'], userEnv());
+    await waitForOutput(send, /sending 100000 message\(s\)/);
+    send.child.kill('SIGINT');
+    expect(await send.exited).toBe(130);
+    const sent = Number(send.output().match(/interrupted: sent (\d+) of 100000 message\(s\)/)?.[1]);
+    const { Attributes } = await sqs.send(
+      new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }),
+    );
+    expect(Number(Attributes?.ApproximateNumberOfMessages)).toBe(sent);
+    expect(sent).toBeLessThan(100000);
+  }, 60_000);
+
+  it('Ctrl-C in npm run demo prints the partial summary', async () => {
+    const demo = run(
+      'demo.ts',
+      ['--events', '5', '--invalid', '1', '--log', join(logs, 'interrupted.log')],
+      userEnv({ ENDPOINTS: `nowhere=http://127.0.0.1:${CLOSED_PORT}/events` }),
+    );
+    await waitForOutput(demo, /sent 5 valid \+ 1 malformed messages/);
+    demo.child.kill('SIGINT');
+    expect(await demo.exited).toBe(130);
+    expect(demo.output()).toContain('NOT drained');
+    expect(demo.output()).toMatch(/sent {10}5 valid CloudEvents \+ 1 malformed messages/);
+    expect(demo.output()).toContain(
+      'interrupted (Ctrl-C) after sending 6 of 6 message(s): the summary above is partial',
+    );
   }, 60_000);
 
   it('npm run send explains what to do when no local stack is running', async () => {
