@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -5,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, describe, expect, inject, it, onTestFinished } from 'vitest';
+import { envWithoutAws } from '../support/cli';
 import { launch, type Running, stillRunning, waitForOutput } from '../support/processes';
 
 // The commands as a user runs them (`npm start`, `npm run send`, `npm run demo` are these tsx scripts).
@@ -159,6 +161,37 @@ describe('local commands', () => {
     } finally {
       start.child.kill('SIGKILL');
     }
+  }, 60_000);
+
+  it('one hand-written event into a running npm start: send --body, send --file, and aws sqs send-message', async () => {
+    const start = run('start.ts', ['--port', '0', '--log', join(logs, 'own.log')], userEnv());
+    await waitForOutput(start, /Send events from another terminal/);
+    const port = (await waitForOutput(start, /SQS {8}http:\/\/127\.0\.0\.1:(\d+)/))[1]!;
+    const here = mkdtempSync(join(logs, 'own-'));
+    const own = (id: string) =>
+      JSON.stringify({ specversion: '1.0', id, source: 'urn:example:me', type: 'com.example.test' });
+    writeFileSync(join(here, 'event.json'), own('mine-2'));
+    const env = userEnv({ LOCAL_SQS_PORT: port, INIT_CWD: here });
+    const byBody = run('send.ts', ['--body', own('mine-1')], env);
+    expect(await byBody.exited).toBe(0);
+    expect(byBody.output()).toMatch(/sent 1 message \(message id \S+, \d+ characters\)/);
+    const byFile = run('send.ts', ['--file', 'event.json'], env);
+    expect(await byFile.exited).toBe(0);
+    // docs/local.md shows the aws CLI form too, for those who have it; run it where it is installed.
+    const aws = spawnSync('aws', ['--version']).status === 0;
+    if (aws) {
+      const queue = `http://127.0.0.1:${port}/123456789012/ingest-events`;
+      const args = ['sqs', 'send-message', '--region', 'us-east-1', '--endpoint-url', `http://127.0.0.1:${port}`];
+      const sent = spawnSync('aws', [...args, '--queue-url', queue, '--message-body', 'file://event.json'], {
+        cwd: here,
+        env: { ...envWithoutAws(), AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local' },
+        encoding: 'utf8',
+      });
+      expect(sent.status, sent.stderr).toBe(0);
+    }
+    const total = aws ? 3 : 2;
+    // The same event (mine-2) twice is two messages, one event to the endpoints.
+    await waitForOutput(start, new RegExp(`acknowledged=${total} .*analytics=2\\(\\+${total - 2}dup\\)`));
   }, 60_000);
 
   it('Ctrl-C in npm run send stops sending and says how many messages SQS took', async () => {
