@@ -273,6 +273,31 @@ describe('every command in the docs is run', () => {
   });
 });
 
+describe('messages quoted in docs/troubleshooting.md', () => {
+  // Printed by tools of others, not by this project's code.
+  const OTHERS = ['Could not download the Serverless Framework binary'];
+
+  function sourceText(dir: string): string {
+    return readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' })
+      .filter((name) => /\.(ts|js|cjs)$/.test(name))
+      .map((name) => text(join(dir, name)))
+      .join('\n');
+  }
+
+  it('are still printed by the code (the literal parts between <placeholders> and …)', () => {
+    const source = ['lib', 'infra', 'functions'].map(sourceText).join('\n');
+    const stale: string[] = [];
+    for (const [, quoted] of text('docs/troubleshooting.md').matchAll(/^\| `([^`]+)`/gm)) {
+      const parts = quoted!
+        .split(/<[^>]*>|…|\bN\b/)
+        .map((part) => part.replace(/^[\s'":]+|[\s'":]+$/g, ''))
+        .filter((part) => part.length >= 12 && !OTHERS.includes(part));
+      for (const part of parts) if (!source.includes(part)) stale.push(`${quoted}: '${part}'`);
+    }
+    expect(stale).toEqual([]);
+  });
+});
+
 describe("the deploy guide's first check", () => {
   it('packages the prod stage once its params block is written as docs/deploy.md says', async () => {
     const guide = text('docs/deploy.md');
