@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -49,6 +49,8 @@ async function refusingEndpoint(status: number): Promise<string> {
 
 describe('local commands', () => {
   it('npm run demo: drains flaky endpoints, prints the summary and exits 0', async () => {
+    // The log of an earlier run: each run starts the file afresh.
+    writeFileSync(join(logs, 'demo.log'), '{"message":"an earlier run"}\n');
     const demo = run(
       'demo.ts',
       ['--events', '60', '--invalid', '5', '--fault-rate', '0.2', '--log', join(logs, 'demo.log')],
@@ -59,6 +61,9 @@ describe('local commands', () => {
     expect(out).toContain('delivered     analytics 60/60 · audit 60/60 · search 60/60');
     expect(out).toMatch(/dead-letter {3}5\/5 malformed \(5 quarantined by the handler, 0 redriven by SQS\) · 0 valid/);
     expect(out).toMatch(/lost {10}0/);
+    const log = readFileSync(join(logs, 'demo.log'), 'utf8');
+    expect(log).not.toContain('an earlier run');
+    expect(log).toContain('"message":"batch processed"');
   }, 60_000);
 
   it('npm run demo --endpoints FILE: exits 1 and says why when its own endpoint refuses every event', async () => {
