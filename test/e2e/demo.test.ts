@@ -130,6 +130,15 @@ describe('local commands', () => {
     expect(demo.output()).not.toContain('do-not-echo-me');
   }, 60_000);
 
+  it("ENDPOINTS and --endpoints FILE both set: refused, naming the user's file", async () => {
+    const here = mkdtempSync(join(logs, 'both-'));
+    writeFileSync(join(here, 'mine.yml'), 'endpoints:\n  - name: theirs\n    url: https://theirs.example.com/in\n');
+    const env = userEnv({ INIT_CWD: here, ENDPOINTS: 'x=https://x.example.com/in' });
+    const demo = run('demo.ts', ['--endpoints', 'mine.yml', '--events', '1', '--invalid', '0'], env);
+    expect(await demo.exited).toBe(2);
+    expect(demo.output()).toContain(`ENDPOINTS is set and so is --endpoints ${join(here, 'mine.yml')}: keep one list`);
+  }, 60_000);
+
   it('npm run demo: exits 1 when it cannot drain within the time limit', async () => {
     // Nothing listens on port 9: no event can ever be delivered.
     const demo = run(
