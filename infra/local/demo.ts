@@ -3,7 +3,7 @@ import type { FaultKind } from './demo-endpoints';
 import { DrainWatch } from './drain';
 import { interleave, malformedMessages, newRunId, sendMessages, validMessages } from './events';
 import { HandlerOutput } from './handler-output';
-import { startLocalStack } from './stack';
+import { type LocalStack, startLocalStack } from './stack';
 import { progressLine, summaryLines } from './summary';
 
 const USAGE = `Usage: npm run demo -- [--events N] [--invalid K] [--fault-rate P] [--time-limit S]
@@ -24,6 +24,22 @@ nothing was lost, 1 otherwise (or when it could not drain within the time limit)
   --log FILE        the handler's JSON logs (default .local/demo-handler.log)
 
 With ENDPOINTS set, the demo delivers there instead of to its own endpoints (and --fault-rate does nothing).`;
+
+/** Where the demo's stack listens and how it is set. */
+function printBanner(stack: LocalStack, given: { endpointsFile?: string; faultRate: number; logFile: string }): void {
+  const targets = stack.endpointLines
+    ? `from ${given.endpointsFile}:\n  ${stack.endpointLines.join('\n  ')}\n`
+    : stack.demo
+      ? `${stack.demo.list.map((e) => e.name).join(', ')} (demo endpoints, fault rate ${given.faultRate})`
+      : `ENDPOINTS=${stack.env.ENDPOINTS}`;
+  const ledger = stack.ledger ? ` · delivery ledger ${stack.ledger.table} on ${stack.ledger.endpoint}` : '';
+  console.log(`local stack up: SQS ${stack.sqs.endpoint} · endpoints ${targets}${ledger}`);
+  console.log(
+    `function timeout ${stack.functionTimeoutMs} ms · visibility timeout ${stack.visibilityTimeoutS} s · ` +
+      `RETRY_BASE_DELAY_S=${stack.env.RETRY_BASE_DELAY_S} RETRY_MAX_DELAY_S=${stack.env.RETRY_MAX_DELAY_S} · ` +
+      `handler logs in ${given.logFile}`,
+  );
+}
 
 async function demo(argv: string[]): Promise<number> {
   const flags = parseFlags(argv, {
@@ -62,18 +78,7 @@ async function demo(argv: string[]): Promise<number> {
   });
   const tty = process.stdout.isTTY === true;
   try {
-    const targets = stack.endpointLines
-      ? `from ${endpointsFile}:\n  ${stack.endpointLines.join('\n  ')}\n`
-      : stack.demo
-        ? `${stack.demo.list.map((e) => e.name).join(', ')} (demo endpoints, fault rate ${faultRate})`
-        : `ENDPOINTS=${stack.env.ENDPOINTS}`;
-    const ledger = stack.ledger ? ` · delivery ledger ${stack.ledger.table} on ${stack.ledger.endpoint}` : '';
-    console.log(`local stack up: SQS ${stack.sqs.endpoint} · endpoints ${targets}${ledger}`);
-    console.log(
-      `function timeout ${stack.functionTimeoutMs} ms · visibility timeout ${stack.visibilityTimeoutS} s · ` +
-        `RETRY_BASE_DELAY_S=${stack.env.RETRY_BASE_DELAY_S} RETRY_MAX_DELAY_S=${stack.env.RETRY_MAX_DELAY_S} · ` +
-        `handler logs in ${logFile}`,
-    );
+    printBanner(stack, { endpointsFile, faultRate, logFile });
     const run = newRunId();
     const messages = interleave(validMessages(events, run), malformedMessages(invalid, run));
     const interrupt = new AbortController();

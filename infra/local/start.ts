@@ -2,7 +2,7 @@ import { relative } from 'node:path';
 import { intFlag, localSqsPort, onInterrupt, parseFlags, pathFlag, rateFlag, runCommand, UsageError } from './cli';
 import { HandlerOutput } from './handler-output';
 import { DEFAULT_SQS_PORT } from './sqs-server';
-import { LOCAL_FUNCTION_TIMEOUT_MS, LOCAL_HANDLER_DEFAULTS, startLocalStack } from './stack';
+import { LOCAL_FUNCTION_TIMEOUT_MS, LOCAL_HANDLER_DEFAULTS, type LocalStack, startLocalStack } from './stack';
 import { formatLine, StatusDisplay, type StatusSnapshot } from './status';
 
 const USAGE = `Usage: npm start [-- options]
@@ -25,6 +25,37 @@ three demo endpoints (or the ENDPOINTS you set), and the real handler behind an 
                     stdout otherwise)
 
 Then, in a second terminal: npm run send -- --count 100`;
+
+/** Where everything listens, as the banner shows it. */
+function bannerLines(stack: LocalStack, handler: string, logFile: string | undefined): string[] {
+  const { sqs, env } = stack;
+  const settings = Object.keys(LOCAL_HANDLER_DEFAULTS)
+    .filter((key) => !key.startsWith('POWERTOOLS_'))
+    .map((key) => `${key}=${env[key]}`)
+    .join(' ');
+  return [
+    'ingest-fanout local stack (Ctrl-C stops it)',
+    `  SQS        ${sqs.endpoint}   (AWS_ENDPOINT_URL_SQS for your own tools)`,
+    `  queue      ${sqs.queue.url}   visibility timeout ${stack.visibilityTimeoutS} s`,
+    `  DLQ        ${sqs.dlq.url}   quarantine queue; SQS redrives after ${sqs.maxReceiveCount} receives`,
+    ...(stack.endpointLines
+      ? stack.endpointLines.map((line, i) => `  ${i === 0 ? 'endpoints ' : '          '} ${line}`)
+      : stack.demo
+        ? stack.demo.list.map(
+            (endpoint, i) => `  ${i === 0 ? 'endpoints ' : '          '} ${endpoint.name.padEnd(10)} ${endpoint.url}`,
+          )
+        : [`  endpoints  ${env.ENDPOINTS} (from ENDPOINTS)`]),
+    ...(stack.ledger
+      ? [`  ledger     ${stack.ledger.endpoint}   table ${stack.ledger.table} (DELIVERY_LEDGER_TABLE)`]
+      : []),
+    `  handler    functions/ingest/handler.ts · ${handler}`,
+    `  settings   ${settings}`,
+    `  logs       ${logFile ? relative(process.cwd(), logFile) || logFile : 'below (JSON lines)'}`,
+    '',
+    'Send events from another terminal: npm run send -- --count 100',
+    '',
+  ];
+}
 
 /** What the run did, and what the in-memory queues drop as it ends. */
 function stoppedLine(s: StatusSnapshot): string {
@@ -83,33 +114,8 @@ async function start(argv: string[]): Promise<number> {
     onPollError: (error) => console.error(`poller: ${error instanceof Error ? error.message : String(error)}`),
   });
 
-  const { sqs, env } = stack;
-  const settings = Object.keys(LOCAL_HANDLER_DEFAULTS)
-    .filter((key) => !key.startsWith('POWERTOOLS_'))
-    .map((key) => `${key}=${env[key]}`)
-    .join(' ');
-  const banner = [
-    'ingest-fanout local stack (Ctrl-C stops it)',
-    `  SQS        ${sqs.endpoint}   (AWS_ENDPOINT_URL_SQS for your own tools)`,
-    `  queue      ${sqs.queue.url}   visibility timeout ${stack.visibilityTimeoutS} s`,
-    `  DLQ        ${sqs.dlq.url}   quarantine queue; SQS redrives after ${sqs.maxReceiveCount} receives`,
-    ...(stack.endpointLines
-      ? stack.endpointLines.map((line, i) => `  ${i === 0 ? 'endpoints ' : '          '} ${line}`)
-      : stack.demo
-        ? stack.demo.list.map(
-            (endpoint, i) => `  ${i === 0 ? 'endpoints ' : '          '} ${endpoint.name.padEnd(10)} ${endpoint.url}`,
-          )
-        : [`  endpoints  ${env.ENDPOINTS} (from ENDPOINTS)`]),
-    ...(stack.ledger
-      ? [`  ledger     ${stack.ledger.endpoint}   table ${stack.ledger.table} (DELIVERY_LEDGER_TABLE)`]
-      : []),
-    `  handler    functions/ingest/handler.ts · timeout ${functionTimeoutMs} ms · ${concurrency} poller(s) · batch ${batchSize}${windowS ? ` within ${windowS} s` : ''}`,
-    `  settings   ${settings}`,
-    `  logs       ${logFile ? relative(process.cwd(), logFile) || logFile : 'below (JSON lines)'}`,
-    '',
-    'Send events from another terminal: npm run send -- --count 100',
-    '',
-  ];
+  const handler = `timeout ${functionTimeoutMs} ms · ${concurrency} poller(s) · batch ${batchSize}${windowS ? ` within ${windowS} s` : ''}`;
+  const banner = bannerLines(stack, handler, logFile);
   output.write(`${banner.join('\n')}\n`);
 
   const display = new StatusDisplay({ write: (text) => output.write(text), tty });
