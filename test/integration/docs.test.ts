@@ -42,14 +42,14 @@ const COMMANDS: Record<string, Runner> = {
   // README and docs/local.md
   'npm ci': { by: 'ci' },
   'npm run demo': test('test/e2e/demo.test.ts', "'demo.ts'"),
-  'npm start': test('test/e2e/demo.test.ts', "'start.ts'"),
-  'npm run send -- --count 100': test('test/e2e/demo.test.ts', "'send.ts', ['--count'"),
+  'npm start': test('test/e2e/start-send.test.ts', "'start.ts'"),
+  'npm run send -- --count 100': test('test/e2e/start-send.test.ts', "'send.ts', ['--count'"),
   'npm run send -- --help': { by: 'doc-test' },
   'npm run send -- --body \'{"specversion":"1.0","id":"mine-1","source":"urn:example:me","type":"com.example.test","data":{"hello":"world"}}\'':
-    test('test/e2e/demo.test.ts', "'send.ts', ['--body'"),
-  'npm run send -- --file event.json': test('test/e2e/demo.test.ts', "'send.ts', ['--file'"),
+    test('test/e2e/start-send.test.ts', "'send.ts', ['--body'"),
+  'npm run send -- --file event.json': test('test/e2e/start-send.test.ts', "'send.ts', ['--file'"),
   'AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws sqs send-message --region us-east-1 --endpoint-url http://127.0.0.1:9324 --queue-url http://127.0.0.1:9324/123456789012/ingest-events --message-body file://event.json':
-    test('test/e2e/demo.test.ts', "'send-message', '--region', 'us-east-1', '--endpoint-url'"),
+    test('test/e2e/start-send.test.ts', "'send-message', '--region', 'us-east-1', '--endpoint-url'"),
   'npx tsx infra/examples/receiver.ts --port 8080': test('test/e2e/receiver.test.ts', "'infra/examples/receiver.ts'"),
   'ENDPOINTS=mine=http://127.0.0.1:8080/events npm run demo -- --events 20 --invalid 2': test(
     'test/e2e/receiver.test.ts',

@@ -89,3 +89,18 @@ export async function waitForOutput(running: Running, pattern: RegExp, timeoutMs
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+/** A user's shell: the suite's quiet Powertools settings and ENDPOINTS removed, so the local stack's defaults apply. */
+export function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const key of Object.keys(env)) if (key.startsWith('POWERTOOLS_')) delete env[key];
+  delete env.ENDPOINTS;
+  return { ...env, ...extra };
+}
+
+/** A port outside the kernel's ephemeral range (32768-60999): port 0 never hands it out, nothing here listens on it. */
+export const CLOSED_PORT = 9;
+
+/** A local command (infra/local/<script>) as its npm script runs it. */
+export const runLocal = (script: string, args: string[], env: NodeJS.ProcessEnv): Running =>
+  launch(`infra/local/${script}`, args, env);
