@@ -1,6 +1,7 @@
 // npm run dlq [-- --queue-url URL] [--max N] [--json]: lists what is in the DLQ and why, leaving every message there.
 import {
   ChangeMessageVisibilityBatchCommand,
+  GetQueueAttributesCommand,
   type Message,
   ReceiveMessageCommand,
   type SQSClient,
@@ -16,7 +17,8 @@ Lists the messages of a dead-letter / quarantine queue with their quarantine.* r
 (each is held while listing, then made visible again at once).
   --queue-url URL  the queue (default: the DLQ of a running \`npm start\`,
                    http://127.0.0.1:\${LOCAL_SQS_PORT:-9324}/123456789012/${DEFAULT_DLQ_NAME});
-                   a non-local URL uses your usual AWS credentials (sqs:ReceiveMessage, sqs:ChangeMessageVisibility)
+                   a non-local URL uses your usual AWS credentials (sqs:ReceiveMessage, sqs:ChangeMessageVisibility,
+                   sqs:GetQueueAttributes)
   --max N          list at most N messages (default 100)
   --json           one JSON object per message instead of the table`;
 
@@ -70,10 +72,21 @@ async function release(sqs: SQSClient, queueUrl: string, messages: Message[]): P
   }
 }
 
-function table(queueUrl: string, entries: DlqEntry[]): string {
+/** SQS's approximate count of the queue's messages, visible or not, before this listing held any. */
+async function approximateTotal(sqs: SQSClient, queueUrl: string): Promise<number> {
+  const names = ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] as const;
+  const { Attributes = {} } = await sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: [...names] }),
+  );
+  return names.reduce((n, name) => n + Number(Attributes[name] ?? 0), 0);
+}
+
+function table(queueUrl: string, entries: DlqEntry[], total: number): string {
   const byReason = new Map<string, number>();
   for (const e of entries) byReason.set(e.reason ?? e.kind, (byReason.get(e.reason ?? e.kind) ?? 0) + 1);
-  const lines = [`${entries.length} message(s) in ${queueUrl} (left in place)`];
+  const shown =
+    total > entries.length ? `showing ${entries.length} of about ${total} message(s)` : `${entries.length} message(s)`;
+  const lines = [`${shown} in ${queueUrl} (left in place)`];
   if (entries.length === 0) return lines[0]!;
   lines.push(`  by reason: ${[...byReason].map(([reason, n]) => `${reason} ${n}`).join(' · ')}`);
   for (const e of entries) {
@@ -98,10 +111,11 @@ async function main(argv: string[]): Promise<number> {
   const queueUrl = stringFlag(flags, 'queue-url') ?? localQueueUrl(process.env, DEFAULT_DLQ_NAME);
   const sqs = sqsClientFor(queueUrl, '--queue-url');
   try {
+    const total = await approximateTotal(sqs, queueUrl);
     const messages = await receiveAll(sqs, queueUrl, max);
     await release(sqs, queueUrl, messages);
     const entries = messages.map(describe);
-    console.log(flags.json ? entries.map((e) => JSON.stringify(e)).join('\n') : table(queueUrl, entries));
+    console.log(flags.json ? entries.map((e) => JSON.stringify(e)).join('\n') : table(queueUrl, entries, total));
     return 0;
   } catch (error) {
     throw explainUnreachable(error, queueUrl, '--queue-url');

@@ -1,5 +1,5 @@
 import { CHAOS_FUNCTION_TIMEOUT_MS, type ChaosReport, runChaos } from './chaos-scenario';
-import { intFlag, parseFlags, rateFlag, runCommand, stringFlag } from './cli';
+import { intFlag, parseFlags, pathFlag, rateFlag, runCommand } from './cli';
 import { progressLine, summaryLines } from './summary';
 
 const USAGE = `Usage: npm run chaos -- [--events N] [--invalid K] [--fault-rate P] [--time-limit S] [--markdown]
@@ -64,7 +64,7 @@ async function chaos(argv: string[]): Promise<number> {
   const faultRate = rateFlag(flags, 'fault-rate', 0.1);
   const timeLimitS = intFlag(flags, 'time-limit', 600, 1, 86_400);
   const concurrency = intFlag(flags, 'concurrency', 8, 1, 1000);
-  const log = stringFlag(flags, 'log') ?? '.local/chaos-handler.log';
+  const log = pathFlag(flags, 'log') ?? '.local/chaos-handler.log';
   const tty = process.stdout.isTTY === true;
 
   console.log(

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 /** A command-line flag is missing or malformed; the message names the flag and what it accepts. */
@@ -53,6 +54,15 @@ export function stringFlag(values: Record<string, string | boolean | undefined>,
   return typeof raw === 'string' && raw !== '' ? raw : undefined;
 }
 
+/**
+ * A file named on the command line, as an absolute path: relative to the folder npm was run from (INIT_CWD; npm runs
+ * scripts from the repository root), else to the current folder.
+ */
+export function pathFlag(values: Record<string, string | boolean | undefined>, name: string): string | undefined {
+  const raw = stringFlag(values, name);
+  return raw === undefined ? undefined : resolve(process.env.INIT_CWD || process.cwd(), raw);
+}
+
 /** The SQS port of `npm start` and `npm run send`: LOCAL_SQS_PORT, else 9324. */
 export function localSqsPort(env: Record<string, string | undefined>, fallback: number): number {
   const raw = env.LOCAL_SQS_PORT;
@@ -62,6 +72,29 @@ export function localSqsPort(env: Record<string, string | undefined>, fallback: 
     throw new UsageError(`LOCAL_SQS_PORT must be a port number from 0 to 65535 (got '${raw}')`);
   }
   return port;
+}
+
+/**
+ * Ctrl-C (SIGINT) and SIGTERM: the first calls `stop`; another one a second or more later exits at once with 130.
+ * tsx relays the terminal's Ctrl-C to the script a second time when it is slow to confirm: within a second, it is the
+ * same Ctrl-C.
+ */
+export function onInterrupt(
+  stop: () => void,
+  write: (text: string) => void = (text) => process.stderr.write(text),
+): void {
+  let stoppingSince = 0;
+  const onSignal = () => {
+    if (stoppingSince > 0) {
+      if (Date.now() - stoppingSince < 1000) return;
+      write('\nforced exit\n');
+      process.exit(130);
+    }
+    stoppingSince = Date.now();
+    stop();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
 }
 
 /** Runs a command: usage errors print the usage and exit 2; other errors print their message and exit 1. */

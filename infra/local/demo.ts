@@ -1,9 +1,9 @@
-import { intFlag, parseFlags, rateFlag, runCommand, stringFlag, UsageError } from './cli';
+import { intFlag, onInterrupt, parseFlags, pathFlag, rateFlag, runCommand, UsageError } from './cli';
 import type { FaultKind } from './demo-endpoints';
 import { DrainWatch } from './drain';
 import { interleave, malformedMessages, newRunId, sendMessages, validMessages } from './events';
 import { HandlerOutput } from './handler-output';
-import { startLocalStack } from './stack';
+import { type LocalStack, startLocalStack } from './stack';
 import { progressLine, summaryLines } from './summary';
 
 const USAGE = `Usage: npm run demo -- [--events N] [--invalid K] [--fault-rate P] [--time-limit S]
@@ -24,6 +24,22 @@ nothing was lost, 1 otherwise (or when it could not drain within the time limit)
   --log FILE        the handler's JSON logs (default .local/demo-handler.log)
 
 With ENDPOINTS set, the demo delivers there instead of to its own endpoints (and --fault-rate does nothing).`;
+
+/** Where the demo's stack listens and how it is set. */
+function printBanner(stack: LocalStack, given: { endpointsFile?: string; faultRate: number; logFile: string }): void {
+  const targets = stack.endpointLines
+    ? `from ${given.endpointsFile}:\n  ${stack.endpointLines.join('\n  ')}\n`
+    : stack.demo
+      ? `${stack.demo.list.map((e) => e.name).join(', ')} (demo endpoints, fault rate ${given.faultRate})`
+      : `ENDPOINTS=${stack.env.ENDPOINTS}`;
+  const ledger = stack.ledger ? ` · delivery ledger ${stack.ledger.table} on ${stack.ledger.endpoint}` : '';
+  console.log(`local stack up: SQS ${stack.sqs.endpoint} · endpoints ${targets}${ledger}`);
+  console.log(
+    `function timeout ${stack.functionTimeoutMs} ms · visibility timeout ${stack.visibilityTimeoutS} s · ` +
+      `RETRY_BASE_DELAY_S=${stack.env.RETRY_BASE_DELAY_S} RETRY_MAX_DELAY_S=${stack.env.RETRY_MAX_DELAY_S} · ` +
+      `handler logs in ${given.logFile}`,
+  );
+}
 
 async function demo(argv: string[]): Promise<number> {
   const flags = parseFlags(argv, {
@@ -46,9 +62,9 @@ async function demo(argv: string[]): Promise<number> {
   const faultRate = rateFlag(flags, 'fault-rate', 0.2);
   const timeLimitS = intFlag(flags, 'time-limit', 240, 1, 86_400);
   const concurrency = intFlag(flags, 'concurrency', 4, 1, 1000);
-  const logFile = stringFlag(flags, 'log') ?? '.local/demo-handler.log';
-  const endpointsFile = stringFlag(flags, 'endpoints');
-  const secretsFile = stringFlag(flags, 'secrets');
+  const logFile = pathFlag(flags, 'log') ?? '.local/demo-handler.log';
+  const endpointsFile = pathFlag(flags, 'endpoints');
+  const secretsFile = pathFlag(flags, 'secrets');
   if (secretsFile && !endpointsFile) throw new UsageError('--secrets goes with --endpoints FILE');
   const userEndpoints = endpointsFile ? undefined : process.env.ENDPOINTS?.trim() || undefined;
 
@@ -62,27 +78,20 @@ async function demo(argv: string[]): Promise<number> {
   });
   const tty = process.stdout.isTTY === true;
   try {
-    const targets = stack.endpointLines
-      ? `from ${endpointsFile}:\n  ${stack.endpointLines.join('\n  ')}\n`
-      : stack.demo
-        ? `${stack.demo.list.map((e) => e.name).join(', ')} (demo endpoints, fault rate ${faultRate})`
-        : `ENDPOINTS=${stack.env.ENDPOINTS}`;
-    const ledger = stack.ledger ? ` · delivery ledger ${stack.ledger.table} on ${stack.ledger.endpoint}` : '';
-    console.log(`local stack up: SQS ${stack.sqs.endpoint} · endpoints ${targets}${ledger}`);
-    console.log(
-      `function timeout ${stack.functionTimeoutMs} ms · visibility timeout ${stack.visibilityTimeoutS} s · ` +
-        `RETRY_BASE_DELAY_S=${stack.env.RETRY_BASE_DELAY_S} RETRY_MAX_DELAY_S=${stack.env.RETRY_MAX_DELAY_S} · ` +
-        `handler logs in ${logFile}`,
-    );
+    printBanner(stack, { endpointsFile, faultRate, logFile });
     const run = newRunId();
     const messages = interleave(validMessages(events, run), malformedMessages(invalid, run));
-    await sendMessages(stack.sqs.client, stack.sqs.queue.url, messages);
-    console.log(`sent ${events} valid + ${invalid} malformed messages (run ${run})`);
+    const interrupt = new AbortController();
+    onInterrupt(() => interrupt.abort());
+    const sent = await sendMessages(stack.sqs.client, stack.sqs.queue.url, messages, { signal: interrupt.signal });
+    if (sent < messages.length) console.log(`sent ${sent} of ${messages.length} messages before Ctrl-C (run ${run})`);
+    else console.log(`sent ${events} valid + ${invalid} malformed messages (run ${run}; Ctrl-C stops with a summary)`);
 
     let lastPrinted = 0;
-    const report = await new DrainWatch(stack, messages).waitUntilDrained({
+    const report = await new DrainWatch(stack, messages.slice(0, sent)).waitUntilDrained({
       timeoutMs: timeLimitS * 1000,
       intervalMs: 250,
+      signal: interrupt.signal,
       onTick: (progress) => {
         if (tty) output.write(`\r\x1b[2K${progressLine(progress)}`);
         else if (progress.elapsedMs - lastPrinted >= 5000) {
@@ -98,6 +107,12 @@ async function demo(argv: string[]): Promise<number> {
       for (const kind of Object.keys(faults) as FaultKind[]) faults[kind] += endpoint.stats.faults[kind];
     }
     console.log(summaryLines(report, { ...(stack.demo ? { faults } : {}), handler: output.telemetry }).join('\n'));
+    if (interrupt.signal.aborted) {
+      console.log(
+        `interrupted (Ctrl-C) after sending ${sent} of ${messages.length} message(s): the summary above is partial`,
+      );
+      return 130;
+    }
     if (!report.drained)
       console.log(`could not drain within ${timeLimitS} s: see ${logFile} for the handler's failures`);
     return report.drained && report.lost === 0 ? 0 : 1;

@@ -1,5 +1,6 @@
 import { ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { CloudEvent } from '../../lib/event';
+import { readQuarantineAttributes } from '../../lib/quarantine';
 import { DEMO_ID_ATTRIBUTE, type SampleMessage } from './events';
 import type { LocalStack } from './stack';
 
@@ -7,6 +8,8 @@ export interface DeadLetter {
   demoId: string;
   /** quarantine.reason when the handler quarantined it; 'redrive' when SQS moved it after too many receives. */
   reason: string;
+  /** quarantine.detail, e.g. "mine answered 400". */
+  detail?: string;
   count: number;
 }
 
@@ -44,11 +47,13 @@ export class DlqCollector {
           this.unknown++;
           continue;
         }
-        const reason =
-          attributes['quarantine.reason']?.StringValue ?? (attributes.quarantine ? 'quarantined' : 'redrive');
+        const reasons = readQuarantineAttributes(attributes);
         const letter = this.letters.get(demoId);
         if (letter) letter.count++;
-        else this.letters.set(demoId, { demoId, reason, count: 1 });
+        else {
+          const { reason = 'redrive', detail } = reasons ?? {};
+          this.letters.set(demoId, { demoId, reason, ...(detail ? { detail } : {}), count: 1 });
+        }
       }
       if (Messages.length < 10) return;
     }
@@ -71,8 +76,12 @@ export interface DrainReport {
   sent: { valid: number; malformed: number };
   /** Per endpoint, when the demo endpoints are in use (the stack cannot see inside other endpoints). */
   endpoints?: EndpointTally[];
-  /** Valid events delivered to every endpoint (external endpoints: acknowledged and not dead-lettered). */
+  /** Endpoints the demo cannot look inside (your own receivers, or ENDPOINTS): counted by what the handler did. */
+  ownEndpoints?: string[];
+  /** Valid events delivered to every endpoint (own endpoints: acknowledged and not dead-lettered). */
   deliveredEverywhere: number;
+  /** The valid events dead-lettered without reaching every endpoint, by reason ("rejected-by-endpoint (x answered 400)"). */
+  deadLettered: Record<string, number>;
   dlq: {
     /** Malformed messages in the DLQ. */
     malformed: number;
@@ -104,6 +113,29 @@ export interface WaitOptions {
   intervalMs?: number;
   onTick?: (report: DrainReport) => void;
   signal?: AbortSignal;
+}
+
+/** The endpoints the handler delivers to that are not demo endpoints: their names, or ENDPOINTS's. */
+function ownEndpoints(stack: LocalStack): string[] {
+  const demo = new Set(stack.demo?.list.map((endpoint) => endpoint.name));
+  if (stack.routes) return [...stack.routes.keys()].filter((name) => !demo.has(name));
+  if (stack.demo) return [];
+  const names = (stack.env.ENDPOINTS ?? '').split(',').map((entry) => entry.split('=')[0]!.trim());
+  return names.filter(Boolean).length > 0 ? names.filter(Boolean) : ['ENDPOINTS'];
+}
+
+function reasonCounts(letters: DeadLetter[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const { reason, detail } of letters) {
+    const key =
+      reason === 'redrive'
+        ? 'out-of-receives (SQS moved it after too many receives)'
+        : detail
+          ? `${reason} (${detail})`
+          : reason;
+    counts[key] = (counts[key] ?? 0) + 1;
+  }
+  return counts;
 }
 
 /** Checks whether everything sent has arrived where it belongs: every endpoint, or the DLQ. */
@@ -139,6 +171,7 @@ export class DrainWatch {
     await this.#collector.collect();
     const queueLeft = depth.visible + depth.inFlight + depth.delayed;
     const letters = this.#collector.letters;
+    const validLetters: DeadLetter[] = [];
     const dlq = {
       malformed: 0,
       valid: 0,
@@ -156,18 +189,19 @@ export class DrainWatch {
       dlq.duplicates += letter.count - 1;
     }
 
-    const list = this.#stack.demo?.list;
+    const list = this.#stack.demo?.list ?? [];
+    const endpoints = list.map((endpoint) => ({ name: endpoint.name, delivered: 0, missing: 0, duplicates: 0 }));
+    const own = ownEndpoints(this.#stack);
     let deliveredEverywhere = 0;
     let deadLettered = 0;
     let pending = 0;
-    const endpoints = list?.map((endpoint) => ({ name: endpoint.name, delivered: 0, missing: 0, duplicates: 0 }));
     for (const message of this.#valid) {
       let everywhere = true;
-      list?.forEach((endpoint, i) => {
+      list.forEach((endpoint, i) => {
         // An endpoint whose filter the event does not match neither gets it nor waits for it.
         if (!this.#routed(message, endpoint.name)) return;
         const count = endpoint.count(message.demoId);
-        const tally = endpoints![i]!;
+        const tally = endpoints[i]!;
         if (count > 0) {
           tally.delivered++;
           tally.duplicates += count - 1;
@@ -176,24 +210,28 @@ export class DrainWatch {
           everywhere = false;
         }
       });
-      if (letters.has(message.demoId) && !everywhere) deadLettered++;
-      else if (!list) {
-        // Other people's endpoints: a valid event acknowledged and not dead-lettered counts as delivered.
-        if (queueLeft === 0 && !letters.has(message.demoId)) deliveredEverywhere++;
-      } else if (everywhere) deliveredEverywhere++;
+      // Endpoints the demo cannot look inside: a dead-lettered event did not reach them, whatever the others got.
+      const unseen = own.some((name) => this.#routed(message, name));
+      const letter = letters.get(message.demoId);
+      if (letter && (unseen || !everywhere)) {
+        deadLettered++;
+        validLetters.push(letter);
+      } else if (everywhere && (!unseen || (queueLeft === 0 && !letter))) deliveredEverywhere++;
       else pending++;
     }
     const malformedMissing = this.#malformed.filter((message) => !letters.has(message.demoId)).length;
     const drained = queueLeft === 0 && pending === 0 && malformedMissing === 0;
     // With the queue empty nothing more can arrive: what is missing then was acknowledged without getting there.
     const lost = deadLettered + (queueLeft === 0 ? pending + malformedMissing : 0);
-    const undelivered = queueLeft === 0 ? 0 : list ? pending + malformedMissing : queueLeft;
+    const undelivered = queueLeft === 0 ? 0 : pending + malformedMissing;
     return {
       drained,
       elapsedMs: Date.now() - this.#startedAt,
       sent: { valid: this.#valid.length, malformed: this.#malformed.length },
-      ...(endpoints ? { endpoints } : {}),
+      ...(list.length > 0 ? { endpoints } : {}),
+      ...(own.length > 0 ? { ownEndpoints: own } : {}),
       deliveredEverywhere,
+      deadLettered: reasonCounts(validLetters),
       dlq,
       queueLeft,
       redeliveries: this.#stack.eventSource.stats.redelivered,

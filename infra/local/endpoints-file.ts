@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import * as z from 'zod/mini';
 import { isLoopbackHost } from '../../lib/config';
 import { compileFilter, type Router } from '../../lib/subscription/routing';
 import { secretRefs } from '../../lib/subscription/source';
@@ -25,21 +26,35 @@ export interface LocalEndpoints {
 
 function readSecretValues(path: string | undefined): SecretValues {
   if (!path) return { ssm: {}, secretsmanager: {} };
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new UsageError(`--secrets ${path}: cannot read it (${(error as Error).message})`);
+  }
   let parsed: unknown;
   try {
-    parsed = parse(readFileSync(path, 'utf8'));
+    parsed = parse(text);
   } catch (error) {
     throw new UsageError(`--secrets ${path}: cannot read it as YAML or JSON (${(error as Error).message})`);
   }
-  const values = (parsed ?? {}) as Partial<SecretValues>;
-  const ok = (map: unknown) =>
-    map === undefined ||
-    (typeof map === 'object' && map !== null && Object.values(map).every((v) => typeof v === 'string'));
-  if (!ok(values.ssm) || !ok(values.secretsmanager)) {
-    throw new UsageError(`--secrets ${path}: expected 'ssm:' and 'secretsmanager:' maps of name: value strings`);
+  const result = SecretValuesSchema.safeParse(parsed ?? {});
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const where =
+      issue.code === 'unrecognized_keys' ? `unknown key '${issue.keys.join("', '")}'` : issue.path.join('.');
+    // Never the values: they are secrets.
+    throw new UsageError(
+      `--secrets ${path}: ${where || 'the file'}: expected only 'ssm:' and 'secretsmanager:' maps of name: value strings`,
+    );
   }
+  const values = result.data;
   return { ssm: { ...values.ssm }, secretsmanager: { ...values.secretsmanager } };
 }
+
+const SecretMapSchema = z.optional(z.record(z.string(), z.string()));
+// Strict: a misspelt store ('secretmanager:') would otherwise be skipped and a secret generated in its place.
+const SecretValuesSchema = z.strictObject({ ssm: SecretMapSchema, secretsmanager: SecretMapSchema });
 
 /**
  * Runs a stage's endpoints file locally: loopback URLs are kept (your own receivers), other URLs are replaced by

@@ -125,6 +125,7 @@ export interface SendOptions {
   parallel?: number;
   /** Called after each batch with the number sent so far. */
   onProgress?: (sent: number) => void;
+  /** Stops starting new batches; the calls in flight finish, so the count returned is what SQS took. */
   signal?: AbortSignal;
 }
 
@@ -152,7 +153,6 @@ export async function sendMessages(
             MessageAttributes: attributes(message),
           })),
         }),
-        options.signal ? { abortSignal: options.signal } : {},
       );
       for (const failure of response.Failed ?? []) {
         failed.push({ demoId: batch[Number(failure.Id)]?.demoId ?? '?', error: `${failure.Code}: ${failure.Message}` });

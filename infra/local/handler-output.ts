@@ -50,7 +50,8 @@ export class HandlerOutput {
     this.#discard = options.destination === 'discard';
     if (options.destination !== 'terminal' && options.destination !== 'discard') {
       mkdirSync(dirname(options.destination), { recursive: true });
-      this.#file = createWriteStream(options.destination, { flags: 'a' });
+      // Afresh on every run: lines of runs appended one after another could not be told apart.
+      this.#file = createWriteStream(options.destination, { flags: 'w' });
     }
   }
 

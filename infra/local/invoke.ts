@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ReceiveMessageCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
-import { intFlag, parseFlags, rateFlag, runCommand, stringFlag, UsageError } from './cli';
+import { intFlag, parseFlags, pathFlag, rateFlag, runCommand, UsageError } from './cli';
 import { createLambdaContext } from './context';
 import { startDemoEndpoints } from './demo-endpoints';
 import { toSqsRecord } from './event-source';
@@ -49,7 +49,7 @@ async function invoke(argv: string[]): Promise<number> {
     return 0;
   }
   const timeoutMs = intFlag(flags, 'timeout', LOCAL_FUNCTION_TIMEOUT_MS, 100, 900_000);
-  const file = stringFlag(flags, 'event');
+  const file = pathFlag(flags, 'event');
   const run = newRunId();
   const bodies = file
     ? bodiesFromFile(file)

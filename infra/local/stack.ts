@@ -1,4 +1,5 @@
 import type { Router } from '../../lib/subscription/routing';
+import { UsageError } from './cli';
 import { type DemoEndpoints, type FaultPlan, startDemoEndpoints } from './demo-endpoints';
 import { type LocalLedger, startLocalLedger } from './dynamodb-server';
 import { startLocalEndpoints } from './endpoints-file';
@@ -139,6 +140,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const concurrency = options.concurrency ?? 2;
   const visibilityTimeoutS = options.visibilityTimeoutS ?? Math.max(2, Math.ceil((2 * functionTimeoutMs) / 1000));
   const base = options.baseEnv ?? process.env;
+  if (options.endpointsFile && base.ENDPOINTS?.trim()) {
+    // Refused here: the handler would name the rewritten copy of the file in a temporary folder, not the user's.
+    throw new UsageError(
+      `ENDPOINTS is set and so is --endpoints ${options.endpointsFile}: keep one list of endpoints (unset ENDPOINTS, ` +
+        'or leave out --endpoints)',
+    );
+  }
   const closers: (() => Promise<void>)[] = [];
   const closeAll = async () => {
     // Last started, first stopped: the pollers before the servers they talk to.

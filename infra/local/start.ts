@@ -1,9 +1,9 @@
 import { relative } from 'node:path';
-import { intFlag, localSqsPort, parseFlags, rateFlag, runCommand, stringFlag, UsageError } from './cli';
+import { intFlag, localSqsPort, onInterrupt, parseFlags, pathFlag, rateFlag, runCommand, UsageError } from './cli';
 import { HandlerOutput } from './handler-output';
 import { DEFAULT_SQS_PORT } from './sqs-server';
-import { LOCAL_FUNCTION_TIMEOUT_MS, LOCAL_HANDLER_DEFAULTS, startLocalStack } from './stack';
-import { formatLine, StatusDisplay } from './status';
+import { LOCAL_FUNCTION_TIMEOUT_MS, LOCAL_HANDLER_DEFAULTS, type LocalStack, startLocalStack } from './stack';
+import { formatLine, StatusDisplay, type StatusSnapshot } from './status';
 
 const USAGE = `Usage: npm start [-- options]
 
@@ -25,6 +25,50 @@ three demo endpoints (or the ENDPOINTS you set), and the real handler behind an 
                     stdout otherwise)
 
 Then, in a second terminal: npm run send -- --count 100`;
+
+/** Where everything listens, as the banner shows it. */
+function bannerLines(stack: LocalStack, handler: string, logFile: string | undefined): string[] {
+  const { sqs, env } = stack;
+  const settings = Object.keys(LOCAL_HANDLER_DEFAULTS)
+    .filter((key) => !key.startsWith('POWERTOOLS_'))
+    .map((key) => `${key}=${env[key]}`)
+    .join(' ');
+  return [
+    'ingest-fanout local stack (Ctrl-C stops it)',
+    `  SQS        ${sqs.endpoint}   (AWS_ENDPOINT_URL_SQS for your own tools)`,
+    `  queue      ${sqs.queue.url}   visibility timeout ${stack.visibilityTimeoutS} s`,
+    `  DLQ        ${sqs.dlq.url}   quarantine queue; SQS redrives after ${sqs.maxReceiveCount} receives`,
+    ...(stack.endpointLines
+      ? stack.endpointLines.map((line, i) => `  ${i === 0 ? 'endpoints ' : '          '} ${line}`)
+      : stack.demo
+        ? stack.demo.list.map(
+            (endpoint, i) => `  ${i === 0 ? 'endpoints ' : '          '} ${endpoint.name.padEnd(10)} ${endpoint.url}`,
+          )
+        : [`  endpoints  ${env.ENDPOINTS} (from ENDPOINTS)`]),
+    ...(stack.ledger
+      ? [`  ledger     ${stack.ledger.endpoint}   table ${stack.ledger.table} (DELIVERY_LEDGER_TABLE)`]
+      : []),
+    `  handler    functions/ingest/handler.ts · ${handler}`,
+    `  settings   ${settings}`,
+    `  logs       ${logFile ? relative(process.cwd(), logFile) || logFile : 'below (JSON lines)'}`,
+    '',
+    'Send events from another terminal: npm run send -- --count 100',
+    '',
+  ];
+}
+
+/** What the run did, and what the in-memory queues drop as it ends. */
+function stoppedLine(s: StatusSnapshot): string {
+  const q = s.queue.depth;
+  const d = s.dlq.depth;
+  const queued = q.visible + q.inFlight + q.delayed;
+  const dlq = d.visible + d.inFlight + d.delayed;
+  const dropped = queued + dlq > 0 ? ' (the queues were in memory: those messages are gone)' : '';
+  return (
+    `stopped after ${Math.round(s.uptimeMs / 1000)} s: ${s.mapping.received} received · ${s.mapping.acknowledged} acknowledged · ` +
+    `${dlq} in the DLQ · ${queued} still queued (${q.visible} visible, ${q.inFlight} in flight, ${q.delayed} delayed)${dropped}`
+  );
+}
 
 async function start(argv: string[]): Promise<number> {
   const flags = parseFlags(argv, {
@@ -50,12 +94,12 @@ async function start(argv: string[]): Promise<number> {
   const functionTimeoutMs = intFlag(flags, 'timeout', LOCAL_FUNCTION_TIMEOUT_MS, 100, 900_000);
   const faultRate = rateFlag(flags, 'fault-rate', 0);
   const tty = process.stdout.isTTY === true;
-  const logFile = stringFlag(flags, 'log') ?? (tty ? '.local/handler.log' : undefined);
+  const logFile = pathFlag(flags, 'log') ?? (tty ? '.local/handler.log' : undefined);
 
   const output = new HandlerOutput({ destination: logFile ?? 'terminal' });
   output.install();
-  const endpointsFile = stringFlag(flags, 'endpoints');
-  const secretsFile = stringFlag(flags, 'secrets');
+  const endpointsFile = pathFlag(flags, 'endpoints');
+  const secretsFile = pathFlag(flags, 'secrets');
   if (secretsFile && !endpointsFile) throw new UsageError('--secrets goes with --endpoints FILE');
   const userEndpoints = endpointsFile ? undefined : process.env.ENDPOINTS?.trim() || undefined;
   const stack = await startLocalStack({
@@ -70,64 +114,28 @@ async function start(argv: string[]): Promise<number> {
     onPollError: (error) => console.error(`poller: ${error instanceof Error ? error.message : String(error)}`),
   });
 
-  const { sqs, env } = stack;
-  const settings = Object.keys(LOCAL_HANDLER_DEFAULTS)
-    .filter((key) => !key.startsWith('POWERTOOLS_'))
-    .map((key) => `${key}=${env[key]}`)
-    .join(' ');
-  const banner = [
-    'ingest-fanout local stack (Ctrl-C stops it)',
-    `  SQS        ${sqs.endpoint}   (AWS_ENDPOINT_URL_SQS for your own tools)`,
-    `  queue      ${sqs.queue.url}   visibility timeout ${stack.visibilityTimeoutS} s`,
-    `  DLQ        ${sqs.dlq.url}   quarantine queue; SQS redrives after ${sqs.maxReceiveCount} receives`,
-    ...(stack.endpointLines
-      ? stack.endpointLines.map((line, i) => `  ${i === 0 ? 'endpoints ' : '          '} ${line}`)
-      : stack.demo
-        ? stack.demo.list.map(
-            (endpoint, i) => `  ${i === 0 ? 'endpoints ' : '          '} ${endpoint.name.padEnd(10)} ${endpoint.url}`,
-          )
-        : [`  endpoints  ${env.ENDPOINTS} (from ENDPOINTS)`]),
-    ...(stack.ledger
-      ? [`  ledger     ${stack.ledger.endpoint}   table ${stack.ledger.table} (DELIVERY_LEDGER_TABLE)`]
-      : []),
-    `  handler    functions/ingest/handler.ts · timeout ${functionTimeoutMs} ms · ${concurrency} poller(s) · batch ${batchSize}${windowS ? ` within ${windowS} s` : ''}`,
-    `  settings   ${settings}`,
-    `  logs       ${logFile ? relative(process.cwd(), logFile) || logFile : 'below (JSON lines)'}`,
-    '',
-    'Send events from another terminal: npm run send -- --count 100',
-    '',
-  ];
+  const handler = `timeout ${functionTimeoutMs} ms · ${concurrency} poller(s) · batch ${batchSize}${windowS ? ` within ${windowS} s` : ''}`;
+  const banner = bannerLines(stack, handler, logFile);
   output.write(`${banner.join('\n')}\n`);
 
   const display = new StatusDisplay({ write: (text) => output.write(text), tty });
   display.start(() => stack.snapshot(output.telemetry));
 
-  const stopped = new Promise<void>((resolve) => {
-    let stoppingSince = 0;
-    const onSignal = () => {
-      // tsx relays the terminal's Ctrl-C to this process a second time when it is slow to confirm: within a
-      // second, it is the same Ctrl-C.
-      if (stoppingSince > 0) {
-        if (Date.now() - stoppingSince < 1000) return;
-        output.write('\nforced exit\n');
-        process.exit(130);
-      }
-      stoppingSince = Date.now();
+  const stopped = new Promise<void>((resolve) =>
+    onInterrupt(() => {
       display.stop();
       output.write(
         `\nstopping: waiting for running invocations (up to ${functionTimeoutMs} ms); Ctrl-C again to force\n`,
       );
       resolve();
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
+    }, output.write.bind(output)),
+  );
   await stopped;
   const last = await stack.snapshot(output.telemetry);
   await stack.stop();
   await output.uninstall();
   console.log(formatLine(last));
-  console.log('stopped');
+  console.log(stoppedLine(last));
   return 0;
 }
 

@@ -11,7 +11,7 @@ export interface SummaryExtras {
 export function progressLine(report: DrainReport): string {
   const delivered = report.endpoints
     ? report.endpoints.map((e) => `${e.name} ${e.delivered}/${e.delivered + e.missing}`).join(' · ')
-    : `queue ${report.queueLeft} left`;
+    : `queue ${report.queueLeft} left · DLQ ${report.dlq.valid} valid`;
   return `[${(report.elapsedMs / 1000).toFixed(0).padStart(3)} s] ${delivered} · DLQ ${report.dlq.malformed}/${report.sent.malformed} malformed · redeliveries ${report.redeliveries}`;
 }
 
@@ -27,9 +27,12 @@ export function summaryLines(report: DrainReport, extras: SummaryExtras = {}): s
       `  delivered     ${report.endpoints.map((e) => `${e.name} ${e.delivered}/${e.delivered + e.missing}`).join(' · ')}`,
       `  duplicates    ${report.endpoints.map((e) => `${e.name} ${e.duplicates}`).join(' · ')}   (extra copies the endpoints received)`,
     );
-  } else {
+  }
+  const own = report.ownEndpoints ?? [];
+  if (own.length > 0) {
+    const them = own.length === 1 ? 'it' : 'them';
     lines.push(
-      `  delivered     ${report.deliveredEverywhere}/${sent.valid} acknowledged by the handler (ENDPOINTS is set: the demo cannot look inside them)`,
+      `  delivered     ${report.deliveredEverywhere}/${sent.valid} acknowledged by the handler and not dead-lettered (${own.join(', ')}: the demo cannot look inside ${them})`,
     );
   }
   lines.push(
@@ -53,5 +56,11 @@ export function summaryLines(report: DrainReport, extras: SummaryExtras = {}): s
     );
   }
   lines.push(`  lost          ${report.lost}`);
+  const reasons = Object.entries(report.deadLettered);
+  if (reasons.length > 0) {
+    const total = reasons.reduce((n, [, count]) => n + count, 0);
+    const why = reasons.map(([reason, count]) => `${count} ${reason}`).join(' · ');
+    lines.push(`${total} valid event(s) dead-lettered: ${why}`);
+  }
   return lines;
 }

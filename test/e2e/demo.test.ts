@@ -1,81 +1,41 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
+import { CLOSED_PORT, runLocal, stillRunning, userEnv, waitForOutput } from '../support/processes';
 
-// The commands as a user runs them (`npm start`, `npm run send`, `npm run demo` are these tsx scripts).
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const TSX = join(ROOT, 'node_modules/.bin/tsx');
+// `npm run demo` as a user runs it: its verdict, its summary, its exit code (start and send: start-send.test.ts).
 const logs = mkdtempSync(join(tmpdir(), 'ingest-local-'));
 
-afterAll(() => rmSync(logs, { recursive: true, force: true }));
+afterAll(async () => {
+  rmSync(logs, { recursive: true, force: true });
+  // Every process a test started has ended with it (on a shared machine, leftovers pile up).
+  expect(await stillRunning()).toEqual([]);
+});
 
-/** A user's shell: the suite's quiet Powertools settings removed, so the local stack's own defaults apply. */
-function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const key of Object.keys(env)) if (key.startsWith('POWERTOOLS_')) delete env[key];
-  delete env.ENDPOINTS;
-  return { ...env, ...extra };
-}
+const run = runLocal;
 
-interface Running {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-/** A port outside the kernel's ephemeral range (32768-60999): port 0 never hands it out, nothing here listens on it. */
-const CLOSED_PORT = 9;
-
-/**
- * Runs a local command in its own process group; when the test ends (passed, failed or timed out) whatever is left of
- * the group (tsx and the node process it starts) is killed by its id.
- */
-function launch(script: string, args: string[], env: NodeJS.ProcessEnv): Running {
-  const child = spawn(TSX, [`infra/local/${script}`, ...args], {
-    cwd: ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
+/** A loopback endpoint that answers every request with `status`: one that refuses everything. */
+async function refusingEndpoint(status: number): Promise<string> {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(status, { 'content-type': 'text/plain' }).end('refused\n'));
   });
-  let exitedYet = false;
-  child.on('exit', () => {
-    exitedYet = true;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  onTestFinished(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
   });
-  onTestFinished(() => {
-    if (exitedYet || child.pid === undefined) return;
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      // The group is already gone.
-    }
-  });
-  let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
-    output += chunk.toString('utf8');
-  });
-  child.stderr?.on('data', (chunk: Buffer) => {
-    output += chunk.toString('utf8');
-  });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, output: () => output, exited };
-}
-
-async function waitForOutput(running: Running, pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const match = running.output().match(pattern);
-    if (match) return match;
-    if (Date.now() > deadline) throw new Error(`no ${pattern} in output:\n${running.output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/in`;
 }
 
 describe('local commands', () => {
   it('npm run demo: drains flaky endpoints, prints the summary and exits 0', async () => {
-    const demo = launch(
+    // The log of an earlier run: each run starts the file afresh.
+    writeFileSync(join(logs, 'demo.log'), '{"message":"an earlier run"}\n');
+    const demo = run(
       'demo.ts',
       ['--events', '60', '--invalid', '5', '--fault-rate', '0.2', '--log', join(logs, 'demo.log')],
       userEnv(),
@@ -85,11 +45,50 @@ describe('local commands', () => {
     expect(out).toContain('delivered     analytics 60/60 · audit 60/60 · search 60/60');
     expect(out).toMatch(/dead-letter {3}5\/5 malformed \(5 quarantined by the handler, 0 redriven by SQS\) · 0 valid/);
     expect(out).toMatch(/lost {10}0/);
+    const log = readFileSync(join(logs, 'demo.log'), 'utf8');
+    expect(log).not.toContain('an earlier run');
+    expect(log).toContain('"message":"batch processed"');
   }, 60_000);
+
+  it('npm run demo --endpoints FILE: exits 1 and says why when its own endpoint refuses every event', async () => {
+    const file = join(logs, 'refusing.yml');
+    writeFileSync(file, `endpoints:\n  - name: mine\n    url: ${await refusingEndpoint(400)}\n`);
+    const demo = run(
+      'demo.ts',
+      ['--events', '5', '--invalid', '1', '--endpoints', file, '--log', join(logs, 'refused.log')],
+      userEnv(),
+    );
+    expect(await demo.exited).toBe(1);
+    const out = demo.output();
+    expect(out).toMatch(
+      /delivered {5}0\/5 acknowledged by the handler and not dead-lettered \(mine: the demo cannot look inside it\)/,
+    );
+    expect(out).toMatch(/dead-letter {3}1\/1 malformed .* 5 valid/);
+    expect(out).toMatch(/lost {10}5/);
+    expect(out).toContain('5 valid event(s) dead-lettered: 5 rejected-by-endpoint (mine answered 400)');
+  }, 60_000);
+
+  it('npm run demo --endpoints FILE: exits 1 when its own endpoint answers 500 to everything, though the demo endpoint has every event', async () => {
+    const file = join(logs, 'failing.yml');
+    const endpoints = `  - name: mine\n    url: ${await refusingEndpoint(500)}\n  - name: theirs\n    url: https://theirs.example.com/in\n`;
+    writeFileSync(file, `endpoints:\n${endpoints}`);
+    const demo = run(
+      'demo.ts',
+      ['--events', '3', '--invalid', '0', '--fault-rate', '0', '--endpoints', file, '--log', join(logs, 'failing.log')],
+      // Backoff of 1 s at most: SQS dead-letters the events after their 5 receives within seconds.
+      userEnv({ RETRY_MAX_DELAY_S: '1' }),
+    );
+    expect(await demo.exited).toBe(1);
+    const out = demo.output();
+    expect(out).toContain('delivered     theirs 3/3');
+    expect(out).toMatch(/delivered {5}0\/3 acknowledged by the handler and not dead-lettered \(mine: /);
+    expect(out).toMatch(/lost {10}3/);
+    expect(out).toContain('3 valid event(s) dead-lettered: 3 out-of-receives');
+  }, 90_000);
 
   it('npm run demo: exits 1 when it cannot drain within the time limit', async () => {
     // Nothing listens on port 9: no event can ever be delivered.
-    const demo = launch(
+    const demo = run(
       'demo.ts',
       ['--events', '5', '--invalid', '0', '--time-limit', '2', '--log', join(logs, 'stuck.log')],
       userEnv({ ENDPOINTS: `nowhere=http://127.0.0.1:${CLOSED_PORT}/events` }),
@@ -99,35 +98,19 @@ describe('local commands', () => {
     expect(demo.output()).toContain('could not drain within 2 s');
   }, 60_000);
 
-  it('npm start + npm run send: events flow to the endpoints; SIGINT stops it cleanly', async () => {
-    // Port 0: the stack picks a free port itself and prints it (a port closed here and reused could be taken).
-    const start = launch('start.ts', ['--port', '0', '--log', join(logs, 'start.log')], userEnv());
-    try {
-      await waitForOutput(start, /Send events from another terminal/);
-      const port = (await waitForOutput(start, /SQS {8}http:\/\/127\.0\.0\.1:(\d+)/))[1]!;
-      const env = userEnv({ LOCAL_SQS_PORT: port });
-
-      // send finds the running stack through LOCAL_SQS_PORT, like a second terminal would.
-      const send = launch('send.ts', ['--count', '30', '--invalid', '3'], env);
-      expect(await send.exited).toBe(0);
-      expect(send.output()).toContain(`sent 30 CloudEvent(s) and 3 malformed message(s) to http://127.0.0.1:${port}/`);
-
-      await waitForOutput(start, /acknowledged=33 .*analytics=30\(\+\d+dup\) audit=30\(\+\d+dup\) search=30/);
-      start.child.kill('SIGINT');
-      expect(await start.exited).toBe(0);
-      expect(start.output()).toContain('stopping: waiting for running invocations');
-      expect(start.output()).toMatch(/dlq=3 .*quarantined=3/);
-      expect(start.output()).toContain('stopped');
-    } finally {
-      start.child.kill('SIGKILL');
-    }
-  }, 60_000);
-
-  it('npm run send explains what to do when no local stack is running', async () => {
-    const send = launch('send.ts', ['--count', '1'], userEnv({ LOCAL_SQS_PORT: String(CLOSED_PORT) }));
-    expect(await send.exited).toBe(1);
-    expect(send.output()).toContain(
-      'start the local stack first (`npm start` in another terminal), or pass --queue-url',
+  it('Ctrl-C in npm run demo prints the partial summary', async () => {
+    const demo = run(
+      'demo.ts',
+      ['--events', '5', '--invalid', '1', '--log', join(logs, 'interrupted.log')],
+      userEnv({ ENDPOINTS: `nowhere=http://127.0.0.1:${CLOSED_PORT}/events` }),
     );
-  }, 30_000);
+    await waitForOutput(demo, /sent 5 valid \+ 1 malformed messages/);
+    demo.child.kill('SIGINT');
+    expect(await demo.exited).toBe(130);
+    expect(demo.output()).toContain('NOT drained');
+    expect(demo.output()).toMatch(/sent {10}5 valid CloudEvents \+ 1 malformed messages/);
+    expect(demo.output()).toContain(
+      'interrupted (Ctrl-C) after sending 6 of 6 message(s): the summary above is partial',
+    );
+  }, 60_000);
 });

@@ -1,88 +1,146 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { HTTP, CloudEvent as SdkEvent } from 'cloudevents';
 import { Webhook } from 'standardwebhooks';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { envWithoutAws, ROOT, runScript } from '../support/cli';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
+import { envWithoutAws } from '../support/cli';
+import { launch, type Running, stillRunning, waitForOutput } from '../support/processes';
 
 // The "deliver to your own endpoint" recipe of docs/local.md, as a user runs it.
-const TSX = join(ROOT, 'node_modules/.bin/tsx');
 const logs = mkdtempSync(join(tmpdir(), 'ingest-receiver-'));
-const running: ChildProcess[] = [];
-afterEach(() => {
-  for (const child of running.splice(0)) child.kill('SIGKILL');
+afterAll(async () => {
+  rmSync(logs, { recursive: true, force: true });
+  // Every process a test started has ended with it (on a shared machine, leftovers pile up).
+  expect(await stillRunning()).toEqual([]);
 });
-afterAll(() => rmSync(logs, { recursive: true, force: true }));
 
-/** Starts infra/examples/receiver.ts on a free loopback port; resolves with its URL and its output so far. */
-async function startReceiver(args: string[] = []): Promise<{ url: string; output: () => string }> {
-  const child = spawn(TSX, ['infra/examples/receiver.ts', '--port', '0', ...args], { cwd: ROOT });
-  running.push(child);
-  let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
-    output += chunk.toString('utf8');
+const RECEIVER = 'infra/examples/receiver.ts';
+const WHSEC = `whsec_${Buffer.alloc(24, 7).toString('base64')}`;
+
+/** Starts the receiver on a free loopback port; resolves with its URL (it is killed when the test ends). */
+async function startReceiver(args: string[] = []): Promise<{ url: string; running: Running }> {
+  const running = launch(RECEIVER, ['--port', '0', ...args], envWithoutAws());
+  const match = await Promise.race([
+    waitForOutput(running, /listening on (http:\/\/127\.0\.0\.1:\d+\/events)/),
+    running.exited.then((code) => {
+      throw new Error(`receiver exited with ${code}: ${running.output()}`);
+    }),
+  ]);
+  return { url: match[1]!, running };
+}
+
+const sample = new SdkEvent({ id: 'r-1', source: 'urn:test', type: 't', data: { n: 1 } });
+
+function post(url: string, mode: 'structured' | 'binary', headers: Record<string, string> = {}, body?: string) {
+  const message = mode === 'binary' ? HTTP.binary(sample) : HTTP.structured(sample);
+  const text = body ?? String(message.body);
+  return fetch(url, {
+    method: 'POST',
+    headers: { ...(message.headers as Record<string, string>), ...headers },
+    body: text,
   });
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout?.on('data', () => {
-      const match = /listening on (http:\/\/127\.0\.0\.1:\d+\/events)/.exec(output);
-      if (match) resolve(match[1]!);
-    });
-    child.on('exit', (code) => reject(new Error(`receiver exited with ${code}: ${output}`)));
-  });
-  return { url, output: () => output };
+}
+
+function standardWebhookHeaders(secret: string, body: string): Record<string, string> {
+  const timestamp = new Date();
+  return {
+    'webhook-id': 'msg-1',
+    'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
+    'webhook-signature': new Webhook(secret).sign('msg-1', timestamp, body),
+  };
 }
 
 describe('sample receiver (docs/local.md: deliver to your own endpoint)', () => {
   it('npm run demo with ENDPOINTS pointing at it delivers every event there once or more, and drains', async () => {
     const receiver = await startReceiver();
-    const demo = await runScript(
+    const demo = launch(
       'infra/local/demo.ts',
       ['--events', '20', '--invalid', '2', '--log', join(logs, 'demo.log')],
       envWithoutAws({ ENDPOINTS: `mine=${receiver.url}` }),
     );
-    expect(demo.code).toBe(0);
-    expect(demo.stdout).toMatch(/lost {10}0/);
-    const accepted = new Set(receiver.output().match(/^accepted +\S+ (\S+)/gm));
+    expect(await demo.exited).toBe(0);
+    expect(demo.output()).toMatch(/lost {10}0/);
+    const accepted = new Set(receiver.running.output().match(/^accepted +\S+ (\S+)/gm));
     expect(accepted.size).toBe(20);
   }, 120_000);
 
-  it('with --hmac-secret, refuses a wrong signature with 401 and accepts the right one', async () => {
-    const receiver = await startReceiver(['--hmac-secret', 's3cret']);
-    const body = JSON.stringify({ specversion: '1.0', id: 'h-1', source: 'urn:test', type: 't' });
-    const post = (signature: string) =>
-      fetch(receiver.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/cloudevents+json; charset=utf-8', 'x-signature-256': signature },
-        body,
-      });
-    expect((await post('sha256=00')).status).toBe(401);
-    const good = `sha256=${createHmac('sha256', 's3cret').update(body).digest('hex')}`;
-    expect((await post(good)).status).toBe(202);
-    expect((await post(good)).status).toBe(200);
+  it('takes binary mode signed with Standard Webhooks, as endpoints/example.yml sends to audit: the demo loses nothing', async () => {
+    const receiver = await startReceiver(['--webhook-secret', WHSEC]);
+    const file = join(logs, 'binary.yml');
+    const secrets = join(logs, 'binary-secrets.yml');
+    writeFileSync(
+      file,
+      `endpoints:\n  - name: audit\n    url: ${receiver.url}\n    contentMode: binary\n` +
+        '    signing:\n      scheme: standard-webhooks\n      secrets:\n        - ssm: /local/audit-signing\n',
+    );
+    writeFileSync(secrets, `ssm:\n  /local/audit-signing: ${WHSEC}\n`);
+    const demo = launch(
+      'infra/local/demo.ts',
+      ['--events', '10', '--invalid', '1', '--endpoints', file, '--secrets', secrets, '--log', join(logs, 'bin.log')],
+      envWithoutAws(),
+    );
+    expect(await demo.exited).toBe(0);
+    expect(demo.output()).toMatch(/lost {10}0/);
+    expect(new Set(receiver.running.output().match(/^accepted +\S+ (\S+)/gm)).size).toBe(10);
+  }, 120_000);
+
+  it('accepts both content modes and refuses what is not a CloudEvent with 400', async () => {
+    const { url } = await startReceiver();
+    expect((await post(url, 'structured')).status).toBe(202);
+    expect((await post(url, 'binary', { 'idempotency-key': 'other' })).status).toBe(202);
+    expect((await post(url, 'binary', { 'idempotency-key': 'other' })).status).toBe(200);
+    const plain = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(plain.status).toBe(400);
   });
 
-  it('with --webhook-secret, refuses a wrong Standard Webhooks signature with 401, never 400', async () => {
-    const key = Buffer.alloc(24, 7).toString('base64');
-    const receiver = await startReceiver(['--webhook-secret', `whsec_${key}`]);
-    const body = JSON.stringify({ specversion: '1.0', id: 'w-1', source: 'urn:test', type: 't' });
-    const post = (secret: string) => {
-      const timestamp = new Date();
-      const id = 'msg-w-1';
-      const signature = new Webhook(secret).sign(id, timestamp, body);
-      return fetch(receiver.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/cloudevents+json; charset=utf-8',
-          'webhook-id': id,
-          'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
-          'webhook-signature': signature,
-        },
-        body,
-      });
-    };
-    expect((await post(`whsec_${Buffer.alloc(24, 8).toString('base64')}`)).status).toBe(401);
-    expect((await post(`whsec_${key}`)).status).toBe(202);
+  it('with --hmac-secret, refuses a wrong signature with 401 and accepts the right one', async () => {
+    const { url } = await startReceiver(['--hmac-secret', 's3cret']);
+    const body = String(HTTP.structured(sample).body);
+    expect((await post(url, 'structured', { 'x-signature-256': 'sha256=00' })).status).toBe(401);
+    const good = `sha256=${createHmac('sha256', 's3cret').update(body).digest('hex')}`;
+    expect((await post(url, 'structured', { 'x-signature-256': good })).status).toBe(202);
+  });
+
+  it('with --webhook-secret, refuses a wrong Standard Webhooks signature with 401 (never 400), in either mode', async () => {
+    const { url } = await startReceiver(['--webhook-secret', WHSEC]);
+    const wrong = `whsec_${Buffer.alloc(24, 8).toString('base64')}`;
+    for (const mode of ['structured', 'binary'] as const) {
+      const body = String((mode === 'binary' ? HTTP.binary(sample) : HTTP.structured(sample)).body);
+      expect((await post(url, mode, standardWebhookHeaders(wrong, body))).status).toBe(401);
+      const key = { 'idempotency-key': mode };
+      expect((await post(url, mode, { ...key, ...standardWebhookHeaders(WHSEC, body) })).status).toBe(202);
+    }
+  });
+
+  it('checks bearer, basic and API key credentials: 401 when wrong or missing', async () => {
+    const { url } = await startReceiver(['--bearer', 'tok', '--api-key', 'X-Api-Key=k1']);
+    expect((await post(url, 'binary', { 'x-api-key': 'k1' })).status).toBe(401);
+    expect((await post(url, 'binary', { authorization: 'Bearer tok', 'x-api-key': 'k2' })).status).toBe(401);
+    expect((await post(url, 'binary', { authorization: 'Bearer tok', 'x-api-key': 'k1' })).status).toBe(202);
+    const basic = await startReceiver(['--basic', 'ingest:pw']);
+    const auth = (user: string) => ({ authorization: `Basic ${Buffer.from(user).toString('base64')}` });
+    expect((await post(basic.url, 'structured', auth('ingest:nope'))).status).toBe(401);
+    expect((await post(basic.url, 'structured', auth('ingest:pw'))).status).toBe(202);
+  });
+
+  it('--help prints what it checks and exits 0', async () => {
+    const help = launch(RECEIVER, ['--help'], envWithoutAws());
+    expect(await help.exited).toBe(0);
+    expect(help.output()).toContain('--webhook-secret');
+    expect(help.output()).toContain('--api-key HEADER=VALUE');
+  });
+
+  it('says the port is taken and how to pick another, and exits 1', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    onTestFinished(() => new Promise<void>((resolve) => taken.close(() => resolve())));
+    const port = String((taken.address() as { port: number }).port);
+    const receiver = launch(RECEIVER, ['--port', port], envWithoutAws());
+    expect(await receiver.exited).toBe(1);
+    expect(receiver.output()).toContain(`port ${port} on 127.0.0.1 is taken`);
+    expect(receiver.output()).toContain('--port 0');
   });
 });

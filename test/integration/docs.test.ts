@@ -1,8 +1,13 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
+import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { idempotencyKey } from '../../lib/event';
+import { parseEndpointsDocument } from '../../lib/subscription/schema';
+import { standardWebhooksKey } from '../../lib/subscription/signing';
+import { secretRefs } from '../../lib/subscription/source';
 import { envWithoutAws, ROOT } from '../support/cli';
 import { packageTemplate } from '../support/package-stack';
 
@@ -29,15 +34,22 @@ const AWS: Runner = { by: 'aws' };
 const QUEUE_URL_FROM_STACK = `INGEST_QUEUE_URL=$(aws cloudformation describe-stacks --stack-name ingest-fanout-prod --region eu-west-1 --query "Stacks[0].Outputs[?OutputKey=='IngestQueueUrl'].OutputValue" --output text)`;
 const DLQ_URL_FROM_STACK = `DLQ_URL=$(aws cloudformation describe-stacks --stack-name ingest-fanout-prod --region eu-west-1 --query "Stacks[0].Outputs[?OutputKey=='DeadLetterQueueUrl'].OutputValue" --output text)`;
 const FIRST_EVENT = `aws sqs send-message --region eu-west-1 --queue-url "$INGEST_QUEUE_URL" --message-body '{"specversion":"1.0","id":"first-1","source":"urn:example:deploy-check","type":"com.example.check"}'`;
+const WHSEC_NODE = `HMAC_KEY=$(node -e "console.log('whsec_' + require('crypto').randomBytes(32).toString('base64'))")`;
+const WHSEC_OPENSSL = 'HMAC_KEY=whsec_$(openssl rand -base64 32)';
 const LEDGER_KEY = `KEY=$(node -e 'console.log(require("crypto").createHash("sha256").update(JSON.stringify([process.argv[1], process.argv[2]])).digest("hex"))' 'urn:example:orders' 'order-123')`;
 
 const COMMANDS: Record<string, Runner> = {
   // README and docs/local.md
   'npm ci': { by: 'ci' },
   'npm run demo': test('test/e2e/demo.test.ts', "'demo.ts'"),
-  'npm start': test('test/e2e/demo.test.ts', "'start.ts'"),
-  'npm run send -- --count 100': test('test/e2e/demo.test.ts', "'send.ts', ['--count'"),
+  'npm start': test('test/e2e/start-send.test.ts', "'start.ts'"),
+  'npm run send -- --count 100': test('test/e2e/start-send.test.ts', "'send.ts', ['--count'"),
   'npm run send -- --help': { by: 'doc-test' },
+  'npm run send -- --body \'{"specversion":"1.0","id":"mine-1","source":"urn:example:me","type":"com.example.test","data":{"hello":"world"}}\'':
+    test('test/e2e/start-send.test.ts', "'send.ts', ['--body'"),
+  'npm run send -- --file event.json': test('test/e2e/start-send.test.ts', "'send.ts', ['--file'"),
+  'AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws sqs send-message --region us-east-1 --endpoint-url http://127.0.0.1:9324 --queue-url http://127.0.0.1:9324/123456789012/ingest-events --message-body file://event.json':
+    test('test/e2e/start-send.test.ts', "'send-message', '--region', 'us-east-1', '--endpoint-url'"),
   'npx tsx infra/examples/receiver.ts --port 8080': test('test/e2e/receiver.test.ts', "'infra/examples/receiver.ts'"),
   'ENDPOINTS=mine=http://127.0.0.1:8080/events npm run demo -- --events 20 --invalid 2': test(
     'test/e2e/receiver.test.ts',
@@ -57,6 +69,11 @@ const COMMANDS: Record<string, Runner> = {
     "file,\n        '--secrets',\n        secrets,",
   ),
   'npm run demo -- --endpoints endpoints/example.yml': { by: 'flags', script: 'demo' },
+  // docs/first-stage.md (the others it shows are listed elsewhere)
+  'npm run demo -- --endpoints endpoints/prod.yml': { by: 'flags', script: 'demo' },
+  [WHSEC_NODE]: { by: 'doc-test' },
+  [WHSEC_OPENSSL]: { by: 'doc-test' },
+  'aws logs tail /aws/lambda/ingest-fanout-prod-ingest --region eu-west-1 --follow': AWS,
   'npm test': { by: 'ci' },
   // docs/development.md
   'npm test -- test/unit/': { by: 'paths' },
@@ -186,8 +203,9 @@ describe('every command in the docs is run', () => {
       .filter(([, runner]) => runner.by === 'aws')
       .map(([command]) => command);
     for (const command of aws) expect(command).toMatch(/^(npm run deploy |npx osls (info|remove) |aws |\w+=\$\(aws )/);
-    // 11: deleting a stage by hand needs its two kept resources deleted (docs/deploy.md, Deleting a stage).
-    expect(aws.length).toBeLessThanOrEqual(11);
+    // 12: deleting a stage by hand needs its two kept resources deleted (docs/deploy.md, Deleting a stage), and the
+    // first-stage walk-through watches the function's log group.
+    expect(aws.length).toBeLessThanOrEqual(12);
   });
 
   it('every aws, deploy, info and remove command names its --region (else it acts on the default region)', () => {
@@ -249,7 +267,7 @@ describe('every command in the docs is run', () => {
 
   it.each(
     Object.entries(COMMANDS)
-      .filter(([command, runner]) => runner.by === 'doc-test' && !command.startsWith('KEY='))
+      .filter(([command, runner]) => runner.by === 'doc-test' && !/^[A-Z_]+=/.test(command))
       .map(([command]) => command),
   )(
     'runs: %s',
@@ -261,10 +279,61 @@ describe('every command in the docs is run', () => {
     60_000,
   );
 
+  it.each([WHSEC_NODE, WHSEC_OPENSSL])(
+    'runs the signing secret one-liner, which gives a Standard Webhooks secret of 32 bytes: %s',
+    async (command) => {
+      const result = await sh(`${command} && echo "$HMAC_KEY"`);
+      const secret = result.output.trim();
+      expect(secret).toMatch(/^whsec_[A-Za-z0-9+/]+=*$/);
+      expect(standardWebhooksKey(secret, 'HMAC_KEY')).toHaveLength(32);
+      // What the receiver's library makes of it: it signs and verifies with it.
+      const signed = new Webhook(secret).sign('m-1', new Date(), '{}');
+      expect(signed).toMatch(/^v1,/);
+    },
+  );
+
+  it('the walk-through endpoints file is valid, and its secrets are the ones the walk-through creates', () => {
+    const guide = text('docs/first-stage.md');
+    const yaml = guide.match(/```yaml\n([\s\S]*?)```/)?.[1] ?? '';
+    const endpoints = parseEndpointsDocument(parse(yaml), 'docs/first-stage.md');
+    const refs = secretRefs(endpoints).map((ref) => `${ref.store}:${ref.name}`);
+    expect(refs.sort()).toEqual([
+      'secretsmanager:ingest-fanout/prod/audit-key',
+      'ssm:/ingest-fanout/prod/analytics-token',
+    ]);
+    expect(guide).toContain('--type SecureString --name /ingest-fanout/prod/analytics-token');
+    expect(guide).toContain('create-secret --region eu-west-1 --name ingest-fanout/prod/audit-key');
+  });
+
   it("runs the ledger key one-liner, which gives the function's own key", async () => {
     const command = Object.keys(COMMANDS).find((c) => c.startsWith('KEY='))!;
     const result = await sh(`${command} && echo "$KEY"`);
     expect(result.output.trim()).toBe(idempotencyKey('urn:example:orders', 'order-123'));
+  });
+});
+
+describe('messages quoted in docs/troubleshooting.md', () => {
+  // Printed by tools of others, not by this project's code.
+  const OTHERS = ['Could not download the Serverless Framework binary'];
+
+  function sourceText(dir: string): string {
+    return readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' })
+      .filter((name) => /\.(ts|js|cjs)$/.test(name))
+      .map((name) => text(join(dir, name)))
+      .join('\n');
+  }
+
+  it('are still printed by the code (the literal parts between <placeholders> and …)', () => {
+    const source = ['lib', 'infra', 'functions'].map(sourceText).join('\n');
+    const stale: string[] = [];
+    for (const [, quoted] of text('docs/troubleshooting.md').matchAll(/^\| `([^`]+)`/gm)) {
+      const parts = quoted!
+        .split(/<[^>]*>|…|\bN\b/)
+        .map((part) => part.replace(/^[\s'":]+|[\s'":]+$/g, ''))
+        .filter((part) => part.length >= 12 && !OTHERS.includes(part));
+      for (const part of parts) if (!source.includes(part)) stale.push(`${quoted}: '${part}'`);
+    }
+    expect(stale).toEqual([]);
   });
 });
 

@@ -183,9 +183,13 @@ describe('SqsEventSource acknowledges like Lambda with ReportBatchItemFailures',
           })),
         };
       },
-      { batchSize: 3, maximumBatchingWindowS: 1, concurrency: 1 },
+      // No batching window: each batch is one receive, so the redelivery is the message's second receive. A window
+      // as long as the 1 s visibility timeout could legitimately receive it a third time within the same batch
+      // (newest receipt handle kept), as Lambda could; AWS asks for a visibility timeout well above the window.
+      { batchSize: 3, maximumBatchingWindowS: 0, concurrency: 1 },
     );
     await waitFor('the first invocation', () => reports.length >= 1);
+    // The three were on the queue before polling started: one receive returns them all.
     expect(reports[0]).toMatchObject({ outcome: 'partial', records: 3, acknowledged: 2, failed: 1 });
     // The failed message comes back, received a second time; the acknowledged ones never do.
     await waitFor('the redelivery', () => seen.some((s) => s.id === keep && s.count === '2'));

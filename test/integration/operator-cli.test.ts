@@ -42,6 +42,13 @@ describe('npm run dlq', () => {
     expect(await receiveAll(sqs, dlq.url)).toHaveLength(3);
   });
 
+  it('--max N says how many it shows of how many the queue holds', async () => {
+    const { dlq } = await filledDlq();
+    const result = await runScript('infra/cli/dlq.ts', ['--queue-url', dlq.url, '--max', '1'], envWithoutAws());
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`showing 1 of about 3 message(s) in ${dlq.url} (left in place)`);
+  });
+
   it('--json prints one object per message, with the reason fields', async () => {
     const { dlq, source } = await filledDlq();
     const result = await runScript('infra/cli/dlq.ts', ['--queue-url', dlq.url, '--json'], envWithoutAws());
