@@ -26,7 +26,13 @@ export function checkPlainParams(
   stage: string,
   region: string,
   params: Record<'queueAgeAlarmS' | 'alarmTopicArn' | 'alarmEmail' | 'memorySize' | 'logRetentionDays', unknown>,
-): { queueAgeAlarmS: number; alarmTopicArn: string; memorySize: number; logRetentionDays: number };
+): {
+  queueAgeAlarmS: number;
+  alarmTopicArn: string;
+  alarmEmail: string;
+  memorySize: number;
+  logRetentionDays: number;
+};
 export const ALARMS_PER_WIDGET: number;
 export function alarmWidgets(alarmIds: string[]): {
   type: 'alarm';

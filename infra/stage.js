@@ -114,6 +114,7 @@ export function checkPlainParams(
   return {
     queueAgeAlarmS: integer(stage, 'queueAgeAlarmS', queueAgeAlarmS, [60, 1_209_600]),
     alarmTopicArn: topic,
+    alarmEmail: email,
     memorySize: integer(stage, 'memorySize', memorySize, [128, 10_240]),
     logRetentionDays: days,
   };
@@ -495,11 +496,6 @@ export async function queueAgeAlarmS(context) {
   return (await stageOf(context)).queueAgeAlarmS;
 }
 
-/** 'true' or 'false', as a string for the IsFifo condition (CloudFormation compares strings). */
-export async function fifo(context) {
-  return String((await stageOf(context)).fifo);
-}
-
 /** esbuild `define` value: the endpoints file as a JavaScript string literal ('""' when the stage has none). */
 export async function endpointsBundle(context) {
   return JSON.stringify((await stageOf(context)).endpointsBundle);
@@ -510,14 +506,60 @@ export async function batchSize(context) {
   return (await stageOf(context)).batchSize;
 }
 
-/** The same notification targets as the alarms in infra/alarms.yml (whose conditions these are). */
+/**
+ * Where every alarm notifies: the given topic, else a topic of the stack subscribing the e-mail address, else nowhere.
+ * Decided here because the stage is known: the template carries no condition whose operands are constants.
+ */
 function alarmActions(stage) {
+  if (stage.alarmTopicArn) return [stage.alarmTopicArn];
+  if (stage.alarmEmail) return [{ Ref: 'AlarmTopic' }];
+  return [];
+}
+
+/** AlarmActions and OKActions of an alarm, or nothing when the stage notifies nowhere (CloudWatch refuses []). */
+function notifications(stage) {
+  const actions = alarmActions(stage);
+  return actions.length ? { AlarmActions: actions, OKActions: actions } : {};
+}
+
+/** The SNS topic subscribing alarmEmail, when the stage gives an e-mail address and no topic of its own. */
+function alarmTopic(stage) {
+  if (stage.alarmTopicArn || !stage.alarmEmail) return { Resources: {}, Outputs: {} };
+  const name = `${stage.service}-${stage.stage}`;
   return {
-    'Fn::If': [
-      'HasAlarmTopicArn',
-      [stage.alarmTopicArn],
-      { 'Fn::If': ['CreateAlarmTopic', [{ Ref: 'AlarmTopic' }], { Ref: 'AWS::NoValue' }] },
-    ],
+    Resources: {
+      AlarmTopic: {
+        Type: 'AWS::SNS::Topic',
+        Properties: { TopicName: `${name}-alarms`, DisplayName: `${stage.service} ${stage.stage} alarms` },
+      },
+      AlarmTopicEmailSubscription: {
+        Type: 'AWS::SNS::Subscription',
+        Properties: { TopicArn: { Ref: 'AlarmTopic' }, Protocol: 'email', Endpoint: stage.alarmEmail },
+      },
+    },
+    Outputs: { AlarmTopicArn: { Value: { Ref: 'AlarmTopic' } } },
+  };
+}
+
+/** FIFO stages: both queues become FIFO (names end in .fifo); standard stages keep infra/queues.yml as written. */
+function fifoQueues(stage) {
+  if (!stage.fifo) return {};
+  const name = (suffix) => `${stage.service}-${stage.stage}-${suffix}.fifo`;
+  return {
+    IngestQueue: {
+      Properties: {
+        QueueName: name('ingest'),
+        FifoQueue: true,
+        // Producers may omit MessageDeduplicationId; setting it to the event's idempotency key is better still.
+        ContentBasedDeduplication: true,
+        // High-throughput FIFO: ordering and deduplication per message group, not per queue.
+        DeduplicationScope: 'messageGroup',
+        FifoThroughputLimit: 'perMessageGroupId',
+      },
+    },
+    IngestDeadLetterQueue: {
+      Properties: { QueueName: name('dlq'), FifoQueue: true, ContentBasedDeduplication: true },
+    },
   };
 }
 
@@ -551,8 +593,7 @@ function endpointAlarm(stage, endpoint) {
       EvaluationPeriods: 5,
       DatapointsToAlarm: 3,
       TreatMissingData: 'notBreaching',
-      AlarmActions: alarmActions(stage),
-      OKActions: alarmActions(stage),
+      ...notifications(stage),
     },
   };
 }
@@ -600,8 +641,7 @@ function endpointDownAlarm(stage, endpoint) {
       EvaluationPeriods: 2,
       DatapointsToAlarm: 2,
       TreatMissingData: 'notBreaching',
-      AlarmActions: alarmActions(stage),
-      OKActions: alarmActions(stage),
+      ...notifications(stage),
     },
   };
 }
@@ -665,8 +705,7 @@ function batchAlarms(stage, errorPeriods) {
         Threshold: 0,
         ComparisonOperator: 'GreaterThanThreshold',
         TreatMissingData: 'notBreaching',
-        AlarmActions: alarmActions(stage),
-        OKActions: alarmActions(stage),
+        ...notifications(stage),
       },
     };
   }
@@ -914,6 +953,22 @@ function credentialsPolicy(stage) {
   };
 }
 
+/** The alarms of infra/alarms.yml: they notify where the generated ones do. */
+const STATIC_ALARM_IDS = ['DeadLetterQueueAlarm', 'QueueAgeAlarm', 'FunctionErrorsAlarm'];
+
+/**
+ * What serverless.yml and infra/*.yml leave to the stage: FIFO properties, the batching window (standard queues only)
+ * and where alarms notify, as extensions of their resources.
+ */
+function stageExtensions(stage) {
+  const extensions = fifoQueues(stage);
+  // FIFO event sources take no batching window: the property is left out, not set under a condition.
+  if (!stage.fifo) extensions[ESM_LOGICAL_ID] = { Properties: { MaximumBatchingWindowInSeconds: stage.windowS } };
+  const actions = notifications(stage);
+  if (actions.AlarmActions) for (const id of STATIC_ALARM_IDS) extensions[id] = { Properties: actions };
+  return extensions;
+}
+
 /** The generated resources, merged into the stack by serverless.yml's `resources` list. */
 export async function resources(context) {
   const stage = await stageOf(context);
@@ -930,12 +985,14 @@ export async function resources(context) {
       DashboardBody: { 'Fn::Sub': dashboardBody(stage, Object.keys(generated)) },
     },
   };
-  const extensions = {};
+  const topic = alarmTopic(stage);
+  Object.assign(generated, topic.Resources);
+  const extensions = stageExtensions(stage);
   if (stage.credentials.length) {
     generated.IngestCredentialsPolicy = credentialsPolicy(stage);
     // The function (its new ENDPOINT_CREDENTIALS) updates only once it may read them; records flow after that.
     extensions[FUNCTION_LOGICAL_ID] = { DependsOn: ['IngestCredentialsPolicy'] };
-    extensions[ESM_LOGICAL_ID] = { DependsOn: ['IngestCredentialsPolicy'] };
+    extensions[ESM_LOGICAL_ID] = { ...extensions[ESM_LOGICAL_ID], DependsOn: ['IngestCredentialsPolicy'] };
   }
-  return { Resources: generated, extensions };
+  return { Resources: generated, Outputs: topic.Outputs, extensions };
 }

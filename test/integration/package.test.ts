@@ -21,7 +21,7 @@ interface Resource {
 }
 interface Template {
   Resources: Record<string, Resource>;
-  Conditions: Record<string, unknown>;
+  Conditions?: Record<string, unknown>;
 }
 
 /** The environment `osls package` gets: no AWS credentials, region or profile of any kind. */
@@ -272,10 +272,11 @@ describe('npm run package', () => {
       FunctionName: getAtt('IngestLambdaFunction', 'Arn'),
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       BatchSize: 100,
-      MaximumBatchingWindowInSeconds: { 'Fn::If': ['IsFifo', ref('AWS::NoValue'), 5] },
+      MaximumBatchingWindowInSeconds: 5,
       ScalingConfig: { MaximumConcurrency: 10 },
     });
-    expect(template.Conditions.IsFifo).toEqual({ 'Fn::Equals': ['false', 'true'] });
+    // The stage is known when packaging: no condition is left for CloudFormation to evaluate.
+    expect(template.Conditions).toBeUndefined();
   });
 
   it('redrives to the DLQ after at least 5 receives, with a visibility of at least 6 × timeout + window', () => {
@@ -288,7 +289,8 @@ describe('npm run package', () => {
     expect(queue.VisibilityTimeout).toBeGreaterThanOrEqual(6 * timeout + window);
     expect(dlq.MessageRetentionPeriod).toBe(14 * 24 * 3600);
     expect(dlq.MessageRetentionPeriod).toBeGreaterThan(queue.MessageRetentionPeriod as number);
-    expect(queue.FifoQueue).toEqual({ 'Fn::If': ['IsFifo', true, ref('AWS::NoValue')] });
+    expect(queue.FifoQueue).toBeUndefined();
+    expect(queue.QueueName).toBe('ingest-fanout-dev-ingest');
   });
 
   it('creates the ledger table on demand, keyed by id, with TTL on expiration', () => {
@@ -386,13 +388,12 @@ describe('npm run package', () => {
         /100 \* FILL\(ko, 0\) \/ \(FILL\(ok, 0\) \+ FILL\(ko, 0\)\)/,
       );
     }
-    // Notifications are optional: without a topic or an e-mail, no SNS topic.
-    for (const [, alarm] of Object.entries(alarms)) {
-      expect(alarm.Properties.AlarmActions).toMatchObject({
-        'Fn::If': ['HasAlarmTopicArn', expect.anything(), expect.anything()],
-      });
+    // Notifications are optional: without a topic or an e-mail, no SNS topic and no actions (CloudWatch refuses []).
+    for (const [id, alarm] of Object.entries(alarms)) {
+      expect(alarm.Properties.AlarmActions, id).toBeUndefined();
+      expect(alarm.Properties.OKActions, id).toBeUndefined();
     }
-    expect(template.Resources.AlarmTopic?.Condition).toBe('CreateAlarmTopic');
+    expect(template.Resources.AlarmTopic).toBeUndefined();
   });
 
   it('draws a dashboard whose body is valid JSON referring only to this stack’s resources', () => {
@@ -479,17 +480,20 @@ describe('npm run package', () => {
 
 describe('npm run package with stage params', () => {
   it('builds the FIFO variant: FIFO queues and DLQ, at most 10 records, no batching window', () => {
-    expect(fifoTemplate.Conditions.IsFifo).toEqual({ 'Fn::Equals': ['true', 'true'] });
+    expect(fifoTemplate.Conditions).toBeUndefined();
     const mapping = fifoTemplate.Resources.IngestEventSourceMappingSQSIngestQueue!;
     expect(mapping.Properties.BatchSize).toBe(10);
-    expect(mapping.Properties.MaximumBatchingWindowInSeconds).toEqual({
-      'Fn::If': ['IsFifo', ref('AWS::NoValue'), 5],
+    expect(mapping.Properties).not.toHaveProperty('MaximumBatchingWindowInSeconds');
+    expect(fifoTemplate.Resources.IngestQueue!.Properties).toMatchObject({
+      QueueName: 'ingest-fanout-dev-ingest.fifo',
+      FifoQueue: true,
+      ContentBasedDeduplication: true,
+      DeduplicationScope: 'messageGroup',
+      FifoThroughputLimit: 'perMessageGroupId',
     });
-    expect(fifoTemplate.Resources.IngestQueue!.Properties.QueueName).toEqual({
-      'Fn::If': ['IsFifo', 'ingest-fanout-dev-ingest.fifo', 'ingest-fanout-dev-ingest'],
-    });
-    expect(fifoTemplate.Resources.IngestDeadLetterQueue!.Properties.FifoQueue).toEqual({
-      'Fn::If': ['IsFifo', true, ref('AWS::NoValue')],
+    expect(fifoTemplate.Resources.IngestDeadLetterQueue!.Properties).toMatchObject({
+      QueueName: 'ingest-fanout-dev-dlq.fifo',
+      FifoQueue: true,
     });
     // No batching window: the visibility timeout is 6 × the timeout.
     expect(fifoTemplate.Resources.IngestQueue!.Properties.VisibilityTimeout).toBe(360);
@@ -528,7 +532,10 @@ describe('npm run package with stage params', () => {
     expect(env(fifoTemplate).ENDPOINT_CREDENTIALS).toBe(
       'analytics=bearer:ssm:/ingest-fanout/dev/analytics-token,audit=hmac:secretsmanager:ingest-fanout/dev/audit-key',
     );
-    expect(fifoTemplate.Conditions.CreateAlarmTopic).toBeDefined();
+    expect(fifoTemplate.Resources.AlarmTopic!.Condition).toBeUndefined();
+    for (const [id, alarm] of resourcesOfType(fifoTemplate, 'AWS::CloudWatch::Alarm')) {
+      expect(alarm.Properties.AlarmActions, id).toEqual([ref('AlarmTopic')]);
+    }
     expect(fifoTemplate.Resources.AlarmTopicEmailSubscription!.Properties).toMatchObject({
       Protocol: 'email',
       Endpoint: 'oncall@example.com',

@@ -14,6 +14,7 @@ import {
   mathExpression,
   sums,
 } from '../support/alarm-sim';
+import { acceptedFindings, cfnLint, type LintFinding, notAccepted } from '../support/cfn-lint';
 import {
   type CfnResource,
   type Json,
@@ -27,13 +28,13 @@ import { checkDashboards, checkJsonProperties, checkReferences, checkResources }
 
 // The packaged CloudFormation template against CloudFormation's resource schemas, and the review findings of issue 12
 // pinned on it. Each check is also run on a deliberately broken copy, which it must reject.
-type Variant = 'standard' | 'fifo' | 'secured';
+type Variant = 'standard' | 'fifo' | 'secured' | 'example';
 let templates: Record<Variant, Template>;
 let serverless3: Template;
 let oversized: string;
 
 beforeAll(async () => {
-  templates = await packageVariants(['standard', 'fifo', 'secured'] as const);
+  templates = await packageVariants(['standard', 'fifo', 'secured', 'example'] as const);
   serverless3 = await packageTemplate([], 'serverless3');
   oversized = await packageTemplate([`--param=endpoints=${endpointList(80)}`]).then(
     () => 'packaged',
@@ -52,12 +53,15 @@ const props = (resource: CfnResource | undefined) => (resource?.Properties ?? {}
 const alarm = (t: Template, id: string) => props(t.Resources[id]);
 
 describe('the packaged template against CloudFormation’s resource schemas', () => {
-  it.each(['standard', 'fifo', 'secured'] as const)('%s: every type, property and reference is valid', async (v) => {
-    expect(await checkResources(templates[v])).toEqual([]);
-    expect(await checkReferences(templates[v])).toEqual([]);
-    expect(checkDashboards(templates[v])).toEqual([]);
-    expect(checkJsonProperties(templates[v])).toEqual([]);
-  });
+  it.each(['standard', 'fifo', 'secured', 'example'] as const)(
+    '%s: every type, property and reference is valid',
+    async (v) => {
+      expect(await checkResources(templates[v])).toEqual([]);
+      expect(await checkReferences(templates[v])).toEqual([]);
+      expect(checkDashboards(templates[v])).toEqual([]);
+      expect(checkJsonProperties(templates[v])).toEqual([]);
+    },
+  );
 
   it('checks what the schemas leave as free JSON or text: policies, RedrivePolicy, IAM documents', () => {
     const broken = mutate(templates.secured, (t) => {
@@ -162,15 +166,55 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
   });
 });
 
+describe('cfn-lint, AWS’s CloudFormation linter (issue 15, B1)', () => {
+  let findings: LintFinding[];
+  beforeAll(async () => {
+    // The default stage as packaged before: a FIFO-only branch under a condition whose operands are constants.
+    const conditional = mutate(templates.standard, (t) => {
+      t.Conditions = { IsFifo: { 'Fn::Equals': ['false', 'true'] } };
+      props(t.Resources.IngestEventSourceMappingSQSIngestQueue).MaximumBatchingWindowInSeconds = {
+        'Fn::If': ['IsFifo', { Ref: 'AWS::NoValue' }, 5],
+      };
+    });
+    // One run for every template: cfn-lint takes seconds to start.
+    findings = await cfnLint({ ...templates, conditional });
+  }, 60_000);
+  const of = (names: string[]) => findings.filter((f) => names.includes(f.template));
+
+  it('reports no error or warning on any packaged variant, but those infra/cfn-lint.yml accepts with a reason', () => {
+    expect(notAccepted(of(Object.keys(templates)))).toEqual([]);
+    for (const accepted of acceptedFindings()) expect(accepted.reason, accepted.rule).toMatch(/\S{20}/);
+  });
+
+  it('writes each stage without conditions: constant operands are what cfn-lint refused', () => {
+    for (const [name, t] of Object.entries(templates)) expect(t.Conditions, name).toBeUndefined();
+    expect(notAccepted(of(['conditional']))).toContainEqual(
+      "conditional W8003 Conditions/IsFifo: ['false', 'true'] will always return False",
+    );
+  });
+
+  it('accepts a finding only where the framework writes it', () => {
+    expect(notAccepted(of(['standard']), [])).toEqual([
+      expect.stringMatching(/^standard W3005 Resources\/IngestLambdaFunction\/DependsOn\/1: 'IngestRole' dependency/),
+    ]);
+  });
+});
+
 describe('intrinsic functions and conditional resources', () => {
   it('refuses a function CloudFormation does not have, and a conditional resource named outside its Fn::If', async () => {
-    const broken = mutate(templates.secured, (t) => {
+    const broken = mutate(templates.standard, (t) => {
       props(t.Resources.QueueAgeAlarm).Dimensions = [
         { Name: 'QueueName', Value: { 'Fn::GetAttr': ['IngestQueue', 'QueueName'] } },
       ];
       props(t.Resources.IngestDashboard).DashboardName = { 'Fn::Subb': 'x-${AWS::Region}' };
+      // A conditional resource (the stack has none of its own), named inside its Fn::If and outside it.
+      t.Conditions = { CreateAlarmTopic: { 'Fn::Equals': [{ Ref: 'AWS::Region' }, 'us-east-1'] } };
+      t.Resources.AlarmTopic = { Type: 'AWS::SNS::Topic', Condition: 'CreateAlarmTopic' };
+      t.Outputs!.AlarmTopicArn = { Value: { Ref: 'AlarmTopic' } };
+      props(t.Resources.QueueAgeAlarm).AlarmActions = {
+        'Fn::If': ['CreateAlarmTopic', [{ Ref: 'AlarmTopic' }], { Ref: 'AWS::NoValue' }],
+      };
       props(t.Resources.FunctionErrorsAlarm).AlarmActions = [{ Ref: 'AlarmTopic' }];
-      t.Outputs!.AlarmTopicArn!.Condition = undefined;
     });
     expect((await checkReferences(broken)).sort()).toEqual([
       "Outputs.AlarmTopicArn.Value: 'AlarmTopic' exists only when condition 'CreateAlarmTopic' holds: name it inside Fn::If [CreateAlarmTopic, ...]",

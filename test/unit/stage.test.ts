@@ -55,6 +55,7 @@ describe('the params used verbatim by serverless.yml and infra/alarms.yml', () =
     ).toEqual({
       queueAgeAlarmS: 600,
       alarmTopicArn: 'arn:aws:sns:us-east-1:123456789012:oncall',
+      alarmEmail: 'oncall@example.com',
       memorySize: 1024,
       logRetentionDays: 30,
     });
