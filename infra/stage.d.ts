@@ -45,3 +45,9 @@ export function alarmWidgets(alarmIds: string[]): {
 export const DLQ_OPERATOR_WINDOW_S: number;
 /** Throws a StageConfigError unless dlqRetentionS ≥ queueRetentionS + DLQ_OPERATOR_WINDOW_S. */
 export function checkDlqRetention(stage: string, queueRetentionS: number, dlqRetentionS: number): void;
+export const FUNCTION_NAME_LIMIT: number;
+/** The function's name, or a StageConfigError naming the longest stage name that fits. */
+export function checkFunctionName(stage: string, service: string, functionKey?: string): string;
+export const METRICS_PER_GRAPH: number;
+/** Throws a StageConfigError when a dashboard graph would hold more metrics than CloudWatch allows. */
+export function checkGraphMetrics(stage: string, title: string, metricCount: number, endpointCount: number): void;

