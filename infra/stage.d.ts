@@ -51,3 +51,17 @@ export function checkFunctionName(stage: string, service: string, functionKey?: 
 export const METRICS_PER_GRAPH: number;
 /** Throws a StageConfigError when a dashboard graph would hold more metrics than CloudWatch allows. */
 export function checkGraphMetrics(stage: string, title: string, metricCount: number, endpointCount: number): void;
+export interface OutageParams {
+  maxReceiveCount: number;
+  baseDelayS: number;
+  maxDelayS: number;
+  windowS: number;
+  timeoutS: number;
+}
+/** How long a record failing at every receive takes from its first failure to its last (s), at least and at most. */
+export function failingRecordLifeS(params: OutageParams): { shortest: number; longest: number };
+/** Period and M of N of the records-failing and endpoint-down alarms; throws when no setting can see every outage. */
+export function outageAlarmEvaluation(
+  stage: string,
+  params: OutageParams,
+): { periodS: number; evaluationPeriods: number; datapointsToAlarm: number };

@@ -310,6 +310,13 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     retentionS: queueRetentionS,
     retryMaxDelayS: config.retryMaxDelayS,
   });
+  const outageAlarm = outageAlarmEvaluation(stage, {
+    maxReceiveCount,
+    baseDelayS: config.retryBaseDelayS,
+    maxDelayS: config.retryMaxDelayS,
+    windowS,
+    timeoutS,
+  });
   const logicalIds = new Map();
   for (const { name } of config.endpoints) {
     const id = pascal(name);
@@ -329,6 +336,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     windowS,
     batchSize,
     retryMaxDelayS: config.retryMaxDelayS,
+    outageAlarm,
     endpoints: config.endpoints.map((e) => ({ name: e.name, id: pascal(e.name) })),
     credentials,
     serviceDimension: env.POWERTOOLS_SERVICE_NAME || service,
@@ -513,12 +521,62 @@ export async function errorAlarmPeriods(context) {
   return Math.ceil((await queueVisibilityTimeoutS(context)) / 60) + 1;
 }
 
+/** How long a record failing at every receive takes from its first failure to its last (s), at least and at most. */
+export function failingRecordLifeS({ maxReceiveCount, baseDelayS, maxDelayS, windowS, timeoutS }) {
+  let shortest = 0;
+  // lib/backoff.ts jitters each delay d within [d/2, d]; an endpoint's Retry-After can stretch it to the cap.
+  for (let receive = 1; receive < maxReceiveCount; receive++) {
+    shortest += Math.ceil(Math.min(maxDelayS, baseDelayS * 2 ** (receive - 1)) / 2);
+  }
+  // Each wait then ends with a batching window and an invocation at most.
+  return { shortest, longest: (maxReceiveCount - 1) * (maxDelayS + windowS + timeoutS) };
+}
+
+/** CloudWatch: an alarm's evaluation range (periods × period) is at most a day. */
+const ALARM_RANGE_LIMIT_S = 86_400;
+
 /**
- * The period of the "still failing" alarms: longer than the longest wait between two deliveries of a failing record
- * (the longest backoff, the batching window and one invocation), so a record failing throughout fails in every period.
+ * Period and M of N of the "still failing" alarms (records-failing, endpoint-down), so that one record failing at
+ * every receive until the DLQ always raises them. A period longer than any wait between two receives (the longest
+ * backoff, the batching window and one invocation) puts every receive in the same or the next period: two
+ * consecutive periods then suffice when the record lives at least one period. A shorter life needs shorter periods:
+ * its first and last failure fall in two different ones when a period is no longer than its shortest life, and the
+ * alarm looks back over its longest life.
  */
-function redeliveryPeriodS(stage) {
-  return Math.ceil((stage.retryMaxDelayS + stage.windowS + stage.timeoutS) / 60) * 60;
+export function outageAlarmEvaluation(stage, params) {
+  const redeliveryS = Math.ceil((params.maxDelayS + params.windowS + params.timeoutS) / 60) * 60;
+  const { shortest, longest } = failingRecordLifeS(params);
+  if (shortest >= redeliveryS) return { periodS: redeliveryS, evaluationPeriods: 2, datapointsToAlarm: 2 };
+  if (shortest < 60) {
+    let receives = params.maxReceiveCount;
+    while (failingRecordLifeS({ ...params, maxReceiveCount: receives }).shortest < 60) receives++;
+    fail(
+      stage,
+      `param 'maxReceiveCount' is ${params.maxReceiveCount}: a record failing at every receive reaches the ` +
+        `dead-letter queue after as little as ${shortest} s (RETRY_BASE_DELAY_S ${params.baseDelayS} doubling), ` +
+        'too soon for the records-failing and endpoint-down alarms to see it fail in two different minutes: an ' +
+        `outage could go unalarmed until records are dead-lettered. Raise maxReceiveCount to at least ${receives} ` +
+        '(or RETRY_BASE_DELAY_S)',
+    );
+  }
+  const periodS = 60 * Math.floor(shortest / 60);
+  const evaluationPeriods = Math.ceil(longest / periodS) + 1;
+  if (periodS * evaluationPeriods > ALARM_RANGE_LIMIT_S) {
+    fail(
+      stage,
+      `the records-failing and endpoint-down alarms would look back ${evaluationPeriods} × ${periodS} s to see a ` +
+        `failing record's whole life (maxReceiveCount ${params.maxReceiveCount}), over CloudWatch's ` +
+        `${ALARM_RANGE_LIMIT_S} s: raise maxReceiveCount or lower RETRY_MAX_DELAY_S (param retryMaxDelayS)`,
+    );
+  }
+  return { periodS, evaluationPeriods, datapointsToAlarm: 2 };
+}
+
+/** The wording of the still-failing alarms' rule, for their descriptions. */
+function outageRule({ periodS, evaluationPeriods, datapointsToAlarm }) {
+  return evaluationPeriods === 2 && datapointsToAlarm === 2
+    ? `two consecutive ${periodS / 60}-minute periods`
+    : `${datapointsToAlarm} of ${evaluationPeriods} ${periodS / 60}-minute periods`;
 }
 
 /** The queue-age alarm's threshold (s), checked by load(). */
@@ -646,15 +704,16 @@ function customMetric(stage, id, metricName, period, dimensions = []) {
 
 /** An endpoint refusing everything alarms whatever its traffic: failures and no success in two redelivery periods. */
 function endpointDownAlarm(stage, endpoint) {
-  const period = redeliveryPeriodS(stage);
+  const outage = stage.outageAlarm;
+  const period = outage.periodS;
   const dimension = [{ Name: 'endpoint', Value: endpoint.name }];
   return {
     Type: 'AWS::CloudWatch::Alarm',
     Properties: {
       AlarmName: `${stage.service}-${stage.stage}-endpoint-${endpoint.name}-down`,
       AlarmDescription:
-        `Every delivery to endpoint '${endpoint.name}' failed, none succeeded, in two consecutive ${period / 60}-minute ` +
-        'periods (whatever the traffic: a failing record comes back at least once a period). Its records wait in ' +
+        `Every delivery to endpoint '${endpoint.name}' failed, none succeeded, in ${outageRule(outage)} ` +
+        '(whatever the traffic: a failing record fails in at least two of them). Its records wait in ' +
         'backoff and reach the DLQ after maxReceiveCount receives. Run the "Delivery failures by endpoint and status" query.',
       Metrics: [
         customMetric(stage, 'ok', stage.metric.DeliverySucceeded, period, dimension),
@@ -668,8 +727,8 @@ function endpointDownAlarm(stage, endpoint) {
       ],
       Threshold: 1,
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',
-      EvaluationPeriods: 2,
-      DatapointsToAlarm: 2,
+      EvaluationPeriods: outage.evaluationPeriods,
+      DatapointsToAlarm: outage.datapointsToAlarm,
       TreatMissingData: 'notBreaching',
       ...notifications(stage),
     },
@@ -679,17 +738,18 @@ function endpointDownAlarm(stage, endpoint) {
 /** Alarms on the code's own metrics that are not per endpoint: id → [metric, description, period, periods]. */
 function batchAlarms(stage, errorPeriods) {
   const m = stage.metric;
-  const redelivery = redeliveryPeriodS(stage);
+  const outage = stage.outageAlarm;
   const specs = {
     RecordsFailingAlarm: [
       m.RecordsFailed,
       'records-failing',
-      `Records failed (went back to the queue for another attempt) in two consecutive ${redelivery / 60}-minute ` +
-        'periods: an endpoint is down or refusing, or the deadline cuts deliveries off. SQS hides records in backoff ' +
+      `Records failed (went back to the queue for another attempt) in ${outageRule(outage)}: an endpoint is ` +
+        'down or refusing, or the deadline cuts deliveries off. SQS hides records in backoff ' +
         'from the queue-age metric, so this is the alarm that sees an outage. Check the dashboard, then the ' +
         '"Delivery failures by endpoint and status" query.',
-      redelivery,
-      2,
+      outage.periodS,
+      outage.evaluationPeriods,
+      outage.datapointsToAlarm,
     ],
     QuarantineErrorsAlarm: [
       m.QuarantineErrors,
@@ -698,6 +758,7 @@ function batchAlarms(stage, errorPeriods) {
         'come back until maxReceiveCount. The log line "quarantine failed" has the error.',
       60,
       errorPeriods,
+      1,
     ],
     BackoffErrorsAlarm: [
       m.BackoffErrors,
@@ -706,6 +767,7 @@ function batchAlarms(stage, errorPeriods) {
         'visibility timeout instead. The log line "visibility backoff failed" has the error.',
       60,
       errorPeriods,
+      1,
     ],
     LedgerErrorsAlarm: [
       m.LedgerErrors,
@@ -714,11 +776,11 @@ function batchAlarms(stage, errorPeriods) {
         'endpoints that already accepted the event. The log lines "delivery ledger ..." have the error.',
       60,
       errorPeriods,
+      1,
     ],
   };
   const alarms = {};
-  for (const [id, [metricName, suffix, description, period, periods]] of Object.entries(specs)) {
-    const single = periods === errorPeriods && period === 60;
+  for (const [id, [metricName, suffix, description, period, periods, datapoints]] of Object.entries(specs)) {
     alarms[id] = {
       Type: 'AWS::CloudWatch::Alarm',
       Properties: {
@@ -730,8 +792,8 @@ function batchAlarms(stage, errorPeriods) {
         Statistic: 'Sum',
         Period: period,
         EvaluationPeriods: periods,
-        // Errors: one failing batch is enough; failures: they must persist over two redelivery periods.
-        DatapointsToAlarm: single ? 1 : periods,
+        // Errors: one failing batch is enough; failures: they must persist (outageAlarmEvaluation).
+        DatapointsToAlarm: datapoints,
         Threshold: 0,
         ComparisonOperator: 'GreaterThanThreshold',
         TreatMissingData: 'notBreaching',

@@ -119,6 +119,8 @@ beforeAll(async () => {
   // The longest the SQS allows (1000 receives) with the default backoff cap cannot reach the DLQ within 4 days.
   const tooManyReceives = printStack(['--param=maxReceiveCount=1000']);
   const tooLongBackoff = printStack(['--param=retryMaxDelayS=43200']);
+  // 4 receives dead-letter a failing record within 35 s: too soon for the outage alarms (issue 15, B4).
+  const tooFewReceives = printStack(['--param=maxReceiveCount=4']);
   variantDir = mkdtempSync(join(tmpdir(), 'ingest-package-'));
   exampleDir = mkdtempSync(join(tmpdir(), 'ingest-package-example-'));
   const badFile = join(exampleDir, 'bad.yml');
@@ -150,7 +152,7 @@ beforeAll(async () => {
   template = JSON.parse(readFileSync(join(root, '.serverless/cloudformation-template-update-stack.json'), 'utf8'));
   artifact = join(root, '.serverless/ingest.zip');
   badCredentials = await failing;
-  badRetention = await Promise.all([tooManyReceives, tooLongBackoff]);
+  badRetention = await Promise.all([tooManyReceives, tooLongBackoff, tooFewReceives]);
 }, 180_000);
 
 afterAll(() => {
@@ -543,7 +545,12 @@ describe('npm run package with stage params', () => {
   });
 
   it('refuses a stage whose receives × backoff do not fit well inside the queue retention, naming the numbers', () => {
-    const [receives, backoff] = badRetention;
+    const [receives, backoff, fewReceives] = badRetention;
+    expect(fewReceives!.code).not.toBe(0);
+    expect(fewReceives!.output).toContain(
+      "Stage 'dev': param 'maxReceiveCount' is 4: a record failing at every receive reaches the dead-letter queue " +
+        'after as little as 35 s',
+    );
     expect(receives!.code).not.toBe(0);
     expect(receives!.output).toContain(
       "Stage 'dev': a failing record can take maxReceiveCount 1000 × 965 s (RETRY_MAX_DELAY_S 900 + timeoutS 60 + " +

@@ -56,7 +56,7 @@ beforeAll(async () => {
       ...VARIANTS.secured.filter((arg) => arg.includes('credentialsKmsKeyArn')),
     ]),
   };
-}, 300_000);
+}, 600_000);
 
 afterAll(() => rmSync(limitsDir, { recursive: true, force: true }));
 
