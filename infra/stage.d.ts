@@ -65,3 +65,5 @@ export function outageAlarmEvaluation(
   stage: string,
   params: OutageParams,
 ): { periodS: number; evaluationPeriods: number; datapointsToAlarm: number };
+/** The credentials policy under a logical id and PolicyName that change with its grants: [logical id, resource]. */
+export function namedByGrants<P extends { Properties: { PolicyDocument: unknown } }>(policy: P): [string, P];

@@ -7,6 +7,8 @@
 // serverless.yml uses it as ${file(./infra/stage.js):<export>}; every export receives { resolveVariable,
 // resolveConfigurationProperty } from the framework (osls, serverless v3 and v4 alike).
 
+import { createHash } from 'node:crypto';
+
 /** Lambda's limits for SQS event sources; FIFO queues take no batching window and at most 10 records. */
 const LIMITS = {
   retentionS: [60, 1_209_600],
@@ -1048,6 +1050,17 @@ function credentialsPolicy(stage) {
   };
 }
 
+/**
+ * The credentials policy under a logical id and name that change with its grants. A change then creates a new policy
+ * before the function is updated, and CloudFormation deletes the old one only in its cleanup, after the update: a
+ * renamed or removed credential stays readable until no version of the function uses it.
+ */
+export function namedByGrants(policy) {
+  const hash = createHash('sha256').update(JSON.stringify(policy.Properties.PolicyDocument)).digest('hex').slice(0, 12);
+  const named = { ...policy, Properties: { ...policy.Properties, PolicyName: `endpoint-credentials-${hash}` } };
+  return [`IngestCredentialsPolicy${hash}`, named];
+}
+
 /** The alarms of infra/alarms.yml: they notify where the generated ones do. */
 const STATIC_ALARM_IDS = ['DeadLetterQueueAlarm', 'QueueAgeAlarm', 'FunctionErrorsAlarm'];
 
@@ -1084,10 +1097,11 @@ export async function resources(context) {
   Object.assign(generated, topic.Resources);
   const extensions = stageExtensions(stage);
   if (stage.credentials.length) {
-    generated.IngestCredentialsPolicy = credentialsPolicy(stage);
+    const [id, policy] = namedByGrants(credentialsPolicy(stage));
+    generated[id] = policy;
     // The function (its new ENDPOINT_CREDENTIALS) updates only once it may read them; records flow after that.
-    extensions[FUNCTION_LOGICAL_ID] = { DependsOn: ['IngestCredentialsPolicy'] };
-    extensions[ESM_LOGICAL_ID] = { ...extensions[ESM_LOGICAL_ID], DependsOn: ['IngestCredentialsPolicy'] };
+    extensions[FUNCTION_LOGICAL_ID] = { DependsOn: [id] };
+    extensions[ESM_LOGICAL_ID] = { ...extensions[ESM_LOGICAL_ID], DependsOn: [id] };
   }
   return { Resources: generated, Outputs: topic.Outputs, extensions };
 }

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { inflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MetricName } from '../../lib/observability';
+import { credentialsPolicyId } from '../support/package-stack';
 
 // `npm run package` (osls + serverless-esbuild) offline, then the CloudFormation template and the artifact it wrote.
 const root = new URL('../..', import.meta.url).pathname;
@@ -170,7 +171,7 @@ describe('npm run package with an endpoints file (endpoints/example.yml)', () =>
 
   it("lets the function read exactly the file's secret references", () => {
     const statements = at(
-      exampleTemplate.Resources.IngestCredentialsPolicy,
+      exampleTemplate.Resources[credentialsPolicyId(exampleTemplate)],
       'Properties',
       'PolicyDocument',
       'Statement',
@@ -502,7 +503,7 @@ describe('npm run package with stage params', () => {
   });
 
   it('lets the function read exactly the configured credentials, before any record arrives', () => {
-    const policy = fifoTemplate.Resources.IngestCredentialsPolicy!;
+    const policy = fifoTemplate.Resources[credentialsPolicyId(fifoTemplate)]!;
     expect(policy.Properties.Roles).toEqual([ref('IngestRole')]);
     expect(at(policy.Properties, 'PolicyDocument', 'Statement')).toEqual([
       {
@@ -529,7 +530,7 @@ describe('npm run package with stage params', () => {
       },
     ]);
     expect(fifoTemplate.Resources.IngestEventSourceMappingSQSIngestQueue!.DependsOn).toContain(
-      'IngestCredentialsPolicy',
+      credentialsPolicyId(fifoTemplate),
     );
     expect(env(fifoTemplate).ENDPOINT_CREDENTIALS).toBe(
       'analytics=bearer:ssm:/ingest-fanout/dev/analytics-token,audit=hmac:secretsmanager:ingest-fanout/dev/audit-key',

