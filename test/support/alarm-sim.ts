@@ -75,12 +75,15 @@ export function failureTimes(options: {
   policy: { baseDelayS: number; maxDelayS: number };
   random: () => number;
   pickupS: number;
+  /** The endpoint's Retry-After (s) at each failed receive, if it sends one. */
+  retryAfterS?: (receive: number) => number | undefined;
 }): number[] {
   const times: number[] = [];
   let t = options.startS;
   for (let receive = 1; receive <= options.maxReceiveCount; receive++) {
     times.push(t);
-    t += backoffDelayS(receive, options.policy, undefined, options.random) + options.random() * options.pickupS;
+    const delay = backoffDelayS(receive, options.policy, options.retryAfterS?.(receive), options.random);
+    t += delay + options.random() * options.pickupS;
   }
   return times;
 }

@@ -23,7 +23,10 @@ export interface Template {
   Outputs?: Record<string, Json>;
 }
 
-/** The stage variants the deploy checks cover: the default stage, FIFO, and credentials + alarm e-mail + KMS key. */
+/**
+ * The stage variants the deploy checks cover: the default stage, FIFO, credentials + alarm e-mail + KMS key, and the
+ * example endpoints file (endpoints/example.yml) notifying an existing alarm topic.
+ */
 export const VARIANTS = {
   standard: [],
   fifo: ['--param=fifo=true', '--param=batchSize=10'],
@@ -32,6 +35,7 @@ export const VARIANTS = {
     '--param=alarmEmail=oncall@example.com',
     '--param=credentialsKmsKeyArn=arn:aws:kms:us-east-1:123456789012:key/0d4c2b7e-1f3a-4c5d-9e8f-0a1b2c3d4e5f',
   ],
+  example: ['--stage', 'example', '--param=alarmTopicArn=arn:aws:sns:us-east-1:123456789012:oncall'],
 } as const;
 export type Variant = keyof typeof VARIANTS;
 
@@ -58,7 +62,7 @@ export async function packageTemplate(
 ): Promise<Template> {
   const dir = mkdtempSync(join(tmpdir(), 'ingest-stack-'));
   try {
-    for (const entry of ['serverless.yml', 'package.json', 'tsconfig.json', 'infra', 'lib', 'functions']) {
+    for (const entry of ['serverless.yml', 'package.json', 'tsconfig.json', 'infra', 'lib', 'functions', 'endpoints']) {
       cpSync(join(ROOT, entry), join(dir, entry), { recursive: true });
     }
     const yml = join(dir, 'serverless.yml');
@@ -91,4 +95,11 @@ export function mutate(template: Template, change: (copy: Template) => void): Te
   const copy = structuredClone(template);
   change(copy);
   return copy;
+}
+
+/** The id of the stage's credentials policy, which changes with its grants (infra/stage.js namedByGrants). */
+export function credentialsPolicyId(template: Template): string {
+  const ids = Object.keys(template.Resources).filter((id) => id.startsWith('IngestCredentialsPolicy'));
+  if (ids.length !== 1) throw new Error(`expected one credentials policy, found ${ids.join(', ') || 'none'}`);
+  return ids[0]!;
 }

@@ -1,5 +1,15 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { checkPlainParams, kmsKeyArn } from '../../infra/stage.js';
+import { LIMITS, templateLimitErrors } from '../../infra/stack-limits.cjs';
+import {
+  checkFunctionName,
+  checkGraphMetrics,
+  checkPlainParams,
+  kmsKeyArn,
+  type OutageParams,
+  outageAlarmEvaluation,
+} from '../../infra/stage.js';
+import { type AlarmSettings, failureTimes, firstAlarmAt, sums } from '../support/alarm-sim';
 
 // The pure checks of infra/stage.js that `npm run package` runs on the stage params (packaging itself is covered by
 // test/integration/package.test.ts and template.test.ts).
@@ -55,6 +65,7 @@ describe('the params used verbatim by serverless.yml and infra/alarms.yml', () =
     ).toEqual({
       queueAgeAlarmS: 600,
       alarmTopicArn: 'arn:aws:sns:us-east-1:123456789012:oncall',
+      alarmEmail: 'oncall@example.com',
       memorySize: 1024,
       logRetentionDays: 30,
     });
@@ -73,5 +84,165 @@ describe('the params used verbatim by serverless.yml and infra/alarms.yml', () =
     [{ alarmEmail: 'a@example.com,b@example.com' }, `param 'alarmEmail' is 'a@example.com,b@example.com'`],
   ])('refuses %j naming the param', (change, message) => {
     expect(() => check(change)).toThrow(`Stage 'dev': ${message}`);
+  });
+});
+
+describe('limits AWS would enforce only at deploy time (issue 15, B2)', () => {
+  it('refuses a stage name that makes the function name longer than Lambda’s 64 characters', () => {
+    const longest = 'a'.repeat(43);
+    expect(checkFunctionName(longest, 'ingest-fanout')).toBe(`ingest-fanout-${longest}-ingest`);
+    expect(() => checkFunctionName(`${longest}b`, 'ingest-fanout')).toThrow(
+      `Stage '${longest}b': the function's name 'ingest-fanout-${longest}b-ingest' has 65 characters, over ` +
+        "Lambda's 64: use a stage name of at most 43 characters",
+    );
+  });
+
+  it('refuses a dashboard graph over CloudWatch’s 500 metrics, saying how many endpoints fit', () => {
+    expect(() => checkGraphMetrics('dev', 'Deliveries', 500, 125)).not.toThrow();
+    expect(() => checkGraphMetrics('dev', 'Deliveries', 520, 130)).toThrow(
+      "Stage 'dev': the dashboard graph 'Deliveries' would show 520 metrics (4 per endpoint × 130 endpoints), over " +
+        "CloudWatch's 500 per graph: a stage takes at most 125 endpoints; split them over two stages",
+    );
+  });
+
+  const where = { stage: 'dev', region: 'us-east-1' };
+  const queue = { Type: 'AWS::SQS::Queue', Properties: {} };
+  const resources = (count: number) => Object.fromEntries(Array.from({ length: count }, (_, i) => [`Q${i}`, queue]));
+
+  it('refuses more than 500 resources, and a template over 1 MB as the framework uploads it', () => {
+    expect(templateLimitErrors({ Resources: resources(500) }, where)).toEqual([]);
+    expect(templateLimitErrors({ Resources: resources(501) }, where)).toEqual([
+      "Stage 'dev': the template has 501 resources, over CloudFormation's 500 per stack: each endpoint adds 2 alarms; " +
+        'split the endpoints over two stages',
+    ]);
+    const sized = (chars: number) => ({
+      Resources: { Big: { Type: 'AWS::SQS::Queue', Properties: { QueueName: 'x'.repeat(chars) } } },
+    });
+    expect(templateLimitErrors(sized(LIMITS.MAX_TEMPLATE_BYTES - 200), where)).toEqual([]);
+    expect(templateLimitErrors(sized(LIMITS.MAX_TEMPLATE_BYTES), where)).toEqual([
+      expect.stringMatching(/^Stage 'dev': the template takes 1000\d{3} bytes, over CloudFormation's 1000000 \(1 MB\)/),
+    ]);
+  });
+
+  it('refuses a role whose inline policies together pass IAM’s 10,240 characters, ARNs counted as resolved', () => {
+    const statement = (i: number) => ({
+      Effect: 'Allow',
+      Action: ['ssm:GetParameter'],
+      Resource: { 'Fn::Sub': `arn:\${AWS::Partition}:ssm:\${AWS::Region}:\${AWS::AccountId}:parameter/p${i}` },
+    });
+    // Each statement is 118 characters once resolved ('aws-us-gov', the region, a 12-digit account).
+    const template = (count: number) => ({
+      Resources: {
+        Role: {
+          Type: 'AWS::IAM::Role',
+          Properties: { Policies: [{ PolicyName: 'own', PolicyDocument: { Statement: [statement(0)] } }] },
+        },
+        Extra: {
+          Type: 'AWS::IAM::Policy',
+          Properties: {
+            Roles: [{ Ref: 'Role' }],
+            PolicyDocument: { Statement: Array.from({ length: count }, (_, i) => statement(10 + i)) },
+          },
+        },
+      },
+    });
+    expect(templateLimitErrors(template(80), where)).toEqual([]);
+    expect(templateLimitErrors(template(90), where)).toEqual([
+      expect.stringMatching(
+        /^Stage 'dev': role Role's inline policies take up to \d+ characters \(Role own: \d+, Extra: \d+\), over IAM's 10240 per role: reference fewer secrets/,
+      ),
+    ]);
+  });
+});
+
+describe('the records-failing and endpoint-down alarms see every outage the stage params allow (issue 15, B4)', () => {
+  const defaults: OutageParams = { maxReceiveCount: 10, baseDelayS: 10, maxDelayS: 900, windowS: 5, timeoutS: 60 };
+  const settings = (e: { periodS: number; evaluationPeriods: number; datapointsToAlarm: number }): AlarmSettings => ({
+    Period: e.periodS,
+    EvaluationPeriods: e.evaluationPeriods,
+    DatapointsToAlarm: e.datapointsToAlarm,
+    Threshold: 0,
+    ComparisonOperator: 'GreaterThanThreshold',
+    TreatMissingData: 'notBreaching',
+  });
+  /** One record failing at every receive until SQS dead-letters it, from `phase` s into a period. */
+  const failing = (params: OutageParams, phase: number, jitter: number[], retryAfter: (number | undefined)[]) => {
+    let i = 0;
+    return failureTimes({
+      startS: phase,
+      maxReceiveCount: params.maxReceiveCount,
+      policy: { baseDelayS: params.baseDelayS, maxDelayS: params.maxDelayS },
+      random: () => jitter[i++ % jitter.length]!,
+      pickupS: params.windowS + params.timeoutS,
+      retryAfterS: (receive) => retryAfter[receive % retryAfter.length],
+    });
+  };
+  const alarms = (alarm: AlarmSettings, times: number[]) =>
+    firstAlarmAt(alarm, sums(times, alarm.Period, Math.max(...times) + 2 * alarm.Period * alarm.EvaluationPeriods)) !==
+    undefined;
+  const params = fc.record({
+    maxReceiveCount: fc.integer({ min: 1, max: 16 }),
+    baseDelayS: fc.constantFrom(1, 5, 10, 30),
+    maxDelayS: fc.constantFrom(30, 60, 300, 900, 3600),
+    windowS: fc.constantFrom(0, 5, 300),
+    timeoutS: fc.constantFrom(10, 60, 900),
+  });
+  const jitters = fc.array(fc.double({ min: 0, max: 0.999999, noNaN: true }), { minLength: 40, maxLength: 40 });
+  const retryAfters = fc.array(fc.option(fc.integer({ min: 1, max: 4000 }), { nil: undefined }), {
+    minLength: 1,
+    maxLength: 20,
+  });
+
+  it('keeps two consecutive 17-minute periods for the default stage', () => {
+    expect(outageAlarmEvaluation('dev', defaults)).toEqual({
+      periodS: 1020,
+      evaluationPeriods: 2,
+      datapointsToAlarm: 2,
+    });
+  });
+
+  it('any accepted stage alarms on one record failing until the DLQ, whatever the jitter, Retry-After and phase', () => {
+    fc.assert(
+      fc.property(params, fc.nat(), jitters, retryAfters, (p, phase, jitter, retryAfter) => {
+        const cap = { ...p, maxDelayS: Math.max(p.maxDelayS, p.baseDelayS) };
+        let evaluation: ReturnType<typeof outageAlarmEvaluation>;
+        try {
+          evaluation = outageAlarmEvaluation('dev', cap);
+        } catch (error) {
+          expect(String(error)).toMatch(/Raise maxReceiveCount to at least \d+|raise maxReceiveCount or lower/);
+          return;
+        }
+        const alarm = settings(evaluation);
+        expect(alarm.Period % 60).toBe(0);
+        expect(alarm.Period * alarm.EvaluationPeriods).toBeLessThanOrEqual(86_400);
+        expect(alarms(alarm, failing(cap, phase % alarm.Period, jitter, retryAfter))).toBe(true);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('derives shorter periods for maxReceiveCount 5 to 8, which the former two 17-minute periods missed', () => {
+    for (const maxReceiveCount of [5, 6, 7, 8]) {
+      const stage = { ...defaults, maxReceiveCount };
+      const former = settings({ periodS: 1020, evaluationPeriods: 2, datapointsToAlarm: 2 });
+      const missed = fc.check(
+        fc.property(fc.integer({ min: 0, max: 1019 }), jitters, (phase, jitter) =>
+          alarms(former, failing(stage, phase, jitter, [undefined])),
+        ),
+        { numRuns: 300 },
+      );
+      expect(missed.failed, `maxReceiveCount ${maxReceiveCount}`).toBe(true);
+      expect(outageAlarmEvaluation('dev', stage).periodS).toBeLessThan(1020);
+    }
+  });
+
+  it('refuses a maxReceiveCount whose failing record reaches the DLQ within a minute, naming the least that works', () => {
+    expect(() => outageAlarmEvaluation('dev', { ...defaults, maxReceiveCount: 4 })).toThrow(
+      "Stage 'dev': param 'maxReceiveCount' is 4: a record failing at every receive reaches the dead-letter queue " +
+        'after as little as 35 s (RETRY_BASE_DELAY_S 10 doubling), too soon for the records-failing and endpoint-down ' +
+        'alarms to see it fail in two different minutes: an outage could go unalarmed until records are ' +
+        'dead-lettered. Raise maxReceiveCount to at least 5 (or RETRY_BASE_DELAY_S)',
+    );
+    expect(() => outageAlarmEvaluation('dev', { ...defaults, maxReceiveCount: 5 })).not.toThrow();
   });
 });
