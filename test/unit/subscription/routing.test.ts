@@ -36,6 +36,20 @@ describe('compileFilter', () => {
     expect(route(event())).toBe(false);
   });
 
+  it('a null subject (valid in JSON, treated as absent) does not match and does not throw', () => {
+    for (const filter of [{ prefix: 'orders/' }, 'orders/7', [{ prefix: '' }]] as const) {
+      expect(compileFilter({ subject: filter })(event({ subject: null }))).toBe(false);
+    }
+  });
+
+  it("an absent or null extension never matches, not even a filter value of the text 'null' or 'undefined'", () => {
+    const route = compileFilter({ extensions: { tenant: ['null', 'undefined'] } });
+    expect(route(event())).toBe(false);
+    expect(route(event({ tenant: null }))).toBe(false);
+    expect(route(event({ tenant: undefined }))).toBe(false);
+    expect(route(event({ tenant: 'null' }))).toBe(true);
+  });
+
   it('extensions exactly, compared as text', () => {
     const route = compileFilter({ extensions: { tenant: ['acme', 'globex'], priority: '1' } });
     expect(route(event({ tenant: 'acme', priority: 1 }))).toBe(true);
