@@ -46,6 +46,34 @@ describe('binaryMessage', () => {
   });
 });
 
+describe('binaryMessage: null data and data_base64', () => {
+  const base = { specversion: '1.0' as const, id: 'e-1', source: 'urn:x', type: 't' };
+
+  it('null data is no data: empty body and no Content-Type, not the JSON text null', () => {
+    const body = '{"specversion":"1.0","id":"e-1","source":"urn:x","type":"t","data":null}';
+    for (const message of [
+      binaryMessage({ ...base, data: null }),
+      binaryMessage(JSON.parse(body), Buffer.from(body)),
+    ]) {
+      expect(message.body.length).toBe(0);
+      expect(message.headers['content-type']).toBeUndefined();
+    }
+  });
+
+  it('data_base64 is the body, decoded, and never a ce-data_base64 header', () => {
+    const bytes = Buffer.from([0, 1, 254, 255]);
+    const message = binaryMessage({ ...base, datacontenttype: 'image/png', data_base64: bytes.toString('base64') });
+    expect(message.body.equals(bytes)).toBe(true);
+    expect(Object.keys(message.headers).sort()).toEqual([
+      'ce-id',
+      'ce-source',
+      'ce-specversion',
+      'ce-type',
+      'content-type',
+    ]);
+  });
+});
+
 describe('binaryMessage with the event as received', () => {
   const head = '{"specversion":"1.0","id":"e-1","source":"urn:x","type":"t"';
   const send = (body: string) => binaryMessage(JSON.parse(body), Buffer.from(body, 'utf8')).body.toString('utf8');
