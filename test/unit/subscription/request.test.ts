@@ -124,6 +124,23 @@ describe('Standard Webhooks signatures, verified with the standardwebhooks packa
     expect(() => new Webhook(NEW).verify(tampered, headersOf(request))).toThrow(/No matching signature/);
   });
 
+  it('a secret rotated in place (same reference, new value) signs at once on a warm instance', async () => {
+    const sink = await testEndpoint();
+    const sub = subscriberFor(sink.url, { signing: { scheme: 'standard-webhooks', secrets: [{ ssm: '/hooks/one' }] } });
+    const live = new Map([['ssm:/hooks/one', OLD]]);
+    const context = { signal: never, deadlineAt: Date.now() + 60_000, secrets: live };
+    expect(await sub.deliver(valid(), context)).toMatchObject({ ok: true });
+    // What a refresh after a 401 does: the same reference now reads the new value.
+    live.set('ssm:/hooks/one', NEW);
+    expect(await sub.deliver(valid(), context)).toMatchObject({ ok: true });
+    const [before, after] = sink.received.map(
+      (request) => [request.body.toString('utf8'), headersOf(request)] as const,
+    );
+    expect(new Webhook(OLD).verify(...before!)).toBeDefined();
+    expect(new Webhook(NEW).verify(...after!)).toBeDefined();
+    expect(() => new Webhook(OLD).verify(...after!)).toThrow(/No matching signature/);
+  });
+
   it('after the rotation, only the new secret signs', async () => {
     const request = await send({ signing: { ...signing, secrets: [{ ssm: '/hooks/new' }] } }, valid(), secrets);
     const body = request.body.toString('utf8');

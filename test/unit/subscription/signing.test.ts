@@ -26,4 +26,18 @@ describe('Standard Webhooks signing', () => {
       ),
     );
   });
+
+  it('takes a key of 16 bytes or more, refuses 15 (the edge of the minimum)', () => {
+    const secret = (bytes: number) => `whsec_${Buffer.alloc(bytes, 7).toString('base64')}`;
+    expect(() => standardWebhooksKey(secret(15), 'x')).toThrow(SigningSecretError);
+    expect(standardWebhooksKey(secret(16), 'x')).toEqual(Buffer.alloc(16, 7));
+    expect(standardWebhooksKey(secret(17), 'x')).toEqual(Buffer.alloc(17, 7));
+  });
+
+  it('refuses valid base64 with junk before or after it (the whole secret must be base64)', () => {
+    const encoded = SECRET.slice(6);
+    for (const bad of [`${encoded}!!`, `!!${encoded}`, `${encoded} junk`, `whsec_ ${encoded}`, `${encoded}\n`]) {
+      expect(() => standardWebhooksKey(bad, 'x'), JSON.stringify(bad)).toThrow(SigningSecretError);
+    }
+  });
 });
