@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { CloudEvent } from '../../../lib/event';
 import { compileFilter } from '../../../lib/subscription/routing';
+import type { Filter } from '../../../lib/subscription/schema';
 
 const event = (extra: Partial<CloudEvent> & Record<string, unknown> = {}): CloudEvent => ({
   specversion: '1.0',
@@ -37,7 +38,8 @@ describe('compileFilter', () => {
   });
 
   it('a null subject (valid in JSON, treated as absent) does not match and does not throw', () => {
-    for (const filter of [{ prefix: 'orders/' }, 'orders/7', [{ prefix: '' }]] as const) {
+    const filters: Filter['subject'][] = [{ prefix: 'orders/' }, 'orders/7', [{ prefix: '' }]];
+    for (const filter of filters) {
       expect(compileFilter({ subject: filter })(event({ subject: null }))).toBe(false);
     }
   });
