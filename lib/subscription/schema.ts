@@ -1,6 +1,6 @@
 import * as z from 'zod/mini';
-import { parseEndpointUrl } from '../config';
 import { checkSecretName } from '../credential-spec';
+import { parseEndpointUrl } from '../endpoint-url';
 import { ConfigError } from '../errors';
 import { CONTEXT_ATTRIBUTES } from '../event';
 

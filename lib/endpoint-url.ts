@@ -1,0 +1,52 @@
+import { isIP } from 'node:net';
+
+// Shared by lib/config.ts (ENDPOINTS, queue URLs) and lib/subscription/schema.ts (the endpoints file): its own module
+// so that neither imports the other.
+
+/** True for hosts that never leave this machine: 127.0.0.0/8, ::1 and `localhost` itself, all literally. */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  // Not '*.localhost': such names are resolved through DNS, which may answer anything.
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1' || host === '0:0:0:0:0:0:0:1';
+}
+
+/**
+ * An endpoint (or token) URL: absolute, https (plain http only for loopback hosts), no credentials in it. `shown` is
+ * the URL as a message may show it (no password, no query string); absent when it must not be shown at all.
+ */
+export function parseEndpointUrl(raw: string): { url: URL } | { problem: string; shown?: string } {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return { problem: 'has no valid absolute URL', shown: redact(raw) };
+  }
+  // Checked first so that no later message repeats a password.
+  if (url.username || url.password) {
+    return {
+      problem: 'has credentials in its URL: use ENDPOINT_CREDENTIALS or a secret reference in the endpoints file',
+    };
+  }
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+    return {
+      problem: 'must use https; plain http is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost)',
+      shown: withoutQuery(url),
+    };
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    return { problem: 'must be an https URL', shown: withoutQuery(url) };
+  }
+  return { url };
+}
+
+/** Hides user:password and the query string or fragment (tokens often ride there) of a URL-like string. */
+export function redact(raw: string): string {
+  return raw.replace(/\/\/[^/@]*@/, '//***@').replace(/[?#].*$/s, '?…');
+}
+
+/** The URL as an error message may show it: no query string or fragment. */
+export function withoutQuery(url: URL): string {
+  return `${url.protocol}//${url.host}${url.pathname}${url.search || url.hash ? '?…' : ''}`;
+}
