@@ -21,7 +21,10 @@ export function parseEndpointUrl(raw: string): { url: URL } | { problem: string;
   try {
     url = new URL(raw);
   } catch {
-    return { problem: 'has no valid absolute URL', shown: redact(raw) };
+    const problem = /^[a-z][a-z\d+.-]*:\/\//i.test(raw)
+      ? 'has no valid absolute URL'
+      : 'has no valid absolute URL: it must start with https:// (add https:// in front of the host)';
+    return { problem, shown: redact(raw) };
   }
   // Checked first so that no later message repeats a password.
   if (url.username || url.password) {

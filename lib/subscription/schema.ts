@@ -41,18 +41,25 @@ function isReserved(lowerCaseName: string): boolean {
 const text = z.string().check(z.minLength(1, 'must be a non-empty string'));
 const oneOrMany = <T extends z.ZodMiniType>(item: T) => z.union([item, z.array(item).check(z.minLength(1))]);
 
+// The name is not repeated: what fails here is often the secret itself, pasted in place of its name.
 const secretName = (store: 'ssm' | 'secretsmanager') =>
   text.check(
     z.refine((name) => checkSecretName(store, name) === undefined, {
-      error: (issue) => `'${String(issue.input)}' ${checkSecretName(store, String(issue.input))}`,
+      error: (issue) => `${checkSecretName(store, String(issue.input))} (the value is not shown: it may be a secret)`,
     }),
   );
 
+const SECRET_REF_FORMS =
+  'a reference to a stored secret, { ssm: <parameter name> } or { secretsmanager: <secret name> }, never the secret itself';
+
 /** Where a secret lives: `{ ssm: /name }` (SecureString parameter) or `{ secretsmanager: name }` (SecretString). */
-export const SecretRefSchema = z.union([
-  z.strictObject({ ssm: secretName('ssm') }),
-  z.strictObject({ secretsmanager: secretName('secretsmanager') }),
-]);
+export const SecretRefSchema = z.union(
+  [z.strictObject({ ssm: secretName('ssm') }), z.strictObject({ secretsmanager: secretName('secretsmanager') })],
+  {
+    error: (issue) =>
+      issue.input === undefined ? `is required: ${SECRET_REF_FORMS}` : `must be ${SECRET_REF_FORMS} (not shown)`,
+  },
+);
 export type SecretRefValue = z.infer<typeof SecretRefSchema>;
 
 const httpsUrl = text.check(
@@ -66,34 +73,46 @@ const httpsUrl = text.check(
 
 const headerName = text.check(z.regex(HEADER_NAME, 'is not a valid HTTP header name'));
 
-export const AuthSchema = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('bearer'), token: SecretRefSchema }),
-  z.strictObject({
-    kind: z.literal('basic'),
-    // RFC 7617: the first ':' ends the user-id, so a user-id with one would be split wrongly by every receiver.
-    username: text.check(z.regex(/^[^:\p{Cc}]*$/u, "must not contain ':' or control characters (RFC 7617)")),
-    password: SecretRefSchema,
-  }),
-  z.strictObject({ kind: z.literal('apiKey'), header: headerName, value: SecretRefSchema }),
-  z.strictObject({
-    kind: z.literal('oauth2-client-credentials'),
-    tokenUrl: httpsUrl,
-    clientId: text,
-    clientSecret: SecretRefSchema,
-    scope: z.optional(text),
-  }),
-]);
+const AUTH_KINDS = ['bearer', 'basic', 'apiKey', 'oauth2-client-credentials'];
+const oneOf = (values: readonly string[]) =>
+  `must be one of ${values.map((value) => `'${value}'`).join(', ')} (spelt exactly so)`;
+
+export const AuthSchema = z.discriminatedUnion(
+  'kind',
+  [
+    z.strictObject({ kind: z.literal('bearer'), token: SecretRefSchema }),
+    z.strictObject({
+      kind: z.literal('basic'),
+      // RFC 7617: the first ':' ends the user-id, so a user-id with one would be split wrongly by every receiver.
+      username: text.check(z.regex(/^[^:\p{Cc}]*$/u, "must not contain ':' or control characters (RFC 7617)")),
+      password: SecretRefSchema,
+    }),
+    z.strictObject({ kind: z.literal('apiKey'), header: headerName, value: SecretRefSchema }),
+    z.strictObject({
+      kind: z.literal('oauth2-client-credentials'),
+      tokenUrl: httpsUrl,
+      clientId: text,
+      clientSecret: SecretRefSchema,
+      scope: z.optional(text),
+    }),
+  ],
+  { error: oneOf(AUTH_KINDS) },
+);
 export type Auth = z.infer<typeof AuthSchema>;
 
-export const SigningSchema = z.discriminatedUnion('scheme', [
-  // Several secrets all sign every request, so a receiver can move to a new one without a failed delivery.
-  z.strictObject({
-    scheme: z.literal('standard-webhooks'),
-    secrets: z.array(SecretRefSchema).check(z.minLength(1), z.maxLength(5)),
-  }),
-  // The older hex HMAC of the body in X-Signature-256, for receivers built against it.
-  z.strictObject({ scheme: z.literal('x-signature-256'), secret: SecretRefSchema }),
-]);
+export const SigningSchema = z.discriminatedUnion(
+  'scheme',
+  [
+    // Several secrets all sign every request, so a receiver can move to a new one without a failed delivery.
+    z.strictObject({
+      scheme: z.literal('standard-webhooks'),
+      secrets: z.array(SecretRefSchema).check(z.minLength(1), z.maxLength(5)),
+    }),
+    // The older hex HMAC of the body in X-Signature-256, for receivers built against it.
+    z.strictObject({ scheme: z.literal('x-signature-256'), secret: SecretRefSchema }),
+  ],
+  { error: oneOf(['standard-webhooks', 'x-signature-256']) },
+);
 export type Signing = z.infer<typeof SigningSchema>;
 
 /** A filter value: a string means exactly that; `{ prefix }` means starts with it. */
@@ -198,9 +217,7 @@ function describe(issue: z.core.$ZodIssue): string {
     case 'unrecognized_keys':
       return `unknown field(s) ${issue.keys.map((key) => `'${key}'`).join(', ')}: check the spelling`;
     case 'invalid_type':
-      return issue.input === undefined
-        ? 'is required'
-        : `must be ${issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`}`;
+      return issue.input === undefined ? 'is required' : wrongType(issue.expected, issue.input);
     case 'invalid_value':
       return `must be ${issue.values.map((value) => JSON.stringify(value)).join(' or ')}`;
     case 'invalid_key':
@@ -214,6 +231,20 @@ function describe(issue: z.core.$ZodIssue): string {
     default:
       return issue.message;
   }
+}
+
+/** What a value of the wrong type should be, with the usual fix for YAML (never the value: it may be a secret). */
+function wrongType(expected: string, input: unknown): string {
+  const got = input === null ? 'null' : Array.isArray(input) ? 'a list' : `a ${typeof input}`;
+  if (expected === 'int') return 'must be a whole number';
+  if (expected === 'number' && typeof input === 'string') {
+    return `must be a number, not ${got}: write digits only, without quotes or units`;
+  }
+  if (expected === 'string' && (typeof input === 'number' || typeof input === 'boolean')) {
+    return `must be a string, not ${got}: quote the value in the file`;
+  }
+  const wanted = expected === 'array' ? 'a list' : expected === 'object' ? 'a mapping (key: value)' : `a ${expected}`;
+  return `must be ${wanted}, not ${got}`;
 }
 
 function hasOwnMessage(issue: z.core.$ZodIssue): boolean {
@@ -235,7 +266,7 @@ function path(issue: z.core.$ZodIssue): string {
  * and the field too, e.g. "endpoints/prod.yml: endpoint 'audit' (endpoints[1]): signing.secrets[0]: ...".
  */
 export function parseEndpointsDocument(document: unknown, source: string): EndpointConfig[] {
-  const file = EndpointsFileSchema.safeParse(document);
+  const file = EndpointsFileSchema.safeParse(document, { reportInput: true });
   if (!file.success) {
     const issue = file.error.issues[0]!;
     const where = issue.path.length ? `${path(issue)}: ` : '';
@@ -244,7 +275,8 @@ export function parseEndpointsDocument(document: unknown, source: string): Endpo
   const seen = new Set<string>();
   return file.data.endpoints.map((raw, index) => {
     const label = typeof raw.name === 'string' ? `endpoint '${raw.name}' (endpoints[${index}])` : `endpoints[${index}]`;
-    const result = SubscriptionSchema.safeParse(raw);
+    // reportInput: invalid_type issues then tell a wrong type from a missing field; describe() never shows the input.
+    const result = SubscriptionSchema.safeParse(raw, { reportInput: true });
     if (!result.success) {
       const issue = result.error.issues[0]!;
       throw new ConfigError(source, `${label}: ${path(issue) || '(endpoint)'}: ${message(issue)}`);

@@ -36,7 +36,7 @@ describe('endpoints file schema', () => {
     [[{ ...base, contentMode: 'batch' }], "endpoint 'audit' (endpoints[0]): contentMode:"],
     [
       [base, { ...base, name: 'crm', signing: { scheme: 'standard-webhooks', secrets: [{ ssm: 'bad name' }] } }],
-      "endpoint 'crm' (endpoints[1]): signing.secrets[0].ssm: 'bad name' is not an SSM parameter name",
+      "endpoint 'crm' (endpoints[1]): signing.secrets[0].ssm: is not an SSM parameter name",
     ],
     [[{ ...base, auth: { kind: 'apiKey', header: 'X-Key', value: 'plain-text' } }], 'auth.value'],
     [[{ ...base, auth: { kind: 'digest' } }], "endpoint 'audit' (endpoints[0]): auth.kind"],
@@ -100,6 +100,37 @@ describe('endpoints file schema', () => {
     );
     writeFileSync(path, `${yaml}        tenant: ['007', "0x1F"]\n`);
     expect(readEndpointsFile(path).endpoints[0]?.filter?.extensions).toEqual({ tenant: ['007', '0x1F'] });
+  });
+
+  it.each([
+    [{ timeoutMs: '3s' }, 'timeoutMs: must be a number, not a string: write digits only, without quotes or units'],
+    [{ maxAttempts: '4' }, 'maxAttempts: must be a number, not a string'],
+    [{ headers: { 'X-Tenant': 7 } }, 'headers.X-Tenant: must be a string, not a number: quote the value'],
+    [{ filter: 'orders' }, 'filter: must be a mapping (key: value), not a string'],
+    [{ timeoutMs: 1.5 }, 'timeoutMs: must be a whole number'],
+    [
+      { auth: { kind: 'bearer' } },
+      'auth.token: is required: a reference to a stored secret, { ssm: <parameter name> }',
+    ],
+    [{ auth: { kind: 'Bearer', token: { ssm: '/t' } } }, "auth.kind: must be one of 'bearer', 'basic', 'apiKey'"],
+    [{ signing: { scheme: 'hmac', secret: { ssm: '/t' } } }, "signing.scheme: must be one of 'standard-webhooks'"],
+    [{ url: 'audit.example.com/in' }, 'url: has no valid absolute URL: it must start with https://'],
+  ])('says what a wrong value should be, not that it is missing: %j', (fields, fragment) => {
+    const message = rejection([{ ...base, ...fields }]);
+    expect(message).toContain(fragment);
+    expect(message).not.toContain('is required: set');
+  });
+
+  it('never echoes what may be a secret: a value inline, or pasted into ssm: / secretsmanager:', () => {
+    const secret = 'sk_live_51Hx+/9aQ';
+    for (const token of [secret, { ssm: `${secret} ` }, { secretsmanager: `${secret} !` }, { ssm: '/t', sm: secret }]) {
+      const message = rejection([{ ...base, auth: { kind: 'bearer', token } }]);
+      expect(message).toMatch(/auth\.token/);
+      expect(message).not.toContain(secret);
+    }
+    expect(rejection([{ ...base, auth: { kind: 'bearer', token: secret } }])).toContain(
+      'auth.token: must be a reference to a stored secret, { ssm: <parameter name> } or { secretsmanager: <secret name> }, never the secret itself',
+    );
   });
 
   it('accepts header values Node sends as they are (tab, Latin-1)', () => {
