@@ -85,6 +85,15 @@ describe('content modes, read back with the cloudevents SDK', () => {
     expect(request.body.toString('utf8')).toBe('héllo "x"');
   });
 
+  it('binary: an Integer extension is its header as written, and a filter on its text routes it', async () => {
+    const event = valid({ priority: -2147483648, tenant: 'acme' });
+    const request = await send({ contentMode: 'binary', filter: { extensions: { priority: '-2147483648' } } }, event);
+    expect(request.headers['ce-priority']).toBe('-2147483648');
+    expect(
+      subscriberFor('https://x.example.com', { filter: { extensions: { priority: '-2147483648' } } }).routes(event),
+    ).toBe(true);
+  });
+
   it('binary: header values are percent-encoded as section 3.1.3.2 says, and decode back', async () => {
     const subject = 'café 100% "ok"';
     const request = await send({ contentMode: 'binary' }, valid({ subject }));
