@@ -1,6 +1,8 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { HTTP, type CloudEvent as SdkEvent } from 'cloudevents';
 import { Webhook } from 'standardwebhooks';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import type { ValidEvent } from '../../../lib/event';
 import type { EndpointConfig } from '../../../lib/subscription/schema';
 import { type ReceivedRequest, testEndpoint } from '../../support/endpoints';
@@ -100,6 +102,21 @@ describe('content modes, read back with the cloudevents SDK', () => {
     expect(request.headers['ce-subject']).toBe('caf%C3%A9%20100%25%20%22ok%22');
     // The SDK hands the header over undecoded; a receiver following 3.1.3.2 decodes it.
     expect(decodeURIComponent(String(received(request).subject))).toBe(subject);
+  });
+});
+
+describe('binary mode: attributes too large for the headers an endpoint takes', () => {
+  it("an endpoint's own 431 (Node's header limit) blames the event: rejected with the status, so it is quarantined", async () => {
+    // A real Node server with a 4 KB header limit answers 431 by itself, before any handler runs.
+    const server = http.createServer({ maxHeaderSize: 4096 }, (_req, res) => res.end());
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/in`;
+    const sub = subscriberFor(url, { contentMode: 'binary' });
+    const context = { signal: never, deadlineAt: Date.now() + 60_000 };
+    expect(await sub.deliver(valid({ subject: 's'.repeat(100) }), context)).toMatchObject({ ok: true });
+    const result = await sub.deliver(valid({ subject: 's'.repeat(5000) }), context);
+    expect(result).toMatchObject({ ok: false, kind: 'rejected', status: 431 });
   });
 });
 
