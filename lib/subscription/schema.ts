@@ -170,6 +170,14 @@ const wholeNumber = (min: number, max: number) => z.number().check(z.int(), z.gt
 // At least one request in 1,000 s; budgets are compared in whole milli-requests (infra/stage.js).
 const rate = z.number().check(z.gte(0.001), z.lte(100_000));
 
+// The standardwebhooks libraries sign and verify the body as UTF-8 text and return it parsed as JSON: a binary-mode
+// body of data_base64 bytes fails ('No matching signature found'), a text/plain one throws after verifying.
+const UNVERIFIABLE_BINARY =
+  "binary with signing scheme 'standard-webhooks' is refused: the body is then the event's data, which Standard " +
+  'Webhooks libraries verify only as UTF-8 JSON (bytes from data_base64 fail, text fails to parse), and the ce- ' +
+  'headers would go unsigned. Use contentMode: structured (the whole event is the signed body), or scheme: ' +
+  'x-signature-256 (an HMAC of the exact bytes) if the receiver needs binary mode';
+
 export const SubscriptionSchema = z
   .strictObject({
     name: text.check(z.regex(NAME, 'use lowercase letters, digits and dashes')),
@@ -187,6 +195,9 @@ export const SubscriptionSchema = z
   })
   .check(
     z.superRefine((sub, ctx) => {
+      if (sub.contentMode === 'binary' && sub.signing?.scheme === 'standard-webhooks') {
+        ctx.addIssue({ code: 'custom', message: UNVERIFIABLE_BINARY, path: ['contentMode'] });
+      }
       if (sub.auth?.kind !== 'apiKey') return;
       const header = sub.auth.header.toLowerCase();
       // Authorization is fine for an API key (e.g. 'ApiKey abc'); the others are the function's own.

@@ -25,8 +25,9 @@ describe('endpoints file schema', () => {
   it('accepts the example stage file and keeps every setting', () => {
     const { endpoints } = readEndpointsFile(new URL('../../../endpoints/example.yml', import.meta.url).pathname);
     expect(endpoints.map((e) => e.name)).toEqual(['orders', 'audit', 'crm']);
-    expect(endpoints[0]).toMatchObject({ filter: { type: [{ prefix: 'com.example.order.' }] } });
-    expect(endpoints[1]).toMatchObject({ contentMode: 'binary', signing: { scheme: 'standard-webhooks' } });
+    expect(endpoints[0]).toMatchObject({ contentMode: 'binary', filter: { type: [{ prefix: 'com.example.order.' }] } });
+    expect(endpoints[1]).toMatchObject({ signing: { scheme: 'standard-webhooks' } });
+    expect(endpoints[1]?.contentMode).toBeUndefined();
     expect(endpoints[2]).toMatchObject({ auth: { kind: 'oauth2-client-credentials' }, rateLimitPerSecond: 20 });
     expect(endpoints[2]?.url).toEqual(new URL('https://api.crm.example.com/v2/events'));
   });
@@ -119,6 +120,22 @@ describe('endpoints file schema', () => {
     const message = rejection([{ ...base, ...fields }]);
     expect(message).toContain(fragment);
     expect(message).not.toContain('is required: set');
+  });
+
+  it('refuses Standard Webhooks signing in binary mode, saying why and what to use instead', () => {
+    const signing = { scheme: 'standard-webhooks', secrets: [{ ssm: '/s' }] };
+    expect(rejection([{ ...base, contentMode: 'binary', signing }])).toBe(
+      `${SOURCE}: endpoint 'audit' (endpoints[0]): contentMode: binary with signing scheme 'standard-webhooks' is ` +
+        "refused: the body is then the event's data, which Standard Webhooks libraries verify only as UTF-8 JSON " +
+        '(bytes from data_base64 fail, text fails to parse), and the ce- headers would go unsigned. Use ' +
+        'contentMode: structured (the whole event is the signed body), or scheme: x-signature-256 (an HMAC of the ' +
+        'exact bytes) if the receiver needs binary mode',
+    );
+    const accepted = (settings: object) => parseEndpointsDocument({ endpoints: [{ ...base, ...settings }] }, SOURCE);
+    expect(accepted({ contentMode: 'structured', signing })).toHaveLength(1);
+    expect(
+      accepted({ contentMode: 'binary', signing: { scheme: 'x-signature-256', secret: { ssm: '/s' } } }),
+    ).toHaveLength(1);
   });
 
   it('never echoes what may be a secret: a value inline, or pasted into ssm: / secretsmanager:', () => {
