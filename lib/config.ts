@@ -155,12 +155,45 @@ function chooseEndpoints(env: Env, file: EndpointsDocument | undefined): Endpoin
   return parseEndpointsDocument(file.document, file.source);
 }
 
+export interface LoadOptions {
+  /** A deployed or packaged stage (default: running in Lambda, AWS_LAMBDA_FUNCTION_NAME set): no plain http. */
+  deployed?: boolean;
+}
+
+/** Lambda sets AWS_LAMBDA_FUNCTION_NAME in every function; the local stack and the tests do not. */
+export function isDeployed(env: Env): boolean {
+  return Boolean(env.AWS_LAMBDA_FUNCTION_NAME?.trim());
+}
+
+/**
+ * Plain http to loopback is for local runs: in Lambda, 127.0.0.1 is the Runtime API and the extensions, which an
+ * endpoint (or token) URL of a deployed stage must never reach.
+ */
+function refuseLoopbackHttp(endpoints: readonly EndpointConfig[], variable: string): void {
+  for (const endpoint of endpoints) {
+    const { auth } = endpoint;
+    const tokenUrl = auth?.kind === 'oauth2-client-credentials' ? new URL(auth.tokenUrl) : undefined;
+    for (const [field, url] of [
+      ['url', endpoint.url],
+      ['auth.tokenUrl', tokenUrl],
+    ] as const) {
+      if (url?.protocol !== 'http:') continue;
+      throw new ConfigError(
+        variable,
+        `endpoint '${endpoint.name}' ${field}: plain http (to a loopback host) is accepted only for local runs ` +
+          '(npm start, the tests), not in a deployed or packaged stage, where 127.0.0.1 is the Lambda Runtime API: use https',
+      );
+    }
+  }
+}
+
 /**
  * Reads the whole configuration once; throws ConfigError naming the first bad variable (or file, endpoint and
  * field). The endpoints come from `endpointsFile` when given, else from ENDPOINTS.
  */
-export function loadConfig(env: Env, endpointsFile?: EndpointsDocument): Config {
+export function loadConfig(env: Env, endpointsFile?: EndpointsDocument, options: LoadOptions = {}): Config {
   const endpoints = chooseEndpoints(env, endpointsFile);
+  if (options.deployed ?? isDeployed(env)) refuseLoopbackHttp(endpoints, endpointsFile?.source ?? 'ENDPOINTS');
   const retryBaseDelayS = readInt(env, {
     variable: 'RETRY_BASE_DELAY_S',
     fallback: 10,

@@ -13,6 +13,12 @@ export function isLoopbackHost(hostname: string): boolean {
 }
 
 /**
+ * Query parameter names that carry secrets: token, secret, password/passwd/pwd, key (api_key, apikey, key...),
+ * sig/signature, auth, credential, session; any case, anywhere in the name (docs/configuration.md, Endpoint URLs).
+ */
+export const SECRET_PARAM = /token|secret|passw|pwd|key|sig|auth|credential|session/i;
+
+/**
  * An endpoint (or token) URL: absolute, https (plain http only for loopback hosts), no credentials in it. `shown` is
  * the URL as a message may show it (no password, no query string); absent when it must not be shown at all.
  */
@@ -40,6 +46,17 @@ export function parseEndpointUrl(raw: string): { url: URL } | { problem: string;
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     return { problem: 'must be an https URL', shown: withoutQuery(url) };
+  }
+  const secretParam = [...url.searchParams.keys()].find((name) => SECRET_PARAM.test(name));
+  if (secretParam !== undefined) {
+    // Only the parameter's name: the value is the secret, and the rest of the URL may hold more of it.
+    const name = /^[A-Za-z0-9_.-]{1,40}$/.test(secretParam) ? `'${secretParam}'` : '(name not shown)';
+    return {
+      problem:
+        `has a query parameter named like a secret, ${name}: a URL is bundled into the artifact in clear and ` +
+        'logged by proxies; send it as a header (auth kind apiKey or bearer with a secret reference in the endpoints ' +
+        'file, or ENDPOINT_CREDENTIALS)',
+    };
   }
   return { url };
 }
