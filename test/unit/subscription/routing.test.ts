@@ -15,7 +15,9 @@ const event = (extra: Partial<CloudEvent> & Record<string, unknown> = {}): Cloud
 describe('compileFilter', () => {
   it('without a filter, routes every event', () => {
     fc.assert(
-      fc.property(fc.string(), fc.string(), (type, source) => compileFilter(undefined)(event({ type, source }))),
+      fc.property(fc.string(), fc.string(), (type, source) => {
+        expect(compileFilter(undefined)(event({ type, source }))).toBe(true);
+      }),
     );
   });
 
@@ -28,6 +30,13 @@ describe('compileFilter', () => {
     expect(route(event({ type: 'com.example.customer.updated' }))).toBe(true);
     expect(route(event({ type: 'com.example.customer.created' }))).toBe(false);
     expect(route(event({ source: 'urn:warehouse:1' }))).toBe(false);
+  });
+
+  it('several prefixes: matching any one of them is enough', () => {
+    const route = compileFilter({ type: [{ prefix: 'com.example.order.' }, { prefix: 'com.example.refund.' }] });
+    expect(route(event({ type: 'com.example.order.created' }))).toBe(true);
+    expect(route(event({ type: 'com.example.refund.issued' }))).toBe(true);
+    expect(route(event({ type: 'com.example.customer.updated' }))).toBe(false);
   });
 
   it('subject by prefix; an event without a subject does not match a subject filter', () => {

@@ -18,6 +18,8 @@ describe('Standard Webhooks signing', () => {
   it('accepts a secret with or without the whsec_ prefix; refuses one that is not base64 key material', () => {
     expect(standardWebhooksKey(SECRET.slice(6), 'x').equals(standardWebhooksKey(SECRET, 'x'))).toBe(true);
     expect(() => standardWebhooksKey('hunter2', "endpoint 'audit' signing.secrets[0]")).toThrow(SigningSecretError);
+    // The name is what a log line's error field starts with (errorText).
+    expect(() => standardWebhooksKey('hunter2', 'x')).toThrow(expect.objectContaining({ name: 'SigningSecretError' }));
     // The message names where the secret comes from and never repeats it.
     expect(() => standardWebhooksKey('whsec_not base64!!', "endpoint 'audit' signing.secrets[0]")).toThrow(
       new SigningSecretError(
