@@ -79,6 +79,62 @@ describe('endpoints file schema', () => {
     [[{ ...base, headers: { 'X-Team': 'a\u007fb' } }], 'headers.X-Team: must be one line'],
     [[{ ...base, headers: { 'X-Team': 'caf\u00e9 \u20ac' } }], 'headers.X-Team: must be one line'],
     [[{ ...base, headers: { 'X-Team': 'a\r\nX-Evil: 1' } }], 'headers.X-Team: must be one line'],
+    [[{ ...base, name: 'Audit' }], "endpoint 'Audit' (endpoints[0]): name: use lowercase letters, digits and dashes"],
+    [[{ ...base, maxConnections: 1025 }], 'maxConnections: must be at most 1024'],
+    [[{ ...base, timeoutMs: 0 }], 'timeoutMs: must be at least 1'],
+    [[{ ...base, rateLimitPerSecond: 100_001 }], 'rateLimitPerSecond: must be at most 100000'],
+    [
+      [{ ...base, signing: { scheme: 'standard-webhooks', secrets: [] } }],
+      'signing.secrets: must be at least 1 item(s)',
+    ],
+    [
+      [{ ...base, signing: { scheme: 'standard-webhooks', secrets: Array(6).fill({ ssm: '/s' }) } }],
+      'signing.secrets: must be at most 5 item(s)',
+    ],
+    [[{ ...base, filter: { type: [] } }], 'filter.type: must be at least 1 item(s)'],
+    [[{ ...base, filter: { type: { prefix: '' } } }], 'filter.type.prefix: must be a non-empty string'],
+    [
+      [{ ...base, filter: { extensions: { tenant: [] } } }],
+      'filter.extensions.tenant: must be a non-empty string or a list of them, not nothing',
+    ],
+    [
+      [{ ...base, filter: { extensions: { tenant: '' } } }],
+      'filter.extensions.tenant: must be a non-empty string or a list of them, not ""',
+    ],
+    [
+      [{ ...base, auth: { kind: 'bearer', token: { secretsmanager: 'bad name!' } } }],
+      'auth.token.secretsmanager: is not a Secrets Manager secret name',
+    ],
+    [
+      [{ ...base, auth: { kind: 'basic', username: 'a\u0007b', password: { ssm: '/p' } } }],
+      'auth.username: must not contain',
+    ],
+    [
+      [{ ...base, auth: { kind: 'apiKey', header: 'X Key', value: { ssm: '/k' } } }],
+      'auth.header: is not a valid HTTP header name',
+    ],
+    [
+      [{ ...base, auth: { kind: 'apiKey', header: 'webhook-signature', value: { ssm: '/k' } } }],
+      "auth.header: 'webhook-signature' is set by the function itself",
+    ],
+    [
+      [{ ...base, auth: { kind: 'apiKey', header: 'X-Key', value: { ssm: '/k' } }, headers: { 'x-key': 'v' } }],
+      "headers: 'X-Key' is the apiKey header",
+    ],
+    [[{ name: 7, url: base.url }], 'endpoints[0]: name: must be a string, not a number'],
+    [[{ url: base.url }], 'endpoints[0]: name: is required'],
+    ...[
+      'Content-Length',
+      'Transfer-Encoding',
+      'User-Agent',
+      'Idempotency-Key',
+      'X-Signature-256',
+      'webhook-id',
+      'Content-Type',
+    ].map((name): [unknown[], string] => [
+      [{ ...base, headers: { [name]: 'x' } }],
+      `headers.${name}: '${name}' is set by the function itself`,
+    ]),
     ...['Content-Encoding', 'Expect', 'TE', 'Trailer', 'Upgrade', 'Keep-Alive', 'Host', 'Connection'].map(
       (name): [unknown[], string] => [
         [{ ...base, headers: { [name]: 'x' } }],
@@ -162,6 +218,24 @@ describe('endpoints file schema', () => {
     const message = rejection([{ ...base, url: 'https://user:hunter2@audit.example.com/in' }]);
     expect(message).toContain('credentials in its URL');
     expect(message).not.toContain('hunter2');
+  });
+
+  it('accepts Authorization as an apiKey header (ApiKey abc), and names an endpoint without a name by its index', () => {
+    const auth = { kind: 'apiKey', header: 'Authorization', value: { ssm: '/k' } };
+    expect(parseEndpointsDocument({ endpoints: [{ ...base, auth }] }, SOURCE)[0]?.auth).toEqual(auth);
+    expect(() => parseEndpointsDocument({ endpoints: [{ name: 7 }] }, SOURCE)).toThrow(`${SOURCE}: endpoints[0]: `);
+  });
+
+  it('says what the file should look like when its top level is wrong', () => {
+    expect(() => parseEndpointsDocument('endpoints', SOURCE)).toThrow(
+      `${SOURCE}: must be a mapping (key: value), not a string (expected 'endpoints:', a list of endpoints)`,
+    );
+    expect(() => parseEndpointsDocument({ endpoints: 'a' }, SOURCE)).toThrow(
+      `${SOURCE}: endpoints: must be a list, not a string (expected 'endpoints:', a list of endpoints)`,
+    );
+    expect(() => parseEndpointsDocument({ endpoints: [base], extra: 1 }, SOURCE)).toThrow(
+      `${SOURCE}: unknown field(s) 'extra': check the spelling (expected 'endpoints:', a list of endpoints)`,
+    );
   });
 
   it('rejects a file without an endpoints list', () => {
