@@ -207,15 +207,18 @@ describe('Subscriber: renewing an ENDPOINT_CREDENTIALS credential after a 401', 
       reads++;
       return undefined;
     };
-    const result = await subscriberFor(sink.url).deliver(validEvent(), {
-      ...context(),
-      refreshCredential: count,
-      refreshSecrets: async () => {
-        reads++;
-        return true;
-      },
-    });
-    expect(result).toMatchObject({ ok: false, kind: 'unauthorized', error: 'CREDENTIALS_NONE' });
+    // Plain, and with static headers only (not plain: its request is built by the shaper).
+    for (const settings of [{}, { headers: { 'X-Tenant': 'acme' } }]) {
+      const result = await subscriberFor(sink.url, settings).deliver(validEvent(), {
+        ...context(),
+        refreshCredential: count,
+        refreshSecrets: async () => {
+          reads++;
+          return true;
+        },
+      });
+      expect(result).toMatchObject({ ok: false, kind: 'unauthorized', error: 'CREDENTIALS_NONE' });
+    }
     expect(reads).toBe(0);
   });
 
