@@ -246,7 +246,14 @@ function describe(issue: z.core.$ZodIssue): string {
 
 /** What a value of the wrong type should be, with the usual fix for YAML (never the value: it may be a secret). */
 function wrongType(expected: string, input: unknown): string {
-  const got = input === null ? 'null' : Array.isArray(input) ? 'a list' : `a ${typeof input}`;
+  const got =
+    input === null
+      ? 'null'
+      : Array.isArray(input)
+        ? 'a list'
+        : typeof input === 'object'
+          ? 'a mapping'
+          : `a ${typeof input}`;
   if (expected === 'int') return 'must be a whole number';
   if (expected === 'number' && typeof input === 'string') {
     return `must be a number, not ${got}: write digits only, without quotes or units`;

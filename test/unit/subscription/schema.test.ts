@@ -122,6 +122,19 @@ describe('endpoints file schema', () => {
       "headers: 'X-Key' is the apiKey header",
     ],
     [[{ name: 7, url: base.url }], 'endpoints[0]: name: must be a string, not a number'],
+    [
+      [{ ...base, filter: { extensions: { tenant: ['acme', 7] } } }],
+      'filter.extensions.tenant: must be a non-empty string or a list of them, not 7',
+    ],
+    [[{ ...base, timeoutMs: null }], 'timeoutMs: must be a number, not null'],
+    [[{ ...base, timeoutMs: true }], 'timeoutMs: must be a number, not a boolean'],
+    [[{ ...base, headers: { 'X-Live': true } }], 'headers.X-Live: must be a string, not a boolean: quote the value'],
+    [[{ ...base, filter: [] }], 'filter: must be a mapping (key: value), not a list'],
+    [
+      [{ ...base, signing: { scheme: 'standard-webhooks', secrets: {} } }],
+      'signing.secrets: must be a list, not a mapping',
+    ],
+    [[{ ...base, extra: 1, other: 2 }], "(endpoint): unknown field(s) 'extra', 'other': check the spelling"],
     [[{ url: base.url }], 'endpoints[0]: name: is required'],
     ...[
       'Content-Length',
@@ -223,6 +236,9 @@ describe('endpoints file schema', () => {
   it('accepts Authorization as an apiKey header (ApiKey abc), and names an endpoint without a name by its index', () => {
     const auth = { kind: 'apiKey', header: 'Authorization', value: { ssm: '/k' } };
     expect(parseEndpointsDocument({ endpoints: [{ ...base, auth }] }, SOURCE)[0]?.auth).toEqual(auth);
+    // Static headers beside an apiKey are fine as long as none is the apiKey header.
+    const withHeaders = { ...base, auth: { ...auth, header: 'X-Key' }, headers: { 'X-Tenant': 'acme' } };
+    expect(parseEndpointsDocument({ endpoints: [withHeaders] }, SOURCE)[0]?.headers).toEqual({ 'X-Tenant': 'acme' });
     expect(() => parseEndpointsDocument({ endpoints: [{ name: 7 }] }, SOURCE)).toThrow(`${SOURCE}: endpoints[0]: `);
   });
 
