@@ -124,6 +124,8 @@ describe('binaryMessage with the event as received', () => {
       '[ 1.50 ,"\\"]"]',
     );
     expect(send(`${head},"d\\u0061ta":7.0}`)).toBe('7.0');
+    // Every JSON whitespace: space, tab, line feed, carriage return.
+    expect(send(`${head},\r\n\t"data"\t:\r\n[1,\t2]\r\n}`)).toBe('[1,\t2]');
   });
 
   const number = fc.oneof(
