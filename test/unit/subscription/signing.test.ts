@@ -42,4 +42,17 @@ describe('Standard Webhooks signing', () => {
       expect(() => standardWebhooksKey(bad, 'x'), JSON.stringify(bad)).toThrow(SigningSecretError);
     }
   });
+
+  it('why binary mode is refused with it: the reference library verifies only UTF-8 JSON bodies', () => {
+    const key = standardWebhooksKey(SECRET, 'x');
+    const now = Math.floor(Date.now() / 1000);
+    const verify = (body: Buffer, options?: { jsonParse: boolean }) =>
+      new Webhook(SECRET).verify(body, standardWebhooksHeaders('msg_1', now, body, [key]), options);
+    // The data of a binary-mode request: JSON verifies; bytes never do (decoded as UTF-8 before the HMAC).
+    expect(verify(Buffer.from('{"n":1}'))).toEqual({ n: 1 });
+    expect(() => verify(Buffer.from([0x00, 0xff, 0xfe, 0x80]))).toThrow('No matching signature found');
+    // Text verifies, then the default JSON parse throws: a receiver using the defaults answers an error.
+    expect(() => verify(Buffer.from('héllo'))).toThrow(SyntaxError);
+    expect(verify(Buffer.from('héllo'), { jsonParse: false })).toBeUndefined();
+  });
 });
