@@ -286,7 +286,9 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
   let endpointsFile;
   try {
     endpointsFile = file ? readEndpointsFile(file) : undefined;
-    config = loadConfig(env, endpointsFile ? { document: endpointsFile.document, source: file } : undefined);
+    config = loadConfig(env, endpointsFile ? { document: endpointsFile.document, source: file } : undefined, {
+      deployed: true,
+    });
     const spec = parseCredentialSpec(
       env.ENDPOINT_CREDENTIALS,
       config.endpoints.map((e) => e.name),

@@ -1,9 +1,10 @@
-import { isIP } from 'node:net';
 import * as z from 'zod/mini';
+import { isLoopbackHost, parseEndpointUrl, redact, withoutQuery } from './endpoint-url';
 import { ConfigError } from './errors';
 import { type EndpointConfig, parseEndpointsDocument } from './subscription/schema';
 
 export type { EndpointConfig };
+export { isLoopbackHost };
 
 /** An endpoints file, already read: its parsed content (YAML or JSON) and a name for errors (its path). */
 export interface EndpointsDocument {
@@ -43,15 +44,6 @@ export type LedgerMode = (typeof LEDGER_MODES)[number];
 type Env = Record<string, string | undefined>;
 
 const NAME = /^[a-z0-9][a-z0-9-]*$/;
-
-/** True for hosts that never leave this machine: 127.0.0.0/8, ::1 and `localhost` itself, all literally. */
-export function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  // Not '*.localhost': such names are resolved through DNS, which may answer anything.
-  if (host === 'localhost') return true;
-  if (isIP(host) === 4) return host.startsWith('127.');
-  return host === '::1' || host === '0:0:0:0:0:0:0:1';
-}
 
 function parseEndpoints(value: string | undefined): EndpointConfig[] {
   const variable = 'ENDPOINTS';
@@ -97,35 +89,6 @@ function parseEndpoints(value: string | undefined): EndpointConfig[] {
   return endpoints;
 }
 
-/**
- * An endpoint (or token) URL: absolute, https (plain http only for loopback hosts), no credentials in it. `shown` is
- * the URL as a message may show it (no password, no query string); absent when it must not be shown at all.
- */
-export function parseEndpointUrl(raw: string): { url: URL } | { problem: string; shown?: string } {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    return { problem: 'has no valid absolute URL', shown: redact(raw) };
-  }
-  // Checked first so that no later message repeats a password.
-  if (url.username || url.password) {
-    return {
-      problem: 'has credentials in its URL: use ENDPOINT_CREDENTIALS or a secret reference in the endpoints file',
-    };
-  }
-  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
-    return {
-      problem: 'must use https; plain http is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost)',
-      shown: withoutQuery(url),
-    };
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    return { problem: 'must be an https URL', shown: withoutQuery(url) };
-  }
-  return { url };
-}
-
 /** A part after a URL with a query or fragment may be the rest of it (a token with a comma): it is not shown. */
 function notAPair(part: string, previous: string | undefined): string {
   if (previous === undefined || !/[?#]/.test(previous)) return `'${part}' is not a name=url pair`;
@@ -134,16 +97,6 @@ function notAPair(part: string, previous: string | undefined): string {
     `the part after endpoint '${name}' is not a name=url pair (not shown: it may be the rest of that URL's query ` +
     'string): percent-encode commas in URLs as %2C'
   );
-}
-
-/** Hides user:password and the query string or fragment (tokens often ride there) of a URL-like string. */
-function redact(raw: string): string {
-  return raw.replace(/\/\/[^/@]*@/, '//***@').replace(/[?#].*$/s, '?…');
-}
-
-/** The URL as an error message may show it: no query string or fragment. */
-function withoutQuery(url: URL): string {
-  return `${url.protocol}//${url.host}${url.pathname}${url.search || url.hash ? '?…' : ''}`;
 }
 
 interface IntSpec {
@@ -202,12 +155,45 @@ function chooseEndpoints(env: Env, file: EndpointsDocument | undefined): Endpoin
   return parseEndpointsDocument(file.document, file.source);
 }
 
+export interface LoadOptions {
+  /** A deployed or packaged stage (default: running in Lambda, AWS_LAMBDA_FUNCTION_NAME set): no plain http. */
+  deployed?: boolean;
+}
+
+/** Lambda sets AWS_LAMBDA_FUNCTION_NAME in every function; the local stack and the tests do not. */
+export function isDeployed(env: Env): boolean {
+  return Boolean(env.AWS_LAMBDA_FUNCTION_NAME?.trim());
+}
+
+/**
+ * Plain http to loopback is for local runs: in Lambda, 127.0.0.1 is the Runtime API and the extensions, which an
+ * endpoint (or token) URL of a deployed stage must never reach.
+ */
+function refuseLoopbackHttp(endpoints: readonly EndpointConfig[], variable: string): void {
+  for (const endpoint of endpoints) {
+    const { auth } = endpoint;
+    const tokenUrl = auth?.kind === 'oauth2-client-credentials' ? new URL(auth.tokenUrl) : undefined;
+    for (const [field, url] of [
+      ['url', endpoint.url],
+      ['auth.tokenUrl', tokenUrl],
+    ] as const) {
+      if (url?.protocol !== 'http:') continue;
+      throw new ConfigError(
+        variable,
+        `endpoint '${endpoint.name}' ${field}: plain http (to a loopback host) is accepted only for local runs ` +
+          '(npm start, the tests), not in a deployed or packaged stage, where 127.0.0.1 is the Lambda Runtime API: use https',
+      );
+    }
+  }
+}
+
 /**
  * Reads the whole configuration once; throws ConfigError naming the first bad variable (or file, endpoint and
  * field). The endpoints come from `endpointsFile` when given, else from ENDPOINTS.
  */
-export function loadConfig(env: Env, endpointsFile?: EndpointsDocument): Config {
+export function loadConfig(env: Env, endpointsFile?: EndpointsDocument, options: LoadOptions = {}): Config {
   const endpoints = chooseEndpoints(env, endpointsFile);
+  if (options.deployed ?? isDeployed(env)) refuseLoopbackHttp(endpoints, endpointsFile?.source ?? 'ENDPOINTS');
   const retryBaseDelayS = readInt(env, {
     variable: 'RETRY_BASE_DELAY_S',
     fallback: 10,

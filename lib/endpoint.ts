@@ -79,7 +79,7 @@ export function authHeaders(credential: Credential | undefined, body: Buffer): R
  * endpoint, not the event: backed off, never quarantined. 408 and 429 are transient, like 5xx.
  */
 export const HTTP_4XX = {
-  poison: [400, 413, 415, 422],
+  poison: [400, 413, 415, 422, 431],
   credentials: [401, 403],
   transient: [408, 429],
 } as const satisfies Record<string, readonly number[]>;

@@ -1,5 +1,6 @@
 import { createHash, hash } from 'node:crypto';
 import * as z from 'zod/mini';
+import { rawMember } from './raw-json';
 import type { InvalidReason } from './types';
 
 const nonEmpty = z.string().check(z.minLength(1, 'must be a non-empty string'));
@@ -47,8 +48,13 @@ function isRfc3339(value: string): boolean {
 }
 
 const isNonEmpty = (value: unknown) => typeof value === 'string' && value.length > 0;
+// CloudEvents 1.0 type system: an Integer is a whole number from -2,147,483,648 to +2,147,483,647.
+const isInteger = (value: unknown) =>
+  typeof value === 'number' && Number.isInteger(value) && value >= -2_147_483_648 && value <= 2_147_483_647;
 const isScalar = (value: unknown) =>
-  value === null || typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean';
+  value === null || typeof value === 'string' || typeof value === 'boolean' || isInteger(value);
+const NOT_AN_INTEGER =
+  'a number extension must be a CloudEvents Integer (a whole number from -2147483648 to 2147483647): quote it to send it as text';
 
 /**
  * True only for events the schema below certainly accepts (no dataschema, no data_base64: those take the schema).
@@ -134,6 +140,8 @@ export const CloudEventSchema = z
             message: 'extension attributes must be strings, numbers or booleans',
             path: [name],
           });
+        } else if (typeof value === 'number' && !isInteger(value)) {
+          ctx.addIssue({ code: 'custom', message: NOT_AN_INTEGER, path: [name] });
         }
       }
     }),
@@ -242,6 +250,27 @@ function shownName(name: string): string {
   return SHOWABLE_NAME.test(name) ? name : `(a name of ${Array.from(name).length} characters, not shown)`;
 }
 
+/**
+ * An Integer extension written otherwise than as plain digits (1.0, 1e3, -0): JSON.parse reads it as the same number,
+ * but a binary-mode ce- header would carry '1' for the '1.0' sent, so it is refused rather than changed.
+ */
+function nonCanonicalInteger(attributes: CloudEvent, bytes: Buffer): string | undefined {
+  for (const [name, value] of Object.entries(attributes)) {
+    if (typeof value !== 'number' || CONTEXT_ATTRIBUTES.has(name)) continue;
+    if (rawMember(bytes, name)?.toString('utf8') !== String(value)) {
+      return `${name}: a CloudEvents Integer is written as digits only (no fraction, exponent or -0): write ${String(value)}, or quote the value to send it as text`;
+    }
+  }
+  return undefined;
+}
+
+function accepted(attributes: CloudEvent, bytes: Buffer): ValidEvent | InvalidEvent {
+  const problem = nonCanonicalInteger(attributes, bytes);
+  if (problem) return { ok: false, reason: 'invalid-cloudevent', detail: problem };
+  const { id, source, type } = attributes;
+  return { ok: true, id, source, type, key: idempotencyKey(source, id), body: bytes, attributes };
+}
+
 /** Parses one SQS record body; never throws. */
 export function parseEvent(body: string | undefined, maxBytes: number): ValidEvent | InvalidEvent {
   if (!body) return { ok: false, reason: 'empty-body', detail: 'the message body is empty' };
@@ -265,9 +294,7 @@ export function parseEvent(body: string | undefined, maxBytes: number): ValidEve
   }
   if (plainlyValid(json as Record<string, unknown>)) {
     // What the schema would return: it transforms nothing, and plainlyValid accepted only what it accepts.
-    const attributes = json as CloudEvent;
-    const { id, source, type } = attributes;
-    return { ok: true, id, source, type, key: idempotencyKey(source, id), body: bytes, attributes };
+    return accepted(json as CloudEvent, bytes);
   }
   const badNames = badExtensionNames(json);
   if (badNames.length > 0) {
@@ -281,6 +308,5 @@ export function parseEvent(body: string | undefined, maxBytes: number): ValidEve
   if (!result.success) {
     return { ok: false, reason: 'invalid-cloudevent', detail: describeIssues(result.error.issues) };
   }
-  const { id, source, type } = result.data;
-  return { ok: true, id, source, type, key: idempotencyKey(source, id), body: bytes, attributes: result.data };
+  return accepted(result.data, bytes);
 }

@@ -1,6 +1,6 @@
 import * as z from 'zod/mini';
-import { parseEndpointUrl } from '../config';
 import { checkSecretName } from '../credential-spec';
+import { parseEndpointUrl } from '../endpoint-url';
 import { ConfigError } from '../errors';
 import { CONTEXT_ATTRIBUTES } from '../event';
 
@@ -41,18 +41,25 @@ function isReserved(lowerCaseName: string): boolean {
 const text = z.string().check(z.minLength(1, 'must be a non-empty string'));
 const oneOrMany = <T extends z.ZodMiniType>(item: T) => z.union([item, z.array(item).check(z.minLength(1))]);
 
+// The name is not repeated: what fails here is often the secret itself, pasted in place of its name.
 const secretName = (store: 'ssm' | 'secretsmanager') =>
   text.check(
     z.refine((name) => checkSecretName(store, name) === undefined, {
-      error: (issue) => `'${String(issue.input)}' ${checkSecretName(store, String(issue.input))}`,
+      error: (issue) => `${checkSecretName(store, String(issue.input))} (the value is not shown: it may be a secret)`,
     }),
   );
 
+const SECRET_REF_FORMS =
+  'a reference to a stored secret, { ssm: <parameter name> } or { secretsmanager: <secret name> }, never the secret itself';
+
 /** Where a secret lives: `{ ssm: /name }` (SecureString parameter) or `{ secretsmanager: name }` (SecretString). */
-export const SecretRefSchema = z.union([
-  z.strictObject({ ssm: secretName('ssm') }),
-  z.strictObject({ secretsmanager: secretName('secretsmanager') }),
-]);
+export const SecretRefSchema = z.union(
+  [z.strictObject({ ssm: secretName('ssm') }), z.strictObject({ secretsmanager: secretName('secretsmanager') })],
+  {
+    error: (issue) =>
+      issue.input === undefined ? `is required: ${SECRET_REF_FORMS}` : `must be ${SECRET_REF_FORMS} (not shown)`,
+  },
+);
 export type SecretRefValue = z.infer<typeof SecretRefSchema>;
 
 const httpsUrl = text.check(
@@ -66,34 +73,46 @@ const httpsUrl = text.check(
 
 const headerName = text.check(z.regex(HEADER_NAME, 'is not a valid HTTP header name'));
 
-export const AuthSchema = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('bearer'), token: SecretRefSchema }),
-  z.strictObject({
-    kind: z.literal('basic'),
-    // RFC 7617: the first ':' ends the user-id, so a user-id with one would be split wrongly by every receiver.
-    username: text.check(z.regex(/^[^:\p{Cc}]*$/u, "must not contain ':' or control characters (RFC 7617)")),
-    password: SecretRefSchema,
-  }),
-  z.strictObject({ kind: z.literal('apiKey'), header: headerName, value: SecretRefSchema }),
-  z.strictObject({
-    kind: z.literal('oauth2-client-credentials'),
-    tokenUrl: httpsUrl,
-    clientId: text,
-    clientSecret: SecretRefSchema,
-    scope: z.optional(text),
-  }),
-]);
+const AUTH_KINDS = ['bearer', 'basic', 'apiKey', 'oauth2-client-credentials'];
+const oneOf = (values: readonly string[]) =>
+  `must be one of ${values.map((value) => `'${value}'`).join(', ')} (spelt exactly so)`;
+
+export const AuthSchema = z.discriminatedUnion(
+  'kind',
+  [
+    z.strictObject({ kind: z.literal('bearer'), token: SecretRefSchema }),
+    z.strictObject({
+      kind: z.literal('basic'),
+      // RFC 7617: the first ':' ends the user-id, so a user-id with one would be split wrongly by every receiver.
+      username: text.check(z.regex(/^[^:\p{Cc}]*$/u, "must not contain ':' or control characters (RFC 7617)")),
+      password: SecretRefSchema,
+    }),
+    z.strictObject({ kind: z.literal('apiKey'), header: headerName, value: SecretRefSchema }),
+    z.strictObject({
+      kind: z.literal('oauth2-client-credentials'),
+      tokenUrl: httpsUrl,
+      clientId: text,
+      clientSecret: SecretRefSchema,
+      scope: z.optional(text),
+    }),
+  ],
+  { error: oneOf(AUTH_KINDS) },
+);
 export type Auth = z.infer<typeof AuthSchema>;
 
-export const SigningSchema = z.discriminatedUnion('scheme', [
-  // Several secrets all sign every request, so a receiver can move to a new one without a failed delivery.
-  z.strictObject({
-    scheme: z.literal('standard-webhooks'),
-    secrets: z.array(SecretRefSchema).check(z.minLength(1), z.maxLength(5)),
-  }),
-  // The older hex HMAC of the body in X-Signature-256, for receivers built against it.
-  z.strictObject({ scheme: z.literal('x-signature-256'), secret: SecretRefSchema }),
-]);
+export const SigningSchema = z.discriminatedUnion(
+  'scheme',
+  [
+    // Several secrets all sign every request, so a receiver can move to a new one without a failed delivery.
+    z.strictObject({
+      scheme: z.literal('standard-webhooks'),
+      secrets: z.array(SecretRefSchema).check(z.minLength(1), z.maxLength(5)),
+    }),
+    // The older hex HMAC of the body in X-Signature-256, for receivers built against it.
+    z.strictObject({ scheme: z.literal('x-signature-256'), secret: SecretRefSchema }),
+  ],
+  { error: oneOf(['standard-webhooks', 'x-signature-256']) },
+);
 export type Signing = z.infer<typeof SigningSchema>;
 
 /** A filter value: a string means exactly that; `{ prefix }` means starts with it. */
@@ -151,6 +170,14 @@ const wholeNumber = (min: number, max: number) => z.number().check(z.int(), z.gt
 // At least one request in 1,000 s; budgets are compared in whole milli-requests (infra/stage.js).
 const rate = z.number().check(z.gte(0.001), z.lte(100_000));
 
+// The standardwebhooks libraries sign and verify the body as UTF-8 text and return it parsed as JSON: a binary-mode
+// body of data_base64 bytes fails ('No matching signature found'), a text/plain one throws after verifying.
+const UNVERIFIABLE_BINARY =
+  "binary with signing scheme 'standard-webhooks' is refused: the body is then the event's data, which Standard " +
+  'Webhooks libraries verify only as UTF-8 JSON (bytes from data_base64 fail, text fails to parse), and the ce- ' +
+  'headers would go unsigned. Use contentMode: structured (the whole event is the signed body), or scheme: ' +
+  'x-signature-256 (an HMAC of the exact bytes) if the receiver needs binary mode';
+
 export const SubscriptionSchema = z
   .strictObject({
     name: text.check(z.regex(NAME, 'use lowercase letters, digits and dashes')),
@@ -168,6 +195,9 @@ export const SubscriptionSchema = z
   })
   .check(
     z.superRefine((sub, ctx) => {
+      if (sub.contentMode === 'binary' && sub.signing?.scheme === 'standard-webhooks') {
+        ctx.addIssue({ code: 'custom', message: UNVERIFIABLE_BINARY, path: ['contentMode'] });
+      }
       if (sub.auth?.kind !== 'apiKey') return;
       const header = sub.auth.header.toLowerCase();
       // Authorization is fine for an API key (e.g. 'ApiKey abc'); the others are the function's own.
@@ -198,9 +228,7 @@ function describe(issue: z.core.$ZodIssue): string {
     case 'unrecognized_keys':
       return `unknown field(s) ${issue.keys.map((key) => `'${key}'`).join(', ')}: check the spelling`;
     case 'invalid_type':
-      return issue.input === undefined
-        ? 'is required'
-        : `must be ${issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`}`;
+      return issue.input === undefined ? 'is required' : wrongType(issue.expected, issue.input);
     case 'invalid_value':
       return `must be ${issue.values.map((value) => JSON.stringify(value)).join(' or ')}`;
     case 'invalid_key':
@@ -214,6 +242,27 @@ function describe(issue: z.core.$ZodIssue): string {
     default:
       return issue.message;
   }
+}
+
+/** What a value of the wrong type should be, with the usual fix for YAML (never the value: it may be a secret). */
+function wrongType(expected: string, input: unknown): string {
+  const got =
+    input === null
+      ? 'null'
+      : Array.isArray(input)
+        ? 'a list'
+        : typeof input === 'object'
+          ? 'a mapping'
+          : `a ${typeof input}`;
+  if (expected === 'int') return 'must be a whole number';
+  if (expected === 'number' && typeof input === 'string') {
+    return `must be a number, not ${got}: write digits only, without quotes or units`;
+  }
+  if (expected === 'string' && (typeof input === 'number' || typeof input === 'boolean')) {
+    return `must be a string, not ${got}: quote the value in the file`;
+  }
+  const wanted = expected === 'array' ? 'a list' : expected === 'object' ? 'a mapping (key: value)' : `a ${expected}`;
+  return `must be ${wanted}, not ${got}`;
 }
 
 function hasOwnMessage(issue: z.core.$ZodIssue): boolean {
@@ -235,7 +284,7 @@ function path(issue: z.core.$ZodIssue): string {
  * and the field too, e.g. "endpoints/prod.yml: endpoint 'audit' (endpoints[1]): signing.secrets[0]: ...".
  */
 export function parseEndpointsDocument(document: unknown, source: string): EndpointConfig[] {
-  const file = EndpointsFileSchema.safeParse(document);
+  const file = EndpointsFileSchema.safeParse(document, { reportInput: true });
   if (!file.success) {
     const issue = file.error.issues[0]!;
     const where = issue.path.length ? `${path(issue)}: ` : '';
@@ -244,7 +293,8 @@ export function parseEndpointsDocument(document: unknown, source: string): Endpo
   const seen = new Set<string>();
   return file.data.endpoints.map((raw, index) => {
     const label = typeof raw.name === 'string' ? `endpoint '${raw.name}' (endpoints[${index}])` : `endpoints[${index}]`;
-    const result = SubscriptionSchema.safeParse(raw);
+    // reportInput: invalid_type issues then tell a wrong type from a missing field; describe() never shows the input.
+    const result = SubscriptionSchema.safeParse(raw, { reportInput: true });
     if (!result.success) {
       const issue = result.error.issues[0]!;
       throw new ConfigError(source, `${label}: ${path(issue) || '(endpoint)'}: ${message(issue)}`);

@@ -198,12 +198,14 @@ describe('endpoints/example.yml under npm start --endpoints', () => {
       );
       // orders: type prefix com.example.order.
       expect(ids(orders)).toEqual(['pos-order-1', 'shop-order-1', 'shop-order-2', 'shop-order-3']);
-      // audit: everything, in binary mode, signed with both secrets.
-      expect(ids(audit)).toHaveLength(6);
-      expect(audit.refused).toBe(0);
-      const pos = audit.events.find((e) => e.id === 'pos-order-1')!;
+      // orders is in binary mode: the subject arrives percent-encoded in its ce- header.
+      const pos = orders.events.find((e) => e.id === 'pos-order-1')!;
       expect(decodeURIComponent(String(pos.subject))).toBe('café 100%');
       expect(pos.data).toEqual({ id: 'pos-order-1' });
+      // audit: everything, structured, signed with both secrets.
+      expect(ids(audit)).toHaveLength(6);
+      expect(audit.refused).toBe(0);
+      expect(audit.events.find((e) => e.id === 'pos-order-1')!.subject).toBe('café 100%');
       // crm: source prefix urn:example:shop, with a token from the token endpoint, fetched once.
       expect(ids(crm)).toEqual(['shop-customer-1', 'shop-order-1', 'shop-order-2', 'shop-order-3']);
       expect(crm.refused).toBe(0);

@@ -118,7 +118,7 @@ describe('ENDPOINTS', () => {
     expectRejected({ ENDPOINTS: '=https://a.example.com/events' }, 'ENDPOINTS', 'is not a name=url pair');
     expectRejected({ ENDPOINTS: `${ENDPOINTS},search` }, 'ENDPOINTS', "'search' is not a name=url pair");
     // Review finding 8: a comma inside a query string must not put the rest of the token in the message.
-    const error = configError({ ENDPOINTS: 'a=https://h.example.com/in?sig=AB,CD' });
+    const error = configError({ ENDPOINTS: 'a=https://h.example.com/in?tag=AB,CD' });
     expect(error.message).toContain("the part after endpoint 'a' is not a name=url pair");
     expect(error.message).not.toMatch(/AB|CD/);
   });
@@ -362,6 +362,77 @@ describe('DELIVERY_LEDGER_TABLE', () => {
         'is not a DynamoDB table name',
       );
     }
+  });
+});
+
+describe('plain http to loopback: local runs only (issue 15 A10)', () => {
+  const LOCAL = 'a=http://127.0.0.1:9001/in';
+  const refusal =
+    "endpoint 'a' url: plain http (to a loopback host) is accepted only for local runs (npm start, the tests), not in " +
+    'a deployed or packaged stage, where 127.0.0.1 is the Lambda Runtime API: use https';
+
+  it('is accepted locally (the local stack and the tests set no AWS_LAMBDA_FUNCTION_NAME)', () => {
+    expect(loadConfig({ ENDPOINTS: LOCAL }).endpoints[0]?.url.href).toBe('http://127.0.0.1:9001/in');
+  });
+
+  it('is refused in Lambda and when packaging, for the url and for an OAuth token URL', () => {
+    expectRejected({ ENDPOINTS: LOCAL, AWS_LAMBDA_FUNCTION_NAME: 'ingest-fanout-prod-ingest' }, 'ENDPOINTS', refusal);
+    expect(() => loadConfig({ ENDPOINTS: LOCAL }, undefined, { deployed: true })).toThrow(`ENDPOINTS: ${refusal}`);
+    for (const url of ['http://localhost/in', 'http://[::1]:8080/in']) {
+      expect(() => loadConfig({ ENDPOINTS: `a=${url}` }, undefined, { deployed: true })).toThrow(/plain http/);
+    }
+    const oauth = {
+      kind: 'oauth2-client-credentials',
+      tokenUrl: 'http://127.0.0.1:9002/token',
+      clientId: 'c',
+      clientSecret: { ssm: '/c' },
+    };
+    const file = {
+      document: { endpoints: [{ name: 'a', url: 'https://a.example.com/in', auth: oauth }] },
+      source: 'f.yml',
+    };
+    expect(() => loadConfig({}, file, { deployed: true })).toThrow("f.yml: endpoint 'a' auth.tokenUrl: plain http");
+    expect(loadConfig({}, file).endpoints).toHaveLength(1);
+    expect(loadConfig({ ENDPOINTS }, undefined, { deployed: true }).endpoints).toHaveLength(1);
+  });
+});
+
+describe('secrets in a URL query string (issue 15 A10)', () => {
+  it('refuses a query parameter named like a secret, naming the parameter, never the value', () => {
+    for (const name of [
+      'token',
+      'access_token',
+      'api_key',
+      'apiKey',
+      'key',
+      'sig',
+      'Signature',
+      'password',
+      'pwd',
+      'auth',
+      'X-Amz-Credential',
+      'sessionid',
+      'client_secret',
+    ]) {
+      const error = configError({ ENDPOINTS: `a=https://a.example.com/in?tenant=acme&${name}=s3cr3t-v&x=1` });
+      expect(error.message, name).toBe(
+        `ENDPOINTS: 'a' has a query parameter named like a secret, '${name}': a URL is bundled into the artifact in ` +
+          'clear and logged by proxies; send it as a header (auth kind apiKey or bearer with a secret reference in ' +
+          'the endpoints file, or ENDPOINT_CREDENTIALS)',
+      );
+    }
+    const file = (url: string) => ({ document: { endpoints: [{ name: 'a', url }] }, source: 'f.yml' });
+    expect(() => loadConfig({}, file('https://a.example.com/in?token=s3cr3t-v'))).toThrow(
+      "f.yml: endpoint 'a' (endpoints[0]): url: has a query parameter named like a secret, 'token'",
+    );
+    const odd = configError({ ENDPOINTS: 'a=https://a.example.com/in?my%20s3cr3t%20token=v' });
+    expect(odd.message).toContain('named like a secret, (name not shown)');
+    expect(odd.message).not.toContain('s3cr3t');
+  });
+
+  it('accepts query parameters with other names', () => {
+    const url = 'https://a.example.com/in?tenant=acme&region=eu&v=2';
+    expect(loadConfig({ ENDPOINTS: `a=${url}` }).endpoints[0]?.url.href).toBe(url);
   });
 });
 

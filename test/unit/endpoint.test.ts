@@ -337,7 +337,7 @@ describe('classifyStatus', () => {
     for (const status of [401, 403]) {
       expect(classifyStatus('e', status, '3')).toMatchObject({ kind: 'unauthorized', code: 'CREDENTIALS_REFUSED' });
     }
-    for (const status of [402, 404, 405, 406, 409, 410, 411, 412, 414, 416, 417, 418, 421, 423, 428, 431, 451, 499]) {
+    for (const status of [402, 404, 405, 406, 409, 410, 411, 412, 414, 416, 417, 418, 421, 423, 428, 451, 499]) {
       expect(classifyStatus('e', status, '3')).toMatchObject({ kind: 'endpoint-error', status });
     }
   });

@@ -1,12 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { binaryMessage, percentEncode } from '../../../lib/subscription/binary';
+import { binaryMessage, isJsonContentType, percentEncode } from '../../../lib/subscription/binary';
 
 describe('percentEncode (CloudEvents HTTP binding 1.0.2, 3.1.3.2)', () => {
   it('leaves printable ASCII other than space, double quote and percent as it is', () => {
     expect(percentEncode('com.example.order/created?x=1&y=[2]')).toBe('com.example.order/created?x=1&y=[2]');
     expect(percentEncode('a b"c%d')).toBe('a%20b%22c%25d');
     expect(percentEncode('Zoë ✓')).toBe('Zo%C3%AB%20%E2%9C%93');
+    // Bytes below 0x10 keep two hex digits.
+    expect(percentEncode('a\tb\u0001')).toBe('a%09b%01');
   });
 
   it('always yields a valid header value that decodes back to the input (property)', () => {
@@ -46,6 +48,66 @@ describe('binaryMessage', () => {
   });
 });
 
+describe('isJsonContentType', () => {
+  it('is application/json or application/<anything>+json, with or without parameters, and nothing else', () => {
+    for (const type of [
+      undefined,
+      'application/json',
+      'Application/JSON',
+      'application/json ; charset=utf-8',
+      'application/cloudevents+json',
+    ]) {
+      expect(isJsonContentType(type), String(type)).toBe(true);
+    }
+    for (const type of [
+      'text/plain',
+      'application/jsonx',
+      'xapplication/json',
+      'application/json-seq',
+      'application/+json',
+    ]) {
+      expect(isJsonContentType(type), type).toBe(false);
+    }
+  });
+});
+
+describe('binaryMessage: null data and data_base64', () => {
+  const base = { specversion: '1.0' as const, id: 'e-1', source: 'urn:x', type: 't' };
+
+  it('an absent or null optional attribute or extension is no header at all', () => {
+    const message = binaryMessage({ ...base, subject: undefined, time: null, tenant: null, region: undefined });
+    expect(Object.keys(message.headers).sort()).toEqual(['ce-id', 'ce-source', 'ce-specversion', 'ce-type']);
+  });
+
+  it('non-string data of a non-JSON type is sent as JSON text (the JSON format carries it as a JSON value)', () => {
+    expect(binaryMessage({ ...base, datacontenttype: 'text/plain', data: 42 }).body.toString()).toBe('42');
+  });
+
+  it('null data is no data: empty body and no Content-Type, not the JSON text null', () => {
+    const body = '{"specversion":"1.0","id":"e-1","source":"urn:x","type":"t","data":null}';
+    for (const message of [
+      binaryMessage({ ...base, data: null }),
+      binaryMessage(JSON.parse(body), Buffer.from(body)),
+    ]) {
+      expect(message.body.length).toBe(0);
+      expect(message.headers['content-type']).toBeUndefined();
+    }
+  });
+
+  it('data_base64 is the body, decoded, and never a ce-data_base64 header', () => {
+    const bytes = Buffer.from([0, 1, 254, 255]);
+    const message = binaryMessage({ ...base, datacontenttype: 'image/png', data_base64: bytes.toString('base64') });
+    expect(message.body.equals(bytes)).toBe(true);
+    expect(Object.keys(message.headers).sort()).toEqual([
+      'ce-id',
+      'ce-source',
+      'ce-specversion',
+      'ce-type',
+      'content-type',
+    ]);
+  });
+});
+
 describe('binaryMessage with the event as received', () => {
   const head = '{"specversion":"1.0","id":"e-1","source":"urn:x","type":"t"';
   const send = (body: string) => binaryMessage(JSON.parse(body), Buffer.from(body, 'utf8')).body.toString('utf8');
@@ -62,6 +124,8 @@ describe('binaryMessage with the event as received', () => {
       '[ 1.50 ,"\\"]"]',
     );
     expect(send(`${head},"d\\u0061ta":7.0}`)).toBe('7.0');
+    // Every JSON whitespace: space, tab, line feed, carriage return.
+    expect(send(`${head},\r\n\t"data"\t:\r\n[1,\t2]\r\n}`)).toBe('[1,\t2]');
   });
 
   const number = fc.oneof(

@@ -1,6 +1,8 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { HTTP, type CloudEvent as SdkEvent } from 'cloudevents';
 import { Webhook } from 'standardwebhooks';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import type { ValidEvent } from '../../../lib/event';
 import type { EndpointConfig } from '../../../lib/subscription/schema';
 import { type ReceivedRequest, testEndpoint } from '../../support/endpoints';
@@ -85,12 +87,36 @@ describe('content modes, read back with the cloudevents SDK', () => {
     expect(request.body.toString('utf8')).toBe('héllo "x"');
   });
 
+  it('binary: an Integer extension is its header as written, and a filter on its text routes it', async () => {
+    const event = valid({ priority: -2147483648, tenant: 'acme' });
+    const request = await send({ contentMode: 'binary', filter: { extensions: { priority: '-2147483648' } } }, event);
+    expect(request.headers['ce-priority']).toBe('-2147483648');
+    expect(
+      subscriberFor('https://x.example.com', { filter: { extensions: { priority: '-2147483648' } } }).routes(event),
+    ).toBe(true);
+  });
+
   it('binary: header values are percent-encoded as section 3.1.3.2 says, and decode back', async () => {
     const subject = 'café 100% "ok"';
     const request = await send({ contentMode: 'binary' }, valid({ subject }));
     expect(request.headers['ce-subject']).toBe('caf%C3%A9%20100%25%20%22ok%22');
     // The SDK hands the header over undecoded; a receiver following 3.1.3.2 decodes it.
     expect(decodeURIComponent(String(received(request).subject))).toBe(subject);
+  });
+});
+
+describe('binary mode: attributes too large for the headers an endpoint takes', () => {
+  it("an endpoint's own 431 (Node's header limit) blames the event: rejected with the status, so it is quarantined", async () => {
+    // A real Node server with a 4 KB header limit answers 431 by itself, before any handler runs.
+    const server = http.createServer({ maxHeaderSize: 4096 }, (_req, res) => res.end());
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/in`;
+    const sub = subscriberFor(url, { contentMode: 'binary' });
+    const context = { signal: never, deadlineAt: Date.now() + 60_000 };
+    expect(await sub.deliver(valid({ subject: 's'.repeat(100) }), context)).toMatchObject({ ok: true });
+    const result = await sub.deliver(valid({ subject: 's'.repeat(5000) }), context);
+    expect(result).toMatchObject({ ok: false, kind: 'rejected', status: 431 });
   });
 });
 
@@ -107,8 +133,8 @@ describe('Standard Webhooks signatures, verified with the standardwebhooks packa
     Object.fromEntries(Object.entries(request.headers).map(([k, v]) => [k, String(v)]));
 
   it('during a rotation both secrets sign: a receiver holding either accepts, one holding neither refuses', async () => {
-    for (const mode of ['structured', 'binary'] as const) {
-      const request = await send({ signing, contentMode: mode }, valid(), secrets);
+    {
+      const request = await send({ signing }, valid(), secrets);
       const body = request.body.toString('utf8');
       expect(request.headers['webhook-id']).toBe(valid().key);
       expect(String(request.headers['webhook-signature']).split(' ')).toHaveLength(2);
@@ -118,10 +144,40 @@ describe('Standard Webhooks signatures, verified with the standardwebhooks packa
     }
   });
 
+  it('verifies with the library defaults (jsonParse) whatever the data: bytes, text or JSON (structured mode)', async () => {
+    const data = [
+      { datacontenttype: 'application/octet-stream', data: undefined, data_base64: 'AAH+/w==' },
+      { datacontenttype: 'text/plain', data: 'héllo, not JSON' },
+      { datacontenttype: 'application/json', data: { n: 1 } },
+    ];
+    for (const extra of data) {
+      const request = await send({ signing }, valid(extra), secrets);
+      const verified = new Webhook(NEW).verify(request.body.toString('utf8'), headersOf(request));
+      expect(verified).toMatchObject({ id: 'evt-1', ...JSON.parse(JSON.stringify(extra)) });
+    }
+  });
+
   it('the signature covers the exact bytes sent: one changed byte fails verification', async () => {
     const request = await send({ signing }, valid(), secrets);
     const tampered = request.body.toString('utf8').replace('"total":42', '"total":43');
     expect(() => new Webhook(NEW).verify(tampered, headersOf(request))).toThrow(/No matching signature/);
+  });
+
+  it('a secret rotated in place (same reference, new value) signs at once on a warm instance', async () => {
+    const sink = await testEndpoint();
+    const sub = subscriberFor(sink.url, { signing: { scheme: 'standard-webhooks', secrets: [{ ssm: '/hooks/one' }] } });
+    const live = new Map([['ssm:/hooks/one', OLD]]);
+    const context = { signal: never, deadlineAt: Date.now() + 60_000, secrets: live };
+    expect(await sub.deliver(valid(), context)).toMatchObject({ ok: true });
+    // What a refresh after a 401 does: the same reference now reads the new value.
+    live.set('ssm:/hooks/one', NEW);
+    expect(await sub.deliver(valid(), context)).toMatchObject({ ok: true });
+    const [before, after] = sink.received.map(
+      (request) => [request.body.toString('utf8'), headersOf(request)] as const,
+    );
+    expect(new Webhook(OLD).verify(...before!)).toBeDefined();
+    expect(new Webhook(NEW).verify(...after!)).toBeDefined();
+    expect(() => new Webhook(OLD).verify(...after!)).toThrow(/No matching signature/);
   });
 
   it('after the rotation, only the new secret signs', async () => {

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { CloudEvent } from '../../../lib/event';
 import { compileFilter } from '../../../lib/subscription/routing';
+import type { Filter } from '../../../lib/subscription/schema';
 
 const event = (extra: Partial<CloudEvent> & Record<string, unknown> = {}): CloudEvent => ({
   specversion: '1.0',
@@ -14,7 +15,9 @@ const event = (extra: Partial<CloudEvent> & Record<string, unknown> = {}): Cloud
 describe('compileFilter', () => {
   it('without a filter, routes every event', () => {
     fc.assert(
-      fc.property(fc.string(), fc.string(), (type, source) => compileFilter(undefined)(event({ type, source }))),
+      fc.property(fc.string(), fc.string(), (type, source) => {
+        expect(compileFilter(undefined)(event({ type, source }))).toBe(true);
+      }),
     );
   });
 
@@ -29,11 +32,33 @@ describe('compileFilter', () => {
     expect(route(event({ source: 'urn:warehouse:1' }))).toBe(false);
   });
 
+  it('several prefixes: matching any one of them is enough', () => {
+    const route = compileFilter({ type: [{ prefix: 'com.example.order.' }, { prefix: 'com.example.refund.' }] });
+    expect(route(event({ type: 'com.example.order.created' }))).toBe(true);
+    expect(route(event({ type: 'com.example.refund.issued' }))).toBe(true);
+    expect(route(event({ type: 'com.example.customer.updated' }))).toBe(false);
+  });
+
   it('subject by prefix; an event without a subject does not match a subject filter', () => {
     const route = compileFilter({ subject: { prefix: 'orders/' } });
     expect(route(event({ subject: 'orders/7' }))).toBe(true);
     expect(route(event({ subject: 'refunds/7' }))).toBe(false);
     expect(route(event())).toBe(false);
+  });
+
+  it('a null subject (valid in JSON, treated as absent) does not match and does not throw', () => {
+    const filters: Filter['subject'][] = [{ prefix: 'orders/' }, 'orders/7', [{ prefix: '' }]];
+    for (const filter of filters) {
+      expect(compileFilter({ subject: filter })(event({ subject: null }))).toBe(false);
+    }
+  });
+
+  it("an absent or null extension never matches, not even a filter value of the text 'null' or 'undefined'", () => {
+    const route = compileFilter({ extensions: { tenant: ['null', 'undefined'] } });
+    expect(route(event())).toBe(false);
+    expect(route(event({ tenant: null }))).toBe(false);
+    expect(route(event({ tenant: undefined }))).toBe(false);
+    expect(route(event({ tenant: 'null' }))).toBe(true);
   });
 
   it('extensions exactly, compared as text', () => {

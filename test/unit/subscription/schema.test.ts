@@ -25,8 +25,9 @@ describe('endpoints file schema', () => {
   it('accepts the example stage file and keeps every setting', () => {
     const { endpoints } = readEndpointsFile(new URL('../../../endpoints/example.yml', import.meta.url).pathname);
     expect(endpoints.map((e) => e.name)).toEqual(['orders', 'audit', 'crm']);
-    expect(endpoints[0]).toMatchObject({ filter: { type: [{ prefix: 'com.example.order.' }] } });
-    expect(endpoints[1]).toMatchObject({ contentMode: 'binary', signing: { scheme: 'standard-webhooks' } });
+    expect(endpoints[0]).toMatchObject({ contentMode: 'binary', filter: { type: [{ prefix: 'com.example.order.' }] } });
+    expect(endpoints[1]).toMatchObject({ signing: { scheme: 'standard-webhooks' } });
+    expect(endpoints[1]?.contentMode).toBeUndefined();
     expect(endpoints[2]).toMatchObject({ auth: { kind: 'oauth2-client-credentials' }, rateLimitPerSecond: 20 });
     expect(endpoints[2]?.url).toEqual(new URL('https://api.crm.example.com/v2/events'));
   });
@@ -36,7 +37,7 @@ describe('endpoints file schema', () => {
     [[{ ...base, contentMode: 'batch' }], "endpoint 'audit' (endpoints[0]): contentMode:"],
     [
       [base, { ...base, name: 'crm', signing: { scheme: 'standard-webhooks', secrets: [{ ssm: 'bad name' }] } }],
-      "endpoint 'crm' (endpoints[1]): signing.secrets[0].ssm: 'bad name' is not an SSM parameter name",
+      "endpoint 'crm' (endpoints[1]): signing.secrets[0].ssm: is not an SSM parameter name",
     ],
     [[{ ...base, auth: { kind: 'apiKey', header: 'X-Key', value: 'plain-text' } }], 'auth.value'],
     [[{ ...base, auth: { kind: 'digest' } }], "endpoint 'audit' (endpoints[0]): auth.kind"],
@@ -78,6 +79,75 @@ describe('endpoints file schema', () => {
     [[{ ...base, headers: { 'X-Team': 'a\u007fb' } }], 'headers.X-Team: must be one line'],
     [[{ ...base, headers: { 'X-Team': 'caf\u00e9 \u20ac' } }], 'headers.X-Team: must be one line'],
     [[{ ...base, headers: { 'X-Team': 'a\r\nX-Evil: 1' } }], 'headers.X-Team: must be one line'],
+    [[{ ...base, name: 'Audit' }], "endpoint 'Audit' (endpoints[0]): name: use lowercase letters, digits and dashes"],
+    [[{ ...base, maxConnections: 1025 }], 'maxConnections: must be at most 1024'],
+    [[{ ...base, timeoutMs: 0 }], 'timeoutMs: must be at least 1'],
+    [[{ ...base, rateLimitPerSecond: 100_001 }], 'rateLimitPerSecond: must be at most 100000'],
+    [
+      [{ ...base, signing: { scheme: 'standard-webhooks', secrets: [] } }],
+      'signing.secrets: must be at least 1 item(s)',
+    ],
+    [
+      [{ ...base, signing: { scheme: 'standard-webhooks', secrets: Array(6).fill({ ssm: '/s' }) } }],
+      'signing.secrets: must be at most 5 item(s)',
+    ],
+    [[{ ...base, filter: { type: [] } }], 'filter.type: must be at least 1 item(s)'],
+    [[{ ...base, filter: { type: { prefix: '' } } }], 'filter.type.prefix: must be a non-empty string'],
+    [
+      [{ ...base, filter: { extensions: { tenant: [] } } }],
+      'filter.extensions.tenant: must be a non-empty string or a list of them, not nothing',
+    ],
+    [
+      [{ ...base, filter: { extensions: { tenant: '' } } }],
+      'filter.extensions.tenant: must be a non-empty string or a list of them, not ""',
+    ],
+    [
+      [{ ...base, auth: { kind: 'bearer', token: { secretsmanager: 'bad name!' } } }],
+      'auth.token.secretsmanager: is not a Secrets Manager secret name',
+    ],
+    [
+      [{ ...base, auth: { kind: 'basic', username: 'a\u0007b', password: { ssm: '/p' } } }],
+      'auth.username: must not contain',
+    ],
+    [
+      [{ ...base, auth: { kind: 'apiKey', header: 'X Key', value: { ssm: '/k' } } }],
+      'auth.header: is not a valid HTTP header name',
+    ],
+    [
+      [{ ...base, auth: { kind: 'apiKey', header: 'webhook-signature', value: { ssm: '/k' } } }],
+      "auth.header: 'webhook-signature' is set by the function itself",
+    ],
+    [
+      [{ ...base, auth: { kind: 'apiKey', header: 'X-Key', value: { ssm: '/k' } }, headers: { 'x-key': 'v' } }],
+      "headers: 'X-Key' is the apiKey header",
+    ],
+    [[{ name: 7, url: base.url }], 'endpoints[0]: name: must be a string, not a number'],
+    [
+      [{ ...base, filter: { extensions: { tenant: ['acme', 7] } } }],
+      'filter.extensions.tenant: must be a non-empty string or a list of them, not 7',
+    ],
+    [[{ ...base, timeoutMs: null }], 'timeoutMs: must be a number, not null'],
+    [[{ ...base, timeoutMs: true }], 'timeoutMs: must be a number, not a boolean'],
+    [[{ ...base, headers: { 'X-Live': true } }], 'headers.X-Live: must be a string, not a boolean: quote the value'],
+    [[{ ...base, filter: [] }], 'filter: must be a mapping (key: value), not a list'],
+    [
+      [{ ...base, signing: { scheme: 'standard-webhooks', secrets: {} } }],
+      'signing.secrets: must be a list, not a mapping',
+    ],
+    [[{ ...base, extra: 1, other: 2 }], "(endpoint): unknown field(s) 'extra', 'other': check the spelling"],
+    [[{ url: base.url }], 'endpoints[0]: name: is required'],
+    ...[
+      'Content-Length',
+      'Transfer-Encoding',
+      'User-Agent',
+      'Idempotency-Key',
+      'X-Signature-256',
+      'webhook-id',
+      'Content-Type',
+    ].map((name): [unknown[], string] => [
+      [{ ...base, headers: { [name]: 'x' } }],
+      `headers.${name}: '${name}' is set by the function itself`,
+    ]),
     ...['Content-Encoding', 'Expect', 'TE', 'Trailer', 'Upgrade', 'Keep-Alive', 'Host', 'Connection'].map(
       (name): [unknown[], string] => [
         [{ ...base, headers: { [name]: 'x' } }],
@@ -102,6 +172,53 @@ describe('endpoints file schema', () => {
     expect(readEndpointsFile(path).endpoints[0]?.filter?.extensions).toEqual({ tenant: ['007', '0x1F'] });
   });
 
+  it.each([
+    [{ timeoutMs: '3s' }, 'timeoutMs: must be a number, not a string: write digits only, without quotes or units'],
+    [{ maxAttempts: '4' }, 'maxAttempts: must be a number, not a string'],
+    [{ headers: { 'X-Tenant': 7 } }, 'headers.X-Tenant: must be a string, not a number: quote the value'],
+    [{ filter: 'orders' }, 'filter: must be a mapping (key: value), not a string'],
+    [{ timeoutMs: 1.5 }, 'timeoutMs: must be a whole number'],
+    [
+      { auth: { kind: 'bearer' } },
+      'auth.token: is required: a reference to a stored secret, { ssm: <parameter name> }',
+    ],
+    [{ auth: { kind: 'Bearer', token: { ssm: '/t' } } }, "auth.kind: must be one of 'bearer', 'basic', 'apiKey'"],
+    [{ signing: { scheme: 'hmac', secret: { ssm: '/t' } } }, "signing.scheme: must be one of 'standard-webhooks'"],
+    [{ url: 'audit.example.com/in' }, 'url: has no valid absolute URL: it must start with https://'],
+  ])('says what a wrong value should be, not that it is missing: %j', (fields, fragment) => {
+    const message = rejection([{ ...base, ...fields }]);
+    expect(message).toContain(fragment);
+    expect(message).not.toContain('is required: set');
+  });
+
+  it('refuses Standard Webhooks signing in binary mode, saying why and what to use instead', () => {
+    const signing = { scheme: 'standard-webhooks', secrets: [{ ssm: '/s' }] };
+    expect(rejection([{ ...base, contentMode: 'binary', signing }])).toBe(
+      `${SOURCE}: endpoint 'audit' (endpoints[0]): contentMode: binary with signing scheme 'standard-webhooks' is ` +
+        "refused: the body is then the event's data, which Standard Webhooks libraries verify only as UTF-8 JSON " +
+        '(bytes from data_base64 fail, text fails to parse), and the ce- headers would go unsigned. Use ' +
+        'contentMode: structured (the whole event is the signed body), or scheme: x-signature-256 (an HMAC of the ' +
+        'exact bytes) if the receiver needs binary mode',
+    );
+    const accepted = (settings: object) => parseEndpointsDocument({ endpoints: [{ ...base, ...settings }] }, SOURCE);
+    expect(accepted({ contentMode: 'structured', signing })).toHaveLength(1);
+    expect(
+      accepted({ contentMode: 'binary', signing: { scheme: 'x-signature-256', secret: { ssm: '/s' } } }),
+    ).toHaveLength(1);
+  });
+
+  it('never echoes what may be a secret: a value inline, or pasted into ssm: / secretsmanager:', () => {
+    const secret = 'sk_live_51Hx+/9aQ';
+    for (const token of [secret, { ssm: `${secret} ` }, { secretsmanager: `${secret} !` }, { ssm: '/t', sm: secret }]) {
+      const message = rejection([{ ...base, auth: { kind: 'bearer', token } }]);
+      expect(message).toMatch(/auth\.token/);
+      expect(message).not.toContain(secret);
+    }
+    expect(rejection([{ ...base, auth: { kind: 'bearer', token: secret } }])).toContain(
+      'auth.token: must be a reference to a stored secret, { ssm: <parameter name> } or { secretsmanager: <secret name> }, never the secret itself',
+    );
+  });
+
   it('accepts header values Node sends as they are (tab, Latin-1)', () => {
     const [endpoint] = parseEndpointsDocument(
       { endpoints: [{ ...base, headers: { 'X-Team': 'caf\u00e9\tA' } }] },
@@ -114,6 +231,27 @@ describe('endpoints file schema', () => {
     const message = rejection([{ ...base, url: 'https://user:hunter2@audit.example.com/in' }]);
     expect(message).toContain('credentials in its URL');
     expect(message).not.toContain('hunter2');
+  });
+
+  it('accepts Authorization as an apiKey header (ApiKey abc), and names an endpoint without a name by its index', () => {
+    const auth = { kind: 'apiKey', header: 'Authorization', value: { ssm: '/k' } };
+    expect(parseEndpointsDocument({ endpoints: [{ ...base, auth }] }, SOURCE)[0]?.auth).toEqual(auth);
+    // Static headers beside an apiKey are fine as long as none is the apiKey header.
+    const withHeaders = { ...base, auth: { ...auth, header: 'X-Key' }, headers: { 'X-Tenant': 'acme' } };
+    expect(parseEndpointsDocument({ endpoints: [withHeaders] }, SOURCE)[0]?.headers).toEqual({ 'X-Tenant': 'acme' });
+    expect(() => parseEndpointsDocument({ endpoints: [{ name: 7 }] }, SOURCE)).toThrow(`${SOURCE}: endpoints[0]: `);
+  });
+
+  it('says what the file should look like when its top level is wrong', () => {
+    expect(() => parseEndpointsDocument('endpoints', SOURCE)).toThrow(
+      `${SOURCE}: must be a mapping (key: value), not a string (expected 'endpoints:', a list of endpoints)`,
+    );
+    expect(() => parseEndpointsDocument({ endpoints: 'a' }, SOURCE)).toThrow(
+      `${SOURCE}: endpoints: must be a list, not a string (expected 'endpoints:', a list of endpoints)`,
+    );
+    expect(() => parseEndpointsDocument({ endpoints: [base], extra: 1 }, SOURCE)).toThrow(
+      `${SOURCE}: unknown field(s) 'extra': check the spelling (expected 'endpoints:', a list of endpoints)`,
+    );
   });
 
   it('rejects a file without an endpoints list', () => {

@@ -18,6 +18,8 @@ describe('Standard Webhooks signing', () => {
   it('accepts a secret with or without the whsec_ prefix; refuses one that is not base64 key material', () => {
     expect(standardWebhooksKey(SECRET.slice(6), 'x').equals(standardWebhooksKey(SECRET, 'x'))).toBe(true);
     expect(() => standardWebhooksKey('hunter2', "endpoint 'audit' signing.secrets[0]")).toThrow(SigningSecretError);
+    // The name is what a log line's error field starts with (errorText).
+    expect(() => standardWebhooksKey('hunter2', 'x')).toThrow(expect.objectContaining({ name: 'SigningSecretError' }));
     // The message names where the secret comes from and never repeats it.
     expect(() => standardWebhooksKey('whsec_not base64!!', "endpoint 'audit' signing.secrets[0]")).toThrow(
       new SigningSecretError(
@@ -25,5 +27,32 @@ describe('Standard Webhooks signing', () => {
           'base64 of 24 to 64 random bytes',
       ),
     );
+  });
+
+  it('takes a key of 16 bytes or more, refuses 15 (the edge of the minimum)', () => {
+    const secret = (bytes: number) => `whsec_${Buffer.alloc(bytes, 7).toString('base64')}`;
+    expect(() => standardWebhooksKey(secret(15), 'x')).toThrow(SigningSecretError);
+    expect(standardWebhooksKey(secret(16), 'x')).toEqual(Buffer.alloc(16, 7));
+    expect(standardWebhooksKey(secret(17), 'x')).toEqual(Buffer.alloc(17, 7));
+  });
+
+  it('refuses valid base64 with junk before or after it (the whole secret must be base64)', () => {
+    const encoded = SECRET.slice(6);
+    for (const bad of [`${encoded}!!`, `!!${encoded}`, `${encoded} junk`, `whsec_ ${encoded}`, `${encoded}\n`]) {
+      expect(() => standardWebhooksKey(bad, 'x'), JSON.stringify(bad)).toThrow(SigningSecretError);
+    }
+  });
+
+  it('why binary mode is refused with it: the reference library verifies only UTF-8 JSON bodies', () => {
+    const key = standardWebhooksKey(SECRET, 'x');
+    const now = Math.floor(Date.now() / 1000);
+    const verify = (body: Buffer, options?: { jsonParse: boolean }) =>
+      new Webhook(SECRET).verify(body, standardWebhooksHeaders('msg_1', now, body, [key]), options);
+    // The data of a binary-mode request: JSON verifies; bytes never do (decoded as UTF-8 before the HMAC).
+    expect(verify(Buffer.from('{"n":1}'))).toEqual({ n: 1 });
+    expect(() => verify(Buffer.from([0x00, 0xff, 0xfe, 0x80]))).toThrow('No matching signature found');
+    // Text verifies, then the default JSON parse throws: a receiver using the defaults answers an error.
+    expect(() => verify(Buffer.from('héllo'))).toThrow(SyntaxError);
+    expect(verify(Buffer.from('héllo'), { jsonParse: false })).toBeUndefined();
   });
 });
