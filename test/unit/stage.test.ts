@@ -152,6 +152,18 @@ describe('limits AWS would enforce only at deploy time (issue 15, B2)', () => {
         /^Stage 'dev': role Role's inline policies take up to \d+ characters \(Role own: \d+, Extra: \d+\), over IAM's 10240 per role: reference fewer secrets/,
       ),
     ]);
+    // The credentials policy is named after its grants (infra/stage.js namedByGrants): a changed one is created
+    // beside its predecessor, deleted only in CloudFormation's cleanup, so the role must hold both at once.
+    const hashed = (count: number) => {
+      const { Extra, ...rest } = template(count).Resources;
+      return { Resources: { ...rest, IngestCredentialsPolicy0123456789ab: Extra } };
+    };
+    expect(templateLimitErrors(hashed(42), where)).toEqual([]);
+    expect(templateLimitErrors(hashed(45), where)).toEqual([
+      expect.stringMatching(
+        /^Stage 'dev': role Role's inline policies take up to \d+ characters \(Role own: \d+, IngestCredentialsPolicy0123456789ab: \d+ × 2: a changed credentials policy is created before the old one is deleted\), over IAM's 10240 per role: reference fewer secrets/,
+      ),
+    ]);
   });
 });
 
