@@ -534,8 +534,10 @@ export function failingRecordLifeS({ maxReceiveCount, baseDelayS, maxDelayS, win
   return { shortest, longest: (maxReceiveCount - 1) * (maxDelayS + windowS + timeoutS) };
 }
 
-/** CloudWatch: an alarm's evaluation range (periods × period) is at most a day. */
-const ALARM_RANGE_LIMIT_S = 86_400;
+/** CloudWatch: an alarm's evaluation range (periods × period) is at most a day for periods under an hour, else 7 days. */
+function alarmRangeLimitS(periodS) {
+  return periodS < 3600 ? 86_400 : 604_800;
+}
 
 /**
  * Period and M of N of the "still failing" alarms (records-failing, endpoint-down), so that one record failing at
@@ -563,12 +565,14 @@ export function outageAlarmEvaluation(stage, params) {
   }
   const periodS = 60 * Math.floor(shortest / 60);
   const evaluationPeriods = Math.ceil(longest / periodS) + 1;
-  if (periodS * evaluationPeriods > ALARM_RANGE_LIMIT_S) {
+  const rangeLimitS = alarmRangeLimitS(periodS);
+  if (periodS * evaluationPeriods > rangeLimitS) {
     fail(
       stage,
       `the records-failing and endpoint-down alarms would look back ${evaluationPeriods} × ${periodS} s to see a ` +
         `failing record's whole life (maxReceiveCount ${params.maxReceiveCount}), over CloudWatch's ` +
-        `${ALARM_RANGE_LIMIT_S} s: raise maxReceiveCount or lower RETRY_MAX_DELAY_S (param retryMaxDelayS)`,
+        `${rangeLimitS} s for periods ${periodS < 3600 ? 'under' : 'of'} an hour: raise maxReceiveCount or lower ` +
+        'RETRY_MAX_DELAY_S (param retryMaxDelayS)',
     );
   }
   return { periodS, evaluationPeriods, datapointsToAlarm: 2 };

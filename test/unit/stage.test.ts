@@ -226,7 +226,8 @@ describe('the records-failing and endpoint-down alarms see every outage the stag
         }
         const alarm = settings(evaluation);
         expect(alarm.Period % 60).toBe(0);
-        expect(alarm.Period * alarm.EvaluationPeriods).toBeLessThanOrEqual(86_400);
+        // CloudWatch: a day at most for periods under an hour, 7 days otherwise.
+        expect(alarm.Period * alarm.EvaluationPeriods).toBeLessThanOrEqual(alarm.Period < 3600 ? 86_400 : 604_800);
         expect(alarms(alarm, failing(cap, phase % alarm.Period, jitter, retryAfter))).toBe(true);
       }),
       { numRuns: 500 },
@@ -246,6 +247,20 @@ describe('the records-failing and endpoint-down alarms see every outage the stag
       expect(missed.failed, `maxReceiveCount ${maxReceiveCount}`).toBe(true);
       expect(outageAlarmEvaluation('dev', stage).periodS).toBeLessThan(1020);
     }
+  });
+
+  it('looks back up to CloudWatch’s 7 days with periods of an hour or more, and refuses beyond a day below that', () => {
+    // Hour-long backoffs: a 90-minute period over 27 hours, which PutMetricAlarm accepts (the day applies under 1 h).
+    const hourly = { maxReceiveCount: 3, baseDelayS: 3600, maxDelayS: 43_200, windowS: 5, timeoutS: 60 };
+    expect(outageAlarmEvaluation('dev', hourly)).toEqual({
+      periodS: 5400,
+      evaluationPeriods: 18,
+      datapointsToAlarm: 2,
+    });
+    const minutely = { maxReceiveCount: 5, baseDelayS: 10, maxDelayS: 43_200, windowS: 5, timeoutS: 60 };
+    expect(() => outageAlarmEvaluation('dev', minutely)).toThrow(
+      /would look back 2886 × 60 s .* over CloudWatch's 86400 s for periods under an hour/,
+    );
   });
 
   it('refuses a maxReceiveCount whose failing record reaches the DLQ within a minute, naming the least that works', () => {
