@@ -16,6 +16,7 @@ const LIMITS = {
   batchSizeStandard: [1, 10_000],
   batchSizeFifo: [1, 10],
   windowS: [0, 300],
+  maxReceiveCount: [1, 1000],
 };
 const ESM_LOGICAL_ID = 'IngestEventSourceMappingSQSIngestQueue';
 const FUNCTION_LOGICAL_ID = 'IngestLambdaFunction';
@@ -304,7 +305,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
   }
   // The framework's own output goes to stderr too; this is what an operator reads before deploying.
   console.error(checkRates(stage, config, { maximumConcurrency, batchSize, timeoutS }).join('\n'));
-  const maxReceiveCount = integer(stage, 'maxReceiveCount', await param('maxReceiveCount'), [1, 1000]);
+  const maxReceiveCount = integer(stage, 'maxReceiveCount', await param('maxReceiveCount'), LIMITS.maxReceiveCount);
   checkRetention(stage, {
     timeoutS,
     windowS,
@@ -553,14 +554,20 @@ export function outageAlarmEvaluation(stage, params) {
   if (shortest >= redeliveryS) return { periodS: redeliveryS, evaluationPeriods: 2, datapointsToAlarm: 2 };
   if (shortest < 60) {
     let receives = params.maxReceiveCount;
-    while (failingRecordLifeS({ ...params, maxReceiveCount: receives }).shortest < 60) receives++;
+    while (
+      receives <= LIMITS.maxReceiveCount[1] &&
+      failingRecordLifeS({ ...params, maxReceiveCount: receives }).shortest < 60
+    )
+      receives++;
     fail(
       stage,
       `param 'maxReceiveCount' is ${params.maxReceiveCount}: a record failing at every receive reaches the ` +
         `dead-letter queue after as little as ${shortest} s (RETRY_BASE_DELAY_S ${params.baseDelayS} doubling), ` +
         'too soon for the records-failing and endpoint-down alarms to see it fail in two different minutes: an ' +
-        `outage could go unalarmed until records are dead-lettered. Raise maxReceiveCount to at least ${receives} ` +
-        '(or RETRY_BASE_DELAY_S)',
+        'outage could go unalarmed until records are dead-lettered. ' +
+        (receives <= LIMITS.maxReceiveCount[1]
+          ? `Raise maxReceiveCount to at least ${receives} (or RETRY_BASE_DELAY_S)`
+          : `Raise RETRY_BASE_DELAY_S (no maxReceiveCount up to ${LIMITS.maxReceiveCount[1]} is enough with ${params.baseDelayS})`),
     );
   }
   const periodS = 60 * Math.floor(shortest / 60);

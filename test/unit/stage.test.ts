@@ -263,13 +263,24 @@ describe('the records-failing and endpoint-down alarms see every outage the stag
     );
   });
 
+  /** The refusal of a record dead-lettered within a minute, ending with its fix. */
+  const tooSoon = (receives: number, lifeS: number, baseS: number, fix: string) =>
+    `Stage 'dev': param 'maxReceiveCount' is ${receives}: a record failing at every receive reaches the dead-letter ` +
+    `queue after as little as ${lifeS} s (RETRY_BASE_DELAY_S ${baseS} doubling), too soon for the records-failing and ` +
+    'endpoint-down alarms to see it fail in two different minutes: an outage could go unalarmed until records are ' +
+    `dead-lettered. ${fix}`;
+
   it('refuses a maxReceiveCount whose failing record reaches the DLQ within a minute, naming the least that works', () => {
     expect(() => outageAlarmEvaluation('dev', { ...defaults, maxReceiveCount: 4 })).toThrow(
-      "Stage 'dev': param 'maxReceiveCount' is 4: a record failing at every receive reaches the dead-letter queue " +
-        'after as little as 35 s (RETRY_BASE_DELAY_S 10 doubling), too soon for the records-failing and endpoint-down ' +
-        'alarms to see it fail in two different minutes: an outage could go unalarmed until records are ' +
-        'dead-lettered. Raise maxReceiveCount to at least 5 (or RETRY_BASE_DELAY_S)',
+      tooSoon(4, 35, 10, 'Raise maxReceiveCount to at least 5 (or RETRY_BASE_DELAY_S)'),
     );
     expect(() => outageAlarmEvaluation('dev', { ...defaults, maxReceiveCount: 5 })).not.toThrow();
+  });
+
+  it('asks for a RETRY_BASE_DELAY_S when no maxReceiveCount the stage allows (1 to 1000) would do', () => {
+    // A base delay of 0 retries at once, whatever the receive count: the former message asked for 1026 receives.
+    expect(() => outageAlarmEvaluation('dev', { ...defaults, baseDelayS: 0 })).toThrow(
+      tooSoon(10, 0, 0, 'Raise RETRY_BASE_DELAY_S (no maxReceiveCount up to 1000 is enough with 0)'),
+    );
   });
 });
