@@ -1,10 +1,12 @@
-// A local serverless plugin (serverless.yml `plugins:`): refuses, when packaging, a template CloudFormation or IAM
-// would reject at deploy time. It checks the compiled template once the framework has merged everything into it;
+// A local serverless plugin (serverless.yml `plugins:`): refuses, when packaging, a template CloudFormation, IAM or
+// CloudWatch would reject at deploy time. It checks the compiled template once the framework has merged everything into it;
 // what depends only on the stage params (function name, dashboard graphs) is checked earlier by infra/stage.js.
 
 /** CloudFormation's quotas: resources per stack, and the size of a template uploaded to S3 (as the framework does). */
 const MAX_RESOURCES = 500;
 const MAX_TEMPLATE_BYTES = 1_000_000;
+/** CloudWatch PutMetricAlarm: the longest AlarmName and AlarmDescription. */
+const ALARM_TEXT_LIMITS = { AlarmName: ['name', 255], AlarmDescription: ['description', 1024] };
 /** IAM: all inline policies of one role together, whitespace excluded. */
 const MAX_ROLE_POLICY_CHARS = 10_240;
 /** What a reference resolved at deploy time can take at most in a policy (an ARN of this stack, a name). */
@@ -65,7 +67,24 @@ function rolePolicySizes(template, region) {
   return roles;
 }
 
-/** Why CloudFormation or IAM would refuse this template, one message per limit it passes (none: it fits). */
+/** Alarm names and descriptions CloudWatch would refuse: endpoint and stage names are part of them. */
+function alarmTextErrors(template) {
+  const errors = [];
+  for (const [id, resource] of Object.entries(template.Resources ?? {})) {
+    if (resource.Type !== 'AWS::CloudWatch::Alarm') continue;
+    for (const [property, [what, limit]] of Object.entries(ALARM_TEXT_LIMITS)) {
+      const text = resource.Properties?.[property];
+      if (typeof text !== 'string' || text.length <= limit) continue;
+      errors.push(
+        `alarm ${id}'s ${what} has ${text.length} characters, over CloudWatch's ${limit}: shorten the endpoint or ` +
+          'stage name it holds',
+      );
+    }
+  }
+  return errors;
+}
+
+/** Why CloudFormation, IAM or CloudWatch would refuse this template, one message per limit it passes (none: it fits). */
 function templateLimitErrors(template, { stage, region }) {
   const errors = [];
   const resources = Object.keys(template.Resources ?? {}).length;
@@ -93,6 +112,7 @@ function templateLimitErrors(template, { stage, region }) {
         'leave credentialsKmsKeyArn empty if the AWS-managed keys will do (the KMS statements repeat every ARN)',
     );
   }
+  errors.push(...alarmTextErrors(template));
   return errors.map((error) => `Stage '${stage}': ${error}`);
 }
 

@@ -124,6 +124,24 @@ describe('limits AWS would enforce only at deploy time (issue 15, B2)', () => {
     ]);
   });
 
+  it('refuses an alarm name over CloudWatch’s 255 characters or a description over 1,024 (a long endpoint name)', () => {
+    const alarm = (name: string, description: string) => ({
+      Resources: {
+        EndpointDownAlarmX: {
+          Type: 'AWS::CloudWatch::Alarm',
+          Properties: { AlarmName: name, AlarmDescription: description },
+        },
+      },
+    });
+    expect(templateLimitErrors(alarm('a'.repeat(255), 'd'.repeat(1024)), where)).toEqual([]);
+    expect(templateLimitErrors(alarm('a'.repeat(256), 'd'.repeat(1025)), where)).toEqual([
+      "Stage 'dev': alarm EndpointDownAlarmX's name has 256 characters, over CloudWatch's 255: shorten the endpoint " +
+        'or stage name it holds',
+      "Stage 'dev': alarm EndpointDownAlarmX's description has 1025 characters, over CloudWatch's 1024: shorten the " +
+        'endpoint or stage name it holds',
+    ]);
+  });
+
   it('refuses a role whose inline policies together pass IAM’s 10,240 characters, ARNs counted as resolved', () => {
     const statement = (i: number) => ({
       Effect: 'Allow',
