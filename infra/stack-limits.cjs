@@ -94,8 +94,8 @@ function templateLimitErrors(template, { stage, region }) {
         'adds 2 alarms; split the endpoints over two stages',
     );
   }
-  // Indented as the framework uploads it.
-  const bytes = Buffer.byteLength(JSON.stringify(template, null, 2));
+  // Minified, as the framework uploads it to S3 (lib/plugins/aws/deploy/lib/upload-artifacts.js).
+  const bytes = Buffer.byteLength(JSON.stringify(template));
   if (bytes > MAX_TEMPLATE_BYTES) {
     errors.push(
       `the template takes ${bytes} bytes, over CloudFormation's ${MAX_TEMPLATE_BYTES} (1 MB): each endpoint adds ` +

@@ -122,6 +122,18 @@ describe('limits AWS would enforce only at deploy time (issue 15, B2)', () => {
     expect(templateLimitErrors(sized(LIMITS.MAX_TEMPLATE_BYTES), where)).toEqual([
       expect.stringMatching(/^Stage 'dev': the template takes 1000\d{3} bytes, over CloudFormation's 1000000 \(1 MB\)/),
     ]);
+    // The framework uploads the template minified (upload-artifacts.js: JSON.stringify without indentation): 400
+    // resources of 2,400 characters fit, though their indentation alone would pass the megabyte when written out.
+    const many = {
+      Resources: Object.fromEntries(
+        Array.from({ length: 400 }, (_, i) => [
+          `Q${i}`,
+          { Type: 'AWS::SQS::Queue', Properties: { QueueName: 'x'.repeat(2400) } },
+        ]),
+      ),
+    };
+    expect(Buffer.byteLength(JSON.stringify(many, null, 2))).toBeGreaterThan(LIMITS.MAX_TEMPLATE_BYTES);
+    expect(templateLimitErrors(many, where)).toEqual([]);
   });
 
   it('refuses an alarm name over CloudWatch’s 255 characters or a description over 1,024 (a long endpoint name)', () => {
