@@ -279,18 +279,23 @@ describe('the records-failing and endpoint-down alarms see every outage the stag
     }
   });
 
-  it('looks back up to CloudWatch’s 7 days with periods of an hour or more, and refuses beyond a day below that', () => {
-    // Hour-long backoffs: a 90-minute period over 27 hours, which PutMetricAlarm accepts (the day applies under 1 h).
-    const hourly = { maxReceiveCount: 3, baseDelayS: 3600, maxDelayS: 43_200, windowS: 5, timeoutS: 60 };
-    expect(outageAlarmEvaluation('dev', hourly)).toEqual({
-      periodS: 5400,
-      evaluationPeriods: 18,
-      datapointsToAlarm: 2,
-    });
-    const minutely = { maxReceiveCount: 5, baseDelayS: 10, maxDelayS: 43_200, windowS: 5, timeoutS: 60 };
-    expect(() => outageAlarmEvaluation('dev', minutely)).toThrow(
-      /would look back 2886 × 60 s .* over CloudWatch's 86400 s for periods under an hour/,
+  it('looks back over the shortest stretch of a record’s life that surely spans two periods, not its whole life', () => {
+    // retryMaxDelayS at SQS's 12 h cap: receives 5 and 6 are at least 80 s apart and at most one long wait, so 2 of
+    // 723 one-minute periods see them; the whole life (5 long waits) would take 1804 × 120 s, over CloudWatch's day,
+    // and no maxReceiveCount the retention check allows (at most 6 with queueRetentionS 604800) would have fitted.
+    const capped = { maxReceiveCount: 6, baseDelayS: 10, maxDelayS: 43_200, windowS: 5, timeoutS: 60 };
+    expect(outageAlarmEvaluation('dev', capped)).toEqual({ periodS: 60, evaluationPeriods: 723, datapointsToAlarm: 2 });
+  });
+
+  it('refuses a stage whose record needs more than a day of one-minute periods to be seen failing twice', () => {
+    // Receives 3 to 5 are at least 60 s apart, but the two waits between them can each take 12 h: 1444 minutes.
+    const twoLongWaits = { maxReceiveCount: 5, baseDelayS: 10, maxDelayS: 43_200, windowS: 5, timeoutS: 60 };
+    expect(() => outageAlarmEvaluation('dev', twoLongWaits)).toThrow(
+      "Stage 'dev': the records-failing and endpoint-down alarms would look back 1444 × 60 s to see a failing record " +
+        "fail in two different minutes (2 waits of up to RETRY_MAX_DELAY_S), over CloudWatch's 86400 s for periods " +
+        'under an hour: raise maxReceiveCount or lower RETRY_MAX_DELAY_S (param retryMaxDelayS)',
     );
+    expect(outageAlarmEvaluation('dev', { ...twoLongWaits, maxReceiveCount: 6 }).evaluationPeriods).toBe(723);
   });
 
   /** The refusal of a record dead-lettered within a minute, ending with its fix. */
