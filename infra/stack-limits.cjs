@@ -1,10 +1,12 @@
-// A local serverless plugin (serverless.yml `plugins:`): refuses, when packaging, a template CloudFormation or IAM
-// would reject at deploy time. It checks the compiled template once the framework has merged everything into it;
+// A local serverless plugin (serverless.yml `plugins:`): refuses, when packaging, a template CloudFormation, IAM or
+// CloudWatch would reject at deploy time. It checks the compiled template once the framework has merged everything into it;
 // what depends only on the stage params (function name, dashboard graphs) is checked earlier by infra/stage.js.
 
 /** CloudFormation's quotas: resources per stack, and the size of a template uploaded to S3 (as the framework does). */
 const MAX_RESOURCES = 500;
 const MAX_TEMPLATE_BYTES = 1_000_000;
+/** CloudWatch PutMetricAlarm: the longest AlarmName and AlarmDescription. */
+const ALARM_TEXT_LIMITS = { AlarmName: ['name', 255], AlarmDescription: ['description', 1024] };
 /** IAM: all inline policies of one role together, whitespace excluded. */
 const MAX_ROLE_POLICY_CHARS = 10_240;
 /** What a reference resolved at deploy time can take at most in a policy (an ARN of this stack, a name). */
@@ -31,27 +33,58 @@ function policyChars(document, region) {
   return JSON.stringify(resolved(document, region)).length;
 }
 
-/** The inline policies of each role: its own Policies and every AWS::IAM::Policy naming it, with their sizes. */
+/**
+ * A policy named after its grants (infra/stage.js namedByGrants) is replaced, not updated, when they change: the new
+ * one is created before the function is updated and the old one deleted only in CloudFormation's cleanup.
+ */
+const REPLACED_ON_CHANGE = /^IngestCredentialsPolicy[0-9a-f]{12}$/;
+
+/**
+ * The inline policies of each role: its own Policies and every AWS::IAM::Policy naming it, with their sizes. A policy
+ * replaced on change counts twice: its predecessor passed this same check, so the two fit together.
+ */
 function rolePolicySizes(template, region) {
   const roles = {};
   for (const [id, resource] of Object.entries(template.Resources ?? {})) {
     if (resource.Type !== 'AWS::IAM::Role') continue;
-    roles[id] = (resource.Properties?.Policies ?? []).map((p) => [
-      `${id} ${p.PolicyName}`,
-      policyChars(p.PolicyDocument, region),
-    ]);
+    roles[id] = (resource.Properties?.Policies ?? []).map((p) => {
+      const size = policyChars(p.PolicyDocument, region);
+      return [`${id} ${p.PolicyName}: ${size}`, size];
+    });
   }
   for (const [id, resource] of Object.entries(template.Resources ?? {})) {
     if (resource.Type !== 'AWS::IAM::Policy') continue;
     for (const role of resource.Properties?.Roles ?? []) {
-      if (role?.Ref && roles[role.Ref])
-        roles[role.Ref].push([id, policyChars(resource.Properties.PolicyDocument, region)]);
+      if (!role?.Ref || !roles[role.Ref]) continue;
+      const size = policyChars(resource.Properties.PolicyDocument, region);
+      roles[role.Ref].push(
+        REPLACED_ON_CHANGE.test(id)
+          ? [`${id}: ${size} × 2: a changed credentials policy is created before the old one is deleted`, size * 2]
+          : [`${id}: ${size}`, size],
+      );
     }
   }
   return roles;
 }
 
-/** Why CloudFormation or IAM would refuse this template, one message per limit it passes (none: it fits). */
+/** Alarm names and descriptions CloudWatch would refuse: endpoint and stage names are part of them. */
+function alarmTextErrors(template) {
+  const errors = [];
+  for (const [id, resource] of Object.entries(template.Resources ?? {})) {
+    if (resource.Type !== 'AWS::CloudWatch::Alarm') continue;
+    for (const [property, [what, limit]] of Object.entries(ALARM_TEXT_LIMITS)) {
+      const text = resource.Properties?.[property];
+      if (typeof text !== 'string' || text.length <= limit) continue;
+      errors.push(
+        `alarm ${id}'s ${what} has ${text.length} characters, over CloudWatch's ${limit}: shorten the endpoint or ` +
+          'stage name it holds',
+      );
+    }
+  }
+  return errors;
+}
+
+/** Why CloudFormation, IAM or CloudWatch would refuse this template, one message per limit it passes (none: it fits). */
 function templateLimitErrors(template, { stage, region }) {
   const errors = [];
   const resources = Object.keys(template.Resources ?? {}).length;
@@ -61,8 +94,8 @@ function templateLimitErrors(template, { stage, region }) {
         'adds 2 alarms; split the endpoints over two stages',
     );
   }
-  // Indented as the framework uploads it.
-  const bytes = Buffer.byteLength(JSON.stringify(template, null, 2));
+  // Minified, as the framework uploads it to S3 (lib/plugins/aws/deploy/lib/upload-artifacts.js).
+  const bytes = Buffer.byteLength(JSON.stringify(template));
   if (bytes > MAX_TEMPLATE_BYTES) {
     errors.push(
       `the template takes ${bytes} bytes, over CloudFormation's ${MAX_TEMPLATE_BYTES} (1 MB): each endpoint adds ` +
@@ -72,13 +105,14 @@ function templateLimitErrors(template, { stage, region }) {
   for (const [role, policies] of Object.entries(rolePolicySizes(template, region))) {
     const total = policies.reduce((sum, [, size]) => sum + size, 0);
     if (total <= MAX_ROLE_POLICY_CHARS) continue;
-    const sizes = policies.map(([name, size]) => `${name}: ${size}`).join(', ');
+    const sizes = policies.map(([described]) => described).join(', ');
     errors.push(
       `role ${role}'s inline policies take up to ${total} characters (${sizes}), over IAM's ${MAX_ROLE_POLICY_CHARS} ` +
         'per role: reference fewer secrets (endpoints can share one), use shorter parameter or secret names, or ' +
         'leave credentialsKmsKeyArn empty if the AWS-managed keys will do (the KMS statements repeat every ARN)',
     );
   }
+  errors.push(...alarmTextErrors(template));
   return errors.map((error) => `Stage '${stage}': ${error}`);
 }
 

@@ -3,7 +3,7 @@ declare class StackLimits {
   constructor(serverless: unknown);
 }
 declare namespace StackLimits {
-  /** Why CloudFormation or IAM would refuse this template, one message per limit it passes. */
+  /** Why CloudFormation, IAM or CloudWatch would refuse this template, one message per limit it passes. */
   function templateLimitErrors(
     template: { Resources?: Record<string, { Type: string; Properties?: Record<string, unknown> }> },
     where: { stage: string; region: string },

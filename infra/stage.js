@@ -16,6 +16,7 @@ const LIMITS = {
   batchSizeStandard: [1, 10_000],
   batchSizeFifo: [1, 10],
   windowS: [0, 300],
+  maxReceiveCount: [1, 1000],
 };
 const ESM_LOGICAL_ID = 'IngestEventSourceMappingSQSIngestQueue';
 const FUNCTION_LOGICAL_ID = 'IngestLambdaFunction';
@@ -306,7 +307,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
   }
   // The framework's own output goes to stderr too; this is what an operator reads before deploying.
   console.error(checkRates(stage, config, { maximumConcurrency, batchSize, timeoutS }).join('\n'));
-  const maxReceiveCount = integer(stage, 'maxReceiveCount', await param('maxReceiveCount'), [1, 1000]);
+  const maxReceiveCount = integer(stage, 'maxReceiveCount', await param('maxReceiveCount'), LIMITS.maxReceiveCount);
   checkRetention(stage, {
     timeoutS,
     windowS,
@@ -536,41 +537,65 @@ export function failingRecordLifeS({ maxReceiveCount, baseDelayS, maxDelayS, win
   return { shortest, longest: (maxReceiveCount - 1) * (maxDelayS + windowS + timeoutS) };
 }
 
-/** CloudWatch: an alarm's evaluation range (periods × period) is at most a day. */
-const ALARM_RANGE_LIMIT_S = 86_400;
+/** CloudWatch: an alarm's evaluation range (periods × period) is at most a day for periods under an hour. */
+const MINUTE_ALARM_RANGE_LIMIT_S = 86_400;
+
+/** The fewest consecutive waits of a failing record that surely last `periodS` together (Infinity: none). */
+function wholeWaitsSpanning({ maxReceiveCount, baseDelayS, maxDelayS }, periodS) {
+  // lib/backoff.ts jitters each delay d within [d/2, d]: the shortest the receive-th wait can be.
+  const shortest = (receive) => Math.ceil(Math.min(maxDelayS, baseDelayS * 2 ** (receive - 1)) / 2);
+  let fewest = Number.POSITIVE_INFINITY;
+  let sum = 0;
+  let first = 1;
+  for (let last = 1; last < maxReceiveCount; last++) {
+    sum += shortest(last);
+    while (sum - shortest(first) >= periodS) sum -= shortest(first++);
+    if (sum >= periodS) fewest = Math.min(fewest, last - first + 1);
+  }
+  return fewest;
+}
 
 /**
  * Period and M of N of the "still failing" alarms (records-failing, endpoint-down), so that one record failing at
  * every receive until the DLQ always raises them. A period longer than any wait between two receives (the longest
  * backoff, the batching window and one invocation) puts every receive in the same or the next period: two
- * consecutive periods then suffice when the record lives at least one period. A shorter life needs shorter periods:
- * its first and last failure fall in two different ones when a period is no longer than its shortest life, and the
- * alarm looks back over its longest life.
+ * consecutive periods then suffice when the record lives at least one period. A shorter life needs one-minute
+ * periods: two failures k waits apart fall in two different minutes when those k waits surely last a minute, and the
+ * alarm looks back over the longest k waits can take (k as small as the backoff allows, not the whole life).
  */
 export function outageAlarmEvaluation(stage, params) {
   const redeliveryS = Math.ceil((params.maxDelayS + params.windowS + params.timeoutS) / 60) * 60;
-  const { shortest, longest } = failingRecordLifeS(params);
+  const { shortest } = failingRecordLifeS(params);
   if (shortest >= redeliveryS) return { periodS: redeliveryS, evaluationPeriods: 2, datapointsToAlarm: 2 };
   if (shortest < 60) {
     let receives = params.maxReceiveCount;
-    while (failingRecordLifeS({ ...params, maxReceiveCount: receives }).shortest < 60) receives++;
+    while (
+      receives <= LIMITS.maxReceiveCount[1] &&
+      failingRecordLifeS({ ...params, maxReceiveCount: receives }).shortest < 60
+    )
+      receives++;
     fail(
       stage,
       `param 'maxReceiveCount' is ${params.maxReceiveCount}: a record failing at every receive reaches the ` +
         `dead-letter queue after as little as ${shortest} s (RETRY_BASE_DELAY_S ${params.baseDelayS} doubling), ` +
         'too soon for the records-failing and endpoint-down alarms to see it fail in two different minutes: an ' +
-        `outage could go unalarmed until records are dead-lettered. Raise maxReceiveCount to at least ${receives} ` +
-        '(or RETRY_BASE_DELAY_S)',
+        'outage could go unalarmed until records are dead-lettered. ' +
+        (receives <= LIMITS.maxReceiveCount[1]
+          ? `Raise maxReceiveCount to at least ${receives} (or RETRY_BASE_DELAY_S)`
+          : `Raise RETRY_BASE_DELAY_S (no maxReceiveCount up to ${LIMITS.maxReceiveCount[1]} is enough with ${params.baseDelayS})`),
     );
   }
-  const periodS = 60 * Math.floor(shortest / 60);
-  const evaluationPeriods = Math.ceil(longest / periodS) + 1;
-  if (periodS * evaluationPeriods > ALARM_RANGE_LIMIT_S) {
+  const periodS = 60;
+  const waits = wholeWaitsSpanning(params, periodS);
+  const evaluationPeriods = Math.ceil((waits * (params.maxDelayS + params.windowS + params.timeoutS)) / periodS) + 1;
+  if (periodS * evaluationPeriods > MINUTE_ALARM_RANGE_LIMIT_S) {
     fail(
       stage,
       `the records-failing and endpoint-down alarms would look back ${evaluationPeriods} × ${periodS} s to see a ` +
-        `failing record's whole life (maxReceiveCount ${params.maxReceiveCount}), over CloudWatch's ` +
-        `${ALARM_RANGE_LIMIT_S} s: raise maxReceiveCount or lower RETRY_MAX_DELAY_S (param retryMaxDelayS)`,
+        `failing record fail in two different minutes (${waits} waits of up to RETRY_MAX_DELAY_S), over ` +
+        `CloudWatch's ${MINUTE_ALARM_RANGE_LIMIT_S} s for periods under an hour: raise maxReceiveCount or lower ` +
+        'RETRY_MAX_DELAY_S ' +
+        '(param retryMaxDelayS)',
     );
   }
   return { periodS, evaluationPeriods, datapointsToAlarm: 2 };

@@ -122,6 +122,36 @@ describe('limits AWS would enforce only at deploy time (issue 15, B2)', () => {
     expect(templateLimitErrors(sized(LIMITS.MAX_TEMPLATE_BYTES), where)).toEqual([
       expect.stringMatching(/^Stage 'dev': the template takes 1000\d{3} bytes, over CloudFormation's 1000000 \(1 MB\)/),
     ]);
+    // The framework uploads the template minified (upload-artifacts.js: JSON.stringify without indentation): 400
+    // resources of 2,400 characters fit, though their indentation alone would pass the megabyte when written out.
+    const many = {
+      Resources: Object.fromEntries(
+        Array.from({ length: 400 }, (_, i) => [
+          `Q${i}`,
+          { Type: 'AWS::SQS::Queue', Properties: { QueueName: 'x'.repeat(2400) } },
+        ]),
+      ),
+    };
+    expect(Buffer.byteLength(JSON.stringify(many, null, 2))).toBeGreaterThan(LIMITS.MAX_TEMPLATE_BYTES);
+    expect(templateLimitErrors(many, where)).toEqual([]);
+  });
+
+  it('refuses an alarm name over CloudWatch’s 255 characters or a description over 1,024 (a long endpoint name)', () => {
+    const alarm = (name: string, description: string) => ({
+      Resources: {
+        EndpointDownAlarmX: {
+          Type: 'AWS::CloudWatch::Alarm',
+          Properties: { AlarmName: name, AlarmDescription: description },
+        },
+      },
+    });
+    expect(templateLimitErrors(alarm('a'.repeat(255), 'd'.repeat(1024)), where)).toEqual([]);
+    expect(templateLimitErrors(alarm('a'.repeat(256), 'd'.repeat(1025)), where)).toEqual([
+      "Stage 'dev': alarm EndpointDownAlarmX's name has 256 characters, over CloudWatch's 255: shorten the endpoint " +
+        'or stage name it holds',
+      "Stage 'dev': alarm EndpointDownAlarmX's description has 1025 characters, over CloudWatch's 1024: shorten the " +
+        'endpoint or stage name it holds',
+    ]);
   });
 
   it('refuses a role whose inline policies together pass IAM’s 10,240 characters, ARNs counted as resolved', () => {
@@ -150,6 +180,18 @@ describe('limits AWS would enforce only at deploy time (issue 15, B2)', () => {
     expect(templateLimitErrors(template(90), where)).toEqual([
       expect.stringMatching(
         /^Stage 'dev': role Role's inline policies take up to \d+ characters \(Role own: \d+, Extra: \d+\), over IAM's 10240 per role: reference fewer secrets/,
+      ),
+    ]);
+    // The credentials policy is named after its grants (infra/stage.js namedByGrants): a changed one is created
+    // beside its predecessor, deleted only in CloudFormation's cleanup, so the role must hold both at once.
+    const hashed = (count: number) => {
+      const { Extra, ...rest } = template(count).Resources;
+      return { Resources: { ...rest, IngestCredentialsPolicy0123456789ab: Extra } };
+    };
+    expect(templateLimitErrors(hashed(42), where)).toEqual([]);
+    expect(templateLimitErrors(hashed(45), where)).toEqual([
+      expect.stringMatching(
+        /^Stage 'dev': role Role's inline policies take up to \d+ characters \(Role own: \d+, IngestCredentialsPolicy0123456789ab: \d+ × 2: a changed credentials policy is created before the old one is deleted\), over IAM's 10240 per role: reference fewer secrets/,
       ),
     ]);
   });
@@ -214,7 +256,8 @@ describe('the records-failing and endpoint-down alarms see every outage the stag
         }
         const alarm = settings(evaluation);
         expect(alarm.Period % 60).toBe(0);
-        expect(alarm.Period * alarm.EvaluationPeriods).toBeLessThanOrEqual(86_400);
+        // CloudWatch: a day at most for periods under an hour, 7 days otherwise.
+        expect(alarm.Period * alarm.EvaluationPeriods).toBeLessThanOrEqual(alarm.Period < 3600 ? 86_400 : 604_800);
         expect(alarms(alarm, failing(cap, phase % alarm.Period, jitter, retryAfter))).toBe(true);
       }),
       { numRuns: 500 },
@@ -236,13 +279,43 @@ describe('the records-failing and endpoint-down alarms see every outage the stag
     }
   });
 
+  it('looks back over the shortest stretch of a record’s life that surely spans two periods, not its whole life', () => {
+    // retryMaxDelayS at SQS's 12 h cap: receives 5 and 6 are at least 80 s apart and at most one long wait, so 2 of
+    // 723 one-minute periods see them; the whole life (5 long waits) would take 1804 × 120 s, over CloudWatch's day,
+    // and no maxReceiveCount the retention check allows (at most 6 with queueRetentionS 604800) would have fitted.
+    const capped = { maxReceiveCount: 6, baseDelayS: 10, maxDelayS: 43_200, windowS: 5, timeoutS: 60 };
+    expect(outageAlarmEvaluation('dev', capped)).toEqual({ periodS: 60, evaluationPeriods: 723, datapointsToAlarm: 2 });
+  });
+
+  it('refuses a stage whose record needs more than a day of one-minute periods to be seen failing twice', () => {
+    // Receives 3 to 5 are at least 60 s apart, but the two waits between them can each take 12 h: 1444 minutes.
+    const twoLongWaits = { maxReceiveCount: 5, baseDelayS: 10, maxDelayS: 43_200, windowS: 5, timeoutS: 60 };
+    expect(() => outageAlarmEvaluation('dev', twoLongWaits)).toThrow(
+      "Stage 'dev': the records-failing and endpoint-down alarms would look back 1444 × 60 s to see a failing record " +
+        "fail in two different minutes (2 waits of up to RETRY_MAX_DELAY_S), over CloudWatch's 86400 s for periods " +
+        'under an hour: raise maxReceiveCount or lower RETRY_MAX_DELAY_S (param retryMaxDelayS)',
+    );
+    expect(outageAlarmEvaluation('dev', { ...twoLongWaits, maxReceiveCount: 6 }).evaluationPeriods).toBe(723);
+  });
+
+  /** The refusal of a record dead-lettered within a minute, ending with its fix. */
+  const tooSoon = (receives: number, lifeS: number, baseS: number, fix: string) =>
+    `Stage 'dev': param 'maxReceiveCount' is ${receives}: a record failing at every receive reaches the dead-letter ` +
+    `queue after as little as ${lifeS} s (RETRY_BASE_DELAY_S ${baseS} doubling), too soon for the records-failing and ` +
+    'endpoint-down alarms to see it fail in two different minutes: an outage could go unalarmed until records are ' +
+    `dead-lettered. ${fix}`;
+
   it('refuses a maxReceiveCount whose failing record reaches the DLQ within a minute, naming the least that works', () => {
     expect(() => outageAlarmEvaluation('dev', { ...defaults, maxReceiveCount: 4 })).toThrow(
-      "Stage 'dev': param 'maxReceiveCount' is 4: a record failing at every receive reaches the dead-letter queue " +
-        'after as little as 35 s (RETRY_BASE_DELAY_S 10 doubling), too soon for the records-failing and endpoint-down ' +
-        'alarms to see it fail in two different minutes: an outage could go unalarmed until records are ' +
-        'dead-lettered. Raise maxReceiveCount to at least 5 (or RETRY_BASE_DELAY_S)',
+      tooSoon(4, 35, 10, 'Raise maxReceiveCount to at least 5 (or RETRY_BASE_DELAY_S)'),
     );
     expect(() => outageAlarmEvaluation('dev', { ...defaults, maxReceiveCount: 5 })).not.toThrow();
+  });
+
+  it('asks for a RETRY_BASE_DELAY_S when no maxReceiveCount the stage allows (1 to 1000) would do', () => {
+    // A base delay of 0 retries at once, whatever the receive count: the former message asked for 1026 receives.
+    expect(() => outageAlarmEvaluation('dev', { ...defaults, baseDelayS: 0 })).toThrow(
+      tooSoon(10, 0, 0, 'Raise RETRY_BASE_DELAY_S (no maxReceiveCount up to 1000 is enough with 0)'),
+    );
   });
 });
