@@ -59,6 +59,14 @@ function credentialsHint(error: string | undefined): string {
   }
   if (error === 'CREDENTIALS_NOT_REFRESHED')
     return `credentials were refused (401/403); read again less than 30 s ago, the store holds the refused value: ${CHECK_CREDENTIAL}`;
+  // lib/subscription/request.ts's OAUTH_TOKEN_REFUSED: the token endpoint's 400/401, not the endpoint's.
+  if (error?.startsWith('OAUTH_TOKEN_REFUSED')) {
+    return (
+      'the OAuth token endpoint refused the client (its status and error code are in error; nothing was sent to the ' +
+      "endpoint): check the endpoint's auth.clientId, auth.scope and the client secret stored for auth.clientSecret; " +
+      'the record comes back with backoff'
+    );
+  }
   if (error?.startsWith('CREDENTIALS_REFRESH_FAILED'))
     return `credentials were refused (401/403) and reading them again failed (see error): ${CHECK_CREDENTIAL}`;
   return `credentials were refused (401/403) even after reading them again: ${CHECK_CREDENTIAL}`;

@@ -80,6 +80,8 @@ export const AuthSchema = z.discriminatedUnion('kind', [
     tokenUrl: httpsUrl,
     clientId: text,
     clientSecret: SecretRefSchema,
+    // RFC 6749 section 2.3.1: client_secret_basic (the default) or client_secret_post.
+    clientAuth: z.optional(z.enum(['basic', 'post'])),
     scope: z.optional(text),
   }),
 ]);

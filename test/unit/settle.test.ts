@@ -663,6 +663,7 @@ describe('createSettle with local SQS and dynalite', () => {
       'CREDENTIALS_NOT_REFRESHED',
       'CREDENTIALS_REFRESH_FAILED: Throttling',
       'CREDENTIALS_REFUSED',
+      'OAUTH_TOKEN_REFUSED: OAuth token endpoint https://login.example.com/token answered 400 invalid_client',
     ];
     const records = codes.map((code) => sqsRecord(body(`hint-${code}`)));
     await createSettle({ logger, ledgerMode: 'redeliveries' })(
@@ -685,6 +686,9 @@ describe('createSettle with local SQS and dynalite', () => {
       `credentials were refused (401/403); read again less than 30 s ago, the store holds the refused value: ${check}`,
       `credentials were refused (401/403) and reading them again failed (see error): ${check}`,
       `credentials were refused (401/403) even after reading them again: ${check}`,
+      'the OAuth token endpoint refused the client (its status and error code are in error; nothing was sent to the ' +
+        "endpoint): check the endpoint's auth.clientId, auth.scope and the client secret stored for auth.clientSecret; " +
+        'the record comes back with backoff',
     ]);
     // Each line carries the event's identity, so "where is event X" finds it.
     expect(lines.map((line) => [line.eventId, line.eventSource, line.eventType])).toEqual(
