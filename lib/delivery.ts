@@ -285,8 +285,11 @@ export class EndpointDelivery {
       (renewed) => {
         forget();
         if (done) return;
-        // Nothing new to send (read again too recently, or the same value): no point asking twice.
-        if (!renewed) return job.resolve({ ok: false, ...failure, error: 'CREDENTIALS_NOT_REFRESHED' });
+        // Nothing new to send (read again too recently, or the same value): no point asking twice. A failure found
+        // before sending (nothing was refused) keeps its own code, as in the no-refresh branch of #settle.
+        const notSent = error.status === undefined && failure.error !== undefined;
+        if (!renewed)
+          return job.resolve({ ok: false, ...failure, error: notSent ? failure.error : 'CREDENTIALS_NOT_REFRESHED' });
         job.attempt++;
         this.#queue.push(job);
         this.#pump();

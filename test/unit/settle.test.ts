@@ -664,6 +664,7 @@ describe('createSettle with local SQS and dynalite', () => {
       'CREDENTIALS_REFRESH_FAILED: Throttling',
       'CREDENTIALS_REFUSED',
       'OAUTH_TOKEN_REFUSED: OAuth token endpoint https://login.example.com/token answered 400 invalid_client',
+      'INVALID_HEADER_VALUE x-api-key',
     ];
     const records = codes.map((code) => sqsRecord(body(`hint-${code}`)));
     await createSettle({ logger, ledgerMode: 'redeliveries' })(
@@ -688,6 +689,9 @@ describe('createSettle with local SQS and dynalite', () => {
       `credentials were refused (401/403) even after reading them again: ${check}`,
       'the OAuth token endpoint refused the client (its status and error code are in error; nothing was sent to the ' +
         "endpoint): check the endpoint's auth.clientId, auth.scope and the client secret stored for auth.clientSecret; " +
+        'the record comes back with backoff',
+      'a stored secret holds a character HTTP cannot carry (a line break? see error for the header); nothing was sent: ' +
+        "fix the value stored for the endpoint's auth/signing in the endpoints file or its ENDPOINT_CREDENTIALS entry; " +
         'the record comes back with backoff',
     ]);
     // Each line carries the event's identity, so "where is event X" finds it.

@@ -173,4 +173,40 @@ describe('a secret HTTP cannot carry', () => {
     expect(JSON.stringify(result)).not.toContain('key-1');
     expect(sink.received).toHaveLength(0);
   });
+
+  it('with the secrets read again (as deployed) and still the same, keeps its own code, not CREDENTIALS_NOT_REFRESHED', async () => {
+    const sink = await testEndpoint();
+    const sub = subscriberFor(sink.url, { auth: { kind: 'apiKey', header: 'X-Api-Key', value: { ssm: '/k' } } });
+    let reads = 0;
+    const result = await sub.deliver(valid(), {
+      signal: never,
+      deadlineAt: Date.now() + 60_000,
+      secrets: new Map([['ssm:/k', 'key-1\n']]),
+      refreshSecrets: async () => {
+        reads++;
+        return false;
+      },
+    });
+    expect(reads).toBe(1);
+    // Nothing was sent, so nothing was refused: the 401/403 hint would send on-call to the wrong place.
+    expect(result).toMatchObject({ ok: false, kind: 'unauthorized', error: 'INVALID_HEADER_VALUE x-api-key' });
+    expect(sink.received).toHaveLength(0);
+  });
+
+  it('read again and fixed, the delivery goes out with the new value', async () => {
+    const sink = await testEndpoint();
+    const sub = subscriberFor(sink.url, { auth: { kind: 'apiKey', header: 'X-Api-Key', value: { ssm: '/k' } } });
+    const secrets = new Map([['ssm:/k', 'key-1\n']]);
+    const result = await sub.deliver(valid(), {
+      signal: never,
+      deadlineAt: Date.now() + 60_000,
+      secrets,
+      refreshSecrets: async () => {
+        secrets.set('ssm:/k', 'key-1');
+        return true;
+      },
+    });
+    expect(result).toMatchObject({ ok: true, attempts: 2 });
+    expect(sink.received.map((r) => r.headers['x-api-key'])).toEqual(['key-1']);
+  });
 });
