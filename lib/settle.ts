@@ -67,6 +67,12 @@ function credentialsHint(error: string | undefined): string {
       'the record comes back with backoff'
     );
   }
+  if (error?.startsWith('SIGNING_SECRET_INVALID')) {
+    return (
+      "the stored Standard Webhooks secret named in error is not 'whsec_' + base64 of 24 to 64 random bytes; nothing " +
+      'was sent: store a valid secret under that name (or remove it from signing.secrets); the record comes back with backoff'
+    );
+  }
   // lib/subscription/request.ts's OAUTH_TOKEN_REFUSED: the token endpoint's 400/401, not the endpoint's.
   if (error?.startsWith('OAUTH_TOKEN_REFUSED')) {
     return (

@@ -5,7 +5,7 @@ import type { ValidEvent } from '../event';
 import { binaryMessage } from './binary';
 import { ClientCredentialsToken, OAuthAbortedError, OAuthTokenError } from './oauth';
 import { type EndpointConfig, HEADER_VALUE, type SecretRefValue } from './schema';
-import { standardWebhooksHeaders, standardWebhooksKey } from './signing';
+import { SigningSecretError, standardWebhooksHeaders, standardWebhooksKey } from './signing';
 
 /** What shaping a request needs beyond the event: this batch's secrets, their refresh, and the deadline's signal. */
 export interface ShapeContext {
@@ -233,6 +233,21 @@ export class RequestShaper {
     }
   }
 
+  /**
+   * A secret rotated to a malformed value is our configuration's trouble, like a line break in a secret: 'unauthorized'
+   * (read again once, then backed off, breaker untouched), with a code naming the reference, never the value.
+   */
+  #signingKey(secret: string, field: string): Buffer {
+    const name = this.#endpoint.name;
+    try {
+      return standardWebhooksKey(secret, `endpoint '${name}' ${field} (${this.#refs.get(field)})`);
+    } catch (error) {
+      if (!(error instanceof SigningSecretError)) throw error;
+      const code = `SIGNING_SECRET_INVALID ${field} (${this.#refs.get(field)})`;
+      throw new DeliveryAttemptError('unauthorized', name, error.message, undefined, code);
+    }
+  }
+
   #signature(id: string, body: Buffer, context: ShapeContext): Record<string, string> {
     const { signing } = this.#endpoint;
     if (signing?.scheme === 'x-signature-256') {
@@ -244,7 +259,7 @@ export class RequestShaper {
       const secret = this.#secret(context, field);
       let key = this.#keys.get(secret);
       if (!key) {
-        key = standardWebhooksKey(secret, `endpoint '${this.#endpoint.name}' ${field}`);
+        key = this.#signingKey(secret, field);
         // Rotations add keys over the instance's life; a few dozen at most.
         if (this.#keys.size >= 32) this.#keys.clear();
         this.#keys.set(secret, key);

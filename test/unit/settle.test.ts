@@ -665,6 +665,7 @@ describe('createSettle with local SQS and dynalite', () => {
       'CREDENTIALS_REFUSED',
       'OAUTH_TOKEN_REFUSED: OAuth token endpoint https://login.example.com/token answered 400 invalid_client',
       'INVALID_HEADER_VALUE x-api-key',
+      'SIGNING_SECRET_INVALID signing.secrets[0] (ssm:/sig)',
     ];
     const records = codes.map((code) => sqsRecord(body(`hint-${code}`)));
     await createSettle({ logger, ledgerMode: 'redeliveries' })(
@@ -693,6 +694,8 @@ describe('createSettle with local SQS and dynalite', () => {
       'a stored secret holds a character HTTP cannot carry (a line break? see error for the header); nothing was sent: ' +
         "fix the value stored for the endpoint's auth/signing in the endpoints file or its ENDPOINT_CREDENTIALS entry; " +
         'the record comes back with backoff',
+      "the stored Standard Webhooks secret named in error is not 'whsec_' + base64 of 24 to 64 random bytes; nothing " +
+        'was sent: store a valid secret under that name (or remove it from signing.secrets); the record comes back with backoff',
     ]);
     // Each line carries the event's identity, so "where is event X" finds it.
     expect(lines.map((line) => [line.eventId, line.eventSource, line.eventType])).toEqual(

@@ -210,3 +210,39 @@ describe('a secret HTTP cannot carry', () => {
     expect(sink.received.map((r) => r.headers['x-api-key'])).toEqual(['key-1']);
   });
 });
+
+describe('a Standard Webhooks secret rotated to a malformed value', () => {
+  it('fails as our credentials, naming the reference, retried after a read, and leaves the breaker closed', async () => {
+    const sink = await testEndpoint();
+    const secrets = new Map([['ssm:/sig', 'whsec_not base64!!']]);
+    // A breaker that opens on the first transient failure, and retries: a 'transient' classification shows in both.
+    const sub = subscriberFor(
+      sink.url,
+      { signing: { scheme: 'standard-webhooks', secrets: [{ ssm: '/sig' }] } },
+      'audit',
+      { breakerThreshold: 1, breakerHalfOpenMs: 600_000, maxAttempts: 3 },
+    );
+    let reads = 0;
+    const context = {
+      signal: never,
+      deadlineAt: Date.now() + 60_000,
+      secrets,
+      refreshSecrets: async () => {
+        reads++;
+        return false;
+      },
+    };
+    const result = await sub.deliver(valid(), context);
+    expect(result).toMatchObject({
+      ok: false,
+      kind: 'unauthorized',
+      error: 'SIGNING_SECRET_INVALID signing.secrets[0] (ssm:/sig)',
+      attempts: 1,
+    });
+    expect(reads).toBe(1);
+    expect(JSON.stringify(result)).not.toContain('not base64');
+    expect(sink.received).toHaveLength(0);
+    secrets.set('ssm:/sig', NEW);
+    expect(await sub.deliver(validEvent('evt-2'), context)).toMatchObject({ ok: true, attempts: 1 });
+  });
+});
