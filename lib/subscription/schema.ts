@@ -150,7 +150,7 @@ const headersSchema = z.record(headerName, headerValue).check(
 );
 
 const wholeNumber = (min: number, max: number) => z.number().check(z.int(), z.gte(min), z.lte(max));
-// At least one request in 1,000 s; budgets are compared in whole milli-requests (infra/stage.js).
+// At least one request in 1,000 s; infra/stage.js compares budgets in whole milli-requests (rates rounded up).
 const rate = z.number().check(z.gte(0.001), z.lte(100_000));
 
 export const SubscriptionSchema = z
