@@ -123,7 +123,7 @@ export class ClientCredentialsToken {
     const started = this.#now();
     // Its own bound besides the deadline: a token endpoint that never answers must not hold every delivery.
     const timeout = AbortSignal.timeout(timeoutMs);
-    let json: { access_token?: unknown; expires_in?: unknown; token_type?: unknown } | undefined;
+    let json: { access_token?: unknown; expires_in?: unknown; token_type?: unknown };
     try {
       const response = await fetch(tokenUrl, {
         method: 'POST',
@@ -132,34 +132,39 @@ export class ClientCredentialsToken {
         redirect: 'error',
       });
       if (!response.ok) throw await this.#refusal(response, where);
-      json = await (response.json() as Promise<typeof json>).catch((error: unknown) => {
-        if (signal.aborted || timeout.aborted) throw error;
-        return undefined;
-      });
+      json = await (response.json() as Promise<typeof json>).then(
+        (body) => body ?? {},
+        (error: unknown) => {
+          // Cut off while reading: a timeout or the deadline, not a body that is not JSON.
+          if (signal.aborted || timeout.aborted) throw error;
+          return {};
+        },
+      );
     } catch (error) {
       if (signal.aborted) throw new OAuthAbortedError(endpoint);
       if (error instanceof OAuthTokenError) throw error;
+      // fetch rejects with TypeError('fetch failed') and the reason (ECONNREFUSED, a redirect...) as its cause.
       const reason = timeout.aborted
         ? `no answer within ${timeoutMs} ms`
         : error instanceof Error && error.cause instanceof Error
           ? error.cause.message
-          : String((error as Error)?.name ?? error);
+          : String(error);
       throw new OAuthTokenError(
         endpoint,
         `OAuth token request to ${tokenUrl.origin}${tokenUrl.pathname} failed: ${reason}`,
       );
     }
-    const token = json?.access_token;
+    const token = json.access_token;
     if (typeof token !== 'string' || token === '') {
       throw new OAuthTokenError(endpoint, `${where} answered without an access_token`);
     }
     // RFC 6750: only a Bearer token can be sent as 'Authorization: Bearer'; the type is case-insensitive (RFC 6749 5.1).
-    const type = json?.token_type;
+    const type = json.token_type;
     if (typeof type !== 'string' || type.toLowerCase() !== 'bearer') {
       const shown = JSON.stringify(type ?? null).slice(0, 40);
       throw new OAuthTokenError(endpoint, `${where} answered token_type ${shown}: only Bearer tokens are supported`);
     }
-    const lifetimeS = lifetimeSeconds(json?.expires_in);
+    const lifetimeS = lifetimeSeconds(json.expires_in);
     if (lifetimeS === undefined) {
       throw new OAuthTokenError(endpoint, `${where} answered an expires_in that is not a number of seconds`);
     }

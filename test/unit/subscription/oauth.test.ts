@@ -19,6 +19,8 @@ const SECRET = 's3cr3t/+&';
 interface TokenRequest {
   authorization: string;
   form: URLSearchParams;
+  contentType: string | undefined;
+  accept: string | undefined;
 }
 
 /** What the token endpoint answers to the right client: a JSON body, or nothing at all ('hang'). */
@@ -48,7 +50,7 @@ async function tokenServer(options: TokenServerOptions = {}) {
       const authorization = String(req.headers.authorization);
       const form = new URLSearchParams(body);
       beforeAnswer();
-      requests.push({ authorization, form });
+      requests.push({ authorization, form, contentType: req.headers['content-type'], accept: req.headers.accept });
       const right =
         authorization === basicOf(SECRET) ||
         (form.get('client_id') === 'ingest' && form.get('client_secret') === SECRET);
@@ -105,6 +107,10 @@ describe('ClientCredentialsToken', () => {
     expect(tokens.requests).toHaveLength(1);
     expect(tokens.requests[0]?.form.get('grant_type')).toBe('client_credentials');
     expect(tokens.requests[0]?.form.get('scope')).toBe('events.write');
+    expect(tokens.requests[0]).toMatchObject({
+      contentType: 'application/x-www-form-urlencoded',
+      accept: 'application/json',
+    });
   });
 
   it('renews a token shortly before it expires', async () => {
@@ -143,6 +149,16 @@ describe('ClientCredentialsToken', () => {
     expect(await source.get(SECRET, never, 'tok-2')).toBe('tok-3');
   });
 
+  it('a token renewed on expiry is replaced on its first refusal: only a replacement of a refused one is held', async () => {
+    const tokens = await tokenServer({ expiresIn: 3600 });
+    let now = 1_000_000;
+    const source = tokenSource(tokens.url, () => now);
+    expect(await source.get(SECRET, never)).toBe('tok-1');
+    now += 3_600_000;
+    expect(await source.get(SECRET, never)).toBe('tok-2');
+    expect(await source.get(SECRET, never, 'tok-2')).toBe('tok-3');
+  });
+
   it('a token endpoint that is down is asked again after 5 s, or at once with another client secret', async () => {
     const down = await testEndpoint(() => ({ status: 503 }));
     let now = 1_000_000;
@@ -158,14 +174,28 @@ describe('ClientCredentialsToken', () => {
     expect(down.received).toHaveLength(3);
   });
 
+  it('a failure is held for the same client secret exactly 5 s, with no hint for a 5xx', async () => {
+    const down = await testEndpoint(() => ({ status: 503 }));
+    let now = 1_000_000;
+    const source = tokenSource(new URL(down.url), () => now);
+    const first = await refusalOf(source.get(SECRET, never));
+    expect(first.message).toBe(`OAuth token endpoint ${down.url} answered 503`);
+    now += 4_999;
+    expect(await refusalOf(source.get(SECRET, never))).toBe(first);
+    now += 1;
+    await refusalOf(source.get(SECRET, never));
+    expect(down.received).toHaveLength(2);
+  });
+
   it('a refused client is an OAuthTokenError naming the endpoint and the token URL, never the secret', async () => {
     const tokens = await tokenServer();
     const source = tokenSource(tokens.url);
     const error = await Promise.resolve(source.get('wrong-secret', never)).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OAuthTokenError);
-    expect((error as Error).message).toMatch(
-      /OAuth token endpoint http:\/\/127\.0\.0\.1:\d+\/oauth2\/token answered 401/,
+    expect((error as Error).message).toBe(
+      `OAuth token endpoint ${tokens.url.href} answered 401 invalid_client: check clientId, the client secret and scope`,
     );
+    expect(error).toMatchObject({ name: 'OAuthTokenError', endpoint: 'crm', status: 401 });
     expect((error as Error).message).not.toContain('wrong-secret');
   });
 });
@@ -180,7 +210,7 @@ describe('ClientCredentialsToken: what the token endpoint answers', () => {
   });
 
   it('an error code that is not RFC 6749 text is left out of the message', async () => {
-    const down = await testEndpoint(() => ({ status: 400, body: JSON.stringify({ error: 'bad "quoted"' }) }));
+    const down = await testEndpoint(() => ({ status: 400, body: JSON.stringify({ error: 'bad "quoted' }) }));
     const error = await refusalOf(tokenSource(new URL(down.url)).get(SECRET, never));
     expect(error.message).toMatch(/answered 400: check clientId/);
   });
@@ -204,7 +234,14 @@ describe('ClientCredentialsToken: what the token endpoint answers', () => {
     const waiting = [source.get(SECRET, deadline.signal), source.get(SECRET, deadline.signal)];
     await expect.poll(() => tokens.requests.length).toBe(1);
     deadline.abort();
-    for (const error of await Promise.all(waiting.map(refusalOf))) expect(error).toBeInstanceOf(OAuthAbortedError);
+    for (const error of await Promise.all(waiting.map(refusalOf))) {
+      expect(error).toBeInstanceOf(OAuthAbortedError);
+      expect(error).toMatchObject({
+        name: 'OAuthAbortedError',
+        endpoint: 'crm',
+        message: 'the invocation deadline was reached while asking for an OAuth token',
+      });
+    }
     hang = false;
     // Not held for 5 s like a failure of the token endpoint.
     expect(await source.get(SECRET, never)).toBe('tok-2');
@@ -218,6 +255,24 @@ describe('ClientCredentialsToken: what the token endpoint answers', () => {
     ['a MAC token', { access_token: 'tok', token_type: 'mac' }, /answered token_type "mac": only Bearer/],
     ['a negative expires_in', { access_token: 'tok', token_type: 'Bearer', expires_in: -1 }, /expires_in that is not/],
     ['an expires_in in words', { access_token: 'tok', token_type: 'Bearer', expires_in: 'soon' }, /expires_in that/],
+    ['an empty expires_in', { access_token: 'tok', token_type: 'Bearer', expires_in: '' }, /expires_in that/],
+    [
+      'an expires_in with a space before',
+      { access_token: 'tok', token_type: 'Bearer', expires_in: ' 60' },
+      /expires_in/,
+    ],
+    [
+      'an expires_in with a space after',
+      { access_token: 'tok', token_type: 'Bearer', expires_in: '60 ' },
+      /expires_in/,
+    ],
+    ['an expires_in of true', { access_token: 'tok', token_type: 'Bearer', expires_in: true }, /expires_in that/],
+    ['an expires_in in a list', { access_token: 'tok', token_type: 'Bearer', expires_in: [60] }, /expires_in that/],
+    [
+      'a long token_type',
+      { access_token: 'tok', token_type: 'x'.repeat(100) },
+      new RegExp(`answered token_type "${'x'.repeat(39)}: only Bearer`),
+    ],
   ])('an answer with %s is refused and held like a failure', async (_, answer, message) => {
     const tokens = await tokenServer({ answer: () => answer });
     const source = tokenSource(tokens.url);
@@ -227,6 +282,42 @@ describe('ClientCredentialsToken: what the token endpoint answers', () => {
     expect(error).not.toHaveProperty('status', expect.anything());
     await refusalOf(source.get(SECRET, never));
     expect(tokens.requests).toHaveLength(1);
+  });
+
+  it('an expires_in too large for a number (1e400) is refused, not kept forever', async () => {
+    const raw = '{"access_token":"tok","token_type":"Bearer","expires_in":1e400}';
+    const server = await testEndpoint(() => ({ status: 200, body: raw }));
+    const error = await refusalOf(tokenSource(new URL(server.url)).get(SECRET, never));
+    expect(error.message).toMatch(/answered an expires_in that is not a number of seconds/);
+  });
+
+  it('a token endpoint that redirects is not followed: the failure gives the reason, not a bare "fetch failed"', async () => {
+    const target = await tokenServer();
+    const moved = await testEndpoint(() => ({ status: 307, headers: { location: target.url.href } }));
+    const error = await refusalOf(tokenSource(new URL(moved.url)).get(SECRET, never));
+    expect(error).toBeInstanceOf(OAuthTokenError);
+    expect(error.message).toBe(`OAuth token request to ${moved.url} failed: unexpected redirect`);
+    expect(target.requests).toHaveLength(0);
+  });
+
+  it('a body that stops half-way is bounded by the timeout too, and not held as a body without a token', async () => {
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"access_token":');
+    });
+    const url = new URL(await listenForTest(server));
+    const error = await refusalOf(tokenSource(url, undefined, { timeoutMs: 50 }).get(SECRET, never));
+    expect(error.message).toMatch(/failed: no answer within 50 ms/);
+  });
+
+  it('a body that stops half-way when the deadline comes is aborted', async () => {
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"access_token":', () => deadline.abort());
+    });
+    const deadline = new AbortController();
+    const url = new URL(await listenForTest(server));
+    expect(await refusalOf(tokenSource(url).get(SECRET, deadline.signal))).toBeInstanceOf(OAuthAbortedError);
   });
 
   it('a body that is not JSON is an answer without an access_token', async () => {
@@ -295,6 +386,12 @@ describe('ClientCredentialsToken: what the token endpoint answers', () => {
       client_id: 'ingest',
       client_secret: SECRET,
     });
+  });
+
+  it('client_secret_basic encodes a space in the secret as +, as application/x-www-form-urlencoded does', async () => {
+    const tokens = await tokenServer();
+    await refusalOf(tokenSource(tokens.url).get('two words', never));
+    expect(tokens.requests[0]?.authorization).toBe(`Basic ${Buffer.from('ingest:two+words').toString('base64')}`);
   });
 
   it('client_secret_basic form-encodes the id and secret (RFC 6749 section 2.3.1) and keeps them out of the form', async () => {
