@@ -84,6 +84,37 @@ describe('TokenBucket', () => {
     expect(bucket.take(never)).not.toBe(true);
   });
 
+  it('saves up one second of tokens by default, at least one', () => {
+    const never = new AbortController().signal;
+    const fast = new TokenBucket(2.5, undefined, clock);
+    expect([fast.take(never), fast.take(never), fast.take(never)]).toEqual([true, true, true]);
+    expect(fast.take(never)).not.toBe(true);
+    const slow = new TokenBucket(0.5, undefined, clock);
+    expect(slow.take(never)).toBe(true);
+    expect(slow.take(never)).not.toBe(true);
+  });
+
+  it('a caller whose deadline has passed gets false when no token is there, a token when one is', async () => {
+    const bucket = new TokenBucket(1, 1, clock);
+    const passed = AbortSignal.abort();
+    expect(bucket.take(passed)).toBe(true);
+    expect(await bucket.take(passed)).toBe(false);
+  });
+
+  it('the only waiter leaving before its token comes leaves the token for the next caller', async () => {
+    const bucket = new TokenBucket(1, 1, clock);
+    const never = new AbortController().signal;
+    const deadline = new AbortController();
+    expect(bucket.take(never)).toBe(true);
+    const cut = bucket.take(deadline.signal);
+    deadline.abort();
+    expect(await cut).toBe(false);
+    // The wake-up set for it finds nobody waiting.
+    await advance(1000);
+    expect(bucket.take(never)).toBe(true);
+    expect(bucket.take(never)).not.toBe(true);
+  });
+
   it('a waiting caller whose deadline fires gets false and gives its turn to the next', async () => {
     const bucket = new TokenBucket(1, 1, clock);
     const deadline = new AbortController();
