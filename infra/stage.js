@@ -424,22 +424,26 @@ function checkBatchFitsRate(stage, endpoint, { batchSize, timeoutS, deadlineMarg
   );
 }
 
-const milli = (perSecond) => Math.round(perSecond * 1000);
+// In whole milli-requests, so that 3 × 3.1 equals 9.3 rather than exceeding it: rounded to micro-requests first (which
+// absorbs binary floating point), then a rate up and a budget down, so that neither is ever taken for more than it says.
+const milliUp = (perSecond) => Math.ceil(Math.round(perSecond * 1_000_000) / 1000);
+const milliDown = (perSecond) => Math.floor(Math.round(perSecond * 1_000_000) / 1000);
 
 /**
  * The most requests an instance sends in any one second, in milli-requests: its full bucket (saved up during a pause)
- * at once, plus a second of refill.
+ * at once, plus a second of refill. `ratePerSecond` is the configured value itself: the bucket holds ceil of it
+ * (1.0004/s saves up 2), which rounding it first to thousandths would miss.
  */
-function oneSecondMilli(rateMilli) {
-  return burstOf(rateMilli / 1000) * 1000 + rateMilli;
+function oneSecondMilli(ratePerSecond) {
+  return burstOf(ratePerSecond) * 1000 + milliUp(ratePerSecond);
 }
 
 /** Why an endpoint's worst second exceeds its budget, and the per-instance rate (or concurrency) that would fit. */
 function overBudget(endpoint, maximumConcurrency, worstMilli) {
-  const budgetMilli = milli(endpoint.maxRatePerSecond);
-  const fittingMilli = smallestMilli((rate) => maximumConcurrency * oneSecondMilli(rate) > budgetMilli) - 1;
+  const budgetMilli = milliDown(endpoint.maxRatePerSecond);
+  const fittingMilli = smallestMilli((rate) => maximumConcurrency * oneSecondMilli(rate / 1000) > budgetMilli) - 1;
   const burst = burstOf(endpoint.rateLimitPerSecond);
-  const fittingConcurrency = Math.floor(budgetMilli / oneSecondMilli(milli(endpoint.rateLimitPerSecond)));
+  const fittingConcurrency = Math.floor(budgetMilli / oneSecondMilli(endpoint.rateLimitPerSecond));
   const fix =
     fittingMilli >= 1
       ? `lower rateLimitPerSecond to ${fittingMilli / 1000} or lower maximumConcurrency`
@@ -463,9 +467,9 @@ export function checkRates(stage, config, { maximumConcurrency, batchSize, timeo
   for (const endpoint of config.endpoints) {
     const connections = endpoint.maxConnections ?? config.endpointMaxConnections;
     const concurrency = maximumConcurrency * connections;
-    // In whole milli-requests, so that 3 × 3.1 equals 9.3 rather than exceeding it.
-    const rateMilli = endpoint.rateLimitPerSecond === undefined ? undefined : milli(endpoint.rateLimitPerSecond);
-    const worstMilli = rateMilli === undefined ? undefined : maximumConcurrency * oneSecondMilli(rateMilli);
+    const limit = endpoint.rateLimitPerSecond;
+    const rateMilli = limit === undefined ? undefined : milliUp(limit);
+    const worstMilli = limit === undefined ? undefined : maximumConcurrency * oneSecondMilli(limit);
     const budget = endpoint.maxRatePerSecond === undefined ? '' : ` (budget ${endpoint.maxRatePerSecond}/s)`;
     const rate =
       rateMilli === undefined
@@ -474,7 +478,7 @@ export function checkRates(stage, config, { maximumConcurrency, batchSize, timeo
     lines.push(
       `  ${endpoint.name}: ${rate}${budget}, ${concurrency} concurrent requests (${maximumConcurrency} × ${connections})`,
     );
-    if (endpoint.maxRatePerSecond !== undefined && worstMilli > milli(endpoint.maxRatePerSecond)) {
+    if (endpoint.maxRatePerSecond !== undefined && worstMilli > milliDown(endpoint.maxRatePerSecond)) {
       fail(stage, overBudget(endpoint, maximumConcurrency, worstMilli));
     }
     checkBatchFitsRate(stage, endpoint, { batchSize, timeoutS, deadlineMarginMs: config.deadlineMarginMs });

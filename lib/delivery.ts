@@ -69,6 +69,13 @@ export class CircuitBreaker {
     return true;
   }
 
+  /** Would allow() refuse now? Asks without taking the half-open trial. */
+  refuses(): boolean {
+    return (
+      this.threshold > 0 && this.#failures >= this.threshold && (this.now() < this.#openUntil || this.#trialInFlight)
+    );
+  }
+
   /** The endpoint answered (whatever the status): it is up. */
   succeeded(): void {
     this.#failures = 0;
@@ -199,6 +206,11 @@ export class EndpointDelivery {
       job.resolve({ ok: false, endpoint: this.#endpoint.name, kind: 'aborted', attempts: job.attempt });
       return;
     }
+    // A rate token is for a request that goes out: one the open breaker refuses must not spend it.
+    if (this.#bucket && this.#breaker.refuses()) {
+      job.resolve(this.#circuitOpen(job));
+      return;
+    }
     // The connection slot is held while waiting for a rate token: the wait is bounded by the rate, not by a timeout.
     this.#active++;
     const granted = this.#bucket ? this.#bucket.take(job.signal) : true;
@@ -217,8 +229,9 @@ export class EndpointDelivery {
   #send(job: Job, waited: boolean): void {
     if (!this.#breaker.allow()) {
       this.#active--;
-      const { name } = this.#endpoint;
-      job.resolve({ ok: false, endpoint: name, kind: 'circuit-open', error: 'CIRCUIT_OPEN', attempts: job.attempt });
+      // The breaker opened while this job waited for its token: the next waiter may use it.
+      this.#bucket?.giveBack();
+      job.resolve(this.#circuitOpen(job));
       if (waited) this.#pump();
       return;
     }
@@ -236,6 +249,11 @@ export class EndpointDelivery {
         (error: unknown) => this.#settle(job, error, undefined),
       );
     } else this.#post(job, prepared);
+  }
+
+  #circuitOpen(job: Job): DeliveryResult {
+    const { name } = this.#endpoint;
+    return { ok: false, endpoint: name, kind: 'circuit-open', error: 'CIRCUIT_OPEN', attempts: job.attempt };
   }
 
   #post(job: Job, request: PreparedRequest): void {
@@ -285,8 +303,11 @@ export class EndpointDelivery {
       (renewed) => {
         forget();
         if (done) return;
-        // Nothing new to send (read again too recently, or the same value): no point asking twice.
-        if (!renewed) return job.resolve({ ok: false, ...failure, error: 'CREDENTIALS_NOT_REFRESHED' });
+        // Nothing new to send (read again too recently, or the same value): no point asking twice. A failure found
+        // before sending (nothing was refused) keeps its own code, as in the no-refresh branch of #settle.
+        const notSent = error.status === undefined && failure.error !== undefined;
+        if (!renewed)
+          return job.resolve({ ok: false, ...failure, error: notSent ? failure.error : 'CREDENTIALS_NOT_REFRESHED' });
         job.attempt++;
         this.#queue.push(job);
         this.#pump();

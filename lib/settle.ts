@@ -59,6 +59,28 @@ function credentialsHint(error: string | undefined): string {
   }
   if (error === 'CREDENTIALS_NOT_REFRESHED')
     return `credentials were refused (401/403); read again less than 30 s ago, the store holds the refused value: ${CHECK_CREDENTIAL}`;
+  // Found before sending (lib/subscription/request.ts): nothing was refused, the stored value itself is unusable.
+  if (error?.startsWith('INVALID_HEADER_VALUE')) {
+    return (
+      'a stored secret holds a character HTTP cannot carry (a line break? see error for the header); nothing was sent: ' +
+      "fix the value stored for the endpoint's auth/signing in the endpoints file or its ENDPOINT_CREDENTIALS entry; " +
+      'the record comes back with backoff'
+    );
+  }
+  if (error?.startsWith('SIGNING_SECRET_INVALID')) {
+    return (
+      "the stored Standard Webhooks secret named in error is not 'whsec_' + base64 of 24 to 64 random bytes; nothing " +
+      'was sent: store a valid secret under that name (or remove it from signing.secrets); the record comes back with backoff'
+    );
+  }
+  // lib/subscription/request.ts's OAUTH_TOKEN_REFUSED: the token endpoint's 400/401, not the endpoint's.
+  if (error?.startsWith('OAUTH_TOKEN_REFUSED')) {
+    return (
+      'the OAuth token endpoint refused the client (its status and error code are in error; nothing was sent to the ' +
+      "endpoint): check the endpoint's auth.clientId, auth.scope and the client secret stored for auth.clientSecret; " +
+      'the record comes back with backoff'
+    );
+  }
   if (error?.startsWith('CREDENTIALS_REFRESH_FAILED'))
     return `credentials were refused (401/403) and reading them again failed (see error): ${CHECK_CREDENTIAL}`;
   return `credentials were refused (401/403) even after reading them again: ${CHECK_CREDENTIAL}`;

@@ -78,13 +78,18 @@ export function startSecretStores(values: SecretValues): Promise<StandIn> {
  */
 export function startTokenServer(): Promise<StandIn> {
   const server = http.createServer((req, res) => {
-    req.resume();
+    let form = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => {
+      form += chunk;
+    });
     req.on('end', () => {
-      const basic = /^Basic /.test(req.headers.authorization ?? '');
-      res.writeHead(basic ? 200 : 401, { 'content-type': 'application/json' });
+      // client_secret_basic or, with clientAuth: post, client_secret_post (RFC 6749 section 2.3.1).
+      const client = /^Basic /.test(req.headers.authorization ?? '') || new URLSearchParams(form).has('client_secret');
+      res.writeHead(client ? 200 : 401, { 'content-type': 'application/json' });
       res.end(
         JSON.stringify(
-          basic
+          client
             ? { access_token: randomBytes(16).toString('hex'), token_type: 'Bearer', expires_in: 3600 }
             : { error: 'invalid_client' },
         ),

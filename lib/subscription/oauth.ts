@@ -4,17 +4,31 @@ export class OAuthTokenError extends Error {
   constructor(
     readonly endpoint: string,
     message: string,
+    /** The token endpoint's HTTP status (not the delivery endpoint's), when it answered with an error. */
     readonly status?: number,
   ) {
     super(message);
   }
 }
 
+/** The invocation's deadline cut the token request off: not a failure of the token endpoint, and never held. */
+export class OAuthAbortedError extends Error {
+  override readonly name = 'OAuthAbortedError';
+  constructor(readonly endpoint: string) {
+    super('the invocation deadline was reached while asking for an OAuth token');
+  }
+}
+
+/** How the client authenticates to the token endpoint (RFC 6749 section 2.3.1): HTTP Basic, or in the form. */
+export type ClientAuth = 'basic' | 'post';
+
 export interface ClientCredentialsOptions {
   endpoint: string;
   tokenUrl: URL;
   clientId: string;
   scope?: string;
+  /** `basic` (client_secret_basic, the default) or `post` (client_secret_post). */
+  clientAuth?: ClientAuth;
   /** Bound on one token request. */
   timeoutMs: number;
   now?: () => number;
@@ -29,15 +43,28 @@ interface Cached {
 
 /** Tokens are renewed this long before they expire, or at 90% of a lifetime under 10 minutes: none expires in flight. */
 const EARLY_MS = 60_000;
+/** RFC 6749 section 5.1 leaves expires_in optional: without it a token is kept this long. */
 const DEFAULT_LIFETIME_S = 300;
 /** After an old and a fresh token were both refused, no new token is asked for this long (the client is refused). */
 const REFUSED_HOLD_MS = 60_000;
 /** A failed token request is not repeated for the same secret this long: a down token endpoint gets no storm. */
 const FAILED_HOLD_MS = 5_000;
+/** RFC 6749 section 5.2 error codes are printable ASCII without '"' and '\': anything else is not shown. */
+const ERROR_CODE = /^[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}$/;
 
 /** Form-encodes one client credential for HTTP Basic, as RFC 6749 section 2.3.1 requires. */
 function formEncode(value: string): string {
   return encodeURIComponent(value).replace(/%20/g, '+');
+}
+
+/**
+ * A token's lifetime in seconds from `expires_in` (RFC 6749 section 5.1: 1*DIGIT; some servers send it as a string);
+ * absent means the default, 0 means use it now and keep it for nothing; undefined when it is not a lifetime at all.
+ */
+export function lifetimeSeconds(expiresIn: unknown): number | undefined {
+  if (expiresIn === undefined || expiresIn === null) return DEFAULT_LIFETIME_S;
+  const value = typeof expiresIn === 'string' && /^\d{1,10}$/.test(expiresIn) ? Number(expiresIn) : expiresIn;
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : undefined;
 }
 
 /**
@@ -91,53 +118,96 @@ export class ClientCredentialsToken {
   }
 
   async #fetch(clientSecret: string, signal: AbortSignal): Promise<string> {
-    const { endpoint, tokenUrl, clientId, scope, timeoutMs } = this.#options;
-    const form = new URLSearchParams({ grant_type: 'client_credentials' });
-    if (scope) form.set('scope', scope);
-    const basic = Buffer.from(`${formEncode(clientId)}:${formEncode(clientSecret)}`).toString('base64');
+    const { endpoint, tokenUrl, timeoutMs } = this.#options;
+    const where = `OAuth token endpoint ${tokenUrl.origin}${tokenUrl.pathname}`;
     const started = this.#now();
-    let response: Response;
+    // Its own bound besides the deadline: a token endpoint that never answers must not hold every delivery.
+    const timeout = AbortSignal.timeout(timeoutMs);
+    let json: { access_token?: unknown; expires_in?: unknown; token_type?: unknown };
     try {
-      response = await fetch(tokenUrl, {
+      const response = await fetch(tokenUrl, {
         method: 'POST',
-        headers: {
-          authorization: `Basic ${basic}`,
-          'content-type': 'application/x-www-form-urlencoded',
-          accept: 'application/json',
-        },
-        body: form.toString(),
-        signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+        ...this.#credentials(clientSecret),
+        signal: AbortSignal.any([signal, timeout]),
         redirect: 'error',
       });
+      if (!response.ok) throw await this.#refusal(response, where);
+      json = await (response.json() as Promise<typeof json>).then(
+        (body) => body ?? {},
+        (error: unknown) => {
+          // Cut off while reading: a timeout or the deadline, not a body that is not JSON.
+          if (signal.aborted || timeout.aborted) throw error;
+          return {};
+        },
+      );
     } catch (error) {
-      const reason = error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.name) : '';
+      if (signal.aborted) throw new OAuthAbortedError(endpoint);
+      if (error instanceof OAuthTokenError) throw error;
+      // fetch rejects with TypeError('fetch failed') and the reason (ECONNREFUSED, a redirect...) as its cause.
+      const reason = timeout.aborted
+        ? `no answer within ${timeoutMs} ms`
+        : error instanceof Error && error.cause instanceof Error
+          ? error.cause.message
+          : String(error);
       throw new OAuthTokenError(
         endpoint,
         `OAuth token request to ${tokenUrl.origin}${tokenUrl.pathname} failed: ${reason}`,
       );
     }
-    const where = `OAuth token endpoint ${tokenUrl.origin}${tokenUrl.pathname}`;
-    if (!response.ok) {
-      await response.body?.cancel();
-      const fix =
-        response.status === 400 || response.status === 401 ? ': check clientId, the client secret and scope' : '';
-      throw new OAuthTokenError(endpoint, `${where} answered ${response.status}${fix}`, response.status);
-    }
-    const json = (await response.json().catch(() => undefined)) as
-      | { access_token?: unknown; expires_in?: unknown; token_type?: unknown }
-      | undefined;
-    if (typeof json?.access_token !== 'string' || json.access_token === '') {
+    const token = json.access_token;
+    if (typeof token !== 'string' || token === '') {
       throw new OAuthTokenError(endpoint, `${where} answered without an access_token`);
     }
-    const lifetimeS = typeof json.expires_in === 'number' && json.expires_in > 0 ? json.expires_in : DEFAULT_LIFETIME_S;
+    // RFC 6750: only a Bearer token can be sent as 'Authorization: Bearer'; the type is case-insensitive (RFC 6749 5.1).
+    const type = json.token_type;
+    if (typeof type !== 'string' || type.toLowerCase() !== 'bearer') {
+      const shown = JSON.stringify(type ?? null).slice(0, 40);
+      throw new OAuthTokenError(endpoint, `${where} answered token_type ${shown}: only Bearer tokens are supported`);
+    }
+    const lifetimeS = lifetimeSeconds(json.expires_in);
+    if (lifetimeS === undefined) {
+      throw new OAuthTokenError(endpoint, `${where} answered an expires_in that is not a number of seconds`);
+    }
     const lifetimeMs = lifetimeS * 1000;
     this.#cached = {
-      token: json.access_token,
+      token,
+      // A lifetime of 0 gives refreshAt = started: the token serves the requests that waited for it, no later one.
       refreshAt: started + Math.max(lifetimeMs - EARLY_MS, lifetimeMs * 0.9),
       replacedRefused: this.#replacingRefused,
     };
     this.#replacingRefused = false;
     this.#failure = undefined;
-    return json.access_token;
+    return token;
+  }
+
+  /** The client's credentials, in the Authorization header (client_secret_basic) or the form (client_secret_post). */
+  #credentials(clientSecret: string): { headers: Record<string, string>; body: string } {
+    const { clientId, scope, clientAuth } = this.#options;
+    const form = new URLSearchParams({ grant_type: 'client_credentials' });
+    if (scope) form.set('scope', scope);
+    const headers: Record<string, string> = {
+      'content-type': 'application/x-www-form-urlencoded',
+      accept: 'application/json',
+    };
+    if (clientAuth === 'post') {
+      form.set('client_id', clientId);
+      form.set('client_secret', clientSecret);
+    } else {
+      headers.authorization = `Basic ${Buffer.from(`${formEncode(clientId)}:${formEncode(clientSecret)}`).toString('base64')}`;
+    }
+    return { headers, body: form.toString() };
+  }
+
+  /** An error answer: its status and RFC 6749 error code (e.g. 400 invalid_client), with what to check. */
+  async #refusal(response: Response, where: string): Promise<OAuthTokenError> {
+    const body = (await response.json().catch(() => undefined)) as { error?: unknown } | undefined;
+    const code = typeof body?.error === 'string' && ERROR_CODE.test(body.error) ? ` ${body.error}` : '';
+    const fix =
+      response.status === 400 || response.status === 401 ? ': check clientId, the client secret and scope' : '';
+    return new OAuthTokenError(
+      this.#options.endpoint,
+      `${where} answered ${response.status}${code}${fix}`,
+      response.status,
+    );
   }
 }

@@ -59,6 +59,18 @@ export class TokenBucket {
     });
   }
 
+  /** Returns a token taken for a request that did not go out (the breaker refused it): the first waiter gets it. */
+  giveBack(): void {
+    const waiter = this.#waiters.shift();
+    if (waiter) {
+      waiter.forget();
+      waiter.resolve(true);
+      return;
+    }
+    this.#refill();
+    this.#tokens = Math.min(this.#capacity, this.#tokens + 1);
+  }
+
   #schedule(): void {
     if (this.#timer || this.#waiters.length === 0) return;
     this.#refill();

@@ -3,9 +3,9 @@ import { authHeaders, CONTENT_TYPE, type Credential, type PreparedRequest, USER_
 import { DeliveryAttemptError } from '../errors';
 import type { ValidEvent } from '../event';
 import { binaryMessage } from './binary';
-import { ClientCredentialsToken, OAuthTokenError } from './oauth';
+import { ClientCredentialsToken, OAuthAbortedError, OAuthTokenError } from './oauth';
 import { type EndpointConfig, HEADER_VALUE, type SecretRefValue } from './schema';
-import { standardWebhooksHeaders, standardWebhooksKey } from './signing';
+import { SigningSecretError, standardWebhooksHeaders, standardWebhooksKey } from './signing';
 
 /** What shaping a request needs beyond the event: this batch's secrets, their refresh, and the deadline's signal. */
 export interface ShapeContext {
@@ -30,6 +30,9 @@ export function plainSource(event: ValidEvent): RequestSource {
   const request: PreparedRequest = { headers, body: event.body };
   return { prepare: () => request };
 }
+
+/** The error code of a delivery whose OAuth token endpoint refused the client (400/401); settle.ts hints on it. */
+export const OAUTH_TOKEN_REFUSED = 'OAUTH_TOKEN_REFUSED';
 
 export function refKey(ref: SecretRefValue): string {
   return 'ssm' in ref ? `ssm:${ref.ssm}` : `secretsmanager:${ref.secretsmanager}`;
@@ -68,11 +71,18 @@ function unsendable(endpoint: string, headers: Record<string, string>): Delivery
 /**
  * A token endpoint answering 400/401 (invalid_client, typically after the client secret was rotated) is a refusal of
  * our credentials: the delivery then reads the secrets again and retries once, and the endpoint's breaker is untouched.
+ * Its status is the token endpoint's, not the delivery endpoint's: it is in the error code, never in `status` (the
+ * by-status query would read a 400 there as the endpoint blaming the event). A deadline cutting the token request off
+ * is `aborted`, like any attempt the deadline cuts.
  */
-function clientRefused(error: unknown): never {
+function tokenFailure(error: unknown): never {
+  if (error instanceof OAuthAbortedError) {
+    throw new DeliveryAttemptError('aborted', error.endpoint, error.message);
+  }
   if (error instanceof OAuthTokenError && (error.status === 400 || error.status === 401)) {
-    // The message (token URL, status, what to check) is the failure's error field: the log line shows it.
-    throw new DeliveryAttemptError('unauthorized', error.endpoint, error.message, error.status, error.message);
+    // The message (token URL, status, error code, what to check) is the failure's error field: the log line shows it.
+    const code = `${OAUTH_TOKEN_REFUSED}: ${error.message}`;
+    throw new DeliveryAttemptError('unauthorized', error.endpoint, error.message, undefined, code);
   }
   throw error;
 }
@@ -106,6 +116,7 @@ export class RequestShaper {
         endpoint: endpoint.name,
         tokenUrl: new URL(auth.tokenUrl),
         clientId: auth.clientId,
+        ...(auth.clientAuth ? { clientAuth: auth.clientAuth } : {}),
         timeoutMs: options.timeoutMs,
         ...(auth.scope ? { scope: auth.scope } : {}),
         ...(options.now ? { now: options.now } : {}),
@@ -174,7 +185,7 @@ export class RequestShaper {
           lastToken = value;
           return { headers: { ...signed(), authorization: `Bearer ${value}` }, body };
         };
-        return typeof token === 'string' ? withToken(token) : token.then(withToken, clientRefused);
+        return typeof token === 'string' ? withToken(token) : token.then(withToken, tokenFailure);
       },
     };
   }
@@ -222,6 +233,21 @@ export class RequestShaper {
     }
   }
 
+  /**
+   * A secret rotated to a malformed value is our configuration's trouble, like a line break in a secret: 'unauthorized'
+   * (read again once, then backed off, breaker untouched), with a code naming the reference, never the value.
+   */
+  #signingKey(secret: string, field: string): Buffer {
+    const name = this.#endpoint.name;
+    try {
+      return standardWebhooksKey(secret, `endpoint '${name}' ${field} (${this.#refs.get(field)})`);
+    } catch (error) {
+      if (!(error instanceof SigningSecretError)) throw error;
+      const code = `SIGNING_SECRET_INVALID ${field} (${this.#refs.get(field)})`;
+      throw new DeliveryAttemptError('unauthorized', name, error.message, undefined, code);
+    }
+  }
+
   #signature(id: string, body: Buffer, context: ShapeContext): Record<string, string> {
     const { signing } = this.#endpoint;
     if (signing?.scheme === 'x-signature-256') {
@@ -233,7 +259,7 @@ export class RequestShaper {
       const secret = this.#secret(context, field);
       let key = this.#keys.get(secret);
       if (!key) {
-        key = standardWebhooksKey(secret, `endpoint '${this.#endpoint.name}' ${field}`);
+        key = this.#signingKey(secret, field);
         // Rotations add keys over the instance's life; a few dozen at most.
         if (this.#keys.size >= 32) this.#keys.clear();
         this.#keys.set(secret, key);

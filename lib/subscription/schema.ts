@@ -93,6 +93,8 @@ export const AuthSchema = z.discriminatedUnion(
       tokenUrl: httpsUrl,
       clientId: text,
       clientSecret: SecretRefSchema,
+      // RFC 6749 section 2.3.1: client_secret_basic (the default) or client_secret_post.
+      clientAuth: z.optional(z.enum(['basic', 'post'])),
       scope: z.optional(text),
     }),
   ],
@@ -167,7 +169,7 @@ const headersSchema = z.record(headerName, headerValue).check(
 );
 
 const wholeNumber = (min: number, max: number) => z.number().check(z.int(), z.gte(min), z.lte(max));
-// At least one request in 1,000 s; budgets are compared in whole milli-requests (infra/stage.js).
+// At least one request in 1,000 s; infra/stage.js compares budgets in whole milli-requests (rates rounded up).
 const rate = z.number().check(z.gte(0.001), z.lte(100_000));
 
 // The standardwebhooks libraries sign and verify the body as UTF-8 text and return it parsed as JSON: a binary-mode

@@ -1,23 +1,29 @@
 import { onTestFinished } from 'vitest';
-import { EndpointDelivery } from '../../lib/delivery';
+import { EndpointDelivery, type RetryOptions } from '../../lib/delivery';
 import { Endpoint } from '../../lib/endpoint';
 import { parseEvent, type ValidEvent } from '../../lib/event';
 import type { EndpointConfig } from '../../lib/subscription/schema';
 import { Subscriber } from '../../lib/subscription/subscriber';
 import { cloudEvent } from './events';
 
-/** A Subscriber for `url` with these settings: one attempt, no breaker; closed when the test finishes. */
-export function subscriberFor(url: string, settings: Partial<EndpointConfig> = {}, name = 'sink'): Subscriber {
+/** A Subscriber for `url` with these settings: one attempt, no breaker (unless `lane` says); closed after the test. */
+export function subscriberFor(
+  url: string,
+  settings: Partial<EndpointConfig> = {},
+  name = 'sink',
+  lane: Partial<RetryOptions> = {},
+): Subscriber {
   const target = new URL(url);
-  const lane = new EndpointDelivery(new Endpoint({ name, url: target, timeoutMs: 10_000, maxConnections: 2 }), {
+  const delivery = new EndpointDelivery(new Endpoint({ name, url: target, timeoutMs: 10_000, maxConnections: 2 }), {
     maxAttempts: 1,
     baseMs: 1,
     maxMs: 1,
     breakerThreshold: 0,
     breakerHalfOpenMs: 1000,
     maxConnections: 2,
+    ...lane,
   });
-  const subscriber = new Subscriber({ name, url: target, ...settings }, lane, { timeoutMs: 10_000 });
+  const subscriber = new Subscriber({ name, url: target, ...settings }, delivery, { timeoutMs: 10_000 });
   onTestFinished(() => subscriber.close());
   return subscriber;
 }

@@ -663,6 +663,9 @@ describe('createSettle with local SQS and dynalite', () => {
       'CREDENTIALS_NOT_REFRESHED',
       'CREDENTIALS_REFRESH_FAILED: Throttling',
       'CREDENTIALS_REFUSED',
+      'OAUTH_TOKEN_REFUSED: OAuth token endpoint https://login.example.com/token answered 400 invalid_client',
+      'INVALID_HEADER_VALUE x-api-key',
+      'SIGNING_SECRET_INVALID signing.secrets[0] (ssm:/sig)',
     ];
     const records = codes.map((code) => sqsRecord(body(`hint-${code}`)));
     await createSettle({ logger, ledgerMode: 'redeliveries' })(
@@ -685,6 +688,14 @@ describe('createSettle with local SQS and dynalite', () => {
       `credentials were refused (401/403); read again less than 30 s ago, the store holds the refused value: ${check}`,
       `credentials were refused (401/403) and reading them again failed (see error): ${check}`,
       `credentials were refused (401/403) even after reading them again: ${check}`,
+      'the OAuth token endpoint refused the client (its status and error code are in error; nothing was sent to the ' +
+        "endpoint): check the endpoint's auth.clientId, auth.scope and the client secret stored for auth.clientSecret; " +
+        'the record comes back with backoff',
+      'a stored secret holds a character HTTP cannot carry (a line break? see error for the header); nothing was sent: ' +
+        "fix the value stored for the endpoint's auth/signing in the endpoints file or its ENDPOINT_CREDENTIALS entry; " +
+        'the record comes back with backoff',
+      "the stored Standard Webhooks secret named in error is not 'whsec_' + base64 of 24 to 64 random bytes; nothing " +
+        'was sent: store a valid secret under that name (or remove it from signing.secrets); the record comes back with backoff',
     ]);
     // Each line carries the event's identity, so "where is event X" finds it.
     expect(lines.map((line) => [line.eventId, line.eventSource, line.eventType])).toEqual(

@@ -62,6 +62,18 @@ describe('checkRates: the global budget, over any one second, in whole milli-req
     );
   });
 
+  it("counts the burst the bucket really holds (ceil of the rate), not the rate's rounding to thousandths", () => {
+    // 1.0004/s: the bucket saves up 2, so 10 instances send 2 + 1.0004 each in one second, not 1 + 1.
+    expect(refusal(() => budget({ rateLimitPerSecond: 1.0004, maxRatePerSecond: 20 }, 10))).toBe(
+      "Stage 'prod': endpoint 'crm': maxRatePerSecond is 20, but 10 instances (maximumConcurrency) × (a burst of 2 " +
+        '+ rateLimitPerSecond 1.0004) = 30.01 requests in one second: lower rateLimitPerSecond to 1 or lower ' +
+        'maximumConcurrency',
+    );
+    expect(() => budget({ rateLimitPerSecond: 1, maxRatePerSecond: 20 }, 10)).not.toThrow();
+    // A budget is never rounded up past what it says.
+    expect(() => budget({ rateLimitPerSecond: 1, maxRatePerSecond: 19.9996 }, 10)).toThrow(/maxRatePerSecond/);
+  });
+
   it('suggests fewer instances when no rate of at least 0.001/s fits', () => {
     expect(refusal(() => budget({ rateLimitPerSecond: 0.001, maxRatePerSecond: 3.003 }, 1000))).toContain(
       'lower maximumConcurrency to 3 (no rate of at least 0.001/s fits 1000 instances)',

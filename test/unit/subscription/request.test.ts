@@ -229,4 +229,76 @@ describe('a secret HTTP cannot carry', () => {
     expect(JSON.stringify(result)).not.toContain('key-1');
     expect(sink.received).toHaveLength(0);
   });
+
+  it('with the secrets read again (as deployed) and still the same, keeps its own code, not CREDENTIALS_NOT_REFRESHED', async () => {
+    const sink = await testEndpoint();
+    const sub = subscriberFor(sink.url, { auth: { kind: 'apiKey', header: 'X-Api-Key', value: { ssm: '/k' } } });
+    let reads = 0;
+    const result = await sub.deliver(valid(), {
+      signal: never,
+      deadlineAt: Date.now() + 60_000,
+      secrets: new Map([['ssm:/k', 'key-1\n']]),
+      refreshSecrets: async () => {
+        reads++;
+        return false;
+      },
+    });
+    expect(reads).toBe(1);
+    // Nothing was sent, so nothing was refused: the 401/403 hint would send on-call to the wrong place.
+    expect(result).toMatchObject({ ok: false, kind: 'unauthorized', error: 'INVALID_HEADER_VALUE x-api-key' });
+    expect(sink.received).toHaveLength(0);
+  });
+
+  it('read again and fixed, the delivery goes out with the new value', async () => {
+    const sink = await testEndpoint();
+    const sub = subscriberFor(sink.url, { auth: { kind: 'apiKey', header: 'X-Api-Key', value: { ssm: '/k' } } });
+    const secrets = new Map([['ssm:/k', 'key-1\n']]);
+    const result = await sub.deliver(valid(), {
+      signal: never,
+      deadlineAt: Date.now() + 60_000,
+      secrets,
+      refreshSecrets: async () => {
+        secrets.set('ssm:/k', 'key-1');
+        return true;
+      },
+    });
+    expect(result).toMatchObject({ ok: true, attempts: 2 });
+    expect(sink.received.map((r) => r.headers['x-api-key'])).toEqual(['key-1']);
+  });
+});
+
+describe('a Standard Webhooks secret rotated to a malformed value', () => {
+  it('fails as our credentials, naming the reference, retried after a read, and leaves the breaker closed', async () => {
+    const sink = await testEndpoint();
+    const secrets = new Map([['ssm:/sig', 'whsec_not base64!!']]);
+    // A breaker that opens on the first transient failure, and retries: a 'transient' classification shows in both.
+    const sub = subscriberFor(
+      sink.url,
+      { signing: { scheme: 'standard-webhooks', secrets: [{ ssm: '/sig' }] } },
+      'audit',
+      { breakerThreshold: 1, breakerHalfOpenMs: 600_000, maxAttempts: 3 },
+    );
+    let reads = 0;
+    const context = {
+      signal: never,
+      deadlineAt: Date.now() + 60_000,
+      secrets,
+      refreshSecrets: async () => {
+        reads++;
+        return false;
+      },
+    };
+    const result = await sub.deliver(valid(), context);
+    expect(result).toMatchObject({
+      ok: false,
+      kind: 'unauthorized',
+      error: 'SIGNING_SECRET_INVALID signing.secrets[0] (ssm:/sig)',
+      attempts: 1,
+    });
+    expect(reads).toBe(1);
+    expect(JSON.stringify(result)).not.toContain('not base64');
+    expect(sink.received).toHaveLength(0);
+    secrets.set('ssm:/sig', NEW);
+    expect(await sub.deliver(validEvent('evt-2'), context)).toMatchObject({ ok: true, attempts: 1 });
+  });
 });

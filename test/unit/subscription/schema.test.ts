@@ -55,6 +55,21 @@ describe('endpoints file schema', () => {
     [[base, base], "name: 'audit' appears twice"],
     [[{ ...base, extra: 1 }], "(endpoint): unknown field(s) 'extra'"],
     [[{ ...base, contentMode: 'batch' }], 'contentMode: must be "structured" or "binary"'],
+    [
+      [
+        {
+          ...base,
+          auth: {
+            kind: 'oauth2-client-credentials',
+            tokenUrl: 'https://login.example.com/token',
+            clientId: 'ingest',
+            clientSecret: { ssm: '/c' },
+            clientAuth: 'client_secret_jwt',
+          },
+        },
+      ],
+      'auth.clientAuth: must be "basic" or "post"',
+    ],
     [[{ ...base, maxConnections: 0 }], 'maxConnections: must be at least 1'],
     [
       [{ ...base, filter: { extensions: { tenant: [7, 31] } } }],

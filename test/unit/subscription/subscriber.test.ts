@@ -158,8 +158,12 @@ describe('Subscriber: what each setting adds to the request', () => {
     const sink = await testEndpoint();
     const sub = subscriberFor(sink.url, { signing: { scheme: 'standard-webhooks', secrets: [{ ssm: '/s' }] } });
     const result = await sub.deliver(validEvent(), { ...context(), secrets: new Map([['ssm:/s', 'not-a-whsec!']]) });
-    expect(result).toMatchObject({ ok: false });
-    expect(JSON.stringify(result)).toContain("endpoint 'sink' signing.secrets[0] is not a Standard Webhooks secret");
+    // Our configuration's trouble, not the endpoint's: unauthorized (read again once, backed off), breaker untouched.
+    expect(result).toMatchObject({
+      ok: false,
+      kind: 'unauthorized',
+      error: 'SIGNING_SECRET_INVALID signing.secrets[0] (ssm:/s)',
+    });
     expect(JSON.stringify(result)).not.toContain('not-a-whsec!');
     expect(sink.received).toHaveLength(0);
   });
