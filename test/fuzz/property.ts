@@ -1,9 +1,12 @@
 import fc from 'fast-check';
 import { runScenario } from './contract';
+import type { LocalAws } from './local-aws';
 import { scenarioArb } from './scenario';
 
 export interface FuzzOptions {
   numRuns: number;
+  /** The local SQS and dynalite servers (the DLQ and redrive, the delivery ledger). */
+  aws: LocalAws;
   seed: number;
   /** fast-check's replay path, printed with a failure. */
   path?: string;
@@ -17,7 +20,7 @@ export interface FuzzOptions {
 export async function fuzzContract(options: FuzzOptions): Promise<void> {
   await fc.assert(
     fc.asyncProperty(scenarioArb({ credentialFaults: options.credentialFaults ?? true }), (scenario) =>
-      runScenario(scenario, options.ignored),
+      runScenario(scenario, options.aws, options.ignored),
     ),
     {
       numRuns: options.numRuns,

@@ -2,6 +2,7 @@
 import { writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { TEST_ENV } from '../support/env';
+import { startLocalServers } from '../support/global-setup';
 
 Object.assign(process.env, TEST_ENV);
 // Written straight to fd 2: during an invocation the fuzz captures process.stderr to read the log lines.
@@ -15,6 +16,7 @@ for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
   });
 }
 const { fuzzContract } = await import('./property');
+const { coverage } = await import('./contract');
 
 const { values } = parseArgs({
   options: {
@@ -43,10 +45,18 @@ const ignored = new Set(values.ignore ? values.ignore.split(',') : []);
 const credentialFaults = !values['no-credential-faults'];
 if (!credentialFaults) process.stderr.write('fuzz: credential sources never fail (triage only)\n');
 if (ignored.size > 0) process.stderr.write(`fuzz: NOT checking ${[...ignored].join(', ')} (triage only)\n`);
+const servers = await startLocalServers();
 const started = Date.now();
 process.stderr.write(`fuzz: ${runs} scenarios, seed ${seed}${values.path ? `, path ${values.path}` : ''}\n`);
 try {
-  await fuzzContract({ numRuns: runs, seed, ignored, credentialFaults, ...(values.path ? { path: values.path } : {}) });
+  await fuzzContract({
+    numRuns: runs,
+    seed,
+    ignored,
+    credentialFaults,
+    aws: servers,
+    ...(values.path ? { path: values.path } : {}),
+  });
   process.stderr.write(
     `fuzz: ${runs} scenarios passed in ${Math.round((Date.now() - started) / 1000)} s (seed ${seed})\n`,
   );
@@ -54,4 +64,7 @@ try {
   const cause = error instanceof Error && error.cause instanceof Error ? `\n${error.cause.message}` : '';
   writeSync(2, `${error instanceof Error ? error.message : String(error)}${cause}\n`);
   process.exitCode = 1;
+} finally {
+  process.stderr.write(`fuzz: exercised ${[...coverage].map(([what, n]) => `${what}: ${n}`).join('; ')}\n`);
+  await servers.close();
 }
