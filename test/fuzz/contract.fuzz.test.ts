@@ -11,6 +11,8 @@ describe('the delivery contract under generated scenarios', () => {
     await fuzzContract({
       numRuns: RUNS,
       seed: SEED,
+      // The first failing scenario, unshrunk, within the test's timeout: npm run fuzz -- --seed S --path P shrinks it.
+      shrink: false,
       aws: { sqsEndpoint: inject('sqsEndpoint'), dynamodbEndpoint: inject('dynamodbEndpoint') },
     });
   });

@@ -317,11 +317,12 @@ function recoverySpec(scenario: Scenario, index: number): InvocationSpec {
     faults: HEALTHY,
     credentials: 'ok',
     token: 'ok',
-    // One fresh event per endpoint, routed there by its filter.
+    // One fresh event per endpoint, routed there by its filter, each in its own FIFO group: one endpoint still held
+    // (see I4's OAuth exception) must not block another's event behind it.
     records: scenario.endpoints.map((_e, i) => ({
       kind: 'valid' as const,
       eventId: RECOVERY_EVENTS + 10 * index + i,
-      group: 9,
+      group: 90 + i,
     })),
   };
 }

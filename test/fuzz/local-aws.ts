@@ -5,6 +5,7 @@ import {
   type BatchWriteItemCommandOutput,
   type DynamoDBClient,
   ScanCommand,
+  waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
 import { DeleteMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
@@ -65,6 +66,8 @@ export class DynaliteLedger {
   static async create(aws: LocalAws, endpoints: string[], ttlS: number): Promise<DynaliteLedger> {
     const dynamodb = localDynamoDb(aws.dynamodbEndpoint);
     const table = await createLedgerTable(dynamodb, 'fuzz-ledger');
+    // dynalite answers CreateTable before the table is ACTIVE: a read that comes first is refused with a 400.
+    await waitUntilTableExists({ client: dynamodb, maxWaitTime: 20, minDelay: 0.05 }, { TableName: table });
     return new DynaliteLedger(dynamodb, table, endpoints, ttlS);
   }
 

@@ -10,6 +10,8 @@ export interface FuzzOptions {
   seed: number;
   /** fast-check's replay path, printed with a failure. */
   path?: string;
+  /** Shrink a failing scenario (default): minutes of real sockets; the vitest file skips it to report within its timeout. */
+  shrink?: boolean;
   /** Triage only (never in CI): invariants not checked, to look past a known defect. */
   ignored?: ReadonlySet<string>;
   /** Triage only (never in CI): no credential source that throws or is slow. */
@@ -28,7 +30,7 @@ export async function fuzzContract(options: FuzzOptions): Promise<void> {
       ...(options.path ? { path: options.path } : {}),
       // Every scenario talks to real sockets; a shrink step costs seconds, so cap it.
       maxSkipsPerRun: 0,
-      endOnFailure: false,
+      endOnFailure: options.shrink === false,
       verbose: 0,
     },
   );

@@ -201,8 +201,8 @@ export const scenarioArb = (options: GenerationOptions = { credentialFaults: tru
       events: fc.array(eventShapeArb, { minLength: 8, maxLength: 8 }),
       ledgerMode: fc.constantFrom('redeliveries' as const, 'every-delivery' as const),
       redrive: fc.option(
-        fc.record({ maxReceiveCount: fc.integer({ min: 1, max: 2 }), before: fc.integer({ min: 1, max: 3 }) }),
-        { nil: undefined, freq: 2 },
+        fc.record({ maxReceiveCount: fc.constantFrom(1, 1, 2), before: fc.integer({ min: 1, max: 3 }) }),
+        { nil: undefined, freq: 4 },
       ),
       fifo: fc.boolean(),
       quarantine: fc.boolean(),
