@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { runScenario } from './contract';
+import { InvariantViolation } from './invariants';
 import type { LocalAws } from './local-aws';
 import { scenarioArb } from './scenario';
 
@@ -34,4 +35,31 @@ export async function fuzzContract(options: FuzzOptions): Promise<void> {
       verbose: 0,
     },
   );
+}
+
+/**
+ * Runs every one of `numRuns` generated scenarios (no stop at the first failure, no shrinking) and counts the
+ * scenarios that broke each rule: how often the fuzz catches a seeded bug.
+ */
+export async function countViolations(
+  options: FuzzOptions,
+): Promise<{ failed: number; byRule: Map<string, number>; first: Map<string, string> }> {
+  const scenarios = fc.sample(scenarioArb({ credentialFaults: options.credentialFaults ?? true }), {
+    numRuns: options.numRuns,
+    seed: options.seed,
+  });
+  const byRule = new Map<string, number>();
+  const first = new Map<string, string>();
+  let failed = 0;
+  for (const scenario of scenarios) {
+    try {
+      await runScenario(scenario, options.aws, options.ignored);
+    } catch (error) {
+      failed++;
+      const rule = error instanceof InvariantViolation ? error.invariant : 'error';
+      byRule.set(rule, (byRule.get(rule) ?? 0) + 1);
+      if (!first.has(rule)) first.set(rule, error instanceof Error ? error.message : String(error));
+    }
+  }
+  return { failed, byRule, first };
 }
