@@ -418,6 +418,9 @@ export async function runScenario(scenario: Scenario, aws: LocalAws, ignored?: R
       const loop = recovery ? watchEventLoop() : undefined;
       const { response, output } = await invoke(world, batch, deadlineAt, index);
       const answeredAt = Date.now();
+      // A token request the product gave up on (its timeout is the endpoint's, as short as 40 ms here) is a failure the
+      // token server may never have seen: the product holds it all the same.
+      if (output.some((line) => line.includes('OAuth token request to'))) world.tokens.lastFailureAt = answeredAt;
       const loopDelayMaxMs = loop?.stop();
       const observation: Observation = {
         scenario,
