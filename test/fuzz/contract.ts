@@ -6,7 +6,7 @@ import type { Match } from '../../lib/subscription/schema';
 import { type Clock, FuzzEndpoint } from './endpoint';
 import { checkInvariants, InvariantViolation, type Observation, recovered } from './invariants';
 import { DeadLetters, DynaliteLedger, type LocalAws } from './local-aws';
-import { EventRegistry, type ReceiverSide, requestProblems, TokenServer } from './receiver';
+import { EventRegistry, type ReceiverSide, rateProblem, requestProblems, TokenServer } from './receiver';
 import {
   CREDENTIAL_MARK,
   type InvocationSpec,
@@ -117,6 +117,8 @@ interface World {
   seen: ReturnType<typeof watchedQuarantine>['seen'] | undefined;
   ingest: Ingest;
   credentials: InvocationSpec['credentials'];
+  /** When the endpoints' token buckets were made (performance.now()). */
+  bucketsSince: number;
   /** Every secret value of the endpoints file: none may reach a log line (I5). */
   secretValues: string[];
 }
@@ -187,7 +189,7 @@ async function startWorld(scenario: Scenario, aws: LocalAws): Promise<World> {
   const deadLetters = scenario.redrive && !scenario.fifo ? await DeadLetters.create(aws) : undefined;
   const watched = scenario.quarantine ? watchedQuarantine(sqs, scenario.fifo, clock) : undefined;
   const writes = new WriteLog(new Map(endpoints.map((endpoint) => [endpoint.name, endpoint.url])));
-  const world: Omit<World, 'ingest'> & { ingest?: Ingest } = {
+  const world: Omit<World, 'ingest' | 'bucketsSince'> & { ingest?: Ingest } = {
     endpoints,
     attempts,
     writes,
@@ -209,6 +211,8 @@ async function startWorld(scenario: Scenario, aws: LocalAws): Promise<World> {
   };
   const credential = { kind: 'bearer' as const, token: CREDENTIAL_MARK };
   const bearers = file.sides.filter((side) => side.bearer !== undefined).map((side) => side.name);
+  // The token buckets start full when createIngest makes them: no earlier than this.
+  const bucketsSince = performance.now();
   const ingest = createIngest(config, {
     logger: new Logger({ serviceName: 'fuzz', logLevel: 'DEBUG' }),
     metrics: new Metrics({ serviceName: 'fuzz', namespace: 'Fuzz' }),
@@ -224,7 +228,7 @@ async function startWorld(scenario: Scenario, aws: LocalAws): Promise<World> {
         }
       : {}),
   });
-  return Object.assign(world, { ingest });
+  return Object.assign(world, { ingest, bucketsSince });
 }
 
 /** A message of the batch with what the model knows of it; `record` defaults to a new message of the source queue. */
@@ -349,6 +353,18 @@ async function redriven(scenario: Scenario, world: World, index: number): Promis
   return records.map((record) => modelRecord(bySpec.get(record.body)!, scenario, world, record));
 }
 
+/** What the token server and the endpoints' request clocks found: client credentials, and each rate limit kept. */
+function serverProblems(scenario: Scenario, world: World): Array<{ rule: string; detail: string }> {
+  const problems = world.tokens.problems.splice(0).map((detail) => ({ rule: 'I7', detail }));
+  for (const [i, endpoint] of world.endpoints.entries()) {
+    const rate = scenario.subscriptions[i]!.rateLimitPerSecond;
+    const problem =
+      rate === undefined ? undefined : rateProblem(endpoint.name, rate, world.bucketsSince, endpoint.arrivals);
+    if (problem) problems.push(problem);
+  }
+  return problems;
+}
+
 function beginInvocation(world: World, spec: InvocationSpec): void {
   for (const [i, endpoint] of world.endpoints.entries()) endpoint.beginInvocation(spec.modes[i] ?? 'script');
   world.attempts.beginInvocation();
@@ -440,7 +456,7 @@ export async function runScenario(scenario: Scenario, aws: LocalAws, ignored?: R
         quarantine: world.seen,
         visibility: world.sqs.visibility,
         output: output.join(''),
-        problems: [...world.problems],
+        problems: [...world.problems, ...serverProblems(scenario, world)],
         tokenFailedAt: world.tokens.lastFailureAt,
         secrets: world.secretValues,
       };

@@ -35,6 +35,8 @@ export class FuzzEndpoint {
   /** Keys answered with a poison status (400/413/415/422) during the current invocation. */
   blamedNow = new Set<string>();
   requestsNow = 0;
+  /** When each request was read (performance.now()), over the whole scenario. */
+  readonly arrivals: number[] = [];
   /** Idempotency keys of the requests read during the current invocation. */
   readNow = new Set<string>();
   mode: Mode = 'script';
@@ -98,6 +100,7 @@ export class FuzzEndpoint {
     const header = req.headers['idempotency-key'];
     const key = typeof header === 'string' ? header : '';
     this.requestsNow++;
+    this.arrivals.push(performance.now());
     this.readNow.add(key);
     this.onRequest(this, key, req.headers, body);
     const reply = this.#pick(key);

@@ -230,3 +230,18 @@ export function requestProblems(
   }
   return problems;
 }
+
+/**
+ * The token bucket's promise, seen from the endpoint: by any time t, no more requests arrived than the bucket could
+ * grant since it was made full at `since` (capacity ⌈rate⌉, then `rate` a second), retries and resends included.
+ */
+export function rateProblem(name: string, ratePerSecond: number, since: number, arrivals: readonly number[]) {
+  const capacity = Math.max(1, Math.ceil(ratePerSecond));
+  const index = arrivals.findIndex((at, i) => i + 1 > capacity + ((at - since) / 1000) * ratePerSecond + 1e-6);
+  if (index < 0) return undefined;
+  const elapsed = Math.round(arrivals[index]! - since);
+  return {
+    rule: 'I7',
+    detail: `${name} received ${index + 1} requests within ${elapsed} ms; rateLimitPerSecond ${ratePerSecond} allows ${capacity} + ${ratePerSecond}/s`,
+  };
+}
