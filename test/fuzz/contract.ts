@@ -1,9 +1,12 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
+import type { SQSRecord } from 'aws-lambda';
 import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
+import type { Match } from '../../lib/subscription/schema';
 import { type Clock, FuzzEndpoint } from './endpoint';
 import { checkInvariants, InvariantViolation, type Observation, recovered } from './invariants';
+import { DeadLetters, DynaliteLedger, type LocalAws } from './local-aws';
+import { EventRegistry, type ReceiverSide, rateProblem, requestProblems, TokenServer } from './receiver';
 import {
   CREDENTIAL_MARK,
   type InvocationSpec,
@@ -14,37 +17,54 @@ import {
   type Scenario,
   SOURCE,
 } from './scenario';
-import {
-  AttemptLog,
-  FakeLedger,
-  FakeSqs,
-  HEALTHY,
-  realBackoff,
-  WriteLog,
-  watchEventLoop,
-  watchedQuarantine,
-} from './sides';
+import { AttemptLog, FakeSqs, HEALTHY, realBackoff, WriteLog, watchEventLoop, watchedQuarantine } from './sides';
+import { type EventShape, endpointSecrets, fileEntry, modelRoutes } from './subscriptions';
 
-function eventBody(spec: RecordSpec, maxEventBytes: number): string {
+/** The JSON of one message for event `spec.eventId`, whose attributes come from the scenario's event shapes. */
+function eventBody(spec: RecordSpec, shape: EventShape, maxEventBytes: number): string {
   const id = `ev-${spec.eventId}`;
-  const base = { specversion: '1.0', id, source: SOURCE, type: 'com.example.fuzz' };
-  const data = { note: PAYLOAD_MARK };
+  const base = {
+    specversion: '1.0',
+    id,
+    source: shape.source,
+    type: shape.type,
+    ...(shape.subject !== undefined ? { subject: shape.subject } : {}),
+    ...shape.extensions,
+  };
+  const data = {
+    json: { data: { note: PAYLOAD_MARK } },
+    null: { data: null },
+    absent: {},
+    base64: { datacontenttype: 'application/octet-stream', data_base64: Buffer.from(PAYLOAD_MARK).toString('base64') },
+    text: { datacontenttype: 'text/plain', data: `note ${PAYLOAD_MARK}` },
+  }[shape.data];
   switch (spec.kind) {
     case 'valid':
-      return JSON.stringify({ ...base, data });
+      return JSON.stringify({ ...base, ...data });
     case 'null-attributes':
-      return JSON.stringify({ ...base, subject: null, time: null, datacontenttype: null, dataschema: null, data });
+      // Null is absent (JSON format 1.0.2, 2.2): routing and content modes must read these as the valid kind.
+      return JSON.stringify({
+        ...(shape.subject === undefined ? { subject: null } : {}),
+        ...base,
+        time: null,
+        dataschema: null,
+        ...('datacontenttype' in data ? {} : { datacontenttype: null }),
+        ...data,
+      });
     case 'not-json':
       return `password=${PAYLOAD_MARK}&id=${id}`;
     case 'invalid-cloudevent':
-      return JSON.stringify({ ...base, time: PAYLOAD_MARK, data });
+      return JSON.stringify({ ...base, time: PAYLOAD_MARK, ...data });
     case 'bad-extension':
-      return JSON.stringify({ ...base, 'bad\u0001ext': PAYLOAD_MARK, data });
+      return JSON.stringify({ ...base, 'bad\u0001ext': PAYLOAD_MARK, ...data });
     case 'at-limit':
     case 'over-limit': {
       const shell = JSON.stringify({ ...base, data: { note: PAYLOAD_MARK, pad: '' } });
       const target = maxEventBytes + (spec.kind === 'over-limit' ? 1 : 0);
-      return JSON.stringify({ ...base, data: { note: PAYLOAD_MARK, pad: 'x'.repeat(target - shell.length) } });
+      return JSON.stringify({
+        ...base,
+        data: { note: PAYLOAD_MARK, pad: 'x'.repeat(Math.max(0, target - shell.length)) },
+      });
     }
   }
 }
@@ -71,92 +91,165 @@ function captureOutput(): { lines: string[]; restore: () => void } {
 
 const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** How often each feature was exercised in this process: `npm run fuzz` prints it, to show no check is vacuous. */
+export const coverage = new Map<string, number>();
+const count = (what: string, n = 1) => coverage.set(what, (coverage.get(what) ?? 0) + n);
+
+function countRequest(side: ReceiverSide): void {
+  count('requests verified');
+  count(`requests ${side.spec.contentMode ?? 'structured'}`);
+  if (side.spec.signing !== 'none') count(`requests signed ${side.spec.signing}`);
+  if (side.spec.auth !== 'none') count(`requests auth ${side.spec.auth}`);
+  if (side.spec.filter) count('requests through a filter');
+}
+
 interface World {
   endpoints: FuzzEndpoint[];
   attempts: AttemptLog;
   writes: WriteLog;
   sqs: FakeSqs;
-  ledger: FakeLedger | undefined;
+  ledger: DynaliteLedger | undefined;
+  deadLetters: DeadLetters | undefined;
+  tokens: TokenServer;
+  registry: EventRegistry;
+  /** What the endpoints' verifiers found wrong in the requests of the current invocation. */
+  problems: Array<{ rule: string; detail: string }>;
   seen: ReturnType<typeof watchedQuarantine>['seen'] | undefined;
   ingest: Ingest;
-  unauthenticated: string[];
   credentials: InvocationSpec['credentials'];
+  /** When the endpoints' token buckets were made (performance.now()). */
+  bucketsSince: number;
+  /** Every secret value of the endpoints file: none may reach a log line (I5). */
+  secretValues: string[];
 }
 
-async function startWorld(scenario: Scenario): Promise<World> {
+/** The endpoints file of the scenario, the secret values its references name, and each receiver's side of it. */
+function endpointsFile(scenario: Scenario, endpoints: FuzzEndpoint[], tokenUrl: string) {
+  const sides: ReceiverSide[] = [];
+  const values = new Map<string, string>();
+  const entries = endpoints.map((endpoint, i) => {
+    const spec = scenario.subscriptions[i]!;
+    const secrets = endpointSecrets(endpoint.name, spec, CREDENTIAL_MARK);
+    const file = fileEntry(endpoint.name, endpoint.url, spec, secrets, tokenUrl);
+    for (const [key, value] of file.values) values.set(key, value);
+    // ENDPOINT_CREDENTIALS' bearer token goes only where the file sets no auth (the function refuses both).
+    const bearer = scenario.credentials && spec.auth === 'none' ? CREDENTIAL_MARK : undefined;
+    sides.push({ name: endpoint.name, spec, secrets, ...(bearer ? { bearer } : {}) });
+    return file.entry;
+  });
+  return { document: { endpoints: entries }, values, sides };
+}
+
+function configOf(scenario: Scenario, document: unknown) {
+  return loadConfig(
+    {
+      DELIVERY_TIMEOUT_MS: String(scenario.deliveryTimeoutMs),
+      DELIVERY_MAX_ATTEMPTS: String(scenario.maxAttempts),
+      DELIVERY_RETRY_BASE_MS: '5',
+      DELIVERY_RETRY_MAX_MS: '40',
+      ENDPOINT_MAX_CONNECTIONS: String(scenario.maxConnections),
+      DEADLINE_MARGIN_MS: '500',
+      MAX_EVENT_BYTES: String(scenario.maxEventBytes),
+      CIRCUIT_BREAKER_THRESHOLD: String(scenario.breakerThreshold),
+      CIRCUIT_BREAKER_HALF_OPEN_MS: String(scenario.halfOpenMs),
+      RETRY_BASE_DELAY_S: String(scenario.retryBaseDelayS),
+      RETRY_MAX_DELAY_S: String(scenario.retryMaxDelayS),
+      DELIVERY_LEDGER_MODE: scenario.ledgerMode,
+    },
+    { document, source: 'fuzz endpoints file' },
+  );
+}
+
+async function startWorld(scenario: Scenario, aws: LocalAws): Promise<World> {
   const clock: Clock = { tick: 0 };
-  const unauthenticated: string[] = [];
+  const problems: World['problems'] = [];
+  const registry = new EventRegistry();
+  const sides = new Map<string, ReceiverSide>();
+  const clients = new Map<string, string>();
+  const tokens = await TokenServer.start(clients);
   const endpoints = await Promise.all(
     scenario.endpoints.map((script, index) =>
-      FuzzEndpoint.start(`e${index}`, script, clock, (endpoint, _key, headers) => {
-        if (scenario.credentials && headers.authorization !== `Bearer ${CREDENTIAL_MARK}`) {
-          unauthenticated.push(endpoint.name);
-        }
+      FuzzEndpoint.start(`e${index}`, script, clock, (endpoint, key, headers, body) => {
+        const side = sides.get(endpoint.name)!;
+        countRequest(side);
+        problems.push(...requestProblems(side, registry, tokens, key, headers, body));
       }),
     ),
   );
-  const config = loadConfig({
-    ENDPOINTS: endpoints.map((endpoint) => `${endpoint.name}=${endpoint.url}`).join(','),
-    DELIVERY_TIMEOUT_MS: String(scenario.deliveryTimeoutMs),
-    DELIVERY_MAX_ATTEMPTS: String(scenario.maxAttempts),
-    DELIVERY_RETRY_BASE_MS: '5',
-    DELIVERY_RETRY_MAX_MS: '40',
-    ENDPOINT_MAX_CONNECTIONS: String(scenario.maxConnections),
-    DEADLINE_MARGIN_MS: '500',
-    MAX_EVENT_BYTES: String(scenario.maxEventBytes),
-    CIRCUIT_BREAKER_THRESHOLD: String(scenario.breakerThreshold),
-    CIRCUIT_BREAKER_HALF_OPEN_MS: String(scenario.halfOpenMs),
-    RETRY_BASE_DELAY_S: String(scenario.retryBaseDelayS),
-    RETRY_MAX_DELAY_S: String(scenario.retryMaxDelayS),
-  });
+  const file = endpointsFile(scenario, endpoints, tokens.url);
+  for (const side of file.sides) {
+    sides.set(side.name, side);
+    if (side.secrets.clientSecret) clients.set(`client-${side.name}`, side.secrets.clientSecret);
+  }
+  const config = configOf(scenario, file.document);
   const sqs = new FakeSqs();
   const attempts = new AttemptLog();
-  const ledger = scenario.ledger ? new FakeLedger() : undefined;
+  const names = endpoints.map((endpoint) => endpoint.name);
+  const ledger = scenario.ledger ? await DynaliteLedger.create(aws, names, config.ledgerTtlS) : undefined;
+  const deadLetters = scenario.redrive && !scenario.fifo ? await DeadLetters.create(aws) : undefined;
   const watched = scenario.quarantine ? watchedQuarantine(sqs, scenario.fifo, clock) : undefined;
   const writes = new WriteLog(new Map(endpoints.map((endpoint) => [endpoint.name, endpoint.url])));
-  const world: Omit<World, 'ingest'> & { ingest?: Ingest } = {
+  const world: Omit<World, 'ingest' | 'bucketsSince'> & { ingest?: Ingest } = {
     endpoints,
     attempts,
     writes,
     sqs,
     ledger,
+    deadLetters,
+    tokens,
+    registry,
+    problems,
     seen: watched?.seen,
-    unauthenticated,
     credentials: 'ok',
+    secretValues: [...file.values.values()],
   };
-  const credential = { kind: 'bearer' as const, token: CREDENTIAL_MARK };
-  const source = async () => {
+  // The credential and secret sources fail alike: both are SSM / Secrets Manager reads.
+  const read = async <T>(value: T): Promise<T> => {
     if (world.credentials === 'throw') throw new Error('ThrottlingException: Rate exceeded');
     if (world.credentials === 'slow') await wait(2_000);
-    return credential;
+    return value;
   };
+  const credential = { kind: 'bearer' as const, token: CREDENTIAL_MARK };
+  const bearers = file.sides.filter((side) => side.bearer !== undefined).map((side) => side.name);
+  // The token buckets start full when createIngest makes them: no earlier than this.
+  const bucketsSince = performance.now();
   const ingest = createIngest(config, {
     logger: new Logger({ serviceName: 'fuzz', logLevel: 'DEBUG' }),
     metrics: new Metrics({ serviceName: 'fuzz', namespace: 'Fuzz' }),
     tracer: attempts.tracer,
     ...(watched ? { quarantine: watched.quarantine } : {}),
     ...(scenario.backoff ? { backoff: realBackoff(sqs, scenario.retryBaseDelayS, scenario.retryMaxDelayS) } : {}),
-    ...(ledger ? { ledger } : {}),
-    ...(scenario.credentials
+    ...(ledger ? { ledger: ledger.ledger } : {}),
+    ...(file.values.size > 0 ? { secrets: () => read(file.values) } : {}),
+    ...(bearers.length > 0
       ? {
-          credentials: async () => {
-            await source();
-            return new Map(endpoints.map((endpoint) => [endpoint.name, credential]));
-          },
-          refreshCredential: source,
+          credentials: () => read(new Map(bearers.map((name) => [name, credential]))),
+          refreshCredential: () => read(credential),
         }
       : {}),
   });
-  return Object.assign(world, { ingest });
+  return Object.assign(world, { ingest, bucketsSince });
 }
 
-function buildRecord(spec: RecordSpec, scenario: Scenario, serial: number): ModelRecord {
+/** A message of the batch with what the model knows of it; `record` defaults to a new message of the source queue. */
+function modelRecord(spec: RecordSpec, scenario: Scenario, world: World, record: SQSRecord): ModelRecord {
+  const shape = shapeOf(scenario, spec.eventId);
+  const key = idempotencyKey(shape.source, `ev-${spec.eventId}`);
+  const poison = POISON_KINDS.has(spec.kind);
+  if (!poison) world.registry.add(key, shape, record.body);
+  const routed = new Set(
+    world.endpoints.filter((_e, i) => modelRoutes(scenario.subscriptions[i]!.filter, shape)).map((e) => e.name),
+  );
+  return { record, spec, key, poison, routed };
+}
+
+function buildRecord(spec: RecordSpec, scenario: Scenario, world: World, serial: number): ModelRecord {
   const messageId = `m-${serial}`;
   const arn = `arn:aws:sqs:us-east-1:123456789012:source${scenario.fifo ? '.fifo' : ''}`;
   const record: SQSRecord = {
     messageId,
     receiptHandle: `rh-${messageId}-1`,
-    body: eventBody(spec, scenario.maxEventBytes),
+    body: eventBody(spec, shapeOf(scenario, spec.eventId), scenario.maxEventBytes),
     attributes: {
       ApproximateReceiveCount: '1',
       SentTimestamp: String(Date.now()),
@@ -170,7 +263,35 @@ function buildRecord(spec: RecordSpec, scenario: Scenario, serial: number): Mode
     eventSourceARN: arn,
     awsRegion: 'us-east-1',
   };
-  return { record, spec, key: idempotencyKey(SOURCE, `ev-${spec.eventId}`), poison: POISON_KINDS.has(spec.kind) };
+  return modelRecord(spec, scenario, world, record);
+}
+
+const shapeOf = (scenario: Scenario, eventId: number): EventShape =>
+  scenario.events[eventId] ?? recoveryShape(scenario, eventId);
+
+/** Event ids from 100 are the recovery's fresh events: id 100 + 10 × invocation + i is routed to endpoint i. */
+const RECOVERY_EVENTS = 100;
+
+/** Attributes that endpoint i's filter takes (by the model's reading): its first value of each attribute it names. */
+function recoveryShape(scenario: Scenario, eventId: number): EventShape {
+  const filter = scenario.subscriptions[(eventId - RECOVERY_EVENTS) % 10]?.filter;
+  const first = (values: Match | Match[] | undefined, fallback: string) => {
+    const value = Array.isArray(values) ? values[0] : values;
+    return value === undefined ? fallback : typeof value === 'string' ? value : `${value.prefix}recovery`;
+  };
+  const extensions = Object.fromEntries(
+    Object.entries(filter?.extensions ?? {}).map(([name, values]) => [
+      name,
+      Array.isArray(values) ? values[0]! : values,
+    ]),
+  );
+  return {
+    type: first(filter?.type, 'com.example.recovery'),
+    source: first(filter?.source, SOURCE),
+    ...(filter?.subject ? { subject: first(filter.subject, '') } : {}),
+    extensions,
+    data: 'json',
+  };
 }
 
 /** The same message back from SQS: one more receive, a new receipt handle. */
@@ -192,61 +313,130 @@ function redeliver(item: ModelRecord, invocation: number): ModelRecord {
  */
 export const MAX_RECOVERIES = 3;
 
+function recoverySpec(scenario: Scenario, index: number): InvocationSpec {
+  return {
+    // Room for a loaded machine: the rule is about the breaker letting requests through, not about speed.
+    remainingMs: 5_000,
+    modes: scenario.endpoints.map(() => 'healthy' as const),
+    faults: HEALTHY,
+    credentials: 'ok',
+    token: 'ok',
+    // One fresh event per endpoint, routed there by its filter, each in its own FIFO group: one endpoint still held
+    // (see I4's OAuth exception) must not block another's event behind it.
+    records: scenario.endpoints.map((_e, i) => ({
+      kind: 'valid' as const,
+      eventId: RECOVERY_EVENTS + 10 * index + i,
+      group: 90 + i,
+    })),
+  };
+}
+
+/** Moves the DLQ back with lib/redrive; what arrives must be what was dead-lettered, byte for byte. */
+async function redriven(scenario: Scenario, world: World, index: number): Promise<ModelRecord[]> {
+  const dead = world.deadLetters;
+  // Before invocation `before`, or before the first recovery when the scenario has fewer invocations.
+  const due = Math.min(scenario.redrive?.before ?? -1, scenario.invocations.length);
+  if (!dead || dead.waiting.length === 0 || index !== due) return [];
+  const bySpec = new Map(dead.specs);
+  const { summary, records, expected } = await dead.redrive();
+  const got = records.map((record) => record.body).sort();
+  if (summary.failed > 0 || summary.moved !== expected.length || got.join('\n') !== expected.sort().join('\n')) {
+    throw new InvariantViolation(
+      'redrive',
+      index,
+      `dead-lettered ${expected.length}, redrive moved ${summary.moved} (failed ${summary.failed}), ` +
+        `${records.length} arrived in the source queue${got.length === expected.length ? ' with other bodies' : ''}`,
+    );
+  }
+  count('redrives');
+  count('messages redriven', records.length);
+  return records.map((record) => modelRecord(bySpec.get(record.body)!, scenario, world, record));
+}
+
+/** What the token server and the endpoints' request clocks found: client credentials, and each rate limit kept. */
+function serverProblems(scenario: Scenario, world: World): Array<{ rule: string; detail: string }> {
+  const problems = world.tokens.problems.splice(0).map((detail) => ({ rule: 'I7', detail }));
+  for (const [i, endpoint] of world.endpoints.entries()) {
+    const rate = scenario.subscriptions[i]!.rateLimitPerSecond;
+    const problem =
+      rate === undefined ? undefined : rateProblem(endpoint.name, rate, world.bucketsSince, endpoint.arrivals);
+    if (problem) problems.push(problem);
+  }
+  return problems;
+}
+
+function beginInvocation(world: World, spec: InvocationSpec): void {
+  for (const [i, endpoint] of world.endpoints.entries()) endpoint.beginInvocation(spec.modes[i] ?? 'script');
+  world.attempts.beginInvocation();
+  world.writes.beginInvocation();
+  world.sqs.faults = spec.faults;
+  world.credentials = spec.credentials;
+  world.tokens.mode = spec.token;
+  world.sqs.visibility = [];
+  if (world.ledger) world.ledger.faults = spec.faults;
+  if (world.seen) {
+    world.seen.sent = [];
+    world.seen.confirmed = new Map();
+  }
+  world.problems.length = 0;
+}
+
+async function invoke(world: World, batch: ModelRecord[], deadlineAt: number, index: number) {
+  const output = captureOutput();
+  try {
+    const response = await world.ingest.handle(
+      { Records: batch.map((item) => item.record) },
+      { getRemainingTimeInMillis: () => Math.max(0, deadlineAt - Date.now()) },
+    );
+    return { response, output: output.lines };
+  } catch (error) {
+    // Lambda would count the whole batch failed, delivered records included: no answer is an I2 failure.
+    throw new InvariantViolation('I2', index, `no answer: handle threw ${String(error)}`);
+  } finally {
+    output.restore();
+  }
+}
+
+/** What was reported failed goes back to the queue, or to the DLQ once it was received maxReceiveCount times. */
+async function requeue(scenario: Scenario, world: World, failed: ModelRecord[], index: number) {
+  const limit = world.deadLetters ? scenario.redrive!.maxReceiveCount : Number.POSITIVE_INFINITY;
+  const dead = failed.filter((item) => Number(item.record.attributes.ApproximateReceiveCount) >= limit);
+  await world.deadLetters?.deadLetter(dead);
+  return failed.filter((item) => !dead.includes(item)).map((item) => redeliver(item, index));
+}
+
 /**
- * Runs the scenario's invocations in a row on one warm instance, redelivering what each reported failed, then a
- * recovery invocation (every endpoint and side effect healthy, one half-open period later, with a fresh probe
- * record), repeated as MAX_RECOVERIES says. Throws an InvariantViolation at the first broken invariant.
+ * Runs the scenario's invocations in a row on one warm instance, redelivering what each reported failed (or
+ * dead-lettering it, and redriving the DLQ), then a recovery invocation (every endpoint and side effect healthy, one
+ * half-open period later, with a fresh event per endpoint), repeated as MAX_RECOVERIES says. Throws an
+ * InvariantViolation at the first broken invariant.
  */
-export async function runScenario(scenario: Scenario, ignored?: ReadonlySet<string>): Promise<void> {
-  const world = await startWorld(scenario);
+export async function runScenario(scenario: Scenario, aws: LocalAws, ignored?: ReadonlySet<string>): Promise<void> {
+  const world = await startWorld(scenario, aws);
+  if (world.ledger) count(`scenarios with the dynalite ledger, ${scenario.ledgerMode}`);
   let serial = 0;
   try {
     let pending: ModelRecord[] = [];
     const last = scenario.invocations.length + MAX_RECOVERIES - 1;
     for (let index = 0; index <= last; index++) {
       const recovery = index >= scenario.invocations.length;
-      const spec = recovery
-        ? {
-            // Room for a loaded machine: the rule is about the breaker letting requests through, not about speed.
-            remainingMs: 5_000,
-            modes: scenario.endpoints.map(() => 'healthy' as const),
-            faults: HEALTHY,
-            credentials: 'ok' as const,
-            records: [{ kind: 'valid' as const, eventId: 100 + index, group: 9 }],
-          }
-        : scenario.invocations[index]!;
+      const spec = recovery ? recoverySpec(scenario, index) : scenario.invocations[index]!;
       // Time passes between invocations: the recovery one starts a full half-open period after the endpoints healed.
       if (recovery) await wait(scenario.halfOpenMs + 5);
-      const batch = [...pending, ...spec.records.map((record) => buildRecord(record, scenario, serial++))];
-      for (const [i, endpoint] of world.endpoints.entries()) endpoint.beginInvocation(spec.modes[i] ?? 'script');
-      world.attempts.beginInvocation();
-      world.writes.beginInvocation();
-      world.sqs.faults = spec.faults;
-      world.credentials = spec.credentials;
-      world.sqs.visibility = [];
-      if (world.ledger) world.ledger.faults = spec.faults;
-      if (world.seen) {
-        world.seen.sent = [];
-        world.seen.confirmed = new Map();
-      }
-      world.unauthenticated.length = 0;
-      const ledgerBefore = world.ledger?.snapshot();
-      const started = Date.now();
-      const deadlineAt = started + spec.remainingMs;
+      const batch = [
+        ...pending,
+        ...(await redriven(scenario, world, index)),
+        ...spec.records.map((record) => buildRecord(record, scenario, world, serial++)),
+      ];
+      beginInvocation(world, spec);
+      const ledgerBefore = await world.ledger?.snapshot();
+      const deadlineAt = Date.now() + spec.remainingMs;
       const loop = recovery ? watchEventLoop() : undefined;
-      const output = captureOutput();
-      let response: SQSBatchResponse;
-      try {
-        response = await world.ingest.handle(
-          { Records: batch.map((item) => item.record) },
-          { getRemainingTimeInMillis: () => Math.max(0, deadlineAt - Date.now()) },
-        );
-      } catch (error) {
-        // Lambda would count the whole batch failed, delivered records included: no answer is an I2 failure.
-        throw new InvariantViolation('I2', index, `no answer: handle threw ${String(error)}`);
-      } finally {
-        output.restore();
-      }
+      const { response, output } = await invoke(world, batch, deadlineAt, index);
+      const answeredAt = Date.now();
+      // A token request the product gave up on (its timeout is the endpoint's, as short as 40 ms here) is a failure the
+      // token server may never have seen: the product holds it all the same.
+      if (output.some((line) => line.includes('OAuth token request to'))) world.tokens.lastFailureAt = answeredAt;
       const loopDelayMaxMs = loop?.stop();
       const observation: Observation = {
         scenario,
@@ -255,27 +445,40 @@ export async function runScenario(scenario: Scenario, ignored?: ReadonlySet<stri
         lastRecovery: index === last,
         batch,
         response,
-        answeredAt: Date.now(),
+        answeredAt,
         deadlineAt,
         endpoints: world.endpoints,
         attempts: world.attempts.now,
         written: world.writes.now,
         ...(loopDelayMaxMs === undefined ? {} : { loopDelayMaxMs }),
         ledgerBefore,
-        ledgerAfter: world.ledger?.snapshot(),
+        ledgerAfter: await world.ledger?.snapshot(),
         quarantine: world.seen,
         visibility: world.sqs.visibility,
-        output: output.lines.join(''),
-        unauthenticated: [...world.unauthenticated],
+        output: output.join(''),
+        problems: [...world.problems, ...serverProblems(scenario, world)],
+        tokenFailedAt: world.tokens.lastFailureAt,
+        secrets: world.secretValues,
       };
       checkInvariants(observation, ignored);
+      count(
+        '(message, endpoint) pairs its filter excludes',
+        batch.reduce((n, item) => n + (item.poison ? 0 : world.endpoints.length - item.routed.size), 0),
+      );
       if (recovery && world.endpoints.every((endpoint) => recovered(observation, endpoint))) break;
       const failed = new Set(response.batchItemFailures.map((item) => item.itemIdentifier));
-      pending = batch.filter((item) => failed.has(item.record.messageId)).map((item) => redeliver(item, index));
+      pending = await requeue(
+        scenario,
+        world,
+        batch.filter((item) => failed.has(item.record.messageId)),
+        index,
+      );
     }
   } finally {
     world.writes.close();
     await world.ingest.close();
-    await Promise.all(world.endpoints.map((endpoint) => endpoint.close()));
+    await Promise.all([...world.endpoints.map((endpoint) => endpoint.close()), world.tokens.close()]);
+    world.ledger?.close();
+    world.deadLetters?.close();
   }
 }

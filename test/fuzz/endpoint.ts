@@ -15,6 +15,9 @@ export type Mode = 'script' | 'down' | 'healthy';
 /** The statuses with which an endpoint blames the event itself (issue 9, defect 4). */
 export const POISON_STATUSES: ReadonlySet<number> = new Set([400, 413, 415, 422]);
 
+/** Told of every request an endpoint reads, with its body, before it answers. */
+export type OnRequest = (endpoint: FuzzEndpoint, key: string, headers: http.IncomingHttpHeaders, body: Buffer) => void;
+
 /** A logical clock shared by every endpoint of a scenario, so acceptances can be ordered across endpoints. */
 export interface Clock {
   tick: number;
@@ -32,6 +35,8 @@ export class FuzzEndpoint {
   /** Keys answered with a poison status (400/413/415/422) during the current invocation. */
   blamedNow = new Set<string>();
   requestsNow = 0;
+  /** When each request was read (performance.now()), over the whole scenario. */
+  readonly arrivals: number[] = [];
   /** Idempotency keys of the requests read during the current invocation. */
   readNow = new Set<string>();
   mode: Mode = 'script';
@@ -44,11 +49,12 @@ export class FuzzEndpoint {
     readonly name: string,
     private readonly script: readonly Reply[],
     private readonly clock: Clock,
-    private readonly onRequest: (endpoint: FuzzEndpoint, key: string, headers: http.IncomingHttpHeaders) => void,
+    private readonly onRequest: OnRequest,
   ) {
     this.#server = http.createServer((req, res) => {
-      req.on('data', () => {});
-      req.on('end', () => this.#answer(req, res));
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => this.#answer(req, res, Buffer.concat(chunks)));
       req.on('error', () => {});
     });
     this.#server.on('connection', (socket) => {
@@ -61,7 +67,7 @@ export class FuzzEndpoint {
     name: string,
     script: readonly Reply[],
     clock: Clock,
-    onRequest: (endpoint: FuzzEndpoint, key: string, headers: http.IncomingHttpHeaders) => void,
+    onRequest: OnRequest,
   ): Promise<FuzzEndpoint> {
     const endpoint = new FuzzEndpoint(name, script, clock, onRequest);
     await new Promise<void>((resolve) => endpoint.#server.listen(0, '127.0.0.1', resolve));
@@ -90,12 +96,13 @@ export class FuzzEndpoint {
     return this.script[(spread + attempt - 1) % this.script.length]!;
   }
 
-  #answer(req: http.IncomingMessage, res: http.ServerResponse): void {
+  #answer(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer): void {
     const header = req.headers['idempotency-key'];
     const key = typeof header === 'string' ? header : '';
     this.requestsNow++;
+    this.arrivals.push(performance.now());
     this.readNow.add(key);
-    this.onRequest(this, key, req.headers);
+    this.onRequest(this, key, req.headers, body);
     const reply = this.#pick(key);
     switch (reply.kind) {
       case 'reset-before':

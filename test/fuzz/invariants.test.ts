@@ -5,6 +5,10 @@ import type { ModelRecord, Scenario } from './scenario';
 
 const scenario: Scenario = {
   endpoints: [[{ kind: 'status', status: 200 }]],
+  subscriptions: [{ auth: 'none', signing: 'none', signingSecrets: 1 }],
+  events: [],
+  ledgerMode: 'redeliveries',
+  redrive: undefined,
   fifo: false,
   quarantine: false,
   ledger: false,
@@ -41,6 +45,7 @@ const fresh: ModelRecord = {
   spec: { kind: 'valid', eventId: 109, group: 9 },
   key: 'fresh-key',
   poison: false,
+  routed: new Set(['e0']),
 };
 
 describe('I4 in a recovery invocation (the endpoint answers 2xx, DELIVERY_TIMEOUT_MS 40 ms)', () => {
@@ -74,7 +79,9 @@ describe('I4 in a recovery invocation (the endpoint answers 2xx, DELIVERY_TIMEOU
     quarantine: undefined,
     visibility: [],
     output: '{"message":"batch processed"}',
-    unauthenticated: [],
+    problems: [],
+    tokenFailedAt: undefined,
+    secrets: [],
   });
   const starved = { loopDelayMaxMs: 25 };
 

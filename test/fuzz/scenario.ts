@@ -2,6 +2,14 @@ import type { SQSRecord } from 'aws-lambda';
 import fc from 'fast-check';
 import type { Mode, Reply } from './endpoint';
 import type { Fault, Faults } from './sides';
+import {
+  type EventShape,
+  eventShapeArb,
+  type SubscriptionSpec,
+  subscriptionArb,
+  type TokenMode,
+  tokenModeArb,
+} from './subscriptions';
 
 /** What one generated SQS record holds. Poison kinds are the ones no endpoint should ever see. */
 export type RecordKind =
@@ -39,6 +47,8 @@ export interface ModelRecord {
   spec: RecordSpec;
   key: string;
   poison: boolean;
+  /** The endpoints whose filter takes the event, by the model's reading of the endpoints file. */
+  routed: ReadonlySet<string>;
 }
 
 export interface InvocationSpec {
@@ -48,11 +58,20 @@ export interface InvocationSpec {
   faults: Faults;
   /** The credential source: answers, throws (SSM throttled), or takes longer than the invocation has (SDK retries). */
   credentials: 'ok' | 'throw' | 'slow';
+  /** How the OAuth token endpoint answers. */
+  token: TokenMode;
   records: RecordSpec[];
 }
 
 export interface Scenario {
   endpoints: Reply[][];
+  /** The endpoints file: one entry per endpoint. */
+  subscriptions: SubscriptionSpec[];
+  /** The attributes of event ids 0 to 7 (RecordSpec.eventId). */
+  events: EventShape[];
+  ledgerMode: 'redeliveries' | 'every-delivery';
+  /** Standard queues: a record reported failed this often is dead-lettered; lib/redrive moves the DLQ back before invocation `before`. */
+  redrive: { maxReceiveCount: number; before: number } | undefined;
   fifo: boolean;
   quarantine: boolean;
   ledger: boolean;
@@ -169,6 +188,7 @@ function invocationArb(endpointCount: number, options: GenerationOptions): fc.Ar
           { weight: 1, arbitrary: fc.constantFrom('throw' as const, 'slow' as const) },
         )
       : fc.constant('ok' as const),
+    token: tokenModeArb,
     records: fc.array(recordArb, { minLength: 1, maxLength: 6 }),
   });
 }
@@ -177,6 +197,13 @@ export const scenarioArb = (options: GenerationOptions = { credentialFaults: tru
   fc.integer({ min: 1, max: 3 }).chain((count) =>
     fc.record({
       endpoints: fc.array(fc.array(replyArb, { minLength: 1, maxLength: 6 }), { minLength: count, maxLength: count }),
+      subscriptions: fc.array(subscriptionArb, { minLength: count, maxLength: count }),
+      events: fc.array(eventShapeArb, { minLength: 8, maxLength: 8 }),
+      ledgerMode: fc.constantFrom('redeliveries' as const, 'every-delivery' as const),
+      redrive: fc.option(
+        fc.record({ maxReceiveCount: fc.constantFrom(1, 1, 2), before: fc.integer({ min: 1, max: 3 }) }),
+        { nil: undefined, freq: 4 },
+      ),
       fifo: fc.boolean(),
       quarantine: fc.boolean(),
       ledger: fc.boolean(),

@@ -9,7 +9,7 @@ import {
 import type { SQSRecord } from 'aws-lambda';
 import { createBackoff } from '../../lib/backoff';
 import { createQuarantine } from '../../lib/quarantine';
-import type { Backoff, Ledger, LedgerEntry, Quarantine, QuarantineItem } from '../../lib/types';
+import type { Backoff, Quarantine, QuarantineItem } from '../../lib/types';
 
 /** How a side effect behaves during one invocation. `hang` waits until the signal it was given aborts. */
 export type Fault = 'ok' | 'throw' | 'partial' | 'hang';
@@ -23,7 +23,7 @@ export interface Faults {
 
 export const HEALTHY: Faults = { quarantine: 'ok', backoff: 'ok', lookup: 'ok', record: 'ok' };
 
-function hang(signal: AbortSignal | undefined): Promise<never> {
+export function hang(signal: AbortSignal | undefined): Promise<never> {
   return new Promise((_resolve, reject) => {
     const fail = () => reject(Object.assign(new Error('Request aborted'), { name: 'AbortError' }));
     if (signal?.aborted) fail();
@@ -105,39 +105,6 @@ export function watchedQuarantine(sqs: FakeSqs, fifo: boolean, clock: { tick: nu
 
 export function realBackoff(sqs: FakeSqs, baseDelayS: number, maxDelayS: number): Backoff {
   return createBackoff(sqs.client, { baseDelayS, maxDelayS });
-}
-
-/** An in-process delivery ledger whose lookups and writes fail, half-fail or hang as the scenario says. */
-export class FakeLedger implements Ledger {
-  readonly entries = new Map<string, Set<string>>();
-  faults: Faults = HEALTHY;
-
-  async lookup(keys: string[], signal: AbortSignal): Promise<Map<string, Set<string>>> {
-    if (this.faults.lookup === 'hang') return hang(signal);
-    if (this.faults.lookup === 'throw') throw new Error('ProvisionedThroughputExceededException');
-    const found = new Map<string, Set<string>>();
-    for (const key of keys) {
-      const endpoints = this.entries.get(key);
-      if (endpoints && (this.faults.lookup === 'ok' || key.charCodeAt(0) % 2 === 0)) found.set(key, new Set(endpoints));
-    }
-    return found;
-  }
-
-  async record(entries: LedgerEntry[], signal: AbortSignal): Promise<void> {
-    if (this.faults.record === 'hang') return hang(signal);
-    if (this.faults.record === 'throw') throw new Error('ProvisionedThroughputExceededException');
-    const kept = this.faults.record === 'ok' ? entries : entries.filter((_entry, index) => index % 2 === 0);
-    for (const { key, endpoint } of kept) {
-      const endpoints = this.entries.get(key);
-      if (endpoints) endpoints.add(endpoint);
-      else this.entries.set(key, new Set([endpoint]));
-    }
-    if (kept.length < entries.length) throw new Error(`${entries.length - kept.length} unprocessed items`);
-  }
-
-  snapshot(): Map<string, Set<string>> {
-    return new Map([...this.entries].map(([key, endpoints]) => [key, new Set(endpoints)]));
-  }
 }
 
 /**

@@ -31,8 +31,12 @@ function close(server: Server): Promise<void> {
   });
 }
 
-/** Starts local-aws-sqs and dynalite on loopback once for the whole suite; tests reach them with inject(). */
-export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+/** Starts local-aws-sqs and dynalite on loopback; `close` stops both. Also used by `npm run fuzz`, outside vitest. */
+export async function startLocalServers(): Promise<{
+  sqsEndpoint: string;
+  dynamodbEndpoint: string;
+  close: () => Promise<void>;
+}> {
   // Queues are uniquely named per test, so a deleted name is never reused: skip the 60 s re-creation guard.
   const sqs = await createSqsServer({ port: 0, hostname: '127.0.0.1', emulateQueueCreationLifecycle: false });
   const dynamodb = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
@@ -40,9 +44,19 @@ export default async function setup(project: TestProject): Promise<() => Promise
     dynamodb.once('error', reject);
     dynamodb.listen(0, '127.0.0.1', () => resolve());
   });
-  project.provide('sqsEndpoint', baseUrl(sqs));
-  project.provide('dynamodbEndpoint', baseUrl(dynamodb));
-  return async () => {
-    await Promise.all([close(sqs), close(dynamodb)]);
+  return {
+    sqsEndpoint: baseUrl(sqs),
+    dynamodbEndpoint: baseUrl(dynamodb),
+    close: async () => {
+      await Promise.all([close(sqs), close(dynamodb)]);
+    },
   };
+}
+
+/** Starts local-aws-sqs and dynalite once for the whole suite; tests reach them with inject(). */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const servers = await startLocalServers();
+  project.provide('sqsEndpoint', servers.sqsEndpoint);
+  project.provide('dynamodbEndpoint', servers.dynamodbEndpoint);
+  return servers.close;
 }
