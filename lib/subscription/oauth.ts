@@ -107,8 +107,7 @@ export class ClientCredentialsToken {
     if (failure && now < failure.until && failure.clientSecret === clientSecret) return Promise.reject(failure.error);
     this.#pending ??= this.#fetch(clientSecret, signal)
       .catch((error: unknown) => {
-        // Cut by our own deadline is not the token endpoint failing: the next invocation asks again.
-        if (error instanceof OAuthTokenError && !signal.aborted)
+        if (error instanceof OAuthTokenError)
           this.#failure = { error, until: this.#now() + FAILED_HOLD_MS, clientSecret };
         throw error;
       })
