@@ -47,6 +47,17 @@ describe("npm start, npm run send and the local commands' files", () => {
     expect(demo.output()).not.toContain('do-not-echo-me');
   }, 60_000);
 
+  it('a --secrets file that is not valid YAML is refused with the line, never quoting the secret on it', async () => {
+    const here = mkdtempSync(join(logs, 'yaml-'));
+    writeFileSync(join(here, 'mine.yml'), 'endpoints:\n  - name: theirs\n    url: https://theirs.example.com/in\n');
+    // A password holding ': ' is not a plain YAML scalar: the YAML parser's own message quotes the line.
+    writeFileSync(join(here, 'secrets.yml'), 'ssm:\n  /x: do-not: echo-me\n');
+    const demo = run('demo.ts', ['--endpoints', 'mine.yml', '--secrets', 'secrets.yml'], userEnv({ INIT_CWD: here }));
+    expect(await demo.exited).toBe(2);
+    expect(demo.output()).toContain(`--secrets ${join(here, 'secrets.yml')}: not valid YAML at line 2, column 7: `);
+    expect(demo.output()).not.toContain('echo-me');
+  }, 60_000);
+
   it("ENDPOINTS and --endpoints FILE both set: refused, naming the user's file", async () => {
     const here = mkdtempSync(join(logs, 'both-'));
     writeFileSync(join(here, 'mine.yml'), 'endpoints:\n  - name: theirs\n    url: https://theirs.example.com/in\n');
