@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
@@ -91,6 +93,36 @@ describe("npm start, npm run send and the local commands' files", () => {
     } finally {
       start.child.kill('SIGKILL');
     }
+  }, 60_000);
+
+  it('Ctrl-C in npm start while an invocation runs: the summary counts what that invocation acknowledged', async () => {
+    // An endpoint that holds the request until the test lets it answer.
+    let release = () => {};
+    const answered = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const server = http.createServer((req, res) => {
+      req.resume();
+      void answered.then(() => res.writeHead(202).end());
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    onTestFinished(() => {
+      release();
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    const held = `held=http://127.0.0.1:${(server.address() as AddressInfo).port}/in`;
+    const start = run('start.ts', ['--port', '0', '--log', join(logs, 'held.log')], userEnv({ ENDPOINTS: held }));
+    const port = (await waitForOutput(start, /SQS {8}http:\/\/127\.0\.0\.1:(\d+)/))[1]!;
+    const waiting = new Promise((resolve) => server.once('request', resolve));
+    const send = run('send.ts', ['--count', '1'], userEnv({ LOCAL_SQS_PORT: port }));
+    expect(await send.exited).toBe(0);
+    await waiting;
+    start.child.kill('SIGINT');
+    await waitForOutput(start, /stopping: waiting for running invocations/);
+    release();
+    expect(await start.exited).toBe(0);
+    expect(start.output()).toMatch(/stopped after \d+ s: 1 received · 1 acknowledged · 0 in the DLQ · 0 still queued/);
   }, 60_000);
 
   it('one hand-written event into a running npm start: send --body, send --file, and aws sqs send-message', async () => {
