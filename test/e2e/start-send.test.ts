@@ -176,6 +176,15 @@ describe("npm start, npm run send and the local commands' files", () => {
     expect(sent).toBeLessThan(100000);
   }, 60_000);
 
+  it('npm run send -- --body "" (an unset shell variable) is refused, not taken as "send 100 sample events"', async () => {
+    const send = run('send.ts', ['--body', ''], userEnv({ LOCAL_SQS_PORT: String(CLOSED_PORT) }));
+    expect(await send.exited).toBe(2);
+    expect(send.output()).toContain('--body is empty');
+    const file = run('send.ts', ['--file', ''], userEnv({ LOCAL_SQS_PORT: String(CLOSED_PORT) }));
+    expect(await file.exited).toBe(2);
+    expect(file.output()).toContain('--file is empty');
+  }, 30_000);
+
   it('npm run send explains what to do when no local stack is running', async () => {
     const send = run('send.ts', ['--count', '1'], userEnv({ LOCAL_SQS_PORT: String(CLOSED_PORT) }));
     expect(await send.exited).toBe(1);
