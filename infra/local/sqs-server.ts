@@ -74,9 +74,9 @@ export interface LocalSqs {
 
 /**
  * Per attempt: a stalled connection fails instead of hanging the tool. The idle limit is above SQS's longest long
- * poll (20 s) plus a margin.
+ * poll (20 s) plus a margin; without throwOnRequestTimeout the SDK only logs a warning when it passes.
  */
-export const SQS_REQUEST_HANDLER = { connectionTimeout: 5_000, requestTimeout: 25_000 };
+export const SQS_REQUEST_HANDLER = { connectionTimeout: 5_000, requestTimeout: 25_000, throwOnRequestTimeout: true };
 
 /** An SQS client for a local (or any) endpoint with dummy credentials and no SDK retries unless asked. */
 export function localSqsClient(endpoint: string, maxAttempts = 3): SQSClient {

@@ -131,6 +131,8 @@ async function start(argv: string[]): Promise<number> {
     }, output.write.bind(output)),
   );
   await stopped;
+  // The running invocations first: what they acknowledge belongs in the summary, not under "still queued".
+  await stack.eventSource.stop();
   const last = await stack.snapshot(output.telemetry);
   await stack.stop();
   await output.uninstall();

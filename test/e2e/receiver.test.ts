@@ -133,6 +133,13 @@ describe('sample receiver (docs/local.md: deliver to your own endpoint)', () => 
     expect(help.output()).toContain('--api-key HEADER=VALUE');
   });
 
+  it('a stray argument (a password after a space) is refused without being printed: it may be a secret', async () => {
+    const receiver = launch(RECEIVER, ['--port', '0', '--basic', 'ingest', 'pass-word-1'], envWithoutAws());
+    expect(await receiver.exited).toBe(2);
+    expect(receiver.output()).toContain('an argument without a flag (11 characters, not shown: it may be a secret)');
+    expect(receiver.output()).not.toContain('pass-word-1');
+  });
+
   it('says the port is taken and how to pick another, and exits 1', async () => {
     const taken = createServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
