@@ -163,7 +163,7 @@ describe('Powertools instances', () => {
   });
 
   it('wants tracing exactly where Powertools Tracer would trace', () => {
-    const lambda = { AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs22.x' };
+    const lambda = { AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs24.x' };
     expect(tracingWanted(lambda)).toBe(true);
     expect(tracingWanted({})).toBe(false);
     expect(tracingWanted({ ...lambda, POWERTOOLS_TRACE_ENABLED: 'FALSE' })).toBe(false);
@@ -172,7 +172,7 @@ describe('Powertools instances', () => {
   });
 
   it('in Lambda with tracing on, loads the Tracer with a subsegment per endpoint request', async () => {
-    vi.stubEnv('AWS_EXECUTION_ENV', 'AWS_Lambda_nodejs22.x');
+    vi.stubEnv('AWS_EXECUTION_ENV', 'AWS_Lambda_nodejs24.x');
     vi.stubEnv('POWERTOOLS_TRACE_ENABLED', 'true');
     const tracer = await loadTracer();
     expect(tracer?.isTracingEnabled()).toBe(true);
