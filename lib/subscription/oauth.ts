@@ -1,3 +1,5 @@
+import { HEADER_VALUE } from './schema';
+
 /** The token endpoint did not give us a token; the message names the endpoint and the token URL, never a secret. */
 export class OAuthTokenError extends Error {
   override readonly name = 'OAuthTokenError';
@@ -157,6 +159,13 @@ export class ClientCredentialsToken {
     const token = json.access_token;
     if (typeof token !== 'string' || token === '') {
       throw new OAuthTokenError(endpoint, `${where} answered without an access_token`);
+    }
+    // Checked before it is kept: a token with a line break would fail every delivery for its whole lifetime.
+    if (!HEADER_VALUE.test(token)) {
+      throw new OAuthTokenError(
+        endpoint,
+        `${where} answered an access_token that cannot be sent in an Authorization header`,
+      );
     }
     // RFC 6750: only a Bearer token can be sent as 'Authorization: Bearer'; the type is case-insensitive (RFC 6749 5.1).
     const type = json.token_type;

@@ -340,6 +340,20 @@ describe('ClientCredentialsToken: what the token endpoint answers', () => {
     expect(await source.get(SECRET, never)).toBe('tok-2');
   });
 
+  it('an access_token HTTP cannot carry (a line break) is refused and not kept: the next answer is used', async () => {
+    const tokens = await tokenServer({
+      answer: (n) => ({ access_token: n === 1 ? 'tok-1\r\nX-Injected: 1' : `tok-${n}`, token_type: 'Bearer' }),
+    });
+    let now = 1_000_000;
+    const source = tokenSource(tokens.url, () => now);
+    const error = await refusalOf(source.get(SECRET, never));
+    expect(error).toBeInstanceOf(OAuthTokenError);
+    expect(error.message).toMatch(/answered an access_token that cannot be sent in an Authorization header/);
+    expect(error.message).not.toContain('tok-1');
+    now += 5_000;
+    expect(await source.get(SECRET, never)).toBe('tok-2');
+  });
+
   it('expires_in 0 serves the requests waiting for that token and no later one', async () => {
     const tokens = await tokenServer({ expiresIn: 0 });
     const source = tokenSource(tokens.url, () => 1_000_000);
