@@ -207,12 +207,17 @@ export class ClientCredentialsToken {
     return { headers, body: form.toString() };
   }
 
-  /** An error answer: its status and RFC 6749 error code (e.g. 400 invalid_client), with what to check. */
+  /**
+   * An error answer: its status and RFC 6749 error code (e.g. 400 invalid_client), with what to check: invalid_client
+   * is also the answer to an authentication method the server does not take (RFC 6749 5.2), hence clientAuth.
+   */
   async #refusal(response: Response, where: string): Promise<OAuthTokenError> {
     const body = (await response.json().catch(() => undefined)) as { error?: unknown } | undefined;
     const code = typeof body?.error === 'string' && ERROR_CODE.test(body.error) ? ` ${body.error}` : '';
     const fix =
-      response.status === 400 || response.status === 401 ? ': check clientId, the client secret and scope' : '';
+      response.status === 400 || response.status === 401
+        ? ': check clientId, the client secret, scope and clientAuth (basic or post)'
+        : '';
     return new OAuthTokenError(
       this.#options.endpoint,
       `${where} answered ${response.status}${code}${fix}`,

@@ -193,7 +193,7 @@ describe('ClientCredentialsToken', () => {
     const error = await Promise.resolve(source.get('wrong-secret', never)).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OAuthTokenError);
     expect((error as Error).message).toBe(
-      `OAuth token endpoint ${tokens.url.href} answered 401 invalid_client: check clientId, the client secret and scope`,
+      `OAuth token endpoint ${tokens.url.href} answered 401 invalid_client: check clientId, the client secret, scope and clientAuth (basic or post)`,
     );
     expect(error).toMatchObject({ name: 'OAuthTokenError', endpoint: 'crm', status: 401 });
     expect((error as Error).message).not.toContain('wrong-secret');
@@ -206,7 +206,9 @@ describe('ClientCredentialsToken: what the token endpoint answers', () => {
     const error = await refusalOf(tokenSource(tokens.url).get('wrong-secret', never));
     expect(error).toBeInstanceOf(OAuthTokenError);
     expect(error).toMatchObject({ status: 400 });
-    expect(error.message).toMatch(/answered 400 invalid_client: check clientId, the client secret and scope$/);
+    expect(error.message).toMatch(
+      /answered 400 invalid_client: check clientId, the client secret, scope and clientAuth \(basic or post\)$/,
+    );
   });
 
   it('an error code that is not RFC 6749 text is left out of the message', async () => {
