@@ -54,6 +54,28 @@ const FAILED_HOLD_MS = 5_000;
 /** RFC 6749 section 5.2 error codes are printable ASCII without '"' and '\': anything else is not shown. */
 const ERROR_CODE = /^[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}$/;
 
+/** A token answer is a few hundred bytes: a larger body (a tokenUrl serving something else) is not kept in memory. */
+const MAX_ANSWER_BYTES = 64 * 1024;
+const TOO_LARGE = Symbol('too large');
+const TOO_LARGE_TEXT = `more than ${MAX_ANSWER_BYTES} bytes: not a token answer (check tokenUrl)`;
+
+/** The body parsed as JSON, undefined when it is not JSON, TOO_LARGE past MAX_ANSWER_BYTES (the rest is not read). */
+async function readAnswer(response: Response): Promise<unknown> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  // Leaving the loop early cancels the stream: the connection is dropped, not drained.
+  for await (const chunk of response.body ?? []) {
+    size += chunk.byteLength;
+    if (size > MAX_ANSWER_BYTES) return TOO_LARGE;
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Form-encodes one client credential for HTTP Basic, as RFC 6749 section 2.3.1 requires. */
 function formEncode(value: string): string {
   return encodeURIComponent(value).replace(/%20/g, '+');
@@ -134,14 +156,13 @@ export class ClientCredentialsToken {
         redirect: 'error',
       });
       if (!response.ok) throw await this.#refusal(response, where);
-      json = await (response.json() as Promise<typeof json>).then(
-        (body) => body ?? {},
-        (error: unknown) => {
-          // Cut off while reading: a timeout or the deadline, not a body that is not JSON.
-          if (signal.aborted || timeout.aborted) throw error;
-          return {};
-        },
-      );
+      const body = await readAnswer(response).catch((error: unknown) => {
+        // Cut off while reading: a timeout or the deadline, not a body that is not JSON.
+        if (signal.aborted || timeout.aborted) throw error;
+        return undefined;
+      });
+      if (body === TOO_LARGE) throw new OAuthTokenError(endpoint, `${where} answered ${TOO_LARGE_TEXT}`);
+      json = (body ?? {}) as typeof json;
     } catch (error) {
       if (signal.aborted) throw new OAuthAbortedError(endpoint);
       if (error instanceof OAuthTokenError) throw error;
@@ -212,7 +233,7 @@ export class ClientCredentialsToken {
    * is also the answer to an authentication method the server does not take (RFC 6749 5.2), hence clientAuth.
    */
   async #refusal(response: Response, where: string): Promise<OAuthTokenError> {
-    const body = (await response.json().catch(() => undefined)) as { error?: unknown } | undefined;
+    const body = (await readAnswer(response).catch(() => undefined)) as { error?: unknown } | undefined;
     const code = typeof body?.error === 'string' && ERROR_CODE.test(body.error) ? ` ${body.error}` : '';
     const fix =
       response.status === 400 || response.status === 401

@@ -323,6 +323,29 @@ describe('ClientCredentialsToken: what the token endpoint answers', () => {
     expect(await refusalOf(tokenSource(url).get(SECRET, deadline.signal))).toBeInstanceOf(OAuthAbortedError);
   });
 
+  it('an answer larger than 64 KiB is refused before it is all read: a tokenUrl serving a stream or a file', async () => {
+    let written = 0;
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"access_token":"');
+      // Endless, until the client drops the connection.
+      const more = () => {
+        written += 16_384;
+        if (res.write('a'.repeat(16_384))) setImmediate(more);
+        else res.once('drain', more);
+      };
+      res.on('close', () => res.removeAllListeners('drain'));
+      more();
+    });
+    const url = new URL(await listenForTest(server));
+    const error = await refusalOf(tokenSource(url, undefined, { timeoutMs: 5_000 }).get(SECRET, never));
+    expect(error).toBeInstanceOf(OAuthTokenError);
+    expect(error.message).toBe(
+      `OAuth token endpoint ${url.origin}${url.pathname} answered more than 65536 bytes: not a token answer (check tokenUrl)`,
+    );
+    expect(written).toBeLessThan(64 * 1024 * 1024);
+  });
+
   it('a body that is not JSON is an answer without an access_token', async () => {
     const down = await testEndpoint(() => ({ status: 200, body: 'welcome' }));
     const error = await refusalOf(tokenSource(new URL(down.url)).get(SECRET, never));
