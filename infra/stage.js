@@ -386,8 +386,8 @@ function burstOf(ratePerSecond) {
 }
 
 /** Requests an instance can send in `availableMs` at `rateMilli` thousandths of a request per second. */
-function deliverableIn(rateMilli, availableMs) {
-  return burstOf(rateMilli / 1000) + Math.floor((rateMilli * availableMs) / 1_000_000);
+function deliverableIn(rateMilli, availableMs, burst = burstOf(rateMilli / 1000)) {
+  return burst + Math.floor((rateMilli * availableMs) / 1_000_000);
 }
 
 /** The smallest whole number of milli-requests per second for which `enough` holds (it must be monotone). */
@@ -411,7 +411,8 @@ function checkBatchFitsRate(stage, endpoint, { batchSize, timeoutS, deadlineMarg
   if (rate === undefined) return;
   const availableMs = timeoutS * 1000 - deadlineMarginMs;
   const burst = burstOf(rate);
-  const deliverable = deliverableIn(Math.round(rate * 1000), availableMs);
+  // What it surely sends: the rate rounded down (1/60 is not 0.017), the burst of the configured rate itself.
+  const deliverable = deliverableIn(milliDown(rate), availableMs, burst);
   if (batchSize <= deliverable) return;
   const neededRate = smallestMilli((milli) => deliverableIn(milli, availableMs) >= batchSize) / 1000;
   fail(

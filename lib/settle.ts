@@ -77,7 +77,8 @@ function credentialsHint(error: string | undefined): string {
   if (error?.startsWith('OAUTH_TOKEN_REFUSED')) {
     return (
       'the OAuth token endpoint refused the client (its status and error code are in error; nothing was sent to the ' +
-      "endpoint): check the endpoint's auth.clientId, auth.scope and the client secret stored for auth.clientSecret; " +
+      "endpoint): check the endpoint's auth.clientId, auth.scope, the client secret stored for auth.clientSecret and " +
+      'auth.clientAuth (a token endpoint that takes the secret only in the form refuses HTTP Basic: set post); ' +
       'the record comes back with backoff'
     );
   }

@@ -689,7 +689,8 @@ describe('createSettle with local SQS and dynalite', () => {
       `credentials were refused (401/403) and reading them again failed (see error): ${check}`,
       `credentials were refused (401/403) even after reading them again: ${check}`,
       'the OAuth token endpoint refused the client (its status and error code are in error; nothing was sent to the ' +
-        "endpoint): check the endpoint's auth.clientId, auth.scope and the client secret stored for auth.clientSecret; " +
+        "endpoint): check the endpoint's auth.clientId, auth.scope, the client secret stored for auth.clientSecret and " +
+        'auth.clientAuth (a token endpoint that takes the secret only in the form refuses HTTP Basic: set post); ' +
         'the record comes back with backoff',
       'a stored secret holds a character HTTP cannot carry (a line break? see error for the header); nothing was sent: ' +
         "fix the value stored for the endpoint's auth/signing in the endpoints file or its ENDPOINT_CREDENTIALS entry; " +
