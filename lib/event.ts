@@ -1,6 +1,6 @@
 import { createHash, hash } from 'node:crypto';
 import * as z from 'zod/mini';
-import { rawMember } from './raw-json';
+import { rawMembers } from './raw-json';
 import type { InvalidReason } from './types';
 
 const nonEmpty = z.string().check(z.minLength(1, 'must be a non-empty string'));
@@ -255,9 +255,12 @@ function shownName(name: string): string {
  * but a binary-mode ce- header would carry '1' for the '1.0' sent, so it is refused rather than changed.
  */
 function nonCanonicalInteger(attributes: CloudEvent, bytes: Buffer): string | undefined {
+  // Read once for all of them: one scan per extension made a 218 KB event of 16,000 numbers cost 142 s of CPU.
+  let raw: Map<string, Buffer> | undefined;
   for (const [name, value] of Object.entries(attributes)) {
     if (typeof value !== 'number' || CONTEXT_ATTRIBUTES.has(name)) continue;
-    if (rawMember(bytes, name)?.toString('utf8') !== String(value)) {
+    raw ??= rawMembers(bytes);
+    if (raw.get(name)?.toString('utf8') !== String(value)) {
       return `${name}: a CloudEvents Integer is written as digits only (no fraction, exponent or -0): write ${String(value)}, or quote the value to send it as text`;
     }
   }
