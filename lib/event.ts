@@ -251,7 +251,7 @@ function shownName(name: string): string {
 }
 
 /**
- * An Integer extension written otherwise than as plain digits (1.0, 1e3, -0): JSON.parse reads it as the same number,
+ * An Integer extension written otherwise than as plain digits (1.0, 1e3): JSON.parse reads it as the same number,
  * but a binary-mode ce- header would carry '1' for the '1.0' sent, so it is refused rather than changed.
  */
 function nonCanonicalInteger(attributes: CloudEvent, bytes: Buffer): string | undefined {
@@ -260,8 +260,10 @@ function nonCanonicalInteger(attributes: CloudEvent, bytes: Buffer): string | un
   for (const [name, value] of Object.entries(attributes)) {
     if (typeof value !== 'number' || CONTEXT_ATTRIBUTES.has(name)) continue;
     raw ??= rawMembers(bytes);
-    if (raw.get(name)?.toString('utf8') !== String(value)) {
-      return `${name}: a CloudEvents Integer is written as digits only (no fraction, exponent or -0): write ${String(value)}, or quote the value to send it as text`;
+    const written = raw.get(name)?.toString('utf8');
+    // JSON format 1.0.2 (2.2) permits '-0' (a minus sign and the integer component): the Integer 0, sent as '0'.
+    if (written !== String(value) && !(written === '-0' && value === 0)) {
+      return `${name}: a CloudEvents Integer is written as digits only (no fraction or exponent): write ${String(value)}, or quote the value to send it as text`;
     }
   }
   return undefined;
