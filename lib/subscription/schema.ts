@@ -155,12 +155,20 @@ const headerValue = z
   .string()
   .check(z.regex(HEADER_VALUE, 'must be one line of printable characters (no control characters, none above U+00FF)'));
 
+// Header names that carry credentials: a static header's value is bundled into the artifact in clear.
+const CREDENTIAL_HEADER = /token|secret|passw|pwd|api[-_]?key|credential|cookie|authorization|^x-auth(?:-|$)/i;
+
 const headersSchema = z.record(headerName, headerValue).check(
   z.superRefine((headers, ctx) => {
     for (const name of Object.keys(headers)) {
       const lower = name.toLowerCase();
       if (RESERVED_HEADERS.has(lower) || RESERVED_PREFIXES.some((prefix) => lower.startsWith(prefix))) {
         ctx.addIssue({ code: 'custom', message: `'${name}' is set by the function itself: remove it`, path: [name] });
+      } else if (CREDENTIAL_HEADER.test(name)) {
+        const message =
+          `'${name}' is named like a credential, and static headers are bundled into the artifact in clear (the value ` +
+          `is not shown): use auth: { kind: apiKey, header: ${name}, value: { ssm: <parameter name> } }`;
+        ctx.addIssue({ code: 'custom', message, path: [name] });
       }
     }
   }),

@@ -160,6 +160,19 @@ describe('endpoints file schema', () => {
     expect(message).toContain(fragment);
   });
 
+  it('refuses a static header named like a credential, never showing its value (it is bundled in clear)', () => {
+    for (const name of ['X-Api-Key', 'api_key', 'X-Auth-Token', 'X-Access-Token', 'Proxy-Authorization', 'Cookie']) {
+      const message = rejection([{ ...base, headers: { [name]: 'sk_live_pasted' } }]);
+      expect(message).toContain(`headers.${name}: '${name}' is named like a credential`);
+      expect(message).toContain('auth: { kind: apiKey');
+      expect(message).not.toContain('sk_live_pasted');
+    }
+    // Headers that merely mention a key or an id stay static headers.
+    for (const name of ['X-Tenant', 'X-Partition-Key', 'X-Request-Source', 'X-Session-Region']) {
+      expect(parseEndpointsDocument({ endpoints: [{ ...base, headers: { [name]: 'v' } }] }, SOURCE)).toHaveLength(1);
+    }
+  });
+
   it('refuses unquoted YAML numbers as extension filter values, naming the file and the field', () => {
     const dir = mkdtempSync(join(tmpdir(), 'endpoints-'));
     const path = join(dir, 'stage.yml');
