@@ -430,6 +430,21 @@ describe('secrets in a URL query string (issue 15 A10)', () => {
     expect(odd.message).not.toContain('s3cr3t');
   });
 
+  it('refuses a fragment: never sent to the endpoint, yet bundled in clear (#access_token=… is a common paste)', () => {
+    for (const url of ['https://a.example.com/in#access_token=s3cr3t-v', 'https://a.example.com/in?v=2#s3cr3t-v']) {
+      const error = configError({ ENDPOINTS: `a=${url}` });
+      expect(error.message, url).toBe(
+        "ENDPOINTS: 'a' has a fragment (#…), which is never sent to the endpoint and would be bundled into the " +
+          'artifact in clear: remove it',
+      );
+    }
+    const file = {
+      document: { endpoints: [{ name: 'a', url: 'https://a.example.com/in#s3cr3t-v' }] },
+      source: 'f.yml',
+    };
+    expect(() => loadConfig({}, file)).toThrow("f.yml: endpoint 'a' (endpoints[0]): url: has a fragment (#…)");
+  });
+
   it('accepts query parameters with other names', () => {
     const url = 'https://a.example.com/in?tenant=acme&region=eu&v=2';
     expect(loadConfig({ ENDPOINTS: `a=${url}` }).endpoints[0]?.url.href).toBe(url);

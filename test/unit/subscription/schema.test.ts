@@ -175,6 +175,35 @@ describe('endpoints file schema', () => {
     expect(message).toContain(fragment);
   });
 
+  it('a kind or scheme written where its mapping belongs asks for the mapping, not for the kind already given', () => {
+    expect(rejection([{ ...base, auth: 'bearer' }])).toBe(
+      `${SOURCE}: endpoint 'audit' (endpoints[0]): auth: must be a mapping (key: value), not a string: ` +
+        "e.g. { kind: bearer, token: { ssm: <parameter name> } }; kind is one of 'bearer', 'basic', 'apiKey', 'oauth2-client-credentials'",
+    );
+    expect(rejection([{ ...base, signing: 'standard-webhooks' }])).toContain(
+      "signing: must be a mapping (key: value), not a string: e.g. { scheme: standard-webhooks, secrets: [{ ssm: <parameter name> }] }; scheme is one of 'standard-webhooks', 'x-signature-256'",
+    );
+    expect(rejection([{ ...base, auth: null }])).toContain('auth: must be a mapping (key: value), not null: e.g.');
+    // A mapping with a wrong or missing kind still lists the kinds.
+    expect(rejection([{ ...base, auth: { kind: 'Bearer' } }])).toContain("auth.kind: must be one of 'bearer'");
+    expect(rejection([{ ...base, signing: { secret: { ssm: '/s' } } }])).toContain(
+      "signing.scheme: must be one of 'standard-webhooks', 'x-signature-256'",
+    );
+  });
+
+  it('refuses a static header named like a credential, never showing its value (it is bundled in clear)', () => {
+    for (const name of ['X-Api-Key', 'api_key', 'X-Auth-Token', 'X-Access-Token', 'Proxy-Authorization', 'Cookie']) {
+      const message = rejection([{ ...base, headers: { [name]: 'sk_live_pasted' } }]);
+      expect(message).toContain(`headers.${name}: '${name}' is named like a credential`);
+      expect(message).toContain('auth: { kind: apiKey');
+      expect(message).not.toContain('sk_live_pasted');
+    }
+    // Headers that merely mention a key or an id stay static headers.
+    for (const name of ['X-Tenant', 'X-Partition-Key', 'X-Request-Source', 'X-Session-Region']) {
+      expect(parseEndpointsDocument({ endpoints: [{ ...base, headers: { [name]: 'v' } }] }, SOURCE)).toHaveLength(1);
+    }
+  });
+
   it('refuses unquoted YAML numbers as extension filter values, naming the file and the field', () => {
     const dir = mkdtempSync(join(tmpdir(), 'endpoints-'));
     const path = join(dir, 'stage.yml');
