@@ -120,6 +120,26 @@ describe('processBatch: standard queues', () => {
     expect(processed[3]?.outcome).toEqual(processed[0]?.outcome);
   });
 
+  it('records of one event routed to different endpoints are delivered per routing (issue 15, A5)', async () => {
+    const typed = (type: string, groupId?: string) =>
+      sqsRecord(JSON.stringify(cloudEvent('dup', { type })), groupId === undefined ? {} : { groupId });
+    const routedTo = vi.fn((event: ValidEvent) => [event.type === 'refund' ? 'a' : 'b']);
+    const records = [typed('refund'), typed('order'), typed('refund'), eventRecord('alone')];
+    const deliver = tableDeliver();
+    await processBatch(records, options(deliver, { routedTo }));
+    expect(deliver.mock.calls.map(([event]) => `${event.id} ${event.type}`)).toEqual([
+      'dup refund',
+      'dup order',
+      'alone com.example.order.created',
+    ]);
+    // An event seen once in the batch is not routed twice.
+    expect(routedTo.mock.calls.map(([event]) => event.id)).toEqual(['dup', 'dup', 'dup']);
+    const fifo = [typed('refund', 'G'), typed('order', 'G'), typed('refund', 'G')];
+    const inGroup = tableDeliver();
+    await processBatch(fifo, options(inGroup, { routedTo }));
+    expect(inGroup.mock.calls.map(([event]) => event.type)).toEqual(['refund', 'order']);
+  });
+
   it('the same id from different sources is two events', async () => {
     const records = [eventRecord('x'), sqsRecord(JSON.stringify(cloudEvent('x', { source: 'urn:test:other' })))];
     const deliver = tableDeliver();
