@@ -191,6 +191,18 @@ describe('processBatch: the delivery ledger lookup', () => {
     );
   });
 
+  it('asks about a record whose receive count is missing: it may have been delivered before', async () => {
+    const lookup = vi.fn(async (_keys: string[]) => new Map<string, Set<string>>());
+    const { ApproximateReceiveCount: _count, ...withoutCount } = eventRecord('x').attributes;
+    const records = [
+      eventRecord('first'),
+      eventRecord('no-count', { attributes: withoutCount as SQSRecord['attributes'] }),
+      { ...eventRecord('no-attributes'), attributes: undefined } as unknown as SQSRecord,
+    ];
+    await processBatch(records, options(tableDeliver(), { lookup }));
+    expect(lookup.mock.calls[0]?.[0]).toEqual(['no-count', 'no-attributes'].map((id) => idempotencyKey(SOURCE, id)));
+  });
+
   it('by default is not asked when every record is a first receive', async () => {
     const lookup = vi.fn(async () => new Map<string, Set<string>>());
     await processBatch([eventRecord('a'), eventRecord('b')], options(tableDeliver(), { lookup }));
