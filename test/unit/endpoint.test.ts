@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { getEventListeners } from 'node:events';
 import http from 'node:http';
+import { createRequire } from 'node:module';
 import net, { type Socket } from 'node:net';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import {
@@ -53,15 +54,26 @@ async function silentServer() {
   return { port, accepted, closed };
 }
 
+// undici's coarse clock, reset so that it ticks on whichever setTimeout is installed (its test hook).
+const undiciClock = createRequire(import.meta.url)('undici/lib/util/timers.js') as { reset(): void };
+
 /**
  * The attempt's deadline on a fake clock (timers only; sockets stay real): settled or not after `ms` of fake time,
  * without a timed assertion. undici's own timers (its coarse clock ticks on setTimeout too) see the same fake time.
  */
 function onFakeClock() {
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+  undiciClock.reset();
   onTestFinished(() => {
     vi.useRealTimers();
+    undiciClock.reset();
   });
+}
+
+/** Advances the fake clock, then lets real I/O run (undici's timers hand over to setImmediate) before looking. */
+async function advance(ms: number): Promise<void> {
+  await vi.advanceTimersByTimeAsync(ms);
+  for (let turn = 0; turn < 3; turn++) await new Promise<void>((resolve) => setImmediate(resolve));
 }
 
 function track<T>(promise: Promise<T>) {
@@ -468,13 +480,35 @@ describe('Endpoint.post: edges found by mutation testing (issue 9)', () => {
     onFakeClock();
     const attempt = track(endpoint.post(structured(), never));
     await sink.waitForRequests(1);
-    await vi.advanceTimersByTimeAsync(1999);
+    await advance(1999);
     expect(attempt.settled).toBe(false);
     // undici's headers timeout, on its coarse clock, fired about 0.5 s late here.
-    await vi.advanceTimersByTimeAsync(1);
+    await advance(1);
     expect(attempt.settled).toBe(true);
     expect(await attempt.result).toMatchObject({ kind: 'transient', code: 'TIMEOUT', status: undefined });
     expect(((await attempt.result) as Error).message).toContain('2000 ms');
+  });
+
+  it('the deadline calls done exactly once, also when it cuts the body of a failure status', async () => {
+    for (const answer of ['none', 'a 503 whose body never ends'] as const) {
+      let closed!: Promise<void>;
+      const srv = await rawServer((req, res) => {
+        req.resume();
+        closed = new Promise((resolve) => req.socket.once('close', () => resolve()));
+        if (answer !== 'none') res.writeHead(503, { 'content-length': '100' }).write('partial');
+      });
+      const calls: (DeliveryAttemptError | undefined)[] = [];
+      const first = new Promise<void>((resolve) => {
+        endpointFor(srv.url, 100).send(structured(), never, (error) => {
+          calls.push(error);
+          resolve();
+        });
+      });
+      await first;
+      // The abort tore the socket down (and undici reported it to the attempt) before the server saw it close.
+      await closed;
+      expect(calls.map((error) => error?.code)).toEqual(['TIMEOUT']);
+    }
   });
 
   it('a TLS handshake that never ends is a TIMEOUT at timeoutMs, and the connection is torn down', async () => {
@@ -483,10 +517,10 @@ describe('Endpoint.post: edges found by mutation testing (issue 9)', () => {
     onFakeClock();
     const attempt = track(endpoint.post(structured(), never));
     await server.accepted;
-    await vi.advanceTimersByTimeAsync(2999);
+    await advance(2999);
     expect(attempt.settled).toBe(false);
     // undici's 10 s connect timeout used to outlast a 3 s DELIVERY_TIMEOUT_MS.
-    await vi.advanceTimersByTimeAsync(1);
+    await advance(1);
     expect(attempt.settled).toBe(true);
     expect(await attempt.result).toMatchObject({ kind: 'transient', code: 'TIMEOUT', endpoint: 'sink' });
     await server.closed;
@@ -498,10 +532,10 @@ describe('Endpoint.post: edges found by mutation testing (issue 9)', () => {
     onFakeClock();
     const attempt = track(endpoint.post(structured(), never));
     const socket = await server.accepted;
-    await vi.advanceTimersByTimeAsync(11_999);
+    await advance(11_999);
     expect(attempt.settled).toBe(false);
     expect(socket.destroyed).toBe(false);
-    await vi.advanceTimersByTimeAsync(1);
+    await advance(1);
     expect(await attempt.result).toMatchObject({ kind: 'transient', code: 'TIMEOUT' });
     await server.closed;
   });
