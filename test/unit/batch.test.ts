@@ -138,6 +138,11 @@ describe('processBatch: standard queues', () => {
     const inGroup = tableDeliver();
     await processBatch(fifo, options(inGroup, { routedTo }));
     expect(inGroup.mock.calls.map(([event]) => event.type)).toEqual(['refund', 'order']);
+    // Routed sets are compared name by name: ['a', 'b'] is not ['ab'].
+    const byNames = tableDeliver();
+    const names = (event: ValidEvent) => (event.type === 'refund' ? ['a', 'b'] : ['ab']);
+    await processBatch([typed('refund'), typed('order')], options(byNames, { routedTo: names }));
+    expect(byNames).toHaveBeenCalledTimes(2);
   });
 
   it('the same id from different sources is two events', async () => {
