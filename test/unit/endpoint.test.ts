@@ -557,6 +557,20 @@ describe('Endpoint.post: edges found by mutation testing (issue 9)', () => {
     await expect(kept).resolves.toMatchObject({ status: 200 });
   });
 
+  it('an abort still reaches a request in flight after an earlier one of the same signal finished', async () => {
+    const sink = await testEndpoint((request) => (request.eventId === 'evt-fast' ? { status: 200 } : { hang: true }));
+    const endpoint = endpointFor(sink.url, 60_000);
+    const controller = new AbortController();
+    const fast = Buffer.from(JSON.stringify(cloudEvent('evt-fast')));
+    const finished = endpoint.post({ headers: structured().headers, body: fast }, controller.signal);
+    const hanging = endpoint.post(structured(), controller.signal);
+    await expect(finished).resolves.toMatchObject({ status: 200 });
+    await sink.waitForRequests(2);
+    // The finished request left a free slot before the hanging one: the abort must walk past it.
+    controller.abort();
+    expect(await attemptError(hanging)).toMatchObject({ kind: 'aborted' });
+  });
+
   it('an abort reaches every request of its signal in flight, and a request settled while queued is never sent', {
     timeout: 10_000,
   }, async () => {
