@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
 import type { Pool as UndiciPool } from 'undici';
+import buildConnector from 'undici/lib/core/connect.js';
 // The Pool module alone, not undici's index (fetch, WebSocket, caches…): 284 against 535 kB, and about half the module
 // load time at cold start (bench table 4).
 import Pool from 'undici/lib/dispatcher/pool.js';
@@ -131,13 +132,27 @@ function retryAfterOf(rawHeaders: Buffer[] | undefined): string | undefined {
   return undefined;
 }
 
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
-/**
- * undici's request timeouts run on its coarse clock (ticks of about 0.5 s, up to 1 s late) and cost nothing per
- * request; below this a timer of our own per attempt keeps a short DELIVERY_TIMEOUT_MS exact.
- */
-const EXACT_TIMEOUT_BELOW_MS = 2000;
 const DRAIN_CAP = new Error('response body over the drain cap');
+
+/**
+ * undici's connector with a connect + TLS timeout of our own, as exact as the attempt's: undici's runs on its coarse
+ * clock (up to 1 s late) and is 10 s whatever DELIVERY_TIMEOUT_MS says. A handshake that outlives it is torn down.
+ */
+function exactConnector(timeoutMs: number): buildConnector.connector {
+  // timeout 0: undici's own connect timer off.
+  const connect = buildConnector({ timeout: 0 });
+  return (options, callback) => {
+    let timer: NodeJS.Timeout | undefined;
+    const socket = connect(options, (...result) => {
+      clearTimeout(timer);
+      callback(...result);
+    });
+    timer = setTimeout(() => {
+      const error = Object.assign(new Error(`no connection within ${timeoutMs} ms`), { code: 'CONNECT_TIMEOUT' });
+      socket.destroy(error);
+    }, timeoutMs);
+  };
+}
 
 /**
  * One attempt, as an undici dispatch handler. undici's older callback interface (onConnect/onHeaders/…) skips the
@@ -149,7 +164,7 @@ class Attempt {
   #drained = 0;
   #rawHeaders: Buffer[] | undefined;
   #settled = false;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #timer: NodeJS.Timeout;
   readonly #started = performance.now();
   /** Where the endpoint keeps this attempt while it is in flight. */
   slot = -1;
@@ -160,9 +175,8 @@ class Attempt {
     readonly done: AttemptCallback,
     readonly trace: ((outcome: { status?: number; error?: string }) => void) | undefined,
   ) {
-    if (endpoint.timeoutMs < EXACT_TIMEOUT_BELOW_MS) {
-      this.#timer = setTimeout(() => this.#timedOut(), endpoint.timeoutMs);
-    }
+    // One exact deadline per attempt, whatever it is doing (connecting, TLS, sending, waiting, reading).
+    this.#timer = setTimeout(() => this.#timedOut(), endpoint.timeoutMs);
   }
 
   #timedOut(): void {
@@ -227,10 +241,6 @@ class Attempt {
       this.#finish();
       return;
     }
-    if (error.code && TIMEOUT_CODES.has(error.code)) {
-      this.#timedOut();
-      return;
-    }
     this.#fail(new DeliveryAttemptError('transient', name, error.message, undefined, error.code ?? 'REQUEST_ERROR'));
   }
 
@@ -246,7 +256,7 @@ class Attempt {
   }
 
   #forget(): void {
-    if (this.#timer) clearTimeout(this.#timer);
+    clearTimeout(this.#timer);
     this.endpoint.forget(this);
   }
 
@@ -282,7 +292,8 @@ export class Endpoint {
     this.#observe = observe;
     const { url } = options;
     this.#path = `${url.pathname}${url.search}`;
-    this.#pool = new Pool(url.origin, { connections: options.maxConnections, pipelining: 1 });
+    const connect = exactConnector(options.timeoutMs);
+    this.#pool = new Pool(url.origin, { connections: options.maxConnections, pipelining: 1, connect });
   }
 
   /**
@@ -315,9 +326,9 @@ export class Endpoint {
         // lib/subscription/request.ts puts the user-agent in the headers it builds once per event: no copy here.
         headers: headers['user-agent'] === undefined ? { 'user-agent': USER_AGENT, ...headers } : headers,
         body: request.body,
-        // Both start when the request is on a socket; the delivery lane keeps queued requests off the pool.
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
+        // Off (0): the attempt's own timer bounds the whole request; undici's fire late on its coarse clock.
+        headersTimeout: 0,
+        bodyTimeout: 0,
       },
       attempt,
     );

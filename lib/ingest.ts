@@ -252,6 +252,7 @@ async function handle(
       lookupFirstReceives: config.ledgerMode === 'every-delivery',
       ...(quarantine ? { quarantineInOrder: quarantineInOrder(logger, quarantine, deliveryDeadline.signal) } : {}),
       deliver,
+      routedTo: pipeline.routedTo,
       ...(lookup ? { lookup } : {}),
     });
     const deadlineAborted = deliveryDeadline.signal.aborted;
@@ -313,8 +314,14 @@ function ledgerLookup(pipeline: Pipeline, signal: AbortSignal, counters: SettleC
   const { ledger, logger, routedTo } = pipeline;
   if (!ledger) return undefined;
   return async (keys: string[], events: readonly ValidEvent[]) => {
-    // Only the endpoints each event is routed to: an event routed nowhere needs no read at all.
-    const routed = new Map(events.map((e) => [e.key, routedTo(e)]));
+    // Only the endpoints each event is routed to: an event routed nowhere needs no read at all. Records of one event
+    // routed differently ask about every endpoint any of them is routed to.
+    const routed = new Map<string, readonly string[]>();
+    for (const e of events) {
+      const names = routedTo(e);
+      const before = routed.get(e.key);
+      routed.set(e.key, before ? [...new Set([...before, ...names])] : names);
+    }
     const wanted = keys.filter((key) => (routed.get(key)?.length ?? 0) > 0);
     if (wanted.length === 0) return new Map<string, Set<string>>();
     try {
