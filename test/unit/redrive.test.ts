@@ -11,13 +11,18 @@ import {
 } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { processBatch } from '../../lib/batch';
+import { parseEvent, type ValidEvent } from '../../lib/event';
+import { createLedger } from '../../lib/ledger';
 import { createQuarantine, QUARANTINE_ATTRIBUTES } from '../../lib/quarantine';
-import { RedriveError, redrive, sourceArnOf } from '../../lib/redrive';
+import { REDRIVE_MARKER, RedriveError, redrive, sourceArnOf } from '../../lib/redrive';
 import {
+  createLedgerTable,
   createQueue,
   createQueueWithDlq,
   LOCAL_AWS,
   type LocalQueue,
+  localDynamoDb,
   localSqs,
   pollUntil,
   receiveAll,
@@ -25,11 +30,16 @@ import {
   sendMessages,
   toLambdaRecord,
 } from '../support/aws';
+import { cloudEvent } from '../support/events';
 
 const sqs = localSqs();
+const dynamodb = localDynamoDb();
 // Tests that assert moves long-poll before concluding the source is empty: local SQS's short poll can answer empty under load.
 const EMPTY_WAIT_S = 1;
-afterAll(() => sqs.destroy());
+afterAll(() => {
+  sqs.destroy();
+  dynamodb.destroy();
+});
 
 const text = (value: string): MessageAttributeValue => ({ DataType: 'String', StringValue: value });
 const bodies = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
@@ -83,7 +93,7 @@ describe.concurrent('redrive on local SQS', () => {
     expect(landed.every((m) => m.MessageAttributes?.tenant?.StringValue === 'acme')).toBe(true);
   });
 
-  it('uses an SQS message move task when the source is a DLQ and --to is given', async () => {
+  it('uses an SQS message move task when asked, and warns that it cannot mark what it moves', async () => {
     const { dlq } = await createQueueWithDlq(sqs, 'orders');
     const to = await createQueue(sqs, 'orders-retry');
     const all = bodies('dead', 12);
@@ -93,16 +103,20 @@ describe.concurrent('redrive on local SQS', () => {
       all.map((body) => ({ body })),
     );
     const progress: number[] = [];
+    const warnings: string[] = [];
 
     await counted(dlq, 12);
     const summary = await redrive(sqs, {
       from: dlq.url,
       to: to.url,
+      method: 'move-task',
       pollIntervalMs: 100,
       onProgress: ({ moved }) => progress.push(moved),
+      onWarning: (warning) => warnings.push(warning),
     });
 
     expect(summary).toMatchObject({ method: 'move-task', moved: 12, interrupted: false, remaining: 0 });
+    expect(warnings).toEqual([expect.stringMatching(/a move task cannot mark what it moves \(redrive\.from\)/)]);
     expect(progress.at(-1)).toBe(12);
     expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(sorted(all));
   });
@@ -722,6 +736,60 @@ describe('redrive trusts SQS over producers and ends on what comes back (issue 9
       consuming = false;
       await consumer;
     }
+  });
+});
+
+describe('redrive marks what it moves as a redelivery (issue 15 A3)', () => {
+  it('a message SQS dead-lettered comes back looked up in the ledger, skipping the endpoints that have it', {
+    timeout: 30_000,
+  }, async () => {
+    const { queue, dlq } = await createQueueWithDlq(sqs, 'marked', 1);
+    const tenAttributes = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`a${i}`, text('x')]));
+    await sendMessages(sqs, queue.url, [
+      { body: JSON.stringify(cloudEvent('out-of-receives')) },
+      { body: JSON.stringify(cloudEvent('full')), attributes: tenAttributes },
+    ]);
+    // One receive whose visibility runs out: SQS dead-letters both (maxReceiveCount 1), without quarantine.*.
+    await receiveAll(sqs, queue.url, { visibilityTimeoutS: 1 });
+    await pollUntil('both messages to be dead-lettered', async () => ((await count(dlq)) === 2 ? true : undefined));
+    // alpha took both events before the outage went on.
+    const table = await createLedgerTable(dynamodb, 'redrive');
+    const ledger = createLedger(dynamodb, { table, endpoints: ['alpha', 'beta'], ttlS: 3600 });
+    const keys = ['out-of-receives', 'full'].map(
+      (id) => (parseEvent(JSON.stringify(cloudEvent(id)), 1e6) as ValidEvent).key,
+    );
+    await ledger.record(
+      keys.map((key) => ({ key, endpoint: 'alpha' })),
+      AbortSignal.timeout(10_000),
+    );
+    const warnings: string[] = [];
+
+    const summary = await redrive(sqs, {
+      from: dlq.url,
+      to: queue.url,
+      emptyWaitS: EMPTY_WAIT_S,
+      onWarning: (w) => warnings.push(w),
+    });
+
+    expect(summary).toMatchObject({ method: 'loop', moved: 2, failed: 0 });
+    // The one with no room for the marker is moved, and the run says what that costs.
+    expect(warnings).toEqual([
+      expect.stringMatching(/^1 message\(s\) had 10 message attributes .* reach every endpoint again/),
+    ]);
+    const records = (await receiveAll(sqs, queue.url)).map((m) => toLambdaRecord(m, queue.arn));
+    expect(records.map((r) => r.attributes.ApproximateReceiveCount)).toEqual(['1', '1']);
+    const asked: Record<string, string[]> = {};
+    await processBatch(records, {
+      maxEventBytes: 1e6,
+      lookup: (k) => ledger.lookup(k, AbortSignal.timeout(10_000)),
+      deliver: async (event, already) => {
+        asked[event.id] = [...(already ?? [])];
+        return { results: [], skipped: [...(already ?? [])] };
+      },
+    });
+    expect(asked).toEqual({ 'out-of-receives': ['alpha'], full: [] });
+    const marked = records.find((r) => r.body.includes('out-of-receives'))!;
+    expect(marked.messageAttributes[REDRIVE_MARKER]?.stringValue).toBe(dlq.arn);
   });
 });
 
