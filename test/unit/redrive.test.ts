@@ -1,4 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import {
   DeleteMessageBatchCommand,
   GetQueueAttributesCommand,
@@ -6,6 +8,8 @@ import {
   type Message,
   type MessageAttributeValue,
   type ReceiveMessageResult,
+  type SendMessageBatchRequest,
+  type SendMessageBatchResult,
   SendMessageCommand,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
@@ -393,27 +397,55 @@ describe('redrive keeps what it holds, and says when it could not finish (review
     timeout: 30_000,
   }, async () => {
     const { from, to } = await parkedWith(bodies('old', 5));
+    const received = new Set<string>();
+    const renewed = new Set<string>();
+    let renewals = 0;
+    let renewedTwice = () => {};
+    const twice = new Promise<void>((resolve) => {
+      renewedTwice = resolve;
+    });
     let visibleDuringSend: Message[] | undefined;
     const client = clientWithLateArrivals(from.url, bodies('new', 5), async (command, call) => {
       if (command === 'SendMessageBatchCommand' && visibleDuringSend === undefined) {
-        // The fault: a send 1.5 s slower than the 3 s visibility timeout (local SQS answers at once). Not a wait for an
-        // event. Renewed every 1.5 s, a renewal has 1.5 s to spare on a loaded machine, and without renewals the
-        // messages would be visible for 1.5 s before this looks.
-        await new Promise((resolve) => setTimeout(resolve, 4_500));
+        // The fault: a send that answers only after two renewals, longer than the 2 s visibility timeout (local SQS
+        // answers at once). Synchronised on the renewals, not on a timer: looking right after one is within its 2 s.
+        // The 10 s bound only turns "never renewed" into a failure instead of a hang.
+        await Promise.race([twice, new Promise((resolve) => setTimeout(resolve, 10_000))]);
         // Visibility 0: looking must not hide anything from the run.
         visibleDuringSend = await receiveAll(sqs, from.url, { visibilityTimeoutS: 0 });
       }
-      return call();
+      const result = (await call()) as { output: ReceiveMessageResult };
+      if (command === 'ReceiveMessageCommand')
+        for (const m of result.output.Messages ?? []) received.add(m.ReceiptHandle!);
+      return result;
     });
+    // Renewals (VisibilityTimeout 2, not the release's 0), counted once SQS answered them.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { Entries?: { ReceiptHandle?: string; VisibilityTimeout?: number }[] };
+        const renewal =
+          context.commandName === 'ChangeMessageVisibilityBatchCommand' && input.Entries?.[0]?.VisibilityTimeout === 2;
+        const result = await next(args);
+        if (renewal) {
+          for (const entry of input.Entries ?? []) renewed.add(entry.ReceiptHandle!);
+          if (++renewals === 2) renewedTwice();
+        }
+        return result;
+      },
+      { step: 'initialize' },
+    );
     try {
       const summary = await redrive(client, {
         from: from.url,
         to: to.url,
         emptyWaitS: 0,
         clockOffsetMs: 0,
-        visibilityTimeoutS: 3,
+        visibilityTimeoutS: 2,
       });
+      expect(renewals).toBeGreaterThanOrEqual(2);
       expect(visibleDuringSend?.map((m) => m.Body)).toEqual([]);
+      // Every message the run received (the batch in hand and those held back) was renewed.
+      expect([...received].filter((handle) => !renewed.has(handle))).toEqual([]);
       expect(summary).toMatchObject({ moved: 5, failed: 0, arrivedLater: 5, complete: true });
     } finally {
       client.destroy();
@@ -591,6 +623,40 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     expect(await receiveAll(sqs, from.url)).toHaveLength(10);
   });
 
+  it('issue 17: an entry SendMessageBatch answers Failed is reported and stays in the source, not deleted', async () => {
+    const { from, to } = await parkedWith(bodies('m', 15));
+    const client = localSqs();
+    let refused: string | undefined;
+    // The fault: SQS refusing one entry of a batch (local SQS never answers Failed). The middleware keeps the first
+    // entry of the first send from reaching SQS and answers Failed for it, as SQS does for an entry it refuses.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName !== 'SendMessageBatchCommand' || refused) return next(args);
+        const input = args.input as SendMessageBatchRequest;
+        const [first, ...rest] = input.Entries ?? [];
+        refused = first!.MessageBody;
+        const result = await next({ ...args, input: { ...input, Entries: rest } });
+        const output = result.output as SendMessageBatchResult;
+        output.Failed = [
+          ...(output.Failed ?? []),
+          { Id: first!.Id, SenderFault: false, Code: 'InternalError', Message: 'injected' },
+        ];
+        return result;
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
+      expect(summary).toMatchObject({ moved: 14, failed: 1, destinations: { [to.url]: 14 } });
+      expect(summary.failures).toEqual([{ messageId: expect.any(String), error: 'InternalError: injected' }]);
+    } finally {
+      client.destroy();
+    }
+    expect(await receiveAll(sqs, to.url)).toHaveLength(14);
+    // Not deleted, and released at once: the refused message is still in the source.
+    expect((await receiveAll(sqs, from.url)).map((m) => m.Body)).toEqual([refused]);
+  });
+
   it('finding 2: a Ctrl-C during the last, empty receive is reported as an interruption', async () => {
     const { from, to } = await parkedWith(bodies('m', 3));
     const controller = new AbortController();
@@ -649,6 +715,22 @@ describe('redrive to FIFO queues (review 2)', () => {
     expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(['dead', 'earlier']);
   });
 
+  it('issue 17: a standard queue redriven to a FIFO queue: the destination decides, each message its own group', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target', { fifo: true })]);
+    await sendMessages(
+      sqs,
+      from.url,
+      bodies('m', 3).map((body) => ({ body })),
+    );
+
+    const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
+
+    expect(summary).toMatchObject({ moved: 3, failed: 0 });
+    const landed = await receiveAll(sqs, to.url);
+    expect(sorted(landed.map((m) => m.Body))).toEqual(bodies('m', 3));
+    expect(new Set(landed.map((m) => m.Attributes?.MessageGroupId)).size).toBe(3);
+  });
+
   it('finding 3: once a message of a group fails, the later ones of that group are not sent', async () => {
     const [from, orders] = await Promise.all([
       createQueue(sqs, 'quarantine', { fifo: true }),
@@ -685,6 +767,26 @@ describe('redrive trusts SQS over producers and ends on what comes back (issue 9
 
     expect(summary).toMatchObject({ moved: 1, failed: 0, destinations: { [queue.url]: 1 } });
     expect((await receiveAll(sqs, queue.url)).map((m) => m.Body)).toEqual(['dead']);
+    expect(await receiveAll(sqs, elsewhere.url)).toEqual([]);
+  });
+
+  it("issue 17: does not send a message back to a quarantine.sourceQueue outside the DLQ's region", async () => {
+    const [quarantineQueue, elsewhere] = await Promise.all([
+      createQueue(sqs, 'quarantine'),
+      createQueue(sqs, 'elsewhere'),
+    ]);
+    // A producer-set quarantine.sourceQueue naming a queue of another region. Local SQS ignores the region of a URL,
+    // so this ARN resolves to a queue that exists: only the DLQ's ARN (account and region) tells it apart.
+    const foreign = elsewhere.arn.replace(`:${LOCAL_AWS.region}:`, ':ap-south-2:');
+    expect(foreign).not.toBe(elsewhere.arn);
+    await sendMessages(sqs, quarantineQueue.url, [
+      { body: 'forged', attributes: { [QUARANTINE_ATTRIBUTES.sourceQueue]: text(foreign) } },
+    ]);
+
+    const summary = await redrive(sqs, { from: quarantineQueue.url, emptyWaitS: EMPTY_WAIT_S, visibilityTimeoutS: 1 });
+
+    expect(summary).toMatchObject({ moved: 0, failed: 1 });
+    expect(summary.failures[0]!.error).toMatch(/no source queue recorded .*pass --to/);
     expect(await receiveAll(sqs, elsewhere.url)).toEqual([]);
   });
 
@@ -793,6 +895,47 @@ describe('redrive marks what it moves as a redelivery (issue 15 A3)', () => {
   });
 });
 
+/**
+ * A loopback HTTP proxy in front of local SQS. `pass(target, sends)` sees each request's X-Amz-Target and how many
+ * SendMessageBatch requests came so far; when it answers false the request is held, never forwarded nor answered.
+ */
+async function sqsProxy(
+  upstream: string,
+  pass: (target: string, sends: number) => boolean,
+): Promise<{ url: string; close: () => Promise<void> }> {
+  let sends = 0;
+  const server = createServer(async (request, response) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    const target = String(request.headers['x-amz-target'] ?? '');
+    if (target === 'AmazonSQS.SendMessageBatch') sends++;
+    if (!pass(target, sends)) return;
+    const headers = Object.fromEntries(
+      Object.entries(request.headers).filter(
+        (entry): entry is [string, string] =>
+          typeof entry[1] === 'string' && !['host', 'connection', 'content-length'].includes(entry[0]),
+      ),
+    );
+    const answer = await fetch(`${upstream}${request.url}`, {
+      method: request.method!,
+      headers,
+      body: Buffer.concat(chunks),
+    });
+    response.writeHead(answer.status, Object.fromEntries(answer.headers));
+    response.end(Buffer.from(await answer.arrayBuffer()));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
 describe('npm run redrive (the CLI)', () => {
   const env = {
     ...process.env,
@@ -879,35 +1022,47 @@ describe('npm run redrive (the CLI)', () => {
     expect(stderr).toMatch(/Usage: npm run redrive/);
   });
 
-  it('loses nothing when killed mid-run (send before delete)', async () => {
+  it('loses nothing when killed while a send is on its way (it sends before it deletes)', async () => {
     const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
-    const all = bodies('m', 1_500);
+    const all = bodies('m', 30);
     await sendMessages(
       sqs,
       from.url,
       all.map((body) => ({ body })),
     );
-    const child = cli(['--from', from.url, '--to', to.url, '--visibility-timeout', '1', '--json']);
-    const done = finished(child);
-    await pollUntil('the first message to arrive', async () => ((await count(to)) > 0 ? true : undefined), {
-      intervalMs: 10,
+    // The CLI talks to local SQS through this proxy, which kills it when its second SendMessageBatch arrives (the
+    // first batch moved, the second in hand): a kill at that exact point, not wherever a timer happens to land.
+    let child: ChildProcess | undefined;
+    const proxy = await sqsProxy(inject('sqsEndpoint'), (target, sends) => {
+      if (target !== 'AmazonSQS.SendMessageBatch' || sends < 2) return true;
+      child?.kill('SIGKILL');
+      return false;
     });
-    child.kill('SIGKILL');
-    await done;
-    expect(await count(to)).toBeLessThan(all.length);
+    try {
+      const viaProxy = (queue: LocalQueue) => `${proxy.url}/${new URL(queue.url).pathname.slice(1)}`;
+      child = cli(['--from', viaProxy(from), '--to', viaProxy(to), '--visibility-timeout', '1', '--json']);
+      const { code } = await finished(child);
+      expect(code).toBeNull();
+    } finally {
+      await proxy.close();
+    }
 
-    // Messages in hand when it died come back to the source after the 1 s visibility timeout.
-    const seen = new Set<string>();
+    // The first batch is in the target; the batch in hand comes back to the source after the 1 s visibility timeout.
+    const seen = { source: [] as string[], target: [] as string[] };
     await pollUntil(
       'every message to be visible in the source or the target',
       async () => {
-        for (const queue of [from, to]) {
-          for (const message of await receiveAll(sqs, queue.url, { visibilityTimeoutS: 60 })) seen.add(message.Body!);
+        for (const [queue, bodiesSeen] of [
+          [from, seen.source],
+          [to, seen.target],
+        ] as const) {
+          for (const m of await receiveAll(sqs, queue.url, { visibilityTimeoutS: 60 })) bodiesSeen.push(m.Body!);
         }
-        return seen.size === all.length ? true : undefined;
+        return seen.source.length + seen.target.length >= all.length ? true : undefined;
       },
       { timeoutMs: 20_000, intervalMs: 200 },
     );
-    expect(sorted([...seen])).toEqual(sorted(all));
+    expect(seen.target).toHaveLength(10);
+    expect(sorted([...seen.source, ...seen.target])).toEqual(sorted(all));
   });
 });
