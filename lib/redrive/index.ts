@@ -16,6 +16,7 @@ export type {
   RedriveProgress,
   RedriveSummary,
 } from './types';
+export { changeVisibility, keepHidden } from './visibility';
 
 /**
  * Moves messages from a dead-letter or quarantine queue back for another attempt: receives, sends to the destination

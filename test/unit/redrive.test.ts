@@ -1,6 +1,4 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import {
   DeleteMessageBatchCommand,
   GetQueueAttributesCommand,
@@ -35,6 +33,7 @@ import {
   toLambdaRecord,
 } from '../support/aws';
 import { cloudEvent } from '../support/events';
+import { sqsProxy } from '../support/sqs-proxy';
 
 const sqs = localSqs();
 const dynamodb = localDynamoDb();
@@ -895,47 +894,6 @@ describe('redrive marks what it moves as a redelivery (issue 15 A3)', () => {
   });
 });
 
-/**
- * A loopback HTTP proxy in front of local SQS. `pass(target, sends)` sees each request's X-Amz-Target and how many
- * SendMessageBatch requests came so far; when it answers false the request is held, never forwarded nor answered.
- */
-async function sqsProxy(
-  upstream: string,
-  pass: (target: string, sends: number) => boolean,
-): Promise<{ url: string; close: () => Promise<void> }> {
-  let sends = 0;
-  const server = createServer(async (request, response) => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of request) chunks.push(chunk as Buffer);
-    const target = String(request.headers['x-amz-target'] ?? '');
-    if (target === 'AmazonSQS.SendMessageBatch') sends++;
-    if (!pass(target, sends)) return;
-    const headers = Object.fromEntries(
-      Object.entries(request.headers).filter(
-        (entry): entry is [string, string] =>
-          typeof entry[1] === 'string' && !['host', 'connection', 'content-length'].includes(entry[0]),
-      ),
-    );
-    const answer = await fetch(`${upstream}${request.url}`, {
-      method: request.method!,
-      headers,
-      body: Buffer.concat(chunks),
-    });
-    response.writeHead(answer.status, Object.fromEntries(answer.headers));
-    response.end(Buffer.from(await answer.arrayBuffer()));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
 describe('npm run redrive (the CLI)', () => {
   const env = {
     ...process.env,
@@ -1033,14 +991,16 @@ describe('npm run redrive (the CLI)', () => {
     // The CLI talks to local SQS through this proxy, which kills it when its second SendMessageBatch arrives (the
     // first batch moved, the second in hand): a kill at that exact point, not wherever a timer happens to land.
     let child: ChildProcess | undefined;
-    const proxy = await sqsProxy(inject('sqsEndpoint'), (target, sends) => {
-      if (target !== 'AmazonSQS.SendMessageBatch' || sends < 2) return true;
-      child?.kill('SIGKILL');
-      return false;
+    let sends = 0;
+    const proxy = await sqsProxy(inject('sqsEndpoint'), {
+      pass: ({ target }) => {
+        if (target !== 'AmazonSQS.SendMessageBatch' || ++sends < 2) return true;
+        child?.kill('SIGKILL');
+        return false;
+      },
     });
     try {
-      const viaProxy = (queue: LocalQueue) => `${proxy.url}/${new URL(queue.url).pathname.slice(1)}`;
-      child = cli(['--from', viaProxy(from), '--to', viaProxy(to), '--visibility-timeout', '1', '--json']);
+      child = cli(['--from', proxy.via(from.url), '--to', proxy.via(to.url), '--visibility-timeout', '1', '--json']);
       const { code } = await finished(child);
       expect(code).toBeNull();
     } finally {
