@@ -3,6 +3,8 @@ import {
   DeleteMessageBatchCommand,
   GetQueueAttributesCommand,
   type GetQueueAttributesResult,
+  type ListMessageMoveTasksResult,
+  type ListMessageMoveTasksResultEntry,
   type Message,
   type MessageAttributeValue,
   ReceiveMessageCommand,
@@ -19,6 +21,8 @@ import { parseEvent, type ValidEvent } from '../../lib/event';
 import { createLedger } from '../../lib/ledger';
 import { createQuarantine, QUARANTINE_ATTRIBUTES } from '../../lib/quarantine';
 import { REDRIVE_MARKER, RedriveError, redrive, sourceArnOf } from '../../lib/redrive';
+// A pure function of the redrive's start, tested on its own (the door, lib/redrive/index.ts, does not export it).
+import { cutoffOf } from '../../lib/redrive/start';
 import {
   createLedgerTable,
   createQueue,
@@ -590,6 +594,25 @@ describe('redrive keeps what it holds, and says when it could not finish (review
     expect(warnings).toEqual([]);
   });
 
+  it("finding 4/8: the start on SQS's clock: the offset given, else the Date header's second, else ours + 5 s", () => {
+    const startedAt = Date.parse('2026-05-01T10:00:00.400Z');
+    const warnings: string[] = [];
+    const options = { from: 'q', onWarning: (warning: string) => warnings.push(warning) };
+    expect(cutoffOf({ ...options, clockOffsetMs: -250 }, startedAt, startedAt - 400)).toBe(startedAt - 250);
+    expect(cutoffOf(options, startedAt, undefined)).toBe(startedAt + 5_000);
+    // Within a minute: the header's second (rounded down) plus the second it covers.
+    expect(cutoffOf(options, startedAt, startedAt - 400 - 59_000)).toBe(startedAt - 400 - 58_000);
+    expect(cutoffOf(options, startedAt, startedAt + 60_000)).toBe(startedAt + 61_000);
+    expect(warnings).toEqual([]);
+    // Further: not believed, with a warning naming both clocks' difference.
+    expect(cutoffOf(options, startedAt, startedAt - 60_001)).toBe(startedAt + 5_000);
+    expect(cutoffOf(options, startedAt, startedAt + 120_000)).toBe(startedAt + 5_000);
+    expect(warnings).toEqual([
+      "SQS's clock (Date header 2026-05-01T09:59:00.399Z) is -60 s from this machine's: the start is taken from this machine's clock (± 5 s); check NTP or any proxy in between",
+      "SQS's clock (Date header 2026-05-01T10:02:00.400Z) is 120 s from this machine's: the start is taken from this machine's clock (± 5 s); check NTP or any proxy in between",
+    ]);
+  });
+
   it('finding 7: deletes a message SQS hands out again after it was moved, without sending it twice', async () => {
     const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
     const all = bodies('m', 15);
@@ -829,6 +852,39 @@ describe('redrive trusts SQS over producers and ends on what comes back (issue 9
     expect(sourceArnOf(message, 'arn:aws:sqs:us-east-1:999999999999:dlq')).toBe('arn:aws:sqs:us-east-1:999999999999:x');
   });
 
+  it("where a message goes back: SQS first, then a quarantine.sourceQueue (own or folded) in the DLQ's scope", () => {
+    const dlqArn = 'arn:aws:sqs:us-east-1:123456789012:dlq';
+    const own = 'arn:aws:sqs:us-east-1:123456789012:orders';
+    const recorded = (value: string) => ({ MessageAttributes: { [QUARANTINE_ATTRIBUTES.sourceQueue]: text(value) } });
+    const folded = (value: unknown) => ({
+      MessageAttributes: { [QUARANTINE_ATTRIBUTES.combined]: text(JSON.stringify({ sourceQueue: value })) },
+    });
+    const cases: [Message, string | undefined][] = [
+      [
+        { Attributes: { DeadLetterQueueSourceArn: 'arn:aws:sqs:eu-west-1:999999999999:sqs-said' } },
+        'arn:aws:sqs:eu-west-1:999999999999:sqs-said',
+      ],
+      [recorded(own), own],
+      [folded(own), own],
+      [folded(7), undefined],
+      [{ MessageAttributes: { [QUARANTINE_ATTRIBUTES.combined]: text('{not json') } }, undefined],
+      [{ MessageAttributes: { [QUARANTINE_ATTRIBUTES.combined]: text('"text"') } }, undefined],
+      [{ MessageAttributes: { [QUARANTINE_ATTRIBUTES.combined]: text('{"reason":"x"}') } }, undefined],
+      [{}, undefined],
+      // Not an SQS queue ARN of the DLQ's account and region.
+      [recorded('arn:aws:sns:us-east-1:123456789012:orders'), undefined],
+      [recorded('arn:aws:sqs:us-east-2:123456789012:orders'), undefined],
+      [recorded('arx:aws:sqs:us-east-1:123456789012:orders'), undefined],
+      [recorded('arn:aws:sqs:us-east-1:123456789012:orders:extra'), undefined],
+      [recorded('arn:aws:sqs:us-east-1:123456789012'), undefined],
+      [recorded('https://sqs.us-east-1.amazonaws.com/123456789012/orders'), undefined],
+    ];
+    expect(cases.map(([message]) => sourceArnOf(message, dlqArn))).toEqual(cases.map(([, expected]) => expected));
+    // A DLQ that is not an SQS ARN vouches for nothing; without a DLQ ARN the recorded one is taken as it is.
+    expect(sourceArnOf(recorded(own), 'not-an-arn')).toBeUndefined();
+    expect(sourceArnOf(recorded(own))).toBe(own);
+  });
+
   it('defect 14: with a consumer quarantining everything straight back, moves each message once, reports them, ends', {
     timeout: 30_000,
   }, async () => {
@@ -869,6 +925,123 @@ describe('redrive trusts SQS over producers and ends on what comes back (issue 9
       consuming = false;
       await consumer;
     }
+  });
+});
+
+/**
+ * A real client of local SQS whose ListMessageMoveTasks answers pass through `see` (a task failing, lingering or
+ * vanishing is SQS's own doing: local SQS cannot be asked for it). Counts the CancelMessageMoveTask calls.
+ */
+function moveTaskClient(
+  see: (results: ListMessageMoveTasksResultEntry[], cancels: number) => ListMessageMoveTasksResultEntry[],
+) {
+  const client = localSqs();
+  const calls = { cancels: 0 };
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === 'CancelMessageMoveTaskCommand') calls.cancels++;
+      const result = await next(args);
+      if (context.commandName === 'ListMessageMoveTasksCommand') {
+        const output = result.output as ListMessageMoveTasksResult;
+        output.Results = see(output.Results ?? [], calls.cancels);
+      }
+      return result;
+    },
+    { step: 'initialize' },
+  );
+  return { client, calls };
+}
+
+describe('redrive by move task, when SQS reports trouble', () => {
+  async function dlqWithOne() {
+    const { dlq } = await createQueueWithDlq(sqs, 'task');
+    const to = await createQueue(sqs, 'task-target');
+    await sendMessages(sqs, dlq.url, [{ body: 'dead' }]);
+    await counted(dlq, 1);
+    return { dlq, to };
+  }
+
+  it('a task SQS reports FAILED ends the run with its reason, incomplete', async () => {
+    const { dlq, to } = await dlqWithOne();
+    const { client } = moveTaskClient((results) =>
+      results.map((task) => ({ ...task, Status: 'FAILED', FailureReason: 'AWS.SimpleQueueService.KmsAccessDenied' })),
+    );
+    try {
+      const summary = await redrive(client, { from: dlq.url, to: to.url, method: 'move-task', pollIntervalMs: 10 });
+      expect(summary).toMatchObject({
+        method: 'move-task',
+        complete: false,
+        interrupted: false,
+        failed: 0,
+        taskFailureReason: 'AWS.SimpleQueueService.KmsAccessDenied',
+      });
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('Ctrl-C cancels the task once and reports the run interrupted', async () => {
+    const { dlq, to } = await dlqWithOne();
+    const controller = new AbortController();
+    // The task runs until it is cancelled (local SQS's would finish at once).
+    const { client, calls } = moveTaskClient((results, cancels) =>
+      results.map((task) => ({
+        ...task,
+        Status: cancels === 0 ? 'RUNNING' : 'CANCELLED',
+        ApproximateNumberOfMessagesMoved: 0,
+      })),
+    );
+    try {
+      const summary = await redrive(client, {
+        from: dlq.url,
+        to: to.url,
+        method: 'move-task',
+        pollIntervalMs: 10,
+        signal: controller.signal,
+        onProgress: () => controller.abort(),
+      });
+      expect(summary).toMatchObject({
+        method: 'move-task',
+        interrupted: true,
+        complete: false,
+        moved: 0,
+        destinations: {},
+      });
+      expect(calls.cancels).toBe(1);
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('a task that never shows in ListMessageMoveTasks ends the run with a RedriveError saying where to look', async () => {
+    const { dlq, to } = await dlqWithOne();
+    const { client } = moveTaskClient(() => []);
+    try {
+      await expect(
+        redrive(client, { from: dlq.url, to: to.url, method: 'move-task', pollIntervalMs: 1 }),
+      ).rejects.toThrow(
+        /the move task was refused: RedriveError: the move task on .* does not show in ListMessageMoveTasks: check the SQS console/,
+      );
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('refuses a move task without --to or with --max, a --to naming the source, and a --max below 1', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'refused'), createQueue(sqs, 'refused-to')]);
+    const refusal = (options: Partial<Parameters<typeof redrive>[1]>) =>
+      redrive(sqs, { from: from.url, ...options }).then(
+        () => 'accepted',
+        (error: Error) => `${error.name}: ${error.message}`,
+      );
+    expect(await refusal({ method: 'move-task' })).toMatch(
+      /^RedriveError: a move task needs --to and cannot honour --max/,
+    );
+    expect(await refusal({ method: 'move-task', to: to.url, max: 5 })).toMatch(/^RedriveError: a move task needs --to/);
+    expect(await refusal({ to: from.url })).toMatch(/^RedriveError: --to is the same queue as --from/);
+    expect(await refusal({ max: 0 })).toBe('RedriveError: --max must be a whole number of at least 1, not 0');
+    expect(await refusal({ max: 1.5 })).toMatch(/^RedriveError: --max must be a whole number/);
+    expect(await refusal({ max: 1, emptyWaitS: 0 })).toBe('accepted');
   });
 });
 
