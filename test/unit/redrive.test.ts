@@ -20,7 +20,7 @@ import { processBatch } from '../../lib/batch';
 import { parseEvent, type ValidEvent } from '../../lib/event';
 import { createLedger } from '../../lib/ledger';
 import { createQuarantine, QUARANTINE_ATTRIBUTES } from '../../lib/quarantine';
-import { REDRIVE_MARKER, RedriveError, redrive, sourceArnOf } from '../../lib/redrive';
+import { REDRIVE_MARKER, RedriveError, redrive, SqsCallTimeoutError, sourceArnOf } from '../../lib/redrive';
 // A pure function of the redrive's start, tested on its own (the door, lib/redrive/index.ts, does not export it).
 import { cutoffOf } from '../../lib/redrive/start';
 import {
@@ -709,6 +709,18 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     expect(await receiveAll(sqs, to.url)).toHaveLength(14);
     // Not deleted, and released at once: the refused message is still in the source.
     expect((await receiveAll(sqs, from.url)).map((m) => m.Body)).toEqual([refused]);
+  });
+
+  it('a call that times out says which, after how long, that it may have taken effect, and what to do', () => {
+    const error = new SqsCallTimeoutError('SendMessageBatch', 1_500);
+    expect([error.name, error.call, error.timeoutMs, error.message]).toEqual([
+      'SqsCallTimeoutError',
+      'SendMessageBatch',
+      1_500,
+      'SendMessageBatch: no answer from SQS within 1.5 s (it may still have taken effect); check the network or SQS ' +
+        'health, then run it again',
+    ]);
+    expect(new RedriveError('x').name).toBe('RedriveError');
   });
 
   it('finding 2: a Ctrl-C during the last, empty receive is reported as an interruption', async () => {
