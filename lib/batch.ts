@@ -3,6 +3,7 @@ import type { DeliveryResult } from './delivery';
 import { type InvalidEvent, parseEvent, type ValidEvent } from './event';
 import type { FanoutResult } from './fanout';
 import { QUARANTINE_ATTRIBUTES } from './quarantine';
+import { REDRIVE_MARKER } from './redrive/marker';
 import type { DeliveryFailure, RecordOutcome } from './types';
 
 /** The outcomes of a poison record: it can never succeed as it is. */
@@ -49,12 +50,15 @@ export function outcomeOf(fan: Delivered): RecordOutcome {
     else failures.push(stripOk(result));
   }
   if (failures.length === 0) return { kind: 'delivered', delivered, skipped: fan.skipped };
-  if (failures.some((failure) => failure.kind === 'rejected')) return { kind: 'rejected', failures, delivered };
+  // The event comes back: settle writes the skipped endpoints' ledger entries again, so they last as long as it does.
+  const skipped = fan.skipped.length > 0 ? { skipped: fan.skipped } : {};
+  if (failures.some((failure) => failure.kind === 'rejected'))
+    return { kind: 'rejected', failures, delivered, ...skipped };
   const retryAfters = failures.map((failure) => failure.retryAfterS ?? 0);
   const retryAfterS = Math.max(...retryAfters);
   return retryAfterS > 0
-    ? { kind: 'failed', failures, delivered, retryAfterS }
-    : { kind: 'failed', failures, delivered };
+    ? { kind: 'failed', failures, delivered, ...skipped, retryAfterS }
+    : { kind: 'failed', failures, delivered, ...skipped };
 }
 
 function stripOk(result: Extract<DeliveryResult, { ok: false }>): DeliveryFailure {
@@ -66,13 +70,14 @@ const isPoison = (outcome: RecordOutcome): outcome is PoisonOutcome =>
   outcome.kind === 'invalid' || outcome.kind === 'rejected';
 
 /**
- * The record may have reached endpoints before: SQS handed it out already, or it came back from quarantine through
- * redrive (a new message carrying our quarantine attributes). A missing count counts as a redelivery.
+ * The record may have reached endpoints before: SQS handed it out already, or it came back through a redrive (a new
+ * message carrying the redrive marker or our quarantine attributes). A missing count counts as a redelivery.
  */
 export function isRedelivery(record: SQSRecord): boolean {
   const count = Number(record.attributes?.ApproximateReceiveCount);
   if (!(count <= 1)) return true;
   for (const name in record.messageAttributes) {
+    if (name === REDRIVE_MARKER) return true;
     if (name === QUARANTINE_ATTRIBUTES.combined || name.startsWith(`${QUARANTINE_ATTRIBUTES.combined}.`)) return true;
   }
   return false;

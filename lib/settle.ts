@@ -235,7 +235,7 @@ function planBatch(deps: SettleDeps, processed: ProcessedRecord[], counters: Set
     // In the default mode only what comes back needs the ledger: events not yet delivered everywhere. Skipped
     // endpoints are written again: a redriven record's entries last another TTL, as its new message does.
     const comesBack = outcome.kind !== 'delivered' || deps.ledgerMode === 'every-delivery';
-    const done = 'delivered' in outcome ? [...outcome.delivered, ...('skipped' in outcome ? outcome.skipped : [])] : [];
+    const done = 'delivered' in outcome ? [...outcome.delivered, ...(outcome.skipped ?? [])] : [];
     if (event.ok && comesBack && done.length > 0 && !recorded.has(event.key)) {
       recorded.add(event.key);
       for (const endpoint of done) plan.entries.push({ key: event.key, endpoint });

@@ -36,9 +36,9 @@ export type RecordOutcome =
   /** The record is not a deliverable CloudEvent; it was sent nowhere. */
   | { kind: 'invalid'; reason: InvalidReason; detail: string }
   /** At least one endpoint blamed the event itself (400, 413, 415, 422): it goes to the quarantine queue. */
-  | { kind: 'rejected'; failures: DeliveryFailure[]; delivered: string[] }
-  /** Not delivered everywhere yet; worth another attempt later. */
-  | { kind: 'failed'; failures: DeliveryFailure[]; delivered: string[]; retryAfterS?: number }
+  | { kind: 'rejected'; failures: DeliveryFailure[]; delivered: string[]; skipped?: string[] }
+  /** Not delivered everywhere yet; worth another attempt later. `skipped`: endpoints the ledger says have it. */
+  | { kind: 'failed'; failures: DeliveryFailure[]; delivered: string[]; skipped?: string[]; retryAfterS?: number }
   /** FIFO: an earlier record of the same message group failed, so this one was sent nowhere. */
   | { kind: 'blocked'; groupId: string };
 

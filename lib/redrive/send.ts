@@ -8,12 +8,13 @@ import {
 } from '@aws-sdk/client-sqs';
 import { batchEntries } from '../quarantine';
 import { describe, SqsCallTimeoutError } from './errors';
+import { REDRIVE_MARKER } from './marker';
 import { fail, type LoopRun } from './run';
-import { sourceArnOf } from './source';
-import { callTimeoutOf, within } from './sqs-call';
+import { quarantineReason, sourceArnOf } from './source';
+import { callTimeoutOf, SQS_MAX_ATTRIBUTES, within } from './sqs-call';
 
-function toEntry(message: Message, id: string, fifo: boolean): SendMessageBatchRequestEntry {
-  const entry: SendMessageBatchRequestEntry = { Id: id, MessageBody: message.Body ?? '' };
+/** Copies the message's attributes and marks it as redriven from `from` (when SQS's 10 attributes leave room). */
+function attributesOf(run: LoopRun, message: Message): Record<string, MessageAttributeValue> {
   const attributes: Record<string, MessageAttributeValue> = {};
   for (const [name, value] of Object.entries(message.MessageAttributes ?? {})) {
     const copy: MessageAttributeValue = { DataType: value.DataType };
@@ -21,7 +22,18 @@ function toEntry(message: Message, id: string, fifo: boolean): SendMessageBatchR
     if (value.BinaryValue !== undefined) copy.BinaryValue = value.BinaryValue;
     attributes[name] = copy;
   }
-  if (Object.keys(attributes).length > 0) entry.MessageAttributes = attributes;
+  if (REDRIVE_MARKER in attributes || Object.keys(attributes).length < SQS_MAX_ATTRIBUTES) {
+    attributes[REDRIVE_MARKER] = { DataType: 'String', StringValue: run.dlqArn };
+  } else if (quarantineReason(message, 'sourceQueue') === undefined) {
+    // Quarantined messages are known by their quarantine attributes; the others would look like first deliveries.
+    run.unmarked.add(message.MessageId ?? '');
+  }
+  return attributes;
+}
+
+function toEntry(run: LoopRun, message: Message, id: string, fifo: boolean): SendMessageBatchRequestEntry {
+  const entry: SendMessageBatchRequestEntry = { Id: id, MessageBody: message.Body ?? '' };
+  entry.MessageAttributes = attributesOf(run, message);
   const trace = message.Attributes?.AWSTraceHeader;
   if (trace) entry.MessageSystemAttributes = { AWSTraceHeader: { DataType: 'String', StringValue: trace } };
   if (fifo) {
@@ -103,7 +115,7 @@ export async function sendAll(sqs: SQSClient, run: LoopRun, byDestination: Map<s
   const sent: Message[] = [];
   for (const [url, messages] of byDestination) {
     const fifo = url.endsWith('.fifo');
-    const prepared = messages.map((message, index) => ({ message, entry: toEntry(message, String(index), fifo) }));
+    const prepared = messages.map((message, index) => ({ message, entry: toEntry(run, message, String(index), fifo) }));
     for (const batch of batchEntries(prepared)) {
       const ready = fifo ? batch.filter((p) => !heldForOrder(run, p.message)) : batch;
       if (ready.length > 0) sent.push(...(await sendBatch(sqs, run, url, ready)));

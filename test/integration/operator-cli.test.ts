@@ -1,7 +1,8 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createQuarantine } from '../../lib/quarantine';
 import { closedEndpoint, createQueue, localSqs, receiveAll, receiveAsRecords, sendMessages } from '../support/aws';
 import { envWithoutAws, runScript } from '../support/cli';
+import { sqsProxy } from '../support/sqs-proxy';
 
 // `npm run dlq` and `npm run redrive` against local SQS, with no AWS variable set (the local stack needs none).
 const sqs = localSqs();
@@ -47,6 +48,55 @@ describe('npm run dlq', () => {
     const result = await runScript('infra/cli/dlq.ts', ['--queue-url', dlq.url, '--max', '1'], envWithoutAws());
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(`showing 1 of about 3 message(s) in ${dlq.url} (left in place)`);
+  });
+
+  it('issue 15 A10: renews what it holds while it lists, so a slow listing shows each message once', {
+    timeout: 30_000,
+  }, async () => {
+    const dlq = await createQueue(sqs, 'cli-slow-dlq');
+    await sendMessages(
+      sqs,
+      dlq.url,
+      Array.from({ length: 15 }, (_, i) => ({ body: `m-${i}` })),
+    );
+    // The listing is slow: its second receive goes on only after two renewals of the first 10 were answered
+    // (synchronised on them, not on a timer; the 10 s bound turns "never renewed" into a failure, not a hang).
+    let receives = 0;
+    let renewals = 0;
+    let renewedTwice = () => {};
+    const twice = new Promise<void>((resolve) => {
+      renewedTwice = resolve;
+    });
+    const proxy = await sqsProxy(inject('sqsEndpoint'), {
+      pass: async ({ target }) => {
+        if (target === 'AmazonSQS.ReceiveMessage' && ++receives === 2) {
+          await Promise.race([twice, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+        }
+        return true;
+      },
+      answered: ({ target, body }) => {
+        const entries = body.Entries as { VisibilityTimeout?: number }[] | undefined;
+        if (target === 'AmazonSQS.ChangeMessageVisibilityBatch' && entries?.[0]?.VisibilityTimeout === 2) {
+          if (++renewals === 2) renewedTwice();
+        }
+      },
+    });
+    let result: Awaited<ReturnType<typeof runScript>>;
+    try {
+      const args = ['--queue-url', proxy.via(dlq.url), '--visibility-timeout', '2', '--json'];
+      result = await runScript('infra/cli/dlq.ts', args, envWithoutAws());
+    } finally {
+      await proxy.close();
+    }
+    expect(result.code).toBe(0);
+    expect(renewals).toBeGreaterThanOrEqual(2);
+    const listed = result.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line).body as string);
+    expect(listed.sort()).toEqual(Array.from({ length: 15 }, (_, i) => `m-${i}`).sort());
+    // Released at once when the listing ended, not after the visibility timeout.
+    expect(await receiveAll(sqs, dlq.url)).toHaveLength(15);
   });
 
   it('--json prints one object per message, with the reason fields', async () => {

@@ -1,10 +1,11 @@
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createBackoff } from '../../lib/backoff';
-import type { ProcessedRecord } from '../../lib/batch';
+import { outcomeOf, type ProcessedRecord } from '../../lib/batch';
 import { parseEvent, type ValidEvent } from '../../lib/event';
-import { createLedger } from '../../lib/ledger';
+import { createLedger, ledgerId } from '../../lib/ledger';
 import { createQuarantine, QUARANTINE_ATTRIBUTES as Q } from '../../lib/quarantine';
 import {
   createSettle,
@@ -56,6 +57,8 @@ const processed = (record: SQSRecord, outcome: RecordOutcome, quarantined?: bool
   outcome,
   ...(quarantined !== undefined ? { quarantined } : {}),
 });
+const ok = (endpoint: string) => ({ ok: true as const, endpoint, attempts: 1, latencyMs: 1, status: 200 });
+const fail = (endpoint: string, kind: DeliveryFailure['kind']) => ({ ok: false as const, endpoint, kind, attempts: 1 });
 const failure = (endpoint: string, kind: DeliveryFailure['kind'], extra: Partial<DeliveryFailure> = {}) => ({
   endpoint,
   kind,
@@ -412,6 +415,37 @@ describe('createSettle with local SQS and dynalite', () => {
       { key, endpoint: 'beta' },
     ]);
     expect(await real.lookup([key], signal())).toEqual(new Map([[key, new Set(['alpha', 'beta'])]]));
+  });
+
+  it('issue 15 A3: a returning event that fails again writes the entries of the endpoints it skipped again', async () => {
+    const day = 86_400_000;
+    let now = Date.now();
+    const ledger = createLedger(dynamodb, {
+      table,
+      endpoints: ['alpha', 'beta', 'gamma'],
+      ttlS: 19 * 86_400,
+      now: () => now,
+    });
+    const settle = createSettle({ logger: captureLogs().logger, ledgerMode: 'redeliveries', ledger });
+    const record = sqsRecord(body(`skipped-${Math.random()}`));
+    const key = (event(record) as ValidEvent).key;
+    const expirationOf = async (endpoint: string) => {
+      const { Item } = await dynamodb.send(
+        new GetItemCommand({ TableName: table, Key: { id: { S: ledgerId(key, endpoint) } }, ConsistentRead: true }),
+      );
+      return Number(Item?.expiration?.N);
+    };
+    // First receive: alpha takes it, beta fails.
+    const first = outcomeOf({ results: [ok('alpha'), fail('beta', 'transient')], skipped: [] });
+    expect(await settle([processed(record, first)], signal(), counters())).toEqual(new Set([record.messageId]));
+    const firstExpiration = await expirationOf('alpha');
+    // Ten days later it comes back (a redrive): the ledger says alpha has it; gamma takes it, beta fails again.
+    now += 10 * day;
+    const again = outcomeOf({ results: [ok('gamma'), fail('beta', 'transient')], skipped: ['alpha'] });
+    await settle([processed(record, again)], signal(), counters());
+    // alpha's entry lasts as long as the event's new life, not 19 days from the first failure.
+    expect(await expirationOf('alpha')).toBe(firstExpiration + 10 * 86_400);
+    expect(await expirationOf('gamma')).toBe(firstExpiration + 10 * 86_400);
   });
 
   it('groups deliveries cut off by the deadline into one line per endpoint, every id listed', async () => {
