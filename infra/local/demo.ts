@@ -20,6 +20,8 @@ nothing was lost, 1 otherwise (or when it could not drain within the time limit)
   --endpoints FILE  a stage's endpoints file: its routing and settings, against demo endpoints named after it
   --secrets FILE    values of its secret references (see npm start -- --help)
   --ledger          also run a local DynamoDB with the delivery ledger: redelivered events skip the endpoints
+  --inflight-ceiling N  SQS's in-flight limit per queue (about 120000 on AWS), scaled down: at it a receive
+                    answers empty, as SQS does (default: none)
                     that already have them (fewer duplicates)
   --log FILE        the handler's JSON logs (default .local/demo-handler.log)
 
@@ -48,6 +50,7 @@ async function demo(argv: string[]): Promise<number> {
     'fault-rate': { type: 'string' },
     'time-limit': { type: 'string' },
     concurrency: { type: 'string' },
+    'inflight-ceiling': { type: 'string' },
     log: { type: 'string' },
     ledger: { type: 'boolean' },
     endpoints: { type: 'string' },
@@ -61,6 +64,7 @@ async function demo(argv: string[]): Promise<number> {
   const invalid = intFlag(flags, 'invalid', 20, 0, 1_000_000);
   const faultRate = rateFlag(flags, 'fault-rate', 0.2);
   const timeLimitS = intFlag(flags, 'time-limit', 240, 1, 86_400);
+  const inflightCeiling = intFlag(flags, 'inflight-ceiling', 0, 1, 10_000_000) || undefined;
   const concurrency = intFlag(flags, 'concurrency', 4, 1, 1000);
   const logFile = pathFlag(flags, 'log') ?? '.local/demo-handler.log';
   const endpointsFile = pathFlag(flags, 'endpoints');
@@ -71,6 +75,7 @@ async function demo(argv: string[]): Promise<number> {
   const output = new HandlerOutput({ destination: logFile });
   output.install();
   const stack = await startLocalStack({
+    ...(inflightCeiling ? { inflightCeiling } : {}),
     concurrency,
     ledger: flags.ledger === true,
     ...(userEndpoints ? { endpoints: userEndpoints } : { faults: { rate: faultRate } }),

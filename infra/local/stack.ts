@@ -78,6 +78,8 @@ export interface LocalStackOptions {
   /** Pollers (concurrent invocations). Default 2. */
   concurrency?: number;
   pollWaitS?: number;
+  /** SQS's in-flight limit per queue, scaled down: at it the emulated mapping's receives answer empty. */
+  inflightCeiling?: number;
   /** Handler settings that yield to the user's environment. Merged over LOCAL_HANDLER_DEFAULTS. */
   defaults?: Record<string, string>;
   /** Handler settings that win over the user's environment. */
@@ -200,6 +202,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         ? { maximumBatchingWindowS: options.maximumBatchingWindowS }
         : {}),
       ...(options.pollWaitS !== undefined ? { pollWaitS: options.pollWaitS } : {}),
+      ...(options.inflightCeiling !== undefined ? { inflightCeiling: options.inflightCeiling } : {}),
       ...(options.onInvocation ? { onInvocation: options.onInvocation } : {}),
       ...(options.onPollError ? { onPollError: options.onPollError } : {}),
     });
