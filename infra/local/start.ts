@@ -137,7 +137,7 @@ async function start(argv: string[]): Promise<number> {
   );
   await stopped;
   // The running invocations first: what they acknowledge belongs in the summary, not under "still queued".
-  await stack.eventSource.stop();
+  await stack.stopPolling();
   const last = await stack.snapshot(output.telemetry);
   await stack.stop();
   await output.uninstall();
