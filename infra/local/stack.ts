@@ -265,7 +265,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       concurrency,
       startedAt,
       async snapshot(telemetry?: HandlerTelemetry): Promise<StatusSnapshot> {
-        const [queueDepth, dlqDepth] = await Promise.all([sqs.depth(sqs.queue.url), sqs.depth(sqs.dlq.url)]);
+        const [queueDepth, dlqDepth, ...laneDepths] = await Promise.all([
+          sqs.depth(sqs.queue.url),
+          sqs.depth(sqs.dlq.url),
+          ...[...lanes.values()].map((lane) => sqs.depth(lane.queue.url)),
+        ]);
         return {
           uptimeMs: Date.now() - startedAt,
           pollers: concurrency,
@@ -274,6 +278,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           mapping: eventSource.stats,
           ...(demo ? { endpoints: endpointStats(demo.list) } : {}),
           ...(telemetry ? { handler: telemetry } : {}),
+          lanes: [...lanes].map(([endpoint, lane], i) => ({
+            endpoint,
+            depth: laneDepths[i] ?? { visible: 0, inFlight: 0, delayed: 0 },
+            maxInFlight: lane.eventSource.stats.maxInFlight,
+          })),
         };
       },
       stopPolling,

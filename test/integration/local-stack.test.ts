@@ -2,6 +2,7 @@ import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-s
 import type { SQSEvent } from 'aws-lambda';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type LocalStack, startLocalStack } from '../../infra/local/stack';
+import { formatLine, formatPanel } from '../../infra/local/status';
 
 let stack: LocalStack | undefined;
 
@@ -9,6 +10,15 @@ afterEach(async () => {
   await stack?.stop();
   stack = undefined;
 });
+
+/** Polls until the condition holds; fails the test with `what` after the bound. */
+async function waitFor(what: string, condition: () => boolean, timeoutMs = 4_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
 
 /** Resolves with the first batch the handler gets. */
 function firstBatch(): { handler: (event: SQSEvent) => Promise<undefined>; batch: Promise<SQSEvent> } {
@@ -64,5 +74,32 @@ describe('the local stack runs one lane per endpoint', () => {
     stack = await startLocalStack({ handler: async () => undefined, baseEnv: {} });
     expect(stack.env.PARK_AFTER_S).toBe('5');
     expect([...stack.lanes.keys()].sort()).toEqual(stack.demo?.list.map((endpoint) => endpoint.name).sort());
+  });
+});
+
+describe("npm start's panel", () => {
+  it("shows each endpoint's backlog: its lane's visible + delayed + in flight", async () => {
+    // A handler that fails every record: what the lane's mapping received stays in flight.
+    stack = await startLocalStack({
+      handler: async (event) => ({
+        batchItemFailures: event.Records.map((record) => ({ itemIdentifier: record.messageId })),
+      }),
+      endpoints: 'audit=http://127.0.0.1:9/a,search=http://127.0.0.1:9/s',
+      pollWaitS: 0,
+    });
+    const audit = stack.lanes.get('audit');
+    const url = audit?.queue.url ?? '';
+    await stack.sqs.client.send(new SendMessageCommand({ QueueUrl: url, MessageBody: 'a' }));
+    await stack.sqs.client.send(new SendMessageCommand({ QueueUrl: url, MessageBody: 'b' }));
+    await stack.sqs.client.send(new SendMessageCommand({ QueueUrl: url, MessageBody: 'later', DelaySeconds: 60 }));
+    await waitFor('both due messages in flight', () => audit?.eventSource.stats.maxInFlight === 2);
+
+    const snapshot = await stack.snapshot();
+    const panel = formatPanel(snapshot);
+    expect(panel.find((line) => line.includes(' audit '))).toMatch(
+      /lane +audit +backlog 3 · visible 0 · delayed 1 · in flight 2 \(max 2\)/,
+    );
+    expect(panel.find((line) => line.includes(' search '))).toMatch(/lane +search +backlog 0 ·/);
+    expect(formatLine(snapshot)).toContain('lane.audit=3 lane.search=0');
   });
 });
