@@ -3,6 +3,7 @@ import type { FaultKind } from './demo-endpoints';
 import { DrainWatch } from './drain';
 import { interleave, malformedMessages, newRunId, sendMessages, validMessages } from './events';
 import { HandlerOutput } from './handler-output';
+import { OutageWindow, outageLines, parseOutage } from './outage';
 import { type LocalStack, startLocalStack } from './stack';
 import { progressLine, summaryLines } from './summary';
 
@@ -20,10 +21,12 @@ nothing was lost, 1 otherwise (or when it could not drain within the time limit)
   --endpoints FILE  a stage's endpoints file: its routing and settings, against demo endpoints named after it
   --secrets FILE    values of its secret references (see npm start -- --help)
   --ledger          also run a local DynamoDB with the delivery ledger: redelivered events skip the endpoints
+                    that already have them (fewer duplicates)
   --inflight-ceiling N  SQS's in-flight limit per queue (about 120000 on AWS), scaled down: at it a receive
                     answers empty, as SQS does (default: none)
-                    that already have them (fewer duplicates)
   --log FILE        the handler's JSON logs (default .local/demo-handler.log)
+  --outage E:Ss     demo endpoint E answers 5xx to everything for S seconds from the first send (e.g. audit:60s);
+                    prints each endpoint's events/s meanwhile and the largest in-flight count per queue
 
 With ENDPOINTS set, the demo delivers there instead of to its own endpoints (and --fault-rate does nothing).`;
 
@@ -51,6 +54,7 @@ async function demo(argv: string[]): Promise<number> {
     'time-limit': { type: 'string' },
     concurrency: { type: 'string' },
     'inflight-ceiling': { type: 'string' },
+    outage: { type: 'string' },
     log: { type: 'string' },
     ledger: { type: 'boolean' },
     endpoints: { type: 'string' },
@@ -84,10 +88,19 @@ async function demo(argv: string[]): Promise<number> {
   const tty = process.stdout.isTTY === true;
   try {
     printBanner(stack, { endpointsFile, faultRate, logFile });
+    const outageFlag = typeof flags.outage === 'string' ? flags.outage : undefined;
+    const outage = outageFlag
+      ? parseOutage(outageFlag, stack.demo?.list.map((endpoint) => endpoint.name) ?? [])
+      : undefined;
     const run = newRunId();
     const messages = interleave(validMessages(events, run), malformedMessages(invalid, run));
     const interrupt = new AbortController();
     onInterrupt(() => interrupt.abort());
+    let outageWindow: OutageWindow | undefined;
+    if (outage) {
+      outageWindow = new OutageWindow(stack, outage, () => console.log(`\n${outage.endpoint} is back`));
+      console.log(`${outage.endpoint} down (5xx) for ${outage.durationS} s`);
+    }
     const sent = await sendMessages(stack.sqs.client, stack.sqs.queue.url, messages, { signal: interrupt.signal });
     if (sent < messages.length) console.log(`sent ${sent} of ${messages.length} messages before Ctrl-C (run ${run})`);
     else console.log(`sent ${events} valid + ${invalid} malformed messages (run ${run}; Ctrl-C stops with a summary)`);
@@ -106,12 +119,14 @@ async function demo(argv: string[]): Promise<number> {
       },
     });
     if (tty) output.write('\n');
+    outageWindow?.end();
     await stack.stop();
     const faults: Record<FaultKind, number> = { error: 0, reset: 0, slow: 0, hang: 0 };
     for (const endpoint of stack.demo?.list ?? []) {
       for (const kind of Object.keys(faults) as FaultKind[]) faults[kind] += endpoint.stats.faults[kind];
     }
     console.log(summaryLines(report, { ...(stack.demo ? { faults } : {}), handler: output.telemetry }).join('\n'));
+    if (outageWindow) console.log(outageLines(outageWindow.report(), inflightCeiling).join('\n'));
     if (interrupt.signal.aborted) {
       console.log(
         `interrupted (Ctrl-C) after sending ${sent} of ${messages.length} message(s): the summary above is partial`,

@@ -1,6 +1,10 @@
 import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { SQSEvent } from 'aws-lambda';
 import { afterEach, describe, expect, it } from 'vitest';
+import { UsageError } from '../../infra/local/cli';
+import { DrainWatch } from '../../infra/local/drain';
+import { newRunId, validMessages } from '../../infra/local/events';
+import { OutageWindow, parseOutage } from '../../infra/local/outage';
 import { type LocalStack, startLocalStack } from '../../infra/local/stack';
 import { formatLine, formatPanel } from '../../infra/local/status';
 
@@ -101,5 +105,48 @@ describe("npm start's panel", () => {
     );
     expect(panel.find((line) => line.includes(' search '))).toMatch(/lane +search +backlog 0 ·/);
     expect(formatLine(snapshot)).toContain('lane.audit=3 lane.search=0');
+  });
+});
+
+describe('the demo with lanes', () => {
+  it('counts an event waiting in a lane as on its way, not lost, once the source queue is empty', async () => {
+    stack = await startLocalStack({ handler: async () => undefined, pollWaitS: 0 });
+    const [message] = validMessages(1, newRunId());
+    await stack.sqs.client.send(
+      new SendMessageCommand({
+        QueueUrl: stack.lanes.get('audit')?.queue.url,
+        MessageBody: message?.body,
+        DelaySeconds: 60,
+      }),
+    );
+    const report = await new DrainWatch(stack, message ? [message] : []).check();
+    expect(report).toMatchObject({ drained: false, lost: 0, undelivered: 1, queueLeft: 1 });
+  });
+
+  it('--outage takes one demo endpoint down (503) until it ends, and reports every queue', async () => {
+    expect(() => parseOutage('audit', ['audit'])).toThrow(UsageError);
+    expect(() => parseOutage('billing:60s', ['audit', 'search'])).toThrow(
+      "--outage billing:60s: no demo endpoint 'billing' (the demo runs audit, search)",
+    );
+    expect(parseOutage('audit:60s', ['audit'])).toEqual({ endpoint: 'audit', durationS: 60 });
+
+    stack = await startLocalStack({ handler: async () => undefined, pollWaitS: 0, inflightCeiling: 50 });
+    const url = (name: string) => stack?.demo?.list.find((endpoint) => endpoint.name === name)?.url ?? '';
+    const post = (name: string) =>
+      fetch(url(name), { method: 'POST', body: JSON.stringify({ id: 'e-1' }) }).then((response) => response.status);
+    const outage = new OutageWindow(stack, { endpoint: 'audit', durationS: 3600 });
+    expect(await post('audit')).toBeGreaterThanOrEqual(500);
+    expect(await post('search')).toBe(202);
+    outage.end();
+    expect(await post('audit')).toBe(202);
+    const report = outage.report();
+    expect(report.endpoints.find((endpoint) => endpoint.name === 'search')?.events).toBe(1);
+    expect(report.endpoints.find((endpoint) => endpoint.name === 'audit')?.events).toBe(0);
+    expect(report.maxInFlight.map((queue) => queue.queue)).toEqual([
+      'ingest-events',
+      'ingest-events-lane-analytics',
+      'ingest-events-lane-audit',
+      'ingest-events-lane-search',
+    ]);
   });
 });
