@@ -25,6 +25,8 @@ export interface EndpointOptions {
 export interface PreparedRequest {
   headers: Readonly<Record<string, string>>;
   body: Buffer;
+  /** The headers carry the event's attributes (binary mode's ce- headers): a 431 then blames the event. */
+  eventHeaders?: boolean;
 }
 
 export interface AttemptResult {
@@ -77,10 +79,12 @@ export function authHeaders(credential: Credential | undefined, body: Buffer): R
  * 4xx statuses by whom they blame; the one place that decides it (documented in the README's failure table).
  * POISON: the endpoint blames the event, which is quarantined. CREDENTIALS: the endpoint refuses our credentials,
  * which are refreshed once and retried, then backed off. Any other 4xx (404, 405, 409, 410...) describes the
- * endpoint, not the event: backed off, never quarantined. 408 and 429 are transient, like 5xx.
+ * endpoint, not the event: backed off, never quarantined. 408 and 429 are transient, like 5xx. EVENT_HEADERS: poison
+ * only when the headers carry the event (binary mode); otherwise they are ours (static headers, a token): endpoint-error.
  */
 export const HTTP_4XX = {
-  poison: [400, 413, 415, 422, 431],
+  poison: [400, 413, 415, 422],
+  eventHeaders: [431],
   credentials: [401, 403],
   transient: [408, 429],
 } as const satisfies Record<string, readonly number[]>;
@@ -92,6 +96,7 @@ export function classifyStatus(
   endpoint: string,
   status: number,
   retryAfter: string | undefined,
+  eventHeaders = false,
 ): DeliveryAttemptError | undefined {
   if (status >= 200 && status < 300) return undefined;
   if (status >= 300 && status < 400) {
@@ -107,7 +112,7 @@ export function classifyStatus(
       parseRetryAfter(retryAfter),
     );
   }
-  if (isIn(HTTP_4XX.poison, status))
+  if (isIn(HTTP_4XX.poison, status) || (eventHeaders && isIn(HTTP_4XX.eventHeaders, status)))
     return new DeliveryAttemptError('rejected', endpoint, `answered ${status}`, status);
   if (isIn(HTTP_4XX.credentials, status)) {
     return new DeliveryAttemptError(
@@ -174,6 +179,7 @@ class Attempt {
     readonly signal: AbortSignal,
     readonly done: AttemptCallback,
     readonly trace: ((outcome: { status?: number; error?: string }) => void) | undefined,
+    readonly eventHeaders: boolean,
   ) {
     // One exact deadline per attempt, whatever it is doing (connecting, TLS, sending, waiting, reading).
     this.#timer = setTimeout(() => this.#timedOut(), endpoint.timeoutMs);
@@ -250,7 +256,7 @@ class Attempt {
     this.#forget();
     const status = this.#status;
     this.trace?.({ status });
-    const error = classifyStatus(this.endpoint.name, status, retryAfterOf(this.#rawHeaders));
+    const error = classifyStatus(this.endpoint.name, status, retryAfterOf(this.#rawHeaders), this.eventHeaders);
     if (error) this.done(error, undefined);
     else this.done(undefined, { status, latencyMs: performance.now() - this.#started });
   }
@@ -305,7 +311,7 @@ export class Endpoint {
       done(new DeliveryAttemptError('aborted', this.name, 'the invocation deadline was reached'), undefined);
       return;
     }
-    const attempt = new Attempt(this, signal, done, this.#observe?.(this.name));
+    const attempt = new Attempt(this, signal, done, this.#observe?.(this.name), request.eventHeaders === true);
     this.#watch(signal);
     attempt.slot = this.#freeSlots.pop() ?? this.#attempts.length;
     this.#attempts[attempt.slot] = attempt;

@@ -4,7 +4,7 @@ import type { SQSRecord } from 'aws-lambda';
 export type FailureKind =
   /** 408, 429, 5xx, connection error or timeout: may succeed later. */
   | 'transient'
-  /** 400, 413, 415 or 422 (POISON_STATUSES): the endpoint blames the event; it is quarantined. */
+  /** 400, 413, 415, 422, or 431 in binary mode (HTTP_4XX): the endpoint blames the event; it is quarantined. */
   | 'rejected'
   /** 401 or 403, still after one refresh of the endpoint's credential: our credentials are refused. */
   | 'unauthorized'
@@ -35,7 +35,7 @@ export type RecordOutcome =
   | { kind: 'delivered'; delivered: string[]; skipped: string[] }
   /** The record is not a deliverable CloudEvent; it was sent nowhere. */
   | { kind: 'invalid'; reason: InvalidReason; detail: string }
-  /** At least one endpoint blamed the event itself (400, 413, 415, 422): it goes to the quarantine queue. */
+  /** At least one endpoint blamed the event itself (400, 413, 415, 422; 431 in binary mode): it is quarantined. */
   | { kind: 'rejected'; failures: DeliveryFailure[]; delivered: string[]; skipped?: string[] }
   /** Not delivered everywhere yet; worth another attempt later. `skipped`: endpoints the ledger says have it. */
   | { kind: 'failed'; failures: DeliveryFailure[]; delivered: string[]; skipped?: string[]; retryAfterS?: number }

@@ -2,7 +2,6 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createSecretSource } from '../../lib/credentials';
-import { HTTP_4XX } from '../../lib/endpoint';
 import { createIngest, type Ingest, type IngestDeps, idempotencyKey, loadConfig, secretRefs } from '../../lib/index';
 import { GROUPED_IDS_PER_LINE, settleReserveMs } from '../../lib/ingest';
 import type { BackoffItem, Ledger, LedgerEntry, QuarantineItem } from '../../lib/types';
@@ -266,15 +265,16 @@ describe('delivery ledger', () => {
 });
 
 describe('4xx classification (issue 9, defect 4)', () => {
-  it('quarantines 400, 413, 415 and 422 only; other 4xx are failed with backoff, never quarantined', async () => {
-    const statuses = [400, 413, 415, 422, 404, 405, 409, 410, 418, 451];
+  // ENDPOINTS endpoints are structured: the headers are ours, so a 431 is the endpoint's trouble, not the event's.
+  it('quarantines 400, 413, 415 and 422 only; other 4xx (431 too, in structured mode) are backed off', async () => {
+    const statuses = [400, 413, 415, 422, 404, 405, 409, 410, 418, 431, 451];
     beta.respond((request) => ({ status: Number(request.eventId?.split('-')[1]) }));
     const quarantine = recordingQuarantine();
     const backoff = recordingBackoff();
     const records = statuses.map((status) => eventRecord(`s-${status}`));
     const response = await pipeline({ quarantine, backoff }).handle(sqsEvent(records), lambdaContext());
     const quarantined = quarantine.sent.map((item) => item.status).sort();
-    expect(quarantined).toEqual([...HTTP_4XX.poison].sort());
+    expect(quarantined).toEqual([400, 413, 415, 422]);
     const backedOff = backoff.items.map((item) => item.record.messageId).sort();
     const endpointTrouble = records.filter((_, i) => ![400, 413, 415, 422].includes(statuses[i]!));
     expect(backedOff).toEqual(endpointTrouble.map((record) => record.messageId).sort());

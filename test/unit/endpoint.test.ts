@@ -10,7 +10,6 @@ import {
   type Credential,
   classifyStatus,
   Endpoint,
-  HTTP_4XX,
   type PreparedRequest,
   parseRetryAfter,
   USER_AGENT,
@@ -386,9 +385,13 @@ describe('classifyStatus', () => {
     for (const status of [408, 429, 500, 501, 503, 599]) {
       expect(classifyStatus('e', status, '3')).toMatchObject({ kind: 'transient', status, retryAfterMs: 3000 });
     }
-    for (const status of HTTP_4XX.poison) {
+    for (const status of [400, 413, 415, 422]) {
       expect(classifyStatus('e', status, '3')).toMatchObject({ kind: 'rejected', status });
+      expect(classifyStatus('e', status, '3', true)).toMatchObject({ kind: 'rejected', status });
     }
+    // 431 blames the event only when the headers carry it (binary mode); otherwise they are ours.
+    expect(classifyStatus('e', 431, '3', true)).toMatchObject({ kind: 'rejected', status: 431 });
+    expect(classifyStatus('e', 431, '3')).toMatchObject({ kind: 'endpoint-error', status: 431 });
     for (const status of [401, 403]) {
       expect(classifyStatus('e', status, '3')).toMatchObject({ kind: 'unauthorized', code: 'CREDENTIALS_REFUSED' });
     }
