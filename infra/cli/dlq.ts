@@ -23,6 +23,8 @@ Lists the messages of a dead-letter / quarantine queue with their quarantine.* r
 /** How long a listed message stays hidden if the command dies: renewed at half of it while listing. */
 const HOLD_S = 30;
 const CALL_TIMEOUT_MS = 30_000;
+// Receives in a row that bring back only messages already listed: the listing has come round, so it ends.
+const STALE_RECEIVES_MAX = 10;
 
 export interface DlqEntry extends Partial<QuarantineReasons> {
   id: string;
@@ -39,13 +41,18 @@ function describe(message: Message): DlqEntry {
   return { ...base, kind: 'out-of-receives', ...(source ? { sourceQueue: source } : {}) };
 }
 
-/** Receives into `messages` (so what it holds is renewed as it goes) until an empty answer or `max`. */
-async function receiveAll(sqs: SQSClient, queueUrl: string, max: number, holdS: number, messages: Message[]) {
-  while (messages.length < max) {
+/**
+ * Receives into `held` (so what it holds is renewed as it goes) until an empty answer or `max`. A message received
+ * again (a renewal that fell behind) is kept once, with its newest receipt handle; 10 answers in a row with nothing new
+ * end it (it has come round to what it listed).
+ */
+async function receiveAll(sqs: SQSClient, queueUrl: string, max: number, holdS: number, held: Map<string, Message>) {
+  let nothingNew = 0;
+  while (held.size < max && nothingNew < STALE_RECEIVES_MAX) {
     const { Messages = [] } = await sqs.send(
       new ReceiveMessageCommand({
         QueueUrl: queueUrl,
-        MaxNumberOfMessages: Math.min(10, max - messages.length),
+        MaxNumberOfMessages: Math.min(10, max - held.size),
         VisibilityTimeout: holdS,
         WaitTimeSeconds: 0,
         MessageAttributeNames: ['All'],
@@ -54,24 +61,26 @@ async function receiveAll(sqs: SQSClient, queueUrl: string, max: number, holdS: 
         AttributeNames: ['All'],
       }),
     );
+    const before = held.size;
+    for (const message of Messages) held.set(message.MessageId ?? message.ReceiptHandle ?? '', message);
     if (Messages.length === 0) break;
-    messages.push(...Messages);
+    nothingNew = held.size === before ? nothingNew + 1 : 0;
   }
 }
 
 /** Lists up to `max` messages, keeping those it holds hidden (renewed) until it has them all, then releases them. */
 async function list(sqs: SQSClient, queueUrl: string, max: number, holdS: number): Promise<Message[]> {
-  const messages: Message[] = [];
-  const handles = () => messages.map((message) => message.ReceiptHandle ?? '');
+  const held = new Map<string, Message>();
+  const handles = () => [...held.values()].map((message) => message.ReceiptHandle ?? '');
   const stopKeeping = keepHidden(sqs, queueUrl, holdS, CALL_TIMEOUT_MS, handles);
   try {
-    await receiveAll(sqs, queueUrl, max, holdS, messages);
+    await receiveAll(sqs, queueUrl, max, holdS, held);
   } finally {
     await stopKeeping();
     const unreleased = await changeVisibility(sqs, queueUrl, handles(), 0, CALL_TIMEOUT_MS);
     if (unreleased > 0) console.error(`dlq: ${unreleased} message(s) reappear within ${holdS} s, not at once`);
   }
-  return messages;
+  return [...held.values()];
 }
 
 /** SQS's approximate count of the queue's messages, visible or not, before this listing held any. */

@@ -145,7 +145,7 @@ export async function loop(sqs: SQSClient, options: RedriveOptions, total: numbe
   const unmarked = [...run.unmarked].filter((id) => run.movedIds.has(id)).length;
   if (unmarked > 0) {
     options.onWarning?.(
-      `${unmarked} message(s) had 10 message attributes of their own, so no room for ${REDRIVE_MARKER}: in the ` +
+      `${unmarked} message(s) had no room for ${REDRIVE_MARKER} (10 attributes of their own, or at the queue's size limit): in the ` +
         'default ledger mode they reach every endpoint again (with the same Idempotency-Key)',
     );
   }

@@ -79,6 +79,26 @@ export async function route(
   return byDestination;
 }
 
+// SQS's answer to a message over the queue's MaximumMessageSize.
+const TOO_LARGE = /must be shorter than/i;
+
+/** The entry failed for its size; the marker may be what tipped it over. */
+function tooLargeMarked(failed: { Code?: string; Message?: string }): boolean {
+  return failed.Code === 'InvalidParameterValue' && TOO_LARGE.test(failed.Message ?? '');
+}
+
+/** The entry without the marker it was given, counted unmarked; undefined when it carried none (nothing to drop). */
+function withoutMarker(
+  run: LoopRun,
+  p: { message: Message; entry: SendMessageBatchRequestEntry },
+): { message: Message; entry: SendMessageBatchRequestEntry } | undefined {
+  const { [REDRIVE_MARKER]: marker, ...rest } = p.entry.MessageAttributes ?? {};
+  if (!marker) return undefined;
+  // A message that filled its queue before the redrive: moved as it was, not stuck in the DLQ for a marker's bytes.
+  if (quarantineReason(p.message, 'sourceQueue') === undefined) run.unmarked.add(p.message.MessageId ?? '');
+  return { message: p.message, entry: { ...p.entry, MessageAttributes: rest } };
+}
+
 /** Sends one batch to one destination; returns the messages it took. */
 async function sendBatch(
   sqs: SQSClient,
@@ -95,11 +115,14 @@ async function sendBatch(
     const ok = new Set((response.Successful ?? []).map((s) => s.Id));
     const sent = batch.filter((p) => ok.has(p.entry.Id)).map((p) => p.message);
     if (sent.length > 0) run.destinations[url] = (run.destinations[url] ?? 0) + sent.length;
+    const retry: typeof batch = [];
     for (const failed of response.Failed ?? []) {
       const p = batch.find((candidate) => candidate.entry.Id === failed.Id);
-      fail(run, p?.message, `${failed.Code}: ${failed.Message}`);
+      const unmarked = p && tooLargeMarked(failed) ? withoutMarker(run, p) : undefined;
+      if (unmarked) retry.push(unmarked);
+      else fail(run, p?.message, `${failed.Code}: ${failed.Message}`);
     }
-    return sent;
+    return retry.length > 0 ? [...sent, ...(await sendBatch(sqs, run, url, retry))] : sent;
   } catch (error) {
     // No answer: the copy may or may not be in the destination, so the original stays (a duplicate at worst).
     const why =

@@ -1092,7 +1092,7 @@ describe('redrive marks what it moves as a redelivery (issue 15 A3)', () => {
     expect(summary).toMatchObject({ method: 'loop', moved: 2, failed: 0 });
     // The one with no room for the marker is moved, and the run says what that costs.
     expect(warnings).toEqual([
-      expect.stringMatching(/^1 message\(s\) had 10 message attributes .* reach every endpoint again/),
+      expect.stringMatching(/^1 message\(s\) had no room for redrive.from \(10 attributes .* reach every endpoint again/),
     ]);
     const records = (await receiveAll(sqs, queue.url)).map((m) => toLambdaRecord(m, queue.arn));
     expect(records.map((r) => r.attributes.ApproximateReceiveCount)).toEqual(['1', '1']);
@@ -1241,5 +1241,30 @@ describe('npm run redrive (the CLI)', () => {
     );
     expect(seen.target).toHaveLength(10);
     expect(sorted([...seen.source, ...seen.target])).toEqual(sorted(all));
+  });
+});
+
+describe('redrive and SQS size limits (review rev6)', () => {
+  it('moves a message already at the queue size limit: the marker must not make it too large to send', async () => {
+    // Both queues allow 1,024 bytes; the message fills them (body + its one attribute), as a near-1 MiB event fills a
+    // deployed queue. The marker (redrive.from + ARN) would push it over: it is moved unmarked rather than stuck.
+    const limit = { attributes: { MaximumMessageSize: '1024' } };
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked', limit), createQueue(sqs, 'target', limit)]);
+    const attributes = { tenant: text('acme') };
+    const body = 'x'.repeat(1024 - 'tenant'.length - 'String'.length - 'acme'.length);
+    await sendMessages(sqs, from.url, [{ body, attributes }]);
+    const warnings: string[] = [];
+
+    const summary = await redrive(sqs, {
+      from: from.url,
+      to: to.url,
+      emptyWaitS: EMPTY_WAIT_S,
+      onWarning: (w) => warnings.push(w),
+    });
+
+    expect(summary).toMatchObject({ moved: 1, failed: 0 });
+    const landed = await receiveAll(sqs, to.url);
+    expect(landed.map((m) => m.Body)).toEqual([body]);
+    expect(warnings.join('\n')).toContain(REDRIVE_MARKER);
   });
 });
