@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import type { Socket } from 'node:net';
 import type { Pool as UndiciPool } from 'undici';
 import buildConnector from 'undici/lib/core/connect.js';
 // The Pool module alone, not undici's index (fetch, WebSocket, caches…): 284 against 535 kB, and about half the module
@@ -142,22 +143,31 @@ const DRAIN_CAP = new Error('response body over the drain cap');
 /**
  * undici's connector with a connect + TLS timeout of our own, as exact as the attempt's: undici's runs on its coarse
  * clock (up to 1 s late) and is 10 s whatever DELIVERY_TIMEOUT_MS says. A handshake that outlives it is torn down.
+ * `opened` hears of each socket as it starts connecting (synchronously, within the dispatch that asked for it).
  */
-function exactConnector(timeoutMs: number): buildConnector.connector {
+function exactConnector(timeoutMs: number, opened: (socket: Socket) => void): buildConnector.connector {
   // timeout 0: undici's own connect timer off.
   const connect = buildConnector({ timeout: 0 });
   return (options, callback) => {
     let timer: NodeJS.Timeout | undefined;
     const socket = connect(options, (...result) => {
       clearTimeout(timer);
+      if (result[1]) established.add(result[1]);
       callback(...result);
     });
     timer = setTimeout(() => {
       const error = Object.assign(new Error(`no connection within ${timeoutMs} ms`), { code: 'CONNECT_TIMEOUT' });
       socket.destroy(error);
     }, timeoutMs);
+    opened(socket);
   };
 }
+
+// Sockets whose connect (and TLS handshake) ended, either way: an attempt that settles leaves them to undici.
+const established = new WeakSet<Socket>();
+const CONNECT_DROPPED = Object.assign(new Error('the attempt that opened this connection settled first'), {
+  code: 'CONNECT_DROPPED',
+});
 
 /**
  * One attempt, as an undici dispatch handler. undici's older callback interface (onConnect/onHeaders/…) skips the
@@ -173,6 +183,8 @@ class Attempt {
   readonly #started = performance.now();
   /** Where the endpoint keeps this attempt while it is in flight. */
   slot = -1;
+  /** The connection this attempt's dispatch opened: its only request is this one until it is established. */
+  connecting: Socket | undefined;
 
   constructor(
     readonly endpoint: Endpoint,
@@ -199,6 +211,7 @@ class Attempt {
 
   onConnect(abort: (error?: Error) => void): void {
     this.#abort = abort;
+    this.connecting = undefined;
     if (this.#settled) abort();
   }
 
@@ -264,6 +277,11 @@ class Attempt {
   #forget(): void {
     clearTimeout(this.#timer);
     this.endpoint.forget(this);
+    // Settled while its connection was still being opened (deadline or abort): nothing else waits on that socket, and
+    // kept until its own connect timer it would hold a pool slot from the next attempt.
+    const socket = this.connecting;
+    this.connecting = undefined;
+    if (socket && !established.has(socket)) socket.destroy(CONNECT_DROPPED);
   }
 
   #fail(error: DeliveryAttemptError): void {
@@ -291,6 +309,8 @@ export class Endpoint {
   readonly #attempts: (Attempt | undefined)[] = [];
   readonly #freeSlots: number[] = [];
   readonly #watched = new WeakSet<AbortSignal>();
+  /** The attempt being handed to the pool: a connection opened meanwhile is opened for it. */
+  #dispatching: Attempt | undefined;
 
   constructor(options: EndpointOptions, observe?: RequestObserver) {
     this.name = options.name;
@@ -298,7 +318,9 @@ export class Endpoint {
     this.#observe = observe;
     const { url } = options;
     this.#path = `${url.pathname}${url.search}`;
-    const connect = exactConnector(options.timeoutMs);
+    const connect = exactConnector(options.timeoutMs, (socket) => {
+      if (this.#dispatching) this.#dispatching.connecting = socket;
+    });
     this.#pool = new Pool(url.origin, { connections: options.maxConnections, pipelining: 1, connect });
   }
 
@@ -315,11 +337,14 @@ export class Endpoint {
     this.#watch(signal);
     attempt.slot = this.#freeSlots.pop() ?? this.#attempts.length;
     this.#attempts[attempt.slot] = attempt;
+    this.#dispatching = attempt;
     try {
       this.#dispatch(request, attempt);
     } catch (error) {
       // A synchronous throw settles the attempt like any other failure, so a breaker trial it may be ends too.
       attempt.onError(error instanceof Error ? error : new Error(String(error)));
+    } finally {
+      this.#dispatching = undefined;
     }
   }
 

@@ -48,9 +48,10 @@ async function silentServer() {
     return new Promise<void>((resolve) => srv.close(() => resolve()));
   });
   const { port } = srv.address() as net.AddressInfo;
+  const count = () => sockets.length;
   // The socket the client opened closes on the server's side too: what our abort tore down.
   const closed = accepted.then((socket) => new Promise<void>((resolve) => socket.once('close', () => resolve())));
-  return { port, accepted, closed };
+  return { port, accepted, closed, count };
 }
 
 // undici's coarse clock, reset so that it ticks on whichever setTimeout is installed (its test hook).
@@ -541,6 +542,24 @@ describe('Endpoint.post: edges found by mutation testing (issue 9)', () => {
     await advance(1);
     expect(await attempt.result).toMatchObject({ kind: 'transient', code: 'TIMEOUT' });
     await server.closed;
+  });
+
+  it('an abort during the TLS handshake tears that connection down at once: the next attempt gets its own', async () => {
+    const server = await silentServer();
+    // One connection: a handshake kept after its attempt was aborted would hold the next attempt in the pool.
+    const endpoint = endpointFor(`https://127.0.0.1:${server.port}/events`, 3000, 1);
+    onFakeClock();
+    const controller = new AbortController();
+    const cut = endpoint.post(structured(), controller.signal);
+    await server.accepted;
+    controller.abort();
+    expect(await attemptError(cut)).toMatchObject({ kind: 'aborted' });
+    await server.closed;
+    const next = track(endpoint.post(structured(), never));
+    await advance(3000);
+    expect(await next.result).toMatchObject({ kind: 'transient', code: 'TIMEOUT' });
+    // Its own handshake started when it was sent, not when the aborted one's connect timer ran out.
+    expect(server.count()).toBe(2);
   });
 
   it('an abort ends only the requests of its own signal', { timeout: 10_000 }, async () => {
