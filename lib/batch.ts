@@ -75,7 +75,11 @@ const isPoison = (outcome: RecordOutcome): outcome is PoisonOutcome =>
  */
 export function isRedelivery(record: SQSRecord): boolean {
   const count = Number(record.attributes?.ApproximateReceiveCount);
-  if (!(count <= 1)) return true;
+  return !(count <= 1) || cameThroughRedrive(record);
+}
+
+/** A new message that a redrive moved back: it carries the redrive marker or our quarantine attributes. */
+export function cameThroughRedrive(record: SQSRecord): boolean {
   for (const name in record.messageAttributes) {
     if (name === REDRIVE_MARKER) return true;
     if (name === QUARANTINE_ATTRIBUTES.combined || name.startsWith(`${QUARANTINE_ATTRIBUTES.combined}.`)) return true;

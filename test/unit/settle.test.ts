@@ -417,9 +417,9 @@ describe('createSettle with local SQS and dynalite', () => {
     expect(await real.lookup([key], signal())).toEqual(new Map([[key, new Set(['alpha', 'beta'])]]));
   });
 
-  // Known defect (review of issue 15 A5), lib/settle.ts planBatch: entries are written once per event key, so the
-  // second record of an event routed differently loses its own. Drop `.fails` with the fix (key the set per endpoint).
-  it.fails('issue 15 A5: records of one event routed differently each write the endpoints they reached', async () => {
+  // Review of issue 15 A5: entries were written once per event key, so the second record of an event routed
+  // differently lost its own.
+  it('issue 15 A5: records of one event routed differently each write the endpoints they reached', async () => {
     const ledger = createLedger(dynamodb, { table, endpoints: ['alpha', 'beta', 'gamma'], ttlS: 3600 });
     const settle = createSettle({ logger: captureLogs().logger, ledgerMode: 'redeliveries', ledger });
     const id = `routed-${Math.random()}`;
@@ -459,10 +459,20 @@ describe('createSettle with local SQS and dynalite', () => {
     const first = outcomeOf({ results: [ok('alpha'), fail('beta', 'transient')], skipped: [] });
     expect(await settle([processed(record, first)], signal(), counters())).toEqual(new Set([record.messageId]));
     const firstExpiration = await expirationOf('alpha');
-    // Ten days later it comes back (a redrive): the ledger says alpha has it; gamma takes it, beta fails again.
-    now += 10 * day;
+    // A day later SQS hands the same message out again: the ledger says alpha has it; beta fails again. Within one
+    // message's life alpha's first entry outlasts it: not written again on every receive (review of issue 15 A3).
+    now += day;
+    const redelivered = outcomeOf({ results: [fail('beta', 'transient')], skipped: ['alpha'] });
+    await settle([processed(record, redelivered)], signal(), counters());
+    expect(await expirationOf('alpha')).toBe(firstExpiration);
+    // Nine days later a redrive moves it back (a new message carrying the redrive marker): gamma takes it, beta fails.
+    now += 9 * day;
+    const redriven: SQSRecord = {
+      ...record,
+      messageAttributes: { 'redrive.from': { dataType: 'String', stringValue: 'arn:aws:sqs:us-east-1:1:dlq' } },
+    };
     const again = outcomeOf({ results: [ok('gamma'), fail('beta', 'transient')], skipped: ['alpha'] });
-    await settle([processed(record, again)], signal(), counters());
+    await settle([processed(redriven, again)], signal(), counters());
     // alpha's entry lasts as long as the event's new life, not 19 days from the first failure.
     expect(await expirationOf('alpha')).toBe(firstExpiration + 10 * 86_400);
     expect(await expirationOf('gamma')).toBe(firstExpiration + 10 * 86_400);
