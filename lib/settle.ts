@@ -66,7 +66,12 @@ function credentialsHint(error: string | undefined): string {
 
 /** Delivered nowhere and skipped nowhere: the event matched no endpoint's filter. */
 export function isUnrouted(outcome: RecordOutcome): boolean {
-  return outcome.kind === 'delivered' && outcome.delivered.length === 0 && outcome.skipped.length === 0;
+  return (
+    outcome.kind === 'delivered' &&
+    outcome.delivered.length === 0 &&
+    outcome.skipped.length === 0 &&
+    !outcome.parked?.length
+  );
 }
 
 /** What the quarantine queue is told about a poison record. */
@@ -212,7 +217,15 @@ function planBatch(deps: SettleDeps, processed: ProcessedRecord[], counters: Set
     // In the default mode only what comes back needs the ledger: events not yet delivered everywhere. Skipped
     // endpoints are written again: a redriven record's entries last another TTL, as its new message does.
     const comesBack = outcome.kind !== 'delivered' || deps.ledgerMode === 'every-delivery';
-    const done = 'delivered' in outcome ? [...outcome.delivered, ...('skipped' in outcome ? outcome.skipped : [])] : [];
+    // A parked endpoint is written like a delivered one: a redelivery for another endpoint does not park it twice.
+    const done =
+      'delivered' in outcome
+        ? [
+            ...outcome.delivered,
+            ...('skipped' in outcome ? outcome.skipped : []),
+            ...('parked' in outcome ? (outcome.parked ?? []) : []),
+          ]
+        : [];
     if (event.ok && comesBack && done.length > 0 && !recorded.has(event.key)) {
       recorded.add(event.key);
       for (const endpoint of done) plan.entries.push({ key: event.key, endpoint });

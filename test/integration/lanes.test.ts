@@ -1,0 +1,270 @@
+import { CreateQueueCommand, type Message, SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createEdges } from '../../lib/edges';
+import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
+import { encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope } from '../../lib/lanes';
+import { readQuarantineAttributes } from '../../lib/quarantine';
+import { createQueue, type LocalQueue, localSqs, pollUntil, receiveAll, uniqueName } from '../support/aws';
+import { TestEndpoint } from '../support/endpoints';
+import { cloudEvent, eventRecord, lambdaContext, sqsEvent } from '../support/events';
+
+// alpha and beta have lanes; gamma is configured but its lane queue does not exist (a send to it fails).
+const NAMES = ['alpha', 'beta', 'gamma'] as const;
+type Name = (typeof NAMES)[number];
+const SCHEDULE = [1, 2];
+const SOURCE = 'urn:test:orders';
+
+let sqs: SQSClient;
+let endpoints: Record<Name, TestEndpoint>;
+let prefix: string;
+let prefixName: string;
+let lanes: Record<'alpha' | 'beta', LocalQueue>;
+let dlq: LocalQueue;
+let ingest: Ingest | undefined;
+
+beforeAll(async () => {
+  sqs = localSqs();
+  const started = await Promise.all(NAMES.map(() => TestEndpoint.start()));
+  endpoints = { alpha: started[0]!, beta: started[1]!, gamma: started[2]! };
+  prefixName = `${uniqueName('lanes')}-lane-`;
+  const [alpha, beta] = await Promise.all(
+    (['alpha', 'beta'] as const).map(async (name) => {
+      const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: `${prefixName}${name}` }));
+      return {
+        url: QueueUrl!,
+        name: `${prefixName}${name}`,
+        arn: `arn:aws:sqs:us-east-1:123456789012:${prefixName}${name}`,
+      };
+    }),
+  );
+  lanes = { alpha: alpha!, beta: beta! };
+  prefix = alpha!.url.slice(0, -'alpha'.length);
+  dlq = await createQueue(sqs, 'lanes-dlq');
+});
+
+afterAll(async () => {
+  await Promise.all(Object.values(endpoints).map((endpoint) => endpoint.close()));
+  sqs.destroy();
+});
+
+afterEach(async () => {
+  await ingest?.close();
+  ingest = undefined;
+  for (const endpoint of Object.values(endpoints)) endpoint.reset();
+});
+
+async function pipeline(env: Record<string, string> = {}, client: SQSClient = sqs): Promise<Ingest> {
+  const document = {
+    endpoints: NAMES.map((name) => ({ name, url: endpoints[name].url, retrySchedule: SCHEDULE })),
+  };
+  const config = loadConfig(
+    {
+      DELIVERY_MAX_ATTEMPTS: '1',
+      QUARANTINE_QUEUE_URL: dlq.url,
+      LANE_QUEUE_URL_PREFIX: prefix,
+      ...env,
+    },
+    { document, source: 'lanes.yml' },
+  );
+  // No backoff: the source records are not on a real queue, so ChangeMessageVisibility would only log.
+  const { quarantine, lanes: send } = await createEdges(config, { sqs: client });
+  ingest = createIngest(config, { ...(quarantine ? { quarantine } : {}), ...(send ? { lanes: send } : {}) });
+  return ingest;
+}
+
+const failedIds = (response: SQSBatchResponse) => response.batchItemFailures.map((item) => item.itemIdentifier).sort();
+
+/** A source record SQS first handed out `ageS` seconds ago. */
+function sourceRecord(id: string, ageS: number): SQSRecord {
+  const record = eventRecord(id);
+  record.attributes.ApproximateFirstReceiveTimestamp = String(Date.now() - ageS * 1000);
+  return record;
+}
+
+function envelopeOf(message: Message): LaneEnvelope {
+  return JSON.parse(message.MessageAttributes?.[LANE_ATTRIBUTE]?.StringValue ?? 'null');
+}
+
+/** A message as it sits in `endpoint`'s lane, received the way its event source hands it to the function. */
+async function laneRecord(endpoint: Name, id: string, envelope: Partial<LaneEnvelope> = {}): Promise<SQSRecord> {
+  const body = JSON.stringify(cloudEvent(id));
+  const full: LaneEnvelope = {
+    e: endpoint,
+    k: idempotencyKey(SOURCE, id),
+    f: Date.now() - 60_000,
+    a: 1,
+    d: Date.now(),
+    ...envelope,
+  };
+  const arn = `arn:aws:sqs:us-east-1:123456789012:${prefixName}${endpoint}`;
+  // The record is built, not received: the lane would otherwise hold it in flight for the rest of the test.
+  const record = eventRecord(id, { eventSourceARN: arn });
+  record.body = body;
+  record.messageAttributes = {
+    [LANE_ATTRIBUTE]: {
+      dataType: 'String',
+      stringValue: encodeEnvelope(full),
+      stringListValues: [],
+      binaryListValues: [],
+    },
+  };
+  return record;
+}
+
+/** Waits for event `eventId` in the lane (after its delay); every message seen is hidden for the rest of the file. */
+async function laneMessage(endpoint: 'alpha' | 'beta', eventId: string): Promise<Message> {
+  const seen: Message[] = [];
+  return pollUntil(`event ${eventId} in the ${endpoint} lane`, async () => {
+    seen.push(...(await receiveAll(sqs, lanes[endpoint].url, { visibilityTimeoutS: 300 })));
+    return seen.find((message) => JSON.parse(message.Body!).id === eventId);
+  });
+}
+
+async function dlqMessage(eventId: string): Promise<Message> {
+  const seen: Message[] = [];
+  return pollUntil(`event ${eventId} in the DLQ`, async () => {
+    seen.push(...(await receiveAll(sqs, dlq.url, { visibilityTimeoutS: 300 })));
+    return seen.find((message) => JSON.parse(message.Body!).id === eventId);
+  });
+}
+
+describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
+  it('parks a down endpoint’s record older than PARK_AFTER_S and acknowledges it; the healthy endpoints got it', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const old = sourceRecord('old-1', 301);
+    const young = sourceRecord('young-1', 10);
+    // Odd spacing and non-ASCII text: the lane must hold the body byte for byte.
+    old.body = `{ "specversion":"1.0","id":"old-1", "source":"${SOURCE}",\n"type":"t", "data":{"name":"Zoë ✓"} }`;
+    const response = await (await pipeline({ PARK_AFTER_S: '300' })).handle(sqsEvent([old, young]), lambdaContext());
+
+    // The young record stays failed for beta (today's backoff); the old one is done: delivered or parked.
+    expect(failedIds(response)).toEqual([young.messageId]);
+    for (const name of ['alpha', 'gamma'] as const) {
+      expect(endpoints[name].received.map((request) => request.eventId).sort()).toEqual(['old-1', 'young-1']);
+    }
+    const parked = await laneMessage('beta', 'old-1');
+    expect(parked.Body).toBe(old.body);
+    const envelope = envelopeOf(parked);
+    expect(envelope).toMatchObject({
+      e: 'beta',
+      k: idempotencyKey(SOURCE, 'old-1'),
+      f: Number(old.attributes.ApproximateFirstReceiveTimestamp),
+      a: 1,
+    });
+    expect(envelope.d).toBeGreaterThan(envelope.f);
+  });
+
+  it('leaves the record failed when the send to the lane fails (the lane queue does not exist)', async () => {
+    endpoints.gamma.respond(() => ({ status: 503 }));
+    const old = sourceRecord('old-2', 400);
+    const response = await (await pipeline()).handle(sqsEvent([old]), lambdaContext());
+    expect(failedIds(response)).toEqual([old.messageId]);
+  });
+
+  it('leaves the record failed when SQS refuses the lane entry', async () => {
+    // aws-sdk-client-mock: local SQS cannot refuse one entry of a SendMessageBatch (a Failed entry) on demand.
+    const client = localSqs();
+    const mock = mockClient(client);
+    mock.on(SendMessageBatchCommand).resolves({
+      Successful: [],
+      Failed: [{ Id: '0', Code: 'InternalError', Message: 'try again', SenderFault: false }],
+    });
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const old = sourceRecord('old-3', 400);
+    const response = await (await pipeline({}, client)).handle(sqsEvent([old]), lambdaContext());
+    expect(failedIds(response)).toEqual([old.messageId]);
+    mock.restore();
+  });
+
+  it('with LANE_QUEUE_URL_PREFIX unset, behaves as before: nothing parks, a lane-named batch is a source batch', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const old = sourceRecord('old-4', 4000);
+    const run = await pipeline({ LANE_QUEUE_URL_PREFIX: '' });
+    expect(failedIds(await run.handle(sqsEvent([old]), lambdaContext()))).toEqual([old.messageId]);
+    const lane = await laneRecord('alpha', 'lane-as-source');
+    expect(failedIds(await run.handle(sqsEvent([lane]), lambdaContext()))).toEqual([lane.messageId]);
+    expect(endpoints.gamma.received.map((request) => request.eventId)).toEqual(['old-4', 'lane-as-source']);
+    expect(await receiveAll(sqs, lanes.beta.url, { visibilityTimeoutS: 0 })).toEqual([]);
+  });
+});
+
+describe('lane path (a batch from an endpoint’s lane)', () => {
+  it('sends a record that is not due back to the lane delayed and acknowledges it, without delivering', async () => {
+    const record = await laneRecord('beta', 'later-1', { d: Date.now() + 1_500, a: 2 });
+    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received).toEqual([]);
+    const again = await laneMessage('beta', 'later-1');
+    expect(again.Body).toBe(record.body);
+    expect(envelopeOf(again)).toEqual(JSON.parse(record.messageAttributes[LANE_ATTRIBUTE]!.stringValue!));
+  });
+
+  it('keeps a not-due record failed when it cannot be sent back to the lane', async () => {
+    const record = await laneRecord('gamma', 'later-2', { d: Date.now() + 60_000 });
+    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
+    expect(failedIds(response)).toEqual([record.messageId]);
+  });
+
+  it('delivers a due record to its endpoint only and acknowledges it', async () => {
+    const record = await laneRecord('beta', 'due-1');
+    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received.map((request) => request.body.toString())).toEqual([record.body]);
+    expect(endpoints.alpha.received).toEqual([]);
+    expect(endpoints.gamma.received).toEqual([]);
+  });
+
+  it('quarantines a record its endpoint rejects, naming the endpoint, and acknowledges it', async () => {
+    endpoints.beta.respond(() => ({ status: 422 }));
+    const record = await laneRecord('beta', 'poison-1');
+    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    const landed = await dlqMessage('poison-1');
+    expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({
+      reason: 'rejected-by-endpoint',
+      endpoint: 'beta',
+      status: '422',
+    });
+  });
+
+  it('sends a failing record back with its next wait, and to the DLQ as retries-exhausted after the last', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const retried = await laneRecord('beta', 'retry-1', { a: 1 });
+    const exhausted = await laneRecord('beta', 'exhausted-1', { a: SCHEDULE.length });
+    const before = Date.now();
+    const response = await (await pipeline()).handle(sqsEvent([retried, exhausted]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+
+    const again = envelopeOf(await laneMessage('beta', 'retry-1'));
+    expect(again.a).toBe(2);
+    expect(again.d).toBeGreaterThanOrEqual(before + SCHEDULE[1]! * 1000);
+    const landed = await dlqMessage('exhausted-1');
+    expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({
+      reason: 'retries-exhausted',
+      endpoint: 'beta',
+    });
+    // The DLQ copy keeps its envelope: redrive can send it back to that lane only.
+    expect(envelopeOf(landed).e).toBe('beta');
+  });
+
+  it('quarantines a lane record without a valid envelope as lane-envelope-invalid', async () => {
+    const record = await laneRecord('beta', 'bad-1');
+    record.messageAttributes[LANE_ATTRIBUTE]!.stringValue = '{"e":"alpha"}';
+    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received).toEqual([]);
+    const landed = await dlqMessage('bad-1');
+    expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({ reason: 'lane-envelope-invalid' });
+  });
+});
+
+describe('lane path without a quarantine queue', () => {
+  it('keeps a rejected lane record failed: nothing confirmed it anywhere', async () => {
+    endpoints.beta.respond(() => ({ status: 400 }));
+    const record = await laneRecord('beta', 'poison-2');
+    const response = await (await pipeline({ QUARANTINE_QUEUE_URL: '' })).handle(sqsEvent([record]), lambdaContext());
+    expect(failedIds(response)).toEqual([record.messageId]);
+  });
+});
