@@ -4,7 +4,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createEdges } from '../../lib/edges';
 import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
-import { encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope } from '../../lib/lanes';
+import { createLaneSender, encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope, type LaneSender } from '../../lib/lanes';
 import { readQuarantineAttributes } from '../../lib/quarantine';
 import { createQueue, type LocalQueue, localSqs, pollUntil, receiveAll, uniqueName } from '../support/aws';
 import { TestEndpoint } from '../support/endpoints';
@@ -55,7 +55,11 @@ afterEach(async () => {
   for (const endpoint of Object.values(endpoints)) endpoint.reset();
 });
 
-async function pipeline(env: Record<string, string> = {}, client: SQSClient = sqs): Promise<Ingest> {
+async function pipeline(
+  env: Record<string, string> = {},
+  client: SQSClient = sqs,
+  extra: { lanes?: LaneSender } = {},
+): Promise<Ingest> {
   const document = {
     endpoints: NAMES.map((name) => ({ name, url: endpoints[name].url, retrySchedule: SCHEDULE })),
   };
@@ -70,7 +74,7 @@ async function pipeline(env: Record<string, string> = {}, client: SQSClient = sq
   );
   // No backoff: the source records are not on a real queue, so ChangeMessageVisibility would only log.
   const { quarantine, lanes: send } = await createEdges(config, { sqs: client });
-  ingest = createIngest(config, { ...(quarantine ? { quarantine } : {}), ...(send ? { lanes: send } : {}) });
+  ingest = createIngest(config, { ...(quarantine ? { quarantine } : {}), ...(send ? { lanes: send } : {}), ...extra });
   return ingest;
 }
 
@@ -113,19 +117,23 @@ async function laneRecord(endpoint: Name, id: string, envelope: Partial<LaneEnve
   return record;
 }
 
-/** Waits for event `eventId` in the lane (after its delay); every message seen is hidden for the rest of the file. */
+/** Messages received so far per queue URL: they stay hidden for the rest of the file, so look-ups search here too. */
+const received = new Map<string, Message[]>();
+
 async function laneMessage(endpoint: 'alpha' | 'beta', eventId: string): Promise<Message> {
-  const seen: Message[] = [];
-  return pollUntil(`event ${eventId} in the ${endpoint} lane`, async () => {
-    seen.push(...(await receiveAll(sqs, lanes[endpoint].url, { visibilityTimeoutS: 300 })));
-    return seen.find((message) => JSON.parse(message.Body!).id === eventId);
-  });
+  return firstMessage(lanes[endpoint].url, eventId, `the ${endpoint} lane`);
 }
 
 async function dlqMessage(eventId: string): Promise<Message> {
-  const seen: Message[] = [];
-  return pollUntil(`event ${eventId} in the DLQ`, async () => {
-    seen.push(...(await receiveAll(sqs, dlq.url, { visibilityTimeoutS: 300 })));
+  return firstMessage(dlq.url, eventId, 'the DLQ');
+}
+
+/** Waits for event `eventId` on a queue; what is received stays hidden, so it is kept for later look-ups. */
+async function firstMessage(url: string, eventId: string, where: string): Promise<Message> {
+  const seen = received.get(url) ?? [];
+  received.set(url, seen);
+  return pollUntil(`event ${eventId} in ${where}`, async () => {
+    seen.push(...(await receiveAll(sqs, url, { visibilityTimeoutS: 300 })));
     return seen.find((message) => JSON.parse(message.Body!).id === eventId);
   });
 }
@@ -181,7 +189,8 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
   it('with LANE_QUEUE_URL_PREFIX unset, behaves as before: nothing parks, a lane-named batch is a source batch', async () => {
     endpoints.beta.respond(() => ({ status: 503 }));
     const old = sourceRecord('old-4', 4000);
-    const run = await pipeline({ LANE_QUEUE_URL_PREFIX: '' });
+    // Even with a sender wired in, the variable decides.
+    const run = await pipeline({ LANE_QUEUE_URL_PREFIX: '' }, sqs, { lanes: createLaneSender(sqs, prefix) });
     expect(failedIds(await run.handle(sqsEvent([old]), lambdaContext()))).toEqual([old.messageId]);
     const lane = await laneRecord('alpha', 'lane-as-source');
     expect(failedIds(await run.handle(sqsEvent([lane]), lambdaContext()))).toEqual([lane.messageId]);
@@ -249,14 +258,18 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     expect(envelopeOf(landed).e).toBe('beta');
   });
 
-  it('quarantines a lane record without a valid envelope as lane-envelope-invalid', async () => {
-    const record = await laneRecord('beta', 'bad-1');
-    record.messageAttributes[LANE_ATTRIBUTE]!.stringValue = '{"e":"alpha"}';
-    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
+  it('quarantines a lane record without a valid envelope, or with another endpoint’s, as lane-envelope-invalid', async () => {
+    const malformed = await laneRecord('beta', 'bad-1');
+    malformed.messageAttributes[LANE_ATTRIBUTE]!.stringValue = '{"e":"beta"}';
+    // A valid envelope of alpha's in beta's lane: delivering it to beta would send alpha's event to beta.
+    const stray = await laneRecord('beta', 'bad-2', { e: 'alpha' });
+    const response = await (await pipeline()).handle(sqsEvent([malformed, stray]), lambdaContext());
     expect(response.batchItemFailures).toEqual([]);
     expect(endpoints.beta.received).toEqual([]);
-    const landed = await dlqMessage('bad-1');
-    expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({ reason: 'lane-envelope-invalid' });
+    for (const id of ['bad-1', 'bad-2']) {
+      const landed = await dlqMessage(id);
+      expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({ reason: 'lane-envelope-invalid' });
+    }
   });
 });
 
