@@ -6,7 +6,16 @@ import { createEdges } from '../../lib/edges';
 import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
 import { createLaneSender, encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope, type LaneSender } from '../../lib/lanes';
 import { readQuarantineAttributes } from '../../lib/quarantine';
-import { createQueue, type LocalQueue, localSqs, pollUntil, receiveAll, uniqueName } from '../support/aws';
+import {
+  createLedgerTable,
+  createQueue,
+  type LocalQueue,
+  localDynamoDb,
+  localSqs,
+  pollUntil,
+  receiveAll,
+  uniqueName,
+} from '../support/aws';
 import { TestEndpoint } from '../support/endpoints';
 import { cloudEvent, eventRecord, lambdaContext, sqsEvent } from '../support/events';
 
@@ -73,8 +82,13 @@ async function pipeline(
     { document, source: 'lanes.yml' },
   );
   // No backoff: the source records are not on a real queue, so ChangeMessageVisibility would only log.
-  const { quarantine, lanes: send } = await createEdges(config, { sqs: client });
-  ingest = createIngest(config, { ...(quarantine ? { quarantine } : {}), ...(send ? { lanes: send } : {}), ...extra });
+  const { quarantine, lanes: send, ledger } = await createEdges(config, { sqs: client, dynamodb: localDynamoDb() });
+  ingest = createIngest(config, {
+    ...(quarantine ? { quarantine } : {}),
+    ...(send ? { lanes: send } : {}),
+    ...(ledger ? { ledger } : {}),
+    ...extra,
+  });
   return ingest;
 }
 
@@ -162,6 +176,33 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
       a: 1,
     });
     expect(envelope.d).toBeGreaterThan(envelope.f);
+  });
+
+  it('parks at once, whatever the record’s age, when the endpoint’s breaker is open', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const run = await pipeline({ CIRCUIT_BREAKER_THRESHOLD: '1', CIRCUIT_BREAKER_HALF_OPEN_MS: '900000' });
+    const opens = sourceRecord('young-2', 1);
+    expect(failedIds(await run.handle(sqsEvent([opens]), lambdaContext()))).toEqual([opens.messageId]);
+    const refused = sourceRecord('young-3', 1);
+    expect(failedIds(await run.handle(sqsEvent([refused]), lambdaContext()))).toEqual([]);
+    expect(envelopeOf(await laneMessage('beta', 'young-3')).e).toBe('beta');
+    expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['young-2']);
+  });
+
+  it('writes a parked endpoint to the ledger when the record goes back for another: a redelivery skips it', async () => {
+    const table = await createLedgerTable(localDynamoDb(), 'lanes-ledger');
+    endpoints.beta.respond(() => ({ status: 503 }));
+    endpoints.gamma.respond(() => ({ status: 503 }));
+    const run = await pipeline({ DELIVERY_LEDGER_TABLE: table });
+    // gamma has no lane queue: it stays failed, so the record comes back; beta is parked.
+    const old = sourceRecord('old-5', 400);
+    expect(failedIds(await run.handle(sqsEvent([old]), lambdaContext()))).toEqual([old.messageId]);
+    await laneMessage('beta', 'old-5');
+    endpoints.gamma.respond(() => ({ status: 200 }));
+    const again = { ...old, attributes: { ...old.attributes, ApproximateReceiveCount: '2' } };
+    expect(failedIds(await run.handle(sqsEvent([again]), lambdaContext()))).toEqual([]);
+    expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['old-5']);
+    expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual(['old-5']);
   });
 
   it('leaves the record failed when the send to the lane fails (the lane queue does not exist)', async () => {
