@@ -18,6 +18,7 @@ import {
 } from '../support/aws';
 import { TestEndpoint } from '../support/endpoints';
 import { cloudEvent, eventRecord, lambdaContext, sqsEvent } from '../support/events';
+import { captureOutput } from '../support/output';
 
 // alpha and beta have lanes; gamma is configured but its lane queue does not exist (a send to it fails).
 const NAMES = ['alpha', 'beta', 'gamma'] as const;
@@ -320,5 +321,34 @@ describe('lane path without a quarantine queue', () => {
     const record = await laneRecord('beta', 'poison-2');
     const response = await (await pipeline({ QUARANTINE_QUEUE_URL: '' })).handle(sqsEvent([record]), lambdaContext());
     expect(failedIds(response)).toEqual([record.messageId]);
+  });
+});
+
+describe('lane metrics (EMF, per endpoint)', () => {
+  const saved = process.env.POWERTOOLS_METRICS_DISABLED;
+  afterEach(() => {
+    process.env.POWERTOOLS_METRICS_DISABLED = saved;
+  });
+
+  it('counts parked events on the source path, and lane deliveries, exhaustion and backlog age on the lane', async () => {
+    // The suite silences EMF; the per-endpoint Metrics are created with the pipeline, so enable them first.
+    process.env.POWERTOOLS_METRICS_DISABLED = 'false';
+    const run = await pipeline();
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const old = sourceRecord('old-6', 400);
+    const source = await captureOutput(() => run.handle(sqsEvent([old]), lambdaContext()));
+    expect(source.result.batchItemFailures).toEqual([]);
+    expect(source.lines.find((line) => line.endpoint === 'beta' && 'EventsParked' in line)).toMatchObject({
+      EventsParked: 1,
+    });
+
+    endpoints.beta.respond((request) => ({ status: request.eventId === 'due-2' ? 200 : 503 }));
+    const due = await laneRecord('beta', 'due-2', { f: Date.now() - 120_000 });
+    const spent = await laneRecord('beta', 'exhausted-2', { a: SCHEDULE.length });
+    const lane = await captureOutput(() => run.handle(sqsEvent([due, spent]), lambdaContext()));
+    expect(lane.result.batchItemFailures).toEqual([]);
+    const emf = lane.lines.find((line) => line.endpoint === 'beta' && 'LaneDelivered' in line);
+    expect(emf).toMatchObject({ LaneDelivered: 1, RetriesExhausted: 1 });
+    expect(emf?.LaneBacklogAgeS).toBeGreaterThanOrEqual(120);
   });
 });
