@@ -41,6 +41,8 @@ type Step =
 /** Counts for the batch's log line and metrics. */
 interface LaneCounts {
   delivered: number;
+  /** Keys of the events delivered now, for the ledger. */
+  deliveredKeys: string[];
   exhausted: number;
   oldestAgeMs: number;
 }
@@ -78,7 +80,10 @@ function afterDelivery(
   counts: LaneCounts,
 ): Step {
   if (!result || result.ok) {
-    if (result) counts.delivered++;
+    if (result) {
+      counts.delivered++;
+      counts.deliveredKeys.push(envelope.k);
+    }
     return { kind: 'ack' };
   }
   if (result.kind === 'rejected') {
@@ -143,7 +148,12 @@ async function lookupDelivered(deps: LaneServeDeps, keys: string[]): Promise<Set
 }
 
 /** Runs the sends and quarantines the steps call for; resolves with the ids confirmed done (safe to acknowledge). */
-async function applySteps(deps: LaneServeDeps, records: readonly SQSRecord[], steps: Step[]): Promise<Set<string>> {
+async function applySteps(
+  deps: LaneServeDeps,
+  records: readonly SQSRecord[],
+  steps: Step[],
+  deliveredKeys: readonly string[],
+): Promise<Set<string>> {
   const done = new Set<string>();
   const sends: { id: string; message: LaneMessage }[] = [];
   const poison: QuarantineItem[] = [];
@@ -161,6 +171,7 @@ async function applySteps(deps: LaneServeDeps, records: readonly SQSRecord[], st
         )
       : undefined,
     quarantine(deps, poison),
+    recordDelivered(deps, deliveredKeys),
   ]);
   sends.forEach((s, index) => {
     if (sent?.parked[index]) done.add(s.id);
@@ -173,6 +184,22 @@ async function applySteps(deps: LaneServeDeps, records: readonly SQSRecord[], st
   }
   for (const id of safe) done.add(id);
   return done;
+}
+
+/** The ledger learns what the lane delivered, so a duplicate lane message is not delivered again; never throws. */
+async function recordDelivered(deps: LaneServeDeps, keys: readonly string[]): Promise<void> {
+  if (!deps.ledger || keys.length === 0) return;
+  try {
+    await deps.ledger.record(
+      keys.map((key) => ({ key, endpoint: deps.endpoint })),
+      deps.sideSignal,
+    );
+  } catch (error) {
+    deps.logger.warn('delivery ledger not updated for lane deliveries; a duplicate would be delivered again', {
+      endpoint: deps.endpoint,
+      error: errorText(error),
+    });
+  }
 }
 
 async function quarantine(deps: LaneServeDeps, items: QuarantineItem[]): Promise<Set<string>> {
@@ -200,7 +227,7 @@ async function quarantine(deps: LaneServeDeps, items: QuarantineItem[]): Promise
  */
 export async function serveLane(records: readonly SQSRecord[], deps: LaneServeDeps): Promise<Set<string>> {
   const now = deps.now?.() ?? Date.now();
-  const counts: LaneCounts = { delivered: 0, exhausted: 0, oldestAgeMs: 0 };
+  const counts: LaneCounts = { delivered: 0, deliveredKeys: [], exhausted: 0, oldestAgeMs: 0 };
   const steps: Step[] = new Array(records.length);
   const due: { index: number; record: SQSRecord; envelope: LaneEnvelope }[] = [];
   records.forEach((record, index) => {
@@ -209,7 +236,7 @@ export async function serveLane(records: readonly SQSRecord[], deps: LaneServeDe
     else due.push({ index, record, envelope: planned });
   });
   if (due.length > 0) for (const [index, step] of await deliverDue(deps, due, counts)) steps[index] = step;
-  const done = await applySteps(deps, records, steps);
+  const done = await applySteps(deps, records, steps, counts.deliveredKeys);
   const failed = new Set(records.map((record) => record.messageId).filter((id) => !done.has(id)));
   publishLaneMetrics(deps, counts);
   deps.logger.info('lane batch processed', {

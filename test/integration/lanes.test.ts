@@ -267,6 +267,16 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     expect(endpoints.gamma.received).toEqual([]);
   });
 
+  it('writes a lane delivery to the ledger: the same lane message again is acknowledged without a delivery', async () => {
+    const table = await createLedgerTable(localDynamoDb(), 'lanes-ledger');
+    const run = await pipeline({ DELIVERY_LEDGER_TABLE: table });
+    const record = await laneRecord('beta', 'due-3');
+    expect((await run.handle(sqsEvent([record]), lambdaContext())).batchItemFailures).toEqual([]);
+    const duplicate = { ...record, messageId: `${record.messageId}-again` };
+    expect((await run.handle(sqsEvent([duplicate]), lambdaContext())).batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['due-3']);
+  });
+
   it('quarantines a record its endpoint rejects, naming the endpoint, and acknowledges it', async () => {
     endpoints.beta.respond(() => ({ status: 422 }));
     const record = await laneRecord('beta', 'poison-1');
