@@ -89,7 +89,12 @@ function credentialsHint(error: string | undefined): string {
 
 /** Delivered nowhere and skipped nowhere: the event matched no endpoint's filter. */
 export function isUnrouted(outcome: RecordOutcome): boolean {
-  return outcome.kind === 'delivered' && outcome.delivered.length === 0 && outcome.skipped.length === 0;
+  return (
+    outcome.kind === 'delivered' &&
+    outcome.delivered.length === 0 &&
+    outcome.skipped.length === 0 &&
+    !outcome.parked?.length
+  );
 }
 
 /** What the quarantine queue is told about a poison record. */
@@ -226,9 +231,11 @@ function planOutcome(plan: Plan, item: ProcessedRecord, log: () => Logger, count
  */
 function ledgerEndpoints(record: SQSRecord, outcome: ProcessedRecord['outcome'], mode: Config['ledgerMode']): string[] {
   if (!('delivered' in outcome)) return [];
+  // A parked endpoint is written like a delivered one: a redelivery for another endpoint does not park it twice.
+  const reached = 'parked' in outcome ? [...outcome.delivered, ...(outcome.parked ?? [])] : outcome.delivered;
   // every-delivery: a skip may come from a producer's duplicate, a new message with a life of its own.
   const newLife = mode === 'every-delivery' || cameThroughRedrive(record);
-  return newLife ? [...outcome.delivered, ...(outcome.skipped ?? [])] : outcome.delivered;
+  return newLife ? [...reached, ...(outcome.skipped ?? [])] : reached;
 }
 
 function planBatch(deps: SettleDeps, processed: ProcessedRecord[], counters: SettleCounters): Plan {

@@ -31,14 +31,21 @@ export interface DeliveryFailure {
 
 /** What happened to one record of the batch. */
 export type RecordOutcome =
-  /** Every endpoint has the event (now, or earlier according to the ledger). */
-  | { kind: 'delivered'; delivered: string[]; skipped: string[] }
+  /** Every endpoint has the event (now, or earlier according to the ledger) or holds it in its lane (`parked`). */
+  | { kind: 'delivered'; delivered: string[]; skipped: string[]; parked?: string[] }
   /** The record is not a deliverable CloudEvent; it was sent nowhere. */
   | { kind: 'invalid'; reason: InvalidReason; detail: string }
   /** At least one endpoint blamed the event itself (400, 413, 415, 422; 431 in binary mode): it is quarantined. */
   | { kind: 'rejected'; failures: DeliveryFailure[]; delivered: string[]; skipped?: string[] }
   /** Not delivered everywhere yet; worth another attempt later. `skipped`: endpoints the ledger says have it. */
-  | { kind: 'failed'; failures: DeliveryFailure[]; delivered: string[]; skipped?: string[]; retryAfterS?: number }
+  | {
+      kind: 'failed';
+      failures: DeliveryFailure[];
+      delivered: string[];
+      skipped?: string[];
+      retryAfterS?: number;
+      parked?: string[];
+    }
   /** FIFO: an earlier record of the same message group failed, so this one was sent nowhere. */
   | { kind: 'blocked'; groupId: string };
 
@@ -47,7 +54,8 @@ export type InvalidReason = 'empty-body' | 'too-large' | 'not-json' | 'not-objec
 /** A record bound for the quarantine queue, with the reason it can never succeed. */
 export interface QuarantineItem {
   record: SQSRecord;
-  reason: InvalidReason | 'rejected-by-endpoint';
+  /** `retries-exhausted` and `lane-envelope-invalid` come from an endpoint's lane (lib/lanes), which `endpoint` names. */
+  reason: InvalidReason | 'rejected-by-endpoint' | 'retries-exhausted' | 'lane-envelope-invalid';
   detail: string;
   endpoint?: string;
   status?: number;

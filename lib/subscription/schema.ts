@@ -205,6 +205,11 @@ const UNVERIFIABLE_BINARY =
   'headers would go unsigned. Use contentMode: structured (the whole event is the signed body), or scheme: ' +
   'x-signature-256 (an HMAC of the exact bytes) if the receiver needs binary mode';
 
+/** An SQS message timer is at most 900 s; a lane re-delays a message until its wait (at most 12 h) is over. */
+const MAX_RETRY_WAIT_S = 43_200;
+/** The lane's waits when an endpoint sets no retrySchedule: about 27.6 h in all, like peers' day of retries. */
+export const DEFAULT_RETRY_SCHEDULE: readonly number[] = [5, 60, 300, 1800, 7200, 18000, 36000, 36000];
+
 export const SubscriptionSchema = z
   .strictObject({
     name: text.check(z.regex(NAME, 'use lowercase letters, digits and dashes')),
@@ -219,6 +224,8 @@ export const SubscriptionSchema = z
     maxAttempts: z.optional(wholeNumber(1, 20)),
     rateLimitPerSecond: z.optional(rate),
     maxRatePerSecond: z.optional(rate),
+    // Seconds to wait before each delivery from the endpoint's lane; exhausted, the event goes to the DLQ.
+    retrySchedule: z.optional(z.array(wholeNumber(1, MAX_RETRY_WAIT_S)).check(z.minLength(1), z.maxLength(20))),
   })
   .check(
     z.superRefine((sub, ctx) => {

@@ -41,8 +41,10 @@ describe('loadConfig defaults', () => {
       retryMaxDelayS: 900,
       ledgerTtlS: 1_296_000,
       ledgerMode: 'redeliveries',
+      parkAfterS: 300,
     });
     expect(config.quarantineQueueUrl).toBeUndefined();
+    expect(config.laneQueueUrlPrefix).toBeUndefined();
     expect(config.ledgerTable).toBeUndefined();
   });
 
@@ -256,6 +258,7 @@ describe('numeric variables', () => {
     { variable: 'RETRY_BASE_DELAY_S', key: 'retryBaseDelayS', min: 0, max: 43_200 },
     { variable: 'RETRY_MAX_DELAY_S', key: 'retryMaxDelayS', min: 0, max: 43_200 },
     { variable: 'DELIVERY_LEDGER_TTL_S', key: 'ledgerTtlS', min: 60, max: 31_536_000 },
+    { variable: 'PARK_AFTER_S', key: 'parkAfterS', min: 0, max: 1_209_600 },
   ];
   // The caps may not be below their bases: keep the partner variable out of the way of the bound under test.
   const partners: Record<string, Record<string, string>> = {
@@ -308,6 +311,29 @@ describe('numeric variables', () => {
       { ENDPOINTS, DELIVERY_RETRY_BASE_MS: '500', DELIVERY_RETRY_MAX_MS: '100' },
       'DELIVERY_RETRY_MAX_MS',
       'below DELIVERY_RETRY_BASE_MS (500)',
+    );
+  });
+});
+
+describe('LANE_QUEUE_URL_PREFIX', () => {
+  it('accepts a queue URL up to the endpoint name, and http only on loopback', () => {
+    const prefix = 'https://sqs.us-east-1.amazonaws.com/123456789012/ingest-fanout-prod-lane-';
+    expect(loadConfig({ ENDPOINTS, LANE_QUEUE_URL_PREFIX: prefix }).laneQueueUrlPrefix).toBe(prefix);
+    const local = 'http://127.0.0.1:9324/000000000000/lanes-';
+    expect(loadConfig({ ENDPOINTS, LANE_QUEUE_URL_PREFIX: ` ${local} ` }).laneQueueUrlPrefix).toBe(local);
+  });
+
+  it('rejects what cannot be a lane queue URL without the endpoint name', () => {
+    expectRejected({ ENDPOINTS, LANE_QUEUE_URL_PREFIX: 'lanes-' }, 'LANE_QUEUE_URL_PREFIX', 'is not a URL');
+    expectRejected(
+      { ENDPOINTS, LANE_QUEUE_URL_PREFIX: 'http://sqs.us-east-1.amazonaws.com/123456789012/lane-' },
+      'LANE_QUEUE_URL_PREFIX',
+      'must be an https SQS queue URL prefix',
+    );
+    expectRejected(
+      { ENDPOINTS, LANE_QUEUE_URL_PREFIX: 'https://sqs.us-east-1.amazonaws.com/123456789012/lane.' },
+      'LANE_QUEUE_URL_PREFIX',
+      "must end in the lane queue name's prefix",
     );
   });
 });

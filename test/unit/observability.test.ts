@@ -100,6 +100,10 @@ describe('names', () => {
         'BackoffErrors',
         'LedgerErrors',
         'BatchDuration',
+        'EventsParked',
+        'LaneDelivered',
+        'RetriesExhausted',
+        'LaneBacklogAgeS',
       ].sort(),
     );
     for (const [key, value] of Object.entries(MetricName)) expect(value).toBe(key);

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { readEndpointsFile } from '../../../infra/endpoints-file';
 import { loadConfig } from '../../../lib/config';
 import { ConfigError } from '../../../lib/errors';
-import { parseEndpointsDocument } from '../../../lib/subscription/schema';
+import { DEFAULT_RETRY_SCHEDULE, parseEndpointsDocument } from '../../../lib/subscription/schema';
 
 const SOURCE = 'endpoints/prod.yml';
 const base = { name: 'audit', url: 'https://audit.example.com/in' };
@@ -222,6 +222,11 @@ describe('endpoints file schema', () => {
     [{ headers: { 'X-Tenant': 7 } }, 'headers.X-Tenant: must be a string, not a number: quote the value'],
     [{ filter: 'orders' }, 'filter: must be a mapping (key: value), not a string'],
     [{ timeoutMs: 1.5 }, 'timeoutMs: must be a whole number'],
+    [{ retrySchedule: [] }, 'retrySchedule: must be at least 1 item(s)'],
+    [{ retrySchedule: Array.from({ length: 21 }, () => 5) }, 'retrySchedule: must be at most 20 item(s)'],
+    [{ retrySchedule: [5, 0] }, 'retrySchedule[1]: must be at least 1'],
+    [{ retrySchedule: [43_201] }, 'retrySchedule[0]: must be at most 43200'],
+    [{ retrySchedule: [2.5] }, 'retrySchedule[0]: must be a whole number'],
     [
       { auth: { kind: 'bearer' } },
       'auth.token: is required: a reference to a stored secret, { ssm: <parameter name> }',
@@ -309,5 +314,22 @@ describe('endpoints file schema', () => {
     expect(() => loadConfig({ ENDPOINTS: 'a=https://a.example.com/x' }, file)).toThrow(
       /ENDPOINTS: is set and so is the endpoints file endpoints\/prod.yml/,
     );
+  });
+});
+
+describe('retrySchedule', () => {
+  it('keeps an endpoint’s own schedule and leaves the default to the lanes when absent', () => {
+    const [own, plain] = parseEndpointsDocument(
+      {
+        endpoints: [
+          { ...base, retrySchedule: [1, 43_200] },
+          { ...base, name: 'crm' },
+        ],
+      },
+      SOURCE,
+    );
+    expect(own?.retrySchedule).toEqual([1, 43_200]);
+    expect(plain?.retrySchedule).toBeUndefined();
+    expect(DEFAULT_RETRY_SCHEDULE).toEqual([5, 60, 300, 1800, 7200, 18000, 36000, 36000]);
   });
 });
