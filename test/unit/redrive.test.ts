@@ -1092,7 +1092,9 @@ describe('redrive marks what it moves as a redelivery (issue 15 A3)', () => {
     expect(summary).toMatchObject({ method: 'loop', moved: 2, failed: 0 });
     // The one with no room for the marker is moved, and the run says what that costs.
     expect(warnings).toEqual([
-      expect.stringMatching(/^1 message\(s\) had no room for redrive.from \(10 attributes .* reach every endpoint again/),
+      expect.stringMatching(
+        /^1 message\(s\) had no room for redrive.from \(10 attributes .* reach every endpoint again/,
+      ),
     ]);
     const records = (await receiveAll(sqs, queue.url)).map((m) => toLambdaRecord(m, queue.arn));
     expect(records.map((r) => r.attributes.ApproximateReceiveCount)).toEqual(['1', '1']);
