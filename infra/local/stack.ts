@@ -87,6 +87,11 @@ export interface LocalStackOptions {
   pollWaitS?: number;
   /** SQS's in-flight limit per queue, scaled down: at it the emulated mapping's receives answer empty. */
   inflightCeiling?: number;
+  /**
+   * One lane per endpoint (issue 16), consumed by the same handler, and LANE_QUEUE_URL_PREFIX set so that it parks
+   * there. Off by default: deployed stages get no lanes yet, and the local stack behaves like a deployed one.
+   */
+  lanes?: boolean;
   /** Handler settings that yield to the user's environment. Merged over LOCAL_HANDLER_DEFAULTS. */
   defaults?: Record<string, string>;
   /** Handler settings that win over the user's environment. */
@@ -210,10 +215,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       ...(ledger ? { DELIVERY_LEDGER_TABLE: ledger.table, AWS_ENDPOINT_URL_DYNAMODB: ledger.endpoint } : {}),
     };
     const defaults = { ...LOCAL_HANDLER_DEFAULTS, ...options.defaults };
-    const names = endpointNames(local?.routes, handlerEnvironment(wiring, defaults, base, options.env));
-    const laneQueues = await sqs.createLanes(names);
+    const names = options.lanes
+      ? endpointNames(local?.routes, handlerEnvironment(wiring, defaults, base, options.env))
+      : [];
+    const laneQueues = options.lanes ? await sqs.createLanes(names) : undefined;
     // The function finds its lanes by URL prefix (through the proxy when there is one), as on AWS.
-    wiring.LANE_QUEUE_URL_PREFIX = `${handlerSqs}${new URL(laneQueues.prefix).pathname}`;
+    if (laneQueues) wiring.LANE_QUEUE_URL_PREFIX = `${handlerSqs}${new URL(laneQueues.prefix).pathname}`;
     const env = handlerEnvironment(wiring, defaults, base, options.env);
     const handler = options.handler ?? (await loadRealHandler(env));
 
@@ -237,7 +244,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         : {}),
     });
     const lanes = new Map<string, LocalLane>();
-    for (const [name, queue] of laneQueues.byEndpoint) {
+    for (const [name, queue] of laneQueues?.byEndpoint ?? []) {
       lanes.set(name, {
         queue,
         eventSource: mapping(queue, { batchSize: LANE_BATCH_SIZE, concurrency: LANE_CONCURRENCY }),

@@ -44,6 +44,7 @@ describe('the local stack runs one lane per endpoint', () => {
     const { handler, batch } = firstBatch();
     stack = await startLocalStack({
       handler,
+      lanes: true,
       endpoints: 'alpha=http://127.0.0.1:9/a,beta-x=http://127.0.0.1:9/b',
       pollWaitS: 0,
       baseEnv: { PARK_AFTER_S: '60' },
@@ -75,9 +76,15 @@ describe('the local stack runs one lane per endpoint', () => {
   });
 
   it('parks after 5 s by default, and names the lanes of the demo endpoints', async () => {
-    stack = await startLocalStack({ handler: async () => undefined, baseEnv: {} });
+    stack = await startLocalStack({ handler: async () => undefined, baseEnv: {}, lanes: true });
     expect(stack.env.PARK_AFTER_S).toBe('5');
     expect([...stack.lanes.keys()].sort()).toEqual(stack.demo?.list.map((endpoint) => endpoint.name).sort());
+  });
+
+  it('runs no lane and sets no LANE_QUEUE_URL_PREFIX unless asked, like a deployed stage today', async () => {
+    stack = await startLocalStack({ handler: async () => undefined, baseEnv: {} });
+    expect(stack.lanes.size).toBe(0);
+    expect(stack.env.LANE_QUEUE_URL_PREFIX).toBeUndefined();
   });
 });
 
@@ -90,6 +97,7 @@ describe("npm start's panel", () => {
       }),
       endpoints: 'audit=http://127.0.0.1:9/a,search=http://127.0.0.1:9/s',
       pollWaitS: 0,
+      lanes: true,
     });
     const audit = stack.lanes.get('audit');
     const url = audit?.queue.url ?? '';
@@ -110,7 +118,7 @@ describe("npm start's panel", () => {
 
 describe('the demo with lanes', () => {
   it('counts an event waiting in a lane as on its way, not lost, once the source queue is empty', async () => {
-    stack = await startLocalStack({ handler: async () => undefined, pollWaitS: 0 });
+    stack = await startLocalStack({ handler: async () => undefined, pollWaitS: 0, lanes: true });
     const [message] = validMessages(1, newRunId());
     await stack.sqs.client.send(
       new SendMessageCommand({
@@ -130,7 +138,7 @@ describe('the demo with lanes', () => {
     );
     expect(parseOutage('audit:60s', ['audit'])).toEqual({ endpoint: 'audit', durationS: 60 });
 
-    stack = await startLocalStack({ handler: async () => undefined, pollWaitS: 0, inflightCeiling: 50 });
+    stack = await startLocalStack({ handler: async () => undefined, pollWaitS: 0, inflightCeiling: 50, lanes: true });
     const url = (name: string) => stack?.demo?.list.find((endpoint) => endpoint.name === name)?.url ?? '';
     const post = (name: string) =>
       fetch(url(name), { method: 'POST', body: JSON.stringify({ id: 'e-1' }) }).then((response) => response.status);
