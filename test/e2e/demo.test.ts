@@ -50,6 +50,28 @@ describe('local commands', () => {
     expect(log).toContain('"message":"batch processed"');
   }, 60_000);
 
+  it('npm run demo --outage --lanes (BENCHMARKS.md): one endpoint down, the others keep receiving, its backlog drains from its lane, nothing lost', async () => {
+    const demo = run(
+      'demo.ts',
+      [
+        ...['--events', '300', '--invalid', '0', '--fault-rate', '0', '--outage', 'audit:8s'],
+        ...['--inflight-ceiling', '100', '--lanes', '--log', join(logs, 'outage.log')],
+      ],
+      userEnv(),
+    );
+    expect(await demo.exited).toBe(0);
+    const out = demo.output();
+    expect(out).toContain('delivered     analytics 300/300 · audit 300/300 · search 300/300');
+    expect(out).toMatch(/lost {10}0/);
+    // During the outage the down endpoint got nothing and the healthy ones kept receiving.
+    expect(out).toMatch(/audit +0 events during the outage/);
+    for (const healthy of ['analytics', 'search']) {
+      expect(Number(out.match(new RegExp(`${healthy} +(\\d+) events during the outage`))?.[1])).toBeGreaterThan(0);
+    }
+    // What audit refused waited in its own lane.
+    expect(Number(out.match(/ingest-events-lane-audit +(\d+)/)?.[1])).toBeGreaterThan(0);
+  }, 180_000);
+
   it('npm run demo --endpoints FILE: exits 1 and says why when its own endpoint refuses every event', async () => {
     const file = join(logs, 'refusing.yml');
     writeFileSync(file, `endpoints:\n  - name: mine\n    url: ${await refusingEndpoint(400)}\n`);
