@@ -8,6 +8,7 @@
 // resolveConfigurationProperty } from the framework (osls, serverless v3 and v4 alike).
 
 import { createHash } from 'node:crypto';
+import { laneConcurrency, laneEnvironment, laneProblems, laneResources } from './lanes.js';
 
 /** Lambda's limits for SQS event sources; FIFO queues take no batching window and at most 10 records. */
 const LIMITS = {
@@ -265,7 +266,9 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     Object.entries(environment).filter(([, value]) => typeof value === 'string' || typeof value === 'number'),
   );
   for (const [key, value] of Object.entries(env)) env[key] = String(value);
-  checkEnvironmentSize(stage, environment);
+  const parkAfterS = integer(stage, 'parkAfterS', await param('parkAfterS'), [0, LIMITS.retentionS[1]]);
+  const laneRetentionS = integer(stage, 'laneRetentionS', await param('laneRetentionS'), LIMITS.retentionS);
+  checkEnvironmentSize(stage, { ...environment, ...laneEnvironment({ fifo, service, stage, parkAfterS }) });
   const file = await endpointsFilePath(stage, param);
   if (!env.ENDPOINTS?.trim() && !file) {
     fail(
@@ -322,6 +325,24 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     windowS,
     timeoutS,
   });
+  if (!fifo) {
+    const [problem] = laneProblems({
+      service,
+      stage,
+      endpoints: config.endpoints,
+      document: endpointsFile?.document,
+      parkAfterS,
+      laneRetentionS,
+      deadLetteredAfterS: failingRecordLifeS({
+        maxReceiveCount,
+        baseDelayS: config.retryBaseDelayS,
+        maxDelayS: config.retryMaxDelayS,
+        windowS,
+        timeoutS,
+      }).shortest,
+    });
+    if (problem) fail(stage, problem);
+  }
   const logicalIds = new Map();
   for (const { name } of config.endpoints) {
     const id = pascal(name);
@@ -342,7 +363,14 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     batchSize,
     retryMaxDelayS: config.retryMaxDelayS,
     outageAlarm,
-    endpoints: config.endpoints.map((e) => ({ name: e.name, id: pascal(e.name) })),
+    environment,
+    parkAfterS,
+    laneRetentionS,
+    endpoints: config.endpoints.map((e) => ({
+      name: e.name,
+      id: pascal(e.name),
+      laneConcurrency: laneConcurrency(maximumConcurrency, budgetInstances(e)),
+    })),
     credentials,
     serviceDimension: env.POWERTOOLS_SERVICE_NAME || service,
     namespace: env.POWERTOOLS_METRICS_NAMESPACE || METRICS_NAMESPACE,
@@ -436,6 +464,12 @@ const milliDown = (perSecond) => Math.floor(Math.round(perSecond * 1_000_000) / 
  */
 function oneSecondMilli(ratePerSecond) {
   return burstOf(ratePerSecond) * 1000 + milliUp(ratePerSecond);
+}
+
+/** How many instances fit in an endpoint's global budget at their worst second (undefined: it declares none). */
+function budgetInstances(endpoint) {
+  if (endpoint.maxRatePerSecond === undefined || endpoint.rateLimitPerSecond === undefined) return undefined;
+  return Math.floor(milliDown(endpoint.maxRatePerSecond) / oneSecondMilli(endpoint.rateLimitPerSecond));
 }
 
 /** Why an endpoint's worst second exceeds its budget, and the per-instance rate (or concurrency) that would fit. */
@@ -1108,6 +1142,16 @@ function stageExtensions(stage) {
   return extensions;
 }
 
+/** Environment values as the framework writes them: numbers and booleans as strings, references as they are. */
+function asCompiled(environment) {
+  return Object.fromEntries(
+    Object.entries(environment).map(([key, value]) => [
+      key,
+      typeof value === 'number' || typeof value === 'boolean' ? String(value) : value,
+    ]),
+  );
+}
+
 /** The generated resources, merged into the stack by serverless.yml's `resources` list. */
 export async function resources(context) {
   const stage = await stageOf(context);
@@ -1127,12 +1171,26 @@ export async function resources(context) {
   const topic = alarmTopic(stage);
   Object.assign(generated, topic.Resources);
   const extensions = stageExtensions(stage);
+  const functionDependsOn = [];
   if (stage.credentials.length) {
     const [id, policy] = namedByGrants(credentialsPolicy(stage));
     generated[id] = policy;
     // The function (its new ENDPOINT_CREDENTIALS) updates only once it may read them; records flow after that.
-    extensions[FUNCTION_LOGICAL_ID] = { DependsOn: [id] };
+    functionDependsOn.push(id);
     extensions[ESM_LOGICAL_ID] = { ...extensions[ESM_LOGICAL_ID], DependsOn: [id] };
+  }
+  const lanes = laneResources(stage, functionDependsOn);
+  Object.assign(generated, lanes);
+  if (lanes.IngestLanesPolicy) {
+    // The function parks in its lanes only once it may send to them. Extensions replace Properties keys whole: the
+    // environment is serverless.yml's, with the lanes' variables added.
+    functionDependsOn.push('IngestLanesPolicy');
+    extensions[FUNCTION_LOGICAL_ID] = {
+      Properties: { Environment: { Variables: { ...asCompiled(stage.environment), ...laneEnvironment(stage) } } },
+    };
+  }
+  if (functionDependsOn.length) {
+    extensions[FUNCTION_LOGICAL_ID] = { ...extensions[FUNCTION_LOGICAL_ID], DependsOn: functionDependsOn };
   }
   return { Resources: generated, Outputs: topic.Outputs, extensions };
 }

@@ -591,7 +591,7 @@ describe('limits CloudFormation, IAM, Lambda and CloudWatch enforce only at depl
 
   it('refuses 50 secret references under a KMS key, whose grants pass IAM’s 10,240 characters per role', () => {
     expect(beyondLimits.rolePolicy).toMatch(
-      /Stage 'limits': role IngestRole's inline policies take up to \d+ characters \(IngestRole ingest-fanout: \d+, IngestCredentialsPolicy[0-9a-f]{12}: \d+ × 2: a changed credentials policy is created before the old one is deleted\), over IAM's 10240 per role/,
+      /Stage 'limits': role IngestRole's inline policies take up to \d+ characters \(IngestRole ingest-fanout: \d+, IngestCredentialsPolicy[0-9a-f]{12}: \d+ × 2: a changed credentials policy is created before the old one is deleted, IngestLanesPolicy: \d+\), over IAM's 10240 per role/,
     );
     expect(beyondLimits.rolePolicy).toContain(
       'checked by infra/stack-limits.cjs while packaging; nothing was deployed',
