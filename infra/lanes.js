@@ -169,3 +169,96 @@ export function laneEnvironment(stage) {
     PARK_AFTER_S: String(stage.parkAfterS),
   };
 }
+
+/** Alarm when a queue nears SQS's in-flight ceiling: past it, receives answer empty and the queue stops moving. */
+export function inFlightAlarm(alarmName, queueName, what, actions) {
+  return {
+    Type: 'AWS::CloudWatch::Alarm',
+    Properties: {
+      AlarmName: alarmName,
+      AlarmDescription:
+        `${what} holds ${IN_FLIGHT_ALARM_COUNT} or more messages in flight, near SQS's ceiling of about 120,000 ` +
+        '(received and not yet deleted, or in backoff): at the ceiling SQS answers receives with no message and ' +
+        'the queue stops moving. See docs/operations.md, Alarms and what to do.',
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesNotVisible',
+      Dimensions: [{ Name: 'QueueName', Value: queueName }],
+      Statistic: 'Maximum',
+      Period: 60,
+      EvaluationPeriods: 1,
+      DatapointsToAlarm: 1,
+      Threshold: IN_FLIGHT_ALARM_COUNT,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'notBreaching',
+      ...actions,
+    },
+  };
+}
+
+/**
+ * The backlog-age alarm's period: a waiting lane message hops (is sent again) at least every LANE_HOP_S, and each
+ * hop's invocation writes LaneBacklogAgeS, so every period this long has a data point while the lane holds anything.
+ */
+export function backlogAgePeriodS(timeoutS) {
+  return Math.ceil((LANE_HOP_S + timeoutS) / 60) * 60 + 60;
+}
+
+/** Alarm when an endpoint's oldest parked event has waited longer than laneBacklogAgeAlarmS, however quiet it is. */
+export function backlogAgeAlarm(stage, endpoint, metricName, actions) {
+  return {
+    Type: 'AWS::CloudWatch::Alarm',
+    Properties: {
+      AlarmName: `${stage.service}-${stage.stage}-endpoint-${endpoint.name}-backlog-age`,
+      AlarmDescription:
+        `Endpoint '${endpoint.name}' has events parked in its lane for more than ${stage.laneBacklogAgeAlarmS} s ` +
+        'since they first failed: it is down, refusing, or paused. The other endpoints are not held up. Its lane ' +
+        "retries by its retrySchedule, then dead-letters with reason retries-exhausted. Check the dashboard's " +
+        'lane backlog and the "Delivery failures by endpoint and status" query.',
+      Namespace: stage.namespace,
+      MetricName: metricName,
+      Dimensions: [
+        { Name: 'service', Value: stage.serviceDimension },
+        { Name: 'endpoint', Value: endpoint.name },
+      ],
+      Statistic: 'Maximum',
+      Period: backlogAgePeriodS(stage.timeoutS),
+      EvaluationPeriods: 1,
+      DatapointsToAlarm: 1,
+      Threshold: stage.laneBacklogAgeAlarmS,
+      ComparisonOperator: 'GreaterThanThreshold',
+      // An empty lane writes nothing: quiet.
+      TreatMissingData: 'notBreaching',
+      ...actions,
+    },
+  };
+}
+
+/** The in-flight alarm of every queue of the stage (lanes included) and the backlog-age alarm of every lane. */
+export function queueAlarms(stage, metricName, actions) {
+  const name = (suffix) => `${stage.service}-${stage.stage}-${suffix}`;
+  const alarms = {
+    SourceQueueInFlightAlarm: inFlightAlarm(
+      name('ingest-in-flight'),
+      { 'Fn::GetAtt': ['IngestQueue', 'QueueName'] },
+      'The source queue',
+      actions,
+    ),
+    DeadLetterQueueInFlightAlarm: inFlightAlarm(
+      name('dlq-in-flight'),
+      { 'Fn::GetAtt': ['IngestDeadLetterQueue', 'QueueName'] },
+      'The dead-letter queue',
+      actions,
+    ),
+  };
+  if (stage.fifo) return alarms;
+  for (const endpoint of stage.endpoints) {
+    alarms[`LaneInFlightAlarm${endpoint.id}`] = inFlightAlarm(
+      name(`lane-${endpoint.name}-in-flight`),
+      { 'Fn::GetAtt': [`IngestLane${endpoint.id}`, 'QueueName'] },
+      `The lane of endpoint '${endpoint.name}'`,
+      actions,
+    );
+    alarms[`LaneBacklogAgeAlarm${endpoint.id}`] = backlogAgeAlarm(stage, endpoint, metricName, actions);
+  }
+  return alarms;
+}

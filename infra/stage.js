@@ -8,7 +8,7 @@
 // resolveConfigurationProperty } from the framework (osls, serverless v3 and v4 alike).
 
 import { createHash } from 'node:crypto';
-import { laneConcurrency, laneEnvironment, laneProblems, laneResources } from './lanes.js';
+import { laneConcurrency, laneEnvironment, laneProblems, laneResources, queueAlarms } from './lanes.js';
 
 /** Lambda's limits for SQS event sources; FIFO queues take no batching window and at most 10 records. */
 const LIMITS = {
@@ -268,6 +268,10 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
   for (const [key, value] of Object.entries(env)) env[key] = String(value);
   const parkAfterS = integer(stage, 'parkAfterS', await param('parkAfterS'), [0, LIMITS.retentionS[1]]);
   const laneRetentionS = integer(stage, 'laneRetentionS', await param('laneRetentionS'), LIMITS.retentionS);
+  const laneBacklogAgeAlarmS = integer(stage, 'laneBacklogAgeAlarmS', await param('laneBacklogAgeAlarmS'), [
+    parkAfterS + 1,
+    LIMITS.retentionS[1],
+  ]);
   checkEnvironmentSize(stage, { ...environment, ...laneEnvironment({ fifo, service, stage, parkAfterS }) });
   const file = await endpointsFilePath(stage, param);
   if (!env.ENDPOINTS?.trim() && !file) {
@@ -366,6 +370,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     environment,
     parkAfterS,
     laneRetentionS,
+    laneBacklogAgeAlarmS,
     endpoints: config.endpoints.map((e) => ({
       name: e.name,
       id: pascal(e.name),
@@ -880,7 +885,7 @@ export const UNDISPLAYED_METRICS = {
   ColdStart: 'cold starts show as the maximum of the function duration',
 };
 
-/** CloudWatch rejects an alarm widget of more than 100 alarms (2 per endpoint): one widget per 100. */
+/** CloudWatch rejects an alarm widget of more than 100 alarms (4 per endpoint on a standard stage): one widget per 100. */
 export const ALARMS_PER_WIDGET = 100;
 
 /** The first block sits in the grid; further blocks go full width below the last row (y 32). */
@@ -1019,6 +1024,7 @@ function dashboardBody(stage, alarmIds) {
       batch(m.BackoffErrors, { label: 'backoff errors' }),
       batch(m.LedgerErrors, { label: 'ledger errors' }),
     ]),
+    ...laneWidgets(stage, graph, 32 + 6 * (alarmWidgets(alarms).length - 1)),
     {
       type: 'log',
       x: 0,
@@ -1038,6 +1044,53 @@ function dashboardBody(stage, alarmIds) {
     },
   ];
   return JSON.stringify({ widgets });
+}
+
+/** EMF LaneBacklogAgeS (lib/lanes, per endpoint): the age of the oldest parked event a lane batch saw. */
+const LANE_BACKLOG_AGE_METRIC = (stage) => stage.metric.LaneBacklogAgeS ?? 'LaneBacklogAgeS';
+
+/** Standard stages: each endpoint's lane backlog (waiting, delayed, in flight) and its oldest parked event. */
+function laneWidgets(stage, graph, y) {
+  if (stage.fifo) return [];
+  const queue = (name, e, id) => [
+    'AWS/SQS',
+    name,
+    'QueueName',
+    `\${IngestLane${e.id}.QueueName}`,
+    { id, stat: 'Maximum', visible: false },
+  ];
+  return [
+    graph(
+      'Lane backlog per endpoint (messages: waiting + delayed + in flight)',
+      0,
+      y,
+      12,
+      6,
+      stage.endpoints.flatMap((e, i) => [
+        [{ expression: `FILL(v${i}, 0) + FILL(d${i}, 0) + FILL(n${i}, 0)`, label: e.name, id: `lane${i}` }],
+        queue('ApproximateNumberOfMessagesVisible', e, `v${i}`),
+        queue('ApproximateNumberOfMessagesDelayed', e, `d${i}`),
+        queue('ApproximateNumberOfMessagesNotVisible', e, `n${i}`),
+      ]),
+    ),
+    graph(
+      'Oldest parked event per endpoint (s since its first failure)',
+      12,
+      y,
+      12,
+      6,
+      stage.endpoints.map((e) => [
+        stage.namespace,
+        LANE_BACKLOG_AGE_METRIC(stage),
+        'service',
+        stage.serviceDimension,
+        'endpoint',
+        e.name,
+        { stat: 'Maximum', label: e.name },
+      ]),
+      { annotations: { horizontal: [{ label: 'alarm', value: stage.laneBacklogAgeAlarmS }] } },
+    ),
+  ];
 }
 
 /** A full secret ARN ends in '-' and the six characters Secrets Manager appends; a partial ARN stops at the name. */
@@ -1160,6 +1213,7 @@ export async function resources(context) {
     generated[`EndpointFailureRateAlarm${endpoint.id}`] = endpointAlarm(stage, endpoint);
     generated[`EndpointDownAlarm${endpoint.id}`] = endpointDownAlarm(stage, endpoint);
   }
+  Object.assign(generated, queueAlarms(stage, LANE_BACKLOG_AGE_METRIC(stage), notifications(stage)));
   generated.IngestDashboard = {
     Type: 'AWS::CloudWatch::Dashboard',
     Properties: {
