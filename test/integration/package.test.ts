@@ -267,7 +267,10 @@ describe('npm run package', () => {
   });
 
   it('maps the source queue with partial batch responses, batch size, window and maximum concurrency', () => {
-    const mappings = resourcesOfType(template, 'AWS::Lambda::EventSourceMapping');
+    // The source queue's mapping; the others are the endpoints' lanes (template.test.ts checks them).
+    const mappings = resourcesOfType(template, 'AWS::Lambda::EventSourceMapping').filter(
+      ([id]) => !id.startsWith('IngestLaneEventSource'),
+    );
     expect(mappings).toHaveLength(1);
     const [, mapping] = mappings[0]!;
     expect(mapping.Properties).toMatchObject({
@@ -335,8 +338,12 @@ describe('npm run package', () => {
       // X-Ray has no resource-level permissions.
       'xray:PutTelemetryRecords xray:PutTraceSegments': '*',
     });
-    // No credentials configured: no access to SSM or Secrets Manager at all.
-    expect(resourcesOfType(template, 'AWS::IAM::Policy')).toEqual([]);
+    // No credentials configured: no access to SSM or Secrets Manager at all; the other policy is the lanes'.
+    const policies = resourcesOfType(template, 'AWS::IAM::Policy');
+    expect(policies.map(([id]) => id)).toEqual(['IngestLanesPolicy']);
+    const lanes = (policies[0]![1].Properties.PolicyDocument as { Statement: Json[] }).Statement;
+    expect(lanes.flatMap((s) => [s.Action].flat())).not.toContainEqual(expect.stringContaining('*'));
+    expect(JSON.stringify(lanes)).not.toMatch(/ssm:|secretsmanager:|kms:/);
   });
 
   it('alarms on DLQ messages, the oldest message age, function errors and each endpoint’s failure rate', () => {
