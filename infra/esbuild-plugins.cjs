@@ -3,7 +3,7 @@ const { isBuiltin } = require('node:module');
 
 /**
  * Node built-ins imported from ESM code are loaded with require() instead: an ESM import of node:http builds its ESM
- * facade, whose getters load Node's internal undici (about 50 ms of cold start on Node 22, bench table 4).
+ * facade, whose getters load Node's internal undici (about 50 ms of cold start on Node 22 and 24, bench table 4).
  */
 const builtinsViaRequire = {
   name: 'builtins-via-require',

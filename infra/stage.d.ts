@@ -48,6 +48,12 @@ export function checkDlqRetention(stage: string, queueRetentionS: number, dlqRet
 export const FUNCTION_NAME_LIMIT: number;
 /** The function's name, or a StageConfigError naming the longest stage name that fits. */
 export function checkFunctionName(stage: string, service: string, functionKey?: string): string;
+/** The stage's endpoints checked as deployed (no plain http to a loopback host); a StageConfigError otherwise. */
+export function checkEndpoints(
+  stage: string,
+  env: Record<string, string>,
+  file: string | undefined,
+): Promise<{ config: { endpoints: readonly { name: string }[] } }>;
 export const METRICS_PER_GRAPH: number;
 /** Throws a StageConfigError when a dashboard graph would hold more metrics than CloudWatch allows. */
 export function checkGraphMetrics(stage: string, title: string, metricCount: number, endpointCount: number): void;

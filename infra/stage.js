@@ -231,6 +231,33 @@ function checkRetention(stage, { timeoutS, windowS, maxReceiveCount, retentionS,
   );
 }
 
+/**
+ * The stage's endpoints (ENDPOINTS or the endpoints file) and credentials, checked with the function's own parsers as
+ * deployed: plain http to a loopback host is refused (in Lambda, 127.0.0.1 is the Runtime API).
+ */
+export async function checkEndpoints(stage, env, file) {
+  const [{ loadConfig }, { parseCredentialSpec }, { readEndpointsFile }, source] = await Promise.all([
+    importTs('../lib/config.ts'),
+    importTs('../lib/credentials.ts'),
+    importTs('./endpoints-file.ts'),
+    importTs('../lib/subscription/source.ts'),
+  ]);
+  try {
+    const endpointsFile = file ? readEndpointsFile(file) : undefined;
+    const config = loadConfig(env, endpointsFile ? { document: endpointsFile.document, source: file } : undefined, {
+      deployed: true,
+    });
+    const spec = parseCredentialSpec(
+      env.ENDPOINT_CREDENTIALS,
+      config.endpoints.map((e) => e.name),
+    );
+    source.checkCredentialOverlap(spec, config.endpoints);
+    return { config, credentials: [...spec, ...source.secretRefs(config.endpoints)], endpointsFile };
+  } catch (error) {
+    fail(stage, error instanceof Error ? error.message : String(error));
+  }
+}
+
 async function load({ resolveVariable, resolveConfigurationProperty }) {
   const param = (name) => resolveVariable(`param:${name}`);
   const [service, stage, region] = await Promise.all([
@@ -281,31 +308,10 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
         `serverless.yml (params.${stage}.endpoints) or pass --param="endpoints=<name>=<url>,..."`,
     );
   }
-  const [{ loadConfig }, { parseCredentialSpec }, { MetricName, METRICS_NAMESPACE }, { readEndpointsFile }, source] =
-    await Promise.all([
-      importTs('../lib/config.ts'),
-      importTs('../lib/credentials.ts'),
-      importTs('../lib/observability.ts'),
-      importTs('./endpoints-file.ts'),
-      importTs('../lib/subscription/source.ts'),
-    ]);
-  let config;
-  let credentials;
-  let endpointsFile;
-  try {
-    endpointsFile = file ? readEndpointsFile(file) : undefined;
-    config = loadConfig(env, endpointsFile ? { document: endpointsFile.document, source: file } : undefined, {
-      deployed: true,
-    });
-    const spec = parseCredentialSpec(
-      env.ENDPOINT_CREDENTIALS,
-      config.endpoints.map((e) => e.name),
-    );
-    source.checkCredentialOverlap(spec, config.endpoints);
-    credentials = [...spec, ...source.secretRefs(config.endpoints)];
-  } catch (error) {
-    fail(stage, error instanceof Error ? error.message : String(error));
-  }
+  const [{ MetricName, METRICS_NAMESPACE }, { config, credentials, endpointsFile }] = await Promise.all([
+    importTs('../lib/observability.ts'),
+    checkEndpoints(stage, env, file),
+  ]);
   if (config.deadlineMarginMs >= timeoutS * 1000) {
     fail(
       stage,
@@ -419,8 +425,8 @@ function burstOf(ratePerSecond) {
 }
 
 /** Requests an instance can send in `availableMs` at `rateMilli` thousandths of a request per second. */
-function deliverableIn(rateMilli, availableMs) {
-  return burstOf(rateMilli / 1000) + Math.floor((rateMilli * availableMs) / 1_000_000);
+function deliverableIn(rateMilli, availableMs, burst = burstOf(rateMilli / 1000)) {
+  return burst + Math.floor((rateMilli * availableMs) / 1_000_000);
 }
 
 /** The smallest whole number of milli-requests per second for which `enough` holds (it must be monotone). */
@@ -444,7 +450,8 @@ function checkBatchFitsRate(stage, endpoint, { batchSize, timeoutS, deadlineMarg
   if (rate === undefined) return;
   const availableMs = timeoutS * 1000 - deadlineMarginMs;
   const burst = burstOf(rate);
-  const deliverable = deliverableIn(Math.round(rate * 1000), availableMs);
+  // What it surely sends: the rate rounded down (1/60 is not 0.017), the burst of the configured rate itself.
+  const deliverable = deliverableIn(milliDown(rate), availableMs, burst);
   if (batchSize <= deliverable) return;
   const neededRate = smallestMilli((milli) => deliverableIn(milli, availableMs) >= batchSize) / 1000;
   fail(

@@ -3,6 +3,7 @@ import type { DeliveryResult } from './delivery';
 import { type InvalidEvent, parseEvent, type ValidEvent } from './event';
 import type { FanoutResult } from './fanout';
 import { QUARANTINE_ATTRIBUTES } from './quarantine';
+import { REDRIVE_MARKER } from './redrive/marker';
 import type { DeliveryFailure, RecordOutcome } from './types';
 
 /** The outcomes of a poison record: it can never succeed as it is. */
@@ -18,8 +19,13 @@ export interface BatchOptions {
    * Must not throw.
    */
   quarantineInOrder?(record: SQSRecord, outcome: PoisonOutcome): Promise<boolean>;
-  /** Which endpoints already have each event (the delivery ledger). Must not throw. */
+  /**
+   * Which endpoints already have each event (the delivery ledger). `events` holds every record to look up, so a key
+   * may come more than once (records of one event routed differently). Must not throw.
+   */
   lookup?(keys: string[], events: readonly ValidEvent[]): Promise<ReadonlyMap<string, ReadonlySet<string>>>;
+  /** The endpoints an event is routed to: records of one event share a delivery only when routed alike. */
+  routedTo?(event: ValidEvent): readonly string[];
   /** Delivers one event to the endpoints that do not have it yet. Must not throw. */
   deliver(event: ValidEvent, already: ReadonlySet<string> | undefined): Promise<Delivered>;
 }
@@ -44,12 +50,15 @@ export function outcomeOf(fan: Delivered): RecordOutcome {
     else failures.push(stripOk(result));
   }
   if (failures.length === 0) return { kind: 'delivered', delivered, skipped: fan.skipped };
-  if (failures.some((failure) => failure.kind === 'rejected')) return { kind: 'rejected', failures, delivered };
+  // The event comes back: settle writes the skipped endpoints' ledger entries again, so they last as long as it does.
+  const skipped = fan.skipped.length > 0 ? { skipped: fan.skipped } : {};
+  if (failures.some((failure) => failure.kind === 'rejected'))
+    return { kind: 'rejected', failures, delivered, ...skipped };
   const retryAfters = failures.map((failure) => failure.retryAfterS ?? 0);
   const retryAfterS = Math.max(...retryAfters);
   return retryAfterS > 0
-    ? { kind: 'failed', failures, delivered, retryAfterS }
-    : { kind: 'failed', failures, delivered };
+    ? { kind: 'failed', failures, delivered, ...skipped, retryAfterS }
+    : { kind: 'failed', failures, delivered, ...skipped };
 }
 
 function stripOk(result: Extract<DeliveryResult, { ok: false }>): DeliveryFailure {
@@ -61,39 +70,52 @@ const isPoison = (outcome: RecordOutcome): outcome is PoisonOutcome =>
   outcome.kind === 'invalid' || outcome.kind === 'rejected';
 
 /**
- * The record may have reached endpoints before: SQS handed it out already, or it came back from quarantine through
- * redrive (a new message carrying our quarantine attributes). A missing count counts as a redelivery.
+ * The record may have reached endpoints before: SQS handed it out already, or it came back through a redrive (a new
+ * message carrying the redrive marker or our quarantine attributes). A missing count counts as a redelivery.
  */
 export function isRedelivery(record: SQSRecord): boolean {
   const count = Number(record.attributes?.ApproximateReceiveCount);
-  if (!(count <= 1)) return true;
+  return !(count <= 1) || cameThroughRedrive(record);
+}
+
+/** A new message that a redrive moved back: it carries the redrive marker or our quarantine attributes. */
+export function cameThroughRedrive(record: SQSRecord): boolean {
   for (const name in record.messageAttributes) {
+    if (name === REDRIVE_MARKER) return true;
     if (name === QUARANTINE_ATTRIBUTES.combined || name.startsWith(`${QUARANTINE_ATTRIBUTES.combined}.`)) return true;
   }
   return false;
 }
 
+const keysOf = (events: readonly ValidEvent[]) => [...new Set(events.map((event) => event.key))];
+
 /**
  * Parses and delivers every record. Records without a MessageGroupId all run at once; within a FIFO group records run
  * in order and, after the first failure, the rest of the group is sent nowhere. The same event (source + id) twice in a
- * batch (twice in one FIFO group) is delivered once and both records share the outcome.
+ * batch (twice in one FIFO group) and routed to the same endpoints is delivered once and both records share the outcome.
  */
 export async function processBatch(records: readonly SQSRecord[], options: BatchOptions): Promise<ProcessedRecord[]> {
   const inFlight = new Map<string, Promise<RecordOutcome>>();
   const parsed = records.map((record) => parseEvent(record.body, options.maxEventBytes));
-  const unique = new Map<string, ValidEvent>();
+  const keys = new Set<string>();
+  const repeated = new Set<string>();
+  const looked: ValidEvent[] = [];
   parsed.forEach((event, index) => {
-    if (!event.ok || unique.has(event.key)) return;
-    if (options.lookupFirstReceives || isRedelivery(records[index]!)) unique.set(event.key, event);
+    if (!event.ok) return;
+    if (keys.has(event.key)) repeated.add(event.key);
+    else keys.add(event.key);
+    if (options.lookupFirstReceives || isRedelivery(records[index]!)) looked.push(event);
   });
-  const known =
-    options.lookup && unique.size > 0 ? await options.lookup([...unique.keys()], [...unique.values()]) : undefined;
+  const known = options.lookup && looked.length > 0 ? await options.lookup(keysOf(looked), looked) : undefined;
 
   // FIFO: shared only within a group; another group's copy may go out before this group's predecessor is delivered.
   const run = (index: number, groupId?: string): Promise<RecordOutcome> => {
     const event = parsed[index]!;
     if (!event.ok) return Promise.resolve({ kind: 'invalid', reason: event.reason, detail: event.detail });
-    const dedupKey = groupId === undefined ? event.key : `${groupId}\u0000${event.key}`;
+    // Routing is asked only for an event seen twice: a record whose filters pick other endpoints gets its own delivery.
+    const routing =
+      repeated.has(event.key) && options.routedTo ? `\u0000${options.routedTo(event).join('\u0000')}` : '';
+    const dedupKey = groupId === undefined ? event.key + routing : `${groupId}\u0000${event.key}${routing}`;
     let shared = inFlight.get(dedupKey);
     if (!shared) {
       shared = options.deliver(event, known?.get(event.key)).then(outcomeOf);

@@ -30,6 +30,10 @@ export interface Config {
   ledgerTtlS: number;
   /** DELIVERY_LEDGER_MODE: which receives read the ledger and which outcomes write it (see LEDGER_MODES). */
   ledgerMode: LedgerMode;
+  /** LANE_QUEUE_URL_PREFIX: an endpoint's lane queue URL is this + its name; unset, nothing is parked (no lanes). */
+  laneQueueUrlPrefix?: string;
+  /** PARK_AFTER_S: a record failing for an endpoint this long after its first receive is parked in that lane. */
+  parkAfterS: number;
 }
 
 /**
@@ -142,6 +146,16 @@ function checkQueueUrl(value: string): string | undefined {
   } catch {
     return `'${redact(value)}' is not a URL: expected https://sqs.<region>.amazonaws.com/<account>/<queue-name>`;
   }
+}
+
+/** The prefix is a queue URL up to the endpoint name: the template sets `.../<account>/<service>-<stage>-lane-`. */
+function checkLanePrefix(value: string): string | undefined {
+  const problem = checkQueueUrl(value);
+  if (problem)
+    return `${problem.replace('SQS queue URL', 'SQS queue URL prefix')} (the lane of endpoint 'x' is the prefix + 'x')`;
+  return /[A-Za-z0-9_-]$/.test(value)
+    ? undefined
+    : `'${redact(value)}' must end in the lane queue name's prefix (letters, digits, '-', '_'), e.g. https://sqs.us-east-1.amazonaws.com/123456789012/ingest-fanout-prod-lane-`;
 }
 
 function chooseEndpoints(env: Env, file: EndpointsDocument | undefined): EndpointConfig[] {
@@ -278,6 +292,7 @@ export function loadConfig(env: Env, endpointsFile?: EndpointsDocument, options:
       unit: 's',
     }),
     ledgerMode: readLedgerMode(env),
+    parkAfterS: readInt(env, { variable: 'PARK_AFTER_S', fallback: 300, min: 0, max: 1_209_600, unit: 's' }),
   };
   const quarantineQueueUrl = parseOptionalString(env, 'QUARANTINE_QUEUE_URL', checkQueueUrl);
   if (quarantineQueueUrl) config.quarantineQueueUrl = quarantineQueueUrl;
@@ -287,6 +302,8 @@ export function loadConfig(env: Env, endpointsFile?: EndpointsDocument, options:
       : `'${value}' is not a DynamoDB table name (3-255 of letters, digits, '_', '-', '.')`,
   );
   if (ledgerTable) config.ledgerTable = ledgerTable;
+  const lanePrefix = parseOptionalString(env, 'LANE_QUEUE_URL_PREFIX', checkLanePrefix);
+  if (lanePrefix) config.laneQueueUrlPrefix = lanePrefix;
   return config;
 }
 

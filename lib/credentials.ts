@@ -59,8 +59,12 @@ export interface CredentialSourceOptions {
   secretsClient?: SecretsManagerClient;
 }
 
-// Fail fast at cold start rather than hang until the function's timeout when the store does not answer.
-const CLIENT_DEFAULTS = { maxAttempts: 3, requestHandler: { connectionTimeout: 1_000, requestTimeout: 3_000 } };
+// Fail fast at cold start rather than hang until the function's timeout when the store does not answer; without
+// throwOnRequestTimeout the SDK's request timeout only logs a warning.
+export const CLIENT_DEFAULTS = {
+  maxAttempts: 3,
+  requestHandler: { connectionTimeout: 1_000, requestTimeout: 3_000, throwOnRequestTimeout: true },
+};
 
 function sdkErrorName(error: unknown): string {
   const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;

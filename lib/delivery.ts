@@ -89,7 +89,7 @@ export class CircuitBreaker {
     if (this.threshold > 0 && this.#failures >= this.threshold) this.#openUntil = this.now() + this.halfOpenMs;
   }
 
-  /** The attempt ended without telling whether the endpoint is up (the deadline cut it): the next one may try. */
+  /** The attempt ended without telling whether the endpoint is up (cut, or never sent): the next one may try. */
   abandoned(): void {
     this.#trialInFlight = false;
   }
@@ -274,7 +274,8 @@ export class EndpointDelivery {
     } else {
       const known = error instanceof DeliveryAttemptError;
       if (!known || error.kind === 'transient') this.#breaker.failed();
-      else if (error.kind === 'aborted') this.#breaker.abandoned();
+      // Cut by the deadline, or failed before sending (a malformed secret): nothing says whether the endpoint is up.
+      else if (error.kind === 'aborted' || error.status === undefined) this.#breaker.abandoned();
       else this.#breaker.succeeded();
       const { refresh } = job.request;
       if (known && error.kind === 'unauthorized' && refresh && !job.refreshed) {

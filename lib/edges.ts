@@ -2,6 +2,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { createBackoff } from './backoff';
 import type { Config } from './config';
+import { createLaneSender, type LaneSender } from './lanes';
 import { createQuarantine } from './quarantine';
 import type { Backoff, Ledger, Quarantine } from './types';
 
@@ -14,6 +15,8 @@ export interface Edges {
   quarantine?: Quarantine;
   backoff?: Backoff;
   ledger?: Ledger;
+  /** Sends events to the endpoints' lanes (issue 16); only with LANE_QUEUE_URL_PREFIX. */
+  lanes?: LaneSender;
 }
 
 /**
@@ -28,6 +31,7 @@ export async function createEdges(config: Config, clients: EdgeClients = {}): Pr
     backoff: createBackoff(sqs, { baseDelayS: config.retryBaseDelayS, maxDelayS: config.retryMaxDelayS }),
   };
   if (config.quarantineQueueUrl) edges.quarantine = createQuarantine(sqs, config.quarantineQueueUrl);
+  if (config.laneQueueUrlPrefix) edges.lanes = createLaneSender(sqs, config.laneQueueUrlPrefix);
   if (config.ledgerTable) {
     const { createLedger } = await import('./ledger');
     const dynamodb = clients.dynamodb ?? new (await import('@aws-sdk/client-dynamodb')).DynamoDBClient({});

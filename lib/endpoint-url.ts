@@ -58,6 +58,14 @@ export function parseEndpointUrl(raw: string): { url: URL } | { problem: string;
         'file, or ENDPOINT_CREDENTIALS)',
     };
   }
+  // undici sends the path and query only: a fragment would reach nobody but readers of the artifact.
+  if (url.hash) {
+    return {
+      problem:
+        'has a fragment (#…), which is never sent to the endpoint and would be bundled into the artifact in clear: ' +
+        'remove it',
+    };
+  }
   return { url };
 }
 

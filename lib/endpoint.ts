@@ -1,5 +1,7 @@
 import { createHmac } from 'node:crypto';
+import type { Socket } from 'node:net';
 import type { Pool as UndiciPool } from 'undici';
+import buildConnector from 'undici/lib/core/connect.js';
 // The Pool module alone, not undici's index (fetch, WebSocket, caches…): 284 against 535 kB, and about half the module
 // load time at cold start (bench table 4).
 import Pool from 'undici/lib/dispatcher/pool.js';
@@ -24,6 +26,8 @@ export interface EndpointOptions {
 export interface PreparedRequest {
   headers: Readonly<Record<string, string>>;
   body: Buffer;
+  /** The headers carry the event's attributes (binary mode's ce- headers): a 431 then blames the event. */
+  eventHeaders?: boolean;
 }
 
 export interface AttemptResult {
@@ -76,10 +80,12 @@ export function authHeaders(credential: Credential | undefined, body: Buffer): R
  * 4xx statuses by whom they blame; the one place that decides it (documented in the README's failure table).
  * POISON: the endpoint blames the event, which is quarantined. CREDENTIALS: the endpoint refuses our credentials,
  * which are refreshed once and retried, then backed off. Any other 4xx (404, 405, 409, 410...) describes the
- * endpoint, not the event: backed off, never quarantined. 408 and 429 are transient, like 5xx.
+ * endpoint, not the event: backed off, never quarantined. 408 and 429 are transient, like 5xx. EVENT_HEADERS: poison
+ * only when the headers carry the event (binary mode); otherwise they are ours (static headers, a token): endpoint-error.
  */
 export const HTTP_4XX = {
-  poison: [400, 413, 415, 422, 431],
+  poison: [400, 413, 415, 422],
+  eventHeaders: [431],
   credentials: [401, 403],
   transient: [408, 429],
 } as const satisfies Record<string, readonly number[]>;
@@ -91,6 +97,7 @@ export function classifyStatus(
   endpoint: string,
   status: number,
   retryAfter: string | undefined,
+  eventHeaders = false,
 ): DeliveryAttemptError | undefined {
   if (status >= 200 && status < 300) return undefined;
   if (status >= 300 && status < 400) {
@@ -106,7 +113,7 @@ export function classifyStatus(
       parseRetryAfter(retryAfter),
     );
   }
-  if (isIn(HTTP_4XX.poison, status))
+  if (isIn(HTTP_4XX.poison, status) || (eventHeaders && isIn(HTTP_4XX.eventHeaders, status)))
     return new DeliveryAttemptError('rejected', endpoint, `answered ${status}`, status);
   if (isIn(HTTP_4XX.credentials, status)) {
     return new DeliveryAttemptError(
@@ -131,13 +138,36 @@ function retryAfterOf(rawHeaders: Buffer[] | undefined): string | undefined {
   return undefined;
 }
 
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
-/**
- * undici's request timeouts run on its coarse clock (ticks of about 0.5 s, up to 1 s late) and cost nothing per
- * request; below this a timer of our own per attempt keeps a short DELIVERY_TIMEOUT_MS exact.
- */
-const EXACT_TIMEOUT_BELOW_MS = 2000;
 const DRAIN_CAP = new Error('response body over the drain cap');
+
+/**
+ * undici's connector with a connect + TLS timeout of our own, as exact as the attempt's: undici's runs on its coarse
+ * clock (up to 1 s late) and is 10 s whatever DELIVERY_TIMEOUT_MS says. A handshake that outlives it is torn down.
+ * `opened` hears of each socket as it starts connecting (synchronously, within the dispatch that asked for it).
+ */
+function exactConnector(timeoutMs: number, opened: (socket: Socket) => void): buildConnector.connector {
+  // timeout 0: undici's own connect timer off.
+  const connect = buildConnector({ timeout: 0 });
+  return (options, callback) => {
+    let timer: NodeJS.Timeout | undefined;
+    const socket = connect(options, (...result) => {
+      clearTimeout(timer);
+      if (result[1]) established.add(result[1]);
+      callback(...result);
+    });
+    timer = setTimeout(() => {
+      const error = Object.assign(new Error(`no connection within ${timeoutMs} ms`), { code: 'CONNECT_TIMEOUT' });
+      socket.destroy(error);
+    }, timeoutMs);
+    opened(socket);
+  };
+}
+
+// Sockets whose connect (and TLS handshake) ended, either way: an attempt that settles leaves them to undici.
+const established = new WeakSet<Socket>();
+const CONNECT_DROPPED = Object.assign(new Error('the attempt that opened this connection settled first'), {
+  code: 'CONNECT_DROPPED',
+});
 
 /**
  * One attempt, as an undici dispatch handler. undici's older callback interface (onConnect/onHeaders/…) skips the
@@ -149,20 +179,22 @@ class Attempt {
   #drained = 0;
   #rawHeaders: Buffer[] | undefined;
   #settled = false;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #timer: NodeJS.Timeout;
   readonly #started = performance.now();
   /** Where the endpoint keeps this attempt while it is in flight. */
   slot = -1;
+  /** The connection this attempt's dispatch opened: its only request is this one until it is established. */
+  connecting: Socket | undefined;
 
   constructor(
     readonly endpoint: Endpoint,
     readonly signal: AbortSignal,
     readonly done: AttemptCallback,
     readonly trace: ((outcome: { status?: number; error?: string }) => void) | undefined,
+    readonly eventHeaders: boolean,
   ) {
-    if (endpoint.timeoutMs < EXACT_TIMEOUT_BELOW_MS) {
-      this.#timer = setTimeout(() => this.#timedOut(), endpoint.timeoutMs);
-    }
+    // One exact deadline per attempt, whatever it is doing (connecting, TLS, sending, waiting, reading).
+    this.#timer = setTimeout(() => this.#timedOut(), endpoint.timeoutMs);
   }
 
   #timedOut(): void {
@@ -179,6 +211,7 @@ class Attempt {
 
   onConnect(abort: (error?: Error) => void): void {
     this.#abort = abort;
+    this.connecting = undefined;
     if (this.#settled) abort();
   }
 
@@ -227,10 +260,6 @@ class Attempt {
       this.#finish();
       return;
     }
-    if (error.code && TIMEOUT_CODES.has(error.code)) {
-      this.#timedOut();
-      return;
-    }
     this.#fail(new DeliveryAttemptError('transient', name, error.message, undefined, error.code ?? 'REQUEST_ERROR'));
   }
 
@@ -240,14 +269,19 @@ class Attempt {
     this.#forget();
     const status = this.#status;
     this.trace?.({ status });
-    const error = classifyStatus(this.endpoint.name, status, retryAfterOf(this.#rawHeaders));
+    const error = classifyStatus(this.endpoint.name, status, retryAfterOf(this.#rawHeaders), this.eventHeaders);
     if (error) this.done(error, undefined);
     else this.done(undefined, { status, latencyMs: performance.now() - this.#started });
   }
 
   #forget(): void {
-    if (this.#timer) clearTimeout(this.#timer);
+    clearTimeout(this.#timer);
     this.endpoint.forget(this);
+    // Settled while its connection was still being opened (deadline or abort): nothing else waits on that socket, and
+    // kept until its own connect timer it would hold a pool slot from the next attempt.
+    const socket = this.connecting;
+    this.connecting = undefined;
+    if (socket && !established.has(socket)) socket.destroy(CONNECT_DROPPED);
   }
 
   #fail(error: DeliveryAttemptError): void {
@@ -275,6 +309,8 @@ export class Endpoint {
   readonly #attempts: (Attempt | undefined)[] = [];
   readonly #freeSlots: number[] = [];
   readonly #watched = new WeakSet<AbortSignal>();
+  /** The attempt being handed to the pool: a connection opened meanwhile is opened for it. */
+  #dispatching: Attempt | undefined;
 
   constructor(options: EndpointOptions, observe?: RequestObserver) {
     this.name = options.name;
@@ -282,7 +318,10 @@ export class Endpoint {
     this.#observe = observe;
     const { url } = options;
     this.#path = `${url.pathname}${url.search}`;
-    this.#pool = new Pool(url.origin, { connections: options.maxConnections, pipelining: 1 });
+    const connect = exactConnector(options.timeoutMs, (socket) => {
+      if (this.#dispatching) this.#dispatching.connecting = socket;
+    });
+    this.#pool = new Pool(url.origin, { connections: options.maxConnections, pipelining: 1, connect });
   }
 
   /**
@@ -294,15 +333,18 @@ export class Endpoint {
       done(new DeliveryAttemptError('aborted', this.name, 'the invocation deadline was reached'), undefined);
       return;
     }
-    const attempt = new Attempt(this, signal, done, this.#observe?.(this.name));
+    const attempt = new Attempt(this, signal, done, this.#observe?.(this.name), request.eventHeaders === true);
     this.#watch(signal);
     attempt.slot = this.#freeSlots.pop() ?? this.#attempts.length;
     this.#attempts[attempt.slot] = attempt;
+    this.#dispatching = attempt;
     try {
       this.#dispatch(request, attempt);
     } catch (error) {
       // A synchronous throw settles the attempt like any other failure, so a breaker trial it may be ends too.
       attempt.onError(error instanceof Error ? error : new Error(String(error)));
+    } finally {
+      this.#dispatching = undefined;
     }
   }
 
@@ -315,9 +357,9 @@ export class Endpoint {
         // lib/subscription/request.ts puts the user-agent in the headers it builds once per event: no copy here.
         headers: headers['user-agent'] === undefined ? { 'user-agent': USER_AGENT, ...headers } : headers,
         body: request.body,
-        // Both start when the request is on a socket; the delivery lane keeps queued requests off the pool.
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
+        // Off (0): the attempt's own timer bounds the whole request; undici's fire late on its coarse clock.
+        headersTimeout: 0,
+        bodyTimeout: 0,
       },
       attempt,
     );

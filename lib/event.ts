@@ -1,6 +1,6 @@
 import { createHash, hash } from 'node:crypto';
 import * as z from 'zod/mini';
-import { rawMember } from './raw-json';
+import { rawMembers } from './raw-json';
 import type { InvalidReason } from './types';
 
 const nonEmpty = z.string().check(z.minLength(1, 'must be a non-empty string'));
@@ -251,14 +251,19 @@ function shownName(name: string): string {
 }
 
 /**
- * An Integer extension written otherwise than as plain digits (1.0, 1e3, -0): JSON.parse reads it as the same number,
+ * An Integer extension written otherwise than as plain digits (1.0, 1e3): JSON.parse reads it as the same number,
  * but a binary-mode ce- header would carry '1' for the '1.0' sent, so it is refused rather than changed.
  */
 function nonCanonicalInteger(attributes: CloudEvent, bytes: Buffer): string | undefined {
+  // Read once for all of them: one scan per extension made a 218 KB event of 16,000 numbers cost 142 s of CPU.
+  let raw: Map<string, Buffer> | undefined;
   for (const [name, value] of Object.entries(attributes)) {
     if (typeof value !== 'number' || CONTEXT_ATTRIBUTES.has(name)) continue;
-    if (rawMember(bytes, name)?.toString('utf8') !== String(value)) {
-      return `${name}: a CloudEvents Integer is written as digits only (no fraction, exponent or -0): write ${String(value)}, or quote the value to send it as text`;
+    raw ??= rawMembers(bytes);
+    const written = raw.get(name)?.toString('utf8');
+    // JSON format 1.0.2 (2.2) permits '-0' (a minus sign and the integer component): the Integer 0, sent as '0'.
+    if (written !== String(value) && !(written === '-0' && value === 0)) {
+      return `${name}: a CloudEvents Integer is written as digits only (no fraction or exponent): write ${String(value)}, or quote the value to send it as text`;
     }
   }
   return undefined;

@@ -13,7 +13,8 @@ import { EndpointDelivery } from './delivery';
 import { type Credential, Endpoint } from './endpoint';
 import { errorText } from './errors';
 import type { ValidEvent } from './event';
-import { type FanoutResult, fanout } from './fanout';
+import { type FanoutContext, type FanoutResult, fanout } from './fanout';
+import { createLanes, type LaneSender, type Lanes, parkFailures, serveLane } from './lanes';
 import { lastGood } from './last-good';
 import {
   createObservability,
@@ -44,6 +45,10 @@ export interface IngestDeps extends Partial<Observability> {
   refreshSecrets?: (endpoint: string) => Promise<ReadonlyMap<string, string>>;
   /** For tests: the randomness behind retry jitter. */
   random?: () => number;
+  /** Sends to the endpoints' lanes (createEdges, with LANE_QUEUE_URL_PREFIX): failing endpoints' events park there. */
+  lanes?: LaneSender;
+  /** Whether an endpoint is paused (its events park at once, its lane waits); none without it. */
+  paused?: (endpoint: string) => boolean;
 }
 
 export interface Ingest {
@@ -183,6 +188,7 @@ interface Pipeline {
   readSecrets: (signal: AbortSignal) => Promise<SecretsRead>;
   refreshLimited: LimitedRefresh | undefined;
   secretsLimited: LimitedSecretsRefresh | undefined;
+  lanes: Lanes | undefined;
 }
 
 /** The whole pipeline for one configuration: endpoints, pools and breakers live as long as the instance. */
@@ -208,6 +214,7 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     readSecrets: createSecretsReader(deps, logger),
     refreshLimited: deps.refreshCredential ? limitCredentialRefresh(deps.refreshCredential) : undefined,
     secretsLimited: deps.refreshSecrets ? limitSecretsRefresh(deps.refreshSecrets) : undefined,
+    lanes: createLanes(config, deps.lanes, deps.paused),
   };
   return {
     handle: (event, context) => handle(pipeline, event, context),
@@ -240,6 +247,11 @@ async function handle(
       deadlineAt: started + remaining - config.deadlineMarginMs,
       ...batchSecrets(pipeline, fetched, fetchedSecrets),
     };
+    const { lanes } = pipeline;
+    const lane = lanes?.laneOf(records);
+    if (lanes && lane !== undefined) {
+      return await answerLane(pipeline, { lanes, endpoint: lane }, records, fanoutContext, settleDeadline.signal);
+    }
     const count = countInto(stats);
     // Not async: one promise less per event on the hot path.
     const deliver = (valid: ValidEvent, already: ReadonlySet<string> | undefined) =>
@@ -247,13 +259,15 @@ async function handle(
     const lookup = ledgerLookup(pipeline, deliveryDeadline.signal, counters);
     const { quarantine } = pipeline;
 
-    const processed = await processBatch(records, {
+    const delivered = await processBatch(records, {
       maxEventBytes: config.maxEventBytes,
       lookupFirstReceives: config.ledgerMode === 'every-delivery',
       ...(quarantine ? { quarantineInOrder: quarantineInOrder(logger, quarantine, deliveryDeadline.signal) } : {}),
       deliver,
+      routedTo: pipeline.routedTo,
       ...(lookup ? { lookup } : {}),
     });
+    const processed = lanes ? await park(pipeline, lanes, delivered, deliveryDeadline.signal) : delivered;
     const deadlineAborted = deliveryDeadline.signal.aborted;
     const failedIds = await pipeline.settle(processed, settleDeadline.signal, counters);
 
@@ -270,6 +284,38 @@ async function handle(
     deliveryDeadline.clear();
     settleDeadline.clear();
   }
+}
+
+/** The source path's park step: long-failing endpoints' events go to their lanes before the batch is settled. */
+function park(pipeline: Pipeline, lanes: Lanes, processed: ProcessedRecord[], signal: AbortSignal) {
+  const { config, logger, perEndpointMetrics } = pipeline;
+  return parkFailures(processed, { ...lanes, parkAfterS: config.parkAfterS, signal, logger, perEndpointMetrics });
+}
+
+/** A lane batch: one endpoint's parked events, served by lib/lanes. */
+async function answerLane(
+  pipeline: Pipeline,
+  { lanes, endpoint }: { lanes: Lanes; endpoint: string },
+  records: SQSRecord[],
+  fanoutContext: FanoutContext,
+  sideSignal: AbortSignal,
+): Promise<SQSBatchResponse> {
+  const { config } = pipeline;
+  const failed = await serveLane(records, {
+    endpoint,
+    subscriber: pipeline.endpoints.find((subscriber) => subscriber.name === endpoint),
+    schedule: lanes.schedule(endpoint),
+    paused: lanes.paused(endpoint),
+    maxEventBytes: config.maxEventBytes,
+    send: lanes.send,
+    quarantine: pipeline.quarantine,
+    ledger: pipeline.ledger,
+    fanoutContext,
+    sideSignal,
+    logger: pipeline.logger,
+    metrics: pipeline.perEndpointMetrics.get(endpoint) ?? endpointMetrics(endpoint),
+  });
+  return { batchItemFailures: [...failed].map((itemIdentifier) => ({ itemIdentifier })) };
 }
 
 /** No credential was ever read (the cold start's read went elsewhere) and this one failed: nothing can go. */
@@ -313,8 +359,14 @@ function ledgerLookup(pipeline: Pipeline, signal: AbortSignal, counters: SettleC
   const { ledger, logger, routedTo } = pipeline;
   if (!ledger) return undefined;
   return async (keys: string[], events: readonly ValidEvent[]) => {
-    // Only the endpoints each event is routed to: an event routed nowhere needs no read at all.
-    const routed = new Map(events.map((e) => [e.key, routedTo(e)]));
+    // Only the endpoints each event is routed to: an event routed nowhere needs no read at all. Records of one event
+    // routed differently ask about every endpoint any of them is routed to.
+    const routed = new Map<string, readonly string[]>();
+    for (const e of events) {
+      const names = routedTo(e);
+      const before = routed.get(e.key);
+      routed.set(e.key, before ? [...new Set([...before, ...names])] : names);
+    }
     const wanted = keys.filter((key) => (routed.get(key)?.length ?? 0) > 0);
     if (wanted.length === 0) return new Map<string, Set<string>>();
     try {

@@ -27,6 +27,14 @@ export const MetricName = {
   BackoffErrors: 'BackoffErrors',
   LedgerErrors: 'LedgerErrors',
   BatchDuration: 'BatchDuration',
+  /** Per endpoint: source records durably sent to the endpoint's lane (issue 16). */
+  EventsParked: 'EventsParked',
+  /** Per endpoint: events delivered from its lane. */
+  LaneDelivered: 'LaneDelivered',
+  /** Per endpoint: lane events sent to the DLQ after the last wait of its retrySchedule. */
+  RetriesExhausted: 'RetriesExhausted',
+  /** Per endpoint: the oldest first failure among a lane batch's records, in seconds. */
+  LaneBacklogAgeS: 'LaneBacklogAgeS',
 } as const;
 
 export { MetricUnit };

@@ -6,6 +6,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 import { type MessageFailure, sampleFailures } from './errors';
+import { REDRIVE_MARKER } from './redrive/marker';
 import type { Quarantine, QuarantineItem } from './types';
 
 /** Names of the message attributes a quarantined message carries, besides its original ones. */
@@ -88,8 +89,10 @@ export function readQuarantineAttributes(
 export function toSdkAttributes(record: SQSRecord): Record<string, MessageAttributeValue> {
   const attributes: Record<string, MessageAttributeValue> = {};
   for (const [name, value] of Object.entries(record.messageAttributes ?? {})) {
-    // A previous quarantine's reasons are replaced, not stacked, when a redriven message is quarantined again.
-    if (isQuarantineAttribute(name)) continue;
+    // A previous quarantine's reasons are replaced, not stacked, when a redriven message is quarantined again; the
+    // redrive marker is not kept either (quarantine.* marks the message as a redelivery), so it never takes the place
+    // of one of the producer's own attributes.
+    if (isQuarantineAttribute(name) || name === REDRIVE_MARKER) continue;
     const converted: MessageAttributeValue = { DataType: value.dataType };
     if (value.stringValue !== undefined && value.stringValue !== null) converted.StringValue = value.stringValue;
     if (value.binaryValue !== undefined && value.binaryValue !== null) {

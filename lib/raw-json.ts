@@ -42,21 +42,27 @@ function endOfValue(json: Buffer, at: number): number {
 }
 
 /**
- * The exact bytes of a top-level member's value in a valid JSON object (the last one, as JSON.parse keeps), so data
- * is sent as written: re-serialising would turn 12345678901234567890 into 12345678901234567000 and 1.0 into 1.
+ * The exact bytes of each top-level member's value in a valid JSON object (the last of a repeated name, as JSON.parse
+ * keeps), in one pass over the document, so data is sent as written: re-serialising would turn 12345678901234567890
+ * into 12345678901234567000 and 1.0 into 1.
  */
-export function rawMember(json: Buffer, name: string): Buffer | undefined {
+export function rawMembers(json: Buffer): Map<string, Buffer> {
+  const members = new Map<string, Buffer>();
   let i = skipSpace(json, 0);
-  if (json[i] !== 0x7b) return undefined;
-  let found: Buffer | undefined;
+  if (json[i] !== 0x7b) return members;
   for (i = skipSpace(json, i + 1); json[i] === QUOTE; ) {
     const keyEnd = endOfString(json, i);
     const key: unknown = JSON.parse(json.toString('utf8', i, keyEnd));
     const start = skipSpace(json, skipSpace(json, keyEnd) + 1);
     const end = endOfValue(json, start);
-    if (key === name) found = json.subarray(start, end);
+    members.set(String(key), json.subarray(start, end));
     i = skipSpace(json, end);
     if (json[i] === 0x2c) i = skipSpace(json, i + 1);
   }
-  return found;
+  return members;
+}
+
+/** The exact bytes of one top-level member's value (see rawMembers). */
+export function rawMember(json: Buffer, name: string): Buffer | undefined {
+  return rawMembers(json).get(name);
 }

@@ -1,6 +1,6 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { SQSRecord } from 'aws-lambda';
-import type { PoisonOutcome, ProcessedRecord } from './batch';
+import { cameThroughRedrive, type PoisonOutcome, type ProcessedRecord } from './batch';
 import type { Config } from './config';
 import { errorText } from './errors';
 import type {
@@ -77,7 +77,8 @@ function credentialsHint(error: string | undefined): string {
   if (error?.startsWith('OAUTH_TOKEN_REFUSED')) {
     return (
       'the OAuth token endpoint refused the client (its status and error code are in error; nothing was sent to the ' +
-      "endpoint): check the endpoint's auth.clientId, auth.scope and the client secret stored for auth.clientSecret; " +
+      "endpoint): check the endpoint's auth.clientId, auth.scope, the client secret stored for auth.clientSecret and " +
+      'auth.clientAuth (a token endpoint that takes the secret only in the form refuses HTTP Basic: set post); ' +
       'the record comes back with backoff'
     );
   }
@@ -88,7 +89,12 @@ function credentialsHint(error: string | undefined): string {
 
 /** Delivered nowhere and skipped nowhere: the event matched no endpoint's filter. */
 export function isUnrouted(outcome: RecordOutcome): boolean {
-  return outcome.kind === 'delivered' && outcome.delivered.length === 0 && outcome.skipped.length === 0;
+  return (
+    outcome.kind === 'delivered' &&
+    outcome.delivered.length === 0 &&
+    outcome.skipped.length === 0 &&
+    !outcome.parked?.length
+  );
 }
 
 /** What the quarantine queue is told about a poison record. */
@@ -217,6 +223,21 @@ function planOutcome(plan: Plan, item: ProcessedRecord, log: () => Logger, count
   }
 }
 
+/**
+ * The endpoints a record's ledger entries are written for: those it reached now, and, for a record a redrive moved
+ * back (or, in every-delivery mode, any new message), those the ledger let it skip: their entries then last another
+ * TTL, as the new message does. Within one message's life the first write's TTL already outlasts it, so skipped
+ * endpoints are not written again on every receive.
+ */
+function ledgerEndpoints(record: SQSRecord, outcome: ProcessedRecord['outcome'], mode: Config['ledgerMode']): string[] {
+  if (!('delivered' in outcome)) return [];
+  // A parked endpoint is written like a delivered one: a redelivery for another endpoint does not park it twice.
+  const reached = 'parked' in outcome ? [...outcome.delivered, ...(outcome.parked ?? [])] : outcome.delivered;
+  // every-delivery: a skip may come from a producer's duplicate, a new message with a life of its own.
+  const newLife = mode === 'every-delivery' || cameThroughRedrive(record);
+  return newLife ? [...reached, ...(outcome.skipped ?? [])] : reached;
+}
+
 function planBatch(deps: SettleDeps, processed: ProcessedRecord[], counters: SettleCounters): Plan {
   const plan: Plan = {
     failed: new Map(),
@@ -226,18 +247,21 @@ function planBatch(deps: SettleDeps, processed: ProcessedRecord[], counters: Set
     grouped: { aborted: new Map(), 'circuit-open': new Map() },
     entries: [],
   };
+  // Per event and endpoint: copies of one event routed differently each write the endpoints they reached.
   const recorded = new Set<string>();
   for (const item of processed) {
     const { record, event, outcome } = item;
     const log = recordLogger(deps.logger, record, event);
     plan.loggers.set(record.messageId, log);
-    // In the default mode only what comes back needs the ledger: events not yet delivered everywhere. Skipped
-    // endpoints are written again: a redriven record's entries last another TTL, as its new message does.
+    // In the default mode only what comes back needs the ledger: events not yet delivered everywhere.
     const comesBack = outcome.kind !== 'delivered' || deps.ledgerMode === 'every-delivery';
-    const done = 'delivered' in outcome ? [...outcome.delivered, ...('skipped' in outcome ? outcome.skipped : [])] : [];
-    if (event.ok && comesBack && done.length > 0 && !recorded.has(event.key)) {
-      recorded.add(event.key);
-      for (const endpoint of done) plan.entries.push({ key: event.key, endpoint });
+    if (event.ok && comesBack) {
+      for (const endpoint of ledgerEndpoints(record, outcome, deps.ledgerMode)) {
+        const id = `${event.key}\u0000${endpoint}`;
+        if (recorded.has(id)) continue;
+        recorded.add(id);
+        plan.entries.push({ key: event.key, endpoint });
+      }
     }
     planOutcome(plan, item, log, counters);
   }

@@ -4,7 +4,7 @@ import type { SQSRecord } from 'aws-lambda';
 export type FailureKind =
   /** 408, 429, 5xx, connection error or timeout: may succeed later. */
   | 'transient'
-  /** 400, 413, 415 or 422 (POISON_STATUSES): the endpoint blames the event; it is quarantined. */
+  /** 400, 413, 415, 422, or 431 in binary mode (HTTP_4XX): the endpoint blames the event; it is quarantined. */
   | 'rejected'
   /** 401 or 403, still after one refresh of the endpoint's credential: our credentials are refused. */
   | 'unauthorized'
@@ -31,14 +31,21 @@ export interface DeliveryFailure {
 
 /** What happened to one record of the batch. */
 export type RecordOutcome =
-  /** Every endpoint has the event (now, or earlier according to the ledger). */
-  | { kind: 'delivered'; delivered: string[]; skipped: string[] }
+  /** Every endpoint has the event (now, or earlier according to the ledger) or holds it in its lane (`parked`). */
+  | { kind: 'delivered'; delivered: string[]; skipped: string[]; parked?: string[] }
   /** The record is not a deliverable CloudEvent; it was sent nowhere. */
   | { kind: 'invalid'; reason: InvalidReason; detail: string }
-  /** At least one endpoint blamed the event itself (400, 413, 415, 422): it goes to the quarantine queue. */
-  | { kind: 'rejected'; failures: DeliveryFailure[]; delivered: string[] }
-  /** Not delivered everywhere yet; worth another attempt later. */
-  | { kind: 'failed'; failures: DeliveryFailure[]; delivered: string[]; retryAfterS?: number }
+  /** At least one endpoint blamed the event itself (400, 413, 415, 422; 431 in binary mode): it is quarantined. */
+  | { kind: 'rejected'; failures: DeliveryFailure[]; delivered: string[]; skipped?: string[] }
+  /** Not delivered everywhere yet; worth another attempt later. `skipped`: endpoints the ledger says have it. */
+  | {
+      kind: 'failed';
+      failures: DeliveryFailure[];
+      delivered: string[];
+      skipped?: string[];
+      retryAfterS?: number;
+      parked?: string[];
+    }
   /** FIFO: an earlier record of the same message group failed, so this one was sent nowhere. */
   | { kind: 'blocked'; groupId: string };
 
@@ -47,7 +54,8 @@ export type InvalidReason = 'empty-body' | 'too-large' | 'not-json' | 'not-objec
 /** A record bound for the quarantine queue, with the reason it can never succeed. */
 export interface QuarantineItem {
   record: SQSRecord;
-  reason: InvalidReason | 'rejected-by-endpoint';
+  /** `retries-exhausted` and `lane-envelope-invalid` come from an endpoint's lane (lib/lanes), which `endpoint` names. */
+  reason: InvalidReason | 'rejected-by-endpoint' | 'retries-exhausted' | 'lane-envelope-invalid';
   detail: string;
   endpoint?: string;
   status?: number;

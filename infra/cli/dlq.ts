@@ -1,12 +1,7 @@
 // npm run dlq [-- --queue-url URL] [--max N] [--json]: lists what is in the DLQ and why, leaving every message there.
-import {
-  ChangeMessageVisibilityBatchCommand,
-  GetQueueAttributesCommand,
-  type Message,
-  ReceiveMessageCommand,
-  type SQSClient,
-} from '@aws-sdk/client-sqs';
+import { GetQueueAttributesCommand, type Message, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { type QuarantineReasons, readQuarantineAttributes } from '../../lib/quarantine';
+import { changeVisibility, keepHidden } from '../../lib/redrive';
 import { intFlag, parseFlags, runCommand, stringFlag } from '../local/cli';
 import { explainUnreachable, localQueueUrl, sqsClientFor } from '../local/queue-address';
 import { DEFAULT_DLQ_NAME } from '../local/sqs-server';
@@ -20,10 +15,16 @@ Lists the messages of a dead-letter / quarantine queue with their quarantine.* r
                    a non-local URL uses your usual AWS credentials (sqs:ReceiveMessage, sqs:ChangeMessageVisibility,
                    sqs:GetQueueAttributes)
   --max N          list at most N messages (default 100)
+  --visibility-timeout S
+                   how long a listed message stays hidden (default 30; renewed while listing, released at once
+                   after): if the command dies, the messages reappear at most this long after
   --json           one JSON object per message instead of the table`;
 
-/** Long enough to list every message once; they are released as soon as the listing ends. */
-const HOLD_S = 60;
+/** How long a listed message stays hidden if the command dies: renewed at half of it while listing. */
+const HOLD_S = 30;
+const CALL_TIMEOUT_MS = 30_000;
+// Receives in a row that bring back only messages already listed: the listing has come round, so it ends.
+const STALE_RECEIVES_MAX = 10;
 
 export interface DlqEntry extends Partial<QuarantineReasons> {
   id: string;
@@ -40,14 +41,19 @@ function describe(message: Message): DlqEntry {
   return { ...base, kind: 'out-of-receives', ...(source ? { sourceQueue: source } : {}) };
 }
 
-async function receiveAll(sqs: SQSClient, queueUrl: string, max: number): Promise<Message[]> {
-  const messages: Message[] = [];
-  while (messages.length < max) {
+/**
+ * Receives into `held` (so what it holds is renewed as it goes) until an empty answer or `max`. A message received
+ * again (a renewal that fell behind) is kept once, with its newest receipt handle; 10 answers in a row with nothing new
+ * end it (it has come round to what it listed).
+ */
+async function receiveAll(sqs: SQSClient, queueUrl: string, max: number, holdS: number, held: Map<string, Message>) {
+  let nothingNew = 0;
+  while (held.size < max && nothingNew < STALE_RECEIVES_MAX) {
     const { Messages = [] } = await sqs.send(
       new ReceiveMessageCommand({
         QueueUrl: queueUrl,
-        MaxNumberOfMessages: Math.min(10, max - messages.length),
-        VisibilityTimeout: HOLD_S,
+        MaxNumberOfMessages: Math.min(10, max - held.size),
+        VisibilityTimeout: holdS,
         WaitTimeSeconds: 0,
         MessageAttributeNames: ['All'],
         MessageSystemAttributeNames: ['All'],
@@ -55,21 +61,26 @@ async function receiveAll(sqs: SQSClient, queueUrl: string, max: number): Promis
         AttributeNames: ['All'],
       }),
     );
+    const before = held.size;
+    for (const message of Messages) held.set(message.MessageId ?? message.ReceiptHandle ?? '', message);
     if (Messages.length === 0) break;
-    messages.push(...Messages);
+    nothingNew = held.size === before ? nothingNew + 1 : 0;
   }
-  return messages;
 }
 
-async function release(sqs: SQSClient, queueUrl: string, messages: Message[]): Promise<void> {
-  for (let i = 0; i < messages.length; i += 10) {
-    const entries = messages.slice(i, i + 10).map((m, j) => ({
-      Id: String(j),
-      ReceiptHandle: m.ReceiptHandle!,
-      VisibilityTimeout: 0,
-    }));
-    await sqs.send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: queueUrl, Entries: entries }));
+/** Lists up to `max` messages, keeping those it holds hidden (renewed) until it has them all, then releases them. */
+async function list(sqs: SQSClient, queueUrl: string, max: number, holdS: number): Promise<Message[]> {
+  const held = new Map<string, Message>();
+  const handles = () => [...held.values()].map((message) => message.ReceiptHandle ?? '');
+  const stopKeeping = keepHidden(sqs, queueUrl, holdS, CALL_TIMEOUT_MS, handles);
+  try {
+    await receiveAll(sqs, queueUrl, max, holdS, held);
+  } finally {
+    await stopKeeping();
+    const unreleased = await changeVisibility(sqs, queueUrl, handles(), 0, CALL_TIMEOUT_MS);
+    if (unreleased > 0) console.error(`dlq: ${unreleased} message(s) reappear within ${holdS} s, not at once`);
   }
+  return [...held.values()];
 }
 
 /** SQS's approximate count of the queue's messages, visible or not, before this listing held any. */
@@ -102,18 +113,19 @@ async function main(argv: string[]): Promise<number> {
     'queue-url': { type: 'string' },
     max: { type: 'string' },
     json: { type: 'boolean' },
+    'visibility-timeout': { type: 'string' },
   });
   if (flags.help) {
     console.log(USAGE);
     return 0;
   }
   const max = intFlag(flags, 'max', 100, 1, 100_000);
+  const holdS = intFlag(flags, 'visibility-timeout', HOLD_S, 2, 43_200);
   const queueUrl = stringFlag(flags, 'queue-url') ?? localQueueUrl(process.env, DEFAULT_DLQ_NAME);
   const sqs = sqsClientFor(queueUrl, '--queue-url');
   try {
     const total = await approximateTotal(sqs, queueUrl);
-    const messages = await receiveAll(sqs, queueUrl, max);
-    await release(sqs, queueUrl, messages);
+    const messages = await list(sqs, queueUrl, max, holdS);
     const entries = messages.map(describe);
     console.log(flags.json ? entries.map((e) => JSON.stringify(e)).join('\n') : table(queueUrl, entries, total));
     return 0;

@@ -15,7 +15,9 @@ Moves messages out of a dead-letter / quarantine queue for another attempt.
                              from (SQS's DeadLetterQueueSourceArn, else the quarantine.sourceQueue the
                              function recorded); messages that come back during the run are left, and counted
   --max <N>                  move at most N messages
-  --method <m>               auto (default) | move-task | loop
+  --method <m>               auto (default) = loop: marks what it moves (redrive.from) so the function reads the
+                             ledger for it; move-task: SQS's StartMessageMoveTask (needs --to, no --max), which
+                             cannot mark: messages SQS dead-lettered then reach every endpoint again
   --visibility-timeout <s>   loop only: how long a message in hand stays hidden (default 60; renewed while the
                              run lives); if the run dies, messages in hand and those it held back (came back,
                              arrived later, failed) reappear in the source at most this long after

@@ -108,6 +108,8 @@ function checksOf(values: ReturnType<typeof options>['values']): { checks: Check
 function options(argv: string[]) {
   return parseArgs({
     args: argv,
+    // Refused in main, unquoted: parseArgs's own message would print the stray argument, perhaps a password.
+    allowPositionals: true,
     options: {
       port: { type: 'string' },
       bearer: { type: 'string' },
@@ -162,7 +164,14 @@ function handler(checks: Check[]) {
 }
 
 function main(argv: string[]): void {
-  const { values } = options(argv);
+  const { values, positionals } = options(argv);
+  const [stray] = positionals;
+  if (stray !== undefined) {
+    throw new ReceiverError(
+      `an argument without a flag (${stray.length} characters, not shown: it may be a secret): --basic takes ` +
+        'USER:PASSWORD as one argument; repeat --webhook-secret before each secret',
+    );
+  }
   if (values.help) {
     console.log(USAGE);
     return;

@@ -35,6 +35,10 @@ export interface ChaosOptions {
   timeoutMs?: number;
   /** Pollers. Default 8. */
   concurrency?: number;
+  /** SQS's in-flight limit per queue, scaled down (see SqsEventSource). Default none. */
+  inflightCeiling?: number;
+  /** One lane per endpoint (see LocalStackOptions.lanes). */
+  lanes?: boolean;
   /** Where the handler's log lines go: 'discard' (default) or a file path. Its metrics are tallied either way. */
   handlerLog?: string;
   onProgress?: (report: DrainReport) => void;
@@ -93,6 +97,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     maxReceiveCount: 10,
     functionTimeoutMs: CHAOS_FUNCTION_TIMEOUT_MS,
     concurrency: options.concurrency ?? 8,
+    ...(options.inflightCeiling ? { inflightCeiling: options.inflightCeiling } : {}),
+    lanes: options.lanes === true,
     batchSize: 10,
     env: { ...CHAOS_HANDLER_ENV },
   });

@@ -14,6 +14,9 @@ the quarantine queue is down for a while and one endpoint stalls until invocatio
   --fault-rate P    share of endpoint requests that fail (default 0.1)
   --time-limit S    give up after S seconds (default 600)
   --concurrency N   pollers (default 8)
+  --lanes           one lane (queue) per endpoint, as issue 16 plans: an endpoint failing for PARK_AFTER_S (local
+                    default 5 s) has its events parked in its own lane (off by default, like deployed stages today)
+  --inflight-ceiling N  SQS's in-flight limit per queue, scaled down: at it a receive answers empty (default: none)
   --log FILE        the handler's JSON logs (default .local/chaos-handler.log)
   --markdown        also print the figures as a Markdown table`;
 
@@ -52,6 +55,8 @@ async function chaos(argv: string[]): Promise<number> {
     'fault-rate': { type: 'string' },
     'time-limit': { type: 'string' },
     concurrency: { type: 'string' },
+    'inflight-ceiling': { type: 'string' },
+    lanes: { type: 'boolean' },
     log: { type: 'string' },
     markdown: { type: 'boolean' },
   });
@@ -64,6 +69,7 @@ async function chaos(argv: string[]): Promise<number> {
   const faultRate = rateFlag(flags, 'fault-rate', 0.1);
   const timeLimitS = intFlag(flags, 'time-limit', 600, 1, 86_400);
   const concurrency = intFlag(flags, 'concurrency', 8, 1, 1000);
+  const inflightCeiling = intFlag(flags, 'inflight-ceiling', 0, 1, 10_000_000) || undefined;
   const log = pathFlag(flags, 'log') ?? '.local/chaos-handler.log';
   const tty = process.stdout.isTTY === true;
 
@@ -77,6 +83,8 @@ async function chaos(argv: string[]): Promise<number> {
     malformed,
     faultRate,
     concurrency,
+    ...(inflightCeiling ? { inflightCeiling } : {}),
+    lanes: flags.lanes === true,
     timeoutMs: timeLimitS * 1000,
     handlerLog: log,
     onPhase: (atMs, what) =>
@@ -93,6 +101,9 @@ async function chaos(argv: string[]): Promise<number> {
   console.log(summaryLines(report.drain, { faults: report.faults, handler: report.handler }).join('\n'));
   console.log(
     `  endpoint requests ${report.requests} · quarantine calls refused ${report.quarantineRefused} · function timeouts ${report.mapping.timeouts}`,
+  );
+  console.log(
+    `  largest in flight on the source queue ${report.mapping.maxInFlight}${inflightCeiling ? ` (ceiling ${inflightCeiling}, ${report.mapping.ceilingHits} receive(s) empty at it)` : ''}`,
   );
   if (flags.markdown) console.log(`\n${markdown(report, `npm run chaos -- ${argv.join(' ')}`.trim())}`);
   return report.drain.drained && report.drain.lost === 0 ? 0 : 1;

@@ -3,6 +3,7 @@ import type { FaultKind } from './demo-endpoints';
 import { DrainWatch } from './drain';
 import { interleave, malformedMessages, newRunId, sendMessages, validMessages } from './events';
 import { HandlerOutput } from './handler-output';
+import { OutageWindow, outageLines, parseOutage } from './outage';
 import { type LocalStack, startLocalStack } from './stack';
 import { progressLine, summaryLines } from './summary';
 
@@ -21,7 +22,13 @@ nothing was lost, 1 otherwise (or when it could not drain within the time limit)
   --secrets FILE    values of its secret references (see npm start -- --help)
   --ledger          also run a local DynamoDB with the delivery ledger: redelivered events skip the endpoints
                     that already have them (fewer duplicates)
+  --lanes           one lane (queue) per endpoint, as issue 16 plans: an endpoint failing for PARK_AFTER_S (local
+                    default 5 s) has its events parked in its own lane (off by default, like deployed stages today)
+  --inflight-ceiling N  SQS's in-flight limit per queue (about 120000 on AWS), scaled down: at it a receive
+                    answers empty, as SQS does (default: none)
   --log FILE        the handler's JSON logs (default .local/demo-handler.log)
+  --outage E:Ss     demo endpoint E answers 5xx to everything for S seconds from the first send (e.g. audit:60s);
+                    prints each endpoint's events/s meanwhile and the largest in-flight count per queue
 
 With ENDPOINTS set, the demo delivers there instead of to its own endpoints (and --fault-rate does nothing).`;
 
@@ -48,6 +55,9 @@ async function demo(argv: string[]): Promise<number> {
     'fault-rate': { type: 'string' },
     'time-limit': { type: 'string' },
     concurrency: { type: 'string' },
+    'inflight-ceiling': { type: 'string' },
+    lanes: { type: 'boolean' },
+    outage: { type: 'string' },
     log: { type: 'string' },
     ledger: { type: 'boolean' },
     endpoints: { type: 'string' },
@@ -61,6 +71,7 @@ async function demo(argv: string[]): Promise<number> {
   const invalid = intFlag(flags, 'invalid', 20, 0, 1_000_000);
   const faultRate = rateFlag(flags, 'fault-rate', 0.2);
   const timeLimitS = intFlag(flags, 'time-limit', 240, 1, 86_400);
+  const inflightCeiling = intFlag(flags, 'inflight-ceiling', 0, 1, 10_000_000) || undefined;
   const concurrency = intFlag(flags, 'concurrency', 4, 1, 1000);
   const logFile = pathFlag(flags, 'log') ?? '.local/demo-handler.log';
   const endpointsFile = pathFlag(flags, 'endpoints');
@@ -71,6 +82,8 @@ async function demo(argv: string[]): Promise<number> {
   const output = new HandlerOutput({ destination: logFile });
   output.install();
   const stack = await startLocalStack({
+    ...(inflightCeiling ? { inflightCeiling } : {}),
+    lanes: flags.lanes === true,
     concurrency,
     ledger: flags.ledger === true,
     ...(userEndpoints ? { endpoints: userEndpoints } : { faults: { rate: faultRate } }),
@@ -79,10 +92,19 @@ async function demo(argv: string[]): Promise<number> {
   const tty = process.stdout.isTTY === true;
   try {
     printBanner(stack, { endpointsFile, faultRate, logFile });
+    const outageFlag = typeof flags.outage === 'string' ? flags.outage : undefined;
+    const outage = outageFlag
+      ? parseOutage(outageFlag, stack.demo?.list.map((endpoint) => endpoint.name) ?? [])
+      : undefined;
     const run = newRunId();
     const messages = interleave(validMessages(events, run), malformedMessages(invalid, run));
     const interrupt = new AbortController();
     onInterrupt(() => interrupt.abort());
+    let outageWindow: OutageWindow | undefined;
+    if (outage) {
+      outageWindow = new OutageWindow(stack, outage, () => console.log(`\n${outage.endpoint} is back`));
+      console.log(`${outage.endpoint} down (5xx) for ${outage.durationS} s`);
+    }
     const sent = await sendMessages(stack.sqs.client, stack.sqs.queue.url, messages, { signal: interrupt.signal });
     if (sent < messages.length) console.log(`sent ${sent} of ${messages.length} messages before Ctrl-C (run ${run})`);
     else console.log(`sent ${events} valid + ${invalid} malformed messages (run ${run}; Ctrl-C stops with a summary)`);
@@ -101,12 +123,14 @@ async function demo(argv: string[]): Promise<number> {
       },
     });
     if (tty) output.write('\n');
+    outageWindow?.end();
     await stack.stop();
     const faults: Record<FaultKind, number> = { error: 0, reset: 0, slow: 0, hang: 0 };
     for (const endpoint of stack.demo?.list ?? []) {
       for (const kind of Object.keys(faults) as FaultKind[]) faults[kind] += endpoint.stats.faults[kind];
     }
     console.log(summaryLines(report, { ...(stack.demo ? { faults } : {}), handler: output.telemetry }).join('\n'));
+    if (outageWindow) console.log(outageLines(outageWindow.report(), inflightCeiling).join('\n'));
     if (interrupt.signal.aborted) {
       console.log(
         `interrupted (Ctrl-C) after sending ${sent} of ${messages.length} message(s): the summary above is partial`,

@@ -94,7 +94,7 @@ export interface DrainReport {
     duplicates: number;
     unknown: number;
   };
-  /** Messages still on the source queue (visible, in flight or delayed). */
+  /** Messages still on the source queue or a lane (visible, in flight or delayed). */
   queueLeft: number;
   /** Receives of a message that had been received before (from the event source mapping). */
   redeliveries: number;
@@ -167,9 +167,13 @@ export class DrainWatch {
 
   async check(): Promise<DrainReport> {
     // The queue first: once it is empty, whatever the handler quarantined and SQS redrove is already in the DLQ.
-    const depth = await this.#stack.sqs.depth(this.#stack.sqs.queue.url);
+    // The lanes too: an event parked in its endpoint's lane is still on its way, not lost.
+    const { sqs, lanes } = this.#stack;
+    const depths = await Promise.all(
+      [sqs.queue, ...[...lanes.values()].map((lane) => lane.queue)].map((q) => sqs.depth(q.url)),
+    );
     await this.#collector.collect();
-    const queueLeft = depth.visible + depth.inFlight + depth.delayed;
+    const queueLeft = depths.reduce((sum, depth) => sum + depth.visible + depth.inFlight + depth.delayed, 0);
     const letters = this.#collector.letters;
     const validLetters: DeadLetter[] = [];
     const dlq = {

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parse } from 'yaml';
+import { parseDocument } from 'yaml';
 import * as z from 'zod/mini';
 import { isLoopbackHost } from '../../lib/config';
 import { compileFilter, type Router } from '../../lib/subscription/routing';
@@ -32,13 +32,18 @@ function readSecretValues(path: string | undefined): SecretValues {
   } catch (error) {
     throw new UsageError(`--secrets ${path}: cannot read it (${(error as Error).message})`);
   }
-  let parsed: unknown;
-  try {
-    parsed = parse(text);
-  } catch (error) {
-    throw new UsageError(`--secrets ${path}: cannot read it as YAML or JSON (${(error as Error).message})`);
+  const document = parseDocument(text, { prettyErrors: true });
+  const [problem] = document.errors;
+  if (problem) {
+    // The message's first line only: the parser's excerpt after it quotes the line, secret included.
+    const [first = ''] = problem.message.split('\n');
+    const at = problem.linePos?.[0];
+    const where = at ? ` at line ${at.line}, column ${at.col}` : '';
+    throw new UsageError(
+      `--secrets ${path}: not valid YAML${where}: ${first.replace(/ at line \d+, column \d+:$/, '')} (quote a value holding ': ' or ' #')`,
+    );
   }
-  const result = SecretValuesSchema.safeParse(parsed ?? {});
+  const result = SecretValuesSchema.safeParse(document.toJS() ?? {});
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const where =

@@ -1,5 +1,6 @@
 import {
   DeleteMessageBatchCommand,
+  GetQueueAttributesCommand,
   type Message,
   type MessageAttributeValue,
   ReceiveMessageCommand,
@@ -39,6 +40,11 @@ export interface EventSourceOptions {
   reportBatchItemFailures?: boolean;
   /** WaitTimeSeconds of a ReceiveMessage on an idle queue (long polling), 0 to 20. Default 1. */
   pollWaitS?: number;
+  /**
+   * SQS's in-flight limit for the queue (about 120,000 on AWS), scaled down for a run: at it a receive waits its long
+   * poll and answers empty, without an error, as SQS does. Default: no limit.
+   */
+  inflightCeiling?: number;
   /** Called after every invocation, with what happened to its records. */
   onInvocation?: (report: InvocationReport) => void;
   /** Called when a ReceiveMessage or DeleteMessageBatch call fails (counted in pollErrors); the poller carries on. */
@@ -82,6 +88,10 @@ export interface EventSourceStats {
   pollErrors: number;
   /** Invocations running now. */
   running: number;
+  /** The largest in-flight count of the queue seen (read before each receive). */
+  maxInFlight: number;
+  /** Receives answered empty because the queue was at the in-flight ceiling. */
+  ceilingHits: number;
 }
 
 const SQS_MAX_RECEIVE = 10;
@@ -209,8 +219,10 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
  * visibility timeout. A thrown error, a timeout or a malformed answer fails the whole batch, as in Lambda.
  */
 export class SqsEventSource {
-  readonly #options: Required<Omit<EventSourceOptions, 'onInvocation' | 'onPollError' | 'functionName'>> &
-    Pick<EventSourceOptions, 'onInvocation' | 'onPollError' | 'functionName'>;
+  readonly #options: Required<
+    Omit<EventSourceOptions, 'onInvocation' | 'onPollError' | 'functionName' | 'inflightCeiling'>
+  > &
+    Pick<EventSourceOptions, 'onInvocation' | 'onPollError' | 'functionName' | 'inflightCeiling'>;
   readonly #stats: EventSourceStats = {
     invocations: 0,
     received: 0,
@@ -223,7 +235,13 @@ export class SqsEventSource {
     deleteErrors: 0,
     pollErrors: 0,
     running: 0,
+    maxInFlight: 0,
+    ceilingHits: 0,
   };
+  /** Messages asked for by receives under way: counted against the ceiling until SQS shows them in flight. */
+  #reserved = 0;
+  /** One ceiling check at a time, so two pollers cannot both take the last free places. */
+  #checking: Promise<unknown> = Promise.resolve();
   #controller: AbortController | undefined;
   #pollers: Promise<void>[] = [];
 
@@ -249,6 +267,10 @@ export class SqsEventSource {
     const pollWaitS = options.pollWaitS ?? 1;
     if (!Number.isInteger(pollWaitS) || pollWaitS < 0 || pollWaitS > 20) {
       throw new EventSourceConfigError('pollWaitS', `${pollWaitS} is not a whole number of seconds from 0 to 20`);
+    }
+    const ceiling = options.inflightCeiling;
+    if (ceiling !== undefined && !(Number.isInteger(ceiling) && ceiling >= 1)) {
+      throw new EventSourceConfigError('inflightCeiling', `${ceiling} is not a whole number of messages from 1`);
     }
     this.#options = {
       ...options,
@@ -336,7 +358,51 @@ export class SqsEventSource {
     return [...byId.values()];
   }
 
+  /** Reads the queue's in-flight count (local-aws-sqs counts it exactly) and keeps the largest seen. */
+  async #inFlight(signal: AbortSignal): Promise<number> {
+    const { Attributes = {} } = await this.#options.client.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: this.#options.queue.url,
+        AttributeNames: ['ApproximateNumberOfMessagesNotVisible'],
+      }),
+      { abortSignal: signal },
+    );
+    const inFlight = Number(Attributes.ApproximateNumberOfMessagesNotVisible ?? 0);
+    this.#stats.maxInFlight = Math.max(this.#stats.maxInFlight, inFlight);
+    return inFlight;
+  }
+
+  /** How many messages a receive may take now without passing the ceiling; reserves them. */
+  async #reserve(max: number, signal: AbortSignal): Promise<number> {
+    const check = this.#checking.then(async () => {
+      // Taken before the read: a receive that ends meanwhile is then counted twice at worst, never missed.
+      const reserved = this.#reserved;
+      const inFlight = await this.#inFlight(signal);
+      const ceiling = this.#options.inflightCeiling ?? Number.POSITIVE_INFINITY;
+      const allowed = Math.max(0, Math.min(max, ceiling - inFlight - reserved));
+      this.#reserved += allowed;
+      return allowed;
+    });
+    this.#checking = check.catch(() => undefined);
+    return check;
+  }
+
   async #receive(max: number, waitS: number, signal: AbortSignal): Promise<Message[]> {
+    const allowed = await this.#reserve(max, signal);
+    if (allowed === 0) {
+      // SQS at its in-flight limit: a long poll gets no error and no messages.
+      this.#stats.ceilingHits++;
+      await pause(waitS * 1000, signal);
+      return [];
+    }
+    try {
+      return await this.#receiveUpTo(allowed, waitS, signal);
+    } finally {
+      this.#reserved -= allowed;
+    }
+  }
+
+  async #receiveUpTo(max: number, waitS: number, signal: AbortSignal): Promise<Message[]> {
     const response = await this.#options.client.send(
       new ReceiveMessageCommand({
         QueueUrl: this.#options.queue.url,

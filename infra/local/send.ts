@@ -20,6 +20,9 @@ const USAGE = `Usage: npm run send -- --count N [--invalid K] [--queue-url URL] 
 
 /** The one message body of --body or --file, if given. */
 function ownBody(flags: Record<string, string | boolean | undefined>): string | undefined {
+  // An empty --body (e.g. "$EVENT" unset) must not fall through to sending 100 sample events.
+  if (flags.body === '') throw new UsageError('--body is empty: give the message body (SQS refuses an empty one)');
+  if (flags.file === '') throw new UsageError('--file is empty: give the path of a file holding the message body');
   const body = stringFlag(flags, 'body');
   const file = pathFlag(flags, 'file');
   if (body === undefined && file === undefined) return undefined;

@@ -69,14 +69,28 @@ export interface LocalSqs {
   /** A client pointed at this server with dummy credentials. */
   client: SQSClient;
   depth(queueUrl: string): Promise<QueueDepth>;
+  /**
+   * Creates one lane queue per endpoint, `<queue name>-lane-<endpoint>`, with the source queue's visibility timeout and
+   * redrive to the DLQ. The lane URL is `prefix` + endpoint, as LANE_QUEUE_URL_PREFIX promises the function.
+   */
+  createLanes(endpoints: readonly string[]): Promise<LocalLanes>;
   close(): Promise<void>;
 }
 
+export interface LocalLanes {
+  /** The URL every lane's URL starts with; the endpoint name follows. */
+  prefix: string;
+  byEndpoint: Map<string, LocalQueue>;
+}
+
+/** Lane queue names: the source queue's name, this, then the endpoint (`ingest-events-lane-audit`). */
+export const LANE_INFIX = '-lane-';
+
 /**
  * Per attempt: a stalled connection fails instead of hanging the tool. The idle limit is above SQS's longest long
- * poll (20 s) plus a margin.
+ * poll (20 s) plus a margin; without throwOnRequestTimeout the SDK only logs a warning when it passes.
  */
-export const SQS_REQUEST_HANDLER = { connectionTimeout: 5_000, requestTimeout: 25_000 };
+export const SQS_REQUEST_HANDLER = { connectionTimeout: 5_000, requestTimeout: 25_000, throwOnRequestTimeout: true };
 
 /** An SQS client for a local (or any) endpoint with dummy credentials and no SDK retries unless asked. */
 export function localSqsClient(endpoint: string, maxAttempts = 3): SQSClient {
@@ -207,19 +221,30 @@ export async function startLocalSqs(options: LocalSqsOptions = {}): Promise<Loca
   const queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
   const dlqUrl = (await client.send(new CreateQueueCommand({ QueueName: dlqName }))).QueueUrl!;
   const dlq = await describe(client, dlqUrl, dlqName);
-  const queueUrl = (
-    await client.send(
-      new CreateQueueCommand({
-        QueueName: queueName,
-        Attributes: {
-          VisibilityTimeout: String(options.visibilityTimeoutS ?? 30),
-          RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlq.arn, maxReceiveCount }),
-        },
-      }),
-    )
-  ).QueueUrl!;
-  const queue = await describe(client, queueUrl, queueName);
-  for (const instance of service.Queues) countReceivesLikeSqs(instance);
+  // The source queue and every lane: failed messages hidden for the visibility timeout, then redriven to the DLQ.
+  const consumed = {
+    VisibilityTimeout: String(options.visibilityTimeoutS ?? 30),
+    RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlq.arn, maxReceiveCount }),
+  };
+  const create = async (name: string): Promise<LocalQueue> => {
+    const url = (await client.send(new CreateQueueCommand({ QueueName: name, Attributes: consumed }))).QueueUrl!;
+    return describe(client, url, name);
+  };
+  const queue = await create(queueName);
+  const patched = new Set<LocalQueueInstance>();
+  const countReceives = () => {
+    for (const instance of service.Queues.filter((q) => !patched.has(q))) {
+      countReceivesLikeSqs(instance);
+      patched.add(instance);
+    }
+  };
+  countReceives();
+  const createLanes = async (endpoints: readonly string[]): Promise<LocalLanes> => {
+    const byEndpoint = new Map<string, LocalQueue>();
+    for (const name of endpoints) byEndpoint.set(name, await create(`${queueName}${LANE_INFIX}${name}`));
+    countReceives();
+    return { prefix: `${endpoint}/${LOCAL_ACCOUNT_ID}/${queueName}${LANE_INFIX}`, byEndpoint };
+  };
 
   return {
     endpoint,
@@ -229,6 +254,7 @@ export async function startLocalSqs(options: LocalSqsOptions = {}): Promise<Loca
     maxReceiveCount,
     client,
     depth: (url) => queueDepth(client, url),
+    createLanes,
     async close() {
       client.destroy();
       await new Promise<void>((resolve) => {

@@ -1,12 +1,13 @@
+import { loadConfig } from '../../lib/config';
 import type { Router } from '../../lib/subscription/routing';
 import { UsageError } from './cli';
 import { type DemoEndpoints, type FaultPlan, startDemoEndpoints } from './demo-endpoints';
 import { type LocalLedger, startLocalLedger } from './dynamodb-server';
 import { startLocalEndpoints } from './endpoints-file';
-import { type InvocationReport, SqsEventSource, type SqsHandler } from './event-source';
+import { type EventSourceOptions, type InvocationReport, SqsEventSource, type SqsHandler } from './event-source';
 import type { HandlerTelemetry } from './handler-output';
 import { SqsFaultProxy } from './sqs-proxy';
-import { DUMMY_CREDENTIALS, LOCAL_REGION, type LocalSqs, startLocalSqs } from './sqs-server';
+import { DUMMY_CREDENTIALS, LOCAL_REGION, type LocalQueue, type LocalSqs, startLocalSqs } from './sqs-server';
 import { endpointStats, type StatusSnapshot } from './status';
 
 /**
@@ -18,12 +19,18 @@ export const LOCAL_HANDLER_DEFAULTS: Readonly<Record<string, string>> = {
   RETRY_MAX_DELAY_S: '5',
   DELIVERY_TIMEOUT_MS: '2000',
   CIRCUIT_BREAKER_HALF_OPEN_MS: '1000',
+  // A failing endpoint's events move to its lane after 5 s instead of 5 min.
+  PARK_AFTER_S: '5',
   POWERTOOLS_LOG_LEVEL: 'INFO',
   // The status panel and the demo summary read the handler's EMF metrics.
   POWERTOOLS_METRICS_DISABLED: 'false',
   // No X-Ray daemon runs locally.
   POWERTOOLS_TRACE_ENABLED: 'false',
 };
+
+/** Each lane's mapping, as the template sets it: batches of 10, at most 2 concurrent invocations. */
+export const LANE_BATCH_SIZE = 10;
+export const LANE_CONCURRENCY = 2;
 
 /** Function timeout of the local stack unless told otherwise. */
 export const LOCAL_FUNCTION_TIMEOUT_MS = 5000;
@@ -78,6 +85,13 @@ export interface LocalStackOptions {
   /** Pollers (concurrent invocations). Default 2. */
   concurrency?: number;
   pollWaitS?: number;
+  /** SQS's in-flight limit per queue, scaled down: at it the emulated mapping's receives answer empty. */
+  inflightCeiling?: number;
+  /**
+   * One lane per endpoint (issue 16), consumed by the same handler, and LANE_QUEUE_URL_PREFIX set so that it parks
+   * there. Off by default: deployed stages get no lanes yet, and the local stack behaves like a deployed one.
+   */
+  lanes?: boolean;
   /** Handler settings that yield to the user's environment. Merged over LOCAL_HANDLER_DEFAULTS. */
   defaults?: Record<string, string>;
   /** Handler settings that win over the user's environment. */
@@ -105,6 +119,8 @@ export interface LocalStack {
   /** The local delivery ledger, when asked for. */
   ledger?: LocalLedger;
   eventSource: SqsEventSource;
+  /** Per endpoint: its lane queue and the mapping that runs the same handler on it. */
+  lanes: Map<string, LocalLane>;
   /** The environment the handler was started with. */
   env: Record<string, string>;
   functionTimeoutMs: number;
@@ -112,8 +128,20 @@ export interface LocalStack {
   concurrency: number;
   startedAt: number;
   snapshot(handler?: HandlerTelemetry): Promise<StatusSnapshot>;
+  /** Stops every mapping (source and lanes) and waits for their running invocations. */
+  stopPolling(): Promise<void>;
   /** Stops polling, lets running invocations finish, then closes every server. */
   stop(): Promise<void>;
+}
+
+export interface LocalLane {
+  queue: LocalQueue;
+  eventSource: SqsEventSource;
+}
+
+/** The endpoints' names, for their lanes: from the endpoints file, the demo endpoints, or ENDPOINTS as the handler reads it. */
+function endpointNames(routes: Map<string, Router> | undefined, env: Record<string, string>): string[] {
+  return routes ? [...routes.keys()] : loadConfig(env).endpoints.map((endpoint) => endpoint.name);
 }
 
 /** The variables the handler gets: defaults, then the user's own, then the wiring to the local servers. */
@@ -186,25 +214,48 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       AWS_SECRET_ACCESS_KEY: DUMMY_CREDENTIALS.secretAccessKey,
       ...(ledger ? { DELIVERY_LEDGER_TABLE: ledger.table, AWS_ENDPOINT_URL_DYNAMODB: ledger.endpoint } : {}),
     };
-    const env = handlerEnvironment(wiring, { ...LOCAL_HANDLER_DEFAULTS, ...options.defaults }, base, options.env);
+    const defaults = { ...LOCAL_HANDLER_DEFAULTS, ...options.defaults };
+    const names = options.lanes
+      ? endpointNames(local?.routes, handlerEnvironment(wiring, defaults, base, options.env))
+      : [];
+    const laneQueues = options.lanes ? await sqs.createLanes(names) : undefined;
+    // The function finds its lanes by URL prefix (through the proxy when there is one), as on AWS.
+    if (laneQueues) wiring.LANE_QUEUE_URL_PREFIX = `${handlerSqs}${new URL(laneQueues.prefix).pathname}`;
+    const env = handlerEnvironment(wiring, defaults, base, options.env);
     const handler = options.handler ?? (await loadRealHandler(env));
 
-    const eventSource = new SqsEventSource({
-      client: sqs.client,
-      queue: sqs.queue,
-      handler,
-      functionTimeoutMs,
+    const mapping = (queue: LocalQueue, settings: Partial<EventSourceOptions>) =>
+      new SqsEventSource({
+        client: sqs.client,
+        queue,
+        handler,
+        functionTimeoutMs,
+        ...(options.pollWaitS !== undefined ? { pollWaitS: options.pollWaitS } : {}),
+        ...(options.inflightCeiling !== undefined ? { inflightCeiling: options.inflightCeiling } : {}),
+        ...(options.onInvocation ? { onInvocation: options.onInvocation } : {}),
+        ...(options.onPollError ? { onPollError: options.onPollError } : {}),
+        ...settings,
+      });
+    const eventSource = mapping(sqs.queue, {
       concurrency,
       ...(options.batchSize !== undefined ? { batchSize: options.batchSize } : {}),
       ...(options.maximumBatchingWindowS !== undefined
         ? { maximumBatchingWindowS: options.maximumBatchingWindowS }
         : {}),
-      ...(options.pollWaitS !== undefined ? { pollWaitS: options.pollWaitS } : {}),
-      ...(options.onInvocation ? { onInvocation: options.onInvocation } : {}),
-      ...(options.onPollError ? { onPollError: options.onPollError } : {}),
     });
-    eventSource.start();
-    closers.push(() => eventSource.stop());
+    const lanes = new Map<string, LocalLane>();
+    for (const [name, queue] of laneQueues?.byEndpoint ?? []) {
+      lanes.set(name, {
+        queue,
+        eventSource: mapping(queue, { batchSize: LANE_BATCH_SIZE, concurrency: LANE_CONCURRENCY }),
+      });
+    }
+    const sources = [eventSource, ...[...lanes.values()].map((lane) => lane.eventSource)];
+    const stopPolling = async () => {
+      await Promise.all(sources.map((source) => source.stop()));
+    };
+    for (const source of sources) source.start();
+    closers.push(stopPolling);
     const startedAt = Date.now();
 
     return {
@@ -214,13 +265,18 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       ...(ledger ? { ledger } : {}),
       ...(local ? { routes: local.routes, endpointLines: local.lines } : {}),
       eventSource,
+      lanes,
       env,
       functionTimeoutMs,
       visibilityTimeoutS,
       concurrency,
       startedAt,
       async snapshot(telemetry?: HandlerTelemetry): Promise<StatusSnapshot> {
-        const [queueDepth, dlqDepth] = await Promise.all([sqs.depth(sqs.queue.url), sqs.depth(sqs.dlq.url)]);
+        const [queueDepth, dlqDepth, ...laneDepths] = await Promise.all([
+          sqs.depth(sqs.queue.url),
+          sqs.depth(sqs.dlq.url),
+          ...[...lanes.values()].map((lane) => sqs.depth(lane.queue.url)),
+        ]);
         return {
           uptimeMs: Date.now() - startedAt,
           pollers: concurrency,
@@ -229,8 +285,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           mapping: eventSource.stats,
           ...(demo ? { endpoints: endpointStats(demo.list) } : {}),
           ...(telemetry ? { handler: telemetry } : {}),
+          lanes: [...lanes].map(([endpoint, lane], i) => ({
+            endpoint,
+            depth: laneDepths[i] ?? { visible: 0, inFlight: 0, delayed: 0 },
+            maxInFlight: lane.eventSource.stats.maxInFlight,
+          })),
         };
       },
+      stopPolling,
       stop: closeAll,
     };
   } catch (error) {

@@ -17,6 +17,10 @@ three demo endpoints (or the ENDPOINTS you set), and the real handler behind an 
   --timeout MS      function timeout in ms (default ${LOCAL_FUNCTION_TIMEOUT_MS})
   --fault-rate P    share of demo endpoint requests that fail (5xx, resets, slow answers), 0-1 (default 0)
   --ledger          also run a local DynamoDB (dynalite) with the delivery ledger table
+  --lanes           one lane (queue) per endpoint, as issue 16 plans: an endpoint failing for PARK_AFTER_S (local
+                    default 5 s) has its events parked in its own lane (off by default, like deployed stages today)
+  --inflight-ceiling N  SQS's in-flight limit per queue (about 120000 on AWS), scaled down: at it a receive
+                    answers empty, as SQS does (default: none)
   --endpoints FILE  a stage's endpoints file (e.g. endpoints/prod.yml): its filters, content modes, auth, signing
                     and limits, delivered to demo endpoints standing in for its non-loopback URLs
   --secrets FILE    values of the file's secret references (YAML: ssm: {name: value}, secretsmanager: {...});
@@ -74,6 +78,8 @@ async function start(argv: string[]): Promise<number> {
   const flags = parseFlags(argv, {
     port: { type: 'string' },
     concurrency: { type: 'string' },
+    'inflight-ceiling': { type: 'string' },
+    lanes: { type: 'boolean' },
     'batch-size': { type: 'string' },
     window: { type: 'string' },
     timeout: { type: 'string' },
@@ -88,6 +94,7 @@ async function start(argv: string[]): Promise<number> {
     return 0;
   }
   const port = intFlag(flags, 'port', localSqsPort(process.env, DEFAULT_SQS_PORT), 0, 65_535);
+  const inflightCeiling = intFlag(flags, 'inflight-ceiling', 0, 1, 10_000_000) || undefined;
   const concurrency = intFlag(flags, 'concurrency', 2, 1, 1000);
   const batchSize = intFlag(flags, 'batch-size', 10, 1, 10_000);
   const windowS = intFlag(flags, 'window', 0, 0, 300);
@@ -103,6 +110,8 @@ async function start(argv: string[]): Promise<number> {
   if (secretsFile && !endpointsFile) throw new UsageError('--secrets goes with --endpoints FILE');
   const userEndpoints = endpointsFile ? undefined : process.env.ENDPOINTS?.trim() || undefined;
   const stack = await startLocalStack({
+    ...(inflightCeiling ? { inflightCeiling } : {}),
+    lanes: flags.lanes === true,
     sqsPort: port,
     ledger: flags.ledger === true,
     concurrency,
@@ -131,6 +140,8 @@ async function start(argv: string[]): Promise<number> {
     }, output.write.bind(output)),
   );
   await stopped;
+  // The running invocations first: what they acknowledge belongs in the summary, not under "still queued".
+  await stack.stopPolling();
   const last = await stack.snapshot(output.telemetry);
   await stack.stop();
   await output.uninstall();

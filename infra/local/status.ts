@@ -13,6 +13,14 @@ export interface StatusSnapshot {
   endpoints?: { name: string; stats: EndpointStats }[];
   /** Sums of the handler's metrics (absent when metrics are off). */
   handler?: HandlerTelemetry;
+  /** Each endpoint's lane: its depth, and the largest in-flight count its mapping saw. */
+  lanes?: LaneStatus[];
+}
+
+export interface LaneStatus {
+  endpoint: string;
+  depth: QueueDepth;
+  maxInFlight: number;
 }
 
 export function endpointStats(list: DemoEndpoint[]): { name: string; stats: EndpointStats }[] {
@@ -35,12 +43,26 @@ function metric(handler: HandlerTelemetry | undefined, name: string): number {
   return handler?.metrics[name] ?? 0;
 }
 
+/** An endpoint's backlog: what waits in its lane, due or delayed, and what the lane's mapping holds. */
+export function laneBacklog(lane: LaneStatus): number {
+  return total(lane.depth);
+}
+
+function laneLines(lanes: LaneStatus[]): string[] {
+  const width = Math.max(12, ...lanes.map((lane) => lane.endpoint.length + 1));
+  return lanes.map((lane) => {
+    const d = lane.depth;
+    return `  lane     ${lane.endpoint.padEnd(width)} backlog ${laneBacklog(lane)} · visible ${d.visible} · delayed ${d.delayed} · in flight ${d.inFlight} (max ${lane.maxInFlight})`;
+  });
+}
+
 /** The multi-line panel shown on a terminal. */
 export function formatPanel(s: StatusSnapshot): string[] {
   const m = s.mapping;
   const lines = [
     `ingest-fanout (local) · up ${clock(s.uptimeMs)} · ${s.pollers} poller(s) · ${m.running} invocation(s) running`,
-    `  queue    ${s.queue.name.padEnd(20)} visible ${s.queue.depth.visible} · in flight ${s.queue.depth.inFlight} · delayed ${s.queue.depth.delayed}`,
+    `  queue    ${s.queue.name.padEnd(20)} visible ${s.queue.depth.visible} · in flight ${s.queue.depth.inFlight} (max ${m.maxInFlight}) · delayed ${s.queue.depth.delayed}`,
+    ...laneLines(s.lanes ?? []),
     `  DLQ      ${s.dlq.name.padEnd(20)} messages ${total(s.dlq.depth)}`,
     `  mapping  invocations ${m.invocations} · received ${m.received} · acknowledged ${m.acknowledged} · failed ${m.failed} · redelivered ${m.redelivered} · errors ${m.errors} · timeouts ${m.timeouts}`,
   ];
@@ -83,6 +105,7 @@ export function formatLine(s: StatusSnapshot): string {
     `redelivered=${m.redelivered}`,
   ];
   if (s.handler) parts.push(`quarantined=${metric(s.handler, 'RecordsQuarantined')}`);
+  for (const lane of s.lanes ?? []) parts.push(`lane.${lane.endpoint}=${laneBacklog(lane)}`);
   for (const { name, stats } of s.endpoints ?? []) parts.push(`${name}=${stats.unique}(+${stats.duplicates}dup)`);
   return parts.join(' ');
 }

@@ -35,8 +35,14 @@ export function summaryLines(report: DrainReport, extras: SummaryExtras = {}): s
       `  delivered     ${report.deliveredEverywhere}/${sent.valid} acknowledged by the handler and not dead-lettered (${own.join(', ')}: the demo cannot look inside ${them})`,
     );
   }
+  const how = `(${dlq.quarantined} quarantined by the handler, ${dlq.redriven} redriven by SQS)`;
+  // How they got there counts every letter: after the malformed count alone it read '1/1 malformed (6 quarantined…)'.
+  const counts =
+    dlq.valid > 0
+      ? `${dlq.malformed}/${sent.malformed} malformed · ${dlq.valid} valid ${how}`
+      : `${dlq.malformed}/${sent.malformed} malformed ${how} · 0 valid`;
   lines.push(
-    `  dead-letter   ${dlq.malformed}/${sent.malformed} malformed (${dlq.quarantined} quarantined by the handler, ${dlq.redriven} redriven by SQS) · ${dlq.valid} valid · ${dlq.duplicates} duplicate(s)`,
+    `  dead-letter   ${counts} · ${dlq.duplicates} duplicate(s)`,
     `  redeliveries  ${report.redeliveries}   (receives of a message already received before)`,
   );
   if (extras.faults) {

@@ -1,11 +1,13 @@
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { describe, RedriveError } from './errors';
 import { loop } from './loop';
+import { REDRIVE_MARKER } from './marker';
 import { moveTask } from './move-task';
 import { cutoffOf, queueAttributes } from './start';
 import type { RedriveOptions, RedriveSummary } from './types';
 
 export { RedriveError, SqsCallTimeoutError } from './errors';
+export { REDRIVE_MARKER } from './marker';
 export { sourceArnOf } from './source';
 export type {
   RedriveFailure,
@@ -14,11 +16,12 @@ export type {
   RedriveProgress,
   RedriveSummary,
 } from './types';
+export { changeVisibility, keepHidden } from './visibility';
 
 /**
- * Moves messages from a dead-letter or quarantine queue back for another attempt. Uses SQS's StartMessageMoveTask
- * when a destination is given without a limit and the server accepts it (the source must be some queue's DLQ);
- * otherwise receives, sends to the destination (or each message's own source queue), and only then deletes.
+ * Moves messages from a dead-letter or quarantine queue back for another attempt: receives, sends to the destination
+ * (or each message's own source queue) marked as redriven, and only then deletes. SQS's StartMessageMoveTask only when
+ * asked (`method: 'move-task'`, with a destination and without a limit; the source must be some queue's DLQ).
  */
 export async function redrive(sqs: SQSClient, options: RedriveOptions): Promise<RedriveSummary> {
   const startedAt = Date.now();
@@ -47,7 +50,13 @@ export async function redrive(sqs: SQSClient, options: RedriveOptions): Promise<
   }
 
   let result: Omit<RedriveSummary, 'remaining' | 'durationMs'> | undefined;
-  if (method !== 'loop' && options.to && options.max === undefined) {
+  // Only when asked: a move task cannot add the redrive marker, so the function would take what it moves for first
+  // deliveries and skip the ledger (SQS gives moved messages a new id and a receive count of 1).
+  if (method === 'move-task' && options.to) {
+    options.onWarning?.(
+      `a move task cannot mark what it moves (${REDRIVE_MARKER}): messages SQS dead-lettered reach every endpoint ` +
+        'again unless DELIVERY_LEDGER_MODE is every-delivery; the loop (--method loop, the default) marks them',
+    );
     let destinationArn: string;
     try {
       destinationArn = (await queueAttributes(sqs, options.to, options)).arn;
@@ -59,9 +68,7 @@ export async function redrive(sqs: SQSClient, options: RedriveOptions): Promise<
     try {
       result = await moveTask(sqs, options, source, destinationArn, total);
     } catch (error) {
-      // Not a DLQ of any queue, or a server without move tasks: the loop does the same job.
-      if (method === 'move-task')
-        throw new RedriveError(`the move task was refused: ${describe(error)}`, { cause: error });
+      throw new RedriveError(`the move task was refused: ${describe(error)}; use --method loop`, { cause: error });
     }
   }
   result ??= await loop(sqs, options, total, source.arn, cutoffOf(options, startedAt, source.serverTime));

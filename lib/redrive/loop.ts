@@ -2,6 +2,7 @@
 import { DeleteMessageBatchCommand, type Message, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { createQueueUrlResolver } from '../queue-url';
 import { describe, RedriveError } from './errors';
+import { REDRIVE_MARKER } from './marker';
 import { eligibleOf, fail, type LoopRun, summaryOf } from './run';
 import { route, sendAll } from './send';
 import { callTimeoutOf, SEND_MAX_ENTRIES, within } from './sqs-call';
@@ -107,6 +108,7 @@ export async function loop(sqs: SQSClient, options: RedriveOptions, total: numbe
     inHand: new Map(),
     movedIds: new Set(),
     failedGroups: new Set(),
+    unmarked: new Set(),
   };
   const resolveUrl = createQueueUrlResolver(sqs);
   const stopKeeping = keepHidden(sqs, options.from, visibilityOf(options), callTimeoutOf(options), () =>
@@ -139,6 +141,13 @@ export async function loop(sqs: SQSClient, options: RedriveOptions, total: numbe
           `within ${visibilityOf(options)} s`,
       );
     }
+  }
+  const unmarked = [...run.unmarked].filter((id) => run.movedIds.has(id)).length;
+  if (unmarked > 0) {
+    options.onWarning?.(
+      `${unmarked} message(s) had no room for ${REDRIVE_MARKER} (10 attributes of their own, or at the queue's size limit): in the ` +
+        'default ledger mode they reach every endpoint again (with the same Idempotency-Key)',
+    );
   }
   // Read at the end: a Ctrl-C during the last receive cut its wait short, so an empty answer proves nothing.
   const interrupted = options.signal?.aborted ?? false;

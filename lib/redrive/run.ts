@@ -25,6 +25,8 @@ export interface LoopRun {
   movedIds: Set<string>;
   /** FIFO groups with a message this run did not move: the rest of the group waits too, to keep the order. */
   failedGroups: Set<string>;
+  /** Source message ids sent without the redrive marker: their 10 attributes, or the queue's size limit, left no room for it. */
+  unmarked: Set<string>;
 }
 
 export type LoopResult = Omit<RedriveSummary, 'remaining' | 'durationMs'>;

@@ -8,12 +8,13 @@ import {
 } from '@aws-sdk/client-sqs';
 import { batchEntries } from '../quarantine';
 import { describe, SqsCallTimeoutError } from './errors';
+import { REDRIVE_MARKER } from './marker';
 import { fail, type LoopRun } from './run';
-import { sourceArnOf } from './source';
-import { callTimeoutOf, within } from './sqs-call';
+import { quarantineReason, sourceArnOf } from './source';
+import { callTimeoutOf, SQS_MAX_ATTRIBUTES, within } from './sqs-call';
 
-function toEntry(message: Message, id: string, fifo: boolean): SendMessageBatchRequestEntry {
-  const entry: SendMessageBatchRequestEntry = { Id: id, MessageBody: message.Body ?? '' };
+/** Copies the message's attributes and marks it as redriven from `from` (when SQS's 10 attributes leave room). */
+function attributesOf(run: LoopRun, message: Message): Record<string, MessageAttributeValue> {
   const attributes: Record<string, MessageAttributeValue> = {};
   for (const [name, value] of Object.entries(message.MessageAttributes ?? {})) {
     const copy: MessageAttributeValue = { DataType: value.DataType };
@@ -21,7 +22,18 @@ function toEntry(message: Message, id: string, fifo: boolean): SendMessageBatchR
     if (value.BinaryValue !== undefined) copy.BinaryValue = value.BinaryValue;
     attributes[name] = copy;
   }
-  if (Object.keys(attributes).length > 0) entry.MessageAttributes = attributes;
+  if (REDRIVE_MARKER in attributes || Object.keys(attributes).length < SQS_MAX_ATTRIBUTES) {
+    attributes[REDRIVE_MARKER] = { DataType: 'String', StringValue: run.dlqArn };
+  } else if (quarantineReason(message, 'sourceQueue') === undefined) {
+    // Quarantined messages are known by their quarantine attributes; the others would look like first deliveries.
+    run.unmarked.add(message.MessageId ?? '');
+  }
+  return attributes;
+}
+
+function toEntry(run: LoopRun, message: Message, id: string, fifo: boolean): SendMessageBatchRequestEntry {
+  const entry: SendMessageBatchRequestEntry = { Id: id, MessageBody: message.Body ?? '' };
+  entry.MessageAttributes = attributesOf(run, message);
   const trace = message.Attributes?.AWSTraceHeader;
   if (trace) entry.MessageSystemAttributes = { AWSTraceHeader: { DataType: 'String', StringValue: trace } };
   if (fifo) {
@@ -67,6 +79,26 @@ export async function route(
   return byDestination;
 }
 
+// SQS's answer to a message over the queue's MaximumMessageSize.
+const TOO_LARGE = /must be shorter than/i;
+
+/** The entry failed for its size; the marker may be what tipped it over. */
+function tooLargeMarked(failed: { Code?: string; Message?: string }): boolean {
+  return failed.Code === 'InvalidParameterValue' && TOO_LARGE.test(failed.Message ?? '');
+}
+
+/** The entry without the marker it was given, counted unmarked; undefined when it carried none (nothing to drop). */
+function withoutMarker(
+  run: LoopRun,
+  p: { message: Message; entry: SendMessageBatchRequestEntry },
+): { message: Message; entry: SendMessageBatchRequestEntry } | undefined {
+  const { [REDRIVE_MARKER]: marker, ...rest } = p.entry.MessageAttributes ?? {};
+  if (!marker) return undefined;
+  // A message that filled its queue before the redrive: moved as it was, not stuck in the DLQ for a marker's bytes.
+  if (quarantineReason(p.message, 'sourceQueue') === undefined) run.unmarked.add(p.message.MessageId ?? '');
+  return { message: p.message, entry: { ...p.entry, MessageAttributes: rest } };
+}
+
 /** Sends one batch to one destination; returns the messages it took. */
 async function sendBatch(
   sqs: SQSClient,
@@ -83,11 +115,14 @@ async function sendBatch(
     const ok = new Set((response.Successful ?? []).map((s) => s.Id));
     const sent = batch.filter((p) => ok.has(p.entry.Id)).map((p) => p.message);
     if (sent.length > 0) run.destinations[url] = (run.destinations[url] ?? 0) + sent.length;
+    const retry: typeof batch = [];
     for (const failed of response.Failed ?? []) {
       const p = batch.find((candidate) => candidate.entry.Id === failed.Id);
-      fail(run, p?.message, `${failed.Code}: ${failed.Message}`);
+      const unmarked = p && tooLargeMarked(failed) ? withoutMarker(run, p) : undefined;
+      if (unmarked) retry.push(unmarked);
+      else fail(run, p?.message, `${failed.Code}: ${failed.Message}`);
     }
-    return sent;
+    return retry.length > 0 ? [...sent, ...(await sendBatch(sqs, run, url, retry))] : sent;
   } catch (error) {
     // No answer: the copy may or may not be in the destination, so the original stays (a duplicate at worst).
     const why =
@@ -103,7 +138,7 @@ export async function sendAll(sqs: SQSClient, run: LoopRun, byDestination: Map<s
   const sent: Message[] = [];
   for (const [url, messages] of byDestination) {
     const fifo = url.endsWith('.fifo');
-    const prepared = messages.map((message, index) => ({ message, entry: toEntry(message, String(index), fifo) }));
+    const prepared = messages.map((message, index) => ({ message, entry: toEntry(run, message, String(index), fifo) }));
     for (const batch of batchEntries(prepared)) {
       const ready = fifo ? batch.filter((p) => !heldForOrder(run, p.message)) : batch;
       if (ready.length > 0) sent.push(...(await sendBatch(sqs, run, url, ready)));

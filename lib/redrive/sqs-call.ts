@@ -5,6 +5,9 @@ import type { RedriveOptions } from './types';
 /** SQS's most entries in one batch call. */
 export const SEND_MAX_ENTRIES = 10;
 
+/** SQS's most message attributes on one message. */
+export const SQS_MAX_ATTRIBUTES = 10;
+
 // SQS answers in well under a second; 30 s rides out a slow network without keeping a stuck run alive long.
 const DEFAULT_CALL_TIMEOUT_MS = 30_000;
 

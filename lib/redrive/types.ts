@@ -8,7 +8,10 @@ export interface RedriveOptions {
   to?: string;
   /** Move at most this many messages (forces the receive-send-delete loop: move tasks cannot be limited). */
   max?: number;
-  /** 'auto' (default): a move task when --to is given without --max and the server accepts it, the loop otherwise. */
+  /**
+   * 'auto' (default) and 'loop': the receive-send-delete loop, which marks what it moves (REDRIVE_MARKER).
+   * 'move-task': SQS's StartMessageMoveTask (needs --to, no --max); it cannot mark what it moves.
+   */
   method?: RedriveMethod | 'auto';
   /** Loop only: how long a received message stays hidden; after an interruption it is visible again this much later. */
   visibilityTimeoutS?: number;

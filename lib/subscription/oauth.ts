@@ -1,3 +1,5 @@
+import { HEADER_VALUE } from './schema';
+
 /** The token endpoint did not give us a token; the message names the endpoint and the token URL, never a secret. */
 export class OAuthTokenError extends Error {
   override readonly name = 'OAuthTokenError';
@@ -51,6 +53,28 @@ const REFUSED_HOLD_MS = 60_000;
 const FAILED_HOLD_MS = 5_000;
 /** RFC 6749 section 5.2 error codes are printable ASCII without '"' and '\': anything else is not shown. */
 const ERROR_CODE = /^[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}$/;
+
+/** A token answer is a few hundred bytes: a larger body (a tokenUrl serving something else) is not kept in memory. */
+const MAX_ANSWER_BYTES = 64 * 1024;
+const TOO_LARGE = Symbol('too large');
+const TOO_LARGE_TEXT = `more than ${MAX_ANSWER_BYTES} bytes: not a token answer (check tokenUrl)`;
+
+/** The body parsed as JSON, undefined when it is not JSON, TOO_LARGE past MAX_ANSWER_BYTES (the rest is not read). */
+async function readAnswer(response: Response): Promise<unknown> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  // Leaving the loop early cancels the stream: the connection is dropped, not drained.
+  for await (const chunk of response.body ?? []) {
+    size += chunk.byteLength;
+    if (size > MAX_ANSWER_BYTES) return TOO_LARGE;
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Form-encodes one client credential for HTTP Basic, as RFC 6749 section 2.3.1 requires. */
 function formEncode(value: string): string {
@@ -132,14 +156,13 @@ export class ClientCredentialsToken {
         redirect: 'error',
       });
       if (!response.ok) throw await this.#refusal(response, where);
-      json = await (response.json() as Promise<typeof json>).then(
-        (body) => body ?? {},
-        (error: unknown) => {
-          // Cut off while reading: a timeout or the deadline, not a body that is not JSON.
-          if (signal.aborted || timeout.aborted) throw error;
-          return {};
-        },
-      );
+      const body = await readAnswer(response).catch((error: unknown) => {
+        // Cut off while reading: a timeout or the deadline, not a body that is not JSON.
+        if (signal.aborted || timeout.aborted) throw error;
+        return undefined;
+      });
+      if (body === TOO_LARGE) throw new OAuthTokenError(endpoint, `${where} answered ${TOO_LARGE_TEXT}`);
+      json = (body ?? {}) as typeof json;
     } catch (error) {
       if (signal.aborted) throw new OAuthAbortedError(endpoint);
       if (error instanceof OAuthTokenError) throw error;
@@ -157,6 +180,13 @@ export class ClientCredentialsToken {
     const token = json.access_token;
     if (typeof token !== 'string' || token === '') {
       throw new OAuthTokenError(endpoint, `${where} answered without an access_token`);
+    }
+    // Checked before it is kept: a token with a line break would fail every delivery for its whole lifetime.
+    if (!HEADER_VALUE.test(token)) {
+      throw new OAuthTokenError(
+        endpoint,
+        `${where} answered an access_token that cannot be sent in an Authorization header`,
+      );
     }
     // RFC 6750: only a Bearer token can be sent as 'Authorization: Bearer'; the type is case-insensitive (RFC 6749 5.1).
     const type = json.token_type;
@@ -198,12 +228,17 @@ export class ClientCredentialsToken {
     return { headers, body: form.toString() };
   }
 
-  /** An error answer: its status and RFC 6749 error code (e.g. 400 invalid_client), with what to check. */
+  /**
+   * An error answer: its status and RFC 6749 error code (e.g. 400 invalid_client), with what to check: invalid_client
+   * is also the answer to an authentication method the server does not take (RFC 6749 5.2), hence clientAuth.
+   */
   async #refusal(response: Response, where: string): Promise<OAuthTokenError> {
-    const body = (await response.json().catch(() => undefined)) as { error?: unknown } | undefined;
+    const body = (await readAnswer(response).catch(() => undefined)) as { error?: unknown } | undefined;
     const code = typeof body?.error === 'string' && ERROR_CODE.test(body.error) ? ` ${body.error}` : '';
     const fix =
-      response.status === 400 || response.status === 401 ? ': check clientId, the client secret and scope' : '';
+      response.status === 400 || response.status === 401
+        ? ': check clientId, the client secret, scope and clientAuth (basic or post)'
+        : '';
     return new OAuthTokenError(
       this.#options.endpoint,
       `${where} answered ${response.status}${code}${fix}`,

@@ -133,6 +133,9 @@ export class RequestShaper {
         ? binaryMessage(event.attributes, event.body)
         : { headers: { 'content-type': CONTENT_TYPE }, body: event.body };
     const { body } = message;
+    // Binary mode's ce- headers are the event's: a 431 blames the event (quarantined), not the endpoint.
+    const eventHeaders = endpoint.contentMode === 'binary';
+    const make = (headers: Record<string, string>): PreparedRequest => ({ headers, body, eventHeaders });
     let current = credential;
     const build = (): Record<string, string> => ({
       ...endpoint.headers,
@@ -144,7 +147,7 @@ export class RequestShaper {
     });
     let fixed = build();
     let problem = unsendable(endpoint.name, fixed);
-    let request: PreparedRequest = { headers: fixed, body };
+    let request = make(fixed);
     let lastToken: string | undefined;
     let rejectedToken: string | undefined;
     const refresh = this.#refresher(context, current !== undefined, async (status) => {
@@ -154,7 +157,7 @@ export class RequestShaper {
       if (status !== 403) rejectedToken = lastToken;
       fixed = build();
       problem = unsendable(endpoint.name, fixed);
-      request = { headers: fixed, body };
+      request = make(fixed);
       return fresh !== undefined;
     });
     // Without a signature or a token, every attempt sends the same request: built once (and again after a refresh).
@@ -176,14 +179,14 @@ export class RequestShaper {
         // Signed when the request is ready to go: after any wait for a token, so the timestamp is the sending time.
         checked();
         const signed = () => (endpoint.signing ? { ...fixed, ...this.#signature(event.key, body, context) } : fixed);
-        if (!this.#oauth) return { headers: signed(), body };
+        if (!this.#oauth) return make(signed());
         const token = this.#oauth.get(this.#secret(context, 'auth.clientSecret'), context.signal, rejectedToken);
         rejectedToken = undefined;
         const withToken = (value: string): PreparedRequest => {
           const bad = unsendable(endpoint.name, { authorization: value });
           if (bad) throw bad;
           lastToken = value;
-          return { headers: { ...signed(), authorization: `Bearer ${value}` }, body };
+          return make({ ...signed(), authorization: `Bearer ${value}` });
         };
         return typeof token === 'string' ? withToken(token) : token.then(withToken, tokenFailure);
       },

@@ -74,8 +74,19 @@ const httpsUrl = text.check(
 const headerName = text.check(z.regex(HEADER_NAME, 'is not a valid HTTP header name'));
 
 const AUTH_KINDS = ['bearer', 'basic', 'apiKey', 'oauth2-client-credentials'];
-const oneOf = (values: readonly string[]) =>
-  `must be one of ${values.map((value) => `'${value}'`).join(', ')} (spelt exactly so)`;
+const quoted = (values: readonly string[]) => values.map((value) => `'${value}'`).join(', ');
+const oneOf = (values: readonly string[]) => `must be one of ${quoted(values)} (spelt exactly so)`;
+
+/** A union's message: its kinds, or, for `auth: bearer` (a kind alone, no mapping), the mapping wanted. */
+const unionError =
+  (field: 'kind' | 'scheme', values: readonly string[], example: string) =>
+  (issue: { input?: unknown }): string => {
+    const { input } = issue;
+    if (typeof input === 'object' && input !== null && !Array.isArray(input)) return oneOf(values);
+    // The value is not shown: a secret pasted here is still a secret.
+    const got = input === undefined ? 'nothing' : kindOf(input);
+    return `must be a mapping (key: value), not ${got}: e.g. ${example}; ${field} is one of ${quoted(values)}`;
+  };
 
 export const AuthSchema = z.discriminatedUnion(
   'kind',
@@ -98,7 +109,7 @@ export const AuthSchema = z.discriminatedUnion(
       scope: z.optional(text),
     }),
   ],
-  { error: oneOf(AUTH_KINDS) },
+  { error: unionError('kind', AUTH_KINDS, '{ kind: bearer, token: { ssm: <parameter name> } }') },
 );
 export type Auth = z.infer<typeof AuthSchema>;
 
@@ -113,7 +124,13 @@ export const SigningSchema = z.discriminatedUnion(
     // The older hex HMAC of the body in X-Signature-256, for receivers built against it.
     z.strictObject({ scheme: z.literal('x-signature-256'), secret: SecretRefSchema }),
   ],
-  { error: oneOf(['standard-webhooks', 'x-signature-256']) },
+  {
+    error: unionError(
+      'scheme',
+      ['standard-webhooks', 'x-signature-256'],
+      '{ scheme: standard-webhooks, secrets: [{ ssm: <parameter name> }] }',
+    ),
+  },
 );
 export type Signing = z.infer<typeof SigningSchema>;
 
@@ -157,12 +174,20 @@ const headerValue = z
   .string()
   .check(z.regex(HEADER_VALUE, 'must be one line of printable characters (no control characters, none above U+00FF)'));
 
+// Header names that carry credentials: a static header's value is bundled into the artifact in clear.
+const CREDENTIAL_HEADER = /token|secret|passw|pwd|api[-_]?key|credential|cookie|authorization|^x-auth(?:-|$)/i;
+
 const headersSchema = z.record(headerName, headerValue).check(
   z.superRefine((headers, ctx) => {
     for (const name of Object.keys(headers)) {
       const lower = name.toLowerCase();
       if (RESERVED_HEADERS.has(lower) || RESERVED_PREFIXES.some((prefix) => lower.startsWith(prefix))) {
         ctx.addIssue({ code: 'custom', message: `'${name}' is set by the function itself: remove it`, path: [name] });
+      } else if (CREDENTIAL_HEADER.test(name)) {
+        const message =
+          `'${name}' is named like a credential, and static headers are bundled into the artifact in clear (the value ` +
+          `is not shown): use auth: { kind: apiKey, header: ${name}, value: { ssm: <parameter name> } }`;
+        ctx.addIssue({ code: 'custom', message, path: [name] });
       }
     }
   }),
@@ -180,6 +205,11 @@ const UNVERIFIABLE_BINARY =
   'headers would go unsigned. Use contentMode: structured (the whole event is the signed body), or scheme: ' +
   'x-signature-256 (an HMAC of the exact bytes) if the receiver needs binary mode';
 
+/** An SQS message timer is at most 900 s; a lane re-delays a message until its wait (at most 12 h) is over. */
+const MAX_RETRY_WAIT_S = 43_200;
+/** The lane's waits when an endpoint sets no retrySchedule: about 27.6 h in all, like peers' day of retries. */
+export const DEFAULT_RETRY_SCHEDULE: readonly number[] = [5, 60, 300, 1800, 7200, 18000, 36000, 36000];
+
 export const SubscriptionSchema = z
   .strictObject({
     name: text.check(z.regex(NAME, 'use lowercase letters, digits and dashes')),
@@ -194,6 +224,8 @@ export const SubscriptionSchema = z
     maxAttempts: z.optional(wholeNumber(1, 20)),
     rateLimitPerSecond: z.optional(rate),
     maxRatePerSecond: z.optional(rate),
+    // Seconds to wait before each delivery from the endpoint's lane; exhausted, the event goes to the DLQ.
+    retrySchedule: z.optional(z.array(wholeNumber(1, MAX_RETRY_WAIT_S)).check(z.minLength(1), z.maxLength(20))),
   })
   .check(
     z.superRefine((sub, ctx) => {
@@ -246,16 +278,16 @@ function describe(issue: z.core.$ZodIssue): string {
   }
 }
 
+/** What kind of YAML value was given, in the file's words (never the value: it may be a secret). */
+function kindOf(input: unknown): string {
+  if (input === null) return 'null';
+  if (Array.isArray(input)) return 'a list';
+  return typeof input === 'object' ? 'a mapping' : `a ${typeof input}`;
+}
+
 /** What a value of the wrong type should be, with the usual fix for YAML (never the value: it may be a secret). */
 function wrongType(expected: string, input: unknown): string {
-  const got =
-    input === null
-      ? 'null'
-      : Array.isArray(input)
-        ? 'a list'
-        : typeof input === 'object'
-          ? 'a mapping'
-          : `a ${typeof input}`;
+  const got = kindOf(input);
   if (expected === 'int') return 'must be a whole number';
   if (expected === 'number' && typeof input === 'string') {
     return `must be a number, not ${got}: write digits only, without quotes or units`;

@@ -1,5 +1,5 @@
 /**
- * esbuild builds of the handler as deployed (bundle, minify, platform node, target node22, ESM, tree-shaken,
+ * esbuild builds of the handler as deployed (bundle, minify, platform node, target node24, ESM, tree-shaken,
  * `@aws-sdk/*` left to the Lambda runtime), of a baseline holding only the SQS client, and of the child-process entry
  * points the memory and logging figures run.
  */

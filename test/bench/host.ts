@@ -2,7 +2,7 @@
  * A runner host: one process holding one runner (the handler bundle, a peer or a floor), like one warm Lambda
  * instance. Each runner gets its own process so that none pays for another's global side effects (the handler's
  * X-Ray import installs async hooks for the whole process, for example). Driven over IPC by RunnerHost
- * (hostProcess.ts); bundled with its runner by bundles.ts and run on Node 22 when installed.
+ * (hostProcess.ts); bundled with its runner by bundles.ts and run on Node 24 when installed.
  */
 import { readFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';

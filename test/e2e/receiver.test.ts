@@ -1,11 +1,12 @@
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HTTP, CloudEvent as SdkEvent } from 'cloudevents';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
+import { parse, stringify } from 'yaml';
 import { envWithoutAws } from '../support/cli';
 import { launch, type Running, stillRunning, waitForOutput } from '../support/processes';
 
@@ -67,24 +68,41 @@ describe('sample receiver (docs/local.md: deliver to your own endpoint)', () => 
     expect(accepted.size).toBe(20);
   }, 120_000);
 
-  it('takes binary mode signed with Standard Webhooks, as endpoints/example.yml sends to audit: the demo loses nothing', async () => {
-    const receiver = await startReceiver(['--webhook-secret', WHSEC]);
-    const file = join(logs, 'binary.yml');
-    const secrets = join(logs, 'binary-secrets.yml');
-    writeFileSync(
-      file,
-      `endpoints:\n  - name: audit\n    url: ${receiver.url}\n    contentMode: binary\n` +
-        '    signing:\n      scheme: standard-webhooks\n      secrets:\n        - ssm: /local/audit-signing\n',
-    );
-    writeFileSync(secrets, `ssm:\n  /local/audit-signing: ${WHSEC}\n`);
+  it("takes endpoints/example.yml's orders (binary) and audit (structured, Standard Webhooks during a rotation): the demo loses nothing", async () => {
+    const [orders, audit] = await Promise.all([startReceiver(), startReceiver(['--webhook-secret', WHSEC])]);
+    // The example's own entries, only pointed at the receivers: what the file says is what is exercised.
+    type Entry = { name: string; url: string; contentMode?: string; signing?: { secrets: { ssm: string }[] } };
+    const example = parse(readFileSync('endpoints/example.yml', 'utf8')) as { endpoints: Entry[] };
+    const urls = new Map([
+      ['orders', orders.url],
+      ['audit', audit.url],
+    ]);
+    const endpoints = example.endpoints.filter((e) => urls.has(e.name)).map((e) => ({ ...e, url: urls.get(e.name) }));
+    expect(endpoints.map((e) => [e.name, e.contentMode])).toEqual([
+      ['orders', 'binary'],
+      ['audit', undefined],
+    ]);
+    const [newest, oldest] = endpoints[1]!.signing!.secrets.map((ref) => ref.ssm);
+    const file = join(logs, 'example.yml');
+    const secrets = join(logs, 'example-secrets.yml');
+    writeFileSync(file, stringify({ endpoints }));
+    // The receiver holds the newest secret only; the oldest, still listed, signs too.
+    const old = `whsec_${Buffer.alloc(24, 9).toString('base64')}`;
+    writeFileSync(secrets, stringify({ ssm: { [newest!]: WHSEC, [oldest!]: old } }));
     const demo = launch(
       'infra/local/demo.ts',
-      ['--events', '10', '--invalid', '1', '--endpoints', file, '--secrets', secrets, '--log', join(logs, 'bin.log')],
+      ['--events', '10', '--invalid', '1', '--endpoints', file, '--secrets', secrets, '--log', join(logs, 'ex.log')],
       envWithoutAws(),
     );
     expect(await demo.exited).toBe(0);
     expect(demo.output()).toMatch(/lost {10}0/);
-    expect(new Set(receiver.running.output().match(/^accepted +\S+ (\S+)/gm)).size).toBe(10);
+    const accepted = (running: Running) => [...running.output().matchAll(/^accepted +\S+ (\S+) (\S+)/gm)];
+    const audited = accepted(audit.running);
+    expect(new Set(audited.map(([, id]) => id)).size).toBe(10);
+    // orders takes the order events only (its type filter), every one of them.
+    const orderIds = audited.filter(([, , type]) => type!.startsWith('com.example.order.')).map(([, id]) => id);
+    expect(orderIds.length).toBeGreaterThan(0);
+    expect(new Set(accepted(orders.running).map(([, id]) => id))).toEqual(new Set(orderIds));
   }, 120_000);
 
   it('accepts both content modes and refuses what is not a CloudEvent with 400', async () => {
@@ -131,6 +149,13 @@ describe('sample receiver (docs/local.md: deliver to your own endpoint)', () => 
     expect(await help.exited).toBe(0);
     expect(help.output()).toContain('--webhook-secret');
     expect(help.output()).toContain('--api-key HEADER=VALUE');
+  });
+
+  it('a stray argument (a password after a space) is refused without being printed: it may be a secret', async () => {
+    const receiver = launch(RECEIVER, ['--port', '0', '--basic', 'ingest', 'pass-word-1'], envWithoutAws());
+    expect(await receiver.exited).toBe(2);
+    expect(receiver.output()).toContain('an argument without a flag (11 characters, not shown: it may be a secret)');
+    expect(receiver.output()).not.toContain('pass-word-1');
   });
 
   it('says the port is taken and how to pick another, and exits 1', async () => {

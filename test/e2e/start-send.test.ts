@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
@@ -47,6 +49,17 @@ describe("npm start, npm run send and the local commands' files", () => {
     expect(demo.output()).not.toContain('do-not-echo-me');
   }, 60_000);
 
+  it('a --secrets file that is not valid YAML is refused with the line, never quoting the secret on it', async () => {
+    const here = mkdtempSync(join(logs, 'yaml-'));
+    writeFileSync(join(here, 'mine.yml'), 'endpoints:\n  - name: theirs\n    url: https://theirs.example.com/in\n');
+    // A password holding ': ' is not a plain YAML scalar: the YAML parser's own message quotes the line.
+    writeFileSync(join(here, 'secrets.yml'), 'ssm:\n  /x: do-not: echo-me\n');
+    const demo = run('demo.ts', ['--endpoints', 'mine.yml', '--secrets', 'secrets.yml'], userEnv({ INIT_CWD: here }));
+    expect(await demo.exited).toBe(2);
+    expect(demo.output()).toContain(`--secrets ${join(here, 'secrets.yml')}: not valid YAML at line 2, column 7: `);
+    expect(demo.output()).not.toContain('echo-me');
+  }, 60_000);
+
   it("ENDPOINTS and --endpoints FILE both set: refused, naming the user's file", async () => {
     const here = mkdtempSync(join(logs, 'both-'));
     writeFileSync(join(here, 'mine.yml'), 'endpoints:\n  - name: theirs\n    url: https://theirs.example.com/in\n');
@@ -80,6 +93,36 @@ describe("npm start, npm run send and the local commands' files", () => {
     } finally {
       start.child.kill('SIGKILL');
     }
+  }, 60_000);
+
+  it('Ctrl-C in npm start while an invocation runs: the summary counts what that invocation acknowledged', async () => {
+    // An endpoint that holds the request until the test lets it answer.
+    let release = () => {};
+    const answered = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const server = http.createServer((req, res) => {
+      req.resume();
+      void answered.then(() => res.writeHead(202).end());
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    onTestFinished(() => {
+      release();
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    const held = `held=http://127.0.0.1:${(server.address() as AddressInfo).port}/in`;
+    const start = run('start.ts', ['--port', '0', '--log', join(logs, 'held.log')], userEnv({ ENDPOINTS: held }));
+    const port = (await waitForOutput(start, /SQS {8}http:\/\/127\.0\.0\.1:(\d+)/))[1]!;
+    const waiting = new Promise((resolve) => server.once('request', resolve));
+    const send = run('send.ts', ['--count', '1'], userEnv({ LOCAL_SQS_PORT: port }));
+    expect(await send.exited).toBe(0);
+    await waiting;
+    start.child.kill('SIGINT');
+    await waitForOutput(start, /stopping: waiting for running invocations/);
+    release();
+    expect(await start.exited).toBe(0);
+    expect(start.output()).toMatch(/stopped after \d+ s: 1 received · 1 acknowledged · 0 in the DLQ · 0 still queued/);
   }, 60_000);
 
   it('one hand-written event into a running npm start: send --body, send --file, and aws sqs send-message', async () => {
@@ -132,6 +175,15 @@ describe("npm start, npm run send and the local commands' files", () => {
     expect(Number(Attributes?.ApproximateNumberOfMessages)).toBe(sent);
     expect(sent).toBeLessThan(100000);
   }, 60_000);
+
+  it('npm run send -- --body "" (an unset shell variable) is refused, not taken as "send 100 sample events"', async () => {
+    const send = run('send.ts', ['--body', ''], userEnv({ LOCAL_SQS_PORT: String(CLOSED_PORT) }));
+    expect(await send.exited).toBe(2);
+    expect(send.output()).toContain('--body is empty');
+    const file = run('send.ts', ['--file', ''], userEnv({ LOCAL_SQS_PORT: String(CLOSED_PORT) }));
+    expect(await file.exited).toBe(2);
+    expect(file.output()).toContain('--file is empty');
+  }, 30_000);
 
   it('npm run send explains what to do when no local stack is running', async () => {
     const send = run('send.ts', ['--count', '1'], userEnv({ LOCAL_SQS_PORT: String(CLOSED_PORT) }));

@@ -354,6 +354,76 @@ describe('SqsEventSource polling', () => {
   });
 });
 
+describe('SqsEventSource in-flight ceiling', () => {
+  /** A queue whose failed messages stay in flight for the whole test. */
+  async function longVisibilityQueue(): Promise<{ url: string; arn: string }> {
+    const url = (
+      await sqs.client.send(new CreateQueueCommand({ QueueName: 'held', Attributes: { VisibilityTimeout: '120' } }))
+    ).QueueUrl!;
+    const { Attributes } = await sqs.client.send(
+      new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }),
+    );
+    await sqs.client.send(
+      new SendMessageBatchCommand({
+        QueueUrl: url,
+        Entries: Array.from({ length: 10 }, (_, i) => ({ Id: String(i), MessageBody: `held-${i}` })),
+      }),
+    );
+    await sqs.client.send(
+      new SendMessageBatchCommand({
+        QueueUrl: url,
+        Entries: Array.from({ length: 10 }, (_, i) => ({ Id: String(i), MessageBody: `held-${i + 10}` })),
+      }),
+    );
+    return { url, arn: Attributes!.QueueArn! };
+  }
+
+  it('never holds more than the ceiling in flight, and receives nothing more at it', async () => {
+    const queue = await longVisibilityQueue();
+    const seen = new Set<string>();
+    run(
+      async (event) => {
+        for (const record of event.Records) seen.add(record.messageId);
+        return { batchItemFailures: event.Records.map((record) => ({ itemIdentifier: record.messageId })) };
+      },
+      { queue, inflightCeiling: 7, concurrency: 3, batchSize: 10 },
+    );
+    // Several empty receives at the ceiling: the pollers kept asking and got nothing.
+    await waitFor('receives refused at the ceiling', () => source!.stats.ceilingHits >= 6 || seen.size > 7);
+    expect(seen.size).toBe(7);
+    expect(source!.stats.received).toBe(7);
+    expect((await sqs.depth(queue.url)).inFlight).toBe(7);
+    expect(source!.stats.maxInFlight).toBe(7);
+  });
+
+  it('receives again once acknowledged messages free places, so every message is delivered', async () => {
+    await send(...Array.from({ length: 10 }, (_, i) => `a${i}`));
+    await send(...Array.from({ length: 10 }, (_, i) => `b${i}`));
+    const seen = new Set<string>();
+    run(
+      async (event) => {
+        for (const record of event.Records) seen.add(record.body);
+      },
+      { inflightCeiling: 3, concurrency: 2 },
+    );
+    await waitFor('every message delivered', () => seen.size === 20);
+    expect(source!.stats.maxInFlight).toBeLessThanOrEqual(3);
+    expect(Math.max(...reports.map((report) => report.records))).toBeLessThanOrEqual(3);
+  });
+
+  it('refuses a ceiling that is not a whole number from 1', () => {
+    expect(
+      () =>
+        new SqsEventSource({
+          client: sqs.client,
+          queue: sqs.queue,
+          handler: async () => undefined,
+          inflightCeiling: 0,
+        }),
+    ).toThrow(/inflightCeiling: 0 is not a whole number/);
+  });
+});
+
 describe('startLocalSqs', () => {
   it('counts receives like SQS: a visibility change is not a receive', async () => {
     await send('x');

@@ -2,8 +2,7 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createSecretSource } from '../../lib/credentials';
-import { HTTP_4XX } from '../../lib/endpoint';
-import { createIngest, type Ingest, type IngestDeps, loadConfig, secretRefs } from '../../lib/index';
+import { createIngest, type Ingest, type IngestDeps, idempotencyKey, loadConfig, secretRefs } from '../../lib/index';
 import { GROUPED_IDS_PER_LINE, settleReserveMs } from '../../lib/ingest';
 import type { BackoffItem, Ledger, LedgerEntry, QuarantineItem } from '../../lib/types';
 import { LOCAL_AWS } from '../support/aws';
@@ -266,15 +265,16 @@ describe('delivery ledger', () => {
 });
 
 describe('4xx classification (issue 9, defect 4)', () => {
-  it('quarantines 400, 413, 415 and 422 only; other 4xx are failed with backoff, never quarantined', async () => {
-    const statuses = [400, 413, 415, 422, 404, 405, 409, 410, 418, 451];
+  // ENDPOINTS endpoints are structured: the headers are ours, so a 431 is the endpoint's trouble, not the event's.
+  it('quarantines 400, 413, 415 and 422 only; other 4xx (431 too, in structured mode) are backed off', async () => {
+    const statuses = [400, 413, 415, 422, 404, 405, 409, 410, 418, 431, 451];
     beta.respond((request) => ({ status: Number(request.eventId?.split('-')[1]) }));
     const quarantine = recordingQuarantine();
     const backoff = recordingBackoff();
     const records = statuses.map((status) => eventRecord(`s-${status}`));
     const response = await pipeline({ quarantine, backoff }).handle(sqsEvent(records), lambdaContext());
     const quarantined = quarantine.sent.map((item) => item.status).sort();
-    expect(quarantined).toEqual([...HTTP_4XX.poison].sort());
+    expect(quarantined).toEqual([400, 413, 415, 422]);
     const backedOff = backoff.items.map((item) => item.record.messageId).sort();
     const endpointTrouble = records.filter((_, i) => ![400, 413, 415, 422].includes(statuses[i]!));
     expect(backedOff).toEqual(endpointTrouble.map((record) => record.messageId).sort());
@@ -621,6 +621,52 @@ describe('routing with some endpoints filtered and some not', () => {
     expect(response.batchItemFailures).toEqual([]);
     expect([alpha.received.length, beta.accepted.get('order')]).toEqual([0, 1]);
     expect(asked).toEqual([['beta']]);
+  });
+});
+
+describe('two records of one event (same source + id) routed to different endpoints (issue 15, A5)', () => {
+  function routedByType() {
+    const config = loadConfig(
+      { DELIVERY_RETRY_BASE_MS: '5', DELIVERY_RETRY_MAX_MS: '10' },
+      {
+        document: {
+          endpoints: [
+            { name: 'alpha', url: alpha.url, filter: { type: 'com.example.refund.issued' } },
+            { name: 'beta', url: beta.url, filter: { type: 'com.example.order.created' } },
+          ],
+        },
+        source: 'test.yml',
+      },
+    );
+    return config;
+  }
+  const refund = (id: string) => JSON.stringify(cloudEvent(id, { type: 'com.example.refund.issued' }));
+
+  it('each record reaches the endpoint its own filter names before it is acknowledged', async () => {
+    const ledger = memoryLedger();
+    ingest = createIngest(routedByType(), { ledger });
+    const records = [sqsRecord(refund('same')), eventRecord('same')];
+    const response = await ingest.handle(sqsEvent(records), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect([alpha.accepted.get('same'), beta.accepted.get('same')]).toEqual([1, 1]);
+    expect(alpha.received[0]?.body.toString()).toContain('refund.issued');
+    expect(beta.received[0]?.body.toString()).toContain('order.created');
+  });
+
+  it('a redelivered pair asks the ledger about both routed endpoints and skips what each already has', async () => {
+    // beta took the event in an earlier invocation; alpha did not.
+    const ledger = memoryLedger([{ key: idempotencyKey('urn:test:orders', 'same'), endpoint: 'beta' }]);
+    const asked: (readonly string[])[] = [];
+    const lookup: Ledger['lookup'] = (keys, signal, endpointsOf) => {
+      asked.push(...keys.map((key) => [...(endpointsOf?.(key) ?? [])].sort()));
+      return ledger.lookup(keys, signal, endpointsOf);
+    };
+    ingest = createIngest(routedByType(), { ledger: { lookup, record: ledger.record } });
+    const again = { attributes: { ...eventRecord('x').attributes, ApproximateReceiveCount: '2' } };
+    const records = [sqsRecord(refund('same'), again), eventRecord('same', again)];
+    expect((await ingest.handle(sqsEvent(records), lambdaContext())).batchItemFailures).toEqual([]);
+    expect(asked).toEqual([['alpha', 'beta']]);
+    expect([alpha.accepted.get('same'), beta.received.length]).toEqual([1, 0]);
   });
 });
 

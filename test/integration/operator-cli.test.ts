@@ -1,7 +1,17 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createQuarantine } from '../../lib/quarantine';
-import { closedEndpoint, createQueue, localSqs, receiveAll, receiveAsRecords, sendMessages } from '../support/aws';
+import {
+  closedEndpoint,
+  createQueue,
+  localSqs,
+  pollUntil,
+  receiveAll,
+  receiveAsRecords,
+  sendMessages,
+} from '../support/aws';
 import { envWithoutAws, runScript } from '../support/cli';
+import { sqsProxy } from '../support/sqs-proxy';
 
 // `npm run dlq` and `npm run redrive` against local SQS, with no AWS variable set (the local stack needs none).
 const sqs = localSqs();
@@ -29,6 +39,36 @@ async function filledDlq() {
   return { source, dlq };
 }
 
+/** A DLQ holding 15 plain messages, m-0 … m-14. */
+const FIFTEEN = Array.from({ length: 15 }, (_, i) => `m-${i}`);
+async function dlqOfFifteen(prefix: string) {
+  const dlq = await createQueue(sqs, prefix);
+  await sendMessages(
+    sqs,
+    dlq.url,
+    FIFTEEN.map((body) => ({ body })),
+  );
+  return dlq;
+}
+
+/** `npm run dlq --json` with a 2 s hold, through `proxy`, which it then closes. */
+async function listThrough(proxy: Awaited<ReturnType<typeof sqsProxy>>, queueUrl: string) {
+  try {
+    const args = ['--queue-url', proxy.via(queueUrl), '--visibility-timeout', '2', '--json'];
+    return await runScript('infra/cli/dlq.ts', args, envWithoutAws());
+  } finally {
+    await proxy.close();
+  }
+}
+
+/** The bodies `npm run dlq --json` listed, sorted. */
+const listedBodies = (stdout: string) =>
+  stdout
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line).body as string)
+    .sort();
+
 describe('npm run dlq', () => {
   it('lists every message with its quarantine reasons and leaves them all in the queue', async () => {
     const { dlq } = await filledDlq();
@@ -47,6 +87,73 @@ describe('npm run dlq', () => {
     const result = await runScript('infra/cli/dlq.ts', ['--queue-url', dlq.url, '--max', '1'], envWithoutAws());
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(`showing 1 of about 3 message(s) in ${dlq.url} (left in place)`);
+  });
+
+  it('shows each message once when a renewal fell behind and held messages came back (review rev6)', {
+    timeout: 60_000,
+  }, async () => {
+    const dlq = await dlqOfFifteen('cli-behind-dlq');
+    // The first renewal does not get through before the first 10 are visible again (a stalled call, or 10,000 held
+    // messages renewed 10 per call): the second receive goes on only once SQS shows all 15, as after such a lapse.
+    let secondDone = () => {};
+    const second = new Promise<void>((resolve) => {
+      secondDone = resolve;
+    });
+    let receives = 0;
+    const visible = async () => {
+      const { Attributes = {} } = await sqs.send(
+        new GetQueueAttributesCommand({ QueueUrl: dlq.url, AttributeNames: ['ApproximateNumberOfMessagesNotVisible'] }),
+      );
+      return Number(Attributes.ApproximateNumberOfMessagesNotVisible) === 0 ? true : undefined;
+    };
+    const proxy = await sqsProxy(inject('sqsEndpoint'), {
+      pass: async ({ target, body }) => {
+        const entries = body.Entries as { VisibilityTimeout?: number }[] | undefined;
+        if (target === 'AmazonSQS.ChangeMessageVisibilityBatch' && entries?.[0]?.VisibilityTimeout === 2) await second;
+        if (target === 'AmazonSQS.ReceiveMessage' && ++receives === 2) await pollUntil('all 15 visible', visible);
+        return true;
+      },
+      answered: ({ target }) => {
+        if (target === 'AmazonSQS.ReceiveMessage' && receives === 2) secondDone();
+      },
+    });
+    const result = await listThrough(proxy, dlq.url);
+    expect(result.code).toBe(0);
+    expect(listedBodies(result.stdout)).toEqual(FIFTEEN.toSorted());
+  });
+
+  it('issue 15 A10: renews what it holds while it lists, so a slow listing shows each message once', {
+    timeout: 30_000,
+  }, async () => {
+    const dlq = await dlqOfFifteen('cli-slow-dlq');
+    // The listing is slow: its second receive goes on only after two renewals of the first 10 were answered
+    // (synchronised on them, not on a timer; the 10 s bound turns "never renewed" into a failure, not a hang).
+    let receives = 0;
+    let renewals = 0;
+    let renewedTwice = () => {};
+    const twice = new Promise<void>((resolve) => {
+      renewedTwice = resolve;
+    });
+    const proxy = await sqsProxy(inject('sqsEndpoint'), {
+      pass: async ({ target }) => {
+        if (target === 'AmazonSQS.ReceiveMessage' && ++receives === 2) {
+          await Promise.race([twice, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+        }
+        return true;
+      },
+      answered: ({ target, body }) => {
+        const entries = body.Entries as { VisibilityTimeout?: number }[] | undefined;
+        if (target === 'AmazonSQS.ChangeMessageVisibilityBatch' && entries?.[0]?.VisibilityTimeout === 2) {
+          if (++renewals === 2) renewedTwice();
+        }
+      },
+    });
+    const result = await listThrough(proxy, dlq.url);
+    expect(result.code).toBe(0);
+    expect(renewals).toBeGreaterThanOrEqual(2);
+    expect(listedBodies(result.stdout)).toEqual(FIFTEEN.toSorted());
+    // Released at once when the listing ended, not after the visibility timeout.
+    expect(await receiveAll(sqs, dlq.url)).toHaveLength(15);
   });
 
   it('--json prints one object per message, with the reason fields', async () => {

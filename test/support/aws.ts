@@ -128,7 +128,7 @@ export async function sendMessages(sqs: SQSClient, queueUrl: string, messages: O
 export async function receiveAll(
   sqs: SQSClient,
   queueUrl: string,
-  options: { visibilityTimeoutS?: number; max?: number } = {},
+  options: { visibilityTimeoutS?: number; max?: number; waitTimeSeconds?: number } = {},
 ): Promise<Message[]> {
   const all: Message[] = [];
   const seen = new Set<string>();
@@ -138,7 +138,7 @@ export async function receiveAll(
       new ReceiveMessageCommand({
         QueueUrl: queueUrl,
         MaxNumberOfMessages: Math.min(10, max - all.length),
-        WaitTimeSeconds: 0,
+        WaitTimeSeconds: options.waitTimeSeconds ?? 0,
         VisibilityTimeout: options.visibilityTimeoutS ?? 30,
         MessageAttributeNames: ['All'],
         // local-aws-sqs only reads the older AttributeNames; SQS accepts both.
@@ -204,7 +204,12 @@ export async function receiveAsRecords(
   visibilityTimeoutS = 30,
 ): Promise<SQSRecord[]> {
   await sendMessages(sqs, queue.url, messages);
-  const received = await receiveAll(sqs, queue.url, { visibilityTimeoutS });
+  const received: Message[] = [];
+  // Local SQS's short poll can answer empty under load while messages are there: long-poll for the rest, a few times.
+  for (let attempt = 0; received.length < messages.length && attempt < 5; attempt++) {
+    const max = messages.length - received.length;
+    received.push(...(await receiveAll(sqs, queue.url, { visibilityTimeoutS, max, waitTimeSeconds: attempt && 1 })));
+  }
   if (received.length !== messages.length) {
     throw new Error(`test setup: sent ${messages.length} messages to ${queue.name} but received ${received.length}`);
   }

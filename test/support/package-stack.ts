@@ -52,14 +52,15 @@ const CLI: Record<Framework, string> = {
 
 /**
  * Packages the service as `npm run package` does, in a private copy of the sources (serverless-esbuild builds in the
- * service directory, so test files packaging at the same time would overwrite each other's build), and returns the
- * CloudFormation template it wrote.
+ * service directory, so test files packaging at the same time would overwrite each other's build), and hands `use` the
+ * copy's `.serverless/` folder (template and artifact) before removing the copy.
  */
-export async function packageTemplate(
+export async function packageCopy<T>(
   args: readonly string[],
+  use: (serverlessDir: string) => T,
   framework: Framework = 'osls',
   editServerlessYml: (text: string) => string = (text) => text,
-): Promise<Template> {
+): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'ingest-stack-'));
   try {
     for (const entry of ['serverless.yml', 'package.json', 'tsconfig.json', 'infra', 'lib', 'functions', 'endpoints']) {
@@ -73,10 +74,24 @@ export async function packageTemplate(
       env: offlineEnv(),
       maxBuffer: 16 * 1024 * 1024,
     });
-    return JSON.parse(readFileSync(join(dir, '.serverless/cloudformation-template-update-stack.json'), 'utf8'));
+    return use(join(dir, '.serverless'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Packages the service as `npm run package` does (packageCopy) and returns the CloudFormation template it wrote. */
+export function packageTemplate(
+  args: readonly string[],
+  framework: Framework = 'osls',
+  editServerlessYml: (text: string) => string = (text) => text,
+): Promise<Template> {
+  return packageCopy(
+    args,
+    (out) => JSON.parse(readFileSync(join(out, 'cloudformation-template-update-stack.json'), 'utf8')) as Template,
+    framework,
+    editServerlessYml,
+  );
 }
 
 /** Packages the variants one after the other (the machine is small), once per test file. */

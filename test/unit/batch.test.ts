@@ -120,6 +120,31 @@ describe('processBatch: standard queues', () => {
     expect(processed[3]?.outcome).toEqual(processed[0]?.outcome);
   });
 
+  it('records of one event routed to different endpoints are delivered per routing (issue 15, A5)', async () => {
+    const typed = (type: string, groupId?: string) =>
+      sqsRecord(JSON.stringify(cloudEvent('dup', { type })), groupId === undefined ? {} : { groupId });
+    const routedTo = vi.fn((event: ValidEvent) => [event.type === 'refund' ? 'a' : 'b']);
+    const records = [typed('refund'), typed('order'), typed('refund'), eventRecord('alone')];
+    const deliver = tableDeliver();
+    await processBatch(records, options(deliver, { routedTo }));
+    expect(deliver.mock.calls.map(([event]) => `${event.id} ${event.type}`)).toEqual([
+      'dup refund',
+      'dup order',
+      'alone com.example.order.created',
+    ]);
+    // An event seen once in the batch is not routed twice.
+    expect(routedTo.mock.calls.map(([event]) => event.id)).toEqual(['dup', 'dup', 'dup']);
+    const fifo = [typed('refund', 'G'), typed('order', 'G'), typed('refund', 'G')];
+    const inGroup = tableDeliver();
+    await processBatch(fifo, options(inGroup, { routedTo }));
+    expect(inGroup.mock.calls.map(([event]) => event.type)).toEqual(['refund', 'order']);
+    // Routed sets are compared name by name: ['a', 'b'] is not ['ab'].
+    const byNames = tableDeliver();
+    const names = (event: ValidEvent) => (event.type === 'refund' ? ['a', 'b'] : ['ab']);
+    await processBatch([typed('refund'), typed('order')], options(byNames, { routedTo: names }));
+    expect(byNames).toHaveBeenCalledTimes(2);
+  });
+
   it('the same id from different sources is two events', async () => {
     const records = [eventRecord('x'), sqsRecord(JSON.stringify(cloudEvent('x', { source: 'urn:test:other' })))];
     const deliver = tableDeliver();
@@ -169,6 +194,18 @@ describe('processBatch: the delivery ledger lookup', () => {
     expect(lookup.mock.calls[0]?.[0]).toEqual(
       ['second', 'redriven', 'combined'].map((id) => idempotencyKey(SOURCE, id)),
     );
+  });
+
+  it('asks about a record whose receive count is missing: it may have been delivered before', async () => {
+    const lookup = vi.fn(async (_keys: string[]) => new Map<string, Set<string>>());
+    const { ApproximateReceiveCount: _count, ...withoutCount } = eventRecord('x').attributes;
+    const records = [
+      eventRecord('first'),
+      eventRecord('no-count', { attributes: withoutCount as SQSRecord['attributes'] }),
+      { ...eventRecord('no-attributes'), attributes: undefined } as unknown as SQSRecord,
+    ];
+    await processBatch(records, options(tableDeliver(), { lookup }));
+    expect(lookup.mock.calls[0]?.[0]).toEqual(['no-count', 'no-attributes'].map((id) => idempotencyKey(SOURCE, id)));
   });
 
   it('by default is not asked when every record is a first receive', async () => {

@@ -41,8 +41,10 @@ describe('loadConfig defaults', () => {
       retryMaxDelayS: 900,
       ledgerTtlS: 1_296_000,
       ledgerMode: 'redeliveries',
+      parkAfterS: 300,
     });
     expect(config.quarantineQueueUrl).toBeUndefined();
+    expect(config.laneQueueUrlPrefix).toBeUndefined();
     expect(config.ledgerTable).toBeUndefined();
   });
 
@@ -256,6 +258,7 @@ describe('numeric variables', () => {
     { variable: 'RETRY_BASE_DELAY_S', key: 'retryBaseDelayS', min: 0, max: 43_200 },
     { variable: 'RETRY_MAX_DELAY_S', key: 'retryMaxDelayS', min: 0, max: 43_200 },
     { variable: 'DELIVERY_LEDGER_TTL_S', key: 'ledgerTtlS', min: 60, max: 31_536_000 },
+    { variable: 'PARK_AFTER_S', key: 'parkAfterS', min: 0, max: 1_209_600 },
   ];
   // The caps may not be below their bases: keep the partner variable out of the way of the bound under test.
   const partners: Record<string, Record<string, string>> = {
@@ -308,6 +311,29 @@ describe('numeric variables', () => {
       { ENDPOINTS, DELIVERY_RETRY_BASE_MS: '500', DELIVERY_RETRY_MAX_MS: '100' },
       'DELIVERY_RETRY_MAX_MS',
       'below DELIVERY_RETRY_BASE_MS (500)',
+    );
+  });
+});
+
+describe('LANE_QUEUE_URL_PREFIX', () => {
+  it('accepts a queue URL up to the endpoint name, and http only on loopback', () => {
+    const prefix = 'https://sqs.us-east-1.amazonaws.com/123456789012/ingest-fanout-prod-lane-';
+    expect(loadConfig({ ENDPOINTS, LANE_QUEUE_URL_PREFIX: prefix }).laneQueueUrlPrefix).toBe(prefix);
+    const local = 'http://127.0.0.1:9324/000000000000/lanes-';
+    expect(loadConfig({ ENDPOINTS, LANE_QUEUE_URL_PREFIX: ` ${local} ` }).laneQueueUrlPrefix).toBe(local);
+  });
+
+  it('rejects what cannot be a lane queue URL without the endpoint name', () => {
+    expectRejected({ ENDPOINTS, LANE_QUEUE_URL_PREFIX: 'lanes-' }, 'LANE_QUEUE_URL_PREFIX', 'is not a URL');
+    expectRejected(
+      { ENDPOINTS, LANE_QUEUE_URL_PREFIX: 'http://sqs.us-east-1.amazonaws.com/123456789012/lane-' },
+      'LANE_QUEUE_URL_PREFIX',
+      'must be an https SQS queue URL prefix',
+    );
+    expectRejected(
+      { ENDPOINTS, LANE_QUEUE_URL_PREFIX: 'https://sqs.us-east-1.amazonaws.com/123456789012/lane.' },
+      'LANE_QUEUE_URL_PREFIX',
+      "must end in the lane queue name's prefix",
     );
   });
 });
@@ -428,6 +454,21 @@ describe('secrets in a URL query string (issue 15 A10)', () => {
     const odd = configError({ ENDPOINTS: 'a=https://a.example.com/in?my%20s3cr3t%20token=v' });
     expect(odd.message).toContain('named like a secret, (name not shown)');
     expect(odd.message).not.toContain('s3cr3t');
+  });
+
+  it('refuses a fragment: never sent to the endpoint, yet bundled in clear (#access_token=… is a common paste)', () => {
+    for (const url of ['https://a.example.com/in#access_token=s3cr3t-v', 'https://a.example.com/in?v=2#s3cr3t-v']) {
+      const error = configError({ ENDPOINTS: `a=${url}` });
+      expect(error.message, url).toBe(
+        "ENDPOINTS: 'a' has a fragment (#…), which is never sent to the endpoint and would be bundled into the " +
+          'artifact in clear: remove it',
+      );
+    }
+    const file = {
+      document: { endpoints: [{ name: 'a', url: 'https://a.example.com/in#s3cr3t-v' }] },
+      source: 'f.yml',
+    };
+    expect(() => loadConfig({}, file)).toThrow("f.yml: endpoint 'a' (endpoints[0]): url: has a fragment (#…)");
   });
 
   it('accepts query parameters with other names', () => {

@@ -2,9 +2,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { inspect } from 'node:util';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { SSMClient } from '@aws-sdk/client-ssm';
+import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
+  CLIENT_DEFAULTS,
   CredentialError,
   createCredentialSource,
   createSecretSource,
@@ -235,4 +236,30 @@ describe('createSecretSource (the endpoints file secret references)', () => {
         'and region, or fix endpoints file',
     );
   });
+});
+
+describe('the stores’ clients', () => {
+  it('a store that accepts the request and never answers fails at the request timeout instead of hanging', async () => {
+    const server = createServer(() => {});
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    // The defaults the sources use, with one attempt and a short timeout so the test need not wait 9 s.
+    const ssm = new SSMClient({
+      ...CLIENT_DEFAULTS,
+      endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+      maxAttempts: 1,
+      requestHandler: { ...CLIENT_DEFAULTS.requestHandler, requestTimeout: 300 },
+    });
+    try {
+      await expect(ssm.send(new GetParameterCommand({ Name: '/never' }))).rejects.toMatchObject({
+        name: 'TimeoutError',
+      });
+    } finally {
+      ssm.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }, 10_000);
 });

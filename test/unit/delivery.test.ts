@@ -9,6 +9,7 @@ import {
   retryDelayMs,
 } from '../../lib/delivery';
 import { authHeaders, CONTENT_TYPE, type Credential, Endpoint } from '../../lib/endpoint';
+import { DeliveryAttemptError } from '../../lib/errors';
 import { idempotencyKey } from '../../lib/event';
 import { closedPortUrl, listenForTest, type TestEndpoint, testEndpoint } from '../support/endpoints';
 import { cloudEvent } from '../support/events';
@@ -490,6 +491,28 @@ describe('EndpointDelivery half-open queue (review finding 3)', () => {
     controller.abort();
     expect(await held).toMatchObject({ ok: false, kind: 'aborted' });
     expect(sink.received).toHaveLength(1);
+  });
+});
+
+describe('EndpointDelivery breaker and failures before sending (hostile review)', () => {
+  it('a half-open trial that fails before sending leaves the breaker open: nothing told it the endpoint is up', async () => {
+    const sink = await testEndpoint(() => ({ status: 503 }));
+    const delivery = deliveryFor(sink.url, { maxAttempts: 1, breakerThreshold: 2, breakerHalfOpenMs: 300 }, () => 0);
+    expect(await deliver(delivery, 'a')).toMatchObject({ kind: 'transient' });
+    expect(await deliver(delivery, 'b')).toMatchObject({ kind: 'transient' });
+    await pastHalfOpen(Date.now(), 300);
+    // As request.ts throws for a malformed Standard Webhooks secret: the trial ends before anything is sent.
+    const code = 'SIGNING_SECRET_INVALID signing.secrets[0] (ssm:/whsec)';
+    const unsigned: RequestSource = {
+      prepare: () => {
+        throw new DeliveryAttemptError('unauthorized', 'sink', 'not a whsec_ secret', undefined, code);
+      },
+    };
+    expect(await delivery.deliver(unsigned, never, later())).toMatchObject({ kind: 'unauthorized', error: code });
+    // The next delivery is the trial; it fails, so the breaker opens again (not one failure of a fresh count).
+    expect(await deliver(delivery, 'c')).toMatchObject({ kind: 'transient', status: 503 });
+    expect(await deliver(delivery, 'd', never, Date.now() + 100)).toMatchObject({ kind: 'circuit-open' });
+    expect(sink.received.map((request) => request.eventId)).toEqual(['a', 'b', 'c']);
   });
 });
 

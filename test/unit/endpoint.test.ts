@@ -1,15 +1,15 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { getEventListeners } from 'node:events';
 import http from 'node:http';
-import type { Socket } from 'node:net';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { createRequire } from 'node:module';
+import net, { type Socket } from 'node:net';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import {
   authHeaders,
   CONTENT_TYPE,
   type Credential,
   classifyStatus,
   Endpoint,
-  HTTP_4XX,
   type PreparedRequest,
   parseRetryAfter,
   USER_AGENT,
@@ -33,6 +33,61 @@ async function rawServer(handler: http.RequestListener) {
   srv.on('connection', (socket) => sockets.push(socket));
   const url = await listenForTest(srv);
   return { url, sockets };
+}
+
+/** A loopback TCP server that accepts and never says a word (no TLS handshake, no HTTP answer). */
+async function silentServer() {
+  // Reads (and ignores) what comes: a socket never read does not see its peer close.
+  const srv = net.createServer((socket) => socket.resume());
+  const accepted = new Promise<Socket>((resolve) => srv.once('connection', resolve));
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const sockets: Socket[] = [];
+  srv.on('connection', (socket) => sockets.push(socket));
+  onTestFinished(() => {
+    for (const socket of sockets) socket.destroy();
+    return new Promise<void>((resolve) => srv.close(() => resolve()));
+  });
+  const { port } = srv.address() as net.AddressInfo;
+  const count = () => sockets.length;
+  // The socket the client opened closes on the server's side too: what our abort tore down.
+  const closed = accepted.then((socket) => new Promise<void>((resolve) => socket.once('close', () => resolve())));
+  return { port, accepted, closed, count };
+}
+
+// undici's coarse clock, reset so that it ticks on whichever setTimeout is installed (its test hook).
+const undiciClock = createRequire(import.meta.url)('undici/lib/util/timers.js') as { reset(): void };
+
+/**
+ * The attempt's deadline on a fake clock (timers only; sockets stay real): settled or not after `ms` of fake time,
+ * without a timed assertion. undici's own timers (its coarse clock ticks on setTimeout too) see the same fake time.
+ */
+function onFakeClock() {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+  undiciClock.reset();
+  onTestFinished(() => {
+    vi.useRealTimers();
+    undiciClock.reset();
+  });
+}
+
+/** Advances the fake clock, then lets real I/O run (undici's timers hand over to setImmediate) before looking. */
+async function advance(ms: number): Promise<void> {
+  await vi.advanceTimersByTimeAsync(ms);
+  for (let turn = 0; turn < 3; turn++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+function track<T>(promise: Promise<T>) {
+  const state = {
+    settled: false,
+    result: promise.then(
+      (value) => value,
+      (error: unknown) => error,
+    ),
+  };
+  void state.result.then(() => {
+    state.settled = true;
+  });
+  return state;
 }
 
 /** A server that answers `status` with a body it promises but cuts with a reset after a few bytes. */
@@ -331,9 +386,13 @@ describe('classifyStatus', () => {
     for (const status of [408, 429, 500, 501, 503, 599]) {
       expect(classifyStatus('e', status, '3')).toMatchObject({ kind: 'transient', status, retryAfterMs: 3000 });
     }
-    for (const status of HTTP_4XX.poison) {
+    for (const status of [400, 413, 415, 422]) {
       expect(classifyStatus('e', status, '3')).toMatchObject({ kind: 'rejected', status });
+      expect(classifyStatus('e', status, '3', true)).toMatchObject({ kind: 'rejected', status });
     }
+    // 431 blames the event only when the headers carry it (binary mode); otherwise they are ours.
+    expect(classifyStatus('e', 431, '3', true)).toMatchObject({ kind: 'rejected', status: 431 });
+    expect(classifyStatus('e', 431, '3')).toMatchObject({ kind: 'endpoint-error', status: 431 });
     for (const status of [401, 403]) {
       expect(classifyStatus('e', status, '3')).toMatchObject({ kind: 'unauthorized', code: 'CREDENTIALS_REFUSED' });
     }
@@ -419,11 +478,88 @@ describe('Endpoint.post: edges found by mutation testing (issue 9)', () => {
     expect(error).toMatchObject({ kind: 'transient', code: 'INCOMPLETE_299' });
   });
 
-  it('a timeout long enough for undici to keep is a transient TIMEOUT too', { timeout: 15_000 }, async () => {
+  it('an endpoint that never answers is a TIMEOUT at timeoutMs exactly, also from 2,000 ms up', async () => {
     const sink = await testEndpoint(() => ({ hang: true }));
-    const error = await attemptError(endpointFor(sink.url, 2000).post(structured(), never));
-    expect(error).toMatchObject({ kind: 'transient', code: 'TIMEOUT', status: undefined });
-    expect(error.message).toContain('2000 ms');
+    const endpoint = endpointFor(sink.url, 2000);
+    onFakeClock();
+    const attempt = track(endpoint.post(structured(), never));
+    await sink.waitForRequests(1);
+    await advance(1999);
+    expect(attempt.settled).toBe(false);
+    // undici's headers timeout, on its coarse clock, fired about 0.5 s late here.
+    await advance(1);
+    expect(attempt.settled).toBe(true);
+    expect(await attempt.result).toMatchObject({ kind: 'transient', code: 'TIMEOUT', status: undefined });
+    expect(((await attempt.result) as Error).message).toContain('2000 ms');
+  });
+
+  it('the deadline calls done exactly once, also when it cuts the body of a failure status', async () => {
+    for (const answer of ['none', 'a 503 whose body never ends'] as const) {
+      let closed!: Promise<void>;
+      const srv = await rawServer((req, res) => {
+        req.resume();
+        closed = new Promise((resolve) => req.socket.once('close', () => resolve()));
+        if (answer !== 'none') res.writeHead(503, { 'content-length': '100' }).write('partial');
+      });
+      const calls: (DeliveryAttemptError | undefined)[] = [];
+      const first = new Promise<void>((resolve) => {
+        endpointFor(srv.url, 100).send(structured(), never, (error) => {
+          calls.push(error);
+          resolve();
+        });
+      });
+      await first;
+      // The abort tore the socket down (and undici reported it to the attempt) before the server saw it close.
+      await closed;
+      expect(calls.map((error) => error?.code)).toEqual(['TIMEOUT']);
+    }
+  });
+
+  it('a TLS handshake that never ends is a TIMEOUT at timeoutMs, and the connection is torn down', async () => {
+    const server = await silentServer();
+    const endpoint = endpointFor(`https://127.0.0.1:${server.port}/events`, 3000);
+    onFakeClock();
+    const attempt = track(endpoint.post(structured(), never));
+    await server.accepted;
+    await advance(2999);
+    expect(attempt.settled).toBe(false);
+    // undici's 10 s connect timeout used to outlast a 3 s DELIVERY_TIMEOUT_MS.
+    await advance(1);
+    expect(attempt.settled).toBe(true);
+    expect(await attempt.result).toMatchObject({ kind: 'transient', code: 'TIMEOUT', endpoint: 'sink' });
+    await server.closed;
+  });
+
+  it('a timeoutMs above 10 s allows a slower handshake: the connection is kept until then', async () => {
+    const server = await silentServer();
+    const endpoint = endpointFor(`https://127.0.0.1:${server.port}/events`, 12_000);
+    onFakeClock();
+    const attempt = track(endpoint.post(structured(), never));
+    const socket = await server.accepted;
+    await advance(11_999);
+    expect(attempt.settled).toBe(false);
+    expect(socket.destroyed).toBe(false);
+    await advance(1);
+    expect(await attempt.result).toMatchObject({ kind: 'transient', code: 'TIMEOUT' });
+    await server.closed;
+  });
+
+  it('an abort during the TLS handshake tears that connection down at once: the next attempt gets its own', async () => {
+    const server = await silentServer();
+    // One connection: a handshake kept after its attempt was aborted would hold the next attempt in the pool.
+    const endpoint = endpointFor(`https://127.0.0.1:${server.port}/events`, 3000, 1);
+    onFakeClock();
+    const controller = new AbortController();
+    const cut = endpoint.post(structured(), controller.signal);
+    await server.accepted;
+    controller.abort();
+    expect(await attemptError(cut)).toMatchObject({ kind: 'aborted' });
+    await server.closed;
+    const next = track(endpoint.post(structured(), never));
+    await advance(3000);
+    expect(await next.result).toMatchObject({ kind: 'transient', code: 'TIMEOUT' });
+    // Its own handshake started when it was sent, not when the aborted one's connect timer ran out.
+    expect(server.count()).toBe(2);
   });
 
   it('an abort ends only the requests of its own signal', { timeout: 10_000 }, async () => {
@@ -441,6 +577,20 @@ describe('Endpoint.post: edges found by mutation testing (issue 9)', () => {
     expect(await attemptError(cut)).toMatchObject({ kind: 'aborted' });
     release();
     await expect(kept).resolves.toMatchObject({ status: 200 });
+  });
+
+  it('an abort still reaches a request in flight after an earlier one of the same signal finished', async () => {
+    const sink = await testEndpoint((request) => (request.eventId === 'evt-fast' ? { status: 200 } : { hang: true }));
+    const endpoint = endpointFor(sink.url, 60_000);
+    const controller = new AbortController();
+    const fast = Buffer.from(JSON.stringify(cloudEvent('evt-fast')));
+    const finished = endpoint.post({ headers: structured().headers, body: fast }, controller.signal);
+    const hanging = endpoint.post(structured(), controller.signal);
+    await expect(finished).resolves.toMatchObject({ status: 200 });
+    await sink.waitForRequests(2);
+    // The finished request left a free slot before the hanging one: the abort must walk past it.
+    controller.abort();
+    expect(await attemptError(hanging)).toMatchObject({ kind: 'aborted' });
   });
 
   it('an abort reaches every request of its signal in flight, and a request settled while queued is never sent', {

@@ -100,6 +100,10 @@ describe('names', () => {
         'BackoffErrors',
         'LedgerErrors',
         'BatchDuration',
+        'EventsParked',
+        'LaneDelivered',
+        'RetriesExhausted',
+        'LaneBacklogAgeS',
       ].sort(),
     );
     for (const [key, value] of Object.entries(MetricName)) expect(value).toBe(key);
@@ -163,7 +167,7 @@ describe('Powertools instances', () => {
   });
 
   it('wants tracing exactly where Powertools Tracer would trace', () => {
-    const lambda = { AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs22.x' };
+    const lambda = { AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs24.x' };
     expect(tracingWanted(lambda)).toBe(true);
     expect(tracingWanted({})).toBe(false);
     expect(tracingWanted({ ...lambda, POWERTOOLS_TRACE_ENABLED: 'FALSE' })).toBe(false);
@@ -172,7 +176,7 @@ describe('Powertools instances', () => {
   });
 
   it('in Lambda with tracing on, loads the Tracer with a subsegment per endpoint request', async () => {
-    vi.stubEnv('AWS_EXECUTION_ENV', 'AWS_Lambda_nodejs22.x');
+    vi.stubEnv('AWS_EXECUTION_ENV', 'AWS_Lambda_nodejs24.x');
     vi.stubEnv('POWERTOOLS_TRACE_ENABLED', 'true');
     const tracer = await loadTracer();
     expect(tracer?.isTracingEnabled()).toBe(true);

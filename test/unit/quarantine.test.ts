@@ -318,6 +318,13 @@ describe('quarantineAttributes', () => {
     expect(JSON.parse(attributes[Q.combined]!.StringValue!).droppedAttributes).toEqual(['attr9']);
   });
 
+  it('a redriven message quarantined again keeps all 9 of its producer’s attributes: the redrive marker goes first', () => {
+    const attributes = quarantineAttributes(rejected(record(9, { 'redrive.from': 'arn:aws:sqs:us-east-1:1:dlq' })));
+    expect(Object.keys(attributes).filter((name) => name.startsWith('attr'))).toHaveLength(9);
+    expect(attributes['redrive.from']).toBeUndefined();
+    expect(JSON.parse(attributes[Q.combined]!.StringValue!).droppedAttributes).toBeUndefined();
+  });
+
   it('replaces the reasons of an earlier quarantine instead of stacking them', () => {
     const attributes = quarantineAttributes(
       rejected(record(1, { [Q.reason]: 'not-json', [Q.detail]: 'old', [Q.combined]: '{"reason":"old"}' })),

@@ -3,33 +3,82 @@ import {
   DeleteMessageBatchCommand,
   GetQueueAttributesCommand,
   type GetQueueAttributesResult,
+  type ListMessageMoveTasksResult,
+  type ListMessageMoveTasksResultEntry,
   type Message,
   type MessageAttributeValue,
+  ReceiveMessageCommand,
   type ReceiveMessageResult,
+  type SendMessageBatchRequest,
+  type SendMessageBatchResult,
   SendMessageCommand,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { processBatch } from '../../lib/batch';
+import { parseEvent, type ValidEvent } from '../../lib/event';
+import { createLedger } from '../../lib/ledger';
 import { createQuarantine, QUARANTINE_ATTRIBUTES } from '../../lib/quarantine';
-import { RedriveError, redrive, sourceArnOf } from '../../lib/redrive';
+import { REDRIVE_MARKER, RedriveError, redrive, SqsCallTimeoutError, sourceArnOf } from '../../lib/redrive';
+// A pure function of the redrive's start, tested on its own (the door, lib/redrive/index.ts, does not export it).
+import { cutoffOf } from '../../lib/redrive/start';
 import {
+  createLedgerTable,
   createQueue,
   createQueueWithDlq,
   LOCAL_AWS,
   type LocalQueue,
+  localDynamoDb,
   localSqs,
   pollUntil,
-  receiveAll,
   receiveAsRecords,
+  receiveAll as receiveVisible,
   sendMessages,
   toLambdaRecord,
 } from '../support/aws';
+import { cloudEvent } from '../support/events';
+import { sqsProxy } from '../support/sqs-proxy';
 
 const sqs = localSqs();
+const dynamodb = localDynamoDb();
 // Tests that assert moves long-poll before concluding the source is empty: local SQS's short poll can answer empty under load.
 const EMPTY_WAIT_S = 1;
-afterAll(() => sqs.destroy());
+afterAll(() => {
+  sqs.destroy();
+  dynamodb.destroy();
+});
+
+/**
+ * Every message visible now, as receiveAll, but it ends only on an empty long poll (1 s): local SQS's short poll
+ * answers empty when its 40 ms timer beats its 10 ms scan, which a loaded machine makes happen.
+ */
+async function receiveAll(
+  client: SQSClient,
+  queueUrl: string,
+  options: Parameters<typeof receiveVisible>[2] = {},
+): Promise<Message[]> {
+  const all = await receiveVisible(client, queueUrl, options);
+  const seen = new Set(all.map((m) => m.MessageId));
+  for (;;) {
+    const { Messages = [] } = await client.send(
+      new ReceiveMessageCommand({
+        QueueUrl: queueUrl,
+        MaxNumberOfMessages: 10,
+        WaitTimeSeconds: 1,
+        VisibilityTimeout: options.visibilityTimeoutS ?? 30,
+        MessageAttributeNames: ['All'],
+        AttributeNames: ['All'],
+        MessageSystemAttributeNames: ['All'],
+      }),
+    );
+    const fresh = Messages.filter((m) => !seen.has(m.MessageId));
+    if (fresh.length === 0) return all;
+    for (const m of fresh) seen.add(m.MessageId);
+    all.push(...fresh, ...(await receiveVisible(client, queueUrl, options)).filter((m) => !seen.has(m.MessageId)));
+    for (const m of all) seen.add(m.MessageId);
+  }
+}
 
 const text = (value: string): MessageAttributeValue => ({ DataType: 'String', StringValue: value });
 const bodies = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
@@ -83,7 +132,7 @@ describe.concurrent('redrive on local SQS', () => {
     expect(landed.every((m) => m.MessageAttributes?.tenant?.StringValue === 'acme')).toBe(true);
   });
 
-  it('uses an SQS message move task when the source is a DLQ and --to is given', async () => {
+  it('uses an SQS message move task when asked, and warns that it cannot mark what it moves', async () => {
     const { dlq } = await createQueueWithDlq(sqs, 'orders');
     const to = await createQueue(sqs, 'orders-retry');
     const all = bodies('dead', 12);
@@ -93,16 +142,20 @@ describe.concurrent('redrive on local SQS', () => {
       all.map((body) => ({ body })),
     );
     const progress: number[] = [];
+    const warnings: string[] = [];
 
     await counted(dlq, 12);
     const summary = await redrive(sqs, {
       from: dlq.url,
       to: to.url,
+      method: 'move-task',
       pollIntervalMs: 100,
       onProgress: ({ moved }) => progress.push(moved),
+      onWarning: (warning) => warnings.push(warning),
     });
 
     expect(summary).toMatchObject({ method: 'move-task', moved: 12, interrupted: false, remaining: 0 });
+    expect(warnings).toEqual([expect.stringMatching(/a move task cannot mark what it moves \(redrive\.from\)/)]);
     expect(progress.at(-1)).toBe(12);
     expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(sorted(all));
   });
@@ -379,27 +432,55 @@ describe('redrive keeps what it holds, and says when it could not finish (review
     timeout: 30_000,
   }, async () => {
     const { from, to } = await parkedWith(bodies('old', 5));
+    const received = new Set<string>();
+    const renewed = new Set<string>();
+    let renewals = 0;
+    let renewedTwice = () => {};
+    const twice = new Promise<void>((resolve) => {
+      renewedTwice = resolve;
+    });
     let visibleDuringSend: Message[] | undefined;
     const client = clientWithLateArrivals(from.url, bodies('new', 5), async (command, call) => {
       if (command === 'SendMessageBatchCommand' && visibleDuringSend === undefined) {
-        // The fault: a send 1.5 s slower than the 3 s visibility timeout (local SQS answers at once). Not a wait for an
-        // event. Renewed every 1.5 s, a renewal has 1.5 s to spare on a loaded machine, and without renewals the
-        // messages would be visible for 1.5 s before this looks.
-        await new Promise((resolve) => setTimeout(resolve, 4_500));
+        // The fault: a send that answers only after two renewals, longer than the 2 s visibility timeout (local SQS
+        // answers at once). Synchronised on the renewals, not on a timer: looking right after one is within its 2 s.
+        // The 10 s bound only turns "never renewed" into a failure instead of a hang.
+        await Promise.race([twice, new Promise((resolve) => setTimeout(resolve, 10_000))]);
         // Visibility 0: looking must not hide anything from the run.
         visibleDuringSend = await receiveAll(sqs, from.url, { visibilityTimeoutS: 0 });
       }
-      return call();
+      const result = (await call()) as { output: ReceiveMessageResult };
+      if (command === 'ReceiveMessageCommand')
+        for (const m of result.output.Messages ?? []) received.add(m.ReceiptHandle!);
+      return result;
     });
+    // Renewals (VisibilityTimeout 2, not the release's 0), counted once SQS answered them.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { Entries?: { ReceiptHandle?: string; VisibilityTimeout?: number }[] };
+        const renewal =
+          context.commandName === 'ChangeMessageVisibilityBatchCommand' && input.Entries?.[0]?.VisibilityTimeout === 2;
+        const result = await next(args);
+        if (renewal) {
+          for (const entry of input.Entries ?? []) renewed.add(entry.ReceiptHandle!);
+          if (++renewals === 2) renewedTwice();
+        }
+        return result;
+      },
+      { step: 'initialize' },
+    );
     try {
       const summary = await redrive(client, {
         from: from.url,
         to: to.url,
         emptyWaitS: 0,
         clockOffsetMs: 0,
-        visibilityTimeoutS: 3,
+        visibilityTimeoutS: 2,
       });
+      expect(renewals).toBeGreaterThanOrEqual(2);
       expect(visibleDuringSend?.map((m) => m.Body)).toEqual([]);
+      // Every message the run received (the batch in hand and those held back) was renewed.
+      expect([...received].filter((handle) => !renewed.has(handle))).toEqual([]);
       expect(summary).toMatchObject({ moved: 5, failed: 0, arrivedLater: 5, complete: true });
     } finally {
       client.destroy();
@@ -513,6 +594,25 @@ describe('redrive keeps what it holds, and says when it could not finish (review
     expect(warnings).toEqual([]);
   });
 
+  it("finding 4/8: the start on SQS's clock: the offset given, else the Date header's second, else ours + 5 s", () => {
+    const startedAt = Date.parse('2026-05-01T10:00:00.400Z');
+    const warnings: string[] = [];
+    const options = { from: 'q', onWarning: (warning: string) => warnings.push(warning) };
+    expect(cutoffOf({ ...options, clockOffsetMs: -250 }, startedAt, startedAt - 400)).toBe(startedAt - 250);
+    expect(cutoffOf(options, startedAt, undefined)).toBe(startedAt + 5_000);
+    // Within a minute: the header's second (rounded down) plus the second it covers.
+    expect(cutoffOf(options, startedAt, startedAt - 400 - 59_000)).toBe(startedAt - 400 - 58_000);
+    expect(cutoffOf(options, startedAt, startedAt + 60_000)).toBe(startedAt + 61_000);
+    expect(warnings).toEqual([]);
+    // Further: not believed, with a warning naming both clocks' difference.
+    expect(cutoffOf(options, startedAt, startedAt - 60_001)).toBe(startedAt + 5_000);
+    expect(cutoffOf(options, startedAt, startedAt + 120_000)).toBe(startedAt + 5_000);
+    expect(warnings).toEqual([
+      "SQS's clock (Date header 2026-05-01T09:59:00.399Z) is -60 s from this machine's: the start is taken from this machine's clock (± 5 s); check NTP or any proxy in between",
+      "SQS's clock (Date header 2026-05-01T10:02:00.400Z) is 120 s from this machine's: the start is taken from this machine's clock (± 5 s); check NTP or any proxy in between",
+    ]);
+  });
+
   it('finding 7: deletes a message SQS hands out again after it was moved, without sending it twice', async () => {
     const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
     const all = bodies('m', 15);
@@ -577,6 +677,52 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     expect(await receiveAll(sqs, from.url)).toHaveLength(10);
   });
 
+  it('issue 17: an entry SendMessageBatch answers Failed is reported and stays in the source, not deleted', async () => {
+    const { from, to } = await parkedWith(bodies('m', 15));
+    const client = localSqs();
+    let refused: string | undefined;
+    // The fault: SQS refusing one entry of a batch (local SQS never answers Failed). The middleware keeps the first
+    // entry of the first send from reaching SQS and answers Failed for it, as SQS does for an entry it refuses.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName !== 'SendMessageBatchCommand' || refused) return next(args);
+        const input = args.input as SendMessageBatchRequest;
+        const [first, ...rest] = input.Entries ?? [];
+        refused = first!.MessageBody;
+        const result = await next({ ...args, input: { ...input, Entries: rest } });
+        const output = result.output as SendMessageBatchResult;
+        output.Failed = [
+          ...(output.Failed ?? []),
+          { Id: first!.Id, SenderFault: false, Code: 'InternalError', Message: 'injected' },
+        ];
+        return result;
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
+      expect(summary).toMatchObject({ moved: 14, failed: 1, destinations: { [to.url]: 14 } });
+      expect(summary.failures).toEqual([{ messageId: expect.any(String), error: 'InternalError: injected' }]);
+    } finally {
+      client.destroy();
+    }
+    expect(await receiveAll(sqs, to.url)).toHaveLength(14);
+    // Not deleted, and released at once: the refused message is still in the source.
+    expect((await receiveAll(sqs, from.url)).map((m) => m.Body)).toEqual([refused]);
+  });
+
+  it('a call that times out says which, after how long, that it may have taken effect, and what to do', () => {
+    const error = new SqsCallTimeoutError('SendMessageBatch', 1_500);
+    expect([error.name, error.call, error.timeoutMs, error.message]).toEqual([
+      'SqsCallTimeoutError',
+      'SendMessageBatch',
+      1_500,
+      'SendMessageBatch: no answer from SQS within 1.5 s (it may still have taken effect); check the network or SQS ' +
+        'health, then run it again',
+    ]);
+    expect(new RedriveError('x').name).toBe('RedriveError');
+  });
+
   it('finding 2: a Ctrl-C during the last, empty receive is reported as an interruption', async () => {
     const { from, to } = await parkedWith(bodies('m', 3));
     const controller = new AbortController();
@@ -635,6 +781,22 @@ describe('redrive to FIFO queues (review 2)', () => {
     expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(['dead', 'earlier']);
   });
 
+  it('issue 17: a standard queue redriven to a FIFO queue: the destination decides, each message its own group', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target', { fifo: true })]);
+    await sendMessages(
+      sqs,
+      from.url,
+      bodies('m', 3).map((body) => ({ body })),
+    );
+
+    const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
+
+    expect(summary).toMatchObject({ moved: 3, failed: 0 });
+    const landed = await receiveAll(sqs, to.url);
+    expect(sorted(landed.map((m) => m.Body))).toEqual(bodies('m', 3));
+    expect(new Set(landed.map((m) => m.Attributes?.MessageGroupId)).size).toBe(3);
+  });
+
   it('finding 3: once a message of a group fails, the later ones of that group are not sent', async () => {
     const [from, orders] = await Promise.all([
       createQueue(sqs, 'quarantine', { fifo: true }),
@@ -674,12 +836,65 @@ describe('redrive trusts SQS over producers and ends on what comes back (issue 9
     expect(await receiveAll(sqs, elsewhere.url)).toEqual([]);
   });
 
+  it("issue 17: does not send a message back to a quarantine.sourceQueue outside the DLQ's region", async () => {
+    const [quarantineQueue, elsewhere] = await Promise.all([
+      createQueue(sqs, 'quarantine'),
+      createQueue(sqs, 'elsewhere'),
+    ]);
+    // A producer-set quarantine.sourceQueue naming a queue of another region. Local SQS ignores the region of a URL,
+    // so this ARN resolves to a queue that exists: only the DLQ's ARN (account and region) tells it apart.
+    const foreign = elsewhere.arn.replace(`:${LOCAL_AWS.region}:`, ':ap-south-2:');
+    expect(foreign).not.toBe(elsewhere.arn);
+    await sendMessages(sqs, quarantineQueue.url, [
+      { body: 'forged', attributes: { [QUARANTINE_ATTRIBUTES.sourceQueue]: text(foreign) } },
+    ]);
+
+    const summary = await redrive(sqs, { from: quarantineQueue.url, emptyWaitS: EMPTY_WAIT_S, visibilityTimeoutS: 1 });
+
+    expect(summary).toMatchObject({ moved: 0, failed: 1 });
+    expect(summary.failures[0]!.error).toMatch(/no source queue recorded .*pass --to/);
+    expect(await receiveAll(sqs, elsewhere.url)).toEqual([]);
+  });
+
   it('defect 9: ignores a quarantine.sourceQueue naming another account', () => {
     const message = {
       MessageAttributes: { [QUARANTINE_ATTRIBUTES.sourceQueue]: text('arn:aws:sqs:us-east-1:999999999999:x') },
     };
     expect(sourceArnOf(message, 'arn:aws:sqs:us-east-1:123456789012:dlq')).toBeUndefined();
     expect(sourceArnOf(message, 'arn:aws:sqs:us-east-1:999999999999:dlq')).toBe('arn:aws:sqs:us-east-1:999999999999:x');
+  });
+
+  it("where a message goes back: SQS first, then a quarantine.sourceQueue (own or folded) in the DLQ's scope", () => {
+    const dlqArn = 'arn:aws:sqs:us-east-1:123456789012:dlq';
+    const own = 'arn:aws:sqs:us-east-1:123456789012:orders';
+    const recorded = (value: string) => ({ MessageAttributes: { [QUARANTINE_ATTRIBUTES.sourceQueue]: text(value) } });
+    const folded = (value: unknown) => ({
+      MessageAttributes: { [QUARANTINE_ATTRIBUTES.combined]: text(JSON.stringify({ sourceQueue: value })) },
+    });
+    const cases: [Message, string | undefined][] = [
+      [
+        { Attributes: { DeadLetterQueueSourceArn: 'arn:aws:sqs:eu-west-1:999999999999:sqs-said' } },
+        'arn:aws:sqs:eu-west-1:999999999999:sqs-said',
+      ],
+      [recorded(own), own],
+      [folded(own), own],
+      [folded(7), undefined],
+      [{ MessageAttributes: { [QUARANTINE_ATTRIBUTES.combined]: text('{not json') } }, undefined],
+      [{ MessageAttributes: { [QUARANTINE_ATTRIBUTES.combined]: text('"text"') } }, undefined],
+      [{ MessageAttributes: { [QUARANTINE_ATTRIBUTES.combined]: text('{"reason":"x"}') } }, undefined],
+      [{}, undefined],
+      // Not an SQS queue ARN of the DLQ's account and region.
+      [recorded('arn:aws:sns:us-east-1:123456789012:orders'), undefined],
+      [recorded('arn:aws:sqs:us-east-2:123456789012:orders'), undefined],
+      [recorded('arx:aws:sqs:us-east-1:123456789012:orders'), undefined],
+      [recorded('arn:aws:sqs:us-east-1:123456789012:orders:extra'), undefined],
+      [recorded('arn:aws:sqs:us-east-1:123456789012'), undefined],
+      [recorded('https://sqs.us-east-1.amazonaws.com/123456789012/orders'), undefined],
+    ];
+    expect(cases.map(([message]) => sourceArnOf(message, dlqArn))).toEqual(cases.map(([, expected]) => expected));
+    // A DLQ that is not an SQS ARN vouches for nothing; without a DLQ ARN the recorded one is taken as it is.
+    expect(sourceArnOf(recorded(own), 'not-an-arn')).toBeUndefined();
+    expect(sourceArnOf(recorded(own))).toBe(own);
   });
 
   it('defect 14: with a consumer quarantining everything straight back, moves each message once, reports them, ends', {
@@ -722,6 +937,179 @@ describe('redrive trusts SQS over producers and ends on what comes back (issue 9
       consuming = false;
       await consumer;
     }
+  });
+});
+
+/**
+ * A real client of local SQS whose ListMessageMoveTasks answers pass through `see` (a task failing, lingering or
+ * vanishing is SQS's own doing: local SQS cannot be asked for it). Counts the CancelMessageMoveTask calls.
+ */
+function moveTaskClient(
+  see: (results: ListMessageMoveTasksResultEntry[], cancels: number) => ListMessageMoveTasksResultEntry[],
+) {
+  const client = localSqs();
+  const calls = { cancels: 0 };
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === 'CancelMessageMoveTaskCommand') calls.cancels++;
+      const result = await next(args);
+      if (context.commandName === 'ListMessageMoveTasksCommand') {
+        const output = result.output as ListMessageMoveTasksResult;
+        output.Results = see(output.Results ?? [], calls.cancels);
+      }
+      return result;
+    },
+    { step: 'initialize' },
+  );
+  return { client, calls };
+}
+
+describe('redrive by move task, when SQS reports trouble', () => {
+  async function dlqWithOne() {
+    const { dlq } = await createQueueWithDlq(sqs, 'task');
+    const to = await createQueue(sqs, 'task-target');
+    await sendMessages(sqs, dlq.url, [{ body: 'dead' }]);
+    await counted(dlq, 1);
+    return { dlq, to };
+  }
+
+  it('a task SQS reports FAILED ends the run with its reason, incomplete', async () => {
+    const { dlq, to } = await dlqWithOne();
+    const { client } = moveTaskClient((results) =>
+      results.map((task) => ({ ...task, Status: 'FAILED', FailureReason: 'AWS.SimpleQueueService.KmsAccessDenied' })),
+    );
+    try {
+      const summary = await redrive(client, { from: dlq.url, to: to.url, method: 'move-task', pollIntervalMs: 10 });
+      expect(summary).toMatchObject({
+        method: 'move-task',
+        complete: false,
+        interrupted: false,
+        failed: 0,
+        taskFailureReason: 'AWS.SimpleQueueService.KmsAccessDenied',
+      });
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('Ctrl-C cancels the task once and reports the run interrupted', async () => {
+    const { dlq, to } = await dlqWithOne();
+    const controller = new AbortController();
+    // The task runs until it is cancelled (local SQS's would finish at once).
+    const { client, calls } = moveTaskClient((results, cancels) =>
+      results.map((task) => ({
+        ...task,
+        Status: cancels === 0 ? 'RUNNING' : 'CANCELLED',
+        ApproximateNumberOfMessagesMoved: 0,
+      })),
+    );
+    try {
+      const summary = await redrive(client, {
+        from: dlq.url,
+        to: to.url,
+        method: 'move-task',
+        pollIntervalMs: 10,
+        signal: controller.signal,
+        onProgress: () => controller.abort(),
+      });
+      expect(summary).toMatchObject({
+        method: 'move-task',
+        interrupted: true,
+        complete: false,
+        moved: 0,
+        destinations: {},
+      });
+      expect(calls.cancels).toBe(1);
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('a task that never shows in ListMessageMoveTasks ends the run with a RedriveError saying where to look', async () => {
+    const { dlq, to } = await dlqWithOne();
+    const { client } = moveTaskClient(() => []);
+    try {
+      await expect(
+        redrive(client, { from: dlq.url, to: to.url, method: 'move-task', pollIntervalMs: 1 }),
+      ).rejects.toThrow(
+        /the move task was refused: RedriveError: the move task on .* does not show in ListMessageMoveTasks: check the SQS console/,
+      );
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('refuses a move task without --to or with --max, a --to naming the source, and a --max below 1', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'refused'), createQueue(sqs, 'refused-to')]);
+    const refusal = (options: Partial<Parameters<typeof redrive>[1]>) =>
+      redrive(sqs, { from: from.url, ...options }).then(
+        () => 'accepted',
+        (error: Error) => `${error.name}: ${error.message}`,
+      );
+    expect(await refusal({ method: 'move-task' })).toMatch(
+      /^RedriveError: a move task needs --to and cannot honour --max/,
+    );
+    expect(await refusal({ method: 'move-task', to: to.url, max: 5 })).toMatch(/^RedriveError: a move task needs --to/);
+    expect(await refusal({ to: from.url })).toMatch(/^RedriveError: --to is the same queue as --from/);
+    expect(await refusal({ max: 0 })).toBe('RedriveError: --max must be a whole number of at least 1, not 0');
+    expect(await refusal({ max: 1.5 })).toMatch(/^RedriveError: --max must be a whole number/);
+    expect(await refusal({ max: 1, emptyWaitS: 0 })).toBe('accepted');
+  });
+});
+
+describe('redrive marks what it moves as a redelivery (issue 15 A3)', () => {
+  it('a message SQS dead-lettered comes back looked up in the ledger, skipping the endpoints that have it', {
+    timeout: 30_000,
+  }, async () => {
+    const { queue, dlq } = await createQueueWithDlq(sqs, 'marked', 1);
+    const tenAttributes = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`a${i}`, text('x')]));
+    await sendMessages(sqs, queue.url, [
+      { body: JSON.stringify(cloudEvent('out-of-receives')) },
+      { body: JSON.stringify(cloudEvent('full')), attributes: tenAttributes },
+    ]);
+    // One receive whose visibility runs out: SQS dead-letters both (maxReceiveCount 1), without quarantine.*.
+    await receiveAll(sqs, queue.url, { visibilityTimeoutS: 1 });
+    await pollUntil('both messages to be dead-lettered', async () => ((await count(dlq)) === 2 ? true : undefined));
+    // alpha took both events before the outage went on.
+    const table = await createLedgerTable(dynamodb, 'redrive');
+    const ledger = createLedger(dynamodb, { table, endpoints: ['alpha', 'beta'], ttlS: 3600 });
+    const keys = ['out-of-receives', 'full'].map(
+      (id) => (parseEvent(JSON.stringify(cloudEvent(id)), 1e6) as ValidEvent).key,
+    );
+    await ledger.record(
+      keys.map((key) => ({ key, endpoint: 'alpha' })),
+      AbortSignal.timeout(10_000),
+    );
+    const warnings: string[] = [];
+
+    const summary = await redrive(sqs, {
+      from: dlq.url,
+      to: queue.url,
+      emptyWaitS: EMPTY_WAIT_S,
+      onWarning: (w) => warnings.push(w),
+    });
+
+    expect(summary).toMatchObject({ method: 'loop', moved: 2, failed: 0 });
+    // The one with no room for the marker is moved, and the run says what that costs.
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        /^1 message\(s\) had no room for redrive.from \(10 attributes .* reach every endpoint again/,
+      ),
+    ]);
+    const records = (await receiveAll(sqs, queue.url)).map((m) => toLambdaRecord(m, queue.arn));
+    expect(records.map((r) => r.attributes.ApproximateReceiveCount)).toEqual(['1', '1']);
+    const asked: Record<string, string[]> = {};
+    await processBatch(records, {
+      maxEventBytes: 1e6,
+      lookup: (k) => ledger.lookup(k, AbortSignal.timeout(10_000)),
+      deliver: async (event, already) => {
+        asked[event.id] = [...(already ?? [])];
+        return { results: [], skipped: [...(already ?? [])] };
+      },
+    });
+    expect(asked).toEqual({ 'out-of-receives': ['alpha'], full: [] });
+    const marked = records.find((r) => r.body.includes('out-of-receives'))!;
+    expect(marked.messageAttributes[REDRIVE_MARKER]?.stringValue).toBe(dlq.arn);
   });
 });
 
@@ -811,35 +1199,74 @@ describe('npm run redrive (the CLI)', () => {
     expect(stderr).toMatch(/Usage: npm run redrive/);
   });
 
-  it('loses nothing when killed mid-run (send before delete)', async () => {
+  it('loses nothing when killed while a send is on its way (it sends before it deletes)', async () => {
     const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
-    const all = bodies('m', 1_500);
+    const all = bodies('m', 30);
     await sendMessages(
       sqs,
       from.url,
       all.map((body) => ({ body })),
     );
-    const child = cli(['--from', from.url, '--to', to.url, '--visibility-timeout', '1', '--json']);
-    const done = finished(child);
-    await pollUntil('the first message to arrive', async () => ((await count(to)) > 0 ? true : undefined), {
-      intervalMs: 10,
+    // The CLI talks to local SQS through this proxy, which kills it when its second SendMessageBatch arrives (the
+    // first batch moved, the second in hand): a kill at that exact point, not wherever a timer happens to land.
+    let child: ChildProcess | undefined;
+    let sends = 0;
+    const proxy = await sqsProxy(inject('sqsEndpoint'), {
+      pass: ({ target }) => {
+        if (target !== 'AmazonSQS.SendMessageBatch' || ++sends < 2) return true;
+        child?.kill('SIGKILL');
+        return false;
+      },
     });
-    child.kill('SIGKILL');
-    await done;
-    expect(await count(to)).toBeLessThan(all.length);
+    try {
+      child = cli(['--from', proxy.via(from.url), '--to', proxy.via(to.url), '--visibility-timeout', '1', '--json']);
+      const { code } = await finished(child);
+      expect(code).toBeNull();
+    } finally {
+      await proxy.close();
+    }
 
-    // Messages in hand when it died come back to the source after the 1 s visibility timeout.
-    const seen = new Set<string>();
+    // The first batch is in the target; the batch in hand comes back to the source after the 1 s visibility timeout.
+    const seen = { source: [] as string[], target: [] as string[] };
     await pollUntil(
       'every message to be visible in the source or the target',
       async () => {
-        for (const queue of [from, to]) {
-          for (const message of await receiveAll(sqs, queue.url, { visibilityTimeoutS: 60 })) seen.add(message.Body!);
+        for (const [queue, bodiesSeen] of [
+          [from, seen.source],
+          [to, seen.target],
+        ] as const) {
+          for (const m of await receiveAll(sqs, queue.url, { visibilityTimeoutS: 60 })) bodiesSeen.push(m.Body!);
         }
-        return seen.size === all.length ? true : undefined;
+        return seen.source.length + seen.target.length >= all.length ? true : undefined;
       },
       { timeoutMs: 20_000, intervalMs: 200 },
     );
-    expect(sorted([...seen])).toEqual(sorted(all));
+    expect(seen.target).toHaveLength(10);
+    expect(sorted([...seen.source, ...seen.target])).toEqual(sorted(all));
+  });
+});
+
+describe('redrive and SQS size limits (review rev6)', () => {
+  it('moves a message already at the queue size limit: the marker must not make it too large to send', async () => {
+    // Both queues allow 1,024 bytes; the message fills them (body + its one attribute), as a near-1 MiB event fills a
+    // deployed queue. The marker (redrive.from + ARN) would push it over: it is moved unmarked rather than stuck.
+    const limit = { attributes: { MaximumMessageSize: '1024' } };
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked', limit), createQueue(sqs, 'target', limit)]);
+    const attributes = { tenant: text('acme') };
+    const body = 'x'.repeat(1024 - 'tenant'.length - 'String'.length - 'acme'.length);
+    await sendMessages(sqs, from.url, [{ body, attributes }]);
+    const warnings: string[] = [];
+
+    const summary = await redrive(sqs, {
+      from: from.url,
+      to: to.url,
+      emptyWaitS: EMPTY_WAIT_S,
+      onWarning: (w) => warnings.push(w),
+    });
+
+    expect(summary).toMatchObject({ moved: 1, failed: 0 });
+    const landed = await receiveAll(sqs, to.url);
+    expect(landed.map((m) => m.Body)).toEqual([body]);
+    expect(warnings.join('\n')).toContain(REDRIVE_MARKER);
   });
 });

@@ -1,10 +1,11 @@
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createBackoff } from '../../lib/backoff';
-import type { ProcessedRecord } from '../../lib/batch';
+import { outcomeOf, type ProcessedRecord } from '../../lib/batch';
 import { parseEvent, type ValidEvent } from '../../lib/event';
-import { createLedger } from '../../lib/ledger';
+import { createLedger, ledgerId } from '../../lib/ledger';
 import { createQuarantine, QUARANTINE_ATTRIBUTES as Q } from '../../lib/quarantine';
 import {
   createSettle,
@@ -56,6 +57,8 @@ const processed = (record: SQSRecord, outcome: RecordOutcome, quarantined?: bool
   outcome,
   ...(quarantined !== undefined ? { quarantined } : {}),
 });
+const ok = (endpoint: string) => ({ ok: true as const, endpoint, attempts: 1, latencyMs: 1, status: 200 });
+const fail = (endpoint: string, kind: DeliveryFailure['kind']) => ({ ok: false as const, endpoint, kind, attempts: 1 });
 const failure = (endpoint: string, kind: DeliveryFailure['kind'], extra: Partial<DeliveryFailure> = {}) => ({
   endpoint,
   kind,
@@ -414,6 +417,67 @@ describe('createSettle with local SQS and dynalite', () => {
     expect(await real.lookup([key], signal())).toEqual(new Map([[key, new Set(['alpha', 'beta'])]]));
   });
 
+  // Review of issue 15 A5: entries were written once per event key, so the second record of an event routed
+  // differently lost its own.
+  it('issue 15 A5: records of one event routed differently each write the endpoints they reached', async () => {
+    const ledger = createLedger(dynamodb, { table, endpoints: ['alpha', 'beta', 'gamma'], ttlS: 3600 });
+    const settle = createSettle({ logger: captureLogs().logger, ledgerMode: 'redeliveries', ledger });
+    const id = `routed-${Math.random()}`;
+    const [toAlpha, toBeta] = [sqsRecord(body(id)), sqsRecord(body(id))];
+    // Filters routed one record to alpha + gamma, the other to beta + gamma; gamma failed for both: both come back.
+    const failed = (delivered: string): RecordOutcome => ({
+      kind: 'failed',
+      failures: [failure('gamma', 'transient')],
+      delivered: [delivered],
+    });
+    const batch = [processed(toAlpha, failed('alpha')), processed(toBeta, failed('beta'))];
+    await settle(batch, signal(), counters());
+    const key = (batch[0]!.event as ValidEvent).key;
+    // Without beta's entry the returning record is sent to beta again.
+    expect(await ledger.lookup([key], signal())).toEqual(new Map([[key, new Set(['alpha', 'beta'])]]));
+  });
+
+  it('issue 15 A3: a returning event that fails again writes the entries of the endpoints it skipped again', async () => {
+    const day = 86_400_000;
+    let now = Date.now();
+    const ledger = createLedger(dynamodb, {
+      table,
+      endpoints: ['alpha', 'beta', 'gamma'],
+      ttlS: 19 * 86_400,
+      now: () => now,
+    });
+    const settle = createSettle({ logger: captureLogs().logger, ledgerMode: 'redeliveries', ledger });
+    const record = sqsRecord(body(`skipped-${Math.random()}`));
+    const key = (event(record) as ValidEvent).key;
+    const expirationOf = async (endpoint: string) => {
+      const { Item } = await dynamodb.send(
+        new GetItemCommand({ TableName: table, Key: { id: { S: ledgerId(key, endpoint) } }, ConsistentRead: true }),
+      );
+      return Number(Item?.expiration?.N);
+    };
+    // First receive: alpha takes it, beta fails.
+    const first = outcomeOf({ results: [ok('alpha'), fail('beta', 'transient')], skipped: [] });
+    expect(await settle([processed(record, first)], signal(), counters())).toEqual(new Set([record.messageId]));
+    const firstExpiration = await expirationOf('alpha');
+    // A day later SQS hands the same message out again: the ledger says alpha has it; beta fails again. Within one
+    // message's life alpha's first entry outlasts it: not written again on every receive (review of issue 15 A3).
+    now += day;
+    const redelivered = outcomeOf({ results: [fail('beta', 'transient')], skipped: ['alpha'] });
+    await settle([processed(record, redelivered)], signal(), counters());
+    expect(await expirationOf('alpha')).toBe(firstExpiration);
+    // Nine days later a redrive moves it back (a new message carrying the redrive marker): gamma takes it, beta fails.
+    now += 9 * day;
+    const redriven: SQSRecord = {
+      ...record,
+      messageAttributes: { 'redrive.from': { dataType: 'String', stringValue: 'arn:aws:sqs:us-east-1:1:dlq' } },
+    };
+    const again = outcomeOf({ results: [ok('gamma'), fail('beta', 'transient')], skipped: ['alpha'] });
+    await settle([processed(redriven, again)], signal(), counters());
+    // alpha's entry lasts as long as the event's new life, not 19 days from the first failure.
+    expect(await expirationOf('alpha')).toBe(firstExpiration + 10 * 86_400);
+    expect(await expirationOf('gamma')).toBe(firstExpiration + 10 * 86_400);
+  });
+
   it('groups deliveries cut off by the deadline into one line per endpoint, every id listed', async () => {
     const { logger, lines } = captureLogs();
     const records = Array.from({ length: GROUPED_IDS_PER_LINE + 1 }, () => sqsRecord(body(`cut-${Math.random()}`)));
@@ -689,7 +753,8 @@ describe('createSettle with local SQS and dynalite', () => {
       `credentials were refused (401/403) and reading them again failed (see error): ${check}`,
       `credentials were refused (401/403) even after reading them again: ${check}`,
       'the OAuth token endpoint refused the client (its status and error code are in error; nothing was sent to the ' +
-        "endpoint): check the endpoint's auth.clientId, auth.scope and the client secret stored for auth.clientSecret; " +
+        "endpoint): check the endpoint's auth.clientId, auth.scope, the client secret stored for auth.clientSecret and " +
+        'auth.clientAuth (a token endpoint that takes the secret only in the form refuses HTTP Basic: set post); ' +
         'the record comes back with backoff',
       'a stored secret holds a character HTTP cannot carry (a line break? see error for the header); nothing was sent: ' +
         "fix the value stored for the endpoint's auth/signing in the endpoints file or its ENDPOINT_CREDENTIALS entry; " +

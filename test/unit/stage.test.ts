@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LIMITS, templateLimitErrors } from '../../infra/stack-limits.cjs';
 import {
+  checkEndpoints,
   checkFunctionName,
   checkGraphMetrics,
   checkPlainParams,
@@ -317,5 +318,15 @@ describe('the records-failing and endpoint-down alarms see every outage the stag
     expect(() => outageAlarmEvaluation('dev', { ...defaults, baseDelayS: 0 })).toThrow(
       tooSoon(10, 0, 0, 'Raise RETRY_BASE_DELAY_S (no maxReceiveCount up to 1000 is enough with 0)'),
     );
+  });
+});
+
+describe('the endpoints as packaged (issue 15, review)', () => {
+  it('refuses plain http to a loopback host, which in Lambda is the Runtime API; https passes', async () => {
+    await expect(checkEndpoints('prod', { ENDPOINTS: 'local=http://127.0.0.1:9/in' }, undefined)).rejects.toThrow(
+      "Stage 'prod': ENDPOINTS: endpoint 'local' url: plain http (to a loopback host) is accepted only for local runs",
+    );
+    const { config } = await checkEndpoints('prod', { ENDPOINTS: 'local=https://127.0.0.1:9/in' }, undefined);
+    expect(config.endpoints.map((endpoint) => endpoint.name)).toEqual(['local']);
   });
 });

@@ -1,5 +1,5 @@
 /**
- * Figure 4: cold start. A fresh Node 22 process per measurement, from process start to the answer of a first 10-event
+ * Figure 4: cold start. A fresh Node 24 process per measurement, from process start to the answer of a first 10-event
  * batch (3 loopback endpoints): the artifact exactly as `npm run package` builds it, the other bundling choices for
  * comparison, and a minimal handler that only imports @aws-sdk/client-sqs and answers empty.
  */

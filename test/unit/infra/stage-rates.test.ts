@@ -33,6 +33,17 @@ describe('checkRates: a rate-limited endpoint must take a whole batch within one
     expect(() => checkRates('prod', config({ rateLimitPerSecond: 1.661 }), limits)).toThrow(/at most 99 requests/);
   });
 
+  it('counts a rate between two thousandths down: one a minute (1/60) sends 15 in 899 s, not the 16 of 0.017/s', () => {
+    const oneAMinute = config({ rateLimitPerSecond: 1 / 60 });
+    const fifteenMinutes = { ...limits, timeoutS: 900 };
+    expect(() => checkRates('prod', oneAMinute, { ...fifteenMinutes, batchSize: 16 })).toThrow(/at most 15 requests/);
+    expect(() => checkRates('prod', oneAMinute, { ...fifteenMinutes, batchSize: 15 })).not.toThrow();
+    // The burst is the bucket's own: 1.0004/s saves up 2, and sends 2 + 59 in 59 s.
+    expect(() =>
+      checkRates('prod', config({ rateLimitPerSecond: 1.0004 }), { ...limits, batchSize: 61 }),
+    ).not.toThrow();
+  });
+
   it('lets an endpoint without a rate limit take any batch', () => {
     expect(checkRates('prod', config({}), { ...limits, batchSize: 10_000 })).toContain(
       '  crm: no rate limit, 1000 concurrent requests (10 × 100)',

@@ -193,7 +193,7 @@ describe('ClientCredentialsToken', () => {
     const error = await Promise.resolve(source.get('wrong-secret', never)).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OAuthTokenError);
     expect((error as Error).message).toBe(
-      `OAuth token endpoint ${tokens.url.href} answered 401 invalid_client: check clientId, the client secret and scope`,
+      `OAuth token endpoint ${tokens.url.href} answered 401 invalid_client: check clientId, the client secret, scope and clientAuth (basic or post)`,
     );
     expect(error).toMatchObject({ name: 'OAuthTokenError', endpoint: 'crm', status: 401 });
     expect((error as Error).message).not.toContain('wrong-secret');
@@ -206,7 +206,9 @@ describe('ClientCredentialsToken: what the token endpoint answers', () => {
     const error = await refusalOf(tokenSource(tokens.url).get('wrong-secret', never));
     expect(error).toBeInstanceOf(OAuthTokenError);
     expect(error).toMatchObject({ status: 400 });
-    expect(error.message).toMatch(/answered 400 invalid_client: check clientId, the client secret and scope$/);
+    expect(error.message).toMatch(
+      /answered 400 invalid_client: check clientId, the client secret, scope and clientAuth \(basic or post\)$/,
+    );
   });
 
   it('an error code that is not RFC 6749 text is left out of the message', async () => {
@@ -321,6 +323,29 @@ describe('ClientCredentialsToken: what the token endpoint answers', () => {
     expect(await refusalOf(tokenSource(url).get(SECRET, deadline.signal))).toBeInstanceOf(OAuthAbortedError);
   });
 
+  it('an answer larger than 64 KiB is refused before it is all read: a tokenUrl serving a stream or a file', async () => {
+    let written = 0;
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"access_token":"');
+      // Endless, until the client drops the connection.
+      const more = () => {
+        written += 16_384;
+        if (res.write('a'.repeat(16_384))) setImmediate(more);
+        else res.once('drain', more);
+      };
+      res.on('close', () => res.removeAllListeners('drain'));
+      more();
+    });
+    const url = new URL(await listenForTest(server));
+    const error = await refusalOf(tokenSource(url, undefined, { timeoutMs: 5_000 }).get(SECRET, never));
+    expect(error).toBeInstanceOf(OAuthTokenError);
+    expect(error.message).toBe(
+      `OAuth token endpoint ${url.origin}${url.pathname} answered more than 65536 bytes: not a token answer (check tokenUrl)`,
+    );
+    expect(written).toBeLessThan(64 * 1024 * 1024);
+  });
+
   it('a body that is not JSON is an answer without an access_token', async () => {
     const down = await testEndpoint(() => ({ status: 200, body: 'welcome' }));
     const error = await refusalOf(tokenSource(new URL(down.url)).get(SECRET, never));
@@ -337,6 +362,20 @@ describe('ClientCredentialsToken: what the token endpoint answers', () => {
     now += 107_999;
     expect(await source.get(SECRET, never)).toBe('tok-1');
     now += 1;
+    expect(await source.get(SECRET, never)).toBe('tok-2');
+  });
+
+  it('an access_token HTTP cannot carry (a line break) is refused and not kept: the next answer is used', async () => {
+    const tokens = await tokenServer({
+      answer: (n) => ({ access_token: n === 1 ? 'tok-1\r\nX-Injected: 1' : `tok-${n}`, token_type: 'Bearer' }),
+    });
+    let now = 1_000_000;
+    const source = tokenSource(tokens.url, () => now);
+    const error = await refusalOf(source.get(SECRET, never));
+    expect(error).toBeInstanceOf(OAuthTokenError);
+    expect(error.message).toMatch(/answered an access_token that cannot be sent in an Authorization header/);
+    expect(error.message).not.toContain('tok-1');
+    now += 5_000;
     expect(await source.get(SECRET, never)).toBe('tok-2');
   });
 

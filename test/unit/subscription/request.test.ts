@@ -105,18 +105,29 @@ describe('content modes, read back with the cloudevents SDK', () => {
   });
 });
 
-describe('binary mode: attributes too large for the headers an endpoint takes', () => {
+/** A real Node server with a 4 KB header limit: it answers 431 by itself, before any handler runs. */
+async function smallHeaderServer(): Promise<string> {
+  const server = http.createServer({ maxHeaderSize: 4096 }, (_req, res) => res.end());
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/in`;
+}
+
+describe('headers too large for an endpoint: 431 blames the event only in binary mode', () => {
   it("an endpoint's own 431 (Node's header limit) blames the event: rejected with the status, so it is quarantined", async () => {
-    // A real Node server with a 4 KB header limit answers 431 by itself, before any handler runs.
-    const server = http.createServer({ maxHeaderSize: 4096 }, (_req, res) => res.end());
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/in`;
+    const url = await smallHeaderServer();
     const sub = subscriberFor(url, { contentMode: 'binary' });
     const context = { signal: never, deadlineAt: Date.now() + 60_000 };
     expect(await sub.deliver(valid({ subject: 's'.repeat(100) }), context)).toMatchObject({ ok: true });
     const result = await sub.deliver(valid({ subject: 's'.repeat(5000) }), context);
     expect(result).toMatchObject({ ok: false, kind: 'rejected', status: 431 });
+  });
+
+  it('structured mode: a 431 blames our own headers (a large static header), never the event: endpoint-error', async () => {
+    const url = await smallHeaderServer();
+    const sub = subscriberFor(url, { headers: { 'x-tenant-context': 't'.repeat(5000) } });
+    const result = await sub.deliver(valid(), { signal: never, deadlineAt: Date.now() + 60_000 });
+    expect(result).toMatchObject({ ok: false, kind: 'endpoint-error', status: 431 });
   });
 });
 

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { readEndpointsFile } from '../../../infra/endpoints-file';
 import { loadConfig } from '../../../lib/config';
 import { ConfigError } from '../../../lib/errors';
-import { parseEndpointsDocument } from '../../../lib/subscription/schema';
+import { DEFAULT_RETRY_SCHEDULE, parseEndpointsDocument } from '../../../lib/subscription/schema';
 
 const SOURCE = 'endpoints/prod.yml';
 const base = { name: 'audit', url: 'https://audit.example.com/in' };
@@ -175,6 +175,35 @@ describe('endpoints file schema', () => {
     expect(message).toContain(fragment);
   });
 
+  it('a kind or scheme written where its mapping belongs asks for the mapping, not for the kind already given', () => {
+    expect(rejection([{ ...base, auth: 'bearer' }])).toBe(
+      `${SOURCE}: endpoint 'audit' (endpoints[0]): auth: must be a mapping (key: value), not a string: ` +
+        "e.g. { kind: bearer, token: { ssm: <parameter name> } }; kind is one of 'bearer', 'basic', 'apiKey', 'oauth2-client-credentials'",
+    );
+    expect(rejection([{ ...base, signing: 'standard-webhooks' }])).toContain(
+      "signing: must be a mapping (key: value), not a string: e.g. { scheme: standard-webhooks, secrets: [{ ssm: <parameter name> }] }; scheme is one of 'standard-webhooks', 'x-signature-256'",
+    );
+    expect(rejection([{ ...base, auth: null }])).toContain('auth: must be a mapping (key: value), not null: e.g.');
+    // A mapping with a wrong or missing kind still lists the kinds.
+    expect(rejection([{ ...base, auth: { kind: 'Bearer' } }])).toContain("auth.kind: must be one of 'bearer'");
+    expect(rejection([{ ...base, signing: { secret: { ssm: '/s' } } }])).toContain(
+      "signing.scheme: must be one of 'standard-webhooks', 'x-signature-256'",
+    );
+  });
+
+  it('refuses a static header named like a credential, never showing its value (it is bundled in clear)', () => {
+    for (const name of ['X-Api-Key', 'api_key', 'X-Auth-Token', 'X-Access-Token', 'Proxy-Authorization', 'Cookie']) {
+      const message = rejection([{ ...base, headers: { [name]: 'sk_live_pasted' } }]);
+      expect(message).toContain(`headers.${name}: '${name}' is named like a credential`);
+      expect(message).toContain('auth: { kind: apiKey');
+      expect(message).not.toContain('sk_live_pasted');
+    }
+    // Headers that merely mention a key or an id stay static headers.
+    for (const name of ['X-Tenant', 'X-Partition-Key', 'X-Request-Source', 'X-Session-Region']) {
+      expect(parseEndpointsDocument({ endpoints: [{ ...base, headers: { [name]: 'v' } }] }, SOURCE)).toHaveLength(1);
+    }
+  });
+
   it('refuses unquoted YAML numbers as extension filter values, naming the file and the field', () => {
     const dir = mkdtempSync(join(tmpdir(), 'endpoints-'));
     const path = join(dir, 'stage.yml');
@@ -193,6 +222,11 @@ describe('endpoints file schema', () => {
     [{ headers: { 'X-Tenant': 7 } }, 'headers.X-Tenant: must be a string, not a number: quote the value'],
     [{ filter: 'orders' }, 'filter: must be a mapping (key: value), not a string'],
     [{ timeoutMs: 1.5 }, 'timeoutMs: must be a whole number'],
+    [{ retrySchedule: [] }, 'retrySchedule: must be at least 1 item(s)'],
+    [{ retrySchedule: Array.from({ length: 21 }, () => 5) }, 'retrySchedule: must be at most 20 item(s)'],
+    [{ retrySchedule: [5, 0] }, 'retrySchedule[1]: must be at least 1'],
+    [{ retrySchedule: [43_201] }, 'retrySchedule[0]: must be at most 43200'],
+    [{ retrySchedule: [2.5] }, 'retrySchedule[0]: must be a whole number'],
     [
       { auth: { kind: 'bearer' } },
       'auth.token: is required: a reference to a stored secret, { ssm: <parameter name> }',
@@ -280,5 +314,22 @@ describe('endpoints file schema', () => {
     expect(() => loadConfig({ ENDPOINTS: 'a=https://a.example.com/x' }, file)).toThrow(
       /ENDPOINTS: is set and so is the endpoints file endpoints\/prod.yml/,
     );
+  });
+});
+
+describe('retrySchedule', () => {
+  it('keeps an endpoint’s own schedule and leaves the default to the lanes when absent', () => {
+    const [own, plain] = parseEndpointsDocument(
+      {
+        endpoints: [
+          { ...base, retrySchedule: [1, 43_200] },
+          { ...base, name: 'crm' },
+        ],
+      },
+      SOURCE,
+    );
+    expect(own?.retrySchedule).toEqual([1, 43_200]);
+    expect(plain?.retrySchedule).toBeUndefined();
+    expect(DEFAULT_RETRY_SCHEDULE).toEqual([5, 60, 300, 1800, 7200, 18000, 36000, 36000]);
   });
 });

@@ -1,0 +1,46 @@
+import type { Config } from '../config';
+import { DEFAULT_RETRY_SCHEDULE } from '../subscription/schema';
+import type { LaneSender } from './park';
+
+export { decodeEnvelope, encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope } from './envelope';
+export { createLaneSender, type LaneMessage, type LaneSender, laneQueueUrl, MAX_DELAY_S } from './park';
+export { type LaneServeDeps, serveLane } from './serve';
+export { type ParkDeps, parkFailures } from './source';
+
+/**
+ * Which endpoint's lane a batch comes from: its queue name (the ARN's last part) is the prefix's queue name + the
+ * endpoint; undefined for a source batch. An event source mapping reads one queue, so the first record decides.
+ */
+export function laneOf(prefixUrl: string): (records: readonly { eventSourceARN?: string }[]) => string | undefined {
+  const prefixName = prefixUrl.slice(prefixUrl.lastIndexOf('/') + 1);
+  return (records) => {
+    const arn = records[0]?.eventSourceARN ?? '';
+    const name = arn.slice(arn.lastIndexOf(':') + 1);
+    return name.length > prefixName.length && name.startsWith(prefixName) ? name.slice(prefixName.length) : undefined;
+  };
+}
+
+/** What the pipeline keeps for the lanes: how to send, how to tell a lane batch, each endpoint's schedule and pause. */
+export interface Lanes {
+  send: LaneSender;
+  laneOf: (records: readonly { eventSourceARN?: string }[]) => string | undefined;
+  schedule: (endpoint: string) => readonly number[];
+  paused: (endpoint: string) => boolean;
+}
+
+/** Lanes only with LANE_QUEUE_URL_PREFIX and a sender; otherwise undefined and nothing changes. */
+export function createLanes(
+  config: Pick<Config, 'laneQueueUrlPrefix' | 'endpoints'>,
+  send: LaneSender | undefined,
+  // The seam for the pause flag (SSM parameter, CLI): until it exists, no endpoint is paused.
+  paused: (endpoint: string) => boolean = () => false,
+): Lanes | undefined {
+  if (!config.laneQueueUrlPrefix || !send) return undefined;
+  const schedules = new Map(config.endpoints.map((e) => [e.name, e.retrySchedule ?? DEFAULT_RETRY_SCHEDULE]));
+  return {
+    send,
+    laneOf: laneOf(config.laneQueueUrlPrefix),
+    schedule: (endpoint) => schedules.get(endpoint) ?? DEFAULT_RETRY_SCHEDULE,
+    paused,
+  };
+}

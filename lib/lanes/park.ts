@@ -1,0 +1,77 @@
+import { SendMessageBatchCommand, type SendMessageBatchRequestEntry, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSRecord } from 'aws-lambda';
+import { errorText } from '../errors';
+import { batchEntries } from '../quarantine';
+import { encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope } from './envelope';
+
+/** SQS message timers stop at 15 minutes: a longer wait is several hops through the lane. */
+export const MAX_DELAY_S = 900;
+
+/** One event bound for an endpoint's lane (the endpoint is the envelope's `e`). */
+export interface LaneMessage {
+  record: SQSRecord;
+  envelope: LaneEnvelope;
+  delaySeconds: number;
+}
+
+/** Per message in order, whether the lane durably holds it; and why some did not go (SQS's codes, errors). */
+export interface LaneSendResult {
+  parked: boolean[];
+  errors: string[];
+}
+
+/** Sends events to their endpoints' lanes. */
+export type LaneSender = (messages: readonly LaneMessage[], signal: AbortSignal) => Promise<LaneSendResult>;
+
+export function laneQueueUrl(prefix: string, endpoint: string): string {
+  return `${prefix}${endpoint}`;
+}
+
+function toEntry(message: LaneMessage, id: string): SendMessageBatchRequestEntry {
+  const { record, envelope } = message;
+  const entry: SendMessageBatchRequestEntry = {
+    Id: id,
+    // Byte for byte: the body is the CloudEvent the endpoint gets later.
+    MessageBody: record.body,
+    DelaySeconds: Math.min(MAX_DELAY_S, Math.max(0, Math.ceil(message.delaySeconds))),
+    MessageAttributes: { [LANE_ATTRIBUTE]: { DataType: 'String', StringValue: encodeEnvelope(envelope) } },
+  };
+  const trace = record.attributes?.AWSTraceHeader;
+  if (trace) entry.MessageSystemAttributes = { AWSTraceHeader: { DataType: 'String', StringValue: String(trace) } };
+  return entry;
+}
+
+/**
+ * SendMessageBatch to `prefix + endpoint`, up to 10 per call, calls in parallel. Never throws: an entry SQS refused,
+ * a call that failed or was aborted by `signal` parks nothing (false), so the caller keeps the record failed.
+ */
+export function createLaneSender(sqs: SQSClient, prefix: string): LaneSender {
+  return async (messages, signal) => {
+    const parked = messages.map(() => false);
+    const errors: string[] = [];
+    const byLane = new Map<string, { entry: SendMessageBatchRequestEntry; index: number }[]>();
+    messages.forEach((message, index) => {
+      const url = laneQueueUrl(prefix, message.envelope.e);
+      const list = byLane.get(url) ?? [];
+      list.push({ entry: toEntry(message, String(index)), index });
+      byLane.set(url, list);
+    });
+    const calls = [...byLane].flatMap(([url, prepared]) =>
+      batchEntries(prepared).map(async (batch) => {
+        try {
+          const response = await sqs.send(
+            new SendMessageBatchCommand({ QueueUrl: url, Entries: batch.map((p) => p.entry) }),
+            { abortSignal: signal },
+          );
+          for (const ok of response.Successful ?? []) parked[Number(ok.Id)] = true;
+          for (const failed of response.Failed ?? []) errors.push(`${url}: ${failed.Code}: ${failed.Message}`);
+        } catch (error) {
+          // Nothing of this call is known to be in the lane: its records stay failed and come back.
+          errors.push(`${url}: ${errorText(error)}`);
+        }
+      }),
+    );
+    await Promise.all(calls);
+    return { parked, errors };
+  };
+}

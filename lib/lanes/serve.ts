@@ -1,0 +1,260 @@
+import type { Logger } from '@aws-lambda-powertools/logger';
+import type { Metrics } from '@aws-lambda-powertools/metrics';
+import type { SQSRecord } from 'aws-lambda';
+import type { DeliveryResult } from '../delivery';
+import { errorText } from '../errors';
+import { parseEvent } from '../event';
+import { type FanoutContext, fanout } from '../fanout';
+import { MetricName, MetricUnit } from '../observability';
+import type { Subscriber } from '../subscription/subscriber';
+import type { Ledger, Quarantine, QuarantineItem } from '../types';
+import { decodeEnvelope, type LaneEnvelope } from './envelope';
+import { type LaneMessage, type LaneSender, MAX_DELAY_S } from './park';
+
+/** What serving one lane batch needs: its endpoint and the side effects, each bounded by a deadline signal. */
+export interface LaneServeDeps {
+  endpoint: string;
+  /** Undefined when the endpoint is no longer configured: its lane's messages can go nowhere. */
+  subscriber: Subscriber | undefined;
+  schedule: readonly number[];
+  paused: boolean;
+  maxEventBytes: number;
+  send: LaneSender;
+  quarantine: Quarantine | undefined;
+  ledger: Ledger | undefined;
+  /** Deliveries run under its signal (the delivery deadline). */
+  fanoutContext: FanoutContext;
+  /** Sends, quarantine and ledger writes run under this one (the settle deadline). */
+  sideSignal: AbortSignal;
+  logger: Logger;
+  metrics: Metrics;
+  now?: () => number;
+}
+
+/** What one lane record calls for; acknowledged only once its side effect is confirmed. */
+type Step =
+  | { kind: 'ack' }
+  | { kind: 'resend'; message: LaneMessage }
+  | { kind: 'quarantine'; item: QuarantineItem }
+  | { kind: 'retry' };
+
+/** Counts for the batch's log line and metrics. */
+interface LaneCounts {
+  delivered: number;
+  /** Keys of the events delivered now, for the ledger. */
+  deliveredKeys: string[];
+  exhausted: number;
+  oldestAgeMs: number;
+}
+
+const resend = (record: SQSRecord, envelope: LaneEnvelope, delayS: number): Step => ({
+  kind: 'resend',
+  message: { record, envelope, delaySeconds: Math.min(MAX_DELAY_S, Math.max(0, Math.ceil(delayS))) },
+});
+
+function quarantined(deps: LaneServeDeps, record: SQSRecord, reason: QuarantineItem['reason'], detail: string): Step {
+  return { kind: 'quarantine', item: { record, reason, detail, endpoint: deps.endpoint } };
+}
+
+/** A record that is not due (or whose endpoint is paused) goes back delayed; a due one is left to deliver. */
+function planRecord(deps: LaneServeDeps, record: SQSRecord, now: number, counts: LaneCounts): Step | LaneEnvelope {
+  const decoded = decodeEnvelope(record, deps.endpoint);
+  if (!decoded.ok) return quarantined(deps, record, 'lane-envelope-invalid', decoded.reason);
+  const { envelope } = decoded;
+  counts.oldestAgeMs = Math.max(counts.oldestAgeMs, now - envelope.f);
+  if (!deps.subscriber) {
+    return quarantined(deps, record, 'lane-envelope-invalid', `endpoint '${deps.endpoint}' is not configured`);
+  }
+  // Waiting in the queue, never invisible: the lane holds no message in flight for a backoff.
+  if (deps.paused) return resend(record, envelope, MAX_DELAY_S);
+  if (now < envelope.d) return resend(record, envelope, (envelope.d - now) / 1000);
+  return envelope;
+}
+
+/** After a delivery: delivered → ack; rejected → quarantine; failed → the next wait, or the DLQ once exhausted. */
+function afterDelivery(
+  deps: LaneServeDeps,
+  record: SQSRecord,
+  envelope: LaneEnvelope,
+  result: DeliveryResult | undefined,
+  counts: LaneCounts,
+): Step {
+  if (!result || result.ok) {
+    if (result) {
+      counts.delivered++;
+      counts.deliveredKeys.push(envelope.k);
+    }
+    return { kind: 'ack' };
+  }
+  if (result.kind === 'rejected') {
+    return {
+      kind: 'quarantine',
+      item: {
+        record,
+        reason: 'rejected-by-endpoint',
+        detail: `${deps.endpoint} answered ${result.status}`,
+        endpoint: deps.endpoint,
+        ...(result.status !== undefined ? { status: result.status } : {}),
+      },
+    };
+  }
+  // Cut off by the deadline (or waiting for a rate-limit token): not the endpoint's failure; back after the visibility timeout.
+  if (result.kind === 'aborted') return { kind: 'retry' };
+  const attempts = envelope.a + 1;
+  if (attempts > deps.schedule.length) {
+    counts.exhausted++;
+    const detail = `${deps.endpoint}: ${attempts} attempts failed, the last ${result.status ?? result.error ?? result.kind}`;
+    return quarantined(deps, record, 'retries-exhausted', detail);
+  }
+  const waitS = deps.schedule[attempts - 1]!;
+  const now = deps.now?.() ?? Date.now();
+  return resend(record, { ...envelope, a: attempts, d: now + waitS * 1000 }, waitS);
+}
+
+/** Delivers the due records to the lane's endpoint only (skipping what the ledger says it has); one step each. */
+async function deliverDue(
+  deps: LaneServeDeps,
+  due: { index: number; record: SQSRecord; envelope: LaneEnvelope }[],
+  counts: LaneCounts,
+): Promise<Map<number, Step>> {
+  const steps = new Map<number, Step>();
+  const { subscriber } = deps;
+  if (!subscriber) return steps;
+  const known = await lookupDelivered(
+    deps,
+    due.map((item) => item.envelope.k),
+  );
+  await Promise.all(
+    due.map(async ({ index, record, envelope }) => {
+      if (known.has(envelope.k)) return steps.set(index, { kind: 'ack' });
+      const event = parseEvent(record.body, deps.maxEventBytes);
+      if (!event.ok) return steps.set(index, quarantined(deps, record, event.reason, event.detail));
+      const fan = await fanout(event, [subscriber], undefined, deps.fanoutContext);
+      return steps.set(index, afterDelivery(deps, record, envelope, fan.results[0], counts));
+    }),
+  );
+  return steps;
+}
+
+async function lookupDelivered(deps: LaneServeDeps, keys: string[]): Promise<Set<string>> {
+  if (!deps.ledger || keys.length === 0) return new Set();
+  try {
+    const found = await deps.ledger.lookup(keys, deps.fanoutContext.signal, () => [deps.endpoint]);
+    return new Set(keys.filter((key) => found.get(key)?.has(deps.endpoint)));
+  } catch (error) {
+    deps.logger.warn('delivery ledger unavailable; delivering every due lane record', { error: errorText(error) });
+    return new Set();
+  }
+}
+
+/** Runs the sends and quarantines the steps call for; resolves with the ids confirmed done (safe to acknowledge). */
+async function applySteps(
+  deps: LaneServeDeps,
+  records: readonly SQSRecord[],
+  steps: Step[],
+  deliveredKeys: readonly string[],
+): Promise<Set<string>> {
+  const done = new Set<string>();
+  const sends: { id: string; message: LaneMessage }[] = [];
+  const poison: QuarantineItem[] = [];
+  steps.forEach((step, index) => {
+    const id = records[index]!.messageId;
+    if (step.kind === 'ack') done.add(id);
+    else if (step.kind === 'resend') sends.push({ id, message: step.message });
+    else if (step.kind === 'quarantine') poison.push(step.item);
+  });
+  const [sent, safe] = await Promise.all([
+    sends.length > 0
+      ? deps.send(
+          sends.map((s) => s.message),
+          deps.sideSignal,
+        )
+      : undefined,
+    quarantine(deps, poison),
+    recordDelivered(deps, deliveredKeys),
+  ]);
+  sends.forEach((s, index) => {
+    if (sent?.parked[index]) done.add(s.id);
+  });
+  if (sent && sent.errors.length > 0) {
+    deps.logger.warn('lane records not sent back to the lane; they come back after the visibility timeout', {
+      endpoint: deps.endpoint,
+      errors: sent.errors.slice(0, 5),
+    });
+  }
+  for (const id of safe) done.add(id);
+  return done;
+}
+
+/** The ledger learns what the lane delivered, so a duplicate lane message is not delivered again; never throws. */
+async function recordDelivered(deps: LaneServeDeps, keys: readonly string[]): Promise<void> {
+  if (!deps.ledger || keys.length === 0) return;
+  try {
+    await deps.ledger.record(
+      keys.map((key) => ({ key, endpoint: deps.endpoint })),
+      deps.sideSignal,
+    );
+  } catch (error) {
+    deps.logger.warn('delivery ledger not updated for lane deliveries; a duplicate would be delivered again', {
+      endpoint: deps.endpoint,
+      error: errorText(error),
+    });
+  }
+}
+
+async function quarantine(deps: LaneServeDeps, items: QuarantineItem[]): Promise<Set<string>> {
+  if (items.length === 0) return new Set();
+  for (const item of items) {
+    deps.logger.warn('lane record to the quarantine', {
+      endpoint: deps.endpoint,
+      reason: item.reason,
+      detail: item.detail,
+    });
+  }
+  if (!deps.quarantine) return new Set();
+  try {
+    return await deps.quarantine.send(items, deps.sideSignal);
+  } catch (error) {
+    deps.logger.error('quarantine failed; the lane records stay on the lane', { error: errorText(error) });
+    return new Set();
+  }
+}
+
+/**
+ * A lane batch of one endpoint: a record not yet due goes back to the lane delayed, a due one is delivered to that
+ * endpoint only; each is acknowledged once its delivery, send or quarantine is confirmed. Resolves with the ids to
+ * report failed.
+ */
+export async function serveLane(records: readonly SQSRecord[], deps: LaneServeDeps): Promise<Set<string>> {
+  const now = deps.now?.() ?? Date.now();
+  const counts: LaneCounts = { delivered: 0, deliveredKeys: [], exhausted: 0, oldestAgeMs: 0 };
+  const steps: Step[] = new Array(records.length);
+  const due: { index: number; record: SQSRecord; envelope: LaneEnvelope }[] = [];
+  records.forEach((record, index) => {
+    const planned = planRecord(deps, record, now, counts);
+    if ('kind' in planned) steps[index] = planned;
+    else due.push({ index, record, envelope: planned });
+  });
+  if (due.length > 0) for (const [index, step] of await deliverDue(deps, due, counts)) steps[index] = step;
+  const done = await applySteps(deps, records, steps, counts.deliveredKeys);
+  const failed = new Set(records.map((record) => record.messageId).filter((id) => !done.has(id)));
+  publishLaneMetrics(deps, counts);
+  deps.logger.info('lane batch processed', {
+    endpoint: deps.endpoint,
+    records: records.length,
+    acknowledged: records.length - failed.size,
+    failed: failed.size,
+    delivered: counts.delivered,
+    exhausted: counts.exhausted,
+    oldestAgeS: Math.round(counts.oldestAgeMs / 1000),
+  });
+  return failed;
+}
+
+function publishLaneMetrics(deps: LaneServeDeps, counts: LaneCounts): void {
+  const { metrics } = deps;
+  metrics.addMetric(MetricName.LaneDelivered, MetricUnit.Count, counts.delivered);
+  metrics.addMetric(MetricName.RetriesExhausted, MetricUnit.Count, counts.exhausted);
+  metrics.addMetric(MetricName.LaneBacklogAgeS, MetricUnit.Seconds, Math.max(0, Math.round(counts.oldestAgeMs / 1000)));
+  metrics.publishStoredMetrics();
+}

@@ -1,0 +1,364 @@
+import { CreateQueueCommand, type Message, SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createEdges } from '../../lib/edges';
+import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
+import { createLaneSender, encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope, type LaneSender } from '../../lib/lanes';
+import { readQuarantineAttributes } from '../../lib/quarantine';
+import {
+  createLedgerTable,
+  createQueue,
+  type LocalQueue,
+  localDynamoDb,
+  localSqs,
+  pollUntil,
+  receiveAll,
+  uniqueName,
+} from '../support/aws';
+import { TestEndpoint } from '../support/endpoints';
+import { cloudEvent, eventRecord, lambdaContext, sqsEvent } from '../support/events';
+import { captureOutput } from '../support/output';
+
+// alpha and beta have lanes; gamma is configured but its lane queue does not exist (a send to it fails).
+const NAMES = ['alpha', 'beta', 'gamma'] as const;
+type Name = (typeof NAMES)[number];
+const SCHEDULE = [1, 2];
+const SOURCE = 'urn:test:orders';
+
+let sqs: SQSClient;
+let endpoints: Record<Name, TestEndpoint>;
+let prefix: string;
+let prefixName: string;
+let lanes: Record<'alpha' | 'beta', LocalQueue>;
+let dlq: LocalQueue;
+let ingest: Ingest | undefined;
+
+beforeAll(async () => {
+  sqs = localSqs();
+  const started = await Promise.all(NAMES.map(() => TestEndpoint.start()));
+  endpoints = { alpha: started[0]!, beta: started[1]!, gamma: started[2]! };
+  prefixName = `${uniqueName('lanes')}-lane-`;
+  const [alpha, beta] = await Promise.all(
+    (['alpha', 'beta'] as const).map(async (name) => {
+      const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: `${prefixName}${name}` }));
+      return {
+        url: QueueUrl!,
+        name: `${prefixName}${name}`,
+        arn: `arn:aws:sqs:us-east-1:123456789012:${prefixName}${name}`,
+      };
+    }),
+  );
+  lanes = { alpha: alpha!, beta: beta! };
+  prefix = alpha!.url.slice(0, -'alpha'.length);
+  dlq = await createQueue(sqs, 'lanes-dlq');
+});
+
+afterAll(async () => {
+  await Promise.all(Object.values(endpoints).map((endpoint) => endpoint.close()));
+  sqs.destroy();
+});
+
+afterEach(async () => {
+  await ingest?.close();
+  ingest = undefined;
+  for (const endpoint of Object.values(endpoints)) endpoint.reset();
+});
+
+async function pipeline(
+  env: Record<string, string> = {},
+  client: SQSClient = sqs,
+  extra: { lanes?: LaneSender } = {},
+): Promise<Ingest> {
+  const document = {
+    endpoints: NAMES.map((name) => ({ name, url: endpoints[name].url, retrySchedule: SCHEDULE })),
+  };
+  const config = loadConfig(
+    {
+      DELIVERY_MAX_ATTEMPTS: '1',
+      QUARANTINE_QUEUE_URL: dlq.url,
+      LANE_QUEUE_URL_PREFIX: prefix,
+      ...env,
+    },
+    { document, source: 'lanes.yml' },
+  );
+  // No backoff: the source records are not on a real queue, so ChangeMessageVisibility would only log.
+  const { quarantine, lanes: send, ledger } = await createEdges(config, { sqs: client, dynamodb: localDynamoDb() });
+  ingest = createIngest(config, {
+    ...(quarantine ? { quarantine } : {}),
+    ...(send ? { lanes: send } : {}),
+    ...(ledger ? { ledger } : {}),
+    ...extra,
+  });
+  return ingest;
+}
+
+const failedIds = (response: SQSBatchResponse) => response.batchItemFailures.map((item) => item.itemIdentifier).sort();
+
+/** A source record SQS first handed out `ageS` seconds ago. */
+function sourceRecord(id: string, ageS: number): SQSRecord {
+  const record = eventRecord(id);
+  record.attributes.ApproximateFirstReceiveTimestamp = String(Date.now() - ageS * 1000);
+  return record;
+}
+
+function envelopeOf(message: Message): LaneEnvelope {
+  return JSON.parse(message.MessageAttributes?.[LANE_ATTRIBUTE]?.StringValue ?? 'null');
+}
+
+/** A message as it sits in `endpoint`'s lane, received the way its event source hands it to the function. */
+async function laneRecord(endpoint: Name, id: string, envelope: Partial<LaneEnvelope> = {}): Promise<SQSRecord> {
+  const body = JSON.stringify(cloudEvent(id));
+  const full: LaneEnvelope = {
+    e: endpoint,
+    k: idempotencyKey(SOURCE, id),
+    f: Date.now() - 60_000,
+    a: 1,
+    d: Date.now(),
+    ...envelope,
+  };
+  const arn = `arn:aws:sqs:us-east-1:123456789012:${prefixName}${endpoint}`;
+  // The record is built, not received: the lane would otherwise hold it in flight for the rest of the test.
+  const record = eventRecord(id, { eventSourceARN: arn });
+  record.body = body;
+  record.messageAttributes = {
+    [LANE_ATTRIBUTE]: {
+      dataType: 'String',
+      stringValue: encodeEnvelope(full),
+      stringListValues: [],
+      binaryListValues: [],
+    },
+  };
+  return record;
+}
+
+/** Messages received so far per queue URL: they stay hidden for the rest of the file, so look-ups search here too. */
+const received = new Map<string, Message[]>();
+
+async function laneMessage(endpoint: 'alpha' | 'beta', eventId: string): Promise<Message> {
+  return firstMessage(lanes[endpoint].url, eventId, `the ${endpoint} lane`);
+}
+
+async function dlqMessage(eventId: string): Promise<Message> {
+  return firstMessage(dlq.url, eventId, 'the DLQ');
+}
+
+/** Waits for event `eventId` on a queue; what is received stays hidden, so it is kept for later look-ups. */
+async function firstMessage(url: string, eventId: string, where: string): Promise<Message> {
+  const seen = received.get(url) ?? [];
+  received.set(url, seen);
+  return pollUntil(`event ${eventId} in ${where}`, async () => {
+    seen.push(...(await receiveAll(sqs, url, { visibilityTimeoutS: 300 })));
+    return seen.find((message) => JSON.parse(message.Body!).id === eventId);
+  });
+}
+
+describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
+  it('parks a down endpoint’s record older than PARK_AFTER_S and acknowledges it; the healthy endpoints got it', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const old = sourceRecord('old-1', 301);
+    const young = sourceRecord('young-1', 10);
+    // Odd spacing and non-ASCII text: the lane must hold the body byte for byte.
+    old.body = `{ "specversion":"1.0","id":"old-1", "source":"${SOURCE}",\n"type":"t", "data":{"name":"Zoë ✓"} }`;
+    const response = await (await pipeline({ PARK_AFTER_S: '300' })).handle(sqsEvent([old, young]), lambdaContext());
+
+    // The young record stays failed for beta (today's backoff); the old one is done: delivered or parked.
+    expect(failedIds(response)).toEqual([young.messageId]);
+    for (const name of ['alpha', 'gamma'] as const) {
+      expect(endpoints[name].received.map((request) => request.eventId).sort()).toEqual(['old-1', 'young-1']);
+    }
+    const parked = await laneMessage('beta', 'old-1');
+    expect(parked.Body).toBe(old.body);
+    const envelope = envelopeOf(parked);
+    expect(envelope).toMatchObject({
+      e: 'beta',
+      k: idempotencyKey(SOURCE, 'old-1'),
+      f: Number(old.attributes.ApproximateFirstReceiveTimestamp),
+      a: 1,
+    });
+    expect(envelope.d).toBeGreaterThan(envelope.f);
+  });
+
+  it('parks at once, whatever the record’s age, when the endpoint’s breaker is open', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const run = await pipeline({ CIRCUIT_BREAKER_THRESHOLD: '1', CIRCUIT_BREAKER_HALF_OPEN_MS: '900000' });
+    const opens = sourceRecord('young-2', 1);
+    expect(failedIds(await run.handle(sqsEvent([opens]), lambdaContext()))).toEqual([opens.messageId]);
+    const refused = sourceRecord('young-3', 1);
+    expect(failedIds(await run.handle(sqsEvent([refused]), lambdaContext()))).toEqual([]);
+    expect(envelopeOf(await laneMessage('beta', 'young-3')).e).toBe('beta');
+    expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['young-2']);
+  });
+
+  it('writes a parked endpoint to the ledger when the record goes back for another: a redelivery skips it', async () => {
+    const table = await createLedgerTable(localDynamoDb(), 'lanes-ledger');
+    endpoints.beta.respond(() => ({ status: 503 }));
+    endpoints.gamma.respond(() => ({ status: 503 }));
+    const run = await pipeline({ DELIVERY_LEDGER_TABLE: table });
+    // gamma has no lane queue: it stays failed, so the record comes back; beta is parked.
+    const old = sourceRecord('old-5', 400);
+    expect(failedIds(await run.handle(sqsEvent([old]), lambdaContext()))).toEqual([old.messageId]);
+    await laneMessage('beta', 'old-5');
+    endpoints.gamma.respond(() => ({ status: 200 }));
+    const again = { ...old, attributes: { ...old.attributes, ApproximateReceiveCount: '2' } };
+    expect(failedIds(await run.handle(sqsEvent([again]), lambdaContext()))).toEqual([]);
+    expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['old-5']);
+    expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual(['old-5']);
+  });
+
+  it('leaves the record failed when the send to the lane fails (the lane queue does not exist)', async () => {
+    endpoints.gamma.respond(() => ({ status: 503 }));
+    const old = sourceRecord('old-2', 400);
+    const response = await (await pipeline()).handle(sqsEvent([old]), lambdaContext());
+    expect(failedIds(response)).toEqual([old.messageId]);
+  });
+
+  it('leaves the record failed when SQS refuses the lane entry', async () => {
+    // aws-sdk-client-mock: local SQS cannot refuse one entry of a SendMessageBatch (a Failed entry) on demand.
+    const client = localSqs();
+    const mock = mockClient(client);
+    mock.on(SendMessageBatchCommand).resolves({
+      Successful: [],
+      Failed: [{ Id: '0', Code: 'InternalError', Message: 'try again', SenderFault: false }],
+    });
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const old = sourceRecord('old-3', 400);
+    const response = await (await pipeline({}, client)).handle(sqsEvent([old]), lambdaContext());
+    expect(failedIds(response)).toEqual([old.messageId]);
+    mock.restore();
+  });
+
+  it('with LANE_QUEUE_URL_PREFIX unset, behaves as before: nothing parks, a lane-named batch is a source batch', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const old = sourceRecord('old-4', 4000);
+    // Even with a sender wired in, the variable decides.
+    const run = await pipeline({ LANE_QUEUE_URL_PREFIX: '' }, sqs, { lanes: createLaneSender(sqs, prefix) });
+    expect(failedIds(await run.handle(sqsEvent([old]), lambdaContext()))).toEqual([old.messageId]);
+    const lane = await laneRecord('alpha', 'lane-as-source');
+    expect(failedIds(await run.handle(sqsEvent([lane]), lambdaContext()))).toEqual([lane.messageId]);
+    expect(endpoints.gamma.received.map((request) => request.eventId)).toEqual(['old-4', 'lane-as-source']);
+    expect(await receiveAll(sqs, lanes.beta.url, { visibilityTimeoutS: 0 })).toEqual([]);
+  });
+});
+
+describe('lane path (a batch from an endpoint’s lane)', () => {
+  it('sends a record that is not due back to the lane delayed and acknowledges it, without delivering', async () => {
+    const record = await laneRecord('beta', 'later-1', { d: Date.now() + 1_500, a: 2 });
+    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received).toEqual([]);
+    const again = await laneMessage('beta', 'later-1');
+    expect(again.Body).toBe(record.body);
+    expect(envelopeOf(again)).toEqual(JSON.parse(record.messageAttributes[LANE_ATTRIBUTE]!.stringValue!));
+  });
+
+  it('keeps a not-due record failed when it cannot be sent back to the lane', async () => {
+    const record = await laneRecord('gamma', 'later-2', { d: Date.now() + 60_000 });
+    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
+    expect(failedIds(response)).toEqual([record.messageId]);
+  });
+
+  it('delivers a due record to its endpoint only and acknowledges it', async () => {
+    const record = await laneRecord('beta', 'due-1');
+    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received.map((request) => request.body.toString())).toEqual([record.body]);
+    expect(endpoints.alpha.received).toEqual([]);
+    expect(endpoints.gamma.received).toEqual([]);
+  });
+
+  it('writes a lane delivery to the ledger: the same lane message again is acknowledged without a delivery', async () => {
+    const table = await createLedgerTable(localDynamoDb(), 'lanes-ledger');
+    const run = await pipeline({ DELIVERY_LEDGER_TABLE: table });
+    const record = await laneRecord('beta', 'due-3');
+    expect((await run.handle(sqsEvent([record]), lambdaContext())).batchItemFailures).toEqual([]);
+    const duplicate = { ...record, messageId: `${record.messageId}-again` };
+    expect((await run.handle(sqsEvent([duplicate]), lambdaContext())).batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['due-3']);
+  });
+
+  it('quarantines a record its endpoint rejects, naming the endpoint, and acknowledges it', async () => {
+    endpoints.beta.respond(() => ({ status: 422 }));
+    const record = await laneRecord('beta', 'poison-1');
+    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    const landed = await dlqMessage('poison-1');
+    expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({
+      reason: 'rejected-by-endpoint',
+      endpoint: 'beta',
+      status: '422',
+    });
+  });
+
+  it('sends a failing record back with its next wait, and to the DLQ as retries-exhausted after the last', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const retried = await laneRecord('beta', 'retry-1', { a: 1 });
+    const exhausted = await laneRecord('beta', 'exhausted-1', { a: SCHEDULE.length });
+    const before = Date.now();
+    const response = await (await pipeline()).handle(sqsEvent([retried, exhausted]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+
+    const again = envelopeOf(await laneMessage('beta', 'retry-1'));
+    expect(again.a).toBe(2);
+    expect(again.d).toBeGreaterThanOrEqual(before + SCHEDULE[1]! * 1000);
+    const landed = await dlqMessage('exhausted-1');
+    expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({
+      reason: 'retries-exhausted',
+      endpoint: 'beta',
+    });
+    // The DLQ copy keeps its envelope: redrive can send it back to that lane only.
+    expect(envelopeOf(landed).e).toBe('beta');
+  });
+
+  it('quarantines a lane record without a valid envelope, or with another endpoint’s, as lane-envelope-invalid', async () => {
+    const malformed = await laneRecord('beta', 'bad-1');
+    malformed.messageAttributes[LANE_ATTRIBUTE]!.stringValue = '{"e":"beta"}';
+    // A valid envelope of alpha's in beta's lane: delivering it to beta would send alpha's event to beta.
+    const stray = await laneRecord('beta', 'bad-2', { e: 'alpha' });
+    const response = await (await pipeline()).handle(sqsEvent([malformed, stray]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received).toEqual([]);
+    for (const id of ['bad-1', 'bad-2']) {
+      const landed = await dlqMessage(id);
+      expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({ reason: 'lane-envelope-invalid' });
+    }
+  });
+});
+
+describe('lane path without a quarantine queue', () => {
+  it('keeps a rejected lane record failed: nothing confirmed it anywhere', async () => {
+    endpoints.beta.respond(() => ({ status: 400 }));
+    const record = await laneRecord('beta', 'poison-2');
+    const response = await (await pipeline({ QUARANTINE_QUEUE_URL: '' })).handle(sqsEvent([record]), lambdaContext());
+    expect(failedIds(response)).toEqual([record.messageId]);
+  });
+});
+
+describe('lane metrics (EMF, per endpoint)', () => {
+  const saved = process.env.POWERTOOLS_METRICS_DISABLED;
+  afterEach(() => {
+    process.env.POWERTOOLS_METRICS_DISABLED = saved;
+  });
+
+  it('counts parked events on the source path, and lane deliveries, exhaustion and backlog age on the lane', async () => {
+    // The suite silences EMF; the per-endpoint Metrics are created with the pipeline, so enable them first.
+    process.env.POWERTOOLS_METRICS_DISABLED = 'false';
+    const run = await pipeline();
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const old = sourceRecord('old-6', 400);
+    const source = await captureOutput(() => run.handle(sqsEvent([old]), lambdaContext()));
+    expect(source.result.batchItemFailures).toEqual([]);
+    expect(source.lines.find((line) => line.endpoint === 'beta' && 'EventsParked' in line)).toMatchObject({
+      EventsParked: 1,
+    });
+
+    endpoints.beta.respond((request) => ({ status: request.eventId === 'due-2' ? 200 : 503 }));
+    const due = await laneRecord('beta', 'due-2', { f: Date.now() - 120_000 });
+    const spent = await laneRecord('beta', 'exhausted-2', { a: SCHEDULE.length });
+    const lane = await captureOutput(() => run.handle(sqsEvent([due, spent]), lambdaContext()));
+    expect(lane.result.batchItemFailures).toEqual([]);
+    const emf = lane.lines.find((line) => line.endpoint === 'beta' && 'LaneDelivered' in line);
+    expect(emf).toMatchObject({ LaneDelivered: 1, RetriesExhausted: 1 });
+    expect(emf?.LaneBacklogAgeS).toBeGreaterThanOrEqual(120);
+  });
+});
