@@ -152,7 +152,7 @@ function lanesPolicy(stage) {
 
 /** The lanes' queues, event source mappings and policy; `dependsOn`: what the mappings must wait for besides it. */
 export function laneResources(stage, dependsOn = []) {
-  if (stage.fifo) return {};
+  if (!stage.lanes) return {};
   const resources = { IngestLanesPolicy: lanesPolicy(stage) };
   for (const endpoint of stage.endpoints) {
     resources[`IngestLane${endpoint.id}`] = laneQueue(stage, endpoint);
@@ -161,9 +161,9 @@ export function laneResources(stage, dependsOn = []) {
   return resources;
 }
 
-/** The environment the function needs for its lanes (none on a FIFO stage: no lanes, today's path). */
+/** The environment the function needs for its lanes (none without param lanes: no lanes, today's path). */
 export function laneEnvironment(stage) {
-  if (stage.fifo) return {};
+  if (!stage.lanes) return {};
   return {
     LANE_QUEUE_URL_PREFIX: laneQueueUrlPrefix(stage.service, stage.stage),
     PARK_AFTER_S: String(stage.parkAfterS),
@@ -250,7 +250,7 @@ export function queueAlarms(stage, metricName, actions) {
       actions,
     ),
   };
-  if (stage.fifo) return alarms;
+  if (!stage.lanes) return alarms;
   for (const endpoint of stage.endpoints) {
     alarms[`LaneInFlightAlarm${endpoint.id}`] = inFlightAlarm(
       name(`lane-${endpoint.name}-in-flight`),

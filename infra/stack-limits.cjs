@@ -91,7 +91,7 @@ function templateLimitErrors(template, { stage, region }) {
   if (resources > MAX_RESOURCES) {
     errors.push(
       `the template has ${resources} resources, over CloudFormation's ${MAX_RESOURCES} per stack: each endpoint ` +
-        'adds 2 alarms, and on a standard stage a lane (queue, event source, 2 alarms); split the endpoints over two stages',
+        'adds 2 alarms, and with param lanes a lane (queue, event source, 2 alarms); split the endpoints over two stages',
     );
   }
   // Minified, as the framework uploads it to S3 (lib/plugins/aws/deploy/lib/upload-artifacts.js).

@@ -47,6 +47,14 @@ function stop(error) {
   process.exit(1);
 }
 
+/** A true/false param (YAML boolean, or the string of one from --param=name=value). */
+function flag(stage, name, value) {
+  if (![true, false, 'true', 'false'].includes(value)) {
+    fail(stage, `param '${name}' is ${JSON.stringify(value)}: use true or false`);
+  }
+  return value === true || value === 'true';
+}
+
 function integer(stage, name, value, [min, max]) {
   const number = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
   if (!Number.isInteger(number) || number < min || number > max) {
@@ -266,11 +274,16 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     resolveVariable('self:provider.region'),
   ]);
   checkFunctionName(stage, service);
-  const fifoParam = await param('fifo');
-  if (![true, false, 'true', 'false'].includes(fifoParam)) {
-    fail(stage, `param 'fifo' is ${JSON.stringify(fifoParam)}: use true or false`);
+  const fifo = flag(stage, 'fifo', await param('fifo'));
+  // A preview (serverless.yml): no redrive back to a lane and no pause yet, so off unless the stage asks.
+  const lanes = flag(stage, 'lanes', await param('lanes'));
+  if (lanes && fifo) {
+    fail(
+      stage,
+      "param 'lanes' is true on a FIFO stage (param 'fifo' true): FIFO stages have no lanes (per-group order). " +
+        'Set lanes to false, or fifo to false',
+    );
   }
-  const fifo = fifoParam === true || fifoParam === 'true';
   const timeoutS = integer(stage, 'timeoutS', await param('timeoutS'), LIMITS.timeoutS);
   const batchSize = integer(
     stage,
@@ -299,7 +312,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     parkAfterS + 1,
     LIMITS.retentionS[1],
   ]);
-  checkEnvironmentSize(stage, { ...environment, ...laneEnvironment({ fifo, service, stage, parkAfterS }) });
+  checkEnvironmentSize(stage, { ...environment, ...laneEnvironment({ lanes, service, stage, parkAfterS }) });
   const file = await endpointsFilePath(stage, param);
   if (!env.ENDPOINTS?.trim() && !file) {
     fail(
@@ -335,7 +348,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     windowS,
     timeoutS,
   });
-  if (!fifo) {
+  if (lanes) {
     const [problem] = laneProblems({
       service,
       stage,
@@ -364,6 +377,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     service,
     stage,
     fifo,
+    lanes,
     queueRetentionS,
     dlqRetentionS,
     // The endpoints file as JSON text: esbuild's define puts it into the bundle (lib/subscription/source.ts).
@@ -892,7 +906,7 @@ export const UNDISPLAYED_METRICS = {
   ColdStart: 'cold starts show as the maximum of the function duration',
 };
 
-/** CloudWatch rejects an alarm widget of more than 100 alarms (4 per endpoint on a standard stage): one widget per 100. */
+/** CloudWatch rejects an alarm widget of more than 100 alarms (4 per endpoint with lanes): one widget per 100. */
 export const ALARMS_PER_WIDGET = 100;
 
 /** The first block sits in the grid; further blocks go full width below the last row (y 32). */
@@ -1056,9 +1070,9 @@ function dashboardBody(stage, alarmIds) {
 /** EMF LaneBacklogAgeS (lib/lanes, per endpoint): the age of the oldest parked event a lane batch saw. */
 const LANE_BACKLOG_AGE_METRIC = (stage) => stage.metric.LaneBacklogAgeS ?? 'LaneBacklogAgeS';
 
-/** Standard stages: each endpoint's lane backlog (waiting, delayed, in flight) and its oldest parked event. */
+/** Stages with lanes: each endpoint's lane backlog (waiting, delayed, in flight) and its oldest parked event. */
 function laneWidgets(stage, graph, y) {
-  if (stage.fifo) return [];
+  if (!stage.lanes) return [];
   const queue = (name, e, id) => [
     'AWS/SQS',
     name,

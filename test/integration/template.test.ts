@@ -50,6 +50,7 @@ let templates: Record<Variant, Template>;
 let serverless3: Template;
 let oversized: string;
 let laneNameRefusal: string;
+let fifoLanesRefusal: string;
 /** 58 characters: 'ingest-fanout-dev-lane-' + this is 81, one over SQS's limit on a queue name. */
 const LONG_ENDPOINT = `long-${'e'.repeat(53)}`;
 let beyondLimits: Record<'stageName' | 'graph' | 'rolePolicy', string>;
@@ -59,7 +60,11 @@ beforeAll(async () => {
   templates = await packageVariants(['standard', 'fifo', 'secured', 'example'] as const);
   serverless3 = await packageTemplate([], 'serverless3');
   oversized = await refusal([`--param=endpoints=${endpointList(80)}`]);
-  laneNameRefusal = await refusal([`--param=endpoints=${LONG_ENDPOINT}=https://long.example.com/in`]);
+  laneNameRefusal = await refusal([
+    '--param=lanes=true',
+    `--param=endpoints=${LONG_ENDPOINT}=https://long.example.com/in`,
+  ]);
+  fifoLanesRefusal = await refusal([...VARIANTS.fifo, '--param=lanes=true']);
   // Each refused before deploying (issue 15, B2): the first two while resolving the stage, the last once packaged.
   beyondLimits = {
     stageName: await refusal(['--stage', 'a'.repeat(44), '--param=endpoints=audit=https://audit.example.com/in']),
@@ -416,8 +421,8 @@ describe('the stack review findings (issue 12, item 7)', () => {
     });
 
     it('alarms on a down endpoint’s lane backlog however quiet it is, and not on a five-minute blip', () => {
-      const a = settings(standard, 'LaneBacklogAgeAlarmAudit');
-      const parkAfterS = Number(fnEnv(standard).PARK_AFTER_S);
+      const a = settings(templates.example, 'LaneBacklogAgeAlarmAudit');
+      const parkAfterS = Number(fnEnv(templates.example).PARK_AFTER_S);
       const pickups = fc.array(fc.integer({ min: 0, max: 65 }), { minLength: 40, maxLength: 40 });
       const ages = (firstFailureS: number, recoversAtS: number, pickup: number[]) =>
         laneAgePoints({
@@ -639,7 +644,7 @@ describe('limits CloudFormation, IAM, Lambda and CloudWatch enforce only at depl
 
   it('refuses 50 secret references under a KMS key, whose grants pass IAM’s 10,240 characters per role', () => {
     expect(beyondLimits.rolePolicy).toMatch(
-      /Stage 'limits': role IngestRole's inline policies take up to \d+ characters \(IngestRole ingest-fanout: \d+, IngestCredentialsPolicy[0-9a-f]{12}: \d+ × 2: a changed credentials policy is created before the old one is deleted, IngestLanesPolicy: \d+\), over IAM's 10240 per role/,
+      /Stage 'limits': role IngestRole's inline policies take up to \d+ characters \(IngestRole ingest-fanout: \d+, IngestCredentialsPolicy[0-9a-f]{12}: \d+ × 2: a changed credentials policy is created before the old one is deleted\), over IAM's 10240 per role/,
     );
     expect(beyondLimits.rolePolicy).toContain(
       'checked by infra/stack-limits.cjs while packaging; nothing was deployed',
@@ -664,7 +669,7 @@ describe('DLQ retention (review finding 5)', () => {
   });
 });
 
-describe('lanes (issue 16): one queue per endpoint on standard stages, none on FIFO stages', () => {
+describe('lanes (issue 16, a preview): one queue per endpoint on standard stages with param lanes, none by default', () => {
   const laneIds = (t: Template) =>
     Object.keys(t.Resources)
       .filter((id) => /^IngestLane[A-Z]/.test(id))
@@ -673,22 +678,24 @@ describe('lanes (issue 16): one queue per endpoint on standard stages, none on F
     (props(t.Resources.IngestLambdaFunction).Environment as { Variables: Record<string, unknown> }).Variables;
 
   it('gives each endpoint a lane queue like the source queue, dead-lettering only after 10 crashes', () => {
-    const t = templates.standard;
+    const t = templates.example;
     const source = props(t.Resources.IngestQueue);
     expect(laneIds(t)).toEqual([
-      'IngestLaneAnalytics',
       'IngestLaneAudit',
-      'IngestLaneEventSourceAnalytics',
+      'IngestLaneCrm',
       'IngestLaneEventSourceAudit',
+      'IngestLaneEventSourceCrm',
+      'IngestLaneEventSourceOrders',
+      'IngestLaneOrders',
     ]);
     for (const [id, endpoint] of [
-      ['Analytics', 'analytics'],
       ['Audit', 'audit'],
+      ['Orders', 'orders'],
     ] as const) {
       expect(t.Resources[`IngestLane${id}`]).toEqual({
         Type: 'AWS::SQS::Queue',
         Properties: {
-          QueueName: `ingest-fanout-dev-lane-${endpoint}`,
+          QueueName: `ingest-fanout-example-lane-${endpoint}`,
           VisibilityTimeout: source.VisibilityTimeout,
           MessageRetentionPeriod: 345_600,
           SqsManagedSseEnabled: true,
@@ -700,7 +707,8 @@ describe('lanes (issue 16): one queue per endpoint on standard stages, none on F
       });
       expect(t.Resources[`IngestLaneEventSource${id}`]).toEqual({
         Type: 'AWS::Lambda::EventSourceMapping',
-        DependsOn: ['IngestLanesPolicy'],
+        // Its endpoints file has credentials: the mapping waits for the function to be allowed to read them too.
+        DependsOn: ['IngestLanesPolicy', credentialsPolicyId(t)],
         Properties: {
           EventSourceArn: { 'Fn::GetAtt': [`IngestLane${id}`, 'Arn'] },
           FunctionName: { 'Fn::GetAtt': ['IngestLambdaFunction', 'Arn'] },
@@ -715,14 +723,14 @@ describe('lanes (issue 16): one queue per endpoint on standard stages, none on F
   });
 
   it('tells the function where its lanes are and when to park, and lets it use exactly those queues', () => {
-    const t = templates.standard;
+    const t = templates.example;
     const prefix = env(t).LANE_QUEUE_URL_PREFIX as { 'Fn::Sub': string };
     const url = prefix['Fn::Sub'].replace('${AWS::Region}', 'us-east-1').replace('${AWS::URLSuffix}', 'amazonaws.com');
     expect(`${url.replace('${AWS::AccountId}', '123456789012')}audit`).toBe(
-      'https://sqs.us-east-1.amazonaws.com/123456789012/ingest-fanout-dev-lane-audit',
+      'https://sqs.us-east-1.amazonaws.com/123456789012/ingest-fanout-example-lane-audit',
     );
     expect(env(t).PARK_AFTER_S).toBe('300');
-    // The rest of the environment is serverless.yml's, as on a FIFO stage.
+    // The rest of the environment is serverless.yml's, as on a stage without lanes.
     const { LANE_QUEUE_URL_PREFIX: _, PARK_AFTER_S: __, ...rest } = env(t);
     expect(Object.keys(rest).sort()).toEqual(Object.keys(env(templates.fifo)).sort());
     const policy = props(t.Resources.IngestLanesPolicy);
@@ -738,8 +746,8 @@ describe('lanes (issue 16): one queue per endpoint on standard stages, none on F
           'sqs:GetQueueAttributes',
           'sqs:ChangeMessageVisibility',
         ],
-        Resource: ['analytics', 'audit'].map((e) => ({
-          'Fn::Sub': `arn:\${AWS::Partition}:sqs:\${AWS::Region}:\${AWS::AccountId}:ingest-fanout-dev-lane-${e}`,
+        Resource: ['orders', 'audit', 'crm'].map((e) => ({
+          'Fn::Sub': `arn:\${AWS::Partition}:sqs:\${AWS::Region}:\${AWS::AccountId}:ingest-fanout-example-lane-${e}`,
         })),
       },
     ]);
@@ -756,15 +764,25 @@ describe('lanes (issue 16): one queue per endpoint on standard stages, none on F
     });
   });
 
-  it('gives a FIFO stage no lane, no lane variable and no lane grant', () => {
-    const t = templates.fifo;
-    expect(laneIds(t)).toEqual([]);
-    expect(t.Resources.IngestLanesPolicy).toBeUndefined();
-    expect(Object.keys(env(t)).filter((k) => k.startsWith('LANE_') || k === 'PARK_AFTER_S')).toEqual([]);
-    expect(Object.keys(t.Resources).filter((id) => /Lane/.test(id))).toEqual([]);
+  it('gives a stage without param lanes (the default) and a FIFO stage no lane, lane variable, grant or widget', () => {
+    for (const t of [templates.standard, templates.secured, templates.fifo]) {
+      expect(laneIds(t)).toEqual([]);
+      expect(t.Resources.IngestLanesPolicy).toBeUndefined();
+      expect(Object.keys(env(t)).filter((k) => k.startsWith('LANE_') || k === 'PARK_AFTER_S')).toEqual([]);
+      expect(Object.keys(t.Resources).filter((id) => /Lane/.test(id))).toEqual([]);
+      expect(JSON.stringify(t.Resources.IngestDashboard)).not.toMatch(/LaneBacklogAgeS|Lane backlog/);
+    }
+    expect(JSON.stringify(templates.example.Resources.IngestDashboard)).toMatch(/LaneBacklogAgeS/);
   });
 
-  it('alarms on every queue nearing SQS’s in-flight ceiling, FIFO stages included', () => {
+  it('refuses param lanes on a FIFO stage, naming the param', () => {
+    expect(fifoLanesRefusal).toContain(
+      "Stage 'dev': param 'lanes' is true on a FIFO stage (param 'fifo' true): FIFO stages have no lanes " +
+        '(per-group order). Set lanes to false, or fifo to false',
+    );
+  });
+
+  it('alarms on every queue nearing SQS’s in-flight ceiling, with lanes or without, FIFO stages included', () => {
     const inFlight = (t: Template) =>
       Object.entries(t.Resources)
         .filter(
@@ -772,15 +790,20 @@ describe('lanes (issue 16): one queue per endpoint on standard stages, none on F
             r.Type === 'AWS::CloudWatch::Alarm' && props(r).MetricName === 'ApproximateNumberOfMessagesNotVisible',
         )
         .map(([, r]) => [JSON.stringify((props(r).Dimensions as Json[])[0]!.Value), props(r).Threshold]);
-    expect(inFlight(templates.standard)).toEqual(
-      ['IngestQueue', 'IngestDeadLetterQueue', 'IngestLaneAnalytics', 'IngestLaneAudit'].map((id) => [
+    expect(inFlight(templates.example)).toEqual(
+      ['IngestQueue', 'IngestDeadLetterQueue', 'IngestLaneOrders', 'IngestLaneAudit', 'IngestLaneCrm'].map((id) => [
         JSON.stringify({ 'Fn::GetAtt': [id, 'QueueName'] }),
         100_000,
       ]),
     );
-    expect(inFlight(templates.fifo).map(([q]) => q)).toEqual(
-      ['IngestQueue', 'IngestDeadLetterQueue'].map((id) => JSON.stringify({ 'Fn::GetAtt': [id, 'QueueName'] })),
-    );
+    for (const t of [templates.standard, templates.fifo]) {
+      expect(inFlight(t)).toEqual(
+        ['IngestQueue', 'IngestDeadLetterQueue'].map((id) => [
+          JSON.stringify({ 'Fn::GetAtt': [id, 'QueueName'] }),
+          100_000,
+        ]),
+      );
+    }
   });
 
   it('refuses an endpoint whose lane queue name would pass SQS’s 80 characters', () => {

@@ -114,7 +114,7 @@ describe('limits AWS would enforce only at deploy time (issue 15, B2)', () => {
     expect(templateLimitErrors({ Resources: resources(500) }, where)).toEqual([]);
     expect(templateLimitErrors({ Resources: resources(501) }, where)).toEqual([
       "Stage 'dev': the template has 501 resources, over CloudFormation's 500 per stack: each endpoint adds 2 alarms, " +
-        'and on a standard stage a lane (queue, event source, 2 alarms); split the endpoints over two stages',
+        'and with param lanes a lane (queue, event source, 2 alarms); split the endpoints over two stages',
     ]);
     const sized = (chars: number) => ({
       Resources: { Big: { Type: 'AWS::SQS::Queue', Properties: { QueueName: 'x'.repeat(chars) } } },
