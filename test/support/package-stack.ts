@@ -35,7 +35,13 @@ export const VARIANTS = {
     '--param=alarmEmail=oncall@example.com',
     '--param=credentialsKmsKeyArn=arn:aws:kms:us-east-1:123456789012:key/0d4c2b7e-1f3a-4c5d-9e8f-0a1b2c3d4e5f',
   ],
-  example: ['--stage', 'example', '--param=alarmTopicArn=arn:aws:sns:us-east-1:123456789012:oncall'],
+  // Also the stage with lanes (a preview, off by default): its endpoints file has a budgeted endpoint.
+  example: [
+    '--stage',
+    'example',
+    '--param=alarmTopicArn=arn:aws:sns:us-east-1:123456789012:oncall',
+    '--param=lanes=true',
+  ],
 } as const;
 export type Variant = keyof typeof VARIANTS;
 

@@ -113,8 +113,8 @@ describe('limits AWS would enforce only at deploy time (issue 15, B2)', () => {
   it('refuses more than 500 resources, and a template over 1 MB as the framework uploads it', () => {
     expect(templateLimitErrors({ Resources: resources(500) }, where)).toEqual([]);
     expect(templateLimitErrors({ Resources: resources(501) }, where)).toEqual([
-      "Stage 'dev': the template has 501 resources, over CloudFormation's 500 per stack: each endpoint adds 2 alarms; " +
-        'split the endpoints over two stages',
+      "Stage 'dev': the template has 501 resources, over CloudFormation's 500 per stack: each endpoint adds 2 alarms, " +
+        'and with param lanes a lane (queue, event source, 2 alarms); split the endpoints over two stages',
     ]);
     const sized = (chars: number) => ({
       Resources: { Big: { Type: 'AWS::SQS::Queue', Properties: { QueueName: 'x'.repeat(chars) } } },
