@@ -136,11 +136,21 @@ async function deliverDue(
   return steps;
 }
 
+/**
+ * The ledger name of "the lane delivered it to E": not E itself, which the source path writes when it PARKS the event
+ * (so a redelivery skips E); reading that as delivered would acknowledge the lane's only copy undelivered.
+ * Endpoint names are lowercase letters, digits and dashes, so this never names an endpoint.
+ */
+export function laneLedgerName(endpoint: string): string {
+  return `lane:${endpoint}`;
+}
+
 async function lookupDelivered(deps: LaneServeDeps, keys: string[]): Promise<Set<string>> {
   if (!deps.ledger || keys.length === 0) return new Set();
+  const name = laneLedgerName(deps.endpoint);
   try {
-    const found = await deps.ledger.lookup(keys, deps.fanoutContext.signal, () => [deps.endpoint]);
-    return new Set(keys.filter((key) => found.get(key)?.has(deps.endpoint)));
+    const found = await deps.ledger.lookup(keys, deps.fanoutContext.signal, () => [name]);
+    return new Set(keys.filter((key) => found.get(key)?.has(name)));
   } catch (error) {
     deps.logger.warn('delivery ledger unavailable; delivering every due lane record', { error: errorText(error) });
     return new Set();
@@ -191,7 +201,7 @@ async function recordDelivered(deps: LaneServeDeps, keys: readonly string[]): Pr
   if (!deps.ledger || keys.length === 0) return;
   try {
     await deps.ledger.record(
-      keys.map((key) => ({ key, endpoint: deps.endpoint })),
+      keys.map((key) => ({ key, endpoint: laneLedgerName(deps.endpoint) })),
       deps.sideSignal,
     );
   } catch (error) {

@@ -206,6 +206,22 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual(['old-5']);
   });
 
+  it('delivers a parked event from the lane although the park wrote the endpoint to the ledger', async () => {
+    const table = await createLedgerTable(localDynamoDb(), 'lanes-ledger');
+    endpoints.beta.respond(() => ({ status: 503 }));
+    endpoints.gamma.respond(() => ({ status: 503 }));
+    const run = await pipeline({ DELIVERY_LEDGER_TABLE: table });
+    // gamma has no lane: the record goes back, so settle writes beta (parked) to the ledger.
+    const old = sourceRecord('old-7', 400);
+    expect(failedIds(await run.handle(sqsEvent([old]), lambdaContext()))).toEqual([old.messageId]);
+    const parked = envelopeOf(await laneMessage('beta', 'old-7'));
+    endpoints.beta.respond(() => ({ status: 200 }));
+    const due = await laneRecord('beta', 'old-7', { ...parked, d: Date.now() });
+    expect((await run.handle(sqsEvent([due]), lambdaContext())).batchItemFailures).toEqual([]);
+    // The lane is the only copy beta has of the event: acknowledging it undelivered loses the event for beta.
+    expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['old-7', 'old-7']);
+  });
+
   it('leaves the record failed when the send to the lane fails (the lane queue does not exist)', async () => {
     endpoints.gamma.respond(() => ({ status: 503 }));
     const old = sourceRecord('old-2', 400);
