@@ -1,6 +1,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
 import type { SQSRecord } from 'aws-lambda';
+import { cameThroughRedrive } from '../batch';
 import type { DeliveryResult } from '../delivery';
 import { errorText } from '../errors';
 import { parseEvent } from '../event';
@@ -60,7 +61,10 @@ function quarantined(deps: LaneServeDeps, record: SQSRecord, reason: QuarantineI
 function planRecord(deps: LaneServeDeps, record: SQSRecord, now: number, counts: LaneCounts): Step | LaneEnvelope {
   const decoded = decodeEnvelope(record, deps.endpoint);
   if (!decoded.ok) return quarantined(deps, record, 'lane-envelope-invalid', decoded.reason);
-  const { envelope } = decoded;
+  // A DLQ copy a redrive moved back starts the endpoint's schedule afresh (due now), not one attempt from exhausted.
+  const envelope = cameThroughRedrive(record)
+    ? { ...decoded.envelope, a: 1, d: Math.min(decoded.envelope.d, now) }
+    : decoded.envelope;
   counts.oldestAgeMs = Math.max(counts.oldestAgeMs, now - envelope.f);
   if (!deps.subscriber) {
     return quarantined(deps, record, 'lane-envelope-invalid', `endpoint '${deps.endpoint}' is not configured`);

@@ -371,6 +371,22 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     expect(envelopeOf(landed).e).toBe('beta');
   });
 
+  it('gives a dead-lettered event that a redrive moved back to its lane the whole schedule again', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    // The DLQ copy of an exhausted event, moved back by `npm run redrive` (to its quarantine.sourceQueue: the lane).
+    const redriven = await laneRecord('beta', 'redriven-1', { a: SCHEDULE.length });
+    redriven.messageAttributes['redrive.from'] = {
+      dataType: 'String',
+      stringValue: dlq.arn,
+      stringListValues: [],
+      binaryListValues: [],
+    };
+    const response = await (await pipeline()).handle(sqsEvent([redriven]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    // One more failure is not the end of a fresh schedule: back in the lane with its next wait, not in the DLQ.
+    expect(envelopeOf(await laneMessage('beta', 'redriven-1')).a).toBe(2);
+  });
+
   it('quarantines a lane record without a valid envelope, or with another endpoint’s, as lane-envelope-invalid', async () => {
     const malformed = await laneRecord('beta', 'bad-1');
     malformed.messageAttributes[LANE_ATTRIBUTE]!.stringValue = '{"e":"beta"}';
