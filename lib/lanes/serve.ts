@@ -1,6 +1,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
 import type { SQSRecord } from 'aws-lambda';
+import { cameThroughRedrive } from '../batch';
 import type { DeliveryResult } from '../delivery';
 import { errorText } from '../errors';
 import { parseEvent } from '../event';
@@ -60,7 +61,10 @@ function quarantined(deps: LaneServeDeps, record: SQSRecord, reason: QuarantineI
 function planRecord(deps: LaneServeDeps, record: SQSRecord, now: number, counts: LaneCounts): Step | LaneEnvelope {
   const decoded = decodeEnvelope(record, deps.endpoint);
   if (!decoded.ok) return quarantined(deps, record, 'lane-envelope-invalid', decoded.reason);
-  const { envelope } = decoded;
+  // A DLQ copy a redrive moved back starts the endpoint's schedule afresh (due now), not one attempt from exhausted.
+  const envelope = cameThroughRedrive(record)
+    ? { ...decoded.envelope, a: 1, d: Math.min(decoded.envelope.d, now) }
+    : decoded.envelope;
   counts.oldestAgeMs = Math.max(counts.oldestAgeMs, now - envelope.f);
   if (!deps.subscriber) {
     return quarantined(deps, record, 'lane-envelope-invalid', `endpoint '${deps.endpoint}' is not configured`);
@@ -136,11 +140,21 @@ async function deliverDue(
   return steps;
 }
 
+/**
+ * The ledger name of "the lane delivered it to E": not E itself, which the source path writes when it PARKS the event
+ * (so a redelivery skips E); reading that as delivered would acknowledge the lane's only copy undelivered.
+ * Endpoint names are lowercase letters, digits and dashes, so this never names an endpoint.
+ */
+export function laneLedgerName(endpoint: string): string {
+  return `lane:${endpoint}`;
+}
+
 async function lookupDelivered(deps: LaneServeDeps, keys: string[]): Promise<Set<string>> {
   if (!deps.ledger || keys.length === 0) return new Set();
+  const name = laneLedgerName(deps.endpoint);
   try {
-    const found = await deps.ledger.lookup(keys, deps.fanoutContext.signal, () => [deps.endpoint]);
-    return new Set(keys.filter((key) => found.get(key)?.has(deps.endpoint)));
+    const found = await deps.ledger.lookup(keys, deps.fanoutContext.signal, () => [name]);
+    return new Set(keys.filter((key) => found.get(key)?.has(name)));
   } catch (error) {
     deps.logger.warn('delivery ledger unavailable; delivering every due lane record', { error: errorText(error) });
     return new Set();
@@ -191,7 +205,7 @@ async function recordDelivered(deps: LaneServeDeps, keys: readonly string[]): Pr
   if (!deps.ledger || keys.length === 0) return;
   try {
     await deps.ledger.record(
-      keys.map((key) => ({ key, endpoint: deps.endpoint })),
+      keys.map((key) => ({ key, endpoint: laneLedgerName(deps.endpoint) })),
       deps.sideSignal,
     );
   } catch (error) {
