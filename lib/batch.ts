@@ -2,6 +2,7 @@ import type { SQSRecord } from 'aws-lambda';
 import type { DeliveryResult } from './delivery';
 import { type InvalidEvent, parseEvent, type ValidEvent } from './event';
 import type { FanoutResult } from './fanout';
+import { LANE_ATTRIBUTE } from './lanes/envelope';
 import { QUARANTINE_ATTRIBUTES } from './quarantine';
 import { REDRIVE_MARKER } from './redrive/marker';
 import type { DeliveryFailure, RecordOutcome } from './types';
@@ -87,6 +88,25 @@ export function cameThroughRedrive(record: SQSRecord): boolean {
   return false;
 }
 
+/** The endpoint named by a record's lane envelope (a lane's copy sent to the source queue), if any. */
+function laneEndpointOf(record: SQSRecord): string | undefined {
+  const raw = record.messageAttributes?.[LANE_ATTRIBUTE]?.stringValue;
+  if (raw === undefined) return undefined;
+  try {
+    const endpoint = (JSON.parse(raw) as { e?: unknown }).e;
+    return typeof endpoint === 'string' ? endpoint : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function without(set: ReadonlySet<string> | undefined, name: string | undefined): ReadonlySet<string> | undefined {
+  if (!set || name === undefined || !set.has(name)) return set;
+  const copy = new Set(set);
+  copy.delete(name);
+  return copy;
+}
+
 const keysOf = (events: readonly ValidEvent[]) => [...new Set(events.map((event) => event.key))];
 
 /**
@@ -115,10 +135,13 @@ export async function processBatch(records: readonly SQSRecord[], options: Batch
     // Routing is asked only for an event seen twice: a record whose filters pick other endpoints gets its own delivery.
     const routing =
       repeated.has(event.key) && options.routedTo ? `\u0000${options.routedTo(event).join('\u0000')}` : '';
-    const dedupKey = groupId === undefined ? event.key + routing : `${groupId}\u0000${event.key}${routing}`;
+    // A lane's dead-lettered copy redriven here: its endpoint is in the ledger (as parked), yet never received it.
+    const notReached = laneEndpointOf(records[index]!);
+    const lane = notReached === undefined ? '' : `\u0000lane:${notReached}`;
+    const dedupKey = (groupId === undefined ? '' : `${groupId}\u0000`) + event.key + routing + lane;
     let shared = inFlight.get(dedupKey);
     if (!shared) {
-      shared = options.deliver(event, known?.get(event.key)).then(outcomeOf);
+      shared = options.deliver(event, without(known?.get(event.key), notReached)).then(outcomeOf);
       inFlight.set(dedupKey, shared);
     }
     return shared;

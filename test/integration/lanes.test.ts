@@ -222,11 +222,9 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['old-7', 'old-7']);
   });
 
-  // Known defect (review of issue 16, not fixed here): a lane's dead-lettered event redriven to the SOURCE queue
-  // (`npm run redrive -- --to <source>`) is skipped for the endpoint it was dead-lettered for, because the park wrote
-  // that endpoint to the ledger as done. Drop `.fails` once the source path ignores the ledger for the endpoint named
-  // by a record's `ingest.lane`, or redrive refuses to send such a message anywhere but its lane.
-  it.fails('delivers a lane’s dead-lettered event redriven to the source queue to its endpoint', async () => {
+  // Review of issue 16: a lane's dead-lettered event redriven to the SOURCE queue (`npm run redrive -- --to <source>`)
+  // was skipped for the endpoint it was dead-lettered for, because the park wrote that endpoint to the ledger.
+  it('delivers a lane’s dead-lettered event redriven to the source queue to its endpoint', async () => {
     const table = await createLedgerTable(localDynamoDb(), 'lanes-ledger');
     endpoints.beta.respond(() => ({ status: 503 }));
     endpoints.gamma.respond(() => ({ status: 503 }));
