@@ -38,6 +38,13 @@ describe('endpointsDocument', () => {
       /^ENDPOINTS_FILE: '.*endpoints\.yml' is not JSON .*convert the YAML file/,
     );
   });
+
+  it('reads ENDPOINTS_FILE without the spaces around it, and takes a blank value as none', () => {
+    const file = join(dir, 'spaced.json');
+    writeFileSync(file, JSON.stringify(document));
+    expect(endpointsDocument({ ENDPOINTS_FILE: `  ${file}\n` }, undefined)).toEqual({ document, source: file });
+    expect(endpointsDocument({ ENDPOINTS_FILE: '  ' }, undefined)).toBeUndefined();
+  });
 });
 
 describe('secretRefs and checkCredentialOverlap', () => {
@@ -71,6 +78,26 @@ describe('secretRefs and checkCredentialOverlap', () => {
     expect(() => checkCredentialOverlap(parseCredentialSpec('b=hmac:ssm:/x', names), endpoints)).toThrow(
       "ENDPOINT_CREDENTIALS: endpoint 'b' also has signing in the endpoints file: keep one",
     );
+  });
+
+  it('names the field that overlaps: auth for a bearer token, signing for an HMAC secret', () => {
+    const names = ['a', 'b', 'c'];
+    expect(() => checkCredentialOverlap(parseCredentialSpec('a=bearer:ssm:/x', names), endpoints)).toThrow(
+      "ENDPOINT_CREDENTIALS: endpoint 'a' also has auth in the endpoints file: keep one (the file's auth is preferred)",
+    );
+    expect(() => checkCredentialOverlap(parseCredentialSpec('b=hmac:ssm:/x', names), endpoints)).toThrow(
+      "(the file's signing is preferred)",
+    );
+    // A bearer token beside the file's signing, or an HMAC secret beside its auth, is no overlap.
+    expect(() =>
+      checkCredentialOverlap(parseCredentialSpec('a=hmac:ssm:/x,b=bearer:ssm:/y', names), endpoints),
+    ).not.toThrow();
+  });
+
+  it('accepts ENDPOINT_CREDENTIALS for an endpoint the file does not list (ENDPOINTS names it)', () => {
+    const names = ['a', 'b', 'c', 'z'];
+    expect(() => checkCredentialOverlap(parseCredentialSpec('z=bearer:ssm:/z', names), endpoints)).not.toThrow();
+    expect(() => checkCredentialOverlap(parseCredentialSpec('z=hmac:ssm:/z', names), endpoints)).not.toThrow();
   });
 });
 
@@ -107,5 +134,22 @@ describe('checkSigningSecrets', () => {
       "endpoint 'b' signing.secrets[1] (ssm:/b/old) is not a Standard Webhooks secret",
     );
     expect(() => checkSigningSecrets(endpoints, bad)).not.toThrow(/password123/);
+  });
+
+  it('leaves alone endpoints without signing and x-signature-256 secrets, which are not Standard Webhooks keys', () => {
+    const others = parseEndpointsDocument(
+      {
+        endpoints: [
+          { name: 'plain', url: 'https://plain.example.com/in' },
+          {
+            name: 'hmac',
+            url: 'https://hmac.example.com/in',
+            signing: { scheme: 'x-signature-256', secret: { ssm: '/hmac/secret' } },
+          },
+        ],
+      },
+      'test.yml',
+    );
+    expect(() => checkSigningSecrets(others, new Map([['ssm:/hmac/secret', 'password123']]))).not.toThrow();
   });
 });
