@@ -2,7 +2,7 @@ import type { SQSRecord } from 'aws-lambda';
 import type { DeliveryResult } from './delivery';
 import { type InvalidEvent, parseEvent, type ValidEvent } from './event';
 import type { FanoutResult } from './fanout';
-import { LANE_ATTRIBUTE } from './lanes/envelope';
+import { laneEndpointOf } from './lanes/envelope';
 import { QUARANTINE_ATTRIBUTES } from './quarantine';
 import { REDRIVE_MARKER } from './redrive/marker';
 import type { DeliveryFailure, RecordOutcome } from './types';
@@ -86,18 +86,6 @@ export function cameThroughRedrive(record: SQSRecord): boolean {
     if (name === QUARANTINE_ATTRIBUTES.combined || name.startsWith(`${QUARANTINE_ATTRIBUTES.combined}.`)) return true;
   }
   return false;
-}
-
-/** The endpoint named by a record's lane envelope (a lane's copy sent to the source queue), if any. */
-function laneEndpointOf(record: SQSRecord): string | undefined {
-  const raw = record.messageAttributes?.[LANE_ATTRIBUTE]?.stringValue;
-  if (raw === undefined) return undefined;
-  try {
-    const endpoint = (JSON.parse(raw) as { e?: unknown }).e;
-    return typeof endpoint === 'string' ? endpoint : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function without(set: ReadonlySet<string> | undefined, name: string | undefined): ReadonlySet<string> | undefined {

@@ -25,6 +25,18 @@ export function encodeEnvelope(envelope: LaneEnvelope): string {
   return JSON.stringify({ e: envelope.e, k: envelope.k, f: envelope.f, a: envelope.a, d: envelope.d });
 }
 
+/** The endpoint a record's envelope names, however the rest of it reads (a lane's copy sent to the source queue). */
+export function laneEndpointOf(record: SQSRecord): string | undefined {
+  const raw = record.messageAttributes?.[LANE_ATTRIBUTE]?.stringValue;
+  if (raw === undefined) return undefined;
+  try {
+    const endpoint = (JSON.parse(raw) as { e?: unknown }).e;
+    return typeof endpoint === 'string' ? endpoint : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Reads a lane record's envelope; invalid when absent, malformed or for another endpoint than the lane's. */
 export function decodeEnvelope(record: SQSRecord, laneEndpoint: string): DecodedEnvelope {
   const raw = record.messageAttributes?.[LANE_ATTRIBUTE]?.stringValue;
