@@ -245,8 +245,8 @@ function checkRetention(stage, { timeoutS, windowS, maxReceiveCount, retentionS,
  */
 export async function checkEndpoints(stage, env, file) {
   const [{ loadConfig }, { parseCredentialSpec }, { readEndpointsFile }, source] = await Promise.all([
-    importTs('../lib/config.ts'),
-    importTs('../lib/credentials.ts'),
+    importTs('../lib/config/config.ts'),
+    importTs('../lib/credentials/credentials.ts'),
     importTs('./endpoints-file.ts'),
     importTs('../lib/subscription/source.ts'),
   ]);
@@ -322,7 +322,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
     );
   }
   const [{ MetricName, METRICS_NAMESPACE }, { config, credentials, endpointsFile }] = await Promise.all([
-    importTs('../lib/observability.ts'),
+    importTs('../lib/observability/observability.ts'),
     checkEndpoints(stage, env, file),
   ]);
   if (config.deadlineMarginMs >= timeoutS * 1000) {
@@ -593,7 +593,7 @@ export async function errorAlarmPeriods(context) {
 /** How long a record failing at every receive takes from its first failure to its last (s), at least and at most. */
 export function failingRecordLifeS({ maxReceiveCount, baseDelayS, maxDelayS, windowS, timeoutS }) {
   let shortest = 0;
-  // lib/backoff.ts jitters each delay d within [d/2, d]; an endpoint's Retry-After can stretch it to the cap.
+  // lib/settle/backoff.ts jitters each delay d within [d/2, d]; an endpoint's Retry-After can stretch it to the cap.
   for (let receive = 1; receive < maxReceiveCount; receive++) {
     shortest += Math.ceil(Math.min(maxDelayS, baseDelayS * 2 ** (receive - 1)) / 2);
   }
@@ -606,7 +606,7 @@ const MINUTE_ALARM_RANGE_LIMIT_S = 86_400;
 
 /** The fewest consecutive waits of a failing record that surely last `periodS` together (Infinity: none). */
 function wholeWaitsSpanning({ maxReceiveCount, baseDelayS, maxDelayS }, periodS) {
-  // lib/backoff.ts jitters each delay d within [d/2, d]: the shortest the receive-th wait can be.
+  // lib/settle/backoff.ts jitters each delay d within [d/2, d]: the shortest the receive-th wait can be.
   const shortest = (receive) => Math.ceil(Math.min(maxDelayS, baseDelayS * 2 ** (receive - 1)) / 2);
   let fewest = Number.POSITIVE_INFINITY;
   let sum = 0;

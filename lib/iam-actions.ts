@@ -22,7 +22,7 @@ export interface Permission {
   why: string;
 }
 
-/** What the function's own code calls (lib/quarantine.ts, backoff.ts, ledger.ts, credentials.ts). */
+/** What the function's own code calls (lib/settle/quarantine.ts, backoff.ts, ledger.ts, credentials.ts). */
 export const FUNCTION_CODE_PERMISSIONS: readonly Permission[] = [
   { actions: ['sqs:SendMessage'], resource: 'the DLQ', why: 'quarantine (SendMessageBatch)' },
   {

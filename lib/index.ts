@@ -1,12 +1,16 @@
-export { BackoffError } from './backoff';
-export { type Config, type EndpointConfig, isLoopbackHost, loadConfig } from './config';
-export { CredentialError, createCredentialSource, createSecretSource, parseCredentialSpec } from './credentials';
-export { createEdges, type Edges } from './edges';
-export { type Credential, HTTP_4XX } from './endpoint';
+export { type Config, type EndpointConfig, isLoopbackHost, loadConfig } from './config/config';
+export { QueueAddressError } from './config/queue-url';
+export {
+  CredentialError,
+  createCredentialSource,
+  createSecretSource,
+  parseCredentialSpec,
+} from './credentials/credentials';
+export { type Credential, HTTP_4XX } from './delivery/endpoint';
 export { ConfigError, DeliveryAttemptError } from './errors';
-export { CloudEventSchema, idempotencyKey, parseEvent } from './event';
-export { createIngest, type Ingest, type IngestDeps } from './ingest';
-export { LedgerError } from './ledger';
+export { CloudEventSchema, idempotencyKey, parseEvent } from './event/event';
+export { createEdges, type Edges } from './ingest/edges';
+export { createIngest, type Ingest, type IngestDeps } from './ingest/ingest';
 export {
   createObservability,
   loadTracer,
@@ -14,9 +18,10 @@ export {
   MetricName,
   SERVICE_NAME,
   tracingWanted,
-} from './observability';
-export { QuarantineError } from './quarantine';
-export { QueueAddressError } from './queue-url';
+} from './observability/observability';
+export { BackoffError } from './settle/backoff';
+export { LedgerError } from './settle/ledger';
+export { QuarantineError } from './settle/quarantine';
 export { type EndpointConfig as Subscription, parseEndpointsDocument } from './subscription/schema';
 export {
   checkCredentialOverlap,

@@ -78,7 +78,7 @@ export interface Backoff {
 }
 
 export interface LedgerEntry {
-  /** The event's idempotency key (see `idempotencyKey` in lib/event.ts). */
+  /** The event's idempotency key (see `idempotencyKey` in lib/event/event.ts). */
   key: string;
   endpoint: string;
 }

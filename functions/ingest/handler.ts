@@ -5,11 +5,11 @@ import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 // Straight from the modules, not lib/index: what only some configurations need (the ledger's DynamoDB client, the
 // credentials' SSM and Secrets Manager clients, the tracer) loads on demand, which shortens the cold start (bench table 4).
-import { loadConfig } from '../../lib/config';
-import { parseCredentialSpec } from '../../lib/credential-spec';
-import { createEdges } from '../../lib/edges';
-import { createIngest } from '../../lib/ingest';
-import { createObservability, loadTracer } from '../../lib/observability';
+import { loadConfig } from '../../lib/config/config';
+import { parseCredentialSpec } from '../../lib/credentials/credential-spec';
+import { createEdges } from '../../lib/ingest/edges';
+import { createIngest } from '../../lib/ingest/ingest';
+import { createObservability, loadTracer } from '../../lib/observability/observability';
 import {
   checkCredentialOverlap,
   checkSigningSecrets,
@@ -34,7 +34,7 @@ const credentialSpec = parseCredentialSpec(
 checkCredentialOverlap(credentialSpec, config.endpoints);
 const refs = secretRefs(config.endpoints);
 const credentialModule =
-  credentialSpec.length > 0 || refs.length > 0 ? await import('../../lib/credentials') : undefined;
+  credentialSpec.length > 0 || refs.length > 0 ? await import('../../lib/credentials/credentials') : undefined;
 const { logger, metrics } = createObservability();
 const tracer = await loadTracer();
 const traced = <T>(client: T): T => (tracer ? tracer.captureAWSv3Client(client) : client);

@@ -1,7 +1,7 @@
 // npm run dlq [-- --queue-url URL] [--max N] [--json]: lists what is in the DLQ and why, leaving every message there.
 import { GetQueueAttributesCommand, type Message, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import { type QuarantineReasons, readQuarantineAttributes } from '../../lib/quarantine';
 import { changeVisibility, keepHidden } from '../../lib/redrive';
+import { type QuarantineReasons, readQuarantineAttributes } from '../../lib/settle/quarantine';
 import { intFlag, parseFlags, runCommand, stringFlag } from '../local/cli';
 import { explainUnreachable, localQueueUrl, sqsClientFor } from '../local/queue-address';
 import { DEFAULT_DLQ_NAME } from '../local/sqs-server';

@@ -1,6 +1,6 @@
 import { ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import type { CloudEvent } from '../../lib/event';
-import { readQuarantineAttributes } from '../../lib/quarantine';
+import type { CloudEvent } from '../../lib/event/event';
+import { readQuarantineAttributes } from '../../lib/settle/quarantine';
 import { DEMO_ID_ATTRIBUTE, type SampleMessage } from './events';
 import type { LocalStack } from './stack';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 import * as z from 'zod/mini';
-import { isLoopbackHost } from '../../lib/config';
+import { isLoopbackHost } from '../../lib/config/config';
 import { compileFilter, type Router } from '../../lib/subscription/routing';
 import { secretRefs } from '../../lib/subscription/source';
 import { readEndpointsFile } from '../endpoints-file';

@@ -1,4 +1,4 @@
-import { loadConfig } from '../../lib/config';
+import { loadConfig } from '../../lib/config/config';
 import type { Router } from '../../lib/subscription/routing';
 import { UsageError } from './cli';
 import { type DemoEndpoints, type FaultPlan, startDemoEndpoints } from './demo-endpoints';

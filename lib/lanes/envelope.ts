@@ -8,7 +8,7 @@ const millis = z.number().check(z.int(), z.gte(0));
 const EnvelopeSchema = z.strictObject({
   /** The endpoint whose lane holds the event. */
   e: z.string().check(z.minLength(1)),
-  /** The event's idempotency key (lib/event.ts). */
+  /** The event's idempotency key (lib/event/event.ts). */
   k: z.string().check(z.minLength(1)),
   /** When the event first failed for the endpoint (ms since the epoch). */
   f: millis,

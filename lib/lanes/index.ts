@@ -1,4 +1,4 @@
-import type { Config } from '../config';
+import type { Config } from '../config/config';
 import { DEFAULT_RETRY_SCHEDULE } from '../subscription/schema';
 import type { LaneSender } from './park';
 

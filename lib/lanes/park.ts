@@ -1,7 +1,7 @@
 import { SendMessageBatchCommand, type SendMessageBatchRequestEntry, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 import { errorText } from '../errors';
-import { batchEntries } from '../quarantine';
+import { batchEntries } from '../settle/quarantine';
 import { encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope } from './envelope';
 
 /** SQS message timers stop at 15 minutes: a longer wait is several hops through the lane. */

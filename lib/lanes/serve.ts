@@ -1,12 +1,12 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
 import type { SQSRecord } from 'aws-lambda';
-import { cameThroughRedrive } from '../batch';
-import type { DeliveryResult } from '../delivery';
+import { cameThroughRedrive } from '../batch/batch';
+import { type FanoutContext, fanout } from '../batch/fanout';
+import type { DeliveryResult } from '../delivery/delivery';
 import { errorText } from '../errors';
-import { parseEvent } from '../event';
-import { type FanoutContext, fanout } from '../fanout';
-import { MetricName, MetricUnit } from '../observability';
+import { parseEvent } from '../event/event';
+import { MetricName, MetricUnit } from '../observability/observability';
 import type { Subscriber } from '../subscription/subscriber';
 import type { Ledger, Quarantine, QuarantineItem } from '../types';
 import { decodeEnvelope, type LaneEnvelope } from './envelope';

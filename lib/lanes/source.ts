@@ -1,8 +1,8 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
 import type { SQSRecord } from 'aws-lambda';
-import type { ProcessedRecord } from '../batch';
-import { MetricName, MetricUnit } from '../observability';
+import type { ProcessedRecord } from '../batch/batch';
+import { MetricName, MetricUnit } from '../observability/observability';
 import type { DeliveryFailure, RecordOutcome } from '../types';
 import type { LaneMessage, LaneSender } from './park';
 

@@ -1,6 +1,6 @@
 // The receive-send-delete method: moves what the source held at the start, each message once.
 import { DeleteMessageBatchCommand, type Message, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import { createQueueUrlResolver } from '../queue-url';
+import { createQueueUrlResolver } from '../config/queue-url';
 import { describe, RedriveError } from './errors';
 import { REDRIVE_MARKER } from './marker';
 import { eligibleOf, fail, type LoopRun, summaryOf } from './run';

@@ -6,7 +6,7 @@ import {
   type SendMessageBatchRequestEntry,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
-import { batchEntries } from '../quarantine';
+import { batchEntries } from '../settle/quarantine';
 import { describe, SqsCallTimeoutError } from './errors';
 import { REDRIVE_MARKER } from './marker';
 import { fail, type LoopRun } from './run';

@@ -1,6 +1,6 @@
 // Where a dead-lettered or quarantined message came from, trusting SQS over producers.
 import type { Message } from '@aws-sdk/client-sqs';
-import { QUARANTINE_ATTRIBUTES } from '../quarantine';
+import { QUARANTINE_ATTRIBUTES } from '../settle/quarantine';
 
 /**
  * Where a dead-lettered or quarantined message came from. SQS's own DeadLetterQueueSourceArn first: producers can set

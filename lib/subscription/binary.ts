@@ -1,5 +1,5 @@
-import type { CloudEvent } from '../event';
-import { rawMember } from '../raw-json';
+import type { CloudEvent } from '../event/event';
+import { rawMember } from '../event/raw-json';
 
 // Context attributes that are not sent as ce- headers in binary mode (HTTP binding 1.0.2, section 3.1.3).
 const NOT_HEADERS = new Set(['data', 'data_base64', 'datacontenttype']);
@@ -32,7 +32,7 @@ export function binaryMessage(event: CloudEvent, raw?: Buffer): { headers: Recor
     if (NOT_HEADERS.has(name) || value === undefined || value === null) continue;
     headers[`ce-${name}`] = percentEncode(String(value));
   }
-  // A null optional attribute (or null data) is absent, as lib/event.ts treats it.
+  // A null optional attribute (or null data) is absent, as lib/event/event.ts treats it.
   const type = event.datacontenttype ?? undefined;
   const data = event.data ?? undefined;
   let body: Buffer;

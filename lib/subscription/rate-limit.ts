@@ -1,4 +1,4 @@
-import { whenAborted } from '../endpoint';
+import { whenAborted } from '../delivery/endpoint';
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 

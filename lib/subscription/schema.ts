@@ -1,8 +1,8 @@
 import * as z from 'zod/mini';
-import { checkSecretName } from '../credential-spec';
-import { parseEndpointUrl } from '../endpoint-url';
+import { parseEndpointUrl } from '../config/endpoint-url';
+import { checkSecretName } from '../credentials/credential-spec';
 import { ConfigError } from '../errors';
-import { CONTEXT_ATTRIBUTES } from '../event';
+import { CONTEXT_ATTRIBUTES } from '../event/event';
 
 /**
  * The endpoints file: one subscription per endpoint (name, url, and what, how and how fast it receives).

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import type { EndpointsDocument } from '../config';
-import { CREDENTIALS_VARIABLE, type CredentialSpec, type SecretRef } from '../credential-spec';
+import type { EndpointsDocument } from '../config/config';
+import { CREDENTIALS_VARIABLE, type CredentialSpec, type SecretRef } from '../credentials/credential-spec';
 import { ConfigError } from '../errors';
 import { refKey, secretRefsOf } from './request';
 import type { EndpointConfig } from './schema';

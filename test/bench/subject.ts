@@ -1,12 +1,12 @@
 /** The runners' environments and host specs: the handler as deployed, the peers and the floors, all on loopback. */
 
-import { loadConfig } from '../../lib/config';
+import { loadConfig } from '../../lib/config/config';
 import type { Bundles, HostKind } from './bundles';
 import type { HostSpec } from './hostProcess';
 
 const NAMES = ['alpha', 'beta', 'gamma', 'delta', 'epsilon'];
 
-/** The handler's default ENDPOINT_MAX_CONNECTIONS, read from lib/config.ts: the floors get a pool of the same size. */
+/** The handler's default ENDPOINT_MAX_CONNECTIONS, read from lib/config/config.ts: the floors get a pool of the same size. */
 export const DEFAULT_CONNECTIONS = loadConfig({ ENDPOINTS: 'a=http://127.0.0.1/' }).endpointMaxConnections;
 
 /** Logs, metrics and traces off: their output would be measured instead of the handler. */

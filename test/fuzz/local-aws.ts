@@ -9,8 +9,8 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { DeleteMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
-import { createLedger } from '../../lib/ledger';
 import { type RedriveSummary, redrive } from '../../lib/redrive';
+import { createLedger } from '../../lib/settle/ledger';
 import type { Ledger } from '../../lib/types';
 import {
   createLedgerTable,
@@ -32,7 +32,7 @@ export interface LocalAws {
 }
 
 /**
- * The real delivery ledger (lib/ledger.ts) on its own dynalite table, its DynamoDB client failing as the invocation
+ * The real delivery ledger (lib/settle/ledger.ts) on its own dynalite table, its DynamoDB client failing as the invocation
  * says: a call that throws, one that hangs until aborted, or DynamoDB's own partial answer (half the keys or items
  * returned unprocessed, which the ledger retries).
  */

@@ -7,8 +7,8 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
-import { createBackoff } from '../../lib/backoff';
-import { createQuarantine } from '../../lib/quarantine';
+import { createBackoff } from '../../lib/settle/backoff';
+import { createQuarantine } from '../../lib/settle/quarantine';
 import type { Backoff, Quarantine, QuarantineItem } from '../../lib/types';
 
 /** How a side effect behaves during one invocation. `hang` waits until the signal it was given aborts. */
@@ -114,7 +114,7 @@ export function realBackoff(sqs: FakeSqs, baseDelayS: number, maxDelayS: number)
  */
 export class AttemptLog {
   now = new Map<string, string[]>();
-  // Only the calls lib/observability.ts traceRequests makes; a real Tracer needs an X-Ray segment.
+  // Only the calls lib/observability/observability.ts traceRequests makes; a real Tracer needs an X-Ray segment.
   readonly tracer = {
     isTracingEnabled: () => true,
     getSegment: () => ({

@@ -4,7 +4,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { idempotencyKey } from '../../lib/event';
+import { idempotencyKey } from '../../lib/event/event';
 import { parseEndpointsDocument } from '../../lib/subscription/schema';
 import { standardWebhooksKey } from '../../lib/subscription/signing';
 import { secretRefs } from '../../lib/subscription/source';
@@ -77,8 +77,8 @@ const COMMANDS: Record<string, Runner> = {
   'npm test': { by: 'ci' },
   // docs/development.md
   'npm test -- test/unit/': { by: 'paths' },
-  'npm test -- test/unit/delivery.test.ts': { by: 'paths' },
-  'npm test -- test/unit/quarantine.test.ts test/unit/backoff.test.ts test/unit/ledger.test.ts test/unit/redrive.test.ts test/integration/resilience.test.ts':
+  'npm test -- test/unit/delivery/delivery.test.ts': { by: 'paths' },
+  'npm test -- test/unit/settle/quarantine.test.ts test/unit/settle/backoff.test.ts test/unit/settle/ledger.test.ts test/unit/redrive/redrive.test.ts test/integration/resilience.test.ts':
     { by: 'paths' },
   'npm run test:node22': { by: 'ci' },
   'npm run lint': { by: 'ci' },
@@ -93,7 +93,7 @@ const COMMANDS: Record<string, Runner> = {
   "npm run fuzz -- --runs 1 --seed 42 --path '13:0:0:1'": { by: 'flags', script: 'fuzz' },
   'npm run fuzz -- --count --runs 50 --seed 7': { by: 'flags', script: 'fuzz' },
   'npm run mutate': { by: 'flags', script: 'mutate' },
-  'npm run mutate -- --mutate lib/fanout.ts': { by: 'flags', script: 'mutate' },
+  'npm run mutate -- --mutate lib/batch/fanout.ts': { by: 'flags', script: 'mutate' },
   // docs/deploy.md and docs/configuration.md
   'npm run package': test('test/integration/package.test.ts', "'npm', ['run', 'package']"),
   'npm run package -- --stage prod': test('test/integration/docs.test.ts', "packageTemplate(['--stage', 'prod']"),

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { credentialArns } from '../../infra/stage.js';
-import { createCredentialSource, parseCredentialSpec } from '../../lib/credentials';
+import { createCredentialSource, parseCredentialSpec } from '../../lib/credentials/credentials';
 import {
   describePermissions,
   FUNCTION_CODE_PERMISSIONS,

@@ -1,9 +1,9 @@
 import { SSMClient } from '@aws-sdk/client-ssm';
 import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createSecretSource } from '../../lib/credentials';
+import { createSecretSource } from '../../lib/credentials/credentials';
 import { createIngest, type Ingest, type IngestDeps, idempotencyKey, loadConfig, secretRefs } from '../../lib/index';
-import { GROUPED_IDS_PER_LINE, settleReserveMs } from '../../lib/ingest';
+import { GROUPED_IDS_PER_LINE, settleReserveMs } from '../../lib/ingest/ingest';
 import type { BackoffItem, Ledger, LedgerEntry, QuarantineItem } from '../../lib/types';
 import { LOCAL_AWS } from '../support/aws';
 import { startCredentialStores } from '../support/credential-stores';

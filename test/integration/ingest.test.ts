@@ -1,7 +1,7 @@
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CONTENT_TYPE } from '../../lib/endpoint';
+import { CONTENT_TYPE } from '../../lib/delivery/endpoint';
 import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
 import type { Backoff, BackoffItem } from '../../lib/types';
 import { closedPortUrl, TestEndpoint } from '../support/endpoints';

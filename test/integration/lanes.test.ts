@@ -2,10 +2,10 @@ import { CreateQueueCommand, type Message, SendMessageBatchCommand, type SQSClie
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createEdges } from '../../lib/edges';
 import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
+import { createEdges } from '../../lib/ingest/edges';
 import { createLaneSender, encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope, type LaneSender } from '../../lib/lanes';
-import { readQuarantineAttributes } from '../../lib/quarantine';
+import { readQuarantineAttributes } from '../../lib/settle/quarantine';
 import {
   createLedgerTable,
   createQueue,

@@ -1,6 +1,6 @@
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { createQuarantine } from '../../lib/quarantine';
+import { createQuarantine } from '../../lib/settle/quarantine';
 import {
   closedEndpoint,
   createQueue,

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { inflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MetricName } from '../../lib/observability';
+import { MetricName } from '../../lib/observability/observability';
 import { credentialsPolicyId } from '../support/package-stack';
 
 // `npm run package` (osls + serverless-esbuild) offline, then the CloudFormation template and the artifact it wrote.
@@ -465,7 +465,7 @@ describe('npm run package', () => {
       /filter message = 'record quarantined'[\s\S]*by reason/,
     );
     // Every message the queries filter on is one the code logs.
-    const sources = readdirSync(join(root, 'lib'))
+    const sources = readdirSync(join(root, 'lib'), { recursive: true, encoding: 'utf8' })
       .filter((file) => file.endsWith('.ts'))
       .map((file) => readFileSync(join(root, 'lib', file), 'utf8'))
       .join('\n');

@@ -2,10 +2,10 @@ import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { DeleteMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createEdges } from '../../lib/edges';
 import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
-import { createQuarantine, QUARANTINE_ATTRIBUTES as Q } from '../../lib/quarantine';
+import { createEdges } from '../../lib/ingest/edges';
 import { redrive } from '../../lib/redrive';
+import { createQuarantine, QUARANTINE_ATTRIBUTES as Q } from '../../lib/settle/quarantine';
 import {
   closedEndpoint,
   createLedgerTable,

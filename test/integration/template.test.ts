@@ -15,9 +15,9 @@ import {
   LEDGER_TTL_MARGIN_S,
   namedByGrants,
 } from '../../infra/stage.js';
-import { backoffDelayS } from '../../lib/backoff';
-import { loadConfig } from '../../lib/config';
-import { MetricName } from '../../lib/observability';
+import { loadConfig } from '../../lib/config/config';
+import { MetricName } from '../../lib/observability/observability';
+import { backoffDelayS } from '../../lib/settle/backoff';
 import {
   type AlarmSettings,
   alarmTransitions,

@@ -1,4 +1,4 @@
-import { backoffDelayS } from '../../lib/backoff';
+import { backoffDelayS } from '../../lib/settle/backoff';
 
 // CloudWatch alarm evaluation over simulated data points, to check that an alarm of the template fires in a failure
 // scenario (and that a deliberately weaker one does not). Follows CloudWatch's documented rules: M of N periods,

@@ -1,7 +1,7 @@
 import { onTestFinished } from 'vitest';
-import { EndpointDelivery, type RetryOptions } from '../../lib/delivery';
-import { Endpoint } from '../../lib/endpoint';
-import { parseEvent, type ValidEvent } from '../../lib/event';
+import { EndpointDelivery, type RetryOptions } from '../../lib/delivery/delivery';
+import { Endpoint } from '../../lib/delivery/endpoint';
+import { parseEvent, type ValidEvent } from '../../lib/event/event';
 import type { EndpointConfig } from '../../lib/subscription/schema';
 import { Subscriber } from '../../lib/subscription/subscriber';
 import { cloudEvent } from './events';

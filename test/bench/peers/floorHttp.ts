@@ -5,7 +5,7 @@ import type { Runner } from './runner';
 
 /**
  * (c) Floor, node:http: one keep-alive Agent per endpoint with `connections` sockets (https.Agent for https URLs),
- * as lib/endpoint.ts uses, with the request options resolved once.
+ * as lib/delivery/endpoint.ts uses, with the request options resolved once.
  */
 export function floorHttpRunner(urls: string[], connections: number): Runner {
   const agentOptions = {

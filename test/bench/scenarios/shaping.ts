@@ -1,4 +1,4 @@
-import { parseEvent, type ValidEvent } from '../../../lib/event';
+import { parseEvent, type ValidEvent } from '../../../lib/event/event';
 import { TokenBucket } from '../../../lib/subscription/rate-limit';
 import { RequestShaper } from '../../../lib/subscription/request';
 import type { EndpointConfig } from '../../../lib/subscription/schema';

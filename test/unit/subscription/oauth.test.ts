@@ -1,7 +1,7 @@
 import http from 'node:http';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { EndpointDelivery } from '../../../lib/delivery';
-import { Endpoint } from '../../../lib/endpoint';
+import { EndpointDelivery } from '../../../lib/delivery/delivery';
+import { Endpoint } from '../../../lib/delivery/endpoint';
 import {
   type ClientCredentialsOptions,
   ClientCredentialsToken,

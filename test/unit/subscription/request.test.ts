@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { HTTP, type CloudEvent as SdkEvent } from 'cloudevents';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import type { ValidEvent } from '../../../lib/event';
+import type { ValidEvent } from '../../../lib/event/event';
 import type { EndpointConfig } from '../../../lib/subscription/schema';
 import { type ReceivedRequest, testEndpoint } from '../../support/endpoints';
 import { subscriberFor, validEvent } from '../../support/subscriptions';

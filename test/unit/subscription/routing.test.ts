@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { CloudEvent } from '../../../lib/event';
+import type { CloudEvent } from '../../../lib/event/event';
 import { compileFilter } from '../../../lib/subscription/routing';
 import type { Filter } from '../../../lib/subscription/schema';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readEndpointsFile } from '../../../infra/endpoints-file';
-import { loadConfig } from '../../../lib/config';
+import { loadConfig } from '../../../lib/config/config';
 import { ConfigError } from '../../../lib/errors';
 import { DEFAULT_RETRY_SCHEDULE, parseEndpointsDocument } from '../../../lib/subscription/schema';
 

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseCredentialSpec } from '../../../lib/credentials';
+import { parseCredentialSpec } from '../../../lib/credentials/credentials';
 import { ConfigError } from '../../../lib/errors';
 import { parseEndpointsDocument } from '../../../lib/subscription/schema';
 import {

@@ -1,0 +1,1272 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  DeleteMessageBatchCommand,
+  GetQueueAttributesCommand,
+  type GetQueueAttributesResult,
+  type ListMessageMoveTasksResult,
+  type ListMessageMoveTasksResultEntry,
+  type Message,
+  type MessageAttributeValue,
+  ReceiveMessageCommand,
+  type ReceiveMessageResult,
+  type SendMessageBatchRequest,
+  type SendMessageBatchResult,
+  SendMessageCommand,
+  type SQSClient,
+} from '@aws-sdk/client-sqs';
+import type { SQSRecord } from 'aws-lambda';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { processBatch } from '../../../lib/batch/batch';
+import { parseEvent, type ValidEvent } from '../../../lib/event/event';
+import { REDRIVE_MARKER, RedriveError, redrive, SqsCallTimeoutError, sourceArnOf } from '../../../lib/redrive';
+// A pure function of the redrive's start, tested on its own (the door, lib/redrive/index.ts, does not export it).
+import { cutoffOf } from '../../../lib/redrive/start';
+import { createLedger } from '../../../lib/settle/ledger';
+import { createQuarantine, QUARANTINE_ATTRIBUTES } from '../../../lib/settle/quarantine';
+import {
+  createLedgerTable,
+  createQueue,
+  createQueueWithDlq,
+  LOCAL_AWS,
+  type LocalQueue,
+  localDynamoDb,
+  localSqs,
+  pollUntil,
+  receiveAsRecords,
+  receiveAll as receiveVisible,
+  sendMessages,
+  toLambdaRecord,
+} from '../../support/aws';
+import { cloudEvent } from '../../support/events';
+import { sqsProxy } from '../../support/sqs-proxy';
+
+const sqs = localSqs();
+const dynamodb = localDynamoDb();
+// Tests that assert moves long-poll before concluding the source is empty: local SQS's short poll can answer empty under load.
+const EMPTY_WAIT_S = 1;
+afterAll(() => {
+  sqs.destroy();
+  dynamodb.destroy();
+});
+
+/**
+ * Every message visible now, as receiveAll, but it ends only on an empty long poll (1 s): local SQS's short poll
+ * answers empty when its 40 ms timer beats its 10 ms scan, which a loaded machine makes happen.
+ */
+async function receiveAll(
+  client: SQSClient,
+  queueUrl: string,
+  options: Parameters<typeof receiveVisible>[2] = {},
+): Promise<Message[]> {
+  const all = await receiveVisible(client, queueUrl, options);
+  const seen = new Set(all.map((m) => m.MessageId));
+  for (;;) {
+    const { Messages = [] } = await client.send(
+      new ReceiveMessageCommand({
+        QueueUrl: queueUrl,
+        MaxNumberOfMessages: 10,
+        WaitTimeSeconds: 1,
+        VisibilityTimeout: options.visibilityTimeoutS ?? 30,
+        MessageAttributeNames: ['All'],
+        AttributeNames: ['All'],
+        MessageSystemAttributeNames: ['All'],
+      }),
+    );
+    const fresh = Messages.filter((m) => !seen.has(m.MessageId));
+    if (fresh.length === 0) return all;
+    for (const m of fresh) seen.add(m.MessageId);
+    all.push(...fresh, ...(await receiveVisible(client, queueUrl, options)).filter((m) => !seen.has(m.MessageId)));
+    for (const m of all) seen.add(m.MessageId);
+  }
+}
+
+const text = (value: string): MessageAttributeValue => ({ DataType: 'String', StringValue: value });
+const bodies = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+const sorted = (values: (string | undefined)[]) => [...values].sort();
+
+/** Counts messages on the queue, in flight included (local SQS counts both in ApproximateNumberOfMessages). */
+async function count(queue: LocalQueue): Promise<number> {
+  const { Attributes } = await sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl: queue.url, AttributeNames: ['ApproximateNumberOfMessages'] }),
+  );
+  return Number(Attributes?.ApproximateNumberOfMessages);
+}
+
+/**
+ * Waits until the queue counts n messages: a move task moves what SQS counts at its start, and local SQS, like SQS,
+ * may count a message a moment after SendMessage returns.
+ */
+async function counted(queue: LocalQueue, n: number): Promise<void> {
+  await pollUntil(
+    `${queue.name} to count ${n} message(s)`,
+    async () => ((await count(queue)) >= n ? true : undefined),
+    {
+      intervalMs: 10,
+    },
+  );
+}
+
+describe.concurrent('redrive on local SQS', () => {
+  it('moves everything to --to with the loop when the source is not a DLQ, attributes included', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    const all = bodies('m', 25);
+    await sendMessages(
+      sqs,
+      from.url,
+      all.map((body) => ({ body, attributes: { tenant: text('acme') } })),
+    );
+
+    const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
+
+    expect(summary).toMatchObject({
+      method: 'loop',
+      moved: 25,
+      failed: 0,
+      interrupted: false,
+      complete: true,
+      remaining: 0,
+    });
+    expect(summary.destinations).toEqual({ [to.url]: 25 });
+    const landed = await receiveAll(sqs, to.url);
+    expect(sorted(landed.map((m) => m.Body))).toEqual(sorted(all));
+    expect(landed.every((m) => m.MessageAttributes?.tenant?.StringValue === 'acme')).toBe(true);
+  });
+
+  it('uses an SQS message move task when asked, and warns that it cannot mark what it moves', async () => {
+    const { dlq } = await createQueueWithDlq(sqs, 'orders');
+    const to = await createQueue(sqs, 'orders-retry');
+    const all = bodies('dead', 12);
+    await sendMessages(
+      sqs,
+      dlq.url,
+      all.map((body) => ({ body })),
+    );
+    const progress: number[] = [];
+    const warnings: string[] = [];
+
+    await counted(dlq, 12);
+    const summary = await redrive(sqs, {
+      from: dlq.url,
+      to: to.url,
+      method: 'move-task',
+      pollIntervalMs: 100,
+      onProgress: ({ moved }) => progress.push(moved),
+      onWarning: (warning) => warnings.push(warning),
+    });
+
+    expect(summary).toMatchObject({ method: 'move-task', moved: 12, interrupted: false, remaining: 0 });
+    expect(warnings).toEqual([expect.stringMatching(/a move task cannot mark what it moves \(redrive\.from\)/)]);
+    expect(progress.at(-1)).toBe(12);
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(sorted(all));
+  });
+
+  it('without --to sends each quarantined message back to the queue it came from', async () => {
+    const [orders, payments, quarantineQueue] = await Promise.all([
+      createQueue(sqs, 'orders'),
+      createQueue(sqs, 'payments'),
+      createQueue(sqs, 'quarantine'),
+    ]);
+    const records = [
+      ...(await receiveAsRecords(sqs, orders, [{ body: 'order-1' }, { body: 'order-2' }])),
+      ...(await receiveAsRecords(sqs, payments, [{ body: 'payment-1' }])),
+    ];
+    await createQuarantine(sqs, quarantineQueue.url).send(
+      records.map((record) => ({
+        record,
+        reason: 'rejected-by-endpoint',
+        detail: 'HTTP 409',
+        endpoint: 'audit',
+        status: 409,
+      })),
+      AbortSignal.timeout(10_000),
+    );
+    // The pipeline acknowledges quarantined records: only the redriven copies may show up.
+    for (const queue of [orders, payments]) {
+      const ours = records.filter((r) => r.eventSourceARN === queue.arn);
+      await sqs.send(
+        new DeleteMessageBatchCommand({
+          QueueUrl: queue.url,
+          Entries: ours.map((r, i) => ({ Id: String(i), ReceiptHandle: r.receiptHandle })),
+        }),
+      );
+    }
+    await sendMessages(sqs, quarantineQueue.url, [{ body: 'no origin' }]);
+
+    const summary = await redrive(sqs, { from: quarantineQueue.url, emptyWaitS: EMPTY_WAIT_S, visibilityTimeoutS: 1 });
+
+    expect(summary).toMatchObject({ method: 'loop', moved: 3, failed: 1 });
+    expect(summary.failures[0]!.error).toMatch(/pass --to/);
+    const backInOrders = await receiveAll(sqs, orders.url);
+    expect(sorted(backInOrders.map((m) => m.Body))).toEqual(['order-1', 'order-2']);
+    expect(backInOrders[0]!.MessageAttributes?.[QUARANTINE_ATTRIBUTES.reason]?.StringValue).toBe(
+      'rejected-by-endpoint',
+    );
+    expect((await receiveAll(sqs, payments.url)).map((m) => m.Body)).toEqual(['payment-1']);
+    // The message with no origin stays in the quarantine queue.
+    const left = await pollUntil('the unroutable message to be visible again', async () => {
+      const messages = await receiveAll(sqs, quarantineQueue.url);
+      return messages.length > 0 ? messages : undefined;
+    });
+    expect(left.map((m) => m.Body)).toEqual(['no origin']);
+  });
+
+  it('moves at most --max messages and leaves the rest', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    await sendMessages(
+      sqs,
+      from.url,
+      bodies('m', 17).map((body) => ({ body })),
+    );
+    const summary = await redrive(sqs, { from: from.url, to: to.url, max: 12, emptyWaitS: EMPTY_WAIT_S });
+    expect(summary).toMatchObject({ method: 'loop', moved: 12, remaining: 5 });
+    expect(await receiveAll(sqs, to.url)).toHaveLength(12);
+  });
+
+  it('moves at most what the queue held at the start, even without --max (review finding 6)', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    await sendMessages(
+      sqs,
+      from.url,
+      bodies('m', 5).map((body) => ({ body })),
+    );
+    let late: Promise<unknown> | undefined;
+    const summary = await redrive(sqs, {
+      from: from.url,
+      to: to.url,
+      method: 'loop',
+      // Long enough a poll that, without the bound, the next receive would get the late messages.
+      emptyWaitS: 1,
+      // New poison arriving while the redrive runs belongs to the next run. Local SQS stamps messages with this
+      // machine's clock (its Date header, to the second, would count what arrives in the first second as there).
+      clockOffsetMs: 0,
+      onProgress: () => {
+        late ??= sendMessages(
+          sqs,
+          from.url,
+          bodies('late', 10).map((body) => ({ body })),
+        );
+      },
+    });
+    await late;
+    expect(summary).toMatchObject({ method: 'loop', moved: 5, failed: 0 });
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(bodies('m', 5));
+  });
+
+  it('moves every message that was there even when the queue counts none of them yet', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    const all = bodies('m', 23);
+    await sendMessages(
+      sqs,
+      from.url,
+      all.map((body) => ({ body })),
+    );
+    // SQS's ApproximateNumberOfMessages can lag a minute behind; local SQS cannot be made to lag on demand, so this
+    // real client of local SQS reads 0 from GetQueueAttributes, as a redrive started right after an incident may.
+    const stale = localSqs();
+    stale.middlewareStack.add(
+      (next, context) => async (args) => {
+        const result = await next(args);
+        const { Attributes } = result.output as GetQueueAttributesResult;
+        if (context.commandName === 'GetQueueAttributesCommand' && Attributes?.ApproximateNumberOfMessages)
+          Attributes.ApproximateNumberOfMessages = '0';
+        return result;
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(stale, { from: from.url, to: to.url, method: 'loop', emptyWaitS: EMPTY_WAIT_S });
+      expect(summary).toMatchObject({ method: 'loop', moved: 23, failed: 0, arrivedLater: 0 });
+    } finally {
+      stale.destroy();
+    }
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(sorted(all));
+    expect(await receiveAll(sqs, from.url)).toEqual([]);
+  });
+
+  it('leaves what was sent after the start for the next run, visible at once, and counts it', async () => {
+    const { from, to } = await parkedWith(bodies('old', 5));
+    // New poison lands between the start and the first receive: an interleaving local SQS cannot be asked for, so
+    // this real client of local SQS sends it just before its first ReceiveMessage.
+    const client = localSqs();
+    let late: Promise<unknown> | undefined;
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'ReceiveMessageCommand') {
+          late ??= sendMessages(
+            sqs,
+            from.url,
+            bodies('new', 10).map((body) => ({ body })),
+          );
+          await late;
+        }
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    try {
+      // Local SQS stamps messages with this machine's clock: the offset is 0 (see the test above).
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, clockOffsetMs: 0 });
+      expect(summary).toMatchObject({ method: 'loop', moved: 5, failed: 0, arrivedLater: 10, remaining: 10 });
+    } finally {
+      client.destroy();
+    }
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(bodies('old', 5));
+    // Released when the run ended, not hidden until their visibility timeout runs out.
+    expect(sorted((await receiveAll(sqs, from.url)).map((m) => m.Body))).toEqual(sorted(bodies('new', 10)));
+  });
+
+  it('stops after the batch in hand when interrupted, losing and duplicating nothing', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    const all = bodies('m', 40);
+    await sendMessages(
+      sqs,
+      from.url,
+      all.map((body) => ({ body })),
+    );
+    const controller = new AbortController();
+
+    const summary = await redrive(sqs, {
+      from: from.url,
+      to: to.url,
+      emptyWaitS: 0,
+      signal: controller.signal,
+      onProgress: () => controller.abort(),
+    });
+
+    expect(summary).toMatchObject({ interrupted: true, moved: 10, remaining: 30 });
+    const moved = (await receiveAll(sqs, to.url)).map((m) => m.Body);
+    const stayed = (await receiveAll(sqs, from.url)).map((m) => m.Body);
+    expect(moved).toHaveLength(10);
+    expect(sorted([...moved, ...stayed])).toEqual(sorted(all));
+  });
+});
+
+/**
+ * A real client of local SQS that passes each answer's Date header through `see` first. Low priority: it runs inside
+ * the redrive's own Date reader, so that reader gets what `see` returns.
+ */
+function clientSeeingDates(see: (date: string) => string): SQSClient {
+  const client = localSqs();
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const result = await next(args);
+      const headers = (result.response as { headers?: Record<string, string> }).headers;
+      if (headers?.date) headers.date = see(headers.date);
+      return result;
+    },
+    { step: 'deserialize', priority: 'low' },
+  );
+  return client;
+}
+
+/** The fault of a throttled SQS (local SQS does not fail on demand): the nth call of `name` throws. */
+function failingCall(name: string, nth: number) {
+  let calls = 0;
+  return async (command: string | undefined, call: () => Promise<unknown>) => {
+    if (command === name && ++calls === nth) throw new Error('throttled');
+    return call();
+  };
+}
+
+/** A source queue holding `messages` and an empty target queue. */
+async function parkedWith(messages: string[]): Promise<{ from: LocalQueue; to: LocalQueue }> {
+  const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+  await sendMessages(
+    sqs,
+    from.url,
+    messages.map((body) => ({ body })),
+  );
+  return { from, to };
+}
+
+/**
+ * A real client of local SQS that sends `late` to `queueUrl` just before its first ReceiveMessage (new poison landing
+ * between the start and the first receive: an interleaving local SQS cannot be asked for), then runs `also` on each
+ * command (the fault a test injects).
+ */
+function clientWithLateArrivals(
+  queueUrl: string,
+  late: string[],
+  also?: (command: string | undefined, call: () => Promise<{ output: unknown }>) => Promise<unknown>,
+): SQSClient {
+  const client = localSqs();
+  let sent: Promise<unknown> | undefined;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === 'ReceiveMessageCommand') {
+        sent ??= sendMessages(
+          sqs,
+          queueUrl,
+          late.map((body) => ({ body })),
+        );
+        await sent;
+      }
+      const call = () => next(args);
+      if (!also) return call();
+      return (await also(context.commandName, call)) as Awaited<ReturnType<typeof next>>;
+    },
+    { step: 'initialize' },
+  );
+  return client;
+}
+
+/** Redrives `from` to `to` on `client` (then destroys it); returns the summary and the warnings. */
+async function redriveWithWarnings(client: SQSClient, from: LocalQueue, to: LocalQueue, clockOffsetMs?: number) {
+  const warnings: string[] = [];
+  try {
+    const summary = await redrive(client, {
+      from: from.url,
+      to: to.url,
+      emptyWaitS: 0,
+      ...(clockOffsetMs === undefined ? {} : { clockOffsetMs }),
+      onWarning: (warning) => warnings.push(warning),
+    });
+    return { summary, warnings };
+  } finally {
+    client.destroy();
+  }
+}
+
+describe('redrive keeps what it holds, and says when it could not finish (review 2)', () => {
+  it('finding 1: keeps held and in-hand messages hidden past the visibility timeout while a send is slow', {
+    timeout: 30_000,
+  }, async () => {
+    const { from, to } = await parkedWith(bodies('old', 5));
+    const received = new Set<string>();
+    const renewed = new Set<string>();
+    let renewals = 0;
+    let renewedTwice = () => {};
+    const twice = new Promise<void>((resolve) => {
+      renewedTwice = resolve;
+    });
+    let visibleDuringSend: Message[] | undefined;
+    const client = clientWithLateArrivals(from.url, bodies('new', 5), async (command, call) => {
+      if (command === 'SendMessageBatchCommand' && visibleDuringSend === undefined) {
+        // The fault: a send that answers only after two renewals, longer than the 2 s visibility timeout (local SQS
+        // answers at once). Synchronised on the renewals, not on a timer: looking right after one is within its 2 s.
+        // The 10 s bound only turns "never renewed" into a failure instead of a hang.
+        await Promise.race([twice, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+        // Visibility 0: looking must not hide anything from the run.
+        visibleDuringSend = await receiveAll(sqs, from.url, { visibilityTimeoutS: 0 });
+      }
+      const result = (await call()) as { output: ReceiveMessageResult };
+      if (command === 'ReceiveMessageCommand')
+        for (const m of result.output.Messages ?? []) received.add(m.ReceiptHandle!);
+      return result;
+    });
+    // Renewals (VisibilityTimeout 2, not the release's 0), counted once SQS answered them.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { Entries?: { ReceiptHandle?: string; VisibilityTimeout?: number }[] };
+        const renewal =
+          context.commandName === 'ChangeMessageVisibilityBatchCommand' && input.Entries?.[0]?.VisibilityTimeout === 2;
+        const result = await next(args);
+        if (renewal) {
+          for (const entry of input.Entries ?? []) renewed.add(entry.ReceiptHandle!);
+          if (++renewals === 2) renewedTwice();
+        }
+        return result;
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(client, {
+        from: from.url,
+        to: to.url,
+        emptyWaitS: 0,
+        clockOffsetMs: 0,
+        visibilityTimeoutS: 2,
+      });
+      expect(renewals).toBeGreaterThanOrEqual(2);
+      expect(visibleDuringSend?.map((m) => m.Body)).toEqual([]);
+      // Every message the run received (the batch in hand and those held back) was renewed.
+      expect([...received].filter((handle) => !renewed.has(handle))).toEqual([]);
+      expect(summary).toMatchObject({ moved: 5, failed: 0, arrivedLater: 5, complete: true });
+    } finally {
+      client.destroy();
+    }
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(bodies('old', 5));
+    expect(sorted((await receiveAll(sqs, from.url)).map((m) => m.Body))).toEqual(bodies('new', 5));
+  });
+
+  it('finding 1: says it is incomplete when it stops because new messages keep arriving', async () => {
+    const { from, to } = await parkedWith(bodies('old', 5));
+    // New poison keeps arriving: 10 more before every receive.
+    const client = clientWithLateArrivals(from.url, [], async (command, call) => {
+      if (command === 'ReceiveMessageCommand') {
+        await sendMessages(
+          sqs,
+          from.url,
+          bodies('new', 10).map((body) => ({ body })),
+        );
+      }
+      return call();
+    });
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, clockOffsetMs: 0 });
+      expect(summary).toMatchObject({ moved: 5, failed: 0, interrupted: false, complete: false });
+    } finally {
+      client.destroy();
+    }
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(bodies('old', 5));
+  });
+
+  it('finding 5: releases what it held when a receive fails mid-run', async () => {
+    const { from, to } = await parkedWith(bodies('old', 5));
+    const client = clientWithLateArrivals(from.url, bodies('new', 10), failingCall('ReceiveMessageCommand', 2));
+    try {
+      await expect(
+        redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, clockOffsetMs: 0 }),
+      ).rejects.toBeInstanceOf(RedriveError);
+    } finally {
+      client.destroy();
+    }
+    // The 5 held by the first receive are visible at once, not after the 60 s visibility timeout.
+    expect(sorted((await receiveAll(sqs, from.url)).map((m) => m.Body))).toEqual(sorted(bodies('new', 10)));
+  });
+
+  it('finding 5: releases the other batches when one release batch fails', async () => {
+    const { from, to } = await parkedWith(bodies('old', 5));
+    const client = clientWithLateArrivals(
+      from.url,
+      bodies('new', 25),
+      failingCall('ChangeMessageVisibilityBatchCommand', 1),
+    );
+    const { summary, warnings } = await redriveWithWarnings(client, from, to, 0);
+    expect(summary).toMatchObject({ moved: 5, arrivedLater: 25 });
+    expect(warnings).toEqual([expect.stringMatching(/^10 message\(s\) this run left could not be made visible/)]);
+    // 25 held, released 10 per call: the first 10 stay hidden until their timeout, the other 15 are back at once.
+    expect(await receiveAll(sqs, from.url)).toHaveLength(15);
+  });
+
+  it("finding 4: does not believe a Date header far from this machine's clock, and warns", async () => {
+    const { from, to } = await parkedWith(bodies('old', 5));
+    // The fault: a Date header 10 minutes behind (a proxy or a broken clock; local SQS uses this machine's).
+    const client = clientSeeingDates((date) => new Date(Date.parse(date) - 600_000).toUTCString());
+    const { summary, warnings } = await redriveWithWarnings(client, from, to);
+    // Believed, the header would put the start 10 minutes back and leave all 5 as "arrived later".
+    expect(summary).toMatchObject({ moved: 5, arrivedLater: 0 });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/SQS's clock .* is -60[01] s from this machine's/);
+  });
+
+  it('finding 4: leaves and counts a message without SentTimestamp rather than moving it', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    await sendMessages(sqs, from.url, [{ body: 'stamped' }, { body: 'unstamped' }]);
+    const client = localSqs();
+    // The fault: an answer without SentTimestamp (local SQS always sets it).
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const result = await next(args);
+        if (context.commandName === 'ReceiveMessageCommand') {
+          for (const message of (result.output as ReceiveMessageResult).Messages ?? []) {
+            if (message.Body === 'unstamped') delete message.Attributes?.SentTimestamp;
+          }
+        }
+        return result;
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
+      expect(summary).toMatchObject({ moved: 1, arrivedLater: 1 });
+    } finally {
+      client.destroy();
+    }
+    expect((await receiveAll(sqs, to.url)).map((m) => m.Body)).toEqual(['stamped']);
+  });
+
+  it("finding 8: reads the start from SQS's Date header when no clock offset is given", async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    await sendMessages(
+      sqs,
+      from.url,
+      bodies('m', 3).map((body) => ({ body })),
+    );
+    const dates: string[] = [];
+    const client = clientSeeingDates((date) => {
+      dates.push(date);
+      return date;
+    });
+    const { summary, warnings } = await redriveWithWarnings(client, from, to);
+    expect(summary).toMatchObject({ moved: 3, arrivedLater: 0, complete: true });
+    expect(dates.length).toBeGreaterThan(0);
+    expect(warnings).toEqual([]);
+  });
+
+  it("finding 4/8: the start on SQS's clock: the offset given, else the Date header's second, else ours + 5 s", () => {
+    const startedAt = Date.parse('2026-05-01T10:00:00.400Z');
+    const warnings: string[] = [];
+    const options = { from: 'q', onWarning: (warning: string) => warnings.push(warning) };
+    expect(cutoffOf({ ...options, clockOffsetMs: -250 }, startedAt, startedAt - 400)).toBe(startedAt - 250);
+    expect(cutoffOf(options, startedAt, undefined)).toBe(startedAt + 5_000);
+    // Within a minute: the header's second (rounded down) plus the second it covers.
+    expect(cutoffOf(options, startedAt, startedAt - 400 - 59_000)).toBe(startedAt - 400 - 58_000);
+    expect(cutoffOf(options, startedAt, startedAt + 60_000)).toBe(startedAt + 61_000);
+    expect(warnings).toEqual([]);
+    // Further: not believed, with a warning naming both clocks' difference.
+    expect(cutoffOf(options, startedAt, startedAt - 60_001)).toBe(startedAt + 5_000);
+    expect(cutoffOf(options, startedAt, startedAt + 120_000)).toBe(startedAt + 5_000);
+    expect(warnings).toEqual([
+      "SQS's clock (Date header 2026-05-01T09:59:00.399Z) is -60 s from this machine's: the start is taken from this machine's clock (± 5 s); check NTP or any proxy in between",
+      "SQS's clock (Date header 2026-05-01T10:02:00.400Z) is 120 s from this machine's: the start is taken from this machine's clock (± 5 s); check NTP or any proxy in between",
+    ]);
+  });
+
+  it('finding 7: deletes a message SQS hands out again after it was moved, without sending it twice', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    const all = bodies('m', 15);
+    await sendMessages(
+      sqs,
+      from.url,
+      all.map((body) => ({ body })),
+    );
+    const client = localSqs();
+    let first: Message | undefined;
+    let receives = 0;
+    // The fault: standard SQS delivering a deleted message again (at-least-once); local SQS never does.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const result = await next(args);
+        if (context.commandName !== 'ReceiveMessageCommand') return result;
+        const output = result.output as ReceiveMessageResult;
+        receives++;
+        if (receives === 1) first = output.Messages?.[0];
+        else if (receives === 2 && first && output.Messages) output.Messages.unshift(first);
+        return result;
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
+      expect(summary).toMatchObject({ moved: 15, failed: 0 });
+    } finally {
+      client.destroy();
+    }
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(sorted(all));
+  });
+});
+
+describe('redrive gives up on a call SQS does not answer, and reports what it left (review 3)', () => {
+  it('finding 1: a SendMessageBatch that never answers fails its messages, deletes none of them, releases them', async () => {
+    const { from, to } = await parkedWith(bodies('m', 15));
+    const client = localSqs();
+    let stalled = false;
+    // The fault: a connection that stalls on one send (local SQS always answers). The stall honours the abort signal
+    // the SDK puts in the context, as the SDK's HTTP handler does.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName !== 'SendMessageBatchCommand' || stalled) return next(args);
+        stalled = true;
+        const signal = (context as { __smithy_context?: { abortSignal?: AbortSignal } }).__smithy_context?.abortSignal;
+        return new Promise<never>((_, reject) => {
+          signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+        });
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, callTimeoutMs: 500 });
+      expect(summary).toMatchObject({ moved: 5, failed: 10, complete: true, interrupted: false });
+      expect(summary.failures.every((f) => /not known whether it reached .*within 0.5 s/.test(f.error))).toBe(true);
+    } finally {
+      client.destroy();
+    }
+    expect(await receiveAll(sqs, to.url)).toHaveLength(5);
+    // Not deleted, and visible at once (released), not after the 60 s visibility timeout.
+    expect(await receiveAll(sqs, from.url)).toHaveLength(10);
+  });
+
+  it('issue 17: an entry SendMessageBatch answers Failed is reported and stays in the source, not deleted', async () => {
+    const { from, to } = await parkedWith(bodies('m', 15));
+    const client = localSqs();
+    let refused: string | undefined;
+    // The fault: SQS refusing one entry of a batch (local SQS never answers Failed). The middleware keeps the first
+    // entry of the first send from reaching SQS and answers Failed for it, as SQS does for an entry it refuses.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName !== 'SendMessageBatchCommand' || refused) return next(args);
+        const input = args.input as SendMessageBatchRequest;
+        const [first, ...rest] = input.Entries ?? [];
+        refused = first!.MessageBody;
+        const result = await next({ ...args, input: { ...input, Entries: rest } });
+        const output = result.output as SendMessageBatchResult;
+        output.Failed = [
+          ...(output.Failed ?? []),
+          { Id: first!.Id, SenderFault: false, Code: 'InternalError', Message: 'injected' },
+        ];
+        return result;
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
+      expect(summary).toMatchObject({ moved: 14, failed: 1, destinations: { [to.url]: 14 } });
+      expect(summary.failures).toEqual([{ messageId: expect.any(String), error: 'InternalError: injected' }]);
+    } finally {
+      client.destroy();
+    }
+    expect(await receiveAll(sqs, to.url)).toHaveLength(14);
+    // Not deleted, and released at once: the refused message is still in the source.
+    expect((await receiveAll(sqs, from.url)).map((m) => m.Body)).toEqual([refused]);
+  });
+
+  it('a call that times out says which, after how long, that it may have taken effect, and what to do', () => {
+    const error = new SqsCallTimeoutError('SendMessageBatch', 1_500);
+    expect([error.name, error.call, error.timeoutMs, error.message]).toEqual([
+      'SqsCallTimeoutError',
+      'SendMessageBatch',
+      1_500,
+      'SendMessageBatch: no answer from SQS within 1.5 s (it may still have taken effect); check the network or SQS ' +
+        'health, then run it again',
+    ]);
+    expect(new RedriveError('x').name).toBe('RedriveError');
+  });
+
+  it('finding 2: a Ctrl-C during the last, empty receive is reported as an interruption', async () => {
+    const { from, to } = await parkedWith(bodies('m', 3));
+    const controller = new AbortController();
+    const client = localSqs();
+    let receives = 0;
+    // The interleaving: the signal fires while the second receive is on its way (local SQS cannot be asked for it).
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'ReceiveMessageCommand' && ++receives === 2) controller.abort();
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 1, signal: controller.signal });
+      expect(summary).toMatchObject({ moved: 3, interrupted: true });
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('finding 3: counts the entries SQS lists as failed in the release warning', async () => {
+    const { from, to } = await parkedWith(bodies('old', 5));
+    // The fault: SQS refusing one entry of the release (a receipt handle it no longer accepts), here by spoiling it.
+    const client = clientWithLateArrivals(from.url, bodies('new', 5));
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { Entries?: { ReceiptHandle?: string; VisibilityTimeout?: number }[] };
+        const first = input.Entries?.[0];
+        if (context.commandName === 'ChangeMessageVisibilityBatchCommand' && first?.VisibilityTimeout === 0)
+          first.ReceiptHandle = 'spoilt';
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    const { summary, warnings } = await redriveWithWarnings(client, from, to, 0);
+    expect(summary).toMatchObject({ moved: 5, arrivedLater: 5 });
+    expect(warnings).toEqual([expect.stringMatching(/^1 message\(s\) this run left could not be made visible/)]);
+    expect(await receiveAll(sqs, from.url)).toHaveLength(4);
+  });
+});
+
+describe('redrive to FIFO queues (review 2)', () => {
+  it('finding 2: a copy is not dropped because its original deduplication id reached the destination lately', async () => {
+    const [from, to] = await Promise.all([
+      createQueue(sqs, 'parked', { fifo: true }),
+      createQueue(sqs, 'target', { fifo: true }),
+    ]);
+    const sameId = { MessageGroupId: 'g', MessageDeduplicationId: 'order-1' };
+    await sqs.send(new SendMessageCommand({ QueueUrl: to.url, MessageBody: 'earlier', ...sameId }));
+    await sqs.send(new SendMessageCommand({ QueueUrl: from.url, MessageBody: 'dead', ...sameId }));
+
+    const summary = await redrive(sqs, { from: from.url, to: to.url, method: 'loop', emptyWaitS: EMPTY_WAIT_S });
+
+    expect(summary).toMatchObject({ moved: 1, failed: 0 });
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(['dead', 'earlier']);
+  });
+
+  it('issue 17: a standard queue redriven to a FIFO queue: the destination decides, each message its own group', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target', { fifo: true })]);
+    await sendMessages(
+      sqs,
+      from.url,
+      bodies('m', 3).map((body) => ({ body })),
+    );
+
+    const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
+
+    expect(summary).toMatchObject({ moved: 3, failed: 0 });
+    const landed = await receiveAll(sqs, to.url);
+    expect(sorted(landed.map((m) => m.Body))).toEqual(bodies('m', 3));
+    expect(new Set(landed.map((m) => m.Attributes?.MessageGroupId)).size).toBe(3);
+  });
+
+  it('finding 3: once a message of a group fails, the later ones of that group are not sent', async () => {
+    const [from, orders] = await Promise.all([
+      createQueue(sqs, 'quarantine', { fifo: true }),
+      createQueue(sqs, 'orders', { fifo: true }),
+    ]);
+    const source = { [QUARANTINE_ATTRIBUTES.sourceQueue]: text(orders.arn) };
+    await sendMessages(sqs, from.url, [
+      // No recorded source: it fails, and g-2 must not overtake it.
+      { body: 'g-1', groupId: 'g' },
+      { body: 'g-2', groupId: 'g', attributes: source },
+      { body: 'h-1', groupId: 'h', attributes: source },
+    ]);
+
+    const summary = await redrive(sqs, { from: from.url, emptyWaitS: EMPTY_WAIT_S });
+
+    expect(summary).toMatchObject({ moved: 1, failed: 2 });
+    expect((await receiveAll(sqs, orders.url)).map((m) => m.Body)).toEqual(['h-1']);
+    expect(sorted((await receiveAll(sqs, from.url)).map((m) => m.Body))).toEqual(['g-1', 'g-2']);
+  });
+});
+
+describe('redrive trusts SQS over producers and ends on what comes back (issue 9)', () => {
+  it('defect 9: prefers DeadLetterQueueSourceArn over a producer-set quarantine.sourceQueue', async () => {
+    const { queue, dlq } = await createQueueWithDlq(sqs, 'forged', 1);
+    const elsewhere = await createQueue(sqs, 'elsewhere');
+    await sendMessages(sqs, queue.url, [
+      { body: 'dead', attributes: { [QUARANTINE_ATTRIBUTES.sourceQueue]: text(elsewhere.arn) } },
+    ]);
+    // One receive whose visibility runs out: SQS dead-letters it (maxReceiveCount 1).
+    await receiveAll(sqs, queue.url, { visibilityTimeoutS: 1 });
+    await pollUntil('the message to be dead-lettered', async () => ((await count(dlq)) > 0 ? true : undefined));
+
+    const summary = await redrive(sqs, { from: dlq.url, emptyWaitS: EMPTY_WAIT_S });
+
+    expect(summary).toMatchObject({ moved: 1, failed: 0, destinations: { [queue.url]: 1 } });
+    expect((await receiveAll(sqs, queue.url)).map((m) => m.Body)).toEqual(['dead']);
+    expect(await receiveAll(sqs, elsewhere.url)).toEqual([]);
+  });
+
+  it("issue 17: does not send a message back to a quarantine.sourceQueue outside the DLQ's region", async () => {
+    const [quarantineQueue, elsewhere] = await Promise.all([
+      createQueue(sqs, 'quarantine'),
+      createQueue(sqs, 'elsewhere'),
+    ]);
+    // A producer-set quarantine.sourceQueue naming a queue of another region. Local SQS ignores the region of a URL,
+    // so this ARN resolves to a queue that exists: only the DLQ's ARN (account and region) tells it apart.
+    const foreign = elsewhere.arn.replace(`:${LOCAL_AWS.region}:`, ':ap-south-2:');
+    expect(foreign).not.toBe(elsewhere.arn);
+    await sendMessages(sqs, quarantineQueue.url, [
+      { body: 'forged', attributes: { [QUARANTINE_ATTRIBUTES.sourceQueue]: text(foreign) } },
+    ]);
+
+    const summary = await redrive(sqs, { from: quarantineQueue.url, emptyWaitS: EMPTY_WAIT_S, visibilityTimeoutS: 1 });
+
+    expect(summary).toMatchObject({ moved: 0, failed: 1 });
+    expect(summary.failures[0]!.error).toMatch(/no source queue recorded .*pass --to/);
+    expect(await receiveAll(sqs, elsewhere.url)).toEqual([]);
+  });
+
+  it('defect 9: ignores a quarantine.sourceQueue naming another account', () => {
+    const message = {
+      MessageAttributes: { [QUARANTINE_ATTRIBUTES.sourceQueue]: text('arn:aws:sqs:us-east-1:999999999999:x') },
+    };
+    expect(sourceArnOf(message, 'arn:aws:sqs:us-east-1:123456789012:dlq')).toBeUndefined();
+    expect(sourceArnOf(message, 'arn:aws:sqs:us-east-1:999999999999:dlq')).toBe('arn:aws:sqs:us-east-1:999999999999:x');
+  });
+
+  it("where a message goes back: SQS first, then a quarantine.sourceQueue (own or folded) in the DLQ's scope", () => {
+    const dlqArn = 'arn:aws:sqs:us-east-1:123456789012:dlq';
+    const own = 'arn:aws:sqs:us-east-1:123456789012:orders';
+    const recorded = (value: string) => ({ MessageAttributes: { [QUARANTINE_ATTRIBUTES.sourceQueue]: text(value) } });
+    const folded = (value: unknown) => ({
+      MessageAttributes: { [QUARANTINE_ATTRIBUTES.combined]: text(JSON.stringify({ sourceQueue: value })) },
+    });
+    const cases: [Message, string | undefined][] = [
+      [
+        { Attributes: { DeadLetterQueueSourceArn: 'arn:aws:sqs:eu-west-1:999999999999:sqs-said' } },
+        'arn:aws:sqs:eu-west-1:999999999999:sqs-said',
+      ],
+      [recorded(own), own],
+      [folded(own), own],
+      [folded(7), undefined],
+      [{ MessageAttributes: { [QUARANTINE_ATTRIBUTES.combined]: text('{not json') } }, undefined],
+      [{ MessageAttributes: { [QUARANTINE_ATTRIBUTES.combined]: text('"text"') } }, undefined],
+      [{ MessageAttributes: { [QUARANTINE_ATTRIBUTES.combined]: text('{"reason":"x"}') } }, undefined],
+      [{}, undefined],
+      // Not an SQS queue ARN of the DLQ's account and region.
+      [recorded('arn:aws:sns:us-east-1:123456789012:orders'), undefined],
+      [recorded('arn:aws:sqs:us-east-2:123456789012:orders'), undefined],
+      [recorded('arx:aws:sqs:us-east-1:123456789012:orders'), undefined],
+      [recorded('arn:aws:sqs:us-east-1:123456789012:orders:extra'), undefined],
+      [recorded('arn:aws:sqs:us-east-1:123456789012'), undefined],
+      [recorded('https://sqs.us-east-1.amazonaws.com/123456789012/orders'), undefined],
+    ];
+    expect(cases.map(([message]) => sourceArnOf(message, dlqArn))).toEqual(cases.map(([, expected]) => expected));
+    // A DLQ that is not an SQS ARN vouches for nothing; without a DLQ ARN the recorded one is taken as it is.
+    expect(sourceArnOf(recorded(own), 'not-an-arn')).toBeUndefined();
+    expect(sourceArnOf(recorded(own))).toBe(own);
+  });
+
+  it('defect 14: with a consumer quarantining everything straight back, moves each message once, reports them, ends', {
+    timeout: 30_000,
+  }, async () => {
+    const [orders, dlq] = await Promise.all([createQueue(sqs, 'poison-src'), createQueue(sqs, 'poison-dlq')]);
+    const quarantine = createQuarantine(sqs, dlq.url);
+    const quarantineAll = async (records: SQSRecord[]) => {
+      const items = records.map((record) => ({ record, reason: 'not-json' as const, detail: 'still poison' }));
+      await quarantine.send(items, AbortSignal.timeout(10_000));
+      await sqs.send(
+        new DeleteMessageBatchCommand({
+          QueueUrl: orders.url,
+          Entries: records.map((r, i) => ({ Id: String(i), ReceiptHandle: r.receiptHandle })),
+        }),
+      );
+    };
+    await quarantineAll(
+      await receiveAsRecords(
+        sqs,
+        orders,
+        bodies('poison', 5).map((body) => ({ body })),
+      ),
+    );
+    // The consumer of the source queue: every message it gets is poison again, at once.
+    let consuming = true;
+    const consumer = (async () => {
+      while (consuming) {
+        const messages = await receiveAll(sqs, orders.url, { visibilityTimeoutS: 30 });
+        if (messages.length > 0) await quarantineAll(messages.map((m) => toLambdaRecord(m, orders.arn)));
+        else await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    try {
+      // The closing long poll (local SQS waits all of it) sees the copies the consumer quarantined back.
+      const summary = await redrive(sqs, { from: dlq.url, emptyWaitS: 3, visibilityTimeoutS: 30 });
+      expect(summary).toMatchObject({ moved: 5, failed: 0, returned: 5 });
+      await pollUntil('the 5 messages back in the DLQ', async () => ((await count(dlq)) === 5 ? true : undefined));
+    } finally {
+      consuming = false;
+      await consumer;
+    }
+  });
+});
+
+/**
+ * A real client of local SQS whose ListMessageMoveTasks answers pass through `see` (a task failing, lingering or
+ * vanishing is SQS's own doing: local SQS cannot be asked for it). Counts the CancelMessageMoveTask calls.
+ */
+function moveTaskClient(
+  see: (results: ListMessageMoveTasksResultEntry[], cancels: number) => ListMessageMoveTasksResultEntry[],
+) {
+  const client = localSqs();
+  const calls = { cancels: 0 };
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === 'CancelMessageMoveTaskCommand') calls.cancels++;
+      const result = await next(args);
+      if (context.commandName === 'ListMessageMoveTasksCommand') {
+        const output = result.output as ListMessageMoveTasksResult;
+        output.Results = see(output.Results ?? [], calls.cancels);
+      }
+      return result;
+    },
+    { step: 'initialize' },
+  );
+  return { client, calls };
+}
+
+describe('redrive by move task, when SQS reports trouble', () => {
+  async function dlqWithOne() {
+    const { dlq } = await createQueueWithDlq(sqs, 'task');
+    const to = await createQueue(sqs, 'task-target');
+    await sendMessages(sqs, dlq.url, [{ body: 'dead' }]);
+    await counted(dlq, 1);
+    return { dlq, to };
+  }
+
+  it('a task SQS reports FAILED ends the run with its reason, incomplete', async () => {
+    const { dlq, to } = await dlqWithOne();
+    const { client } = moveTaskClient((results) =>
+      results.map((task) => ({ ...task, Status: 'FAILED', FailureReason: 'AWS.SimpleQueueService.KmsAccessDenied' })),
+    );
+    try {
+      const summary = await redrive(client, { from: dlq.url, to: to.url, method: 'move-task', pollIntervalMs: 10 });
+      expect(summary).toMatchObject({
+        method: 'move-task',
+        complete: false,
+        interrupted: false,
+        failed: 0,
+        taskFailureReason: 'AWS.SimpleQueueService.KmsAccessDenied',
+      });
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('Ctrl-C cancels the task once and reports the run interrupted', async () => {
+    const { dlq, to } = await dlqWithOne();
+    const controller = new AbortController();
+    // The task runs until it is cancelled (local SQS's would finish at once).
+    const { client, calls } = moveTaskClient((results, cancels) =>
+      results.map((task) => ({
+        ...task,
+        Status: cancels === 0 ? 'RUNNING' : 'CANCELLED',
+        ApproximateNumberOfMessagesMoved: 0,
+      })),
+    );
+    try {
+      const summary = await redrive(client, {
+        from: dlq.url,
+        to: to.url,
+        method: 'move-task',
+        pollIntervalMs: 10,
+        signal: controller.signal,
+        onProgress: () => controller.abort(),
+      });
+      expect(summary).toMatchObject({
+        method: 'move-task',
+        interrupted: true,
+        complete: false,
+        moved: 0,
+        destinations: {},
+      });
+      expect(calls.cancels).toBe(1);
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('a task that never shows in ListMessageMoveTasks ends the run with a RedriveError saying where to look', async () => {
+    const { dlq, to } = await dlqWithOne();
+    const { client } = moveTaskClient(() => []);
+    try {
+      await expect(
+        redrive(client, { from: dlq.url, to: to.url, method: 'move-task', pollIntervalMs: 1 }),
+      ).rejects.toThrow(
+        /the move task was refused: RedriveError: the move task on .* does not show in ListMessageMoveTasks: check the SQS console/,
+      );
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('refuses a move task without --to or with --max, a --to naming the source, and a --max below 1', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'refused'), createQueue(sqs, 'refused-to')]);
+    const refusal = (options: Partial<Parameters<typeof redrive>[1]>) =>
+      redrive(sqs, { from: from.url, ...options }).then(
+        () => 'accepted',
+        (error: Error) => `${error.name}: ${error.message}`,
+      );
+    expect(await refusal({ method: 'move-task' })).toMatch(
+      /^RedriveError: a move task needs --to and cannot honour --max/,
+    );
+    expect(await refusal({ method: 'move-task', to: to.url, max: 5 })).toMatch(/^RedriveError: a move task needs --to/);
+    expect(await refusal({ to: from.url })).toMatch(/^RedriveError: --to is the same queue as --from/);
+    expect(await refusal({ max: 0 })).toBe('RedriveError: --max must be a whole number of at least 1, not 0');
+    expect(await refusal({ max: 1.5 })).toMatch(/^RedriveError: --max must be a whole number/);
+    expect(await refusal({ max: 1, emptyWaitS: 0 })).toBe('accepted');
+  });
+});
+
+describe('redrive marks what it moves as a redelivery (issue 15 A3)', () => {
+  it('a message SQS dead-lettered comes back looked up in the ledger, skipping the endpoints that have it', {
+    timeout: 30_000,
+  }, async () => {
+    const { queue, dlq } = await createQueueWithDlq(sqs, 'marked', 1);
+    const tenAttributes = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`a${i}`, text('x')]));
+    await sendMessages(sqs, queue.url, [
+      { body: JSON.stringify(cloudEvent('out-of-receives')) },
+      { body: JSON.stringify(cloudEvent('full')), attributes: tenAttributes },
+    ]);
+    // One receive whose visibility runs out: SQS dead-letters both (maxReceiveCount 1), without quarantine.*.
+    await receiveAll(sqs, queue.url, { visibilityTimeoutS: 1 });
+    await pollUntil('both messages to be dead-lettered', async () => ((await count(dlq)) === 2 ? true : undefined));
+    // alpha took both events before the outage went on.
+    const table = await createLedgerTable(dynamodb, 'redrive');
+    const ledger = createLedger(dynamodb, { table, endpoints: ['alpha', 'beta'], ttlS: 3600 });
+    const keys = ['out-of-receives', 'full'].map(
+      (id) => (parseEvent(JSON.stringify(cloudEvent(id)), 1e6) as ValidEvent).key,
+    );
+    await ledger.record(
+      keys.map((key) => ({ key, endpoint: 'alpha' })),
+      AbortSignal.timeout(10_000),
+    );
+    const warnings: string[] = [];
+
+    const summary = await redrive(sqs, {
+      from: dlq.url,
+      to: queue.url,
+      emptyWaitS: EMPTY_WAIT_S,
+      onWarning: (w) => warnings.push(w),
+    });
+
+    expect(summary).toMatchObject({ method: 'loop', moved: 2, failed: 0 });
+    // The one with no room for the marker is moved, and the run says what that costs.
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        /^1 message\(s\) had no room for redrive.from \(10 attributes .* reach every endpoint again/,
+      ),
+    ]);
+    const records = (await receiveAll(sqs, queue.url)).map((m) => toLambdaRecord(m, queue.arn));
+    expect(records.map((r) => r.attributes.ApproximateReceiveCount)).toEqual(['1', '1']);
+    const asked: Record<string, string[]> = {};
+    await processBatch(records, {
+      maxEventBytes: 1e6,
+      lookup: (k) => ledger.lookup(k, AbortSignal.timeout(10_000)),
+      deliver: async (event, already) => {
+        asked[event.id] = [...(already ?? [])];
+        return { results: [], skipped: [...(already ?? [])] };
+      },
+    });
+    expect(asked).toEqual({ 'out-of-receives': ['alpha'], full: [] });
+    const marked = records.find((r) => r.body.includes('out-of-receives'))!;
+    expect(marked.messageAttributes[REDRIVE_MARKER]?.stringValue).toBe(dlq.arn);
+  });
+});
+
+describe('npm run redrive (the CLI)', () => {
+  const env = {
+    ...process.env,
+    AWS_REGION: LOCAL_AWS.region,
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    AWS_ENDPOINT_URL_SQS: inject('sqsEndpoint'),
+  };
+  // One node process (no tsx wrapper), so a kill reaches the process doing the work.
+  const cli = (args: string[]): ChildProcess =>
+    spawn(process.execPath, ['--import', 'tsx', 'infra/cli/redrive.ts', ...args], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  const finished = (child: ChildProcess) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      let stdout = '';
+      let stderr = '';
+      child.stdout?.on('data', (chunk: Buffer) => {
+        stdout += chunk;
+      });
+      child.stderr?.on('data', (chunk: Buffer) => {
+        stderr += chunk;
+      });
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+
+  it('moves everything and prints a summary', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    await sendMessages(
+      sqs,
+      from.url,
+      bodies('m', 15).map((body) => ({ body })),
+    );
+    const { code, stdout } = await finished(cli(['--from', from.url, '--to', to.url]));
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/moved: +15/);
+    expect(stdout).toMatch(/left in source: 0/);
+    expect(await count(to)).toBe(15);
+  });
+
+  it('finding 1: exits 3 and says to run again when new messages keep arriving', { timeout: 30_000 }, async () => {
+    const { from, to } = await parkedWith(bodies('old', 3));
+    // Poison keeps pouring in: whenever fewer than 20 are visible, 10 more, at most 500 in all (the run needs about
+    // 100 to go idle 10 times). Local SQS counts in-flight messages in ApproximateNumberOfMessages (unlike SQS), so
+    // the visible ones are that minus ApproximateNumberOfMessagesNotVisible; the messages the run holds stay counted.
+    let producing = true;
+    const producer = (async () => {
+      for (let sent = 0; producing && sent < 500; ) {
+        const { Attributes } = await sqs.send(
+          new GetQueueAttributesCommand({
+            QueueUrl: from.url,
+            AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+          }),
+        );
+        const visible =
+          Number(Attributes?.ApproximateNumberOfMessages) - Number(Attributes?.ApproximateNumberOfMessagesNotVisible);
+        if (visible < 20) {
+          await sendMessages(
+            sqs,
+            from.url,
+            bodies(`new-${sent}`, 10).map((body) => ({ body })),
+          );
+          sent += 10;
+        }
+        // Paces the producer (not a wait for an event): without it, it would spin on GetQueueAttributes.
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    try {
+      const { code, stdout } = await finished(cli(['--from', from.url, '--to', to.url, '--method', 'loop']));
+      expect(stdout).toMatch(/incomplete: .* Run it again/s);
+      expect(code).toBe(3);
+    } finally {
+      producing = false;
+      await producer;
+    }
+  });
+
+  it('refuses bad arguments with the usage', async () => {
+    const { code, stderr } = await finished(cli(['--from', 'http://127.0.0.1:1/1/q', '--max', 'lots']));
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/--max must be a whole number/);
+    expect(stderr).toMatch(/Usage: npm run redrive/);
+  });
+
+  it('loses nothing when killed while a send is on its way (it sends before it deletes)', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    const all = bodies('m', 30);
+    await sendMessages(
+      sqs,
+      from.url,
+      all.map((body) => ({ body })),
+    );
+    // The CLI talks to local SQS through this proxy, which kills it when its second SendMessageBatch arrives (the
+    // first batch moved, the second in hand): a kill at that exact point, not wherever a timer happens to land.
+    let child: ChildProcess | undefined;
+    let sends = 0;
+    const proxy = await sqsProxy(inject('sqsEndpoint'), {
+      pass: ({ target }) => {
+        if (target !== 'AmazonSQS.SendMessageBatch' || ++sends < 2) return true;
+        child?.kill('SIGKILL');
+        return false;
+      },
+    });
+    try {
+      child = cli(['--from', proxy.via(from.url), '--to', proxy.via(to.url), '--visibility-timeout', '1', '--json']);
+      const { code } = await finished(child);
+      expect(code).toBeNull();
+    } finally {
+      await proxy.close();
+    }
+
+    // The first batch is in the target; the batch in hand comes back to the source after the 1 s visibility timeout.
+    const seen = { source: [] as string[], target: [] as string[] };
+    await pollUntil(
+      'every message to be visible in the source or the target',
+      async () => {
+        for (const [queue, bodiesSeen] of [
+          [from, seen.source],
+          [to, seen.target],
+        ] as const) {
+          for (const m of await receiveAll(sqs, queue.url, { visibilityTimeoutS: 60 })) bodiesSeen.push(m.Body!);
+        }
+        return seen.source.length + seen.target.length >= all.length ? true : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 200 },
+    );
+    expect(seen.target).toHaveLength(10);
+    expect(sorted([...seen.source, ...seen.target])).toEqual(sorted(all));
+  });
+});
+
+describe('redrive and SQS size limits (review rev6)', () => {
+  it('moves a message already at the queue size limit: the marker must not make it too large to send', async () => {
+    // Both queues allow 1,024 bytes; the message fills them (body + its one attribute), as a near-1 MiB event fills a
+    // deployed queue. The marker (redrive.from + ARN) would push it over: it is moved unmarked rather than stuck.
+    const limit = { attributes: { MaximumMessageSize: '1024' } };
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked', limit), createQueue(sqs, 'target', limit)]);
+    const attributes = { tenant: text('acme') };
+    const body = 'x'.repeat(1024 - 'tenant'.length - 'String'.length - 'acme'.length);
+    await sendMessages(sqs, from.url, [{ body, attributes }]);
+    const warnings: string[] = [];
+
+    const summary = await redrive(sqs, {
+      from: from.url,
+      to: to.url,
+      emptyWaitS: EMPTY_WAIT_S,
+      onWarning: (w) => warnings.push(w),
+    });
+
+    expect(summary).toMatchObject({ moved: 1, failed: 0 });
+    const landed = await receiveAll(sqs, to.url);
+    expect(landed.map((m) => m.Body)).toEqual([body]);
+    expect(warnings.join('\n')).toContain(REDRIVE_MARKER);
+  });
+});
