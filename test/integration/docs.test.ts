@@ -401,3 +401,22 @@ describe('links in the docs', () => {
     }
   });
 });
+
+describe('the layout the docs describe', () => {
+  it('names every folder of lib/ and test/unit/, and no folder that is gone', () => {
+    const layout = /^Layout: [\s\S]*?\n\n/m.exec(text('docs/development.md'))?.[0] ?? '';
+    const folders = (dir: string) =>
+      readdirSync(join(ROOT, dir), { withFileTypes: true })
+        .filter((entry) => entry.isDirectory())
+        .map((entry) => entry.name);
+    for (const folder of folders('lib'))
+      expect(layout, `lib/${folder}/ in the Layout paragraph`).toContain(`\`${folder}/\``);
+    for (const folder of folders('test/unit')) {
+      expect(folders('lib').concat('infra'), `test/unit/${folder}/ mirrors a lib/ folder`).toContain(folder);
+    }
+    for (const [, named] of layout.matchAll(/`([a-z-]+)\/`/g)) {
+      if (named === 'lib' || named === 'infra') continue;
+      expect(existsSync(join(ROOT, 'lib', named!)), `lib/${named}/ named in the Layout paragraph exists`).toBe(true);
+    }
+  });
+});
