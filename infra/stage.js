@@ -409,6 +409,7 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
       logRetentionDays: await param('logRetentionDays'),
     }),
     failureRatePct: percent(stage, 'endpointFailureRatePct', await param('endpointFailureRatePct')),
+    recordsFailingPct: percent(stage, 'recordsFailingPct', await param('recordsFailingPct')),
     failureMinDeliveries: integer(
       stage,
       'endpointFailureMinDeliveries',
@@ -828,22 +829,50 @@ function endpointDownAlarm(stage, endpoint) {
   };
 }
 
+/**
+ * Stages without lanes: the share of received records that failed (went back to the queue), above recordsFailingPct
+ * in the still-failing periods. A share, not a count: a busy healthy stage always has a few transient failures, and
+ * any count above 0 sat in ALARM all day there; an endpoint that most records reach failing for good fails them all.
+ * With lanes, an endpoint's backlog-age alarm and the DLQ alarms say it instead.
+ */
+function recordsFailingAlarm(stage) {
+  const outage = stage.outageAlarm;
+  const pct = stage.recordsFailingPct;
+  return {
+    Type: 'AWS::CloudWatch::Alarm',
+    Properties: {
+      AlarmName: `${stage.service}-${stage.stage}-records-failing`,
+      AlarmDescription:
+        `More than ${pct}% of the records received failed (went back to the queue for another attempt) in ` +
+        `${outageRule(outage)}: an endpoint that most records reach is down or refusing, or the deadline cuts ` +
+        'deliveries off. SQS hides records in backoff from the queue-age metric; an endpoint down that few records ' +
+        'reach raises its endpoint-down alarm. Check the dashboard, then the "Delivery failures by endpoint and ' +
+        'status" query.',
+      Metrics: [
+        customMetric(stage, 'failed', stage.metric.RecordsFailed, outage.periodS),
+        customMetric(stage, 'received', stage.metric.RecordsReceived, outage.periodS),
+        {
+          Id: 'share',
+          Label: 'records failing (% of received)',
+          ReturnData: true,
+          Expression: 'IF(FILL(received, 0) > 0, 100 * FILL(failed, 0) / FILL(received, 0), 0)',
+        },
+      ],
+      Threshold: pct,
+      ComparisonOperator: 'GreaterThanThreshold',
+      EvaluationPeriods: outage.evaluationPeriods,
+      // A failing record fails in every period until the DLQ (outageAlarmEvaluation): it must persist.
+      DatapointsToAlarm: outage.datapointsToAlarm,
+      TreatMissingData: 'notBreaching',
+      ...notifications(stage),
+    },
+  };
+}
+
 /** Alarms on the code's own metrics that are not per endpoint: id → [metric, description, period, periods]. */
 function batchAlarms(stage, errorPeriods) {
   const m = stage.metric;
-  const outage = stage.outageAlarm;
   const specs = {
-    RecordsFailingAlarm: [
-      m.RecordsFailed,
-      'records-failing',
-      `Records failed (went back to the queue for another attempt) in ${outageRule(outage)}: an endpoint is ` +
-        'down or refusing, or the deadline cuts deliveries off. SQS hides records in backoff ' +
-        'from the queue-age metric, so this is the alarm that sees an outage. Check the dashboard, then the ' +
-        '"Delivery failures by endpoint and status" query.',
-      outage.periodS,
-      outage.evaluationPeriods,
-      outage.datapointsToAlarm,
-    ],
     QuarantineErrorsAlarm: [
       m.QuarantineErrors,
       'quarantine-errors',
@@ -885,7 +914,7 @@ function batchAlarms(stage, errorPeriods) {
         Statistic: 'Sum',
         Period: period,
         EvaluationPeriods: periods,
-        // Errors: one failing batch is enough; failures: they must persist (outageAlarmEvaluation).
+        // One failing batch is enough.
         DatapointsToAlarm: datapoints,
         Threshold: 0,
         ComparisonOperator: 'GreaterThanThreshold',
@@ -1230,6 +1259,7 @@ function asCompiled(environment) {
 export async function resources(context) {
   const stage = await stageOf(context);
   const generated = batchAlarms(stage, await errorAlarmPeriods(context));
+  if (!stage.lanes) generated.RecordsFailingAlarm = recordsFailingAlarm(stage);
   for (const endpoint of stage.endpoints) {
     generated[`EndpointFailureRateAlarm${endpoint.id}`] = endpointAlarm(stage, endpoint);
     generated[`EndpointDownAlarm${endpoint.id}`] = endpointDownAlarm(stage, endpoint);
