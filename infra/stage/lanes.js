@@ -1,7 +1,7 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${...} here are CloudFormation Fn::Sub placeholders
 // The lanes of a standard stage (issue 16, docs: the lanes design): one queue per endpoint where its events wait while
 // it is down, consumed by the same function through an event source mapping of its own. FIFO stages get none.
-// infra/stage.js checks the stage with laneProblems() and merges laneResources() into the stack.
+// infra/stage/load.js checks the stage with laneProblems() and merges laneResources() into the stack.
 
 /** SQS's limit on a queue name (letters, digits, '-' and '_'). */
 export const LANE_QUEUE_NAME_LIMIT = 80;
