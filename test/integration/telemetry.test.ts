@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { UNDISPLAYED_METRICS } from '../../infra/stage.js';
+import { UNDISPLAYED_METRICS } from '../../infra/stage/index';
 import { runStage, type StageRun } from '../support/local-stage';
 import { type Json, mutate, packageTemplate, type Template, VARIANTS } from '../support/package-stack';
 import {

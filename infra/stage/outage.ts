@@ -1,11 +1,30 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${...} here are CloudFormation Fn::Sub placeholders
 // When the still-failing alarms (records-failing, endpoint-down) look, so that one record failing until the DLQ raises them.
 
-import { fail } from './errors.js';
-import { LIMITS } from './params.js';
+import { fail } from './errors';
+import { LIMITS } from './params';
+
+/** What a failing record's path to the DLQ depends on: receives, the backoff, the batching window, the timeout. */
+export interface OutageParams {
+  maxReceiveCount: number;
+  baseDelayS: number;
+  maxDelayS: number;
+  windowS: number;
+  timeoutS: number;
+}
+
+/** Period and M of N of an alarm. */
+export interface OutageEvaluation {
+  periodS: number;
+  evaluationPeriods: number;
+  datapointsToAlarm: number;
+}
 
 /** How long a record failing at every receive takes from its first failure to its last (s), at least and at most. */
-export function failingRecordLifeS({ maxReceiveCount, baseDelayS, maxDelayS, windowS, timeoutS }) {
+export function failingRecordLifeS({ maxReceiveCount, baseDelayS, maxDelayS, windowS, timeoutS }: OutageParams): {
+  shortest: number;
+  longest: number;
+} {
   let shortest = 0;
   // lib/settle/backoff.ts jitters each delay d within [d/2, d]; an endpoint's Retry-After can stretch it to the cap.
   for (let receive = 1; receive < maxReceiveCount; receive++) {
@@ -19,9 +38,9 @@ export function failingRecordLifeS({ maxReceiveCount, baseDelayS, maxDelayS, win
 const MINUTE_ALARM_RANGE_LIMIT_S = 86_400;
 
 /** The fewest consecutive waits of a failing record that surely last `periodS` together (Infinity: none). */
-function wholeWaitsSpanning({ maxReceiveCount, baseDelayS, maxDelayS }, periodS) {
+function wholeWaitsSpanning({ maxReceiveCount, baseDelayS, maxDelayS }: OutageParams, periodS: number): number {
   // lib/settle/backoff.ts jitters each delay d within [d/2, d]: the shortest the receive-th wait can be.
-  const shortest = (receive) => Math.ceil(Math.min(maxDelayS, baseDelayS * 2 ** (receive - 1)) / 2);
+  const shortest = (receive: number) => Math.ceil(Math.min(maxDelayS, baseDelayS * 2 ** (receive - 1)) / 2);
   let fewest = Number.POSITIVE_INFINITY;
   let sum = 0;
   let first = 1;
@@ -41,7 +60,7 @@ function wholeWaitsSpanning({ maxReceiveCount, baseDelayS, maxDelayS }, periodS)
  * periods: two failures k waits apart fall in two different minutes when those k waits surely last a minute, and the
  * alarm looks back over the longest k waits can take (k as small as the backoff allows, not the whole life).
  */
-export function outageAlarmEvaluation(stage, params) {
+export function outageAlarmEvaluation(stage: string, params: OutageParams): OutageEvaluation {
   const redeliveryS = Math.ceil((params.maxDelayS + params.windowS + params.timeoutS) / 60) * 60;
   const { shortest } = failingRecordLifeS(params);
   if (shortest >= redeliveryS) return { periodS: redeliveryS, evaluationPeriods: 2, datapointsToAlarm: 2 };
@@ -80,7 +99,7 @@ export function outageAlarmEvaluation(stage, params) {
 }
 
 /** The wording of the still-failing alarms' rule, for their descriptions. */
-export function outageRule({ periodS, evaluationPeriods, datapointsToAlarm }) {
+export function outageRule({ periodS, evaluationPeriods, datapointsToAlarm }: OutageEvaluation): string {
   return evaluationPeriods === 2 && datapointsToAlarm === 2
     ? `two consecutive ${periodS / 60}-minute periods`
     : `${datapointsToAlarm} of ${evaluationPeriods} ${periodS / 60}-minute periods`;

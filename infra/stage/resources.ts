@@ -1,21 +1,30 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${...} here are CloudFormation Fn::Sub placeholders
 // The generated resources and the extensions of serverless.yml's own, merged into the stack.
 
-import { batchAlarms, endpointAlarm, endpointDownAlarm, recordsFailingAlarm } from './alarms.js';
-import { dashboardBody, LANE_BACKLOG_AGE_METRIC } from './dashboard.js';
-import { credentialsPolicy, namedByGrants } from './iam.js';
-import { laneEnvironment, laneResources, queueAlarms } from './lanes.js';
-import { alarmTopic, notifications, STATIC_ALARM_IDS } from './notifications.js';
-import { errorAlarmPeriods, stageOf } from './variables.js';
+import { batchAlarms, endpointAlarm, endpointDownAlarm, recordsFailingAlarm } from './alarms';
+import type { Resources } from './cfn';
+import { dashboardBody, LANE_BACKLOG_AGE_METRIC } from './dashboard';
+import { credentialsPolicy, namedByGrants } from './iam';
+import { laneEnvironment, laneResources, queueAlarms } from './lanes';
+import type { FrameworkContext, Stage } from './load';
+import { alarmTopic, notifications, STATIC_ALARM_IDS } from './notifications';
+import { errorAlarmPeriods, stageOf } from './variables';
+
+/** What the stack adds to a resource serverless.yml or infra/*.yml already declares. */
+interface Extension {
+  Properties?: Record<string, unknown>;
+  DependsOn?: string[];
+}
+type Extensions = Record<string, Extension>;
 
 const ESM_LOGICAL_ID = 'IngestEventSourceMappingSQSIngestQueue';
 
 const FUNCTION_LOGICAL_ID = 'IngestLambdaFunction';
 
 /** FIFO stages: both queues become FIFO (names end in .fifo); standard stages keep infra/queues.yml as written. */
-function fifoQueues(stage) {
+function fifoQueues(stage: Stage): Extensions {
   if (!stage.fifo) return {};
-  const name = (suffix) => `${stage.service}-${stage.stage}-${suffix}.fifo`;
+  const name = (suffix: string) => `${stage.service}-${stage.stage}-${suffix}.fifo`;
   return {
     IngestQueue: {
       Properties: {
@@ -38,7 +47,7 @@ function fifoQueues(stage) {
  * What serverless.yml and infra/*.yml leave to the stage: FIFO properties, the batching window (standard queues only)
  * and where alarms notify, as extensions of their resources.
  */
-function stageExtensions(stage) {
+function stageExtensions(stage: Stage): Extensions {
   const extensions = fifoQueues(stage);
   // FIFO event sources take no batching window: the property is left out, not set under a condition.
   if (!stage.fifo) extensions[ESM_LOGICAL_ID] = { Properties: { MaximumBatchingWindowInSeconds: stage.windowS } };
@@ -48,7 +57,7 @@ function stageExtensions(stage) {
 }
 
 /** Environment values as the framework writes them: numbers and booleans as strings, references as they are. */
-function asCompiled(environment) {
+function asCompiled(environment: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries(environment).map(([key, value]) => [
       key,
@@ -58,9 +67,9 @@ function asCompiled(environment) {
 }
 
 /** The generated resources, merged into the stack by serverless.yml's `resources` list. */
-export async function resources(context) {
+export async function resources(context: FrameworkContext) {
   const stage = await stageOf(context);
-  const generated = batchAlarms(stage, await errorAlarmPeriods(context));
+  const generated: Resources = batchAlarms(stage, await errorAlarmPeriods(context));
   if (!stage.lanes) generated.RecordsFailingAlarm = recordsFailingAlarm(stage);
   for (const endpoint of stage.endpoints) {
     generated[`EndpointFailureRateAlarm${endpoint.id}`] = endpointAlarm(stage, endpoint);
@@ -78,7 +87,7 @@ export async function resources(context) {
   const topic = alarmTopic(stage);
   Object.assign(generated, topic.Resources);
   const extensions = stageExtensions(stage);
-  const functionDependsOn = [];
+  const functionDependsOn: string[] = [];
   if (stage.credentials.length) {
     const [id, policy] = namedByGrants(credentialsPolicy(stage));
     generated[id] = policy;

@@ -2,12 +2,22 @@
 // The IAM policy that lets the function read exactly the endpoint credentials the stage names.
 
 import { createHash } from 'node:crypto';
+import type { Resource, Value } from './cfn';
+import type { Stage } from './load';
+
+/** Where a credential is stored and its name or ARN there. */
+export interface CredentialRef {
+  store: Store;
+  name: string;
+}
+type Store = 'ssm' | 'secretsmanager';
+const STORES: readonly Store[] = ['ssm', 'secretsmanager'];
 
 /** A full secret ARN ends in '-' and the six characters Secrets Manager appends; a partial ARN stops at the name. */
 const FULL_SECRET_ARN = /:secret:.+-[A-Za-z0-9]{6}$/;
 
 /** The IAM resources matching one credential; IAM checks a secret by its full ARN, suffix included. */
-export function credentialArns(ref) {
+export function credentialArns(ref: CredentialRef): Value[] {
   if (ref.store === 'ssm') {
     if (ref.name.startsWith('arn:')) return [ref.name];
     return [
@@ -26,15 +36,15 @@ export function credentialArns(ref) {
 }
 
 /** The encryption context each store passes to KMS (AWS docs): the parameter's or the secret's ARN. */
-const KMS_CONTEXT_KEY = {
+const KMS_CONTEXT_KEY: Record<Store, string> = {
   ssm: 'kms:EncryptionContext:PARAMETER_ARN',
   secretsmanager: 'kms:EncryptionContext:SecretARN',
 };
 
-export function credentialsPolicy(stage) {
-  const byStore = { ssm: [], secretsmanager: [] };
+export function credentialsPolicy(stage: Pick<Stage, 'credentials' | 'kmsKeyArn'>): Resource {
+  const byStore: Record<Store, Value[]> = { ssm: [], secretsmanager: [] };
   for (const ref of stage.credentials) byStore[ref.store].push(...credentialArns(ref));
-  const statements = [];
+  const statements: Record<string, unknown>[] = [];
   if (byStore.ssm.length) {
     statements.push({
       Sid: 'ReadEndpointCredentialParameters',
@@ -54,7 +64,7 @@ export function credentialsPolicy(stage) {
   // Only for a customer-managed key (the AWS-managed aws/ssm and aws/secretsmanager keys need no grant), and only
   // through each store, for exactly these parameters and secrets.
   if (stage.kmsKeyArn) {
-    for (const store of ['ssm', 'secretsmanager']) {
+    for (const store of STORES) {
       if (!byStore[store].length) continue;
       statements.push({
         Sid: store === 'ssm' ? 'DecryptEndpointCredentialParameters' : 'DecryptEndpointCredentialSecrets',
@@ -83,7 +93,7 @@ export function credentialsPolicy(stage) {
  * before the function is updated, and CloudFormation deletes the old one only in its cleanup, after the update: a
  * renamed or removed credential stays readable until no version of the function uses it.
  */
-export function namedByGrants(policy) {
+export function namedByGrants<P extends { Properties: { PolicyDocument?: unknown } }>(policy: P): [string, P] {
   const hash = createHash('sha256').update(JSON.stringify(policy.Properties.PolicyDocument)).digest('hex').slice(0, 12);
   const named = { ...policy, Properties: { ...policy.Properties, PolicyName: `endpoint-credentials-${hash}` } };
   return [`IngestCredentialsPolicy${hash}`, named];

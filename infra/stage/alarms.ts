@@ -1,12 +1,19 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${...} here are CloudFormation Fn::Sub placeholders
 // The alarms generated from the stage's endpoints and the code's own metrics.
 
-import { notifications } from './notifications.js';
-import { outageRule } from './outage.js';
+import type { Resource, Resources } from './cfn';
+import type { Stage } from './load';
+import { notifications } from './notifications';
+import { outageRule } from './outage';
 
-export function endpointAlarm(stage, endpoint) {
+type StageEndpoint = Stage['endpoints'][number];
+/** A metric dimension beyond `service`. */
+type Dimension = { Name: string; Value: string };
+
+/** An endpoint failing more than failureRatePct of its deliveries in busy minutes. */
+export function endpointAlarm(stage: Stage, endpoint: StageEndpoint): Resource {
   const dimension = [{ Name: 'endpoint', Value: endpoint.name }];
-  const metric = (id, metricName) => customMetric(stage, id, metricName, 60, dimension);
+  const metric = (id: string, metricName: string) => customMetric(stage, id, metricName, 60, dimension);
   return {
     Type: 'AWS::CloudWatch::Alarm',
     Properties: {
@@ -39,7 +46,8 @@ export function endpointAlarm(stage, endpoint) {
   };
 }
 
-function customMetric(stage, id, metricName, period, dimensions = []) {
+/** A Sum of one of the code's metrics, as an input of an alarm's expression. */
+function customMetric(stage: Stage, id: string, metricName: string, period: number, dimensions: Dimension[] = []) {
   return {
     Id: id,
     ReturnData: false,
@@ -56,7 +64,7 @@ function customMetric(stage, id, metricName, period, dimensions = []) {
 }
 
 /** An endpoint refusing everything alarms whatever its traffic: failures and no success in two redelivery periods. */
-export function endpointDownAlarm(stage, endpoint) {
+export function endpointDownAlarm(stage: Stage, endpoint: StageEndpoint): Resource {
   const outage = stage.outageAlarm;
   const period = outage.periodS;
   const dimension = [{ Name: 'endpoint', Value: endpoint.name }];
@@ -94,7 +102,7 @@ export function endpointDownAlarm(stage, endpoint) {
  * any count above 0 sat in ALARM all day there; an endpoint that most records reach failing for good fails them all.
  * With lanes, an endpoint's backlog-age alarm and the DLQ alarms say it instead.
  */
-export function recordsFailingAlarm(stage) {
+export function recordsFailingAlarm(stage: Stage): Resource {
   const outage = stage.outageAlarm;
   const pct = stage.recordsFailingPct;
   return {
@@ -128,40 +136,31 @@ export function recordsFailingAlarm(stage) {
   };
 }
 
-/** Alarms on the code's own metrics that are not per endpoint: id → [metric, description, period, periods]. */
-export function batchAlarms(stage, errorPeriods) {
+/** Alarms on the side-effect errors the code counts (not per endpoint): id → [metric, name suffix, description]. */
+export function batchAlarms(stage: Stage, errorPeriods: number): Resources {
   const m = stage.metric;
-  const specs = {
+  const specs: Record<string, [string, string, string]> = {
     QuarantineErrorsAlarm: [
       m.QuarantineErrors,
       'quarantine-errors',
       'Poison records could not be sent to the DLQ (SQS error or AccessDenied): they stay on the source queue and ' +
         'come back until maxReceiveCount. The log line "quarantine failed" has the error.',
-      60,
-      errorPeriods,
-      1,
     ],
     BackoffErrorsAlarm: [
       m.BackoffErrors,
       'backoff-errors',
       'Failed records could not be delayed (ChangeMessageVisibility failed): they come back after the full ' +
         'visibility timeout instead. The log line "visibility backoff failed" has the error.',
-      60,
-      errorPeriods,
-      1,
     ],
     LedgerErrorsAlarm: [
       m.LedgerErrors,
       'ledger-errors',
       'The delivery ledger could not be read or written (DynamoDB error or AccessDenied): redeliveries reach ' +
         'endpoints that already accepted the event. The log lines "delivery ledger ..." have the error.',
-      60,
-      errorPeriods,
-      1,
     ],
   };
-  const alarms = {};
-  for (const [id, [metricName, suffix, description, period, periods, datapoints]] of Object.entries(specs)) {
+  const alarms: Resources = {};
+  for (const [id, [metricName, suffix, description]] of Object.entries(specs)) {
     alarms[id] = {
       Type: 'AWS::CloudWatch::Alarm',
       Properties: {
@@ -171,10 +170,10 @@ export function batchAlarms(stage, errorPeriods) {
         MetricName: metricName,
         Dimensions: [{ Name: 'service', Value: stage.serviceDimension }],
         Statistic: 'Sum',
-        Period: period,
-        EvaluationPeriods: periods,
+        Period: 60,
+        EvaluationPeriods: errorPeriods,
         // One failing batch is enough.
-        DatapointsToAlarm: datapoints,
+        DatapointsToAlarm: 1,
         Threshold: 0,
         ComparisonOperator: 'GreaterThanThreshold',
         TreatMissingData: 'notBreaching',

@@ -1,8 +1,8 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${...} here are CloudFormation Fn::Sub placeholders
 // Limits CloudFormation, Lambda, SQS and CloudWatch enforce only at deploy time, checked before packaging.
 
-import { fail } from './errors.js';
-import { LIMITS } from './params.js';
+import { fail } from './errors';
+import { LIMITS } from './params';
 
 /** Lambda's limit on all environment variables together (keys and values), checked before any deploy. */
 export const ENVIRONMENT_LIMIT_BYTES = 4096;
@@ -10,8 +10,9 @@ export const ENVIRONMENT_LIMIT_BYTES = 4096;
 // A CloudFormation reference resolves at deploy time: count the longest a queue URL or table name can be.
 const REFERENCE_BYTES = 256;
 
-export function checkEnvironmentSize(stage, environment) {
-  const sizes = Object.entries(environment).map(([key, value]) => [
+/** Refuses a function environment (references counted at their longest) over Lambda's limit, naming the largest. */
+export function checkEnvironmentSize(stage: string, environment: Record<string, unknown>): void {
+  const sizes = Object.entries(environment).map(([key, value]): [string, number] => [
     key,
     Buffer.byteLength(key) +
       (typeof value === 'string' || typeof value === 'number' ? Buffer.byteLength(String(value)) : REFERENCE_BYTES),
@@ -35,10 +36,10 @@ export function checkEnvironmentSize(stage, environment) {
 export const FUNCTION_NAME_LIMIT = 64;
 
 /** Refuses a stage whose function name Lambda would reject at deploy time. */
-export function checkFunctionName(stage, service, functionKey = 'ingest') {
+export function checkFunctionName(stage: string, service: string, functionKey = 'ingest'): string {
   const name = `${service}-${stage}-${functionKey}`;
   if (name.length <= FUNCTION_NAME_LIMIT) return name;
-  fail(
+  return fail(
     stage,
     `the function's name '${name}' has ${name.length} characters, over Lambda's ${FUNCTION_NAME_LIMIT}: use a stage ` +
       `name of at most ${FUNCTION_NAME_LIMIT - service.length - functionKey.length - 2} characters`,
@@ -49,7 +50,7 @@ export function checkFunctionName(stage, service, functionKey = 'ingest') {
 export const METRICS_PER_GRAPH = 500;
 
 /** Refuses a dashboard graph CloudWatch would reject; each endpoint adds the same number of metrics to it. */
-export function checkGraphMetrics(stage, title, metricCount, endpointCount) {
+export function checkGraphMetrics(stage: string, title: string, metricCount: number, endpointCount: number): void {
   if (metricCount <= METRICS_PER_GRAPH) return;
   const perEndpoint = Math.ceil(metricCount / Math.max(1, endpointCount));
   fail(
@@ -67,7 +68,7 @@ export const DLQ_OPERATOR_WINDOW_S = 7 * 86_400;
  * SQS counts a DLQ message's retention from its ORIGINAL enqueue time: one that reached the DLQ late in the source
  * queue's retention must still have the operator window left there.
  */
-export function checkDlqRetention(stage, queueRetentionS, dlqRetentionS) {
+export function checkDlqRetention(stage: string, queueRetentionS: number, dlqRetentionS: number): void {
   const needed = queueRetentionS + DLQ_OPERATOR_WINDOW_S;
   if (dlqRetentionS >= needed) return;
   fail(
@@ -81,13 +82,18 @@ export function checkDlqRetention(stage, queueRetentionS, dlqRetentionS) {
   );
 }
 
+type RetentionParam = 'timeoutS' | 'windowS' | 'maxReceiveCount' | 'retentionS' | 'retryMaxDelayS';
+
 /**
  * A record must reach the DLQ well before SQS's retention deletes it: each receive can cost the function timeout
  * (plus the batching window) and then RETRY_MAX_DELAY_S of backoff, or the queue's own visibility timeout when the
  * backoff call fails. All receives together must take at most half the retention, which leaves the other half for
  * a backlog waiting before its first receive.
  */
-export function checkRetention(stage, { timeoutS, windowS, maxReceiveCount, retentionS, retryMaxDelayS }) {
+export function checkRetention(
+  stage: string,
+  { timeoutS, windowS, maxReceiveCount, retentionS, retryMaxDelayS }: Record<RetentionParam, number>,
+): void {
   const perReceiveS = Math.max(timeoutS + windowS + retryMaxDelayS, 6 * timeoutS + windowS);
   const worstS = maxReceiveCount * perReceiveS;
   if (worstS * 2 <= retentionS) return;
