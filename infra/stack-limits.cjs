@@ -34,7 +34,7 @@ function policyChars(document, region) {
 }
 
 /**
- * A policy named after its grants (infra/stage.js namedByGrants) is replaced, not updated, when they change: the new
+ * A policy named after its grants (infra/stage/iam.ts namedByGrants) is replaced, not updated, when they change: the new
  * one is created before the function is updated and the old one deleted only in CloudFormation's cleanup.
  */
 const REPLACED_ON_CHANGE = /^IngestCredentialsPolicy[0-9a-f]{12}$/;

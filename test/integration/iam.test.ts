@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { credentialArns } from '../../infra/stage.js';
+import { credentialArns } from '../../infra/stage/index';
 import { createCredentialSource, parseCredentialSpec } from '../../lib/credentials/credentials';
 import {
   describePermissions,

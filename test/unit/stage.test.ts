@@ -9,7 +9,7 @@ import {
   kmsKeyArn,
   type OutageParams,
   outageAlarmEvaluation,
-} from '../../infra/stage.js';
+} from '../../infra/stage/index';
 import { type AlarmSettings, failureTimes, firstAlarmAt, sums } from '../support/alarm-sim';
 
 // The pure checks of infra/stage.js that `npm run package` runs on the stage params (packaging itself is covered by
@@ -322,11 +322,11 @@ describe('the records-failing and endpoint-down alarms see every outage the stag
 });
 
 describe('the endpoints as packaged (issue 15, review)', () => {
-  it('refuses plain http to a loopback host, which in Lambda is the Runtime API; https passes', async () => {
-    await expect(checkEndpoints('prod', { ENDPOINTS: 'local=http://127.0.0.1:9/in' }, undefined)).rejects.toThrow(
+  it('refuses plain http to a loopback host, which in Lambda is the Runtime API; https passes', () => {
+    expect(() => checkEndpoints('prod', { ENDPOINTS: 'local=http://127.0.0.1:9/in' }, undefined)).toThrow(
       "Stage 'prod': ENDPOINTS: endpoint 'local' url: plain http (to a loopback host) is accepted only for local runs",
     );
-    const { config } = await checkEndpoints('prod', { ENDPOINTS: 'local=https://127.0.0.1:9/in' }, undefined);
+    const { config } = checkEndpoints('prod', { ENDPOINTS: 'local=https://127.0.0.1:9/in' }, undefined);
     expect(config.endpoints.map((endpoint) => endpoint.name)).toEqual(['local']);
   });
 });

@@ -5,9 +5,9 @@ import {
   laneConcurrency,
   laneProblems,
   retryScheduleOf,
-} from '../../../infra/lanes.js';
+} from '../../../infra/stage/lanes';
 
-// The package-time checks of the lanes (infra/lanes.js): names SQS accepts, schedules the lane's retention holds.
+// The package-time checks of the lanes (infra/stage/lanes.js): names SQS accepts, schedules the lane's retention holds.
 const stage = {
   service: 'ingest-fanout',
   stage: 'prod',

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkRates } from '../../../infra/stage.js';
+import { checkRates } from '../../../infra/stage/index';
 
 const config = (endpoint: { rateLimitPerSecond?: number; maxRatePerSecond?: number }, deadlineMarginMs = 1000) => ({
   endpointMaxConnections: 100,

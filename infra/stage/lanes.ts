@@ -1,12 +1,18 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${...} here are CloudFormation Fn::Sub placeholders
 // The lanes of a standard stage (issue 16, docs: the lanes design): one queue per endpoint where its events wait while
 // it is down, consumed by the same function through an event source mapping of its own. FIFO stages get none.
-// infra/stage.js checks the stage with laneProblems() and merges laneResources() into the stack.
+// infra/stage/load.ts checks the stage with laneProblems() and infra/stage/resources.ts merges laneResources() into the
+// stack.
+
+import type { Notifications, Resource, Resources, Value } from './cfn';
+import type { Stage } from './load';
+
+type StageEndpoint = Stage['endpoints'][number];
 
 /** SQS's limit on a queue name (letters, digits, '-' and '_'). */
 export const LANE_QUEUE_NAME_LIMIT = 80;
 /** The retry schedule of an endpoint that sets none (s): about 27.6 h in all, as the design chose. */
-export const DEFAULT_RETRY_SCHEDULE_S = [5, 60, 300, 1800, 7200, 18000, 36000, 36000];
+export const DEFAULT_RETRY_SCHEDULE_S: readonly number[] = [5, 60, 300, 1800, 7200, 18000, 36000, 36000];
 /** Margin between the last retry and the lane's retention, so a late hop never meets SQS's deletion. */
 export const LANE_RETENTION_MARGIN_S = 86_400;
 /** Lambda's fewest concurrent instances for an SQS event source (ScalingConfig.MaximumConcurrency). */
@@ -19,30 +25,52 @@ export const LANE_HOP_S = 900;
 export const IN_FLIGHT_ALARM_COUNT = 100_000;
 
 /** `<service>-<stage>-lane-`: the lane queue name less the endpoint's name. */
-export function lanePrefix(service, stage) {
+export function lanePrefix(service: string, stage: string): string {
   return `${service}-${stage}-lane-`;
 }
 
 /** LANE_QUEUE_URL_PREFIX: the URL of every lane queue of the stage, less the endpoint's name. */
-export function laneQueueUrlPrefix(service, stage) {
+export function laneQueueUrlPrefix(service: string, stage: string): { 'Fn::Sub': string } {
   return {
     'Fn::Sub': `https://sqs.\${AWS::Region}.\${AWS::URLSuffix}/\${AWS::AccountId}/${lanePrefix(service, stage)}`,
   };
 }
 
 /** The endpoint's retry schedule from the endpoints file (plain parsed YAML), or the default. */
-export function retryScheduleOf(document, endpointName) {
-  const endpoints = document && typeof document === 'object' ? document.endpoints : undefined;
-  const entry = Array.isArray(endpoints) ? endpoints.find((e) => e && e.name === endpointName) : undefined;
-  const schedule = entry?.retrySchedule;
+export function retryScheduleOf(document: unknown, endpointName: string): readonly number[] {
+  const endpoints =
+    document && typeof document === 'object' ? (document as { endpoints?: unknown }).endpoints : undefined;
+  const entry: unknown = Array.isArray(endpoints)
+    ? endpoints.find((e) => e && (e as { name?: unknown }).name === endpointName)
+    : undefined;
+  const schedule = entry ? (entry as { retrySchedule?: unknown }).retrySchedule : undefined;
   return Array.isArray(schedule) && schedule.length ? schedule.map(Number) : DEFAULT_RETRY_SCHEDULE_S;
+}
+
+/** What laneProblems checks: the stage's names, endpoints file, parking and the lanes' retention. */
+export interface LaneCheck {
+  service: string;
+  stage: string;
+  endpoints: readonly { name: string }[];
+  document: unknown;
+  parkAfterS: number;
+  laneRetentionS: number;
+  deadLetteredAfterS: number;
 }
 
 /**
  * Why the stage's lanes would not work, one message per problem (none: they fit): a queue name SQS refuses, a retry
  * schedule that outlasts the lane's retention, or parking that comes after records are dead-lettered.
  */
-export function laneProblems({ service, stage, endpoints, document, parkAfterS, laneRetentionS, deadLetteredAfterS }) {
+export function laneProblems({
+  service,
+  stage,
+  endpoints,
+  document,
+  parkAfterS,
+  laneRetentionS,
+  deadLetteredAfterS,
+}: LaneCheck): string[] {
   const problems = [];
   if (parkAfterS >= deadLetteredAfterS) {
     problems.push(
@@ -79,12 +107,12 @@ export function laneProblems({ service, stage, endpoints, document, parkAfterS, 
  * worst case leaves of it, at least Lambda's 2; any other endpoint gets the source path's maximumConcurrency, each
  * instance held to the endpoint's own rateLimitPerSecond and connections as on the source path.
  */
-export function laneConcurrency(maximumConcurrency, budgetInstances) {
+export function laneConcurrency(maximumConcurrency: number, budgetInstances: number | undefined): number {
   if (budgetInstances === undefined) return maximumConcurrency;
   return Math.min(maximumConcurrency, Math.max(LANE_MIN_CONCURRENCY, budgetInstances - maximumConcurrency));
 }
 
-function laneQueue(stage, endpoint) {
+function laneQueue(stage: Stage, endpoint: StageEndpoint): Resource {
   return {
     Type: 'AWS::SQS::Queue',
     Properties: {
@@ -100,7 +128,7 @@ function laneQueue(stage, endpoint) {
   };
 }
 
-function laneEventSource(endpoint, dependsOn) {
+function laneEventSource(endpoint: StageEndpoint, dependsOn: string[]): Resource {
   return {
     Type: 'AWS::Lambda::EventSourceMapping',
     // The role must allow receiving from the lane before Lambda validates the mapping.
@@ -117,7 +145,7 @@ function laneEventSource(endpoint, dependsOn) {
 }
 
 /** Exactly the lane queues: parking sends to them; the event source mappings and the re-delay consume them. */
-function lanesPolicy(stage) {
+function lanesPolicy(stage: Stage): Resource {
   const arns = stage.endpoints.map((e) => ({
     'Fn::Sub': `arn:\${AWS::Partition}:sqs:\${AWS::Region}:\${AWS::AccountId}:${lanePrefix(stage.service, stage.stage)}${e.name}`,
   }));
@@ -151,9 +179,9 @@ function lanesPolicy(stage) {
 }
 
 /** The lanes' queues, event source mappings and policy; `dependsOn`: what the mappings must wait for besides it. */
-export function laneResources(stage, dependsOn = []) {
+export function laneResources(stage: Stage, dependsOn: string[] = []): Resources {
   if (!stage.lanes) return {};
-  const resources = { IngestLanesPolicy: lanesPolicy(stage) };
+  const resources: Resources = { IngestLanesPolicy: lanesPolicy(stage) };
   for (const endpoint of stage.endpoints) {
     resources[`IngestLane${endpoint.id}`] = laneQueue(stage, endpoint);
     resources[`IngestLaneEventSource${endpoint.id}`] = laneEventSource(endpoint, ['IngestLanesPolicy', ...dependsOn]);
@@ -162,7 +190,9 @@ export function laneResources(stage, dependsOn = []) {
 }
 
 /** The environment the function needs for its lanes (none without param lanes: no lanes, today's path). */
-export function laneEnvironment(stage) {
+export function laneEnvironment(
+  stage: Pick<Stage, 'lanes' | 'service' | 'stage' | 'parkAfterS'>,
+): Record<string, Value> {
   if (!stage.lanes) return {};
   return {
     LANE_QUEUE_URL_PREFIX: laneQueueUrlPrefix(stage.service, stage.stage),
@@ -171,7 +201,7 @@ export function laneEnvironment(stage) {
 }
 
 /** Alarm when a queue nears SQS's in-flight ceiling: past it, receives answer empty and the queue stops moving. */
-export function inFlightAlarm(alarmName, queueName, what, actions) {
+export function inFlightAlarm(alarmName: string, queueName: Value, what: string, actions: Notifications): Resource {
   return {
     Type: 'AWS::CloudWatch::Alarm',
     Properties: {
@@ -199,12 +229,17 @@ export function inFlightAlarm(alarmName, queueName, what, actions) {
  * The backlog-age alarm's period: a waiting lane message hops (is sent again) at least every LANE_HOP_S, and each
  * hop's invocation writes LaneBacklogAgeS, so every period this long has a data point while the lane holds anything.
  */
-export function backlogAgePeriodS(timeoutS) {
+export function backlogAgePeriodS(timeoutS: number): number {
   return Math.ceil((LANE_HOP_S + timeoutS) / 60) * 60 + 60;
 }
 
 /** Alarm when an endpoint's oldest parked event has waited longer than laneBacklogAgeAlarmS, however quiet it is. */
-export function backlogAgeAlarm(stage, endpoint, metricName, actions) {
+export function backlogAgeAlarm(
+  stage: Stage,
+  endpoint: StageEndpoint,
+  metricName: string,
+  actions: Notifications,
+): Resource {
   return {
     Type: 'AWS::CloudWatch::Alarm',
     Properties: {
@@ -234,9 +269,9 @@ export function backlogAgeAlarm(stage, endpoint, metricName, actions) {
 }
 
 /** The in-flight alarm of every queue of the stage (lanes included) and the backlog-age alarm of every lane. */
-export function queueAlarms(stage, metricName, actions) {
-  const name = (suffix) => `${stage.service}-${stage.stage}-${suffix}`;
-  const alarms = {
+export function queueAlarms(stage: Stage, metricName: string, actions: Notifications): Resources {
+  const name = (suffix: string) => `${stage.service}-${stage.stage}-${suffix}`;
+  const alarms: Resources = {
     SourceQueueInFlightAlarm: inFlightAlarm(
       name('ingest-in-flight'),
       { 'Fn::GetAtt': ['IngestQueue', 'QueueName'] },
