@@ -2,6 +2,7 @@ import type { Config } from '../config/config';
 import { DEFAULT_RETRY_SCHEDULE } from '../subscription/schema';
 import type { LaneSender } from './park';
 
+export { LANE_BODY_ATTRIBUTE, LaneMessageTooLargeError, SQS_MAX_MESSAGE_BYTES, unpackLaneBody } from './body';
 export { decodeEnvelope, encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope } from './envelope';
 export { createLaneSender, type LaneMessage, type LaneSender, laneQueueUrl, MAX_DELAY_S } from './park';
 export { type LaneServeDeps, serveLane } from './serve';

@@ -2,6 +2,7 @@ import { SendMessageBatchCommand, type SendMessageBatchRequestEntry, type SQSCli
 import type { SQSRecord } from 'aws-lambda';
 import { errorText } from '../errors';
 import { batchEntries } from '../settle/quarantine';
+import { fitLaneEntry } from './body';
 import { encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope } from './envelope';
 
 /** SQS message timers stop at 15 minutes: a longer wait is several hops through the lane. */
@@ -38,7 +39,7 @@ function toEntry(message: LaneMessage, id: string): SendMessageBatchRequestEntry
   };
   const trace = record.attributes?.AWSTraceHeader;
   if (trace) entry.MessageSystemAttributes = { AWSTraceHeader: { DataType: 'String', StringValue: String(trace) } };
-  return entry;
+  return fitLaneEntry(entry);
 }
 
 /**
@@ -52,8 +53,16 @@ export function createLaneSender(sqs: SQSClient, prefix: string): LaneSender {
     const byLane = new Map<string, { entry: SendMessageBatchRequestEntry; index: number }[]>();
     messages.forEach((message, index) => {
       const url = laneQueueUrl(prefix, message.envelope.e);
+      let entry: SendMessageBatchRequestEntry;
+      try {
+        entry = toEntry(message, String(index));
+      } catch (error) {
+        // Too large for SQS however packed: this one parks nothing, the rest of the batch still goes.
+        errors.push(`${url}: ${errorText(error)}`);
+        return;
+      }
       const list = byLane.get(url) ?? [];
-      list.push({ entry: toEntry(message, String(index)), index });
+      list.push({ entry, index });
       byLane.set(url, list);
     });
     const calls = [...byLane].flatMap(([url, prepared]) =>

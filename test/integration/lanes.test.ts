@@ -14,6 +14,7 @@ import {
   localSqs,
   pollUntil,
   receiveAll,
+  toLambdaRecord,
   uniqueName,
 } from '../support/aws';
 import { TestEndpoint } from '../support/endpoints';
@@ -250,19 +251,32 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['old-8', 'old-8']);
   });
 
-  // Known defect (review of issue 16, not fixed here): body + the `ingest.lane` attribute passes SQS's 1 MiB, so the
-  // send is refused on every receive and the record stays on today's path (backoff, then the DLQ). Drop `.fails`
-  // once the source refuses or quarantines what cannot park, or the limit leaves room for the envelope.
-  it.fails('parks an event at SQS’s largest message size (the lane attribute must not push it over)', async () => {
+  // Review of issue 16: body + the `ingest.lane` attribute passed SQS's 1 MiB, so the send was refused on every
+  // receive and the record stayed on today's path (backoff, then the DLQ).
+  it('parks an event at SQS’s largest message size (the lane attribute must not push it over)', async () => {
     endpoints.beta.respond(() => ({ status: 503 }));
     const old = sourceRecord('big-1', 400);
     const head = `{"specversion":"1.0","id":"big-1","source":"${SOURCE}","type":"t","data":"`;
     // The largest body the source queue takes (1 MiB, no attributes): MAX_EVENT_BYTES' default accepts it.
     old.body = `${head}${'x'.repeat(1_048_576 - head.length - 2)}"}`;
-    const response = await (await pipeline({ PARK_AFTER_S: '300' })).handle(sqsEvent([old]), lambdaContext());
+    const run = await pipeline({ PARK_AFTER_S: '300' });
+    const response = await run.handle(sqsEvent([old]), lambdaContext());
     // A valid event: the healthy endpoints got it; only beta's park is in question.
     expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual(['big-1']);
     expect(failedIds(response)).toEqual([]);
+    // Served from the lane once beta is back, beta gets the producer's body byte for byte.
+    const key = idempotencyKey(SOURCE, 'big-1');
+    const parked = await pollUntil('big-1 in the beta lane', async () => {
+      const messages = await receiveAll(sqs, lanes.beta.url, { visibilityTimeoutS: 300 });
+      received.set(lanes.beta.url, [...(received.get(lanes.beta.url) ?? []), ...messages]);
+      return received.get(lanes.beta.url)!.find((message) => envelopeOf(message).k === key);
+    });
+    endpoints.beta.respond(() => ({ status: 200 }));
+    const due = toLambdaRecord(parked, lanes.beta.arn);
+    due.messageAttributes[LANE_ATTRIBUTE]!.stringValue = encodeEnvelope({ ...envelopeOf(parked), d: Date.now() });
+    expect((await run.handle(sqsEvent([due]), lambdaContext())).batchItemFailures).toEqual([]);
+    // The first is the source path's refused attempt, the second the lane's delivery.
+    expect(endpoints.beta.received.map((request) => request.body.toString() === old.body)).toEqual([true, true]);
   });
 
   it('leaves the record failed when the send to the lane fails (the lane queue does not exist)', async () => {
