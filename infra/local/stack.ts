@@ -21,6 +21,8 @@ export const LOCAL_HANDLER_DEFAULTS: Readonly<Record<string, string>> = {
   CIRCUIT_BREAKER_HALF_OPEN_MS: '1000',
   // A failing endpoint's events move to its lane after 5 s instead of 5 min.
   PARK_AFTER_S: '5',
+  // A lane retries for about 8 min, at most 30 s apart, instead of about a day: an outage drains in minutes.
+  LANE_RETRY_SCHEDULE: [1, 2, 5, 10, 20, ...Array<number>(15).fill(30)].join(','),
   POWERTOOLS_LOG_LEVEL: 'INFO',
   // The status panel and the demo summary read the handler's EMF metrics.
   POWERTOOLS_METRICS_DISABLED: 'false',
