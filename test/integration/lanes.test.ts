@@ -383,6 +383,23 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     expect(envelopeOf(landed).e).toBe('beta');
   });
 
+  // Review of issue 16: a delivery the open breaker refused (never sent) counted as an attempt, so a lane's records
+  // ran through their schedule to the DLQ while the breaker held, without the endpoint being tried.
+  it('does not count a delivery its open breaker refused as an attempt: same attempt, same wait again', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const run = await pipeline({ CIRCUIT_BREAKER_THRESHOLD: '1', CIRCUIT_BREAKER_HALF_OPEN_MS: '900000' });
+    const opens = await laneRecord('beta', 'opens-1', { a: 1 });
+    expect((await run.handle(sqsEvent([opens]), lambdaContext())).batchItemFailures).toEqual([]);
+    const refused = await laneRecord('beta', 'refused-1', { a: SCHEDULE.length });
+    const before = Date.now();
+    expect((await run.handle(sqsEvent([refused]), lambdaContext())).batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['opens-1']);
+    // Not dead-lettered as retries-exhausted: back in the lane with its attempts unchanged.
+    const again = envelopeOf(await laneMessage('beta', 'refused-1'));
+    expect(again.a).toBe(SCHEDULE.length);
+    expect(again.d).toBeGreaterThanOrEqual(before + SCHEDULE[SCHEDULE.length - 1]! * 1000);
+  });
+
   it('gives a dead-lettered event that a redrive moved back to its lane the whole schedule again', async () => {
     endpoints.beta.respond(() => ({ status: 503 }));
     // The DLQ copy of an exhausted event, moved back by `npm run redrive` (to its quarantine.sourceQueue: the lane).
