@@ -180,6 +180,47 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     expect(envelope.d).toBeGreaterThan(envelope.f);
   });
 
+  // Review of issue 16: the lane message carried only `ingest.lane`; the design has the producer's attributes travel.
+  it('carries the producer’s message attributes into the lane and on every hop back to it', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const old = sourceRecord('attrs-1', 400);
+    old.messageAttributes = {
+      tenant: { dataType: 'String', stringValue: 'acme', stringListValues: [], binaryListValues: [] },
+      blob: {
+        dataType: 'Binary',
+        binaryValue: Buffer.from([0, 1, 2]).toString('base64'),
+        stringListValues: [],
+        binaryListValues: [],
+      },
+    };
+    const run = await pipeline();
+    expect(failedIds(await run.handle(sqsEvent([old]), lambdaContext()))).toEqual([]);
+    const parked = await laneMessage('beta', 'attrs-1');
+    const producers = (message: Message) =>
+      Object.fromEntries(
+        Object.entries(message.MessageAttributes ?? {})
+          .filter(([name]) => name !== LANE_ATTRIBUTE)
+          .map(([name, value]) => [name, value.StringValue ?? Buffer.from(value.BinaryValue!).toString('hex')]),
+      );
+    expect(producers(parked)).toEqual({ tenant: 'acme', blob: '000102' });
+    // Not due yet: sent back to the lane, attributes and all.
+    const hop = toLambdaRecord(parked, lanes.beta.arn);
+    hop.messageAttributes[LANE_ATTRIBUTE]!.stringValue = encodeEnvelope({
+      ...envelopeOf(parked),
+      d: Date.now() + 1_000,
+    });
+    expect((await run.handle(sqsEvent([hop]), lambdaContext())).batchItemFailures).toEqual([]);
+    const seen = received.get(lanes.beta.url)!.length;
+    const again = await pollUntil('attrs-1 back in the beta lane', async () => {
+      received.get(lanes.beta.url)!.push(...(await receiveAll(sqs, lanes.beta.url, { visibilityTimeoutS: 300 })));
+      return received
+        .get(lanes.beta.url)!
+        .slice(seen)
+        .find((message) => envelopeOf(message).k === envelopeOf(parked).k);
+    });
+    expect(producers(again)).toEqual({ tenant: 'acme', blob: '000102' });
+  });
+
   it('parks at once, whatever the record’s age, when the endpoint’s breaker is open', async () => {
     endpoints.beta.respond(() => ({ status: 503 }));
     const run = await pipeline({ CIRCUIT_BREAKER_THRESHOLD: '1', CIRCUIT_BREAKER_HALF_OPEN_MS: '900000' });
