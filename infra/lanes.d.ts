@@ -6,6 +6,8 @@ export const LANE_MIN_CONCURRENCY: number;
 export const LANE_BATCH_SIZE: number;
 export const LANE_HOP_S: number;
 export const IN_FLIGHT_ALARM_COUNT: number;
+/** The stage param `lanes` (auto: standard stages get lanes, FIFO stages none): the choice or why it is refused. */
+export function lanesParam(value: unknown, fifo: boolean): { lanes: boolean } | { problem: string };
 export function lanePrefix(service: string, stage: string): string;
 export function laneQueueUrlPrefix(service: string, stage: string): { 'Fn::Sub': string };
 /** The endpoint's retry schedule from the endpoints file (plain parsed YAML), or the default. */

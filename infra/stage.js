@@ -8,7 +8,7 @@
 // resolveConfigurationProperty } from the framework (osls, serverless v3 and v4 alike).
 
 import { createHash } from 'node:crypto';
-import { laneConcurrency, laneEnvironment, laneProblems, laneResources, queueAlarms } from './lanes.js';
+import { laneConcurrency, laneEnvironment, laneProblems, laneResources, lanesParam, queueAlarms } from './lanes.js';
 
 /** Lambda's limits for SQS event sources; FIFO queues take no batching window and at most 10 records. */
 const LIMITS = {
@@ -275,15 +275,9 @@ async function load({ resolveVariable, resolveConfigurationProperty }) {
   ]);
   checkFunctionName(stage, service);
   const fifo = flag(stage, 'fifo', await param('fifo'));
-  // A preview (serverless.yml): no redrive back to a lane and no pause yet, so off unless the stage asks.
-  const lanes = flag(stage, 'lanes', await param('lanes'));
-  if (lanes && fifo) {
-    fail(
-      stage,
-      "param 'lanes' is true on a FIFO stage (param 'fifo' true): FIFO stages have no lanes (per-group order). " +
-        'Set lanes to false, or fifo to false',
-    );
-  }
+  const lanesChoice = lanesParam(await param('lanes'), fifo);
+  if ('problem' in lanesChoice) fail(stage, lanesChoice.problem);
+  const { lanes } = lanesChoice;
   const timeoutS = integer(stage, 'timeoutS', await param('timeoutS'), LIMITS.timeoutS);
   const batchSize = integer(
     stage,

@@ -91,7 +91,8 @@ export interface LocalStackOptions {
   inflightCeiling?: number;
   /**
    * One lane per endpoint (issue 16), consumed by the same handler, and LANE_QUEUE_URL_PREFIX set so that it parks
-   * there. Off by default: deployed stages get no lanes yet, and the local stack behaves like a deployed one.
+   * there. `npm start`, the demo and the chaos run ask for it unless --no-lanes, as a deployed standard stage has
+   * lanes; off when not asked, so tests of the stack itself run no lane pollers they do not need.
    */
   lanes?: boolean;
   /** Handler settings that yield to the user's environment. Merged over LOCAL_HANDLER_DEFAULTS. */

@@ -86,7 +86,7 @@ describe('the local stack runs one lane per endpoint', () => {
     expect([...stack.lanes.keys()].sort()).toEqual(stack.demo?.list.map((endpoint) => endpoint.name).sort());
   });
 
-  it('runs no lane and sets no LANE_QUEUE_URL_PREFIX unless asked, like a deployed stage today', async () => {
+  it('runs no lane and sets no LANE_QUEUE_URL_PREFIX unless asked (the CLIs ask unless --no-lanes)', async () => {
     stack = await startLocalStack({ handler: async () => undefined, baseEnv: {} });
     expect(stack.lanes.size).toBe(0);
     expect(stack.env.LANE_QUEUE_URL_PREFIX).toBeUndefined();
