@@ -268,7 +268,8 @@ async function handle(
       routedTo: pipeline.routedTo,
       ...(lookup ? { lookup } : {}),
     });
-    const processed = lanes ? await park(pipeline, lanes, delivered, deliveryDeadline.signal) : delivered;
+    // A side effect like settle's, under its deadline: the delivery deadline has fired when an endpoint held the batch.
+    const processed = lanes ? await park(pipeline, lanes, delivered, settleDeadline.signal) : delivered;
     const deadlineAborted = deliveryDeadline.signal.aborted;
     const failedIds = await pipeline.settle(processed, settleDeadline.signal, counters);
 

@@ -320,6 +320,19 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     expect(endpoints.beta.received.map((request) => request.body.toString() === old.body)).toEqual([true, true]);
   });
 
+  // Review of issue 16: the park ran under the delivery deadline's signal, so in exactly the batches an endpoint held
+  // until that deadline fired, every lane send was aborted before it left: nothing parked, the records came back.
+  it('parks after the delivery deadline fired, within the settle reserve (as the lane path sends)', async () => {
+    endpoints.beta.respond(() => ({ hang: true }));
+    const old = sourceRecord('late-1', 400);
+    const run = await pipeline({ DEADLINE_MARGIN_MS: '3000' });
+    // Deliveries stop at 2 s (5 s − the margin); settling may run until 3.5 s (half the margin is the reserve).
+    const response = await run.handle(sqsEvent([old]), lambdaContext(5_000));
+    expect(failedIds(response)).toEqual([]);
+    expect(envelopeOf(await laneMessage('beta', 'late-1')).e).toBe('beta');
+    expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual(['late-1']);
+  });
+
   it('leaves the record failed when the send to the lane fails (the lane queue does not exist)', async () => {
     endpoints.gamma.respond(() => ({ status: 503 }));
     const old = sourceRecord('old-2', 400);
