@@ -37,7 +37,7 @@ export class LaneMessageTooLargeError extends Error {
  */
 export function fitLaneEntry(entry: SendMessageBatchRequestEntry): SendMessageBatchRequestEntry {
   if (entrySize(entry) <= SQS_MAX_MESSAGE_BYTES) return entry;
-  const body = Buffer.from(entry.MessageBody ?? '', 'utf8');
+  const body = Buffer.from(entry.MessageBody ?? '');
   const packed: SendMessageBatchRequestEntry = {
     ...entry,
     MessageBody: placeholder(body.length),

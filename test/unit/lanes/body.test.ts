@@ -39,6 +39,20 @@ describe('a lane message’s body beside its envelope', () => {
     expect(fitLaneEntry(entry)).toBe(entry);
   });
 
+  it('leaves an entry of exactly SQS’s largest size as it is; one byte more is packed, in a Binary attribute', () => {
+    const head = { Id: '0', MessageAttributes: ENVELOPE };
+    const room = SQS_MAX_MESSAGE_BYTES - entrySize({ ...head, MessageBody: '' });
+    const exact = { ...head, MessageBody: 'x'.repeat(room) };
+    expect(fitLaneEntry(exact)).toBe(exact);
+    const packed = fitLaneEntry({ ...head, MessageBody: 'x'.repeat(room + 1) });
+    expect(packed.MessageAttributes?.['ingest.lane.body']?.DataType).toBe('Binary');
+    expect(packed.MessageAttributes?.['ingest.lane']).toEqual(ENVELOPE['ingest.lane']);
+    // Whoever reads the queue (the DLQ) learns where the event is.
+    expect(JSON.parse(packed.MessageBody!)).toEqual({
+      note: `the event body (${room + 1} bytes) is gzip'd in the 'ingest.lane.body' attribute`,
+    });
+  });
+
   it('packs a body that does not fit and unpacks it byte for byte (property)', () => {
     fc.assert(
       fc.property(fc.string({ unit: 'binary', minLength: 1, maxLength: 64 }), (chunk) => {
@@ -59,12 +73,17 @@ describe('a lane message’s body beside its envelope', () => {
     const body = randomBytes(1_200_000).toString('base64');
     const fit = () => fitLaneEntry({ Id: '0', MessageBody: body, MessageAttributes: ENVELOPE });
     expect(fit).toThrow(LaneMessageTooLargeError);
+    expect(fit).toThrow(expect.objectContaining({ name: 'LaneMessageTooLargeError' }));
+    expect(fit).toThrow(/lower MAX_EVENT_BYTES or have the producer send smaller events\)$/);
     expect(fit).toThrow(new RegExp(`${body.length} bytes cannot park.*over SQS's ${SQS_MAX_MESSAGE_BYTES}`));
   });
 
   it('leaves a record without the attribute, or with one that does not unzip, as it is', () => {
     const plain = sqsRecord('{"id":"plain"}');
     expect(unpackLaneBody(plain)).toBe(plain);
+    // A hand-built record may have no attributes at all.
+    const bare = { ...plain, messageAttributes: undefined } as unknown as SQSRecord;
+    expect(unpackLaneBody(bare)).toBe(bare);
     const broken = asReceived({
       Id: '0',
       MessageBody: '{}',
