@@ -1,5 +1,4 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
-import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
@@ -9,7 +8,7 @@ import { loadConfig } from '../../lib/config/config';
 import { parseCredentialSpec } from '../../lib/credentials/credential-spec';
 import { createEdges } from '../../lib/ingest/edges';
 import { createIngest } from '../../lib/ingest/ingest';
-import { createObservability, loadTracer } from '../../lib/observability/observability';
+import { createObservability, loadTracer, publishStoredMetrics } from '../../lib/observability/observability';
 import {
   checkCredentialOverlap,
   checkSigningSecrets,
@@ -63,5 +62,5 @@ if (tracer) {
 }
 export const handler = base
   .use(injectLambdaContext(logger, { resetKeys: true }))
-  .use(logMetrics(metrics, { captureColdStartMetric: true }))
+  .use(publishStoredMetrics(metrics))
   .handler((event, context) => ingest.handle(event, context));

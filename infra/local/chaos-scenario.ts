@@ -37,7 +37,7 @@ export interface ChaosOptions {
   concurrency?: number;
   /** SQS's in-flight limit per queue, scaled down (see SqsEventSource). Default none. */
   inflightCeiling?: number;
-  /** One lane per endpoint (see LocalStackOptions.lanes). */
+  /** One lane per endpoint (see LocalStackOptions.lanes); on unless false. */
   lanes?: boolean;
   /** Where the handler's log lines go: 'discard' (default) or a file path. Its metrics are tallied either way. */
   handlerLog?: string;
@@ -98,7 +98,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     functionTimeoutMs: CHAOS_FUNCTION_TIMEOUT_MS,
     concurrency: options.concurrency ?? 8,
     ...(options.inflightCeiling ? { inflightCeiling: options.inflightCeiling } : {}),
-    lanes: options.lanes === true,
+    lanes: options.lanes !== false,
     batchSize: 10,
     env: { ...CHAOS_HANDLER_ENV },
   });

@@ -14,8 +14,9 @@ the quarantine queue is down for a while and one endpoint stalls until invocatio
   --fault-rate P    share of endpoint requests that fail (default 0.1)
   --time-limit S    give up after S seconds (default 600)
   --concurrency N   pollers (default 8)
-  --lanes           one lane (queue) per endpoint, as issue 16 plans: an endpoint failing for PARK_AFTER_S (local
-                    default 5 s) has its events parked in its own lane (off by default, like deployed stages today)
+  --no-lanes        no lane queues: every failing event waits on the source queue (by default each endpoint has
+                    its own lane, as on a deployed standard stage: an endpoint failing for PARK_AFTER_S, local
+                    default 5 s, has its events parked there)
   --inflight-ceiling N  SQS's in-flight limit per queue, scaled down: at it a receive answers empty (default: none)
   --log FILE        the handler's JSON logs (default .local/chaos-handler.log)
   --markdown        also print the figures as a Markdown table`;
@@ -84,7 +85,7 @@ async function chaos(argv: string[]): Promise<number> {
     faultRate,
     concurrency,
     ...(inflightCeiling ? { inflightCeiling } : {}),
-    lanes: flags.lanes === true,
+    lanes: flags.lanes !== false,
     timeoutMs: timeLimitS * 1000,
     handlerLog: log,
     onPhase: (atMs, what) =>

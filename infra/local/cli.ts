@@ -14,6 +14,8 @@ export function parseFlags(argv: string[], spec: FlagSpec): Record<string, strin
       args: argv,
       options: { ...spec, help: { type: 'boolean', short: 'h' } },
       strict: true,
+      // --no-lanes: a boolean flag that is on by default is turned off this way.
+      allowNegative: true,
     });
     return values as Record<string, string | boolean | undefined>;
   } catch (error) {

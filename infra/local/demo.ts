@@ -22,8 +22,9 @@ nothing was lost, 1 otherwise (or when it could not drain within the time limit)
   --secrets FILE    values of its secret references (see npm start -- --help)
   --ledger          also run a local DynamoDB with the delivery ledger: redelivered events skip the endpoints
                     that already have them (fewer duplicates)
-  --lanes           one lane (queue) per endpoint, as issue 16 plans: an endpoint failing for PARK_AFTER_S (local
-                    default 5 s) has its events parked in its own lane (off by default, like deployed stages today)
+  --no-lanes        no lane queues: every failing event waits on the source queue (by default each endpoint has
+                    its own lane, as on a deployed standard stage: an endpoint failing for PARK_AFTER_S, local
+                    default 5 s, has its events parked there)
   --inflight-ceiling N  SQS's in-flight limit per queue (about 120000 on AWS), scaled down: at it a receive
                     answers empty, as SQS does (default: none)
   --log FILE        the handler's JSON logs (default .local/demo-handler.log)
@@ -83,7 +84,7 @@ async function demo(argv: string[]): Promise<number> {
   output.install();
   const stack = await startLocalStack({
     ...(inflightCeiling ? { inflightCeiling } : {}),
-    lanes: flags.lanes === true,
+    lanes: flags.lanes !== false,
     concurrency,
     ledger: flags.ledger === true,
     ...(userEndpoints ? { endpoints: userEndpoints } : { faults: { rate: faultRate } }),

@@ -21,6 +21,8 @@ export const LOCAL_HANDLER_DEFAULTS: Readonly<Record<string, string>> = {
   CIRCUIT_BREAKER_HALF_OPEN_MS: '1000',
   // A failing endpoint's events move to its lane after 5 s instead of 5 min.
   PARK_AFTER_S: '5',
+  // A lane retries for about 8 min, at most 30 s apart, instead of about a day: an outage drains in minutes.
+  LANE_RETRY_SCHEDULE: [1, 2, 5, 10, 20, ...Array<number>(15).fill(30)].join(','),
   POWERTOOLS_LOG_LEVEL: 'INFO',
   // The status panel and the demo summary read the handler's EMF metrics.
   POWERTOOLS_METRICS_DISABLED: 'false',
@@ -89,7 +91,8 @@ export interface LocalStackOptions {
   inflightCeiling?: number;
   /**
    * One lane per endpoint (issue 16), consumed by the same handler, and LANE_QUEUE_URL_PREFIX set so that it parks
-   * there. Off by default: deployed stages get no lanes yet, and the local stack behaves like a deployed one.
+   * there. `npm start`, the demo and the chaos run ask for it unless --no-lanes, as a deployed standard stage has
+   * lanes; off when not asked, so tests of the stack itself run no lane pollers they do not need.
    */
   lanes?: boolean;
   /** Handler settings that yield to the user's environment. Merged over LOCAL_HANDLER_DEFAULTS. */

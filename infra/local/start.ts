@@ -17,8 +17,9 @@ three demo endpoints (or the ENDPOINTS you set), and the real handler behind an 
   --timeout MS      function timeout in ms (default ${LOCAL_FUNCTION_TIMEOUT_MS})
   --fault-rate P    share of demo endpoint requests that fail (5xx, resets, slow answers), 0-1 (default 0)
   --ledger          also run a local DynamoDB (dynalite) with the delivery ledger table
-  --lanes           one lane (queue) per endpoint, as issue 16 plans: an endpoint failing for PARK_AFTER_S (local
-                    default 5 s) has its events parked in its own lane (off by default, like deployed stages today)
+  --no-lanes        no lane queues: every failing event waits on the source queue (by default each endpoint has
+                    its own lane, as on a deployed standard stage: an endpoint failing for PARK_AFTER_S, local
+                    default 5 s, has its events parked there)
   --inflight-ceiling N  SQS's in-flight limit per queue (about 120000 on AWS), scaled down: at it a receive
                     answers empty, as SQS does (default: none)
   --endpoints FILE  a stage's endpoints file (e.g. endpoints/prod.yml): its filters, content modes, auth, signing
@@ -111,7 +112,7 @@ async function start(argv: string[]): Promise<number> {
   const userEndpoints = endpointsFile ? undefined : process.env.ENDPOINTS?.trim() || undefined;
   const stack = await startLocalStack({
     ...(inflightCeiling ? { inflightCeiling } : {}),
-    lanes: flags.lanes === true,
+    lanes: flags.lanes !== false,
     sqsPort: port,
     ledger: flags.ledger === true,
     concurrency,

@@ -24,6 +24,26 @@ export const LANE_HOP_S = 900;
 /** SQS stops a queue at about 120,000 in-flight messages (standard and FIFO): alarm well before. */
 export const IN_FLIGHT_ALARM_COUNT = 100_000;
 
+/**
+ * The stage param `lanes`: `auto` (the default) gives a standard stage lanes and a FIFO stage none (per-group order);
+ * `false` keeps a standard stage on the path without lanes; `true` asks for them. Returns the choice or the refusal.
+ */
+export function lanesParam(value: unknown, fifo: boolean): { lanes: boolean } | { problem: string } {
+  if (value === 'auto' || value === '' || value === undefined) return { lanes: !fifo };
+  if (value === false || value === 'false') return { lanes: false };
+  if (value !== true && value !== 'true') {
+    return {
+      problem: `param 'lanes' is ${JSON.stringify(value)}: use auto (standard stages get lanes, FIFO stages none), true or false`,
+    };
+  }
+  if (!fifo) return { lanes: true };
+  return {
+    problem:
+      "param 'lanes' is true on a FIFO stage (param 'fifo' true): FIFO stages have no lanes (per-group order). " +
+      'Set lanes to auto or false, or fifo to false',
+  };
+}
+
 /** `<service>-<stage>-lane-`: the lane queue name less the endpoint's name. */
 export function lanePrefix(service: string, stage: string): string {
   return `${service}-${stage}-lane-`;

@@ -3,7 +3,7 @@
 import { METRICS_NAMESPACE, MetricName } from '../../lib/observability/observability';
 import { checkEndpoints } from './endpoints';
 import { fail } from './errors';
-import { laneConcurrency, laneEnvironment, laneProblems } from './lanes';
+import { laneConcurrency, laneEnvironment, laneProblems, lanesParam } from './lanes';
 import { checkDlqRetention, checkEnvironmentSize, checkFunctionName, checkRetention } from './limits';
 import { failingRecordLifeS, type OutageParams, outageAlarmEvaluation } from './outage';
 import {
@@ -38,15 +38,9 @@ async function identity({ resolveVariable }: FrameworkContext) {
 /** The queues' and the event source's params, checked against Lambda's and SQS's limits. */
 async function queueParams(stage: string, param: Param) {
   const fifo = flag(stage, 'fifo', await param('fifo'));
-  // A preview (serverless.yml): no redrive back to a lane and no pause yet, so off unless the stage asks.
-  const lanes = flag(stage, 'lanes', await param('lanes'));
-  if (lanes && fifo) {
-    fail(
-      stage,
-      "param 'lanes' is true on a FIFO stage (param 'fifo' true): FIFO stages have no lanes (per-group order). " +
-        'Set lanes to false, or fifo to false',
-    );
-  }
+  const lanesChoice = lanesParam(await param('lanes'), fifo);
+  if ('problem' in lanesChoice) fail(stage, lanesChoice.problem);
+  const { lanes } = lanesChoice;
   const timeoutS = integer(stage, 'timeoutS', await param('timeoutS'), LIMITS.timeoutS);
   const batchSize = integer(
     stage,

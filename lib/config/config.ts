@@ -1,6 +1,11 @@
 import * as z from 'zod/mini';
 import { ConfigError } from '../errors';
-import { type EndpointConfig, parseEndpointsDocument } from '../subscription/schema';
+import {
+  DEFAULT_RETRY_SCHEDULE,
+  type EndpointConfig,
+  parseEndpointsDocument,
+  RetryScheduleSchema,
+} from '../subscription/schema';
 import { isLoopbackHost, parseEndpointUrl, redact, withoutQuery } from './endpoint-url';
 
 export type { EndpointConfig };
@@ -34,6 +39,8 @@ export interface Config {
   laneQueueUrlPrefix?: string;
   /** PARK_AFTER_S: a record failing for an endpoint this long after its first receive is parked in that lane. */
   parkAfterS: number;
+  /** LANE_RETRY_SCHEDULE: the lane waits (s) of every endpoint whose entry sets no retrySchedule. */
+  laneRetrySchedule: readonly number[];
 }
 
 /**
@@ -121,6 +128,23 @@ function readInt(env: Env, spec: IntSpec): number {
     throw new ConfigError(
       spec.variable,
       `'${raw}' is not a whole number from ${spec.min} to ${spec.max}${unit} (default ${spec.fallback})`,
+    );
+  }
+  return result.data;
+}
+
+/** Comma-separated whole seconds, e.g. '1,5,30': the local stack's short schedule; unset, the day-long default. */
+function readRetrySchedule(env: Env): readonly number[] {
+  const variable = 'LANE_RETRY_SCHEDULE';
+  const raw = env[variable]?.trim();
+  if (!raw) return DEFAULT_RETRY_SCHEDULE;
+  const parts = raw.split(',').map((part) => part.trim());
+  const result = RetryScheduleSchema.safeParse(parts.every((part) => /^\d+$/.test(part)) ? parts.map(Number) : null);
+  if (!result.success) {
+    throw new ConfigError(
+      variable,
+      `'${raw}' is not 1 to 20 comma-separated whole seconds from 1 to 43200, e.g. '5,60,300' ` +
+        `(unset: ${DEFAULT_RETRY_SCHEDULE.join(',')}, about 27.6 h)`,
     );
   }
   return result.data;
@@ -293,6 +317,7 @@ export function loadConfig(env: Env, endpointsFile?: EndpointsDocument, options:
     }),
     ledgerMode: readLedgerMode(env),
     parkAfterS: readInt(env, { variable: 'PARK_AFTER_S', fallback: 300, min: 0, max: 1_209_600, unit: 's' }),
+    laneRetrySchedule: readRetrySchedule(env),
   };
   const quarantineQueueUrl = parseOptionalString(env, 'QUARANTINE_QUEUE_URL', checkQueueUrl);
   if (quarantineQueueUrl) config.quarantineQueueUrl = quarantineQueueUrl;

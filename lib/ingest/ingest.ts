@@ -15,7 +15,7 @@ import { EndpointDelivery } from '../delivery/delivery';
 import { type Credential, Endpoint } from '../delivery/endpoint';
 import { errorText } from '../errors';
 import type { ValidEvent } from '../event/event';
-import { createLanes, type LaneSender, type Lanes, parkFailures, serveLane } from '../lanes';
+import { createLanes, type LaneSender, type Lanes, parkFailures, serveLane, unpackLaneBody } from '../lanes';
 import {
   createObservability,
   endpointMetrics,
@@ -231,7 +231,8 @@ async function handle(
   context: Pick<Context, 'getRemainingTimeInMillis'>,
 ): Promise<SQSBatchResponse> {
   const { config, logger } = pipeline;
-  const records = event?.Records ?? [];
+  // A lane message whose body did not fit beside its envelope (lib/lanes/body.ts) reads as the producer sent it.
+  const records = (event?.Records ?? []).map(unpackLaneBody);
   if (records.length === 0) return { batchItemFailures: [] };
   const started = Date.now();
   const remaining = context.getRemainingTimeInMillis();
@@ -267,7 +268,8 @@ async function handle(
       routedTo: pipeline.routedTo,
       ...(lookup ? { lookup } : {}),
     });
-    const processed = lanes ? await park(pipeline, lanes, delivered, deliveryDeadline.signal) : delivered;
+    // A side effect like settle's, under its deadline: the delivery deadline has fired when an endpoint held the batch.
+    const processed = lanes ? await park(pipeline, lanes, delivered, settleDeadline.signal) : delivered;
     const deadlineAborted = deliveryDeadline.signal.aborted;
     const failedIds = await pipeline.settle(processed, settleDeadline.signal, counters);
 

@@ -1,7 +1,7 @@
 import type { Config } from '../config/config';
-import { DEFAULT_RETRY_SCHEDULE } from '../subscription/schema';
 import type { LaneSender } from './park';
 
+export { LANE_BODY_ATTRIBUTE, LaneMessageTooLargeError, SQS_MAX_MESSAGE_BYTES, unpackLaneBody } from './body';
 export { decodeEnvelope, encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope } from './envelope';
 export { createLaneSender, type LaneMessage, type LaneSender, laneQueueUrl, MAX_DELAY_S } from './park';
 export { type LaneServeDeps, serveLane } from './serve';
@@ -30,17 +30,18 @@ export interface Lanes {
 
 /** Lanes only with LANE_QUEUE_URL_PREFIX and a sender; otherwise undefined and nothing changes. */
 export function createLanes(
-  config: Pick<Config, 'laneQueueUrlPrefix' | 'endpoints'>,
+  config: Pick<Config, 'laneQueueUrlPrefix' | 'endpoints' | 'laneRetrySchedule'>,
   send: LaneSender | undefined,
   // The seam for the pause flag (SSM parameter, CLI): until it exists, no endpoint is paused.
   paused: (endpoint: string) => boolean = () => false,
 ): Lanes | undefined {
   if (!config.laneQueueUrlPrefix || !send) return undefined;
-  const schedules = new Map(config.endpoints.map((e) => [e.name, e.retrySchedule ?? DEFAULT_RETRY_SCHEDULE]));
+  const fallback = config.laneRetrySchedule;
+  const schedules = new Map(config.endpoints.map((e) => [e.name, e.retrySchedule ?? fallback]));
   return {
     send,
     laneOf: laneOf(config.laneQueueUrlPrefix),
-    schedule: (endpoint) => schedules.get(endpoint) ?? DEFAULT_RETRY_SCHEDULE,
+    schedule: (endpoint) => schedules.get(endpoint) ?? fallback,
     paused,
   };
 }

@@ -1,7 +1,13 @@
-import { SendMessageBatchCommand, type SendMessageBatchRequestEntry, type SQSClient } from '@aws-sdk/client-sqs';
+import {
+  type MessageAttributeValue,
+  SendMessageBatchCommand,
+  type SendMessageBatchRequestEntry,
+  type SQSClient,
+} from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 import { errorText } from '../errors';
-import { batchEntries } from '../settle/quarantine';
+import { batchEntries, toSdkAttributes } from '../settle/quarantine';
+import { fitLaneEntry, LANE_BODY_ATTRIBUTE } from './body';
 import { encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope } from './envelope';
 
 /** SQS message timers stop at 15 minutes: a longer wait is several hops through the lane. */
@@ -27,6 +33,18 @@ export function laneQueueUrl(prefix: string, endpoint: string): string {
   return `${prefix}${endpoint}`;
 }
 
+/** SQS's limit on message attributes; the lane's own take up to 2 (the envelope, a packed body). */
+const SQS_MAX_ATTRIBUTES = 10;
+const PRODUCER_ATTRIBUTE_SLOTS = SQS_MAX_ATTRIBUTES - 2;
+
+/** The producer's message attributes, as they came (quarantine and redrive marks dropped), in the slots left. */
+function producerAttributes(record: SQSRecord): Record<string, MessageAttributeValue> {
+  const own = new Set([LANE_ATTRIBUTE, LANE_BODY_ATTRIBUTE]);
+  const entries = Object.entries(toSdkAttributes(record)).filter(([name]) => !own.has(name));
+  // A source message may carry 10: the last ones would make SQS refuse the lane message, and park nothing ever.
+  return Object.fromEntries(entries.slice(0, PRODUCER_ATTRIBUTE_SLOTS));
+}
+
 function toEntry(message: LaneMessage, id: string): SendMessageBatchRequestEntry {
   const { record, envelope } = message;
   const entry: SendMessageBatchRequestEntry = {
@@ -34,11 +52,14 @@ function toEntry(message: LaneMessage, id: string): SendMessageBatchRequestEntry
     // Byte for byte: the body is the CloudEvent the endpoint gets later.
     MessageBody: record.body,
     DelaySeconds: Math.min(MAX_DELAY_S, Math.max(0, Math.ceil(message.delaySeconds))),
-    MessageAttributes: { [LANE_ATTRIBUTE]: { DataType: 'String', StringValue: encodeEnvelope(envelope) } },
+    MessageAttributes: {
+      ...producerAttributes(record),
+      [LANE_ATTRIBUTE]: { DataType: 'String', StringValue: encodeEnvelope(envelope) },
+    },
   };
   const trace = record.attributes?.AWSTraceHeader;
   if (trace) entry.MessageSystemAttributes = { AWSTraceHeader: { DataType: 'String', StringValue: String(trace) } };
-  return entry;
+  return fitLaneEntry(entry);
 }
 
 /**
@@ -52,8 +73,16 @@ export function createLaneSender(sqs: SQSClient, prefix: string): LaneSender {
     const byLane = new Map<string, { entry: SendMessageBatchRequestEntry; index: number }[]>();
     messages.forEach((message, index) => {
       const url = laneQueueUrl(prefix, message.envelope.e);
+      let entry: SendMessageBatchRequestEntry;
+      try {
+        entry = toEntry(message, String(index));
+      } catch (error) {
+        // Too large for SQS however packed: this one parks nothing, the rest of the batch still goes.
+        errors.push(`${url}: ${errorText(error)}`);
+        return;
+      }
       const list = byLane.get(url) ?? [];
-      list.push({ entry: toEntry(message, String(index)), index });
+      list.push({ entry, index });
       byLane.set(url, list);
     });
     const calls = [...byLane].flatMap(([url, prepared]) =>

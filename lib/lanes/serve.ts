@@ -104,6 +104,12 @@ function afterDelivery(
   }
   // Cut off by the deadline (or waiting for a rate-limit token): not the endpoint's failure; back after the visibility timeout.
   if (result.kind === 'aborted') return { kind: 'retry' };
+  const now = deps.now?.() ?? Date.now();
+  if (result.kind === 'circuit-open') {
+    // Refused by the breaker, never sent: not an attempt. The same wait again, for the same attempt.
+    const waitS = deps.schedule[envelope.a - 1] ?? deps.schedule.at(-1) ?? MAX_DELAY_S;
+    return resend(record, { ...envelope, d: now + waitS * 1000 }, waitS);
+  }
   const attempts = envelope.a + 1;
   if (attempts > deps.schedule.length) {
     counts.exhausted++;
@@ -111,7 +117,6 @@ function afterDelivery(
     return quarantined(deps, record, 'retries-exhausted', detail);
   }
   const waitS = deps.schedule[attempts - 1]!;
-  const now = deps.now?.() ?? Date.now();
   return resend(record, { ...envelope, a: attempts, d: now + waitS * 1000 }, waitS);
 }
 

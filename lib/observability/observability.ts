@@ -1,6 +1,8 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Tracer } from '@aws-lambda-powertools/tracer';
+import type { MiddlewareObj } from '@middy/core';
+import type { Context } from 'aws-lambda';
 import type { RequestObserver } from '../delivery/endpoint';
 
 export const SERVICE_NAME = 'ingest-fanout';
@@ -106,6 +108,24 @@ export async function loadTracer(): Promise<Tracer | undefined> {
 }
 
 /** A Metrics instance whose every data point carries the endpoint dimension. */
+/**
+ * Powertools' logMetrics middleware (cold-start metric, flush after the handler or its error), except that it flushes
+ * only what was stored: a lane batch's metrics are on the endpoint's own Metrics (lib/lanes), and flushing an empty
+ * main one prints "No application metrics to publish" on every lane batch.
+ */
+export function publishStoredMetrics<E, R>(metrics: Metrics): MiddlewareObj<E, R, Error, Context> {
+  const flush = async () => {
+    if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+  };
+  return {
+    before: async (request) => {
+      metrics.captureColdStartMetric(request.context.functionName);
+    },
+    after: flush,
+    onError: flush,
+  };
+}
+
 export function endpointMetrics(endpoint: string): Metrics {
   return new Metrics({
     serviceName: process.env.POWERTOOLS_SERVICE_NAME || SERVICE_NAME,

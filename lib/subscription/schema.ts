@@ -209,6 +209,8 @@ const UNVERIFIABLE_BINARY =
 const MAX_RETRY_WAIT_S = 43_200;
 /** The lane's waits when an endpoint sets no retrySchedule: about 27.6 h in all, like peers' day of retries. */
 export const DEFAULT_RETRY_SCHEDULE: readonly number[] = [5, 60, 300, 1800, 7200, 18000, 36000, 36000];
+/** Seconds to wait before each delivery from an endpoint's lane; exhausted, the event goes to the DLQ. */
+export const RetryScheduleSchema = z.array(wholeNumber(1, MAX_RETRY_WAIT_S)).check(z.minLength(1), z.maxLength(20));
 
 export const SubscriptionSchema = z
   .strictObject({
@@ -224,8 +226,7 @@ export const SubscriptionSchema = z
     maxAttempts: z.optional(wholeNumber(1, 20)),
     rateLimitPerSecond: z.optional(rate),
     maxRatePerSecond: z.optional(rate),
-    // Seconds to wait before each delivery from the endpoint's lane; exhausted, the event goes to the DLQ.
-    retrySchedule: z.optional(z.array(wholeNumber(1, MAX_RETRY_WAIT_S)).check(z.minLength(1), z.maxLength(20))),
+    retrySchedule: z.optional(RetryScheduleSchema),
   })
   .check(
     z.superRefine((sub, ctx) => {

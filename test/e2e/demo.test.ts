@@ -50,12 +50,13 @@ describe('local commands', () => {
     expect(log).toContain('"message":"batch processed"');
   }, 60_000);
 
-  it('npm run demo --outage --lanes (BENCHMARKS.md): one endpoint down, the others keep receiving, its backlog drains from its lane, nothing lost', async () => {
+  it('npm run demo --outage (README): one endpoint down, the others keep receiving, its backlog drains from its lane, nothing lost', async () => {
+    // The README's command (lanes are on by default), with a log file of its own.
     const demo = run(
       'demo.ts',
       [
         ...['--events', '300', '--invalid', '0', '--fault-rate', '0', '--outage', 'audit:8s'],
-        ...['--inflight-ceiling', '100', '--lanes', '--log', join(logs, 'outage.log')],
+        ...['--inflight-ceiling', '100', '--log', join(logs, 'outage.log')],
       ],
       userEnv(),
     );
@@ -97,7 +98,11 @@ describe('local commands', () => {
     writeFileSync(file, `endpoints:\n${endpoints}`);
     const demo = run(
       'demo.ts',
-      ['--events', '3', '--invalid', '0', '--fault-rate', '0', '--endpoints', file, '--log', join(logs, 'failing.log')],
+      [
+        ...['--events', '3', '--invalid', '0', '--fault-rate', '0', '--endpoints', file],
+        // Without lanes, so the events stay on the source queue until SQS dead-letters them.
+        ...['--no-lanes', '--log', join(logs, 'failing.log')],
+      ],
       // Backoff of 1 s at most: SQS dead-letters the events after their 5 receives within seconds.
       userEnv({ RETRY_MAX_DELAY_S: '1' }),
     );

@@ -42,6 +42,10 @@ const COMMANDS: Record<string, Runner> = {
   // README and docs/local.md
   'npm ci': { by: 'ci' },
   'npm run demo': test('test/e2e/demo.test.ts', "'demo.ts'"),
+  'npm run demo -- --events 300 --invalid 0 --fault-rate 0 --outage audit:8s --inflight-ceiling 100': test(
+    'test/e2e/demo.test.ts',
+    "'--outage', 'audit:8s'],\n        ...['--inflight-ceiling', '100',",
+  ),
   'npm start': test('test/e2e/start-send.test.ts', "'start.ts'"),
   'npm run send -- --count 100': test('test/e2e/start-send.test.ts', "'send.ts', ['--count'"),
   'npm run send -- --help': { by: 'doc-test' },

@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it, vi } from 'vitest';
+import { idempotencyKey } from '../../lib/index';
+import { encodeEnvelope, LANE_ATTRIBUTE } from '../../lib/lanes';
 import { createQueue, LOCAL_AWS, localSqs, receiveAsRecords } from '../support/aws';
 import { TestEndpoint } from '../support/endpoints';
 import { cloudEvent, eventRecord, lambdaContext, sqsEvent, sqsRecord } from '../support/events';
@@ -184,6 +186,35 @@ describe('functions/ingest/handler', () => {
     expect(logs(cold.lines).map((line) => line.cold_start)).toEqual(logs(cold.lines).map(() => true));
     expect(logs(warm.lines).filter((line) => line.message === 'delivery failed')).toHaveLength(3);
     expect(logs(warm.lines).map((line) => line.cold_start)).toEqual(logs(warm.lines).map(() => false));
+  });
+
+  // Review of issue 16: every lane batch printed Powertools' "No application metrics to publish" warning, since only
+  // the endpoint's own Metrics (published by lib/lanes) had anything and the middleware flushed the empty main one.
+  it('serves a lane batch without Powertools’ empty-metrics warning, publishing the lane’s EMF', async () => {
+    const handler = await loadHandler({
+      ENDPOINTS: `alpha=${alpha.url},beta=${beta.url}`,
+      LANE_QUEUE_URL_PREFIX: `${inject('sqsEndpoint')}/000000000000/handler-lane-`,
+      POWERTOOLS_METRICS_DISABLED: 'false',
+    });
+    const record = sqsRecord(JSON.stringify(cloudEvent('lane-1')), {
+      eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:handler-lane-beta',
+    });
+    const envelope = { e: 'beta', k: idempotencyKey('urn:test:orders', 'lane-1'), f: Date.now(), a: 1, d: Date.now() };
+    record.messageAttributes = {
+      [LANE_ATTRIBUTE]: {
+        dataType: 'String',
+        stringValue: encodeEnvelope(envelope),
+        stringListValues: [],
+        binaryListValues: [],
+      },
+    };
+    const { result, lines, text } = await captureOutput(() => handler(sqsEvent([record]), lambdaContext()));
+    expect(result.batchItemFailures).toEqual([]);
+    expect(beta.received.map((request) => request.eventId)).toEqual(['lane-1']);
+    expect(lines.find((line) => line.endpoint === 'beta' && 'LaneDelivered' in line)).toMatchObject({
+      LaneDelivered: 1,
+    });
+    expect(text).not.toContain('No application metrics');
   });
 
   it('lists every record when the whole batch fails rather than throwing', async () => {

@@ -14,6 +14,7 @@ import {
   localSqs,
   pollUntil,
   receiveAll,
+  toLambdaRecord,
   uniqueName,
 } from '../support/aws';
 import { TestEndpoint } from '../support/endpoints';
@@ -179,6 +180,47 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     expect(envelope.d).toBeGreaterThan(envelope.f);
   });
 
+  // Review of issue 16: the lane message carried only `ingest.lane`; the design has the producer's attributes travel.
+  it('carries the producer’s message attributes into the lane and on every hop back to it', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const old = sourceRecord('attrs-1', 400);
+    old.messageAttributes = {
+      tenant: { dataType: 'String', stringValue: 'acme', stringListValues: [], binaryListValues: [] },
+      blob: {
+        dataType: 'Binary',
+        binaryValue: Buffer.from([0, 1, 2]).toString('base64'),
+        stringListValues: [],
+        binaryListValues: [],
+      },
+    };
+    const run = await pipeline();
+    expect(failedIds(await run.handle(sqsEvent([old]), lambdaContext()))).toEqual([]);
+    const parked = await laneMessage('beta', 'attrs-1');
+    const producers = (message: Message) =>
+      Object.fromEntries(
+        Object.entries(message.MessageAttributes ?? {})
+          .filter(([name]) => name !== LANE_ATTRIBUTE)
+          .map(([name, value]) => [name, value.StringValue ?? Buffer.from(value.BinaryValue!).toString('hex')]),
+      );
+    expect(producers(parked)).toEqual({ tenant: 'acme', blob: '000102' });
+    // Not due yet: sent back to the lane, attributes and all.
+    const hop = toLambdaRecord(parked, lanes.beta.arn);
+    hop.messageAttributes[LANE_ATTRIBUTE]!.stringValue = encodeEnvelope({
+      ...envelopeOf(parked),
+      d: Date.now() + 1_000,
+    });
+    expect((await run.handle(sqsEvent([hop]), lambdaContext())).batchItemFailures).toEqual([]);
+    const seen = received.get(lanes.beta.url)!.length;
+    const again = await pollUntil('attrs-1 back in the beta lane', async () => {
+      received.get(lanes.beta.url)!.push(...(await receiveAll(sqs, lanes.beta.url, { visibilityTimeoutS: 300 })));
+      return received
+        .get(lanes.beta.url)!
+        .slice(seen)
+        .find((message) => envelopeOf(message).k === envelopeOf(parked).k);
+    });
+    expect(producers(again)).toEqual({ tenant: 'acme', blob: '000102' });
+  });
+
   it('parks at once, whatever the record’s age, when the endpoint’s breaker is open', async () => {
     endpoints.beta.respond(() => ({ status: 503 }));
     const run = await pipeline({ CIRCUIT_BREAKER_THRESHOLD: '1', CIRCUIT_BREAKER_HALF_OPEN_MS: '900000' });
@@ -250,19 +292,45 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['old-8', 'old-8']);
   });
 
-  // Known defect (review of issue 16, not fixed here): body + the `ingest.lane` attribute passes SQS's 1 MiB, so the
-  // send is refused on every receive and the record stays on today's path (backoff, then the DLQ). Drop `.fails`
-  // once the source refuses or quarantines what cannot park, or the limit leaves room for the envelope.
-  it.fails('parks an event at SQS’s largest message size (the lane attribute must not push it over)', async () => {
+  // Review of issue 16: body + the `ingest.lane` attribute passed SQS's 1 MiB, so the send was refused on every
+  // receive and the record stayed on today's path (backoff, then the DLQ).
+  it('parks an event at SQS’s largest message size (the lane attribute must not push it over)', async () => {
     endpoints.beta.respond(() => ({ status: 503 }));
     const old = sourceRecord('big-1', 400);
     const head = `{"specversion":"1.0","id":"big-1","source":"${SOURCE}","type":"t","data":"`;
     // The largest body the source queue takes (1 MiB, no attributes): MAX_EVENT_BYTES' default accepts it.
     old.body = `${head}${'x'.repeat(1_048_576 - head.length - 2)}"}`;
-    const response = await (await pipeline({ PARK_AFTER_S: '300' })).handle(sqsEvent([old]), lambdaContext());
+    const run = await pipeline({ PARK_AFTER_S: '300' });
+    const response = await run.handle(sqsEvent([old]), lambdaContext());
     // A valid event: the healthy endpoints got it; only beta's park is in question.
     expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual(['big-1']);
     expect(failedIds(response)).toEqual([]);
+    // Served from the lane once beta is back, beta gets the producer's body byte for byte.
+    const key = idempotencyKey(SOURCE, 'big-1');
+    const parked = await pollUntil('big-1 in the beta lane', async () => {
+      const messages = await receiveAll(sqs, lanes.beta.url, { visibilityTimeoutS: 300 });
+      received.set(lanes.beta.url, [...(received.get(lanes.beta.url) ?? []), ...messages]);
+      return received.get(lanes.beta.url)!.find((message) => envelopeOf(message).k === key);
+    });
+    endpoints.beta.respond(() => ({ status: 200 }));
+    const due = toLambdaRecord(parked, lanes.beta.arn);
+    due.messageAttributes[LANE_ATTRIBUTE]!.stringValue = encodeEnvelope({ ...envelopeOf(parked), d: Date.now() });
+    expect((await run.handle(sqsEvent([due]), lambdaContext())).batchItemFailures).toEqual([]);
+    // The first is the source path's refused attempt, the second the lane's delivery.
+    expect(endpoints.beta.received.map((request) => request.body.toString() === old.body)).toEqual([true, true]);
+  });
+
+  // Review of issue 16: the park ran under the delivery deadline's signal, so in exactly the batches an endpoint held
+  // until that deadline fired, every lane send was aborted before it left: nothing parked, the records came back.
+  it('parks after the delivery deadline fired, within the settle reserve (as the lane path sends)', async () => {
+    endpoints.beta.respond(() => ({ hang: true }));
+    const old = sourceRecord('late-1', 400);
+    const run = await pipeline({ DEADLINE_MARGIN_MS: '3000' });
+    // Deliveries stop at 2 s (5 s − the margin); settling may run until 3.5 s (half the margin is the reserve).
+    const response = await run.handle(sqsEvent([old]), lambdaContext(5_000));
+    expect(failedIds(response)).toEqual([]);
+    expect(envelopeOf(await laneMessage('beta', 'late-1')).e).toBe('beta');
+    expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual(['late-1']);
   });
 
   it('leaves the record failed when the send to the lane fails (the lane queue does not exist)', async () => {
@@ -367,6 +435,23 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     });
     // The DLQ copy keeps its envelope: redrive can send it back to that lane only.
     expect(envelopeOf(landed).e).toBe('beta');
+  });
+
+  // Review of issue 16: a delivery the open breaker refused (never sent) counted as an attempt, so a lane's records
+  // ran through their schedule to the DLQ while the breaker held, without the endpoint being tried.
+  it('does not count a delivery its open breaker refused as an attempt: same attempt, same wait again', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const run = await pipeline({ CIRCUIT_BREAKER_THRESHOLD: '1', CIRCUIT_BREAKER_HALF_OPEN_MS: '900000' });
+    const opens = await laneRecord('beta', 'opens-1', { a: 1 });
+    expect((await run.handle(sqsEvent([opens]), lambdaContext())).batchItemFailures).toEqual([]);
+    const refused = await laneRecord('beta', 'refused-1', { a: SCHEDULE.length });
+    const before = Date.now();
+    expect((await run.handle(sqsEvent([refused]), lambdaContext())).batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['opens-1']);
+    // Not dead-lettered as retries-exhausted: back in the lane with its attempts unchanged.
+    const again = envelopeOf(await laneMessage('beta', 'refused-1'));
+    expect(again.a).toBe(SCHEDULE.length);
+    expect(again.d).toBeGreaterThanOrEqual(before + SCHEDULE[SCHEDULE.length - 1]! * 1000);
   });
 
   it('gives a dead-lettered event that a redrive moved back to its lane the whole schedule again', async () => {

@@ -7,6 +7,7 @@ import { newRunId, validMessages } from '../../infra/local/events';
 import { OutageWindow, parseOutage } from '../../infra/local/outage';
 import { type LocalStack, startLocalStack } from '../../infra/local/stack';
 import { formatLine, formatPanel } from '../../infra/local/status';
+import { loadConfig } from '../../lib/config/config';
 
 let stack: LocalStack | undefined;
 
@@ -75,13 +76,17 @@ describe('the local stack runs one lane per endpoint', () => {
     expect(lanes.get('beta-x')?.eventSource.stats.received).toBe(1);
   });
 
-  it('parks after 5 s by default, and names the lanes of the demo endpoints', async () => {
+  it('parks after 5 s and retries a lane within minutes by default, and names the lanes of the demo endpoints', async () => {
     stack = await startLocalStack({ handler: async () => undefined, baseEnv: {}, lanes: true });
     expect(stack.env.PARK_AFTER_S).toBe('5');
+    // Not the deployed default (about 27.6 h, hours between tries): a demo outage drains minutes after it ends.
+    const schedule = loadConfig(stack.env).laneRetrySchedule;
+    expect(schedule.reduce((sum, waitS) => sum + waitS, 0)).toBeLessThanOrEqual(600);
+    expect(Math.max(...schedule)).toBeLessThanOrEqual(30);
     expect([...stack.lanes.keys()].sort()).toEqual(stack.demo?.list.map((endpoint) => endpoint.name).sort());
   });
 
-  it('runs no lane and sets no LANE_QUEUE_URL_PREFIX unless asked, like a deployed stage today', async () => {
+  it('runs no lane and sets no LANE_QUEUE_URL_PREFIX unless asked (the CLIs ask unless --no-lanes)', async () => {
     stack = await startLocalStack({ handler: async () => undefined, baseEnv: {} });
     expect(stack.lanes.size).toBe(0);
     expect(stack.env.LANE_QUEUE_URL_PREFIX).toBeUndefined();

@@ -270,8 +270,13 @@ describe('npm run package', () => {
 
   it('maps the source queue with partial batch responses, batch size, window and maximum concurrency', () => {
     const mappings = resourcesOfType(template, 'AWS::Lambda::EventSourceMapping');
-    expect(mappings).toHaveLength(1);
-    const [, mapping] = mappings[0]!;
+    // The source queue's, and one per endpoint's lane (a standard stage has lanes by default; template.test.ts).
+    expect(mappings.map(([id]) => id).sort()).toEqual([
+      'IngestEventSourceMappingSQSIngestQueue',
+      'IngestLaneEventSourceAnalytics',
+      'IngestLaneEventSourceAudit',
+    ]);
+    const mapping = template.Resources.IngestEventSourceMappingSQSIngestQueue!;
     expect(mapping.Properties).toMatchObject({
       EventSourceArn: getAtt('IngestQueue', 'Arn'),
       FunctionName: getAtt('IngestLambdaFunction', 'Arn'),
@@ -337,8 +342,9 @@ describe('npm run package', () => {
       // X-Ray has no resource-level permissions.
       'xray:PutTelemetryRecords xray:PutTraceSegments': '*',
     });
-    // No credentials configured: no access to SSM or Secrets Manager at all.
-    expect(resourcesOfType(template, 'AWS::IAM::Policy')).toEqual([]);
+    // No credentials configured: no access to SSM or Secrets Manager at all; the lanes' own policy is checked in
+    // template.test.ts.
+    expect(resourcesOfType(template, 'AWS::IAM::Policy').map(([id]) => id)).toEqual(['IngestLanesPolicy']);
   });
 
   it('alarms on DLQ messages, the oldest message age, function errors and each endpoint’s failure rate', () => {

@@ -45,7 +45,7 @@ import { checkDashboards, checkJsonProperties, checkReferences, checkResources }
 
 // The packaged CloudFormation template against CloudFormation's resource schemas, and the review findings of issue 12
 // pinned on it. Each check is also run on a deliberately broken copy, which it must reject.
-type Variant = 'standard' | 'fifo' | 'secured' | 'example';
+type Variant = 'standard' | 'fifo' | 'secured' | 'example' | 'noLanes';
 let templates: Record<Variant, Template>;
 let serverless3: Template;
 let oversized: string;
@@ -57,7 +57,7 @@ let beyondLimits: Record<'stageName' | 'graph' | 'rolePolicy', string>;
 const limitsDir = mkdtempSync(join(tmpdir(), 'ingest-limits-'));
 
 beforeAll(async () => {
-  templates = await packageVariants(['standard', 'fifo', 'secured', 'example'] as const);
+  templates = await packageVariants(['standard', 'fifo', 'secured', 'example', 'noLanes'] as const);
   serverless3 = await packageTemplate([], 'serverless3');
   oversized = await refusal([`--param=endpoints=${endpointList(80)}`]);
   laneNameRefusal = await refusal([
@@ -727,7 +727,7 @@ describe('limits CloudFormation, IAM, Lambda and CloudWatch enforce only at depl
 
   it('refuses 50 secret references under a KMS key, whose grants pass IAM’s 10,240 characters per role', () => {
     expect(beyondLimits.rolePolicy).toMatch(
-      /Stage 'limits': role IngestRole's inline policies take up to \d+ characters \(IngestRole ingest-fanout: \d+, IngestCredentialsPolicy[0-9a-f]{12}: \d+ × 2: a changed credentials policy is created before the old one is deleted\), over IAM's 10240 per role/,
+      /Stage 'limits': role IngestRole's inline policies take up to \d+ characters \(IngestRole ingest-fanout: \d+, IngestCredentialsPolicy[0-9a-f]{12}: \d+ × 2: a changed credentials policy is created before the old one is deleted, IngestLanesPolicy: \d+\), over IAM's 10240 per role/,
     );
     expect(beyondLimits.rolePolicy).toContain(
       'checked by infra/stack-limits.cjs while packaging; nothing was deployed',
@@ -752,7 +752,7 @@ describe('DLQ retention (review finding 5)', () => {
   });
 });
 
-describe('lanes (issue 16, a preview): one queue per endpoint on standard stages with param lanes, none by default', () => {
+describe('lanes (issue 16): one queue per endpoint on standard stages by default, none on FIFO stages or with lanes false', () => {
   const laneIds = (t: Template) =>
     Object.keys(t.Resources)
       .filter((id) => /^IngestLane[A-Z]/.test(id))
@@ -847,8 +847,21 @@ describe('lanes (issue 16, a preview): one queue per endpoint on standard stages
     });
   });
 
-  it('gives a stage without param lanes (the default) and a FIFO stage no lane, lane variable, grant or widget', () => {
-    for (const t of [templates.standard, templates.secured, templates.fifo]) {
+  it('gives a standard stage lanes by default (param lanes auto), one per endpoint', () => {
+    for (const t of [templates.standard, templates.secured]) {
+      expect(laneIds(t)).toEqual([
+        'IngestLaneAnalytics',
+        'IngestLaneAudit',
+        'IngestLaneEventSourceAnalytics',
+        'IngestLaneEventSourceAudit',
+      ]);
+      expect(env(t).LANE_QUEUE_URL_PREFIX).toBeDefined();
+      expect(t.Resources.IngestLanesPolicy).toBeDefined();
+    }
+  });
+
+  it('gives a FIFO stage (by default) and a stage with param lanes false no lane, lane variable, grant or widget', () => {
+    for (const t of [templates.noLanes, templates.fifo]) {
       expect(laneIds(t)).toEqual([]);
       expect(t.Resources.IngestLanesPolicy).toBeUndefined();
       expect(Object.keys(env(t)).filter((k) => k.startsWith('LANE_') || k === 'PARK_AFTER_S')).toEqual([]);
@@ -870,7 +883,7 @@ describe('lanes (issue 16, a preview): one queue per endpoint on standard stages
   it('refuses param lanes on a FIFO stage, naming the param', () => {
     expect(fifoLanesRefusal).toContain(
       "Stage 'dev': param 'lanes' is true on a FIFO stage (param 'fifo' true): FIFO stages have no lanes " +
-        '(per-group order). Set lanes to false, or fifo to false',
+        '(per-group order). Set lanes to auto or false, or fifo to false',
     );
   });
 
@@ -888,7 +901,7 @@ describe('lanes (issue 16, a preview): one queue per endpoint on standard stages
         100_000,
       ]),
     );
-    for (const t of [templates.standard, templates.fifo]) {
+    for (const t of [templates.noLanes, templates.fifo]) {
       expect(inFlight(t)).toEqual(
         ['IngestQueue', 'IngestDeadLetterQueue'].map((id) => [
           JSON.stringify({ 'Fn::GetAtt': [id, 'QueueName'] }),

@@ -24,8 +24,8 @@ export interface Template {
 }
 
 /**
- * The stage variants the deploy checks cover: the default stage, FIFO, credentials + alarm e-mail + KMS key, and the
- * example endpoints file (endpoints/example.yml) notifying an existing alarm topic.
+ * The stage variants the deploy checks cover: the default stage, FIFO, credentials + alarm e-mail + KMS key, the
+ * example endpoints file (endpoints/example.yml) notifying an existing alarm topic, and a standard stage without lanes.
  */
 export const VARIANTS = {
   standard: [],
@@ -35,13 +35,15 @@ export const VARIANTS = {
     '--param=alarmEmail=oncall@example.com',
     '--param=credentialsKmsKeyArn=arn:aws:kms:us-east-1:123456789012:key/0d4c2b7e-1f3a-4c5d-9e8f-0a1b2c3d4e5f',
   ],
-  // Also the stage with lanes (a preview, off by default): its endpoints file has a budgeted endpoint.
+  // Lanes with an endpoints file that has a budgeted endpoint.
   example: [
     '--stage',
     'example',
     '--param=alarmTopicArn=arn:aws:sns:us-east-1:123456789012:oncall',
     '--param=lanes=true',
   ],
+  // A standard stage that opts out of lanes (the default gives standard stages lanes).
+  noLanes: ['--param=lanes=false'],
 } as const;
 export type Variant = keyof typeof VARIANTS;
 

@@ -42,6 +42,7 @@ describe('loadConfig defaults', () => {
       ledgerTtlS: 1_296_000,
       ledgerMode: 'redeliveries',
       parkAfterS: 300,
+      laneRetrySchedule: [5, 60, 300, 1800, 7200, 18000, 36000, 36000],
     });
     expect(config.quarantineQueueUrl).toBeUndefined();
     expect(config.laneQueueUrlPrefix).toBeUndefined();
@@ -78,6 +79,7 @@ describe('loadConfig defaults', () => {
       DELIVERY_LEDGER_TABLE: 'ingest-ledger.v1',
       DELIVERY_LEDGER_TTL_S: '3600',
       DELIVERY_LEDGER_MODE: 'every-delivery',
+      LANE_RETRY_SCHEDULE: ' 1, 5 ,30',
     });
     expect(config.endpoints.map((endpoint) => [endpoint.name, endpoint.url.href])).toEqual([
       ['analytics', 'https://a.example.com/events'],
@@ -100,7 +102,21 @@ describe('loadConfig defaults', () => {
       ledgerTable: 'ingest-ledger.v1',
       ledgerTtlS: 3600,
       ledgerMode: 'every-delivery',
+      laneRetrySchedule: [1, 5, 30],
     });
+  });
+});
+
+describe('LANE_RETRY_SCHEDULE', () => {
+  it('refuses anything but 1 to 20 whole seconds from 1 to 43200, naming the variable and the form', () => {
+    for (const value of ['soon', '5,,60', '0', '1.5', '-5', '43201', '5;60', Array(21).fill('1').join(',')]) {
+      expectRejected(
+        { ENDPOINTS, LANE_RETRY_SCHEDULE: value },
+        'LANE_RETRY_SCHEDULE',
+        'comma-separated whole seconds from 1 to 43200',
+        "e.g. '5,60,300'",
+      );
+    }
   });
 });
 

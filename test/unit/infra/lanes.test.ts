@@ -4,6 +4,7 @@ import {
   LANE_QUEUE_NAME_LIMIT,
   laneConcurrency,
   laneProblems,
+  lanesParam,
   retryScheduleOf,
 } from '../../../infra/stage/lanes';
 
@@ -53,6 +54,28 @@ describe('laneProblems', () => {
       /^param 'parkAfterS' is 2000, but a record failing at every receive can reach the dead-letter queue after 2000 s/,
     );
     expect(laneProblems({ ...stage, parkAfterS: 1_999, laneRetentionS: 1_209_600 })).toEqual([]);
+  });
+});
+
+describe('lanesParam (the stage param lanes)', () => {
+  it('gives standard stages lanes and FIFO stages none by default (auto), lets false opt out', () => {
+    for (const value of ['auto', '', undefined]) {
+      expect(lanesParam(value, false)).toEqual({ lanes: true });
+      expect(lanesParam(value, true)).toEqual({ lanes: false });
+    }
+    for (const value of [false, 'false']) expect(lanesParam(value, false)).toEqual({ lanes: false });
+    for (const value of [true, 'true']) expect(lanesParam(value, false)).toEqual({ lanes: true });
+  });
+
+  it('refuses true on a FIFO stage and anything else, naming the param and what to write', () => {
+    expect(lanesParam(true, true)).toEqual({
+      problem:
+        "param 'lanes' is true on a FIFO stage (param 'fifo' true): FIFO stages have no lanes (per-group order). " +
+        'Set lanes to auto or false, or fifo to false',
+    });
+    expect(lanesParam('yes', false)).toEqual({
+      problem: `param 'lanes' is "yes": use auto (standard stages get lanes, FIFO stages none), true or false`,
+    });
   });
 });
 
