@@ -1,5 +1,6 @@
 /** Table 10 of `npm run bench`: the outage runs (scenarios/outage.ts) side by side. */
 import { DOWN_ENDPOINT, type OutageRun } from './outagePlan';
+import { outageCost } from './prices';
 import { markdownTable } from './stats';
 
 /** Issue 16: with lanes, the healthy endpoints get at least this share of their pace without the outage. */
@@ -26,6 +27,12 @@ function inFlight(run: OutageRun, lane: (name: string) => boolean): string {
     .join(' / ');
 }
 
+/** What prices.ts's cost model predicts for the run: parked at the first failure, attempts on the schedule. */
+function modelReceives(run: OutageRun): number {
+  const cost = outageCost(run.plan.retrySchedule, run.plan.ratePerS, run.plan.windowS);
+  return cost.ops.receives / cost.parked;
+}
+
 function rows(runs: OutageRun[], steady: number): string[][] {
   const endpoint = (run: OutageRun, name: string) => run.report.endpoints?.find((e) => e.name === name);
   const isLane = (name: string) => name.includes('-lane-');
@@ -46,6 +53,10 @@ function rows(runs: OutageRun[], steady: number): string[][] {
     [
       `events parked for ${DOWN_ENDPOINT} · lane receives per parked event`,
       ...runs.map((r) => (r.parked > 0 ? `${r.parked} · ${(r.laneReceives / r.parked).toFixed(2)}` : '0')),
+    ],
+    [
+      "lane receives per parked event, computed by table 11's model (attempts on time)",
+      ...runs.map((r) => (r.parked > 0 ? modelReceives(r).toFixed(2) : '—')),
     ],
     [
       `${DOWN_ENDPOINT}'s lane: invocations · records per invocation (a lane busy all along has full batches)`,

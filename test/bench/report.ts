@@ -3,6 +3,7 @@ import type { Machine } from './machine';
 import type { BenchOptions } from './measure';
 import type { OutageRun } from './outagePlan';
 import { outageSection } from './outageReport';
+import { parkingSection } from './parkingReport';
 import { PLATFORM_LOG_BYTES, PRICE_SOURCES, PRICES, SQS_REQUESTS_PER_EVENT } from './prices';
 import { ARTIFACT_LIMIT_BYTES, COLD_EVENTS, COLD_TARGET_RATIO, type ColdStart } from './scenarios/coldStart';
 import { type CpuResult, OWN } from './scenarios/cpu';
@@ -433,6 +434,8 @@ export function report(results: Results): string {
     results.instance && costSection(results.instance),
     results.shaping && shapingSection(results.shaping),
     results.outage && outageSection(results.outage),
+    // Computed from the schedule and the prices: printed beside the cost table and the outage runs.
+    (results.instance || results.outage) && parkingSection(),
   ];
   for (const section of sections) if (section) lines.push('', ...section);
   return lines.join('\n');
