@@ -152,7 +152,10 @@ export function redeliveriesBeforePark(parkAfterS: number, policy: BackoffPolicy
   let age = 0;
   let receives = 1;
   while (age < parkAfterS) {
-    age += backoffDelayS(receives, policy, undefined, random);
+    const delay = backoffDelayS(receives, policy, undefined, random);
+    // No backoff (RETRY_BASE_DELAY_S=0): redelivered at once, as often as invocations allow; not countable here.
+    if (delay <= 0) return Number.POSITIVE_INFINITY;
+    age += delay;
     receives++;
   }
   return receives - 1;

@@ -35,5 +35,7 @@ describe('the cost model of parking (BENCHMARKS.md table 11)', () => {
     expect(redeliveriesBeforePark(300, policy, () => 0.999)).toBe(5);
     expect(redeliveriesBeforePark(300, policy, () => 0)).toBe(6);
     expect(redeliveriesBeforePark(0, policy, () => 0)).toBe(0);
+    // Without a backoff the count has no bound the model can give (and the loop must end).
+    expect(redeliveriesBeforePark(300, { baseDelayS: 0, maxDelayS: 0 }, () => 0)).toBe(Number.POSITIVE_INFINITY);
   });
 });
