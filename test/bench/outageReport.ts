@@ -93,6 +93,13 @@ export function outageSection(runs: OutageRun[]): string[] {
     '',
     `Settings: the local stack (the real handler, local SQS, emulated event source mappings: source batches of 10 with ${plan.concurrency} pollers, lanes batches of 10 with 2), function timeout 5 s, the delivery ledger on (dynalite) as deployed; today's path backs a failing record off ${plan.retryBaseDelayS} s doubling to ${plan.retryMaxDelayS} s (AWS default: 10 s to 900 s), maxReceiveCount ${plan.maxReceiveCount}; lanes: PARK_AFTER_S=${plan.parkAfterS}, retrySchedule [${plan.retrySchedule.join(', ')}] s. In-flight counts are read by each mapping before its receives; the DLQ's by sampling every 250 ms.`,
   ];
+  // A run without outage that falls behind the rate measured the machine, not the lanes: the ratios then mislead.
+  if (steadyRun && steady < OUTAGE_PACE_TARGET * plan.ratePerS) {
+    lines.push(
+      '',
+      `**The run without outage did not keep up** (${rate(steady)} of ${plan.ratePerS} events/s): the machine was too busy for this rate, so the comparison below is not a measure of lanes.`,
+    );
+  }
   if (lanes) {
     const pace = steady > 0 ? healthyPace(lanes) / steady : 0;
     const source = lanes.queues.find((q) => !q.queue.includes('-lane-'));
