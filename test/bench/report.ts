@@ -1,6 +1,9 @@
 /** Turns the bench results into the Markdown printed at the end of `npm run bench` (and pasted into BENCHMARKS.md). */
 import type { Machine } from './machine';
 import type { BenchOptions } from './measure';
+import type { OutageRun } from './outagePlan';
+import { outageSection } from './outageReport';
+import { parkingSection } from './parkingReport';
 import { PLATFORM_LOG_BYTES, PRICE_SOURCES, PRICES, SQS_REQUESTS_PER_EVENT } from './prices';
 import { ARTIFACT_LIMIT_BYTES, COLD_EVENTS, COLD_TARGET_RATIO, type ColdStart } from './scenarios/coldStart';
 import { type CpuResult, OWN } from './scenarios/cpu';
@@ -28,6 +31,7 @@ export interface Results {
   cpu?: CpuResult;
   shaping?: ShapingRow[];
   instance?: Instance;
+  outage?: OutageRun[];
   elapsedS?: number;
 }
 
@@ -429,6 +433,9 @@ export function report(results: Results): string {
     results.instance && instanceSection(results.instance),
     results.instance && costSection(results.instance),
     results.shaping && shapingSection(results.shaping),
+    results.outage && outageSection(results.outage),
+    // Computed from the schedule and the prices: printed beside the cost table and the outage runs.
+    (results.instance || results.outage) && parkingSection(),
   ];
   for (const section of sections) if (section) lines.push('', ...section);
   return lines.join('\n');

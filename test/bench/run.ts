@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only=throughput,slow,deadline,coldstart,memory,cpu] [-- --runs=N]`
+ * `npm run bench [-- --quick] [-- --only=throughput,slow,deadline,coldstart,memory,cpu,instance,shaping,outage] [-- --runs=N]`
  *
  * Runs the real handler (its deployed bundle, in its own process) against loopback endpoints served by a separate
  * process, beside two peers and the floor (each in its own process too),
@@ -20,14 +20,27 @@ import { deadline } from './scenarios/deadline';
 import { fdLimit } from './scenarios/fdLimit';
 import { instance } from './scenarios/instance';
 import { memory } from './scenarios/memory';
+import { outage } from './scenarios/outage';
 import { shaping } from './scenarios/shaping';
 import { slowEndpoint } from './scenarios/slow';
 import { deployedHandlerSpec, KINDS, throughput, throughputTls } from './scenarios/throughput';
 import { hostSpec } from './subject';
 import { ensureCertificate } from './tls';
 
-const SCENARIOS = ['throughput', 'slow', 'deadline', 'coldstart', 'memory', 'cpu', 'instance', 'shaping'] as const;
+const SCENARIOS = [
+  'throughput',
+  'slow',
+  'deadline',
+  'coldstart',
+  'memory',
+  'cpu',
+  'instance',
+  'shaping',
+  'outage',
+] as const;
 type Scenario = (typeof SCENARIOS)[number];
+// The outage runs take about 10 minutes of wall time: only when asked for, so the full run stays under 15 minutes.
+const OPT_IN: readonly Scenario[] = ['outage'];
 
 const { values } = parseArgs({
   options: {
@@ -42,14 +55,16 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(`npm run bench -- [--quick] [--only=${SCENARIOS.join(',')}] [--runs=N] [--sizes=2000,10000]
   --quick   2,000-event batches over http only, 2 runs per cell, 5 cold processes per row (under 5 minutes)
-  --only    comma-separated scenarios (default: all)
+  --only    comma-separated scenarios (default: all but ${OPT_IN.join(', ')}; --only=outage runs table 10, about 10 min)
   --runs    measured runs per cell (default 5, quick 2)
   --sizes   batch sizes for the throughput scenario (default 2000,10000; quick 2000)`);
   process.exit(0);
 }
 
 const only = new Set<Scenario>(
-  values.only ? (values.only.split(',').map((s) => s.trim()) as Scenario[]) : [...SCENARIOS],
+  values.only
+    ? (values.only.split(',').map((s) => s.trim()) as Scenario[])
+    : SCENARIOS.filter((s) => !OPT_IN.includes(s)),
 );
 for (const s of only) {
   if (!SCENARIOS.includes(s)) {
@@ -130,6 +145,10 @@ async function main(): Promise<void> {
     if (only.has('memory')) {
       log('5. memory');
       results.memory = await memory(fleet, bundles, options);
+    }
+    if (only.has('outage')) {
+      log('10. one endpoint down, without and with lanes');
+      results.outage = await outage(options);
     }
     if (only.has('shaping')) {
       log('9. request shaping');

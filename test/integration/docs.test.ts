@@ -91,6 +91,7 @@ const COMMANDS: Record<string, Runner> = {
   'npm run bench': { by: 'flags', script: 'bench' },
   'npm run bench -- --quick': { by: 'flags', script: 'bench' },
   'npm run bench -- --only=throughput,deadline': { by: 'flags', script: 'bench' },
+  'npm run bench -- --only=outage': { by: 'flags', script: 'bench' },
   'npm run bench -- --runs=3 --sizes=2000,5000': { by: 'flags', script: 'bench' },
   'npm test -- test/fuzz/contract.fuzz.test.ts': { by: 'paths' },
   'npm run fuzz -- --runs 2000': { by: 'flags', script: 'fuzz' },
