@@ -1,0 +1,119 @@
+import { CreateQueueCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type LaneTarget, laneStatus, pauseLane, resumeLane } from '../../infra/cli/lane-pause';
+import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
+import { createEdges } from '../../lib/ingest/edges';
+import { encodeEnvelope, LANE_ATTRIBUTE, PAUSED_REDELAY_S } from '../../lib/lanes';
+import { localSqs, receiveAll, uniqueName } from '../support/aws';
+import { TestEndpoint } from '../support/endpoints';
+import { cloudEvent, eventRecord, lambdaContext, sqsEvent } from '../support/events';
+
+// Pausing one endpoint through its lane's tag, on local SQS: the function's side (source path, lane path) and the CLI.
+const NAMES = ['alpha', 'beta'] as const;
+type Name = (typeof NAMES)[number];
+const SOURCE = 'urn:test:orders';
+
+let sqs: SQSClient;
+let endpoints: Record<Name, TestEndpoint>;
+const instances: Ingest[] = [];
+
+beforeAll(async () => {
+  sqs = localSqs();
+  const [alpha, beta] = await Promise.all(NAMES.map(() => TestEndpoint.start()));
+  endpoints = { alpha: alpha!, beta: beta! };
+});
+
+afterAll(async () => {
+  await Promise.all(Object.values(endpoints).map((endpoint) => endpoint.close()));
+  sqs.destroy();
+});
+
+afterEach(async () => {
+  await Promise.all(instances.splice(0).map((instance) => instance.close()));
+  for (const endpoint of Object.values(endpoints)) endpoint.reset();
+});
+
+/** A fresh lane queue per endpoint, `<prefix><endpoint>`, as a stage with lanes has. */
+async function stageLanes(): Promise<{ prefix: string; lane: Record<Name, LaneTarget> }> {
+  const prefix = `${uniqueName('pause')}-lane-`;
+  const urls = await Promise.all(
+    NAMES.map(async (name) => (await sqs.send(new CreateQueueCommand({ QueueName: `${prefix}${name}` }))).QueueUrl!),
+  );
+  return {
+    prefix: urls[0]!.slice(0, -'alpha'.length),
+    lane: { alpha: { endpoint: 'alpha', queueUrl: urls[0]! }, beta: { endpoint: 'beta', queueUrl: urls[1]! } },
+  };
+}
+
+/** One function instance (a cold start: its pause cache is empty), wired as the handler wires it. */
+async function instance(prefix: string): Promise<Ingest> {
+  const document = { endpoints: NAMES.map((name) => ({ name, url: endpoints[name].url })) };
+  const config = loadConfig({ DELIVERY_MAX_ATTEMPTS: '1', LANE_QUEUE_URL_PREFIX: prefix }, { document, source: 't' });
+  const edges = await createEdges(config, { sqs });
+  const { backoff: _, ...rest } = edges;
+  const ingest = createIngest(config, rest);
+  instances.push(ingest);
+  return ingest;
+}
+
+const failedIds = (response: SQSBatchResponse) => response.batchItemFailures.map((item) => item.itemIdentifier);
+const eventIds = (name: Name) => endpoints[name].received.map((request) => request.eventId).sort();
+const bodiesIn = async (lane: LaneTarget) =>
+  (await receiveAll(sqs, lane.queueUrl, { visibilityTimeoutS: 300 })).map((m) => JSON.parse(m.Body!).id).sort();
+
+/** A record of `endpoint`'s lane, due now, as its event source hands it to the function. */
+function laneRecord(prefix: string, endpoint: Name, id: string): SQSRecord {
+  const name = new URL(prefix).pathname.split('/').pop();
+  const record = eventRecord(id, { eventSourceARN: `arn:aws:sqs:us-east-1:123456789012:${name}${endpoint}` });
+  const envelope = { e: endpoint, k: idempotencyKey(SOURCE, id), f: Date.now() - 60_000, a: 1, d: Date.now() };
+  record.body = JSON.stringify(cloudEvent(id));
+  record.messageAttributes = {
+    [LANE_ATTRIBUTE]: {
+      dataType: 'String',
+      stringValue: encodeEnvelope(envelope),
+      stringListValues: [],
+      binaryListValues: [],
+    },
+  };
+  return record;
+}
+
+describe('a paused endpoint (its lane tagged ingest:paused)', () => {
+  it('gets no request on the source path: its new events park in its lane at once, the others get them', async () => {
+    const { prefix, lane } = await stageLanes();
+    await pauseLane({ sqs }, lane.beta, 'test');
+    const records = [eventRecord('p-1'), eventRecord('p-2')];
+    const response = await (await instance(prefix)).handle(sqsEvent(records), lambdaContext());
+
+    expect(failedIds(response)).toEqual([]);
+    expect(eventIds('alpha')).toEqual(['p-1', 'p-2']);
+    expect(eventIds('beta')).toEqual([]);
+    // Parked without delay: the paused lane holds them until it is resumed.
+    expect(await bodiesIn(lane.beta)).toEqual(['p-1', 'p-2']);
+    expect(await bodiesIn(lane.alpha)).toEqual([]);
+  });
+
+  it('has its lane records sent back delayed and acknowledged, without a request', async () => {
+    const { prefix, lane } = await stageLanes();
+    await pauseLane({ sqs }, lane.beta, 'test');
+    const record = laneRecord(prefix, 'beta', 'l-1');
+    const response = await (await instance(prefix)).handle(sqsEvent([record]), lambdaContext());
+
+    expect(failedIds(response)).toEqual([]);
+    expect(eventIds('beta')).toEqual([]);
+    expect(await laneStatus({ sqs }, lane.beta)).toMatchObject({ visible: 0, delayed: 1, inFlight: 0 });
+    expect(PAUSED_REDELAY_S).toBe(60);
+  });
+
+  it('is delivered to again once resumed: a new instance sends its lane record and its new events', async () => {
+    const { prefix, lane } = await stageLanes();
+    await pauseLane({ sqs }, lane.beta, 'test');
+    await resumeLane({ sqs }, lane.beta);
+    const ingest = await instance(prefix);
+    expect(failedIds(await ingest.handle(sqsEvent([laneRecord(prefix, 'beta', 'r-1')]), lambdaContext()))).toEqual([]);
+    expect(failedIds(await ingest.handle(sqsEvent([eventRecord('r-2')]), lambdaContext()))).toEqual([]);
+    expect(eventIds('beta')).toEqual(['r-1', 'r-2']);
+    expect(await bodiesIn(lane.beta)).toEqual([]);
+  });
+});
