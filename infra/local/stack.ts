@@ -1,4 +1,5 @@
 import { loadConfig } from '../../lib/config/config';
+import { PAUSED_TAG } from '../../lib/lanes/pause';
 import type { Router } from '../../lib/subscription/routing';
 import { UsageError } from './cli';
 import { type DemoEndpoints, type FaultPlan, startDemoEndpoints } from './demo-endpoints';
@@ -247,7 +248,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     for (const [name, queue] of laneQueues?.byEndpoint ?? []) {
       lanes.set(name, {
         queue,
-        eventSource: mapping(queue, { batchSize: LANE_BATCH_SIZE, concurrency: LANE_CONCURRENCY }),
+        // A paused endpoint's lane is not read, as its disabled mapping on AWS (npm run endpoint -- pause).
+        eventSource: mapping(queue, {
+          batchSize: LANE_BATCH_SIZE,
+          concurrency: LANE_CONCURRENCY,
+          disabledByTag: { tag: PAUSED_TAG },
+        }),
       });
     }
     const sources = [eventSource, ...[...lanes.values()].map((lane) => lane.eventSource)];
