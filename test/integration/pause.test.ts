@@ -1,12 +1,16 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { CreateQueueCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type LaneTarget, laneStatus, pauseLane, resumeLane } from '../../infra/cli/lane-pause';
 import { SqsEventSource } from '../../infra/local/event-source';
+import { startLocalSqs } from '../../infra/local/sqs-server';
 import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
 import { createEdges } from '../../lib/ingest/edges';
 import { encodeEnvelope, LANE_ATTRIBUTE, PAUSED_REDELAY_S, PAUSED_TAG } from '../../lib/lanes';
 import { localSqs, pollUntil, receiveAll, sendMessages, uniqueName } from '../support/aws';
+import { envWithoutAws, runScript } from '../support/cli';
 import { TestEndpoint } from '../support/endpoints';
 import { cloudEvent, eventRecord, lambdaContext, sqsEvent } from '../support/events';
 
@@ -151,4 +155,131 @@ describe('the local emulator of a paused lane’s event source', () => {
       await source.stop();
     }
   });
+});
+
+/** Lambda's event source mapping API on loopback (no local Lambda exists): one mapping per lane ARN it is given. */
+async function fakeLambda(arns: readonly string[]) {
+  const mappings = arns.map((arn, i) => ({ UUID: `uuid-${i}`, EventSourceArn: arn, State: 'Enabled' }));
+  const calls: string[] = [];
+  const server = http.createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk) => {
+      body += chunk;
+    });
+    request.on('end', () => {
+      const url = new URL(request.url ?? '/', 'http://lambda');
+      calls.push(`${request.method} ${url.pathname}${url.search}`);
+      response.setHeader('content-type', 'application/json');
+      if (request.method === 'GET') {
+        const arn = url.searchParams.get('EventSourceArn');
+        const found = mappings.filter((m) => m.EventSourceArn === arn);
+        return response.end(JSON.stringify({ EventSourceMappings: found }));
+      }
+      const mapping = mappings.find((m) => url.pathname.endsWith(`/${m.UUID}`));
+      if (!mapping) {
+        response.statusCode = 404;
+        return response.end(JSON.stringify({ Type: 'User', message: 'not found' }));
+      }
+      mapping.State = JSON.parse(body).Enabled ? 'Enabled' : 'Disabled';
+      return response.end(JSON.stringify(mapping));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    mappings,
+    calls,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+const ENDPOINT_CLI = 'infra/cli/endpoint.ts';
+
+describe('npm run endpoint', () => {
+  it('pause, status and resume on a deployed stage: tags the lane and switches its mapping off and on', async () => {
+    // The stage's lanes as a deployed stage names them, on local SQS; Lambda's API on loopback.
+    const names = ['audit', 'crm'];
+    const urls = await Promise.all(
+      names.map(
+        async (name) =>
+          (await sqs.send(new CreateQueueCommand({ QueueName: `ingest-fanout-prod-lane-${name}` }))).QueueUrl!,
+      ),
+    );
+    await resumeLane({ sqs }, { endpoint: 'audit', queueUrl: urls[0]! });
+    await sendMessages(sqs, urls[0]!, [{ body: 'waiting-1' }, { body: 'waiting-2' }]);
+    const lambda = await fakeLambda(
+      names.map((name) => `arn:aws:sqs:us-east-1:123456789012:ingest-fanout-prod-lane-${name}`),
+    );
+    const env = envWithoutAws({
+      AWS_ENDPOINT_URL_SQS: inject('sqsEndpoint'),
+      AWS_ENDPOINT_URL_LAMBDA: lambda.endpoint,
+      AWS_ACCESS_KEY_ID: 'test',
+      AWS_SECRET_ACCESS_KEY: 'test',
+    });
+    const stage = ['--stage', 'prod', '--region', 'eu-west-1'];
+    try {
+      const paused = await runScript(ENDPOINT_CLI, ['pause', 'audit', ...stage], env);
+      expect(paused).toMatchObject({ code: 0, stderr: '' });
+      expect(paused.stdout).toContain('paused audit: its new events park in');
+      expect(lambda.mappings.map((m) => m.State)).toEqual(['Disabled', 'Enabled']);
+      expect(lambda.calls[0]).toContain('FunctionName=ingest-fanout-prod-ingest');
+
+      const status = await runScript(ENDPOINT_CLI, ['status', 'audit', ...stage], env);
+      expect(status.code).toBe(0);
+      expect(status.stdout).toMatch(/^endpoint audit: paused since \d{4}-\d\d-\d\dT[\d:.]+Z by \S+$/m);
+      expect(status.stdout).toContain('backlog: 2 visible · 0 delayed · 0 in flight');
+      expect(status.stdout).toContain('event source mapping: Disabled');
+
+      const resumed = await runScript(ENDPOINT_CLI, ['resume', 'audit', ...stage], env);
+      expect(resumed.code).toBe(0);
+      expect(lambda.mappings.map((m) => m.State)).toEqual(['Enabled', 'Enabled']);
+      const json = await runScript(ENDPOINT_CLI, ['status', 'audit', ...stage, '--json'], env);
+      expect(JSON.parse(json.stdout)).toMatchObject({ endpoint: 'audit', visible: 2, mapping: 'Enabled' });
+      expect(JSON.parse(json.stdout).pausedSince).toBeUndefined();
+
+      const unknown = await runScript(ENDPOINT_CLI, ['pause', 'billing', ...stage], env);
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toContain(
+        "UnknownEndpointError: no endpoint 'billing' on stage prod: its lanes are audit, crm",
+      );
+    } finally {
+      await lambda.close();
+    }
+  }, 60_000);
+
+  it('--local: pauses a lane of the running local stack (LOCAL_SQS_PORT); no lanes there: says so', async () => {
+    const name = uniqueName('e').replace(/-/g, '');
+    const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: `ingest-events-lane-${name}` }));
+    const port = new URL(inject('sqsEndpoint')).port;
+    const paused = await runScript(ENDPOINT_CLI, ['pause', name, '--local'], envWithoutAws({ LOCAL_SQS_PORT: port }));
+    expect(paused.code).toBe(0);
+    expect((await laneStatus({ sqs }, { endpoint: name, queueUrl: QueueUrl! })).pausedSince).toBeDefined();
+
+    const empty = await startLocalSqs({ port: 0 });
+    try {
+      const none = await runScript(
+        ENDPOINT_CLI,
+        ['status', 'audit', '--local'],
+        envWithoutAws({ LOCAL_SQS_PORT: String(empty.port) }),
+      );
+      expect(none.code).toBe(1);
+      expect(none.stderr).toContain('no lanes on http://127.0.0.1:');
+      expect(none.stderr).toContain('npm start -- --lanes');
+    } finally {
+      await empty.close();
+    }
+  }, 60_000);
+
+  it('refuses a missing endpoint, a missing target and an unknown command, with the usage', async () => {
+    for (const args of [
+      ['pause', '--local'],
+      ['pause', 'audit'],
+      ['stop', 'audit', '--local'],
+    ]) {
+      const result = await runScript(ENDPOINT_CLI, args, envWithoutAws());
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stderr).toContain('Usage: npm run endpoint -- pause|resume|status');
+    }
+  }, 60_000);
 });
