@@ -20,5 +20,18 @@ export function laneProblems(stage: {
   laneRetentionS: number;
   deadLetteredAfterS: number;
 }): string[];
+/** The lanes' queues, mappings and IAM policy of a stage with `lanes` (none without). */
+export function laneResources(
+  stage: {
+    lanes: boolean;
+    service: string;
+    stage: string;
+    timeoutS: number;
+    windowS: number;
+    laneRetentionS: number;
+    endpoints: readonly { name: string; id: string; laneConcurrency: number }[];
+  },
+  dependsOn?: string[],
+): Record<string, { Type: string; Properties: Record<string, unknown> }>;
 /** A lane's MaximumConcurrency from the stage's and what the endpoint's global budget takes (undefined: none). */
 export function laneConcurrency(maximumConcurrency: number, budgetInstances: number | undefined): number;

@@ -131,7 +131,8 @@ function lanesPolicy(stage) {
         Statement: [
           // SendMessage: parking on the source path and the re-delay of a waiting lane message (SendMessageBatch
           // included). Receive/Delete/GetQueueAttributes: the event source mappings. ChangeMessageVisibility: the
-          // backoff of a lane record whose re-send failed. One statement: the policy grows by one ARN per endpoint.
+          // backoff of a lane record whose re-send failed. ListQueueTags: the pause tag (lib/lanes/pause.ts). One
+          // statement: the policy grows by one ARN per endpoint.
           {
             Sid: 'ParkInAndConsumeLanes',
             Effect: 'Allow',
@@ -141,6 +142,7 @@ function lanesPolicy(stage) {
               'sqs:DeleteMessage',
               'sqs:GetQueueAttributes',
               'sqs:ChangeMessageVisibility',
+              'sqs:ListQueueTags',
             ],
             Resource: arns,
           },

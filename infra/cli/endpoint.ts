@@ -3,6 +3,7 @@ import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import { describePermissions, ENDPOINT_CLI_PERMISSIONS } from '../../lib/iam-actions';
 import { PAUSE_CACHE_MS } from '../../lib/lanes/pause';
 import { SERVICE_NAME } from '../../lib/observability/observability';
 import { lanePrefix } from '../lanes.js';
@@ -27,9 +28,8 @@ Pauses, resumes or shows one endpoint's lane (the stage must have lanes).
 
 Exit codes: 0 done, 1 error (unknown endpoint, no lanes, AWS refused), 2 bad arguments.
 
-Required permissions (IAM), on the stage's lane queues: sqs:ListQueues, sqs:TagQueue, sqs:UntagQueue,
-sqs:ListQueueTags, sqs:GetQueueAttributes; on AWS also lambda:ListEventSourceMappings and
-lambda:UpdateEventSourceMapping on the function's lane mappings.`;
+Required permissions (IAM):
+${describePermissions(ENDPOINT_CLI_PERMISSIONS)}`;
 
 const COMMANDS = ['pause', 'resume', 'status'] as const;
 type Command = (typeof COMMANDS)[number];

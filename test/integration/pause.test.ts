@@ -1,15 +1,19 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { CreateQueueCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type LaneTarget, laneStatus, pauseLane, resumeLane } from '../../infra/cli/lane-pause';
+import { type LaneTarget, laneOf, laneStatus, pauseLane, resumeLane } from '../../infra/cli/lane-pause';
+import { laneResources } from '../../infra/lanes.js';
 import { SqsEventSource } from '../../infra/local/event-source';
 import { startLocalSqs } from '../../infra/local/sqs-server';
+import { describePermissions, ENDPOINT_CLI_PERMISSIONS } from '../../lib/iam-actions';
 import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
 import { createEdges } from '../../lib/ingest/edges';
 import { encodeEnvelope, LANE_ATTRIBUTE, PAUSED_REDELAY_S, PAUSED_TAG } from '../../lib/lanes';
 import { localSqs, pollUntil, receiveAll, sendMessages, uniqueName } from '../support/aws';
+import { queueArn, recordAwsCalls } from '../support/aws-calls';
 import { envWithoutAws, runScript } from '../support/cli';
 import { TestEndpoint } from '../support/endpoints';
 import { cloudEvent, eventRecord, lambdaContext, sqsEvent } from '../support/events';
@@ -52,10 +56,10 @@ async function stageLanes(): Promise<{ prefix: string; lane: Record<Name, LaneTa
 }
 
 /** One function instance (a cold start: its pause cache is empty), wired as the handler wires it. */
-async function instance(prefix: string): Promise<Ingest> {
+async function instance(prefix: string, client: SQSClient = sqs): Promise<Ingest> {
   const document = { endpoints: NAMES.map((name) => ({ name, url: endpoints[name].url })) };
   const config = loadConfig({ DELIVERY_MAX_ATTEMPTS: '1', LANE_QUEUE_URL_PREFIX: prefix }, { document, source: 't' });
-  const edges = await createEdges(config, { sqs });
+  const edges = await createEdges(config, { sqs: client });
   const { backoff: _, ...rest } = edges;
   const ingest = createIngest(config, rest);
   instances.push(ingest);
@@ -282,4 +286,71 @@ describe('npm run endpoint', () => {
       expect(result.stderr).toContain('Usage: npm run endpoint -- pause|resume|status');
     }
   }, 60_000);
+});
+
+describe('permissions from recorded calls', () => {
+  it('the function calls on its lanes only what the lanes policy grants (ListQueueTags for the pause)', async () => {
+    const { prefix, lane } = await stageLanes();
+    // Its own client: the recorder stays on a client it has seen.
+    const recorded = localSqs();
+    const recorder = recordAwsCalls();
+    try {
+      await pauseLane({ sqs: recorded }, lane.beta, 'test');
+      const ingest = await instance(prefix, recorded);
+      await ingest.handle(sqsEvent([eventRecord('i-1')]), lambdaContext());
+      await ingest.handle(sqsEvent([laneRecord(prefix, 'beta', 'i-2')]), lambdaContext());
+    } finally {
+      recorder.stop();
+    }
+    recorded.destroy();
+    const laneArns = NAMES.map((name) => queueArn(lane[name].queueUrl));
+    const byFunction = recorder.calls.filter(
+      (call) => call.resources.some((arn) => laneArns.includes(arn)) && call.operation !== 'TagQueue',
+    );
+    const stage = {
+      lanes: true,
+      service: 's',
+      stage: 't',
+      timeoutS: 30,
+      windowS: 0,
+      laneRetentionS: 345_600,
+      endpoints: [{ name: 'beta', id: 'Beta', laneConcurrency: 2 }],
+    };
+    const policy = laneResources(stage).IngestLanesPolicy!.Properties.PolicyDocument as {
+      Statement: { Action: string[] }[];
+    };
+    const granted = policy.Statement.flatMap((statement) => statement.Action);
+    const used = [...new Set(byFunction.map((call) => call.action))].sort();
+    expect(used).toEqual(['sqs:ListQueueTags', 'sqs:SendMessage']);
+    expect(used.filter((action) => !granted.includes(action))).toEqual([]);
+  });
+
+  it('npm run endpoint calls exactly what its --help lists', async () => {
+    const url = (await sqs.send(new CreateQueueCommand({ QueueName: 'ingest-fanout-iam-lane-audit' }))).QueueUrl!;
+    const lambda = await fakeLambda(['arn:aws:sqs:us-east-1:123456789012:ingest-fanout-iam-lane-audit']);
+    const client = new LambdaClient({
+      endpoint: lambda.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    });
+    const recorded = localSqs();
+    const recorder = recordAwsCalls();
+    try {
+      const queueUrl = await laneOf(recorded, 'ingest-fanout-iam-lane-', 'audit', 'stage iam');
+      const target = { endpoint: 'audit', queueUrl, functionName: 'ingest-fanout-iam-ingest' };
+      await pauseLane({ sqs: recorded, lambda: client }, target, 'test');
+      await laneStatus({ sqs: recorded, lambda: client }, target);
+      await resumeLane({ sqs: recorded, lambda: client }, target);
+    } finally {
+      recorder.stop();
+      recorded.destroy();
+      client.destroy();
+      await lambda.close();
+    }
+    expect(url).toBeDefined();
+    const listed = ENDPOINT_CLI_PERMISSIONS.flatMap((p) => p.actions).sort();
+    expect([...new Set(recorder.calls.map((call) => call.action))].sort()).toEqual(listed);
+    const help = await runScript(ENDPOINT_CLI, ['--help'], envWithoutAws());
+    expect(help.stdout).toContain(`Required permissions (IAM):\n${describePermissions(ENDPOINT_CLI_PERMISSIONS)}`);
+  }, 30_000);
 });

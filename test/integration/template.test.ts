@@ -745,6 +745,7 @@ describe('lanes (issue 16, a preview): one queue per endpoint on standard stages
           'sqs:DeleteMessage',
           'sqs:GetQueueAttributes',
           'sqs:ChangeMessageVisibility',
+          'sqs:ListQueueTags',
         ],
         Resource: ['orders', 'audit', 'crm'].map((e) => ({
           'Fn::Sub': `arn:\${AWS::Partition}:sqs:\${AWS::Region}:\${AWS::AccountId}:ingest-fanout-example-lane-${e}`,
