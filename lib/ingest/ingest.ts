@@ -302,7 +302,9 @@ async function readPaused(
 ): Promise<(endpoint: string) => boolean> {
   const { readPaused: read, lanes, config, logger } = pipeline;
   if (!read || !lanes) return () => false;
-  const { paused, errors } = await read(lane !== undefined ? [lane] : allNames(config), signal);
+  let { paused, errors } = await read(lane !== undefined ? [lane] : allNames(config), signal);
+  // A paused lane's mapping is disabled: a batch from it may mean it was resumed since the cached read.
+  if (lane !== undefined && paused.has(lane)) ({ paused, errors } = await read([lane], signal, { fresh: true }));
   if (errors.length > 0) {
     logger.warn('pause tags not read; using the last ones read (none: not paused)', {
       endpoints: errors.map((e) => e.endpoint).join(','),

@@ -25,8 +25,12 @@ export interface PauseRead {
   errors: { endpoint: string; error: unknown }[];
 }
 
-/** Which of `endpoints` are paused, within `signal`; never rejects. */
-export type PauseReader = (endpoints: readonly string[], signal: AbortSignal) => Promise<PauseRead>;
+/** Which of `endpoints` are paused, within `signal`; `fresh`: not from the cache. Never rejects. */
+export type PauseReader = (
+  endpoints: readonly string[],
+  signal: AbortSignal,
+  options?: { fresh?: boolean },
+) => Promise<PauseRead>;
 
 /** ListQueueTags of `prefix + endpoint`: paused while the tag is there. */
 export function sqsLaneTags(sqs: SQSClient, prefix: string): LaneTagRead {
@@ -38,11 +42,20 @@ export function sqsLaneTags(sqs: SQSClient, prefix: string): LaneTagRead {
   };
 }
 
+/** A cached read, and a way to make its next call read again. */
+interface Cached {
+  read: () => Promise<boolean>;
+  expire: () => void;
+}
+
 /** One read at a time, its answer kept `cacheMs`; a failed read is not kept, so the next call tries again. */
-function cached(read: () => Promise<boolean>, cacheMs: number, now: () => number): () => Promise<boolean> {
+function cached(read: () => Promise<boolean>, cacheMs: number, now: () => number): Cached {
   let fresh: { at: number; value: boolean } | undefined;
   let pending: Promise<boolean> | undefined;
-  return () => {
+  const expire = () => {
+    fresh = undefined;
+  };
+  const call = () => {
     if (fresh && now() - fresh.at < cacheMs) return Promise.resolve(fresh.value);
     pending ??= read()
       .then((value) => {
@@ -54,6 +67,7 @@ function cached(read: () => Promise<boolean>, cacheMs: number, now: () => number
       });
     return pending;
   };
+  return { read: call, expire };
 }
 
 export interface PauseReaderOptions {
@@ -70,22 +84,26 @@ export interface PauseReaderOptions {
 export function createPauseReader(readTag: LaneTagRead, options: PauseReaderOptions = {}): PauseReader {
   const { cacheMs = PAUSE_CACHE_MS, staleAfterMs = STALE_AFTER_MS, firstReadMs = FIRST_READ_MS } = options;
   const now = options.now ?? Date.now;
-  const lanes = new Map<string, (signal: AbortSignal) => Promise<Read<boolean>>>();
+  const lanes = new Map<string, { read: (signal: AbortSignal) => Promise<Read<boolean>>; expire: () => void }>();
   const laneRead = (endpoint: string) => {
-    let read = lanes.get(endpoint);
-    if (!read) {
-      read = lastGood(
-        cached(() => readTag(endpoint), cacheMs, now),
-        staleAfterMs,
-      );
-      lanes.set(endpoint, read);
+    let lane = lanes.get(endpoint);
+    if (!lane) {
+      const cache = cached(() => readTag(endpoint), cacheMs, now);
+      lane = { read: lastGood(cache.read, staleAfterMs), expire: cache.expire };
+      lanes.set(endpoint, lane);
     }
-    return read;
+    return lane;
   };
-  return async (endpoints, signal) => {
+  return async (endpoints, signal, { fresh = false } = {}) => {
     // The first read has nothing to fall back on: it waits a little, not the whole invocation.
     const bounded = AbortSignal.any([signal, AbortSignal.timeout(firstReadMs)]);
-    const reads = await Promise.all(endpoints.map((endpoint) => laneRead(endpoint)(bounded)));
+    const reads = await Promise.all(
+      endpoints.map((endpoint) => {
+        const lane = laneRead(endpoint);
+        if (fresh) lane.expire();
+        return lane.read(bounded);
+      }),
+    );
     const paused = new Set<string>();
     const errors: PauseRead['errors'] = [];
     reads.forEach((read, index) => {

@@ -34,8 +34,8 @@ export interface LaneServeDeps {
 
 /**
  * A paused lane's record goes back for this long. On AWS the paused lane's mapping is disabled, so only records
- * received around the pause (or within the pause cache's 30 s) come here: a short wait makes a resume take effect
- * within a minute, not 15, at one send per such record per minute.
+ * received around the pause come here (a lane batch re-reads the tag, so a resume is seen at once): a short wait lets
+ * a resume that quickly follows a pause take effect within a minute, not 15, at one send per such record per minute.
  */
 export const PAUSED_REDELAY_S = 60;
 

@@ -115,6 +115,17 @@ describe('a paused endpoint (its lane tagged ingest:paused)', () => {
     expect(PAUSED_REDELAY_S).toBe(60);
   });
 
+  it('is delivered to from its lane as soon as resumed, by an instance whose cache still says paused', async () => {
+    const { prefix, lane } = await stageLanes();
+    await pauseLane({ sqs }, lane.beta, 'test');
+    const ingest = await instance(prefix);
+    expect(failedIds(await ingest.handle(sqsEvent([laneRecord(prefix, 'beta', 'c-1')]), lambdaContext()))).toEqual([]);
+    await resumeLane({ sqs }, lane.beta);
+    // The mapping is enabled again: its batch makes the instance read the tag again instead of re-delaying.
+    expect(failedIds(await ingest.handle(sqsEvent([laneRecord(prefix, 'beta', 'c-2')]), lambdaContext()))).toEqual([]);
+    expect(eventIds('beta')).toEqual(['c-2']);
+  });
+
   it('is delivered to again once resumed: a new instance sends its lane record and its new events', async () => {
     const { prefix, lane } = await stageLanes();
     await pauseLane({ sqs }, lane.beta, 'test');

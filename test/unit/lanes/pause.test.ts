@@ -29,17 +29,26 @@ describe('createPauseReader: which endpoints are paused, from their lanes’ tag
   });
 
   it('asks SQS again only once the cache age has passed, and then sees a resume', async () => {
-    let clock = 0;
+    let clock = 1_000_000;
     const lanes = tags({ beta: true });
     const read = createPauseReader(lanes.read, { cacheMs: 30_000, now: () => clock });
     await read(['beta'], open());
     lanes.paused.beta = false;
-    clock = 29_999;
+    clock = 1_029_999;
     expect([...(await read(['beta'], open())).paused]).toEqual(['beta']);
     expect(lanes.calls).toEqual(['beta']);
-    clock = 30_000;
+    clock = 1_030_000;
     expect([...(await read(['beta'], open())).paused]).toEqual([]);
     expect(lanes.calls).toEqual(['beta', 'beta']);
+  });
+
+  it('reads again within the cache age when asked for a fresh answer (a paused lane’s batch: resumed?)', async () => {
+    const lanes = tags({ beta: true });
+    const read = createPauseReader(lanes.read, { cacheMs: 30_000, now: () => 0 });
+    await read(['alpha', 'beta'], open());
+    lanes.paused.beta = false;
+    expect([...(await read(['beta'], open(), { fresh: true })).paused]).toEqual([]);
+    expect(lanes.calls.sort()).toEqual(['alpha', 'beta', 'beta']);
   });
 
   it('keeps the last good answer of a lane whose read fails, and says so', async () => {
