@@ -406,6 +406,8 @@ export class SqsEventSource {
       if (maximumBatchingWindowS === 0 && byId.size > 0) break;
       // A short poll that came back empty: wait a little instead of spinning.
       if (messages.length === 0 && waitS === 0) await pause(byId.size > 0 ? Math.min(100, left) : 50, signal);
+      // Nothing yet: back to the poll loop, which reads the pause tag before the next receive.
+      if (byId.size === 0 && messages.length === 0 && this.#options.disabledByTag) break;
     }
     return [...byId.values()];
   }
