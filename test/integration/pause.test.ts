@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { LambdaClient } from '@aws-sdk/client-lambda';
-import { CreateQueueCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { CreateQueueCommand, DeleteQueueCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type LaneTarget, laneOf, laneStatus, pauseLane, resumeLane } from '../../infra/cli/lane-pause';
@@ -9,7 +9,7 @@ import { laneResources } from '../../infra/lanes.js';
 import { SqsEventSource } from '../../infra/local/event-source';
 import { startLocalSqs } from '../../infra/local/sqs-server';
 import { describePermissions, ENDPOINT_CLI_PERMISSIONS } from '../../lib/iam-actions';
-import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
+import { createIngest, type Ingest, type IngestDeps, idempotencyKey, loadConfig } from '../../lib/index';
 import { createEdges } from '../../lib/ingest/edges';
 import { encodeEnvelope, LANE_ATTRIBUTE, PAUSED_REDELAY_S, PAUSED_TAG } from '../../lib/lanes';
 import { localSqs, pollUntil, receiveAll, sendMessages, uniqueName } from '../support/aws';
@@ -17,6 +17,7 @@ import { queueArn, recordAwsCalls } from '../support/aws-calls';
 import { envWithoutAws, runScript } from '../support/cli';
 import { TestEndpoint } from '../support/endpoints';
 import { cloudEvent, eventRecord, lambdaContext, sqsEvent } from '../support/events';
+import { captureLogs } from '../support/logs';
 
 // Pausing one endpoint through its lane's tag, on local SQS: the function's side (source path, lane path) and the CLI.
 const NAMES = ['alpha', 'beta'] as const;
@@ -56,12 +57,12 @@ async function stageLanes(): Promise<{ prefix: string; lane: Record<Name, LaneTa
 }
 
 /** One function instance (a cold start: its pause cache is empty), wired as the handler wires it. */
-async function instance(prefix: string, client: SQSClient = sqs): Promise<Ingest> {
+async function instance(prefix: string, client: SQSClient = sqs, deps: IngestDeps = {}): Promise<Ingest> {
   const document = { endpoints: NAMES.map((name) => ({ name, url: endpoints[name].url })) };
   const config = loadConfig({ DELIVERY_MAX_ATTEMPTS: '1', LANE_QUEUE_URL_PREFIX: prefix }, { document, source: 't' });
   const edges = await createEdges(config, { sqs: client });
   const { backoff: _, ...rest } = edges;
-  const ingest = createIngest(config, rest);
+  const ingest = createIngest(config, { ...rest, ...deps });
   instances.push(ingest);
   return ingest;
 }
@@ -101,6 +102,32 @@ describe('a paused endpoint (its lane tagged ingest:paused)', () => {
     // Parked without delay: the paused lane holds them until it is resumed.
     expect(await bodiesIn(lane.beta)).toEqual(['p-1', 'p-2']);
     expect(await bodiesIn(lane.alpha)).toEqual([]);
+  });
+
+  it('keeps a record failed, with no request, when its lane cannot take the event (one grouped line says why)', async () => {
+    const { prefix, lane } = await stageLanes();
+    await pauseLane({ sqs }, lane.beta, 'test');
+    const { logger, metrics, lines } = captureLogs();
+    const ingest = await instance(prefix, sqs, { logger, metrics });
+    await ingest.handle(sqsEvent([eventRecord('g-1')]), lambdaContext());
+    // The instance keeps beta paused from its cache; the lane is gone, so parking fails.
+    await sqs.send(new DeleteQueueCommand({ QueueUrl: lane.beta.queueUrl }));
+    const record = eventRecord('g-2');
+    const result = await ingest.handle(sqsEvent([record]), lambdaContext());
+
+    expect(failedIds(result)).toEqual([record.messageId]);
+    expect(eventIds('beta')).toEqual([]);
+    expect(eventIds('alpha')).toEqual(['g-1', 'g-2']);
+    expect(lines.find((line) => line.kind === 'paused')).toMatchObject({
+      message: 'deliveries not attempted: the endpoint is paused and its lane could not take them',
+      endpoint: 'beta',
+      messageIds: record.messageId,
+    });
+    // Not the endpoint failing: no delivery failure counted for it.
+    expect(lines.filter((line) => line.message === 'batch processed').at(-1)).toMatchObject({
+      failed: 1,
+      endpoints: { beta: { delivered: 0, failed: 0 } },
+    });
   });
 
   it('has its lane records sent back delayed and acknowledged, without a request', async () => {
