@@ -259,9 +259,10 @@ async function handle(
       return await answerLane(pipeline, at, records, fanoutContext, settleDeadline.signal);
     }
     const count = countInto(stats);
+    const sourceContext = { ...fanoutContext, paused };
     // Not async: one promise less per event on the hot path.
     const deliver = (valid: ValidEvent, already: ReadonlySet<string> | undefined) =>
-      fanout(valid, pipeline.endpoints, already, { ...fanoutContext, paused }).then(count);
+      fanout(valid, pipeline.endpoints, already, sourceContext).then(count);
     const lookup = ledgerLookup(pipeline, deliveryDeadline.signal, counters);
     const { quarantine } = pipeline;
 

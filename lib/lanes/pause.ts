@@ -48,20 +48,30 @@ interface Cached {
   expire: () => void;
 }
 
-/** One read at a time, its answer kept `cacheMs`; a failed read is not kept, so the next call tries again. */
+/**
+ * One read at a time, its answer kept `cacheMs`; a failure too (the caller falls back on the last good answer), so a
+ * missing lane or a denied call costs one call per cache age, not one per batch.
+ */
 function cached(read: () => Promise<boolean>, cacheMs: number, now: () => number): Cached {
-  let fresh: { at: number; value: boolean } | undefined;
+  let fresh: { at: number; ok: true; value: boolean } | { at: number; ok: false; error: unknown } | undefined;
   let pending: Promise<boolean> | undefined;
   const expire = () => {
     fresh = undefined;
   };
   const call = () => {
-    if (fresh && now() - fresh.at < cacheMs) return Promise.resolve(fresh.value);
+    if (fresh && now() - fresh.at < cacheMs)
+      return fresh.ok ? Promise.resolve(fresh.value) : Promise.reject(fresh.error);
     pending ??= read()
-      .then((value) => {
-        fresh = { at: now(), value };
-        return value;
-      })
+      .then(
+        (value) => {
+          fresh = { at: now(), ok: true, value };
+          return value;
+        },
+        (error: unknown) => {
+          fresh = { at: now(), ok: false, error };
+          throw error;
+        },
+      )
       .finally(() => {
         pending = undefined;
       });

@@ -64,6 +64,21 @@ describe('createPauseReader: which endpoints are paused, from their lanes’ tag
     expect(String(result.errors[0]!.error)).toContain('NonExistentQueue');
   });
 
+  it('keeps a failed read for the cache age too: a missing lane costs one call per 30 s, not one per batch', async () => {
+    let clock = 1_000_000;
+    const lanes = tags({ beta: true });
+    lanes.state.fail = true;
+    const read = createPauseReader(lanes.read, { cacheMs: 30_000, now: () => clock });
+    await read(['beta'], open());
+    const second = await read(['beta'], open());
+    expect(second.errors).toHaveLength(1);
+    expect(lanes.calls).toEqual(['beta']);
+    lanes.state.fail = false;
+    clock += 30_000;
+    expect([...(await read(['beta'], open())).paused]).toEqual(['beta']);
+    expect(lanes.calls).toEqual(['beta', 'beta']);
+  });
+
   it('counts a lane never read successfully as not paused', async () => {
     const lanes = tags({ beta: true });
     lanes.state.fail = true;
