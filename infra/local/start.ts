@@ -18,7 +18,8 @@ three demo endpoints (or the ENDPOINTS you set), and the real handler behind an 
   --fault-rate P    share of demo endpoint requests that fail (5xx, resets, slow answers), 0-1 (default 0)
   --ledger          also run a local DynamoDB (dynalite) with the delivery ledger table
   --lanes           one lane (queue) per endpoint, as issue 16 plans: an endpoint failing for PARK_AFTER_S (local
-                    default 5 s) has its events parked in its own lane (off by default, like deployed stages today)
+                    default 5 s) has its events parked in its own lane (off by default, like deployed stages today);
+                    \`npm run endpoint -- pause <name> --local\` pauses one
   --inflight-ceiling N  SQS's in-flight limit per queue (about 120000 on AWS), scaled down: at it a receive
                     answers empty, as SQS does (default: none)
   --endpoints FILE  a stage's endpoints file (e.g. endpoints/prod.yml): its filters, content modes, auth, signing
