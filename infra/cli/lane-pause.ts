@@ -13,6 +13,7 @@ import {
   TagQueueCommand,
   UntagQueueCommand,
 } from '@aws-sdk/client-sqs';
+import { MAX_DELAY_S } from '../../lib/lanes/park';
 import { PAUSED_BY_TAG, PAUSED_TAG } from '../../lib/lanes/pause';
 
 /** The endpoint named has no lane on this stage; the message lists the ones it has. */
@@ -116,6 +117,11 @@ export interface LaneStatus {
   visible: number;
   delayed: number;
   inFlight: number;
+  /**
+   * When the lane's events start to expire: nothing re-sends them while it is not read, and each was last sent at most
+   * one hop (15 min) before the pause.
+   */
+  expiresFrom?: string;
   /** On AWS: the mapping's state (Enabled, Disabled, Updating...). */
   mapping?: string;
 }
@@ -132,6 +138,7 @@ export async function laneStatus(clients: Clients, target: LaneTarget): Promise<
           'ApproximateNumberOfMessages',
           'ApproximateNumberOfMessagesDelayed',
           'ApproximateNumberOfMessagesNotVisible',
+          'MessageRetentionPeriod',
           'QueueArn',
         ],
       }),
@@ -144,7 +151,13 @@ export async function laneStatus(clients: Clients, target: LaneTarget): Promise<
     delayed: Number(Attributes.ApproximateNumberOfMessagesDelayed ?? 0),
     inFlight: Number(Attributes.ApproximateNumberOfMessagesNotVisible ?? 0),
   };
-  if (Tags[PAUSED_TAG]) status.pausedSince = Tags[PAUSED_TAG];
+  if (Tags[PAUSED_TAG]) {
+    status.pausedSince = Tags[PAUSED_TAG];
+    const since = Date.parse(Tags[PAUSED_TAG]);
+    const retentionMs = Number(Attributes.MessageRetentionPeriod) * 1000;
+    const from = since + retentionMs - MAX_DELAY_S * 1000;
+    if (Number.isFinite(from)) status.expiresFrom = new Date(from).toISOString();
+  }
   if (Tags[PAUSED_BY_TAG]) status.pausedBy = Tags[PAUSED_BY_TAG];
   if (lambda && target.functionName && Attributes.QueueArn) {
     const mapping = await laneMapping(lambda, target.functionName, Attributes.QueueArn);
@@ -163,6 +176,7 @@ export function describeStatus(status: LaneStatus): string {
     `  lane ${status.queueUrl}`,
     `  backlog: ${status.visible} visible · ${status.delayed} delayed · ${status.inFlight} in flight`,
   ];
+  if (status.expiresFrom) lines.push(`  resume before ${status.expiresFrom}: the lane's events start to expire then`);
   if (status.mapping) lines.push(`  event source mapping: ${status.mapping}`);
   return lines.join('\n');
 }

@@ -278,6 +278,10 @@ describe('npm run endpoint', () => {
       expect(status.code).toBe(0);
       expect(status.stdout).toMatch(/^endpoint audit: paused since \d{4}-\d\d-\d\dT[\d:.]+Z by \S+$/m);
       expect(status.stdout).toContain('backlog: 2 visible · 0 delayed · 0 in flight');
+      // Local SQS keeps a message 4 days, as the stage's laneRetentionS; a waiting one was last sent ≤ 15 min before.
+      const since = Date.parse(/paused since (\S+)/.exec(status.stdout)![1]!);
+      const expires = new Date(since + 345_600_000 - 900_000).toISOString();
+      expect(status.stdout).toContain(`resume before ${expires}: the lane's events start to expire then`);
       expect(status.stdout).toContain('event source mapping: Disabled');
 
       const resumed = await runScript(ENDPOINT_CLI, ['resume', 'audit', ...stage], env);
