@@ -10,7 +10,15 @@ import { lanePrefix } from '../lanes.js';
 import { runCommand, UsageError } from '../local/cli';
 import { explainUnreachable, localQueueUrl } from '../local/queue-address';
 import { DEFAULT_QUEUE_NAME, LANE_INFIX, localSqsClient, SQS_REQUEST_HANDLER } from '../local/sqs-server';
-import { type Clients, describeStatus, type LaneTarget, laneOf, laneStatus, pauseLane, resumeLane } from './lane-pause';
+import {
+  type Clients,
+  describeStatus,
+  findLane,
+  type LaneTarget,
+  laneStatus,
+  pauseLane,
+  resumeLane,
+} from './lane-pause';
 
 const USAGE = `Usage: npm run endpoint -- pause|resume|status <endpoint> (--stage S [--region R] | --local) [--json]
 
@@ -103,7 +111,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const { clients, prefix, functionName, where } = connect(args);
   try {
-    const queueUrl = await laneOf(clients.sqs, prefix, args.endpoint, where);
+    const queueUrl = await findLane(clients.sqs, prefix, args.endpoint, where);
     const target: LaneTarget = { endpoint: args.endpoint, queueUrl, ...(functionName ? { functionName } : {}) };
     if (args.command === 'pause') {
       const { mapping } = await pauseLane(clients, target, userInfo().username);

@@ -65,7 +65,7 @@ export async function findLanes(sqs: SQSClient, prefix: string): Promise<Map<str
 }
 
 /** The lane of `endpoint` among the stage's, or an error listing those it has. */
-export async function laneOf(sqs: SQSClient, prefix: string, endpoint: string, where: string): Promise<string> {
+export async function findLane(sqs: SQSClient, prefix: string, endpoint: string, where: string): Promise<string> {
   const lanes = await findLanes(sqs, prefix);
   const url = lanes.get(endpoint);
   if (!url) throw new UnknownEndpointError(endpoint, [...lanes.keys()].sort(), where);

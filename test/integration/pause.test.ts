@@ -4,7 +4,7 @@ import { LambdaClient } from '@aws-sdk/client-lambda';
 import { CreateQueueCommand, DeleteQueueCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type LaneTarget, laneOf, laneStatus, pauseLane, resumeLane } from '../../infra/cli/lane-pause';
+import { findLane, type LaneTarget, laneStatus, pauseLane, resumeLane } from '../../infra/cli/lane-pause';
 import { laneResources } from '../../infra/lanes.js';
 import { SqsEventSource } from '../../infra/local/event-source';
 import { startLocalSqs } from '../../infra/local/sqs-server';
@@ -385,7 +385,7 @@ describe('permissions from recorded calls', () => {
     const recorded = localSqs();
     const recorder = recordAwsCalls();
     try {
-      const queueUrl = await laneOf(recorded, 'ingest-fanout-iam-lane-', 'audit', 'stage iam');
+      const queueUrl = await findLane(recorded, 'ingest-fanout-iam-lane-', 'audit', 'stage iam');
       const target = { endpoint: 'audit', queueUrl, functionName: 'ingest-fanout-iam-ingest' };
       await pauseLane({ sqs: recorded, lambda: client }, target, 'test');
       await laneStatus({ sqs: recorded, lambda: client }, target);
