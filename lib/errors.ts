@@ -29,7 +29,7 @@ export function sampleFailures(failures: readonly MessageFailure[]): string {
 export class DeliveryAttemptError extends Error {
   override readonly name = 'DeliveryAttemptError';
   constructor(
-    readonly kind: Exclude<FailureKind, 'circuit-open'>,
+    readonly kind: Exclude<FailureKind, 'circuit-open' | 'paused'>,
     readonly endpoint: string,
     message: string,
     readonly status?: number,

@@ -75,6 +75,22 @@ export const REDRIVE_PERMISSIONS: readonly Permission[] = [
   },
 ];
 
+/** What `npm run endpoint` calls (infra/cli/lane-pause.ts); the lambda actions only on a deployed stage. */
+export const ENDPOINT_CLI_PERMISSIONS: readonly Permission[] = [
+  { actions: ['sqs:ListQueues'], resource: '*', why: "finding the stage's lanes (not scoped to a queue)" },
+  {
+    actions: ['sqs:TagQueue', 'sqs:UntagQueue', 'sqs:ListQueueTags', 'sqs:GetQueueAttributes'],
+    resource: "the stage's lane queues",
+    why: 'pause / resume (the tag), status (the tag and counts), the lane ARN',
+  },
+  { actions: ['lambda:ListEventSourceMappings'], resource: '*', why: "finding the lane's mapping (not scoped)" },
+  {
+    actions: ['lambda:UpdateEventSourceMapping'],
+    resource: "the function's lane mappings",
+    why: 'disabling it on pause, enabling it on resume',
+  },
+];
+
 /** The "required permissions" block of `npm run redrive -- --help`. */
 export function describePermissions(permissions: readonly Permission[]): string {
   return permissions.map((p) => `  ${p.actions.join(', ')}\n      on ${p.resource}: ${p.why}`).join('\n');

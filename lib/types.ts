@@ -15,7 +15,9 @@ export type FailureKind =
   /** The invocation's deadline fired before the delivery finished. */
   | 'aborted'
   /** The endpoint's circuit breaker is open after repeated transient failures. */
-  | 'circuit-open';
+  | 'circuit-open'
+  /** An operator paused the endpoint (`npm run endpoint -- pause`): no request is sent; its events park in its lane. */
+  | 'paused';
 
 export interface DeliveryFailure {
   endpoint: string;

@@ -1,6 +1,7 @@
 import {
   DeleteMessageBatchCommand,
   GetQueueAttributesCommand,
+  ListQueueTagsCommand,
   type Message,
   type MessageAttributeValue,
   ReceiveMessageCommand,
@@ -45,6 +46,11 @@ export interface EventSourceOptions {
    * poll and answers empty, without an error, as SQS does. Default: no limit.
    */
   inflightCeiling?: number;
+  /**
+   * Like a disabled mapping while the queue carries this tag (a paused endpoint's lane): no receive, the tag read
+   * again every `checkEveryMs` (default 2000). Batches already received run to the end, as in Lambda.
+   */
+  disabledByTag?: { tag: string; checkEveryMs?: number };
   /** Called after every invocation, with what happened to its records. */
   onInvocation?: (report: InvocationReport) => void;
   /** Called when a ReceiveMessage or DeleteMessageBatch call fails (counted in pollErrors); the poller carries on. */
@@ -92,9 +98,13 @@ export interface EventSourceStats {
   maxInFlight: number;
   /** Receives answered empty because the queue was at the in-flight ceiling. */
   ceilingHits: number;
+  /** Turns a poller skipped because the queue carried `disabledByTag` (a paused lane). */
+  disabledPolls: number;
 }
 
 const SQS_MAX_RECEIVE = 10;
+/** How often an event source with `disabledByTag` reads its queue's tags: a pause or resume shows within this. */
+const DISABLED_CHECK_MS = 2_000;
 /** Lambda invokes early once a batch reaches its 6 MB invocation payload limit. */
 const MAX_PAYLOAD_BYTES = 6 * 1024 * 1024;
 // Lambda's SQS record attributes, in Lambda's order; anything else SQS returns is left out.
@@ -220,9 +230,9 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
  */
 export class SqsEventSource {
   readonly #options: Required<
-    Omit<EventSourceOptions, 'onInvocation' | 'onPollError' | 'functionName' | 'inflightCeiling'>
+    Omit<EventSourceOptions, 'onInvocation' | 'onPollError' | 'functionName' | 'inflightCeiling' | 'disabledByTag'>
   > &
-    Pick<EventSourceOptions, 'onInvocation' | 'onPollError' | 'functionName' | 'inflightCeiling'>;
+    Pick<EventSourceOptions, 'onInvocation' | 'onPollError' | 'functionName' | 'inflightCeiling' | 'disabledByTag'>;
   readonly #stats: EventSourceStats = {
     invocations: 0,
     received: 0,
@@ -237,6 +247,7 @@ export class SqsEventSource {
     running: 0,
     maxInFlight: 0,
     ceilingHits: 0,
+    disabledPolls: 0,
   };
   /** Messages asked for by receives under way: counted against the ceiling until SQS shows them in flight. */
   #reserved = 0;
@@ -244,6 +255,11 @@ export class SqsEventSource {
   #checking: Promise<unknown> = Promise.resolve();
   #controller: AbortController | undefined;
   #pollers: Promise<void>[] = [];
+  /** The last read of `disabledByTag`, shared by the pollers: one ListQueueTags at a time. */
+  #tag: { at: number; disabled: boolean; reading?: Promise<boolean> } = {
+    at: Number.NEGATIVE_INFINITY,
+    disabled: false,
+  };
 
   constructor(options: EventSourceOptions) {
     const batchSize = options.batchSize ?? 10;
@@ -287,6 +303,11 @@ export class SqsEventSource {
     return { ...this.#stats };
   }
 
+  /** Whether the queue carried `disabledByTag` at the last check (no receives meanwhile). */
+  get disabled(): boolean {
+    return this.#tag.disabled;
+  }
+
   get running(): boolean {
     return this.#controller !== undefined && !this.#controller.signal.aborted;
   }
@@ -313,6 +334,11 @@ export class SqsEventSource {
 
   async #poll(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
+      if (await this.#isDisabled(signal)) {
+        this.#stats.disabledPolls++;
+        await pause(this.#options.disabledByTag?.checkEveryMs ?? DISABLED_CHECK_MS, signal);
+        continue;
+      }
       let records: SQSRecord[];
       try {
         records = await this.#gather(signal);
@@ -325,6 +351,32 @@ export class SqsEventSource {
       }
       if (records.length > 0) await this.#invoke(records);
     }
+  }
+
+  /** Whether the queue carries `disabledByTag` now (read at most every checkEveryMs); a failed read keeps the last. */
+  #isDisabled(signal: AbortSignal): Promise<boolean> {
+    const rule = this.#options.disabledByTag;
+    if (!rule) return Promise.resolve(false);
+    if (Date.now() - this.#tag.at < (rule.checkEveryMs ?? DISABLED_CHECK_MS))
+      return Promise.resolve(this.#tag.disabled);
+    this.#tag.reading ??= this.#options.client
+      .send(new ListQueueTagsCommand({ QueueUrl: this.#options.queue.url }), { abortSignal: signal })
+      .then(
+        ({ Tags }) => {
+          this.#tag.disabled = Tags?.[rule.tag] !== undefined;
+        },
+        (error: unknown) => {
+          if (isAbort(error, signal)) return;
+          this.#stats.pollErrors++;
+          this.#options.onPollError?.(error);
+        },
+      )
+      .then(() => {
+        this.#tag.at = Date.now();
+        this.#tag.reading = undefined;
+        return this.#tag.disabled;
+      });
+    return this.#tag.reading;
   }
 
   /** One batch: receives until the batch is full, or the window closes, or (no window) the first records arrive. */
@@ -354,6 +406,8 @@ export class SqsEventSource {
       if (maximumBatchingWindowS === 0 && byId.size > 0) break;
       // A short poll that came back empty: wait a little instead of spinning.
       if (messages.length === 0 && waitS === 0) await pause(byId.size > 0 ? Math.min(100, left) : 50, signal);
+      // Nothing yet: back to the poll loop, which reads the pause tag before the next receive.
+      if (byId.size === 0 && messages.length === 0 && this.#options.disabledByTag) break;
     }
     return [...byId.values()];
   }

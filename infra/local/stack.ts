@@ -1,4 +1,5 @@
 import { loadConfig } from '../../lib/config/config';
+import { PAUSED_TAG } from '../../lib/lanes/pause';
 import type { Router } from '../../lib/subscription/routing';
 import { UsageError } from './cli';
 import { type DemoEndpoints, type FaultPlan, startDemoEndpoints } from './demo-endpoints';
@@ -250,7 +251,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     for (const [name, queue] of laneQueues?.byEndpoint ?? []) {
       lanes.set(name, {
         queue,
-        eventSource: mapping(queue, { batchSize: LANE_BATCH_SIZE, concurrency: LANE_CONCURRENCY }),
+        // A paused endpoint's lane is not read, as its disabled mapping on AWS (npm run endpoint -- pause).
+        eventSource: mapping(queue, {
+          batchSize: LANE_BATCH_SIZE,
+          concurrency: LANE_CONCURRENCY,
+          // Read twice a second: local SQS calls cost nothing, and a pause then races fewer parked events.
+          disabledByTag: { tag: PAUSED_TAG, checkEveryMs: 500 },
+        }),
       });
     }
     const sources = [eventSource, ...[...lanes.values()].map((lane) => lane.eventSource)];

@@ -19,7 +19,8 @@ three demo endpoints (or the ENDPOINTS you set), and the real handler behind an 
   --ledger          also run a local DynamoDB (dynalite) with the delivery ledger table
   --no-lanes        no lane queues: every failing event waits on the source queue (by default each endpoint has
                     its own lane, as on a deployed standard stage: an endpoint failing for PARK_AFTER_S, local
-                    default 5 s, has its events parked there)
+                    default 5 s, has its events parked there;
+                    \`npm run endpoint -- pause <name> --local\` pauses one)
   --inflight-ceiling N  SQS's in-flight limit per queue (about 120000 on AWS), scaled down: at it a receive
                     answers empty, as SQS does (default: none)
   --endpoints FILE  a stage's endpoints file (e.g. endpoints/prod.yml): its filters, content modes, auth, signing

@@ -132,7 +132,7 @@ export function laneConcurrency(maximumConcurrency: number, budgetInstances: num
   return Math.min(maximumConcurrency, Math.max(LANE_MIN_CONCURRENCY, budgetInstances - maximumConcurrency));
 }
 
-function laneQueue(stage: Stage, endpoint: StageEndpoint): Resource {
+function laneQueue(stage: LaneStage, endpoint: LaneStage['endpoints'][number]): Resource {
   return {
     Type: 'AWS::SQS::Queue',
     Properties: {
@@ -148,7 +148,7 @@ function laneQueue(stage: Stage, endpoint: StageEndpoint): Resource {
   };
 }
 
-function laneEventSource(endpoint: StageEndpoint, dependsOn: string[]): Resource {
+function laneEventSource(endpoint: LaneStage['endpoints'][number], dependsOn: string[]): Resource {
   return {
     Type: 'AWS::Lambda::EventSourceMapping',
     // The role must allow receiving from the lane before Lambda validates the mapping.
@@ -165,7 +165,7 @@ function laneEventSource(endpoint: StageEndpoint, dependsOn: string[]): Resource
 }
 
 /** Exactly the lane queues: parking sends to them; the event source mappings and the re-delay consume them. */
-function lanesPolicy(stage: Stage): Resource {
+function lanesPolicy(stage: LaneStage): Resource {
   const arns = stage.endpoints.map((e) => ({
     'Fn::Sub': `arn:\${AWS::Partition}:sqs:\${AWS::Region}:\${AWS::AccountId}:${lanePrefix(stage.service, stage.stage)}${e.name}`,
   }));
@@ -179,7 +179,8 @@ function lanesPolicy(stage: Stage): Resource {
         Statement: [
           // SendMessage: parking on the source path and the re-delay of a waiting lane message (SendMessageBatch
           // included). Receive/Delete/GetQueueAttributes: the event source mappings. ChangeMessageVisibility: the
-          // backoff of a lane record whose re-send failed. One statement: the policy grows by one ARN per endpoint.
+          // backoff of a lane record whose re-send failed. ListQueueTags: the pause tag (lib/lanes/pause.ts). One
+          // statement: the policy grows by one ARN per endpoint.
           {
             Sid: 'ParkInAndConsumeLanes',
             Effect: 'Allow',
@@ -189,6 +190,7 @@ function lanesPolicy(stage: Stage): Resource {
               'sqs:DeleteMessage',
               'sqs:GetQueueAttributes',
               'sqs:ChangeMessageVisibility',
+              'sqs:ListQueueTags',
             ],
             Resource: arns,
           },
@@ -198,8 +200,13 @@ function lanesPolicy(stage: Stage): Resource {
   };
 }
 
+/** What the lanes' resources are built from. */
+type LaneStage = Pick<Stage, 'lanes' | 'service' | 'stage' | 'timeoutS' | 'windowS' | 'laneRetentionS'> & {
+  endpoints: readonly Pick<StageEndpoint, 'name' | 'id' | 'laneConcurrency'>[];
+};
+
 /** The lanes' queues, event source mappings and policy; `dependsOn`: what the mappings must wait for besides it. */
-export function laneResources(stage: Stage, dependsOn: string[] = []): Resources {
+export function laneResources(stage: LaneStage, dependsOn: string[] = []): Resources {
   if (!stage.lanes) return {};
   const resources: Resources = { IngestLanesPolicy: lanesPolicy(stage) };
   for (const endpoint of stage.endpoints) {

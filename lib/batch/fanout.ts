@@ -14,16 +14,26 @@ export interface FanoutContext {
   refreshCredential?: (endpoint: string) => Promise<Credential | undefined>;
   /** Reads an endpoint's secret references again into `secrets` (after a 401 or 403); false when none changed. */
   refreshSecrets?: (endpoint: string) => Promise<boolean>;
+  /** Endpoints an operator paused: they get no request, only a `paused` failure (the source path parks it). */
+  paused?: (endpoint: string) => boolean;
 }
 
 export interface FanoutResult {
-  /** One result per endpoint that was asked, in endpoint order. */
+  /** One result per endpoint that was asked, in endpoint order; then one `paused` failure per paused endpoint. */
   results: DeliveryResult[];
   /** Endpoints the event is routed to that the ledger says already have it. */
   skipped: string[];
   /** Endpoints whose filter the event matches; an endpoint not listed neither got it nor holds back its ack. */
   routed: string[];
 }
+
+const pausedResult = (endpoint: string): DeliveryResult => ({
+  ok: false,
+  endpoint,
+  kind: 'paused',
+  error: 'ENDPOINT_PAUSED',
+  attempts: 0,
+});
 
 /** Sends one event to every endpoint it is routed to that does not have it yet, all at once; never throws. */
 export function fanout(
@@ -35,13 +45,16 @@ export function fanout(
   const skipped: string[] = [];
   const routed: string[] = [];
   const asked: Subscriber[] = [];
+  const held: DeliveryResult[] = [];
   for (const endpoint of endpoints) {
     if (!endpoint.routes(event)) continue;
     routed.push(endpoint.name);
     if (already?.has(endpoint.name)) skipped.push(endpoint.name);
+    else if (context.paused?.(endpoint.name)) held.push(pausedResult(endpoint.name));
     else asked.push(endpoint);
   }
   const results: DeliveryResult[] = new Array(asked.length);
+  if (held.length > 0) results.push(...held);
   if (asked.length === 0) return Promise.resolve({ results, skipped, routed });
   // One promise per event, not one per delivery plus Promise.all: the per-delivery chain showed in the CPU profile.
   // Endpoints with nothing of their own share one request.

@@ -1,7 +1,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Config } from '../config/config';
-import { createLaneSender, type LaneSender } from '../lanes';
+import { createLaneSender, createPauseReader, type LaneSender, type PauseReader, sqsLaneTags } from '../lanes';
 import { createBackoff } from '../settle/backoff';
 import { createQuarantine } from '../settle/quarantine';
 import type { Backoff, Ledger, Quarantine } from '../types';
@@ -17,6 +17,8 @@ export interface Edges {
   ledger?: Ledger;
   /** Sends events to the endpoints' lanes (issue 16); only with LANE_QUEUE_URL_PREFIX. */
   lanes?: LaneSender;
+  /** Which endpoints are paused, from their lanes' `ingest:paused` tag; only with LANE_QUEUE_URL_PREFIX. */
+  paused?: PauseReader;
 }
 
 /**
@@ -31,7 +33,10 @@ export async function createEdges(config: Config, clients: EdgeClients = {}): Pr
     backoff: createBackoff(sqs, { baseDelayS: config.retryBaseDelayS, maxDelayS: config.retryMaxDelayS }),
   };
   if (config.quarantineQueueUrl) edges.quarantine = createQuarantine(sqs, config.quarantineQueueUrl);
-  if (config.laneQueueUrlPrefix) edges.lanes = createLaneSender(sqs, config.laneQueueUrlPrefix);
+  if (config.laneQueueUrlPrefix) {
+    edges.lanes = createLaneSender(sqs, config.laneQueueUrlPrefix);
+    edges.paused = createPauseReader(sqsLaneTags(sqs, config.laneQueueUrlPrefix));
+  }
   if (config.ledgerTable) {
     const { createLedger } = await import('../settle/ledger');
     const dynamodb = clients.dynamodb ?? new (await import('@aws-sdk/client-dynamodb')).DynamoDBClient({});

@@ -15,7 +15,15 @@ import { EndpointDelivery } from '../delivery/delivery';
 import { type Credential, Endpoint } from '../delivery/endpoint';
 import { errorText } from '../errors';
 import type { ValidEvent } from '../event/event';
-import { createLanes, type LaneSender, type Lanes, parkFailures, serveLane, unpackLaneBody } from '../lanes';
+import {
+  createLanes,
+  type LaneSender,
+  type Lanes,
+  type PauseReader,
+  parkFailures,
+  serveLane,
+  unpackLaneBody,
+} from '../lanes';
 import {
   createObservability,
   endpointMetrics,
@@ -47,8 +55,8 @@ export interface IngestDeps extends Partial<Observability> {
   random?: () => number;
   /** Sends to the endpoints' lanes (createEdges, with LANE_QUEUE_URL_PREFIX): failing endpoints' events park there. */
   lanes?: LaneSender;
-  /** Whether an endpoint is paused (its events park at once, its lane waits); none without it. */
-  paused?: (endpoint: string) => boolean;
+  /** Which endpoints are paused (their lanes' tags; createEdges): their events park at once, their lanes wait. */
+  paused?: PauseReader;
 }
 
 export interface Ingest {
@@ -189,6 +197,7 @@ interface Pipeline {
   refreshLimited: LimitedRefresh | undefined;
   secretsLimited: LimitedSecretsRefresh | undefined;
   lanes: Lanes | undefined;
+  readPaused: PauseReader | undefined;
 }
 
 /** The whole pipeline for one configuration: endpoints, pools and breakers live as long as the instance. */
@@ -214,7 +223,8 @@ export function createIngest(config: Config, deps: IngestDeps = {}): Ingest {
     readSecrets: createSecretsReader(deps, logger),
     refreshLimited: deps.refreshCredential ? limitCredentialRefresh(deps.refreshCredential) : undefined,
     secretsLimited: deps.refreshSecrets ? limitSecretsRefresh(deps.refreshSecrets) : undefined,
-    lanes: createLanes(config, deps.lanes, deps.paused),
+    lanes: createLanes(config, deps.lanes),
+    readPaused: deps.paused,
   };
   return {
     handle: (event, context) => handle(pipeline, event, context),
@@ -241,22 +251,27 @@ async function handle(
   const counters: SettleCounters = { ledgerErrors: 0, quarantineErrors: 0, backoffErrors: 0 };
   const stats = newStats(config);
   try {
-    const [fetched, fetchedSecrets] = await pipeline.readSecrets(deliveryDeadline.signal);
+    const { lanes } = pipeline;
+    const lane = lanes?.laneOf(records);
+    const [[fetched, fetchedSecrets], paused] = await Promise.all([
+      pipeline.readSecrets(deliveryDeadline.signal),
+      readPaused(pipeline, lane, deliveryDeadline.signal),
+    ]);
     if (fetched === null || fetchedSecrets === null) return answerUnavailable(pipeline, records, started);
     const fanoutContext = {
       signal: deliveryDeadline.signal,
       deadlineAt: started + remaining - config.deadlineMarginMs,
       ...batchSecrets(pipeline, fetched, fetchedSecrets),
     };
-    const { lanes } = pipeline;
-    const lane = lanes?.laneOf(records);
     if (lanes && lane !== undefined) {
-      return await answerLane(pipeline, { lanes, endpoint: lane }, records, fanoutContext, settleDeadline.signal);
+      const at = { lanes, endpoint: lane, paused: paused(lane) };
+      return await answerLane(pipeline, at, records, fanoutContext, settleDeadline.signal);
     }
     const count = countInto(stats);
+    const sourceContext = { ...fanoutContext, paused };
     // Not async: one promise less per event on the hot path.
     const deliver = (valid: ValidEvent, already: ReadonlySet<string> | undefined) =>
-      fanout(valid, pipeline.endpoints, already, fanoutContext).then(count);
+      fanout(valid, pipeline.endpoints, already, sourceContext).then(count);
     const lookup = ledgerLookup(pipeline, deliveryDeadline.signal, counters);
     const { quarantine } = pipeline;
 
@@ -269,7 +284,7 @@ async function handle(
       ...(lookup ? { lookup } : {}),
     });
     // A side effect like settle's, under its deadline: the delivery deadline has fired when an endpoint held the batch.
-    const processed = lanes ? await park(pipeline, lanes, delivered, settleDeadline.signal) : delivered;
+    const processed = lanes ? await park(pipeline, { ...lanes, paused }, delivered, settleDeadline.signal) : delivered;
     const deadlineAborted = deliveryDeadline.signal.aborted;
     const failedIds = await pipeline.settle(processed, settleDeadline.signal, counters);
 
@@ -288,8 +303,36 @@ async function handle(
   }
 }
 
+/** This batch's paused endpoints (only the lane's own on a lane batch); nothing is paused without lanes. */
+async function readPaused(
+  pipeline: Pipeline,
+  lane: string | undefined,
+  signal: AbortSignal,
+): Promise<(endpoint: string) => boolean> {
+  const { readPaused: read, lanes, config, logger } = pipeline;
+  if (!read || !lanes) return () => false;
+  let { paused, errors } = await read(lane !== undefined ? [lane] : allNames(config), signal);
+  // A paused lane's mapping is disabled: a batch from it may mean it was resumed since the cached read.
+  if (lane !== undefined && paused.has(lane)) ({ paused, errors } = await read([lane], signal, { fresh: true }));
+  if (errors.length > 0) {
+    logger.warn('pause tags not read; using the last ones read (none: not paused)', {
+      endpoints: errors.map((e) => e.endpoint).join(','),
+      error: errorText(errors[0]!.error),
+      hint: 'check that each lane queue exists and that the function may sqs:ListQueueTags on it',
+    });
+  }
+  return (endpoint) => paused.has(endpoint);
+}
+
+const allNames = (config: Config) => config.endpoints.map((endpoint) => endpoint.name);
+
 /** The source path's park step: long-failing endpoints' events go to their lanes before the batch is settled. */
-function park(pipeline: Pipeline, lanes: Lanes, processed: ProcessedRecord[], signal: AbortSignal) {
+function park(
+  pipeline: Pipeline,
+  lanes: Lanes & { paused: (endpoint: string) => boolean },
+  processed: ProcessedRecord[],
+  signal: AbortSignal,
+) {
   const { config, logger, perEndpointMetrics } = pipeline;
   return parkFailures(processed, { ...lanes, parkAfterS: config.parkAfterS, signal, logger, perEndpointMetrics });
 }
@@ -297,7 +340,7 @@ function park(pipeline: Pipeline, lanes: Lanes, processed: ProcessedRecord[], si
 /** A lane batch: one endpoint's parked events, served by lib/lanes. */
 async function answerLane(
   pipeline: Pipeline,
-  { lanes, endpoint }: { lanes: Lanes; endpoint: string },
+  { lanes, endpoint, paused }: { lanes: Lanes; endpoint: string; paused: boolean },
   records: SQSRecord[],
   fanoutContext: FanoutContext,
   sideSignal: AbortSignal,
@@ -307,7 +350,7 @@ async function answerLane(
     endpoint,
     subscriber: pipeline.endpoints.find((subscriber) => subscriber.name === endpoint),
     schedule: lanes.schedule(endpoint),
-    paused: lanes.paused(endpoint),
+    paused,
     maxEventBytes: config.maxEventBytes,
     send: lanes.send,
     quarantine: pipeline.quarantine,
@@ -397,6 +440,8 @@ function countInto(stats: Map<string, EndpointStats>): (fan: FanoutResult) => Fa
   const count = (fan: FanoutResult) => {
     for (const name of fan.skipped) stats.get(name)!.skipped++;
     for (const result of fan.results) {
+      // A paused endpoint was not asked: neither a delivery nor a failure of it.
+      if (!result.ok && result.kind === 'paused') continue;
       const stat = stats.get(result.endpoint)!;
       stat.retries += result.attempts - 1;
       // A record still waiting for a rate-limit token at the deadline is not the endpoint failing.

@@ -4,7 +4,17 @@ import type { LaneSender } from './park';
 export { LANE_BODY_ATTRIBUTE, LaneMessageTooLargeError, SQS_MAX_MESSAGE_BYTES, unpackLaneBody } from './body';
 export { decodeEnvelope, encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope } from './envelope';
 export { createLaneSender, type LaneMessage, type LaneSender, laneQueueUrl, MAX_DELAY_S } from './park';
-export { type LaneServeDeps, serveLane } from './serve';
+export {
+  createPauseReader,
+  type LaneTagRead,
+  PAUSE_CACHE_MS,
+  PAUSED_BY_TAG,
+  PAUSED_TAG,
+  type PauseRead,
+  type PauseReader,
+  sqsLaneTags,
+} from './pause';
+export { type LaneServeDeps, PAUSED_REDELAY_S, serveLane } from './serve';
 export { type ParkDeps, parkFailures } from './source';
 
 /**
@@ -20,20 +30,17 @@ export function laneOf(prefixUrl: string): (records: readonly { eventSourceARN?:
   };
 }
 
-/** What the pipeline keeps for the lanes: how to send, how to tell a lane batch, each endpoint's schedule and pause. */
+/** What the pipeline keeps for the lanes: how to send, how to tell a lane batch, each endpoint's schedule. */
 export interface Lanes {
   send: LaneSender;
   laneOf: (records: readonly { eventSourceARN?: string }[]) => string | undefined;
   schedule: (endpoint: string) => readonly number[];
-  paused: (endpoint: string) => boolean;
 }
 
 /** Lanes only with LANE_QUEUE_URL_PREFIX and a sender; otherwise undefined and nothing changes. */
 export function createLanes(
   config: Pick<Config, 'laneQueueUrlPrefix' | 'endpoints' | 'laneRetrySchedule'>,
   send: LaneSender | undefined,
-  // The seam for the pause flag (SSM parameter, CLI): until it exists, no endpoint is paused.
-  paused: (endpoint: string) => boolean = () => false,
 ): Lanes | undefined {
   if (!config.laneQueueUrlPrefix || !send) return undefined;
   const fallback = config.laneRetrySchedule;
@@ -42,6 +49,5 @@ export function createLanes(
     send,
     laneOf: laneOf(config.laneQueueUrlPrefix),
     schedule: (endpoint) => schedules.get(endpoint) ?? fallback,
-    paused,
   };
 }

@@ -32,6 +32,13 @@ export interface LaneServeDeps {
   now?: () => number;
 }
 
+/**
+ * A paused lane's record goes back for this long. On AWS the paused lane's mapping is disabled, so only records
+ * received around the pause come here (a lane batch re-reads the tag, so a resume is seen at once): a short wait lets
+ * a resume that quickly follows a pause take effect within a minute, not 15, at one send per such record per minute.
+ */
+export const PAUSED_REDELAY_S = 60;
+
 /** What one lane record calls for; acknowledged only once its side effect is confirmed. */
 type Step =
   | { kind: 'ack' }
@@ -70,7 +77,7 @@ function planRecord(deps: LaneServeDeps, record: SQSRecord, now: number, counts:
     return quarantined(deps, record, 'lane-envelope-invalid', `endpoint '${deps.endpoint}' is not configured`);
   }
   // Waiting in the queue, never invisible: the lane holds no message in flight for a backoff.
-  if (deps.paused) return resend(record, envelope, MAX_DELAY_S);
+  if (deps.paused) return resend(record, envelope, PAUSED_REDELAY_S);
   if (now < envelope.d) return resend(record, envelope, (envelope.d - now) / 1000);
   return envelope;
 }

@@ -11,7 +11,7 @@ export interface ParkDeps {
   send: LaneSender;
   parkAfterS: number;
   schedule: (endpoint: string) => readonly number[];
-  /** The seam for pausing an endpoint (SSM, CLI): a paused endpoint's events park at once. */
+  /** This batch's paused endpoints (their lanes' tags): their events park at once. */
   paused: (endpoint: string) => boolean;
   signal: AbortSignal;
   logger: Logger;

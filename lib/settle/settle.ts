@@ -42,6 +42,7 @@ export const GROUPED_IDS_PER_LINE = 50;
 const GROUPED_MESSAGES = {
   aborted: 'deliveries cut off by the deadline',
   'circuit-open': "deliveries not attempted: the endpoint's circuit breaker is open",
+  paused: 'deliveries not attempted: the endpoint is paused and its lane could not take them',
 } as const;
 type GroupedKind = keyof typeof GROUPED_MESSAGES;
 
@@ -175,7 +176,7 @@ function logFailures(
   // One comma-joined field: Logs Insights would split an array into routedTo.0, routedTo.1, ...
   const routedTo = [...delivered, ...failures.map((failure) => failure.endpoint)].join(',');
   for (const failure of failures) {
-    if (failure.kind === 'aborted' || failure.kind === 'circuit-open') {
+    if (failure.kind === 'aborted' || failure.kind === 'circuit-open' || failure.kind === 'paused') {
       const byEndpoint = plan.grouped[failure.kind];
       const ids = byEndpoint.get(failure.endpoint);
       if (ids) ids.push(messageId);
@@ -244,7 +245,7 @@ function planBatch(deps: SettleDeps, processed: ProcessedRecord[], counters: Set
     poison: [],
     loggers: new Map(),
     later: [],
-    grouped: { aborted: new Map(), 'circuit-open': new Map() },
+    grouped: { aborted: new Map(), 'circuit-open': new Map(), paused: new Map() },
     entries: [],
   };
   // Per event and endpoint: copies of one event routed differently each write the endpoints they reached.

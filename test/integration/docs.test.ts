@@ -125,6 +125,15 @@ const COMMANDS: Record<string, Runner> = {
     "'--to'",
   ),
   'npm run redrive -- --from "$DLQ_URL" --max 10': test('test/integration/operator-cli.test.ts', "'--max'"),
+  'npm run endpoint -- pause audit --stage prod --region eu-west-1': test('test/integration/pause.test.ts', "'pause'"),
+  'npm run endpoint -- status audit --stage prod --region eu-west-1': test(
+    'test/integration/pause.test.ts',
+    "'status'",
+  ),
+  'npm run endpoint -- resume audit --stage prod --region eu-west-1': test(
+    'test/integration/pause.test.ts',
+    "'resume'",
+  ),
 };
 
 /** The --flags of a command, and their plain values (not $VARS or paths to a user's file), a test file never names. */

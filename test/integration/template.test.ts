@@ -830,6 +830,7 @@ describe('lanes (issue 16): one queue per endpoint on standard stages by default
           'sqs:DeleteMessage',
           'sqs:GetQueueAttributes',
           'sqs:ChangeMessageVisibility',
+          'sqs:ListQueueTags',
         ],
         Resource: ['orders', 'audit', 'crm'].map((e) => ({
           'Fn::Sub': `arn:\${AWS::Partition}:sqs:\${AWS::Region}:\${AWS::AccountId}:ingest-fanout-example-lane-${e}`,

@@ -21,6 +21,7 @@ const SERVICE_OF_CLIENT: Record<string, string> = {
   DynamoDBClient: 'dynamodb',
   SSMClient: 'ssm',
   SecretsManagerClient: 'secretsmanager',
+  LambdaClient: 'lambda',
 };
 
 export function queueArn(queueUrl: string): string {
