@@ -7,7 +7,7 @@ import {
   retryScheduleOf,
 } from '../../../infra/stage/lanes';
 
-// The package-time checks of the lanes (infra/stage/lanes.js): names SQS accepts, schedules the lane's retention holds.
+// The package-time checks of the lanes (infra/stage/lanes.ts): names SQS accepts, schedules the lane's retention holds.
 const stage = {
   service: 'ingest-fanout',
   stage: 'prod',
