@@ -96,11 +96,15 @@ export function endpointDownAlarm(stage: Stage, endpoint: StageEndpoint): Resour
   };
 }
 
+/** Failed receives a period needs to count for records-failing unless every record received failed. */
+export const RECORDS_FAILING_MIN = 5;
+
 /**
  * Stages without lanes: the share of received records that failed (went back to the queue), above recordsFailingPct
  * in the still-failing periods. A share, not a count: a busy healthy stage always has a few transient failures, and
  * any count above 0 sat in ALARM all day there; an endpoint that most records reach failing for good fails them all.
- * With lanes, an endpoint's backlog-age alarm and the DLQ alarms say it instead.
+ * A low-volume stage's period counts only with RECORDS_FAILING_MIN failures or with every record failing (a record
+ * alone failing until the DLQ). With lanes, an endpoint's backlog-age alarm and the DLQ alarms say it instead.
  */
 export function recordsFailingAlarm(stage: Stage): Resource {
   const outage = stage.outageAlarm;
@@ -110,9 +114,9 @@ export function recordsFailingAlarm(stage: Stage): Resource {
     Properties: {
       AlarmName: `${stage.service}-${stage.stage}-records-failing`,
       AlarmDescription:
-        `More than ${pct}% of the records received failed (went back to the queue for another attempt) in ` +
-        `${outageRule(outage)}: an endpoint that most records reach is down or refusing, or the deadline cuts ` +
-        'deliveries off. SQS hides records in backoff from the queue-age metric; an endpoint down that few records ' +
+        `More than ${pct}% of the records received failed (went back to the queue for another attempt), and at ` +
+        `least ${RECORDS_FAILING_MIN} or all of them, in ${outageRule(outage)}: an endpoint that most records reach ` +
+        'is down or refusing, or the deadline cuts deliveries off. SQS hides records in backoff from the queue-age metric; an endpoint down that few records ' +
         'reach raises its endpoint-down alarm. Check the dashboard, then the "Delivery failures by endpoint and ' +
         'status" query.',
       Metrics: [
@@ -122,7 +126,10 @@ export function recordsFailingAlarm(stage: Stage): Resource {
           Id: 'share',
           Label: 'records failing (% of received)',
           ReturnData: true,
-          Expression: 'IF(FILL(received, 0) > 0, 100 * FILL(failed, 0) / FILL(received, 0), 0)',
+          // At low volume one failure is already a large share: a period counts with a few failures or all failing.
+          Expression:
+            `IF(FILL(received, 0) > 0 AND (FILL(failed, 0) >= ${RECORDS_FAILING_MIN} OR ` +
+            'FILL(failed, 0) == FILL(received, 0)), 100 * FILL(failed, 0) / FILL(received, 0), 0)',
         },
       ],
       Threshold: pct,

@@ -4,6 +4,7 @@
 // infra/stage/load.ts checks the stage with laneProblems() and infra/stage/resources.ts merges laneResources() into the
 // stack.
 
+import { DEFAULT_RETRY_SCHEDULE } from '../../lib/subscription/schema';
 import type { Notifications, Resource, Resources, Value } from './cfn';
 import type { Stage } from './load';
 
@@ -11,8 +12,8 @@ type StageEndpoint = Stage['endpoints'][number];
 
 /** SQS's limit on a queue name (letters, digits, '-' and '_'). */
 export const LANE_QUEUE_NAME_LIMIT = 80;
-/** The retry schedule of an endpoint that sets none (s): about 27.6 h in all, as the design chose. */
-export const DEFAULT_RETRY_SCHEDULE_S: readonly number[] = [5, 60, 300, 1800, 7200, 18000, 36000, 36000];
+/** The retry schedule of an endpoint that sets none (s): the function's own, so the checks hold what it waits. */
+export const DEFAULT_RETRY_SCHEDULE_S = DEFAULT_RETRY_SCHEDULE;
 /** Margin between the last retry and the lane's retention, so a late hop never meets SQS's deletion. */
 export const LANE_RETENTION_MARGIN_S = 86_400;
 /** Lambda's fewest concurrent instances for an SQS event source (ScalingConfig.MaximumConcurrency). */

@@ -416,7 +416,34 @@ describe('links in the docs', () => {
   });
 });
 
+/** The project's text files: what a moved file's old path could still be named in. */
+function projectFiles(dir = ''): string[] {
+  return readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((entry) => {
+    const path = dir ? `${dir}/${entry.name}` : entry.name;
+    if (entry.name.startsWith('.') || entry.name === 'node_modules') return [];
+    if (entry.isDirectory()) return projectFiles(path);
+    return /\.(md|ts|cts|cjs|js|yml)$/.test(entry.name) ? [path] : [];
+  });
+}
+
 describe('the layout the docs describe', () => {
+  it('every project path a guide, a config or a comment names exists (none left from before a move)', () => {
+    const stale: string[] = [];
+    for (const file of projectFiles()) {
+      // Not preceded by a package or folder name: 'undici/lib/…' is a module's own path, not ours.
+      const named = text(file).matchAll(
+        /(?<![\w./-])(?:lib|infra|test|functions)\/[\w./-]*\w\.(?:ts|cts|cjs|js|yml)\b/g,
+      );
+      for (const [path] of named) {
+        // The framework's source, quoted where its behaviour is worked around.
+        if (!existsSync(join(ROOT, path)) && !existsSync(join(ROOT, 'node_modules/osls', path))) {
+          stale.push(`${file}: ${path}`);
+        }
+      }
+    }
+    expect(stale).toEqual([]);
+  });
+
   it('names every folder of lib/ and test/unit/, and no folder that is gone', () => {
     const layout = /^Layout: [\s\S]*?\n\n/m.exec(text('docs/development.md'))?.[0] ?? '';
     const folders = (dir: string) =>

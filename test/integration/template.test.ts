@@ -401,8 +401,8 @@ describe('the stack review findings (issue 12, item 7)', () => {
       [m.DeliveryFailed]: sums(times, period, horizon),
       [m.DeliverySucceeded]: sums([], period, horizon),
     });
-    /** A busy healthy stage: 100 events/s to every endpoint, and `failing` of them failing once, then delivered. */
-    const busyHealthy = (period: number, failing: number[], jitter: number[]) => {
+    /** A healthy stage: `perS` events/s to every endpoint, and `failing` of them failing once, then delivered. */
+    const healthy = (perS: number, period: number, failing: number[], jitter: number[]) => {
       const retried = failing.map((t, i) => {
         const random = () => jitter[i % jitter.length]!;
         return t + backoffDelayS(1, backoffPolicy(standard), undefined, random) + random() * 65;
@@ -411,9 +411,9 @@ describe('the stack review findings (issue 12, item 7)', () => {
       const retries = sums(retried, period, horizon).map((v) => v ?? 0);
       return {
         [m.RecordsFailed]: failed,
-        [m.RecordsReceived]: retries.map((r) => 100 * period + r),
+        [m.RecordsReceived]: retries.map((r) => perS * period + r),
         [m.DeliveryFailed]: failed,
-        [m.DeliverySucceeded]: failed.map((f, i) => 100 * period - f + retries[i]!),
+        [m.DeliverySucceeded]: failed.map((f, i) => perS * period - f + retries[i]!),
       };
     };
 
@@ -506,10 +506,25 @@ describe('the stack review findings (issue 12, item 7)', () => {
       fc.assert(
         fc.property(hourly, jitters, (failing, jitter) => {
           for (const t of [standard, fifo]) {
-            const series = busyHealthy(settings(t, 'RecordsFailingAlarm').Period, failing, jitter);
+            const series = healthy(100, settings(t, 'RecordsFailingAlarm').Period, failing, jitter);
             for (const id of ['RecordsFailingAlarm', 'EndpointDownAlarmAudit']) {
               expect(firstAlarmAt(settings(t, id), simulated(t, id, series)), id).toBeUndefined();
             }
+          }
+        }),
+        { numRuns: 50 },
+      );
+    });
+
+    it('stays quiet on a quiet healthy stage: 4 records an hour failing once at 1 event a minute (records failing)', () => {
+      // One failure is already 1 of 17 records in a 17-minute period (5.9 %): a share alone alarmed on two blips.
+      const hourly = fc.array(fc.integer({ min: 0, max: horizon - 1 }), { minLength: 24, maxLength: 24 });
+      fc.assert(
+        fc.property(hourly, jitters, (failing, jitter) => {
+          for (const t of [standard, fifo]) {
+            const series = healthy(1 / 60, settings(t, 'RecordsFailingAlarm').Period, failing, jitter);
+            const id = 'RecordsFailingAlarm';
+            expect(firstAlarmAt(settings(t, id), simulated(t, id, series)), id).toBeUndefined();
           }
         }),
         { numRuns: 50 },
@@ -529,6 +544,17 @@ describe('the stack review findings (issue 12, item 7)', () => {
         for (const id of ['RecordsFailingAlarm', 'EndpointDownAlarmAudit']) {
           expect(firstAlarmAt(settings(t, id), simulated(t, id, series)), id).toBe(2 * period);
         }
+      }
+    });
+
+    it('alarms at 1 event a minute too, on an endpoint down that 6 records in 10 reach (records failing)', () => {
+      for (const t of [standard, fifo]) {
+        const { Period: period } = settings(t, 'RecordsFailingAlarm');
+        const received = Array.from({ length: horizon / period }, () => Math.floor(period / 60));
+        const series = { [m.RecordsFailed]: received.map((r) => Math.ceil(0.6 * r)), [m.RecordsReceived]: received };
+        expect(firstAlarmAt(settings(t, 'RecordsFailingAlarm'), simulated(t, 'RecordsFailingAlarm', series))).toBe(
+          2 * period,
+        );
       }
     });
 

@@ -12,7 +12,7 @@ import {
 } from '../../infra/stage/index';
 import { type AlarmSettings, failureTimes, firstAlarmAt, sums } from '../support/alarm-sim';
 
-// The pure checks of infra/stage.js that `npm run package` runs on the stage params (packaging itself is covered by
+// The pure checks of infra/stage/ that `npm run package` runs on the stage params (packaging itself is covered by
 // test/integration/package.test.ts and template.test.ts).
 
 describe('credentialsKmsKeyArn', () => {
@@ -183,7 +183,7 @@ describe('limits AWS would enforce only at deploy time (issue 15, B2)', () => {
         /^Stage 'dev': role Role's inline policies take up to \d+ characters \(Role own: \d+, Extra: \d+\), over IAM's 10240 per role: reference fewer secrets/,
       ),
     ]);
-    // The credentials policy is named after its grants (infra/stage.js namedByGrants): a changed one is created
+    // The credentials policy is named after its grants (infra/stage/iam.ts namedByGrants): a changed one is created
     // beside its predecessor, deleted only in CloudFormation's cleanup, so the role must hold both at once.
     const hashed = (count: number) => {
       const { Extra, ...rest } = template(count).Resources;

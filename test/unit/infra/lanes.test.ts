@@ -7,8 +7,9 @@ import {
   lanesParam,
   retryScheduleOf,
 } from '../../../infra/stage/lanes';
+import { DEFAULT_RETRY_SCHEDULE } from '../../../lib/subscription/schema';
 
-// The package-time checks of the lanes (infra/stage/lanes.js): names SQS accepts, schedules the lane's retention holds.
+// The package-time checks of the lanes (infra/stage/lanes.ts): names SQS accepts, schedules the lane's retention holds.
 const stage = {
   service: 'ingest-fanout',
   stage: 'prod',
@@ -23,6 +24,10 @@ describe('laneProblems', () => {
   it('accepts the default stage: the default schedule, parkAfterS and a day fit in 4 days', () => {
     expect(laneProblems(stage)).toEqual([]);
     expect(DEFAULT_RETRY_SCHEDULE_S.reduce((a, b) => a + b, 0)).toBe(99_365);
+  });
+
+  it("checks the function's own default schedule, not a copy that could drift from it", () => {
+    expect(DEFAULT_RETRY_SCHEDULE_S).toBe(DEFAULT_RETRY_SCHEDULE);
   });
 
   it('refuses a lane queue name over 80 characters, naming the endpoint and the limit; accepts exactly 80', () => {
