@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { LIMITS, templateLimitErrors } from '../../infra/stack-limits.cjs';
+import { LIMITS, templateLimitErrors } from '../../../infra/stack-limits.cjs';
 import {
   checkEndpoints,
   checkFunctionName,
@@ -9,8 +9,8 @@ import {
   kmsKeyArn,
   type OutageParams,
   outageAlarmEvaluation,
-} from '../../infra/stage/index';
-import { type AlarmSettings, failureTimes, firstAlarmAt, sums } from '../support/alarm-sim';
+} from '../../../infra/stage/index';
+import { type AlarmSettings, failureTimes, firstAlarmAt, sums } from '../../support/alarm-sim';
 
 // The pure checks of infra/stage/ that `npm run package` runs on the stage params (packaging itself is covered by
 // test/integration/package.test.ts and template.test.ts).
