@@ -103,6 +103,21 @@ function sourceRecord(id: string, ageS: number): SQSRecord {
   return record;
 }
 
+/** A lane's dead-lettered copy of event `eventId` as `npm run redrive -- --to <source queue>` puts it there. */
+function redrivenToSource(eventId: string, laneCopy: Message): SQSRecord {
+  const record = sourceRecord(eventId, 0);
+  record.messageAttributes = {
+    'redrive.from': { dataType: 'String', stringValue: dlq.arn, stringListValues: [], binaryListValues: [] },
+    [LANE_ATTRIBUTE]: {
+      dataType: 'String',
+      stringValue: laneCopy.MessageAttributes![LANE_ATTRIBUTE]!.StringValue!,
+      stringListValues: [],
+      binaryListValues: [],
+    },
+  };
+  return record;
+}
+
 function envelopeOf(message: Message): LaneEnvelope {
   return JSON.parse(message.MessageAttributes?.[LANE_ATTRIBUTE]?.StringValue ?? 'null');
 }
@@ -278,18 +293,25 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     // beta's lane ran out of retries; an operator redrives the DLQ copy to the source queue once beta is back.
     endpoints.beta.respond(() => ({ status: 200 }));
     endpoints.gamma.respond(() => ({ status: 200 }));
-    const redriven = sourceRecord('old-8', 0);
-    redriven.messageAttributes = {
-      'redrive.from': { dataType: 'String', stringValue: dlq.arn, stringListValues: [], binaryListValues: [] },
-      [LANE_ATTRIBUTE]: {
-        dataType: 'String',
-        stringValue: parked.MessageAttributes![LANE_ATTRIBUTE]!.StringValue!,
-        stringListValues: [],
-        binaryListValues: [],
-      },
-    };
+    const redriven = redrivenToSource('old-8', parked);
     expect(failedIds(await run.handle(sqsEvent([redriven]), lambdaContext()))).toEqual([]);
     expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['old-8', 'old-8']);
+  });
+
+  // Hostile review (rev9): the lane copy went to every routed endpoint the ledger did not name; in the default ledger
+  // mode a record acknowledged at once leaves no entry, so a DLQ of lane copies redriven to the source was a storm.
+  it('delivers a lane’s copy redriven to the source queue to its endpoint only, not again to the others', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const run = await pipeline();
+    const old = sourceRecord('old-9', 400);
+    expect(failedIds(await run.handle(sqsEvent([old]), lambdaContext()))).toEqual([]);
+    const parked = await laneMessage('beta', 'old-9');
+    endpoints.beta.respond(() => ({ status: 200 }));
+    const redriven = redrivenToSource('old-9', parked);
+    expect(failedIds(await run.handle(sqsEvent([redriven]), lambdaContext()))).toEqual([]);
+    expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['old-9', 'old-9']);
+    expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual(['old-9']);
+    expect(endpoints.gamma.received.map((request) => request.eventId)).toEqual(['old-9']);
   });
 
   // Review of issue 16: body + the `ingest.lane` attribute passed SQS's 1 MiB, so the send was refused on every
@@ -362,6 +384,9 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     const run = await pipeline({ LANE_QUEUE_URL_PREFIX: '' }, sqs, { lanes: createLaneSender(sqs, prefix) });
     expect(failedIds(await run.handle(sqsEvent([old]), lambdaContext()))).toEqual([old.messageId]);
     const lane = await laneRecord('alpha', 'lane-as-source');
+    // Without its envelope: a lane batch would quarantine it, a source batch delivers it to every endpoint (an
+    // envelope would make it a lane's copy, owed to alpha only).
+    lane.messageAttributes = {};
     expect(failedIds(await run.handle(sqsEvent([lane]), lambdaContext()))).toEqual([lane.messageId]);
     expect(endpoints.gamma.received.map((request) => request.eventId)).toEqual(['old-4', 'lane-as-source']);
     expect(await receiveAll(sqs, lanes.beta.url, { visibilityTimeoutS: 0 })).toEqual([]);
