@@ -27,6 +27,8 @@ export interface LaneServeDeps {
   fanoutContext: FanoutContext;
   /** Sends, quarantine and ledger writes run under this one (the settle deadline). */
   sideSignal: AbortSignal;
+  /** The record as SQS handed it (a gzip'd body still packed): what the quarantine sends, so it fits as it did. */
+  asReceived?: (record: SQSRecord) => SQSRecord;
   logger: Logger;
   metrics: Metrics;
   now?: () => number;
@@ -238,8 +240,10 @@ async function quarantine(deps: LaneServeDeps, items: QuarantineItem[]): Promise
     });
   }
   if (!deps.quarantine) return new Set();
+  const { asReceived } = deps;
+  const packed = asReceived ? items.map((item) => ({ ...item, record: asReceived(item.record) })) : items;
   try {
-    return await deps.quarantine.send(items, deps.sideSignal);
+    return await deps.quarantine.send(packed, deps.sideSignal);
   } catch (error) {
     deps.logger.error('quarantine failed; the lane records stay on the lane', { error: errorText(error) });
     return new Set();

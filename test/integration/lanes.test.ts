@@ -4,7 +4,15 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
 import { createEdges } from '../../lib/ingest/edges';
-import { createLaneSender, encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope, type LaneSender } from '../../lib/lanes';
+import {
+  createLaneSender,
+  encodeEnvelope,
+  LANE_ATTRIBUTE,
+  LANE_BODY_ATTRIBUTE,
+  type LaneEnvelope,
+  type LaneSender,
+  unpackLaneBody,
+} from '../../lib/lanes';
 import { readQuarantineAttributes } from '../../lib/settle/quarantine';
 import {
   createLedgerTable,
@@ -316,30 +324,53 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
 
   // Review of issue 16: body + the `ingest.lane` attribute passed SQS's 1 MiB, so the send was refused on every
   // receive and the record stayed on today's path (backoff, then the DLQ).
-  it('parks an event at SQS’s largest message size (the lane attribute must not push it over)', async () => {
+  /** Parks event `eventId` at SQS's largest message size in beta's lane (beta down); the lane's message as received. */
+  async function parkLargest(eventId: string) {
     endpoints.beta.respond(() => ({ status: 503 }));
-    const old = sourceRecord('big-1', 400);
-    const head = `{"specversion":"1.0","id":"big-1","source":"${SOURCE}","type":"t","data":"`;
+    const old = sourceRecord(eventId, 400);
+    const head = `{"specversion":"1.0","id":"${eventId}","source":"${SOURCE}","type":"t","data":"`;
     // The largest body the source queue takes (1 MiB, no attributes): MAX_EVENT_BYTES' default accepts it.
     old.body = `${head}${'x'.repeat(1_048_576 - head.length - 2)}"}`;
     const run = await pipeline({ PARK_AFTER_S: '300' });
     const response = await run.handle(sqsEvent([old]), lambdaContext());
     // A valid event: the healthy endpoints got it; only beta's park is in question.
-    expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual(['big-1']);
+    expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual([eventId]);
     expect(failedIds(response)).toEqual([]);
-    // Served from the lane once beta is back, beta gets the producer's body byte for byte.
-    const key = idempotencyKey(SOURCE, 'big-1');
-    const parked = await pollUntil('big-1 in the beta lane', async () => {
+    const key = idempotencyKey(SOURCE, eventId);
+    const parked = await pollUntil(`${eventId} in the beta lane`, async () => {
       const messages = await receiveAll(sqs, lanes.beta.url, { visibilityTimeoutS: 300 });
       received.set(lanes.beta.url, [...(received.get(lanes.beta.url) ?? []), ...messages]);
       return received.get(lanes.beta.url)!.find((message) => envelopeOf(message).k === key);
     });
-    endpoints.beta.respond(() => ({ status: 200 }));
     const due = toLambdaRecord(parked, lanes.beta.arn);
     due.messageAttributes[LANE_ATTRIBUTE]!.stringValue = encodeEnvelope({ ...envelopeOf(parked), d: Date.now() });
+    return { old, run, due };
+  }
+
+  it('parks an event at SQS’s largest message size (the lane attribute must not push it over)', async () => {
+    const { old, run, due } = await parkLargest('big-1');
+    // Served from the lane once beta is back, beta gets the producer's body byte for byte.
+    endpoints.beta.respond(() => ({ status: 200 }));
     expect((await run.handle(sqsEvent([due]), lambdaContext())).batchItemFailures).toEqual([]);
     // The first is the source path's refused attempt, the second the lane's delivery.
     expect(endpoints.beta.received.map((request) => request.body.toString() === old.body)).toEqual([true, true]);
+  });
+
+  // Hostile review (rev9): the lane quarantined the unpacked body, which with its attributes passed SQS's 1 MiB: SQS
+  // refused it, and the record came back every visibility timeout (the endpoint sent the poison again) until SQS
+  // dead-lettered it after 10 receives, without a reason.
+  it('quarantines a gzip-parked event its endpoint rejects, still packed, and acknowledges it', async () => {
+    const { old, run, due } = await parkLargest('big-2');
+    endpoints.beta.respond(() => ({ status: 422 }));
+    expect((await run.handle(sqsEvent([due]), lambdaContext())).batchItemFailures).toEqual([]);
+    const landed = await pollUntil('big-2 in the DLQ', async () => {
+      const seen = received.get(dlq.url) ?? [];
+      received.set(dlq.url, [...seen, ...(await receiveAll(sqs, dlq.url, { visibilityTimeoutS: 300 }))]);
+      return received.get(dlq.url)!.find((message) => message.MessageAttributes?.[LANE_BODY_ATTRIBUTE]);
+    });
+    expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({ reason: 'rejected-by-endpoint' });
+    // Redriven to the lane, the function reads the producer's body again.
+    expect(unpackLaneBody(toLambdaRecord(landed, lanes.beta.arn)).body).toBe(old.body);
   });
 
   // Review of issue 16: the park ran under the delivery deadline's signal, so in exactly the batches an endpoint held
