@@ -39,6 +39,23 @@ export class MappingNotFoundError extends Error {
   }
 }
 
+/** The mapping could not be switched; the message says which state the endpoint is left in and what to do. */
+export class MappingSwitchError extends Error {
+  override readonly name = 'MappingSwitchError';
+  constructor(endpoint: string, enable: boolean, cause: unknown) {
+    const why = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+    super(
+      enable
+        ? `could not enable the lane's event source mapping (${why}): ${endpoint} is still paused (tag kept) and its ` +
+            'lane is not read; fix that (lambda:UpdateEventSourceMapping) and run resume again'
+        : `could not disable the lane's event source mapping (${why}): ${endpoint} is paused (tagged), but the ` +
+            'function keeps receiving its lane and sends each record back every minute; fix that ' +
+            '(lambda:UpdateEventSourceMapping) and run pause again',
+      { cause },
+    );
+  }
+}
+
 /** Where one endpoint's lane is: its queue, and on AWS the function whose mapping reads it. */
 export interface LaneTarget {
   endpoint: string;
@@ -92,8 +109,12 @@ async function switchMapping(clients: Clients, target: LaneTarget, enabled: bool
   const { lambda } = clients;
   if (!lambda || !target.functionName) return undefined;
   const mapping = await laneMapping(lambda, target.functionName, await queueArn(clients.sqs, target.queueUrl));
-  const { State } = await lambda.send(new UpdateEventSourceMappingCommand({ UUID: mapping.UUID, Enabled: enabled }));
-  return State;
+  try {
+    const command = new UpdateEventSourceMappingCommand({ UUID: mapping.UUID, Enabled: enabled });
+    return (await lambda.send(command)).State;
+  } catch (error) {
+    throw new MappingSwitchError(target.endpoint, enabled, error);
+  }
 }
 
 /** Tags the lane paused (the function parks the endpoint's events and stops delivering), then stops its mapping. */
@@ -103,10 +124,14 @@ export async function pauseLane(clients: Clients, target: LaneTarget, by: string
   return { mapping: await switchMapping(clients, target, false) };
 }
 
-/** Untags the lane (the function delivers again within its 30 s cache), then starts its mapping: the backlog drains. */
+/**
+ * Starts the lane's mapping, then untags it (the function delivers again within its 30 s cache): the backlog drains.
+ * In this order a failure leaves it paused, never untagged with its lane unread (its events would expire unseen).
+ */
 export async function resumeLane(clients: Clients, target: LaneTarget) {
+  const mapping = await switchMapping(clients, target, true);
   await clients.sqs.send(new UntagQueueCommand({ QueueUrl: target.queueUrl, TagKeys: [PAUSED_TAG, PAUSED_BY_TAG] }));
-  return { mapping: await switchMapping(clients, target, true) };
+  return { mapping };
 }
 
 export interface LaneStatus {
