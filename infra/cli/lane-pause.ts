@@ -22,7 +22,8 @@ export class UnknownEndpointError extends Error {
   constructor(endpoint: string, known: readonly string[], where: string) {
     super(
       known.length === 0
-        ? `no lanes on ${where}: pausing needs the stage's lanes (stage param lanes=true, or \`npm start -- --lanes\` locally)`
+        ? `no lanes on ${where}: pausing needs the stage's lanes (a standard stage has them unless its param lanes is ` +
+            'false; locally, `npm start` without --no-lanes)'
         : `no endpoint '${endpoint}' on ${where}: its lanes are ${known.join(', ')}`,
     );
   }

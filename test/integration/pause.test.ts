@@ -323,7 +323,8 @@ describe('npm run endpoint', () => {
       );
       expect(none.code).toBe(1);
       expect(none.stderr).toContain('no lanes on http://127.0.0.1:');
-      expect(none.stderr).toContain('npm start -- --lanes');
+      // Lanes are on by default now: the fix is to drop --no-lanes (there is no --lanes to add).
+      expect(none.stderr).toContain('`npm start` without --no-lanes');
     } finally {
       await empty.close();
     }
