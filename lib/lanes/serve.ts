@@ -7,6 +7,7 @@ import type { DeliveryResult } from '../delivery/delivery';
 import { errorText } from '../errors';
 import { parseEvent } from '../event/event';
 import { MetricName, MetricUnit } from '../observability/observability';
+import { MAX_RETRY_WAIT_S } from '../subscription/schema';
 import type { Subscriber } from '../subscription/subscriber';
 import type { Ledger, Quarantine, QuarantineItem } from '../types';
 import { decodeEnvelope, type LaneEnvelope } from './envelope';
@@ -40,6 +41,9 @@ export interface LaneServeDeps {
  * a resume that quickly follows a pause take effect within a minute, not 15, at one send per such record per minute.
  */
 export const PAUSED_REDELAY_S = 60;
+
+/** No wait is longer than a schedule's longest step; a hop more for clocks that disagree. */
+const MAX_DUE_AHEAD_MS = (MAX_RETRY_WAIT_S + MAX_DELAY_S) * 1000;
 
 /** What one lane record calls for; acknowledged only once its side effect is confirmed. */
 type Step =
@@ -75,6 +79,11 @@ function planRecord(deps: LaneServeDeps, record: SQSRecord, now: number, counts:
     ? { ...decoded.envelope, a: 1, d: Math.min(decoded.envelope.d, now) }
     : decoded.envelope;
   counts.oldestAgeMs = Math.max(counts.oldestAgeMs, now - envelope.f);
+  // Sent back every 15 min, each send renewing its retention, such a record would never be delivered nor expire.
+  if (envelope.d - now > MAX_DUE_AHEAD_MS) {
+    const detail = `'d' is ${Math.round((envelope.d - now) / 1000)} s ahead; no lane wait is over ${MAX_RETRY_WAIT_S} s`;
+    return quarantined(deps, record, 'lane-envelope-invalid', detail);
+  }
   if (!deps.subscriber) {
     return quarantined(deps, record, 'lane-envelope-invalid', `endpoint '${deps.endpoint}' is not configured`);
   }

@@ -531,10 +531,12 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     malformed.messageAttributes[LANE_ATTRIBUTE]!.stringValue = '{"e":"beta"}';
     // A valid envelope of alpha's in beta's lane: delivering it to beta would send alpha's event to beta.
     const stray = await laneRecord('beta', 'bad-2', { e: 'alpha' });
-    const response = await (await pipeline()).handle(sqsEvent([malformed, stray]), lambdaContext());
+    // Hostile review (rev9): due in 10 years, it was sent back every 15 min for ever (each hop renews its retention).
+    const never = await laneRecord('beta', 'bad-3', { d: Date.now() + 10 * 365 * 86_400_000 });
+    const response = await (await pipeline()).handle(sqsEvent([malformed, stray, never]), lambdaContext());
     expect(response.batchItemFailures).toEqual([]);
     expect(endpoints.beta.received).toEqual([]);
-    for (const id of ['bad-1', 'bad-2']) {
+    for (const id of ['bad-1', 'bad-2', 'bad-3']) {
       const landed = await dlqMessage(id);
       expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({ reason: 'lane-envelope-invalid' });
     }
