@@ -120,7 +120,10 @@ function afterDelivery(
       },
     };
   }
-  // Cut off by the deadline (or waiting for a rate-limit token): not the endpoint's failure; back after the visibility timeout.
+  // Never sent, its rate-limit token not come by the deadline: back in the lane, same attempt, so a slow endpoint's
+  // backlog does not climb the lane's maxReceiveCount (the DLQ) while it drains at the endpoint's rate.
+  if (result.kind === 'aborted' && result.error === 'RATE_LIMIT_WAIT') return resend(record, envelope, 0);
+  // Cut off by the deadline: not the endpoint's failure; back after the visibility timeout.
   if (result.kind === 'aborted') return { kind: 'retry' };
   const now = deps.now?.() ?? Date.now();
   if (result.kind === 'circuit-open') {

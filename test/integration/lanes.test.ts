@@ -77,10 +77,11 @@ afterEach(async () => {
 async function pipeline(
   env: Record<string, string> = {},
   client: SQSClient = sqs,
-  extra: { lanes?: LaneSender } = {},
+  extra: { lanes?: LaneSender; fields?: Partial<Record<Name, Record<string, unknown>>> } = {},
 ): Promise<Ingest> {
+  const { fields, ...deps } = extra;
   const document = {
-    endpoints: NAMES.map((name) => ({ name, url: endpoints[name].url, retrySchedule: SCHEDULE })),
+    endpoints: NAMES.map((name) => ({ name, url: endpoints[name].url, retrySchedule: SCHEDULE, ...fields?.[name] })),
   };
   const config = loadConfig(
     {
@@ -97,7 +98,7 @@ async function pipeline(
     ...(quarantine ? { quarantine } : {}),
     ...(send ? { lanes: send } : {}),
     ...(ledger ? { ledger } : {}),
-    ...extra,
+    ...deps,
   });
   return ingest;
 }
@@ -508,6 +509,22 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     const again = envelopeOf(await laneMessage('beta', 'refused-1'));
     expect(again.a).toBe(SCHEDULE.length);
     expect(again.d).toBeGreaterThanOrEqual(before + SCHEDULE[SCHEDULE.length - 1]! * 1000);
+  });
+
+  // Hostile review (rev9): a record still waiting for a rate-limit token at the deadline stayed failed, so a slow
+  // endpoint's backlog went round the visibility timeout until SQS dead-lettered it (10 receives), never sent.
+  it('sends a record the rate limit held past the deadline back to the lane, same attempt, and acknowledges it', async () => {
+    const run = await pipeline({ DEADLINE_MARGIN_MS: '1000' }, sqs, {
+      fields: { beta: { rateLimitPerSecond: 0.001 } },
+    });
+    const first = await laneRecord('beta', 'slow-1', { a: 2 });
+    const second = await laneRecord('beta', 'slow-2', { a: 2 });
+    // One token: one of the two goes, the other waits for the next until the deadline (2 s − the margin).
+    const response = await run.handle(sqsEvent([first, second]), lambdaContext(2_000));
+    expect(response.batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received).toHaveLength(1);
+    const held = endpoints.beta.received[0]!.eventId === 'slow-1' ? 'slow-2' : 'slow-1';
+    expect(envelopeOf(await laneMessage('beta', held))).toMatchObject({ e: 'beta', a: 2 });
   });
 
   it('gives a dead-lettered event that a redrive moved back to its lane the whole schedule again', async () => {
