@@ -204,5 +204,11 @@ export function describeStatus(status: LaneStatus): string {
   ];
   if (status.expiresFrom) lines.push(`  resume before ${status.expiresFrom}: the lane's events start to expire then`);
   if (status.mapping) lines.push(`  event source mapping: ${status.mapping}`);
+  // The one state in which a lane never drains and no alarm says so (its backlog-age metric needs a reader).
+  if (!status.pausedSince && status.mapping === 'Disabled') {
+    lines.push(
+      `  not paused, yet nothing reads the lane (mapping Disabled): its events expire unread; run resume ${status.endpoint}`,
+    );
+  }
   return lines.join('\n');
 }

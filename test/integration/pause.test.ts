@@ -1,10 +1,17 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { LambdaClient } from '@aws-sdk/client-lambda';
-import { CreateQueueCommand, DeleteQueueCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { CreateQueueCommand, DeleteQueueCommand, type SQSClient, UntagQueueCommand } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { findLane, type LaneTarget, laneStatus, pauseLane, resumeLane } from '../../infra/cli/lane-pause';
+import {
+  describeStatus,
+  findLane,
+  type LaneTarget,
+  laneStatus,
+  pauseLane,
+  resumeLane,
+} from '../../infra/cli/lane-pause';
 import { SqsEventSource } from '../../infra/local/event-source';
 import { startLocalSqs } from '../../infra/local/sqs-server';
 import { laneResources } from '../../infra/stage/lanes';
@@ -401,6 +408,12 @@ describe('permissions from recorded calls', () => {
         /audit is still paused \(tag kept\).*run resume again/,
       );
       expect((await laneStatus({ sqs }, target)).pausedSince).toBeDefined();
+      // Not paused with the mapping off (switched by hand, or an older CLI's failed resume): status must say so.
+      await sqs.send(new UntagQueueCommand({ QueueUrl: queueUrl, TagKeys: [PAUSED_TAG] }));
+      lambda.mappings[0]!.State = 'Disabled';
+      const text = describeStatus(await laneStatus({ sqs, lambda: client }, target));
+      expect(text).toContain('not paused, yet nothing reads the lane (mapping Disabled)');
+      expect(text).toContain('run resume');
     } finally {
       client.destroy();
       await lambda.close();
