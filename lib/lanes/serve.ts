@@ -5,12 +5,12 @@ import { cameThroughRedrive } from '../batch/batch';
 import { type FanoutContext, fanout } from '../batch/fanout';
 import type { DeliveryResult } from '../delivery/delivery';
 import { errorText } from '../errors';
-import { parseEvent } from '../event/event';
+import { parseEvent, type ValidEvent } from '../event/event';
 import { MetricName, MetricUnit } from '../observability/observability';
 import { MAX_RETRY_WAIT_S } from '../subscription/schema';
 import type { Subscriber } from '../subscription/subscriber';
 import type { Ledger, Quarantine, QuarantineItem } from '../types';
-import { decodeEnvelope, type LaneEnvelope } from './envelope';
+import { decodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope } from './envelope';
 import { type LaneMessage, type LaneSender, MAX_DELAY_S } from './park';
 
 /** What serving one lane batch needs: its endpoint and the side effects, each bounded by a deadline signal. */
@@ -150,15 +150,23 @@ async function deliverDue(
   const steps = new Map<number, Step>();
   const { subscriber } = deps;
   if (!subscriber) return steps;
+  const ready: ((typeof due)[number] & { event: ValidEvent })[] = [];
+  for (const item of due) {
+    const event = parseEvent(item.record.body, deps.maxEventBytes);
+    if (!event.ok) steps.set(item.index, quarantined(deps, item.record, event.reason, event.detail));
+    // The ledger is asked about `k`: one naming another event would have this one acknowledged undelivered.
+    else if (event.key !== item.envelope.k) {
+      const detail = `'${LANE_ATTRIBUTE}' key 'k' is not the key of the event in the body`;
+      steps.set(item.index, quarantined(deps, item.record, 'lane-envelope-invalid', detail));
+    } else ready.push({ ...item, event });
+  }
   const known = await lookupDelivered(
     deps,
-    due.map((item) => item.envelope.k),
+    ready.map((item) => item.envelope.k),
   );
   await Promise.all(
-    due.map(async ({ index, record, envelope }) => {
+    ready.map(async ({ index, record, envelope, event }) => {
       if (known.has(envelope.k)) return steps.set(index, { kind: 'ack' });
-      const event = parseEvent(record.body, deps.maxEventBytes);
-      if (!event.ok) return steps.set(index, quarantined(deps, record, event.reason, event.detail));
       const fan = await fanout(event, [subscriber], undefined, deps.fanoutContext);
       return steps.set(index, afterDelivery(deps, record, envelope, fan.results[0], counts));
     }),

@@ -461,6 +461,19 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['due-3']);
   });
 
+  // Hostile review (rev9): the ledger was asked about the envelope's key, not the event's: an envelope whose `k` named
+  // an event the lane had delivered acknowledged this one, never delivered.
+  it('quarantines a lane record whose envelope key is not its event’s, rather than trust the ledger with it', async () => {
+    const table = await createLedgerTable(localDynamoDb(), 'lanes-ledger');
+    const run = await pipeline({ DELIVERY_LEDGER_TABLE: table });
+    const first = await laneRecord('beta', 'keyed-1');
+    expect((await run.handle(sqsEvent([first]), lambdaContext())).batchItemFailures).toEqual([]);
+    const other = await laneRecord('beta', 'keyed-2', { k: idempotencyKey(SOURCE, 'keyed-1') });
+    expect((await run.handle(sqsEvent([other]), lambdaContext())).batchItemFailures).toEqual([]);
+    const landed = await dlqMessage('keyed-2');
+    expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({ reason: 'lane-envelope-invalid' });
+  });
+
   it('quarantines a record its endpoint rejects, naming the endpoint, and acknowledges it', async () => {
     endpoints.beta.respond(() => ({ status: 422 }));
     const record = await laneRecord('beta', 'poison-1');
