@@ -323,6 +323,22 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     expect(endpoints.gamma.received.map((request) => request.eventId)).toEqual(['old-9']);
   });
 
+  // Producers can set any attribute: only a copy a redrive moved (its marker) is taken as owed to its lane's endpoint.
+  it('delivers a source record carrying a producer-set ingest.lane to every endpoint it is routed to', async () => {
+    const run = await pipeline();
+    const record = sourceRecord('spoof-1', 0);
+    record.messageAttributes = {
+      [LANE_ATTRIBUTE]: {
+        dataType: 'String',
+        stringValue: encodeEnvelope({ e: 'beta', k: idempotencyKey(SOURCE, 'spoof-1'), f: 1, a: 1, d: 1 }),
+        stringListValues: [],
+        binaryListValues: [],
+      },
+    };
+    expect(failedIds(await run.handle(sqsEvent([record]), lambdaContext()))).toEqual([]);
+    for (const name of NAMES) expect(endpoints[name].received.map((request) => request.eventId)).toEqual(['spoof-1']);
+  });
+
   // Review of issue 16: body + the `ingest.lane` attribute passed SQS's 1 MiB, so the send was refused on every
   // receive and the record stayed on today's path (backoff, then the DLQ).
   /** Parks event `eventId` at SQS's largest message size in beta's lane (beta down); the lane's message as received. */
