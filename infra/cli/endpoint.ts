@@ -26,12 +26,12 @@ Pauses, resumes or shows one endpoint's lane (the stage must have lanes).
   pause    tags the lane ingest:paused (when, and by whom): the function stops sending to the endpoint and parks its
            new events in the lane at once; on AWS the lane's event source mapping is disabled too, so nothing reads
            the lane (it costs nothing while paused). Events wait in the lane up to its retention (laneRetentionS).
-  resume   removes the tag and enables the mapping: the backlog drains at the endpoint's rate limit. Function
+  resume   enables the mapping, then removes the tag: the backlog drains at the endpoint's rate limit. Function
            instances see a pause or a resume within ${PAUSE_CACHE_MS / 1000} s (their cache of the tag).
   status   paused since when (or not), the lane's visible / delayed / in-flight counts, the mapping's state
   --stage S    the deployed stage (lane queues ${SERVICE_NAME}-<stage>-lane-<endpoint>, function ${SERVICE_NAME}-<stage>-ingest)
   --region R   its region (default: AWS_REGION / your profile's)
-  --local      the lanes of a running \`npm start -- --lanes\` (port LOCAL_SQS_PORT, else 9324)
+  --local      the lanes of a running \`npm start\` (port LOCAL_SQS_PORT, else 9324)
   --json       print the status as JSON
 
 Exit codes: 0 done, 1 error (unknown endpoint, no lanes, AWS refused), 2 bad arguments.

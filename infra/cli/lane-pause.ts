@@ -22,7 +22,8 @@ export class UnknownEndpointError extends Error {
   constructor(endpoint: string, known: readonly string[], where: string) {
     super(
       known.length === 0
-        ? `no lanes on ${where}: pausing needs the stage's lanes (stage param lanes=true, or \`npm start -- --lanes\` locally)`
+        ? `no lanes on ${where}: pausing needs the stage's lanes (a standard stage has them unless its param lanes is ` +
+            'false; locally, `npm start` without --no-lanes)'
         : `no endpoint '${endpoint}' on ${where}: its lanes are ${known.join(', ')}`,
     );
   }
@@ -35,6 +36,23 @@ export class MappingNotFoundError extends Error {
     super(
       `no event source mapping from ${queueArn} to ${functionName}: check --stage and --region, and that the stage ` +
         'was deployed with lanes (the lane is tagged paused all the same)',
+    );
+  }
+}
+
+/** The mapping could not be switched; the message says which state the endpoint is left in and what to do. */
+export class MappingSwitchError extends Error {
+  override readonly name = 'MappingSwitchError';
+  constructor(endpoint: string, enable: boolean, cause: unknown) {
+    const why = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+    super(
+      enable
+        ? `could not enable the lane's event source mapping (${why}): ${endpoint} is still paused (tag kept) and its ` +
+            'lane is not read; fix that (lambda:UpdateEventSourceMapping) and run resume again'
+        : `could not disable the lane's event source mapping (${why}): ${endpoint} is paused (tagged), but the ` +
+            'function keeps receiving its lane and sends each record back every minute; fix that ' +
+            '(lambda:UpdateEventSourceMapping) and run pause again',
+      { cause },
     );
   }
 }
@@ -92,8 +110,12 @@ async function switchMapping(clients: Clients, target: LaneTarget, enabled: bool
   const { lambda } = clients;
   if (!lambda || !target.functionName) return undefined;
   const mapping = await laneMapping(lambda, target.functionName, await queueArn(clients.sqs, target.queueUrl));
-  const { State } = await lambda.send(new UpdateEventSourceMappingCommand({ UUID: mapping.UUID, Enabled: enabled }));
-  return State;
+  try {
+    const command = new UpdateEventSourceMappingCommand({ UUID: mapping.UUID, Enabled: enabled });
+    return (await lambda.send(command)).State;
+  } catch (error) {
+    throw new MappingSwitchError(target.endpoint, enabled, error);
+  }
 }
 
 /** Tags the lane paused (the function parks the endpoint's events and stops delivering), then stops its mapping. */
@@ -103,10 +125,14 @@ export async function pauseLane(clients: Clients, target: LaneTarget, by: string
   return { mapping: await switchMapping(clients, target, false) };
 }
 
-/** Untags the lane (the function delivers again within its 30 s cache), then starts its mapping: the backlog drains. */
+/**
+ * Starts the lane's mapping, then untags it (the function delivers again within its 30 s cache): the backlog drains.
+ * In this order a failure leaves it paused, never untagged with its lane unread (its events would expire unseen).
+ */
 export async function resumeLane(clients: Clients, target: LaneTarget) {
+  const mapping = await switchMapping(clients, target, true);
   await clients.sqs.send(new UntagQueueCommand({ QueueUrl: target.queueUrl, TagKeys: [PAUSED_TAG, PAUSED_BY_TAG] }));
-  return { mapping: await switchMapping(clients, target, true) };
+  return { mapping };
 }
 
 export interface LaneStatus {
@@ -178,5 +204,11 @@ export function describeStatus(status: LaneStatus): string {
   ];
   if (status.expiresFrom) lines.push(`  resume before ${status.expiresFrom}: the lane's events start to expire then`);
   if (status.mapping) lines.push(`  event source mapping: ${status.mapping}`);
+  // The one state in which a lane never drains and no alarm says so (its backlog-age metric needs a reader).
+  if (!status.pausedSince && status.mapping === 'Disabled') {
+    lines.push(
+      `  not paused, yet nothing reads the lane (mapping Disabled): its events expire unread; run resume ${status.endpoint}`,
+    );
+  }
   return lines.join('\n');
 }

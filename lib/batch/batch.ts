@@ -88,11 +88,28 @@ export function cameThroughRedrive(record: SQSRecord): boolean {
   return false;
 }
 
-function without(set: ReadonlySet<string> | undefined, name: string | undefined): ReadonlySet<string> | undefined {
-  if (!set || name === undefined || !set.has(name)) return set;
+function without(set: ReadonlySet<string> | undefined, name: string): ReadonlySet<string> | undefined {
+  if (!set?.has(name)) return set;
   const copy = new Set(set);
   copy.delete(name);
   return copy;
+}
+
+/**
+ * The endpoints to skip for a record: the ledger's, less the endpoint of a lane's copy; for a copy a redrive moved
+ * here (its marker: producers may set `ingest.lane` themselves) every routed endpoint but that one, which the source
+ * record already served, ledger entry or not.
+ */
+function skipFor(
+  event: ValidEvent,
+  known: ReadonlySet<string> | undefined,
+  record: SQSRecord,
+  routedTo: BatchOptions['routedTo'],
+): ReadonlySet<string> | undefined {
+  const lane = laneEndpointOf(record);
+  if (lane === undefined) return known;
+  if (!routedTo || !cameThroughRedrive(record)) return without(known, lane);
+  return new Set(routedTo(event).filter((name) => name !== lane));
 }
 
 const keysOf = (events: readonly ValidEvent[]) => [...new Set(events.map((event) => event.key))];
@@ -123,13 +140,15 @@ export async function processBatch(records: readonly SQSRecord[], options: Batch
     // Routing is asked only for an event seen twice: a record whose filters pick other endpoints gets its own delivery.
     const routing =
       repeated.has(event.key) && options.routedTo ? `\u0000${options.routedTo(event).join('\u0000')}` : '';
-    // A lane's dead-lettered copy redriven here: its endpoint is in the ledger (as parked), yet never received it.
+    // A lane's copy: its endpoint is in the ledger (as parked), yet never received it.
     const notReached = laneEndpointOf(records[index]!);
     const lane = notReached === undefined ? '' : `\u0000lane:${notReached}`;
     const dedupKey = (groupId === undefined ? '' : `${groupId}\u0000`) + event.key + routing + lane;
     let shared = inFlight.get(dedupKey);
     if (!shared) {
-      shared = options.deliver(event, without(known?.get(event.key), notReached)).then(outcomeOf);
+      shared = options
+        .deliver(event, skipFor(event, known?.get(event.key), records[index]!, options.routedTo))
+        .then(outcomeOf);
       inFlight.set(dedupKey, shared);
     }
     return shared;

@@ -242,7 +242,8 @@ async function handle(
 ): Promise<SQSBatchResponse> {
   const { config, logger } = pipeline;
   // A lane message whose body did not fit beside its envelope (lib/lanes/body.ts) reads as the producer sent it.
-  const records = (event?.Records ?? []).map(unpackLaneBody);
+  const received = event?.Records ?? [];
+  const records = received.map(unpackLaneBody);
   if (records.length === 0) return { batchItemFailures: [] };
   const started = Date.now();
   const remaining = context.getRemainingTimeInMillis();
@@ -264,7 +265,7 @@ async function handle(
       ...batchSecrets(pipeline, fetched, fetchedSecrets),
     };
     if (lanes && lane !== undefined) {
-      const at = { lanes, endpoint: lane, paused: paused(lane) };
+      const at = { lanes, endpoint: lane, paused: paused(lane), received };
       return await answerLane(pipeline, at, records, fanoutContext, settleDeadline.signal);
     }
     const count = countInto(stats);
@@ -340,12 +341,13 @@ function park(
 /** A lane batch: one endpoint's parked events, served by lib/lanes. */
 async function answerLane(
   pipeline: Pipeline,
-  { lanes, endpoint, paused }: { lanes: Lanes; endpoint: string; paused: boolean },
+  { lanes, endpoint, paused, received }: { lanes: Lanes; endpoint: string; paused: boolean; received: SQSRecord[] },
   records: SQSRecord[],
   fanoutContext: FanoutContext,
   sideSignal: AbortSignal,
 ): Promise<SQSBatchResponse> {
   const { config } = pipeline;
+  const asReceived = new Map(received.map((record) => [record.messageId, record]));
   const failed = await serveLane(records, {
     endpoint,
     subscriber: pipeline.endpoints.find((subscriber) => subscriber.name === endpoint),
@@ -357,6 +359,7 @@ async function answerLane(
     ledger: pipeline.ledger,
     fanoutContext,
     sideSignal,
+    asReceived: (record) => asReceived.get(record.messageId) ?? record,
     logger: pipeline.logger,
     metrics: pipeline.perEndpointMetrics.get(endpoint) ?? endpointMetrics(endpoint),
   });

@@ -5,11 +5,12 @@ import { cameThroughRedrive } from '../batch/batch';
 import { type FanoutContext, fanout } from '../batch/fanout';
 import type { DeliveryResult } from '../delivery/delivery';
 import { errorText } from '../errors';
-import { parseEvent } from '../event/event';
+import { parseEvent, type ValidEvent } from '../event/event';
 import { MetricName, MetricUnit } from '../observability/observability';
+import { MAX_RETRY_WAIT_S } from '../subscription/schema';
 import type { Subscriber } from '../subscription/subscriber';
 import type { Ledger, Quarantine, QuarantineItem } from '../types';
-import { decodeEnvelope, type LaneEnvelope } from './envelope';
+import { decodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope } from './envelope';
 import { type LaneMessage, type LaneSender, MAX_DELAY_S } from './park';
 
 /** What serving one lane batch needs: its endpoint and the side effects, each bounded by a deadline signal. */
@@ -27,6 +28,8 @@ export interface LaneServeDeps {
   fanoutContext: FanoutContext;
   /** Sends, quarantine and ledger writes run under this one (the settle deadline). */
   sideSignal: AbortSignal;
+  /** The record as SQS handed it (a gzip'd body still packed): what the quarantine sends, so it fits as it did. */
+  asReceived?: (record: SQSRecord) => SQSRecord;
   logger: Logger;
   metrics: Metrics;
   now?: () => number;
@@ -38,6 +41,9 @@ export interface LaneServeDeps {
  * a resume that quickly follows a pause take effect within a minute, not 15, at one send per such record per minute.
  */
 export const PAUSED_REDELAY_S = 60;
+
+/** No wait is longer than a schedule's longest step; a hop more for clocks that disagree. */
+const MAX_DUE_AHEAD_MS = (MAX_RETRY_WAIT_S + MAX_DELAY_S) * 1000;
 
 /** What one lane record calls for; acknowledged only once its side effect is confirmed. */
 type Step =
@@ -73,6 +79,11 @@ function planRecord(deps: LaneServeDeps, record: SQSRecord, now: number, counts:
     ? { ...decoded.envelope, a: 1, d: Math.min(decoded.envelope.d, now) }
     : decoded.envelope;
   counts.oldestAgeMs = Math.max(counts.oldestAgeMs, now - envelope.f);
+  // Sent back every 15 min, each send renewing its retention, such a record would never be delivered nor expire.
+  if (envelope.d - now > MAX_DUE_AHEAD_MS) {
+    const detail = `'d' is ${Math.round((envelope.d - now) / 1000)} s ahead; no lane wait is over ${MAX_RETRY_WAIT_S} s`;
+    return quarantined(deps, record, 'lane-envelope-invalid', detail);
+  }
   if (!deps.subscriber) {
     return quarantined(deps, record, 'lane-envelope-invalid', `endpoint '${deps.endpoint}' is not configured`);
   }
@@ -109,7 +120,10 @@ function afterDelivery(
       },
     };
   }
-  // Cut off by the deadline (or waiting for a rate-limit token): not the endpoint's failure; back after the visibility timeout.
+  // Never sent, its rate-limit token not come by the deadline: back in the lane, same attempt, so a slow endpoint's
+  // backlog does not climb the lane's maxReceiveCount (the DLQ) while it drains at the endpoint's rate.
+  if (result.kind === 'aborted' && result.error === 'RATE_LIMIT_WAIT') return resend(record, envelope, 0);
+  // Cut off by the deadline: not the endpoint's failure; back after the visibility timeout.
   if (result.kind === 'aborted') return { kind: 'retry' };
   const now = deps.now?.() ?? Date.now();
   if (result.kind === 'circuit-open') {
@@ -136,15 +150,23 @@ async function deliverDue(
   const steps = new Map<number, Step>();
   const { subscriber } = deps;
   if (!subscriber) return steps;
+  const ready: ((typeof due)[number] & { event: ValidEvent })[] = [];
+  for (const item of due) {
+    const event = parseEvent(item.record.body, deps.maxEventBytes);
+    if (!event.ok) steps.set(item.index, quarantined(deps, item.record, event.reason, event.detail));
+    // The ledger is asked about `k`: one naming another event would have this one acknowledged undelivered.
+    else if (event.key !== item.envelope.k) {
+      const detail = `'${LANE_ATTRIBUTE}' key 'k' is not the key of the event in the body`;
+      steps.set(item.index, quarantined(deps, item.record, 'lane-envelope-invalid', detail));
+    } else ready.push({ ...item, event });
+  }
   const known = await lookupDelivered(
     deps,
-    due.map((item) => item.envelope.k),
+    ready.map((item) => item.envelope.k),
   );
   await Promise.all(
-    due.map(async ({ index, record, envelope }) => {
+    ready.map(async ({ index, record, envelope, event }) => {
       if (known.has(envelope.k)) return steps.set(index, { kind: 'ack' });
-      const event = parseEvent(record.body, deps.maxEventBytes);
-      if (!event.ok) return steps.set(index, quarantined(deps, record, event.reason, event.detail));
       const fan = await fanout(event, [subscriber], undefined, deps.fanoutContext);
       return steps.set(index, afterDelivery(deps, record, envelope, fan.results[0], counts));
     }),
@@ -238,8 +260,10 @@ async function quarantine(deps: LaneServeDeps, items: QuarantineItem[]): Promise
     });
   }
   if (!deps.quarantine) return new Set();
+  const { asReceived } = deps;
+  const packed = asReceived ? items.map((item) => ({ ...item, record: asReceived(item.record) })) : items;
   try {
-    return await deps.quarantine.send(items, deps.sideSignal);
+    return await deps.quarantine.send(packed, deps.sideSignal);
   } catch (error) {
     deps.logger.error('quarantine failed; the lane records stay on the lane', { error: errorText(error) });
     return new Set();

@@ -46,6 +46,9 @@ export class QuarantineError extends Error {
   }
 }
 
+/** Attributes the function itself sets on what it sends (lib/lanes: `ingest.lane`, `ingest.lane.body`). */
+const isOwnAttribute = (name: string): boolean => name.startsWith('ingest.');
+
 export function isQuarantineAttribute(name: string): boolean {
   return name === QUARANTINE_ATTRIBUTES.combined || name.startsWith(`${QUARANTINE_ATTRIBUTES.combined}.`);
 }
@@ -148,8 +151,10 @@ export function quarantineAttributes(item: QuarantineItem): Record<string, Messa
     for (const [name, value] of Object.entries(reasons)) separate[name] = asString(value);
     return separate;
   }
-  const kept = names.slice(0, SQS_MAX_ATTRIBUTES - 1);
-  const dropped = names.slice(SQS_MAX_ATTRIBUTES - 1);
+  // The function's own (a lane's envelope and gzip'd body: the event itself) are kept before the producer's.
+  const ranked = [...names.filter(isOwnAttribute), ...names.filter((name) => !isOwnAttribute(name))];
+  const kept = ranked.slice(0, SQS_MAX_ATTRIBUTES - 1);
+  const dropped = ranked.slice(SQS_MAX_ATTRIBUTES - 1);
   const combined: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(reasons))
     combined[name.slice(QUARANTINE_ATTRIBUTES.combined.length + 1)] = value;

@@ -206,7 +206,7 @@ const UNVERIFIABLE_BINARY =
   'x-signature-256 (an HMAC of the exact bytes) if the receiver needs binary mode';
 
 /** An SQS message timer is at most 900 s; a lane re-delays a message until its wait (at most 12 h) is over. */
-const MAX_RETRY_WAIT_S = 43_200;
+export const MAX_RETRY_WAIT_S = 43_200;
 /** The lane's waits when an endpoint sets no retrySchedule: about 27.6 h in all, like peers' day of retries. */
 export const DEFAULT_RETRY_SCHEDULE: readonly number[] = [5, 60, 300, 1800, 7200, 18000, 36000, 36000];
 /** Seconds to wait before each delivery from an endpoint's lane; exhausted, the event goes to the DLQ. */

@@ -4,7 +4,15 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
 import { createEdges } from '../../lib/ingest/edges';
-import { createLaneSender, encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope, type LaneSender } from '../../lib/lanes';
+import {
+  createLaneSender,
+  encodeEnvelope,
+  LANE_ATTRIBUTE,
+  LANE_BODY_ATTRIBUTE,
+  type LaneEnvelope,
+  type LaneSender,
+  unpackLaneBody,
+} from '../../lib/lanes';
 import { readQuarantineAttributes } from '../../lib/settle/quarantine';
 import {
   createLedgerTable,
@@ -69,10 +77,11 @@ afterEach(async () => {
 async function pipeline(
   env: Record<string, string> = {},
   client: SQSClient = sqs,
-  extra: { lanes?: LaneSender } = {},
+  extra: { lanes?: LaneSender; fields?: Partial<Record<Name, Record<string, unknown>>> } = {},
 ): Promise<Ingest> {
+  const { fields, ...deps } = extra;
   const document = {
-    endpoints: NAMES.map((name) => ({ name, url: endpoints[name].url, retrySchedule: SCHEDULE })),
+    endpoints: NAMES.map((name) => ({ name, url: endpoints[name].url, retrySchedule: SCHEDULE, ...fields?.[name] })),
   };
   const config = loadConfig(
     {
@@ -89,7 +98,7 @@ async function pipeline(
     ...(quarantine ? { quarantine } : {}),
     ...(send ? { lanes: send } : {}),
     ...(ledger ? { ledger } : {}),
-    ...extra,
+    ...deps,
   });
   return ingest;
 }
@@ -100,6 +109,21 @@ const failedIds = (response: SQSBatchResponse) => response.batchItemFailures.map
 function sourceRecord(id: string, ageS: number): SQSRecord {
   const record = eventRecord(id);
   record.attributes.ApproximateFirstReceiveTimestamp = String(Date.now() - ageS * 1000);
+  return record;
+}
+
+/** A lane's dead-lettered copy of event `eventId` as `npm run redrive -- --to <source queue>` puts it there. */
+function redrivenToSource(eventId: string, laneCopy: Message): SQSRecord {
+  const record = sourceRecord(eventId, 0);
+  record.messageAttributes = {
+    'redrive.from': { dataType: 'String', stringValue: dlq.arn, stringListValues: [], binaryListValues: [] },
+    [LANE_ATTRIBUTE]: {
+      dataType: 'String',
+      stringValue: laneCopy.MessageAttributes![LANE_ATTRIBUTE]!.StringValue!,
+      stringListValues: [],
+      binaryListValues: [],
+    },
+  };
   return record;
 }
 
@@ -278,46 +302,92 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     // beta's lane ran out of retries; an operator redrives the DLQ copy to the source queue once beta is back.
     endpoints.beta.respond(() => ({ status: 200 }));
     endpoints.gamma.respond(() => ({ status: 200 }));
-    const redriven = sourceRecord('old-8', 0);
-    redriven.messageAttributes = {
-      'redrive.from': { dataType: 'String', stringValue: dlq.arn, stringListValues: [], binaryListValues: [] },
-      [LANE_ATTRIBUTE]: {
-        dataType: 'String',
-        stringValue: parked.MessageAttributes![LANE_ATTRIBUTE]!.StringValue!,
-        stringListValues: [],
-        binaryListValues: [],
-      },
-    };
+    const redriven = redrivenToSource('old-8', parked);
     expect(failedIds(await run.handle(sqsEvent([redriven]), lambdaContext()))).toEqual([]);
     expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['old-8', 'old-8']);
   });
 
+  // Hostile review (rev9): the lane copy went to every routed endpoint the ledger did not name; in the default ledger
+  // mode a record acknowledged at once leaves no entry, so a DLQ of lane copies redriven to the source was a storm.
+  it('delivers a lane’s copy redriven to the source queue to its endpoint only, not again to the others', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const run = await pipeline();
+    const old = sourceRecord('old-9', 400);
+    expect(failedIds(await run.handle(sqsEvent([old]), lambdaContext()))).toEqual([]);
+    const parked = await laneMessage('beta', 'old-9');
+    endpoints.beta.respond(() => ({ status: 200 }));
+    const redriven = redrivenToSource('old-9', parked);
+    expect(failedIds(await run.handle(sqsEvent([redriven]), lambdaContext()))).toEqual([]);
+    expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['old-9', 'old-9']);
+    expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual(['old-9']);
+    expect(endpoints.gamma.received.map((request) => request.eventId)).toEqual(['old-9']);
+  });
+
+  // Producers can set any attribute: only a copy a redrive moved (its marker) is taken as owed to its lane's endpoint.
+  it('delivers a source record carrying a producer-set ingest.lane to every endpoint it is routed to', async () => {
+    const run = await pipeline();
+    const record = sourceRecord('spoof-1', 0);
+    record.messageAttributes = {
+      [LANE_ATTRIBUTE]: {
+        dataType: 'String',
+        stringValue: encodeEnvelope({ e: 'beta', k: idempotencyKey(SOURCE, 'spoof-1'), f: 1, a: 1, d: 1 }),
+        stringListValues: [],
+        binaryListValues: [],
+      },
+    };
+    expect(failedIds(await run.handle(sqsEvent([record]), lambdaContext()))).toEqual([]);
+    for (const name of NAMES) expect(endpoints[name].received.map((request) => request.eventId)).toEqual(['spoof-1']);
+  });
+
   // Review of issue 16: body + the `ingest.lane` attribute passed SQS's 1 MiB, so the send was refused on every
   // receive and the record stayed on today's path (backoff, then the DLQ).
-  it('parks an event at SQS’s largest message size (the lane attribute must not push it over)', async () => {
+  /** Parks event `eventId` at SQS's largest message size in beta's lane (beta down); the lane's message as received. */
+  async function parkLargest(eventId: string) {
     endpoints.beta.respond(() => ({ status: 503 }));
-    const old = sourceRecord('big-1', 400);
-    const head = `{"specversion":"1.0","id":"big-1","source":"${SOURCE}","type":"t","data":"`;
+    const old = sourceRecord(eventId, 400);
+    const head = `{"specversion":"1.0","id":"${eventId}","source":"${SOURCE}","type":"t","data":"`;
     // The largest body the source queue takes (1 MiB, no attributes): MAX_EVENT_BYTES' default accepts it.
     old.body = `${head}${'x'.repeat(1_048_576 - head.length - 2)}"}`;
     const run = await pipeline({ PARK_AFTER_S: '300' });
     const response = await run.handle(sqsEvent([old]), lambdaContext());
     // A valid event: the healthy endpoints got it; only beta's park is in question.
-    expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual(['big-1']);
+    expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual([eventId]);
     expect(failedIds(response)).toEqual([]);
-    // Served from the lane once beta is back, beta gets the producer's body byte for byte.
-    const key = idempotencyKey(SOURCE, 'big-1');
-    const parked = await pollUntil('big-1 in the beta lane', async () => {
+    const key = idempotencyKey(SOURCE, eventId);
+    const parked = await pollUntil(`${eventId} in the beta lane`, async () => {
       const messages = await receiveAll(sqs, lanes.beta.url, { visibilityTimeoutS: 300 });
       received.set(lanes.beta.url, [...(received.get(lanes.beta.url) ?? []), ...messages]);
       return received.get(lanes.beta.url)!.find((message) => envelopeOf(message).k === key);
     });
-    endpoints.beta.respond(() => ({ status: 200 }));
     const due = toLambdaRecord(parked, lanes.beta.arn);
     due.messageAttributes[LANE_ATTRIBUTE]!.stringValue = encodeEnvelope({ ...envelopeOf(parked), d: Date.now() });
+    return { old, run, due };
+  }
+
+  it('parks an event at SQS’s largest message size (the lane attribute must not push it over)', async () => {
+    const { old, run, due } = await parkLargest('big-1');
+    // Served from the lane once beta is back, beta gets the producer's body byte for byte.
+    endpoints.beta.respond(() => ({ status: 200 }));
     expect((await run.handle(sqsEvent([due]), lambdaContext())).batchItemFailures).toEqual([]);
     // The first is the source path's refused attempt, the second the lane's delivery.
     expect(endpoints.beta.received.map((request) => request.body.toString() === old.body)).toEqual([true, true]);
+  });
+
+  // Hostile review (rev9): the lane quarantined the unpacked body, which with its attributes passed SQS's 1 MiB: SQS
+  // refused it, and the record came back every visibility timeout (the endpoint sent the poison again) until SQS
+  // dead-lettered it after 10 receives, without a reason.
+  it('quarantines a gzip-parked event its endpoint rejects, still packed, and acknowledges it', async () => {
+    const { old, run, due } = await parkLargest('big-2');
+    endpoints.beta.respond(() => ({ status: 422 }));
+    expect((await run.handle(sqsEvent([due]), lambdaContext())).batchItemFailures).toEqual([]);
+    const landed = await pollUntil('big-2 in the DLQ', async () => {
+      const seen = received.get(dlq.url) ?? [];
+      received.set(dlq.url, [...seen, ...(await receiveAll(sqs, dlq.url, { visibilityTimeoutS: 300 }))]);
+      return received.get(dlq.url)!.find((message) => message.MessageAttributes?.[LANE_BODY_ATTRIBUTE]);
+    });
+    expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({ reason: 'rejected-by-endpoint' });
+    // Redriven to the lane, the function reads the producer's body again.
+    expect(unpackLaneBody(toLambdaRecord(landed, lanes.beta.arn)).body).toBe(old.body);
   });
 
   // Review of issue 16: the park ran under the delivery deadline's signal, so in exactly the batches an endpoint held
@@ -362,6 +432,9 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     const run = await pipeline({ LANE_QUEUE_URL_PREFIX: '' }, sqs, { lanes: createLaneSender(sqs, prefix) });
     expect(failedIds(await run.handle(sqsEvent([old]), lambdaContext()))).toEqual([old.messageId]);
     const lane = await laneRecord('alpha', 'lane-as-source');
+    // Without its envelope: a lane batch would quarantine it, a source batch delivers it to every endpoint (an
+    // envelope would make it a lane's copy, owed to alpha only).
+    lane.messageAttributes = {};
     expect(failedIds(await run.handle(sqsEvent([lane]), lambdaContext()))).toEqual([lane.messageId]);
     expect(endpoints.gamma.received.map((request) => request.eventId)).toEqual(['old-4', 'lane-as-source']);
     expect(await receiveAll(sqs, lanes.beta.url, { visibilityTimeoutS: 0 })).toEqual([]);
@@ -402,6 +475,19 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     const duplicate = { ...record, messageId: `${record.messageId}-again` };
     expect((await run.handle(sqsEvent([duplicate]), lambdaContext())).batchItemFailures).toEqual([]);
     expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['due-3']);
+  });
+
+  // Hostile review (rev9): the ledger was asked about the envelope's key, not the event's: an envelope whose `k` named
+  // an event the lane had delivered acknowledged this one, never delivered.
+  it('quarantines a lane record whose envelope key is not its event’s, rather than trust the ledger with it', async () => {
+    const table = await createLedgerTable(localDynamoDb(), 'lanes-ledger');
+    const run = await pipeline({ DELIVERY_LEDGER_TABLE: table });
+    const first = await laneRecord('beta', 'keyed-1');
+    expect((await run.handle(sqsEvent([first]), lambdaContext())).batchItemFailures).toEqual([]);
+    const other = await laneRecord('beta', 'keyed-2', { k: idempotencyKey(SOURCE, 'keyed-1') });
+    expect((await run.handle(sqsEvent([other]), lambdaContext())).batchItemFailures).toEqual([]);
+    const landed = await dlqMessage('keyed-2');
+    expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({ reason: 'lane-envelope-invalid' });
   });
 
   it('quarantines a record its endpoint rejects, naming the endpoint, and acknowledges it', async () => {
@@ -454,6 +540,22 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     expect(again.d).toBeGreaterThanOrEqual(before + SCHEDULE[SCHEDULE.length - 1]! * 1000);
   });
 
+  // Hostile review (rev9): a record still waiting for a rate-limit token at the deadline stayed failed, so a slow
+  // endpoint's backlog went round the visibility timeout until SQS dead-lettered it (10 receives), never sent.
+  it('sends a record the rate limit held past the deadline back to the lane, same attempt, and acknowledges it', async () => {
+    const run = await pipeline({ DEADLINE_MARGIN_MS: '1000' }, sqs, {
+      fields: { beta: { rateLimitPerSecond: 0.001 } },
+    });
+    const first = await laneRecord('beta', 'slow-1', { a: 2 });
+    const second = await laneRecord('beta', 'slow-2', { a: 2 });
+    // One token: one of the two goes, the other waits for the next until the deadline (2 s − the margin).
+    const response = await run.handle(sqsEvent([first, second]), lambdaContext(2_000));
+    expect(response.batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received).toHaveLength(1);
+    const held = endpoints.beta.received[0]!.eventId === 'slow-1' ? 'slow-2' : 'slow-1';
+    expect(envelopeOf(await laneMessage('beta', held))).toMatchObject({ e: 'beta', a: 2 });
+  });
+
   it('gives a dead-lettered event that a redrive moved back to its lane the whole schedule again', async () => {
     endpoints.beta.respond(() => ({ status: 503 }));
     // The DLQ copy of an exhausted event, moved back by `npm run redrive` (to its quarantine.sourceQueue: the lane).
@@ -475,10 +577,12 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     malformed.messageAttributes[LANE_ATTRIBUTE]!.stringValue = '{"e":"beta"}';
     // A valid envelope of alpha's in beta's lane: delivering it to beta would send alpha's event to beta.
     const stray = await laneRecord('beta', 'bad-2', { e: 'alpha' });
-    const response = await (await pipeline()).handle(sqsEvent([malformed, stray]), lambdaContext());
+    // Hostile review (rev9): due in 10 years, it was sent back every 15 min for ever (each hop renews its retention).
+    const never = await laneRecord('beta', 'bad-3', { d: Date.now() + 10 * 365 * 86_400_000 });
+    const response = await (await pipeline()).handle(sqsEvent([malformed, stray, never]), lambdaContext());
     expect(response.batchItemFailures).toEqual([]);
     expect(endpoints.beta.received).toEqual([]);
-    for (const id of ['bad-1', 'bad-2']) {
+    for (const id of ['bad-1', 'bad-2', 'bad-3']) {
       const landed = await dlqMessage(id);
       expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({ reason: 'lane-envelope-invalid' });
     }

@@ -1,10 +1,17 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { LambdaClient } from '@aws-sdk/client-lambda';
-import { CreateQueueCommand, DeleteQueueCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { CreateQueueCommand, DeleteQueueCommand, type SQSClient, UntagQueueCommand } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { findLane, type LaneTarget, laneStatus, pauseLane, resumeLane } from '../../infra/cli/lane-pause';
+import {
+  describeStatus,
+  findLane,
+  type LaneTarget,
+  laneStatus,
+  pauseLane,
+  resumeLane,
+} from '../../infra/cli/lane-pause';
 import { SqsEventSource } from '../../infra/local/event-source';
 import { startLocalSqs } from '../../infra/local/sqs-server';
 import { laneResources } from '../../infra/stage/lanes';
@@ -207,7 +214,7 @@ describe('the local emulator of a paused lane’s event source', () => {
 });
 
 /** Lambda's event source mapping API on loopback (no local Lambda exists): one mapping per lane ARN it is given. */
-async function fakeLambda(arns: readonly string[]) {
+async function fakeLambda(arns: readonly string[], options: { refuseUpdates?: boolean } = {}) {
   const mappings = arns.map((arn, i) => ({ UUID: `uuid-${i}`, EventSourceArn: arn, State: 'Enabled' }));
   const calls: string[] = [];
   const server = http.createServer((request, response) => {
@@ -223,6 +230,11 @@ async function fakeLambda(arns: readonly string[]) {
         const arn = url.searchParams.get('EventSourceArn');
         const found = mappings.filter((m) => m.EventSourceArn === arn);
         return response.end(JSON.stringify({ EventSourceMappings: found }));
+      }
+      if (options.refuseUpdates) {
+        response.statusCode = 403;
+        response.setHeader('x-amzn-errortype', 'AccessDeniedException');
+        return response.end(JSON.stringify({ Message: 'not authorized to perform: lambda:UpdateEventSourceMapping' }));
       }
       const mapping = mappings.find((m) => url.pathname.endsWith(`/${m.UUID}`));
       if (!mapping) {
@@ -318,7 +330,8 @@ describe('npm run endpoint', () => {
       );
       expect(none.code).toBe(1);
       expect(none.stderr).toContain('no lanes on http://127.0.0.1:');
-      expect(none.stderr).toContain('npm start -- --lanes');
+      // Lanes are on by default now: the fix is to drop --no-lanes (there is no --lanes to add).
+      expect(none.stderr).toContain('`npm start` without --no-lanes');
     } finally {
       await empty.close();
     }
@@ -372,6 +385,39 @@ describe('permissions from recorded calls', () => {
     const used = [...new Set(byFunction.map((call) => call.action))].sort();
     expect(used).toEqual(['sqs:ListQueueTags', 'sqs:SendMessage']);
     expect(used.filter((action) => !granted.includes(action))).toEqual([]);
+  });
+
+  // Hostile review (rev9): resume untagged the lane before enabling its mapping; when enabling failed, the endpoint
+  // read as resumed (status: not paused) while nothing read its lane, quietly, until its events expired.
+  it('pause or resume that cannot switch the mapping leaves the endpoint paused (tag kept), and says so', async () => {
+    const queueName = 'ingest-fanout-deny-lane-audit';
+    const queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: queueName }))).QueueUrl!;
+    const lambda = await fakeLambda([`arn:aws:sqs:us-east-1:123456789012:${queueName}`], { refuseUpdates: true });
+    const client = new LambdaClient({
+      endpoint: lambda.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    });
+    const target = { endpoint: 'audit', queueUrl, functionName: 'ingest-fanout-deny-ingest' };
+    try {
+      // A pause that cannot disable it is in effect all the same (tagged), and the error says what that costs.
+      await expect(pauseLane({ sqs, lambda: client }, target, 'test')).rejects.toThrow(
+        /audit is paused \(tagged\).*sends each record back every minute/,
+      );
+      await expect(resumeLane({ sqs, lambda: client }, target)).rejects.toThrow(
+        /audit is still paused \(tag kept\).*run resume again/,
+      );
+      expect((await laneStatus({ sqs }, target)).pausedSince).toBeDefined();
+      // Not paused with the mapping off (switched by hand, or an older CLI's failed resume): status must say so.
+      await sqs.send(new UntagQueueCommand({ QueueUrl: queueUrl, TagKeys: [PAUSED_TAG] }));
+      lambda.mappings[0]!.State = 'Disabled';
+      const text = describeStatus(await laneStatus({ sqs, lambda: client }, target));
+      expect(text).toContain('not paused, yet nothing reads the lane (mapping Disabled)');
+      expect(text).toContain('run resume');
+    } finally {
+      client.destroy();
+      await lambda.close();
+    }
   });
 
   it('npm run endpoint calls exactly what its --help lists', async () => {

@@ -318,6 +318,17 @@ describe('quarantineAttributes', () => {
     expect(JSON.parse(attributes[Q.combined]!.StringValue!).droppedAttributes).toEqual(['attr9']);
   });
 
+  // Hostile review (rev9): a lane message carries up to 8 producer attributes, its envelope and, gzip'd, the event
+  // itself; quarantined with 10, the last-named was dropped: the event body when SQS listed it last.
+  it('with 10 originals drops a producer’s attribute, never the lane’s own (ingest.lane, its packed body)', () => {
+    const lane = record(8, { 'ingest.lane': '{}', 'ingest.lane.body': 'gz' });
+    const attributes = quarantineAttributes(rejected(lane));
+    expect(Object.keys(attributes)).toHaveLength(10);
+    expect(attributes['ingest.lane.body']?.StringValue).toBe('gz');
+    expect(attributes['ingest.lane']?.StringValue).toBe('{}');
+    expect(JSON.parse(attributes[Q.combined]!.StringValue!).droppedAttributes).toEqual(['attr7']);
+  });
+
   it('a redriven message quarantined again keeps all 9 of its producer’s attributes: the redrive marker goes first', () => {
     const attributes = quarantineAttributes(rejected(record(9, { 'redrive.from': 'arn:aws:sqs:us-east-1:1:dlq' })));
     expect(Object.keys(attributes).filter((name) => name.startsWith('attr'))).toHaveLength(9);
