@@ -95,7 +95,11 @@ function connect(args: Args): { clients: Clients; prefix: string; functionName?:
   return {
     clients: {
       sqs: new SQSClient({ ...region, requestHandler: SQS_REQUEST_HANDLER }),
-      lambda: new LambdaClient(region),
+      // Like SQS_REQUEST_HANDLER: without throwOnRequestTimeout a Lambda API that never answers would hang the command.
+      lambda: new LambdaClient({
+        ...region,
+        requestHandler: { connectionTimeout: 5_000, requestTimeout: 15_000, throwOnRequestTimeout: true },
+      }),
     },
     prefix: lanePrefix(SERVICE_NAME, stage),
     functionName: `${SERVICE_NAME}-${stage}-ingest`,

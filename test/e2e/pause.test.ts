@@ -6,7 +6,7 @@ import { pollUntil } from '../support/aws';
 import { TestEndpoint } from '../support/endpoints';
 import { launch, runLocal, stillRunning, userEnv, waitForOutput } from '../support/processes';
 
-// `npm start -- --lanes`, `npm run send` and `npm run endpoint -- … --local`, as a user runs them in three terminals.
+// `npm start`, `npm run send` and `npm run endpoint -- … --local`, as a user runs them in three terminals.
 const logs = mkdtempSync(join(tmpdir(), 'ingest-pause-'));
 
 afterAll(async () => {
