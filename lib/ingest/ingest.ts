@@ -267,7 +267,8 @@ async function handle(
       routedTo: pipeline.routedTo,
       ...(lookup ? { lookup } : {}),
     });
-    const processed = lanes ? await park(pipeline, lanes, delivered, deliveryDeadline.signal) : delivered;
+    // The park is a side effect: under the settle deadline, or deliveries the deadline cut (a hang) could never park.
+    const processed = lanes ? await park(pipeline, lanes, delivered, settleDeadline.signal) : delivered;
     const deadlineAborted = deliveryDeadline.signal.aborted;
     const failedIds = await pipeline.settle(processed, settleDeadline.signal, counters);
 

@@ -6,7 +6,7 @@ import { MetricName, MetricUnit } from '../observability/observability';
 import type { DeliveryFailure, RecordOutcome } from '../types';
 import type { LaneMessage, LaneSender } from './park';
 
-/** What the source path's park step needs; `signal` is the delivery deadline's. */
+/** What the source path's park step needs; `signal` is the settle deadline's (the side effects' time). */
 export interface ParkDeps {
   send: LaneSender;
   parkAfterS: number;
