@@ -555,13 +555,14 @@ async function laneRounds(run: Run, spec: InvocationSpec, index: number, round: 
   lanes.round = round;
   for (const endpoint of world.endpoints) {
     beginInvocation(world, spec);
-    const ledgerBefore = await world.ledger?.snapshot();
+    let ledgerBefore: Map<string, Set<string>> | undefined;
     let seen = { output: '', answeredAt: 0, deadlineAt: 0 };
     const waiting = (envelope: { d: number }) => world.paused.has(endpoint.name) || envelope.d > Date.now();
     const served = await lanes.serve(
       endpoint.name,
       waiting,
       async (records) => {
+        ledgerBefore = await world.ledger?.snapshot();
         const deadlineAt = Date.now() + spec.remainingMs;
         const { response, output } = await invoke(world, records, deadlineAt, index);
         seen = { output: output.join(''), answeredAt: Date.now(), deadlineAt };

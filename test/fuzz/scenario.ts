@@ -301,7 +301,10 @@ export const laneScenarioArb = (options: GenerationOptions = { credentialFaults:
             lanes,
             invocations: invocations.map((spec, at) => ({
               ...spec,
-              modes: spec.modes.map((mode, i) => (within(down, i, at) ? ('down' as const) : mode)),
+              // An operator pauses an endpoint that is down: its events all fail and park at once.
+              modes: spec.modes.map((mode, i) =>
+                within(down, i, at) || within(pause, i, at) ? ('down' as const) : mode,
+              ),
               lane: {
                 fault: faults[at]!,
                 missing,
