@@ -413,12 +413,13 @@ function beginInvocation(world: World, spec: InvocationSpec): void {
   }
 }
 
-/** No side effect fails in the invocation: what it leaves in flight is the product's choice (L3 counts it). */
-function healthy(spec: InvocationSpec): boolean {
+/**
+ * No side effect that can keep a record in flight fails in the invocation (credentials, lane sends; on the source also
+ * the quarantine, which poison waits for): what it leaves in flight is the product's choice, and L3 counts it.
+ */
+function healthy(spec: InvocationSpec, source: boolean): boolean {
   return (
-    spec.credentials === 'ok' &&
-    Object.values(spec.faults).every((fault) => fault === 'ok') &&
-    (spec.lane?.fault ?? 'ok') === 'ok'
+    spec.credentials === 'ok' && (spec.lane?.fault ?? 'ok') === 'ok' && (!source || spec.faults.quarantine === 'ok')
   );
 }
 
@@ -543,7 +544,7 @@ async function sourceInvocation(
 /** Hands back what the source reported failed; marks it excused when a side effect failed in that invocation. */
 async function settleSource(run: Run, spec: InvocationSpec, failed: ModelRecord[], index: number): Promise<void> {
   run.pending = await requeue(run.scenario, run.world, failed, index);
-  run.excused = new Set(healthy(spec) ? [] : run.pending.map((item) => item.record.messageId));
+  run.excused = new Set(healthy(spec, true) ? [] : run.pending.map((item) => item.record.messageId));
   if (run.world.lanes) count('source records parked', run.world.lanes.parkedNow.size);
 }
 
@@ -570,7 +571,7 @@ async function laneRounds(run: Run, spec: InvocationSpec, index: number, round: 
         if (seen.output.includes('OAuth token request to')) world.tokens.lastFailureAt = seen.answeredAt;
         return response;
       },
-      healthy(spec),
+      healthy(spec, false),
     );
     if (!served) continue;
     count('lane batches');
@@ -602,7 +603,7 @@ async function drain(run: Run, from: number): Promise<void> {
   if (!world.lanes) return;
   let round = from;
   for (let i = 0; i < DRAIN_ROUNDS; i++) {
-    const next = await world.lanes.nextRound();
+    const next = world.lanes.nextRound();
     if (run.pending.length === 0 && next === undefined) {
       checkEndState(run.received, world.endpoints, world.settled, round);
       count('lanes scenarios drained');
@@ -619,7 +620,7 @@ async function drain(run: Run, from: number): Promise<void> {
     'L2',
     round,
     `not drained after ${DRAIN_ROUNDS} rounds with every endpoint healthy and none paused: ` +
-      `${run.pending.length} source record(s) still failing; lanes ${await world.lanes.describe()}`,
+      `${run.pending.length} source record(s) still failing; lanes ${world.lanes.describe()}`,
   );
 }
 

@@ -61,7 +61,8 @@ export class LaneQueues {
   parkedNow = new Set<string>();
   readonly parkedEver = new Set<string>();
   readonly sender: LaneSender;
-  readonly #visibleAt = new Map<string, number>();
+  /** Per lane, every message it stores (the harness sees every send and delete) → the round it becomes receivable. */
+  readonly #stored = new Map<string, Map<string, number>>();
   readonly #held = new Map<string, Map<string, Held>>();
 
   private constructor(
@@ -76,7 +77,10 @@ export class LaneQueues {
         command instanceof SendMessageBatchCommand ? this.#send(command, options, real) : real(command, options),
     } as unknown as SQSClient;
     this.sender = createLaneSender(wrapped, prefix);
-    for (const name of queues.keys()) this.#held.set(name, new Map());
+    for (const name of queues.keys()) {
+      this.#held.set(name, new Map());
+      this.#stored.set(name, new Map());
+    }
   }
 
   static async create(aws: LocalAws, endpoints: string[], intervalS: number): Promise<LaneQueues> {
@@ -118,7 +122,7 @@ export class LaneQueues {
     ) as SendMessageBatchResult;
     for (const ok of answer.Successful ?? []) {
       const sent = compressed.find((c) => c.entry.Id === ok.Id)!;
-      this.#visibleAt.set(ok.MessageId!, this.round + Math.ceil(sent.delayS / this.intervalS));
+      this.#stored.get(lane)?.set(ok.MessageId!, this.round + Math.ceil(sent.delayS / this.intervalS));
       this.parkedNow.add(pair(sent.key, lane));
       this.parkedEver.add(pair(sent.key, lane));
     }
@@ -156,6 +160,9 @@ export class LaneQueues {
   ): Promise<{ round: LaneRound; response: SQSBatchResponse } | undefined> {
     const queue = this.queues.get(endpoint)!;
     const held = this.#held.get(endpoint)!;
+    const stored = this.#stored.get(endpoint)!;
+    // Nothing receivable this round: no call to SQS (the harness knows what each lane stores).
+    if (this.#earliest(endpoint) !== this.round) return undefined;
     const released = [...held].filter(([, h]) => h.until <= this.round);
     await this.#visibility(
       queue.url,
@@ -163,7 +170,7 @@ export class LaneQueues {
     );
     for (const [id] of released) held.delete(id);
     const messages = await receiveAll(this.sqs, queue.url, { visibilityTimeoutS: 600 });
-    const due = messages.filter((m) => (this.#visibleAt.get(m.MessageId!) ?? 0) <= this.round);
+    const due = messages.filter((m) => (stored.get(m.MessageId!) ?? 0) <= this.round);
     const handed = due.slice(0, LANE_BATCH);
     await this.#visibility(
       queue.url,
@@ -181,6 +188,7 @@ export class LaneQueues {
     const failed = new Set(response.batchItemFailures.map((item) => item.itemIdentifier));
     await this.#delete(
       queue.url,
+      stored,
       handed.filter((m) => !failed.has(m.MessageId!)),
     );
     for (const m of handed.filter((m) => failed.has(m.MessageId!))) {
@@ -191,38 +199,24 @@ export class LaneQueues {
     return { round: { endpoint, records, waiting: waitingKeys, inFlight }, response };
   }
 
+  /** The earliest round at which a message of the lane is receivable (its delay over, or its visibility timeout). */
+  #earliest(endpoint: string): number | undefined {
+    const held = this.#held.get(endpoint)!;
+    const rounds = [...this.#stored.get(endpoint)!].map(([id, at]) => held.get(id)?.until ?? at);
+    return rounds.length === 0 ? undefined : Math.max(this.round, Math.min(...rounds));
+  }
+
   /** The earliest round at which a lane message becomes receivable again (undefined: the lanes are empty). */
-  async nextRound(): Promise<number | undefined> {
-    let next: number | undefined;
-    for (const [endpoint, queue] of this.queues) {
-      const held = [...this.#held.get(endpoint)!.values()].map((h) => h.until);
-      const attributes = await this.sqs.send(
-        new GetQueueAttributesCommand({ QueueUrl: queue.url, AttributeNames: ['ApproximateNumberOfMessages'] }),
-      );
-      const visible = Number(attributes.Attributes?.ApproximateNumberOfMessages ?? 0);
-      if (visible === 0 && held.length === 0) continue;
-      const candidates = [...held, ...(visible > 0 ? [this.#earliestVisible()] : [])];
-      const earliest = Math.max(this.round, Math.min(...candidates));
-      next = next === undefined ? earliest : Math.min(next, earliest);
-    }
-    return next;
+  nextRound(): number | undefined {
+    const rounds = [...this.queues.keys()].flatMap((endpoint) => this.#earliest(endpoint) ?? []);
+    return rounds.length === 0 ? undefined : Math.min(...rounds);
   }
 
-  /** Per lane, what is left: messages receivable, held in flight (for the drain's failure message). */
-  async describe(): Promise<string> {
-    const lanes: string[] = [];
-    for (const [endpoint, queue] of this.queues) {
-      const attributes = await this.sqs.send(
-        new GetQueueAttributesCommand({ QueueUrl: queue.url, AttributeNames: ['ApproximateNumberOfMessages'] }),
-      );
-      const visible = attributes.Attributes?.ApproximateNumberOfMessages ?? '?';
-      lanes.push(`${endpoint}: ${visible} receivable, ${this.#held.get(endpoint)!.size} held in flight`);
-    }
-    return lanes.join('; ');
-  }
-
-  #earliestVisible(): number {
-    return Math.min(...this.#visibleAt.values());
+  /** Per lane, what is left: messages stored, of which held in flight (for the drain's failure message). */
+  describe(): string {
+    return [...this.queues.keys()]
+      .map((e) => `${e}: ${this.#stored.get(e)!.size} stored, ${this.#held.get(e)!.size} of them held in flight`)
+      .join('; ');
   }
 
   async #visibility(url: string, receiptHandles: string[]): Promise<void> {
@@ -234,11 +228,11 @@ export class LaneQueues {
     }
   }
 
-  async #delete(url: string, messages: Message[]): Promise<void> {
+  async #delete(url: string, stored: Map<string, number>, messages: Message[]): Promise<void> {
     for (let at = 0; at < messages.length; at += 10) {
       const entries = messages.slice(at, at + 10).map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle }));
       await this.sqs.send(new DeleteMessageBatchCommand({ QueueUrl: url, Entries: entries }));
-      for (const m of messages.slice(at, at + 10)) this.#visibleAt.delete(m.MessageId!);
+      for (const m of messages.slice(at, at + 10)) stored.delete(m.MessageId!);
     }
   }
 
