@@ -37,7 +37,7 @@ export interface LaneObservation {
   problems: Array<{ rule: string; detail: string }>;
   output: string;
   secrets: readonly string[];
-  /** L3's bound for this lane, and whether this round counts (its side effects were healthy). */
+  /** L3's bound for the lane (held records a failing side effect excuses are left out of the count). */
   bound: { bound: number; text: string };
 }
 

@@ -35,8 +35,6 @@ interface Held {
 export interface LaneRound {
   endpoint: string;
   records: SQSRecord[];
-  /** Keys handed while the endpoint was paused or not yet due: the product must send them back delayed. */
-  waiting: Set<string>;
   /** Received and not acknowledged during the round: handed, plus held earlier and not excused. */
   inFlight: number;
 }
@@ -178,10 +176,11 @@ export class LaneQueues {
     );
     if (handed.length === 0) return undefined;
     const records = handed.map((m) => toLambdaRecord(m, queue.arn));
-    const waitingKeys = new Set<string>();
+    // Handed while the endpoint is paused or before it is due: the product must send these back delayed.
+    const waitingIds = new Set<string>();
     for (const record of records) {
       const envelope = JSON.parse(record.messageAttributes[LANE_ATTRIBUTE]?.stringValue ?? '{}') as LaneEnvelope;
-      if (waiting(envelope)) waitingKeys.add(record.messageId);
+      if (waiting(envelope)) waitingIds.add(record.messageId);
     }
     const inFlight = handed.length + [...held.values()].filter((h) => !h.excused).length;
     const response = await invoke(records);
@@ -193,10 +192,10 @@ export class LaneQueues {
     );
     for (const m of handed.filter((m) => failed.has(m.MessageId!))) {
       // Only a record handed while it had to wait (paused, not due) counts: nothing excuses holding it in flight.
-      const excused = !healthy || !waitingKeys.has(m.MessageId!);
+      const excused = !healthy || !waitingIds.has(m.MessageId!);
       held.set(m.MessageId!, { receiptHandle: m.ReceiptHandle!, until: this.round + HOLD_ROUNDS, excused });
     }
-    return { round: { endpoint, records, waiting: waitingKeys, inFlight }, response };
+    return { round: { endpoint, records, inFlight }, response };
   }
 
   /** The earliest round at which a message of the lane is receivable (its delay over, or its visibility timeout). */
