@@ -37,12 +37,38 @@ export interface LaneObservation {
   problems: Array<{ rule: string; detail: string }>;
   output: string;
   secrets: readonly string[];
+  /** The lane endpoint's retrySchedule. */
+  schedule: readonly number[];
   /** L3's bound for the lane (held records a failing side effect excuses are left out of the count). */
   bound: { bound: number; text: string };
 }
 
-const keyOf = (attributes: Record<string, { stringValue?: string }>): string =>
-  (JSON.parse(attributes[LANE_ATTRIBUTE]?.stringValue ?? '{}') as Partial<LaneEnvelope>).k ?? '';
+const envelopeOf = (attributes: Record<string, { stringValue?: string }>): Partial<LaneEnvelope> =>
+  JSON.parse(attributes[LANE_ATTRIBUTE]?.stringValue ?? '{}') as Partial<LaneEnvelope>;
+const keyOf = (attributes: Record<string, { stringValue?: string }>): string => envelopeOf(attributes).k ?? '';
+
+/**
+ * L1 for what a lane quarantines: only with its own endpoint named, and only an event the endpoint blamed (400, 413,
+ * 415, 422) or one whose retrySchedule is spent (the fuzz puts no invalid envelope in a lane).
+ */
+function checkLaneQuarantine(o: LaneObservation, endpoint: FuzzEndpoint, fail: Fail): void {
+  for (const item of o.quarantine?.sent ?? []) {
+    const envelope = envelopeOf(item.record.messageAttributes);
+    const id = item.record.messageId;
+    if (item.endpoint !== endpoint.name) fail('L1', `quarantine item (${item.reason}) names '${item.endpoint}'`);
+    if (item.reason === 'rejected-by-endpoint' && !endpoint.blamedNow.has(envelope.k ?? '')) {
+      fail('L1-4xx', `${id} was quarantined (${item.detail}) though ${endpoint.name} answered no 400/413/415/422`);
+    } else if (item.reason === 'retries-exhausted' && (envelope.a ?? 0) < o.schedule.length) {
+      fail(
+        'L1',
+        `${id} was dead-lettered as retries-exhausted after ${envelope.a} failed deliveries; the retrySchedule ` +
+          `(${o.schedule.join(', ')}) allows ${o.schedule.length + 1}`,
+      );
+    } else if (item.reason !== 'rejected-by-endpoint' && item.reason !== 'retries-exhausted') {
+      fail('L1', `${id} was quarantined (${item.reason}: ${item.detail}) though its envelope and event are valid`);
+    }
+  }
+}
 
 /**
  * A lane invocation: I2, I5, I7 and the ledger as for the source; L1: a lane record is acknowledged only once its
@@ -63,9 +89,7 @@ export function checkLaneRound(o: LaneObservation): void {
   }
   for (const { rule, detail } of o.problems) fail(rule, detail);
   const confirmed = o.quarantine?.confirmed ?? new Map<string, number>();
-  for (const item of o.quarantine?.sent ?? []) {
-    if (item.endpoint !== endpoint.name) fail('L1', `quarantine item (${item.reason}) names '${item.endpoint}'`);
-  }
+  checkLaneQuarantine(o, endpoint, fail);
   for (const record of o.round.records) {
     if (failed.has(record.messageId) || confirmed.has(record.messageId)) continue;
     const key = keyOf(record.messageAttributes);
@@ -105,7 +129,8 @@ export function checkEndState(
   const laneEnded = new Set<string>();
   for (const item of settled) {
     const laneKey = item.record.messageAttributes?.[LANE_ATTRIBUTE] ? keyOf(item.record.messageAttributes) : undefined;
-    if (laneKey !== undefined && item.endpoint) laneEnded.add(pair(laneKey, item.endpoint));
+    const ended = item.reason === 'retries-exhausted' || item.reason === 'rejected-by-endpoint';
+    if (laneKey !== undefined && item.endpoint && ended) laneEnded.add(pair(laneKey, item.endpoint));
     else quarantinedIds.add(item.record.messageId);
   }
   // The source path quarantines a whole record (an endpoint blamed the event): every copy of the event ends there.
