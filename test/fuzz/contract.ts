@@ -589,6 +589,7 @@ async function laneRounds(run: Run, spec: InvocationSpec, index: number, round: 
       parked: { now: lanes.parkedNow, ever: lanes.parkedEver },
       problems: [...world.problems, ...serverProblems(run.scenario, world)],
       secrets: world.secretValues,
+      strays: lanes.strays,
       schedule: run.scenario.lanes?.schedules[world.endpoints.indexOf(endpoint)] ?? [],
       bound: run.laneBound,
     });

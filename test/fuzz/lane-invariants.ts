@@ -37,6 +37,8 @@ export interface LaneObservation {
   problems: Array<{ rule: string; detail: string }>;
   output: string;
   secrets: readonly string[];
+  /** Message ids of copies the harness put in this lane from another's ('stray'). */
+  strays: ReadonlySet<string>;
   /** The lane endpoint's retrySchedule. */
   schedule: readonly number[];
   /** L3's bound for the lane (held records a failing side effect excuses are left out of the count). */
@@ -64,7 +66,9 @@ function checkLaneQuarantine(o: LaneObservation, endpoint: FuzzEndpoint, fail: F
         `${id} was dead-lettered as retries-exhausted after ${envelope.a} failed deliveries; the retrySchedule ` +
           `(${o.schedule.join(', ')}) allows ${o.schedule.length + 1}`,
       );
-    } else if (item.reason !== 'rejected-by-endpoint' && item.reason !== 'retries-exhausted') {
+    } else if (o.strays.has(id) && item.reason !== 'lane-envelope-invalid') {
+      fail('L1', `${id}, another endpoint's message, was quarantined as ${item.reason}, not lane-envelope-invalid`);
+    } else if (!o.strays.has(id) && item.reason !== 'rejected-by-endpoint' && item.reason !== 'retries-exhausted') {
       fail('L1', `${id} was quarantined (${item.reason}: ${item.detail}) though its envelope and event are valid`);
     }
   }
@@ -92,6 +96,9 @@ export function checkLaneRound(o: LaneObservation): void {
   checkLaneQuarantine(o, endpoint, fail);
   for (const record of o.round.records) {
     if (failed.has(record.messageId) || confirmed.has(record.messageId)) continue;
+    if (o.strays.has(record.messageId)) {
+      fail('L1', `${record.messageId}, another endpoint's message, was acknowledged but not quarantined`);
+    }
     const key = keyOf(record.messageAttributes);
     const now = endpoint.acceptedNow.has(key);
     const before = o.ledgerBefore?.get(key)?.has(`lane:${endpoint.name}`) && endpoint.acceptedAt.has(key);

@@ -58,6 +58,8 @@ export class LaneQueues {
   /** Pairs a lane durably holds since the start of the invocation (SQS answered the send Successful), and ever. */
   parkedNow = new Set<string>();
   readonly parkedEver = new Set<string>();
+  /** Copies the harness put in another endpoint's lane ('stray'): each must be quarantined as lane-envelope-invalid. */
+  readonly strays = new Set<string>();
   readonly sender: LaneSender;
   /** Per lane, every message it stores (the harness sees every send and delete) → the round it becomes receivable. */
   readonly #stored = new Map<string, Map<string, number>>();
@@ -124,8 +126,28 @@ export class LaneQueues {
       this.parkedNow.add(pair(sent.key, lane));
       this.parkedEver.add(pair(sent.key, lane));
     }
+    const first = compressed.find((c) => answer.Successful?.some((ok) => ok.Id === c.entry.Id));
+    if (this.fault === 'stray' && first) await this.#stray(lane, first.entry, real);
     const failed = refused.map((entry) => ({ Id: entry.Id, Code: 'InternalError', SenderFault: false, Message: 'x' }));
     return { Successful: answer.Successful ?? [], Failed: [...(answer.Failed ?? []), ...failed] };
+  }
+
+  /** A copy of a message sent to `lane` goes to the next endpoint's lane too, as a misdirected redrive would put it. */
+  async #stray(
+    lane: string,
+    entry: SendMessageBatchRequestEntry,
+    real: (command: unknown, options?: { abortSignal?: AbortSignal }) => Promise<unknown>,
+  ): Promise<void> {
+    const names = [...this.queues.keys()];
+    const other = names[(names.indexOf(lane) + 1) % names.length]!;
+    if (other === lane) return;
+    const answer = (await real(
+      new SendMessageBatchCommand({ QueueUrl: this.queues.get(other)!.url, Entries: [{ ...entry, Id: 'stray' }] }),
+    )) as SendMessageBatchResult;
+    for (const ok of answer.Successful ?? []) {
+      this.#stored.get(other)?.set(ok.MessageId!, this.round);
+      this.strays.add(ok.MessageId!);
+    }
   }
 
   /** The entry as sent: no delay, the envelope's times moved back by the delay asked. */

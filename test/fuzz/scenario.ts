@@ -65,8 +65,11 @@ export interface InvocationSpec {
   lane?: LaneInvocation;
 }
 
-/** How sends to the lanes fail in one invocation: SQS errors, half the entries refused, a hang, or no such queue. */
-export type LaneFault = 'ok' | 'throw' | 'partial' | 'hang' | 'missing';
+/**
+ * How sends to the lanes fail in one invocation: SQS errors, half the entries refused, a hang, or no such queue; or
+ * 'stray': a copy of a parked message also lands in another endpoint's lane (a misdirected redrive).
+ */
+export type LaneFault = 'ok' | 'throw' | 'partial' | 'hang' | 'missing' | 'stray';
 
 export interface LaneInvocation {
   fault: LaneFault;
@@ -246,7 +249,7 @@ export const scenarioArb = (options: GenerationOptions = { credentialFaults: tru
 
 const laneFault: fc.Arbitrary<LaneFault> = fc.oneof(
   { weight: 5, arbitrary: fc.constant('ok' as const) },
-  { weight: 1, arbitrary: fc.constantFrom<LaneFault>('throw', 'partial', 'hang', 'missing') },
+  { weight: 1, arbitrary: fc.constantFrom<LaneFault>('throw', 'partial', 'hang', 'missing', 'stray') },
 );
 
 /** A stretch of invocations [from, from + length) for one endpoint: down, or paused. */
