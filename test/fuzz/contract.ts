@@ -3,8 +3,11 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import type { SQSRecord } from 'aws-lambda';
 import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
 import type { Match } from '../../lib/subscription/schema';
+import type { QuarantineItem } from '../../lib/types';
 import { type Clock, FuzzEndpoint } from './endpoint';
 import { checkInvariants, InvariantViolation, type Observation, recovered } from './invariants';
+import { checkEndState, checkLaneRound, inFlightBound } from './lane-invariants';
+import { LANE_BATCH, LaneQueues } from './lanes';
 import { DeadLetters, DynaliteLedger, type LocalAws } from './local-aws';
 import { EventRegistry, type ReceiverSide, rateProblem, requestProblems, TokenServer } from './receiver';
 import {
@@ -121,6 +124,10 @@ interface World {
   bucketsSince: number;
   /** Every secret value of the endpoints file: none may reach a log line (I5). */
   secretValues: string[];
+  /** Lanes scenarios: the lane queues on local SQS, the endpoints paused now, every quarantine item confirmed. */
+  lanes: LaneQueues | undefined;
+  paused: Set<string>;
+  settled: readonly QuarantineItem[];
 }
 
 /** The endpoints file of the scenario, the secret values its references name, and each receiver's side of it. */
@@ -132,15 +139,16 @@ function endpointsFile(scenario: Scenario, endpoints: FuzzEndpoint[], tokenUrl: 
     const secrets = endpointSecrets(endpoint.name, spec, CREDENTIAL_MARK);
     const file = fileEntry(endpoint.name, endpoint.url, spec, secrets, tokenUrl);
     for (const [key, value] of file.values) values.set(key, value);
+    const retrySchedule = scenario.lanes?.schedules[i];
     // ENDPOINT_CREDENTIALS' bearer token goes only where the file sets no auth (the function refuses both).
     const bearer = scenario.credentials && spec.auth === 'none' ? CREDENTIAL_MARK : undefined;
     sides.push({ name: endpoint.name, spec, secrets, ...(bearer ? { bearer } : {}) });
-    return file.entry;
+    return retrySchedule ? { ...file.entry, retrySchedule } : file.entry;
   });
   return { document: { endpoints: entries }, values, sides };
 }
 
-function configOf(scenario: Scenario, document: unknown) {
+function configOf(scenario: Scenario, document: unknown, lanePrefix: string | undefined) {
   return loadConfig(
     {
       DELIVERY_TIMEOUT_MS: String(scenario.deliveryTimeoutMs),
@@ -155,6 +163,9 @@ function configOf(scenario: Scenario, document: unknown) {
       RETRY_BASE_DELAY_S: String(scenario.retryBaseDelayS),
       RETRY_MAX_DELAY_S: String(scenario.retryMaxDelayS),
       DELIVERY_LEDGER_MODE: scenario.ledgerMode,
+      ...(scenario.lanes && lanePrefix
+        ? { LANE_QUEUE_URL_PREFIX: lanePrefix, PARK_AFTER_S: String(scenario.lanes.parkAfterS) }
+        : {}),
     },
     { document, source: 'fuzz endpoints file' },
   );
@@ -181,10 +192,11 @@ async function startWorld(scenario: Scenario, aws: LocalAws): Promise<World> {
     sides.set(side.name, side);
     if (side.secrets.clientSecret) clients.set(`client-${side.name}`, side.secrets.clientSecret);
   }
-  const config = configOf(scenario, file.document);
+  const names = endpoints.map((endpoint) => endpoint.name);
+  const lanes = scenario.lanes ? await LaneQueues.create(aws, names, scenario.lanes.intervalS) : undefined;
+  const config = configOf(scenario, file.document, lanes?.prefix);
   const sqs = new FakeSqs();
   const attempts = new AttemptLog();
-  const names = endpoints.map((endpoint) => endpoint.name);
   const ledger = scenario.ledger ? await DynaliteLedger.create(aws, names, config.ledgerTtlS) : undefined;
   const deadLetters = scenario.redrive && !scenario.fifo ? await DeadLetters.create(aws) : undefined;
   const watched = scenario.quarantine ? watchedQuarantine(sqs, scenario.fifo, clock) : undefined;
@@ -202,6 +214,9 @@ async function startWorld(scenario: Scenario, aws: LocalAws): Promise<World> {
     seen: watched?.seen,
     credentials: 'ok',
     secretValues: [...file.values.values()],
+    lanes,
+    paused: new Set(),
+    settled: watched?.settled ?? [],
   };
   // The credential and secret sources fail alike: both are SSM / Secrets Manager reads.
   const read = async <T>(value: T): Promise<T> => {
@@ -227,6 +242,8 @@ async function startWorld(scenario: Scenario, aws: LocalAws): Promise<World> {
           refreshCredential: () => read(credential),
         }
       : {}),
+    // The pause seam (IngestDeps.paused): the harness says which endpoints are paused in each invocation.
+    ...(lanes ? { lanes: lanes.sender, paused: (endpoint: string) => world.paused.has(endpoint) } : {}),
   });
   return Object.assign(world, { ingest, bucketsSince });
 }
@@ -294,15 +311,23 @@ function recoveryShape(scenario: Scenario, eventId: number): EventShape {
   };
 }
 
-/** The same message back from SQS: one more receive, a new receipt handle. */
-function redeliver(item: ModelRecord, invocation: number): ModelRecord {
+/**
+ * The same message back from SQS: one more receive, a new receipt handle; in a lanes scenario one interval later, so
+ * its first receive is that much earlier (what PARK_AFTER_S measures).
+ */
+function redeliver(item: ModelRecord, invocation: number, intervalS = 0): ModelRecord {
   const count = Number(item.record.attributes.ApproximateReceiveCount) + 1;
+  const first = Number(item.record.attributes.ApproximateFirstReceiveTimestamp) - intervalS * 1000;
   return {
     ...item,
     record: {
       ...item.record,
       receiptHandle: `rh-${item.record.messageId}-${invocation + 1}`,
-      attributes: { ...item.record.attributes, ApproximateReceiveCount: String(count) },
+      attributes: {
+        ...item.record.attributes,
+        ApproximateReceiveCount: String(count),
+        ApproximateFirstReceiveTimestamp: String(first),
+      },
     },
   };
 }
@@ -379,13 +404,30 @@ function beginInvocation(world: World, spec: InvocationSpec): void {
     world.seen.confirmed = new Map();
   }
   world.problems.length = 0;
+  if (world.lanes) {
+    const lane = spec.lane ?? { fault: 'ok' as const, missing: 0, paused: [] };
+    world.lanes.fault = lane.fault;
+    world.lanes.missing = lane.fault === 'missing' ? world.endpoints[lane.missing]?.name : undefined;
+    world.lanes.parkedNow = new Set();
+    world.paused = new Set(world.endpoints.filter((_e, i) => lane.paused[i]).map((endpoint) => endpoint.name));
+  }
 }
 
-async function invoke(world: World, batch: ModelRecord[], deadlineAt: number, index: number) {
+/**
+ * No side effect that can keep a record in flight fails in the invocation (credentials, lane sends; on the source also
+ * the quarantine, which poison waits for): what it leaves in flight is the product's choice, and L3 counts it.
+ */
+function healthy(spec: InvocationSpec, source: boolean): boolean {
+  return (
+    spec.credentials === 'ok' && (spec.lane?.fault ?? 'ok') === 'ok' && (!source || spec.faults.quarantine === 'ok')
+  );
+}
+
+async function invoke(world: World, records: SQSRecord[], deadlineAt: number, index: number) {
   const output = captureOutput();
   try {
     const response = await world.ingest.handle(
-      { Records: batch.map((item) => item.record) },
+      { Records: records },
       { getRemainingTimeInMillis: () => Math.max(0, deadlineAt - Date.now()) },
     );
     return { response, output: output.lines };
@@ -402,77 +444,235 @@ async function requeue(scenario: Scenario, world: World, failed: ModelRecord[], 
   const limit = world.deadLetters ? scenario.redrive!.maxReceiveCount : Number.POSITIVE_INFINITY;
   const dead = failed.filter((item) => Number(item.record.attributes.ApproximateReceiveCount) >= limit);
   await world.deadLetters?.deadLetter(dead);
-  return failed.filter((item) => !dead.includes(item)).map((item) => redeliver(item, index));
+  return failed.filter((item) => !dead.includes(item)).map((item) => redeliver(item, index, scenario.lanes?.intervalS));
+}
+
+/** Rounds at most, after the recovery, to drain a lanes scenario (its source redeliveries and every lane). */
+const DRAIN_ROUNDS = 40;
+
+/** One scenario's run: the world, what is in flight on the source, and the lanes' bounds. */
+interface Run {
+  scenario: Scenario;
+  world: World;
+  ignored: ReadonlySet<string> | undefined;
+  serial: number;
+  /** Reported failed, to be received again. */
+  pending: ModelRecord[];
+  /** Of those, the ones a failing side effect left in flight (L3 does not count them). */
+  excused: Set<string>;
+  /** Every record handed to the function (L2 reads the events they carry). */
+  received: ModelRecord[];
+  sourceBound: { bound: number; text: string };
+  laneBound: { bound: number; text: string };
+}
+
+/** L3 on the source queue: what the invocation receives and nothing excuses stays under the bound. */
+function checkSourceInFlight(run: Run, batch: ModelRecord[], index: number): void {
+  if (!run.scenario.lanes || run.ignored?.has('L3')) return;
+  const counted = batch.filter((item) => !run.excused.has(item.record.messageId)).length;
+  if (counted > run.sourceBound.bound) {
+    throw new InvariantViolation(
+      'L3',
+      index,
+      `source queue: ${counted} messages received and not acknowledged (the batch, less ${batch.length - counted} ` +
+        `a failing side effect left in flight); the bound is ${run.sourceBound.text}`,
+    );
+  }
+}
+
+/** One invocation on the source queue and its checks; resolves with what it reported failed (none for no batch). */
+async function sourceInvocation(
+  run: Run,
+  spec: InvocationSpec,
+  index: number,
+  recovery: boolean,
+  lastRecovery: boolean,
+) {
+  const { scenario, world } = run;
+  const batch = [
+    ...run.pending,
+    ...(await redriven(scenario, world, index)),
+    ...spec.records.map((record) => buildRecord(record, scenario, world, run.serial++)),
+  ];
+  if (batch.length === 0) return undefined;
+  run.received.push(...batch);
+  if (world.lanes) world.lanes.round = index;
+  beginInvocation(world, spec);
+  checkSourceInFlight(run, batch, index);
+  const ledgerBefore = await world.ledger?.snapshot();
+  const deadlineAt = Date.now() + spec.remainingMs;
+  const loop = recovery ? watchEventLoop() : undefined;
+  const records = batch.map((item) => item.record);
+  const { response, output } = await invoke(world, records, deadlineAt, index);
+  const answeredAt = Date.now();
+  // A token request the product gave up on (its timeout is the endpoint's, as short as 40 ms here) is a failure the
+  // token server may never have seen: the product holds it all the same.
+  if (output.some((line) => line.includes('OAuth token request to'))) world.tokens.lastFailureAt = answeredAt;
+  const loopDelayMaxMs = loop?.stop();
+  const observation: Observation = {
+    scenario,
+    index,
+    recovery,
+    lastRecovery,
+    batch,
+    response,
+    answeredAt,
+    deadlineAt,
+    endpoints: world.endpoints,
+    attempts: world.attempts.now,
+    written: world.writes.now,
+    ...(loopDelayMaxMs === undefined ? {} : { loopDelayMaxMs }),
+    ledgerBefore,
+    ledgerAfter: await world.ledger?.snapshot(),
+    quarantine: world.seen,
+    visibility: world.sqs.visibility,
+    output: output.join(''),
+    problems: [...world.problems, ...serverProblems(scenario, world)],
+    tokenFailedAt: world.tokens.lastFailureAt,
+    secrets: world.secretValues,
+    ...(world.lanes ? { parked: { now: world.lanes.parkedNow, ever: world.lanes.parkedEver } } : {}),
+  };
+  checkInvariants(observation, run.ignored);
+  count(
+    '(message, endpoint) pairs its filter excludes',
+    batch.reduce((n, item) => n + (item.poison ? 0 : world.endpoints.length - item.routed.size), 0),
+  );
+  const failed = new Set(response.batchItemFailures.map((item) => item.itemIdentifier));
+  return { observation, failed: batch.filter((item) => failed.has(item.record.messageId)) };
+}
+
+/** Hands back what the source reported failed; marks it excused when a side effect failed in that invocation. */
+async function settleSource(run: Run, spec: InvocationSpec, failed: ModelRecord[], index: number): Promise<void> {
+  run.pending = await requeue(run.scenario, run.world, failed, index);
+  run.excused = new Set(healthy(spec, true) ? [] : run.pending.map((item) => item.record.messageId));
+  if (run.world.lanes) count('source records parked', run.world.lanes.parkedNow.size);
+}
+
+/** One round of every lane's event source (a batch each, at round `round` of virtual time), each with its checks. */
+async function laneRounds(run: Run, spec: InvocationSpec, index: number, round: number): Promise<void> {
+  const { world } = run;
+  const lanes = world.lanes;
+  if (!lanes) return;
+  lanes.round = round;
+  for (const endpoint of world.endpoints) {
+    beginInvocation(world, spec);
+    let ledgerBefore: Map<string, Set<string>> | undefined;
+    let seen = { output: '', answeredAt: 0, deadlineAt: 0 };
+    const waiting = (envelope: { d: number }) => world.paused.has(endpoint.name) || envelope.d > Date.now();
+    const served = await lanes.serve(
+      endpoint.name,
+      waiting,
+      async (records) => {
+        ledgerBefore = await world.ledger?.snapshot();
+        const deadlineAt = Date.now() + spec.remainingMs;
+        const { response, output } = await invoke(world, records, deadlineAt, index);
+        seen = { output: output.join(''), answeredAt: Date.now(), deadlineAt };
+        // As for the source: a token request the lane's delivery gave up on holds that endpoint for a while (see I4).
+        if (seen.output.includes('OAuth token request to')) world.tokens.lastFailureAt = seen.answeredAt;
+        return response;
+      },
+      healthy(spec, false),
+    );
+    if (!served) continue;
+    count('lane batches');
+    count('lane records', served.round.records.length);
+    if (world.paused.has(endpoint.name)) count('lane records of a paused endpoint', served.round.records.length);
+    checkLaneRound({
+      index,
+      round: served.round,
+      response: served.response,
+      ...seen,
+      endpoints: world.endpoints,
+      ledgerBefore,
+      ledgerAfter: await world.ledger?.snapshot(),
+      quarantine: world.seen,
+      parked: { now: lanes.parkedNow, ever: lanes.parkedEver },
+      problems: [...world.problems, ...serverProblems(run.scenario, world)],
+      secrets: world.secretValues,
+      strays: lanes.strays,
+      schedule: run.scenario.lanes?.schedules[world.endpoints.indexOf(endpoint)] ?? [],
+      bound: run.laneBound,
+    });
+  }
+}
+
+/**
+ * After the recovery of a lanes scenario, every endpoint healthy and none paused: rounds (virtual time jumping to the
+ * next lane message due) until the source and every lane are empty, then L2 on every event received.
+ */
+async function drain(run: Run, from: number): Promise<void> {
+  const { scenario, world } = run;
+  if (!world.lanes) return;
+  let round = from;
+  for (let i = 0; i < DRAIN_ROUNDS; i++) {
+    const next = world.lanes.nextRound();
+    if (run.pending.length === 0 && next === undefined) {
+      checkEndState(run.received, world.endpoints, world.settled, round);
+      count('lanes scenarios drained');
+      return;
+    }
+    await wait(scenario.halfOpenMs + 5);
+    round = Math.max(round + 1, next ?? 0);
+    const spec = { ...recoverySpec(scenario, round), records: [] };
+    const source = await sourceInvocation(run, spec, round, false, false);
+    if (source) await settleSource(run, spec, source.failed, round);
+    await laneRounds(run, spec, round, round);
+  }
+  throw new InvariantViolation(
+    'L2',
+    round,
+    `not drained after ${DRAIN_ROUNDS} rounds with every endpoint healthy and none paused: ` +
+      `${run.pending.length} source record(s) still failing; lanes ${world.lanes.describe()}`,
+  );
+}
+
+function newRun(scenario: Scenario, world: World, ignored: ReadonlySet<string> | undefined): Run {
+  const lanes = scenario.lanes ?? { parkAfterS: 0, intervalS: 1, schedules: [] };
+  // The most one invocation receives new (a recovery: one per endpoint): the rate, per invocation time.
+  const perInvocation = Math.max(world.endpoints.length, ...scenario.invocations.map((spec) => spec.records.length));
+  return {
+    scenario,
+    world,
+    ignored,
+    serial: 0,
+    pending: [],
+    excused: new Set(),
+    received: [],
+    sourceBound: inFlightBound(lanes, perInvocation, perInvocation),
+    laneBound: inFlightBound(lanes, LANE_BATCH, LANE_BATCH),
+  };
 }
 
 /**
  * Runs the scenario's invocations in a row on one warm instance, redelivering what each reported failed (or
  * dead-lettering it, and redriving the DLQ), then a recovery invocation (every endpoint and side effect healthy, one
- * half-open period later, with a fresh event per endpoint), repeated as MAX_RECOVERIES says. Throws an
- * InvariantViolation at the first broken invariant.
+ * half-open period later, with a fresh event per endpoint), repeated as MAX_RECOVERIES says. With lanes, a round of
+ * every lane follows each invocation, and the recovery is followed by a drain. Throws an InvariantViolation at the
+ * first broken invariant.
  */
 export async function runScenario(scenario: Scenario, aws: LocalAws, ignored?: ReadonlySet<string>): Promise<void> {
   const world = await startWorld(scenario, aws);
   if (world.ledger) count(`scenarios with the dynalite ledger, ${scenario.ledgerMode}`);
-  let serial = 0;
+  if (world.lanes) count('lanes scenarios');
+  const run = newRun(scenario, world, ignored);
   try {
-    let pending: ModelRecord[] = [];
     const last = scenario.invocations.length + MAX_RECOVERIES - 1;
     for (let index = 0; index <= last; index++) {
       const recovery = index >= scenario.invocations.length;
       const spec = recovery ? recoverySpec(scenario, index) : scenario.invocations[index]!;
       // Time passes between invocations: the recovery one starts a full half-open period after the endpoints healed.
       if (recovery) await wait(scenario.halfOpenMs + 5);
-      const batch = [
-        ...pending,
-        ...(await redriven(scenario, world, index)),
-        ...spec.records.map((record) => buildRecord(record, scenario, world, serial++)),
-      ];
-      beginInvocation(world, spec);
-      const ledgerBefore = await world.ledger?.snapshot();
-      const deadlineAt = Date.now() + spec.remainingMs;
-      const loop = recovery ? watchEventLoop() : undefined;
-      const { response, output } = await invoke(world, batch, deadlineAt, index);
-      const answeredAt = Date.now();
-      // A token request the product gave up on (its timeout is the endpoint's, as short as 40 ms here) is a failure the
-      // token server may never have seen: the product holds it all the same.
-      if (output.some((line) => line.includes('OAuth token request to'))) world.tokens.lastFailureAt = answeredAt;
-      const loopDelayMaxMs = loop?.stop();
-      const observation: Observation = {
-        scenario,
-        index,
-        recovery,
-        lastRecovery: index === last,
-        batch,
-        response,
-        answeredAt,
-        deadlineAt,
-        endpoints: world.endpoints,
-        attempts: world.attempts.now,
-        written: world.writes.now,
-        ...(loopDelayMaxMs === undefined ? {} : { loopDelayMaxMs }),
-        ledgerBefore,
-        ledgerAfter: await world.ledger?.snapshot(),
-        quarantine: world.seen,
-        visibility: world.sqs.visibility,
-        output: output.join(''),
-        problems: [...world.problems, ...serverProblems(scenario, world)],
-        tokenFailedAt: world.tokens.lastFailureAt,
-        secrets: world.secretValues,
-      };
-      checkInvariants(observation, ignored);
-      count(
-        '(message, endpoint) pairs its filter excludes',
-        batch.reduce((n, item) => n + (item.poison ? 0 : world.endpoints.length - item.routed.size), 0),
-      );
-      if (recovery && world.endpoints.every((endpoint) => recovered(observation, endpoint))) break;
-      const failed = new Set(response.batchItemFailures.map((item) => item.itemIdentifier));
-      pending = await requeue(
-        scenario,
-        world,
-        batch.filter((item) => failed.has(item.record.messageId)),
-        index,
-      );
+      const source = await sourceInvocation(run, spec, index, recovery, index === last);
+      if (!source) continue;
+      if (recovery && world.endpoints.every((endpoint) => recovered(source.observation, endpoint))) {
+        if (!world.lanes) break;
+        await settleSource(run, spec, source.failed, index);
+        await laneRounds(run, spec, index, index);
+        await drain(run, index + 1);
+        break;
+      }
+      await settleSource(run, spec, source.failed, index);
+      await laneRounds(run, spec, index, index);
     }
   } finally {
     world.writes.close();
@@ -480,5 +680,6 @@ export async function runScenario(scenario: Scenario, aws: LocalAws, ignored?: R
     await Promise.all([...world.endpoints.map((endpoint) => endpoint.close()), world.tokens.close()]);
     world.ledger?.close();
     world.deadLetters?.close();
+    world.lanes?.close();
   }
 }

@@ -1,6 +1,7 @@
 import type { SQSBatchResponse } from 'aws-lambda';
 import type { QuarantineItem } from '../../lib/types';
 import type { FuzzEndpoint } from './endpoint';
+import { pair } from './lanes';
 import { CREDENTIAL_MARK, type ModelRecord, PAYLOAD_MARK, type Scenario } from './scenario';
 
 /** What one invocation did, as seen from outside the handler. */
@@ -32,6 +33,8 @@ export interface Observation {
   tokenFailedAt: number | undefined;
   /** The endpoints file's secret values. */
   secrets: readonly string[];
+  /** Lanes scenarios: the (key, endpoint) pairs a lane durably holds since the invocation began, and ever (`pair`). */
+  parked?: { now: ReadonlySet<string>; ever: ReadonlySet<string> };
 }
 
 export class InvariantViolation extends Error {
@@ -84,39 +87,26 @@ export function checkInvariants(o: Observation, ignored: ReadonlySet<string> = n
     for (const endpoint of o.endpoints) {
       if (!item.routed.has(endpoint.name)) continue;
       const now = endpoint.acceptedNow.has(item.key);
-      const before = o.ledgerBefore?.get(item.key)?.has(endpoint.name) && endpoint.acceptedAt.has(item.key);
-      if (!now && !before) {
+      const parkedNow = o.parked?.now.has(pair(item.key, endpoint.name));
+      // The source path writes a parked endpoint to the ledger as done: the lane holds the event.
+      const heldBefore = endpoint.acceptedAt.has(item.key) || o.parked?.ever.has(pair(item.key, endpoint.name));
+      const before = o.ledgerBefore?.get(item.key)?.has(endpoint.name) && heldBefore;
+      if (!now && !before && !parkedNow) {
         fail(
           'I1',
-          `${id} (${item.spec.kind}) was acknowledged but ${endpoint.name}, to which it is routed, never took it with a complete 2xx`,
+          `${id} (${item.spec.kind}) was acknowledged but ${endpoint.name}, to which it is routed, never took it with ` +
+            `a complete 2xx${o.parked ? ' nor does its lane hold it (no lane send succeeded)' : ''}`,
         );
       }
     }
   }
-  // I1, ledger: an entry says an endpoint took the event; it must have, with a complete 2xx.
-  for (const [key, names] of o.ledgerAfter ?? []) {
-    for (const name of names) {
-      if (!o.endpoints.find((endpoint) => endpoint.name === name)?.acceptedAt.has(key)) {
-        fail(
-          'I1-ledger',
-          `the ledger says ${name} took ${key.slice(0, 12)}… but it never answered it with a complete 2xx`,
-        );
-      }
-    }
-  }
+  checkLedger(o, fail);
 
   if (o.scenario.fifo) checkFifo(o, failed, confirmed, fail);
 
   if (o.recovery) checkRecovery(o, fail);
 
-  // I5: no payload bytes, no credential in any log line (and the log lines were really captured).
-  if (!o.output.includes('"batch processed"')) fail('harness', 'no summary line captured: I5 would check nothing');
-  if (o.output.includes(PAYLOAD_MARK))
-    fail('I5', `a log line holds payload bytes: ${lineWith(o.output, PAYLOAD_MARK)}`);
-  if (o.output.includes(CREDENTIAL_MARK))
-    fail('I5', `a log line holds a credential: ${lineWith(o.output, CREDENTIAL_MARK)}`);
-  const secret = o.secrets.find((value) => o.output.includes(value));
-  if (secret) fail('I5', `a log line holds a signing secret: ${lineWith(o.output, secret)}`);
+  checkLogs(o, '"batch processed"', fail);
 
   // I6: the visibility delay never exceeds RETRY_MAX_DELAY_S.
   for (const { receiptHandle, seconds } of o.visibility) {
@@ -127,6 +117,39 @@ export function checkInvariants(o: Observation, ignored: ReadonlySet<string> = n
       );
     }
   }
+}
+
+export type Fail = (invariant: string, detail: string) => void;
+
+/**
+ * I1, ledger: an entry says an endpoint took the event (it must have, with a complete 2xx) or, with lanes, that its
+ * lane holds it (a lane send for it succeeded); `lane:<endpoint>` says the lane delivered it (a complete 2xx).
+ */
+export function checkLedger(o: Pick<Observation, 'ledgerAfter' | 'endpoints' | 'parked'>, fail: Fail): void {
+  for (const [key, names] of o.ledgerAfter ?? []) {
+    for (const name of names) {
+      const endpoint = o.endpoints.find((e) => e.name === name.replace(/^lane:/, ''));
+      const parked = !name.startsWith('lane:') && o.parked?.ever.has(pair(key, name));
+      if (!endpoint?.acceptedAt.has(key) && !parked) {
+        fail(
+          'I1-ledger',
+          `the ledger says ${name} took ${key.slice(0, 12)}… but it never answered it with a complete 2xx` +
+            `${o.parked && !name.startsWith('lane:') ? ' and no lane send of it succeeded' : ''}`,
+        );
+      }
+    }
+  }
+}
+
+/** I5: no payload bytes, no credential in any log line (and the log lines, with `summary`, were really captured). */
+export function checkLogs(o: Pick<Observation, 'output' | 'secrets'>, summary: string, fail: Fail): void {
+  if (!o.output.includes(summary)) fail('harness', 'no summary line captured: I5 would check nothing');
+  if (o.output.includes(PAYLOAD_MARK))
+    fail('I5', `a log line holds payload bytes: ${lineWith(o.output, PAYLOAD_MARK)}`);
+  if (o.output.includes(CREDENTIAL_MARK))
+    fail('I5', `a log line holds a credential: ${lineWith(o.output, CREDENTIAL_MARK)}`);
+  const secret = o.secrets.find((value) => o.output.includes(value));
+  if (secret) fail('I5', `a log line holds a signing secret: ${lineWith(o.output, secret)}`);
 }
 
 /**

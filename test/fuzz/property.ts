@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { runScenario } from './contract';
 import { InvariantViolation } from './invariants';
 import type { LocalAws } from './local-aws';
-import { scenarioArb } from './scenario';
+import { laneScenarioArb, scenarioArb } from './scenario';
 
 export interface FuzzOptions {
   numRuns: number;
@@ -17,14 +17,19 @@ export interface FuzzOptions {
   ignored?: ReadonlySet<string>;
   /** Triage only (never in CI): no credential source that throws or is slow. */
   credentialFaults?: boolean;
+  /** Lanes scenarios (laneScenarioArb) instead of the others. */
+  lanes?: boolean;
+}
+
+function arbitrary(options: FuzzOptions) {
+  const generation = { credentialFaults: options.credentialFaults ?? true };
+  return options.lanes ? laneScenarioArb(generation) : scenarioArb(generation);
 }
 
 /** Runs the contract over generated scenarios; on failure, throws fast-check's report (seed, path, shrunk scenario). */
 export async function fuzzContract(options: FuzzOptions): Promise<void> {
   await fc.assert(
-    fc.asyncProperty(scenarioArb({ credentialFaults: options.credentialFaults ?? true }), (scenario) =>
-      runScenario(scenario, options.aws, options.ignored),
-    ),
+    fc.asyncProperty(arbitrary(options), (scenario) => runScenario(scenario, options.aws, options.ignored)),
     {
       numRuns: options.numRuns,
       seed: options.seed,
@@ -44,7 +49,7 @@ export async function fuzzContract(options: FuzzOptions): Promise<void> {
 export async function countViolations(
   options: FuzzOptions,
 ): Promise<{ failed: number; byRule: Map<string, number>; first: Map<string, string> }> {
-  const scenarios = fc.sample(scenarioArb({ credentialFaults: options.credentialFaults ?? true }), {
+  const scenarios = fc.sample(arbitrary(options), {
     numRuns: options.numRuns,
     seed: options.seed,
   });

@@ -1,4 +1,4 @@
-// npm run fuzz -- [--runs N] [--seed S] [--path P] [--ignore I1-4xx,I6] [--no-credential-faults]: the contract fuzz outside vitest, for long runs and replays.
+// npm run fuzz -- [--runs N] [--seed S] [--path P] [--lanes] [--ignore I1-4xx,I6] [--no-credential-faults]: the contract fuzz outside vitest, for long runs and replays.
 import { writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { TEST_ENV } from '../support/env';
@@ -26,6 +26,7 @@ const { values } = parseArgs({
     ignore: { type: 'string' },
     'no-credential-faults': { type: 'boolean', default: false },
     count: { type: 'boolean', default: false },
+    lanes: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
@@ -37,7 +38,8 @@ if (values.help) {
       "  --path P                 fast-check's replay path, printed with a failure (with the failure's --seed)\n" +
       '  --ignore I1-4xx,I6       triage only: skip the named checks\n' +
       '  --no-credential-faults   triage only: credential sources never fail\n' +
-      '  --count                  run all N scenarios, no shrinking, and count those that break each rule\n',
+      '  --count                  run all N scenarios, no shrinking, and count those that break each rule\n' +
+      '  --lanes                  lanes scenarios (LANE_QUEUE_URL_PREFIX, parking, pause, lane faults) instead\n',
   );
   process.exit(0);
 }
@@ -49,9 +51,11 @@ if (!credentialFaults) process.stderr.write('fuzz: credential sources never fail
 if (ignored.size > 0) process.stderr.write(`fuzz: NOT checking ${[...ignored].join(', ')} (triage only)\n`);
 const servers = await startLocalServers();
 const started = Date.now();
-process.stderr.write(`fuzz: ${runs} scenarios, seed ${seed}${values.path ? `, path ${values.path}` : ''}\n`);
+process.stderr.write(
+  `fuzz: ${runs} ${values.lanes ? 'lanes ' : ''}scenarios, seed ${seed}${values.path ? `, path ${values.path}` : ''}\n`,
+);
 try {
-  const options = { numRuns: runs, seed, ignored, credentialFaults, aws: servers };
+  const options = { numRuns: runs, seed, ignored, credentialFaults, aws: servers, lanes: values.lanes };
   if (values.count) {
     const { failed, byRule, first } = await countViolations(options);
     for (const message of first.values()) process.stderr.write(`fuzz: e.g. ${message.slice(0, 400)}\n`);

@@ -61,6 +61,30 @@ export interface InvocationSpec {
   /** How the OAuth token endpoint answers. */
   token: TokenMode;
   records: RecordSpec[];
+  /** Lanes scenarios only: how the lanes and the pause flag behave during the invocation. */
+  lane?: LaneInvocation;
+}
+
+/**
+ * How sends to the lanes fail in one invocation: SQS errors, half the entries refused, a hang, or no such queue; or
+ * 'stray': a copy of a parked message also lands in another endpoint's lane (a misdirected redrive).
+ */
+export type LaneFault = 'ok' | 'throw' | 'partial' | 'hang' | 'missing' | 'stray';
+
+export interface LaneInvocation {
+  fault: LaneFault;
+  /** The endpoint whose lane queue does not exist ('missing'). */
+  missing: number;
+  /** Per endpoint: paused (IngestDeps.paused) during this invocation. */
+  paused: boolean[];
+}
+
+/** What a lanes scenario adds (standard queue): LANE_QUEUE_URL_PREFIX, PARK_AFTER_S, each endpoint's retrySchedule. */
+export interface LaneSpec {
+  parkAfterS: number;
+  /** Virtual seconds between two invocations: a redelivered record is this much older, a delay takes ⌈d / this⌉ of them. */
+  intervalS: number;
+  schedules: number[][];
 }
 
 export interface Scenario {
@@ -86,6 +110,7 @@ export interface Scenario {
   retryMaxDelayS: number;
   maxEventBytes: number;
   invocations: InvocationSpec[];
+  lanes?: LaneSpec;
 }
 
 const retryAfter = fc.oneof(
@@ -221,3 +246,74 @@ export const scenarioArb = (options: GenerationOptions = { credentialFaults: tru
       invocations: fc.array(invocationArb(count, options), { minLength: 1, maxLength: 3 }),
     }),
   );
+
+const laneFault: fc.Arbitrary<LaneFault> = fc.oneof(
+  { weight: 5, arbitrary: fc.constant('ok' as const) },
+  { weight: 1, arbitrary: fc.constantFrom<LaneFault>('throw', 'partial', 'hang', 'missing', 'stray') },
+);
+
+/** A stretch of invocations [from, from + length) for one endpoint: down, or paused. */
+const stretchArb = (endpoints: number, invocations: number) =>
+  fc.option(
+    fc.record({
+      endpoint: fc.integer({ min: 0, max: endpoints - 1 }),
+      from: fc.integer({ min: 0, max: invocations - 1 }),
+      length: fc.integer({ min: 1, max: invocations }),
+    }),
+    { nil: undefined, freq: 3 },
+  );
+
+const within = (stretch: { endpoint: number; from: number; length: number } | undefined, i: number, at: number) =>
+  stretch !== undefined && stretch.endpoint === i && at >= stretch.from && at < stretch.from + stretch.length;
+
+/**
+ * Lanes scenarios (issue 16): a standard queue with a quarantine, lanes on local SQS, a short PARK_AFTER_S and retry
+ * schedule, 2 to 6 invocations with an endpoint down for a stretch then back, one paused for a stretch, and
+ * lane sends that fail. The rest is scenarioArb's.
+ */
+export const laneScenarioArb = (options: GenerationOptions = { credentialFaults: true }): fc.Arbitrary<Scenario> =>
+  scenarioArb(options).chain((base) => {
+    const count = base.endpoints.length;
+    return fc
+      .record({
+        lanes: fc.record({
+          parkAfterS: fc.constantFrom(0, 0, 5, 20, 60),
+          intervalS: fc.constantFrom(5, 10, 30),
+          schedules: fc.array(fc.array(fc.constantFrom(1, 5, 30, 900, 3_600), { minLength: 1, maxLength: 3 }), {
+            minLength: count,
+            maxLength: count,
+          }),
+        }),
+        extra: fc.array(invocationArb(count, options), { minLength: 1, maxLength: 3 }),
+      })
+      .chain(({ lanes, extra }) => {
+        const invocations = [...base.invocations, ...extra];
+        const n = invocations.length;
+        return fc
+          .record({
+            down: stretchArb(count, n),
+            pause: stretchArb(count, n),
+            faults: fc.array(laneFault, { minLength: n, maxLength: n }),
+            missing: fc.integer({ min: 0, max: count - 1 }),
+          })
+          .map(({ down, pause, faults, missing }) => ({
+            ...base,
+            fifo: false,
+            quarantine: true,
+            redrive: undefined,
+            lanes,
+            invocations: invocations.map((spec, at) => ({
+              ...spec,
+              // An operator pauses an endpoint that is down: its events all fail and park at once.
+              modes: spec.modes.map((mode, i) =>
+                within(down, i, at) || within(pause, i, at) ? ('down' as const) : mode,
+              ),
+              lane: {
+                fault: faults[at]!,
+                missing,
+                paused: spec.modes.map((_mode, i) => within(pause, i, at)),
+              },
+            })),
+          }));
+      });
+  });

@@ -91,16 +91,19 @@ export function watchedQuarantine(sqs: FakeSqs, fifo: boolean, clock: { tick: nu
   const real = createQuarantine(sqs.client, `http://127.0.0.1:9/123456789012/quarantine${fifo ? '.fifo' : ''}`);
   // Confirmed message id → logical time of the confirmation (the clock the endpoints share).
   const seen = { sent: [] as QuarantineItem[], confirmed: new Map<string, number>() };
+  // Every item confirmed over the whole scenario (the lanes' end state reads it).
+  const settled: QuarantineItem[] = [];
   const quarantine: Quarantine = {
     async send(items, signal) {
       seen.sent.push(...items);
       const safe = await real.send(items, signal);
       const tick = ++clock.tick;
       for (const id of safe) seen.confirmed.set(id, tick);
+      settled.push(...items.filter((item) => safe.has(item.record.messageId)));
       return safe;
     },
   };
-  return { quarantine, seen };
+  return { quarantine, seen, settled };
 }
 
 export function realBackoff(sqs: FakeSqs, baseDelayS: number, maxDelayS: number): Backoff {

@@ -97,6 +97,7 @@ const COMMANDS: Record<string, Runner> = {
   'npm run fuzz -- --runs 2000': { by: 'flags', script: 'fuzz' },
   "npm run fuzz -- --runs 1 --seed 42 --path '13:0:0:1'": { by: 'flags', script: 'fuzz' },
   'npm run fuzz -- --count --runs 50 --seed 7': { by: 'flags', script: 'fuzz' },
+  'npm run fuzz -- --lanes --runs 300': { by: 'flags', script: 'fuzz' },
   'npm run mutate': { by: 'flags', script: 'mutate' },
   'npm run mutate -- --mutate lib/batch/fanout.ts': { by: 'flags', script: 'mutate' },
   // docs/deploy.md and docs/configuration.md

@@ -403,6 +403,16 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual(['late-1']);
   });
 
+  it('parks a record whose delivery the deadline cut (an endpoint that hangs): the park runs in the side effects’ time', async () => {
+    // Found by the fuzz (L3): parked under the delivery deadline, already aborted, such a record never parked.
+    endpoints.beta.respond(() => ({ hang: true }));
+    const old = sourceRecord('old-9', 400);
+    const run = await pipeline({ DELIVERY_TIMEOUT_MS: '30000', DEADLINE_MARGIN_MS: '1000' });
+    const response = await run.handle(sqsEvent([old]), lambdaContext(1_500));
+    expect(failedIds(response)).toEqual([]);
+    expect(envelopeOf(await laneMessage('beta', 'old-9'))).toMatchObject({ e: 'beta', a: 1 });
+  });
+
   it('leaves the record failed when the send to the lane fails (the lane queue does not exist)', async () => {
     endpoints.gamma.respond(() => ({ status: 503 }));
     const old = sourceRecord('old-2', 400);
