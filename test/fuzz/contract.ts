@@ -243,7 +243,15 @@ async function startWorld(scenario: Scenario, aws: LocalAws): Promise<World> {
         }
       : {}),
     // The pause seam (IngestDeps.paused): the harness says which endpoints are paused in each invocation.
-    ...(lanes ? { lanes: lanes.sender, paused: (endpoint: string) => world.paused.has(endpoint) } : {}),
+    ...(lanes
+      ? {
+          lanes: lanes.sender,
+          paused: async (endpoints: readonly string[]) => ({
+            paused: new Set(endpoints.filter((endpoint) => world.paused.has(endpoint))),
+            errors: [],
+          }),
+        }
+      : {}),
   });
   return Object.assign(world, { ingest, bucketsSince });
 }
