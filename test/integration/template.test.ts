@@ -829,7 +829,6 @@ describe('lanes (issue 16): one queue per endpoint on standard stages by default
           'sqs:ReceiveMessage',
           'sqs:DeleteMessage',
           'sqs:GetQueueAttributes',
-          'sqs:ChangeMessageVisibility',
           'sqs:ListQueueTags',
         ],
         Resource: ['orders', 'audit', 'crm'].map((e) => ({
