@@ -18,8 +18,8 @@ let emitted: EmittedMetric[];
 const undisplayed = Object.keys(UNDISPLAYED_METRICS);
 
 beforeAll(async () => {
-  // Without lanes: the local run below parks nothing, so the lanes' grants and metrics would have no call to match.
-  template = await packageTemplate([...VARIANTS.secured, '--param=lanes=false']);
+  // With lanes (a standard stage's default): the run parks, serves a lane, exhausts a record and re-delays a paused one.
+  template = await packageTemplate(VARIANTS.secured);
   // At the default stage's INFO level: a field only DEBUG lines carry would be missing in production.
   run = await runStage(template, { POWERTOOLS_METRICS_DISABLED: 'false', POWERTOOLS_LOG_LEVEL: 'INFO' });
   emitted = emittedMetrics(run.lines);
@@ -40,7 +40,18 @@ describe('metrics: alarms and dashboard against the EMF the code writes', () => 
       'DeliveryFailed{endpoint,service}': 'Count',
       'DeliveryLatency{endpoint,service}': 'Milliseconds',
       'ColdStart{function_name,service}': 'Count',
+      'EventsParked{endpoint,service}': 'Count',
+      'LaneDelivered{endpoint,service}': 'Count',
+      'RetriesExhausted{endpoint,service}': 'Count',
+      'LaneBacklogAgeS{endpoint,service}': 'Seconds',
     });
+    // Each lane action of the run counted for its endpoint: both parked, audit's lane delivered one and exhausted one.
+    const total = (name: string, endpoint: string) =>
+      run.lines
+        .filter((line) => '_aws' in line && line.endpoint === endpoint && typeof line[name] === 'number')
+        .reduce((sum, line) => sum + (line[name] as number), 0);
+    expect(['analytics', 'audit'].map((e) => total('EventsParked', e))).toEqual([2, 2]);
+    expect([total('LaneDelivered', 'audit'), total('RetriesExhausted', 'audit')]).toEqual([1, 1]);
     for (const metric of emitted) {
       expect(metric.namespace).toBe('IngestFanout');
       expect(metric.dimensions.service).toBe('ingest-fanout-dev');
@@ -55,8 +66,7 @@ describe('metrics: alarms and dashboard against the EMF the code writes', () => 
 
   it('reports a misspelt metric, a wrong dimension set, a dangling expression id and an undrawn metric', () => {
     const broken = mutate(template, (t) => {
-      const failing = props(t, 'RecordsFailingAlarm').Metrics as { MetricStat?: { Metric: Json } }[];
-      failing.find((m) => m.MetricStat)!.MetricStat!.Metric.MetricName = 'RecordFailed';
+      props(t, 'LaneBacklogAgeAlarmAudit').MetricName = 'LaneBacklogAge';
       (props(t, 'LedgerErrorsAlarm').Dimensions as Json[]).push({ Name: 'endpoint', Value: 'audit' });
       const down = props(t, 'EndpointDownAlarmAudit').Metrics as Json[];
       down.find((m) => m.Expression)!.Expression = 'IF(FILL(ko, 0) > 0 AND FILL(okk, 0) == 0, 1, 0)';
@@ -66,7 +76,7 @@ describe('metrics: alarms and dashboard against the EMF the code writes', () => 
     expect(checkMetrics(broken, emitted, undisplayed)).toEqual([
       "alarm EndpointDownAlarmAudit: expression down uses 'okk', which is no metric of the alarm",
       'alarm LedgerErrorsAlarm: IngestFanout/LedgerErrors{endpoint=audit,service=ingest-fanout-dev} is never emitted (emitted: IngestFanout/LedgerErrors{service=ingest-fanout-dev})',
-      'alarm RecordsFailingAlarm (failed): IngestFanout/RecordFailed{service=ingest-fanout-dev} is never emitted (no metric of that name)',
+      'alarm LaneBacklogAgeAlarmAudit: IngestFanout/LaneBacklogAge{endpoint=audit,service=ingest-fanout-dev} is never emitted (no metric of that name)',
       'IngestFanout/BatchDuration{service=ingest-fanout-dev} is emitted but on no dashboard widget, nor listed as undisplayed',
     ]);
   });
