@@ -37,6 +37,7 @@ import {
   mutate,
   packageTemplate,
   packageVariants,
+  resourcesOfType,
   type Template,
   VARIANTS,
 } from '../support/package-stack';
@@ -240,6 +241,11 @@ describe('cfn-lint, AWS’s CloudFormation linter (issue 15, B1)', () => {
   const of = (names: string[]) => findings.filter((f) => names.includes(f.template));
 
   it('reports no error or warning on any packaged variant, but those infra/cfn-lint.yml accepts with a reason', () => {
+    // The lanes are linted: the default standard stage has them, and so does the stage with an endpoints file.
+    for (const name of ['standard', 'example'] as const) {
+      expect(resourcesOfType(templates[name], 'AWS::Lambda::EventSourceMapping').length, name).toBeGreaterThan(1);
+      expect(templates[name].Resources, name).toHaveProperty('IngestLanesPolicy');
+    }
     expect(notAccepted(of(Object.keys(templates)))).toEqual([]);
     for (const accepted of acceptedFindings()) expect(accepted.reason, accepted.rule).toMatch(/\S{20}/);
   });
