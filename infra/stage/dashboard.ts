@@ -239,7 +239,8 @@ function failuresLogWidget(): Widget {
       view: 'table',
       query:
         "SOURCE '${IngestLogGroup}' | filter message in ['delivery failed', 'deliveries cut off by the deadline', " +
-        '"deliveries not attempted: the endpoint\'s circuit breaker is open"] ' +
+        '"deliveries not attempted: the endpoint\'s circuit breaker is open", ' +
+        "'deliveries not attempted: the endpoint is paused and its lane could not take them'] " +
         '| fields @timestamp, endpoint, kind, status, error, attempts, records, eventId, messageId ' +
         '| sort @timestamp desc | limit 50',
     },

@@ -7,6 +7,7 @@ import {
   checkQueries,
   type EmittedMetric,
   emittedMetrics,
+  eventHistoryMatches,
   queryFields,
 } from '../support/telemetry-check';
 
@@ -104,6 +105,7 @@ describe('saved Logs Insights queries against the log lines', () => {
       'delivery failed',
       'deliveries cut off by the deadline',
       "deliveries not attempted: the endpoint's circuit breaker is open",
+      'deliveries not attempted: the endpoint is paused and its lane could not take them',
     ];
     const widget = JSON.parse(dashboardBody(template)['Fn::Sub']).widgets.find(
       (w: { type: string }) => w.type === 'log',
@@ -116,6 +118,24 @@ describe('saved Logs Insights queries against the log lines', () => {
     }
     // The grouped lines are the only ones with messageIds: the history finds them by any of their message ids.
     expect(history).toContain("messageIds like 'EVENT_OR_MESSAGE_ID'");
+  });
+
+  it('shows in the event history an event parked, delivered from its lane, exhausted, and waiting while paused', () => {
+    const history = (id: string) =>
+      run.lines
+        .filter((line) => !('_aws' in line) && eventHistoryMatches(line, id))
+        .map((line) => `${line.endpoint} ${line.message}${line.reason ? ` (${line.reason})` : ''}`)
+        .sort();
+    // Analytics is paused: parked at once, its lane sends the event back to wait. Audit fails, then its lane serves.
+    const parkedAndWaiting = [
+      'analytics events parked in the endpoint lane',
+      'analytics lane batch processed',
+      'audit events parked in the endpoint lane',
+    ];
+    expect(history('lane-delivered')).toEqual([...parkedAndWaiting, 'audit lane batch processed'].sort());
+    expect(history('lane-exhausted')).toEqual(
+      [...parkedAndWaiting, 'audit lane record to the quarantine (retries-exhausted)'].sort(),
+    );
   });
 
   it('uses only fields the function’s JSON log lines have', () => {

@@ -702,6 +702,7 @@ describe('the stack review findings (issue 12, item 7)', () => {
     for (const [message, kind] of [
       ['deliveries cut off by the deadline', 'aborted'],
       ["deliveries not attempted: the endpoint's circuit breaker is open", 'circuit-open'],
+      ['deliveries not attempted: the endpoint is paused and its lane could not take them', 'paused'],
     ]) {
       const line = { level: 'WARN', message, endpoint: 'audit', kind, records: 2, messageIds: 'm-1,m-21' };
       expect(passesFilters(query.replaceAll('EVENT_OR_MESSAGE_ID', 'm-21'), line), kind).toBe(true);
