@@ -82,6 +82,21 @@ describe('metrics: alarms and dashboard against the EMF the code writes', () => 
     ]);
   });
 
+  it('checks a stage without lanes (FIFO, or lanes: false) against the same run, lanes metrics aside', async () => {
+    const noLanes = await packageTemplate([...VARIANTS.secured, '--param=lanes=false']);
+    const laneMetrics = ['EventsParked', 'LaneDelivered', 'RetriesExhausted', 'LaneBacklogAgeS'];
+    const sourcePath = emitted.filter((m) => !laneMetrics.includes(m.name));
+    expect(noLanes.Resources).toHaveProperty('RecordsFailingAlarm');
+    expect(checkMetrics(noLanes, sourcePath, undisplayed)).toEqual([]);
+    const broken = mutate(noLanes, (t) => {
+      const failing = props(t, 'RecordsFailingAlarm').Metrics as { MetricStat?: { Metric: Json } }[];
+      failing.find((m) => m.MetricStat)!.MetricStat!.Metric.MetricName = 'RecordFailed';
+    });
+    expect(checkMetrics(broken, sourcePath, undisplayed)).toEqual([
+      'alarm RecordsFailingAlarm (failed): IngestFanout/RecordFailed{service=ingest-fanout-dev} is never emitted (no metric of that name)',
+    ]);
+  }, 120_000);
+
   it('rejects an AWS metric the service does not publish under that dimension', () => {
     const broken = mutate(template, (t) => {
       props(t, 'QueueAgeAlarm').MetricName = 'AgeOfOldestMessage';
