@@ -22,7 +22,7 @@ export interface Permission {
   why: string;
 }
 
-/** What the function's own code calls (lib/settle/quarantine.ts, backoff.ts, ledger.ts, credentials.ts). */
+/** What the function's own code calls (lib/settle/quarantine.ts, backoff.ts, ledger.ts, credentials.ts, lib/lanes/). */
 export const FUNCTION_CODE_PERMISSIONS: readonly Permission[] = [
   { actions: ['sqs:SendMessage'], resource: 'the DLQ', why: 'quarantine (SendMessageBatch)' },
   {
@@ -35,6 +35,11 @@ export const FUNCTION_CODE_PERMISSIONS: readonly Permission[] = [
     resource: 'the ledger table',
     why: 'delivery ledger',
   },
+  {
+    actions: ['sqs:SendMessage', 'sqs:ListQueueTags'],
+    resource: 'each lane queue',
+    why: 'parking and re-delaying (SendMessageBatch); the pause tag (lib/lanes/)',
+  },
   { actions: ['ssm:GetParameter'], resource: 'each SSM credential', why: 'endpoint credentials' },
   { actions: ['secretsmanager:GetSecretValue'], resource: 'each secret credential', why: 'endpoint credentials' },
   { actions: ['kms:Decrypt'], resource: 'the credentials key', why: 'customer-managed key, via SSM/Secrets Manager' },
@@ -46,6 +51,11 @@ export const FUNCTION_PLATFORM_PERMISSIONS: readonly Permission[] = [
     actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes'],
     resource: 'the source queue',
     why: 'the SQS event source mapping',
+  },
+  {
+    actions: ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes'],
+    resource: 'each lane queue',
+    why: "the lanes' event source mappings",
   },
   { actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resource: 'the log group', why: 'function logs' },
   { actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'], resource: '*', why: 'active tracing' },

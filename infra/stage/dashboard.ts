@@ -239,7 +239,8 @@ function failuresLogWidget(): Widget {
       view: 'table',
       query:
         "SOURCE '${IngestLogGroup}' | filter message in ['delivery failed', 'deliveries cut off by the deadline', " +
-        '"deliveries not attempted: the endpoint\'s circuit breaker is open"] ' +
+        '"deliveries not attempted: the endpoint\'s circuit breaker is open", ' +
+        "'deliveries not attempted: the endpoint is paused and its lane could not take them'] " +
         '| fields @timestamp, endpoint, kind, status, error, attempts, records, eventId, messageId ' +
         '| sort @timestamp desc | limit 50',
     },
@@ -256,7 +257,7 @@ export function dashboardBody(stage: Stage, alarmIds: string[]): string {
     ...queueGraphs(paint),
     ...alarmWidgets(alarms),
     ...functionGraphs(paint),
-    ...laneWidgets(stage, paint.graph, 32 + 6 * (alarmWidgets(alarms).length - 1)),
+    ...laneWidgets(stage, paint, 32 + 6 * (alarmWidgets(alarms).length - 1)),
     failuresLogWidget(),
   ];
   return JSON.stringify({ widgets });
@@ -265,8 +266,11 @@ export function dashboardBody(stage: Stage, alarmIds: string[]): string {
 /** EMF LaneBacklogAgeS (lib/lanes, per endpoint): the age of the oldest parked event a lane batch saw. */
 export const LANE_BACKLOG_AGE_METRIC = (stage: Stage): string => stage.metric.LaneBacklogAgeS;
 
-/** Stages with lanes: each endpoint's lane backlog (waiting, delayed, in flight) and its oldest parked event. */
-function laneWidgets(stage: Stage, graph: Painter['graph'], y: number): Widget[] {
+/**
+ * Stages with lanes: each endpoint's lane backlog (waiting, delayed, in flight), its oldest parked event, and what
+ * went in and out of its lane (parked, delivered from it, dead-lettered once its schedule was exhausted).
+ */
+function laneWidgets(stage: Stage, { m, graph, perEndpoint }: Painter, y: number): Widget[] {
   if (!stage.lanes) return [];
   const queue = (name: string, e: Stage['endpoints'][number], id: string): MetricLine => [
     'AWS/SQS',
@@ -305,6 +309,18 @@ function laneWidgets(stage: Stage, graph: Painter['graph'], y: number): Widget[]
         { stat: 'Maximum', label: e.name },
       ]),
       { annotations: { horizontal: [{ label: 'alarm', value: stage.laneBacklogAgeAlarmS }] } },
+    ),
+    graph(
+      'Lanes per endpoint (events per minute: parked, delivered from the lane, retries exhausted)',
+      0,
+      y + 6,
+      24,
+      6,
+      stage.endpoints.flatMap((e) => [
+        perEndpoint(m.EventsParked, e.name, { label: `${e.name} parked` }),
+        perEndpoint(m.LaneDelivered, e.name, { label: `${e.name} delivered from the lane` }),
+        perEndpoint(m.RetriesExhausted, e.name, { label: `${e.name} retries exhausted (to the DLQ)` }),
+      ]),
     ),
   ];
 }

@@ -179,9 +179,9 @@ function lanesPolicy(stage: LaneStage): Resource {
         Version: '2012-10-17',
         Statement: [
           // SendMessage: parking on the source path and the re-delay of a waiting lane message (SendMessageBatch
-          // included). Receive/Delete/GetQueueAttributes: the event source mappings. ChangeMessageVisibility: the
-          // backoff of a lane record whose re-send failed. ListQueueTags: the pause tag (lib/lanes/pause.ts). One
-          // statement: the policy grows by one ARN per endpoint.
+          // included). Receive/Delete/GetQueueAttributes: the event source mappings. ListQueueTags: the pause tag
+          // (lib/lanes/pause.ts). No ChangeMessageVisibility: a lane batch's failed record is not backed off (it
+          // comes back after the visibility timeout). One statement: the policy grows by one ARN per endpoint.
           {
             Sid: 'ParkInAndConsumeLanes',
             Effect: 'Allow',
@@ -190,7 +190,6 @@ function lanesPolicy(stage: LaneStage): Resource {
               'sqs:ReceiveMessage',
               'sqs:DeleteMessage',
               'sqs:GetQueueAttributes',
-              'sqs:ChangeMessageVisibility',
               'sqs:ListQueueTags',
             ],
             Resource: arns,

@@ -167,6 +167,16 @@ export interface InvalidEvent {
   detail: string;
 }
 
+/** The CloudEvent id a record's body names, for log lines an operator searches by it; '' when it names none. */
+export function eventIdOf(body: string): string {
+  try {
+    const id: unknown = (JSON.parse(body) as { id?: unknown } | null)?.id;
+    return typeof id === 'string' ? id : '';
+  } catch {
+    return '';
+  }
+}
+
 /** The same event (source + id) always gets the same key, at every endpoint and on every redelivery. */
 export function idempotencyKey(source: string, id: string): string {
   const input = JSON.stringify([source, id]);

@@ -5,7 +5,7 @@ import { cameThroughRedrive } from '../batch/batch';
 import { type FanoutContext, fanout } from '../batch/fanout';
 import type { DeliveryResult } from '../delivery/delivery';
 import { errorText } from '../errors';
-import { parseEvent, type ValidEvent } from '../event/event';
+import { eventIdOf, parseEvent, type ValidEvent } from '../event/event';
 import { MetricName, MetricUnit } from '../observability/observability';
 import { MAX_RETRY_WAIT_S } from '../subscription/schema';
 import type { Subscriber } from '../subscription/subscriber';
@@ -257,6 +257,8 @@ async function quarantine(deps: LaneServeDeps, items: QuarantineItem[]): Promise
       endpoint: deps.endpoint,
       reason: item.reason,
       detail: item.detail,
+      eventId: eventIdOf(item.record.body),
+      messageId: item.record.messageId,
     });
   }
   if (!deps.quarantine) return new Set();
@@ -289,6 +291,12 @@ export async function serveLane(records: readonly SQSRecord[], deps: LaneServeDe
   const done = await applySteps(deps, records, steps, counts.deliveredKeys);
   const failed = new Set(records.map((record) => record.messageId).filter((id) => !done.has(id)));
   publishLaneMetrics(deps, counts);
+  // Which events this batch delivered and sent back to wait, comma-joined: the event history finds them by id.
+  const idsOf = (kind: Step['kind']) =>
+    records
+      .filter((record, index) => steps[index]?.kind === kind && done.has(record.messageId))
+      .map((record) => eventIdOf(record.body))
+      .join(',');
   deps.logger.info('lane batch processed', {
     endpoint: deps.endpoint,
     records: records.length,
@@ -297,6 +305,8 @@ export async function serveLane(records: readonly SQSRecord[], deps: LaneServeDe
     delivered: counts.delivered,
     exhausted: counts.exhausted,
     oldestAgeS: Math.round(counts.oldestAgeMs / 1000),
+    deliveredEventIds: idsOf('ack'),
+    waitingEventIds: idsOf('resend'),
   });
   return failed;
 }

@@ -2,7 +2,9 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
 import type { SQSRecord } from 'aws-lambda';
 import type { ProcessedRecord } from '../batch/batch';
+import { eventIdOf } from '../event/event';
 import { MetricName, MetricUnit } from '../observability/observability';
+import { GROUPED_IDS_PER_LINE } from '../settle/settle';
 import type { DeliveryFailure, RecordOutcome } from '../types';
 import type { LaneMessage, LaneSender } from './park';
 
@@ -96,14 +98,24 @@ function laneMessage(deps: ParkDeps, record: SQSRecord, key: string, endpoint: s
 }
 
 function report(deps: ParkDeps, messages: LaneMessage[], parked: boolean[], errors: string[]): void {
-  const byEndpoint = new Map<string, number>();
+  const byEndpoint = new Map<string, LaneMessage[]>();
   messages.forEach((message, index) => {
-    const count = byEndpoint.get(message.envelope.e) ?? 0;
-    byEndpoint.set(message.envelope.e, count + (parked[index] ? 1 : 0));
+    const list = byEndpoint.get(message.envelope.e) ?? [];
+    if (parked[index]) list.push(message);
+    byEndpoint.set(message.envelope.e, list);
   });
-  for (const [endpoint, count] of byEndpoint) {
-    deps.perEndpointMetrics.get(endpoint)?.addMetric(MetricName.EventsParked, MetricUnit.Count, count);
-    if (count > 0) deps.logger.info('events parked in the endpoint lane', { endpoint, events: count });
+  for (const [endpoint, list] of byEndpoint) {
+    deps.perEndpointMetrics.get(endpoint)?.addMetric(MetricName.EventsParked, MetricUnit.Count, list.length);
+    // Every id, comma-joined (as the grouped failure lines), so the event history finds each parked event.
+    for (let i = 0; i < list.length; i += GROUPED_IDS_PER_LINE) {
+      const chunk = list.slice(i, i + GROUPED_IDS_PER_LINE);
+      deps.logger.info('events parked in the endpoint lane', {
+        endpoint,
+        events: list.length,
+        messageIds: chunk.map((m) => m.record.messageId).join(','),
+        eventIds: chunk.map((m) => eventIdOf(m.record.body)).join(','),
+      });
+    }
   }
   if (errors.length > 0) {
     deps.logger.warn('events not parked; their records stay failed and come back', {

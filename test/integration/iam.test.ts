@@ -12,7 +12,7 @@ import {
 } from '../../lib/iam-actions';
 import { redrive } from '../../lib/redrive';
 import { createQueueWithDlq, localSqs, sendMessages } from '../support/aws';
-import { type AwsCall, recordAwsCalls } from '../support/aws-calls';
+import { type AwsCall, LOCAL_ACCOUNT, recordAwsCalls } from '../support/aws-calls';
 import { startCredentialStores } from '../support/credential-stores';
 import {
   broadGrants,
@@ -39,11 +39,13 @@ import {
 let template: Template;
 let run: StageRun;
 let statements: Statement[];
+const LANES = ['analytics', 'audit'];
+const laneArn = (endpoint: string) => `arn:aws:sqs:us-east-1:${LOCAL_ACCOUNT}:ingest-fanout-dev-lane-${endpoint}`;
 const KMS_KEY = VARIANTS.secured.find((arg) => arg.includes('credentialsKmsKeyArn'))!.replace(/^[^=]*=[^=]*=/, '');
 
 beforeAll(async () => {
-  // Without lanes: the local run below parks nothing, so the lanes' grants and metrics would have no call to match.
-  template = await packageTemplate([...VARIANTS.secured, '--param=lanes=false']);
+  // With lanes (a standard stage's default): the run parks, serves, exhausts and re-delays for a paused endpoint.
+  template = await packageTemplate(VARIANTS.secured);
   run = await runStage(template);
   statements = roleStatements(template, 'IngestRole', run.stack);
 }, 120_000);
@@ -70,13 +72,18 @@ function uses(calls: AwsCall[]): Use[] {
         by: `${store} decrypting ${use.resource}`,
       };
     });
-  const target: Record<string, string> = {
-    'the source queue': run.stack.attributes.IngestQueue!.Arn!,
-    'the log group': `${run.stack.attributes.IngestLogGroup!.Arn!.replace(/\*$/, '')}log-stream:2026/11/26/[$LATEST]0`,
-    '*': '*',
+  const target: Record<string, string[]> = {
+    'the source queue': [run.stack.attributes.IngestQueue!.Arn!],
+    'each lane queue': LANES.map(
+      (endpoint) => `arn:aws:sqs:${region}:${LOCAL_ACCOUNT}:ingest-fanout-dev-lane-${endpoint}`,
+    ),
+    'the log group': [
+      `${run.stack.attributes.IngestLogGroup!.Arn!.replace(/\*$/, '')}log-stream:2026/11/26/[$LATEST]0`,
+    ],
+    '*': ['*'],
   };
   const platform = FUNCTION_PLATFORM_PERMISSIONS.flatMap((p) =>
-    p.actions.map((action) => ({ action, resource: target[p.resource]!, by: p.why })),
+    p.actions.flatMap((action) => target[p.resource]!.map((resource) => ({ action, resource, by: p.why }))),
   );
   return [...fromCode, ...decrypt, ...platform];
 }
@@ -85,8 +92,18 @@ describe('the function role against the calls the code makes', () => {
   it('records every action the code needs in the scenarios', () => {
     const recorded = new Set(run.calls.map((call) => call.action));
     const expected = FUNCTION_CODE_PERMISSIONS.flatMap((p) => p.actions).filter((a) => a !== 'kms:Decrypt');
-    expect([...recorded].sort()).toEqual([...expected].sort());
+    expect([...recorded].sort()).toEqual([...new Set(expected)].sort());
     expect(run.calls.filter((call) => call.resources.length === 0)).toEqual([]);
+    // Each lane was sent to (parked in, and re-delayed for the paused one) and had its pause tag read.
+    const onLanes = run.calls.filter((call) => /:ingest-fanout-dev-lane-/.test(call.resources[0]!));
+    expect(new Set(onLanes.map((call) => `${call.operation} ${call.resources[0]!.split(':').at(-1)}`))).toEqual(
+      new Set(
+        LANES.flatMap((e) => [
+          `SendMessageBatch ingest-fanout-dev-lane-${e}`,
+          `ListQueueTags ingest-fanout-dev-lane-${e}`,
+        ]),
+      ),
+    );
     // The 401 made the function read the credential again, with the same permission.
     expect(run.calls.filter((call) => call.operation === 'GetParameter').length).toBeGreaterThanOrEqual(2);
   });
@@ -158,6 +175,8 @@ describe('the function role against the calls the code makes', () => {
       const role = policyOf(t, 'IngestRole').Statement;
       role.find((s) => s.Sid === 'QuarantineToDeadLetterQueue')!.Action = ['sqs:SendMessageBatch'];
       (role.find((s) => s.Sid === 'ConsumeSourceQueue')!.Action as string[]).push('sqs:PurgeQueue');
+      const lanes = policyOf(t, 'IngestLanesPolicy').Statement[0]!;
+      lanes.Action = (lanes.Action as string[]).filter((action) => action !== 'sqs:ListQueueTags');
       const credentials = policyOf(t, credentialsPolicyId(t)).Statement;
       credentials.find((s) => s.Sid === 'ReadEndpointCredentialSecrets')!.Resource = [
         'arn:aws:secretsmanager:us-east-1:123456789012:secret:ingest-fanout/dev/audit-key',
@@ -172,6 +191,7 @@ describe('the function role against the calls the code makes', () => {
     expect(denied.sort()).toEqual([
       `kms:Decrypt on ${KMS_KEY} (ssm decrypting arn:aws:ssm:us-east-1:123456789012:parameter/ingest-fanout/dev/analytics-token) is denied`,
       'secretsmanager:GetSecretValue on arn:aws:secretsmanager:us-east-1:123456789012:secret:ingest-fanout/dev/audit-key-AbC123 (code: GetSecretValue) is denied',
+      ...LANES.map((e) => `sqs:ListQueueTags on ${laneArn(e)} (code: ListQueueTags) is denied`),
       `sqs:SendMessage on ${dlq} (code: SendMessageBatch) is denied`,
     ]);
     expect(unused).toEqual([

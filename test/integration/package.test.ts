@@ -483,6 +483,7 @@ describe('npm run package', () => {
       return [...[...query.matchAll(/message = '([^']+)'/g)].map((m) => m[1]!), ...lists];
     });
     expect(messages).toContain("deliveries not attempted: the endpoint's circuit breaker is open");
+    expect(messages).toContain('deliveries not attempted: the endpoint is paused and its lane could not take them');
     for (const message of messages) {
       expect(sources.includes(`'${message}'`) || sources.includes(`"${message}"`), message).toBe(true);
     }

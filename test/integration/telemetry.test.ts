@@ -7,6 +7,7 @@ import {
   checkQueries,
   type EmittedMetric,
   emittedMetrics,
+  eventHistoryMatches,
   queryFields,
 } from '../support/telemetry-check';
 
@@ -18,8 +19,8 @@ let emitted: EmittedMetric[];
 const undisplayed = Object.keys(UNDISPLAYED_METRICS);
 
 beforeAll(async () => {
-  // Without lanes: the local run below parks nothing, so the lanes' grants and metrics would have no call to match.
-  template = await packageTemplate([...VARIANTS.secured, '--param=lanes=false']);
+  // With lanes (a standard stage's default): the run parks, serves a lane, exhausts a record and re-delays a paused one.
+  template = await packageTemplate(VARIANTS.secured);
   // At the default stage's INFO level: a field only DEBUG lines carry would be missing in production.
   run = await runStage(template, { POWERTOOLS_METRICS_DISABLED: 'false', POWERTOOLS_LOG_LEVEL: 'INFO' });
   emitted = emittedMetrics(run.lines);
@@ -40,7 +41,18 @@ describe('metrics: alarms and dashboard against the EMF the code writes', () => 
       'DeliveryFailed{endpoint,service}': 'Count',
       'DeliveryLatency{endpoint,service}': 'Milliseconds',
       'ColdStart{function_name,service}': 'Count',
+      'EventsParked{endpoint,service}': 'Count',
+      'LaneDelivered{endpoint,service}': 'Count',
+      'RetriesExhausted{endpoint,service}': 'Count',
+      'LaneBacklogAgeS{endpoint,service}': 'Seconds',
     });
+    // Each lane action of the run counted for its endpoint: both parked, audit's lane delivered one and exhausted one.
+    const total = (name: string, endpoint: string) =>
+      run.lines
+        .filter((line) => '_aws' in line && line.endpoint === endpoint && typeof line[name] === 'number')
+        .reduce((sum, line) => sum + (line[name] as number), 0);
+    expect(['analytics', 'audit'].map((e) => total('EventsParked', e))).toEqual([2, 2]);
+    expect([total('LaneDelivered', 'audit'), total('RetriesExhausted', 'audit')]).toEqual([1, 1]);
     for (const metric of emitted) {
       expect(metric.namespace).toBe('IngestFanout');
       expect(metric.dimensions.service).toBe('ingest-fanout-dev');
@@ -55,8 +67,7 @@ describe('metrics: alarms and dashboard against the EMF the code writes', () => 
 
   it('reports a misspelt metric, a wrong dimension set, a dangling expression id and an undrawn metric', () => {
     const broken = mutate(template, (t) => {
-      const failing = props(t, 'RecordsFailingAlarm').Metrics as { MetricStat?: { Metric: Json } }[];
-      failing.find((m) => m.MetricStat)!.MetricStat!.Metric.MetricName = 'RecordFailed';
+      props(t, 'LaneBacklogAgeAlarmAudit').MetricName = 'LaneBacklogAge';
       (props(t, 'LedgerErrorsAlarm').Dimensions as Json[]).push({ Name: 'endpoint', Value: 'audit' });
       const down = props(t, 'EndpointDownAlarmAudit').Metrics as Json[];
       down.find((m) => m.Expression)!.Expression = 'IF(FILL(ko, 0) > 0 AND FILL(okk, 0) == 0, 1, 0)';
@@ -66,10 +77,25 @@ describe('metrics: alarms and dashboard against the EMF the code writes', () => 
     expect(checkMetrics(broken, emitted, undisplayed)).toEqual([
       "alarm EndpointDownAlarmAudit: expression down uses 'okk', which is no metric of the alarm",
       'alarm LedgerErrorsAlarm: IngestFanout/LedgerErrors{endpoint=audit,service=ingest-fanout-dev} is never emitted (emitted: IngestFanout/LedgerErrors{service=ingest-fanout-dev})',
-      'alarm RecordsFailingAlarm (failed): IngestFanout/RecordFailed{service=ingest-fanout-dev} is never emitted (no metric of that name)',
+      'alarm LaneBacklogAgeAlarmAudit: IngestFanout/LaneBacklogAge{endpoint=audit,service=ingest-fanout-dev} is never emitted (no metric of that name)',
       'IngestFanout/BatchDuration{service=ingest-fanout-dev} is emitted but on no dashboard widget, nor listed as undisplayed',
     ]);
   });
+
+  it('checks a stage without lanes (FIFO, or lanes: false) against the same run, lanes metrics aside', async () => {
+    const noLanes = await packageTemplate([...VARIANTS.secured, '--param=lanes=false']);
+    const laneMetrics = ['EventsParked', 'LaneDelivered', 'RetriesExhausted', 'LaneBacklogAgeS'];
+    const sourcePath = emitted.filter((m) => !laneMetrics.includes(m.name));
+    expect(noLanes.Resources).toHaveProperty('RecordsFailingAlarm');
+    expect(checkMetrics(noLanes, sourcePath, undisplayed)).toEqual([]);
+    const broken = mutate(noLanes, (t) => {
+      const failing = props(t, 'RecordsFailingAlarm').Metrics as { MetricStat?: { Metric: Json } }[];
+      failing.find((m) => m.MetricStat)!.MetricStat!.Metric.MetricName = 'RecordFailed';
+    });
+    expect(checkMetrics(broken, sourcePath, undisplayed)).toEqual([
+      'alarm RecordsFailingAlarm (failed): IngestFanout/RecordFailed{service=ingest-fanout-dev} is never emitted (no metric of that name)',
+    ]);
+  }, 120_000);
 
   it('rejects an AWS metric the service does not publish under that dimension', () => {
     const broken = mutate(template, (t) => {
@@ -94,6 +120,7 @@ describe('saved Logs Insights queries against the log lines', () => {
       'delivery failed',
       'deliveries cut off by the deadline',
       "deliveries not attempted: the endpoint's circuit breaker is open",
+      'deliveries not attempted: the endpoint is paused and its lane could not take them',
     ];
     const widget = JSON.parse(dashboardBody(template)['Fn::Sub']).widgets.find(
       (w: { type: string }) => w.type === 'log',
@@ -106,6 +133,24 @@ describe('saved Logs Insights queries against the log lines', () => {
     }
     // The grouped lines are the only ones with messageIds: the history finds them by any of their message ids.
     expect(history).toContain("messageIds like 'EVENT_OR_MESSAGE_ID'");
+  });
+
+  it('shows in the event history an event parked, delivered from its lane, exhausted, and waiting while paused', () => {
+    const history = (id: string) =>
+      run.lines
+        .filter((line) => !('_aws' in line) && eventHistoryMatches(line, id))
+        .map((line) => `${line.endpoint} ${line.message}${line.reason ? ` (${line.reason})` : ''}`)
+        .sort();
+    // Analytics is paused: parked at once, its lane sends the event back to wait. Audit fails, then its lane serves.
+    const parkedAndWaiting = [
+      'analytics events parked in the endpoint lane',
+      'analytics lane batch processed',
+      'audit events parked in the endpoint lane',
+    ];
+    expect(history('lane-delivered')).toEqual([...parkedAndWaiting, 'audit lane batch processed'].sort());
+    expect(history('lane-exhausted')).toEqual(
+      [...parkedAndWaiting, 'audit lane record to the quarantine (retries-exhausted)'].sort(),
+    );
   });
 
   it('uses only fields the function’s JSON log lines have', () => {

@@ -37,6 +37,7 @@ import {
   mutate,
   packageTemplate,
   packageVariants,
+  resourcesOfType,
   type Template,
   VARIANTS,
 } from '../support/package-stack';
@@ -240,6 +241,11 @@ describe('cfn-lint, AWS’s CloudFormation linter (issue 15, B1)', () => {
   const of = (names: string[]) => findings.filter((f) => names.includes(f.template));
 
   it('reports no error or warning on any packaged variant, but those infra/cfn-lint.yml accepts with a reason', () => {
+    // The lanes are linted: the default standard stage has them, and so does the stage with an endpoints file.
+    for (const name of ['standard', 'example'] as const) {
+      expect(resourcesOfType(templates[name], 'AWS::Lambda::EventSourceMapping').length, name).toBeGreaterThan(1);
+      expect(templates[name].Resources, name).toHaveProperty('IngestLanesPolicy');
+    }
     expect(notAccepted(of(Object.keys(templates)))).toEqual([]);
     for (const accepted of acceptedFindings()) expect(accepted.reason, accepted.rule).toMatch(/\S{20}/);
   });
@@ -722,6 +728,7 @@ describe('the stack review findings (issue 12, item 7)', () => {
     for (const [message, kind] of [
       ['deliveries cut off by the deadline', 'aborted'],
       ["deliveries not attempted: the endpoint's circuit breaker is open", 'circuit-open'],
+      ['deliveries not attempted: the endpoint is paused and its lane could not take them', 'paused'],
     ]) {
       const line = { level: 'WARN', message, endpoint: 'audit', kind, records: 2, messageIds: 'm-1,m-21' };
       expect(passesFilters(query.replaceAll('EVENT_OR_MESSAGE_ID', 'm-21'), line), kind).toBe(true);
@@ -855,7 +862,6 @@ describe('lanes (issue 16): one queue per endpoint on standard stages by default
           'sqs:ReceiveMessage',
           'sqs:DeleteMessage',
           'sqs:GetQueueAttributes',
-          'sqs:ChangeMessageVisibility',
           'sqs:ListQueueTags',
         ],
         Resource: ['orders', 'audit', 'crm'].map((e) => ({

@@ -1,7 +1,20 @@
-import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { CreateQueueCommand, type SQSClient, TagQueueCommand } from '@aws-sdk/client-sqs';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { inject, vi } from 'vitest';
-import { createLedgerTable, createQueue, LOCAL_AWS, localDynamoDb, localSqs, receiveAsRecords } from './aws';
-import { type AwsCall, LOCAL_ACCOUNT, recordAwsCalls } from './aws-calls';
+import { PAUSED_TAG } from '../../lib/lanes';
+import {
+  createLedgerTable,
+  createQueue,
+  LOCAL_AWS,
+  type LocalQueue,
+  localDynamoDb,
+  localSqs,
+  receiveAll,
+  receiveAsRecords,
+  toLambdaRecord,
+  uniqueName,
+} from './aws';
+import { type AwsCall, LOCAL_ACCOUNT, queueArn, recordAwsCalls } from './aws-calls';
 import { startCredentialStores } from './credential-stores';
 import { TestEndpoint } from './endpoints';
 import { cloudEvent, lambdaContext, sqsEvent } from './events';
@@ -13,7 +26,8 @@ import type { Template } from './package-stack';
 // A packaged stage run for real on the local stack: local queues and table stand in for the template's resources,
 // the function gets the template's environment (resolved against them), and a few batches cover what it does:
 // deliver, fail with backoff (HTTP 500, connection reset, 401 after a credential refresh), quarantine invalid and rejected records, skip what the
-// ledger has, hit the deadline.
+// ledger has, hit the deadline. With lanes, a second run parks (one endpoint down, the other paused), serves a lane
+// (one event delivered, one exhausting its schedule to the DLQ) and re-delays the paused lane's events.
 
 type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
 
@@ -81,10 +95,14 @@ export async function runStage(template: Template, overrides: Record<string, str
     { 'ingest-fanout/dev/audit-key': 'hmac-secret' },
   );
   const variables = template.Resources.IngestLambdaFunction!.Properties!.Environment as { Variables: object };
+  const resolved = resolve(variables.Variables, stack) as Record<string, string>;
+  const lanes = resolved.LANE_QUEUE_URL_PREFIX ? await createLanes(sqs, resolved.LANE_QUEUE_URL_PREFIX) : undefined;
   const env = {
-    ...(resolve(variables.Variables, stack) as Record<string, string>),
+    ...resolved,
     ENDPOINTS: `analytics=${analytics.url},audit=${audit.url}`,
     DEADLINE_MARGIN_MS: '500',
+    // Parking after a minute, and one lane attempt of 1 s: the lanes' run parks, serves and exhausts at once.
+    ...(lanes ? { LANE_QUEUE_URL_PREFIX: lanes.prefix, PARK_AFTER_S: '60', LANE_RETRY_SCHEDULE: '1' } : {}),
     ...overrides,
   };
   const saved = { ...process.env };
@@ -112,8 +130,7 @@ export async function runStage(template: Template, overrides: Record<string, str
     const record = (text: string) => records.find((r) => r.body.includes(text))!;
     recorder = recordAwsCalls();
     const { result, lines } = await captureOutput(async () => {
-      vi.resetModules();
-      const { handler } = (await import('../../functions/ingest/handler')) as { handler: Handler };
+      const handler = await freshHandler();
       const first = ['fails-then-passes', 'rejected', 'not json', 'reset', 'denied'].map(record);
       await handler(sqsEvent(first), lambdaContext());
       // The failed record comes back; audit now accepts it, and the ledger spares analytics a second copy.
@@ -127,10 +144,102 @@ export async function runStage(template: Template, overrides: Record<string, str
       return handler(sqsEvent([record('slow')]), lambdaContext(1_500));
     });
     if (result.batchItemFailures.length !== 1) throw new Error('test setup: the deadline did not cut the batch off');
-    return { stack, calls: recorder.calls, lines, env };
+    const laneLines = lanes
+      ? (await captureOutput(() => runLanes({ sqs, source: queue, lanes, audit, recorder: recorder! }))).lines
+      : [];
+    const calls = recorder.calls.map((call) => ({
+      ...call,
+      resources: call.resources.map(lanes?.asTemplate ?? String),
+    }));
+    return { stack, calls, lines: [...lines, ...laneLines], env };
   } finally {
     recorder?.stop();
     process.env = saved;
     await Promise.all([analytics.close(), audit.close(), stores.close()]);
+  }
+}
+
+/** A fresh instance of the function: its module state (caches, breakers, pause tags read) starts empty. */
+async function freshHandler(): Promise<Handler> {
+  vi.resetModules();
+  return ((await import('../../functions/ingest/handler')) as { handler: Handler }).handler;
+}
+
+/** The lanes' local stand-ins: uniquely named (tests share one local SQS), their ARNs mapped to the template's. */
+interface LocalLanes {
+  prefix: string;
+  queues: Record<'analytics' | 'audit', LocalQueue>;
+  /** A local lane ARN as the template names that lane; any other ARN as it is. */
+  asTemplate: (arn: string) => string;
+}
+
+async function createLanes(sqs: SQSClient, templatePrefix: string): Promise<LocalLanes> {
+  const namePrefix = `${uniqueName('stage')}-lane-`;
+  const create = async (endpoint: string): Promise<LocalQueue> => {
+    const name = `${namePrefix}${endpoint}`;
+    const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: name }));
+    return { url: QueueUrl!, arn: queueArn(QueueUrl!), name };
+  };
+  const [analytics, audit] = await Promise.all([create('analytics'), create('audit')]);
+  const queues = { analytics: analytics!, audit: audit! };
+  const names = new Map(
+    Object.entries(queues).map(([endpoint, q]) => [q.arn, queueArn(`${templatePrefix}${endpoint}`)]),
+  );
+  return { prefix: audit!.url.slice(0, -'audit'.length), queues, asTemplate: (arn) => names.get(arn) ?? arn };
+}
+
+interface LaneRun {
+  sqs: SQSClient;
+  source: LocalQueue;
+  lanes: LocalLanes;
+  audit: TestEndpoint;
+  recorder: { calls: AwsCall[] };
+}
+
+/**
+ * Analytics is paused and audit down: a source batch of two events failing for a minute parks both in both lanes;
+ * audit's lane delivers one (audit is back for it) and sends the other to the DLQ (its one attempt failed); the
+ * paused analytics lane sends its events back to wait.
+ */
+async function runLanes({ sqs, source, lanes, audit, recorder }: LaneRun): Promise<void> {
+  const { analytics: analyticsLane, audit: auditLane } = lanes.queues;
+  // The test's own calls (pausing, sending, receiving as the event source) are no calls of the function.
+  const unrecorded = async <T>(setup: () => Promise<T>): Promise<T> => {
+    const from = recorder.calls.length;
+    const result = await setup();
+    recorder.calls.splice(from);
+    return result;
+  };
+  const tags = { [PAUSED_TAG]: new Date().toISOString() };
+  await unrecorded(() => sqs.send(new TagQueueCommand({ QueueUrl: analyticsLane.url, Tags: tags })));
+  audit.respond(() => ({ status: 500 }));
+  const received = await unrecorded(() =>
+    receiveAsRecords(sqs, source, [
+      { body: JSON.stringify(cloudEvent('lane-delivered')) },
+      { body: JSON.stringify(cloudEvent('lane-exhausted')) },
+    ]),
+  );
+  const aMinuteAgo = String(Date.now() - 61_000);
+  const failingSince = (r: SQSRecord) => ({
+    ...r,
+    attributes: { ...r.attributes, ApproximateFirstReceiveTimestamp: aMinuteAgo, SentTimestamp: aMinuteAgo },
+  });
+  // A fresh instance: it reads the pause tag now, not the answer the first run cached.
+  const handler = await freshHandler();
+  const parked = await handler(sqsEvent(received.map(failingSince)), lambdaContext());
+  if (parked.batchItemFailures.length > 0) throw new Error('test setup: the source batch did not park both events');
+  // Both lanes' messages as their event sources receive them (audit's once their 1 s delay is over: due), then served
+  // one lane after the other, so only the function's calls are recorded.
+  const receive = async (lane: LocalQueue) => {
+    const messages = await receiveAll(sqs, lane.url, { max: 2, waitTimeSeconds: 3 });
+    if (messages.length !== 2) throw new Error(`test setup: ${lane.name} holds ${messages.length} messages, not 2`);
+    return sqsEvent(messages.map((m) => toLambdaRecord(m, lane.arn)));
+  };
+  const batches = await unrecorded(() => Promise.all([receive(auditLane), receive(analyticsLane)]));
+  // Audit is back for one of the two events only.
+  audit.respond(({ eventId }) => (eventId === 'lane-delivered' ? { status: 200 } : { status: 500 }));
+  for (const batch of batches) {
+    if ((await handler(batch, lambdaContext())).batchItemFailures.length === 0) continue;
+    throw new Error('test setup: a lane batch was not acknowledged whole');
   }
 }

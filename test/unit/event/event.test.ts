@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import {
   CloudEventSchema,
+  eventIdOf,
   type InvalidEvent,
   idempotencyKey,
   parseEvent,
@@ -603,5 +604,12 @@ describe('parseEvent properties', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('eventIdOf (the id in log lines the event history searches)', () => {
+  it('reads a string id, and gives an empty one for a body that names none', () => {
+    expect(eventIdOf(JSON.stringify({ id: 'order-1', type: 't' }))).toBe('order-1');
+    for (const body of ['not json', 'null', '{"id":7}', '[]', '']) expect(eventIdOf(body), body).toBe('');
   });
 });
