@@ -14,7 +14,7 @@ import { lastGood } from '../credentials/last-good';
 import { EndpointDelivery } from '../delivery/delivery';
 import { type Credential, Endpoint } from '../delivery/endpoint';
 import { errorText } from '../errors';
-import type { ValidEvent } from '../event/event';
+import type { ValidEvent } from '../event';
 import { createLanes, type LaneSender, type Lanes, parkFailures, serveLane } from '../lanes';
 import {
   createObservability,

@@ -1,0 +1,10 @@
+export {
+  type CloudEvent,
+  CloudEventSchema,
+  CONTEXT_ATTRIBUTES,
+  type InvalidEvent,
+  idempotencyKey,
+  parseEvent,
+  type ValidEvent,
+} from './event';
+export { rawMember } from './raw-json';
