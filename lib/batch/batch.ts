@@ -1,5 +1,5 @@
 import type { SQSRecord } from 'aws-lambda';
-import type { DeliveryResult } from '../delivery/delivery';
+import type { DeliveryResult } from '../delivery';
 import { type InvalidEvent, parseEvent, type ValidEvent } from '../event';
 import { laneEndpointOf } from '../lanes/envelope';
 import { REDRIVE_MARKER } from '../redrive/marker';

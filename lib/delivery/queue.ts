@@ -1,4 +1,4 @@
-import { whenAborted } from './endpoint';
+import { whenAborted } from '../abort';
 
 /** A FIFO queue: a plain array with a moving head, since shift() on a 10,000-item array copies it on every dequeue. */
 export class JobQueue<T> {

@@ -1,5 +1,5 @@
+import { whenAborted } from '../abort';
 import { DeliveryAttemptError } from '../errors';
-import { whenAborted } from './endpoint';
 import { toFailure } from './failure';
 import type { Job, Requeue } from './types';
 

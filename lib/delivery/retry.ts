@@ -1,6 +1,6 @@
+import { whenAborted } from '../abort';
 import { DeliveryAttemptError } from '../errors';
 import type { DeliveryFailure, FailureKind } from '../types';
-import { whenAborted } from './endpoint';
 import type { Job, Requeue, RetryOptions } from './types';
 
 /** Full jitter: a uniform delay in [0, min(max, base × 2^(attempt−1))). */

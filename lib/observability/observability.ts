@@ -1,7 +1,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Tracer } from '@aws-lambda-powertools/tracer';
-import type { RequestObserver } from '../delivery/endpoint';
+import type { RequestObserver } from '../delivery';
 
 export const SERVICE_NAME = 'ingest-fanout';
 export const METRICS_NAMESPACE = 'IngestFanout';

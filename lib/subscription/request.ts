@@ -1,5 +1,11 @@
-import type { RequestSource } from '../delivery/delivery';
-import { authHeaders, CONTENT_TYPE, type Credential, type PreparedRequest, USER_AGENT } from '../delivery/endpoint';
+import {
+  authHeaders,
+  CONTENT_TYPE,
+  type Credential,
+  type PreparedRequest,
+  type RequestSource,
+  USER_AGENT,
+} from '../delivery';
 import { DeliveryAttemptError } from '../errors';
 import type { ValidEvent } from '../event';
 import { binaryMessage } from './binary';

@@ -24,9 +24,9 @@ describe('lib/ imports', () => {
 });
 
 /** Folders whose index.ts is the only door from the rest of lib/ (STYLE.md); their own files import each other freely. */
-const DOORS = ['event'];
+const DOORS = ['delivery', 'event'];
 /** Side doors left in files being changed elsewhere today: to go through the index once that work is merged. */
-const SIDE_DOORS_LEFT = ['lanes/serve.ts → event/event.ts'];
+const SIDE_DOORS_LEFT = ['lanes/serve.ts → delivery/delivery.ts', 'lanes/serve.ts → event/event.ts'];
 
 /** Each import of a door folder's file other than its index.ts from a file outside that folder. */
 function sideDoors(graph: ImportGraph, doors: string[]): string[] {
