@@ -7,6 +7,7 @@ import { settleUnauthorized } from './refresh';
 import { retryLater, retryWait } from './retry';
 import type { DeliveryCallback, DeliveryResult, Job, RequestSource, Requeue, RetryOptions } from './types';
 
+// Still imported from here by lib/lanes/serve.ts (changed elsewhere today) and by tests; the door is ./index.ts.
 export type { DeliveryCallback, DeliveryResult, RequestSource, RetryOptions } from './types';
 
 /**
