@@ -156,13 +156,17 @@ describe('EndpointDelivery credential refresh and the deadline (issue 9, mutatio
 describe('settleUnauthorized', () => {
   const job = (request: RequestSource, refreshed = false) => {
     const results: DeliveryResult[] = [];
-    const resolve = (result: DeliveryResult) => results.push(result);
+    const resolve = (result: DeliveryResult): void => {
+      results.push(result);
+    };
     return {
       job: { request, signal: never, deadlineAt: later(), refreshed, attempt: 1, trialsSeen: 0, resolve },
       results,
     };
   };
-  const refused = new DeliveryAttemptError('unauthorized', 'sink', 'HTTP 401', 401);
+  // As Endpoint reports a 401, and as request.ts reports a header it cannot send (nothing was sent).
+  const refused = new DeliveryAttemptError('unauthorized', 'sink', 'answered 401', 401, 'CREDENTIALS_REFUSED');
+  const unsendable = new DeliveryAttemptError('unauthorized', 'sink', 'bad value', undefined, 'INVALID_HEADER_VALUE x');
   const request: RequestSource = { prepare: () => ({ headers: {}, body: Buffer.alloc(0) }), refresh: async () => true };
 
   it('leaves other failures, and a refusal after the refresh, to the retry policy', () => {
@@ -183,11 +187,38 @@ describe('settleUnauthorized', () => {
     expect(requeue).not.toHaveBeenCalled();
   });
 
-  it('without a credential to renew, fails at once with CREDENTIALS_NONE', () => {
+  it('without a credential to renew, fails at once with CREDENTIALS_NONE, or its own code if nothing was sent', () => {
     const none = job({ prepare: request.prepare });
     expect(settleUnauthorized(none.job, refused, 'sink', vi.fn())).toBe(true);
+    expect(settleUnauthorized(none.job, unsendable, 'sink', vi.fn())).toBe(true);
     expect(none.results).toEqual([
       { ok: false, endpoint: 'sink', kind: 'unauthorized', status: 401, error: 'CREDENTIALS_NONE', attempts: 1 },
+      { ok: false, endpoint: 'sink', kind: 'unauthorized', error: 'INVALID_HEADER_VALUE x', attempts: 1 },
+    ]);
+  });
+
+  it('a refresh with nothing new fails with CREDENTIALS_NOT_REFRESHED, or its own code if nothing was sent', async () => {
+    const stale: RequestSource = { prepare: request.prepare, refresh: async () => false };
+    const results = await Promise.all(
+      [refused, unsendable].map(
+        (error) =>
+          new Promise<DeliveryResult>((resolve) => {
+            const { job: pending } = job(stale);
+            pending.resolve = resolve;
+            settleUnauthorized(pending, error, 'sink', vi.fn());
+          }),
+      ),
+    );
+    expect(results).toEqual([
+      {
+        ok: false,
+        endpoint: 'sink',
+        kind: 'unauthorized',
+        status: 401,
+        error: 'CREDENTIALS_NOT_REFRESHED',
+        attempts: 1,
+      },
+      { ok: false, endpoint: 'sink', kind: 'unauthorized', error: 'INVALID_HEADER_VALUE x', attempts: 1 },
     ]);
   });
 
