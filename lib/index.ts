@@ -6,9 +6,9 @@ export {
   createSecretSource,
   parseCredentialSpec,
 } from './credentials/credentials';
-export { type Credential, HTTP_4XX } from './delivery/endpoint';
+export { type Credential, HTTP_4XX } from './delivery';
 export { ConfigError, DeliveryAttemptError } from './errors';
-export { CloudEventSchema, idempotencyKey, parseEvent } from './event/event';
+export { CloudEventSchema, idempotencyKey, parseEvent } from './event';
 export { createEdges, type Edges } from './ingest/edges';
 export { createIngest, type Ingest, type IngestDeps } from './ingest/ingest';
 export {

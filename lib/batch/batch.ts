@@ -1,6 +1,6 @@
 import type { SQSRecord } from 'aws-lambda';
-import type { DeliveryResult } from '../delivery/delivery';
-import { type InvalidEvent, parseEvent, type ValidEvent } from '../event/event';
+import type { DeliveryResult } from '../delivery';
+import { type InvalidEvent, parseEvent, type ValidEvent } from '../event';
 import { laneEndpointOf } from '../lanes/envelope';
 import { REDRIVE_MARKER } from '../redrive/marker';
 import { QUARANTINE_ATTRIBUTES } from '../settle/quarantine';

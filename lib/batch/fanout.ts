@@ -1,6 +1,5 @@
-import type { DeliveryResult, RequestSource } from '../delivery/delivery';
-import type { Credential } from '../delivery/endpoint';
-import type { ValidEvent } from '../event/event';
+import type { Credential, DeliveryResult, RequestSource } from '../delivery';
+import type { ValidEvent } from '../event';
 import { plainSource } from '../subscription/request';
 import type { Subscriber } from '../subscription/subscriber';
 

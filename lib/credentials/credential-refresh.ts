@@ -1,4 +1,4 @@
-import type { Credential } from '../delivery/endpoint';
+import type { Credential } from '../delivery';
 
 /** How long after one read of an endpoint's credential (after a 401/403) the next may go to SSM/Secrets Manager. */
 export const CREDENTIAL_REFRESH_INTERVAL_MS = 30_000;

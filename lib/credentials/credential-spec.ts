@@ -1,4 +1,4 @@
-import type { Credential } from '../delivery/endpoint';
+import type { Credential } from '../delivery';
 import { ConfigError } from '../errors';
 
 // What ENDPOINT_CREDENTIALS and the endpoints file's references look like, without the SSM and Secrets Manager clients

@@ -2,7 +2,7 @@ import { SecretsProvider } from '@aws-lambda-powertools/parameters/secrets';
 import { SSMProvider } from '@aws-lambda-powertools/parameters/ssm';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SSMClient } from '@aws-sdk/client-ssm';
-import type { Credential } from '../delivery/endpoint';
+import type { Credential } from '../delivery';
 import {
   CREDENTIALS_VARIABLE,
   type CredentialKind,

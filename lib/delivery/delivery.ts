@@ -1,135 +1,19 @@
-import { DeliveryAttemptError } from '../errors';
 import { TokenBucket } from '../subscription/rate-limit';
-import type { DeliveryFailure } from '../types';
-import { type AttemptResult, type Endpoint, type PreparedRequest, whenAborted } from './endpoint';
+import { CircuitBreaker } from './breaker';
+import type { AttemptResult, Endpoint, PreparedRequest } from './endpoint';
+import { toFailure } from './failure';
+import { JobQueue, wakeWhenHeld } from './queue';
+import { settleUnauthorized } from './refresh';
+import { retryLater, retryWait } from './retry';
+import type { DeliveryCallback, DeliveryResult, Job, RequestSource, Requeue, RetryOptions } from './types';
 
-export interface RetryOptions {
-  maxAttempts: number;
-  baseMs: number;
-  maxMs: number;
-  breakerThreshold: number;
-  breakerHalfOpenMs: number;
-  maxConnections: number;
-  /** Requests per second this instance may send the endpoint (token bucket); unlimited when absent. */
-  rateLimitPerSecond?: number;
-}
-
-/**
- * The request of one delivery, prepared per attempt (signatures carry a timestamp), by lib/subscription/request.ts.
- * `refresh`, when there are credentials to renew, renews them after a 401/403; the next `prepare` uses the new ones.
- * It resolves false when there is nothing new to retry with (read again too recently, or the same value).
- */
-export interface RequestSource {
-  prepare(): PreparedRequest | Promise<PreparedRequest>;
-  refresh?: (status?: number) => Promise<boolean>;
-}
-
-export type DeliveryResult =
-  | { ok: true; endpoint: string; attempts: number; latencyMs: number; status: number }
-  | ({ ok: false } & DeliveryFailure);
-
-/** Full jitter: a uniform delay in [0, min(max, base × 2^(attempt−1))). */
-export function retryDelayMs(attempt: number, options: Pick<RetryOptions, 'baseMs' | 'maxMs'>, random = Math.random) {
-  return Math.floor(random() * Math.min(options.maxMs, options.baseMs * 2 ** (attempt - 1)));
-}
-
-function toFailure(endpoint: string, error: unknown, attempts: number): DeliveryFailure {
-  if (error instanceof DeliveryAttemptError) {
-    const failure: DeliveryFailure = { endpoint, kind: error.kind, attempts };
-    if (error.status !== undefined) failure.status = error.status;
-    if (error.code !== undefined) failure.error = error.code;
-    if (error.retryAfterMs !== undefined) failure.retryAfterS = Math.ceil(error.retryAfterMs / 1000);
-    return failure;
-  }
-  return { endpoint, kind: 'transient', error: (error as Error)?.message ?? String(error), attempts };
-}
-
-/**
- * Consecutive transient failures open the circuit for `halfOpenMs`; then one trial request decides.
- * Our own rather than cockatiel's: its breaker only wraps calls in execute(), and that per-request promise chain was
- * the largest cost of the hot path in the benchmark profile (BENCHMARKS.md, CPU per event).
- */
-export class CircuitBreaker {
-  #failures = 0;
-  #openUntil = 0;
-  #trialInFlight = false;
-  #failedTrials = 0;
-
-  constructor(
-    private readonly threshold: number,
-    private readonly halfOpenMs: number,
-    private readonly now: () => number = Date.now,
-  ) {}
-
-  /** May a request go out now? In the half-open state only one trial at a time may. */
-  allow(): boolean {
-    if (this.threshold <= 0 || this.#failures < this.threshold) return true;
-    if (this.now() < this.#openUntil || this.#trialInFlight) return false;
-    this.#trialInFlight = true;
-    return true;
-  }
-
-  /** Would allow() refuse now? Asks without taking the half-open trial. */
-  refuses(): boolean {
-    return (
-      this.threshold > 0 && this.#failures >= this.threshold && (this.now() < this.#openUntil || this.#trialInFlight)
-    );
-  }
-
-  /** The endpoint answered (whatever the status): it is up. */
-  succeeded(): void {
-    this.#failures = 0;
-    this.#trialInFlight = false;
-  }
-
-  failed(): void {
-    if (this.#trialInFlight) this.#failedTrials++;
-    this.#trialInFlight = false;
-    this.#failures++;
-    if (this.threshold > 0 && this.#failures >= this.threshold) this.#openUntil = this.now() + this.halfOpenMs;
-  }
-
-  /** The attempt ended without telling whether the endpoint is up (cut, or never sent): the next one may try. */
-  abandoned(): void {
-    this.#trialInFlight = false;
-  }
-
-  /** Trials that failed so far: a request that waited through one fails circuit-open rather than wait again. */
-  get failedTrials(): number {
-    return this.#failedTrials;
-  }
-
-  /**
-   * Should a request due by `deadlineAt`, queued when `failedTrialsSeen` trials had failed, wait rather than fail?
-   * 'trial' = until the trial in flight ends; a number = until the half-open time (epoch ms); undefined = no.
-   */
-  holdUntil(deadlineAt: number, failedTrialsSeen: number): 'trial' | number | undefined {
-    if (this.threshold <= 0 || this.#failures < this.threshold || this.#failedTrials > failedTrialsSeen) return;
-    if (this.#trialInFlight) return 'trial';
-    if (this.now() < this.#openUntil && deadlineAt > this.#openUntil) return this.#openUntil;
-    return;
-  }
-}
-
-interface Job {
-  request: RequestSource;
-  signal: AbortSignal;
-  deadlineAt: number;
-  /** Set once the credentials were renewed after a 401/403: the next refusal is final. */
-  refreshed: boolean;
-  attempt: number;
-  /** The breaker's failed trials when the job was queued: one failing after that fails the job. */
-  trialsSeen: number;
-  resolve: (result: DeliveryResult) => void;
-}
-
-/** Called once with the final result of one delivery. */
-export type DeliveryCallback = (result: DeliveryResult) => void;
+// Still imported from here by lib/lanes/serve.ts (changed elsewhere today) and by tests; the door is ./index.ts.
+export type { DeliveryCallback, DeliveryResult, RequestSource, RetryOptions } from './types';
 
 /**
  * Delivers events to one endpoint: at most `maxConnections` requests at once (the rest wait their turn in a queue,
- * their timeout not yet running), a circuit breaker over transient failures, and retries with full jitter that never
- * wait past the deadline. A request waiting for its retry holds no connection.
+ * their timeout not yet running), a circuit breaker over transient failures (breaker.ts), and retries with full
+ * jitter that never wait past the deadline (retry.ts). A request waiting for its retry holds no connection.
  */
 export class EndpointDelivery {
   readonly #endpoint: Endpoint;
@@ -137,12 +21,14 @@ export class EndpointDelivery {
   readonly #random: () => number;
   readonly #breaker: CircuitBreaker;
   readonly #bucket: TokenBucket | undefined;
-  // A plain array with a moving head: shift() on a 10,000-item queue would copy it on every dequeue.
-  #queue: Job[] = [];
-  #head = 0;
+  readonly #queue = new JobQueue<Job>();
   #active = 0;
   /** Cancels the wake-up of a queue held by the breaker (a timer and an abort listener), if any. */
   #held: (() => void) | undefined;
+  readonly #requeue: Requeue = (job) => {
+    this.#queue.push(job);
+    this.#pump();
+  };
 
   constructor(endpoint: Endpoint, options: RetryOptions, random = Math.random) {
     this.#endpoint = endpoint;
@@ -164,41 +50,24 @@ export class EndpointDelivery {
   /** deliver() with a callback: the batch path, one promise per event instead of one per delivery. */
   submit(request: RequestSource, signal: AbortSignal, deadlineAt: number, resolve: DeliveryCallback): void {
     const trialsSeen = this.#breaker.failedTrials;
-    this.#queue.push({ request, signal, deadlineAt, refreshed: false, attempt: 1, trialsSeen, resolve });
-    this.#pump();
+    this.#requeue({ request, signal, deadlineAt, refreshed: false, attempt: 1, trialsSeen, resolve });
   }
 
+  /** Starts queued jobs while connections are free; the breaker may hold them (a trial in flight, a half-open time). */
   #pump(): void {
     this.#held?.();
     this.#held = undefined;
-    while (this.#active < this.#options.maxConnections && this.#head < this.#queue.length) {
-      const next = this.#queue[this.#head]!;
+    while (this.#active < this.#options.maxConnections) {
+      const next = this.#queue.peek();
+      if (next === undefined) return;
       const hold = next.signal.aborted ? undefined : this.#breaker.holdUntil(next.deadlineAt, next.trialsSeen);
       if (hold !== undefined) {
-        this.#hold(next.signal, hold);
+        this.#held = wakeWhenHeld(next.signal, hold, () => this.#pump());
         return;
       }
-      const job = this.#queue[this.#head++]!;
-      if (this.#head === this.#queue.length) {
-        this.#queue = [];
-        this.#head = 0;
-      } else if (this.#head >= 1024 && this.#head * 2 >= this.#queue.length) {
-        this.#queue = this.#queue.slice(this.#head);
-        this.#head = 0;
-      }
-      this.#start(job);
+      this.#queue.shift();
+      this.#start(next);
     }
-  }
-
-  /** While a trial is in flight or the half-open time comes before the deadline, jobs wait in the queue. */
-  #hold(signal: AbortSignal, until: 'trial' | number): void {
-    const wake = () => this.#pump();
-    const timer = until === 'trial' ? undefined : setTimeout(wake, Math.max(0, until - Date.now()));
-    const forget = whenAborted(signal, wake);
-    this.#held = () => {
-      clearTimeout(timer);
-      forget();
-    };
   }
 
   #start(job: Job): void {
@@ -272,78 +141,17 @@ export class EndpointDelivery {
         status: result!.status,
       });
     } else {
-      const known = error instanceof DeliveryAttemptError;
-      if (!known || error.kind === 'transient') this.#breaker.failed();
-      // Cut by the deadline, or failed before sending (a malformed secret): nothing says whether the endpoint is up.
-      else if (error.kind === 'aborted' || error.status === undefined) this.#breaker.abandoned();
-      else this.#breaker.succeeded();
-      const { refresh } = job.request;
-      if (known && error.kind === 'unauthorized' && refresh && !job.refreshed) {
-        this.#refreshAndRetry(job, refresh, error);
-      } else if (known && error.kind === 'unauthorized' && !refresh) {
-        // No credential configured for the endpoint, so none to read again: the log must not say it was.
-        const failure = toFailure(this.#endpoint.name, error, job.attempt);
-        // A failure found before sending (e.g. INVALID_HEADER_VALUE) keeps its own code.
-        const code = error.status === undefined && failure.error ? failure.error : 'CREDENTIALS_NONE';
-        job.resolve({ ok: false, ...failure, error: code });
-      } else this.#retryOrFail(job, error);
+      this.#breaker.failedWith(error);
+      if (!settleUnauthorized(job, error, this.#endpoint.name, this.#requeue)) this.#retryOrFail(job, error);
     }
     this.#pump();
   }
 
-  /** 401/403: renew the credentials (read again bypassing the cache, or a new token) and try once more at once. */
-  #refreshAndRetry(job: Job, refresh: (status?: number) => Promise<boolean>, error: DeliveryAttemptError): void {
-    job.refreshed = true;
-    const failure = toFailure(this.#endpoint.name, error, job.attempt);
-    let done = false;
-    const forget = whenAborted(job.signal, () => {
-      done = true;
-      job.resolve({ ok: false, ...failure });
-    });
-    refresh(error.status).then(
-      (renewed) => {
-        forget();
-        if (done) return;
-        // Nothing new to send (read again too recently, or the same value): no point asking twice. A failure found
-        // before sending (nothing was refused) keeps its own code, as in the no-refresh branch of #settle.
-        const notSent = error.status === undefined && failure.error !== undefined;
-        if (!renewed)
-          return job.resolve({ ok: false, ...failure, error: notSent ? failure.error : 'CREDENTIALS_NOT_REFRESHED' });
-        job.attempt++;
-        this.#queue.push(job);
-        this.#pump();
-      },
-      (refreshError: unknown) => {
-        forget();
-        if (done) return;
-        const reason = refreshError instanceof Error ? refreshError.message : String(refreshError);
-        job.resolve({ ok: false, ...failure, error: `CREDENTIALS_REFRESH_FAILED: ${reason}` });
-      },
-    );
-  }
-
   #retryOrFail(job: Job, error: unknown): void {
     const failure = toFailure(this.#endpoint.name, error, job.attempt);
-    if (failure.kind !== 'transient' || job.attempt >= this.#options.maxAttempts) {
-      job.resolve({ ok: false, ...failure });
-      return;
-    }
-    const retryAfterMs = error instanceof DeliveryAttemptError ? (error.retryAfterMs ?? 0) : 0;
-    const wait = Math.max(retryDelayMs(job.attempt, this.#options, this.#random), retryAfterMs);
-    if (Date.now() + wait >= job.deadlineAt || job.signal.aborted) {
-      job.resolve({ ok: false, ...failure });
-      return;
-    }
-    const timer = setTimeout(() => {
-      forget();
-      job.attempt++;
-      this.#queue.push(job);
-      this.#pump();
-    }, wait);
-    const forget = whenAborted(job.signal, () => {
-      clearTimeout(timer);
-      job.resolve({ ok: false, ...failure });
-    });
+    const wait = retryWait(job, failure.kind, error, this.#options, this.#random);
+    if (wait === undefined) job.resolve({ ok: false, ...failure });
+    else retryLater(job, failure, wait, this.#requeue);
   }
 
   close(): void {

@@ -5,6 +5,7 @@ import buildConnector from 'undici/lib/core/connect.js';
 // The Pool module alone, not undici's index (fetch, WebSocket, caches…): 284 against 535 kB, and about half the module
 // load time at cold start (bench table 4).
 import Pool from 'undici/lib/dispatcher/pool.js';
+import { whenAborted } from '../abort';
 import { DeliveryAttemptError } from '../errors';
 
 /** How an endpoint authenticates our requests; resolved from ENDPOINT_CREDENTIALS. */
@@ -37,24 +38,6 @@ export interface AttemptResult {
 
 /** Called once per attempt: a DeliveryAttemptError, or the result of a 2xx. */
 export type AttemptCallback = (error: DeliveryAttemptError | undefined, result: AttemptResult | undefined) => void;
-
-// One 'abort' listener per signal fans out to the requests in flight: EventTarget add/remove per request is costly.
-const inFlight = new WeakMap<AbortSignal, Set<() => void>>();
-
-export function whenAborted(signal: AbortSignal, callback: () => void): () => void {
-  let callbacks = inFlight.get(signal);
-  if (!callbacks) {
-    const set = new Set<() => void>();
-    callbacks = set;
-    inFlight.set(signal, set);
-    signal.addEventListener('abort', () => {
-      for (const fn of set) fn();
-      set.clear();
-    });
-  }
-  callbacks.add(callback);
-  return () => callbacks.delete(callback);
-}
 
 /** Observes one request, e.g. as an X-Ray subsegment. */
 export type RequestObserver = (

@@ -11,10 +11,9 @@ import {
   limitSecretsRefresh,
 } from '../credentials/credential-refresh';
 import { lastGood } from '../credentials/last-good';
-import { EndpointDelivery } from '../delivery/delivery';
-import { type Credential, Endpoint } from '../delivery/endpoint';
+import { type Credential, Endpoint, EndpointDelivery } from '../delivery';
 import { errorText } from '../errors';
-import type { ValidEvent } from '../event/event';
+import type { ValidEvent } from '../event';
 import {
   createLanes,
   type LaneSender,

@@ -2,7 +2,7 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
 import type { SQSRecord } from 'aws-lambda';
 import type { ProcessedRecord } from '../batch/batch';
-import { eventIdOf } from '../event/event';
+import { eventIdOf } from '../event';
 import { MetricName, MetricUnit } from '../observability/observability';
 import { GROUPED_IDS_PER_LINE } from '../settle/settle';
 import type { DeliveryFailure, RecordOutcome } from '../types';

@@ -3,7 +3,7 @@ import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Tracer } from '@aws-lambda-powertools/tracer';
 import type { MiddlewareObj } from '@middy/core';
 import type { Context } from 'aws-lambda';
-import type { RequestObserver } from '../delivery/endpoint';
+import type { RequestObserver } from '../delivery';
 
 export const SERVICE_NAME = 'ingest-fanout';
 export const METRICS_NAMESPACE = 'IngestFanout';

@@ -1,5 +1,4 @@
-import type { CloudEvent } from '../event/event';
-import { rawMember } from '../event/raw-json';
+import { type CloudEvent, rawMember } from '../event';
 
 // Context attributes that are not sent as ce- headers in binary mode (HTTP binding 1.0.2, section 3.1.3).
 const NOT_HEADERS = new Set(['data', 'data_base64', 'datacontenttype']);

@@ -1,4 +1,4 @@
-import { whenAborted } from '../delivery/endpoint';
+import { whenAborted } from '../abort';
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 

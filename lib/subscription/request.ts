@@ -1,7 +1,13 @@
-import type { RequestSource } from '../delivery/delivery';
-import { authHeaders, CONTENT_TYPE, type Credential, type PreparedRequest, USER_AGENT } from '../delivery/endpoint';
+import {
+  authHeaders,
+  CONTENT_TYPE,
+  type Credential,
+  type PreparedRequest,
+  type RequestSource,
+  USER_AGENT,
+} from '../delivery';
 import { DeliveryAttemptError } from '../errors';
-import type { ValidEvent } from '../event/event';
+import type { ValidEvent } from '../event';
 import { binaryMessage } from './binary';
 import { ClientCredentialsToken, OAuthAbortedError, OAuthTokenError } from './oauth';
 import { type EndpointConfig, HEADER_VALUE, type SecretRefValue } from './schema';

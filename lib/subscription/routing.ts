@@ -1,4 +1,4 @@
-import type { CloudEvent } from '../event/event';
+import type { CloudEvent } from '../event';
 import type { Filter, Match } from './schema';
 
 /** Does the event go to this endpoint? */

@@ -2,7 +2,7 @@ import * as z from 'zod/mini';
 import { parseEndpointUrl } from '../config/endpoint-url';
 import { checkSecretName } from '../credentials/credential-spec';
 import { ConfigError } from '../errors';
-import { CONTEXT_ATTRIBUTES } from '../event/event';
+import { CONTEXT_ATTRIBUTES } from '../event';
 
 /**
  * The endpoints file: one subscription per endpoint (name, url, and what, how and how fast it receives).

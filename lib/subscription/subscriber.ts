@@ -1,6 +1,5 @@
-import type { DeliveryCallback, DeliveryResult, EndpointDelivery, RequestSource } from '../delivery/delivery';
-import type { Credential } from '../delivery/endpoint';
-import type { ValidEvent } from '../event/event';
+import type { Credential, DeliveryCallback, DeliveryResult, EndpointDelivery, RequestSource } from '../delivery';
+import type { ValidEvent } from '../event';
 import { RequestShaper, type ShapeContext } from './request';
 import { compileFilter, type Router } from './routing';
 import type { EndpointConfig } from './schema';
