@@ -2,7 +2,7 @@ import { CreateQueueCommand, type Message, SendMessageBatchCommand, type SQSClie
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
+import { createIngest, type Ingest, type IngestDeps, idempotencyKey, loadConfig } from '../../lib/index';
 import { createEdges } from '../../lib/ingest/edges';
 import {
   createLaneSender,
@@ -27,6 +27,7 @@ import {
 } from '../support/aws';
 import { TestEndpoint } from '../support/endpoints';
 import { cloudEvent, eventRecord, lambdaContext, sqsEvent } from '../support/events';
+import { captureLogs } from '../support/logs';
 import { captureOutput } from '../support/output';
 
 // alpha and beta have lanes; gamma is configured but its lane queue does not exist (a send to it fails).
@@ -77,7 +78,10 @@ afterEach(async () => {
 async function pipeline(
   env: Record<string, string> = {},
   client: SQSClient = sqs,
-  extra: { lanes?: LaneSender; fields?: Partial<Record<Name, Record<string, unknown>>> } = {},
+  extra: Pick<IngestDeps, 'logger' | 'metrics'> & {
+    lanes?: LaneSender;
+    fields?: Partial<Record<Name, Record<string, unknown>>>;
+  } = {},
 ): Promise<Ingest> {
   const { fields, ...deps } = extra;
   const document = {
@@ -475,6 +479,21 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     expect(endpoints.beta.received.map((request) => request.body.toString())).toEqual([record.body]);
     expect(endpoints.alpha.received).toEqual([]);
     expect(endpoints.gamma.received).toEqual([]);
+  });
+
+  // Hostile review (rev10): an event its endpoint's filter no longer matches (acknowledged, nothing sent) was listed
+  // in the batch line's deliveredEventIds, so the event history said the lane had delivered it.
+  it('acknowledges a record its endpoint’s filter no longer matches, without logging it as delivered', async () => {
+    const { logger, metrics, lines } = captureLogs();
+    const fields = { beta: { filter: { type: 'com.example.order.shipped' } } };
+    const run = await pipeline({}, sqs, { logger, metrics, fields });
+    const record = await laneRecord('beta', 'unrouted-1');
+    expect((await run.handle(sqsEvent([record]), lambdaContext())).batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received).toEqual([]);
+    const summary = lines.find((line) => line.message === 'lane batch processed');
+    expect(summary).toMatchObject({ endpoint: 'beta', delivered: 0, unroutedEventIds: 'unrouted-1' });
+    // The logger drops an empty field: none delivered, no deliveredEventIds.
+    expect(summary).not.toHaveProperty('deliveredEventIds');
   });
 
   it('writes a lane delivery to the ledger: the same lane message again is acknowledged without a delivery', async () => {
