@@ -249,6 +249,24 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     expect(producers(again)).toEqual({ tenant: 'acme', blob: '000102' });
   });
 
+  // Hostile review (rev10): two records of one event share one lane message; the line named only the first record,
+  // so the event history found nothing for the other, acknowledged all the same.
+  it('names every record of a parked event in the parked line, duplicates included', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const { logger, metrics, lines } = captureLogs();
+    const first = sourceRecord('twice-1', 400);
+    const again = { ...first, messageId: `${first.messageId}-again` };
+    const response = await (await pipeline({}, sqs, { logger, metrics })).handle(
+      sqsEvent([first, again]),
+      lambdaContext(),
+    );
+    expect(response.batchItemFailures).toEqual([]);
+    const parked = lines.filter((line) => line.message === 'events parked in the endpoint lane');
+    expect(parked).toHaveLength(1);
+    expect(parked[0]).toMatchObject({ endpoint: 'beta', events: 1, eventIds: 'twice-1' });
+    expect(String(parked[0]!.messageIds).split(',')).toEqual([first.messageId, again.messageId]);
+  });
+
   it('parks at once, whatever the record’s age, when the endpoint’s breaker is open', async () => {
     endpoints.beta.respond(() => ({ status: 503 }));
     const run = await pipeline({ CIRCUIT_BREAKER_THRESHOLD: '1', CIRCUIT_BREAKER_HALF_OPEN_MS: '900000' });
