@@ -48,6 +48,8 @@ const MAX_DUE_AHEAD_MS = (MAX_RETRY_WAIT_S + MAX_DELAY_S) * 1000;
 /** What one lane record calls for; acknowledged only once its side effect is confirmed. */
 type Step =
   | { kind: 'ack' }
+  /** Its endpoint's filter no longer matches the event: acknowledged, nothing sent (not to be logged as delivered). */
+  | { kind: 'unrouted' }
   | { kind: 'resend'; message: LaneMessage }
   | { kind: 'quarantine'; item: QuarantineItem }
   | { kind: 'retry' };
@@ -93,7 +95,10 @@ function planRecord(deps: LaneServeDeps, record: SQSRecord, now: number, counts:
   return envelope;
 }
 
-/** After a delivery: delivered → ack; rejected → quarantine; failed → the next wait, or the DLQ once exhausted. */
+/**
+ * After a delivery: delivered → ack; not routed (the filter changed) → unrouted; rejected → quarantine; failed → the
+ * next wait, or the DLQ once exhausted.
+ */
 function afterDelivery(
   deps: LaneServeDeps,
   record: SQSRecord,
@@ -101,11 +106,10 @@ function afterDelivery(
   result: DeliveryResult | undefined,
   counts: LaneCounts,
 ): Step {
-  if (!result || result.ok) {
-    if (result) {
-      counts.delivered++;
-      counts.deliveredKeys.push(envelope.k);
-    }
+  if (!result) return { kind: 'unrouted' };
+  if (result.ok) {
+    counts.delivered++;
+    counts.deliveredKeys.push(envelope.k);
     return { kind: 'ack' };
   }
   if (result.kind === 'rejected') {
@@ -207,7 +211,7 @@ async function applySteps(
   const poison: QuarantineItem[] = [];
   steps.forEach((step, index) => {
     const id = records[index]!.messageId;
-    if (step.kind === 'ack') done.add(id);
+    if (step.kind === 'ack' || step.kind === 'unrouted') done.add(id);
     else if (step.kind === 'resend') sends.push({ id, message: step.message });
     else if (step.kind === 'quarantine') poison.push(step.item);
   });
@@ -307,6 +311,7 @@ export async function serveLane(records: readonly SQSRecord[], deps: LaneServeDe
     oldestAgeS: Math.round(counts.oldestAgeMs / 1000),
     deliveredEventIds: idsOf('ack'),
     waitingEventIds: idsOf('resend'),
+    unroutedEventIds: idsOf('unrouted'),
   });
   return failed;
 }

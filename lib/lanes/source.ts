@@ -65,6 +65,8 @@ export async function parkFailures(processed: ProcessedRecord[], deps: ParkDeps)
   const messages: LaneMessage[] = [];
   // One lane message per (event, endpoint), shared by duplicate records of the event in the batch.
   const slots = new Map<string, number>();
+  // Per lane message, the message ids of the records it stands for (the log names each).
+  const recordIds: string[][] = [];
   const wanted = processed.map((item) =>
     parkable(deps, item, now).map((failure) => {
       const key = item.event.ok ? item.event.key : '';
@@ -73,13 +75,15 @@ export async function parkFailures(processed: ProcessedRecord[], deps: ParkDeps)
       if (index === undefined) {
         index = messages.push(laneMessage(deps, item.record, key, failure.endpoint, now)) - 1;
         slots.set(slot, index);
+        recordIds[index] = [];
       }
+      recordIds[index]!.push(item.record.messageId);
       return { endpoint: failure.endpoint, index };
     }),
   );
   if (messages.length === 0) return processed;
   const { parked, errors } = await deps.send(messages, deps.signal);
-  report(deps, messages, parked, errors);
+  report(deps, messages, recordIds, parked, errors);
   return processed.map((item, i) => {
     const done = new Set(wanted[i]!.filter((w) => parked[w.index]).map((w) => w.endpoint));
     return done.size === 0 ? item : { ...item, outcome: withParked(item.outcome as Failed, done) };
@@ -97,11 +101,17 @@ function laneMessage(deps: ParkDeps, record: SQSRecord, key: string, endpoint: s
   };
 }
 
-function report(deps: ParkDeps, messages: LaneMessage[], parked: boolean[], errors: string[]): void {
-  const byEndpoint = new Map<string, LaneMessage[]>();
+function report(
+  deps: ParkDeps,
+  messages: LaneMessage[],
+  recordIds: string[][],
+  parked: boolean[],
+  errors: string[],
+): void {
+  const byEndpoint = new Map<string, { message: LaneMessage; ids: string[] }[]>();
   messages.forEach((message, index) => {
     const list = byEndpoint.get(message.envelope.e) ?? [];
-    if (parked[index]) list.push(message);
+    if (parked[index]) list.push({ message, ids: recordIds[index]! });
     byEndpoint.set(message.envelope.e, list);
   });
   for (const [endpoint, list] of byEndpoint) {
@@ -112,8 +122,8 @@ function report(deps: ParkDeps, messages: LaneMessage[], parked: boolean[], erro
       deps.logger.info('events parked in the endpoint lane', {
         endpoint,
         events: list.length,
-        messageIds: chunk.map((m) => m.record.messageId).join(','),
-        eventIds: chunk.map((m) => eventIdOf(m.record.body)).join(','),
+        messageIds: chunk.flatMap((m) => m.ids).join(','),
+        eventIds: chunk.map((m) => eventIdOf(m.message.record.body)).join(','),
       });
     }
   }

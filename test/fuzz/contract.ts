@@ -5,7 +5,7 @@ import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib
 import type { Match } from '../../lib/subscription/schema';
 import type { QuarantineItem } from '../../lib/types';
 import { type Clock, FuzzEndpoint } from './endpoint';
-import { checkInvariants, InvariantViolation, type Observation, recovered } from './invariants';
+import { checkInvariants, InvariantViolation, type Observation, recovered, tokenFailedLately } from './invariants';
 import { checkEndState, checkLaneRound, inFlightBound } from './lane-invariants';
 import { LANE_BATCH, LaneQueues } from './lanes';
 import { DeadLetters, DynaliteLedger, type LocalAws } from './local-aws';
@@ -600,6 +600,12 @@ async function laneRounds(run: Run, spec: InvocationSpec, index: number, round: 
       strays: lanes.strays,
       schedule: run.scenario.lanes?.schedules[world.endpoints.indexOf(endpoint)] ?? [],
       bound: run.laneBound,
+      attempts: world.attempts.now,
+      tokenHeld: tokenFailedLately(
+        run.scenario.subscriptions[world.endpoints.indexOf(endpoint)]?.auth,
+        world.tokens.lastFailureAt,
+        seen.answeredAt,
+      ),
     });
   }
 }

@@ -172,12 +172,13 @@ export function recovered(o: Observation, endpoint: FuzzEndpoint): boolean {
 const TOKEN_HOLD_MS = 5_000 + 5_000;
 
 function tokenHeld(o: Observation, endpoint: FuzzEndpoint): boolean {
-  const index = o.endpoints.indexOf(endpoint);
-  return (
-    o.scenario.subscriptions[index]?.auth === 'oauth' &&
-    o.tokenFailedAt !== undefined &&
-    o.answeredAt - o.tokenFailedAt < TOKEN_HOLD_MS
-  );
+  const auth = o.scenario.subscriptions[o.endpoints.indexOf(endpoint)]?.auth;
+  return tokenFailedLately(auth, o.tokenFailedAt, o.answeredAt);
+}
+
+/** Did the token server of an endpoint with `auth` fail recently enough, at `answeredAt`, to leave it unserved? */
+export function tokenFailedLately(auth: string | undefined, failedAt: number | undefined, answeredAt: number): boolean {
+  return auth === 'oauth' && failedAt !== undefined && answeredAt - failedAt < TOKEN_HOLD_MS;
 }
 
 /**

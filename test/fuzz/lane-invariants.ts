@@ -43,6 +43,10 @@ export interface LaneObservation {
   schedule: readonly number[];
   /** L3's bound for the lane (held records a failing side effect excuses are left out of the count). */
   bound: { bound: number; text: string };
+  /** Per endpoint, how each request the product sent it in this invocation ended (lib/observability traceRequests). */
+  attempts: ReadonlyMap<string, readonly string[]>;
+  /** The lane endpoint authenticates with OAuth and its token server failed lately: no request goes out (see I4). */
+  tokenHeld: boolean;
 }
 
 const envelopeOf = (attributes: Record<string, { stringValue?: string }>): Partial<LaneEnvelope> =>
@@ -50,8 +54,21 @@ const envelopeOf = (attributes: Record<string, { stringValue?: string }>): Parti
 const keyOf = (attributes: Record<string, { stringValue?: string }>): string => envelopeOf(attributes).k ?? '';
 
 /**
+ * Did the product try to deliver the event of `item` to `endpoint` in this invocation? The endpoint read a request of
+ * it, or a request the product sent went unread (cut by the product's timeout first: it may be this one), or the
+ * failure is the token's, as the product says and the harness knows its OAuth server failed lately (no token, no
+ * request goes out).
+ */
+function triedNow(o: LaneObservation, endpoint: FuzzEndpoint, item: QuarantineItem): boolean {
+  if (endpoint.readNow.has(keyOf(item.record.messageAttributes))) return true;
+  if (o.tokenHeld && item.detail.includes('OAuth token')) return true;
+  return (o.attempts.get(endpoint.name)?.length ?? 0) > endpoint.requestsNow;
+}
+
+/**
  * L1 for what a lane quarantines: only with its own endpoint named, and only an event the endpoint blamed (400, 413,
- * 415, 422) or one whose retrySchedule is spent (the fuzz puts no invalid envelope in a lane).
+ * 415, 422) or one whose retrySchedule is spent by a failed delivery in this invocation (the fuzz puts no invalid
+ * envelope in a lane).
  */
 function checkLaneQuarantine(o: LaneObservation, endpoint: FuzzEndpoint, fail: Fail): void {
   for (const item of o.quarantine?.sent ?? []) {
@@ -65,6 +82,12 @@ function checkLaneQuarantine(o: LaneObservation, endpoint: FuzzEndpoint, fail: F
         'L1',
         `${id} was dead-lettered as retries-exhausted after ${envelope.a} failed deliveries; the retrySchedule ` +
           `(${o.schedule.join(', ')}) allows ${o.schedule.length + 1}`,
+      );
+    } else if (item.reason === 'retries-exhausted' && !triedNow(o, endpoint, item)) {
+      fail(
+        'L1',
+        `${id} was dead-lettered as retries-exhausted (${item.detail}) though the product sent ${endpoint.name} no ` +
+          'request of it in this invocation: a refusal by its breaker or a cut by the deadline is no failed delivery',
       );
     } else if (o.strays.has(id) && item.reason !== 'lane-envelope-invalid') {
       fail('L1', `${id}, another endpoint's message, was quarantined as ${item.reason}, not lane-envelope-invalid`);

@@ -2,7 +2,7 @@ import { CreateQueueCommand, type Message, SendMessageBatchCommand, type SQSClie
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
+import { createIngest, type Ingest, type IngestDeps, idempotencyKey, loadConfig } from '../../lib/index';
 import { createEdges } from '../../lib/ingest/edges';
 import {
   createLaneSender,
@@ -27,6 +27,7 @@ import {
 } from '../support/aws';
 import { TestEndpoint } from '../support/endpoints';
 import { cloudEvent, eventRecord, lambdaContext, sqsEvent } from '../support/events';
+import { captureLogs } from '../support/logs';
 import { captureOutput } from '../support/output';
 
 // alpha and beta have lanes; gamma is configured but its lane queue does not exist (a send to it fails).
@@ -77,7 +78,10 @@ afterEach(async () => {
 async function pipeline(
   env: Record<string, string> = {},
   client: SQSClient = sqs,
-  extra: { lanes?: LaneSender; fields?: Partial<Record<Name, Record<string, unknown>>> } = {},
+  extra: Pick<IngestDeps, 'logger' | 'metrics'> & {
+    lanes?: LaneSender;
+    fields?: Partial<Record<Name, Record<string, unknown>>>;
+  } = {},
 ): Promise<Ingest> {
   const { fields, ...deps } = extra;
   const document = {
@@ -243,6 +247,24 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
         .find((message) => envelopeOf(message).k === envelopeOf(parked).k);
     });
     expect(producers(again)).toEqual({ tenant: 'acme', blob: '000102' });
+  });
+
+  // Hostile review (rev10): two records of one event share one lane message; the line named only the first record,
+  // so the event history found nothing for the other, acknowledged all the same.
+  it('names every record of a parked event in the parked line, duplicates included', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const { logger, metrics, lines } = captureLogs();
+    const first = sourceRecord('twice-1', 400);
+    const again = { ...first, messageId: `${first.messageId}-again` };
+    const response = await (await pipeline({}, sqs, { logger, metrics })).handle(
+      sqsEvent([first, again]),
+      lambdaContext(),
+    );
+    expect(response.batchItemFailures).toEqual([]);
+    const parked = lines.filter((line) => line.message === 'events parked in the endpoint lane');
+    expect(parked).toHaveLength(1);
+    expect(parked[0]).toMatchObject({ endpoint: 'beta', events: 1, eventIds: 'twice-1' });
+    expect(String(parked[0]!.messageIds).split(',')).toEqual([first.messageId, again.messageId]);
   });
 
   it('parks at once, whatever the record’s age, when the endpoint’s breaker is open', async () => {
@@ -475,6 +497,21 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     expect(endpoints.beta.received.map((request) => request.body.toString())).toEqual([record.body]);
     expect(endpoints.alpha.received).toEqual([]);
     expect(endpoints.gamma.received).toEqual([]);
+  });
+
+  // Hostile review (rev10): an event its endpoint's filter no longer matches (acknowledged, nothing sent) was listed
+  // in the batch line's deliveredEventIds, so the event history said the lane had delivered it.
+  it('acknowledges a record its endpoint’s filter no longer matches, without logging it as delivered', async () => {
+    const { logger, metrics, lines } = captureLogs();
+    const fields = { beta: { filter: { type: 'com.example.order.shipped' } } };
+    const run = await pipeline({}, sqs, { logger, metrics, fields });
+    const record = await laneRecord('beta', 'unrouted-1');
+    expect((await run.handle(sqsEvent([record]), lambdaContext())).batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received).toEqual([]);
+    const summary = lines.find((line) => line.message === 'lane batch processed');
+    expect(summary).toMatchObject({ endpoint: 'beta', delivered: 0, unroutedEventIds: 'unrouted-1' });
+    // The logger drops an empty field: none delivered, no deliveredEventIds.
+    expect(summary).not.toHaveProperty('deliveredEventIds');
   });
 
   it('writes a lane delivery to the ledger: the same lane message again is acknowledged without a delivery', async () => {
