@@ -1270,3 +1270,41 @@ describe('redrive and SQS size limits (review rev6)', () => {
     expect(warnings.join('\n')).toContain(REDRIVE_MARKER);
   });
 });
+
+describe('redrive copies what a message carries, and names what it cannot route (send)', () => {
+  it('keeps binary attributes and the X-Ray trace header of what it moves', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    const trace = 'Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1';
+    await sqs.send(
+      new SendMessageCommand({
+        QueueUrl: from.url,
+        MessageBody: 'binary',
+        MessageAttributes: { blob: { DataType: 'Binary', BinaryValue: Uint8Array.from([0, 1, 254, 255]) } },
+        MessageSystemAttributes: { AWSTraceHeader: { DataType: 'String', StringValue: trace } },
+      }),
+    );
+
+    const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
+
+    expect(summary).toMatchObject({ moved: 1, failed: 0 });
+    const [landed] = await receiveAll(sqs, to.url);
+    expect([...(landed?.MessageAttributes?.blob?.BinaryValue ?? [])]).toEqual([0, 1, 254, 255]);
+    expect(landed?.MessageAttributes?.blob?.StringValue).toBeUndefined();
+    expect(landed?.Attributes?.AWSTraceHeader).toBe(trace);
+  });
+
+  it('fails a message whose recorded source queue cannot name a queue, saying why, and leaves it', async () => {
+    const quarantineQueue = await createQueue(sqs, 'quarantine');
+    // In the DLQ's account and region, but no queue can have this name: the lookup of its URL refuses it.
+    const bad = quarantineQueue.arn.replace(/:[^:]+$/, ':not a queue!');
+    await sendMessages(sqs, quarantineQueue.url, [
+      { body: 'lost', attributes: { [QUARANTINE_ATTRIBUTES.sourceQueue]: text(bad) } },
+    ]);
+
+    const summary = await redrive(sqs, { from: quarantineQueue.url, emptyWaitS: EMPTY_WAIT_S });
+
+    expect(summary).toMatchObject({ moved: 0, failed: 1 });
+    expect(summary.failures[0]!.error).toContain(`'${bad}' is not an SQS queue ARN`);
+    expect((await receiveAll(sqs, quarantineQueue.url)).map((m) => m.Body)).toEqual(['lost']);
+  });
+});
