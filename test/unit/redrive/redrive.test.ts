@@ -813,7 +813,8 @@ describe('redrive to FIFO queues (review 2)', () => {
     const summary = await redrive(sqs, { from: from.url, emptyWaitS: EMPTY_WAIT_S });
 
     expect(summary).toMatchObject({ moved: 1, failed: 2 });
-    expect((await receiveAll(sqs, orders.url)).map((m) => m.Body)).toEqual(['h-1']);
+    const landed = await receiveAll(sqs, orders.url);
+    expect(landed.map((m) => [m.Body, m.Attributes?.MessageGroupId])).toEqual([['h-1', 'h']]);
     expect(sorted((await receiveAll(sqs, from.url)).map((m) => m.Body))).toEqual(['g-1', 'g-2']);
   });
 });
@@ -1306,5 +1307,39 @@ describe('redrive copies what a message carries, and names what it cannot route 
     expect(summary).toMatchObject({ moved: 0, failed: 1 });
     expect(summary.failures[0]!.error).toContain(`'${bad}' is not an SQS queue ARN`);
     expect((await receiveAll(sqs, quarantineQueue.url)).map((m) => m.Body)).toEqual(['lost']);
+  });
+  it("fails a message too large for the destination with SQS's reason, marked or not, and leaves it", async () => {
+    const small = { attributes: { MaximumMessageSize: '1024' } };
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target', small)]);
+    await sendMessages(sqs, from.url, [{ body: 'x'.repeat(2_000) }]);
+
+    const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
+
+    expect(summary).toMatchObject({ moved: 0, failed: 1 });
+    expect(summary.destinations).toEqual({});
+    expect(summary.failures[0]!.error).toMatch(/^InvalidParameterValue: .*shorter than/i);
+    expect((await receiveAll(sqs, from.url)).map((m) => m.Body?.length)).toEqual([2_000]);
+  });
+
+  it('gives a message redriven again the new marker in place of its old one, even with 10 attributes', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    const nine = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`a${i}`, text('x')]));
+    await sendMessages(sqs, from.url, [
+      { body: 'again', attributes: { ...nine, [REDRIVE_MARKER]: text('arn:aws:sqs:us-east-1:123456789012:old-dlq') } },
+    ]);
+    const warnings: string[] = [];
+
+    const summary = await redrive(sqs, {
+      from: from.url,
+      to: to.url,
+      emptyWaitS: EMPTY_WAIT_S,
+      onWarning: (w) => warnings.push(w),
+    });
+
+    expect(summary).toMatchObject({ moved: 1, failed: 0 });
+    expect(warnings).toEqual([]);
+    const [landed] = await receiveAll(sqs, to.url);
+    expect(landed?.MessageAttributes?.[REDRIVE_MARKER]?.StringValue).toBe(from.arn);
+    expect(Object.keys(landed?.MessageAttributes ?? {})).toHaveLength(10);
   });
 });
