@@ -18,7 +18,14 @@ import type { SQSRecord } from 'aws-lambda';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { processBatch } from '../../../lib/batch/batch';
 import { parseEvent, type ValidEvent } from '../../../lib/event/event';
-import { REDRIVE_MARKER, RedriveError, redrive, SqsCallTimeoutError, sourceArnOf } from '../../../lib/redrive';
+import {
+  REDRIVE_MARKER,
+  RedriveError,
+  type RedriveOptions,
+  redrive,
+  SqsCallTimeoutError,
+  sourceArnOf,
+} from '../../../lib/redrive';
 // A pure function of the redrive's start, tested on its own (the door, lib/redrive/index.ts, does not export it).
 import { cutoffOf } from '../../../lib/redrive/start';
 import { createLedger } from '../../../lib/settle/ledger';
@@ -408,6 +415,13 @@ function clientWithLateArrivals(
     { step: 'initialize' },
   );
   return client;
+}
+
+/** Redrives with the shared client as `options` say; returns the summary and the warnings. */
+async function redriveWarned(options: RedriveOptions) {
+  const warnings: string[] = [];
+  const summary = await redrive(sqs, { ...options, onWarning: (warning) => warnings.push(warning) });
+  return { summary, warnings };
 }
 
 /** Redrives `from` to `to` on `client` (then destroys it); returns the summary and the warnings. */
@@ -1256,14 +1270,7 @@ describe('redrive and SQS size limits (review rev6)', () => {
     const attributes = { tenant: text('acme') };
     const body = 'x'.repeat(1024 - 'tenant'.length - 'String'.length - 'acme'.length);
     await sendMessages(sqs, from.url, [{ body, attributes }]);
-    const warnings: string[] = [];
-
-    const summary = await redrive(sqs, {
-      from: from.url,
-      to: to.url,
-      emptyWaitS: EMPTY_WAIT_S,
-      onWarning: (w) => warnings.push(w),
-    });
+    const { summary, warnings } = await redriveWarned({ from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
 
     expect(summary).toMatchObject({ moved: 1, failed: 0 });
     const landed = await receiveAll(sqs, to.url);
@@ -1327,14 +1334,7 @@ describe('redrive copies what a message carries, and names what it cannot route 
     await sendMessages(sqs, from.url, [
       { body: 'again', attributes: { ...nine, [REDRIVE_MARKER]: text('arn:aws:sqs:us-east-1:123456789012:old-dlq') } },
     ]);
-    const warnings: string[] = [];
-
-    const summary = await redrive(sqs, {
-      from: from.url,
-      to: to.url,
-      emptyWaitS: EMPTY_WAIT_S,
-      onWarning: (w) => warnings.push(w),
-    });
+    const { summary, warnings } = await redriveWarned({ from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
 
     expect(summary).toMatchObject({ moved: 1, failed: 0 });
     expect(warnings).toEqual([]);
