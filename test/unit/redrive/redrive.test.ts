@@ -691,6 +691,13 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     expect(await receiveAll(sqs, from.url)).toHaveLength(10);
   });
 
+  it("gives the closing long poll its wait on top of the call timeout: an empty source's wait is no stalled call", async () => {
+    const { from, to } = await parkedWith(bodies('m', 3));
+    // Local SQS answers an empty long poll after all of its wait (2 s), beyond the 1 s any other call may take.
+    const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: 2, callTimeoutMs: 1_000 });
+    expect(summary).toMatchObject({ moved: 3, failed: 0, complete: true, interrupted: false });
+  });
+
   it('issue 17: an entry SendMessageBatch answers Failed is reported and stays in the source, not deleted', async () => {
     const { from, to } = await parkedWith(bodies('m', 15));
     const client = localSqs();
