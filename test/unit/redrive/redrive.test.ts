@@ -919,6 +919,19 @@ describe('redrive trusts SQS over producers and ends on what comes back (issue 9
     expect(sourceArnOf(recorded(own))).toBe(own);
   });
 
+  it('vouches for no recorded source queue when it and the DLQ ARN are malformed alike', () => {
+    const recorded = (value: string) => ({ MessageAttributes: { [QUARANTINE_ATTRIBUTES.sourceQueue]: text(value) } });
+    // Each pair shares its five leading parts: only the shape check of both ARNs refuses them.
+    const pairs: [string, string][] = [
+      ['arn:aws:sqs:us-east-1:123456789012:orders:extra', 'arn:aws:sqs:us-east-1:123456789012:dlq:extra'],
+      ['arn:aws:sqs:us-east-1:123456789012', 'arn:aws:sqs:us-east-1:123456789012'],
+      ['arx:aws:sqs:us-east-1:123456789012:orders', 'arx:aws:sqs:us-east-1:123456789012:dlq'],
+      ['arn:aws:sns:us-east-1:123456789012:orders', 'arn:aws:sns:us-east-1:123456789012:dlq'],
+      ['orders', 'dlq'],
+    ];
+    expect(pairs.map(([source, dlq]) => sourceArnOf(recorded(source), dlq))).toEqual(pairs.map(() => undefined));
+  });
+
   it('defect 14: with a consumer quarantining everything straight back, moves each message once, reports them, ends', {
     timeout: 30_000,
   }, async () => {
