@@ -9,8 +9,6 @@ import {
   type MessageAttributeValue,
   ReceiveMessageCommand,
   type ReceiveMessageResult,
-  type SendMessageBatchRequest,
-  type SendMessageBatchResult,
   SendMessageCommand,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
@@ -375,6 +373,29 @@ function failingCall(name: string, nth: number) {
   };
 }
 
+/**
+ * A real client of local SQS that keeps the first entry of the first `command` batch from SQS and answers Failed for
+ * it with `code`, as SQS does for an entry it refuses (local SQS never answers Failed). `refused()` is that entry.
+ */
+function refusingFirstEntry(command: string, code: string) {
+  const client = localSqs();
+  let first: { Id?: string; MessageBody?: string } | undefined;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName !== command || first) return next(args);
+      const input = args.input as { Entries?: { Id?: string; MessageBody?: string }[] };
+      const [head, ...rest] = input.Entries ?? [];
+      first = head;
+      const result = await next({ ...args, input: { ...input, Entries: rest } } as typeof args);
+      const output = result.output as { Failed?: object[] };
+      output.Failed = [...(output.Failed ?? []), { Id: head?.Id, SenderFault: false, Code: code, Message: 'injected' }];
+      return result;
+    },
+    { step: 'initialize' },
+  );
+  return { client, refused: () => first };
+}
+
 /** A source queue holding `messages` and an empty target queue. */
 async function parkedWith(messages: string[]): Promise<{ from: LocalQueue; to: LocalQueue }> {
   const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
@@ -700,26 +721,8 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
 
   it('issue 17: an entry SendMessageBatch answers Failed is reported and stays in the source, not deleted', async () => {
     const { from, to } = await parkedWith(bodies('m', 15));
-    const client = localSqs();
-    let refused: string | undefined;
-    // The fault: SQS refusing one entry of a batch (local SQS never answers Failed). The middleware keeps the first
-    // entry of the first send from reaching SQS and answers Failed for it, as SQS does for an entry it refuses.
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        if (context.commandName !== 'SendMessageBatchCommand' || refused) return next(args);
-        const input = args.input as SendMessageBatchRequest;
-        const [first, ...rest] = input.Entries ?? [];
-        refused = first!.MessageBody;
-        const result = await next({ ...args, input: { ...input, Entries: rest } });
-        const output = result.output as SendMessageBatchResult;
-        output.Failed = [
-          ...(output.Failed ?? []),
-          { Id: first!.Id, SenderFault: false, Code: 'InternalError', Message: 'injected' },
-        ];
-        return result;
-      },
-      { step: 'initialize' },
-    );
+    // The fault: SQS refusing one entry of a batch (local SQS never answers Failed).
+    const { client, refused } = refusingFirstEntry('SendMessageBatchCommand', 'InternalError');
     try {
       const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
       expect(summary).toMatchObject({ moved: 14, failed: 1, destinations: { [to.url]: 14 } });
@@ -729,7 +732,44 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     }
     expect(await receiveAll(sqs, to.url)).toHaveLength(14);
     // Not deleted, and released at once: the refused message is still in the source.
-    expect((await receiveAll(sqs, from.url)).map((m) => m.Body)).toEqual([refused]);
+    expect((await receiveAll(sqs, from.url)).map((m) => m.Body)).toEqual([refused()?.MessageBody]);
+  });
+
+  it('a delete SQS answers Failed for one entry: that one is reported sent but not deleted, the others moved', async () => {
+    const { from, to } = await parkedWith(bodies('m', 15));
+    // The fault: SQS refusing one entry of a delete (local SQS never answers Failed); it keeps that message.
+    const { client } = refusingFirstEntry('DeleteMessageBatchCommand', 'ReceiptHandleIsInvalid');
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
+      expect(summary).toMatchObject({ moved: 14, failed: 1, destinations: { [to.url]: 15 } });
+      expect(summary.failures).toEqual([
+        {
+          messageId: expect.any(String),
+          error:
+            'sent, but not deleted from the source: it will be moved again by the next run (ReceiptHandleIsInvalid: injected)',
+        },
+      ]);
+    } finally {
+      client.destroy();
+    }
+    expect(await receiveAll(sqs, to.url)).toHaveLength(15);
+    expect(await receiveAll(sqs, from.url)).toHaveLength(1);
+  });
+
+  it('a delete that fails reports every message of its batch sent but not deleted, and leaves them', async () => {
+    const { from, to } = await parkedWith(bodies('m', 15));
+    const client = clientWithLateArrivals(from.url, [], failingCall('DeleteMessageBatchCommand', 1));
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
+      expect(summary).toMatchObject({ moved: 5, failed: 10 });
+      expect(new Set(summary.failures.map((f) => f.error))).toEqual(
+        new Set(['sent, but not deleted from the source: it will be moved again by the next run (Error: throttled)']),
+      );
+    } finally {
+      client.destroy();
+    }
+    expect(await receiveAll(sqs, to.url)).toHaveLength(15);
+    expect(await receiveAll(sqs, from.url)).toHaveLength(10);
   });
 
   it('a call that times out says which, after how long, that it may have taken effect, and what to do', () => {
