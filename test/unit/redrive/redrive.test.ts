@@ -962,6 +962,8 @@ describe('redrive trusts SQS over producers and ends on what comes back (issue 9
       [recorded('arx:aws:sqs:us-east-1:123456789012:orders'), undefined],
       [recorded('arn:aws:sqs:us-east-1:123456789012:orders:extra'), undefined],
       [recorded('arn:aws:sqs:us-east-1:123456789012'), undefined],
+      // Region and account run together as the DLQ's do ("us-east-1" + "123456789012"): the parts still differ.
+      [recorded('arn:aws:sqs:us-east-11:23456789012:orders'), undefined],
       [recorded('https://sqs.us-east-1.amazonaws.com/123456789012/orders'), undefined],
     ];
     expect(cases.map(([message]) => sourceArnOf(message, dlqArn))).toEqual(cases.map(([, expected]) => expected));
