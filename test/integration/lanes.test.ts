@@ -68,7 +68,7 @@ afterEach(async () => {
 async function pipeline(
   env: Record<string, string> = {},
   client: SQSClient = sqs,
-  extra: { lanes?: LaneSender } = {},
+  extra: { lanes?: LaneSender; paused?: (endpoint: string) => boolean } = {},
 ): Promise<Ingest> {
   const document = {
     endpoints: NAMES.map((name) => ({ name, url: endpoints[name].url, retrySchedule: SCHEDULE })),
@@ -391,6 +391,7 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     const landed = await dlqMessage('poison-1');
     expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({
       reason: 'rejected-by-endpoint',
+      detail: 'beta answered 422',
       endpoint: 'beta',
       status: '422',
     });
@@ -410,6 +411,7 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     const landed = await dlqMessage('exhausted-1');
     expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({
       reason: 'retries-exhausted',
+      detail: `beta: ${SCHEDULE.length + 1} attempts failed, the last 503`,
       endpoint: 'beta',
     });
     // The DLQ copy keeps its envelope: redrive can send it back to that lane only.
@@ -444,6 +446,50 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
       const landed = await dlqMessage(id);
       expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({ reason: 'lane-envelope-invalid' });
     }
+  });
+});
+
+describe('lane path: a paused endpoint, a removed one, a body that is no event', () => {
+  it('sends a paused endpoint’s due lane record back for the longest wait, undelivered, and acknowledges it', async () => {
+    const run = await pipeline({}, sqs, { paused: (endpoint) => endpoint === 'beta' });
+    const record = await laneRecord('beta', 'paused-1');
+    expect((await run.handle(sqsEvent([record]), lambdaContext())).batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received).toEqual([]);
+    // Delayed 15 minutes (SQS's longest timer): not visible in the lane now.
+    expect(
+      (await receiveAll(sqs, lanes.beta.url, { visibilityTimeoutS: 0 })).filter((m) => m.Body === record.body),
+    ).toEqual([]);
+  });
+
+  it('parks a paused endpoint’s failure at once, whatever its age, for the lane to hold', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const run = await pipeline({}, sqs, { paused: (endpoint) => endpoint === 'beta' });
+    const young = sourceRecord('paused-2', 1);
+    expect(failedIds(await run.handle(sqsEvent([young]), lambdaContext()))).toEqual([]);
+    expect(envelopeOf(await laneMessage('beta', 'paused-2')).e).toBe('beta');
+  });
+
+  it('quarantines the lane records of an endpoint no longer configured, saying so, and acknowledges them', async () => {
+    const record = await laneRecord('beta', 'gone-1', { e: 'delta' });
+    record.eventSourceARN = record.eventSourceARN.replace(/beta$/, 'delta');
+    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(readQuarantineAttributes((await dlqMessage('gone-1')).MessageAttributes)).toMatchObject({
+      reason: 'lane-envelope-invalid',
+      detail: "endpoint 'delta' is not configured",
+      endpoint: 'delta',
+    });
+  });
+
+  it('quarantines a due lane record whose body is not a CloudEvent, undelivered, with the parse reason', async () => {
+    const record = await laneRecord('beta', 'not-event-1');
+    record.body = JSON.stringify({ id: 'not-event-1', note: 'no specversion' });
+    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received).toEqual([]);
+    expect(readQuarantineAttributes((await dlqMessage('not-event-1')).MessageAttributes)).toMatchObject({
+      reason: 'invalid-cloudevent',
+    });
   });
 });
 
