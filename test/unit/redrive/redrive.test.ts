@@ -383,26 +383,27 @@ function failingCall(name: string, nth: number) {
 }
 
 /**
- * A real client of local SQS that keeps the first entry of the first `command` batch from SQS and answers Failed for
- * it with `code`, as SQS does for an entry it refuses (local SQS never answers Failed). `refused()` is that entry.
+ * A real client of local SQS that keeps the last entry of the first `command` batch from SQS and answers Failed for
+ * it with `code`, as SQS does for an entry it refuses (local SQS never answers Failed). `refused()` is that entry;
+ * the last, not the first, so that matching the answer to its entry by Id is what finds it.
  */
-function refusingFirstEntry(command: string, code: string) {
+function refusingLastEntry(command: string, code: string) {
   const client = localSqs();
-  let first: { Id?: string; MessageBody?: string } | undefined;
+  let last: { Id?: string; MessageBody?: string } | undefined;
   client.middlewareStack.add(
     (next, context) => async (args) => {
-      if (context.commandName !== command || first) return next(args);
+      if (context.commandName !== command || last) return next(args);
       const input = args.input as { Entries?: { Id?: string; MessageBody?: string }[] };
-      const [head, ...rest] = input.Entries ?? [];
-      first = head;
-      const result = await next({ ...args, input: { ...input, Entries: rest } } as typeof args);
+      const kept = (input.Entries ?? []).slice(0, -1);
+      last = input.Entries?.at(-1);
+      const result = await next({ ...args, input: { ...input, Entries: kept } } as typeof args);
       const output = result.output as { Failed?: object[] };
-      output.Failed = [...(output.Failed ?? []), { Id: head?.Id, SenderFault: false, Code: code, Message: 'injected' }];
+      output.Failed = [...(output.Failed ?? []), { Id: last?.Id, SenderFault: false, Code: code, Message: 'injected' }];
       return result;
     },
     { step: 'initialize' },
   );
-  return { client, refused: () => first };
+  return { client, refused: () => last };
 }
 
 /** A source queue holding `messages` and an empty target queue. */
@@ -714,7 +715,13 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     try {
       const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, callTimeoutMs: 500 });
       expect(summary).toMatchObject({ moved: 5, failed: 10, complete: true, interrupted: false });
-      expect(summary.failures.every((f) => /not known whether it reached .*within 0.5 s/.test(f.error))).toBe(true);
+      expect(
+        summary.failures.every((f) =>
+          /^not known whether it reached .* \(SqsCallTimeoutError: SendMessageBatch: no answer from SQS within 0.5 s/.test(
+            f.error,
+          ),
+        ),
+      ).toBe(true);
     } finally {
       client.destroy();
     }
@@ -733,7 +740,7 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
   it('issue 17: an entry SendMessageBatch answers Failed is reported and stays in the source, not deleted', async () => {
     const { from, to } = await parkedWith(bodies('m', 15));
     // The fault: SQS refusing one entry of a batch (local SQS never answers Failed).
-    const { client, refused } = refusingFirstEntry('SendMessageBatchCommand', 'InternalError');
+    const { client, refused } = refusingLastEntry('SendMessageBatchCommand', 'InternalError');
     try {
       const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
       expect(summary).toMatchObject({ moved: 14, failed: 1, destinations: { [to.url]: 14 } });
@@ -749,7 +756,7 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
   it('a delete SQS answers Failed for one entry: that one is reported sent but not deleted, the others moved', async () => {
     const { from, to } = await parkedWith(bodies('m', 15));
     // The fault: SQS refusing one entry of a delete (local SQS never answers Failed); it keeps that message.
-    const { client } = refusingFirstEntry('DeleteMessageBatchCommand', 'ReceiptHandleIsInvalid');
+    const { client } = refusingLastEntry('DeleteMessageBatchCommand', 'ReceiptHandleIsInvalid');
     try {
       const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
       expect(summary).toMatchObject({ moved: 14, failed: 1, destinations: { [to.url]: 15 } });
@@ -885,6 +892,9 @@ describe('redrive to FIFO queues (review 2)', () => {
     const summary = await redrive(sqs, { from: from.url, emptyWaitS: EMPTY_WAIT_S });
 
     expect(summary).toMatchObject({ moved: 1, failed: 2 });
+    expect(summary.failures.map((f) => f.error)).toContain(
+      'not sent: an earlier message of FIFO group g was not moved (order kept); run it again',
+    );
     const landed = await receiveAll(sqs, orders.url);
     expect(landed.map((m) => [m.Body, m.Attributes?.MessageGroupId])).toEqual([['h-1', 'h']]);
     expect(sorted((await receiveAll(sqs, from.url)).map((m) => m.Body))).toEqual(['g-1', 'g-2']);
