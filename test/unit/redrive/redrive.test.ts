@@ -1411,6 +1411,30 @@ describe('redrive copies what a message carries, and names what it cannot route 
     expect((await receiveAll(sqs, from.url)).map((m) => m.Body?.length)).toEqual([2_000]);
   });
 
+  it('moves a quarantined message with no room for the marker without the unmarked warning', async () => {
+    const [orders, quarantineQueue] = await Promise.all([createQueue(sqs, 'orders'), createQueue(sqs, 'quarantine')]);
+    const nine = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`a${i}`, text('x')]));
+    const records = await receiveAsRecords(sqs, orders, [{ body: 'full', attributes: nine }]);
+    await createQuarantine(sqs, quarantineQueue.url).send(
+      records.map((record) => ({ record, reason: 'not-json' as const, detail: 'x' })),
+      AbortSignal.timeout(10_000),
+    );
+    await sqs.send(
+      new DeleteMessageBatchCommand({
+        QueueUrl: orders.url,
+        Entries: records.map((r, i) => ({ Id: String(i), ReceiptHandle: r.receiptHandle })),
+      }),
+    );
+
+    const { summary, warnings } = await redriveWarned({ from: quarantineQueue.url, emptyWaitS: EMPTY_WAIT_S });
+
+    expect(summary).toMatchObject({ moved: 1, failed: 0 });
+    // Its 9 attributes and the folded quarantine one: known as a redelivery by those, so nothing to warn about.
+    const [landed] = await receiveAll(sqs, orders.url);
+    expect(Object.keys(landed?.MessageAttributes ?? {})).toHaveLength(10);
+    expect(warnings).toEqual([]);
+  });
+
   it('gives a message redriven again the new marker in place of its old one, even with 10 attributes', async () => {
     const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
     const nine = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`a${i}`, text('x')]));
