@@ -171,6 +171,10 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     const young = sourceRecord('young-1', 10);
     // Odd spacing and non-ASCII text: the lane must hold the body byte for byte.
     old.body = `{ "specversion":"1.0","id":"old-1", "source":"${SOURCE}",\n"type":"t", "data":{"name":"Zoë ✓"} }`;
+    // The X-Ray trace goes on with the event into the lane.
+    const trace = 'Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1';
+    old.attributes.AWSTraceHeader = trace;
+    const before = Date.now();
     const response = await (await pipeline({ PARK_AFTER_S: '300' })).handle(sqsEvent([old, young]), lambdaContext());
 
     // The young record stays failed for beta (today's backoff); the old one is done: delivered or parked.
@@ -187,7 +191,9 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
       f: Number(old.attributes.ApproximateFirstReceiveTimestamp),
       a: 1,
     });
-    expect(envelope.d).toBeGreaterThan(envelope.f);
+    // Due after the schedule's first wait, counted from the park.
+    expect(envelope.d).toBeGreaterThanOrEqual(before + SCHEDULE[0]! * 1000);
+    expect(parked.Attributes?.AWSTraceHeader).toBe(trace);
   });
 
   it('parks at once, whatever the record’s age, when the endpoint’s breaker is open', async () => {
@@ -306,6 +312,22 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     expect(lines.filter((line) => line.message === 'events parked in the endpoint lane')).toEqual([
       expect.objectContaining({ level: 'INFO', endpoint: 'alpha', events: 1 }),
     ]);
+    expect(
+      lines.filter((line) => line.message === 'events not parked; their records stay failed and come back'),
+    ).toEqual([]);
+  });
+
+  it('never parks a FIFO record: the lane would let the rest of its group overtake it', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const old = sourceRecord('fifo-1', 400);
+    old.attributes.MessageGroupId = 'g';
+    const response = await (await pipeline()).handle(sqsEvent([old]), lambdaContext());
+    expect(failedIds(response)).toEqual([old.messageId]);
+    expect(
+      (await receiveAll(sqs, lanes.beta.url, { visibilityTimeoutS: 0 })).filter(
+        (m) => JSON.parse(m.Body!).id === 'fifo-1',
+      ),
+    ).toEqual([]);
   });
 
   it('leaves the record failed when SQS refuses the lane entry', async () => {
