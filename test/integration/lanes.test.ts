@@ -221,6 +221,8 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     expect(failedIds(await run.handle(sqsEvent([again]), lambdaContext()))).toEqual([]);
     expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['old-5']);
     expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual(['old-5']);
+    // gamma was not parked (no lane): the ledger must not count it done, so the redelivery reaches it.
+    expect(endpoints.gamma.received.map((request) => request.eventId)).toEqual(['old-5', 'old-5']);
   });
 
   it('delivers a parked event from the lane although the park wrote the endpoint to the ledger', async () => {
