@@ -371,10 +371,35 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     expect(envelopeOf(again)).toEqual(JSON.parse(record.messageAttributes[LANE_ATTRIBUTE]!.stringValue!));
   });
 
-  it('keeps a not-due record failed when it cannot be sent back to the lane', async () => {
-    const record = await laneRecord('gamma', 'later-2', { d: Date.now() + 60_000 });
-    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
-    expect(failedIds(response)).toEqual([record.messageId]);
+  it('keeps a not-due record failed when it cannot be sent back to the lane, and says so', async () => {
+    const record = await laneRecord('gamma', 'later-2', { d: Date.now() + 60_000, f: Date.now() - 90_000 });
+    const run = await loggingPipeline();
+    const { result, lines } = await captureOutput(() => run.handle(sqsEvent([record]), lambdaContext()));
+    expect(failedIds(result)).toEqual([record.messageId]);
+    const warned = lines.filter(
+      (line) => line.message === 'lane records not sent back to the lane; they come back after the visibility timeout',
+    );
+    expect(warned).toEqual([
+      expect.objectContaining({
+        level: 'WARN',
+        endpoint: 'gamma',
+        errors: [expect.stringContaining(`${prefix}gamma`)],
+      }),
+    ]);
+    const batch = lines.filter((line) => line.message === 'lane batch processed');
+    expect(batch).toEqual([
+      expect.objectContaining({
+        endpoint: 'gamma',
+        records: 1,
+        acknowledged: 0,
+        failed: 1,
+        delivered: 0,
+        exhausted: 0,
+      }),
+    ]);
+    // The envelope's first failure was 90 s ago.
+    expect(batch[0]?.oldestAgeS).toBeGreaterThanOrEqual(90);
+    expect(batch[0]?.oldestAgeS).toBeLessThan(900);
   });
 
   it('delivers a due record to its endpoint only and acknowledges it', async () => {
