@@ -363,8 +363,10 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
 describe('lane path (a batch from an endpoint’s lane)', () => {
   it('sends a record that is not due back to the lane delayed and acknowledges it, without delivering', async () => {
     const record = await laneRecord('beta', 'later-1', { d: Date.now() + 1_500, a: 2 });
-    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
+    const run = await loggingPipeline();
+    const { result: response, lines } = await captureOutput(() => run.handle(sqsEvent([record]), lambdaContext()));
     expect(response.batchItemFailures).toEqual([]);
+    expect(lines.filter((line) => line.level === 'WARN')).toEqual([]);
     expect(endpoints.beta.received).toEqual([]);
     const again = await laneMessage('beta', 'later-1');
     expect(again.Body).toBe(record.body);
