@@ -78,7 +78,7 @@ afterEach(async () => {
 async function pipeline(
   env: Record<string, string> = {},
   client: SQSClient = sqs,
-  extra: Pick<IngestDeps, 'logger' | 'metrics'> & {
+  extra: Pick<IngestDeps, 'logger' | 'metrics' | 'paused'> & {
     lanes?: LaneSender;
     fields?: Partial<Record<Name, Record<string, unknown>>>;
   } = {},
@@ -105,6 +105,17 @@ async function pipeline(
     ...deps,
   });
   return ingest;
+}
+
+/** The pipeline with its logger on (the suite silences it), for the tests whose behaviour is a log line. */
+async function loggingPipeline(): Promise<Ingest> {
+  const saved = process.env.POWERTOOLS_LOG_LEVEL;
+  process.env.POWERTOOLS_LOG_LEVEL = 'INFO';
+  try {
+    return await pipeline();
+  } finally {
+    process.env.POWERTOOLS_LOG_LEVEL = saved ?? 'SILENT';
+  }
 }
 
 const failedIds = (response: SQSBatchResponse) => response.batchItemFailures.map((item) => item.itemIdentifier).sort();
@@ -189,6 +200,10 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     const young = sourceRecord('young-1', 10);
     // Odd spacing and non-ASCII text: the lane must hold the body byte for byte.
     old.body = `{ "specversion":"1.0","id":"old-1", "source":"${SOURCE}",\n"type":"t", "data":{"name":"Zoë ✓"} }`;
+    // The X-Ray trace goes on with the event into the lane.
+    const trace = 'Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1';
+    old.attributes.AWSTraceHeader = trace;
+    const before = Date.now();
     const response = await (await pipeline({ PARK_AFTER_S: '300' })).handle(sqsEvent([old, young]), lambdaContext());
 
     // The young record stays failed for beta (today's backoff); the old one is done: delivered or parked.
@@ -205,7 +220,9 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
       f: Number(old.attributes.ApproximateFirstReceiveTimestamp),
       a: 1,
     });
-    expect(envelope.d).toBeGreaterThan(envelope.f);
+    // Due after the schedule's first wait, counted from the park.
+    expect(envelope.d).toBeGreaterThanOrEqual(before + SCHEDULE[0]! * 1000);
+    expect(parked.Attributes?.AWSTraceHeader).toBe(trace);
   });
 
   // Review of issue 16: the lane message carried only `ingest.lane`; the design has the producer's attributes travel.
@@ -292,6 +309,8 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     expect(failedIds(await run.handle(sqsEvent([again]), lambdaContext()))).toEqual([]);
     expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['old-5']);
     expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual(['old-5']);
+    // gamma was not parked (no lane): the ledger must not count it done, so the redelivery reaches it.
+    expect(endpoints.gamma.received.map((request) => request.eventId)).toEqual(['old-5', 'old-5']);
   });
 
   it('delivers a parked event from the lane although the park wrote the endpoint to the ledger', async () => {
@@ -428,18 +447,59 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
   it('parks a record whose delivery the deadline cut (an endpoint that hangs): the park runs in the side effects’ time', async () => {
     // Found by the fuzz (L3): parked under the delivery deadline, already aborted, such a record never parked.
     endpoints.beta.respond(() => ({ hang: true }));
-    const old = sourceRecord('old-9', 400);
+    const old = sourceRecord('hung-1', 400);
     const run = await pipeline({ DELIVERY_TIMEOUT_MS: '30000', DEADLINE_MARGIN_MS: '1000' });
     const response = await run.handle(sqsEvent([old]), lambdaContext(1_500));
     expect(failedIds(response)).toEqual([]);
-    expect(envelopeOf(await laneMessage('beta', 'old-9'))).toMatchObject({ e: 'beta', a: 1 });
+    expect(envelopeOf(await laneMessage('beta', 'hung-1'))).toMatchObject({ e: 'beta', a: 1 });
   });
 
-  it('leaves the record failed when the send to the lane fails (the lane queue does not exist)', async () => {
+  it('leaves the record failed when the send to the lane fails (the lane queue does not exist), and says why', async () => {
     endpoints.gamma.respond(() => ({ status: 503 }));
     const old = sourceRecord('old-2', 400);
+    const run = await loggingPipeline();
+    const { result, lines } = await captureOutput(() => run.handle(sqsEvent([old]), lambdaContext()));
+    expect(failedIds(result)).toEqual([old.messageId]);
+    expect(
+      lines.filter((line) => line.message === 'events not parked; their records stay failed and come back'),
+    ).toEqual([
+      expect.objectContaining({
+        level: 'WARN',
+        errors: [expect.stringMatching(new RegExp(`^${prefix}gamma: \\S+`))],
+        hint: expect.stringContaining('LANE_QUEUE_URL_PREFIX'),
+      }),
+    ]);
+    expect(lines.filter((line) => line.message === 'events parked in the endpoint lane')).toEqual([]);
+  });
+
+  it('parks one lane message for the records of one event in a batch, and says how many it parked', async () => {
+    endpoints.alpha.respond(() => ({ status: 503 }));
+    const first = sourceRecord('twice-1', 400);
+    const second = { ...sourceRecord('twice-1', 400), messageId: `${first.messageId}-again` };
+    const run = await loggingPipeline();
+    const { result, lines } = await captureOutput(() => run.handle(sqsEvent([first, second]), lambdaContext()));
+    expect(failedIds(result)).toEqual([]);
+    await laneMessage('alpha', 'twice-1');
+    expect(received.get(lanes.alpha.url)?.filter((m) => JSON.parse(m.Body!).id === 'twice-1')).toHaveLength(1);
+    expect(lines.filter((line) => line.message === 'events parked in the endpoint lane')).toEqual([
+      expect.objectContaining({ level: 'INFO', endpoint: 'alpha', events: 1 }),
+    ]);
+    expect(
+      lines.filter((line) => line.message === 'events not parked; their records stay failed and come back'),
+    ).toEqual([]);
+  });
+
+  it('never parks a FIFO record: the lane would let the rest of its group overtake it', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const old = sourceRecord('fifo-1', 400);
+    old.attributes.MessageGroupId = 'g';
     const response = await (await pipeline()).handle(sqsEvent([old]), lambdaContext());
     expect(failedIds(response)).toEqual([old.messageId]);
+    expect(
+      (await receiveAll(sqs, lanes.beta.url, { visibilityTimeoutS: 0 })).filter(
+        (m) => JSON.parse(m.Body!).id === 'fifo-1',
+      ),
+    ).toEqual([]);
   });
 
   it('leaves the record failed when SQS refuses the lane entry', async () => {
@@ -476,18 +536,45 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
 describe('lane path (a batch from an endpoint’s lane)', () => {
   it('sends a record that is not due back to the lane delayed and acknowledges it, without delivering', async () => {
     const record = await laneRecord('beta', 'later-1', { d: Date.now() + 1_500, a: 2 });
-    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
+    const run = await loggingPipeline();
+    const { result: response, lines } = await captureOutput(() => run.handle(sqsEvent([record]), lambdaContext()));
     expect(response.batchItemFailures).toEqual([]);
+    expect(lines.filter((line) => line.level === 'WARN')).toEqual([]);
     expect(endpoints.beta.received).toEqual([]);
     const again = await laneMessage('beta', 'later-1');
     expect(again.Body).toBe(record.body);
     expect(envelopeOf(again)).toEqual(JSON.parse(record.messageAttributes[LANE_ATTRIBUTE]!.stringValue!));
   });
 
-  it('keeps a not-due record failed when it cannot be sent back to the lane', async () => {
-    const record = await laneRecord('gamma', 'later-2', { d: Date.now() + 60_000 });
-    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
-    expect(failedIds(response)).toEqual([record.messageId]);
+  it('keeps a not-due record failed when it cannot be sent back to the lane, and says so', async () => {
+    const record = await laneRecord('gamma', 'later-2', { d: Date.now() + 60_000, f: Date.now() - 90_000 });
+    const run = await loggingPipeline();
+    const { result, lines } = await captureOutput(() => run.handle(sqsEvent([record]), lambdaContext()));
+    expect(failedIds(result)).toEqual([record.messageId]);
+    const warned = lines.filter(
+      (line) => line.message === 'lane records not sent back to the lane; they come back after the visibility timeout',
+    );
+    expect(warned).toEqual([
+      expect.objectContaining({
+        level: 'WARN',
+        endpoint: 'gamma',
+        errors: [expect.stringContaining(`${prefix}gamma`)],
+      }),
+    ]);
+    const batch = lines.filter((line) => line.message === 'lane batch processed');
+    expect(batch).toEqual([
+      expect.objectContaining({
+        endpoint: 'gamma',
+        records: 1,
+        acknowledged: 0,
+        failed: 1,
+        delivered: 0,
+        exhausted: 0,
+      }),
+    ]);
+    // The envelope's first failure was 90 s ago.
+    expect(batch[0]?.oldestAgeS).toBeGreaterThanOrEqual(90);
+    expect(batch[0]?.oldestAgeS).toBeLessThan(900);
   });
 
   it('delivers a due record to its endpoint only and acknowledges it', async () => {
@@ -537,6 +624,17 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({ reason: 'lane-envelope-invalid' });
   });
 
+  it('delivers an event parked in two lanes from each, with a ledger: one lane’s delivery is not the other’s', async () => {
+    const table = await createLedgerTable(localDynamoDb(), 'lanes-ledger');
+    const run = await pipeline({ DELIVERY_LEDGER_TABLE: table });
+    const forAlpha = await laneRecord('alpha', 'both-1');
+    expect((await run.handle(sqsEvent([forAlpha]), lambdaContext())).batchItemFailures).toEqual([]);
+    const forBeta = await laneRecord('beta', 'both-1');
+    expect((await run.handle(sqsEvent([forBeta]), lambdaContext())).batchItemFailures).toEqual([]);
+    expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual(['both-1']);
+    expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['both-1']);
+  });
+
   it('quarantines a record its endpoint rejects, naming the endpoint, and acknowledges it', async () => {
     endpoints.beta.respond(() => ({ status: 422 }));
     const record = await laneRecord('beta', 'poison-1');
@@ -545,6 +643,7 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     const landed = await dlqMessage('poison-1');
     expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({
       reason: 'rejected-by-endpoint',
+      detail: 'beta answered 422',
       endpoint: 'beta',
       status: '422',
     });
@@ -564,6 +663,7 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     const landed = await dlqMessage('exhausted-1');
     expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({
       reason: 'retries-exhausted',
+      detail: `beta: ${SCHEDULE.length + 1} attempts failed, the last 503`,
       endpoint: 'beta',
     });
     // The DLQ copy keeps its envelope: redrive can send it back to that lane only.
@@ -636,6 +736,55 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
   });
 });
 
+/** The pause reader's shape (lib/lanes/pause.ts) with one endpoint paused: the tests of the tag itself are in pause.test.ts. */
+const pausedOnly =
+  (name: string): NonNullable<IngestDeps['paused']> =>
+  async (names) => ({ paused: new Set(names.filter((n) => n === name)), errors: [] });
+
+describe('lane path: a paused endpoint, a removed one, a body that is no event', () => {
+  it('sends a paused endpoint’s due lane record back for a wait, undelivered, and acknowledges it', async () => {
+    const run = await pipeline({}, sqs, { paused: pausedOnly('beta') });
+    const record = await laneRecord('beta', 'paused-1');
+    expect((await run.handle(sqsEvent([record]), lambdaContext())).batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received).toEqual([]);
+    // Delayed (a paused lane's wait): not visible in the lane now.
+    expect(
+      (await receiveAll(sqs, lanes.beta.url, { visibilityTimeoutS: 0 })).filter((m) => m.Body === record.body),
+    ).toEqual([]);
+  });
+
+  it('parks a paused endpoint’s failure at once, whatever its age, for the lane to hold', async () => {
+    endpoints.beta.respond(() => ({ status: 503 }));
+    const run = await pipeline({}, sqs, { paused: pausedOnly('beta') });
+    const young = sourceRecord('paused-2', 1);
+    expect(failedIds(await run.handle(sqsEvent([young]), lambdaContext()))).toEqual([]);
+    expect(envelopeOf(await laneMessage('beta', 'paused-2')).e).toBe('beta');
+  });
+
+  it('quarantines the lane records of an endpoint no longer configured, saying so, and acknowledges them', async () => {
+    const record = await laneRecord('beta', 'gone-1', { e: 'delta' });
+    record.eventSourceARN = record.eventSourceARN.replace(/beta$/, 'delta');
+    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(readQuarantineAttributes((await dlqMessage('gone-1')).MessageAttributes)).toMatchObject({
+      reason: 'lane-envelope-invalid',
+      detail: "endpoint 'delta' is not configured",
+      endpoint: 'delta',
+    });
+  });
+
+  it('quarantines a due lane record whose body is not a CloudEvent, undelivered, with the parse reason', async () => {
+    const record = await laneRecord('beta', 'not-event-1');
+    record.body = JSON.stringify({ id: 'not-event-1', note: 'no specversion' });
+    const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect(endpoints.beta.received).toEqual([]);
+    expect(readQuarantineAttributes((await dlqMessage('not-event-1')).MessageAttributes)).toMatchObject({
+      reason: 'invalid-cloudevent',
+    });
+  });
+});
+
 describe('lane path without a quarantine queue', () => {
   it('keeps a rejected lane record failed: nothing confirmed it anywhere', async () => {
     endpoints.beta.respond(() => ({ status: 400 }));
@@ -670,6 +819,8 @@ describe('lane metrics (EMF, per endpoint)', () => {
     expect(lane.result.batchItemFailures).toEqual([]);
     const emf = lane.lines.find((line) => line.endpoint === 'beta' && 'LaneDelivered' in line);
     expect(emf).toMatchObject({ LaneDelivered: 1, RetriesExhausted: 1 });
+    // The oldest envelope's first failure was 120 s before the batch: its age in seconds, not in ms or since 1970.
     expect(emf?.LaneBacklogAgeS).toBeGreaterThanOrEqual(120);
+    expect(emf?.LaneBacklogAgeS).toBeLessThan(1_200);
   });
 });

@@ -9,8 +9,6 @@ import {
   type MessageAttributeValue,
   ReceiveMessageCommand,
   type ReceiveMessageResult,
-  type SendMessageBatchRequest,
-  type SendMessageBatchResult,
   SendMessageCommand,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
@@ -18,7 +16,14 @@ import type { SQSRecord } from 'aws-lambda';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { processBatch } from '../../../lib/batch/batch';
 import { parseEvent, type ValidEvent } from '../../../lib/event/event';
-import { REDRIVE_MARKER, RedriveError, redrive, SqsCallTimeoutError, sourceArnOf } from '../../../lib/redrive';
+import {
+  REDRIVE_MARKER,
+  RedriveError,
+  type RedriveOptions,
+  redrive,
+  SqsCallTimeoutError,
+  sourceArnOf,
+} from '../../../lib/redrive';
 // A pure function of the redrive's start, tested on its own (the door, lib/redrive/index.ts, does not export it).
 import { cutoffOf } from '../../../lib/redrive/start';
 import { createLedger } from '../../../lib/settle/ledger';
@@ -274,8 +279,17 @@ describe.concurrent('redrive on local SQS', () => {
       { step: 'initialize' },
     );
     try {
-      const summary = await redrive(stale, { from: from.url, to: to.url, method: 'loop', emptyWaitS: EMPTY_WAIT_S });
+      const totals: number[] = [];
+      const summary = await redrive(stale, {
+        from: from.url,
+        to: to.url,
+        method: 'loop',
+        emptyWaitS: EMPTY_WAIT_S,
+        onProgress: ({ moved, total }) => totals.push(total - moved),
+      });
       expect(summary).toMatchObject({ method: 'loop', moved: 23, failed: 0, arrivedLater: 0 });
+      // The progress total grows with what was done: never below it, whatever the count said.
+      expect(totals.every((left) => left === 0)).toBe(true);
     } finally {
       stale.destroy();
     }
@@ -368,6 +382,30 @@ function failingCall(name: string, nth: number) {
   };
 }
 
+/**
+ * A real client of local SQS that keeps the last entry of the first `command` batch from SQS and answers Failed for
+ * it with `code`, as SQS does for an entry it refuses (local SQS never answers Failed). `refused()` is that entry;
+ * the last, not the first, so that matching the answer to its entry by Id is what finds it.
+ */
+function refusingLastEntry(command: string, code: string) {
+  const client = localSqs();
+  let last: { Id?: string; MessageBody?: string } | undefined;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName !== command || last) return next(args);
+      const input = args.input as { Entries?: { Id?: string; MessageBody?: string }[] };
+      const kept = (input.Entries ?? []).slice(0, -1);
+      last = input.Entries?.at(-1);
+      const result = await next({ ...args, input: { ...input, Entries: kept } } as typeof args);
+      const output = result.output as { Failed?: object[] };
+      output.Failed = [...(output.Failed ?? []), { Id: last?.Id, SenderFault: false, Code: code, Message: 'injected' }];
+      return result;
+    },
+    { step: 'initialize' },
+  );
+  return { client, refused: () => last };
+}
+
 /** A source queue holding `messages` and an empty target queue. */
 async function parkedWith(messages: string[]): Promise<{ from: LocalQueue; to: LocalQueue }> {
   const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
@@ -408,6 +446,13 @@ function clientWithLateArrivals(
     { step: 'initialize' },
   );
   return client;
+}
+
+/** Redrives with the shared client as `options` say; returns the summary and the warnings. */
+async function redriveWarned(options: RedriveOptions) {
+  const warnings: string[] = [];
+  const summary = await redrive(sqs, { ...options, onWarning: (warning) => warnings.push(warning) });
+  return { summary, warnings };
 }
 
 /** Redrives `from` to `to` on `client` (then destroys it); returns the summary and the warnings. */
@@ -515,9 +560,11 @@ describe('redrive keeps what it holds, and says when it could not finish (review
     const { from, to } = await parkedWith(bodies('old', 5));
     const client = clientWithLateArrivals(from.url, bodies('new', 10), failingCall('ReceiveMessageCommand', 2));
     try {
-      await expect(
-        redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, clockOffsetMs: 0 }),
-      ).rejects.toBeInstanceOf(RedriveError);
+      await expect(redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, clockOffsetMs: 0 })).rejects.toThrow(
+        new RedriveError(
+          `cannot receive from ${from.url} after moving 5 message(s): Error: throttled; nothing was lost, run it again`,
+        ),
+      );
     } finally {
       client.destroy();
     }
@@ -668,7 +715,13 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     try {
       const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, callTimeoutMs: 500 });
       expect(summary).toMatchObject({ moved: 5, failed: 10, complete: true, interrupted: false });
-      expect(summary.failures.every((f) => /not known whether it reached .*within 0.5 s/.test(f.error))).toBe(true);
+      expect(
+        summary.failures.every((f) =>
+          /^not known whether it reached .* \(SqsCallTimeoutError: SendMessageBatch: no answer from SQS within 0.5 s/.test(
+            f.error,
+          ),
+        ),
+      ).toBe(true);
     } finally {
       client.destroy();
     }
@@ -677,28 +730,17 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     expect(await receiveAll(sqs, from.url)).toHaveLength(10);
   });
 
+  it("gives the closing long poll its wait on top of the call timeout: an empty source's wait is no stalled call", async () => {
+    const { from, to } = await parkedWith(bodies('m', 3));
+    // Local SQS answers an empty long poll after all of its wait (2 s), beyond the 1 s any other call may take.
+    const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: 2, callTimeoutMs: 1_000 });
+    expect(summary).toMatchObject({ moved: 3, failed: 0, complete: true, interrupted: false });
+  });
+
   it('issue 17: an entry SendMessageBatch answers Failed is reported and stays in the source, not deleted', async () => {
     const { from, to } = await parkedWith(bodies('m', 15));
-    const client = localSqs();
-    let refused: string | undefined;
-    // The fault: SQS refusing one entry of a batch (local SQS never answers Failed). The middleware keeps the first
-    // entry of the first send from reaching SQS and answers Failed for it, as SQS does for an entry it refuses.
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        if (context.commandName !== 'SendMessageBatchCommand' || refused) return next(args);
-        const input = args.input as SendMessageBatchRequest;
-        const [first, ...rest] = input.Entries ?? [];
-        refused = first!.MessageBody;
-        const result = await next({ ...args, input: { ...input, Entries: rest } });
-        const output = result.output as SendMessageBatchResult;
-        output.Failed = [
-          ...(output.Failed ?? []),
-          { Id: first!.Id, SenderFault: false, Code: 'InternalError', Message: 'injected' },
-        ];
-        return result;
-      },
-      { step: 'initialize' },
-    );
+    // The fault: SQS refusing one entry of a batch (local SQS never answers Failed).
+    const { client, refused } = refusingLastEntry('SendMessageBatchCommand', 'InternalError');
     try {
       const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
       expect(summary).toMatchObject({ moved: 14, failed: 1, destinations: { [to.url]: 14 } });
@@ -708,7 +750,44 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     }
     expect(await receiveAll(sqs, to.url)).toHaveLength(14);
     // Not deleted, and released at once: the refused message is still in the source.
-    expect((await receiveAll(sqs, from.url)).map((m) => m.Body)).toEqual([refused]);
+    expect((await receiveAll(sqs, from.url)).map((m) => m.Body)).toEqual([refused()?.MessageBody]);
+  });
+
+  it('a delete SQS answers Failed for one entry: that one is reported sent but not deleted, the others moved', async () => {
+    const { from, to } = await parkedWith(bodies('m', 15));
+    // The fault: SQS refusing one entry of a delete (local SQS never answers Failed); it keeps that message.
+    const { client } = refusingLastEntry('DeleteMessageBatchCommand', 'ReceiptHandleIsInvalid');
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
+      expect(summary).toMatchObject({ moved: 14, failed: 1, destinations: { [to.url]: 15 } });
+      expect(summary.failures).toEqual([
+        {
+          messageId: expect.any(String),
+          error:
+            'sent, but not deleted from the source: it will be moved again by the next run (ReceiptHandleIsInvalid: injected)',
+        },
+      ]);
+    } finally {
+      client.destroy();
+    }
+    expect(await receiveAll(sqs, to.url)).toHaveLength(15);
+    expect(await receiveAll(sqs, from.url)).toHaveLength(1);
+  });
+
+  it('a delete that fails reports every message of its batch sent but not deleted, and leaves them', async () => {
+    const { from, to } = await parkedWith(bodies('m', 15));
+    const client = clientWithLateArrivals(from.url, [], failingCall('DeleteMessageBatchCommand', 1));
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
+      expect(summary).toMatchObject({ moved: 5, failed: 10 });
+      expect(new Set(summary.failures.map((f) => f.error))).toEqual(
+        new Set(['sent, but not deleted from the source: it will be moved again by the next run (Error: throttled)']),
+      );
+    } finally {
+      client.destroy();
+    }
+    expect(await receiveAll(sqs, to.url)).toHaveLength(15);
+    expect(await receiveAll(sqs, from.url)).toHaveLength(10);
   });
 
   it('a call that times out says which, after how long, that it may have taken effect, and what to do', () => {
@@ -813,7 +892,11 @@ describe('redrive to FIFO queues (review 2)', () => {
     const summary = await redrive(sqs, { from: from.url, emptyWaitS: EMPTY_WAIT_S });
 
     expect(summary).toMatchObject({ moved: 1, failed: 2 });
-    expect((await receiveAll(sqs, orders.url)).map((m) => m.Body)).toEqual(['h-1']);
+    expect(summary.failures.map((f) => f.error)).toContain(
+      'not sent: an earlier message of FIFO group g was not moved (order kept); run it again',
+    );
+    const landed = await receiveAll(sqs, orders.url);
+    expect(landed.map((m) => [m.Body, m.Attributes?.MessageGroupId])).toEqual([['h-1', 'h']]);
     expect(sorted((await receiveAll(sqs, from.url)).map((m) => m.Body))).toEqual(['g-1', 'g-2']);
   });
 });
@@ -889,12 +972,27 @@ describe('redrive trusts SQS over producers and ends on what comes back (issue 9
       [recorded('arx:aws:sqs:us-east-1:123456789012:orders'), undefined],
       [recorded('arn:aws:sqs:us-east-1:123456789012:orders:extra'), undefined],
       [recorded('arn:aws:sqs:us-east-1:123456789012'), undefined],
+      // Region and account run together as the DLQ's do ("us-east-1" + "123456789012"): the parts still differ.
+      [recorded('arn:aws:sqs:us-east-11:23456789012:orders'), undefined],
       [recorded('https://sqs.us-east-1.amazonaws.com/123456789012/orders'), undefined],
     ];
     expect(cases.map(([message]) => sourceArnOf(message, dlqArn))).toEqual(cases.map(([, expected]) => expected));
     // A DLQ that is not an SQS ARN vouches for nothing; without a DLQ ARN the recorded one is taken as it is.
     expect(sourceArnOf(recorded(own), 'not-an-arn')).toBeUndefined();
     expect(sourceArnOf(recorded(own))).toBe(own);
+  });
+
+  it('vouches for no recorded source queue when it and the DLQ ARN are malformed alike', () => {
+    const recorded = (value: string) => ({ MessageAttributes: { [QUARANTINE_ATTRIBUTES.sourceQueue]: text(value) } });
+    // Each pair shares its five leading parts: only the shape check of both ARNs refuses them.
+    const pairs: [string, string][] = [
+      ['arn:aws:sqs:us-east-1:123456789012:orders:extra', 'arn:aws:sqs:us-east-1:123456789012:dlq:extra'],
+      ['arn:aws:sqs:us-east-1:123456789012', 'arn:aws:sqs:us-east-1:123456789012'],
+      ['arx:aws:sqs:us-east-1:123456789012:orders', 'arx:aws:sqs:us-east-1:123456789012:dlq'],
+      ['arn:aws:sns:us-east-1:123456789012:orders', 'arn:aws:sns:us-east-1:123456789012:dlq'],
+      ['orders', 'dlq'],
+    ];
+    expect(pairs.map(([source, dlq]) => sourceArnOf(recorded(source), dlq))).toEqual(pairs.map(() => undefined));
   });
 
   it('defect 14: with a consumer quarantining everything straight back, moves each message once, reports them, ends', {
@@ -1255,18 +1353,100 @@ describe('redrive and SQS size limits (review rev6)', () => {
     const attributes = { tenant: text('acme') };
     const body = 'x'.repeat(1024 - 'tenant'.length - 'String'.length - 'acme'.length);
     await sendMessages(sqs, from.url, [{ body, attributes }]);
-    const warnings: string[] = [];
-
-    const summary = await redrive(sqs, {
-      from: from.url,
-      to: to.url,
-      emptyWaitS: EMPTY_WAIT_S,
-      onWarning: (w) => warnings.push(w),
-    });
+    const { summary, warnings } = await redriveWarned({ from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
 
     expect(summary).toMatchObject({ moved: 1, failed: 0 });
     const landed = await receiveAll(sqs, to.url);
     expect(landed.map((m) => m.Body)).toEqual([body]);
     expect(warnings.join('\n')).toContain(REDRIVE_MARKER);
+  });
+});
+
+describe('redrive copies what a message carries, and names what it cannot route (send)', () => {
+  it('keeps binary attributes and the X-Ray trace header of what it moves', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    const trace = 'Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1';
+    await sqs.send(
+      new SendMessageCommand({
+        QueueUrl: from.url,
+        MessageBody: 'binary',
+        MessageAttributes: { blob: { DataType: 'Binary', BinaryValue: Uint8Array.from([0, 1, 254, 255]) } },
+        MessageSystemAttributes: { AWSTraceHeader: { DataType: 'String', StringValue: trace } },
+      }),
+    );
+
+    const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
+
+    expect(summary).toMatchObject({ moved: 1, failed: 0 });
+    const [landed] = await receiveAll(sqs, to.url);
+    expect([...(landed?.MessageAttributes?.blob?.BinaryValue ?? [])]).toEqual([0, 1, 254, 255]);
+    expect(landed?.MessageAttributes?.blob?.StringValue).toBeUndefined();
+    expect(landed?.Attributes?.AWSTraceHeader).toBe(trace);
+  });
+
+  it('fails a message whose recorded source queue cannot name a queue, saying why, and leaves it', async () => {
+    const quarantineQueue = await createQueue(sqs, 'quarantine');
+    // In the DLQ's account and region, but no queue can have this name: the lookup of its URL refuses it.
+    const bad = quarantineQueue.arn.replace(/:[^:]+$/, ':not a queue!');
+    await sendMessages(sqs, quarantineQueue.url, [
+      { body: 'lost', attributes: { [QUARANTINE_ATTRIBUTES.sourceQueue]: text(bad) } },
+    ]);
+
+    const summary = await redrive(sqs, { from: quarantineQueue.url, emptyWaitS: EMPTY_WAIT_S });
+
+    expect(summary).toMatchObject({ moved: 0, failed: 1 });
+    expect(summary.failures[0]!.error).toContain(`'${bad}' is not an SQS queue ARN`);
+    expect((await receiveAll(sqs, quarantineQueue.url)).map((m) => m.Body)).toEqual(['lost']);
+  });
+  it("fails a message too large for the destination with SQS's reason, marked or not, and leaves it", async () => {
+    const small = { attributes: { MaximumMessageSize: '1024' } };
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target', small)]);
+    await sendMessages(sqs, from.url, [{ body: 'x'.repeat(2_000) }]);
+
+    const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
+
+    expect(summary).toMatchObject({ moved: 0, failed: 1 });
+    expect(summary.destinations).toEqual({});
+    expect(summary.failures[0]!.error).toMatch(/^InvalidParameterValue: .*shorter than/i);
+    expect((await receiveAll(sqs, from.url)).map((m) => m.Body?.length)).toEqual([2_000]);
+  });
+
+  it('moves a quarantined message with no room for the marker without the unmarked warning', async () => {
+    const [orders, quarantineQueue] = await Promise.all([createQueue(sqs, 'orders'), createQueue(sqs, 'quarantine')]);
+    const nine = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`a${i}`, text('x')]));
+    const records = await receiveAsRecords(sqs, orders, [{ body: 'full', attributes: nine }]);
+    await createQuarantine(sqs, quarantineQueue.url).send(
+      records.map((record) => ({ record, reason: 'not-json' as const, detail: 'x' })),
+      AbortSignal.timeout(10_000),
+    );
+    await sqs.send(
+      new DeleteMessageBatchCommand({
+        QueueUrl: orders.url,
+        Entries: records.map((r, i) => ({ Id: String(i), ReceiptHandle: r.receiptHandle })),
+      }),
+    );
+
+    const { summary, warnings } = await redriveWarned({ from: quarantineQueue.url, emptyWaitS: EMPTY_WAIT_S });
+
+    expect(summary).toMatchObject({ moved: 1, failed: 0 });
+    // Its 9 attributes and the folded quarantine one: known as a redelivery by those, so nothing to warn about.
+    const [landed] = await receiveAll(sqs, orders.url);
+    expect(Object.keys(landed?.MessageAttributes ?? {})).toHaveLength(10);
+    expect(warnings).toEqual([]);
+  });
+
+  it('gives a message redriven again the new marker in place of its old one, even with 10 attributes', async () => {
+    const [from, to] = await Promise.all([createQueue(sqs, 'parked'), createQueue(sqs, 'target')]);
+    const nine = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`a${i}`, text('x')]));
+    await sendMessages(sqs, from.url, [
+      { body: 'again', attributes: { ...nine, [REDRIVE_MARKER]: text('arn:aws:sqs:us-east-1:123456789012:old-dlq') } },
+    ]);
+    const { summary, warnings } = await redriveWarned({ from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
+
+    expect(summary).toMatchObject({ moved: 1, failed: 0 });
+    expect(warnings).toEqual([]);
+    const [landed] = await receiveAll(sqs, to.url);
+    expect(landed?.MessageAttributes?.[REDRIVE_MARKER]?.StringValue).toBe(from.arn);
+    expect(Object.keys(landed?.MessageAttributes ?? {})).toHaveLength(10);
   });
 });
