@@ -1071,6 +1071,27 @@ describe('redrive by move task, when SQS reports trouble', () => {
     return { dlq, to };
   }
 
+  /** A move task of the one dead message to a target queue, whose listings pass through `see`. */
+  async function redriveByTask(
+    see: Parameters<typeof moveTaskClient>[0],
+    options: Partial<RedriveOptions> = {},
+  ): Promise<{ summary: Awaited<ReturnType<typeof redrive>>; cancels: number }> {
+    const { dlq, to } = await dlqWithOne();
+    const { client, calls } = moveTaskClient(see);
+    try {
+      const summary = await redrive(client, {
+        from: dlq.url,
+        to: to.url,
+        method: 'move-task',
+        pollIntervalMs: 1,
+        ...options,
+      });
+      return { summary, cancels: calls.cancels };
+    } finally {
+      client.destroy();
+    }
+  }
+
   it('a task SQS reports FAILED ends the run with its reason, incomplete', async () => {
     const { dlq, to } = await dlqWithOne();
     const { client } = moveTaskClient((results) =>
@@ -1091,36 +1112,107 @@ describe('redrive by move task, when SQS reports trouble', () => {
   });
 
   it('Ctrl-C cancels the task once and reports the run interrupted', async () => {
-    const { dlq, to } = await dlqWithOne();
     const controller = new AbortController();
     // The task runs until it is cancelled (local SQS's would finish at once).
-    const { client, calls } = moveTaskClient((results, cancels) =>
-      results.map((task) => ({
-        ...task,
-        Status: cancels === 0 ? 'RUNNING' : 'CANCELLED',
-        ApproximateNumberOfMessagesMoved: 0,
-      })),
+    const { summary, cancels } = await redriveByTask(
+      (results, cancels) =>
+        results.map((task) => ({
+          ...task,
+          Status: cancels === 0 ? 'RUNNING' : 'CANCELLED',
+          ApproximateNumberOfMessagesMoved: 0,
+        })),
+      { pollIntervalMs: 10, signal: controller.signal, onProgress: () => controller.abort() },
     );
-    try {
-      const summary = await redrive(client, {
-        from: dlq.url,
-        to: to.url,
-        method: 'move-task',
-        pollIntervalMs: 10,
+    expect(summary).toMatchObject({
+      method: 'move-task',
+      interrupted: true,
+      complete: false,
+      moved: 0,
+      destinations: {},
+    });
+    expect(cancels).toBe(1);
+  });
+
+  it('a task still CANCELLING after Ctrl-C is cancelled once and followed until SQS says CANCELLED', async () => {
+    const controller = new AbortController();
+    let listingsSinceCancel = 0;
+    // SQS takes a while to cancel: two listings say CANCELLING before one says CANCELLED.
+    const { summary, cancels } = await redriveByTask(
+      (results, cancels) =>
+        results.map((task) => ({
+          ...task,
+          Status: cancels === 0 ? 'RUNNING' : ++listingsSinceCancel <= 2 ? 'CANCELLING' : 'CANCELLED',
+          ApproximateNumberOfMessagesMoved: 0,
+        })),
+      { signal: controller.signal, onProgress: () => controller.abort() },
+    );
+    expect(summary).toMatchObject({ method: 'move-task', interrupted: true, complete: false, moved: 0 });
+    expect(cancels).toBe(1);
+    expect(listingsSinceCancel).toBe(3);
+  });
+
+  // The 10 s bound turns a run that waits the interval out into a failure instead of a hang.
+  it('Ctrl-C during the wait between two listings cancels the task without waiting the interval out', {
+    timeout: 10_000,
+  }, async () => {
+    const controller = new AbortController();
+    const { summary, cancels } = await redriveByTask(
+      (results, cancels) => results.map((task) => ({ ...task, Status: cancels === 0 ? 'RUNNING' : 'CANCELLED' })),
+      {
+        // Longer than the test's 10 s: only Ctrl-C waking the wait lets the run end in time.
+        pollIntervalMs: 600_000,
         signal: controller.signal,
-        onProgress: () => controller.abort(),
-      });
-      expect(summary).toMatchObject({
-        method: 'move-task',
-        interrupted: true,
-        complete: false,
-        moved: 0,
-        destinations: {},
-      });
-      expect(calls.cancels).toBe(1);
-    } finally {
-      client.destroy();
-    }
+        // Aborted after the first listing, while the run waits for the next one.
+        onProgress: () => setImmediate(() => controller.abort()),
+      },
+    );
+    expect(summary).toMatchObject({ method: 'move-task', interrupted: true, complete: false });
+    expect(cancels).toBe(1);
+  });
+
+  it('a task that shows only on the tenth listing is still followed to its end', async () => {
+    let listings = 0;
+    // SQS may list a task late; the run gives up only after ten listings without it (local SQS's takes a second: it
+    // is shown finished here).
+    const { summary } = await redriveByTask((results) =>
+      ++listings <= 10
+        ? []
+        : results.map((task) => ({ ...task, Status: 'COMPLETED', ApproximateNumberOfMessagesMoved: 1 })),
+    );
+    expect(summary).toMatchObject({ method: 'move-task', moved: 1, complete: true });
+    expect(listings).toBe(11);
+  });
+
+  it("reports SQS's count of messages to move as the total, and the source's count when SQS gives none", async () => {
+    let listings = 0;
+    const starts: unknown[] = [];
+    const totals: number[] = [];
+    const { summary } = await redriveByTask(
+      (results) =>
+        results.map((task) =>
+          ++listings === 1
+            ? { ...task, Status: 'RUNNING', ApproximateNumberOfMessagesToMove: undefined }
+            : {
+                ...task,
+                Status: 'COMPLETED',
+                ApproximateNumberOfMessagesMoved: 1,
+                ApproximateNumberOfMessagesToMove: 7,
+              },
+        ),
+      { onStart: (info) => starts.push(info), onProgress: ({ total }) => totals.push(total) },
+    );
+    expect(summary).toMatchObject({ method: 'move-task', complete: true, moved: 1 });
+    // Only a FAILED task has a failure reason.
+    expect(summary.taskFailureReason).toBeUndefined();
+    expect(starts).toEqual([{ method: 'move-task', total: 1 }]);
+    expect(totals).toEqual([1, 7]);
+  });
+
+  it("a task SQS reports FAILED without a reason says 'unknown'", async () => {
+    const { summary } = await redriveByTask((results) =>
+      results.map((task) => ({ ...task, Status: 'FAILED', FailureReason: undefined })),
+    );
+    expect(summary).toMatchObject({ complete: false, interrupted: false, taskFailureReason: 'unknown' });
   });
 
   it('a task that never shows in ListMessageMoveTasks ends the run with a RedriveError saying where to look', async () => {
