@@ -13,10 +13,11 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, expect, inject, it, vi } from 'vitest';
 import { processBatch } from '../../../lib/batch/batch';
 import { parseEvent, type ValidEvent } from '../../../lib/event/event';
 import {
+  keepHidden,
   REDRIVE_MARKER,
   RedriveError,
   type RedriveOptions,
@@ -1540,5 +1541,70 @@ describe('redrive copies what a message carries, and names what it cannot route 
     const [landed] = await receiveAll(sqs, to.url);
     expect(landed?.MessageAttributes?.[REDRIVE_MARKER]?.StringValue).toBe(from.arn);
     expect(Object.keys(landed?.MessageAttributes ?? {})).toHaveLength(10);
+  });
+});
+
+describe('keepHidden (what redrive and the dlq CLI hold stays hidden while they run)', () => {
+  it('renews at half the timeout, one renewal at a time, and once stopped, waits for the one in flight and renews no more', async () => {
+    const queue = await createQueue(sqs, 'held');
+    await sendMessages(sqs, queue.url, [{ body: 'held' }]);
+    const [message] = await receiveAll(sqs, queue.url, { visibilityTimeoutS: 30 });
+    // Each renewal waits for the test to let it through to local SQS: one in flight is then under the test's control.
+    const renewals: { timeoutS?: number; letThrough: () => void; answered: Promise<void> }[] = [];
+    const client = localSqs();
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName !== 'ChangeMessageVisibilityBatchCommand') return next(args);
+        const input = args.input as { Entries?: { VisibilityTimeout?: number }[] };
+        let letThrough = () => {};
+        let answer = () => {};
+        const gate = new Promise<void>((resolve) => {
+          letThrough = resolve;
+        });
+        const answered = new Promise<void>((resolve) => {
+          answer = resolve;
+        });
+        renewals.push({ timeoutS: input.Entries?.[0]?.VisibilityTimeout, letThrough, answered });
+        await gate;
+        const result = await next(args);
+        answer();
+        return result;
+      },
+      { step: 'initialize' },
+    );
+    const timeoutsSent = () => renewals.map((r) => r.timeoutS);
+    // setImmediate stays real: it runs once every promise the renewal settled has run its callbacks.
+    const settled = () => new Promise((resolve) => setImmediate(resolve));
+    // Only the interval is faked: the SDK's own timers and sockets stay real.
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const stop = keepHidden(client, queue.url, 4, 5_000, () => [message!.ReceiptHandle!]);
+      await vi.advanceTimersByTimeAsync(1_999);
+      expect(timeoutsSent()).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(timeoutsSent()).toEqual([4]);
+      // A renewal still waiting on SQS is not doubled by the next tick.
+      await vi.advanceTimersByTimeAsync(2_000);
+      expect(timeoutsSent()).toEqual([4]);
+      renewals[0]!.letThrough();
+      await renewals[0]!.answered;
+      await settled();
+      await vi.advanceTimersByTimeAsync(2_000);
+      expect(timeoutsSent()).toEqual([4, 4]);
+      // Stopping while the second is in flight resolves only once SQS answered it (the gate holds it until then).
+      let stopped = false;
+      const stopping = stop().then(() => {
+        stopped = true;
+      });
+      await settled();
+      expect(stopped).toBe(false);
+      renewals[1]!.letThrough();
+      await stopping;
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(timeoutsSent()).toEqual([4, 4]);
+    } finally {
+      vi.useRealTimers();
+      client.destroy();
+    }
   });
 });
