@@ -1044,7 +1044,7 @@ describe('redrive trusts SQS over producers and ends on what comes back (issue 9
  * vanishing is SQS's own doing: local SQS cannot be asked for it). Counts the CancelMessageMoveTask calls.
  */
 function moveTaskClient(
-  see: (results: ListMessageMoveTasksResultEntry[], cancels: number) => ListMessageMoveTasksResultEntry[],
+  see: (results: ListMessageMoveTasksResultEntry[], cancels: number) => ListMessageMoveTasksResultEntry[] | undefined,
 ) {
   const client = localSqs();
   const calls = { cancels: 0 };
@@ -1076,7 +1076,7 @@ describe('redrive by move task, when SQS reports trouble', () => {
   async function redriveByTask(
     see: Parameters<typeof moveTaskClient>[0],
     options: Partial<RedriveOptions> = {},
-  ): Promise<{ summary: Awaited<ReturnType<typeof redrive>>; cancels: number }> {
+  ): Promise<{ summary: Awaited<ReturnType<typeof redrive>>; cancels: number; to: LocalQueue }> {
     const { dlq, to } = await dlqWithOne();
     const { client, calls } = moveTaskClient(see);
     try {
@@ -1087,7 +1087,7 @@ describe('redrive by move task, when SQS reports trouble', () => {
         pollIntervalMs: 1,
         ...options,
       });
-      return { summary, cancels: calls.cancels };
+      return { summary, cancels: calls.cancels, to };
     } finally {
       client.destroy();
     }
@@ -1129,8 +1129,10 @@ describe('redrive by move task, when SQS reports trouble', () => {
       interrupted: true,
       complete: false,
       moved: 0,
-      destinations: {},
     });
+    // Exactly: toMatchObject would let a destination with 0 moved, or a failure, through.
+    expect(summary.destinations).toEqual({});
+    expect(summary.failures).toEqual([]);
     expect(cancels).toBe(1);
   });
 
@@ -1157,8 +1159,13 @@ describe('redrive by move task, when SQS reports trouble', () => {
     timeout: 10_000,
   }, async () => {
     const controller = new AbortController();
+    let listedBeforeCancel = 0;
     const { summary, cancels } = await redriveByTask(
-      (results, cancels) => results.map((task) => ({ ...task, Status: cancels === 0 ? 'RUNNING' : 'CANCELLED' })),
+      (results, cancels) =>
+        results.map((task) => {
+          if (cancels === 0) listedBeforeCancel++;
+          return { ...task, Status: cancels === 0 ? 'RUNNING' : 'CANCELLED' };
+        }),
       {
         // Longer than the test's 10 s: only Ctrl-C waking the wait lets the run end in time.
         pollIntervalMs: 600_000,
@@ -1169,19 +1176,28 @@ describe('redrive by move task, when SQS reports trouble', () => {
     );
     expect(summary).toMatchObject({ method: 'move-task', interrupted: true, complete: false });
     expect(cancels).toBe(1);
+    // The run waited after the first listing instead of listing again at once.
+    expect(listedBeforeCancel).toBe(1);
   });
 
   it('a task that shows only on the tenth listing is still followed to its end', async () => {
     let listings = 0;
-    // SQS may list a task late; the run gives up only after ten listings without it (local SQS's takes a second: it
-    // is shown finished here).
-    const { summary } = await redriveByTask((results) =>
-      ++listings <= 10
-        ? []
-        : results.map((task) => ({ ...task, Status: 'COMPLETED', ApproximateNumberOfMessagesMoved: 1 })),
+    const progress: unknown[] = [];
+    // SQS may list a task late, with no Results or empty ones; the run gives up only after ten listings without it
+    // (local SQS's takes a second: it is shown finished here).
+    const { summary, to } = await redriveByTask(
+      (results) =>
+        ++listings <= 5
+          ? undefined
+          : listings <= 10
+            ? []
+            : results.map((task) => ({ ...task, Status: 'COMPLETED', ApproximateNumberOfMessagesMoved: 1 })),
+      { onProgress: (p) => progress.push(p) },
     );
     expect(summary).toMatchObject({ method: 'move-task', moved: 1, complete: true });
+    expect(summary.destinations).toEqual({ [to.arn]: 1 });
     expect(listings).toBe(11);
+    expect(progress.slice(0, 10)).toEqual(Array(10).fill({ moved: 0, failed: 0, total: 1 }));
   });
 
   it("reports SQS's count of messages to move as the total, and the source's count when SQS gives none", async () => {
