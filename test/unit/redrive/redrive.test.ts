@@ -695,24 +695,32 @@ describe('redrive keeps what it holds, and says when it could not finish (review
   });
 });
 
+/**
+ * A client of local SQS whose first call of `commandName` never answers. The stall honours the abort signal the SDK
+ * puts in the context, as the SDK's HTTP handler does.
+ */
+function stallingOnce(commandName: string): SQSClient {
+  const client = localSqs();
+  let stalled = false;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName !== commandName || stalled) return next(args);
+      stalled = true;
+      const signal = (context as { __smithy_context?: { abortSignal?: AbortSignal } }).__smithy_context?.abortSignal;
+      return new Promise<never>((_, reject) => {
+        signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+      });
+    },
+    { step: 'initialize' },
+  );
+  return client;
+}
+
 describe('redrive gives up on a call SQS does not answer, and reports what it left (review 3)', () => {
   it('finding 1: a SendMessageBatch that never answers fails its messages, deletes none of them, releases them', async () => {
     const { from, to } = await parkedWith(bodies('m', 15));
-    const client = localSqs();
-    let stalled = false;
-    // The fault: a connection that stalls on one send (local SQS always answers). The stall honours the abort signal
-    // the SDK puts in the context, as the SDK's HTTP handler does.
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        if (context.commandName !== 'SendMessageBatchCommand' || stalled) return next(args);
-        stalled = true;
-        const signal = (context as { __smithy_context?: { abortSignal?: AbortSignal } }).__smithy_context?.abortSignal;
-        return new Promise<never>((_, reject) => {
-          signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
-        });
-      },
-      { step: 'initialize' },
-    );
+    // The fault: a connection that stalls on one send (local SQS always answers).
+    const client = stallingOnce('SendMessageBatchCommand');
     try {
       const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, callTimeoutMs: 500 });
       expect(summary).toMatchObject({ moved: 5, failed: 10, complete: true, interrupted: false });
@@ -1230,6 +1238,20 @@ describe('redrive by move task, when SQS reports trouble', () => {
       results.map((task) => ({ ...task, Status: 'FAILED', FailureReason: undefined })),
     );
     expect(summary).toMatchObject({ complete: false, interrupted: false, taskFailureReason: 'unknown' });
+  });
+
+  it('a move-task call SQS does not answer within callTimeoutMs ends the run naming that call', async () => {
+    for (const call of ['StartMessageMoveTask', 'ListMessageMoveTasks']) {
+      const { dlq, to } = await dlqWithOne();
+      const client = stallingOnce(`${call}Command`);
+      try {
+        await expect(
+          redrive(client, { from: dlq.url, to: to.url, method: 'move-task', pollIntervalMs: 1, callTimeoutMs: 200 }),
+        ).rejects.toThrow(`the move task was refused: SqsCallTimeoutError: ${call}: no answer from SQS within 0.2 s`);
+      } finally {
+        client.destroy();
+      }
+    }
   });
 
   it('a task that never shows in ListMessageMoveTasks ends the run with a RedriveError saying where to look', async () => {
