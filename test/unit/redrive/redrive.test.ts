@@ -1055,11 +1055,17 @@ function moveTaskClient(
   see: (results: ListMessageMoveTasksResultEntry[], cancels: number) => ListMessageMoveTasksResultEntry[] | undefined,
 ) {
   const client = localSqs();
-  const calls = { cancels: 0 };
+  // The handle SQS gave the task, and the one each cancel named.
+  const calls = { cancels: 0, started: undefined as string | undefined, cancelled: [] as (string | undefined)[] };
   client.middlewareStack.add(
     (next, context) => async (args) => {
-      if (context.commandName === 'CancelMessageMoveTaskCommand') calls.cancels++;
+      if (context.commandName === 'CancelMessageMoveTaskCommand') {
+        calls.cancels++;
+        calls.cancelled.push((args.input as { TaskHandle?: string }).TaskHandle);
+      }
       const result = await next(args);
+      if (context.commandName === 'StartMessageMoveTaskCommand')
+        calls.started = (result.output as { TaskHandle?: string }).TaskHandle;
       if (context.commandName === 'ListMessageMoveTasksCommand') {
         const output = result.output as ListMessageMoveTasksResult;
         output.Results = see(output.Results ?? [], calls.cancels);
@@ -1084,7 +1090,12 @@ describe('redrive by move task, when SQS reports trouble', () => {
   async function redriveByTask(
     see: Parameters<typeof moveTaskClient>[0],
     options: Partial<RedriveOptions> = {},
-  ): Promise<{ summary: Awaited<ReturnType<typeof redrive>>; cancels: number; to: LocalQueue }> {
+  ): Promise<{
+    summary: Awaited<ReturnType<typeof redrive>>;
+    cancels: number;
+    to: LocalQueue;
+    handles: { started?: string; cancelled: (string | undefined)[] };
+  }> {
     const { dlq, to } = await dlqWithOne();
     const { client, calls } = moveTaskClient(see);
     try {
@@ -1095,7 +1106,7 @@ describe('redrive by move task, when SQS reports trouble', () => {
         pollIntervalMs: 1,
         ...options,
       });
-      return { summary, cancels: calls.cancels, to };
+      return { summary, cancels: calls.cancels, to, handles: { started: calls.started, cancelled: calls.cancelled } };
     } finally {
       client.destroy();
     }
@@ -1123,7 +1134,7 @@ describe('redrive by move task, when SQS reports trouble', () => {
   it('Ctrl-C cancels the task once and reports the run interrupted', async () => {
     const controller = new AbortController();
     // The task runs until it is cancelled (local SQS's would finish at once).
-    const { summary, cancels } = await redriveByTask(
+    const { summary, cancels, handles } = await redriveByTask(
       (results, cancels) =>
         results.map((task) => ({
           ...task,
@@ -1142,6 +1153,9 @@ describe('redrive by move task, when SQS reports trouble', () => {
     expect(summary.destinations).toEqual({});
     expect(summary.failures).toEqual([]);
     expect(cancels).toBe(1);
+    // The cancel names the task this run started.
+    expect(handles.cancelled).toEqual([handles.started]);
+    expect(handles.started).toEqual(expect.any(String));
   });
 
   it('a task still CANCELLING after Ctrl-C is cancelled once and followed until SQS says CANCELLED', async () => {
