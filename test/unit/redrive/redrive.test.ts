@@ -13,10 +13,11 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, expect, inject, it, vi } from 'vitest';
 import { processBatch } from '../../../lib/batch/batch';
 import { parseEvent, type ValidEvent } from '../../../lib/event/event';
 import {
+  keepHidden,
   REDRIVE_MARKER,
   RedriveError,
   type RedriveOptions,
@@ -694,24 +695,32 @@ describe('redrive keeps what it holds, and says when it could not finish (review
   });
 });
 
+/**
+ * A client of local SQS whose first call of `commandName` never answers. The stall honours the abort signal the SDK
+ * puts in the context, as the SDK's HTTP handler does.
+ */
+function stallingOnce(commandName: string): SQSClient {
+  const client = localSqs();
+  let stalled = false;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName !== commandName || stalled) return next(args);
+      stalled = true;
+      const signal = (context as { __smithy_context?: { abortSignal?: AbortSignal } }).__smithy_context?.abortSignal;
+      return new Promise<never>((_, reject) => {
+        signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+      });
+    },
+    { step: 'initialize' },
+  );
+  return client;
+}
+
 describe('redrive gives up on a call SQS does not answer, and reports what it left (review 3)', () => {
   it('finding 1: a SendMessageBatch that never answers fails its messages, deletes none of them, releases them', async () => {
     const { from, to } = await parkedWith(bodies('m', 15));
-    const client = localSqs();
-    let stalled = false;
-    // The fault: a connection that stalls on one send (local SQS always answers). The stall honours the abort signal
-    // the SDK puts in the context, as the SDK's HTTP handler does.
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        if (context.commandName !== 'SendMessageBatchCommand' || stalled) return next(args);
-        stalled = true;
-        const signal = (context as { __smithy_context?: { abortSignal?: AbortSignal } }).__smithy_context?.abortSignal;
-        return new Promise<never>((_, reject) => {
-          signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
-        });
-      },
-      { step: 'initialize' },
-    );
+    // The fault: a connection that stalls on one send (local SQS always answers).
+    const client = stallingOnce('SendMessageBatchCommand');
     try {
       const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, callTimeoutMs: 500 });
       expect(summary).toMatchObject({ moved: 5, failed: 10, complete: true, interrupted: false });
@@ -1043,14 +1052,20 @@ describe('redrive trusts SQS over producers and ends on what comes back (issue 9
  * vanishing is SQS's own doing: local SQS cannot be asked for it). Counts the CancelMessageMoveTask calls.
  */
 function moveTaskClient(
-  see: (results: ListMessageMoveTasksResultEntry[], cancels: number) => ListMessageMoveTasksResultEntry[],
+  see: (results: ListMessageMoveTasksResultEntry[], cancels: number) => ListMessageMoveTasksResultEntry[] | undefined,
 ) {
   const client = localSqs();
-  const calls = { cancels: 0 };
+  // The handle SQS gave the task, and the one each cancel named.
+  const calls = { cancels: 0, started: undefined as string | undefined, cancelled: [] as (string | undefined)[] };
   client.middlewareStack.add(
     (next, context) => async (args) => {
-      if (context.commandName === 'CancelMessageMoveTaskCommand') calls.cancels++;
+      if (context.commandName === 'CancelMessageMoveTaskCommand') {
+        calls.cancels++;
+        calls.cancelled.push((args.input as { TaskHandle?: string }).TaskHandle);
+      }
       const result = await next(args);
+      if (context.commandName === 'StartMessageMoveTaskCommand')
+        calls.started = (result.output as { TaskHandle?: string }).TaskHandle;
       if (context.commandName === 'ListMessageMoveTasksCommand') {
         const output = result.output as ListMessageMoveTasksResult;
         output.Results = see(output.Results ?? [], calls.cancels);
@@ -1069,6 +1084,32 @@ describe('redrive by move task, when SQS reports trouble', () => {
     await sendMessages(sqs, dlq.url, [{ body: 'dead' }]);
     await counted(dlq, 1);
     return { dlq, to };
+  }
+
+  /** A move task of the one dead message to a target queue, whose listings pass through `see`. */
+  async function redriveByTask(
+    see: Parameters<typeof moveTaskClient>[0],
+    options: Partial<RedriveOptions> = {},
+  ): Promise<{
+    summary: Awaited<ReturnType<typeof redrive>>;
+    cancels: number;
+    to: LocalQueue;
+    handles: { started?: string; cancelled: (string | undefined)[] };
+  }> {
+    const { dlq, to } = await dlqWithOne();
+    const { client, calls } = moveTaskClient(see);
+    try {
+      const summary = await redrive(client, {
+        from: dlq.url,
+        to: to.url,
+        method: 'move-task',
+        pollIntervalMs: 1,
+        ...options,
+      });
+      return { summary, cancels: calls.cancels, to, handles: { started: calls.started, cancelled: calls.cancelled } };
+    } finally {
+      client.destroy();
+    }
   }
 
   it('a task SQS reports FAILED ends the run with its reason, incomplete', async () => {
@@ -1091,35 +1132,139 @@ describe('redrive by move task, when SQS reports trouble', () => {
   });
 
   it('Ctrl-C cancels the task once and reports the run interrupted', async () => {
-    const { dlq, to } = await dlqWithOne();
     const controller = new AbortController();
     // The task runs until it is cancelled (local SQS's would finish at once).
-    const { client, calls } = moveTaskClient((results, cancels) =>
-      results.map((task) => ({
-        ...task,
-        Status: cancels === 0 ? 'RUNNING' : 'CANCELLED',
-        ApproximateNumberOfMessagesMoved: 0,
-      })),
+    const { summary, cancels, handles } = await redriveByTask(
+      (results, cancels) =>
+        results.map((task) => ({
+          ...task,
+          Status: cancels === 0 ? 'RUNNING' : 'CANCELLED',
+          ApproximateNumberOfMessagesMoved: 0,
+        })),
+      { pollIntervalMs: 10, signal: controller.signal, onProgress: () => controller.abort() },
     );
-    try {
-      const summary = await redrive(client, {
-        from: dlq.url,
-        to: to.url,
-        method: 'move-task',
-        pollIntervalMs: 10,
+    expect(summary).toMatchObject({
+      method: 'move-task',
+      interrupted: true,
+      complete: false,
+      moved: 0,
+    });
+    // Exactly: toMatchObject would let a destination with 0 moved, or a failure, through.
+    expect(summary.destinations).toEqual({});
+    expect(summary.failures).toEqual([]);
+    expect(cancels).toBe(1);
+    // The cancel names the task this run started.
+    expect(handles.cancelled).toEqual([handles.started]);
+    expect(handles.started).toEqual(expect.any(String));
+  });
+
+  it('a task still CANCELLING after Ctrl-C is cancelled once and followed until SQS says CANCELLED', async () => {
+    const controller = new AbortController();
+    let listingsSinceCancel = 0;
+    // SQS takes a while to cancel: two listings say CANCELLING before one says CANCELLED.
+    const { summary, cancels } = await redriveByTask(
+      (results, cancels) =>
+        results.map((task) => ({
+          ...task,
+          Status: cancels === 0 ? 'RUNNING' : ++listingsSinceCancel <= 2 ? 'CANCELLING' : 'CANCELLED',
+          ApproximateNumberOfMessagesMoved: 0,
+        })),
+      { signal: controller.signal, onProgress: () => controller.abort() },
+    );
+    expect(summary).toMatchObject({ method: 'move-task', interrupted: true, complete: false, moved: 0 });
+    expect(cancels).toBe(1);
+    expect(listingsSinceCancel).toBe(3);
+  });
+
+  // The 10 s bound turns a run that waits the interval out into a failure instead of a hang.
+  it('Ctrl-C during the wait between two listings cancels the task without waiting the interval out', {
+    timeout: 10_000,
+  }, async () => {
+    const controller = new AbortController();
+    let listedBeforeCancel = 0;
+    const { summary, cancels } = await redriveByTask(
+      (results, cancels) =>
+        results.map((task) => {
+          if (cancels === 0) listedBeforeCancel++;
+          return { ...task, Status: cancels === 0 ? 'RUNNING' : 'CANCELLED' };
+        }),
+      {
+        // Longer than the test's 10 s: only Ctrl-C waking the wait lets the run end in time.
+        pollIntervalMs: 600_000,
         signal: controller.signal,
-        onProgress: () => controller.abort(),
-      });
-      expect(summary).toMatchObject({
-        method: 'move-task',
-        interrupted: true,
-        complete: false,
-        moved: 0,
-        destinations: {},
-      });
-      expect(calls.cancels).toBe(1);
-    } finally {
-      client.destroy();
+        // Aborted after the first listing, while the run waits for the next one.
+        onProgress: () => setImmediate(() => controller.abort()),
+      },
+    );
+    expect(summary).toMatchObject({ method: 'move-task', interrupted: true, complete: false });
+    expect(cancels).toBe(1);
+    // The run waited after the first listing instead of listing again at once.
+    expect(listedBeforeCancel).toBe(1);
+  });
+
+  it('a task that shows only on the tenth listing is still followed to its end', async () => {
+    let listings = 0;
+    const progress: unknown[] = [];
+    // SQS may list a task late, with no Results or empty ones; the run gives up only after ten listings without it
+    // (local SQS's takes a second: it is shown finished here).
+    const { summary, to } = await redriveByTask(
+      (results) =>
+        ++listings <= 5
+          ? undefined
+          : listings <= 10
+            ? []
+            : results.map((task) => ({ ...task, Status: 'COMPLETED', ApproximateNumberOfMessagesMoved: 1 })),
+      { onProgress: (p) => progress.push(p) },
+    );
+    expect(summary).toMatchObject({ method: 'move-task', moved: 1, complete: true });
+    expect(summary.destinations).toEqual({ [to.arn]: 1 });
+    expect(listings).toBe(11);
+    expect(progress.slice(0, 10)).toEqual(Array(10).fill({ moved: 0, failed: 0, total: 1 }));
+  });
+
+  it("reports SQS's count of messages to move as the total, and the source's count when SQS gives none", async () => {
+    let listings = 0;
+    const starts: unknown[] = [];
+    const totals: number[] = [];
+    const { summary } = await redriveByTask(
+      (results) =>
+        results.map((task) =>
+          ++listings === 1
+            ? { ...task, Status: 'RUNNING', ApproximateNumberOfMessagesToMove: undefined }
+            : {
+                ...task,
+                Status: 'COMPLETED',
+                ApproximateNumberOfMessagesMoved: 1,
+                ApproximateNumberOfMessagesToMove: 7,
+              },
+        ),
+      { onStart: (info) => starts.push(info), onProgress: ({ total }) => totals.push(total) },
+    );
+    expect(summary).toMatchObject({ method: 'move-task', complete: true, moved: 1 });
+    // Only a FAILED task has a failure reason.
+    expect(summary.taskFailureReason).toBeUndefined();
+    expect(starts).toEqual([{ method: 'move-task', total: 1 }]);
+    expect(totals).toEqual([1, 7]);
+  });
+
+  it("a task SQS reports FAILED without a reason says 'unknown'", async () => {
+    const { summary } = await redriveByTask((results) =>
+      results.map((task) => ({ ...task, Status: 'FAILED', FailureReason: undefined })),
+    );
+    expect(summary).toMatchObject({ complete: false, interrupted: false, taskFailureReason: 'unknown' });
+  });
+
+  it('a move-task call SQS does not answer within callTimeoutMs ends the run naming that call', async () => {
+    for (const call of ['StartMessageMoveTask', 'ListMessageMoveTasks']) {
+      const { dlq, to } = await dlqWithOne();
+      const client = stallingOnce(`${call}Command`);
+      try {
+        await expect(
+          redrive(client, { from: dlq.url, to: to.url, method: 'move-task', pollIntervalMs: 1, callTimeoutMs: 200 }),
+        ).rejects.toThrow(`the move task was refused: SqsCallTimeoutError: ${call}: no answer from SQS within 0.2 s`);
+      } finally {
+        client.destroy();
+      }
     }
   });
 
@@ -1448,5 +1593,70 @@ describe('redrive copies what a message carries, and names what it cannot route 
     const [landed] = await receiveAll(sqs, to.url);
     expect(landed?.MessageAttributes?.[REDRIVE_MARKER]?.StringValue).toBe(from.arn);
     expect(Object.keys(landed?.MessageAttributes ?? {})).toHaveLength(10);
+  });
+});
+
+describe('keepHidden (what redrive and the dlq CLI hold stays hidden while they run)', () => {
+  it('renews at half the timeout, one renewal at a time, and once stopped, waits for the one in flight and renews no more', async () => {
+    const queue = await createQueue(sqs, 'held');
+    await sendMessages(sqs, queue.url, [{ body: 'held' }]);
+    const [message] = await receiveAll(sqs, queue.url, { visibilityTimeoutS: 30 });
+    // Each renewal waits for the test to let it through to local SQS: one in flight is then under the test's control.
+    const renewals: { timeoutS?: number; letThrough: () => void; answered: Promise<void> }[] = [];
+    const client = localSqs();
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName !== 'ChangeMessageVisibilityBatchCommand') return next(args);
+        const input = args.input as { Entries?: { VisibilityTimeout?: number }[] };
+        let letThrough = () => {};
+        let answer = () => {};
+        const gate = new Promise<void>((resolve) => {
+          letThrough = resolve;
+        });
+        const answered = new Promise<void>((resolve) => {
+          answer = resolve;
+        });
+        renewals.push({ timeoutS: input.Entries?.[0]?.VisibilityTimeout, letThrough, answered });
+        await gate;
+        const result = await next(args);
+        answer();
+        return result;
+      },
+      { step: 'initialize' },
+    );
+    const timeoutsSent = () => renewals.map((r) => r.timeoutS);
+    // setImmediate stays real: it runs once every promise the renewal settled has run its callbacks.
+    const settled = () => new Promise((resolve) => setImmediate(resolve));
+    // Only the interval is faked: the SDK's own timers and sockets stay real.
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const stop = keepHidden(client, queue.url, 4, 5_000, () => [message!.ReceiptHandle!]);
+      await vi.advanceTimersByTimeAsync(1_999);
+      expect(timeoutsSent()).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(timeoutsSent()).toEqual([4]);
+      // A renewal still waiting on SQS is not doubled by the next tick.
+      await vi.advanceTimersByTimeAsync(2_000);
+      expect(timeoutsSent()).toEqual([4]);
+      renewals[0]!.letThrough();
+      await renewals[0]!.answered;
+      await settled();
+      await vi.advanceTimersByTimeAsync(2_000);
+      expect(timeoutsSent()).toEqual([4, 4]);
+      // Stopping while the second is in flight resolves only once SQS answered it (the gate holds it until then).
+      let stopped = false;
+      const stopping = stop().then(() => {
+        stopped = true;
+      });
+      await settled();
+      expect(stopped).toBe(false);
+      renewals[1]!.letThrough();
+      await stopping;
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(timeoutsSent()).toEqual([4, 4]);
+    } finally {
+      vi.useRealTimers();
+      client.destroy();
+    }
   });
 });
