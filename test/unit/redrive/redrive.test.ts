@@ -121,8 +121,13 @@ describe.concurrent('redrive on local SQS', () => {
       all.map((body) => ({ body, attributes: { tenant: text('acme') } })),
     );
 
+    const before = Date.now();
     const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
+    const took = Date.now() - before;
 
+    // The run's duration is part of the summary the CLI prints: it lies within the call's own.
+    expect(summary.durationMs).toBeGreaterThanOrEqual(0);
+    expect(summary.durationMs).toBeLessThanOrEqual(took);
     expect(summary).toMatchObject({
       method: 'loop',
       moved: 25,
@@ -222,8 +227,18 @@ describe.concurrent('redrive on local SQS', () => {
       from.url,
       bodies('m', 17).map((body) => ({ body })),
     );
-    const summary = await redrive(sqs, { from: from.url, to: to.url, max: 12, emptyWaitS: EMPTY_WAIT_S });
+    await counted(from, 17);
+    const totals: number[] = [];
+    const summary = await redrive(sqs, {
+      from: from.url,
+      to: to.url,
+      max: 12,
+      emptyWaitS: EMPTY_WAIT_S,
+      onStart: ({ total }) => totals.push(total),
+    });
     expect(summary).toMatchObject({ method: 'loop', moved: 12, remaining: 5 });
+    // The progress bar starts from what the run will move: --max, not the 17 the queue holds.
+    expect(totals).toEqual([12]);
     expect(await receiveAll(sqs, to.url)).toHaveLength(12);
   });
 
@@ -1152,6 +1167,28 @@ describe('redrive by move task, when SQS reports trouble', () => {
     expect(await refusal({ max: 0 })).toBe('RedriveError: --max must be a whole number of at least 1, not 0');
     expect(await refusal({ max: 1.5 })).toMatch(/^RedriveError: --max must be a whole number/);
     expect(await refusal({ max: 1, emptyWaitS: 0 })).toBe('accepted');
+  });
+
+  it('a source or destination it cannot read is a RedriveError naming the queue and what to check', async () => {
+    const to = await createQueue(sqs, 'unread-to');
+    const missing = `${to.url}-missing`;
+    const failure = (options: Parameters<typeof redrive>[1]) =>
+      redrive(sqs, options).then(
+        () => 'accepted',
+        (error: Error) => `${error.name}: ${error.message}`,
+      );
+    expect(await failure({ from: missing, to: to.url })).toMatch(
+      new RegExp(
+        `^RedriveError: cannot read the source queue ${missing}: .*QueueDoesNotExist.*; check --from and AWS settings$`,
+        's',
+      ),
+    );
+    expect(await failure({ from: to.url, to: missing, method: 'move-task' })).toMatch(
+      new RegExp(
+        `^RedriveError: cannot read the destination queue ${missing}: .*QueueDoesNotExist.*; check --to$`,
+        's',
+      ),
+    );
   });
 });
 
