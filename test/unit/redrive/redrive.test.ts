@@ -656,6 +656,25 @@ describe('redrive keeps what it holds, and says when it could not finish (review
     expect(warnings).toEqual([]);
   });
 
+  it("finding 8: believes a Date header within a minute of this machine's clock: what SQS stamped after it waits", async () => {
+    const { from, to } = await parkedWith(bodies('m', 3));
+    // The fault: SQS's clock 30 s behind ours (local SQS stamps with this machine's), so the 3 messages, stamped by
+    // ours, were sent after the start as SQS counts it.
+    const client = clientSeeingDates((date) => new Date(Date.parse(date) - 30_000).toUTCString());
+    const { summary, warnings } = await redriveWithWarnings(client, from, to);
+    expect(summary).toMatchObject({ moved: 0, arrivedLater: 3 });
+    expect(warnings).toEqual([]);
+  });
+
+  it('finding 8: an answer without a Date header takes the start from our clock (+ 5 s) and moves what was there', async () => {
+    const { from, to } = await parkedWith(bodies('m', 3));
+    // The fault: a proxy that drops the Date header (local SQS always sends it).
+    const client = clientSeeingDates(() => '');
+    const { summary, warnings } = await redriveWithWarnings(client, from, to);
+    expect(summary).toMatchObject({ moved: 3, arrivedLater: 0 });
+    expect(warnings).toEqual([]);
+  });
+
   it("finding 4/8: the start on SQS's clock: the offset given, else the Date header's second, else ours + 5 s", () => {
     const startedAt = Date.parse('2026-05-01T10:00:00.400Z');
     const warnings: string[] = [];
@@ -673,6 +692,11 @@ describe('redrive keeps what it holds, and says when it could not finish (review
       "SQS's clock (Date header 2026-05-01T09:59:00.399Z) is -60 s from this machine's: the start is taken from this machine's clock (± 5 s); check NTP or any proxy in between",
       "SQS's clock (Date header 2026-05-01T10:02:00.400Z) is 120 s from this machine's: the start is taken from this machine's clock (± 5 s); check NTP or any proxy in between",
     ]);
+  });
+
+  it('finding 4: without a warning handler (the library used directly) a far Date header still falls back, nothing thrown', () => {
+    const startedAt = Date.parse('2026-05-01T10:00:00.400Z');
+    expect(cutoffOf({ from: 'q' }, startedAt, startedAt + 120_000)).toBe(startedAt + 5_000);
   });
 
   it('finding 7: deletes a message SQS hands out again after it was moved, without sending it twice', async () => {
