@@ -1189,11 +1189,15 @@ describe('redrive by move task, when SQS reports trouble', () => {
     const { dlq, to } = await dlqWithOne();
     const { client } = moveTaskClient(() => []);
     try {
-      await expect(
-        redrive(client, { from: dlq.url, to: to.url, method: 'move-task', pollIntervalMs: 1 }),
-      ).rejects.toThrow(
+      const error = await redrive(client, { from: dlq.url, to: to.url, method: 'move-task', pollIntervalMs: 1 }).then(
+        () => undefined,
+        (thrown: Error) => thrown,
+      );
+      expect(error?.message).toMatch(
         /the move task was refused: RedriveError: the move task on .* does not show in ListMessageMoveTasks: check the SQS console/,
       );
+      // The task's own error stays reachable as the cause.
+      expect((error?.cause as Error | undefined)?.message).toMatch(/does not show in ListMessageMoveTasks/);
     } finally {
       client.destroy();
     }
@@ -1222,17 +1226,18 @@ describe('redrive by move task, when SQS reports trouble', () => {
     const failure = (options: Parameters<typeof redrive>[1]) =>
       redrive(sqs, options).then(
         () => 'accepted',
-        (error: Error) => `${error.name}: ${error.message}`,
+        // The cause is SQS's own error, for a caller that tells its codes apart.
+        (error: Error) => `${error.name}: ${error.message} (cause: ${(error.cause as Error | undefined)?.name})`,
       );
     expect(await failure({ from: missing, to: to.url })).toMatch(
       new RegExp(
-        `^RedriveError: cannot read the source queue ${missing}: .*QueueDoesNotExist.*; check --from and AWS settings$`,
+        `^RedriveError: cannot read the source queue ${missing}: .*QueueDoesNotExist.*; check --from and AWS settings \\(cause: .*QueueDoesNotExist.*\\)$`,
         's',
       ),
     );
     expect(await failure({ from: to.url, to: missing, method: 'move-task' })).toMatch(
       new RegExp(
-        `^RedriveError: cannot read the destination queue ${missing}: .*QueueDoesNotExist.*; check --to$`,
+        `^RedriveError: cannot read the destination queue ${missing}: .*QueueDoesNotExist.*; check --to \\(cause: .*QueueDoesNotExist.*\\)$`,
         's',
       ),
     );
