@@ -590,6 +590,36 @@ describe('redrive keeps what it holds, and says when it could not finish (review
     expect(sorted((await receiveAll(sqs, from.url)).map((m) => m.Body))).toEqual(sorted(bodies('new', 10)));
   });
 
+  it('a GetQueueAttributes that never answers at the start is given up after callTimeoutMs, named, and cancelled', async () => {
+    const from = await createQueue(sqs, 'parked');
+    const client = localSqs();
+    let cancelled = false;
+    // The fault: a connection that stalls (local SQS always answers), honouring the abort signal the SDK puts in the
+    // context, as the SDK's HTTP handler does.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName !== 'GetQueueAttributesCommand') return next(args);
+        const signal = (context as { __smithy_context?: { abortSignal?: AbortSignal } }).__smithy_context?.abortSignal;
+        return new Promise<never>((_, reject) => {
+          signal?.addEventListener('abort', () => {
+            cancelled = true;
+            reject(new Error('aborted'));
+          });
+        });
+      },
+      { step: 'initialize' },
+    );
+    try {
+      await expect(redrive(client, { from: from.url, emptyWaitS: 0, callTimeoutMs: 500 })).rejects.toThrow(
+        `cannot read the source queue ${from.url}: SqsCallTimeoutError: GetQueueAttributes: no answer from SQS within 0.5 s`,
+      );
+      // The stalled request is cancelled, not left holding a connection.
+      expect(cancelled).toBe(true);
+    } finally {
+      client.destroy();
+    }
+  });
+
   it('a final count SQS refuses leaves what is left unknown (NaN), the moves reported', async () => {
     const { from, to } = await parkedWith(bodies('old', 5));
     const client = localSqs();
