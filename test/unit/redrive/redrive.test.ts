@@ -20,6 +20,7 @@ import {
   REDRIVE_MARKER,
   RedriveError,
   type RedriveOptions,
+  type RedriveSummary,
   redrive,
   SqsCallTimeoutError,
   sourceArnOf,
@@ -833,16 +834,20 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     const { from, to } = await parkedWith(bodies('m', 15));
     // The fault: SQS refusing one entry of a batch (local SQS never answers Failed).
     const { client, refused } = refusingLastEntry('SendMessageBatchCommand', 'InternalError');
+    let failures: RedriveSummary['failures'] = [];
     try {
       const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
       expect(summary).toMatchObject({ moved: 14, failed: 1, destinations: { [to.url]: 14 } });
-      expect(summary.failures).toEqual([{ messageId: expect.any(String), error: 'InternalError: injected' }]);
+      failures = summary.failures;
     } finally {
       client.destroy();
     }
     expect(await receiveAll(sqs, to.url)).toHaveLength(14);
     // Not deleted, and released at once: the refused message is still in the source.
-    expect((await receiveAll(sqs, from.url)).map((m) => m.Body)).toEqual([refused()?.MessageBody]);
+    const left = await receiveAll(sqs, from.url);
+    expect(left.map((m) => m.Body)).toEqual([refused()?.MessageBody]);
+    // The failure names that message, so an operator can find it in the source.
+    expect(failures).toEqual([{ messageId: left[0]?.MessageId, error: 'InternalError: injected' }]);
   });
 
   it('a delete SQS answers Failed for one entry: that one is reported sent but not deleted, the others moved', async () => {
