@@ -850,6 +850,37 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     expect(failures).toEqual([{ messageId: left[0]?.MessageId, error: 'InternalError: injected' }]);
   });
 
+  it('a message whose send failed, handed out again by SQS in the same run, is not sent again', async () => {
+    const { from, to } = await parkedWith(bodies('m', 15));
+    const { client, refused } = refusingLastEntry('SendMessageBatchCommand', 'InternalError');
+    const received = new Map<string | undefined, Message>();
+    let again = false;
+    // The fault: standard SQS handing out a received message again (at-least-once); local SQS never does.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const result = await next(args);
+        if (context.commandName !== 'ReceiveMessageCommand') return result;
+        const output = result.output as ReceiveMessageResult;
+        const failed = received.get(refused()?.MessageBody);
+        if (failed && !again && output.Messages) {
+          again = true;
+          output.Messages.unshift(failed);
+        }
+        for (const message of output.Messages ?? []) received.set(message.Body, message);
+        return result;
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
+      expect(again).toBe(true);
+      expect(summary).toMatchObject({ moved: 14, failed: 1 });
+    } finally {
+      client.destroy();
+    }
+    expect((await receiveAll(sqs, to.url)).map((m) => m.Body)).not.toContain(refused()?.MessageBody);
+  });
+
   it('a delete SQS answers Failed for one entry: that one is reported sent but not deleted, the others moved', async () => {
     const { from, to } = await parkedWith(bodies('m', 15));
     // The fault: SQS refusing one entry of a delete (local SQS never answers Failed); it keeps that message.
