@@ -720,6 +720,32 @@ describe('redrive keeps what it holds, and says when it could not finish (review
     expect(warnings).toEqual([]);
   });
 
+  it("finding 8: a message stamped at the start's last millisecond is moved, one stamped a millisecond later waits", async () => {
+    const { from, to } = await parkedWith(['at', 'after']);
+    let header: number | undefined;
+    // SQS's clock 10 s behind ours (believed: within a minute), so the start is the header's second + 1 s.
+    const client = clientSeeingDates((date) => {
+      header ??= Date.parse(date) - 10_000;
+      return new Date(header).toUTCString();
+    });
+    // The fault: SentTimestamps on that boundary (local SQS stamps with this machine's clock, at no chosen time).
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const result = await next(args);
+        if (context.commandName !== 'ReceiveMessageCommand' || header === undefined) return result;
+        for (const message of (result.output as ReceiveMessageResult).Messages ?? []) {
+          const stamp = header + 1_000 + (message.Body === 'after' ? 1 : 0);
+          if (message.Attributes) message.Attributes.SentTimestamp = String(stamp);
+        }
+        return result;
+      },
+      { step: 'initialize' },
+    );
+    const { summary } = await redriveWithWarnings(client, from, to);
+    expect(summary).toMatchObject({ moved: 1, arrivedLater: 1 });
+    expect((await receiveAll(sqs, to.url)).map((m) => m.Body)).toEqual(['at']);
+  });
+
   it('finding 8: an answer without a Date header takes the start from our clock (+ 5 s) and moves what was there', async () => {
     const { from, to } = await parkedWith(bodies('m', 3));
     // The fault: a proxy that drops the Date header (local SQS always sends it).
