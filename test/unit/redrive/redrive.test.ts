@@ -876,6 +876,32 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     expect(failures).toEqual([{ messageId: left[0]?.MessageId, error: 'InternalError: injected' }]);
   });
 
+  it('a Failed entry naming an id it was not sent is reported as "?", the batch still moved', async () => {
+    const { from, to } = await parkedWith(bodies('m', 5));
+    const client = localSqs();
+    let injected = false;
+    // The fault: a SendMessageBatch answer whose Failed names an id not in the request (SQS does not; a proxy might).
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const result = await next(args);
+        if (context.commandName !== 'SendMessageBatchCommand' || injected) return result;
+        injected = true;
+        const output = result.output as { Failed?: object[] };
+        output.Failed = [{ Id: 'unknown', SenderFault: false, Code: 'InternalError', Message: 'injected' }];
+        return result;
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
+      expect(summary).toMatchObject({ moved: 5, failed: 1 });
+      expect(summary.failures).toEqual([{ messageId: '?', error: 'InternalError: injected' }]);
+    } finally {
+      client.destroy();
+    }
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(bodies('m', 5));
+  });
+
   it('a message whose send failed, handed out again by SQS in the same run, is not sent again', async () => {
     const { from, to } = await parkedWith(bodies('m', 15));
     const { client, refused } = refusingLastEntry('SendMessageBatchCommand', 'InternalError');
