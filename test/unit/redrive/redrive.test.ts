@@ -392,6 +392,19 @@ function clientSeeingDates(see: (date: string) => string): SQSClient {
   return client;
 }
 
+/** Adds to `client` a step that passes each answer of `command` through `edit` first (a fault local SQS cannot produce). */
+function editAnswers<T>(client: SQSClient, command: string, edit: (output: T) => void): SQSClient {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const result = await next(args);
+      if (context.commandName === command) edit(result.output as T);
+      return result;
+    },
+    { step: 'initialize' },
+  );
+  return client;
+}
+
 /** The fault of a throttled SQS (local SQS does not fail on demand): the nth call of `name` throws. */
 function failingCall(name: string, nth: number) {
   let calls = 0;
@@ -729,18 +742,12 @@ describe('redrive keeps what it holds, and says when it could not finish (review
       return new Date(header).toUTCString();
     });
     // The fault: SentTimestamps on that boundary (local SQS stamps with this machine's clock, at no chosen time).
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        const result = await next(args);
-        if (context.commandName !== 'ReceiveMessageCommand' || header === undefined) return result;
-        for (const message of (result.output as ReceiveMessageResult).Messages ?? []) {
-          const stamp = header + 1_000 + (message.Body === 'after' ? 1 : 0);
-          if (message.Attributes) message.Attributes.SentTimestamp = String(stamp);
-        }
-        return result;
-      },
-      { step: 'initialize' },
-    );
+    editAnswers<ReceiveMessageResult>(client, 'ReceiveMessageCommand', (output) => {
+      for (const message of output.Messages ?? []) {
+        const stamp = (header ?? 0) + 1_000 + (message.Body === 'after' ? 1 : 0);
+        if (message.Attributes) message.Attributes.SentTimestamp = String(stamp);
+      }
+    });
     const { summary } = await redriveWithWarnings(client, from, to);
     expect(summary).toMatchObject({ moved: 1, arrivedLater: 1 });
     expect((await receiveAll(sqs, to.url)).map((m) => m.Body)).toEqual(['at']);
@@ -878,20 +885,13 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
 
   it('a Failed entry naming an id it was not sent is reported as "?", the batch still moved', async () => {
     const { from, to } = await parkedWith(bodies('m', 5));
-    const client = localSqs();
     let injected = false;
     // The fault: a SendMessageBatch answer whose Failed names an id not in the request (SQS does not; a proxy might).
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        const result = await next(args);
-        if (context.commandName !== 'SendMessageBatchCommand' || injected) return result;
-        injected = true;
-        const output = result.output as { Failed?: object[] };
-        output.Failed = [{ Id: 'unknown', SenderFault: false, Code: 'InternalError', Message: 'injected' }];
-        return result;
-      },
-      { step: 'initialize' },
-    );
+    const client = editAnswers<{ Failed?: object[] }>(localSqs(), 'SendMessageBatchCommand', (output) => {
+      if (injected) return;
+      injected = true;
+      output.Failed = [{ Id: 'unknown', SenderFault: false, Code: 'InternalError', Message: 'injected' }];
+    });
     try {
       const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
       expect(summary).toMatchObject({ moved: 5, failed: 1 });
@@ -908,21 +908,14 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     const received = new Map<string | undefined, Message>();
     let again = false;
     // The fault: standard SQS handing out a received message again (at-least-once); local SQS never does.
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        const result = await next(args);
-        if (context.commandName !== 'ReceiveMessageCommand') return result;
-        const output = result.output as ReceiveMessageResult;
-        const failed = received.get(refused()?.MessageBody);
-        if (failed && !again && output.Messages) {
-          again = true;
-          output.Messages.unshift(failed);
-        }
-        for (const message of output.Messages ?? []) received.set(message.Body, message);
-        return result;
-      },
-      { step: 'initialize' },
-    );
+    editAnswers<ReceiveMessageResult>(client, 'ReceiveMessageCommand', (output) => {
+      const failed = received.get(refused()?.MessageBody);
+      if (failed && !again && output.Messages) {
+        again = true;
+        output.Messages.unshift(failed);
+      }
+      for (const message of output.Messages ?? []) received.set(message.Body, message);
+    });
     try {
       const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
       expect(again).toBe(true);
