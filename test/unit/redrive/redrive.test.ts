@@ -21,6 +21,7 @@ import {
   REDRIVE_MARKER,
   RedriveError,
   type RedriveOptions,
+  type RedriveSummary,
   redrive,
   SqsCallTimeoutError,
   sourceArnOf,
@@ -122,8 +123,13 @@ describe.concurrent('redrive on local SQS', () => {
       all.map((body) => ({ body, attributes: { tenant: text('acme') } })),
     );
 
+    const before = Date.now();
     const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
+    const took = Date.now() - before;
 
+    // The run's duration is part of the summary the CLI prints: it lies within the call's own.
+    expect(summary.durationMs).toBeGreaterThanOrEqual(0);
+    expect(summary.durationMs).toBeLessThanOrEqual(took);
     expect(summary).toMatchObject({
       method: 'loop',
       moved: 25,
@@ -161,7 +167,10 @@ describe.concurrent('redrive on local SQS', () => {
     });
 
     expect(summary).toMatchObject({ method: 'move-task', moved: 12, interrupted: false, remaining: 0 });
-    expect(warnings).toEqual([expect.stringMatching(/a move task cannot mark what it moves \(redrive\.from\)/)]);
+    expect(warnings).toEqual([
+      'a move task cannot mark what it moves (redrive.from): messages SQS dead-lettered reach every endpoint again ' +
+        'unless DELIVERY_LEDGER_MODE is every-delivery; the loop (--method loop, the default) marks them',
+    ]);
     expect(progress.at(-1)).toBe(12);
     expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(sorted(all));
   });
@@ -223,8 +232,18 @@ describe.concurrent('redrive on local SQS', () => {
       from.url,
       bodies('m', 17).map((body) => ({ body })),
     );
-    const summary = await redrive(sqs, { from: from.url, to: to.url, max: 12, emptyWaitS: EMPTY_WAIT_S });
+    await counted(from, 17);
+    const totals: number[] = [];
+    const summary = await redrive(sqs, {
+      from: from.url,
+      to: to.url,
+      max: 12,
+      emptyWaitS: EMPTY_WAIT_S,
+      onStart: ({ total }) => totals.push(total),
+    });
     expect(summary).toMatchObject({ method: 'loop', moved: 12, remaining: 5 });
+    // The progress bar starts from what the run will move: --max, not the 17 the queue holds.
+    expect(totals).toEqual([12]);
     expect(await receiveAll(sqs, to.url)).toHaveLength(12);
   });
 
@@ -370,6 +389,19 @@ function clientSeeingDates(see: (date: string) => string): SQSClient {
       return result;
     },
     { step: 'deserialize', priority: 'low' },
+  );
+  return client;
+}
+
+/** Adds to `client` a step that passes each answer of `command` through `edit` first (a fault local SQS cannot produce). */
+function editAnswers<T>(client: SQSClient, command: string, edit: (output: T) => void): SQSClient {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const result = await next(args);
+      if (context.commandName === command) edit(result.output as T);
+      return result;
+    },
+    { step: 'initialize' },
   );
   return client;
 }
@@ -573,6 +605,56 @@ describe('redrive keeps what it holds, and says when it could not finish (review
     expect(sorted((await receiveAll(sqs, from.url)).map((m) => m.Body))).toEqual(sorted(bodies('new', 10)));
   });
 
+  it('a GetQueueAttributes that never answers at the start is given up after callTimeoutMs, named, and cancelled', async () => {
+    const from = await createQueue(sqs, 'parked');
+    const client = localSqs();
+    let cancelled = false;
+    // The fault: a connection that stalls (local SQS always answers), honouring the abort signal the SDK puts in the
+    // context, as the SDK's HTTP handler does.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName !== 'GetQueueAttributesCommand') return next(args);
+        const signal = (context as { __smithy_context?: { abortSignal?: AbortSignal } }).__smithy_context?.abortSignal;
+        return new Promise<never>((_, reject) => {
+          signal?.addEventListener('abort', () => {
+            cancelled = true;
+            reject(new Error('aborted'));
+          });
+        });
+      },
+      { step: 'initialize' },
+    );
+    try {
+      await expect(redrive(client, { from: from.url, emptyWaitS: 0, callTimeoutMs: 500 })).rejects.toThrow(
+        `cannot read the source queue ${from.url}: SqsCallTimeoutError: GetQueueAttributes: no answer from SQS within 0.5 s`,
+      );
+      // The stalled request is cancelled, not left holding a connection.
+      expect(cancelled).toBe(true);
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('a final count SQS refuses leaves what is left unknown (NaN), the moves reported', async () => {
+    const { from, to } = await parkedWith(bodies('old', 5));
+    const client = localSqs();
+    let counts = 0;
+    // The fault: a throttled GetQueueAttributes after the moves (local SQS does not fail on demand).
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'GetQueueAttributesCommand' && ++counts === 2) throw new Error('throttled');
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
+      expect(summary).toMatchObject({ moved: 5, failed: 0, complete: true, remaining: Number.NaN });
+    } finally {
+      client.destroy();
+    }
+  });
+
   it('finding 5: releases the other batches when one release batch fails', async () => {
     const { from, to } = await parkedWith(bodies('old', 5));
     const client = clientWithLateArrivals(
@@ -642,6 +724,45 @@ describe('redrive keeps what it holds, and says when it could not finish (review
     expect(warnings).toEqual([]);
   });
 
+  it("finding 8: believes a Date header within a minute of this machine's clock: what SQS stamped after it waits", async () => {
+    const { from, to } = await parkedWith(bodies('m', 3));
+    // The fault: SQS's clock 30 s behind ours (local SQS stamps with this machine's), so the 3 messages, stamped by
+    // ours, were sent after the start as SQS counts it.
+    const client = clientSeeingDates((date) => new Date(Date.parse(date) - 30_000).toUTCString());
+    const { summary, warnings } = await redriveWithWarnings(client, from, to);
+    expect(summary).toMatchObject({ moved: 0, arrivedLater: 3 });
+    expect(warnings).toEqual([]);
+  });
+
+  it("finding 8: a message stamped at the start's last millisecond is moved, one stamped a millisecond later waits", async () => {
+    const { from, to } = await parkedWith(['at', 'after']);
+    let header: number | undefined;
+    // SQS's clock 10 s behind ours (believed: within a minute), so the start is the header's second + 1 s.
+    const client = clientSeeingDates((date) => {
+      header ??= Date.parse(date) - 10_000;
+      return new Date(header).toUTCString();
+    });
+    // The fault: SentTimestamps on that boundary (local SQS stamps with this machine's clock, at no chosen time).
+    editAnswers<ReceiveMessageResult>(client, 'ReceiveMessageCommand', (output) => {
+      for (const message of output.Messages ?? []) {
+        const stamp = (header ?? 0) + 1_000 + (message.Body === 'after' ? 1 : 0);
+        if (message.Attributes) message.Attributes.SentTimestamp = String(stamp);
+      }
+    });
+    const { summary } = await redriveWithWarnings(client, from, to);
+    expect(summary).toMatchObject({ moved: 1, arrivedLater: 1 });
+    expect((await receiveAll(sqs, to.url)).map((m) => m.Body)).toEqual(['at']);
+  });
+
+  it('finding 8: an answer without a Date header takes the start from our clock (+ 5 s) and moves what was there', async () => {
+    const { from, to } = await parkedWith(bodies('m', 3));
+    // The fault: a proxy that drops the Date header (local SQS always sends it).
+    const client = clientSeeingDates(() => '');
+    const { summary, warnings } = await redriveWithWarnings(client, from, to);
+    expect(summary).toMatchObject({ moved: 3, arrivedLater: 0 });
+    expect(warnings).toEqual([]);
+  });
+
   it("finding 4/8: the start on SQS's clock: the offset given, else the Date header's second, else ours + 5 s", () => {
     const startedAt = Date.parse('2026-05-01T10:00:00.400Z');
     const warnings: string[] = [];
@@ -659,6 +780,11 @@ describe('redrive keeps what it holds, and says when it could not finish (review
       "SQS's clock (Date header 2026-05-01T09:59:00.399Z) is -60 s from this machine's: the start is taken from this machine's clock (± 5 s); check NTP or any proxy in between",
       "SQS's clock (Date header 2026-05-01T10:02:00.400Z) is 120 s from this machine's: the start is taken from this machine's clock (± 5 s); check NTP or any proxy in between",
     ]);
+  });
+
+  it('finding 4: without a warning handler (the library used directly) a far Date header still falls back, nothing thrown', () => {
+    const startedAt = Date.parse('2026-05-01T10:00:00.400Z');
+    expect(cutoffOf({ from: 'q' }, startedAt, startedAt + 120_000)).toBe(startedAt + 5_000);
   });
 
   it('finding 7: deletes a message SQS hands out again after it was moved, without sending it twice', async () => {
@@ -750,16 +876,63 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     const { from, to } = await parkedWith(bodies('m', 15));
     // The fault: SQS refusing one entry of a batch (local SQS never answers Failed).
     const { client, refused } = refusingLastEntry('SendMessageBatchCommand', 'InternalError');
+    let failures: RedriveSummary['failures'] = [];
     try {
       const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
       expect(summary).toMatchObject({ moved: 14, failed: 1, destinations: { [to.url]: 14 } });
-      expect(summary.failures).toEqual([{ messageId: expect.any(String), error: 'InternalError: injected' }]);
+      failures = summary.failures;
     } finally {
       client.destroy();
     }
     expect(await receiveAll(sqs, to.url)).toHaveLength(14);
     // Not deleted, and released at once: the refused message is still in the source.
-    expect((await receiveAll(sqs, from.url)).map((m) => m.Body)).toEqual([refused()?.MessageBody]);
+    const left = await receiveAll(sqs, from.url);
+    expect(left.map((m) => m.Body)).toEqual([refused()?.MessageBody]);
+    // The failure names that message, so an operator can find it in the source.
+    expect(failures).toEqual([{ messageId: left[0]?.MessageId, error: 'InternalError: injected' }]);
+  });
+
+  it('a Failed entry naming an id it was not sent is reported as "?", the batch still moved', async () => {
+    const { from, to } = await parkedWith(bodies('m', 5));
+    let injected = false;
+    // The fault: a SendMessageBatch answer whose Failed names an id not in the request (SQS does not; a proxy might).
+    const client = editAnswers<{ Failed?: object[] }>(localSqs(), 'SendMessageBatchCommand', (output) => {
+      if (injected) return;
+      injected = true;
+      output.Failed = [{ Id: 'unknown', SenderFault: false, Code: 'InternalError', Message: 'injected' }];
+    });
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
+      expect(summary).toMatchObject({ moved: 5, failed: 1 });
+      expect(summary.failures).toEqual([{ messageId: '?', error: 'InternalError: injected' }]);
+    } finally {
+      client.destroy();
+    }
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(bodies('m', 5));
+  });
+
+  it('a message whose send failed, handed out again by SQS in the same run, is not sent again', async () => {
+    const { from, to } = await parkedWith(bodies('m', 15));
+    const { client, refused } = refusingLastEntry('SendMessageBatchCommand', 'InternalError');
+    const received = new Map<string | undefined, Message>();
+    let again = false;
+    // The fault: standard SQS handing out a received message again (at-least-once); local SQS never does.
+    editAnswers<ReceiveMessageResult>(client, 'ReceiveMessageCommand', (output) => {
+      const failed = received.get(refused()?.MessageBody);
+      if (failed && !again && output.Messages) {
+        again = true;
+        output.Messages.unshift(failed);
+      }
+      for (const message of output.Messages ?? []) received.set(message.Body, message);
+    });
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
+      expect(again).toBe(true);
+      expect(summary).toMatchObject({ moved: 14, failed: 1 });
+    } finally {
+      client.destroy();
+    }
+    expect((await receiveAll(sqs, to.url)).map((m) => m.Body)).not.toContain(refused()?.MessageBody);
   });
 
   it('a delete SQS answers Failed for one entry: that one is reported sent but not deleted, the others moved', async () => {
@@ -1272,11 +1445,15 @@ describe('redrive by move task, when SQS reports trouble', () => {
     const { dlq, to } = await dlqWithOne();
     const { client } = moveTaskClient(() => []);
     try {
-      await expect(
-        redrive(client, { from: dlq.url, to: to.url, method: 'move-task', pollIntervalMs: 1 }),
-      ).rejects.toThrow(
+      const error = await redrive(client, { from: dlq.url, to: to.url, method: 'move-task', pollIntervalMs: 1 }).then(
+        () => undefined,
+        (thrown: Error) => thrown,
+      );
+      expect(error?.message).toMatch(
         /the move task was refused: RedriveError: the move task on .* does not show in ListMessageMoveTasks: check the SQS console/,
       );
+      // The task's own error stays reachable as the cause.
+      expect((error?.cause as Error | undefined)?.message).toMatch(/does not show in ListMessageMoveTasks/);
     } finally {
       client.destroy();
     }
@@ -1297,6 +1474,29 @@ describe('redrive by move task, when SQS reports trouble', () => {
     expect(await refusal({ max: 0 })).toBe('RedriveError: --max must be a whole number of at least 1, not 0');
     expect(await refusal({ max: 1.5 })).toMatch(/^RedriveError: --max must be a whole number/);
     expect(await refusal({ max: 1, emptyWaitS: 0 })).toBe('accepted');
+  });
+
+  it('a source or destination it cannot read is a RedriveError naming the queue and what to check', async () => {
+    const to = await createQueue(sqs, 'unread-to');
+    const missing = `${to.url}-missing`;
+    const failure = (options: Parameters<typeof redrive>[1]) =>
+      redrive(sqs, options).then(
+        () => 'accepted',
+        // The cause is SQS's own error, for a caller that tells its codes apart.
+        (error: Error) => `${error.name}: ${error.message} (cause: ${(error.cause as Error | undefined)?.name})`,
+      );
+    expect(await failure({ from: missing, to: to.url })).toMatch(
+      new RegExp(
+        `^RedriveError: cannot read the source queue ${missing}: .*QueueDoesNotExist.*; check --from and AWS settings \\(cause: .*QueueDoesNotExist.*\\)$`,
+        's',
+      ),
+    );
+    expect(await failure({ from: to.url, to: missing, method: 'move-task' })).toMatch(
+      new RegExp(
+        `^RedriveError: cannot read the destination queue ${missing}: .*QueueDoesNotExist.*; check --to \\(cause: .*QueueDoesNotExist.*\\)$`,
+        's',
+      ),
+    );
   });
 });
 
