@@ -29,7 +29,8 @@ export async function within<T>(
   let onAbort = () => {};
   const timedOut = new Promise<never>((_, reject) => {
     onAbort = () => reject(new SqsCallTimeoutError(name, timeoutMs));
-    signal.addEventListener('abort', onAbort, { once: true });
+    // No `once`: 'abort' fires once, and the `finally` removes the listener of a call that answered first.
+    signal.addEventListener('abort', onAbort);
   });
   try {
     return await Promise.race([call(signal), timedOut]);
