@@ -7,11 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it, vi } from 'vitest';
-import { idempotencyKey } from '../../lib/index';
-import { encodeEnvelope, LANE_ATTRIBUTE } from '../../lib/lanes';
 import { createQueue, LOCAL_AWS, localSqs, receiveAsRecords } from '../support/aws';
 import { TestEndpoint } from '../support/endpoints';
 import { cloudEvent, eventRecord, lambdaContext, sqsEvent, sqsRecord } from '../support/events';
+import { laneRecord } from '../support/lanes';
 import { captureOutput } from '../support/output';
 
 type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
@@ -196,18 +195,7 @@ describe('functions/ingest/handler', () => {
       LANE_QUEUE_URL_PREFIX: `${inject('sqsEndpoint')}/000000000000/handler-lane-`,
       POWERTOOLS_METRICS_DISABLED: 'false',
     });
-    const record = sqsRecord(JSON.stringify(cloudEvent('lane-1')), {
-      eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:handler-lane-beta',
-    });
-    const envelope = { e: 'beta', k: idempotencyKey('urn:test:orders', 'lane-1'), f: Date.now(), a: 1, d: Date.now() };
-    record.messageAttributes = {
-      [LANE_ATTRIBUTE]: {
-        dataType: 'String',
-        stringValue: encodeEnvelope(envelope),
-        stringListValues: [],
-        binaryListValues: [],
-      },
-    };
+    const record = laneRecord('handler-lane-beta', 'beta', 'lane-1');
     const { result, lines, text } = await captureOutput(() => handler(sqsEvent([record]), lambdaContext()));
     expect(result.batchItemFailures).toEqual([]);
     expect(beta.received.map((request) => request.eventId)).toEqual(['lane-1']);

@@ -26,7 +26,8 @@ import {
   uniqueName,
 } from '../support/aws';
 import { TestEndpoint } from '../support/endpoints';
-import { cloudEvent, eventRecord, lambdaContext, sqsEvent } from '../support/events';
+import { eventRecord, lambdaContext, sqsEvent } from '../support/events';
+import { laneRecord } from '../support/lanes';
 import { captureLogs } from '../support/logs';
 import { captureOutput } from '../support/output';
 
@@ -118,6 +119,10 @@ async function loggingPipeline(): Promise<Ingest> {
   }
 }
 
+/** A message as it sits in `endpoint`'s lane of this file's stage. */
+const laneRecordOf = (endpoint: Name, id: string, envelope: Partial<LaneEnvelope> = {}) =>
+  laneRecord(`${prefixName}${endpoint}`, endpoint, id, envelope);
+
 const failedIds = (response: SQSBatchResponse) => response.batchItemFailures.map((item) => item.itemIdentifier).sort();
 
 /** A source record SQS first handed out `ageS` seconds ago. */
@@ -144,32 +149,6 @@ function redrivenToSource(eventId: string, laneCopy: Message): SQSRecord {
 
 function envelopeOf(message: Message): LaneEnvelope {
   return JSON.parse(message.MessageAttributes?.[LANE_ATTRIBUTE]?.StringValue ?? 'null');
-}
-
-/** A message as it sits in `endpoint`'s lane, received the way its event source hands it to the function. */
-async function laneRecord(endpoint: Name, id: string, envelope: Partial<LaneEnvelope> = {}): Promise<SQSRecord> {
-  const body = JSON.stringify(cloudEvent(id));
-  const full: LaneEnvelope = {
-    e: endpoint,
-    k: idempotencyKey(SOURCE, id),
-    f: Date.now() - 60_000,
-    a: 1,
-    d: Date.now(),
-    ...envelope,
-  };
-  const arn = `arn:aws:sqs:us-east-1:123456789012:${prefixName}${endpoint}`;
-  // The record is built, not received: the lane would otherwise hold it in flight for the rest of the test.
-  const record = eventRecord(id, { eventSourceARN: arn });
-  record.body = body;
-  record.messageAttributes = {
-    [LANE_ATTRIBUTE]: {
-      dataType: 'String',
-      stringValue: encodeEnvelope(full),
-      stringListValues: [],
-      binaryListValues: [],
-    },
-  };
-  return record;
 }
 
 /** Messages received so far per queue URL: they stay hidden for the rest of the file, so look-ups search here too. */
@@ -323,7 +302,7 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     expect(failedIds(await run.handle(sqsEvent([old]), lambdaContext()))).toEqual([old.messageId]);
     const parked = envelopeOf(await laneMessage('beta', 'old-7'));
     endpoints.beta.respond(() => ({ status: 200 }));
-    const due = await laneRecord('beta', 'old-7', { ...parked, d: Date.now() });
+    const due = laneRecordOf('beta', 'old-7', { ...parked, d: Date.now() });
     expect((await run.handle(sqsEvent([due]), lambdaContext())).batchItemFailures).toEqual([]);
     // The lane is the only copy beta has of the event: acknowledging it undelivered loses the event for beta.
     expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['old-7', 'old-7']);
@@ -523,7 +502,7 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
     // Even with a sender wired in, the variable decides.
     const run = await pipeline({ LANE_QUEUE_URL_PREFIX: '' }, sqs, { lanes: createLaneSender(sqs, prefix) });
     expect(failedIds(await run.handle(sqsEvent([old]), lambdaContext()))).toEqual([old.messageId]);
-    const lane = await laneRecord('alpha', 'lane-as-source');
+    const lane = laneRecordOf('alpha', 'lane-as-source');
     // Without its envelope: a lane batch would quarantine it, a source batch delivers it to every endpoint (an
     // envelope would make it a lane's copy, owed to alpha only).
     lane.messageAttributes = {};
@@ -535,7 +514,7 @@ describe('source path with lanes (LANE_QUEUE_URL_PREFIX set)', () => {
 
 describe('lane path (a batch from an endpoint’s lane)', () => {
   it('sends a record that is not due back to the lane delayed and acknowledges it, without delivering', async () => {
-    const record = await laneRecord('beta', 'later-1', { d: Date.now() + 1_500, a: 2 });
+    const record = laneRecordOf('beta', 'later-1', { d: Date.now() + 1_500, a: 2 });
     const run = await loggingPipeline();
     const { result: response, lines } = await captureOutput(() => run.handle(sqsEvent([record]), lambdaContext()));
     expect(response.batchItemFailures).toEqual([]);
@@ -547,7 +526,7 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
   });
 
   it('keeps a not-due record failed when it cannot be sent back to the lane, and says so', async () => {
-    const record = await laneRecord('gamma', 'later-2', { d: Date.now() + 60_000, f: Date.now() - 90_000 });
+    const record = laneRecordOf('gamma', 'later-2', { d: Date.now() + 60_000, f: Date.now() - 90_000 });
     const run = await loggingPipeline();
     const { result, lines } = await captureOutput(() => run.handle(sqsEvent([record]), lambdaContext()));
     expect(failedIds(result)).toEqual([record.messageId]);
@@ -578,7 +557,7 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
   });
 
   it('delivers a due record to its endpoint only and acknowledges it', async () => {
-    const record = await laneRecord('beta', 'due-1');
+    const record = laneRecordOf('beta', 'due-1');
     const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
     expect(response.batchItemFailures).toEqual([]);
     expect(endpoints.beta.received.map((request) => request.body.toString())).toEqual([record.body]);
@@ -592,7 +571,7 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     const { logger, metrics, lines } = captureLogs();
     const fields = { beta: { filter: { type: 'com.example.order.shipped' } } };
     const run = await pipeline({}, sqs, { logger, metrics, fields });
-    const record = await laneRecord('beta', 'unrouted-1');
+    const record = laneRecordOf('beta', 'unrouted-1');
     expect((await run.handle(sqsEvent([record]), lambdaContext())).batchItemFailures).toEqual([]);
     expect(endpoints.beta.received).toEqual([]);
     const summary = lines.find((line) => line.message === 'lane batch processed');
@@ -608,7 +587,7 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
   it('writes a lane delivery to the ledger: the same lane message again is acknowledged without a delivery', async () => {
     const table = await createLedgerTable(localDynamoDb(), 'lanes-ledger');
     const run = await pipeline({ DELIVERY_LEDGER_TABLE: table });
-    const record = await laneRecord('beta', 'due-3');
+    const record = laneRecordOf('beta', 'due-3');
     expect((await run.handle(sqsEvent([record]), lambdaContext())).batchItemFailures).toEqual([]);
     const duplicate = { ...record, messageId: `${record.messageId}-again` };
     expect((await run.handle(sqsEvent([duplicate]), lambdaContext())).batchItemFailures).toEqual([]);
@@ -620,9 +599,9 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
   it('quarantines a lane record whose envelope key is not its event’s, rather than trust the ledger with it', async () => {
     const table = await createLedgerTable(localDynamoDb(), 'lanes-ledger');
     const run = await pipeline({ DELIVERY_LEDGER_TABLE: table });
-    const first = await laneRecord('beta', 'keyed-1');
+    const first = laneRecordOf('beta', 'keyed-1');
     expect((await run.handle(sqsEvent([first]), lambdaContext())).batchItemFailures).toEqual([]);
-    const other = await laneRecord('beta', 'keyed-2', { k: idempotencyKey(SOURCE, 'keyed-1') });
+    const other = laneRecordOf('beta', 'keyed-2', { k: idempotencyKey(SOURCE, 'keyed-1') });
     expect((await run.handle(sqsEvent([other]), lambdaContext())).batchItemFailures).toEqual([]);
     const landed = await dlqMessage('keyed-2');
     expect(readQuarantineAttributes(landed.MessageAttributes)).toMatchObject({ reason: 'lane-envelope-invalid' });
@@ -631,9 +610,9 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
   it('delivers an event parked in two lanes from each, with a ledger: one lane’s delivery is not the other’s', async () => {
     const table = await createLedgerTable(localDynamoDb(), 'lanes-ledger');
     const run = await pipeline({ DELIVERY_LEDGER_TABLE: table });
-    const forAlpha = await laneRecord('alpha', 'both-1');
+    const forAlpha = laneRecordOf('alpha', 'both-1');
     expect((await run.handle(sqsEvent([forAlpha]), lambdaContext())).batchItemFailures).toEqual([]);
-    const forBeta = await laneRecord('beta', 'both-1');
+    const forBeta = laneRecordOf('beta', 'both-1');
     expect((await run.handle(sqsEvent([forBeta]), lambdaContext())).batchItemFailures).toEqual([]);
     expect(endpoints.alpha.received.map((request) => request.eventId)).toEqual(['both-1']);
     expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['both-1']);
@@ -641,7 +620,7 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
 
   it('quarantines a record its endpoint rejects, naming the endpoint, and acknowledges it', async () => {
     endpoints.beta.respond(() => ({ status: 422 }));
-    const record = await laneRecord('beta', 'poison-1');
+    const record = laneRecordOf('beta', 'poison-1');
     const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
     expect(response.batchItemFailures).toEqual([]);
     const landed = await dlqMessage('poison-1');
@@ -655,8 +634,8 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
 
   it('sends a failing record back with its next wait, and to the DLQ as retries-exhausted after the last', async () => {
     endpoints.beta.respond(() => ({ status: 503 }));
-    const retried = await laneRecord('beta', 'retry-1', { a: 1 });
-    const exhausted = await laneRecord('beta', 'exhausted-1', { a: SCHEDULE.length });
+    const retried = laneRecordOf('beta', 'retry-1', { a: 1 });
+    const exhausted = laneRecordOf('beta', 'exhausted-1', { a: SCHEDULE.length });
     const before = Date.now();
     const response = await (await pipeline()).handle(sqsEvent([retried, exhausted]), lambdaContext());
     expect(response.batchItemFailures).toEqual([]);
@@ -679,9 +658,9 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
   it('does not count a delivery its open breaker refused as an attempt: same attempt, same wait again', async () => {
     endpoints.beta.respond(() => ({ status: 503 }));
     const run = await pipeline({ CIRCUIT_BREAKER_THRESHOLD: '1', CIRCUIT_BREAKER_HALF_OPEN_MS: '900000' });
-    const opens = await laneRecord('beta', 'opens-1', { a: 1 });
+    const opens = laneRecordOf('beta', 'opens-1', { a: 1 });
     expect((await run.handle(sqsEvent([opens]), lambdaContext())).batchItemFailures).toEqual([]);
-    const refused = await laneRecord('beta', 'refused-1', { a: SCHEDULE.length });
+    const refused = laneRecordOf('beta', 'refused-1', { a: SCHEDULE.length });
     const before = Date.now();
     expect((await run.handle(sqsEvent([refused]), lambdaContext())).batchItemFailures).toEqual([]);
     expect(endpoints.beta.received.map((request) => request.eventId)).toEqual(['opens-1']);
@@ -697,8 +676,8 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
     const run = await pipeline({ DEADLINE_MARGIN_MS: '1000' }, sqs, {
       fields: { beta: { rateLimitPerSecond: 0.001 } },
     });
-    const first = await laneRecord('beta', 'slow-1', { a: 2 });
-    const second = await laneRecord('beta', 'slow-2', { a: 2 });
+    const first = laneRecordOf('beta', 'slow-1', { a: 2 });
+    const second = laneRecordOf('beta', 'slow-2', { a: 2 });
     // One token: one of the two goes, the other waits for the next until the deadline (2 s − the margin).
     const response = await run.handle(sqsEvent([first, second]), lambdaContext(2_000));
     expect(response.batchItemFailures).toEqual([]);
@@ -710,7 +689,7 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
   it('gives a dead-lettered event that a redrive moved back to its lane the whole schedule again', async () => {
     endpoints.beta.respond(() => ({ status: 503 }));
     // The DLQ copy of an exhausted event, moved back by `npm run redrive` (to its quarantine.sourceQueue: the lane).
-    const redriven = await laneRecord('beta', 'redriven-1', { a: SCHEDULE.length });
+    const redriven = laneRecordOf('beta', 'redriven-1', { a: SCHEDULE.length });
     redriven.messageAttributes['redrive.from'] = {
       dataType: 'String',
       stringValue: dlq.arn,
@@ -724,12 +703,12 @@ describe('lane path (a batch from an endpoint’s lane)', () => {
   });
 
   it('quarantines a lane record without a valid envelope, or with another endpoint’s, as lane-envelope-invalid', async () => {
-    const malformed = await laneRecord('beta', 'bad-1');
+    const malformed = laneRecordOf('beta', 'bad-1');
     malformed.messageAttributes[LANE_ATTRIBUTE]!.stringValue = '{"e":"beta"}';
     // A valid envelope of alpha's in beta's lane: delivering it to beta would send alpha's event to beta.
-    const stray = await laneRecord('beta', 'bad-2', { e: 'alpha' });
+    const stray = laneRecordOf('beta', 'bad-2', { e: 'alpha' });
     // Hostile review (rev9): due in 10 years, it was sent back every 15 min for ever (each hop renews its retention).
-    const never = await laneRecord('beta', 'bad-3', { d: Date.now() + 10 * 365 * 86_400_000 });
+    const never = laneRecordOf('beta', 'bad-3', { d: Date.now() + 10 * 365 * 86_400_000 });
     const response = await (await pipeline()).handle(sqsEvent([malformed, stray, never]), lambdaContext());
     expect(response.batchItemFailures).toEqual([]);
     expect(endpoints.beta.received).toEqual([]);
@@ -748,7 +727,7 @@ const pausedOnly =
 describe('lane path: a paused endpoint, a removed one, a body that is no event', () => {
   it('sends a paused endpoint’s due lane record back for a wait, undelivered, and acknowledges it', async () => {
     const run = await pipeline({}, sqs, { paused: pausedOnly('beta') });
-    const record = await laneRecord('beta', 'paused-1');
+    const record = laneRecordOf('beta', 'paused-1');
     expect((await run.handle(sqsEvent([record]), lambdaContext())).batchItemFailures).toEqual([]);
     expect(endpoints.beta.received).toEqual([]);
     // Delayed (a paused lane's wait): not visible in the lane now.
@@ -766,7 +745,7 @@ describe('lane path: a paused endpoint, a removed one, a body that is no event',
   });
 
   it('quarantines the lane records of an endpoint no longer configured, saying so, and acknowledges them', async () => {
-    const record = await laneRecord('beta', 'gone-1', { e: 'delta' });
+    const record = laneRecordOf('beta', 'gone-1', { e: 'delta' });
     record.eventSourceARN = record.eventSourceARN.replace(/beta$/, 'delta');
     const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
     expect(response.batchItemFailures).toEqual([]);
@@ -778,7 +757,7 @@ describe('lane path: a paused endpoint, a removed one, a body that is no event',
   });
 
   it('quarantines a due lane record whose body is not a CloudEvent, undelivered, with the parse reason', async () => {
-    const record = await laneRecord('beta', 'not-event-1');
+    const record = laneRecordOf('beta', 'not-event-1');
     record.body = JSON.stringify({ id: 'not-event-1', note: 'no specversion' });
     const response = await (await pipeline()).handle(sqsEvent([record]), lambdaContext());
     expect(response.batchItemFailures).toEqual([]);
@@ -792,7 +771,7 @@ describe('lane path: a paused endpoint, a removed one, a body that is no event',
 describe('lane path without a quarantine queue', () => {
   it('keeps a rejected lane record failed: nothing confirmed it anywhere', async () => {
     endpoints.beta.respond(() => ({ status: 400 }));
-    const record = await laneRecord('beta', 'poison-2');
+    const record = laneRecordOf('beta', 'poison-2');
     const response = await (await pipeline({ QUARANTINE_QUEUE_URL: '' })).handle(sqsEvent([record]), lambdaContext());
     expect(failedIds(response)).toEqual([record.messageId]);
   });
@@ -817,8 +796,8 @@ describe('lane metrics (EMF, per endpoint)', () => {
     });
 
     endpoints.beta.respond((request) => ({ status: request.eventId === 'due-2' ? 200 : 503 }));
-    const due = await laneRecord('beta', 'due-2', { f: Date.now() - 120_000 });
-    const spent = await laneRecord('beta', 'exhausted-2', { a: SCHEDULE.length });
+    const due = laneRecordOf('beta', 'due-2', { f: Date.now() - 120_000 });
+    const spent = laneRecordOf('beta', 'exhausted-2', { a: SCHEDULE.length });
     const lane = await captureOutput(() => run.handle(sqsEvent([due, spent]), lambdaContext()));
     expect(lane.result.batchItemFailures).toEqual([]);
     const emf = lane.lines.find((line) => line.endpoint === 'beta' && 'LaneDelivered' in line);

@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { CreateQueueCommand, DeleteQueueCommand, type SQSClient, UntagQueueCommand } from '@aws-sdk/client-sqs';
-import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
+import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   describeStatus,
@@ -16,20 +16,21 @@ import { SqsEventSource } from '../../infra/local/event-source';
 import { startLocalSqs } from '../../infra/local/sqs-server';
 import { laneResources } from '../../infra/stage/lanes';
 import { describePermissions, ENDPOINT_CLI_PERMISSIONS } from '../../lib/iam-actions';
-import { createIngest, type Ingest, type IngestDeps, idempotencyKey, loadConfig } from '../../lib/index';
+import { createIngest, type Ingest, type IngestDeps, loadConfig } from '../../lib/index';
 import { createEdges } from '../../lib/ingest/edges';
-import { encodeEnvelope, LANE_ATTRIBUTE, PAUSED_REDELAY_S, PAUSED_TAG } from '../../lib/lanes';
+import { PAUSED_REDELAY_S, PAUSED_TAG } from '../../lib/lanes';
 import { localSqs, pollUntil, receiveAll, sendMessages, uniqueName } from '../support/aws';
 import { queueArn, recordAwsCalls } from '../support/aws-calls';
 import { envWithoutAws, runScript } from '../support/cli';
 import { TestEndpoint } from '../support/endpoints';
-import { cloudEvent, eventRecord, lambdaContext, sqsEvent } from '../support/events';
+import { eventRecord, lambdaContext, sqsEvent } from '../support/events';
+import { laneRecord } from '../support/lanes';
 import { captureLogs } from '../support/logs';
 
 // Pausing one endpoint through its lane's tag, on local SQS: the function's side (source path, lane path) and the CLI.
 const NAMES = ['alpha', 'beta'] as const;
 type Name = (typeof NAMES)[number];
-const SOURCE = 'urn:test:orders';
+const _SOURCE = 'urn:test:orders';
 
 let sqs: SQSClient;
 let endpoints: Record<Name, TestEndpoint>;
@@ -79,22 +80,9 @@ const eventIds = (name: Name) => endpoints[name].received.map((request) => reque
 const bodiesIn = async (lane: LaneTarget) =>
   (await receiveAll(sqs, lane.queueUrl, { visibilityTimeoutS: 300 })).map((m) => JSON.parse(m.Body!).id).sort();
 
-/** A record of `endpoint`'s lane, due now, as its event source hands it to the function. */
-function laneRecord(prefix: string, endpoint: Name, id: string): SQSRecord {
-  const name = new URL(prefix).pathname.split('/').pop();
-  const record = eventRecord(id, { eventSourceARN: `arn:aws:sqs:us-east-1:123456789012:${name}${endpoint}` });
-  const envelope = { e: endpoint, k: idempotencyKey(SOURCE, id), f: Date.now() - 60_000, a: 1, d: Date.now() };
-  record.body = JSON.stringify(cloudEvent(id));
-  record.messageAttributes = {
-    [LANE_ATTRIBUTE]: {
-      dataType: 'String',
-      stringValue: encodeEnvelope(envelope),
-      stringListValues: [],
-      binaryListValues: [],
-    },
-  };
-  return record;
-}
+/** A record of `endpoint`'s lane (queues named after `prefix`), due now, as its event source hands it to the function. */
+const laneRecordAt = (prefix: string, endpoint: Name, id: string) =>
+  laneRecord(`${new URL(prefix).pathname.split('/').pop()}${endpoint}`, endpoint, id);
 
 describe('a paused endpoint (its lane tagged ingest:paused)', () => {
   it('gets no request on the source path: its new events park in its lane at once, the others get them', async () => {
@@ -140,7 +128,7 @@ describe('a paused endpoint (its lane tagged ingest:paused)', () => {
   it('has its lane records sent back delayed and acknowledged, without a request', async () => {
     const { prefix, lane } = await stageLanes();
     await pauseLane({ sqs }, lane.beta, 'test');
-    const record = laneRecord(prefix, 'beta', 'l-1');
+    const record = laneRecordAt(prefix, 'beta', 'l-1');
     const response = await (await instance(prefix)).handle(sqsEvent([record]), lambdaContext());
 
     expect(failedIds(response)).toEqual([]);
@@ -153,10 +141,14 @@ describe('a paused endpoint (its lane tagged ingest:paused)', () => {
     const { prefix, lane } = await stageLanes();
     await pauseLane({ sqs }, lane.beta, 'test');
     const ingest = await instance(prefix);
-    expect(failedIds(await ingest.handle(sqsEvent([laneRecord(prefix, 'beta', 'c-1')]), lambdaContext()))).toEqual([]);
+    expect(failedIds(await ingest.handle(sqsEvent([laneRecordAt(prefix, 'beta', 'c-1')]), lambdaContext()))).toEqual(
+      [],
+    );
     await resumeLane({ sqs }, lane.beta);
     // The mapping is enabled again: its batch makes the instance read the tag again instead of re-delaying.
-    expect(failedIds(await ingest.handle(sqsEvent([laneRecord(prefix, 'beta', 'c-2')]), lambdaContext()))).toEqual([]);
+    expect(failedIds(await ingest.handle(sqsEvent([laneRecordAt(prefix, 'beta', 'c-2')]), lambdaContext()))).toEqual(
+      [],
+    );
     expect(eventIds('beta')).toEqual(['c-2']);
   });
 
@@ -165,7 +157,9 @@ describe('a paused endpoint (its lane tagged ingest:paused)', () => {
     await pauseLane({ sqs }, lane.beta, 'test');
     await resumeLane({ sqs }, lane.beta);
     const ingest = await instance(prefix);
-    expect(failedIds(await ingest.handle(sqsEvent([laneRecord(prefix, 'beta', 'r-1')]), lambdaContext()))).toEqual([]);
+    expect(failedIds(await ingest.handle(sqsEvent([laneRecordAt(prefix, 'beta', 'r-1')]), lambdaContext()))).toEqual(
+      [],
+    );
     expect(failedIds(await ingest.handle(sqsEvent([eventRecord('r-2')]), lambdaContext()))).toEqual([]);
     expect(eventIds('beta')).toEqual(['r-1', 'r-2']);
     expect(await bodiesIn(lane.beta)).toEqual([]);
@@ -360,7 +354,7 @@ describe('permissions from recorded calls', () => {
       await pauseLane({ sqs: recorded }, lane.beta, 'test');
       const ingest = await instance(prefix, recorded);
       await ingest.handle(sqsEvent([eventRecord('i-1')]), lambdaContext());
-      await ingest.handle(sqsEvent([laneRecord(prefix, 'beta', 'i-2')]), lambdaContext());
+      await ingest.handle(sqsEvent([laneRecordAt(prefix, 'beta', 'i-2')]), lambdaContext());
     } finally {
       recorder.stop();
     }
