@@ -13,7 +13,7 @@ import {
   TagQueueCommand,
   UntagQueueCommand,
 } from '@aws-sdk/client-sqs';
-import { MAX_DELAY_S } from '../../lib/lanes/park';
+import { MAX_DELAY_S } from '../../lib/lanes/envelope';
 import { PAUSED_BY_TAG, PAUSED_TAG } from '../../lib/lanes/pause';
 
 /** The endpoint named has no lane on this stage; the message lists the ones it has. */

@@ -4,6 +4,7 @@
 // infra/stage/load.ts checks the stage with laneProblems() and infra/stage/resources.ts merges laneResources() into the
 // stack.
 
+import { MAX_DELAY_S } from '../../lib/lanes/envelope';
 import { DEFAULT_RETRY_SCHEDULE } from '../../lib/subscription/schema';
 import type { Notifications, Resource, Resources, Value } from './cfn';
 import type { Stage } from './load';
@@ -20,8 +21,8 @@ export const LANE_RETENTION_MARGIN_S = 86_400;
 export const LANE_MIN_CONCURRENCY = 2;
 /** A lane batch: one endpoint, at most 10 records, so one slow record holds up few others. */
 export const LANE_BATCH_SIZE = 10;
-/** SQS's longest DelaySeconds: a lane message waiting longer hops (sent again) at least this often. */
-export const LANE_HOP_S = 900;
+/** SQS's longest DelaySeconds, as the function uses it: a lane message waiting longer hops (is sent again) this often. */
+export const LANE_HOP_S = MAX_DELAY_S;
 /** SQS stops a queue at about 120,000 in-flight messages (standard and FIFO): alarm well before. */
 export const IN_FLIGHT_ALARM_COUNT = 100_000;
 

@@ -4,6 +4,12 @@ import * as z from 'zod/mini';
 /** The message attribute a lane message carries: what delivering it later needs besides the body. */
 export const LANE_ATTRIBUTE = 'ingest.lane';
 
+/**
+ * SQS message timers stop at 15 minutes: a longer wait is several hops through the lane. Here, with no SQS client, so
+ * that packaging (infra/stage/lanes.ts) reads the same figure.
+ */
+export const MAX_DELAY_S = 900;
+
 const millis = z.number().check(z.int(), z.gte(0));
 const EnvelopeSchema = z.strictObject({
   /** The endpoint whose lane holds the event. */

@@ -2,8 +2,8 @@ import type { Config } from '../config/config';
 import type { LaneSender } from './park';
 
 export { LANE_BODY_ATTRIBUTE, LaneMessageTooLargeError, SQS_MAX_MESSAGE_BYTES, unpackLaneBody } from './body';
-export { decodeEnvelope, encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope } from './envelope';
-export { createLaneSender, type LaneMessage, type LaneSender, laneQueueUrl, MAX_DELAY_S } from './park';
+export { decodeEnvelope, encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope, MAX_DELAY_S } from './envelope';
+export { createLaneSender, type LaneMessage, type LaneSender, laneQueueUrl } from './park';
 export {
   createPauseReader,
   type LaneTagRead,

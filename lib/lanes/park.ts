@@ -8,10 +8,7 @@ import type { SQSRecord } from 'aws-lambda';
 import { errorText } from '../errors';
 import { batchEntries, toSdkAttributes } from '../settle/quarantine';
 import { fitLaneEntry, LANE_BODY_ATTRIBUTE } from './body';
-import { encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope } from './envelope';
-
-/** SQS message timers stop at 15 minutes: a longer wait is several hops through the lane. */
-export const MAX_DELAY_S = 900;
+import { encodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope, MAX_DELAY_S } from './envelope';
 
 /** One event bound for an endpoint's lane (the endpoint is the envelope's `e`). */
 export interface LaneMessage {

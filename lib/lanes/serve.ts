@@ -10,8 +10,8 @@ import { MetricName, MetricUnit } from '../observability/observability';
 import { MAX_RETRY_WAIT_S } from '../subscription/schema';
 import type { Subscriber } from '../subscription/subscriber';
 import type { Ledger, Quarantine, QuarantineItem } from '../types';
-import { decodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope } from './envelope';
-import { type LaneMessage, type LaneSender, MAX_DELAY_S } from './park';
+import { decodeEnvelope, LANE_ATTRIBUTE, type LaneEnvelope, MAX_DELAY_S } from './envelope';
+import type { LaneMessage, LaneSender } from './park';
 
 /** What serving one lane batch needs: its endpoint and the side effects, each bounded by a deadline signal. */
 export interface LaneServeDeps {
