@@ -124,7 +124,13 @@ describe.concurrent('redrive on local SQS', () => {
     );
 
     const before = Date.now();
-    const summary = await redrive(sqs, { from: from.url, to: to.url, emptyWaitS: EMPTY_WAIT_S });
+    const warnings: string[] = [];
+    const summary = await redrive(sqs, {
+      from: from.url,
+      to: to.url,
+      emptyWaitS: EMPTY_WAIT_S,
+      onWarning: (warning) => warnings.push(warning),
+    });
     const took = Date.now() - before;
 
     // The run's duration is part of the summary the CLI prints: it lies within the call's own.
@@ -139,6 +145,8 @@ describe.concurrent('redrive on local SQS', () => {
       remaining: 0,
     });
     expect(summary.destinations).toEqual({ [to.url]: 25 });
+    // Nothing left behind to release, so nothing to warn about (a release of what it moved would fail and warn).
+    expect(warnings).toEqual([]);
     const landed = await receiveAll(sqs, to.url);
     expect(sorted(landed.map((m) => m.Body))).toEqual(sorted(all));
     expect(landed.every((m) => m.MessageAttributes?.tenant?.StringValue === 'acme')).toBe(true);
@@ -233,17 +241,17 @@ describe.concurrent('redrive on local SQS', () => {
       bodies('m', 17).map((body) => ({ body })),
     );
     await counted(from, 17);
-    const totals: number[] = [];
+    const starts: { method: string; total: number }[] = [];
     const summary = await redrive(sqs, {
       from: from.url,
       to: to.url,
       max: 12,
       emptyWaitS: EMPTY_WAIT_S,
-      onStart: ({ total }) => totals.push(total),
+      onStart: (start) => starts.push(start),
     });
     expect(summary).toMatchObject({ method: 'loop', moved: 12, remaining: 5 });
     // The progress bar starts from what the run will move: --max, not the 17 the queue holds.
-    expect(totals).toEqual([12]);
+    expect(starts).toEqual([{ method: 'loop', total: 12 }]);
     expect(await receiveAll(sqs, to.url)).toHaveLength(12);
   });
 
@@ -822,24 +830,53 @@ describe('redrive keeps what it holds, and says when it could not finish (review
 });
 
 /**
- * A client of local SQS whose first call of `commandName` never answers. The stall honours the abort signal the SDK
- * puts in the context, as the SDK's HTTP handler does.
+ * A client of local SQS whose `nth` call of `commandName` never answers. The stall honours the abort signal the SDK
+ * puts in the context, as the SDK's HTTP handler does; `cancelled()` says whether the caller aborted it.
  */
-function stallingOnce(commandName: string): SQSClient {
+function stalling(commandName: string, nth = 1): { client: SQSClient; cancelled: () => boolean } {
   const client = localSqs();
-  let stalled = false;
+  let calls = 0;
+  let cancelled = false;
   client.middlewareStack.add(
     (next, context) => async (args) => {
-      if (context.commandName !== commandName || stalled) return next(args);
-      stalled = true;
+      if (context.commandName !== commandName || ++calls !== nth) return next(args);
       const signal = (context as { __smithy_context?: { abortSignal?: AbortSignal } }).__smithy_context?.abortSignal;
       return new Promise<never>((_, reject) => {
-        signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+        signal?.addEventListener(
+          'abort',
+          () => {
+            cancelled = true;
+            reject(new Error('aborted'));
+          },
+          { once: true },
+        );
       });
     },
     { step: 'initialize' },
   );
-  return client;
+  return { client, cancelled: () => cancelled };
+}
+
+const stallingOnce = (commandName: string): SQSClient => stalling(commandName).client;
+
+/** Makes `client`'s later receives hand out the first message received again, as SQS's at-least-once delivery may. */
+function handingOutAgain(client: SQSClient, stand: string): void {
+  let first: Message | undefined;
+  // The fault: standard SQS delivering a moved message again; local SQS never does. A real message (body `stand`)
+  // becomes that copy, so the copy has a receipt handle of its own, as SQS's would.
+  editAnswers<ReceiveMessageResult>(client, 'ReceiveMessageCommand', (output) => {
+    first ??= output.Messages?.[0];
+    const copy = output.Messages?.find((message) => message.Body === stand);
+    if (first && copy) Object.assign(copy, { MessageId: first.MessageId, Body: first.Body });
+  });
+}
+
+/** What `queue` still holds, visible or in flight: local SQS counts in-flight messages in ApproximateNumberOfMessages. */
+async function held(queue: LocalQueue): Promise<number> {
+  const { Attributes } = await sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl: queue.url, AttributeNames: ['ApproximateNumberOfMessages'] }),
+  );
+  return Number(Attributes?.ApproximateNumberOfMessages);
 }
 
 describe('redrive gives up on a call SQS does not answer, and reports what it left (review 3)', () => {
@@ -863,6 +900,81 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     expect(await receiveAll(sqs, to.url)).toHaveLength(5);
     // Not deleted, and visible at once (released), not after the 60 s visibility timeout.
     expect(await receiveAll(sqs, from.url)).toHaveLength(10);
+  });
+
+  it('a ReceiveMessage that never answers ends the run naming it, cancelled, with its cause, nothing lost', async () => {
+    const { from, to } = await parkedWith(bodies('m', 5));
+    const { client, cancelled } = stalling('ReceiveMessageCommand');
+    let error: unknown;
+    try {
+      error = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, callTimeoutMs: 500 }).catch(
+        (caught: unknown) => caught,
+      );
+    } finally {
+      client.destroy();
+    }
+    expect(error).toBeInstanceOf(RedriveError);
+    expect((error as Error).message).toMatch(
+      new RegExp(
+        `^cannot receive from ${from.url} after moving 0 message\\(s\\): SqsCallTimeoutError: ReceiveMessage: no answer from SQS within 0.5 s`,
+      ),
+    );
+    expect((error as Error).cause).toBeInstanceOf(SqsCallTimeoutError);
+    // The stalled request is cancelled, not left holding a connection.
+    expect(cancelled()).toBe(true);
+    expect(await receiveAll(sqs, from.url)).toHaveLength(5);
+  });
+
+  it('a DeleteMessageBatch that never answers reports its messages sent but not deleted, naming it, and cancels it', async () => {
+    const { from, to } = await parkedWith(bodies('m', 15));
+    const { client, cancelled } = stalling('DeleteMessageBatchCommand');
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, callTimeoutMs: 500 });
+      expect(summary).toMatchObject({ moved: 5, failed: 10 });
+      expect(new Set(summary.failures.map((f) => f.error.split(' (it may')[0]))).toEqual(
+        new Set([
+          'sent, but not deleted from the source: it will be moved again by the next run (SqsCallTimeoutError: ' +
+            'DeleteMessageBatch: no answer from SQS within 0.5 s',
+        ]),
+      );
+    } finally {
+      client.destroy();
+    }
+    expect(cancelled()).toBe(true);
+    expect(await receiveAll(sqs, to.url)).toHaveLength(15);
+  });
+
+  it('deletes a copy SQS hands out again of a moved message: the source is left empty, nothing sent twice', async () => {
+    const { from, to } = await parkedWith([...bodies('m', 15), 'stand-in']);
+    const client = localSqs();
+    handingOutAgain(client, 'stand-in');
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
+      expect(summary).toMatchObject({ moved: 15, failed: 0 });
+    } finally {
+      client.destroy();
+    }
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(sorted(bodies('m', 15)));
+    // The copy is deleted, not left in flight to come back after the visibility timeout and be moved twice.
+    expect(await held(from)).toBe(0);
+  });
+
+  it('a delete of such a copy that never answers is given up and cancelled; the run still moves the rest', async () => {
+    const { from, to } = await parkedWith([...bodies('m', 15), 'stand-in']);
+    // The second delete is that of the copy: the copy comes in the second receive, and is deleted before that batch is
+    // sent (the first delete is the first batch's, after its send).
+    const { client, cancelled } = stalling('DeleteMessageBatchCommand', 2);
+    handingOutAgain(client, 'stand-in');
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, callTimeoutMs: 500 });
+      expect(summary).toMatchObject({ moved: 15, failed: 0 });
+    } finally {
+      client.destroy();
+    }
+    expect(cancelled()).toBe(true);
+    expect(sorted((await receiveAll(sqs, to.url)).map((m) => m.Body))).toEqual(sorted(bodies('m', 15)));
+    // Best effort: the copy is left in the source, where a later run moves it again (same Idempotency-Key).
+    expect(await held(from)).toBe(1);
   });
 
   it("gives the closing long poll its wait on top of the call timeout: an empty source's wait is no stalled call", async () => {
