@@ -615,29 +615,14 @@ describe('redrive keeps what it holds, and says when it could not finish (review
 
   it('a GetQueueAttributes that never answers at the start is given up after callTimeoutMs, named, and cancelled', async () => {
     const from = await createQueue(sqs, 'parked');
-    const client = localSqs();
-    let cancelled = false;
-    // The fault: a connection that stalls (local SQS always answers), honouring the abort signal the SDK puts in the
-    // context, as the SDK's HTTP handler does.
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        if (context.commandName !== 'GetQueueAttributesCommand') return next(args);
-        const signal = (context as { __smithy_context?: { abortSignal?: AbortSignal } }).__smithy_context?.abortSignal;
-        return new Promise<never>((_, reject) => {
-          signal?.addEventListener('abort', () => {
-            cancelled = true;
-            reject(new Error('aborted'));
-          });
-        });
-      },
-      { step: 'initialize' },
-    );
+    // The fault: a connection that stalls (local SQS always answers).
+    const { client, cancelled } = stalling('GetQueueAttributesCommand');
     try {
       await expect(redrive(client, { from: from.url, emptyWaitS: 0, callTimeoutMs: 500 })).rejects.toThrow(
         `cannot read the source queue ${from.url}: SqsCallTimeoutError: GetQueueAttributes: no answer from SQS within 0.5 s`,
       );
       // The stalled request is cancelled, not left holding a connection.
-      expect(cancelled).toBe(true);
+      expect(cancelled()).toBe(true);
     } finally {
       client.destroy();
     }
