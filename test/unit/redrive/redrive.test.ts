@@ -962,6 +962,30 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     expect(await held(from)).toBe(1);
   });
 
+  it('asks for the system attributes by their current name: an SQS that reads only that still moves everything', async () => {
+    const { from, to } = await parkedWith(bodies('m', 12));
+    const client = localSqs();
+    // The emulation: SQS reading only MessageSystemAttributeNames (AttributeNames is deprecated); local SQS reads only
+    // AttributeNames, so the newer list is put in its place. Without SentTimestamp no message is provably old enough.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName !== 'ReceiveMessageCommand') return next(args);
+        const input = args.input as { AttributeNames?: string[]; MessageSystemAttributeNames?: string[] };
+        return next({
+          ...args,
+          input: { ...input, AttributeNames: input.MessageSystemAttributeNames ?? [] },
+        } as typeof args);
+      },
+      { step: 'initialize' },
+    );
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
+      expect(summary).toMatchObject({ moved: 12, failed: 0, arrivedLater: 0 });
+    } finally {
+      client.destroy();
+    }
+  });
+
   it("gives the closing long poll its wait on top of the call timeout: an empty source's wait is no stalled call", async () => {
     const { from, to } = await parkedWith(bodies('m', 3));
     // Local SQS answers an empty long poll after all of its wait (2 s), beyond the 1 s any other call may take.
