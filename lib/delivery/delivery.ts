@@ -1,8 +1,9 @@
+import Queue from 'yocto-queue';
 import { TokenBucket } from '../subscription/rate-limit';
 import { CircuitBreaker } from './breaker';
 import type { AttemptResult, Endpoint, PreparedRequest } from './endpoint';
 import { toFailure } from './failure';
-import { JobQueue, wakeWhenHeld } from './queue';
+import { wakeWhenHeld } from './queue';
 import { settleUnauthorized } from './refresh';
 import { retryLater, retryWait } from './retry';
 import type { DeliveryCallback, DeliveryResult, Job, RequestSource, Requeue, RetryOptions } from './types';
@@ -21,12 +22,13 @@ export class EndpointDelivery {
   readonly #random: () => number;
   readonly #breaker: CircuitBreaker;
   readonly #bucket: TokenBucket | undefined;
-  readonly #queue = new JobQueue<Job>();
+  // A linked list: O(1) dequeue, and a started job is let go at once (a warm instance holds only what still waits).
+  readonly #queue = new Queue<Job>();
   #active = 0;
   /** Cancels the wake-up of a queue held by the breaker (a timer and an abort listener), if any. */
   #held: (() => void) | undefined;
   readonly #requeue: Requeue = (job) => {
-    this.#queue.push(job);
+    this.#queue.enqueue(job);
     this.#pump();
   };
 
@@ -65,7 +67,7 @@ export class EndpointDelivery {
         this.#held = wakeWhenHeld(next.signal, hold, () => this.#pump());
         return;
       }
-      this.#queue.shift();
+      this.#queue.dequeue();
       this.#start(next);
     }
   }
