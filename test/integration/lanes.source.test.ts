@@ -27,7 +27,7 @@ import { cloudEvent, lambdaContext, sqsEvent } from '../support/events';
 import { captureOutput } from '../support/output';
 
 // The source path's park step (lib/lanes/source.ts) as an operator sees it: the backoff of what stays failed, the
-// batch's line and metrics, the park's warning. alpha and beta have lanes; gamma's lane queue does not exist.
+// batch's line and metrics, the park's lines and warning, the ledger. alpha and beta have lanes; gamma's does not exist.
 const NAMES = ['alpha', 'beta', 'gamma'] as const;
 type Name = (typeof NAMES)[number];
 const ROUTED_TO_BETA_ONLY = 'com.example.order.refunded';
