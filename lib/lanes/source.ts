@@ -44,12 +44,15 @@ function withParked(outcome: Failed, parked: ReadonlySet<string>): RecordOutcome
   const names = outcome.failures.filter((f) => parked.has(f.endpoint)).map((f) => f.endpoint);
   if (names.length === 0) return outcome;
   const failures = outcome.failures.filter((f) => !parked.has(f.endpoint));
-  if (failures.length === 0) return { kind: 'delivered', delivered: outcome.delivered, skipped: [], parked: names };
+  // The ledger's skipped endpoints stay: settle renews their entries for a new message, as without a park.
+  const skipped = outcome.skipped ?? [];
+  if (failures.length === 0) return { kind: 'delivered', delivered: outcome.delivered, skipped, parked: names };
   const retryAfterS = Math.max(0, ...failures.map((f) => f.retryAfterS ?? 0));
   return {
     kind: 'failed',
     failures,
     delivered: outcome.delivered,
+    skipped,
     parked: names,
     ...(retryAfterS > 0 ? { retryAfterS } : {}),
   };
