@@ -293,19 +293,7 @@ describe.concurrent('redrive on local SQS', () => {
       from.url,
       all.map((body) => ({ body })),
     );
-    // SQS's ApproximateNumberOfMessages can lag a minute behind; local SQS cannot be made to lag on demand, so this
-    // real client of local SQS reads 0 from GetQueueAttributes, as a redrive started right after an incident may.
-    const stale = localSqs();
-    stale.middlewareStack.add(
-      (next, context) => async (args) => {
-        const result = await next(args);
-        const { Attributes } = result.output as GetQueueAttributesResult;
-        if (context.commandName === 'GetQueueAttributesCommand' && Attributes?.ApproximateNumberOfMessages)
-          Attributes.ApproximateNumberOfMessages = '0';
-        return result;
-      },
-      { step: 'initialize' },
-    );
+    const stale = countingNone();
     try {
       const totals: number[] = [];
       const summary = await redrive(stale, {
@@ -428,8 +416,7 @@ function failingCall(name: string, nth: number) {
  * it with `code`, as SQS does for an entry it refuses (local SQS never answers Failed). `refused()` is that entry;
  * the last, not the first, so that matching the answer to its entry by Id is what finds it.
  */
-function refusingLastEntry(command: string, code: string) {
-  const client = localSqs();
+function refusingLastEntry(command: string, code: string, client = localSqs()) {
   let last: { Id?: string; MessageBody?: string } | undefined;
   client.middlewareStack.add(
     (next, context) => async (args) => {
@@ -445,6 +432,25 @@ function refusingLastEntry(command: string, code: string) {
     { step: 'initialize' },
   );
   return { client, refused: () => last };
+}
+
+/**
+ * SQS's ApproximateNumberOfMessages can lag a minute behind; local SQS cannot be made to lag on demand, so this real
+ * client of local SQS reads 0 from GetQueueAttributes, as a redrive started right after an incident may.
+ */
+function countingNone(): SQSClient {
+  const stale = localSqs();
+  stale.middlewareStack.add(
+    (next, context) => async (args) => {
+      const result = await next(args);
+      const { Attributes } = result.output as GetQueueAttributesResult;
+      if (context.commandName === 'GetQueueAttributesCommand' && Attributes?.ApproximateNumberOfMessages)
+        Attributes.ApproximateNumberOfMessages = '0';
+      return result;
+    },
+    { step: 'initialize' },
+  );
+  return stale;
 }
 
 /** A source queue holding `messages` and an empty target queue. */
@@ -497,6 +503,20 @@ async function redriveWarned(options: RedriveOptions) {
 }
 
 /** Redrives `from` to `to` on `client` (then destroys it); returns the summary and the warnings. */
+/** The fault: SQS refusing the first entry of each release (a receipt handle it no longer accepts), by spoiling it. */
+function spoilingRelease(client: SQSClient): void {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const input = args.input as { Entries?: { ReceiptHandle?: string; VisibilityTimeout?: number }[] };
+      const first = input.Entries?.[0];
+      if (context.commandName === 'ChangeMessageVisibilityBatchCommand' && first?.VisibilityTimeout === 0)
+        first.ReceiptHandle = 'spoilt';
+      return next(args);
+    },
+    { step: 'initialize' },
+  );
+}
+
 async function redriveWithWarnings(client: SQSClient, from: LocalQueue, to: LocalQueue, clockOffsetMs?: number) {
   const warnings: string[] = [];
   try {
@@ -986,6 +1006,58 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     }
   });
 
+  it('counts a failed message toward --max, and in the progress total when the queue counted none', async () => {
+    const { from, to } = await parkedWith(bodies('m', 17));
+    // The fault: SQS refusing the last entry of the first send (local SQS never answers Failed).
+    const { client } = refusingLastEntry('SendMessageBatchCommand', 'InternalError', countingNone());
+    const progress: { moved: number; failed: number; total: number }[] = [];
+    try {
+      const summary = await redrive(client, {
+        from: from.url,
+        to: to.url,
+        max: 12,
+        emptyWaitS: 0,
+        onProgress: (step) => progress.push(step),
+      });
+      // 9 moved and 1 failed of the first 10: 2 more reach --max.
+      expect(summary).toMatchObject({ moved: 11, failed: 1 });
+    } finally {
+      client.destroy();
+    }
+    // The queue counted none: the total is what was done so far, the failed message included.
+    expect(progress).toEqual([
+      { moved: 9, failed: 1, total: 10 },
+      { moved: 11, failed: 1, total: 12 },
+    ]);
+    expect(await receiveAll(sqs, to.url)).toHaveLength(11);
+  });
+
+  it('warns of no room for the marker only for messages it moved, not one whose send was refused', async () => {
+    const tenAttributes = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`a${i}`, text('x')]));
+    const { from, to } = await parkedWith(bodies('m', 9));
+    await sendMessages(sqs, from.url, [{ body: 'full', attributes: tenAttributes }]);
+    // The fault: SQS refusing the last entry, the one with no room for the marker (local SQS never answers Failed).
+    const { client, refused } = refusingLastEntry('SendMessageBatchCommand', 'InternalError');
+    const { summary, warnings } = await redriveWithWarnings(client, from, to);
+    expect(refused()?.MessageBody).toBe('full');
+    expect(summary).toMatchObject({ moved: 9, failed: 1 });
+    expect(warnings).toEqual([]);
+  });
+
+  it('used as a library without onWarning, a run whose warnings fire still ends with its summary', async () => {
+    const tenAttributes = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`a${i}`, text('x')]));
+    const { from, to } = await parkedWith(bodies('old', 4));
+    await sendMessages(sqs, from.url, [{ body: 'full', attributes: tenAttributes }]);
+    const client = clientWithLateArrivals(from.url, bodies('new', 5));
+    spoilingRelease(client);
+    try {
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, clockOffsetMs: 0 });
+      expect(summary).toMatchObject({ moved: 5, arrivedLater: 5 });
+    } finally {
+      client.destroy();
+    }
+  });
+
   it("gives the closing long poll its wait on top of the call timeout: an empty source's wait is no stalled call", async () => {
     const { from, to } = await parkedWith(bodies('m', 3));
     // Local SQS answers an empty long poll after all of its wait (2 s), beyond the 1 s any other call may take.
@@ -1128,21 +1200,13 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
 
   it('finding 3: counts the entries SQS lists as failed in the release warning', async () => {
     const { from, to } = await parkedWith(bodies('old', 5));
-    // The fault: SQS refusing one entry of the release (a receipt handle it no longer accepts), here by spoiling it.
     const client = clientWithLateArrivals(from.url, bodies('new', 5));
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        const input = args.input as { Entries?: { ReceiptHandle?: string; VisibilityTimeout?: number }[] };
-        const first = input.Entries?.[0];
-        if (context.commandName === 'ChangeMessageVisibilityBatchCommand' && first?.VisibilityTimeout === 0)
-          first.ReceiptHandle = 'spoilt';
-        return next(args);
-      },
-      { step: 'initialize' },
-    );
+    spoilingRelease(client);
     const { summary, warnings } = await redriveWithWarnings(client, from, to, 0);
     expect(summary).toMatchObject({ moved: 5, arrivedLater: 5 });
-    expect(warnings).toEqual([expect.stringMatching(/^1 message\(s\) this run left could not be made visible/)]);
+    expect(warnings).toEqual([
+      `1 message(s) this run left could not be made visible again at once: they reappear in ${from.url} within 60 s`,
+    ]);
     expect(await receiveAll(sqs, from.url)).toHaveLength(4);
   });
 });
