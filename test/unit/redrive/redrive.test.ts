@@ -964,6 +964,31 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     expect(await held(from)).toBe(0);
   });
 
+  it('ends after 10 receives of nothing but copies of moved messages, without trying to release the deleted copies', async () => {
+    const standIns = Array.from({ length: 100 }, (_, i) => `stand-in-${i}`);
+    const { from, to } = await parkedWith(bodies('m', 10));
+    await sendMessages(
+      sqs,
+      from.url,
+      standIns.map((body) => ({ body })),
+    );
+    const client = localSqs();
+    let first: Message | undefined;
+    // The fault: standard SQS handing out a moved message again, receive after receive; local SQS never does. Each
+    // stand-in becomes such a copy, with a receipt handle of its own.
+    editAnswers<ReceiveMessageResult>(client, 'ReceiveMessageCommand', (output) => {
+      first ??= output.Messages?.[0];
+      for (const copy of output.Messages ?? [])
+        if (first && copy.Body?.startsWith('stand-in-'))
+          Object.assign(copy, { MessageId: first.MessageId, Body: first.Body });
+    });
+    const { summary, warnings } = await redriveWithWarnings(client, from, to);
+    // The copies were deleted: releasing their handles would fail, and warn of messages left hidden that are gone.
+    expect(warnings).toEqual([]);
+    expect(summary).toMatchObject({ moved: 10, failed: 0, complete: false });
+    expect(await held(from)).toBe(0);
+  });
+
   it('a delete of such a copy that never answers is given up and cancelled; the run still moves the rest', async () => {
     const { from, to } = await parkedWith([...bodies('m', 15), 'stand-in']);
     // The second delete is that of the copy: the copy comes in the second receive, and is deleted before that batch is
