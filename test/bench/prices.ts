@@ -1,3 +1,4 @@
+import { MAX_DELAY_S } from '../../lib/lanes/envelope';
 import { type BackoffPolicy, backoffDelayS } from '../../lib/settle/backoff';
 
 /**
@@ -41,8 +42,6 @@ export const PLATFORM_LOG_BYTES = 350;
 /** Receives and deletes per message: the event source mapping receives and deletes 10 messages per request. */
 export const SQS_REQUESTS_PER_EVENT = 0.2;
 
-/** SQS's longest message timer: a lane re-delays a longer wait in hops of at most this. */
-export const MAX_DELAY_S = 900;
 /** Messages per SQS request on a lane: its mapping receives and deletes up to 10, the function sends 10 per batch. */
 export const LANE_BATCH = 10;
 /** A lane invocation's duration for a batch of 10 (re-sends or one delivery each) at 512 MB: assumed, not measured. */

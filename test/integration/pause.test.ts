@@ -30,7 +30,6 @@ import { captureLogs } from '../support/logs';
 // Pausing one endpoint through its lane's tag, on local SQS: the function's side (source path, lane path) and the CLI.
 const NAMES = ['alpha', 'beta'] as const;
 type Name = (typeof NAMES)[number];
-const _SOURCE = 'urn:test:orders';
 
 let sqs: SQSClient;
 let endpoints: Record<Name, TestEndpoint>;
