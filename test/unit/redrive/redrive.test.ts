@@ -884,6 +884,10 @@ async function held(queue: LocalQueue): Promise<number> {
   return Number(Attributes?.ApproximateNumberOfMessages);
 }
 
+// The call timeout of the stall tests: long enough that a loaded machine's local SQS answers every other call in it.
+const STALL_MS = 2_000;
+const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 describe('redrive gives up on a call SQS does not answer, and reports what it left (review 3)', () => {
   it('finding 1: a SendMessageBatch that never answers fails its messages, deletes none of them, releases them', async () => {
     const { from, to } = await parkedWith(bodies('m', 15));
@@ -912,7 +916,7 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     const { client, cancelled } = stalling('ReceiveMessageCommand');
     let error: unknown;
     try {
-      error = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, callTimeoutMs: 500 }).catch(
+      error = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, callTimeoutMs: STALL_MS }).catch(
         (caught: unknown) => caught,
       );
     } finally {
@@ -921,7 +925,7 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     expect(error).toBeInstanceOf(RedriveError);
     expect((error as Error).message).toMatch(
       new RegExp(
-        `^cannot receive from ${from.url} after moving 0 message\\(s\\): SqsCallTimeoutError: ReceiveMessage: no answer from SQS within 0.5 s`,
+        `^cannot receive from ${escaped(from.url)} after moving 0 message\\(s\\): SqsCallTimeoutError: ReceiveMessage: no answer from SQS within 2 s`,
       ),
     );
     expect((error as Error).cause).toBeInstanceOf(SqsCallTimeoutError);
@@ -934,12 +938,12 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     const { from, to } = await parkedWith(bodies('m', 15));
     const { client, cancelled } = stalling('DeleteMessageBatchCommand');
     try {
-      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, callTimeoutMs: 500 });
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, callTimeoutMs: STALL_MS });
       expect(summary).toMatchObject({ moved: 5, failed: 10 });
       expect(new Set(summary.failures.map((f) => f.error.split(' (it may')[0]))).toEqual(
         new Set([
           'sent, but not deleted from the source: it will be moved again by the next run (SqsCallTimeoutError: ' +
-            'DeleteMessageBatch: no answer from SQS within 0.5 s',
+            'DeleteMessageBatch: no answer from SQS within 2 s',
         ]),
       );
     } finally {
@@ -997,7 +1001,7 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     const { client, cancelled } = stalling('DeleteMessageBatchCommand', 2);
     handingOutAgain(client, 'stand-in');
     try {
-      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, callTimeoutMs: 500 });
+      const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, callTimeoutMs: STALL_MS });
       expect(summary).toMatchObject({ moved: 15, failed: 0 });
     } finally {
       client.destroy();
