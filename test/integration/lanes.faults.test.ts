@@ -6,6 +6,7 @@ import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib
 import { createEdges } from '../../lib/ingest/edges';
 import type { LaneEnvelope } from '../../lib/lanes';
 import { REDRIVE_MARKER } from '../../lib/redrive/marker';
+import { MAX_RETRY_WAIT_S } from '../../lib/subscription/schema';
 import {
   closedEndpoint,
   createLedgerTable,
@@ -168,6 +169,16 @@ describe('lane path: the quarantine', () => {
 });
 
 describe('lane path: sends back, redrives and the deadline', () => {
+  it('sends a record due after the longest wait a schedule may have (12 h) back to wait, not to the quarantine', async () => {
+    const record = laneRecordOf('beta', 'longest-1', { d: Date.now() + MAX_RETRY_WAIT_S * 1000 });
+    const { run, lines } = await stageIngest();
+    expect(failedIds(await run.handle(sqsEvent([record]), lambdaContext()))).toEqual([]);
+    expect(withMessage(lines, TO_QUARANTINE)).toEqual([]);
+    expect(withMessage(lines, 'lane batch processed')).toEqual([
+      expect.objectContaining({ endpoint: 'beta', waitingEventIds: 'longest-1' }),
+    ]);
+  });
+
   it('keeps every not-due record failed when the lane is missing, the warning naming at most 5 errors', async () => {
     // gamma has no lane queue: 60 records are 6 refused SendMessageBatch calls, 6 errors.
     const records = Array.from({ length: 60 }, (_, n) =>
