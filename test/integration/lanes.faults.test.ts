@@ -1,10 +1,10 @@
 import { type DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
-import { CreateQueueCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { CreateQueueCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
 import { createEdges } from '../../lib/ingest/edges';
-import type { LaneEnvelope } from '../../lib/lanes';
+import { LANE_ATTRIBUTE, type LaneEnvelope } from '../../lib/lanes';
 import { REDRIVE_MARKER } from '../../lib/redrive/marker';
 import { MAX_RETRY_WAIT_S } from '../../lib/subscription/schema';
 import {
@@ -14,6 +14,8 @@ import {
   type LocalQueue,
   localDynamoDb,
   localSqs,
+  pollUntil,
+  receiveAll,
   uniqueName,
 } from '../support/aws';
 import { TestEndpoint } from '../support/endpoints';
@@ -22,7 +24,8 @@ import { laneRecord } from '../support/lanes';
 import { captureLogs, type LogLine } from '../support/logs';
 
 // The lane path's faults and edges, apart from lanes.test.ts: beta has a lane queue; gamma is configured without one.
-const SCHEDULE = [1, 2];
+// Three steps, each a different wait: a wait read from the wrong step is seen.
+const SCHEDULE = [1, 2, 4];
 const SOURCE = 'urn:test:orders';
 
 let sqs: SQSClient;
@@ -32,6 +35,7 @@ let gamma: TestEndpoint;
 /** The lane queues' name prefix, and their URL prefix (LANE_QUEUE_URL_PREFIX). */
 let stage: string;
 let prefix: string;
+let laneUrl: string;
 let dlq: LocalQueue;
 let ingest: Ingest | undefined;
 
@@ -41,7 +45,8 @@ beforeAll(async () => {
   [beta, gamma] = await Promise.all([TestEndpoint.start(), TestEndpoint.start()]);
   stage = `${uniqueName('lanefaults')}-lane-`;
   const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: `${stage}beta` }));
-  prefix = QueueUrl!.slice(0, -'beta'.length);
+  laneUrl = QueueUrl!;
+  prefix = laneUrl.slice(0, -'beta'.length);
   dlq = await createQueue(sqs, 'lanefaults-dlq');
 });
 
@@ -91,6 +96,20 @@ const laneRecordOf = (endpoint: 'beta' | 'gamma', id: string, envelope: Partial<
 const failedIds = (response: SQSBatchResponse) => response.batchItemFailures.map((item) => item.itemIdentifier).sort();
 
 const withMessage = (lines: LogLine[], message: string) => lines.filter((line) => line.message === message);
+
+/** Beta's lane messages of the events `ids`, by event id, once all are there (what is received stays hidden). */
+async function inBetaLane(ids: string[]): Promise<Map<string, Message>> {
+  const found = new Map<string, Message>();
+  return pollUntil(`${ids.join(', ')} in the beta lane`, async () => {
+    for (const message of await receiveAll(sqs, laneUrl, { visibilityTimeoutS: 300, waitTimeSeconds: 1 })) {
+      found.set(JSON.parse(message.Body!).id, message);
+    }
+    return ids.every((id) => found.has(id)) ? found : undefined;
+  });
+}
+
+const envelopeOf = (message: Message | undefined): LaneEnvelope =>
+  JSON.parse(message?.MessageAttributes?.[LANE_ATTRIBUTE]?.StringValue ?? 'null');
 
 const LOOKUP_DOWN = 'delivery ledger unavailable; delivering every due lane record';
 const RECORD_DOWN = 'delivery ledger not updated for lane deliveries; a duplicate would be delivered again';
@@ -223,5 +242,69 @@ describe('lane path: sends back, redrives and the deadline', () => {
     ]);
     // Not quarantined, not sent back to wait with an attempt spent: it comes back after the visibility timeout.
     expect(withMessage(lines, TO_QUARANTINE)).toEqual([]);
+  });
+});
+
+describe('lane path: what the batch line and the warnings say', () => {
+  it('names the events delivered and those sent back to wait, in order, and no unrouted line', async () => {
+    const { run, lines } = await stageIngest();
+    const later = { d: Date.now() + 60_000 };
+    const records = [
+      laneRecordOf('beta', 'named-1'),
+      laneRecordOf('beta', 'named-2', later),
+      laneRecordOf('beta', 'named-3'),
+      laneRecordOf('beta', 'named-4', later),
+    ];
+    expect(failedIds(await run.handle(sqsEvent(records), lambdaContext()))).toEqual([]);
+    // The event history finds an event's lane deliveries and waits by these comma-joined ids.
+    expect(withMessage(lines, 'lane batch processed')).toEqual([
+      expect.objectContaining({
+        endpoint: 'beta',
+        delivered: 2,
+        deliveredEventIds: 'named-1,named-3',
+        waitingEventIds: 'named-2,named-4',
+      }),
+    ]);
+    expect(withMessage(lines, 'lane records no longer routed to their endpoint; acknowledged')).toEqual([]);
+  });
+
+  it('says why it quarantines a record due too far ahead, or whose envelope names another event', async () => {
+    const { run, lines } = await stageIngest();
+    const aheadMs = 50_000_000;
+    const ahead = laneRecordOf('beta', 'ahead-1', { d: Date.now() + aheadMs });
+    const misnamed = laneRecordOf('beta', 'misnamed-1', { k: idempotencyKey(SOURCE, 'another-1') });
+    expect(failedIds(await run.handle(sqsEvent([ahead, misnamed]), lambdaContext()))).toEqual([]);
+    expect(beta.received).toEqual([]);
+    const why = new Map(withMessage(lines, TO_QUARANTINE).map((line) => [line.eventId, String(line.detail)]));
+    expect(why.get('misnamed-1')).toBe(`'${LANE_ATTRIBUTE}' key 'k' is not the key of the event in the body`);
+    const [, seconds] = /^'d' is (\d+) s ahead; no lane wait is over 43200 s$/.exec(why.get('ahead-1') ?? '') ?? [];
+    // Seconds from the batch's start, a moment after the record was built.
+    expect(Number(seconds)).toBeGreaterThan(aheadMs / 1000 - 60);
+    expect(Number(seconds)).toBeLessThanOrEqual(aheadMs / 1000);
+  });
+});
+
+describe('lane path: the open breaker', () => {
+  it('sends a refused record back with its own step’s wait, or the last step’s once past the schedule', async () => {
+    beta.respond(() => ({ status: 503 }));
+    const { run } = await stageIngest({ CIRCUIT_BREAKER_THRESHOLD: '1', CIRCUIT_BREAKER_HALF_OPEN_MS: '900000' });
+    const opens = laneRecordOf('beta', 'opens-1');
+    expect(failedIds(await run.handle(sqsEvent([opens]), lambdaContext()))).toEqual([]);
+    // `a` past the schedule: the endpoint's schedule was shortened since the event was parked.
+    const first = laneRecordOf('beta', 'refused-1', { a: 1 });
+    const past = laneRecordOf('beta', 'refused-2', { a: SCHEDULE.length + 2 });
+    const before = Date.now();
+    expect(failedIds(await run.handle(sqsEvent([first, past]), lambdaContext()))).toEqual([]);
+    const after = Date.now();
+    expect(beta.received.map((request) => request.eventId)).toEqual(['opens-1']);
+    const back = await inBetaLane(['refused-1', 'refused-2']);
+    const firstWait = SCHEDULE[0]! * 1000;
+    const lastWait = SCHEDULE.at(-1)! * 1000;
+    expect(envelopeOf(back.get('refused-1'))).toMatchObject({ a: 1, d: expect.any(Number) });
+    expect(envelopeOf(back.get('refused-1')).d).toBeGreaterThanOrEqual(before + firstWait);
+    expect(envelopeOf(back.get('refused-1')).d).toBeLessThanOrEqual(after + firstWait);
+    expect(envelopeOf(back.get('refused-2')).a).toBe(SCHEDULE.length + 2);
+    expect(envelopeOf(back.get('refused-2')).d).toBeGreaterThanOrEqual(before + lastWait);
+    expect(envelopeOf(back.get('refused-2')).d).toBeLessThanOrEqual(after + lastWait);
   });
 });
