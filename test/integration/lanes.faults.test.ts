@@ -137,9 +137,9 @@ describe('lane path: the ledger', () => {
     down.destroy();
   });
 
-  it('writes only the events the lane delivered to the ledger, under the lane’s name', async () => {
+  it('writes only the events the lane delivered to the ledger, under the lane’s name, without a warning', async () => {
     const table = await createLedgerTable(dynamodb, 'lanefaults-ledger');
-    const { run } = await stageIngest({ DELIVERY_LEDGER_TABLE: table });
+    const { run, lines } = await stageIngest({ DELIVERY_LEDGER_TABLE: table });
     beta.respond((request) => ({ status: request.eventId === 'failing-1' ? 503 : 200 }));
     const delivered = laneRecordOf('beta', 'written-1');
     const later = laneRecordOf('beta', 'later-1', { d: Date.now() + 60_000 });
@@ -149,6 +149,8 @@ describe('lane path: the ledger', () => {
     // Sent back to wait or to retry is not delivered: an entry for either would acknowledge its next copy undelivered.
     const scanned = await dynamodb.send(new ScanCommand({ TableName: table }));
     expect(scanned.Items?.map((item) => item.id?.S)).toEqual([`${idempotencyKey(SOURCE, 'written-1')}#lane:beta`]);
+    // Events the ledger has never seen are its usual answer, not an outage: nothing to warn of.
+    expect(lines.filter((line) => line.level === 'WARN')).toEqual([]);
   });
 });
 
