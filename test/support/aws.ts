@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DynamoDBClient, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
 import {
   CreateQueueCommand,
   GetQueueAttributesCommand,
@@ -227,6 +227,9 @@ export async function createLedgerTable(dynamodb: DynamoDBClient, prefix = 'ledg
       BillingMode: 'PAY_PER_REQUEST',
     }),
   );
+  // dynalite answers CreateTable with CREATING and turns ACTIVE a moment later; a ledger call before that fails with
+  // ResourceNotFoundException (the function then warns and delivers anyway), which made ledger tests flaky.
+  await waitUntilTableExists({ client: dynamodb, maxWaitTime: 20, minDelay: 1, maxDelay: 1 }, { TableName: name });
   // The TTL (UpdateTimeToLive on 'expiration') is not set: dynalite does not implement it.
   return name;
 }
