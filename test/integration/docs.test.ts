@@ -445,6 +445,15 @@ describe('the layout the docs describe', () => {
     expect(stale).toEqual([]);
   });
 
+  it('the suite table of docs/development.md names test files that exist', () => {
+    const rows = text('docs/development.md').matchAll(/^\| `((?:unit|integration|fuzz|e2e)\/[^`]+)` \|/gm);
+    const named = [...rows].map(([, path]) => path!);
+    expect(named.length).toBeGreaterThan(20);
+    // A glob row names a folder of test files.
+    const missing = named.filter((path) => !existsSync(join(ROOT, 'test', path.includes('*') ? dirname(path) : path)));
+    expect(missing).toEqual([]);
+  });
+
   it('names every folder of lib/ and test/unit/, and no folder that is gone', () => {
     const layout = /^Layout: [\s\S]*?\n\n/m.exec(text('docs/development.md'))?.[0] ?? '';
     const folders = (dir: string) =>
