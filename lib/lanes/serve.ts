@@ -254,10 +254,15 @@ async function recordDelivered(deps: LaneServeDeps, keys: readonly string[]): Pr
   }
 }
 
+const LANE_NOT_QUARANTINED =
+  "lane record not quarantined (no QUARANTINE_QUEUE_URL); reported failed, it reaches the lane's DLQ after its receives";
+
 async function quarantine(deps: LaneServeDeps, items: QuarantineItem[]): Promise<Set<string>> {
   if (items.length === 0) return new Set();
+  // Without a quarantine queue nothing is sent: the record stays failed, as on the source path.
+  const message = deps.quarantine ? 'lane record to the quarantine' : LANE_NOT_QUARANTINED;
   for (const item of items) {
-    deps.logger.warn('lane record to the quarantine', {
+    deps.logger.warn(message, {
       endpoint: deps.endpoint,
       reason: item.reason,
       detail: item.detail,

@@ -115,6 +115,8 @@ const LOOKUP_DOWN = 'delivery ledger unavailable; delivering every due lane reco
 const RECORD_DOWN = 'delivery ledger not updated for lane deliveries; a duplicate would be delivered again';
 const QUARANTINE_DOWN = 'quarantine failed; the lane records stay on the lane';
 const TO_QUARANTINE = 'lane record to the quarantine';
+const NOT_QUARANTINED =
+  "lane record not quarantined (no QUARANTINE_QUEUE_URL); reported failed, it reaches the lane's DLQ after its receives";
 
 describe('lane path: the ledger', () => {
   it('delivers a due lane record when the ledger cannot be reached, and says a duplicate would go again', async () => {
@@ -186,6 +188,11 @@ describe('lane path: the quarantine', () => {
     // No ledger and no quarantine are configuration, not failures: no line says a ledger or quarantine call failed.
     for (const message of [LOOKUP_DOWN, RECORD_DOWN, QUARANTINE_DOWN]) expect(withMessage(lines, message)).toEqual([]);
     expect(lines.filter((line) => line.level === 'ERROR')).toEqual([]);
+    // Nothing goes to a quarantine that is not there: the line says where the poison goes instead.
+    expect(withMessage(lines, TO_QUARANTINE)).toEqual([]);
+    expect(withMessage(lines, NOT_QUARANTINED)).toEqual([
+      expect.objectContaining({ level: 'WARN', endpoint: 'beta', reason: 'rejected-by-endpoint', eventId: 'poison-2' }),
+    ]);
   });
 });
 
