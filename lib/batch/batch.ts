@@ -88,6 +88,14 @@ export function cameThroughRedrive(record: SQSRecord): boolean {
   return false;
 }
 
+/**
+ * A lane's copy a redrive moved to the source queue: it is owed to its lane's endpoint alone, and skips every other
+ * routed endpoint without asking the ledger (those endpoints' own copies went elsewhere, e.g. to the quarantine).
+ */
+export function isRedrivenLaneCopy(record: SQSRecord): boolean {
+  return laneEndpointOf(record) !== undefined && cameThroughRedrive(record);
+}
+
 function without(set: ReadonlySet<string> | undefined, name: string): ReadonlySet<string> | undefined {
   if (!set?.has(name)) return set;
   const copy = new Set(set);
@@ -108,7 +116,7 @@ function skipFor(
 ): ReadonlySet<string> | undefined {
   const lane = laneEndpointOf(record);
   if (lane === undefined) return known;
-  if (!routedTo || !cameThroughRedrive(record)) return without(known, lane);
+  if (!routedTo || !isRedrivenLaneCopy(record)) return without(known, lane);
   return new Set(routedTo(event).filter((name) => name !== lane));
 }
 

@@ -1,6 +1,6 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { SQSRecord } from 'aws-lambda';
-import { cameThroughRedrive, type PoisonOutcome, type ProcessedRecord } from '../batch/batch';
+import { cameThroughRedrive, isRedrivenLaneCopy, type PoisonOutcome, type ProcessedRecord } from '../batch/batch';
 import type { Config } from '../config/config';
 import { errorText } from '../errors';
 import type {
@@ -234,6 +234,8 @@ function ledgerEndpoints(record: SQSRecord, outcome: ProcessedRecord['outcome'],
   if (!('delivered' in outcome)) return [];
   // A parked endpoint is written like a delivered one: a redelivery for another endpoint does not park it twice.
   const reached = 'parked' in outcome ? [...outcome.delivered, ...(outcome.parked ?? [])] : outcome.delivered;
+  // Its skips are not the ledger's: writing them would make the skipped endpoints' own copies skip them too.
+  if (isRedrivenLaneCopy(record)) return reached;
   // every-delivery: a skip may come from a producer's duplicate, a new message with a life of its own.
   const newLife = mode === 'every-delivery' || cameThroughRedrive(record);
   return newLife ? [...reached, ...(outcome.skipped ?? [])] : reached;

@@ -11,6 +11,8 @@ import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createIngest, type Ingest, type IngestDeps, idempotencyKey, loadConfig } from '../../lib/index';
 import { createEdges } from '../../lib/ingest/edges';
+import { LANE_ATTRIBUTE } from '../../lib/lanes';
+import { REDRIVE_MARKER } from '../../lib/redrive/marker';
 import { COMPLETED, ledgerId } from '../../lib/settle/ledger';
 import {
   createLedgerTable,
@@ -24,6 +26,7 @@ import {
 } from '../support/aws';
 import { TestEndpoint } from '../support/endpoints';
 import { cloudEvent, lambdaContext, sqsEvent } from '../support/events';
+import { laneRecord } from '../support/lanes';
 import { captureOutput } from '../support/output';
 
 // The source path's park step (lib/lanes/source.ts) as an operator sees it: the backoff of what stays failed, the
@@ -314,4 +317,32 @@ describe('source path with the delivery ledger', () => {
     // back-1 comes back for gamma: alpha (delivered) and beta (parked) are not asked again.
     expect(await ledgerItems(table, ['quiet-1', 'back-1'])).toEqual(['back-1#alpha', 'back-1#beta']);
   });
+
+  // Hostile review (rev12): a lane's copy redriven to the source queue skips every other routed endpoint without
+  // asking the ledger; settle wrote those skips to the ledger as if they had the event, so the endpoint's own copy
+  // (quarantined on its own, redriven after) was then skipped: the event lost for it.
+  it.each([
+    { mode: 'redeliveries', how: 'fails again', paused: [] as Name[] },
+    { mode: 'every-delivery', how: 'parks again', paused: ['beta'] as Name[] },
+  ])(
+    'in $mode mode, a lane copy redriven to the source that $how does not stop another endpoint’s own copy',
+    async ({ mode, paused }) => {
+      const table = await createLedgerTable(localDynamoDb(), 'park-ledger');
+      endpoints.beta.respond(() => ({ status: 503 }));
+      const run = await pipeline({ DELIVERY_LEDGER_TABLE: table, DELIVERY_LEDGER_MODE: mode }, paused);
+      // beta's dead-lettered lane copy, moved to the source queue by `npm run redrive -- --to <source queue>`.
+      const [laneCopy] = await fromSource(5, cloudEvent('owed-1'));
+      laneCopy!.messageAttributes = {
+        [LANE_ATTRIBUTE]: laneRecord('any', 'beta', 'owed-1').messageAttributes[LANE_ATTRIBUTE]!,
+        [REDRIVE_MARKER]: { dataType: 'String', stringValue: 'arn:dlq', stringListValues: [], binaryListValues: [] },
+      };
+      await handle(run, [laneCopy!]);
+      expect(endpoints.gamma.received).toEqual([]);
+      // gamma refused the event earlier (quarantined on its own); that copy is redriven now that gamma is fixed.
+      const [gammaCopy] = await fromSource(5, cloudEvent('owed-1'));
+      gammaCopy!.messageAttributes = { [REDRIVE_MARKER]: laneCopy!.messageAttributes[REDRIVE_MARKER]! };
+      await handle(run, [gammaCopy!]);
+      expect(endpoints.gamma.received.map((request) => request.eventId)).toEqual(['owed-1']);
+    },
+  );
 });
