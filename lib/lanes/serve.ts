@@ -255,7 +255,7 @@ async function recordDelivered(deps: LaneServeDeps, keys: readonly string[]): Pr
 }
 
 const LANE_NOT_QUARANTINED =
-  "lane record not quarantined (no QUARANTINE_QUEUE_URL); reported failed, it reaches the lane's DLQ after its receives";
+  "lane record not quarantined (no QUARANTINE_QUEUE_URL); reported failed, it comes back until the lane's redrive policy moves it to the DLQ";
 
 async function quarantine(deps: LaneServeDeps, items: QuarantineItem[]): Promise<Set<string>> {
   if (items.length === 0) return new Set();

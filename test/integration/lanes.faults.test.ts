@@ -116,7 +116,7 @@ const RECORD_DOWN = 'delivery ledger not updated for lane deliveries; a duplicat
 const QUARANTINE_DOWN = 'quarantine failed; the lane records stay on the lane';
 const TO_QUARANTINE = 'lane record to the quarantine';
 const NOT_QUARANTINED =
-  "lane record not quarantined (no QUARANTINE_QUEUE_URL); reported failed, it reaches the lane's DLQ after its receives";
+  "lane record not quarantined (no QUARANTINE_QUEUE_URL); reported failed, it comes back until the lane's redrive policy moves it to the DLQ";
 
 describe('lane path: the ledger', () => {
   it('delivers a due lane record when the ledger cannot be reached, and says a duplicate would go again', async () => {
