@@ -431,18 +431,32 @@ function healthy(spec: InvocationSpec, source: boolean): boolean {
   );
 }
 
+/** How long past its deadline an invocation may go unanswered before the fuzz calls it hung (Lambda stops at it). */
+const HUNG_AFTER_MS = 10_000;
+
 async function invoke(world: World, records: SQSRecord[], deadlineAt: number, index: number) {
   const output = captureOutput();
+  let timer: NodeJS.Timeout | undefined;
+  // A handler that never answers would otherwise hang the fuzz itself, with no scenario to replay.
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new InvariantViolation('I2', index, `no answer ${HUNG_AFTER_MS / 1000} s past the deadline: hung`)),
+      Math.max(0, deadlineAt - Date.now()) + HUNG_AFTER_MS,
+    );
+  });
   try {
-    const response = await world.ingest.handle(
+    const handled = world.ingest.handle(
       { Records: records },
       { getRemainingTimeInMillis: () => Math.max(0, deadlineAt - Date.now()) },
     );
+    const response = await Promise.race([handled, hung]);
     return { response, output: output.lines };
   } catch (error) {
+    if (error instanceof InvariantViolation) throw error;
     // Lambda would count the whole batch failed, delivered records included: no answer is an I2 failure.
     throw new InvariantViolation('I2', index, `no answer: handle threw ${String(error)}`);
   } finally {
+    clearTimeout(timer);
     output.restore();
   }
 }
