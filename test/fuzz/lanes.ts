@@ -235,9 +235,13 @@ export class LaneQueues {
 
   /** Per lane, what is left: messages stored, of which held in flight (for the drain's failure message). */
   describe(): string {
-    return [...this.queues.keys()]
-      .map((e) => `${e}: ${this.#stored.get(e)!.size} stored, ${this.#held.get(e)!.size} of them held in flight`)
-      .join('; ');
+    const lanes = [...this.queues.keys()].map((e) => {
+      // The rounds at which what is stored becomes receivable: a drain that never reaches them shows it here.
+      const at = [...this.#stored.get(e)!.values()].sort((x, y) => x - y);
+      const rounds = at.length > 0 ? `, receivable at rounds ${at.slice(0, 10).join(',')}` : '';
+      return `${e}: ${this.#stored.get(e)!.size} stored, ${this.#held.get(e)!.size} of them held in flight${rounds}`;
+    });
+    return `round ${this.round}; ${lanes.join('; ')}`;
   }
 
   async #visibility(url: string, receiptHandles: string[]): Promise<void> {
