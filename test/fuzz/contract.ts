@@ -2,7 +2,8 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import type { SQSRecord } from 'aws-lambda';
 import { createIngest, type Ingest, idempotencyKey, loadConfig } from '../../lib/index';
-import type { Match } from '../../lib/subscription/schema';
+import { MAX_DELAY_S } from '../../lib/lanes/envelope';
+import { MAX_RETRY_WAIT_S, type Match } from '../../lib/subscription/schema';
 import type { QuarantineItem } from '../../lib/types';
 import { type Clock, FuzzEndpoint } from './endpoint';
 import { checkInvariants, InvariantViolation, type Observation, recovered, tokenFailedLately } from './invariants';
@@ -469,8 +470,12 @@ async function requeue(scenario: Scenario, world: World, failed: ModelRecord[], 
   return failed.filter((item) => !dead.includes(item)).map((item) => redeliver(item, index, scenario.lanes?.intervalS));
 }
 
-/** Rounds at most, after the recovery, to drain a lanes scenario (its source redeliveries and every lane). */
-const DRAIN_ROUNDS = 40;
+/**
+ * Rounds at most, after the recovery, to drain a lanes scenario (its source redeliveries and every lane): a record
+ * due the longest wait ahead (12 h) hops through its lane every 15 min, one hop a round (48), plus the schedule's
+ * steps and redeliveries. 40 failed seed 2026120732: 10 lane records still hopping towards a due time over 10 h ahead.
+ */
+const DRAIN_ROUNDS = Math.ceil(MAX_RETRY_WAIT_S / MAX_DELAY_S) + 20;
 
 /** One scenario's run: the world, what is in flight on the source, and the lanes' bounds. */
 interface Run {
