@@ -865,16 +865,19 @@ function stalling(commandName: string, nth = 1): { client: SQSClient; cancelled:
 const stallingOnce = (commandName: string): SQSClient => stalling(commandName).client;
 
 /** Makes `client`'s later receives hand out the first message received again, as SQS's at-least-once delivery may. */
-function handingOutAgain(client: SQSClient, stand: string): void {
+function handingOutAgain(client: SQSClient, isStandIn: (body: string | undefined) => boolean): void {
   let first: Message | undefined;
-  // The fault: standard SQS delivering a moved message again; local SQS never does. A real message (body `stand`)
-  // becomes that copy, so the copy has a receipt handle of its own, as SQS's would.
+  // The fault: standard SQS delivering a moved message again; local SQS never does. Each real stand-in message becomes
+  // such a copy, so the copy has a receipt handle of its own, as SQS's would.
   editAnswers<ReceiveMessageResult>(client, 'ReceiveMessageCommand', (output) => {
     first ??= output.Messages?.[0];
-    const copy = output.Messages?.find((message) => message.Body === stand);
-    if (first && copy) Object.assign(copy, { MessageId: first.MessageId, Body: first.Body });
+    for (const copy of output.Messages ?? [])
+      if (first && isStandIn(copy.Body)) Object.assign(copy, { MessageId: first.MessageId, Body: first.Body });
   });
 }
+
+/** Ten attributes of its own: a message with no room left for the redrive marker. */
+const TEN_ATTRIBUTES = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`a${i}`, text('x')]));
 
 /** What `queue` still holds, visible or in flight: local SQS counts in-flight messages in ApproximateNumberOfMessages. */
 async function held(queue: LocalQueue): Promise<number> {
@@ -956,7 +959,7 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
   it('deletes a copy SQS hands out again of a moved message: the source is left empty, nothing sent twice', async () => {
     const { from, to } = await parkedWith([...bodies('m', 15), 'stand-in']);
     const client = localSqs();
-    handingOutAgain(client, 'stand-in');
+    handingOutAgain(client, (body) => body === 'stand-in');
     try {
       const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0 });
       expect(summary).toMatchObject({ moved: 15, failed: 0 });
@@ -978,15 +981,8 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
       standIns.map((body) => ({ body })),
     );
     const client = localSqs();
-    let first: Message | undefined;
-    // The fault: standard SQS handing out a moved message again, receive after receive; local SQS never does. Each
-    // stand-in becomes such a copy, with a receipt handle of its own.
-    editAnswers<ReceiveMessageResult>(client, 'ReceiveMessageCommand', (output) => {
-      first ??= output.Messages?.[0];
-      for (const copy of output.Messages ?? [])
-        if (first && copy.Body?.startsWith('stand-in-'))
-          Object.assign(copy, { MessageId: first.MessageId, Body: first.Body });
-    });
+    // Receive after receive, every stand-in comes as a copy of a moved message.
+    handingOutAgain(client, (body) => body?.startsWith('stand-in-') ?? false);
     const { summary, warnings } = await redriveWithWarnings(client, from, to);
     // The copies were deleted: releasing their handles would fail, and warn of messages left hidden that are gone.
     expect(warnings).toEqual([]);
@@ -999,7 +995,7 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
     // The second delete is that of the copy: the copy comes in the second receive, and is deleted before that batch is
     // sent (the first delete is the first batch's, after its send).
     const { client, cancelled } = stalling('DeleteMessageBatchCommand', 2);
-    handingOutAgain(client, 'stand-in');
+    handingOutAgain(client, (body) => body === 'stand-in');
     try {
       const summary = await redrive(client, { from: from.url, to: to.url, emptyWaitS: 0, callTimeoutMs: STALL_MS });
       expect(summary).toMatchObject({ moved: 15, failed: 0 });
@@ -1063,9 +1059,8 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
   });
 
   it('warns of no room for the marker only for messages it moved, not one whose send was refused', async () => {
-    const tenAttributes = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`a${i}`, text('x')]));
     const { from, to } = await parkedWith(bodies('m', 9));
-    await sendMessages(sqs, from.url, [{ body: 'full', attributes: tenAttributes }]);
+    await sendMessages(sqs, from.url, [{ body: 'full', attributes: TEN_ATTRIBUTES }]);
     // The fault: SQS refusing the last entry, the one with no room for the marker (local SQS never answers Failed).
     const { client, refused } = refusingLastEntry('SendMessageBatchCommand', 'InternalError');
     const { summary, warnings } = await redriveWithWarnings(client, from, to);
@@ -1075,9 +1070,8 @@ describe('redrive gives up on a call SQS does not answer, and reports what it le
   });
 
   it('used as a library without onWarning, a run whose warnings fire still ends with its summary', async () => {
-    const tenAttributes = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`a${i}`, text('x')]));
     const { from, to } = await parkedWith(bodies('old', 4));
-    await sendMessages(sqs, from.url, [{ body: 'full', attributes: tenAttributes }]);
+    await sendMessages(sqs, from.url, [{ body: 'full', attributes: TEN_ATTRIBUTES }]);
     const client = clientWithLateArrivals(from.url, bodies('new', 5));
     spoilingRelease(client);
     try {
@@ -1720,10 +1714,9 @@ describe('redrive marks what it moves as a redelivery (issue 15 A3)', () => {
     timeout: 30_000,
   }, async () => {
     const { queue, dlq } = await createQueueWithDlq(sqs, 'marked', 1);
-    const tenAttributes = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`a${i}`, text('x')]));
     await sendMessages(sqs, queue.url, [
       { body: JSON.stringify(cloudEvent('out-of-receives')) },
-      { body: JSON.stringify(cloudEvent('full')), attributes: tenAttributes },
+      { body: JSON.stringify(cloudEvent('full')), attributes: TEN_ATTRIBUTES },
     ]);
     // One receive whose visibility runs out: SQS dead-letters both (maxReceiveCount 1), without quarantine.*.
     await receiveAll(sqs, queue.url, { visibilityTimeoutS: 1 });
